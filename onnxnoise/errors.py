@@ -1,0 +1,41 @@
+"""Exceptions raised by onnxnoise.
+
+Every error a user can cause derives from :class:`OnnxNoiseError`; the CLI turns
+those into one line on stderr and exit code 2. Messages name the argument and the
+bad value, say what is wrong and how to fix it, and are lowercase, polars style.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OnnxNoiseError",
+    "GraphError",
+    "NoiseConfigError",
+    "DataError",
+    "SessionError",
+    "StoreError",
+]
+
+
+class OnnxNoiseError(Exception):
+    """Root of all onnxnoise errors caused by input (files, flags, data)."""
+
+
+class GraphError(OnnxNoiseError):
+    """The ONNX file cannot be loaded, validated, or has nothing to perturb."""
+
+
+class NoiseConfigError(OnnxNoiseError):
+    """Noise settings are invalid (e.g. SNR <= 0, unknown policy)."""
+
+
+class DataError(OnnxNoiseError):
+    """A dataset path, layout, label file or preprocessing setting is invalid."""
+
+
+class SessionError(OnnxNoiseError):
+    """ONNX Runtime cannot create or run a session (e.g. CUDA EP unavailable)."""
+
+
+class StoreError(OnnxNoiseError):
+    """The trial store cannot be opened, or belongs to a different experiment."""

@@ -1,0 +1,75 @@
+"""Classification metrics: top-k correct counts, non-finite logits, normalized accuracy.
+
+Normalized accuracy and the model-level average follow Fagbohungbe & Qian,
+"Benchmarking Inference Performance of Deep Learning Models on Analog Devices"
+(arXiv 2011.11840): ``A_i = a_i / a_0`` (eq. 2) and ``A_avr = mean_i A_i`` (eq. 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Counts", "count_correct"]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Correct-prediction counts for one batch or one trial.
+
+    Attributes:
+        images: Number of images evaluated.
+        top1_correct: Images whose label has the highest logit.
+        top5_correct: Images whose label is among the five highest logits
+            (among all of them when the model has fewer than five classes).
+        nan_count: Images whose logits contain NaN or +-Inf; these count as wrong
+            for both top-1 and top-5, never as predictions.
+    """
+
+    images: int = 0
+    top1_correct: int = 0
+    top5_correct: int = 0
+    nan_count: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.images + other.images,
+            self.top1_correct + other.top1_correct,
+            self.top5_correct + other.top5_correct,
+            self.nan_count + other.nan_count,
+        )
+
+
+def count_correct(logits: np.ndarray, labels: np.ndarray) -> Counts:
+    """Count top-1 / top-5 hits in one batch.
+
+    Args:
+        logits: ``(N, C)`` float scores (logits or probabilities), one row per image.
+        labels: ``(N,)`` integer class indices in ``[0, C)``.
+
+    Returns:
+        The batch's :class:`Counts`. A row with any non-finite value is counted in
+        ``nan_count`` and as wrong for both top-1 and top-5.
+
+    Raises:
+        ValueError: If ``logits`` is not 2-D or its length differs from ``labels``.
+    """
+    logits = np.asarray(logits)
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+        msg = f"expected `logits` of shape (N, C) with N = {labels.shape[0]}, got {logits.shape}"
+        raise ValueError(msg)
+    finite = np.isfinite(logits).all(axis=1)
+    rows = np.arange(labels.shape[0])
+    label_score = logits[rows, labels]
+    # Rank of the true class = number of classes scoring strictly higher.
+    rank = (logits > label_score[:, None]).sum(axis=1)
+    top1 = finite & (rank < 1)
+    top5 = finite & (rank < min(5, logits.shape[1]))
+    return Counts(
+        images=int(labels.shape[0]),
+        top1_correct=int(top1.sum()),
+        top5_correct=int(top5.sum()),
+        nan_count=int((~finite).sum()),
+    )
