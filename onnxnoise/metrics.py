@@ -24,7 +24,8 @@ class Counts:
         top5_correct: Images whose label is among the five highest logits
             (among all of them when the model has fewer than five classes).
         nan_count: Images whose logits contain NaN or +-Inf; these count as wrong
-            for both top-1 and top-5, never as predictions.
+            for both top-1 and top-5, never as predictions. A class tied with the
+            true class counts as ranked above it.
     """
 
     images: int = 0
@@ -63,8 +64,9 @@ def count_correct(logits: np.ndarray, labels: np.ndarray) -> Counts:
     finite = np.isfinite(logits).all(axis=1)
     rows = np.arange(labels.shape[0])
     label_score = logits[rows, labels]
-    # Rank of the true class = number of classes scoring strictly higher.
-    rank = (logits > label_score[:, None]).sum(axis=1)
+    # Rank of the true class = number of other classes scoring at least as high, so a
+    # tie (e.g. a collapsed model emitting constant logits) is never counted as a hit.
+    rank = (logits >= label_score[:, None]).sum(axis=1) - 1
     top1 = finite & (rank < 1)
     top5 = finite & (rank < min(5, logits.shape[1]))
     return Counts(
