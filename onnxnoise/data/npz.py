@@ -1,0 +1,110 @@
+"""Datasets stored as one ``.npz`` file (e.g. the shipped Fashion-MNIST demo subset).
+
+Keys:
+
+* ``images``: uint8, (N, H, W) grayscale or (N, H, W, C) with C = 1 (gray) or 3 (RGB);
+* ``labels``: integer (N,) class indices;
+* ``class_names`` (optional): str array, one per class; sets ``num_classes``;
+* ``num_classes`` (optional): integer scalar, when there are no class names.
+
+Without either, ``num_classes = max(labels) + 1``. The file is read with
+``allow_pickle=False``: object arrays are refused.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxnoise.errors import DataError
+
+__all__ = ["NpzData", "load_npz"]
+
+
+@dataclass(frozen=True)
+class NpzData:
+    """Contents of a dataset ``.npz``.
+
+    Attributes:
+        images: (N, H, W, C) uint8 NHWC, C = 1 or 3 (RGB).
+        labels: (N,) int64.
+        class_names: One name per class (``class_0`` ... when the file has none).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-friendly summary (no arrays)."""
+        return {"images": int(self.labels.shape[0]), "num_classes": len(self.class_names)}
+
+
+def load_npz(path: Path) -> NpzData:
+    """Loads a dataset ``.npz`` file.
+
+    Args:
+        path: The ``.npz`` file.
+
+    Returns:
+        Images (N, H, W, C) uint8, labels (N,) int64, class names.
+
+    Raises:
+        DataError: Unreadable file, missing key, wrong dtype/shape, labels out of range.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [k for k in ("images", "labels") if k not in keys]
+            if missing:
+                raise DataError(
+                    f"dataset file `{path}` has no `{missing[0]}` array (has: {', '.join(sorted(keys)) or 'nothing'}); "
+                    "save it with np.savez(path, images=..., labels=...)"
+                )
+            images = npz["images"]
+            labels = npz["labels"]
+            names = npz["class_names"] if "class_names" in keys else None
+            num_classes = npz["num_classes"] if "num_classes" in keys else None
+    except DataError:
+        raise
+    except ValueError as exc:  # object arrays with allow_pickle=False
+        raise DataError(
+            f"cannot read dataset file `{path}`: {exc}; store `class_names` as a str array, not objects"
+        ) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot read dataset file `{path}` as .npz: {exc}") from None
+
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise DataError(
+            f"`images` in `{path}` is {images.dtype} {images.shape}; expected uint8 (N, H, W) or (N, H, W, C) "
+            "with C = 1 or 3"
+        )
+    if images.ndim == 3:
+        images = images[..., None]
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"`labels` in `{path}` is {labels.dtype} {labels.shape}; expected integers of shape ({images.shape[0]},)"
+        )
+    labels = labels.astype(np.int64)
+    if names is not None:
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise DataError(f"`class_names` in `{path}` is {names.dtype} {names.shape}; expected a 1-d str array")
+        class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+    else:
+        if num_classes is not None:
+            count = int(num_classes)
+        else:
+            count = int(labels.max()) + 1 if labels.size else 0
+        class_names = tuple(f"class_{i}" for i in range(count))
+    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise DataError(
+            f"`labels` in `{path}` contains {bad}, outside 0..{len(class_names) - 1} "
+            f"({len(class_names)} classes); fix the labels or `class_names`"
+        )
+    return NpzData(images=np.ascontiguousarray(images), labels=labels, class_names=class_names)

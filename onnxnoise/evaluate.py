@@ -1,0 +1,115 @@
+"""Evaluate a session on decoded images: batching, padding for fixed-batch models, counts.
+
+Images are decoded once (``uint8``) and normalized per batch; when the normalized
+set is small enough (``cache_limit_bytes``) the float batches are kept and reused
+by every trial, so a trial's time is spent in ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxnoise.data import DataConfig, normalize
+from onnxnoise.errors import DataError
+from onnxnoise.metrics import Counts, count_correct
+from onnxnoise.runtime import Session
+
+__all__ = ["EvalSet", "evaluate"]
+
+
+@dataclass
+class EvalSet:
+    """Decoded images and labels, batched for one model.
+
+    Args:
+        images: ``(N, H, W, C) uint8`` decoded images (channel order already applied).
+        labels: ``(N,) int64`` class indices in the model's output space.
+        config: Preprocessing used by :func:`onnxnoise.data.normalize`.
+        batch_size: Images per ``session.run`` call.
+        fixed_batch: The model's fixed batch dimension, or ``None`` when dynamic; a
+            short last batch is then zero-padded and the padding's outputs dropped.
+        input_dtype: dtype the model's input expects; ``uint8`` skips normalization.
+        cache_limit_bytes: Keep normalized batches in memory up to this size.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    config: DataConfig
+    batch_size: int = 128
+    fixed_batch: int | None = None
+    input_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    cache_limit_bytes: int = 2 << 30
+    _cache: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            msg = f"{len(self.images)} images but {len(self.labels)} labels"
+            raise DataError(msg)
+        if len(self.images) == 0:
+            msg = "no images to evaluate (the dataset is empty after decoding and `--limit`)"
+            raise DataError(msg)
+        if self.fixed_batch is not None:
+            self.batch_size = self.fixed_batch
+        if self.batch_size <= 0:
+            msg = f"`--batch-size` must be > 0, got {self.batch_size}"
+            raise DataError(msg)
+        per_image = int(np.prod(self.images.shape[1:])) * np.dtype(self._dtype).itemsize
+        if per_image * len(self.images) <= self.cache_limit_bytes:
+            self._cache = list(self._make_batches())
+
+    @property
+    def _dtype(self) -> np.dtype:
+        return np.dtype(np.uint8) if self.input_dtype == np.uint8 else np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _make_batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(self.labels), self.batch_size):
+            raw = self.images[start : start + self.batch_size]
+            labels = self.labels[start : start + self.batch_size]
+            if self._dtype == np.uint8:
+                x = np.ascontiguousarray(raw if self.config.layout == "NHWC" else raw.transpose(0, 3, 1, 2))
+            else:
+                x = normalize(raw, self.config)
+            if self.input_dtype not in (np.uint8, np.float32):
+                x = x.astype(self.input_dtype)
+            if self.fixed_batch is not None and len(labels) < self.fixed_batch:
+                pad = np.zeros((self.fixed_batch - len(labels), *x.shape[1:]), dtype=x.dtype)
+                x = np.concatenate([x, pad])
+            yield x, labels
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(input batch, labels)``; the input may hold padding rows beyond ``len(labels)``."""
+        if self._cache is not None:
+            yield from self._cache
+        else:
+            yield from self._make_batches()
+
+
+def evaluate(
+    session: Session,
+    data: EvalSet,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> Counts:
+    """Run ``session`` over every batch of ``data`` and count top-1 / top-5 hits.
+
+    Args:
+        session: A clean or perturbed session.
+        data: The evaluation set.
+        on_batch: Called with the number of images after each batch (progress bars).
+
+    Returns:
+        Summed :class:`~onnxnoise.metrics.Counts`; non-finite logits count as wrong.
+    """
+    total = Counts()
+    for x, labels in data.batches():
+        scores = session.run(x)[: len(labels)]
+        total = total + count_correct(scores, labels)
+        if on_batch is not None:
+            on_batch(len(labels))
+    return total

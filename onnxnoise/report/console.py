@@ -1,0 +1,89 @@
+"""Rich renderables for the terminal. Nothing here prints: the CLI does."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import polars as pl
+from rich.table import Table
+from rich.text import Text
+
+from onnxnoise.graph import Layer
+
+__all__ = ["layers_table", "bench_table", "bench_caption"]
+
+
+def _fmt_snr(snr: float) -> str:
+    return "clean" if math.isinf(snr) else f"{snr:g}"
+
+
+def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
+    """Table of parameter layers with a totals row (the paper's Tables IV-VIII).
+
+    Args:
+        layers: Output of :func:`onnxnoise.graph.list_layers`.
+        title: Optional table title (e.g. the model file name).
+
+    Returns:
+        A rich ``Table``: index, name, op type, tensors, parameters, sigma_w.
+    """
+    table = Table(title=title, show_footer=True)
+    table.add_column("#", justify="right", footer="")
+    table.add_column("layer", footer="total")
+    table.add_column("op type", footer=f"{len(layers)} layers")
+    table.add_column("tensors")
+    table.add_column("parameters", justify="right", footer=f"{sum(layer.num_params for layer in layers):,}")
+    table.add_column("sigma_w", justify="right")
+    for layer in layers:
+        tensors = ", ".join(f"{role}{list(shape)}" for role, shape in zip(layer.roles, layer.shapes))
+        table.add_row(
+            str(layer.index), layer.name, layer.op_type, tensors, f"{layer.num_params:,}", f"{layer.sigma_w:.4g}"
+        )
+    return table
+
+
+def bench_caption(meta: dict) -> Text:
+    """One-paragraph description of what a bench run measured."""
+    pre = meta.get("preprocess", {})
+    geometry = f"resize {pre.get('resize')}, crop {pre.get('crop')}" if pre.get("crop") or pre.get("resize") else "no resize"
+    lines = [
+        f"model {meta['model']} ({meta['layers_noised']}/{meta['layers_total']} layers noised, "
+        f"{meta['params_noised']:,} parameters)",
+        f"data {meta['dataset']} ({meta['images']:,} images"
+        + (f", {meta['skipped_images']} unreadable skipped" if meta.get("skipped_images") else "")
+        + f"), preprocessing {pre.get('preset')} ({geometry}, {pre.get('channel_order')})",
+        f"noise: additive Gaussian, sigma = std(w)/SNR per tensor, {meta.get('seeds')} seed(s), "
+        f"BN variance policy {meta.get('bn_variance')}; execution provider {meta.get('provider')}",
+    ]
+    return Text("\n".join(lines))
+
+
+def bench_table(summary: pl.DataFrame, *, title: str | None = None) -> Table:
+    """Per-SNR accuracy table of a bench run.
+
+    Args:
+        summary: Output of :func:`onnxnoise.bench.summarize`.
+        title: Optional table title.
+
+    Returns:
+        A rich ``Table``: SNR, noise %, seeds, top-1 and top-5 (mean ± std, percent),
+        normalized accuracy ``a / a_0`` (paper eq. 2) and NaN-logit count.
+    """
+    table = Table(title=title)
+    for name in ("SNR", "noise %", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "top-5 a/a0", "NaN logits"):
+        table.add_column(name, justify="right")
+    for row in summary.iter_rows(named=True):
+        clean = math.isinf(row["snr"])
+        spread = "" if clean else " ± {:.2f}"
+        table.add_row(
+            _fmt_snr(row["snr"]),
+            f"{row['noise_pct']:g}",
+            "-" if clean else str(row["seeds"]),
+            f"{row['top1_mean']:.2f}" + spread.format(row["top1_std"]),
+            f"{row['top5_mean']:.2f}" + spread.format(row["top5_std"]),
+            f"{row['top1_norm_mean']:.4f}",
+            f"{row['top5_norm_mean']:.4f}",
+            str(row["nan_count"]),
+        )
+    return table

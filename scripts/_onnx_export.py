@@ -1,0 +1,201 @@
+"""Shared ONNX export steps for the scripts in ``scripts/`` (torch side only).
+
+``export_onnx`` turns an eval-mode ``torch.nn.Module`` into a clean, deterministic ``onnx.ModelProto``:
+
+1. ``torch.onnx.export(..., dynamo=True, optimize=False)`` with a dynamic batch axis ``N``;
+2. constant folding plus a fixed list of public onnxscript rewrite rules (collapse no-op slices,
+   materialize static reshape shapes, drop all-zero optional biases). The exporter's own default
+   optimizer is *not* used because it also fuses BatchNormalization into Conv, and the set of rules
+   it applies changes between onnxscript releases; BatchNorm folding is done by the caller in torch
+   instead, where it is explicit;
+3. every ``Constant`` node lifted to an initializer, node metadata (stack traces with local paths)
+   and doc strings cleared (also the exporter's metadata on graph inputs/outputs), Identity and
+   unused nodes/opsets removed;
+4. parameter-owning nodes renamed after their torch module (``layer1.0.conv1``), so per-layer reports
+   read like the PyTorch model;
+5. model ``doc_string`` and sorted ``metadata_props`` set; ``onnx.checker`` (full check) passes.
+
+The result depends only on the module's weights, the example input's shape and the library
+versions, so exporting the same checkpoint twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+import onnx_ir.passes.common as common_passes
+import torch
+from onnxscript import optimizer as onnxscript_optimizer
+from onnxscript import rewriter as onnxscript_rewriter
+from onnxscript.rewriter.rules import common as rules
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "PARAMETER_OPS",
+    "count_ops",
+    "export_onnx",
+    "save_model",
+    "sha256_file",
+]
+
+#: torchlib's native opset: no version conversion, and ONNX Runtime >= 1.14 runs it.
+DEFAULT_OPSET = 18
+
+#: ONNX op types that own weight initializers in the models these scripts export.
+PARAMETER_OPS = ("Conv", "BatchNormalization", "Gemm", "MatMul")
+
+_CLEANUP_RULES = (
+    rules.collapse_slice_rule,
+    rules.collapse_slice2_rule,
+    rules.materialize_reshape_shape_rule,
+    rules.reshape_reshape_rule,
+    rules.no_op_cast_rule,
+    rules.no_op_expand_rule,
+    rules.no_op_transpose_rule,
+    rules.remove_optional_bias_from_conv_rule,
+    rules.remove_optional_bias_from_gemm_rule,
+)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress prints, torchvision-missing log lines and FutureWarnings."""
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        onnx_logger.setLevel(level)
+
+
+def _name_parameter_nodes(graph: ir.Graph) -> None:
+    """Name each node whose input 1 is an initializer ``<module>.weight`` after ``<module>``."""
+    taken = {node.name for node in graph}
+    for node in graph:
+        if node.op_type not in PARAMETER_OPS or len(node.inputs) < 2 or node.inputs[1] is None:
+            continue
+        weight = node.inputs[1]
+        if not weight.is_initializer() or not weight.name or not weight.name.endswith(".weight"):
+            continue
+        name = weight.name.removesuffix(".weight")
+        if name not in taken:
+            taken.discard(node.name)
+            node.name = name
+            taken.add(name)
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    *,
+    input_name: str = "input",
+    output_name: str = "logits",
+    opset: int = DEFAULT_OPSET,
+    doc_string: str = "",
+    metadata: Mapping[str, str] | None = None,
+) -> onnx.ModelProto:
+    """Export an eval-mode classifier with one input and one output to a clean ONNX model.
+
+    Args:
+        module: The model, already in eval mode (BatchNorm uses its running statistics).
+        example: Example input, e.g. ``(2, 3, 32, 32) float32 NCHW``; axis 0 is exported as the
+            dynamic batch axis ``N``, all other axes keep their example size.
+        input_name: Graph input name.
+        output_name: Graph output name.
+        opset: ONNX opset of the default domain (18 or newer).
+        doc_string: Model ``doc_string``.
+        metadata: ``metadata_props`` entries, written sorted by key.
+
+    Returns:
+        The checked ``ModelProto``; every weight is an initializer and there are no ``Constant`` nodes.
+
+    Raises:
+        ValueError: if the exported graph does not pass ``onnx.checker``.
+    """
+    if module.training:
+        msg = "`module` must be in eval mode before export"
+        raise ValueError(msg)
+    batch = torch.export.Dim("N")
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            dynamo=True,
+            optimize=False,
+            verbose=False,
+        )
+        model: ir.Model = program.model
+        onnxscript_optimizer.fold_constants_ir(model)
+        onnxscript_rewriter.rewrite(model, pattern_rewrite_rules=list(_CLEANUP_RULES))
+        ir.passes.Sequential(
+            common_passes.IdentityEliminationPass(),
+            common_passes.RemoveUnusedNodesPass(),
+            common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            common_passes.ClearMetadataAndDocStringPass(),
+            common_passes.RemoveUnusedFunctionsPass(),
+            common_passes.RemoveUnusedOpsetsPass(),
+            common_passes.NameFixPass(),
+        )(model)
+        _name_parameter_nodes(model.graph)
+        proto = ir.serde.serialize_model(model)
+    graph = proto.graph
+    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        del value.metadata_props[:]
+    proto.doc_string = doc_string
+    del proto.metadata_props[:]
+    if metadata:
+        onnx.helper.set_model_props(proto, dict(sorted(metadata.items())))
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        msg = f"exported graph fails onnx.checker: {exc}"
+        raise ValueError(msg) from exc
+    return proto
+
+
+def count_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Count the graph's nodes by op type, sorted by op type."""
+    return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

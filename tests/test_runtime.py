@@ -1,0 +1,116 @@
+"""runtime.py: perturbed sessions are exact; CUDA selection never silently falls back."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from _builders import tiny_cnn
+from onnx import numpy_helper
+
+from onnxnoise import runtime
+from onnxnoise.errors import SessionError
+from onnxnoise.graph import get_initializers, list_layers
+from onnxnoise.noise import NoiseSpec, apply_noise
+from onnxnoise.runtime import SessionFactory, resolve_providers
+
+
+def _factory(model, names, device="cpu"):
+    return SessionFactory(model, names, input_name="input", output_name="logits", device=device)
+
+
+def _x():
+    return np.random.default_rng(1).normal(size=(6, 3, 8, 8)).astype(np.float32)
+
+
+def test_noisy_session_differs_from_clean_and_equals_reference_rewrite():
+    model = tiny_cnn()
+    layers = list_layers(model)
+    names = [t for layer in layers for t in layer.tensors]
+    factory = _factory(model, names)
+    clean = factory.create().run(_x())
+    reference_clean = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(clean, reference_clean.run(None, {"input": _x()})[0])
+
+    noisy_arrays = apply_noise(get_initializers(model), layers, NoiseSpec(snr=5, seed=0)).arrays
+    noisy = factory.create(noisy_arrays).run(_x())
+    assert np.abs(noisy - clean).max() > 1e-3
+
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    for tensor in rewritten.graph.initializer:
+        if tensor.name in noisy_arrays:
+            tensor.CopyFrom(numpy_helper.from_array(noisy_arrays[tensor.name], tensor.name))
+    reference = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(noisy, reference.run(None, {"input": _x()})[0])
+
+
+def test_untouched_initializers_are_bit_identical():
+    model = tiny_cnn()
+    layers = list_layers(model)
+    factory = _factory(model, [t for layer in layers for t in layer.tensors])
+    noisy = apply_noise(get_initializers(model), layers[:1], NoiseSpec(snr=2, seed=0)).arrays
+    merged = onnx.load_from_string(factory.model_bytes(noisy))
+    got = {t.name: numpy_helper.to_array(t) for t in merged.graph.initializer}
+    clean = get_initializers(model)
+    assert set(got) == set(clean)
+    for name, array in clean.items():
+        if name in noisy:
+            assert not np.array_equal(got[name], array)
+        else:
+            assert got[name].tobytes() == array.tobytes()
+
+
+def test_cuda_requested_but_unavailable(monkeypatch):
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(SessionError, match="`--device cuda` but this onnxruntime has no CUDAExecutionProvider"):
+        resolve_providers("cuda")
+    assert resolve_providers("auto") == ["CPUExecutionProvider"]
+    with pytest.raises(SessionError, match="`--device` must be one of"):
+        resolve_providers("tpu")
+
+
+_RealSession = ort.InferenceSession
+
+
+class _FakeSession:
+    """Stands in for InferenceSession when the CUDA EP is 'available' but fails to load."""
+
+    def __init__(self, data, options, providers):
+        self.providers = providers
+        self._real = _RealSession(data, options, providers=["CPUExecutionProvider"])
+
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+
+    def run(self, *args, **kwargs):
+        return self._real.run(*args, **kwargs)
+
+
+def test_cuda_silent_fallback_is_an_error(monkeypatch):
+    monkeypatch.setattr(runtime.ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(runtime.ort, "InferenceSession", _FakeSession)
+    model = tiny_cnn()
+    assert resolve_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(SessionError, match="fell back to the CPU"):
+        _factory(model, ["conv.weight"], device="cuda").create()
+    # auto: runs, and reports the EP that actually ran.
+    session = _factory(model, ["conv.weight"], device="auto").create()
+    assert session.provider == "CPUExecutionProvider"
+
+
+class _CudaSession(_FakeSession):
+    def get_providers(self):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_cuda_session_reports_cuda(monkeypatch):
+    monkeypatch.setattr(runtime.ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(runtime.ort, "InferenceSession", _CudaSession)
+    session = _factory(tiny_cnn(), ["conv.weight"], device="cuda").create()
+    assert session.provider == "CUDAExecutionProvider"
+    assert session.session.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert session.run(_x()).shape == (6, 10)
