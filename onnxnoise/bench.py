@@ -23,7 +23,7 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.evaluate import EvalSet, evaluate
 from onnxnoise.graph import Layer, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers
 from onnxnoise.noise import NoiseSpec, apply_noise
-from onnxnoise.runtime import SessionFactory
+from onnxnoise.runtime import SessionFactory, resolve_providers
 
 __all__ = ["BenchConfig", "BenchResult", "BenchProgress", "prepare_bench", "run_bench", "summarize"]
 
@@ -139,6 +139,7 @@ def prepare_bench(config: BenchConfig) -> Prepared:
         DataError: Bad dataset, preprocessing, or labels beyond the model's outputs.
         SessionError: Device not available.
     """
+    resolve_providers(config.device)  # fail before decoding anything
     model = load_model(config.model)
     layers = list_layers(model)
     if not layers:
@@ -172,7 +173,7 @@ def prepare_bench(config: BenchConfig) -> Prepared:
             )
             raise DataError(msg)
     decoded = load_images(dataset, data_config, strict=config.strict)
-    images, labels, skipped = decoded.images, decoded.labels, decoded.skipped
+    images, labels, skipped = decoded.images, decoded.labels, len(decoded.skipped)
     _check_size(images, data_config, shape)
     data = EvalSet(
         images,

@@ -16,6 +16,7 @@ initializer already in the model has varied between ONNX Runtime versions.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -152,6 +153,8 @@ class SessionFactory:
         del skeleton.graph.initializer[:]
         skeleton.graph.initializer.extend(kept)
         self._skeleton = skeleton.SerializeToString()
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        self._versions = f"model IR version {model.ir_version}, opset {opset}; onnxruntime {ort.__version__}"
         self._clean_bytes = {name: _graph_bytes([t]) for name, t in self._clean.items()}
 
     def model_bytes(self, replacements: Mapping[str, np.ndarray] | None = None) -> bytes:
@@ -193,8 +196,7 @@ class SessionFactory:
         try:
             session = ort.InferenceSession(self.model_bytes(replacements), options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            msg = f"onnxruntime could not load the model: {first}"
+            msg = f"onnxruntime could not load the model: {_ort_message(exc)} ({self._versions})"
             raise SessionError(msg) from exc
         provider = session.get_providers()[0]
         if self.providers[0] == _CUDA and provider != _CUDA:
@@ -207,6 +209,13 @@ class SessionFactory:
                 raise SessionError(msg)
             log.warning("CUDA execution provider unavailable at session creation; running on the CPU")
         return Session(session, self.input_name, self.output_name, provider)
+
+
+def _ort_message(exc: BaseException) -> str:
+    """First line of an onnxruntime error without its status code and C++ source location."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return re.sub(r"^/\S+:\d+ .*?\) (?=[A-Z])", "", text)
 
 
 def _graph_bytes(tensors: list[onnx.TensorProto]) -> bytes:

@@ -95,6 +95,27 @@ def _checkpoint_depth(state: dict[str, torch.Tensor]) -> int | None:
     return 6 * len(blocks) + 2 if blocks else None
 
 
+def _state_dict_mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """Describe missing, unexpected and wrongly shaped keys in one short phrase ('' if none).
+
+    A missing ``num_batches_tracked`` is fine: the akamaster checkpoints predate that buffer, and
+    ``BatchNorm`` fills it in when loading an old-version state dict.
+    """
+    missing = [key for key in expected if key not in state and not key.endswith(".num_batches_tracked")]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [
+        f"{key} {tuple(state[key].shape)} != {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    parts = [
+        f"{len(items)} {what} (first: {items[0]})"
+        for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        if items
+    ]
+    return "; ".join(parts)
+
+
 def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
     """Build a CIFAR ResNet of ``depth`` and load an akamaster checkpoint into it (eval mode).
 
@@ -115,9 +136,11 @@ def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
         raise ExportError(msg)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        msg = f"cannot read checkpoint {str(path)!r}: {reason[:200]}"
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        if not reason or reason.startswith("Weights only load failed"):
+            reason = "not a torch.save file of plain tensors"
+        msg = f"cannot read checkpoint {str(path)!r}: {reason[:160]} ({type(exc).__name__})"
         raise ExportError(msg) from exc
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -129,11 +152,15 @@ def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
         msg = f"checkpoint {str(path)!r} is a ResNet{found}, but `--depth` is {depth}"
         raise ExportError(msg)
     model = build_cifar_resnet(depth)
+    problem = _state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        msg = f"checkpoint {str(path)!r} does not fit a CIFAR ResNet{depth}: {problem}"
+        raise ExportError(msg)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
-        msg = f"checkpoint {str(path)!r} does not fit a CIFAR ResNet{depth}: {detail[:300]}"
+        msg = f"checkpoint {str(path)!r} does not fit a CIFAR ResNet{depth}: {detail[:200]}"
         raise ExportError(msg) from exc
     return model.eval()
 
@@ -176,8 +203,8 @@ def export_cifar_resnet(
         An ``ExportSummary``.
 
     Raises:
-        ExportError: for an unusable checkpoint or depth mismatch, or when ONNX Runtime's logits
-            differ from torch's by more than 1e-4.
+        ExportError: for an unusable checkpoint or depth mismatch, an unwritable ``out``, or when
+            ONNX Runtime's logits differ from torch's by more than 1e-4.
     """
     model = load_cifar_resnet(depth, checkpoint)
     export_model = model if keep_batchnorm else fold_batchnorm(model)
@@ -214,7 +241,11 @@ def export_cifar_resnet(
     if not max_abs_diff <= _MAX_ABS_DIFF:
         msg = f"ONNX Runtime logits differ from torch by {max_abs_diff:.3g} (> {_MAX_ABS_DIFF:g})"
         raise ExportError(msg)
-    path = save_model(proto, out)
+    try:
+        path = save_model(proto, out)
+    except OSError as exc:
+        msg = f"cannot write {str(out)!r}: {exc.strerror or exc}"
+        raise ExportError(msg) from exc
     inits = {init.name: init for init in proto.graph.initializer}
     parameters = sum(
         int(np.prod(inits[name].dims))

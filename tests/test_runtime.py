@@ -114,3 +114,21 @@ def test_cuda_session_reports_cuda(monkeypatch):
     assert session.provider == "CUDAExecutionProvider"
     assert session.session.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert session.run(_x()).shape == (6, 10)
+
+
+@pytest.mark.parametrize("field, value, text", [
+    ("opset", 40, "Opset 40"),
+    ("ir", 20, "Unsupported model IR version: 20"),
+])
+def test_too_new_model_names_both_versions(field, value, text):
+    model = tiny_cnn()
+    if field == "opset":
+        model.opset_import[0].version = value
+    else:
+        model.ir_version = value
+    with pytest.raises(SessionError) as info:
+        _factory(model, ["conv.weight"]).create()
+    message = str(info.value)
+    assert text in message
+    assert f"onnxruntime {ort.__version__}" in message
+    assert "/onnxruntime_src" not in message and "\n" not in message

@@ -43,6 +43,7 @@ __all__ = [
     "resolve_data_config",
     "decode_image",
     "transform_array",
+    "convert_channels",
     "normalize",
 ]
 
@@ -338,30 +339,27 @@ def _resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
 
 
 def _center_crop(arr: np.ndarray, crop: int) -> np.ndarray:
-    """torchvision ``CenterCrop(crop)`` on a (H, W, C) array, zero-padding a small image."""
-    height, width = arr.shape[:2]
+    """torchvision ``CenterCrop(crop)`` on a (..., H, W, C) array, zero-padding a small image."""
+    height, width = arr.shape[-3], arr.shape[-2]
     if height < crop or width < crop:
         pad_h, pad_w = max(crop - height, 0), max(crop - width, 0)
-        arr = np.pad(
-            arr,
-            ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)),
-        )
-        height, width = arr.shape[:2]
+        pads = [(0, 0)] * (arr.ndim - 3)
+        pads += [(pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)]
+        arr = np.pad(arr, pads)
+        height, width = arr.shape[-3], arr.shape[-2]
         if height == crop and width == crop:
             return arr
     top = int(round((height - crop) / 2.0))
     left = int(round((width - crop) / 2.0))
-    return arr[top : top + crop, left : left + crop]
+    return arr[..., top : top + crop, left : left + crop, :]
 
 
 def _finish(arr: np.ndarray, config: DataConfig) -> np.ndarray:
-    """Crop and channel order on a (H, W, C) uint8 array; returns a C-contiguous array."""
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
+    """Crop and channel order on a (H, W, C) or (N, H, W, C) uint8 array (C-contiguous result)."""
     if config.crop is not None:
         arr = _center_crop(arr, config.crop)
     if config.channels == 3 and config.channel_order == "BGR":
-        arr = arr[:, :, ::-1]
+        arr = arr[..., ::-1]
     return np.ascontiguousarray(arr)
 
 
@@ -379,7 +377,8 @@ def _pil_pipeline(img: Image.Image, config: DataConfig) -> np.ndarray:
         size = _resized_size(img.width, img.height, config.resize)
         if size != img.size:
             img = img.resize(size, _INTERPOLATIONS[config.interpolation])
-    return _finish(np.asarray(img), config)
+    arr = np.asarray(img)
+    return _finish(arr[:, :, None] if arr.ndim == 2 else arr, config)
 
 
 def decode_image(source: Path | str | bytes, config: DataConfig) -> np.ndarray:
@@ -407,37 +406,44 @@ def decode_image(source: Path | str | bytes, config: DataConfig) -> np.ndarray:
         return _pil_pipeline(img, config)
 
 
-def transform_array(image: np.ndarray, config: DataConfig) -> np.ndarray:
-    """Applies geometry, grayscale/color conversion and channel order to an RGB array.
+def transform_array(images: np.ndarray, config: DataConfig) -> np.ndarray:
+    """Applies geometry, grayscale/color conversion and channel order to in-memory pixels.
 
     Used for in-memory datasets (CIFAR batches, ``.npz``). Without ``resize`` no PIL
-    call is made: grayscale uses PIL's exact integer formula
-    ``L = (19595 R + 38470 G + 7471 B + 32768) >> 16`` and gray-to-RGB repeats the channel.
+    call is made and the whole batch is handled at once: grayscale uses PIL's exact
+    integer formula ``L = (19595 R + 38470 G + 7471 B + 32768) >> 16``, gray-to-RGB
+    repeats the channel, the crop is a slice. With ``resize`` each image goes through
+    the same PIL pipeline as :func:`decode_image`.
 
     Args:
-        image: (H, W, 3) RGB or (H, W, 1) / (H, W) grayscale uint8 array.
+        images: (H, W, C) or (N, H, W, C) uint8, C = 3 (RGB) or 1 (grayscale);
+            (H, W) is read as one grayscale image.
         config: Preprocessing settings.
 
     Returns:
-        (H', W', C) uint8 array, C = ``config.channels``.
+        uint8 array with the same leading dims, (..., H', W', config.channels).
     """
-    if image.ndim == 2:
-        image = image[:, :, None]
+    if images.ndim == 2:
+        images = images[:, :, None]
+    if images.ndim == 4:
+        if config.resize is None:
+            return _finish(convert_channels(images, config.channels), config)
+        return np.stack([transform_array(img, config) for img in images])
     if config.resize is not None:
-        pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+        pil = Image.fromarray(images[:, :, 0] if images.shape[2] == 1 else images)
         return _pil_pipeline(pil, config)
-    return _finish(convert_channels(image[None], config.channels)[0], config)
+    return _finish(convert_channels(images, config.channels), config)
 
 
 def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
-    """Converts a (N, H, W, C) uint8 batch between RGB (C=3) and grayscale (C=1), PIL-exact.
+    """Converts uint8 pixels between RGB (C=3) and grayscale (C=1), PIL-exact.
 
     Args:
-        images: (N, H, W, 1) or (N, H, W, 3) uint8 array, color channels in RGB order.
+        images: (..., H, W, 1) or (..., H, W, 3) uint8 array, color channels in RGB order.
         channels: Wanted channel count, 1 or 3.
 
     Returns:
-        (N, H, W, channels) uint8 array (the input itself when nothing changes).
+        (..., H, W, channels) uint8 array (the input itself when nothing changes).
     """
     have = images.shape[-1]
     if have == channels:
@@ -453,20 +459,19 @@ def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
 # normalization
 
 
-def _lookup_table(config: DataConfig) -> np.ndarray:
-    """(C, 256) float32 table: ``lut[c, x] = (x * scale - mean[c]) / std[c]``, computed in float64."""
-    x = np.arange(256, dtype=np.float64)
-    mean = np.asarray(config.mean, dtype=np.float64)[:, None]
-    std = np.asarray(config.std, dtype=np.float64)[:, None]
-    return ((x[None, :] * config.scale - mean) / std).astype(np.float32)
+def _affine(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 ``a = scale / std`` and ``b = -mean / std`` (computed in float64)."""
+    mean = np.asarray(config.mean, dtype=np.float64)
+    std = np.asarray(config.std, dtype=np.float64)
+    return (config.scale / std).astype(np.float32), (-mean / std).astype(np.float32)
 
 
 def normalize(batch: np.ndarray, config: DataConfig) -> np.ndarray:
     """Turns uint8 pixels into the model's float input.
 
-    ``out[n, c, h, w] = (batch[n, h, w, c] * scale - mean[c]) / std[c]``, evaluated in
-    float64 once per (channel, pixel value) into a 256-entry table and gathered, so the
-    result is the correctly rounded float32 of the formula.
+    ``out[n, c, h, w] = (batch[n, h, w, c] * scale - mean[c]) / std[c]``, evaluated as
+    ``x * a[c] + b[c]`` in float32 with ``a = scale / std`` and ``b = -mean / std``
+    (no float64 temporaries; within ~4e-7 of the float64 formula for the presets).
 
     Args:
         batch: (N, H, W, C) uint8 NHWC, channels already in the model's order
@@ -474,28 +479,26 @@ def normalize(batch: np.ndarray, config: DataConfig) -> np.ndarray:
         config: Preprocessing settings (scale, mean, std, layout).
 
     Returns:
-        float32 array, (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C) for ``"NHWC"``.
+        New float32 array, (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C) for ``"NHWC"``.
 
     Raises:
         DataError: ``batch`` is not a 4-d uint8 array with ``config.channels`` channels.
     """
-    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != config.channels:
+    if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != config.channels:
         raise DataError(
-            f"cannot normalize a {batch.dtype} array of shape {batch.shape}: expected "
-            f"(N, H, W, {config.channels}) uint8; decode images with the same config first"
+            f"cannot normalize a {getattr(batch, 'dtype', type(batch).__name__)} array of shape "
+            f"{getattr(batch, 'shape', None)}: expected (N, H, W, {config.channels}) uint8; "
+            "decode images with the same config first"
         )
-    lut = _lookup_table(config)
+    a, b = _affine(config)
     n, h, w, c = batch.shape
     if config.layout == "NHWC":
-        out = np.empty((n, h, w, c), dtype=np.float32)
-        if c == 1:
-            np.take(lut[0], batch, out=out)
-        else:
-            # One gather on a flat (value + 256 * channel) index.
-            idx = batch.astype(np.intp) + np.arange(c, dtype=np.intp) * 256
-            np.take(lut.reshape(-1), idx, out=out)
-        return out
+        # View as (N, H, W*C) so the broadcast inner loop runs over W*C, not C.
+        out = np.empty((n, h, w * c), dtype=np.float32)
+        np.multiply(batch.reshape(n, h, w * c), np.tile(a, w), out=out)
+        out += np.tile(b, w)
+        return out.reshape(n, h, w, c)
     out = np.empty((n, c, h, w), dtype=np.float32)
-    for ch in range(c):
-        np.take(lut[ch], batch[..., ch], out=out[:, ch])
+    np.multiply(batch.transpose(0, 3, 1, 2), a[:, None, None], out=out)
+    out += b[:, None, None]
     return out
