@@ -159,9 +159,9 @@ def prepare_bench(config: BenchConfig) -> Prepared:
         nchw = shape[1] in (1, 3)
         channels = shape[1] if nchw else shape[3]
         if channels in (1, 3):
+            # The model's input shape decides channels and layout over any preset.
             defaults = {**defaults, "channels": channels}
-            if not nchw and "layout" not in defaults:
-                defaults["layout"] = "NHWC"
+            defaults.setdefault("layout", "NCHW" if nchw else "NHWC")
     data_config = resolve_data_config(config.preset, model_defaults=defaults, **config.preprocess)
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     if io.num_classes is not None:

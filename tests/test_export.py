@@ -39,7 +39,7 @@ def cifar10_test(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _preprocess(images: np.ndarray) -> np.ndarray:
-    """``(N, 32, 32, 3) uint8`` -> ``(N, 3, 32, 32) float32``: (x / 255 - mean) / std, like torchvision."""
+    """``(N, 32, 32, 3) uint8`` -> ``(N, 3, 32, 32) float32``: (x / 255 - mean) / std (torchvision)."""
     x = images.astype(np.float32) / np.float32(255.0)
     x = (x - CIFAR_MEAN) / CIFAR_STD
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -70,7 +70,12 @@ def _check_common_graph(model: onnx.ModelProto) -> None:
         if node.op_type in ("Conv", "BatchNormalization", "Gemm"):
             assert all(name in inits for name in node.input[1:]), node.name
     # parameter initializers are not shared between layers
-    params = [n for node in graph.node if node.op_type in ("Conv", "Gemm", "BatchNormalization") for n in node.input[1:]]
+    params = [
+        name
+        for node in graph.node
+        if node.op_type in ("Conv", "Gemm", "BatchNormalization")
+        for name in node.input[1:]
+    ]
     assert len(params) == len(set(params))
     onnx.checker.check_model(model, full_check=True)
 
@@ -134,14 +139,17 @@ def test_onnxruntime_matches_torch(
 
 def test_folded_weights_match_batchnorm_formula(cifar_resnet_onnx):
     """conv1 of the folded export equals conv1 * gamma / sqrt(var + eps) of the BN-kept export."""
-    folded = {i.name: numpy_helper.to_array(i) for i in onnx.load(cifar_resnet_onnx(20)).graph.initializer}
+    folded_model = onnx.load(cifar_resnet_onnx(20))
     kept_model = onnx.load(cifar_resnet_onnx(20, keep_batchnorm=True))
+    folded = {i.name: numpy_helper.to_array(i) for i in folded_model.graph.initializer}
     kept = {i.name: numpy_helper.to_array(i) for i in kept_model.graph.initializer}
     bn = next(node for node in kept_model.graph.node if node.name == "bn1")
     eps = next(a.f for a in bn.attribute if a.name == "epsilon")
     scale = kept["bn1.weight"] / np.sqrt(kept["bn1.running_var"] + eps)
-    np.testing.assert_allclose(folded["conv1.weight"], kept["conv1.weight"] * scale[:, None, None, None], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(folded["conv1.bias"], kept["bn1.bias"] - kept["bn1.running_mean"] * scale, rtol=1e-5, atol=1e-6)
+    weight = kept["conv1.weight"] * scale[:, None, None, None]
+    bias = kept["bn1.bias"] - kept["bn1.running_mean"] * scale
+    np.testing.assert_allclose(folded["conv1.weight"], weight, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(folded["conv1.bias"], bias, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("keep_batchnorm", [False, True], ids=["folded", "bn-kept"])
@@ -214,3 +222,41 @@ def test_bad_checkpoint_cli_process(repo_root, tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: checkpoint not found")
+
+
+# --- the shipped demo model (models/demo, written by scripts/train_demo_model.py; no torch needed) ---
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
+
+
+def test_demo_model_and_subset_agree_with_metadata():
+    model_path = DEMO_DIR / "fashion_mnist_cnn.onnx"
+    subset_path = DEMO_DIR / "fashion_mnist_test1000.npz"
+    if not model_path.is_file() or not subset_path.is_file():
+        pytest.skip("demo files not built (run scripts/train_demo_model.py)")
+    assert subset_path.stat().st_size < 1_000_000
+    model = onnx.load(model_path)
+    onnx.checker.check_model(model, full_check=True)
+    ops = _op_counts(model)
+    assert (ops["Conv"], ops["BatchNormalization"], ops["Gemm"]) == (2, 2, 2)
+    assert "Constant" not in ops
+    props = {p.key: p.value for p in model.metadata_props}
+    preprocess = json.loads(props["onnxnoise.preprocess"])
+    assert preprocess["channels"] == 1 and len(preprocess["mean"]) == len(preprocess["std"]) == 1
+    class_names = json.loads(props["onnxnoise.class_names"])
+    reference = json.loads(props["onnxnoise.reference_accuracy"])
+    assert json.loads(props["onnxnoise.demo"])["subset_file"] == subset_path.name
+
+    with np.load(subset_path) as npz:
+        images, labels, names = npz["images"], npz["labels"], npz["class_names"]
+    assert images.shape == (1000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (1000,) and labels.dtype == np.int64
+    assert names.tolist() == class_names and len(class_names) == 10
+    assert np.bincount(labels, minlength=10).tolist() == [100] * 10
+
+    mean, std = np.float32(preprocess["mean"][0]), np.float32(preprocess["std"][0])
+    x = (images.astype(np.float32) / np.float32(255.0) - mean) / std
+    (logits,) = _session(model_path).run(["logits"], {"input": x[:, None]})
+    correct = int((logits.argmax(axis=1) == labels).sum())
+    assert correct == reference["fashion_mnist_test1000"]["top1_correct"]
+    assert reference["fashion_mnist_test"]["top1_acc"] >= 89.0

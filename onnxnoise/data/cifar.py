@@ -12,12 +12,14 @@ then 1024 green, then 1024 blue values, each a row-major 32x32 plane.
 
 Pickles can run code. :class:`_RestrictedUnpickler` only resolves the three numpy globals
 a real batch references (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``,
-``numpy.dtype``); anything else (``os.system``, ``builtins.eval``...) raises
+``numpy.dtype``), plus numpy's protocol-5 ``_frombuffer`` and ``_codecs.encode`` (used by
+Python 3 re-pickled copies); anything else (``os.system``, ``builtins.eval``...) raises
 :class:`~onnxnoise.errors.DataError` before it can run.
 """
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +31,17 @@ from onnxnoise.errors import DataError
 
 __all__ = ["CifarData", "detect_cifar", "load_cifar", "load_pickle"]
 
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy(._)core.multiarray._reconstruct
+_RECONSTRUCT = np.zeros(1).__reduce_ex__(2)[0]  # numpy(._)core.multiarray._reconstruct
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
+# Everything a CIFAR batch (Python 2 era) or a Python 3 re-pickled copy needs; all side-effect free.
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # bytes written by Python 3 with protocol 2
 }
 
 # variant -> (meta file, label-names key, labels key, split -> batch file)
@@ -44,6 +51,10 @@ _VARIANTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
 }
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle referenced a global outside the allow-list."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the numpy globals a CIFAR batch needs."""
 
@@ -51,7 +62,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global `{module}.{name}` is not allowed") from None
+            raise _ForbiddenGlobal(f"global `{module}.{name}` is not allowed") from None
 
 
 def load_pickle(path: Path) -> Any:
@@ -70,7 +81,7 @@ def load_pickle(path: Path) -> Any:
     try:
         with open(path, "rb") as fh:
             obj = _RestrictedUnpickler(fh, encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _ForbiddenGlobal as exc:
         raise DataError(
             f"refusing to load cifar file `{path}`: {exc}; a real cifar batch only needs numpy "
             "arrays, so this file is corrupt or malicious; download the dataset again"

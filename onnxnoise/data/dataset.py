@@ -11,8 +11,10 @@ Formats found by :func:`open_dataset` at a path:
 
 A folder holding none of these directly, but a sub-folder named ``images``, ``test``,
 ``val`` or ``validation`` (or a single sub-folder), is searched one level down (two at
-most), so ``imagenette-val500/`` (``images/<wnid>/``) and ``cifar10-test-png/``
-(``test/<class>/``) can be passed as they are.
+most); so is a lone ``images/`` (etc.) sub-folder of images (a flat val folder whose
+ground truth sits next to it). So ``imagenette-val500/`` (``images/<wnid>/``),
+``cifar10-test-png/`` (``test/<class>/``) and ``imagenet-val1300/`` (``images/*.JPEG`` +
+ground truth) can be passed as they are. ``Dataset.root`` stays the path given.
 """
 
 from __future__ import annotations
@@ -263,7 +265,8 @@ def open_dataset(
         fmt, where = _detect_folder(root)
     if gt is not None and fmt != "imagenet-val":
         raise DataError(
-            f"--ground-truth applies to flat imagenet val folders, but `{root}` is a {fmt} dataset; drop --ground-truth"
+            f"--ground-truth applies to flat imagenet val folders, but `{root}` is in the `{fmt}` format; "
+            "drop --ground-truth"
         )
 
     name = root.stem if root.is_file() else root.resolve().name
@@ -449,7 +452,8 @@ def _load_in_memory(dataset: Dataset, config: DataConfig, workers: int, progress
         if len(shapes) > 1:
             a = results[0].shape  # type: ignore[union-attr]
             j = next(i for i, r in enumerate(results) if r.shape != a)  # type: ignore[union-attr]
-            raise _size_error(dataset.root, (f"image 0", a), (f"image {j}", results[j].shape))  # type: ignore[union-attr]
+            other = results[j].shape  # type: ignore[union-attr]
+            raise _size_error(dataset.root, ("image 0", a), (f"image {j}", other))
         return np.stack(results)  # type: ignore[arg-type]
     out = np.empty((len(images), *first.shape), dtype=np.uint8)
 

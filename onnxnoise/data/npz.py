@@ -57,6 +57,11 @@ def load_npz(path: Path) -> NpzData:
         DataError: Unreadable file, missing key, wrong dtype/shape, labels out of range.
     """
     path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"cannot read dataset file `{path}` as .npz: it is not a zip archive; save it with "
+            "np.savez(path, images=..., labels=...)"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
@@ -72,10 +77,13 @@ def load_npz(path: Path) -> NpzData:
             num_classes = npz["num_classes"] if "num_classes" in keys else None
     except DataError:
         raise
-    except ValueError as exc:  # object arrays with allow_pickle=False
-        raise DataError(
-            f"cannot read dataset file `{path}`: {exc}; store `class_names` as a str array, not objects"
-        ) from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays with allow_pickle=False
+            raise DataError(
+                f"dataset file `{path}` holds object (pickled) arrays, which are not loaded for safety; "
+                "store `class_names` as a str array, e.g. np.array(names, dtype=str)"
+            ) from None
+        raise DataError(f"cannot read dataset file `{path}` as .npz: {exc}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"cannot read dataset file `{path}` as .npz: {exc}") from None
 

@@ -283,6 +283,20 @@ def _check_keys(values: Mapping[str, Any], where: str) -> None:
         )
 
 
+_SWITCHABLE = ("resize", "crop", "crop_pct")
+_OFF = object()  # marks a geometry setting explicitly turned off while merging
+
+
+def _off(key: str, value: Any) -> Any:
+    """Maps 0 / ``"none"`` for ``resize``/``crop``/``crop_pct`` to an explicit None (turned off)."""
+    if key in _SWITCHABLE and not isinstance(value, bool):
+        if (isinstance(value, str) and value.strip().lower() in ("none", "off", "0")) or (
+            isinstance(value, (int, float)) and value == 0
+        ):
+            return _OFF
+    return value
+
+
 def resolve_data_config(
     preset: str | None = None,
     *,
@@ -295,7 +309,11 @@ def resolve_data_config(
     > the preset. The preset is ``preset`` if given, else ``model_defaults["preset"]``,
     else ``"torchvision"``. A layer that sets ``crop_pct`` without ``resize`` drops the
     ``resize`` of lower layers (so ``resize = floor(crop / crop_pct)``), and a layer that
-    sets ``resize`` without ``crop_pct`` drops their ``crop_pct``.
+    sets ``resize`` without ``crop_pct`` drops their ``crop_pct``. Because None means
+    "not given", ``resize``, ``crop`` and ``crop_pct`` are turned off with ``0`` or
+    ``"none"`` (e.g. ``resolve_data_config("torchvision", resize=0, crop=0)``, CLI
+    ``--resize 0``). In ``model_defaults`` (a stored ``to_dict()``), a None ``resize``,
+    ``crop`` or ``crop_pct`` also means off; other None values are ignored.
 
     Args:
         preset: Preset name (see :func:`list_presets`), or None.
@@ -312,18 +330,24 @@ def resolve_data_config(
     defaults = dict(model_defaults or {})
     _check_keys(defaults, "the model's preprocessing defaults")
     _check_keys(overrides, "the preprocessing arguments")
-    explicit = {k: v for k, v in overrides.items() if v is not None}
-    defaults = {k: v for k, v in defaults.items() if v is not None}
+    explicit = {k: _off(k, v) for k, v in overrides.items() if v is not None}
+    # In the model's defaults (JSON from DataConfig.to_dict) null means "off" for geometry.
+    defaults = {
+        k: (_OFF if v is None else _off(k, v))
+        for k, v in defaults.items()
+        if v is not None or k in _SWITCHABLE
+    }
     name = explicit.pop("preset", None) or preset or defaults.get("preset") or DEFAULT_PRESET
     defaults.pop("preset", None)
     merged = get_preset(name).to_dict()
     merged["preset"] = name
     for layer in (defaults, explicit):
-        if "crop_pct" in layer and "resize" not in layer:
+        if layer.get("crop_pct", _OFF) is not _OFF and "resize" not in layer:
             merged["resize"] = None
         if "resize" in layer and "crop_pct" not in layer:
             merged["crop_pct"] = None
         merged.update(layer)
+    merged = {k: (None if v is _OFF else v) for k, v in merged.items()}
     return DataConfig(**merged)
 
 
@@ -484,7 +508,8 @@ def normalize(batch: np.ndarray, config: DataConfig) -> np.ndarray:
     Raises:
         DataError: ``batch`` is not a 4-d uint8 array with ``config.channels`` channels.
     """
-    if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != config.channels:
+    ok = isinstance(batch, np.ndarray) and batch.dtype == np.uint8 and batch.ndim == 4
+    if not ok or batch.shape[-1] != config.channels:
         raise DataError(
             f"cannot normalize a {getattr(batch, 'dtype', type(batch).__name__)} array of shape "
             f"{getattr(batch, 'shape', None)}: expected (N, H, W, {config.channels}) uint8; "

@@ -1,0 +1,370 @@
+"""Aggregate trial tables: normalized accuracy, seed statistics, confidence intervals.
+
+Metrics of Fagbohungbe & Qian, "Benchmarking Inference Performance of Deep Learning
+Models on Analog Devices" (arXiv 2011.11840):
+
+* normalized accuracy ``A_i = a_i / a_0`` (eq. 2), ``a_0`` the clean baseline;
+* average normalized accuracy over the ``N`` layers of a per-layer sweep
+  ``A_avr = (1/N) sum_i A_i`` (eq. 3), reported as degradation ``100 (1 - A_avr)`` %.
+
+The paper reports means over repeated noise draws; here the spread over seeds is
+given as a two-sided Student t confidence interval of the mean, and the sampling
+error of one trial's accuracy (a binomial proportion over the images) as a Wilson
+score or Clopper-Pearson interval.
+
+Input frames have one row per trial with the columns of
+:data:`onnxnoise.store.TRIAL_COLUMNS` plus ``top1_acc``/``top5_acc`` (percent), as
+returned by :meth:`onnxnoise.store.TrialStore.to_frame`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+from scipy import stats as _sps
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "GROUP_KEYS",
+    "METRICS",
+    "normalized_accuracy",
+    "summarize_trials",
+    "average_normalized_accuracy",
+    "binomial_interval",
+    "add_binomial_interval",
+    "t_half_width",
+]
+
+#: Columns that identify one experiment's baseline ``a_0``: a trial is normalized by
+#: the baseline with the same model file, dataset and preprocessing.
+CONTEXT_KEYS: tuple[str, ...] = ("model_sha256", "dataset_fingerprint", "preprocess")
+
+#: Columns :func:`summarize_trials` groups by (those present in the frame); seeds
+#: are aggregated over.
+GROUP_KEYS: tuple[str, ...] = (
+    "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess",
+    "noise_model", "noise", "mode", "layer_index", "snr",
+)
+
+#: Per-trial metrics summarized over seeds: accuracies in percent, normalized ones as ratios.
+METRICS: tuple[str, ...] = ("top1_acc", "top5_acc", "top1_norm", "top5_norm")
+
+_MODE_ORDER = {"baseline": 0, "all": 1, "per-layer": 2, "cumulative": 3}
+
+
+def t_half_width(std: np.ndarray | float, n: np.ndarray | float, level: float = 0.95) -> np.ndarray:
+    """Half-width of the two-sided Student t confidence interval of a mean.
+
+    ``h = t_{(1 + level) / 2, n - 1} * s / sqrt(n)`` with ``s`` the sample standard
+    deviation (``ddof = 1``) of ``n`` values; quantiles from ``scipy.stats.t``.
+
+    Args:
+        std: Sample standard deviation(s).
+        n: Number(s) of values.
+        level: Confidence level in (0, 1).
+
+    Returns:
+        The half-width(s), float64; NaN where ``n < 2`` or ``std`` is NaN.
+
+    Raises:
+        ValueError: If ``level`` is not in (0, 1).
+    """
+    _check_level(level)
+    std = np.asarray(std, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = _sps.t.ppf((1.0 + level) / 2.0, np.where(n >= 2, n - 1.0, np.nan))
+        return q * std / np.sqrt(n)
+
+
+def binomial_interval(
+    correct: np.ndarray | int,
+    n: np.ndarray | int,
+    level: float = 0.95,
+    *,
+    method: str = "wilson",
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Confidence interval of an accuracy ``correct / n`` seen as a binomial proportion.
+
+    ``wilson``: Wilson score interval (E. B. Wilson, JASA 22, 1927; method 3 of
+    R. G. Newcombe, Stat. Med. 17, 1998; recommended by Brown, Cai & DasGupta,
+    Stat. Sci. 16, 2001)::
+
+        p = k/n, z = Phi^-1((1 + level)/2)
+        center = (p + z^2/(2n)) / (1 + z^2/n)
+        half   = z sqrt(p(1-p)/n + z^2/(4n^2)) / (1 + z^2/n)
+
+    ``clopper-pearson``: the exact interval (Clopper & Pearson, Biometrika 26, 1934)
+    from beta quantiles, ``[B(a/2; k, n-k+1), B(1-a/2; k+1, n-k)]``, ``a = 1 - level``,
+    with 0 / 1 at ``k = 0`` / ``k = n``. Both match
+    ``scipy.stats.binomtest(k, n).proportion_ci(level, method)``.
+
+    Args:
+        correct: Correct predictions ``k`` (integer, ``0 <= k <= n``), scalar or array.
+        n: Images evaluated (integer > 0), broadcast against ``correct``.
+        level: Confidence level in (0, 1).
+        method: ``"wilson"`` or ``"clopper-pearson"``.
+
+    Returns:
+        ``(low, high)`` as fractions in [0, 1] (multiply by 100 for percent): floats
+        for scalar input, else float64 arrays of the broadcast shape.
+
+    Raises:
+        ValueError: On an unknown method, a level outside (0, 1), ``n < 1`` or
+            ``correct`` outside ``[0, n]``.
+    """
+    _check_level(level)
+    k = np.asarray(correct, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if np.any(n < 1) or np.any(k < 0) or np.any(k > n) or np.any(k != np.round(k)):
+        msg = f"`correct` must be integers in [0, n] with `n` >= 1, got correct={correct!r}, n={n!r}"
+        raise ValueError(msg)
+    k, n = np.broadcast_arrays(k, n)
+    alpha = 1.0 - level
+    if method == "wilson":
+        z = _sps.norm.ppf(1.0 - alpha / 2.0)
+        p = k / n
+        denom = 1.0 + z * z / n
+        center = (p + z * z / (2.0 * n)) / denom
+        half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+        # The score interval reaches 0 at k = 0 and 1 at k = n exactly; avoid rounding residue.
+        low = np.where(k == 0, 0.0, np.clip(center - half, 0.0, 1.0))
+        high = np.where(k == n, 1.0, np.clip(center + half, 0.0, 1.0))
+        return _scalar_or_array(low), _scalar_or_array(high)
+    if method == "clopper-pearson":
+        with np.errstate(invalid="ignore"):
+            low = np.where(k == 0, 0.0, _sps.beta.ppf(alpha / 2.0, k, n - k + 1.0))
+            high = np.where(k == n, 1.0, _sps.beta.ppf(1.0 - alpha / 2.0, k + 1.0, n - k))
+        return _scalar_or_array(low), _scalar_or_array(high)
+    msg = f"`method` must be 'wilson' or 'clopper-pearson', got {method!r}"
+    raise ValueError(msg)
+
+
+def add_binomial_interval(trials: pl.DataFrame, *, level: float = 0.95, method: str = "wilson") -> pl.DataFrame:
+    """Add each trial's accuracy interval over images (see :func:`binomial_interval`).
+
+    Args:
+        trials: One row per trial with ``images``, ``top1_correct``, ``top5_correct``.
+        level: Confidence level in (0, 1).
+        method: ``"wilson"`` or ``"clopper-pearson"``.
+
+    Returns:
+        ``trials`` plus ``top1_acc_low``, ``top1_acc_high``, ``top5_acc_low``,
+        ``top5_acc_high`` in percent (null for failed trials: ``error`` set or no counts).
+    """
+    ok = (pl.col("images") > 0) & pl.col("top1_correct").is_not_null() & pl.col("top5_correct").is_not_null()
+    if "error" in trials.columns:
+        ok = ok & pl.col("error").is_null()
+    mask = trials.select(ok.fill_null(False)).to_series().to_numpy()
+    n = trials["images"].fill_null(1).to_numpy()
+    columns = []
+    for top in ("top1", "top5"):
+        k = trials[f"{top}_correct"].fill_null(0).to_numpy()
+        k = np.where(mask, k, 0)
+        n_safe = np.where(mask, n, 1)
+        low, high = binomial_interval(k, n_safe, level, method=method)
+        for name, values in ((f"{top}_acc_low", low), (f"{top}_acc_high", high)):
+            columns.append(pl.Series(name, np.where(mask, 100.0 * values, np.nan)).fill_nan(None))
+    return trials.with_columns(columns)
+
+
+def normalized_accuracy(trials: pl.DataFrame) -> pl.DataFrame:
+    """Add normalized accuracies ``A = a / a_0`` (paper eq. 2) to every trial.
+
+    ``a_0`` is the accuracy of the ``baseline`` trial with the same
+    :data:`CONTEXT_KEYS` (those present in the frame); if an experiment has several
+    successful baselines (e.g. one per noise setting, which share the clean model),
+    their mean is used. Trials without a baseline, or whose baseline accuracy is 0,
+    get null.
+
+    Args:
+        trials: One row per trial with ``mode``, ``top1_acc``, ``top5_acc`` (percent)
+            and the context columns; ``error`` is honored when present (failed
+            baselines are ignored).
+
+    Returns:
+        ``trials`` plus ``top1_base``, ``top5_base`` (``a_0``, percent) and
+        ``top1_norm``, ``top5_norm`` (ratios; 1.0 = baseline accuracy).
+
+    Raises:
+        ValueError: If ``mode``/``top1_acc``/``top5_acc`` or all context columns are missing.
+    """
+    _require(trials, ("mode", "top1_acc", "top5_acc"))
+    keys = [c for c in CONTEXT_KEYS if c in trials.columns]
+    if not keys:
+        msg = f"trials frame needs at least one of {', '.join(CONTEXT_KEYS)} to match baselines"
+        raise ValueError(msg)
+    trials = trials.drop([c for c in ("top1_base", "top5_base", "top1_norm", "top5_norm") if c in trials.columns])
+    base = (
+        trials.filter((pl.col("mode") == "baseline") & _valid(trials))
+        .group_by(keys)
+        .agg(pl.col("top1_acc").mean().alias("top1_base"), pl.col("top5_acc").mean().alias("top5_base"))
+    )
+    out = trials.join(base, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return out.with_columns(
+        pl.when(pl.col(f"{top}_base") > 0).then(pl.col(f"{top}_acc") / pl.col(f"{top}_base")).alias(f"{top}_norm")
+        for top in ("top1", "top5")
+    )
+
+
+def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
+    """Mean, spread and confidence interval over seeds, per configuration.
+
+    Groups by :data:`GROUP_KEYS` present in the frame (model, dataset, their hashes,
+    preprocessing, noise settings, mode, layer_index, snr) and aggregates the
+    successful trials (``error`` null) over seeds. For each metric ``m`` in
+    :data:`METRICS`: ``m_mean``, ``m_std`` (sample std, ``ddof = 1``) and ``m_ci``,
+    the half-width of the two-sided Student t interval of the mean at ``level``
+    (:func:`t_half_width`); std and ci are null with fewer than two seeds.
+
+    Args:
+        trials: One row per trial (see module doc); normalized accuracies are added
+            with :func:`normalized_accuracy` when ``top1_norm`` is absent.
+        level: Confidence level in (0, 1).
+
+    Returns:
+        One row per configuration, sorted by model, dataset, mode (baseline, all,
+        per-layer, cumulative), SNR descending, layer_index, with the group keys,
+        ``noise_pct`` (``100 / snr``), ``layers`` (first of the group), ``seeds``
+        (successful trials), ``errors`` (failed trials), ``images``, the metric
+        columns, and ``nan_count`` / ``bn_variance_changed`` summed over seeds.
+    """
+    _check_level(level)
+    if "top1_norm" not in trials.columns:
+        trials = normalized_accuracy(trials)
+    keys = [c for c in GROUP_KEYS if c in trials.columns]
+    valid = _valid(trials)
+    aggs = [
+        valid.sum().cast(pl.Int64).alias("seeds"),
+        (~valid).sum().cast(pl.Int64).alias("errors"),
+    ]
+    if "layers" in trials.columns:
+        aggs.append(pl.col("layers").first())
+    if "images" in trials.columns:
+        aggs.append(pl.col("images").filter(valid).max().alias("images"))
+    for m in METRICS:
+        aggs.append(pl.col(m).filter(valid).mean().alias(f"{m}_mean"))
+        aggs.append(pl.col(m).filter(valid).std(ddof=1).alias(f"{m}_std"))
+    for c in ("nan_count", "bn_variance_changed"):
+        if c in trials.columns:
+            aggs.append(pl.col(c).sum().alias(c))
+    summary = trials.group_by(keys, maintain_order=True).agg(aggs)
+    summary = summary.with_columns(
+        _ci_expr(f"{m}_std", "seeds", level).alias(f"{m}_ci") for m in METRICS
+    ).with_columns((100.0 / pl.col("snr")).alias("noise_pct"))
+    order = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci")]
+    rest = [c for c in summary.columns if c not in keys and c not in order and c != "noise_pct"]
+    summary = summary.select([*keys, "noise_pct", *rest, *order])
+    return _sort(summary)
+
+
+def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
+    """Model-level average normalized accuracy ``A_avr`` of a per-layer sweep (paper eq. 3).
+
+    Only ``per-layer`` trials count. With ``A_{i,s}`` the normalized accuracy with
+    noise in layer ``i`` and seed ``s``:
+
+    * ``A_i = mean_s A_{i,s}`` (the paper's mean over repeated draws);
+    * ``A_avr = (1/N) sum_i A_i`` over the ``N`` layers with at least one
+      successful trial (eq. 3); ``degradation_pct = 100 (1 - A_avr)``;
+    * CI: for each seed that has all ``N`` layers, ``A_avr,s = (1/N) sum_i A_{i,s}``;
+      ``*_a_avr_ci`` is the Student t half-width over these per-seed values
+      (:func:`t_half_width`). It covers noise-draw variation only, not the
+      sampling of images. The CI of the degradation is ``100 * *_a_avr_ci``.
+
+    Args:
+        trials: One row per trial (see module doc); normalized accuracies are added
+            with :func:`normalized_accuracy` when ``top1_norm`` is absent.
+        level: Confidence level in (0, 1).
+
+    Returns:
+        One row per (model, dataset, their hashes, preprocessing, noise settings,
+        snr) - those present - sorted by model, dataset, SNR descending, with
+        ``noise_pct``, ``layers`` (N), ``seeds`` (complete seeds used for the CI),
+        and for ``top1`` and ``top5``: ``*_a_avr`` (ratio), ``*_a_avr_ci`` (ratio,
+        null with fewer than two complete seeds), ``*_degradation_pct`` (percent).
+    """
+    _check_level(level)
+    if "top1_norm" not in trials.columns:
+        trials = normalized_accuracy(trials)
+    keys = [c for c in GROUP_KEYS if c in trials.columns and c not in ("mode", "layer_index")]
+    noisy = trials.filter((pl.col("mode") == "per-layer") & _valid(trials))
+    norms = ("top1_norm", "top5_norm")
+    per_layer = noisy.group_by([*keys, "layer_index"]).agg(pl.col(c).mean() for c in norms)
+    model = per_layer.group_by(keys).agg(
+        pl.len().cast(pl.Int64).alias("layers"),
+        *(pl.col(c).mean().alias(c.replace("_norm", "_a_avr")) for c in norms),
+    )
+    per_seed = (
+        noisy.group_by([*keys, "seed"])
+        .agg(pl.col("layer_index").n_unique().alias("_n"), *(pl.col(c).mean() for c in norms))
+        .join(model.select([*keys, "layers"]), on=keys, how="inner", nulls_equal=True)
+        .filter(pl.col("_n") == pl.col("layers"))
+        .group_by(keys)
+        .agg(
+            pl.len().cast(pl.Int64).alias("seeds"),
+            *(pl.col(c).std(ddof=1).alias(f"_{c}_std") for c in norms),
+        )
+    )
+    out = model.join(per_seed, on=keys, how="left", nulls_equal=True).with_columns(pl.col("seeds").fill_null(0))
+    out = out.with_columns(
+        (100.0 / pl.col("snr")).alias("noise_pct"),
+        *(_ci_expr(f"_{c}_std", "seeds", level).alias(c.replace("_norm", "_a_avr_ci")) for c in norms),
+        *((100.0 * (1.0 - pl.col(f"{t}_a_avr"))).alias(f"{t}_degradation_pct") for t in ("top1", "top5")),
+    )
+    metrics = [f"{t}_{s}" for t in ("top1", "top5") for s in ("a_avr", "a_avr_ci", "degradation_pct")]
+    return _sort(out.select([*keys, "noise_pct", "layers", "seeds", *metrics]))
+
+
+def _ci_expr(std_col: str, n_col: str, level: float) -> pl.Expr:
+    return (
+        pl.struct(std_col, n_col)
+        .map_batches(
+            lambda s: pl.Series(
+                t_half_width(
+                    s.struct.field(std_col).cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                    s.struct.field(n_col).cast(pl.Float64).fill_null(0).to_numpy(),
+                    level,
+                )
+            ).fill_nan(None),
+            return_dtype=pl.Float64,
+        )
+    )
+
+
+def _scalar_or_array(x: np.ndarray) -> np.ndarray | float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(x) if x.ndim == 0 else x
+
+
+def _valid(trials: pl.DataFrame) -> pl.Expr:
+    ok = pl.col("top1_acc").is_not_null()
+    if "error" in trials.columns:
+        ok = ok & pl.col("error").is_null()
+    return ok
+
+
+def _sort(frame: pl.DataFrame) -> pl.DataFrame:
+    by, descending = [], []
+    for col, desc in (("model", False), ("dataset", False), ("mode", False), ("snr", True), ("layer_index", False)):
+        if col in frame.columns:
+            by.append(pl.col(col).replace_strict(_MODE_ORDER, default=99) if col == "mode" else pl.col(col))
+            descending.append(desc)
+    if not by:
+        return frame
+    return frame.sort(by, descending=descending, nulls_last=False, maintain_order=True)
+
+
+def _require(frame: pl.DataFrame, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        msg = f"trials frame lacks column(s) {', '.join(missing)}; expected the trial store schema"
+        raise ValueError(msg)
+
+
+def _check_level(level: float) -> None:
+    if not (isinstance(level, (int, float)) and 0.0 < level < 1.0) or math.isnan(level):
+        msg = f"`level` must be in (0, 1), e.g. 0.95, got {level!r}"
+        raise ValueError(msg)
