@@ -80,7 +80,8 @@ class Trial:
             if self.layers or self.layer_index is not None or self.seed is not None or self.snr != math.inf:
                 msg = (
                     "a `baseline` trial has no layers, `layer_index` None, `seed` None and `snr` inf, "
-                    f"got layers={self.layers!r}, layer_index={self.layer_index!r}, seed={self.seed!r}, snr={self.snr!r}"
+                    f"got layers={self.layers!r}, layer_index={self.layer_index!r}, "
+                    f"seed={self.seed!r}, snr={self.snr!r}"
                 )
                 raise NoiseConfigError(msg)
             return
@@ -96,7 +97,10 @@ class Trial:
             msg = f"`layer_index` must be None for an 'all' trial, got {index!r}"
             raise NoiseConfigError(msg)
         if self.mode == "per-layer" and (not _is_int(index) or index < 0 or len(self.layers) != 1):
-            msg = f"a 'per-layer' trial needs one layer and `layer_index` >= 0, got {index!r} with {len(self.layers)} layers"
+            msg = (
+                f"a 'per-layer' trial needs one layer and `layer_index` >= 0, "
+                f"got {index!r} with {len(self.layers)} layers"
+            )
             raise NoiseConfigError(msg)
         if self.mode == "cumulative" and (not _is_int(index) or index != len(self.layers)):
             msg = f"a 'cumulative' trial needs `layer_index` = number of layers ({len(self.layers)}), got {index!r}"
@@ -267,7 +271,10 @@ def _check_snr(snr: Any) -> float:
         msg = f"`snr` must be a positive number, got {snr!r}"
         raise NoiseConfigError(msg)
     if snr <= 0 or math.isinf(snr):
-        msg = f"`snr` must be finite and > 0 (a linear ratio sigma_w / sigma_noise; the baseline is added for you), got {snr!r}"
+        msg = (
+            f"`snr` must be finite and > 0 (a linear ratio sigma_w / sigma_noise; "
+            f"the baseline is added for you), got {snr!r}"
+        )
         raise NoiseConfigError(msg)
     return float(snr)
 

@@ -31,7 +31,7 @@ import polars as pl
 
 from onnxnoise.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "TRIAL_COLUMNS", "RUN_COLUMNS", "TrialStore", "open_store"]
+__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "TRIAL_COLUMNS", "RUN_COLUMNS", "TrialStore", "open_store"]
 
 #: Schema version, kept in ``PRAGMA user_version`` and in the ``meta`` table.
 SCHEMA_VERSION: int = 1

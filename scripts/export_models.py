@@ -101,18 +101,17 @@ def _state_dict_mismatch(expected: dict[str, torch.Tensor], state: dict[str, tor
     A missing ``num_batches_tracked`` is fine: the akamaster checkpoints predate that buffer, and
     ``BatchNorm`` fills it in when loading an old-version state dict.
     """
-    missing = [key for key in expected if key not in state and not key.endswith(".num_batches_tracked")]
+    missing = [
+        key for key in expected if key not in state and not key.endswith(".num_batches_tracked")
+    ]
     unexpected = [key for key in state if key not in expected]
     shapes = [
         f"{key} {tuple(state[key].shape)} != {tuple(value.shape)}"
         for key, value in expected.items()
         if key in state and state[key].shape != value.shape
     ]
-    parts = [
-        f"{len(items)} {what} (first: {items[0]})"
-        for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
-        if items
-    ]
+    found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+    parts = [f"{len(items)} {what} (first: {items[0]})" for what, items in found if items]
     return "; ".join(parts)
 
 

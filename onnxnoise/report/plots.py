@@ -214,9 +214,8 @@ def plot_compare(
     ax.set_xlabel(NOISE_LABEL)
     ax.set_ylabel(ylabel)
     ax.legend(title="model", fontsize="small")
-    counts = ", ".join(
-        f"{row['model']}: {row['layers']} layers" for row in a_avr.unique(["model", "layers"], maintain_order=True).iter_rows(named=True)
-    )
+    models = a_avr.unique(["model", "layers"], maintain_order=True).iter_rows(named=True)
+    counts = ", ".join(f"{row['model']}: {row['layers']} layers" for row in models)
     seeds = a_avr["seeds"]
     seed_text = f"{seeds.min()} seeds" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()} seeds"
     default = (
