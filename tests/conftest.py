@@ -56,8 +56,11 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def export_models() -> ModuleType:
     """``scripts/export_models.py`` as a module; skips if torch/onnxscript are not importable."""
-    pytest.importorskip("torch", reason="torch is not installed (install the `export` extra)")
-    pytest.importorskip("onnxscript", reason="onnxscript is not installed (install the `export` extra)")
+    for name in ("torch", "onnxscript"):
+        # exc_type=ImportError: a broken install (missing shared library) skips too.
+        pytest.importorskip(
+            name, reason=f"{name} is not importable (install the `export` extra)", exc_type=ImportError
+        )
     return _load_script("export_models")
 
 

@@ -200,9 +200,8 @@ def test_bad_checkpoint_exits_2_with_one_line(export_models, shared_dir, tmp_pat
         assert "ResNet32" in lines[0]
 
 
-def test_bad_checkpoint_cli_process(repo_root, tmp_path):
+def test_bad_checkpoint_cli_process(export_models, repo_root, tmp_path):
     """The real command line: exit status 2, one stderr line, no traceback."""
-    pytest.importorskip("torch")
     proc = subprocess.run(
         [
             sys.executable,
