@@ -23,6 +23,7 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.evaluate import EvalSet, evaluate
 from onnxnoise.graph import Layer, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers
 from onnxnoise.noise import NoiseSpec, apply_noise
+from onnxnoise.plan import resolve_seeds
 from onnxnoise.runtime import SessionFactory, resolve_providers
 
 __all__ = ["BenchConfig", "BenchResult", "BenchProgress", "prepare_bench", "run_bench", "summarize"]
@@ -36,8 +37,10 @@ class BenchConfig:
         model: Path to the ONNX classifier.
         data: Path to the dataset (folder, CIFAR batch folder, or ``.npz``).
         snrs: Linear SNR values (``sigma_w / sigma_noise``) to test.
-        seeds: Number of noise draws per SNR (seeds ``0 .. seeds-1``).
+        seeds: Number of noise draws per SNR (seeds ``0 .. seeds-1``), or the
+            explicit seeds (e.g. ``(40, 30)``, the paper's Figs. 3-4).
         layers: ``None``/``"all"`` or a regular expression selecting the noised layers.
+        op_types: Keep only layers of these op types (e.g. ``("Conv", "Gemm")``).
         limit: Evaluate a class-stratified subset of this many images.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it).
@@ -54,8 +57,9 @@ class BenchConfig:
     model: Path
     data: Path
     snrs: tuple[float, ...]
-    seeds: int = 1
+    seeds: int | tuple[int, ...] = 1
     layers: str | None = None
+    op_types: tuple[str, ...] | None = None
     limit: int | None = None
     device: str = "auto"
     batch_size: int = 128
@@ -74,6 +78,8 @@ class BenchConfig:
         for key in ("model", "data", "ground_truth"):
             d[key] = None if d[key] is None else str(d[key])
         d["snrs"] = list(self.snrs)
+        d["seeds"] = self.seeds if isinstance(self.seeds, int) else list(self.seeds)
+        d["op_types"] = None if self.op_types is None else list(self.op_types)
         return d
 
 
@@ -146,6 +152,12 @@ def prepare_bench(config: BenchConfig) -> Prepared:
         msg = f"{config.model} has no float initializers to perturb (no weights found)"
         raise GraphError(msg)
     selected = select_layers(layers, config.layers)
+    if config.op_types:
+        selected = [layer for layer in selected if layer.op_type in config.op_types]
+        if not selected:
+            present = sorted({layer.op_type for layer in layers})
+            msg = f"`--op-types` {','.join(config.op_types)} matches no selected layer; the model has {', '.join(present)}"
+            raise GraphError(msg)
     io = get_model_io(model, output=config.output)
     metadata = get_metadata(model)
     defaults = {}
@@ -260,7 +272,7 @@ def run_bench(
     specs = [None] + [
         NoiseSpec(snr=snr, seed=seed, bn_variance=config.bn_variance, keep_zeros=config.keep_zeros)
         for snr in config.snrs
-        for seed in range(config.seeds)
+        for seed in resolve_seeds(config.seeds)
     ]
     progress.start(len(specs), len(prep.data))
     rows: list[dict] = []
@@ -299,7 +311,9 @@ def run_bench(
         if on_trial is not None:
             on_trial(_trial_frame(rows, prep.meta))
     trials = _trial_frame(rows, prep.meta)
-    meta = {**prep.meta, "provider": provider, "seeds": config.seeds, "snrs": list(config.snrs)}
+    meta = {**prep.meta, "provider": provider, "seeds": len(resolve_seeds(config.seeds)),
+            "seed_values": resolve_seeds(config.seeds), "snrs": list(config.snrs),
+            "bn_variance_changed": int(trials["bn_variance_changed"].sum())}
     return BenchResult(trials=trials, summary=summarize(trials), meta=meta)
 
 

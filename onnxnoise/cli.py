@@ -1,4 +1,4 @@
-"""Command-line interface: ``onnxnoise bench`` and ``onnxnoise layers``.
+"""Command-line interface: ``onnxnoise bench|sweep|report|compare|layers``.
 
 The CLI turns arguments into config dataclasses, makes one library call per
 subcommand, and owns printing, logging and exit codes: 0 success, 2 bad input
@@ -25,8 +25,13 @@ from onnxnoise.demo import demo_paths
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.graph import list_layers, load_model
 from onnxnoise.noise import BN_VARIANCE_POLICIES, parse_snr_list
-from onnxnoise.report.console import bench_caption, bench_table, layers_table
+from onnxnoise.experiment import load_experiment
+from onnxnoise.plan import SWEEP_MODES
+from onnxnoise.report.console import a_avr_table, bench_caption, bench_table, layers_table, summary_table
+from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
+from onnxnoise.store import open_store
+from onnxnoise.sweep import SweepConfig, run_sweep
 from onnxnoise.runtime import DEVICES
 
 __all__ = ["main", "build_parser"]
@@ -74,6 +79,47 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--layout", choices=["NCHW", "NHWC"], help="input layout (default: from the model's input)")
 
 
+def _seeds(text: str) -> int | tuple[int, ...]:
+    """``N`` (seeds 0..N-1) or a comma-separated list of seeds (``40,30``)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count N or seeds like 40,30, got {text!r}") from None
+    if not values or any(v < 0 for v in values) or ("," not in text and values[0] == 0):
+        raise argparse.ArgumentTypeError(f"expected a count N >= 1 or non-negative seeds like 40,30, got {text!r}")
+    return values[0] if "," not in text else tuple(values)
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``bench`` and ``sweep``: data, noise, preprocessing, runtime, output."""
+    parser.add_argument("--data", type=Path, help="dataset: CIFAR batch folder, class folders, "
+                        "ImageNet flat val folder, or .npz")
+    noise = parser.add_argument_group("noise")
+    noise.add_argument("--snr", help="linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
+    noise.add_argument("--noise-pct", help="noise std in percent of sigma_w, e.g. 1,2,5,10 "
+                       "(default when --snr is not given: 1,2,5,10)")
+    noise.add_argument("--seeds", type=_seeds, default=3,
+                       help="noise draws per SNR: a count N (seeds 0..N-1) or seeds like 40,30 (default 3)")
+    noise.add_argument("--layers", default="all", help="'all' or a regex over layer names / op types")
+    noise.add_argument("--op-types", help="comma-separated op types to noise, e.g. Conv,Gemm")
+    noise.add_argument("--bn-variance", choices=BN_VARIANCE_POLICIES, default="clamp",
+                       help="negative BatchNormalization variance under noise: clamp to 0 (default), "
+                       "abs, or keep (gives NaN logits)")
+    noise.add_argument("--keep-zeros", action="store_true", help="keep exactly-zero (pruned) weights at zero")
+    data = parser.add_argument_group("data")
+    data.add_argument("--limit", type=_positive_int, help="evaluate a class-stratified subset of N images")
+    data.add_argument("--ground-truth", type=Path, help="ImageNet val ground-truth file (flat val folders)")
+    data.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
+    _add_preprocess_args(parser)
+    run = parser.add_argument_group("runtime and output")
+    run.add_argument("--device", choices=DEVICES, default="auto", help="execution provider (default auto)")
+    run.add_argument("--batch-size", type=_positive_int, default=128)
+    run.add_argument("--threads", type=int, default=0, help="CPU threads (default: onnxruntime's choice)")
+    run.add_argument("--output", help="name of the score output (default: the first)")
+    run.add_argument("--out", type=Path, help="output folder (bench: reports/<model>-<timestamp>/, "
+                     "sweep: runs/<model>/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``onnxnoise`` argument parser."""
     parser = _Parser(prog="onnxnoise", description="Accuracy of ONNX classifiers under SNR-scaled weight noise.")
@@ -82,33 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     bench = sub.add_parser("bench", help="baseline and noisy top-1/top-5 of one model on one dataset",
-                           description="Baseline and noisy accuracy of MODEL on --data. With no MODEL, "
-                           "runs the built-in Fashion-MNIST demo.")
+                           description="Baseline and noisy accuracy of MODEL on --data, noise in all selected "
+                           "layers at once. With no MODEL, runs the built-in Fashion-MNIST demo.")
     bench.add_argument("model", nargs="?", type=Path, help="ONNX classifier (omit for the demo)")
-    bench.add_argument("--data", type=Path, help="dataset: CIFAR batch folder, class folders, "
-                       "ImageNet flat val folder, or .npz")
-    noise = bench.add_argument_group("noise")
-    noise.add_argument("--snr", help="linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
-    noise.add_argument("--noise-pct", help="noise std in percent of sigma_w, e.g. 1,2,5,10 "
-                       "(default when --snr is not given: 1,2,5,10)")
-    noise.add_argument("--seeds", type=_positive_int, default=3, help="noise draws per SNR (default 3)")
-    noise.add_argument("--layers", default="all", help="'all' or a regex over layer names / op types")
-    noise.add_argument("--bn-variance", choices=BN_VARIANCE_POLICIES, default="clamp",
-                       help="negative BatchNormalization variance under noise: clamp to 0 (default), "
-                       "abs, or keep (gives NaN logits)")
-    noise.add_argument("--keep-zeros", action="store_true", help="keep exactly-zero (pruned) weights at zero")
-    data = bench.add_argument_group("data")
-    data.add_argument("--limit", type=_positive_int, help="evaluate a class-stratified subset of N images")
-    data.add_argument("--ground-truth", type=Path, help="ImageNet val ground-truth file (flat val folders)")
-    data.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
-    _add_preprocess_args(bench)
-    run = bench.add_argument_group("runtime and output")
-    run.add_argument("--device", choices=DEVICES, default="auto", help="execution provider (default auto)")
-    run.add_argument("--batch-size", type=_positive_int, default=128)
-    run.add_argument("--threads", type=int, default=0, help="CPU threads (default: onnxruntime's choice)")
-    run.add_argument("--output", help="name of the score output (default: the first)")
-    run.add_argument("--out", type=Path, help="output folder (default reports/<model>-<timestamp>/)")
-    run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    _add_run_args(bench)
+    bench.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+
+    sweep = sub.add_parser("sweep", help="the paper's experiments, resumable: all / per-layer / cumulative",
+                           description="Run a sweep into a durable trial store (RUN_DIR/trials.sqlite). Running "
+                           "the same command again resumes: finished trials are skipped.")
+    sweep.add_argument("model", nargs="?", type=Path, help="ONNX classifier (or give --config)")
+    sweep.add_argument("--config", type=Path, metavar="FILE.toml",
+                       help="experiment file with models, data, preprocessing, modes, SNRs and seeds")
+    sweep.add_argument("--mode", default="all",
+                       help="comma-separated: all (noise in every layer), per-layer (one layer at a time), "
+                       "cumulative (layers 1..L); default all")
+    _add_run_args(sweep)
+
+    report = sub.add_parser("report", help="tables, figures and report.md from sweep run folders")
+    report.add_argument("run_dir", type=Path, nargs="+", help="run folder(s) holding trials.sqlite")
+    report.add_argument("--out", type=Path, help="where to write (default: the first RUN_DIR)")
+    report.add_argument("--title", help="report title")
+
+    compare = sub.add_parser("compare", help="models side by side: A_avr and degradation per SNR")
+    compare.add_argument("run_dir", type=Path, nargs="+", help="run folders with per-layer sweeps")
+    compare.add_argument("--out", type=Path, help="where to write (default: reports/compare-<timestamp>/)")
 
     layers = sub.add_parser("layers", help="list the parameter layers of a model")
     layers.add_argument("model", type=Path)
@@ -135,7 +179,10 @@ class _RichProgress(BenchProgress):
 
     def trial_done(self, row: dict) -> None:
         label = "clean" if math.isinf(row["snr"]) else f"SNR {row['snr']:g} seed {row['seed']}"
-        self.bar.update(self.task, advance=1, status=f"{label}: top-1 {row['top1_acc']:.2f}%")
+        if row.get("mode") in ("per-layer", "cumulative"):
+            label = f"{row['mode']} {row['layer_index']} {label}"
+        status = f"failed: {row['error']}" if row.get("error") else f"top-1 {row['top1_acc']:.2f}%"
+        self.bar.update(self.task, advance=1, status=f"{label}: {status}")
         self.bar.reset(self.images)
 
     def stop(self) -> None:
@@ -145,6 +192,22 @@ class _RichProgress(BenchProgress):
 def _preprocess_overrides(args: argparse.Namespace) -> dict:
     keys = ("resize", "crop", "crop_pct", "interpolation", "scale", "mean", "std", "channel_order", "layout")
     return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+
+
+def _config_kwargs(args: argparse.Namespace, model: Path, data: Path) -> dict:
+    """Keyword arguments shared by BenchConfig and SweepConfig, from parsed arguments."""
+    if args.snr is None and args.noise_pct is None:
+        snrs = parse_snr_list(noise_pct="1,2,5,10")  # the paper's whole-model grid (Table III)
+    else:
+        snrs = parse_snr_list(args.snr, args.noise_pct)
+    op_types = tuple(t.strip() for t in args.op_types.split(",") if t.strip()) if args.op_types else None
+    return dict(
+        model=Path(model), data=Path(data), snrs=tuple(snrs), seeds=args.seeds, layers=args.layers,
+        op_types=op_types, limit=args.limit, device=args.device, batch_size=args.batch_size,
+        threads=args.threads, preset=args.preprocess, preprocess=_preprocess_overrides(args),
+        ground_truth=args.ground_truth, output=args.output, bn_variance=args.bn_variance,
+        keep_zeros=args.keep_zeros, strict=args.strict,
+    )
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -159,16 +222,7 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         if args.data is None:
             raise OnnxNoiseError("`--data` is required with MODEL (a dataset folder, CIFAR batch folder or .npz)")
         model, data = args.model, args.data
-    if args.snr is None and args.noise_pct is None:
-        snrs = parse_snr_list(noise_pct="1,2,5,10")  # the paper's whole-model grid (Table III)
-    else:
-        snrs = parse_snr_list(args.snr, args.noise_pct)
-    config = BenchConfig(
-        model=Path(model), data=Path(data), snrs=tuple(snrs), seeds=args.seeds, layers=args.layers,
-        limit=args.limit, device=args.device, batch_size=args.batch_size, threads=args.threads,
-        preset=args.preprocess, preprocess=_preprocess_overrides(args), ground_truth=args.ground_truth,
-        output=args.output, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros, strict=args.strict,
-    )
+    config = BenchConfig(**_config_kwargs(args, model, data))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("reports") / f"{Path(model).stem}-{stamp}"
     with console.status("loading model and decoding images"):
@@ -199,6 +253,63 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
+    console.print(f"[bold]sweep[/] {config.model.name} on {config.data}: modes {', '.join(config.modes)}, "
+                  f"SNR {', '.join(f'{v:g}' for v in config.snrs)}, seeds {config.seeds} -> {out}/{STORE_NAME}")
+    with console.status("loading model and decoding images"):
+        prepared = prepare_bench(config)
+    with open_store(out / STORE_NAME) as store:
+        progress = _RichProgress(console)
+        try:
+            result = run_sweep(config, store, progress=progress, prepared=prepared)
+        finally:
+            progress.stop()
+    console.print(f"{result.planned} trials planned: {result.skipped} already done, {result.ran} run now"
+                  + (f", [red]{result.failed} failed[/]" if result.failed else ""))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    if args.config is not None:
+        if args.model is not None or args.data is not None:
+            raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
+        experiment = load_experiment(args.config)
+        for name, config in experiment.sweeps:
+            _run_one_sweep(config, args.out / name if args.out else experiment.run_dir(name), console)
+        console.print(f"report: onnxnoise report {args.out or experiment.out}")
+        return 0
+    if args.model is None or args.data is None:
+        raise OnnxNoiseError("`sweep` needs MODEL and `--data`, or `--config FILE.toml`")
+    modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
+    unknown = [m for m in modes if m not in SWEEP_MODES]
+    if unknown or not modes:
+        raise OnnxNoiseError(f"`--mode` {args.mode!r} is not valid; choose from {', '.join(SWEEP_MODES)}")
+    config = SweepConfig(**_config_kwargs(args, args.model, args.data), modes=modes)
+    out = args.out or Path("runs") / args.model.stem
+    _run_one_sweep(config, out, console)
+    console.print(f"report: onnxnoise report {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    out = args.out or args.run_dir[0]
+    trials = collect_trials(args.run_dir)
+    files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
+    console.print(summary_table(files.summary))
+    if files.a_avr is not None and not files.a_avr.is_empty():
+        console.print(a_avr_table(files.a_avr))
+    console.print(f"wrote {files.markdown}, {len(files.tables)} tables, {len(files.figures)} figures in {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    out = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
+    console.print(a_avr_table(files.summary))
+    console.print(f"wrote {len(files.tables)} tables, {len(files.figures)} figures in {out}")
+    return 0
+
+
 def _cmd_layers(args: argparse.Namespace, console: Console) -> int:
     layers = list_layers(load_model(args.model))
     if args.json:
@@ -219,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     # With --json, stdout carries only the JSON; everything human goes to stderr.
     console = Console(stderr=bool(getattr(args, "json", False)))
-    commands = {"bench": _cmd_bench, "layers": _cmd_layers}
+    commands = {"bench": _cmd_bench, "sweep": _cmd_sweep, "report": _cmd_report, "compare": _cmd_compare,
+                "layers": _cmd_layers}
     try:
         return commands[args.command](args, console)
     except OnnxNoiseError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxnoise.adapters import shift_labels
 from onnxnoise.data import DataConfig, normalize
 from onnxnoise.errors import DataError
 from onnxnoise.metrics import Counts, count_correct
@@ -33,6 +34,8 @@ class EvalSet:
             short last batch is then zero-padded and the padding's outputs dropped.
         input_dtype: dtype the model's input expects; ``uint8`` skips normalization.
         cache_limit_bytes: Keep normalized batches in memory up to this size.
+        label_offset: Output index of label 0 (1 for models with a background class
+            at output 0, see :func:`onnxnoise.adapters.resolve_label_offset`).
     """
 
     images: np.ndarray
@@ -42,6 +45,7 @@ class EvalSet:
     fixed_batch: int | None = None
     input_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     cache_limit_bytes: int = 2 << 30
+    label_offset: int = 0
     _cache: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +57,9 @@ class EvalSet:
             raise DataError(msg)
         if self.fixed_batch is not None:
             self.batch_size = self.fixed_batch
+        if isinstance(self.label_offset, bool) or not isinstance(self.label_offset, int) or self.label_offset < 0:
+            msg = f"`label_offset` must be a non-negative integer, got {self.label_offset!r}"
+            raise DataError(msg)
         if self.batch_size <= 0:
             msg = f"`--batch-size` must be > 0, got {self.batch_size}"
             raise DataError(msg)
@@ -105,11 +112,22 @@ def evaluate(
 
     Returns:
         Summed :class:`~onnxnoise.metrics.Counts`; non-finite logits count as wrong.
+        Scores may be logits or probabilities (a final Softmax keeps the ranking).
+
+    Raises:
+        DataError: If a label (plus ``data.label_offset``) is beyond the model's outputs.
     """
     total = Counts()
     for x, labels in data.batches():
         scores = session.run(x)[: len(labels)]
-        total = total + count_correct(scores, labels)
+        targets = shift_labels(labels, data.label_offset) if data.label_offset else labels
+        if len(targets) and int(targets.max()) >= scores.shape[1]:
+            msg = (
+                f"label {int(targets.max())} (label offset {data.label_offset}) is beyond the model's "
+                f"{scores.shape[1]} outputs"
+            )
+            raise DataError(msg)
+        total = total + count_correct(scores, targets)
         if on_batch is not None:
             on_batch(len(labels))
     return total

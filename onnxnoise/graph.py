@@ -22,6 +22,7 @@ import onnx
 from onnx import numpy_helper
 
 from onnxnoise.errors import GraphError
+from onnxnoise.quant import INT_DTYPES, QUANT_POLICY, QuantParams, dequantize
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -91,6 +92,12 @@ class Layer:
         num_params: Total number of elements over ``tensors``.
         sigma_w: Standard deviation of the layer's first tensor (the weight or BN
             scale), the ``sigma_w`` of paper eq. 1; noise uses each tensor's own std.
+            For an integer-quantized tensor it is the std of the dequantized values.
+        quant: Per tensor, its :class:`onnxnoise.quant.QuantParams` when the tensor is
+            an integer-quantized weight (QDQ or QLinear op), else ``None``; empty for
+            a layer built without it (all float).
+        quantization_policy: :data:`onnxnoise.quant.QUANT_POLICY` when the layer holds
+            a quantized tensor, else ``None``.
     """
 
     index: int
@@ -101,6 +108,8 @@ class Layer:
     shapes: tuple[tuple[int, ...], ...]
     num_params: int
     sigma_w: float
+    quant: tuple[QuantParams | None, ...] = ()
+    quantization_policy: str | None = None
 
     def to_dict(self) -> dict:
         """Return the layer as a JSON-ready dict."""
@@ -108,6 +117,7 @@ class Layer:
         d["tensors"] = list(self.tensors)
         d["roles"] = list(self.roles)
         d["shapes"] = [list(s) for s in self.shapes]
+        d["quant"] = [None if q is None else q.to_dict() for q in self.quant]
         return d
 
 
@@ -243,14 +253,113 @@ def get_initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return arrays
 
 
+#: QLinear ops: op type -> ((weight slot, scale slot, zero-point slot, per-axis axis), bias slot or None).
+#: The per-axis axis is relative to the weight (``-1``: last axis).
+_QLINEAR: dict[str, tuple[tuple[int, int, int, int], int | None]] = {
+    "QLinearConv": ((3, 4, 5, 0), 8),
+    "QLinearMatMul": ((3, 4, 5, -1), None),
+}
+
+_ONNX_DOMAINS = ("", "ai.onnx", "com.microsoft")
+
+
+def _numel(tensor: onnx.TensorProto) -> int:
+    return int(np.prod(tensor.dims, dtype=np.int64))
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return int(attr.i)
+    return default
+
+
+def _quant_ok(tensors: dict, q: str, scale: str, zero: str | None, axis: int) -> QuantParams | None:
+    """QuantParams for an integer weight ``q`` with scale/zero point initializers, else None."""
+    if q not in tensors or tensors[q].data_type not in INT_DTYPES or _numel(tensors[q]) <= 1:
+        return None
+    if scale not in tensors or (zero and zero not in tensors):
+        return None
+    scale_t = tensors[scale]
+    n = _numel(scale_t)
+    rank = len(tensors[q].dims)
+    if n == 1:
+        return QuantParams(scale=(scale,), zero_point=zero or None, axis=None, format="")
+    axis = axis + rank if axis < 0 else axis
+    if len(scale_t.dims) != 1 or not 0 <= axis < rank or tensors[q].dims[axis] != n:
+        return None  # blocked or malformed quantization: not supported
+    return QuantParams(scale=(scale,), zero_point=zero or None, axis=axis, format="")
+
+
+def _weight_paths(nodes, tensors: dict) -> tuple[dict[str, tuple[str, QuantParams | None]], set[int]]:
+    """Map the float outputs of weight-dequantizing nodes to the initializer behind them.
+
+    Returns ``(alias, path_nodes)``: ``alias[output] = (initializer, QuantParams or None)``
+    for ``DequantizeLinear(int initializer)`` (QDQ, params set) and for
+    ``DequantizeLinear(QuantizeLinear(float initializer))`` (params ``None``: the float
+    weight is noised and the graph quantizes it); ``path_nodes`` are those nodes'
+    positions, which are not layers themselves.
+    """
+    alias: dict[str, tuple[str, QuantParams | None]] = {}
+    path_nodes: set[int] = set()
+    quantized_float: dict[str, tuple[str, int]] = {}
+    for position, node in enumerate(nodes):
+        if node.domain not in _ONNX_DOMAINS or not node.input:
+            continue
+        source = node.input[0]
+        if node.op_type == "QuantizeLinear":
+            if source in tensors and tensors[source].data_type in FLOAT_DTYPES and _numel(tensors[source]) > 1:
+                quantized_float[node.output[0]] = (source, position)
+        elif node.op_type == "DequantizeLinear" and len(node.input) >= 2:
+            if source in quantized_float:
+                name, q_position = quantized_float[source]
+                alias[node.output[0]] = (name, None)
+                path_nodes.update({position, q_position})
+            elif _attr(node, "block_size", 0) == 0:
+                zero = node.input[2] if len(node.input) > 2 else None
+                params = _quant_ok(tensors, source, node.input[1], zero, _attr(node, "axis", 1))
+                if params is not None:
+                    alias[node.output[0]] = (source, QuantParams(params.scale, params.zero_point, params.axis, "QDQ"))
+                    path_nodes.add(position)
+    return alias, path_nodes
+
+
+def _qlinear_params(node: onnx.NodeProto, tensors: dict) -> list[tuple[str, str, QuantParams]]:
+    """``(tensor, role, params)`` of a QLinearConv / QLinearMatMul node's weight and bias."""
+    (w_slot, s_slot, z_slot, axis), bias_slot = _QLINEAR[node.op_type]
+    inputs = list(node.input)
+    if len(inputs) <= z_slot:
+        return []
+    params = _quant_ok(tensors, inputs[w_slot], inputs[s_slot], inputs[z_slot], axis)
+    if params is None:
+        return []
+    found = [(inputs[w_slot], "weight", QuantParams(params.scale, params.zero_point, params.axis, "QLinear"))]
+    if bias_slot is not None and len(inputs) > bias_slot and inputs[bias_slot]:
+        bias, x_scale = inputs[bias_slot], inputs[1]
+        ok = (
+            bias in tensors
+            and tensors[bias].data_type == onnx.TensorProto.INT32
+            and x_scale in tensors
+            and _numel(tensors[x_scale]) == 1
+        )
+        if ok:
+            axis_b = None if params.axis is None else 0
+            found.append((bias, "bias", QuantParams((x_scale, inputs[s_slot]), None, axis_b, "QLinear")))
+    return found
+
+
 def list_layers(model: onnx.ModelProto) -> list[Layer]:
     """List the model's parameter layers in graph order.
 
     A node input counts as a parameter when it is a float initializer (float32,
     float16, bfloat16, float64) with more than one element, and its position is not a
     known non-parameter slot (Resize scales, Pad pads, Clip bounds, ...). Integer
-    tensors, shape tensors and scalars are never parameters. An ``Add`` that adds a
-    float initializer to the output of a ``MatMul`` layer joins that layer as its bias.
+    tensors, shape tensors and scalars are never parameters, except integer-quantized
+    weights: an integer initializer behind a ``DequantizeLinear`` (QDQ; the layer is
+    the op consuming the dequantized value), or the weight and bias of a
+    ``QLinearConv`` / ``QLinearMatMul``; see :mod:`onnxnoise.quant`. An ``Add`` that
+    adds a float (or dequantized) initializer to the output of a ``MatMul`` layer
+    joins that layer as its bias.
 
     Args:
         model: A model from :func:`load_model`.
@@ -259,22 +368,40 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
         Layers sorted by ``index``; an empty list when nothing is perturbable.
     """
     tensors = {t.name: t for t in model.graph.initializer}
+    alias, path_nodes = _weight_paths(model.graph.node, tensors)
     owned: set[str] = set()
     groups: list[dict] = []
     by_output: dict[str, dict] = {}
     for position, node in enumerate(model.graph.node):
+        if position in path_nodes:
+            continue
         skip = _NON_PARAMETER_INPUTS.get(node.op_type, frozenset())
         names: list[str] = []
         roles: list[str] = []
+        quant: list[QuantParams | None] = []
         role_names = _ROLES.get(node.op_type, ())
-        for slot, name in enumerate(node.input):
-            if slot in skip or name in owned or name not in tensors:
-                continue
-            tensor = tensors[name]
-            if tensor.data_type not in FLOAT_DTYPES or int(np.prod(tensor.dims, dtype=np.int64)) <= 1:
-                continue
-            names.append(name)
-            roles.append(role_names[slot] if slot < len(role_names) else f"input{slot}")
+        if node.op_type in _QLINEAR and node.domain in _ONNX_DOMAINS:
+            for name, role, params in _qlinear_params(node, tensors):
+                if name not in owned:
+                    names.append(name)
+                    roles.append(role)
+                    quant.append(params)
+        else:
+            for slot, name in enumerate(node.input):
+                if slot in skip:
+                    continue
+                params = None
+                if name in alias:
+                    name, params = alias[name]
+                if name in owned or name in names or name not in tensors:
+                    continue
+                if params is None:
+                    tensor = tensors[name]
+                    if tensor.data_type not in FLOAT_DTYPES or _numel(tensor) <= 1:
+                        continue
+                names.append(name)
+                roles.append(role_names[slot] if slot < len(role_names) else f"input{slot}")
+                quant.append(params)
         if not names:
             continue
         owned.update(names)
@@ -282,12 +409,14 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
         if node.op_type == "Add" and matmul is not None and matmul["op_type"] == "MatMul":
             matmul["tensors"] += names
             matmul["roles"] += ["bias"] * len(names)
+            matmul["quant"] += quant
             continue
         group = {
             "name": node.name or f"{node.op_type}_{position}",
             "op_type": node.op_type,
             "tensors": names,
             "roles": roles,
+            "quant": quant,
         }
         if node.op_type == "MatMul":
             group["roles"] = ["weight"] * len(names)
@@ -295,8 +424,20 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
         for out in node.output:
             by_output[out] = group
     layers = []
+    arrays_by_name: dict[str, np.ndarray] = {}
+
+    def array(name: str) -> np.ndarray:
+        if name not in arrays_by_name:
+            arrays_by_name[name] = numpy_helper.to_array(tensors[name])
+        return arrays_by_name[name]
+
     for index, group in enumerate(groups):
-        arrays = [numpy_helper.to_array(tensors[n]) for n in group["tensors"]]
+        arrays = [array(n) for n in group["tensors"]]
+        first, first_params = arrays[0], group["quant"][0]
+        if first_params is not None:
+            needed = [*first_params.scale, *([first_params.zero_point] if first_params.zero_point else [])]
+            first = dequantize(first, first_params, {n: array(n) for n in needed})
+        quantized = any(q is not None for q in group["quant"])
         layers.append(
             Layer(
                 index=index,
@@ -306,7 +447,9 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
                 roles=tuple(group["roles"]),
                 shapes=tuple(tuple(int(d) for d in a.shape) for a in arrays),
                 num_params=int(sum(a.size for a in arrays)),
-                sigma_w=float(np.std(arrays[0], dtype=np.float64)),
+                sigma_w=float(np.std(first.astype(np.float64))),
+                quant=tuple(group["quant"]),
+                quantization_policy=QUANT_POLICY if quantized else None,
             )
         )
     return layers

@@ -27,6 +27,7 @@ import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.graph import Layer
+from onnxnoise.quant import QuantParams, dequantize, requantize
 
 __all__ = [
     "BN_VARIANCE_POLICIES",
@@ -96,11 +97,15 @@ class NoiseResult:
             policy changed (clamped or reflected), or left negative under ``keep``.
         overflow_count: Elements that became non-finite when cast back to a narrow
             float dtype (float16 / bfloat16).
+        clipped_count: Elements of integer-quantized tensors whose requantized value
+            fell outside the integer range and was clipped (policy
+            :data:`onnxnoise.quant.QUANT_POLICY`).
     """
 
     arrays: dict[str, np.ndarray]
     bn_variance_changed: int = 0
     overflow_count: int = 0
+    clipped_count: int = 0
 
 
 def tensor_rng(seed: int, tensor_name: str) -> np.random.Generator:
@@ -127,8 +132,16 @@ def apply_noise(
 
     Each tensor ``w`` gets ``w + z * std(w) / snr`` with ``z`` standard normal from
     :func:`tensor_rng`. Noise is computed in float32 (float64 for float64 tensors) and
-    cast back to the tensor's dtype. A tensor with ``std(w) == 0`` is returned
-    unchanged, as is every tensor when ``snr`` is infinite.
+    cast back to the tensor's dtype (float16 / bfloat16 values that overflow to inf
+    are counted). A tensor with ``std(w) == 0`` is returned unchanged, as is every
+    tensor when ``snr`` is infinite.
+
+    An integer-quantized tensor (``layer.quant`` entry set) follows
+    :data:`onnxnoise.quant.QUANT_POLICY`: it is dequantized, ``w`` above is the
+    dequantized tensor, and the noisy values are rounded back onto the tensor's
+    quantization grid and clipped to its integer range (counted in ``clipped_count``).
+    With ``keep_zeros``, elements equal to the zero point stay there. The scale and
+    zero-point initializers must be in ``initializers``.
 
     Args:
         initializers: Clean ``name -> array`` from :func:`onnxnoise.graph.get_initializers`.
@@ -145,9 +158,15 @@ def apply_noise(
     arrays: dict[str, np.ndarray] = {}
     changed = 0
     overflow = 0
+    clipped = 0
     for layer in layers:
-        for name, role in zip(layer.tensors, layer.roles):
+        quant = tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)
+        for name, role, params in zip(layer.tensors, layer.roles, quant):
             clean = initializers[name]
+            if params is not None:
+                arrays[name], n_clipped = _noisy_quantized(name, clean, params, initializers, spec)
+                clipped += n_clipped
+                continue
             work_dtype = np.float64 if clean.dtype == np.float64 else np.float32
             w = clean.astype(work_dtype, copy=False)
             sigma_w = float(np.std(w, dtype=np.float64))
@@ -171,7 +190,26 @@ def apply_noise(
                     noisy = noisy.astype(clean.dtype)
                 overflow += int((~np.isfinite(noisy)).sum())
             arrays[name] = noisy
-    return NoiseResult(arrays=arrays, bn_variance_changed=changed, overflow_count=overflow)
+    return NoiseResult(arrays=arrays, bn_variance_changed=changed, overflow_count=overflow, clipped_count=clipped)
+
+
+def _noisy_quantized(
+    name: str,
+    clean: np.ndarray,
+    params: QuantParams,
+    initializers: Mapping[str, np.ndarray],
+    spec: NoiseSpec,
+) -> tuple[np.ndarray, int]:
+    """Dequantize, add eq. 1 noise in float, requantize with clipping; see :mod:`onnxnoise.quant`."""
+    w = dequantize(clean, params, initializers)
+    sigma_w = float(np.std(w))
+    if math.isinf(spec.snr) or sigma_w == 0.0:
+        return clean, 0
+    noise = tensor_rng(spec.seed, name).standard_normal(w.shape, dtype=np.float32).astype(np.float64)
+    noise *= sigma_w / spec.snr
+    if spec.keep_zeros:
+        noise[w == 0] = 0
+    return requantize(w + noise, clean, params, initializers)
 
 
 def parse_snr_list(snr: str | None = None, noise_pct: str | None = None) -> list[float]:

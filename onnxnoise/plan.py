@@ -27,7 +27,7 @@ from typing import Any
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.graph import Layer
 
-__all__ = ["MODES", "SWEEP_MODES", "KEY_VERSION", "Trial", "expand_sweep", "make_context"]
+__all__ = ["MODES", "SWEEP_MODES", "KEY_VERSION", "Trial", "expand_sweep", "make_context", "resolve_seeds"]
 
 #: Every trial mode, in the order trials of a sweep are listed.
 MODES: tuple[str, ...] = ("baseline", "all", "per-layer", "cumulative")
@@ -241,7 +241,7 @@ def expand_sweep(
     if not snr_list:
         msg = "`snrs` is empty; give at least one SNR, e.g. 100,10,5"
         raise NoiseConfigError(msg)
-    seed_list = _check_seeds(seeds)
+    seed_list = resolve_seeds(seeds)
     trials = [Trial("baseline", None, (), math.inf, None)]
     for mode in mode_list:
         for snr in snr_list:
@@ -293,7 +293,19 @@ def _check_modes(modes: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _check_seeds(seeds: int | Sequence[int]) -> list[int]:
+def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
+    """Turn a seed count or explicit seeds into the list of seeds.
+
+    Args:
+        seeds: A count ``n`` (seeds ``0 .. n-1``) or explicit non-negative seeds.
+
+    Returns:
+        The seeds in the order given, duplicates dropped.
+
+    Raises:
+        NoiseConfigError: If the count is < 1, a seed is negative or not an integer,
+            or the list is empty.
+    """
     if _is_int(seeds):
         if seeds < 1:
             msg = f"`seeds` count must be >= 1, got {seeds!r}"

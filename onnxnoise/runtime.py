@@ -11,6 +11,14 @@ optimizations such as Conv+BatchNormalization fusion see the noisy values).
 
 ``SessionOptions.add_initializer`` is deliberately not used: whether it overrides an
 initializer already in the model has varied between ONNX Runtime versions.
+
+Large models (protobuf messages are limited to 2 GiB): when the initializers total
+more than ``external_above_bytes``, the skeleton keeps every large initializer as an
+*external data reference* (``data_location = EXTERNAL``, a placeholder location, no
+bytes) and each session receives the arrays, clean or noisy, through
+``SessionOptions.add_external_initializers``, which ONNX Runtime matches by name
+against those references. No protobuf holding the weights is ever serialized, and
+the results are bit-identical to the in-proto path.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -91,6 +99,7 @@ class Session:
     input_name: str
     output_name: str
     provider: str
+    keepalive: tuple = field(default=(), repr=False, compare=False)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch.
@@ -106,6 +115,30 @@ class Session:
         return out.reshape(out.shape[0], -1)
 
 
+#: Above this many initializer bytes, :class:`SessionFactory` passes weights as
+#: external initializers instead of serializing them (protobuf's limit is 2 GiB).
+EXTERNAL_ABOVE_BYTES = 1 << 30
+
+#: Initializers smaller than this stay inline in the skeleton on the external path.
+_EXTERNAL_MIN_BYTES = 1024
+
+#: Placeholder ``location`` of the external data references in the skeleton; ONNX
+#: Runtime never opens it, because every such tensor is supplied in memory.
+_EXTERNAL_LOCATION = "onnxnoise-in-memory-initializer"
+
+#: numpy dtypes ``OrtValue.ortvalue_from_numpy`` accepts (bfloat16 / float8 do not).
+_ORT_NUMPY_DTYPES = frozenset(
+    np.dtype(t)
+    for t in (np.float32, np.float64, np.float16, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64,
+              np.uint32, np.uint64, np.bool_)
+)
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
+
+
 class SessionFactory:
     """Builds sessions of one model with any subset of its initializers replaced.
 
@@ -116,6 +149,13 @@ class SessionFactory:
         output_name: Name of the score output.
         device: ``auto``, ``cpu`` or ``cuda`` (see :func:`resolve_providers`).
         threads: Intra-op threads for the CPU EP; ``0`` lets ONNX Runtime choose.
+        external_above_bytes: When the model's initializers total more bytes than
+            this, weights go to ONNX Runtime as external initializers instead of
+            being serialized (required above protobuf's 2 GiB limit); ``0`` forces
+            that path, ``None`` never takes it.
+
+    Attributes:
+        external: Whether the external-initializer path is in use.
 
     Raises:
         SessionError: See :func:`resolve_providers`.
@@ -130,6 +170,7 @@ class SessionFactory:
         output_name: str,
         device: str = "auto",
         threads: int = 0,
+        external_above_bytes: int | None = EXTERNAL_ABOVE_BYTES,
     ) -> None:
         self.device = device
         self.providers = resolve_providers(device)
@@ -137,25 +178,49 @@ class SessionFactory:
         self.output_name = output_name
         self.threads = threads
         names = set(replaceable)
+        total = sum(_tensor_nbytes(t) for t in model.graph.initializer)
+        self.external = external_above_bytes is not None and total > external_above_bytes
         skeleton = onnx.ModelProto()
         skeleton.CopyFrom(model)
         self._clean: dict[str, onnx.TensorProto] = {}
+        #: External path: ``name -> clean array`` of the tensors passed as external initializers.
+        self._external: dict[str, np.ndarray] = {}
         kept = []
         for tensor in skeleton.graph.initializer:
-            if tensor.name in names:
+            if self.external and self._externalizable(tensor, tensor.name in names):
+                array = numpy_helper.to_array(tensor)
+                array.setflags(write=False)
+                self._external[tensor.name] = array
+                _make_external_reference(tensor, array.nbytes)
+                kept.append(tensor)
+            elif tensor.name in names:
                 self._clean[tensor.name] = tensor
             else:
                 kept.append(tensor)
-        missing = names - self._clean.keys()
+        missing = names - self._clean.keys() - self._external.keys()
         if missing:
             msg = f"initializers not found in the model: {sorted(missing)[:5]}"
             raise SessionError(msg)
         del skeleton.graph.initializer[:]
         skeleton.graph.initializer.extend(kept)
-        self._skeleton = skeleton.SerializeToString()
+        try:
+            self._skeleton = skeleton.SerializeToString()
+        except ValueError as exc:  # protobuf refuses messages over 2 GiB
+            msg = (
+                f"the model is too large to serialize ({total / 2**30:.2f} GiB of initializers): {exc}; "
+                "pass a lower `external_above_bytes`"
+            )
+            raise SessionError(msg) from exc
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         self._versions = f"model IR version {model.ir_version}, opset {opset}; onnxruntime {ort.__version__}"
         self._clean_bytes = {name: _graph_bytes([t]) for name, t in self._clean.items()}
+
+    @staticmethod
+    def _externalizable(tensor: onnx.TensorProto, replaceable: bool) -> bool:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        if dtype not in _ORT_NUMPY_DTYPES or len(tensor.dims) == 0:
+            return False
+        return replaceable or _tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES
 
     def model_bytes(self, replacements: Mapping[str, np.ndarray] | None = None) -> bytes:
         """Serialized model with ``replacements`` swapped in (the rest stay clean).
@@ -177,7 +242,7 @@ class SessionFactory:
                 parts.append(_graph_bytes([numpy_helper.from_array(np.asarray(replacements[name]), name)]))
             else:
                 parts.append(clean)
-        unknown = replacements.keys() - self._clean.keys()
+        unknown = replacements.keys() - self._clean.keys() - self._external.keys()
         if unknown:
             raise KeyError(f"not replaceable: {sorted(unknown)[:5]}")
         return b"".join(parts)
@@ -193,6 +258,22 @@ class SessionFactory:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
+        keepalive: tuple = ()
+        if self._external:
+            replacements = dict(replacements or {})
+            arrays = []
+            for name, clean in self._external.items():
+                array = np.ascontiguousarray(replacements.pop(name, clean))
+                if array.shape != clean.shape or array.dtype != clean.dtype:
+                    msg = (
+                        f"replacement for {name!r} has shape {array.shape} {array.dtype}, "
+                        f"expected {clean.shape} {clean.dtype}"
+                    )
+                    raise SessionError(msg)
+                arrays.append(array)
+            values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+            options.add_external_initializers(list(self._external), values)
+            keepalive = (arrays, values)  # ONNX Runtime may keep pointing at these buffers
         try:
             session = ort.InferenceSession(self.model_bytes(replacements), options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
@@ -208,7 +289,7 @@ class SessionFactory:
                 )
                 raise SessionError(msg)
             log.warning("CUDA execution provider unavailable at session creation; running on the CPU")
-        return Session(session, self.input_name, self.output_name, provider)
+        return Session(session, self.input_name, self.output_name, provider, keepalive)
 
 
 def _ort_message(exc: BaseException) -> str:
@@ -216,6 +297,19 @@ def _ort_message(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     return re.sub(r"^/\S+:\d+ .*?\) (?=[A-Z])", "", text)
+
+
+def _make_external_reference(tensor: onnx.TensorProto, nbytes: int) -> None:
+    """Drop ``tensor``'s bytes and mark it as external data supplied at session creation."""
+    for field_name in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data",
+                       "string_data"):
+        tensor.ClearField(field_name)
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", _EXTERNAL_LOCATION), ("offset", "0"), ("length", str(nbytes))):
+        entry = tensor.external_data.add()
+        entry.key = key
+        entry.value = value
 
 
 def _graph_bytes(tensors: list[onnx.TensorProto]) -> bytes:

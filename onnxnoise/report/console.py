@@ -11,7 +11,7 @@ from rich.text import Text
 
 from onnxnoise.graph import Layer
 
-__all__ = ["layers_table", "bench_table", "bench_caption"]
+__all__ = ["layers_table", "bench_table", "bench_caption", "summary_table", "a_avr_table"]
 
 
 def _fmt_snr(snr: float) -> str:
@@ -86,4 +86,51 @@ def bench_table(summary: pl.DataFrame, *, title: str | None = None) -> Table:
             f"{row['top5_norm_mean']:.4f}",
             str(row["nan_count"]),
         )
+    return table
+
+
+def _pm(mean, ci, digits: int = 2) -> str:
+    if mean is None:
+        return "-"
+    text = f"{mean:.{digits}f}"
+    return text if ci is None or math.isnan(ci) else f"{text} ± {ci:.{digits}f}"
+
+
+def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and baseline trials") -> Table:
+    """Baseline and noise-in-all-layers rows of :func:`onnxnoise.stats.summarize_trials`.
+
+    Returns:
+        A rich ``Table``: model, mode, SNR, seeds, top-1 / top-5 (percent, mean ± 95% CI
+        over seeds), ``a / a_0`` and NaN-logit count.
+    """
+    table = Table(title=title)
+    for name in ("model", "mode", "SNR", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"):
+        table.add_column(name, justify="left" if name in ("model", "mode") else "right")
+    rows = summary.filter(pl.col("mode").is_in(["baseline", "all"])).sort(["model", "snr"], descending=[False, True])
+    for row in rows.iter_rows(named=True):
+        table.add_row(row["model"], row["mode"], _fmt_snr(row["snr"]), str(row["seeds"]),
+                      _pm(row["top1_acc_mean"], row["top1_acc_ci"]), _pm(row["top5_acc_mean"], row["top5_acc_ci"]),
+                      _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4), str(row["nan_count"]))
+    return table
+
+
+def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer at a time: A_avr (eq. 3)") -> Table:
+    """Per-model, per-SNR ``A_avr`` and degradation (``100 (1 - A_avr)``, percent).
+
+    Args:
+        a_avr: Output of :func:`onnxnoise.stats.average_normalized_accuracy`, optionally
+            joined with ``layers_model``/``parameters`` counts.
+    """
+    table = Table(title=title)
+    for name in ("model", "SNR", "layers", "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    if "parameters" in a_avr.columns:
+        table.add_column("parameters", justify="right")
+    for row in a_avr.sort(["model", "snr"], descending=[False, True]).iter_rows(named=True):
+        cells = [row["model"], _fmt_snr(row["snr"]), str(row["layers"]), str(row["seeds"]),
+                 _pm(row["top1_a_avr"], row["top1_a_avr_ci"], 4), f"{row['top1_degradation_pct']:.2f}",
+                 _pm(row["top5_a_avr"], row["top5_a_avr_ci"], 4)]
+        if "parameters" in a_avr.columns:
+            cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
+        table.add_row(*cells)
     return table

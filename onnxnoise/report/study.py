@@ -1,0 +1,257 @@
+"""Reports of sweep runs: tables, figures and a markdown summary from trial stores.
+
+``onnxnoise report RUN_DIR`` and ``onnxnoise compare RUN_DIR...`` call
+:func:`collect_trials`, then :func:`write_report` / :func:`write_comparison`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from matplotlib.figure import Figure
+
+from onnxnoise.errors import StoreError
+from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
+from onnxnoise.report.tables import write_table
+from onnxnoise.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
+from onnxnoise.store import open_store
+
+__all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "write_report",
+           "write_comparison"]
+
+#: File name of a run folder's trial store.
+STORE_NAME = "trials.sqlite"
+
+
+def find_stores(run_dir: str | os.PathLike) -> list[Path]:
+    """Trial stores of a run folder: ``RUN_DIR/trials.sqlite`` or ``RUN_DIR/*/trials.sqlite``.
+
+    Raises:
+        StoreError: If the folder does not exist or holds no trial store.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        msg = f"run folder not found: {root} (give the --out folder of a sweep)"
+        raise StoreError(msg)
+    direct = root / STORE_NAME
+    stores = [direct] if direct.is_file() else sorted(root.glob(f"*/{STORE_NAME}"))
+    if not stores:
+        msg = f"no {STORE_NAME} in {root} or its sub-folders; run `onnxnoise sweep ... --out {root}` first"
+        raise StoreError(msg)
+    return stores
+
+
+def collect_trials(run_dirs: list[str | os.PathLike]) -> pl.DataFrame:
+    """All finished trials of the given run folders, with normalized accuracy.
+
+    Returns:
+        One row per trial (see :meth:`onnxnoise.store.TrialStore.to_frame`) plus
+        ``top1_norm``/``top5_norm`` (paper eq. 2) and Wilson 95% intervals
+        ``top1_acc_low``/``top1_acc_high`` (percent).
+    """
+    frames = []
+    for run_dir in run_dirs:
+        for path in find_stores(run_dir):
+            with open_store(path, create=False) as store:
+                frames.append(store.to_frame())
+    trials = pl.concat(frames, how="vertical")
+    return add_binomial_interval(normalized_accuracy(trials))
+
+
+def collect_runs(run_dirs: list[str | os.PathLike]) -> pl.DataFrame:
+    """The ``runs`` tables of the given run folders (one row per sweep invocation)."""
+    frames = []
+    for run_dir in run_dirs:
+        for path in find_stores(run_dir):
+            with open_store(path, create=False) as store:
+                frames.append(store.runs())
+    return pl.concat(frames, how="vertical")
+
+
+@dataclass
+class ReportFiles:
+    """What a report wrote.
+
+    Attributes:
+        tables: Parquet/CSV files.
+        figures: PNG/SVG files.
+        markdown: The ``report.md`` file.
+        summary: The per-(model, mode, layer, SNR) summary frame.
+        a_avr: The per-(model, SNR) ``A_avr`` frame (empty without per-layer trials).
+    """
+
+    tables: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    markdown: Path | None = None
+    summary: pl.DataFrame | None = None
+    a_avr: pl.DataFrame | None = None
+
+
+def _save(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in (".png", ".svg"):
+        path = out / f"{stem}{suffix}"
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        files.append(path)
+
+
+def _slug(text: str) -> str:
+    stem = text[:-5] if text.endswith(".onnx") else text
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-")
+
+
+def _model_facts(runs: pl.DataFrame) -> pl.DataFrame:
+    """Layer and parameter counts per model from the runs' recorded config."""
+    rows = {}
+    for row in runs.iter_rows(named=True):
+        config = json.loads(row["config"] or "{}")
+        rows[(row["model"], row["model_sha256"])] = {
+            "model": row["model"],
+            "model_sha256": row["model_sha256"],
+            "layers": config.get("layers_total"),
+            "parameters": config.get("params_total"),
+            "images": config.get("images"),
+        }
+    return pl.DataFrame(list(rows.values()))
+
+
+def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.PathLike,
+                 *, title: str | None = None) -> ReportFiles:
+    """Write tables, figures and ``report.md`` for the trials of one or more models.
+
+    Args:
+        trials: Output of :func:`collect_trials`.
+        runs: Output of :func:`collect_runs` (for layer/parameter counts and versions).
+        out_dir: Folder to write into.
+        title: Report title (default: the model names).
+
+    Returns:
+        The :class:`ReportFiles` written.
+    """
+    out = Path(out_dir)
+    files = ReportFiles()
+    summary = summarize_trials(trials)
+    a_avr = average_normalized_accuracy(trials)
+    files.summary, files.a_avr = summary, a_avr
+    files.tables += write_table(trials, out, "results")
+    files.tables += write_table(summary, out, "summary")
+    if not a_avr.is_empty():
+        files.tables += write_table(a_avr, out, "a_avr")
+    figures = out / "figures"
+    modes = set(summary["mode"].unique().to_list())
+    if "all" in modes:
+        _save(plot_accuracy_vs_noise(summary), figures, "accuracy-vs-noise", files.figures)
+    for (model, dataset), part in summary.group_by(["model", "dataset"], maintain_order=True):
+        for mode, plot in (("per-layer", plot_layer_sensitivity), ("cumulative", plot_cumulative)):
+            if mode in set(part["mode"].to_list()):
+                single = part.filter(pl.col("model_sha256") == part["model_sha256"][0])
+                _save(plot(single), figures, f"{mode}-{_slug(model)}", files.figures)
+    if not a_avr.is_empty():
+        _save(plot_compare(a_avr), figures, "degradation-by-model", files.figures)
+    files.markdown = out / "report.md"
+    files.markdown.write_text(render_markdown(trials, summary, a_avr, runs, files, out, title=title))
+    return files
+
+
+def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.PathLike) -> ReportFiles:
+    """Models side by side: A_avr per SNR table and figure, with layer and parameter counts.
+
+    Raises:
+        StoreError: If the runs hold no per-layer trials (A_avr needs them).
+    """
+    a_avr = average_normalized_accuracy(trials)
+    if a_avr.is_empty():
+        msg = "no per-layer trials in these runs; `compare` needs `onnxnoise sweep --mode per-layer` results"
+        raise StoreError(msg)
+    out = Path(out_dir)
+    files = ReportFiles(a_avr=a_avr)
+    table = a_avr.join(_model_facts(runs).drop("images"), on=["model", "model_sha256"], how="left",
+                       suffix="_model")
+    files.tables += write_table(table, out, "compare")
+    _save(plot_compare(a_avr), out / "figures", "compare-degradation", files.figures)
+    _save(plot_compare(a_avr, value="a_avr", kind="line"), out / "figures", "compare-a-avr", files.figures)
+    files.summary = table
+    return files
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataFrame, runs: pl.DataFrame,
+                    files: ReportFiles, out: Path, *, title: str | None = None) -> str:
+    """The ``report.md`` text: provenance, baselines, whole-model and per-layer results, figures."""
+    models = summary["model"].unique(maintain_order=True).to_list()
+    title = title or f"onnxnoise report: {', '.join(models)}"
+    facts = _model_facts(runs)
+    preprocess = sorted(set(trials["preprocess"].drop_nulls().to_list()))
+    versions = sorted(set(runs["versions"].drop_nulls().to_list()))
+    seeds = sorted(set(trials["seed"].drop_nulls().to_list()))
+    errors = trials.filter(pl.col("error").is_not_null()).height
+    parts = [f"# {title}", ""]
+    parts += [
+        "## Provenance", "",
+        f"- trials: {trials.height} ({errors} failed), seeds: {', '.join(map(str, seeds)) or '-'}",
+        f"- datasets: {', '.join(sorted(set(trials['dataset'].to_list())))}",
+        f"- noise: additive Gaussian per tensor, sigma = std(w) / SNR (paper eq. 1); "
+        f"settings {', '.join(sorted(set(trials['noise'].drop_nulls().to_list())))}",
+        f"- preprocessing: {'; '.join(preprocess)}",
+        f"- execution providers: {', '.join(sorted(set(trials['provider'].drop_nulls().to_list())))}",
+        f"- versions: {'; '.join(versions)}",
+        "- intervals: ± is the 95% Student-t interval over seeds; per-trial accuracy intervals (results.parquet) "
+        "are 95% Wilson intervals over images.",
+        "",
+        "## Models and baselines", "",
+    ]
+    base = summary.filter(pl.col("mode") == "baseline")
+    rows = []
+    for row in base.iter_rows(named=True):
+        fact = facts.filter(pl.col("model_sha256") == row["model_sha256"])
+        layers = fact["layers"][0] if fact.height else None
+        params = fact["parameters"][0] if fact.height else None
+        rows.append([row["model"], row["dataset"], str(row["images"]), _fmt(row["top1_acc_mean"]),
+                     _fmt(row["top5_acc_mean"]), str(layers), f"{params:,}" if params else "-",
+                     row["model_sha256"][:12]])
+    parts += [_md_table(["model", "dataset", "images", "top-1 %", "top-5 %", "layers", "parameters", "sha256"],
+                        rows), ""]
+    whole = summary.filter(pl.col("mode") == "all").sort(["model", "noise_pct"])
+    if whole.height:
+        parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
+        rows = [[r["model"], _fmt(r["noise_pct"], 3), str(r["seeds"]),
+                 f"{_fmt(r['top1_acc_mean'])} ± {_fmt(r['top1_acc_ci'])}",
+                 f"{_fmt(r['top5_acc_mean'])} ± {_fmt(r['top5_acc_ci'])}",
+                 f"{_fmt(r['top1_norm_mean'], 4)} ± {_fmt(r['top1_norm_ci'], 4)}", str(r["nan_count"])]
+                for r in whole.iter_rows(named=True)]
+        parts += [_md_table(["model", "noise %", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"],
+                            rows), ""]
+    if not a_avr.is_empty():
+        parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
+        rows = [[r["model"], _fmt(r["snr"], 3), str(r["layers"]), str(r["seeds"]),
+                 f"{_fmt(r['top1_a_avr'], 4)} ± {_fmt(r['top1_a_avr_ci'], 4)}",
+                 _fmt(r["top1_degradation_pct"]), f"{_fmt(r['top5_a_avr'], 4)} ± {_fmt(r['top5_a_avr_ci'], 4)}",
+                 _fmt(r["top5_degradation_pct"])]
+                for r in a_avr.sort(["model", "snr"], descending=[False, True]).iter_rows(named=True)]
+        parts += [_md_table(["model", "SNR", "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
+                             "top-5 A_avr", "top-5 degradation %"], rows), ""]
+    if files.figures:
+        parts += ["## Figures", ""]
+        parts += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in files.figures if p.suffix == ".png"]
+        parts += [""]
+    parts += ["## Files", "", "- `results.parquet` / `results.csv`: one row per trial",
+              "- `summary.parquet` / `summary.csv`: mean, std and 95% CI over seeds per model, mode, layer, SNR"]
+    if not a_avr.is_empty():
+        parts += ["- `a_avr.parquet` / `a_avr.csv`: A_avr and degradation per model and SNR"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,183 @@
+"""Sweeps: the paper's experiments as resumable lists of trials in a durable store.
+
+Modes (Fagbohungbe & Qian, arXiv 2011.11840, Sec. IV):
+
+- ``all``: noise in every selected layer at once (Table III, Fig. 2);
+- ``per-layer``: noise in layer i only, for every selected i (Figs. 3-4);
+- ``cumulative``: noise in layers 1..L, for L = 1..N (Fig. 5).
+
+Every trial is committed to the SQLite store before the next one starts, under a
+key that hashes the trial with its context (model sha256, dataset fingerprint,
+preprocessing, noise settings, image subset). Running the same sweep again skips
+finished trials, so a sweep killed at any moment loses at most the trial in
+flight; a changed model file or preprocessing gives new keys, never stale reuse.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+
+from onnxnoise import __version__
+from onnxnoise.bench import BenchConfig, BenchProgress, Prepared, prepare_bench
+from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.evaluate import evaluate
+from onnxnoise.noise import NoiseSpec, apply_noise
+from onnxnoise.plan import SWEEP_MODES, Trial, expand_sweep, make_context
+from onnxnoise.store import TrialStore
+
+__all__ = ["SweepConfig", "SweepResult", "run_sweep", "package_versions", "SWEEP_MODES"]
+
+NOISE_MODEL = "gaussian-snr"
+
+
+@dataclass(frozen=True)
+class SweepConfig(BenchConfig):
+    """Settings of one sweep: a :class:`~onnxnoise.bench.BenchConfig` plus modes.
+
+    Attributes:
+        modes: Any of ``all``, ``per-layer``, ``cumulative`` (see module docstring).
+    """
+
+    modes: tuple[str, ...] = ("all",)
+
+
+@dataclass
+class SweepResult:
+    """Outcome of :func:`run_sweep`.
+
+    Attributes:
+        planned: Trials in the sweep plan (baseline included).
+        skipped: Trials already in the store (not run again).
+        ran: Trials run now.
+        failed: Trials run now that ended with an error row.
+        run_id: The store's id for this invocation.
+    """
+
+    planned: int
+    skipped: int
+    ran: int
+    failed: int
+    run_id: int
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a trial's numbers."""
+    versions = {"onnxnoise": __version__}
+    for name in ("onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "pillow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _context(prep: Prepared, config: SweepConfig) -> dict[str, str]:
+    return make_context(
+        model_sha256=prep.model_sha256,
+        dataset_fingerprint=prep.meta["dataset_fingerprint"],
+        preprocess=prep.data_config,
+        noise=_noise_settings(config),
+        images=len(prep.data),
+        limit=config.limit,
+        output=prep.factory.output_name,
+    )
+
+
+def _noise_settings(config: SweepConfig) -> dict:
+    return {"noise_model": NOISE_MODEL, "bn_variance": config.bn_variance, "keep_zeros": config.keep_zeros}
+
+
+def run_sweep(
+    config: SweepConfig,
+    store: TrialStore,
+    *,
+    progress: BenchProgress | None = None,
+    prepared: Prepared | None = None,
+) -> SweepResult:
+    """Run every trial of the sweep that the store does not hold yet.
+
+    Args:
+        config: Sweep settings; ``seeds`` is a count or explicit seeds.
+        store: Open trial store of the run folder.
+        progress: Progress receiver; ``start`` gets the number of trials to run now.
+        prepared: Output of :func:`onnxnoise.bench.prepare_bench` to reuse.
+
+    Returns:
+        Counts of planned, skipped, run and failed trials.
+
+    Raises:
+        OnnxNoiseError: Bad model, data or settings (before any trial runs).
+        StoreError: The store cannot be written.
+    """
+    prep = prepared or prepare_bench(config)
+    context = _context(prep, config)
+    trials = expand_sweep(prep.selected, modes=config.modes, snrs=config.snrs, seeds=config.seeds)
+    done = store.done_keys(include_errors=False)
+    todo = [(trial, key) for trial in trials if (key := trial.key(context)) not in done]
+    versions = package_versions()
+    run_id = store.record_run({
+        "model": prep.meta["model"],
+        "model_sha256": prep.model_sha256,
+        "dataset": prep.meta["dataset"],
+        "dataset_fingerprint": prep.meta["dataset_fingerprint"],
+        "preprocess": prep.data_config,
+        "noise_model": NOISE_MODEL,
+        "noise": _noise_settings(config),
+        "config": {**config.to_dict(),
+                   "layers_total": len(prep.layers), "layers_selected": len(prep.selected),
+                   "params_total": sum(layer.num_params for layer in prep.layers),
+                   "params_selected": sum(layer.num_params for layer in prep.selected),
+                   "images": len(prep.data), "skipped_images": prep.skipped_images},
+        "versions": versions,
+    })
+    by_name = {layer.name: layer for layer in prep.selected}
+    progress = progress or BenchProgress()
+    progress.start(len(todo), len(prep.data))
+    failed = 0
+    for trial, key in todo:
+        row = _run_trial(trial, prep, config, by_name, progress)
+        failed += row["error"] is not None
+        row.update(
+            key=key, run_id=run_id, model=prep.meta["model"], model_sha256=prep.model_sha256,
+            dataset=prep.meta["dataset"], dataset_fingerprint=prep.meta["dataset_fingerprint"],
+            preprocess=prep.data_config, mode=trial.mode, layer_index=trial.layer_index,
+            layers=list(trial.layers), noise_model=NOISE_MODEL, noise=_noise_settings(config),
+            snr=trial.snr, seed=trial.seed, versions=versions,
+        )
+        store.record(row)
+        progress.trial_done({**row, "top1_acc": 100.0 * (row["top1_correct"] or 0) / max(row["images"] or 1, 1)})
+    return SweepResult(planned=len(trials), skipped=len(trials) - len(todo), ran=len(todo), failed=failed,
+                       run_id=run_id)
+
+
+def _run_trial(trial: Trial, prep: Prepared, config: SweepConfig, by_name: dict, progress: BenchProgress) -> dict:
+    """Evaluate one trial; an exception becomes an ``error`` row instead of ending the sweep."""
+    started = time.perf_counter()
+    try:
+        if trial.mode == "baseline":
+            replacements, changed = None, 0
+        else:
+            spec = NoiseSpec(snr=trial.snr, seed=trial.seed, bn_variance=config.bn_variance,
+                             keep_zeros=config.keep_zeros)
+            result = apply_noise(prep.initializers, [by_name[n] for n in trial.layers], spec)
+            replacements, changed = result.arrays, result.bn_variance_changed
+        session = prep.factory.create(replacements)
+        counts = evaluate(session, prep.data, on_batch=progress.advance)
+    except (OnnxNoiseError, RuntimeError, ValueError, MemoryError) as exc:
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return {"images": None, "top1_correct": None, "top5_correct": None, "nan_count": None,
+                "bn_variance_changed": None, "seconds": time.perf_counter() - started, "provider": None,
+                "error": detail}
+    return {
+        "images": counts.images,
+        "top1_correct": counts.top1_correct,
+        "top5_correct": counts.top5_correct,
+        "nan_count": counts.nan_count,
+        "bn_variance_changed": changed,
+        "seconds": time.perf_counter() - started,
+        "provider": session.provider,
+        "error": None,
+    }
