@@ -1,0 +1,158 @@
+"""Sweeps: resume after kill -9, A_i / A_avr from the store, experiment files, reports."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from onnxnoise.cli import main
+from onnxnoise.demo import demo_paths
+from onnxnoise.experiment import ExperimentError, load_experiment
+from onnxnoise.report.study import collect_trials
+from onnxnoise.stats import average_normalized_accuracy
+from onnxnoise.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _sweep_cmd(out: Path) -> list[str]:
+    model, data = demo_paths()
+    return [sys.executable, "-m", "onnxnoise.cli", "sweep", str(model), "--data", str(data), "--mode", "per-layer",
+            "--snr", "20,10,5", "--seeds", "0,1", "--limit", "400", "--device", "cpu", "--out", str(out)]
+
+
+def _results(out: Path) -> pl.DataFrame:
+    with open_store(out / "trials.sqlite", create=False) as store:
+        frame = store.to_frame()
+    return frame.select("key", "mode", "layer_index", "snr", "seed", "images", "top1_correct", "top5_correct",
+                        "nan_count", "bn_variance_changed", "error").sort("key")
+
+
+def test_per_layer_sweep_survives_kill_9(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120"}
+    reference = tmp_path / "reference"
+    started = time.perf_counter()
+    subprocess.run(_sweep_cmd(reference), check=True, env=env, capture_output=True, timeout=300)
+    duration = time.perf_counter() - started
+    expected = _results(reference)
+    assert expected.height == 1 + 6 * 3 * 2  # baseline + 6 layers x 3 SNRs x 2 seeds
+    assert expected["error"].null_count() == expected.height
+
+    killed = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(_sweep_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.4, 0.9) * duration)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if (killed / "trials.sqlite").exists():
+            partial = _results(killed)
+            assert partial["key"].n_unique() == partial.height
+    assert kills >= 2, "the sweep finished before it could be killed; the test did not test resuming"
+    subprocess.run(_sweep_cmd(killed), check=True, env=env, capture_output=True, timeout=300)
+    got = _results(killed)
+    assert got.height == expected.height
+    assert got.equals(expected)
+
+
+def test_a_i_and_a_avr_from_store_equal_hand_computation(tmp_path):
+    """Known counts: a_0 = 900/1000; layer 0 at seeds 0/1: 810, 720; layer 1: 900, 882."""
+    run = tmp_path / "run"
+    common = dict(model="m.onnx", model_sha256="abc", dataset="d", dataset_fingerprint="fp",
+                  preprocess={"preset": "raw"}, noise_model="gaussian-snr", noise={"bn_variance": "clamp"},
+                  images=1000, top5_correct=1000, nan_count=0, bn_variance_changed=0, seconds=1.0)
+    with open_store(run / "trials.sqlite") as store:
+        store.record_run({"model": "m.onnx", "model_sha256": "abc", "config": {"layers_total": 2}})
+        store.record({**common, "key": "b", "mode": "baseline", "snr": math.inf, "top1_correct": 900})
+        for key, layer, seed, correct in [("a", 0, 0, 810), ("c", 0, 1, 720), ("d", 1, 0, 900), ("e", 1, 1, 882)]:
+            store.record({**common, "key": key, "mode": "per-layer", "layer_index": layer, "layers": [f"l{layer}"],
+                          "snr": 10.0, "seed": seed, "top1_correct": correct})
+    trials = collect_trials([run])
+    norm = dict(zip(trials["key"].to_list(), trials["top1_norm"].to_list()))
+    assert norm["b"] == pytest.approx(1.0)
+    assert norm["a"] == pytest.approx(0.9) and norm["c"] == pytest.approx(0.8)
+    assert norm["d"] == pytest.approx(1.0) and norm["e"] == pytest.approx(0.98)
+    a_avr = average_normalized_accuracy(trials).row(0, named=True)
+    # A_0 = mean(0.9, 0.8) = 0.85, A_1 = mean(1.0, 0.98) = 0.99, A_avr = 0.92
+    assert a_avr["top1_a_avr"] == pytest.approx(0.92)
+    assert a_avr["top1_degradation_pct"] == pytest.approx(8.0)
+    assert a_avr["layers"] == 2
+
+
+def _experiment(tmp_path: Path, extra: str = "") -> Path:
+    model, data = demo_paths()
+    path = tmp_path / "study.toml"
+    path.write_text(f"""
+name = "demo-study"
+out = "runs"
+{extra}
+[data]
+path = "{data}"
+limit = 100
+
+[models.demo]
+path = "{model}"
+
+[[sweeps]]
+models = ["demo"]
+modes = ["all"]
+noise_pct = [1, 10]
+seeds = [0, 1]
+
+[[sweeps]]
+modes = ["per-layer"]
+snr = [10]
+seeds = 1
+""")
+    return path
+
+
+def test_experiment_file_runs_and_reports(tmp_path, capsys):
+    path = _experiment(tmp_path)
+    experiment = load_experiment(path)
+    assert [name for name, _ in experiment.sweeps] == ["demo", "demo"]
+    assert experiment.sweeps[0][1].snrs == (100.0, 10.0)
+    assert experiment.run_dir("demo") == tmp_path / "runs" / "demo"
+    assert main(["sweep", "--config", str(path)]) == 0
+    assert main(["sweep", "--config", str(path)]) == 0  # resume: nothing new
+    out = capsys.readouterr().out
+    assert "0 already done" in out and "already done, 0 run now" in out
+    with open_store(tmp_path / "runs" / "demo" / "trials.sqlite", create=False) as store:
+        trials = store.to_frame()
+    # one baseline shared by both sweeps, 2 SNR x 2 seeds whole-model, 6 layers x 1 SNR x 1 seed
+    assert trials.height == 1 + 4 + 6
+    assert main(["report", str(tmp_path / "runs")]) == 0
+    report = (tmp_path / "runs" / "report.md").read_text()
+    assert "## Noise in all layers" in report and "A_avr" in report
+    figures = {p.name for p in (tmp_path / "runs" / "figures").iterdir()}
+    assert {"accuracy-vs-noise.png", "per-layer-fashion_mnist_cnn.png", "degradation-by-model.svg"} <= figures
+    assert main(["compare", str(tmp_path / "runs"), "--out", str(tmp_path / "cmp")]) == 0
+    table = pl.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert table["layers"].to_list() == [6] and table["parameters"].to_list() == [55_482]
+
+
+def test_experiment_file_errors(tmp_path, capsys):
+    path = _experiment(tmp_path, extra="colour = 'blue'")
+    with pytest.raises(ExperimentError, match="unknown key"):
+        load_experiment(path)
+    assert main(["sweep", "--config", str(path)]) == 2
+    assert "unknown key(s) colour" in capsys.readouterr().err
+    assert main(["sweep", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "experiment file not found" in capsys.readouterr().err
+
+
+def test_report_on_missing_run_dir(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
