@@ -201,8 +201,18 @@ def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
         if not target.is_file():
             msg = f"external data file {target} of tensor {tensor.name!r} not found next to the model"
             raise GraphError(msg)
+        if (base / location).is_symlink():
+            msg = (
+                f"external data file {base / location} of tensor {tensor.name!r} is a symbolic link; "
+                "copy the data file next to the model"
+            )
+            raise GraphError(msg)
     if external:
-        onnx.external_data_helper.load_external_data_for_model(model, str(base))
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(base))
+        except Exception as exc:  # onnx's checker errors, short files
+            msg = f"cannot read external data of the model in {base}: {exc}"
+            raise GraphError(msg) from exc
 
 
 def _all_tensors(model: onnx.ModelProto):
@@ -295,10 +305,11 @@ def _weight_paths(nodes, tensors: dict) -> tuple[dict[str, tuple[str, QuantParam
     """Map the float outputs of weight-dequantizing nodes to the initializer behind them.
 
     Returns ``(alias, path_nodes)``: ``alias[output] = (initializer, QuantParams or None)``
-    for ``DequantizeLinear(int initializer)`` (QDQ, params set) and for
+    for ``DequantizeLinear(int initializer)`` (QDQ, params set), for
     ``DequantizeLinear(QuantizeLinear(float initializer))`` (params ``None``: the float
-    weight is noised and the graph quantizes it); ``path_nodes`` are those nodes'
-    positions, which are not layers themselves.
+    weight is noised and the graph quantizes it) and for ``Cast(float initializer)``
+    to a float type (fp16/bf16 weights cast to float32); ``path_nodes`` are those
+    nodes' positions, which are not layers themselves.
     """
     alias: dict[str, tuple[str, QuantParams | None]] = {}
     path_nodes: set[int] = set()
@@ -307,7 +318,11 @@ def _weight_paths(nodes, tensors: dict) -> tuple[dict[str, tuple[str, QuantParam
         if node.domain not in _ONNX_DOMAINS or not node.input:
             continue
         source = node.input[0]
-        if node.op_type == "QuantizeLinear":
+        if node.op_type == "Cast" and source in tensors and tensors[source].data_type in FLOAT_DTYPES:
+            if _numel(tensors[source]) > 1 and _attr(node, "to", 0) in FLOAT_DTYPES:
+                alias[node.output[0]] = (source, None)  # fp16/bf16 weight cast to float32
+                path_nodes.add(position)
+        elif node.op_type == "QuantizeLinear":
             if source in tensors and tensors[source].data_type in FLOAT_DTYPES and _numel(tensors[source]) > 1:
                 quantized_float[node.output[0]] = (source, position)
         elif node.op_type == "DequantizeLinear" and len(node.input) >= 2:
@@ -359,7 +374,9 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
     the op consuming the dequantized value), or the weight and bias of a
     ``QLinearConv`` / ``QLinearMatMul``; see :mod:`onnxnoise.quant`. An ``Add`` that
     adds a float (or dequantized) initializer to the output of a ``MatMul`` layer
-    joins that layer as its bias.
+    joins that layer as its bias. A float weight reached through ``Cast`` (fp16/bf16
+    weights cast to float32) or ``QuantizeLinear -> DequantizeLinear`` belongs to the
+    op consuming the cast / dequantized value.
 
     Args:
         model: A model from :func:`load_model`.

@@ -174,10 +174,11 @@ def apply_noise(
                 arrays[name] = clean
                 continue
             noise = tensor_rng(spec.seed, name).standard_normal(w.shape, dtype=work_dtype)
-            noise *= work_dtype(sigma_w / spec.snr)
-            if spec.keep_zeros:
-                noise[w == 0] = 0
-            noisy = w + noise
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is counted below
+                noise *= work_dtype(sigma_w / spec.snr)
+                if spec.keep_zeros:
+                    noise[w == 0] = 0
+                noisy = w + noise
             if layer.op_type == "BatchNormalization" and role == "var":
                 negative = noisy < 0
                 changed += int(negative.sum())

@@ -185,13 +185,23 @@ def _is_outer(name: str, node: onnx.NodeProto) -> bool:
 
 
 def _without_data(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Copy of ``model`` whose initializers keep dims and type but no data (fast shape inference)."""
+    """Copy of ``model`` whose large float initializers keep dims and type but no data.
+
+    Shape inference then runs fast; small and integer tensors (shapes, axes) keep
+    their values, which shape inference of Reshape, Slice, ... needs.
+    """
     light = onnx.ModelProto()
     light.CopyFrom(model)
-    for tensor in light.graph.initializer:
-        for name in ("raw_data", "float_data", "double_data", "int32_data", "int64_data"):
-            tensor.ClearField(name)
-        tensor.raw_data = b""
+    graph = light.graph
+    kept = []
+    for tensor in graph.initializer:
+        if tensor.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                                onnx.TensorProto.BFLOAT16) and int(np.prod(tensor.dims)) > 64:
+            graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        else:
+            kept.append(tensor)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     return light
 
 

@@ -178,6 +178,7 @@ class SessionFactory:
         self.output_name = output_name
         self.threads = threads
         names = set(replaceable)
+        self._replaceable = frozenset(names)
         total = sum(_tensor_nbytes(t) for t in model.graph.initializer)
         self.external = external_above_bytes is not None and total > external_above_bytes
         skeleton = onnx.ModelProto()
@@ -242,7 +243,7 @@ class SessionFactory:
                 parts.append(_graph_bytes([numpy_helper.from_array(np.asarray(replacements[name]), name)]))
             else:
                 parts.append(clean)
-        unknown = replacements.keys() - self._clean.keys() - self._external.keys()
+        unknown = replacements.keys() - self._replaceable
         if unknown:
             raise KeyError(f"not replaceable: {sorted(unknown)[:5]}")
         return b"".join(parts)
@@ -251,6 +252,7 @@ class SessionFactory:
         """Create a session of the model with ``replacements`` swapped in.
 
         Raises:
+            KeyError: If a name in ``replacements`` is not replaceable.
             SessionError: If ONNX Runtime rejects the model, or ``cuda`` was asked for
                 and the session fell back to the CPU (e.g. CUDA libraries missing).
         """
@@ -259,6 +261,9 @@ class SessionFactory:
         options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
         keepalive: tuple = ()
+        unknown = (replacements or {}).keys() - self._replaceable
+        if unknown:
+            raise KeyError(f"not replaceable: {sorted(unknown)[:5]}")
         if self._external:
             replacements = dict(replacements or {})
             arrays = []

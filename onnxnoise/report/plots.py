@@ -241,6 +241,7 @@ def _plot_over_layers(
     fig, ax = _new_axes()
     snrs = sorted(data["snr"].unique().to_list(), reverse=True)
     cmap = colormaps["viridis"]
+    top = 0.0
     for i, snr in enumerate(snrs):
         sub = data.filter(pl.col("snr") == snr).sort("layer_index")
         x = sub["layer_index"].to_numpy()
@@ -250,15 +251,20 @@ def _plot_over_layers(
         marker = "o" if len(x) <= 60 else None
         ax.plot(x, y, color=color, marker=marker, markersize=3, linewidth=1.2, label=_snr_label(snr))
         if np.isfinite(ci).any():
-            ax.fill_between(x, y - ci, y + ci, color=color, alpha=0.2, linewidth=0)
+            # Accuracy cannot be negative: a t-interval from few seeds can reach below 0.
+            ax.fill_between(x, np.maximum(y - ci, 0.0), y + ci, color=color, alpha=0.2, linewidth=0)
+        top = max(top, float(np.nanmax(y)) if np.isfinite(y).any() else 0.0)
     if metric.endswith("_norm"):
         ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8, label="_nolegend_")
+        top = max(top, 1.0)
+    # The means decide the view; wide seed bands are clipped at the frame, not the other way round.
+    ax.set_ylim(-0.02 * top, 1.08 * top if top > 0 else 1.0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.legend(title=NOISE_LABEL.split(" = ")[0], fontsize="small", title_fontsize="small")
     default = (
         f"{_join(data, 'model')} on {_join(data, 'dataset')}: {what}\n"
-        f"mean over {_seeds_text(data)}, band: CI over seeds"
+        f"mean over {_seeds_text(data)}, band: 95% t-interval over seeds (clipped to the frame)"
     )
     ax.set_title(title if title is not None else default)
     return fig

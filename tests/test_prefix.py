@@ -1,0 +1,132 @@
+"""Prefix reuse (onnxnoise.prefix): split points, cuts, and equality with full-model evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from _builders import tiny_cnn
+from onnxnoise.bench import BenchConfig, prepare_bench
+from onnxnoise.data import resolve_data_config
+from onnxnoise.evaluate import EvalSet, evaluate
+from onnxnoise.graph import list_layers
+from onnxnoise.metrics import count_correct
+from onnxnoise.noise import NoiseSpec, apply_noise
+from onnxnoise.prefix import GraphSplitter, PrefixRunner
+from onnxnoise.runtime import SessionFactory
+
+#: Max |logit difference| / max |logit| allowed between prefix reuse and the full model.
+REL_TOL = 1e-5
+
+
+def _residual_mlp(seed: int = 0) -> onnx.ModelProto:
+    """x -> MatMul W1 -> h1 -> Relu -> h2 -> MatMul W2 -> h3; Add(h3, h1) -> MatMul W3 -> logits.
+
+    ``h1`` is a residual branch: split at the W2 MatMul, it lives across the cut.
+    """
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
+             for name, shape in [("w1", (6, 8)), ("w2", (8, 8)), ("w3", (8, 4))]]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+        helper.make_node("Relu", ["h1"], ["h2"], name="relu"),
+        helper.make_node("MatMul", ["h2", "w2"], ["h3"], name="mm2"),
+        helper.make_node("Add", ["h3", "h1"], ["h4"], name="residual"),
+        helper.make_node("MatMul", ["h4", "w3"], ["logits"], name="mm3"),
+    ]
+    graph = helper.make_graph(
+        nodes, "residual_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _eval_set(images: np.ndarray, labels: np.ndarray, batch_size: int) -> EvalSet:
+    config = resolve_data_config("cifar", resize=None, crop=None, channels=images.shape[-1], layout="NHWC",
+                                 mean=(0.0,), std=(1.0,), scale=1.0)
+    return EvalSet(images, labels, config, batch_size=batch_size)
+
+
+def test_residual_branch_crosses_the_cut():
+    model = _residual_mlp()
+    splitter = GraphSplitter(model, output_name="logits")
+    assert splitter.position(["w2"]) == 2
+    assert splitter.cut(2) == ("h1", "h2")  # the residual h1 and the MatMul input h2
+    assert splitter.cut(0) == ("x",)
+    assert splitter.position(["w1", "w3"]) == 0
+    assert splitter.position([]) == len(splitter)
+    suffix = splitter.submodel(2, len(splitter), ["logits"])
+    assert sorted(i.name for i in suffix.graph.input) == ["h1", "h2"]
+    assert [t.name for t in suffix.graph.initializer] == ["w2", "w3"]
+    onnx.checker.check_model(suffix)
+
+
+def test_residual_mlp_prefix_equals_full():
+    model = _residual_mlp()
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (37, 1, 6, 1), dtype=np.uint8)  # (N, H, W, C) -> flattened below
+    labels = rng.integers(0, 4, 37)
+    data = _eval_set(images, labels, batch_size=8)
+    # The model takes (N, 6): feed the NHWC batches reshaped by wrapping the EvalSet batches.
+    data._cache = [(x.reshape(len(x), 6), y) for x, y in data.batches()]
+    layers = list_layers(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    factory = SessionFactory(model, inits, input_name="x", output_name="logits", device="cpu")
+    runner = PrefixRunner(model, data, "x", "logits", device="cpu")
+    for layer in [*layers, *reversed(layers)]:  # forward (advances) then backward (rebuilds)
+        rep = apply_noise(inits, [layer], NoiseSpec(snr=2, seed=3)).arrays
+        full = np.concatenate([factory.create(rep).run(x)[: len(y)] for x, y in data.batches()])
+        split = np.concatenate([s for s, _ in runner.iter_scores(rep)])
+        np.testing.assert_allclose(split, full, rtol=0, atol=REL_TOL * np.abs(full).max())
+        assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
+    assert runner.stats.advances >= 1 and runner.stats.rebuilds >= 1
+
+
+def test_batchnorm_split_moves_before_its_conv():
+    model = tiny_cnn()
+    splitter = GraphSplitter(model, output_name="logits")
+    assert splitter.position(["bn.var"]) == 0  # conv (node 0) feeds bn only: keep Conv+BN fusable
+    assert splitter.position(["fc.weight"]) == 6
+
+
+def test_memory_limit_falls_back_to_full_model():
+    model = tiny_cnn()
+    rng = np.random.default_rng(0)
+    data = _eval_set(rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), rng.integers(0, 10, 20), 8)
+    data = EvalSet(data.images, data.labels, resolve_data_config("cifar", resize=None, crop=None), batch_size=8)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    factory = SessionFactory(model, inits, input_name="input", output_name="logits", device="cpu")
+    runner = PrefixRunner(model, data, "input", "logits", device="cpu", cache_limit_bytes=1)
+    fc = list_layers(model)[-1]
+    rep = apply_noise(inits, [fc], NoiseSpec(snr=5, seed=0)).arrays
+    assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
+    assert runner.stats.fallbacks == 1
+
+
+@pytest.mark.parametrize("keep_batchnorm, snrs", [(False, (10.0, 2.0)), (True, (2.0,))])
+def test_resnet20_every_layer_equals_full(keep_batchnorm, snrs, cifar_resnet_onnx, shared_dir):
+    """Every layer of ResNet20 (BN folded and kept), CIFAR-10 subset: counts equal, logits within 1e-5."""
+    model = cifar_resnet_onnx(20, keep_batchnorm=keep_batchnorm)
+    prep = prepare_bench(BenchConfig(model=model, data=shared_dir / "data/cifar-10-batches-py", snrs=snrs,
+                                     device="cpu", limit=200, batch_size=100))
+    runner = PrefixRunner.from_prepared(prep)
+    worst = 0.0
+    for layer in prep.selected:
+        for snr in snrs:
+            rep = apply_noise(prep.initializers, [layer], NoiseSpec(snr=snr, seed=7)).arrays
+            session = prep.factory.create(rep)
+            full = np.concatenate([session.run(x)[: len(y)] for x, y in prep.data.batches()])
+            split = np.concatenate([s for s, _ in runner.iter_scores(rep)])
+            rel = float(np.abs(split - full).max() / np.abs(full).max())
+            worst = max(worst, rel)
+            assert (split.argmax(1) == full.argmax(1)).all(), (layer.name, snr)
+            assert rel <= REL_TOL, (layer.name, snr, rel)
+            assert count_correct(split, prep.data.labels) == count_correct(full, prep.data.labels), layer.name
+    assert runner.stats.fallbacks == 0
+    assert runner.stats.advances >= len(prep.selected) // 2 - 1
