@@ -18,6 +18,7 @@ Example (see ``experiments/cifar10-resnet.toml``)::
     modes = ["per-layer"]
     snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]
     seeds = [0, 1, 2]                    # or a count
+    limit = 2000                         # optional, overrides [data] limit for this sweep
 
 Relative paths are resolved against the folder of the TOML file.
 """
@@ -44,7 +45,7 @@ _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
 _DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", "resize", "crop", "crop_pct",
               "interpolation", "scale", "mean", "std", "channel_order", "layout"}
 _SWEEP_KEYS = {"models", "modes", "snr", "noise_pct", "seeds", "layers", "op_types", "bn_variance",
-               "keep_zeros", "device", "batch_size", "threads", "output"}
+               "keep_zeros", "device", "batch_size", "threads", "output", "limit"}
 _PREPROCESS_KEYS = ("resize", "crop", "crop_pct", "interpolation", "scale", "mean", "std", "channel_order", "layout")
 
 
@@ -99,7 +100,7 @@ def _check_keys(table: dict, allowed: set[str], where: str, path: Path) -> None:
 
 def _resolve(base: Path, value: Any) -> Path:
     path = Path(str(value)).expanduser()
-    return path if path.is_absolute() else (base / path)
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -167,7 +168,7 @@ def load_experiment(path: str | Path) -> Experiment:
                 seeds=seeds if isinstance(seeds, int) else tuple(seeds),
                 layers=sweep.get("layers"),
                 op_types=tuple(sweep["op_types"]) if "op_types" in sweep else None,
-                limit=data.get("limit"),
+                limit=sweep.get("limit", data.get("limit")),
                 device=sweep.get("device", "auto"),
                 batch_size=sweep.get("batch_size", 128),
                 threads=sweep.get("threads", 0),

@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Reproduce the CIFAR-10 experiments of Fagbohungbe & Qian (arXiv 2011.11840) with onnxnoise.
+
+Driven by an experiment file (default ``experiments/cifar10-resnet.toml``):
+
+1. exports every model the file names whose ONNX file is missing (needs the ``export`` extra);
+2. runs every sweep into its model's trial store (resumable: run it again after a crash or a
+   stop and it continues where it was; finished trials are never run twice);
+3. writes the report (``report.md``, figures, ``results.parquet``) with a section that sets
+   the measured findings beside the paper's findings 1-3 (``../shared/PAPER.md``).
+
+Usage::
+
+    python scripts/reproduce_paper.py [experiments/cifar10-resnet.toml] [--out reports/cifar10-resnet]
+    python scripts/reproduce_paper.py --report-only      # rebuild the report from what is stored
+    nohup python scripts/reproduce_paper.py > reproduce.log 2>&1 &   # hours on 2 CPU cores
+
+Exit codes: 0 done, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from onnxnoise.bench import BenchProgress
+from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.experiment import Experiment, load_experiment
+from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_report
+from onnxnoise.stats import average_normalized_accuracy, summarize_trials, t_half_width
+from onnxnoise.store import open_store
+from onnxnoise.sweep import run_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class _LogProgress(BenchProgress):
+    """One log line every ``every`` trials with the rate and an ETA (fit for nohup logs)."""
+
+    def __init__(self, label: str, every: int = 25) -> None:
+        self.label, self.every = label, every
+
+    def start(self, trials: int, images_per_trial: int) -> None:
+        self.total, self.done, self.t0 = trials, 0, time.perf_counter()
+        print(f"[{self.label}] {trials} trials to run, {images_per_trial} images each", flush=True)
+
+    def trial_done(self, row: dict) -> None:
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            elapsed = time.perf_counter() - self.t0
+            eta = elapsed / self.done * (self.total - self.done)
+            acc = "error" if row.get("error") else f"top-1 {row['top1_acc']:.2f}%"
+            print(f"[{self.label}] {self.done}/{self.total} trials, {elapsed / 60:.1f} min, "
+                  f"ETA {eta / 60:.1f} min, last: {row['mode']} layer {row['layer_index']} "
+                  f"SNR {row['snr']:g} seed {row['seed']} {acc}", flush=True)
+
+
+def _export_missing(experiment: Experiment) -> None:
+    for entry in experiment.models.values():
+        if entry.path.is_file():
+            continue
+        spec = dict(entry.export)
+        if spec.pop("kind", None) != "cifar-resnet":
+            raise OnnxNoiseError(f"model {entry.name}: {entry.path} is missing and has no cifar-resnet export spec")
+        module_spec = importlib.util.spec_from_file_location("export_models", REPO / "scripts" / "export_models.py")
+        export_models = importlib.util.module_from_spec(module_spec)
+        sys.modules["export_models"] = export_models  # dataclasses look their module up here
+        module_spec.loader.exec_module(export_models)
+        checkpoint = (experiment.source.resolve().parent / spec["checkpoint"]).resolve()
+        entry.path.parent.mkdir(parents=True, exist_ok=True)
+        summary = export_models.export_cifar_resnet(spec["depth"], checkpoint, entry.path,
+                                                    keep_batchnorm=spec.get("keep_batchnorm", False))
+        print(f"exported {entry.name}: {summary.path}", flush=True)
+
+
+def run_experiment(experiment: Experiment) -> None:
+    """Run every sweep of the experiment (skipping finished trials)."""
+    _export_missing(experiment)
+    for name, config in experiment.sweeps:
+        with open_store(experiment.run_dir(name) / STORE_NAME) as store:
+            result = run_sweep(config, store, progress=_LogProgress(f"{name} {'+'.join(config.modes)}"))
+        print(f"[{name}] {result.planned} planned, {result.skipped} already done, {result.ran} run, "
+              f"{result.failed} failed", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# findings 1-3 of PAPER.md, measured
+
+
+def _t_interval(values: np.ndarray) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return float(values.mean()) if values.size else float("nan"), float("nan")
+    return float(values.mean()), float(t_half_width(values.std(ddof=1), values.size))
+
+
+def _verdict(low: float, high: float) -> str:
+    if np.isnan(low) or np.isnan(high):
+        return "not measured yet"
+    if low > 0:
+        return "**holds**"
+    if high < 0:
+        return "**does not hold** (the opposite is significant)"
+    return "**not significant** (the interval includes 0)"
+
+
+def findings_markdown(trials: pl.DataFrame) -> str:
+    """The side-by-side section: each paper finding, our numbers, and a verdict with intervals."""
+    ok = trials.filter(pl.col("error").is_null())
+    summary = summarize_trials(ok)
+    lines = ["## Our findings beside the paper's (PAPER.md findings 1-3)", "",
+             "Differences are means over seeds with 95% Student-t intervals over seeds (noise draws); "
+             "a finding *holds* when the interval excludes 0 in the paper's direction.", ""]
+
+    # Finding 1a: whole-model accuracy falls as noise grows.
+    lines += ["### 1. Accuracy falls as noise grows and as more layers are noised", "",
+              "Paper: accuracy decreases with noise power (Table III, Fig. 2) and with the number of noised "
+              "layers (Fig. 5).", ""]
+    whole = summary.filter(pl.col("mode") == "all").sort(["model", "noise_pct"])
+    rows = []
+    for (model,), part in whole.group_by(["model"], maintain_order=True):
+        seeds_frame = ok.filter((pl.col("mode") == "all") & (pl.col("model") == model))
+        lo_pct, hi_pct = part["noise_pct"].min(), part["noise_pct"].max()
+        lo = seeds_frame.filter(pl.col("noise_pct") == lo_pct).sort("seed")["top1_acc"].to_numpy()
+        hi = seeds_frame.filter(pl.col("noise_pct") == hi_pct).sort("seed")["top1_acc"].to_numpy()
+        n = min(lo.size, hi.size)
+        mean, half = _t_interval(lo[:n] - hi[:n])
+        means = " → ".join(f"{v:.2f}" for v in part["top1_acc_mean"].to_list())
+        rows.append(f"| {model} | {means} | {mean:.2f} ± {half:.2f} | {_verdict(mean - half, mean + half)} |")
+    if rows:
+        lines += [f"Noise in all layers, top-1 % at noise {', '.join(f'{p:g}' for p in whole['noise_pct'].unique(maintain_order=True).to_list())} %:", "",
+                  "| model | top-1 % by noise | drop lowest → highest noise (pt) | verdict |", "|---|---|---|---|",
+                  *rows, ""]
+    cumulative = ok.filter(pl.col("mode") == "cumulative")
+    rows = []
+    for (model, snr), part in cumulative.group_by(["model", "snr"], maintain_order=True):
+        last = part["layer_index"].max()
+        first = part.filter(pl.col("layer_index") == 1).sort("seed")["top1_norm"].to_numpy()
+        full = part.filter(pl.col("layer_index") == last).sort("seed")["top1_norm"].to_numpy()
+        n = min(first.size, full.size)
+        mean, half = _t_interval(first[:n] - full[:n])
+        rows.append(f"| {model} | {snr:g} | {first.mean():.3f} | {full.mean():.3f} (L = {last}) | "
+                    f"{mean:.3f} ± {half:.3f} | {_verdict(mean - half, mean + half)} |")
+    if rows:
+        lines += ["Noise in layers 1..L (normalized top-1 a/a0):", "",
+                  "| model | SNR | L = 1 | all layers | drop | verdict |", "|---|---|---|---|---|---|", *rows, ""]
+
+    # Finding 2: early layers more sensitive than late layers.
+    lines += ["### 2. Early layers are more sensitive than late layers", "",
+              "Paper: noise in the first layers costs more accuracy than noise in the last ones (Figs. 3-4). "
+              "Measured: per seed, mean normalized top-1 over the first third of the layers minus the mean over "
+              "the last third (negative = early layers more sensitive).", "",
+              "| model | SNR | first third a/a0 | last third a/a0 | early − late | verdict |",
+              "|---|---|---|---|---|---|"]
+    per_layer = ok.filter(pl.col("mode") == "per-layer")
+    for (model, snr), part in per_layer.sort(["model", "snr"], descending=[False, True]).group_by(
+            ["model", "snr"], maintain_order=True):
+        indices = sorted(part["layer_index"].unique().to_list())
+        third = max(1, len(indices) // 3)
+        early_idx, late_idx = indices[:third], indices[-third:]
+        diffs, early_means, late_means = [], [], []
+        for (_seed,), seed_part in part.group_by(["seed"]):
+            early = seed_part.filter(pl.col("layer_index").is_in(early_idx))["top1_norm"].mean()
+            late = seed_part.filter(pl.col("layer_index").is_in(late_idx))["top1_norm"].mean()
+            early_means.append(early)
+            late_means.append(late)
+            diffs.append(late - early)
+        mean, half = _t_interval(np.array(diffs, dtype=float))
+        lines.append(f"| {model} | {snr:g} | {np.mean(early_means):.3f} | {np.mean(late_means):.3f} | "
+                     f"{-mean:.3f} ± {half:.3f} | {_verdict(mean - half, mean + half)} |")
+    lines.append("")
+
+    # Finding 3: deeper models degrade less.
+    a_avr = average_normalized_accuracy(ok)
+    bn = a_avr.filter(pl.col("model").str.contains("-bn"))
+    lines += ["### 3. Deeper models of one family degrade less", "",
+              "Paper: ResNet56 > ResNet32 > ResNet20 on CIFAR-10 (Figs. 6-10, A_avr of eq. 3). Measured: A_avr "
+              "(per-layer sweeps, BN kept) ± 95% t-interval over seeds; the verdict compares consecutive depths "
+              "(holds when the deeper model's interval lies above the shallower one's).", "",
+              "| SNR | " + " | ".join(bn.sort("model")["model"].unique(maintain_order=True).to_list()) + " | verdict |"]
+    models = bn.sort("model")["model"].unique(maintain_order=True).to_list()
+    depth = {m: int("".join(c for c in m.split("-")[0] if c.isdigit()) or 0) for m in models}
+    models.sort(key=depth.get)
+    lines[-1] = "| SNR | " + " | ".join(models) + " | verdict |"
+    lines.append("|---|" + "---|" * (len(models) + 1))
+    for snr in sorted(bn["snr"].unique().to_list(), reverse=True):
+        cells, bounds = [], []
+        for m in models:
+            row = bn.filter((pl.col("model") == m) & (pl.col("snr") == snr))
+            if row.height:
+                v, h = row["top1_a_avr"][0], row["top1_a_avr_ci"][0] or float("nan")
+                cells.append(f"{v:.4f} ± {h:.4f}")
+                bounds.append((v - h, v + h, v))
+            else:
+                cells.append("-")
+        if len(bounds) < 2:
+            verdict = "not measured yet"
+        elif all(b[0] > a[1] for a, b in zip(bounds, bounds[1:])):
+            verdict = "**holds**"
+        elif all(b[2] > a[2] for a, b in zip(bounds, bounds[1:])):
+            verdict = "**same order, not significant** (intervals overlap)"
+        else:
+            verdict = "**does not hold** (order differs)"
+        lines.append(f"| {snr:g} | " + " | ".join(cells) + f" | {verdict} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write(experiment: Experiment, out: Path) -> None:
+    """Write the report and append the findings section."""
+    run_dirs = [experiment.run_dir(name) for name in experiment.models
+                if (experiment.run_dir(name) / STORE_NAME).is_file()]
+    if not run_dirs:
+        raise OnnxNoiseError(f"no trial stores under {experiment.out}; run the sweeps first")
+    trials = collect_trials(run_dirs)
+    files = write_report(trials, collect_runs(run_dirs), out,
+                         title=f"onnxnoise reproduction: {experiment.name}")
+    text = files.markdown.read_text()
+    head, _, tail = text.partition("## Figures")
+    findings = findings_markdown(trials)
+    files.markdown.write_text(head + findings + "\n## Figures" + tail)
+    print(f"wrote {files.markdown} ({trials.height} trials)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", nargs="?", type=Path, default=REPO / "experiments" / "cifar10-resnet.toml")
+    parser.add_argument("--out", type=Path, help="report folder (default reports/<experiment name>/)")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the stores")
+    args = parser.parse_args(argv)
+    try:
+        experiment = load_experiment(args.experiment)
+        if not args.report_only:
+            run_experiment(experiment)
+        write(experiment, args.out or REPO / "reports" / experiment.name)
+    except OnnxNoiseError as exc:
+        print(f"reproduce_paper: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
