@@ -47,14 +47,20 @@ def bench_caption(meta: dict) -> Text:
     """One-paragraph description of what a bench run measured."""
     pre = meta.get("preprocess", {})
     geometry = f"resize {pre.get('resize')}, crop {pre.get('crop')}" if pre.get("crop") or pre.get("resize") else "no resize"
+    colour = "grayscale" if pre.get("channels") == 1 else pre.get("channel_order")
+    changed = meta.get("bn_variance_changed")
+    policy = f"BN variance policy {meta.get('bn_variance')}" + (
+        f" ({changed:,} negative variances {'left' if meta.get('bn_variance') == 'keep' else 'fixed'})"
+        if changed else "")
     lines = [
         f"model {meta['model']} ({meta['layers_noised']}/{meta['layers_total']} layers noised, "
         f"{meta['params_noised']:,} parameters)",
         f"data {meta['dataset']} ({meta['images']:,} images"
         + (f", {meta['skipped_images']} unreadable skipped" if meta.get("skipped_images") else "")
-        + f"), preprocessing {pre.get('preset')} ({geometry}, {pre.get('channel_order')})",
+        + f"), preprocessing {pre.get('preset')} ({geometry}, {colour}, "
+        f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
         f"noise: additive Gaussian, sigma = std(w)/SNR per tensor, {meta.get('seeds')} seed(s), "
-        f"BN variance policy {meta.get('bn_variance')}; execution provider {meta.get('provider')}",
+        f"{policy}; execution provider {meta.get('provider')}",
     ]
     return Text("\n".join(lines))
 
