@@ -18,12 +18,14 @@ import numpy as np
 import polars as pl
 
 from onnxnoise import __version__
+from onnxnoise.adapters import resolve_label_offset
 from onnxnoise.data import Dataset, load_images, open_dataset, resolve_data_config
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.evaluate import EvalSet, evaluate
 from onnxnoise.graph import Layer, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers
 from onnxnoise.noise import NoiseSpec, apply_noise
 from onnxnoise.plan import resolve_seeds
+from onnxnoise.quant import describe_quantization
 from onnxnoise.runtime import SessionFactory, resolve_providers
 
 __all__ = ["BenchConfig", "BenchResult", "BenchProgress", "prepare_bench", "run_bench", "summarize"]
@@ -49,6 +51,9 @@ class BenchConfig:
         preprocess: Explicit preprocessing overrides (``DataConfig`` field names).
         ground_truth: ImageNet flat-val ground-truth file, when not found automatically.
         output: Name of the score output (default the first graph output).
+        label_offset: Added to every dataset label to index the model's outputs;
+            ``None`` detects it (1 for a 1001-output model with a background class
+            on a 1000-class dataset, else 0).
         bn_variance: Policy for negative BatchNormalization variances.
         keep_zeros: Keep exactly-zero weights at zero.
         strict: Fail on corrupt images instead of skipping them.
@@ -68,6 +73,7 @@ class BenchConfig:
     preprocess: dict = field(default_factory=dict)
     ground_truth: Path | None = None
     output: str | None = None
+    label_offset: int | None = None
     bn_variance: str = "clamp"
     keep_zeros: bool = False
     strict: bool = False
@@ -176,12 +182,14 @@ def prepare_bench(config: BenchConfig) -> Prepared:
             defaults.setdefault("layout", "NCHW" if nchw else "NHWC")
     data_config = resolve_data_config(config.preset, model_defaults=defaults, **config.preprocess)
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
+    offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     if io.num_classes is not None:
         top = int(dataset.labels.max()) if len(dataset.labels) else -1
-        if top >= io.num_classes or dataset.num_classes > io.num_classes:
+        if top + offset >= io.num_classes or dataset.num_classes + offset > io.num_classes:
             msg = (
-                f"the dataset has labels up to {max(top, dataset.num_classes - 1)} ({dataset.num_classes} classes) "
-                f"but the model has {io.num_classes} outputs; use a dataset of the model's classes"
+                f"the dataset has labels up to {max(top, dataset.num_classes - 1)} ({dataset.num_classes} classes"
+                + (f", label offset {offset}" if offset else "")
+                + f") but the model has {io.num_classes} outputs; use a dataset of the model's classes"
             )
             raise DataError(msg)
     decoded = load_images(dataset, data_config, strict=config.strict)
@@ -194,6 +202,7 @@ def prepare_bench(config: BenchConfig) -> Prepared:
         batch_size=config.batch_size,
         fixed_batch=io.batch_size,
         input_dtype=io.input_dtype,
+        label_offset=offset,
     )
     initializers = get_initializers(model)
     replaceable = [name for layer in selected for name in layer.tensors]
@@ -221,6 +230,8 @@ def prepare_bench(config: BenchConfig) -> Prepared:
         "layers_noised": len(selected),
         "params_noised": int(sum(layer.num_params for layer in selected)),
         "preprocess": data_config.to_dict(),
+        "label_offset": offset,
+        "quantization": describe_quantization(selected),
         "noise_model": "gaussian-snr",
         "bn_variance": config.bn_variance,
         "keep_zeros": config.keep_zeros,
@@ -280,10 +291,11 @@ def run_bench(
     for trial, spec in enumerate(specs):
         started = time.perf_counter()
         if spec is None:
-            replacements, changed, overflow = None, 0, 0
+            replacements, changed, overflow, clipped = None, 0, 0, 0
         else:
             result = apply_noise(prep.initializers, prep.selected, spec)
             replacements, changed, overflow = result.arrays, result.bn_variance_changed, result.overflow_count
+            clipped = result.clipped_count
         session = prep.factory.create(replacements)
         provider = session.provider
         counts = evaluate(session, prep.data, on_batch=progress.advance)
@@ -303,6 +315,7 @@ def run_bench(
             "top5_acc": 100.0 * counts.top5_correct / counts.images,
             "bn_variance_changed": changed,
             "overflow_count": overflow,
+            "clipped_count": clipped,
             "seconds": seconds,
             "provider": provider,
         }
@@ -313,7 +326,10 @@ def run_bench(
     trials = _trial_frame(rows, prep.meta)
     meta = {**prep.meta, "provider": provider, "seeds": len(resolve_seeds(config.seeds)),
             "seed_values": resolve_seeds(config.seeds), "snrs": list(config.snrs),
-            "bn_variance_changed": int(trials["bn_variance_changed"].sum())}
+            "bn_variance_changed": int(trials["bn_variance_changed"].sum()),
+            "clipped_count": int(trials["clipped_count"].sum())}
+    if meta["quantization"]:
+        meta["quantization"] = describe_quantization(prep.selected, meta["clipped_count"])
     return BenchResult(trials=trials, summary=summarize(trials), meta=meta)
 
 
@@ -342,7 +358,8 @@ def summarize(trials: pl.DataFrame) -> pl.DataFrame:
         One row per SNR, baseline (``snr = inf``) first, then decreasing SNR, with
         ``seeds``, ``images``, ``top1_mean``, ``top1_std``, ``top5_mean``, ``top5_std``
         (percent), ``top1_norm_mean``, ``top5_norm_mean`` (``a / a_0``, eq. 2),
-        ``nan_count`` (summed over seeds) and ``bn_variance_changed`` (summed).
+        ``nan_count`` (summed over seeds), ``bn_variance_changed`` and
+        ``clipped_count`` (quantized weights clipped to their integer range; summed).
     """
     return (
         trials.group_by("snr", maintain_order=True)
@@ -358,6 +375,7 @@ def summarize(trials: pl.DataFrame) -> pl.DataFrame:
             pl.col("top5_norm").mean().alias("top5_norm_mean"),
             pl.col("nan_count").sum(),
             pl.col("bn_variance_changed").sum(),
+            pl.col("clipped_count").sum(),
         )
         .sort("snr", descending=True)
     )

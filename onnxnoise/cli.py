@@ -116,6 +116,8 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=_positive_int, default=128)
     run.add_argument("--threads", type=int, default=0, help="CPU threads (default: onnxruntime's choice)")
     run.add_argument("--output", help="name of the score output (default: the first)")
+    run.add_argument("--label-offset", type=int, help="add to every label to index the model's outputs "
+                     "(default: 1 for 1001-output models with a background class on 1000-class data, else 0)")
     run.add_argument("--out", type=Path, help="output folder (bench: reports/<model>-<timestamp>/, "
                      "sweep: runs/<model>/)")
 
@@ -205,7 +207,8 @@ def _config_kwargs(args: argparse.Namespace, model: Path, data: Path) -> dict:
         model=Path(model), data=Path(data), snrs=tuple(snrs), seeds=args.seeds, layers=args.layers,
         op_types=op_types, limit=args.limit, device=args.device, batch_size=args.batch_size,
         threads=args.threads, preset=args.preprocess, preprocess=_preprocess_overrides(args),
-        ground_truth=args.ground_truth, output=args.output, bn_variance=args.bn_variance,
+        ground_truth=args.ground_truth, output=args.output, label_offset=args.label_offset,
+        bn_variance=args.bn_variance,
         keep_zeros=args.keep_zeros, strict=args.strict,
     )
 

@@ -144,3 +144,22 @@ def test_cuda_unavailable_is_an_error(tiny, tmp_path, capsys, monkeypatch):
                         "--preprocess", "raw", "--out", tmp_path / "o")
     assert code == 2
     assert "`--device cuda` but this onnxruntime has no CUDAExecutionProvider" in err
+
+
+def test_label_offset_shifts_labels(tiny, tmp_path, capsys):
+    model, data = tiny
+    npz = np.load(data)
+    labels = np.arange(60) % 9  # 9 classes; the model's output k + 1 stands for class k
+    shifted = tmp_path / "nine.npz"
+    np.savez(shifted, images=npz["images"], labels=labels)
+    code, out, err = _run(capsys, "bench", model, "--data", shifted, "--snr", "10", "--seeds", "1",
+                          "--preprocess", "raw", "--label-offset", "1", "--out", tmp_path / "o", "--json")
+    assert code == 0, err
+    x = (npz["images"].astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+    logits = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    summary = json.loads(out)
+    assert summary["label_offset"] == 1
+    assert summary["baseline"]["top1_acc"] == pytest.approx(100.0 * float((logits.argmax(1) == labels + 1).mean()))
+    code, _, err = _run(capsys, "bench", model, "--data", shifted, "--snr", "10", "--preprocess", "raw",
+                        "--label-offset", "2", "--out", tmp_path / "o2")
+    assert code == 2 and "beyond the model's 10 outputs" in err

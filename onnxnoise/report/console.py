@@ -62,6 +62,10 @@ def bench_caption(meta: dict) -> Text:
         f"noise: additive Gaussian, sigma = std(w)/SNR per tensor, {meta.get('seeds')} seed(s), "
         f"{policy}; execution provider {meta.get('provider')}",
     ]
+    if meta.get("quantization"):
+        lines.append(meta["quantization"])
+    if meta.get("label_offset"):
+        lines.append(f"labels shifted by {meta['label_offset']} (background class at output 0)")
     return Text("\n".join(lines))
 
 
