@@ -82,15 +82,16 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def clean_throughput(session, data, passes: int) -> float:
-    """Images/s of ``session`` over the in-memory batches of ``data`` (one warm-up pass)."""
+def clean_throughput(session, data, passes: int) -> tuple[float, float]:
+    """Images per wall second and per CPU second (all threads) of ``session`` over ``data``."""
     for x, _ in data.batches():
         session.run(x)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(passes):
         for x, _ in data.batches():
             session.run(x)
-    return passes * len(data) / (time.perf_counter() - started)
+    images = passes * len(data)
+    return images / (time.perf_counter() - started), images / (time.process_time() - cpu)
 
 
 def time_data_loading(prep, cache_dir: Path) -> dict:
@@ -243,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
           f"-> {d['speedup']:.1f}x")
 
     clean_session = prep.factory.create(None)
-    clean_before = clean_throughput(clean_session, prep.data, args.clean_passes)
+    clean_before, cpu_before = clean_throughput(clean_session, prep.data, args.clean_passes)
+    cpu_started = time.process_time()
 
     rec = Recorder()
     layers = prep.selected
@@ -278,14 +280,20 @@ def main(argv: list[str] | None = None) -> int:
             print("prefix reuse: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                                 for k, v in vars(runner.stats).items()))
     # Clean throughput measured before and after the sweep (the machine may be shared): mean of both.
-    clean_after = clean_throughput(clean_session, prep.data, args.clean_passes)
+    sweep_cpu = time.process_time() - cpu_started
+    clean_after, cpu_after = clean_throughput(clean_session, prep.data, args.clean_passes)
     clean = (clean_before + clean_after) / 2
-    out.update(clean_images_per_s=clean, clean_before=clean_before, clean_after=clean_after)
-    print(f"clean ORT throughput: {clean:.1f} images/s (before sweep {clean_before:.1f}, after {clean_after:.1f})")
+    clean_cpu = (cpu_before + cpu_after) / 2
+    out.update(clean_images_per_s=clean, clean_before=clean_before, clean_after=clean_after,
+               clean_images_per_cpu_s=clean_cpu)
+    print(f"clean ORT throughput: {clean:.1f} images/s (before sweep {clean_before:.1f}, after {clean_after:.1f}); "
+          f"{clean_cpu:.1f} images per CPU-second")
     sweep = trials * n / wall
+    out.update(sweep_images_per_cpu_s=trials * n / sweep_cpu, cpu_ratio=trials * n / sweep_cpu / clean_cpu)
     out.update(sweep_images_per_s=sweep, trials=trials, sweep_wall_s=wall, ratio=sweep / clean)
     print(f"sweep: {trials} trials x {n} images in {wall:.1f} s -> {sweep:.1f} images/s, "
-          f"ratio {sweep / clean:.3f}x clean")
+          f"ratio {sweep / clean:.3f}x clean; per CPU-second {out['sweep_images_per_cpu_s']:.1f}, "
+          f"ratio {out['cpu_ratio']:.3f}x clean")
 
     oh = fixed_overhead(prep, args.snr, args.overhead_trials, layers_for)
     oh["pct_of_trial"] = 100 * (oh["noise_s"] + oh["build_s"]) / trial_s
@@ -317,10 +325,13 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = []
     if args.mode == "all":
-        checks.append(("whole-model trials >= 0.95x clean", out["ratio"], out["ratio"] >= TARGETS["all_ratio"]))
+        checks.append(("whole-model trials >= 0.95x clean (wall)", out["ratio"], out["ratio"] >= TARGETS["all_ratio"]))
+        checks.append(("whole-model trials >= 0.95x clean (CPU time)", out["cpu_ratio"],
+                       out["cpu_ratio"] >= TARGETS["all_ratio"]))
     elif args.prefix:
-        checks.append(("per-layer with prefix reuse >= 1.6x clean", out["ratio"],
-                       out["ratio"] >= TARGETS["per_layer_prefix_ratio"]))
+        for kind, key in (("wall", "ratio"), ("CPU time", "cpu_ratio")):
+            checks.append((f"per-layer with prefix reuse >= 1.6x clean ({kind})", out[key],
+                           out[key] >= TARGETS["per_layer_prefix_ratio"]))
     checks.append(("fixed per-trial overhead <= 3%", oh["pct_of_trial"], oh["pct_of_trial"] <= TARGETS["overhead_pct"]))
     if prep.dataset.files is not None:  # in-memory datasets (CIFAR batches) are not decoded
         checks.append(("second data load >= 20x faster", d["speedup"], d["speedup"] >= TARGETS["cache_speedup"]))

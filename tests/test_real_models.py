@@ -31,20 +31,17 @@ def test_cifar_resnet_published_top1(depth, published, correct, layout, cifar_re
     assert row["top1_acc"] == pytest.approx(published, abs=1e-9)
 
 
-def test_efficientnet_lite0_imagenette(shared_dir):
-    model = shared_dir / "models/efficientnet-lite0/efficientnet_lite0.onnx"
-    top1, top5, images = _baseline(model, shared_dir / "data/imagenette-val500", preset="tf-lite")
+@pytest.mark.parametrize("model, preset, top1_ref, top5_ref", [
+    ("efficientnet-lite0/efficientnet_lite0.onnx", "tf-lite", 69.2, 91.4),
+    ("squeezenet1.0-deepcompression/squeezenet1_0_deepcompression.onnx", "caffe", 57.8, 80.4),
+])
+def test_imagenet_models_on_imagenette(model, preset, top1_ref, top5_ref, shared_dir):
+    """1000-way classification of the 500 Imagenette val images; references from the models' MANIFESTs."""
+    top1, top5, images = _baseline(shared_dir / "models" / model, shared_dir / "data/imagenette-val500",
+                                   preset=preset)
     assert images == 500
-    assert top1 == pytest.approx(69.2, abs=0.5)
-    assert top5 == pytest.approx(91.4, abs=0.5)
-
-
-def test_squeezenet_deepcompression_caffe(shared_dir):
-    model = shared_dir / "models/squeezenet1.0-deepcompression/squeezenet1_0_deepcompression.onnx"
-    top1, top5, images = _baseline(model, shared_dir / "data/imagenette-val500", preset="caffe")
-    assert images == 500
-    assert top1 == pytest.approx(57.8, abs=0.5)
-    assert top5 == pytest.approx(80.4, abs=0.5)
+    assert top1 == pytest.approx(top1_ref, abs=0.5)
+    assert top5 == pytest.approx(top5_ref, abs=0.5)
 
 
 def test_imagenet_flat_val_loads(shared_dir):
