@@ -166,12 +166,17 @@ def prepare_bench(config: BenchConfig) -> Prepared:
             raise GraphError(msg)
     io = get_model_io(model, output=config.output)
     metadata = get_metadata(model)
+    # Precedence: single flags > an explicitly named preset > the model's metadata > torchvision.
     defaults = {}
-    if "onnxnoise.preprocess" in metadata:
+    source = "default"
+    if "onnxnoise.preprocess" in metadata and config.preset is None:
         try:
             defaults = json.loads(metadata["onnxnoise.preprocess"])
+            source = "model metadata"
         except json.JSONDecodeError:
             defaults = {}
+    if config.preset is not None:
+        source = "--preprocess"
     shape = io.input_shape
     if len(shape) == 4 and "channels" not in defaults:
         nchw = shape[1] in (1, 3)
@@ -230,6 +235,7 @@ def prepare_bench(config: BenchConfig) -> Prepared:
         "layers_noised": len(selected),
         "params_noised": int(sum(layer.num_params for layer in selected)),
         "preprocess": data_config.to_dict(),
+        "preprocess_source": source,
         "label_offset": offset,
         "quantization": describe_quantization(selected),
         "noise_model": "gaussian-snr",

@@ -179,12 +179,20 @@ class _RichProgress(BenchProgress):
     def advance(self, images: int) -> None:
         self.bar.advance(self.images, images)
 
+    def _log(self, text: str) -> None:
+        """Without a terminal (logs, pipes) rich shows no bar: print a line every ~10% instead."""
+        done = int(self.bar.tasks[0].completed)
+        total = int(self.bar.tasks[0].total or 0)
+        if not self.bar.console.is_terminal and (done == total or done % max(1, total // 10) == 0):
+            self.bar.console.print(f"{done}/{total} trials, {self.bar.tasks[0].elapsed:.0f} s; last {text}")
+
     def trial_done(self, row: dict) -> None:
         label = "clean" if math.isinf(row["snr"]) else f"SNR {row['snr']:g} seed {row['seed']}"
         if row.get("mode") in ("per-layer", "cumulative"):
             label = f"{row['mode']} {row['layer_index']} {label}"
         status = f"failed: {row['error']}" if row.get("error") else f"top-1 {row['top1_acc']:.2f}%"
         self.bar.update(self.task, advance=1, status=f"{label}: {status}")
+        self._log(f"{label}: {status}")
         self.bar.reset(self.images)
 
     def stop(self) -> None:

@@ -304,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rss = rec.rss
     k = min(args.rss_from, len(rss)) - 1
+    if args.mode == "per-layer" and len(rss) - 1 - k >= len(layers):
+        # The kept cut's size depends on the layer: compare trials at the same layer, whole cycles apart.
+        k = len(rss) - 1 - len(layers) * ((len(rss) - 1 - k) // len(layers))
     drift = 100 * (rss[-1] - rss[k]) / rss[k] if rss else math.nan
     out.update(peak_rss_mb=peak_rss_mb(), rss_after_mb=rss[k] if rss else None, rss_last_mb=rss[-1] if rss else None,
                rss_drift_pct=drift)

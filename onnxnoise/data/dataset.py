@@ -167,6 +167,10 @@ def stratified_indices(labels: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(pick).astype(np.int64)
 
 
+#: Folder names too generic to name a dataset on their own.
+_GENERIC_FOLDER_NAMES = frozenset({"images", "test", "val", "valid", "validation", "train", "data"})
+
+
 def _has_direct_images(folder: Path) -> bool:
     try:
         with os.scandir(folder) as it:
@@ -270,6 +274,8 @@ def open_dataset(
         )
 
     name = root.stem if root.is_file() else root.resolve().name
+    if name.lower() in _GENERIC_FOLDER_NAMES and not root.is_file():
+        name = f"{root.resolve().parent.name}/{name}"  # e.g. imagenette-val500/images
     if fmt == "cifar-python":
         data = load_cifar(where)
         ds = Dataset(

@@ -30,7 +30,7 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
     """
     table = Table(title=title, show_footer=True)
     table.add_column("#", justify="right", footer="")
-    table.add_column("layer", footer="total")
+    table.add_column("layer", footer="total", overflow="fold")
     table.add_column("op type", footer=f"{len(layers)} layers")
     table.add_column("tensors")
     table.add_column("parameters", justify="right", footer=f"{sum(layer.num_params for layer in layers):,}")
@@ -57,11 +57,15 @@ def bench_caption(meta: dict) -> Text:
         f"{meta['params_noised']:,} parameters)",
         f"data {meta['dataset']} ({meta['images']:,} images"
         + (f", {meta['skipped_images']} unreadable skipped" if meta.get("skipped_images") else "")
-        + f"), preprocessing {pre.get('preset')} ({geometry}, {colour}, "
+        + f"), preprocessing {pre.get('preset')}"
+        + (f" from {meta['preprocess_source']}" if meta.get("preprocess_source") else "")
+        + f" ({geometry}, {colour}, "
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
         f"noise: additive Gaussian, sigma = std(w)/SNR per tensor, {meta.get('seeds')} seed(s), "
         f"{policy}; execution provider {meta.get('provider')}",
     ]
+    if meta.get("keep_zeros"):
+        lines.append("exact zeros kept at zero (--keep-zeros, pruned weights)")
     if meta.get("quantization"):
         lines.append(meta["quantization"])
     if meta.get("label_offset"):
@@ -85,7 +89,7 @@ def bench_table(summary: pl.DataFrame, *, title: str | None = None) -> Table:
         table.add_column(name, justify="right")
     for row in summary.iter_rows(named=True):
         clean = math.isinf(row["snr"])
-        spread = "" if clean else " ± {:.2f}"
+        spread = "" if clean or row["seeds"] < 2 else " ± {:.2f}"  # one seed: no spread to show
         table.add_row(
             _fmt_snr(row["snr"]),
             f"{row['noise_pct']:g}",
@@ -115,7 +119,8 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     """
     table = Table(title=title)
     for name in ("model", "mode", "SNR", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"):
-        table.add_column(name, justify="left" if name in ("model", "mode") else "right")
+        table.add_column(name, justify="left" if name in ("model", "mode") else "right",
+                         overflow="fold", min_width=9 if name == "model" else None)
     rows = summary.filter(pl.col("mode").is_in(["baseline", "all"])).sort(["model", "snr"], descending=[False, True])
     for row in rows.iter_rows(named=True):
         table.add_row(row["model"], row["mode"], _fmt_snr(row["snr"]), str(row["seeds"]),
@@ -133,7 +138,8 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
     """
     table = Table(title=title)
     for name in ("model", "SNR", "layers", "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"):
-        table.add_column(name, justify="left" if name == "model" else "right")
+        table.add_column(name, justify="left" if name == "model" else "right",
+                         overflow="fold", min_width=9 if name == "model" else None)
     if "parameters" in a_avr.columns:
         table.add_column("parameters", justify="right")
     for row in a_avr.sort(["model", "snr"], descending=[False, True]).iter_rows(named=True):

@@ -204,6 +204,10 @@ def plot_compare(
         sub = a_avr.filter(*(pl.col(c) == v for c, v in key.items())).sort("noise_pct")
         y = _values(sub, column)
         err = np.nan_to_num(scale * _values(sub, f"{metric}_a_avr_ci"), nan=0.0)
+        # Few-seed t-intervals can reach past the possible range: clip them there
+        # (degradation and A_avr are both >= 0; A_avr rarely exceeds 1 by much).
+        high = 100.0 if value == "degradation" else max(1.0, float(np.nanmax(y)) if np.isfinite(y).any() else 1.0)
+        err = np.vstack([np.minimum(err, np.maximum(y, 0.0)), np.minimum(err, np.maximum(high - y, 0.0))])
         if kind == "bar":
             pos = np.array([levels.index(p) for p in sub["noise_pct"].to_list()], dtype=float)
             ax.bar(pos + (i - (len(series) - 1) / 2) * width, y, width, yerr=err, capsize=3, label=label)
@@ -220,7 +224,7 @@ def plot_compare(
     seed_text = f"{seeds.min()} seeds" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()} seeds"
     default = (
         f"noise in one layer at a time, averaged over layers (eq. 3), on {_join(a_avr, 'dataset')}\n"
-        f"{counts}; {seed_text}, error bars: CI over seeds"
+        f"{counts}; {seed_text}, error bars: 95% t-interval over seeds"
     )
     ax.set_title(title if title is not None else default, fontsize="medium")
     return fig
