@@ -163,3 +163,19 @@ def test_label_offset_shifts_labels(tiny, tmp_path, capsys):
     code, _, err = _run(capsys, "bench", model, "--data", shifted, "--snr", "10", "--preprocess", "raw",
                         "--label-offset", "2", "--out", tmp_path / "o2")
     assert code == 2 and "beyond the model's 10 outputs" in err
+
+
+def test_preprocessing_precedence_flag_preset_metadata():
+    from onnxnoise.bench import BenchConfig, prepare_bench
+    from onnxnoise.demo import demo_paths
+
+    model, data = demo_paths()
+    meta = prepare_bench(BenchConfig(model=model, data=data, snrs=(), limit=20)).meta
+    assert meta["preprocess_source"] == "model metadata"
+    assert meta["preprocess"]["mean"] == pytest.approx([0.286])  # the demo's training statistics
+    meta = prepare_bench(BenchConfig(model=model, data=data, snrs=(), limit=20, preset="mnist")).meta
+    assert meta["preprocess_source"] == "--preprocess"
+    assert meta["preprocess"]["mean"] == pytest.approx([0.5]) and meta["preprocess"]["channels"] == 1
+    meta = prepare_bench(BenchConfig(model=model, data=data, snrs=(), limit=20, preset="mnist",
+                                     preprocess={"mean": (0.1,)})).meta
+    assert meta["preprocess"]["mean"] == pytest.approx([0.1])
