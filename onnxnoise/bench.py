@@ -20,6 +20,7 @@ import polars as pl
 from onnxnoise import __version__
 from onnxnoise.adapters import resolve_label_offset
 from onnxnoise.data import Dataset, load_images, open_dataset, resolve_data_config
+from onnxnoise.data.cache import load_images_cached
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.evaluate import EvalSet, evaluate
 from onnxnoise.graph import Layer, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers
@@ -57,6 +58,8 @@ class BenchConfig:
         bn_variance: Policy for negative BatchNormalization variances.
         keep_zeros: Keep exactly-zero weights at zero.
         strict: Fail on corrupt images instead of skipping them.
+        cache: Keep decoded images of image-file datasets in the on-disk cache
+            (``$ONNXNOISE_CACHE_DIR`` or ``~/.cache/onnxnoise``).
     """
 
     model: Path
@@ -77,6 +80,7 @@ class BenchConfig:
     bn_variance: str = "clamp"
     keep_zeros: bool = False
     strict: bool = False
+    cache: bool = True
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-ready dict."""
@@ -197,7 +201,11 @@ def prepare_bench(config: BenchConfig) -> Prepared:
                 + f") but the model has {io.num_classes} outputs; use a dataset of the model's classes"
             )
             raise DataError(msg)
-    decoded = load_images(dataset, data_config, strict=config.strict)
+    if dataset.files is not None and config.cache:
+        # Image files: decode and resize once per (file list, geometry), then memory-map.
+        decoded = load_images_cached(dataset, data_config, strict=config.strict)
+    else:
+        decoded = load_images(dataset, data_config, strict=config.strict)
     images, labels, skipped = decoded.images, decoded.labels, len(decoded.skipped)
     _check_size(images, data_config, shape)
     data = EvalSet(

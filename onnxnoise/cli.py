@@ -115,6 +115,8 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", choices=DEVICES, default="auto", help="execution provider (default auto)")
     run.add_argument("--batch-size", type=_positive_int, default=128)
     run.add_argument("--threads", type=int, default=0, help="CPU threads (default: onnxruntime's choice)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="do not keep decoded images in the on-disk cache ($ONNXNOISE_CACHE_DIR or ~/.cache/onnxnoise)")
     run.add_argument("--output", help="name of the score output (default: the first)")
     run.add_argument("--label-offset", type=int, help="add to every label to index the model's outputs "
                      "(default: 1 for 1001-output models with a background class on 1000-class data, else 0)")
@@ -145,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--mode", default="all",
                        help="comma-separated: all (noise in every layer), per-layer (one layer at a time), "
                        "cumulative (layers 1..L); default all")
+    sweep.add_argument("--no-prefix-reuse", action="store_true",
+                       help="evaluate per-layer trials on the full model instead of reusing clean activations "
+                       "before the noised layer (same predictions, slower)")
     _add_run_args(sweep)
 
     report = sub.add_parser("report", help="tables, figures and report.md from sweep run folders")
@@ -217,7 +222,7 @@ def _config_kwargs(args: argparse.Namespace, model: Path, data: Path) -> dict:
         threads=args.threads, preset=args.preprocess, preprocess=_preprocess_overrides(args),
         ground_truth=args.ground_truth, output=args.output, label_offset=args.label_offset,
         bn_variance=args.bn_variance,
-        keep_zeros=args.keep_zeros, strict=args.strict,
+        keep_zeros=args.keep_zeros, strict=args.strict, cache=not args.no_cache,
     )
 
 
@@ -295,7 +300,8 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     unknown = [m for m in modes if m not in SWEEP_MODES]
     if unknown or not modes:
         raise OnnxNoiseError(f"`--mode` {args.mode!r} is not valid; choose from {', '.join(SWEEP_MODES)}")
-    config = SweepConfig(**_config_kwargs(args, args.model, args.data), modes=modes)
+    config = SweepConfig(**_config_kwargs(args, args.model, args.data), modes=modes,
+                         prefix_reuse=not args.no_prefix_reuse)
     out = args.out or Path("runs") / args.model.stem
     _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")

@@ -25,6 +25,7 @@ from onnxnoise.bench import BenchConfig, BenchProgress, Prepared, prepare_bench
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.evaluate import evaluate
 from onnxnoise.noise import NoiseSpec, apply_noise
+from onnxnoise.prefix import PrefixRunner
 from onnxnoise.plan import SWEEP_MODES, Trial, expand_sweep, make_context
 from onnxnoise.store import TrialStore
 
@@ -39,9 +40,12 @@ class SweepConfig(BenchConfig):
 
     Attributes:
         modes: Any of ``all``, ``per-layer``, ``cumulative`` (see module docstring).
+        prefix_reuse: Run per-layer trials on cached clean activations before the
+            noised layer (:mod:`onnxnoise.prefix`); off = full-model evaluation.
     """
 
     modes: tuple[str, ...] = ("all",)
+    prefix_reuse: bool = True
 
 
 @dataclass
@@ -134,11 +138,15 @@ def run_sweep(
         "versions": versions,
     })
     by_name = {layer.name: layer for layer in prep.selected}
+    # Per-layer trials run only the part of the graph after the noised layer, on clean
+    # activations computed once (same predictions as the full model; see prefix.py).
+    runner = PrefixRunner.from_prepared(prep) if config.prefix_reuse and any(
+        trial.mode == "per-layer" for trial, _ in todo) else None
     progress = progress or BenchProgress()
     progress.start(len(todo), len(prep.data))
     failed = 0
     for trial, key in todo:
-        row = _run_trial(trial, prep, config, by_name, progress)
+        row = _run_trial(trial, prep, config, by_name, progress, runner)
         failed += row["error"] is not None
         row.update(
             key=key, run_id=run_id, model=prep.meta["model"], model_sha256=prep.model_sha256,
@@ -153,7 +161,8 @@ def run_sweep(
                        run_id=run_id)
 
 
-def _run_trial(trial: Trial, prep: Prepared, config: SweepConfig, by_name: dict, progress: BenchProgress) -> dict:
+def _run_trial(trial: Trial, prep: Prepared, config: SweepConfig, by_name: dict, progress: BenchProgress,
+               runner: PrefixRunner | None = None) -> dict:
     """Evaluate one trial; an exception becomes an ``error`` row instead of ending the sweep."""
     started = time.perf_counter()
     try:
@@ -164,8 +173,13 @@ def _run_trial(trial: Trial, prep: Prepared, config: SweepConfig, by_name: dict,
                              keep_zeros=config.keep_zeros)
             result = apply_noise(prep.initializers, [by_name[n] for n in trial.layers], spec)
             replacements, changed = result.arrays, result.bn_variance_changed
-        session = prep.factory.create(replacements)
-        counts = evaluate(session, prep.data, on_batch=progress.advance)
+        if runner is not None and trial.mode == "per-layer":
+            counts = runner.evaluate(replacements, on_batch=progress.advance)
+            provider = runner.provider
+        else:
+            session = prep.factory.create(replacements)
+            counts = evaluate(session, prep.data, on_batch=progress.advance)
+            provider = session.provider
     except (OnnxNoiseError, RuntimeError, ValueError, MemoryError) as exc:
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"images": None, "top1_correct": None, "top5_correct": None, "nan_count": None,
@@ -178,6 +192,6 @@ def _run_trial(trial: Trial, prep: Prepared, config: SweepConfig, by_name: dict,
         "nan_count": counts.nan_count,
         "bn_variance_changed": changed,
         "seconds": time.perf_counter() - started,
-        "provider": session.provider,
+        "provider": provider,
         "error": None,
     }

@@ -102,3 +102,12 @@ def cifar_resnet_onnx(
         return cache[key]
 
     return get
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_image_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the decoded-image cache of the whole test session in a temporary folder."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ONNXNOISE_CACHE_DIR", str(tmp_path_factory.mktemp("image_cache")))
+    yield
+    patch.undo()

@@ -173,3 +173,18 @@ def test_experiment_file_errors(tmp_path, capsys):
 def test_report_on_missing_run_dir(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_prefix_reuse_gives_the_same_trials_as_full_evaluation(cifar_resnet_onnx, shared_dir, tmp_path):
+    """Per-layer sweep of ResNet20 (BN kept, 300 images): identical counts with and without prefix reuse."""
+    from onnxnoise.sweep import SweepConfig, run_sweep
+
+    common = dict(model=cifar_resnet_onnx(20, keep_batchnorm=True), data=shared_dir / "data/cifar-10-batches-py",
+                  snrs=(5.0, 2.0), seeds=(0,), limit=300, device="cpu", modes=("per-layer",))
+    frames = []
+    for reuse in (True, False):
+        with open_store(tmp_path / f"reuse{reuse}" / "trials.sqlite") as store:
+            result = run_sweep(SweepConfig(**common, prefix_reuse=reuse), store)
+            assert result.ran == 1 + 39 * 2 and result.failed == 0
+            frames.append(store.to_frame().select("key", "top1_correct", "top5_correct", "nan_count").sort("key"))
+    assert frames[0].equals(frames[1])
