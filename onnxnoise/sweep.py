@@ -15,10 +15,13 @@ flight; a changed model file or preprocessing gives new keys, never stale reuse.
 
 from __future__ import annotations
 
+import random
 import time
 import traceback
 from dataclasses import dataclass
 from importlib import metadata
+
+import polars as pl
 
 from onnxnoise import __version__
 from onnxnoise.bench import BenchConfig, BenchProgress, Prepared, prepare_bench
@@ -29,7 +32,7 @@ from onnxnoise.prefix import PrefixRunner
 from onnxnoise.plan import SWEEP_MODES, Trial, expand_sweep, make_context
 from onnxnoise.store import TrialStore
 
-__all__ = ["SweepConfig", "SweepResult", "run_sweep", "package_versions", "SWEEP_MODES"]
+__all__ = ["SweepConfig", "SweepResult", "run_sweep", "recheck_sweep", "package_versions", "SWEEP_MODES"]
 
 NOISE_MODEL = "gaussian-snr"
 
@@ -195,3 +198,38 @@ def _run_trial(trial: Trial, prep: Prepared, config: SweepConfig, by_name: dict,
         "provider": provider,
         "error": None,
     }
+
+
+def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: int = 0) -> tuple[int, list[str]]:
+    """Run again a random sample of the sweep's stored trials and compare their counts.
+
+    Shows that a stored result is reproducible: same model, data, settings and seed give
+    the same top-1 / top-5 / NaN counts (noise depends only on seed and tensor name).
+
+    Args:
+        config: The sweep's settings (as in the experiment file).
+        store: The trial store holding its results.
+        sample: How many stored trials to run again (fewer if fewer are stored).
+        seed: Seed of the random choice of trials.
+
+    Returns:
+        ``(trials checked, one line per mismatch)``; an empty list means all equal.
+    """
+    prep = prepare_bench(config)
+    context = _context(prep, config)
+    planned = {trial.key(context): trial for trial in
+               expand_sweep(prep.selected, modes=config.modes, snrs=config.snrs, seeds=config.seeds)}
+    stored = store.to_frame().filter(pl.col("key").is_in(list(planned)) & pl.col("error").is_null())
+    rows = stored.rows(named=True)
+    chosen = random.Random(seed).sample(rows, min(sample, len(rows)))
+    by_name = {layer.name: layer for layer in prep.selected}
+    runner = PrefixRunner.from_prepared(prep) if config.prefix_reuse else None
+    mismatches = []
+    for row in chosen:
+        trial = planned[row["key"]]
+        again = _run_trial(trial, prep, config, by_name, BenchProgress(), runner)
+        for column in ("top1_correct", "top5_correct", "nan_count"):
+            if again[column] != row[column]:
+                mismatches.append(f"{trial.mode} layer {trial.layer_index} SNR {trial.snr:g} seed {trial.seed}: "
+                                  f"{column} stored {row[column]}, now {again[column]}")
+    return len(chosen), mismatches

@@ -13,6 +13,7 @@ Usage::
 
     python scripts/reproduce_paper.py [experiments/cifar10-resnet.toml] [--out reports/cifar10-resnet]
     python scripts/reproduce_paper.py --report-only      # rebuild the report from what is stored
+    python scripts/reproduce_paper.py --recheck 5        # re-run 5 stored trials per sweep, compare counts
     nohup python scripts/reproduce_paper.py > reproduce.log 2>&1 &   # hours on 2 CPU cores
 
 Exit codes: 0 done, 2 bad input (one line on stderr).
@@ -35,7 +36,7 @@ from onnxnoise.experiment import Experiment, load_experiment
 from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_report
 from onnxnoise.stats import average_normalized_accuracy, summarize_trials, t_half_width
 from onnxnoise.store import open_store
-from onnxnoise.sweep import run_sweep
+from onnxnoise.sweep import recheck_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -228,14 +229,35 @@ def write(experiment: Experiment, out: Path) -> None:
     print(f"wrote {files.markdown} ({trials.height} trials)", flush=True)
 
 
+def recheck(experiment: Experiment, sample: int) -> int:
+    """Run again ``sample`` random stored trials of every sweep; return the number of mismatches."""
+    bad = 0
+    for name, config in experiment.sweeps:
+        path = experiment.run_dir(name) / STORE_NAME
+        if not path.is_file():
+            continue
+        with open_store(path, create=False) as store:
+            checked, mismatches = recheck_sweep(config, store, sample=sample)
+        print(f"[{name} {'+'.join(config.modes)}] re-ran {checked} stored trials: "
+              f"{'all counts equal' if not mismatches else f'{len(mismatches)} mismatches'}", flush=True)
+        for line in mismatches:
+            print(f"  {line}", flush=True)
+        bad += len(mismatches)
+    return bad
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", type=Path, default=REPO / "experiments" / "cifar10-resnet.toml")
     parser.add_argument("--out", type=Path, help="report folder (default reports/<experiment name>/)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the stores")
+    parser.add_argument("--recheck", type=int, metavar="N",
+                        help="run again N random stored trials of each sweep and compare counts (exit 1 on a mismatch)")
     args = parser.parse_args(argv)
     try:
         experiment = load_experiment(args.experiment)
+        if args.recheck:
+            return 1 if recheck(experiment, args.recheck) else 0
         if not args.report_only:
             run_experiment(experiment)
         write(experiment, args.out or REPO / "reports" / experiment.name)

@@ -515,6 +515,11 @@ def test_qdq_efficientnet_lite0_runs_through_bench(effnet_qdq, shared_dir):
     prepared = prepare_bench(BenchConfig(model=qdq_model, snrs=(100.0, 5.0), **common))
     result = run_bench(prepared.config, prepared=prepared)
     base, mild, heavy = (result.trials.row(i, named=True) for i in range(3))
+    # The bench summary names the policy and counts the clipped values of every trial.
+    total = int(result.trials["clipped_count"].sum())
+    assert total > 0 and base["clipped_count"] == 0
+    assert result.meta["quantization"] == (
+        f"quantized QDQ weights (50 layers): dequantize-noise-requantize, {total} values clipped")
     assert base["images"] == mild["images"] == heavy["images"] == 100
     assert abs(base["top1_acc"] - fp["top1_acc"]) <= 5.0  # int8 within a few points of float (74 vs 74)
     assert 50.0 < mild["top1_acc"] <= base["top1_acc"] + 2.0  # SNR 100: a few points lost (71)

@@ -188,3 +188,20 @@ def test_prefix_reuse_gives_the_same_trials_as_full_evaluation(cifar_resnet_onnx
             assert result.ran == 1 + 39 * 2 and result.failed == 0
             frames.append(store.to_frame().select("key", "top1_correct", "top5_correct", "nan_count").sort("key"))
     assert frames[0].equals(frames[1])
+
+
+def test_recheck_reproduces_stored_trials(tmp_path):
+    from onnxnoise.sweep import SweepConfig, recheck_sweep, run_sweep
+
+    model, data = demo_paths()
+    config = SweepConfig(model=model, data=data, snrs=(10.0, 5.0), seeds=(0, 1), limit=200, device="cpu",
+                         modes=("all", "per-layer"))
+    with open_store(tmp_path / "trials.sqlite") as store:
+        run_sweep(config, store)
+        checked, mismatches = recheck_sweep(config, store, sample=8)
+        assert checked == 8 and mismatches == []
+        # A tampered row is caught.
+        store._conn.execute("UPDATE trials SET top1_correct = top1_correct + 1 WHERE mode = 'all'")
+        checked, mismatches = recheck_sweep(config, store, sample=100)
+        assert checked == 1 + 4 + 24
+        assert len(mismatches) == 4 and all("top1_correct stored" in line for line in mismatches)
