@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnxruntime as ort
 
 from onnxnoise.adapters import shift_labels
 from onnxnoise.data import DataConfig, normalize
@@ -34,6 +35,9 @@ class EvalSet:
             short last batch is then zero-padded and the padding's outputs dropped.
         input_dtype: dtype the model's input expects; ``uint8`` skips normalization.
         cache_limit_bytes: Keep normalized batches in memory up to this size.
+        device_limit_bytes: On the CUDA execution provider, keep the input batches on
+            the GPU (uploaded once, reused by every trial) up to this size; larger
+            sets are bound from host memory batch by batch.
         label_offset: Output index of label 0 (1 for models with a background class
             at output 0, see :func:`onnxnoise.adapters.resolve_label_offset`).
     """
@@ -46,7 +50,9 @@ class EvalSet:
     input_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     cache_limit_bytes: int = 2 << 30
     label_offset: int = 0
+    device_limit_bytes: int = 16 << 30
     _cache: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, init=False, repr=False)
+    _device: list | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):
@@ -89,6 +95,30 @@ class EvalSet:
                 x = np.concatenate([x, pad])
             yield x, labels
 
+    def device_batches(self, device_id: int = 0) -> Iterator[tuple[ort.OrtValue, np.ndarray]]:
+        """Yield ``(input OrtValue on cuda:device_id, labels)``, uploading each batch once.
+
+        Used with :meth:`onnxnoise.runtime.Session.run_bound`; while the whole set fits
+        in ``device_limit_bytes`` the uploaded batches are kept for later trials.
+        """
+        if self._device is not None:
+            yield from self._device
+            return
+        keep = self.nbytes <= self.device_limit_bytes
+        uploaded = []
+        for x, labels in self.batches():
+            value = ort.OrtValue.ortvalue_from_numpy(x, "cuda", device_id)
+            if keep:
+                uploaded.append((value, labels))
+            yield value, labels
+        if keep:
+            self._device = uploaded
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole normalized input set in bytes."""
+        return int(np.prod(self.images.shape[1:])) * np.dtype(self._dtype).itemsize * len(self.images)
+
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(input batch, labels)``; the input may hold padding rows beyond ``len(labels)``."""
         if self._cache is not None:
@@ -118,8 +148,13 @@ def evaluate(
         DataError: If a label (plus ``data.label_offset``) is beyond the model's outputs.
     """
     total = Counts()
-    for x, labels in data.batches():
-        scores = session.run(x)[: len(labels)]
+    if session.on_cuda:
+        # Inputs uploaded once and bound on the device; weights are already there.
+        pairs = ((session.run_bound(x), labels) for x, labels in data.device_batches())
+    else:
+        pairs = ((session.run(x), labels) for x, labels in data.batches())
+    for scores, labels in pairs:
+        scores = scores[: len(labels)]
         targets = shift_labels(labels, data.label_offset) if data.label_offset else labels
         if len(targets) and int(targets.max()) >= scores.shape[1]:
             msg = (

@@ -114,6 +114,32 @@ class Session:
         (out,) = self.session.run([self.output_name], {self.input_name: batch})
         return out.reshape(out.shape[0], -1)
 
+    @property
+    def on_cuda(self) -> bool:
+        """Whether the CUDA execution provider runs this session."""
+        return self.provider == _CUDA
+
+    def run_bound(self, batch: ort.OrtValue) -> np.ndarray:
+        """Run one batch already on the device, through an ``IOBinding``.
+
+        The input stays where it is (uploaded once by the caller, see
+        :meth:`onnxnoise.evaluate.EvalSet.device_batches`); weights live on the device
+        since session creation, so nothing but the small score output crosses to
+        the host.
+
+        Args:
+            batch: ``OrtValue`` holding the model input (e.g. on ``cuda``).
+
+        Returns:
+            ``(N, C)`` scores on the host.
+        """
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, batch)
+        binding.bind_output(self.output_name, "cpu")
+        self.session.run_with_iobinding(binding)
+        out = binding.copy_outputs_to_cpu()[0]
+        return out.reshape(out.shape[0], -1)
+
 
 #: Above this many initializer bytes, :class:`SessionFactory` passes weights as
 #: external initializers instead of serializing them (protobuf's limit is 2 GiB).

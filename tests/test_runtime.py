@@ -132,3 +132,65 @@ def test_too_new_model_names_both_versions(field, value, text):
     assert text in message
     assert f"onnxruntime {ort.__version__}" in message
     assert "/onnxruntime_src" not in message and "\n" not in message
+
+
+class _RecordingBinding:
+    def __init__(self, real):
+        self.real, self.inputs, self.outputs = real, {}, []
+
+    def bind_ortvalue_input(self, name, value):
+        self.inputs[name] = value
+
+    def bind_output(self, name, device):
+        assert device == "cpu"  # only the small score output comes back to the host
+        self.outputs.append(name)
+
+    def copy_outputs_to_cpu(self):
+        return self.result
+
+
+class _FakeCudaOrtSession:
+    """Runs on the CPU but looks like a CUDA session that is driven through IOBinding."""
+
+    def __init__(self, real):
+        self.real, self.bound_runs, self.plain_runs = real, 0, 0
+
+    def io_binding(self):
+        return _RecordingBinding(self.real)
+
+    def run_with_iobinding(self, binding):
+        self.bound_runs += 1
+        feed = {name: value.numpy() for name, value in binding.inputs.items()}
+        binding.result = self.real.run(binding.outputs, feed)
+
+    def run(self, *args, **kwargs):
+        self.plain_runs += 1
+        return self.real.run(*args, **kwargs)
+
+
+def test_cuda_path_uploads_inputs_once_and_binds_them(monkeypatch):
+    from onnxnoise.data import resolve_data_config
+    from onnxnoise.evaluate import EvalSet, evaluate
+    from onnxnoise.runtime import Session
+
+    uploads = []
+    real_from_numpy = ort.OrtValue.ortvalue_from_numpy
+
+    def fake_from_numpy(array, device="cpu", device_id=0):
+        uploads.append((device, device_id, array.shape))
+        return real_from_numpy(array)  # host memory stands in for the GPU here
+
+    monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", staticmethod(fake_from_numpy))
+    model = tiny_cnn()
+    rng = np.random.default_rng(0)
+    data = EvalSet(rng.integers(0, 256, size=(50, 8, 8, 3), dtype=np.uint8), np.arange(50) % 10,
+                   resolve_data_config("raw"), batch_size=16)
+    cpu = _factory(model, ["conv.weight"]).create()
+    expected = evaluate(cpu, data)
+    fake = _FakeCudaOrtSession(cpu.session)
+    cuda = Session(fake, "input", "logits", "CUDAExecutionProvider")
+    assert cuda.on_cuda and not cpu.on_cuda
+    for _ in range(3):  # three trials on the same evaluation set
+        assert evaluate(cuda, data) == expected
+    assert fake.bound_runs == 3 * 4 and fake.plain_runs == 0
+    assert [u[:2] for u in uploads] == [("cuda", 0)] * 4  # 4 batches, uploaded once, reused by every trial
