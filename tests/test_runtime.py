@@ -194,3 +194,21 @@ def test_cuda_path_uploads_inputs_once_and_binds_them(monkeypatch):
         assert evaluate(cuda, data) == expected
     assert fake.bound_runs == 3 * 4 and fake.plain_runs == 0
     assert [u[:2] for u in uploads] == [("cuda", 0)] * 4  # 4 batches, uploaded once, reused by every trial
+
+
+def test_uncached_batches_prefetched_equal_cached():
+    from onnxnoise.data import resolve_data_config
+    from onnxnoise.evaluate import EvalSet, evaluate
+
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, size=(70, 8, 8, 3), dtype=np.uint8), np.arange(70) % 10
+    cached = EvalSet(images, labels, resolve_data_config("raw"), batch_size=16)
+    streamed = EvalSet(images, labels, resolve_data_config("raw"), batch_size=16, cache_limit_bytes=0)
+    assert cached._cache is not None and streamed._cache is None
+    pairs = list(zip(cached.batches(), streamed.batches(), strict=True))
+    assert len(pairs) == 5
+    for (x1, y1), (x2, y2) in pairs:
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    session = _factory(tiny_cnn(), ["conv.weight"]).create()
+    assert evaluate(session, cached) == evaluate(session, streamed)
