@@ -32,7 +32,8 @@ from onnxnoise.prefix import PrefixRunner
 from onnxnoise.plan import SWEEP_MODES, Trial, expand_sweep, make_context
 from onnxnoise.store import TrialStore
 
-__all__ = ["SweepConfig", "SweepResult", "run_sweep", "recheck_sweep", "package_versions", "SWEEP_MODES"]
+__all__ = ["SweepConfig", "SweepResult", "plan_sweep", "run_sweep", "recheck_sweep", "package_versions",
+           "SWEEP_MODES"]
 
 NOISE_MODEL = "gaussian-snr"
 
@@ -97,6 +98,22 @@ def _noise_settings(config: SweepConfig) -> dict:
     return {"noise_model": NOISE_MODEL, "bn_variance": config.bn_variance, "keep_zeros": config.keep_zeros}
 
 
+def plan_sweep(config: SweepConfig, prepared: Prepared | None = None) -> dict[str, Trial]:
+    """The sweep's trials keyed by their store key, in run order (baseline first).
+
+    Args:
+        config: Sweep settings.
+        prepared: Output of :func:`onnxnoise.bench.prepare_bench` to reuse.
+
+    Returns:
+        ``key -> Trial``; a store holds a trial when it holds its key.
+    """
+    prep = prepared or prepare_bench(config)
+    context = _context(prep, config)
+    trials = expand_sweep(prep.selected, modes=config.modes, snrs=config.snrs, seeds=config.seeds)
+    return {trial.key(context): trial for trial in trials}
+
+
 def run_sweep(
     config: SweepConfig,
     store: TrialStore,
@@ -120,10 +137,10 @@ def run_sweep(
         StoreError: The store cannot be written.
     """
     prep = prepared or prepare_bench(config)
-    context = _context(prep, config)
-    trials = expand_sweep(prep.selected, modes=config.modes, snrs=config.snrs, seeds=config.seeds)
+    planned = plan_sweep(config, prep)
     done = store.done_keys(include_errors=False)
-    todo = [(trial, key) for trial in trials if (key := trial.key(context)) not in done]
+    todo = [(trial, key) for key, trial in planned.items() if key not in done]
+    trials = list(planned.values())
     versions = package_versions()
     run_id = store.record_run({
         "model": prep.meta["model"],
@@ -216,9 +233,7 @@ def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: 
         ``(trials checked, one line per mismatch)``; an empty list means all equal.
     """
     prep = prepare_bench(config)
-    context = _context(prep, config)
-    planned = {trial.key(context): trial for trial in
-               expand_sweep(prep.selected, modes=config.modes, snrs=config.snrs, seeds=config.seeds)}
+    planned = plan_sweep(config, prep)
     stored = store.to_frame().filter(pl.col("key").is_in(list(planned)) & pl.col("error").is_null())
     rows = stored.rows(named=True)
     chosen = random.Random(seed).sample(rows, min(sample, len(rows)))

@@ -126,27 +126,37 @@ def plot_accuracy_vs_noise(
         ValueError: If there are no ``all`` rows or the metric is unknown.
     """
     _check_metric(metric, summary)
-    data = summary.filter(pl.col("mode").is_in(["baseline", "all"]))
-    if data.filter(pl.col("mode") == "all").is_empty():
+    noisy = summary.filter(pl.col("mode") == "all")
+    if noisy.is_empty():
         msg = "summary has no 'all' rows (noise in all layers); run the sweep with mode 'all'"
         raise ValueError(msg)
+    # Only the baselines measured on the same images (and model file) as the noisy rows.
+    same = [c for c in ("model_sha256", "dataset_fingerprint", "preprocess") if c in summary.columns]
+    base = summary.filter(pl.col("mode") == "baseline")
+    if same:
+        base = base.join(noisy.select(same).unique(), on=same, how="semi")
+    data = pl.concat([base, noisy], how="vertical_relaxed")
     fig, ax = _new_axes()
     series = _series_keys(data)
+    high = 100.0 if metric.endswith("_acc") else np.inf
     for key, label in series:
         sub = data.filter(*(pl.col(c) == v for c, v in key.items())).sort("noise_pct")
         x = sub["noise_pct"].to_numpy()
         y = _values(sub, f"{metric}_mean")
         err = np.nan_to_num(_values(sub, f"{metric}_ci"), nan=0.0)
+        # Few-seed t-intervals can pass the possible range [0, 100 %]: clip them there.
+        err = np.vstack([np.minimum(err, np.maximum(y, 0.0)), np.minimum(err, np.maximum(high - y, 0.0))])
         ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, label=label)
     ax.set_xlabel(NOISE_LABEL)
     ax.set_ylabel(METRIC_LABELS[metric])
     if metric.endswith("_acc"):
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 102)
     ax.legend(title="model", fontsize="small")
-    noisy = data.filter(pl.col("mode") == "all")
+    models = data["model"].unique(maintain_order=True)
+    names = _join(data, "model") if len(models) <= 2 else f"{len(models)} models"
     default = (
-        f"noise in all layers: {_join(data, 'model')} on {_join(data, 'dataset')}\n"
-        f"mean over {_seeds_text(noisy)}, error bars: CI over seeds"
+        f"noise in all layers: {names} on {_join(data, 'dataset')}\n"
+        f"mean over {_seeds_text(noisy)}, error bars: 95% t-interval over seeds (clipped to 0-100 %)"
     )
     ax.set_title(title if title is not None else default)
     return fig
