@@ -146,7 +146,7 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     modes = set(summary["mode"].unique().to_list())
     if "all" in modes:
         _save(plot_accuracy_vs_noise(summary), figures, "accuracy-vs-noise", files.figures)
-    for (model, dataset), part in summary.group_by(["model", "dataset"], maintain_order=True):
+    for (model, _dataset), part in summary.group_by(["model", "dataset"], maintain_order=True):
         for mode, plot in (("per-layer", plot_layer_sensitivity), ("cumulative", plot_cumulative)):
             if mode in set(part["mode"].to_list()):
                 single = part.filter(pl.col("model_sha256") == part["model_sha256"][0])
