@@ -25,8 +25,9 @@ from onnxnoise.demo import demo_paths
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.graph import list_layers, load_model
 from onnxnoise.noise import BN_VARIANCE_POLICIES, parse_snr_list
+from onnxnoise.quant import describe_quantization
 from onnxnoise.experiment import load_experiment
-from onnxnoise.plan import SWEEP_MODES
+from onnxnoise.plan import SWEEP_MODES, resolve_seeds
 from onnxnoise.report.console import a_avr_table, bench_caption, bench_table, layers_table, summary_table
 from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
@@ -271,7 +272,8 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
 def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
     console.print(f"[bold]sweep[/] {config.model.name} on {config.data}: modes {', '.join(config.modes)}, "
-                  f"SNR {', '.join(f'{v:g}' for v in config.snrs)}, seeds {config.seeds} -> {out}/{STORE_NAME}")
+                  f"SNR {', '.join(f'{v:g}' for v in config.snrs)}, seeds {', '.join(map(str, resolve_seeds(config.seeds)))}"
+                  f" -> {out}/{STORE_NAME}")
     with console.status("loading model and decoding images"):
         prepared = prepare_bench(config)
     with open_store(out / STORE_NAME) as store:
@@ -338,6 +340,9 @@ def _cmd_layers(args: argparse.Namespace, console: Console) -> int:
         }, indent=2))
     else:
         console.print(layers_table(layers, title=str(args.model)))
+        quantized = describe_quantization(layers)
+        if quantized:
+            console.print(quantized)
     return 0
 
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.errors import NoiseConfigError, OnnxNoiseError
 from onnxnoise.noise import parse_snr_list
+from onnxnoise.plan import SWEEP_MODES
 from onnxnoise.sweep import SweepConfig
 
 if sys.version_info >= (3, 11):
@@ -103,6 +104,21 @@ def _resolve(base: Path, value: Any) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(value: Any, key: str, where: str, path: Path) -> list | None:
+    """A TOML list of numbers, or None; anything else is an ExperimentError naming the key."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        msg = f"{path}: {where}: `{key}` must be a non-empty list of numbers, e.g. [100, 10, 5], got {value!r}"
+        raise ExperimentError(msg)
+    return value
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment TOML file.
 
@@ -153,13 +169,29 @@ def load_experiment(path: str | Path) -> Experiment:
             if name not in models:
                 msg = f"{path}: {where} names model {name!r}, not defined under [models] ({', '.join(models)})"
                 raise ExperimentError(msg)
-        snr = sweep.get("snr")
-        pct = sweep.get("noise_pct")
-        snrs = parse_snr_list(
-            None if snr is None else ",".join(map(str, snr)),
-            None if pct is None else ",".join(map(str, pct)),
-        )
+        snr = _numbers(sweep.get("snr"), "snr", where, path)
+        pct = _numbers(sweep.get("noise_pct"), "noise_pct", where, path)
+        try:
+            snrs = parse_snr_list(
+                None if snr is None else ",".join(map(str, snr)),
+                None if pct is None else ",".join(map(str, pct)),
+            )
+        except NoiseConfigError as exc:
+            text = str(exc).replace("`--snr`", "`snr`").replace("`--noise-pct`", "`noise_pct`")
+            raise ExperimentError(f"{path}: {where}: {text}") from None
         seeds = sweep.get("seeds", 3)
+        if not (_is_int(seeds) and seeds >= 1) and not (
+                isinstance(seeds, list) and seeds and all(_is_int(v) and v >= 0 for v in seeds)):
+            msg = f"{path}: {where}: `seeds` must be a count >= 1 or a list of non-negative integers, got {seeds!r}"
+            raise ExperimentError(msg)
+        limit = sweep.get("limit", data.get("limit"))
+        if limit is not None and not (_is_int(limit) and limit >= 1):
+            msg = f"{path}: {where}: `limit` must be a positive integer (a number of images), got {limit!r}"
+            raise ExperimentError(msg)
+        modes = sweep.get("modes", ["all"])
+        if not isinstance(modes, list) or not modes or any(m not in SWEEP_MODES for m in modes):
+            msg = f"{path}: {where}: `modes` must be a list of {', '.join(SWEEP_MODES)}, got {modes!r}"
+            raise ExperimentError(msg)
         for name in names:
             config = SweepConfig(
                 model=models[name].path,
@@ -168,7 +200,7 @@ def load_experiment(path: str | Path) -> Experiment:
                 seeds=seeds if isinstance(seeds, int) else tuple(seeds),
                 layers=sweep.get("layers"),
                 op_types=tuple(sweep["op_types"]) if "op_types" in sweep else None,
-                limit=sweep.get("limit", data.get("limit")),
+                limit=limit,
                 device=sweep.get("device", "auto"),
                 batch_size=sweep.get("batch_size", 128),
                 threads=sweep.get("threads", 0),
@@ -179,7 +211,7 @@ def load_experiment(path: str | Path) -> Experiment:
                 bn_variance=sweep.get("bn_variance", "clamp"),
                 keep_zeros=sweep.get("keep_zeros", False),
                 strict=data.get("strict", False),
-                modes=tuple(sweep.get("modes", ["all"])),
+                modes=tuple(modes),
             )
             sweeps.append((name, config))
     out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))

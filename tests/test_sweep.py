@@ -205,3 +205,21 @@ def test_recheck_reproduces_stored_trials(tmp_path):
         checked, mismatches = recheck_sweep(config, store, sample=100)
         assert checked == 1 + 4 + 24
         assert len(mismatches) == 4 and all("top1_correct stored" in line for line in mismatches)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('seeds = "0,1"', "`seeds` must be a count >= 1 or a list of non-negative integers, got '0,1'"),
+    ("limit = \"200\"", "`limit` must be a positive integer (a number of images), got '200'"),
+    ('modes = ["all", "perlayer"]', "`modes` must be a list of all, per-layer, cumulative"),
+    ("snr = [10, -2]", "`snr` value '-2' must be > 0"),
+    ('snr = "10"', "`snr` must be a non-empty list of numbers"),
+])
+def test_experiment_value_errors_name_file_and_key(tmp_path, bad, message):
+    model, data = demo_paths()
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[data]\npath = "{data}"\n[models.m]\npath = "{model}"\n[[sweeps]]\n{bad}\n'
+                    + ("" if bad.startswith("snr") else "noise_pct = [1]\n"))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    assert str(info.value).startswith(f"{path}: [[sweeps]] #1: ")
+    assert message in str(info.value)

@@ -64,6 +64,9 @@ def bench_caption(meta: dict) -> Text:
         f"noise: additive Gaussian, sigma = std(w)/SNR per tensor, {meta.get('seeds')} seed(s), "
         f"{policy}; execution provider {meta.get('provider')}",
     ]
+    if meta.get("input_layout") == "NHWC" or meta.get("fixed_batch"):
+        lines.append(f"model input {meta.get('input_layout')}"
+                     + (f", fixed batch {meta['fixed_batch']} (last batch zero-padded)" if meta.get("fixed_batch") else ""))
     if meta.get("keep_zeros"):
         lines.append("exact zeros kept at zero (--keep-zeros, pruned weights)")
     if meta.get("quantization"):

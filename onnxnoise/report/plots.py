@@ -234,7 +234,7 @@ def plot_compare(
     seed_text = f"{seeds.min()} seeds" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()} seeds"
     default = (
         f"noise in one layer at a time, averaged over layers (eq. 3), on {_join(a_avr, 'dataset')}\n"
-        f"{counts}; {seed_text}, error bars: 95% t-interval over seeds"
+        f"{counts}; {seed_text}, error bars: 95% t-interval over seeds (clipped to the possible range)"
     )
     ax.set_title(title if title is not None else default, fontsize="medium")
     return fig

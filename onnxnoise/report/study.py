@@ -230,7 +230,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     whole = summary.filter(pl.col("mode") == "all").sort(["model", "noise_pct"])
     if whole.height:
         parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
-        rows = [[r["model"], _fmt(r["noise_pct"], 3), str(r["seeds"]),
+        rows = [[r["model"], f"{r['noise_pct']:g} (SNR {r['snr']:g})", str(r["seeds"]),
                  f"{_fmt(r['top1_acc_mean'])} ± {_fmt(r['top1_acc_ci'])}",
                  f"{_fmt(r['top5_acc_mean'])} ± {_fmt(r['top5_acc_ci'])}",
                  f"{_fmt(r['top1_norm_mean'], 4)} ± {_fmt(r['top1_norm_ci'], 4)}", str(r["nan_count"])]
@@ -239,7 +239,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                             rows), ""]
     if not a_avr.is_empty():
         parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
-        rows = [[r["model"], _fmt(r["snr"], 3), str(r["layers"]), str(r["seeds"]),
+        rows = [[r["model"], f"{r['snr']:g}", str(r["layers"]), str(r["seeds"]),
                  f"{_fmt(r['top1_a_avr'], 4)} ± {_fmt(r['top1_a_avr_ci'], 4)}",
                  _fmt(r["top1_degradation_pct"]), f"{_fmt(r['top5_a_avr'], 4)} ± {_fmt(r['top5_a_avr_ci'], 4)}",
                  _fmt(r["top5_degradation_pct"])]
