@@ -276,54 +276,23 @@ def open_dataset(
     name = root.stem if root.is_file() else root.resolve().name
     if name.lower() in _GENERIC_FOLDER_NAMES and not root.is_file():
         name = f"{root.resolve().parent.name}/{name}"  # e.g. imagenette-val500/images
+    images = files = None
     if fmt == "cifar-python":
         data = load_cifar(where)
-        ds = Dataset(
-            name=name,
-            root=root,
-            format=fmt,
-            labels=data.labels,
-            num_classes=len(data.class_names),
-            class_names=data.class_names,
-            images=data.images,
-            label_source=f"{where} ({data.variant} {data.split})",
-        )
+        labels, class_names, images = data.labels, data.class_names, data.images
+        source = f"{where} ({data.variant} {data.split})"
     elif fmt == "npz":
         npz = load_npz(where)
-        ds = Dataset(
-            name=name,
-            root=root,
-            format=fmt,
-            labels=npz.labels,
-            num_classes=len(npz.class_names),
-            class_names=npz.class_names,
-            images=npz.images,
-            label_source=str(where),
-        )
+        labels, class_names, images, source = npz.labels, npz.class_names, npz.images, str(where)
     elif fmt == "image-folder":
         folder = load_image_folder(where, strict=strict)
-        ds = Dataset(
-            name=name,
-            root=root,
-            format=fmt,
-            labels=folder.labels,
-            num_classes=len(folder.class_names),
-            class_names=folder.class_names,
-            files=folder.files,
-            label_source="imagenet wnid folders" if folder.scheme == "imagenet-wnid" else "folder names",
-        )
+        labels, class_names, files = folder.labels, folder.class_names, folder.files
+        source = "imagenet wnid folders" if folder.scheme == "imagenet-wnid" else "folder names"
     else:
         val = load_imagenet_val(where, ground_truth=gt, strict=strict)
-        ds = Dataset(
-            name=name,
-            root=root,
-            format=fmt,
-            labels=val.labels,
-            num_classes=len(val.class_names),
-            class_names=val.class_names,
-            files=val.files,
-            label_source=val.ground_truth,
-        )
+        labels, class_names, files, source = val.labels, val.class_names, val.files, val.ground_truth
+    ds = Dataset(name=name, root=root, format=fmt, labels=labels, num_classes=len(class_names),
+                 class_names=class_names, images=images, files=files, label_source=source)
     if limit is not None and limit < len(ds):
         ds = ds.subset(stratified_indices(ds.labels, int(limit)))
     return ds
