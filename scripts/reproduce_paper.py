@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -111,7 +112,7 @@ def _verdict(low: float, high: float) -> str:
     return "**not significant** (the interval includes 0)"
 
 
-def findings_markdown(trials: pl.DataFrame) -> str:
+def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
     """The side-by-side section: each paper finding, our numbers, and a verdict with intervals."""
     ok = trials.filter(pl.col("error").is_null())
     summary = summarize_trials(ok)
@@ -123,6 +124,24 @@ def findings_markdown(trials: pl.DataFrame) -> str:
              "to 0, divides by sqrt(epsilon) and the model collapses to ~10%, or it does not), which widens "
              "the intervals further. The per-trial rows (results.parquet) carry each draw's count of changed "
              "variances (`bn_variance_changed`).", ""]
+
+    # Layer and parameter counts beside the paper's table (BN ops counted as layers).
+    paper = {20: (40, 274_442), 32: (65, 470_218), 56: (113, 861_770)}
+    params = {row["model"]: json.loads(row["config"] or "{}").get("params_total") for row in runs.iter_rows(named=True)}
+    counts = ok.filter(pl.col("mode") == "per-layer").group_by("model").agg(pl.col("layer_index").n_unique())
+    lines += ["### Layers and parameters", "",
+              "Paper (Keras ResNets, BN ops counted as layers, parameters including BN running statistics) "
+              "beside the akamaster PyTorch ResNets exported with BN kept (option-A shortcuts, no parameters). "
+              "The counts differ by one or two layers and a few thousand parameters; the paper does not describe "
+              "its variants beyond these totals, so the difference is reported, not explained.", "",
+              "| model | paper layers | paper parameters | our layers | our parameters |", "|---|---|---|---|---|"]
+    for row in counts.sort("model").iter_rows(named=True):
+        digits = "".join(c for c in row["model"].split("-")[0] if c.isdigit())
+        ref = paper.get(int(digits)) if digits and "-bn" in row["model"] else None
+        ours = params.get(row["model"])
+        lines.append(f"| {row['model']} | {ref[0] if ref else '-'} | {f'{ref[1]:,}' if ref else '-'} | "
+                     f"{row['layer_index']} | {f'{ours:,}' if ours else '-'} |")
+    lines.append("")
 
     # Finding 1a: whole-model accuracy falls as noise grows.
     lines += ["### 1. Accuracy falls as noise grows and as more layers are noised", "",
@@ -249,7 +268,7 @@ def write(experiment: Experiment, out: Path) -> None:
                          title=f"onnxnoise reproduction: {experiment.name}")
     text = files.markdown.read_text()
     head, _, tail = text.partition("## Figures")
-    findings = findings_markdown(trials)
+    findings = findings_markdown(trials, collect_runs(run_dirs))
     table = ["## Sweeps of this study", "",
              f"From `{experiment.source.name}`; only complete sweeps enter the tables and figures.", "",
              "| model | mode | images | noisy trials planned | stored | status |", "|---|---|---|---|---|---|",
