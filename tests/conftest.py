@@ -111,3 +111,16 @@ def _isolated_image_cache(tmp_path_factory: pytest.TempPathFactory):
     patch.setenv("ONNXNOISE_CACHE_DIR", str(tmp_path_factory.mktemp("image_cache")))
     yield
     patch.undo()
+
+
+@pytest.fixture(scope="session")
+def shared_data(shared_dir: Path) -> Callable[[str], Path]:
+    """Factory: ``shared_data(name)`` -> ``shared_dir/data/<name>``; skips if that folder is missing."""
+
+    def get(name: str) -> Path:
+        path = shared_dir / "data" / name
+        if not path.is_dir():
+            pytest.skip(f"not found: {path}")
+        return path
+
+    return get

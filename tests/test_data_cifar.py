@@ -18,19 +18,13 @@ CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 
 @pytest.fixture(scope="module")
-def cifar_dir(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "cifar-10-batches-py"
-    if not path.is_dir():
-        pytest.skip(f"not found: {path}")
-    return path
+def cifar_dir(shared_data) -> Path:
+    return shared_data("cifar-10-batches-py")
 
 
 @pytest.fixture(scope="module")
-def png_dir(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "cifar10-test-png"
-    if not path.is_dir():
-        pytest.skip(f"not found: {path}")
-    return path
+def png_dir(shared_data) -> Path:
+    return shared_data("cifar10-test-png")
 
 
 def test_load_cifar10_test_batch(cifar_dir: Path):

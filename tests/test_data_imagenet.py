@@ -34,19 +34,13 @@ def _csv_labels(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def imagenette(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "imagenette-val500"
-    if not path.is_dir():
-        pytest.skip(f"not found: {path}")
-    return path
+def imagenette(shared_data) -> Path:
+    return shared_data("imagenette-val500")
 
 
 @pytest.fixture(scope="module")
-def val1300(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "imagenet-val1300"
-    if not path.is_dir():
-        pytest.skip(f"not found: {path}")
-    return path
+def val1300(shared_data) -> Path:
+    return shared_data("imagenet-val1300")
 
 
 def test_wnid_table():
