@@ -18,16 +18,16 @@ import numpy as np
 import polars as pl
 
 from onnxnoise import __version__
-from onnxnoise.adapters import resolve_label_offset
+from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.data import Dataset, load_images, open_dataset, resolve_data_config
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.errors import DataError, GraphError
-from onnxnoise.evaluate import EvalSet, evaluate
-from onnxnoise.graph import Layer, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers
-from onnxnoise.noise import NoiseSpec, apply_noise
-from onnxnoise.plan import resolve_seeds
-from onnxnoise.quant import describe_quantization
-from onnxnoise.runtime import SessionFactory, resolve_providers
+from onnxnoise.engine.evaluate import EvalSet, evaluate
+from onnxnoise.model.graph import Layer, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers
+from onnxnoise.noise.legacy import NoiseSpec, apply_noise
+from onnxnoise.engine.plan import resolve_seeds
+from onnxnoise.model.quant import describe_quantization
+from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 
 __all__ = ["BenchConfig", "BenchResult", "BenchProgress", "prepare_bench", "run_bench", "summarize"]
 

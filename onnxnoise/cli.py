@@ -23,17 +23,17 @@ from onnxnoise.bench import BenchConfig, BenchProgress, prepare_bench, run_bench
 from onnxnoise.data import list_presets
 from onnxnoise.demo import demo_paths
 from onnxnoise.errors import OnnxNoiseError
-from onnxnoise.graph import list_layers, load_model
-from onnxnoise.noise import BN_VARIANCE_POLICIES, parse_snr_list
-from onnxnoise.quant import describe_quantization
+from onnxnoise.model.graph import list_layers, load_model
+from onnxnoise.noise.legacy import BN_VARIANCE_POLICIES, parse_snr_list
+from onnxnoise.model.quant import describe_quantization
 from onnxnoise.experiment import load_experiment
-from onnxnoise.plan import SWEEP_MODES, resolve_seeds
+from onnxnoise.engine.plan import SWEEP_MODES, resolve_seeds
 from onnxnoise.report.console import a_avr_table, bench_caption, bench_table, layers_table, summary_table
 from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
-from onnxnoise.store import open_store
+from onnxnoise.store.store import open_store
 from onnxnoise.sweep import SweepConfig, run_sweep
-from onnxnoise.runtime import DEVICES
+from onnxnoise.engine.runtime import DEVICES
 
 __all__ = ["main", "build_parser"]
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from onnxnoise.errors import NoiseConfigError, OnnxNoiseError
-from onnxnoise.noise import parse_snr_list
-from onnxnoise.plan import SWEEP_MODES
+from onnxnoise.noise.legacy import parse_snr_list
+from onnxnoise.engine.plan import SWEEP_MODES
 from onnxnoise.sweep import SweepConfig
 
 if sys.version_info >= (3, 11):

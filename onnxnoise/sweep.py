@@ -26,11 +26,11 @@ import polars as pl
 from onnxnoise import __version__
 from onnxnoise.bench import BenchConfig, BenchProgress, Prepared, prepare_bench
 from onnxnoise.errors import OnnxNoiseError
-from onnxnoise.evaluate import evaluate
-from onnxnoise.noise import NoiseSpec, apply_noise
-from onnxnoise.prefix import PrefixRunner
-from onnxnoise.plan import SWEEP_MODES, Trial, expand_sweep, make_context
-from onnxnoise.store import TrialStore
+from onnxnoise.engine.evaluate import evaluate
+from onnxnoise.noise.legacy import NoiseSpec, apply_noise
+from onnxnoise.engine.prefix import PrefixRunner
+from onnxnoise.engine.plan import SWEEP_MODES, Trial, expand_sweep, make_context
+from onnxnoise.store.store import TrialStore
 
 __all__ = ["SweepConfig", "SweepResult", "plan_sweep", "run_sweep", "recheck_sweep", "package_versions",
            "SWEEP_MODES"]
@@ -45,7 +45,7 @@ class SweepConfig(BenchConfig):
     Attributes:
         modes: Any of ``all``, ``per-layer``, ``cumulative`` (see module docstring).
         prefix_reuse: Run per-layer trials on cached clean activations before the
-            noised layer (:mod:`onnxnoise.prefix`); off = full-model evaluation.
+            noised layer (:mod:`onnxnoise.engine.prefix`); off = full-model evaluation.
     """
 
     modes: tuple[str, ...] = ("all",)

@@ -13,8 +13,8 @@ Prints (all ratios from this run):
 - sweep throughput: images evaluated / wall time of ``--trials`` noisy trials, everything
   included (noise generation, session build, batching, counting, bookkeeping). ``all``
   runs :func:`onnxnoise.bench.run_bench` itself (its baseline trial included);
-  ``per-layer`` visits layers in the sweep plan's order (:func:`onnxnoise.plan.expand_sweep`:
-  every layer at one seed, then the next seed), with :class:`onnxnoise.prefix.PrefixRunner`
+  ``per-layer`` visits layers in the sweep plan's order (:func:`onnxnoise.engine.plan.expand_sweep`:
+  every layer at one seed, then the next seed), with :class:`onnxnoise.engine.prefix.PrefixRunner`
   unless ``--no-prefix``;
 - fixed per-trial overhead: noise generation + session build, as % of a trial;
 - data loading: first (decode) vs second (decoded-image cache hit) time;
@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from onnxnoise.bench import BenchConfig, BenchProgress, prepare_bench, run_bench  # noqa: E402
 from onnxnoise.data import DataConfig, open_dataset  # noqa: E402
 from onnxnoise.data.cache import load_images_cached  # noqa: E402
-from onnxnoise.evaluate import evaluate  # noqa: E402
-from onnxnoise.graph import load_model  # noqa: E402
-from onnxnoise.noise import NoiseSpec, apply_noise  # noqa: E402
-from onnxnoise.plan import expand_sweep  # noqa: E402
-from onnxnoise.prefix import PrefixRunner  # noqa: E402
+from onnxnoise.engine.evaluate import evaluate  # noqa: E402
+from onnxnoise.model.graph import load_model  # noqa: E402
+from onnxnoise.noise.legacy import NoiseSpec, apply_noise  # noqa: E402
+from onnxnoise.engine.plan import expand_sweep  # noqa: E402
+from onnxnoise.engine.prefix import PrefixRunner  # noqa: E402
 
 TARGETS = {
     "all_ratio": 0.95,

@@ -35,8 +35,8 @@ from onnxnoise.bench import BenchProgress
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import Experiment, load_experiment
 from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_report
-from onnxnoise.stats import average_normalized_accuracy, summarize_trials, t_half_width
-from onnxnoise.store import open_store
+from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials, t_half_width
+from onnxnoise.store.store import open_store
 from onnxnoise.sweep import plan_sweep, recheck_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,13 +9,13 @@ import pytest
 from _builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxnoise.adapters import resolve_label_offset, shift_labels
+from onnxnoise.engine.labels import resolve_label_offset, shift_labels
 from onnxnoise.data import resolve_data_config
 from onnxnoise.errors import DataError, GraphError
-from onnxnoise.evaluate import EvalSet, evaluate
-from onnxnoise.graph import get_model_io
-from onnxnoise.metrics import Counts
-from onnxnoise.runtime import SessionFactory
+from onnxnoise.engine.evaluate import EvalSet, evaluate
+from onnxnoise.model.graph import get_model_io
+from onnxnoise.engine.metrics import Counts
+from onnxnoise.engine.runtime import SessionFactory
 
 #: x / 255 with no mean/std: the float twin of the uint8 model below.
 RAW = resolve_data_config("cifar", mean=(0.0,), std=(1.0,), scale=1 / 255, resize=None, crop=None)

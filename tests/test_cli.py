@@ -136,7 +136,7 @@ def test_console_script_bad_snr_no_traceback(tiny):
 
 
 def test_cuda_unavailable_is_an_error(tiny, tmp_path, capsys, monkeypatch):
-    import onnxnoise.runtime as runtime
+    import onnxnoise.engine.runtime as runtime
 
     monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     model, data = tiny

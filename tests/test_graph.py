@@ -9,7 +9,7 @@ from _builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.errors import GraphError
-from onnxnoise.graph import get_model_io, list_layers, load_model, select_layers
+from onnxnoise.model.graph import get_model_io, list_layers, load_model, select_layers
 
 
 def _save(model: onnx.ModelProto, path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxnoise.metrics import Counts, count_correct
+from onnxnoise.engine.metrics import Counts, count_correct
 
 
 def test_counts_known_values():

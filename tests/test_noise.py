@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.graph import Layer
-from onnxnoise.noise import NoiseSpec, apply_noise, parse_snr_list
+from onnxnoise.model.graph import Layer
+from onnxnoise.noise.legacy import NoiseSpec, apply_noise, parse_snr_list
 
 
 def _layer(name: str, shape, op_type="Conv", roles=("weight",)) -> Layer:

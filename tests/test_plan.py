@@ -7,8 +7,8 @@ import math
 import pytest
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.graph import Layer
-from onnxnoise.plan import Trial, expand_sweep, make_context
+from onnxnoise.model.graph import Layer
+from onnxnoise.engine.plan import Trial, expand_sweep, make_context
 
 CONTEXT = make_context(
     model_sha256="a" * 64,

@@ -16,7 +16,7 @@ from onnxnoise.report.plots import (
     plot_cumulative,
     plot_layer_sensitivity,
 )
-from onnxnoise.stats import average_normalized_accuracy, summarize_trials
+from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 
 SNRS = (100.0, 10.0, 2.5)
 N_LAYERS = 12

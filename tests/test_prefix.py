@@ -1,4 +1,4 @@
-"""Prefix reuse (onnxnoise.prefix): split points, cuts, and equality with full-model evaluation."""
+"""Prefix reuse (onnxnoise.engine.prefix): split points, cuts, and equality with full-model evaluation."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from onnx import TensorProto, helper, numpy_helper
 from _builders import tiny_cnn
 from onnxnoise.bench import BenchConfig, prepare_bench
 from onnxnoise.data import resolve_data_config
-from onnxnoise.evaluate import EvalSet, evaluate
-from onnxnoise.graph import list_layers
-from onnxnoise.metrics import count_correct
-from onnxnoise.noise import NoiseSpec, apply_noise
-from onnxnoise.prefix import GraphSplitter, PrefixRunner
-from onnxnoise.runtime import SessionFactory
+from onnxnoise.engine.evaluate import EvalSet, evaluate
+from onnxnoise.model.graph import list_layers
+from onnxnoise.engine.metrics import count_correct
+from onnxnoise.noise.legacy import NoiseSpec, apply_noise
+from onnxnoise.engine.prefix import GraphSplitter, PrefixRunner
+from onnxnoise.engine.runtime import SessionFactory
 
 #: Max |logit difference| / max |logit| allowed between prefix reuse and the full model.
 REL_TOL = 1e-5

@@ -9,11 +9,11 @@ import pytest
 from _builders import tiny_cnn
 from onnx import numpy_helper
 
-from onnxnoise import runtime
+from onnxnoise.engine import runtime
 from onnxnoise.errors import SessionError
-from onnxnoise.graph import get_initializers, list_layers
-from onnxnoise.noise import NoiseSpec, apply_noise
-from onnxnoise.runtime import SessionFactory, resolve_providers
+from onnxnoise.model.graph import get_initializers, list_layers
+from onnxnoise.noise.legacy import NoiseSpec, apply_noise
+from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 
 
 def _factory(model, names, device="cpu"):
@@ -170,8 +170,8 @@ class _FakeCudaOrtSession:
 
 def test_cuda_path_uploads_inputs_once_and_binds_them(monkeypatch):
     from onnxnoise.data import resolve_data_config
-    from onnxnoise.evaluate import EvalSet, evaluate
-    from onnxnoise.runtime import Session
+    from onnxnoise.engine.evaluate import EvalSet, evaluate
+    from onnxnoise.engine.runtime import Session
 
     uploads = []
     real_from_numpy = ort.OrtValue.ortvalue_from_numpy
@@ -198,7 +198,7 @@ def test_cuda_path_uploads_inputs_once_and_binds_them(monkeypatch):
 
 def test_uncached_batches_prefetched_equal_cached():
     from onnxnoise.data import resolve_data_config
-    from onnxnoise.evaluate import EvalSet, evaluate
+    from onnxnoise.engine.evaluate import EvalSet, evaluate
 
     rng = np.random.default_rng(1)
     images, labels = rng.integers(0, 256, size=(70, 8, 8, 3), dtype=np.uint8), np.arange(70) % 10

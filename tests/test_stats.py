@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-from onnxnoise.stats import (
+from onnxnoise.report.stats import (
     add_binomial_interval,
     average_normalized_accuracy,
     binomial_interval,

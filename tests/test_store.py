@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from onnxnoise.errors import StoreError
-from onnxnoise.store import SCHEMA_VERSION, TRIAL_COLUMNS, open_store
+from onnxnoise.store.store import SCHEMA_VERSION, TRIAL_COLUMNS, open_store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER = textwrap.dedent(
     """
     import hashlib, math, sys, time
-    from onnxnoise.store import open_store
+    from onnxnoise.store.store import open_store
 
     def row(i):
         key = hashlib.sha256(f"trial-{i}".encode()).hexdigest()

@@ -19,8 +19,8 @@ from onnxnoise.cli import main
 from onnxnoise.demo import demo_paths
 from onnxnoise.experiment import ExperimentError, load_experiment
 from onnxnoise.report.study import collect_trials
-from onnxnoise.stats import average_normalized_accuracy
-from onnxnoise.store import open_store
+from onnxnoise.report.stats import average_normalized_accuracy
+from onnxnoise.store.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 

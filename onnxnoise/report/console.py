@@ -9,7 +9,7 @@ import polars as pl
 from rich.table import Table
 from rich.text import Text
 
-from onnxnoise.graph import Layer
+from onnxnoise.model.graph import Layer
 
 __all__ = ["layers_table", "bench_table", "bench_caption", "summary_table", "a_avr_table"]
 
@@ -22,7 +22,7 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
     """Table of parameter layers with a totals row (the paper's Tables IV-VIII).
 
     Args:
-        layers: Output of :func:`onnxnoise.graph.list_layers`.
+        layers: Output of :func:`onnxnoise.model.graph.list_layers`.
         title: Optional table title (e.g. the model file name).
 
     Returns:
@@ -114,7 +114,7 @@ def _pm(mean, ci, digits: int = 2) -> str:
 
 
 def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and baseline trials") -> Table:
-    """Baseline and noise-in-all-layers rows of :func:`onnxnoise.stats.summarize_trials`.
+    """Baseline and noise-in-all-layers rows of :func:`onnxnoise.report.stats.summarize_trials`.
 
     Returns:
         A rich ``Table``: model, mode, SNR, seeds, top-1 / top-5 (percent, mean ± 95% CI
@@ -136,7 +136,7 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
     """Per-model, per-SNR ``A_avr`` and degradation (``100 (1 - A_avr)``, percent).
 
     Args:
-        a_avr: Output of :func:`onnxnoise.stats.average_normalized_accuracy`, optionally
+        a_avr: Output of :func:`onnxnoise.report.stats.average_normalized_accuracy`, optionally
             joined with ``layers_model``/``parameters`` counts.
     """
     table = Table(title=title)

@@ -5,8 +5,8 @@
 * :func:`plot_cumulative`: normalized accuracy vs number of noised layers ``L`` (Fig. 5);
 * :func:`plot_compare`: ``A_avr`` or degradation per SNR for several models (Figs. 6-10).
 
-Inputs are the frames of :mod:`onnxnoise.stats` (:func:`~onnxnoise.stats.summarize_trials`,
-:func:`~onnxnoise.stats.average_normalized_accuracy`). Every function builds a new
+Inputs are the frames of :mod:`onnxnoise.report.stats` (:func:`~onnxnoise.report.stats.summarize_trials`,
+:func:`~onnxnoise.report.stats.average_normalized_accuracy`). Every function builds a new
 :class:`matplotlib.figure.Figure` without pyplot (no global figure registry, no GUI
 backend, safe under ``Agg`` and in threads) and returns it; the caller saves it, e.g.
 ``fig.savefig("layers.png", dpi=150)``. Nothing is shown or written here.
@@ -54,7 +54,7 @@ def plot_layer_sensitivity(
     """Accuracy with noise in one layer at a time, vs layer index, one line per SNR (paper Figs. 3-4).
 
     Args:
-        summary: Output of :func:`onnxnoise.stats.summarize_trials` for one model and
+        summary: Output of :func:`onnxnoise.report.stats.summarize_trials` for one model and
             dataset; its ``per-layer`` rows are drawn.
         metric: One of :data:`METRIC_LABELS`; ``<metric>_mean`` is the line and
             ``<metric>_ci`` (seed confidence interval) the shaded band.
@@ -83,7 +83,7 @@ def plot_cumulative(
     """Accuracy with noise in layers 1..L, vs L, one line per SNR (paper Fig. 5).
 
     Args:
-        summary: Output of :func:`onnxnoise.stats.summarize_trials` for one model and
+        summary: Output of :func:`onnxnoise.report.stats.summarize_trials` for one model and
             dataset; its ``cumulative`` rows are drawn (``layer_index`` = ``L``).
         metric: One of :data:`METRIC_LABELS`; the band is ``<metric>_ci``.
         title: Figure title; default names the model, dataset and number of seeds.
@@ -114,7 +114,7 @@ def plot_accuracy_vs_noise(
     rows by increasing ``noise_pct``; error bars are ``<metric>_ci`` (seed CI).
 
     Args:
-        summary: Output of :func:`onnxnoise.stats.summarize_trials`, any number of
+        summary: Output of :func:`onnxnoise.report.stats.summarize_trials`, any number of
             models; its ``baseline`` and ``all`` rows are drawn.
         metric: One of :data:`METRIC_LABELS`.
         title: Figure title; default names the models, datasets and seeds.
@@ -173,7 +173,7 @@ def plot_compare(
     """Compare models by average normalized accuracy or degradation per SNR (paper Figs. 6-10).
 
     Args:
-        a_avr: Output of :func:`onnxnoise.stats.average_normalized_accuracy`, one or
+        a_avr: Output of :func:`onnxnoise.report.stats.average_normalized_accuracy`, one or
             more models.
         metric: ``"top1"`` or ``"top5"``.
         value: ``"degradation"`` (``100 (1 - A_avr)``, percent) or ``"a_avr"`` (ratio,
@@ -296,7 +296,7 @@ def _check_metric(metric: str, frame: pl.DataFrame) -> None:
         msg = f"`metric` must be one of {', '.join(METRIC_LABELS)}, got {metric!r}"
         raise ValueError(msg)
     if f"{metric}_mean" not in frame.columns:
-        msg = f"summary lacks `{metric}_mean`; pass the output of onnxnoise.stats.summarize_trials"
+        msg = f"summary lacks `{metric}_mean`; pass the output of onnxnoise.report.stats.summarize_trials"
         raise ValueError(msg)
 
 

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from onnxnoise.errors import StoreError
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import write_table
-from onnxnoise.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
-from onnxnoise.store import open_store
+from onnxnoise.report.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
+from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "write_report",
            "write_comparison"]
@@ -50,7 +50,7 @@ def collect_trials(run_dirs: list[str | os.PathLike]) -> pl.DataFrame:
     """All finished trials of the given run folders, with normalized accuracy.
 
     Returns:
-        One row per trial (see :meth:`onnxnoise.store.TrialStore.to_frame`) plus
+        One row per trial (see :meth:`onnxnoise.store.store.TrialStore.to_frame`) plus
         ``top1_norm``/``top5_norm`` (paper eq. 2) and Wilson 95% intervals
         ``top1_acc_low``/``top1_acc_high`` (percent).
     """

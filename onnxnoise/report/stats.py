@@ -13,8 +13,8 @@ error of one trial's accuracy (a binomial proportion over the images) as a Wilso
 score or Clopper-Pearson interval.
 
 Input frames have one row per trial with the columns of
-:data:`onnxnoise.store.TRIAL_COLUMNS` plus ``top1_acc``/``top5_acc`` (percent), as
-returned by :meth:`onnxnoise.store.TrialStore.to_frame`.
+:data:`onnxnoise.store.store.TRIAL_COLUMNS` plus ``top1_acc``/``top5_acc`` (percent), as
+returned by :meth:`onnxnoise.store.store.TrialStore.to_frame`.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.graph import Layer
-from onnxnoise.quant import QuantParams, dequantize, requantize
+from onnxnoise.model.graph import Layer
+from onnxnoise.model.quant import QuantParams, dequantize, requantize
 
 __all__ = [
     "BN_VARIANCE_POLICIES",
@@ -99,7 +99,7 @@ class NoiseResult:
             float dtype (float16 / bfloat16).
         clipped_count: Elements of integer-quantized tensors whose requantized value
             fell outside the integer range and was clipped (policy
-            :data:`onnxnoise.quant.QUANT_POLICY`).
+            :data:`onnxnoise.model.quant.QUANT_POLICY`).
     """
 
     arrays: dict[str, np.ndarray]
@@ -137,14 +137,14 @@ def apply_noise(
     tensor when ``snr`` is infinite.
 
     An integer-quantized tensor (``layer.quant`` entry set) follows
-    :data:`onnxnoise.quant.QUANT_POLICY`: it is dequantized, ``w`` above is the
+    :data:`onnxnoise.model.quant.QUANT_POLICY`: it is dequantized, ``w`` above is the
     dequantized tensor, and the noisy values are rounded back onto the tensor's
     quantization grid and clipped to its integer range (counted in ``clipped_count``).
     With ``keep_zeros``, elements equal to the zero point stay there. The scale and
     zero-point initializers must be in ``initializers``.
 
     Args:
-        initializers: Clean ``name -> array`` from :func:`onnxnoise.graph.get_initializers`.
+        initializers: Clean ``name -> array`` from :func:`onnxnoise.model.graph.get_initializers`.
         layers: Layers whose tensors are perturbed.
         spec: Noise settings.
 
@@ -201,7 +201,7 @@ def _noisy_quantized(
     initializers: Mapping[str, np.ndarray],
     spec: NoiseSpec,
 ) -> tuple[np.ndarray, int]:
-    """Dequantize, add eq. 1 noise in float, requantize with clipping; see :mod:`onnxnoise.quant`."""
+    """Dequantize, add eq. 1 noise in float, requantize with clipping; see :mod:`onnxnoise.model.quant`."""
     w = dequantize(clean, params, initializers)
     sigma_w = float(np.std(w))
     if math.isinf(spec.snr) or sigma_w == 0.0:

@@ -22,7 +22,7 @@ import onnx
 from onnx import numpy_helper
 
 from onnxnoise.errors import GraphError
-from onnxnoise.quant import INT_DTYPES, QUANT_POLICY, QuantParams, dequantize
+from onnxnoise.model.quant import INT_DTYPES, QUANT_POLICY, QuantParams, dequantize
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -93,10 +93,10 @@ class Layer:
         sigma_w: Standard deviation of the layer's first tensor (the weight or BN
             scale), the ``sigma_w`` of paper eq. 1; noise uses each tensor's own std.
             For an integer-quantized tensor it is the std of the dequantized values.
-        quant: Per tensor, its :class:`onnxnoise.quant.QuantParams` when the tensor is
+        quant: Per tensor, its :class:`onnxnoise.model.quant.QuantParams` when the tensor is
             an integer-quantized weight (QDQ or QLinear op), else ``None``; empty for
             a layer built without it (all float).
-        quantization_policy: :data:`onnxnoise.quant.QUANT_POLICY` when the layer holds
+        quantization_policy: :data:`onnxnoise.model.quant.QUANT_POLICY` when the layer holds
             a quantized tensor, else ``None``.
     """
 
@@ -372,7 +372,7 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
     tensors, shape tensors and scalars are never parameters, except integer-quantized
     weights: an integer initializer behind a ``DequantizeLinear`` (QDQ; the layer is
     the op consuming the dequantized value), or the weight and bias of a
-    ``QLinearConv`` / ``QLinearMatMul``; see :mod:`onnxnoise.quant`. An ``Add`` that
+    ``QLinearConv`` / ``QLinearMatMul``; see :mod:`onnxnoise.model.quant`. An ``Add`` that
     adds a float (or dequantized) initializer to the output of a ``MatMul`` layer
     joins that layer as its bias. A float weight reached through ``Cast`` (fp16/bf16
     weights cast to float32) or ``QuantizeLinear -> DequantizeLinear`` belongs to the

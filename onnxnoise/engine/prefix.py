@@ -38,9 +38,9 @@ import onnx
 from onnx import helper
 
 from onnxnoise.errors import GraphError
-from onnxnoise.evaluate import EvalSet
-from onnxnoise.metrics import Counts, count_correct
-from onnxnoise.runtime import SessionFactory
+from onnxnoise.engine.evaluate import EvalSet
+from onnxnoise.engine.metrics import Counts, count_correct
+from onnxnoise.engine.runtime import SessionFactory
 
 __all__ = ["GraphSplitter", "PrefixRunner", "PrefixStats"]
 
@@ -241,7 +241,7 @@ class PrefixRunner:
     rounding, see the module docstring).
 
     Args:
-        model: The clean model (from :func:`onnxnoise.graph.load_model`).
+        model: The clean model (from :func:`onnxnoise.model.graph.load_model`).
         data: Evaluation set; its batches define the cached activations.
         input_name: Name of the image input.
         output_name: Name of the score output.
@@ -277,7 +277,7 @@ class PrefixRunner:
     @classmethod
     def from_prepared(cls, prep, **kwargs) -> PrefixRunner:
         """Runner for a :class:`onnxnoise.bench.Prepared` (reloads its model file)."""
-        from onnxnoise.graph import get_model_io, load_model
+        from onnxnoise.model.graph import get_model_io, load_model
 
         model = load_model(prep.config.model)
         io = get_model_io(model, output=prep.config.output)
@@ -303,7 +303,7 @@ class PrefixRunner:
             on_batch: Called with the number of images after each batch.
 
         Returns:
-            Summed :class:`~onnxnoise.metrics.Counts` over ``data``.
+            Summed :class:`~onnxnoise.engine.metrics.Counts` over ``data``.
         """
         total = Counts()
         for scores, labels in self.iter_scores(replacements):

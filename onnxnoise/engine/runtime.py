@@ -123,7 +123,7 @@ class Session:
         """Run one batch already on the device, through an ``IOBinding``.
 
         The input stays where it is (uploaded once by the caller, see
-        :meth:`onnxnoise.evaluate.EvalSet.device_batches`); weights live on the device
+        :meth:`onnxnoise.engine.evaluate.EvalSet.device_batches`); weights live on the device
         since session creation, so nothing but the small score output crosses to
         the host.
 
@@ -169,7 +169,7 @@ class SessionFactory:
     """Builds sessions of one model with any subset of its initializers replaced.
 
     Args:
-        model: The clean model (from :func:`onnxnoise.graph.load_model`); not modified.
+        model: The clean model (from :func:`onnxnoise.model.graph.load_model`); not modified.
         replaceable: Names of the initializers that trials may replace.
         input_name: Name of the image input.
         output_name: Name of the score output.

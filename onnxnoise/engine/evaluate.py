@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from onnxnoise.adapters import shift_labels
+from onnxnoise.engine.labels import shift_labels
 from onnxnoise.data import DataConfig, normalize
 from onnxnoise.errors import DataError
-from onnxnoise.metrics import Counts, count_correct
-from onnxnoise.runtime import Session
+from onnxnoise.engine.metrics import Counts, count_correct
+from onnxnoise.engine.runtime import Session
 
 __all__ = ["EvalSet", "evaluate"]
 
@@ -43,7 +43,7 @@ class EvalSet:
             the GPU (uploaded once, reused by every trial) up to this size; larger
             sets are bound from host memory batch by batch.
         label_offset: Output index of label 0 (1 for models with a background class
-            at output 0, see :func:`onnxnoise.adapters.resolve_label_offset`).
+            at output 0, see :func:`onnxnoise.engine.labels.resolve_label_offset`).
     """
 
     images: np.ndarray
@@ -102,7 +102,7 @@ class EvalSet:
     def device_batches(self, device_id: int = 0) -> Iterator[tuple[ort.OrtValue, np.ndarray]]:
         """Yield ``(input OrtValue on cuda:device_id, labels)``, uploading each batch once.
 
-        Used with :meth:`onnxnoise.runtime.Session.run_bound`; while the whole set fits
+        Used with :meth:`onnxnoise.engine.runtime.Session.run_bound`; while the whole set fits
         in ``device_limit_bytes`` the uploaded batches are kept for later trials.
         """
         if self._device is not None:
@@ -160,7 +160,7 @@ def evaluate(
         on_batch: Called with the number of images after each batch (progress bars).
 
     Returns:
-        Summed :class:`~onnxnoise.metrics.Counts`; non-finite logits count as wrong.
+        Summed :class:`~onnxnoise.engine.metrics.Counts`; non-finite logits count as wrong.
         Scores may be logits or probabilities (a final Softmax keeps the ranking).
 
     Raises:

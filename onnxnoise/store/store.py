@@ -10,7 +10,7 @@ lets a report read the store while a sweep writes to it. Where the file system c
 do WAL (some network file systems), SQLite keeps its rollback journal, which with
 ``synchronous=FULL`` gives the same guarantee.
 
-Resume: a trial's ``key`` (see :meth:`onnxnoise.plan.Trial.key`) is the primary key,
+Resume: a trial's ``key`` (see :meth:`onnxnoise.engine.plan.Trial.key`) is the primary key,
 so a trial is stored at most once. :meth:`TrialStore.record` refuses a key that
 already has a finished row; a row that failed (``error`` set) may be replaced by a
 retry.

@@ -18,7 +18,7 @@ unchanged. For each integer weight tensor
 
 with ``[qmin, qmax]`` the integer type's range (int8 ``[-128, 127]``, uint8
 ``[0, 255]``, int32 for biases). Values that fall outside the range are clipped and
-counted (:attr:`onnxnoise.noise.NoiseResult.clipped_count`). This models an analog
+counted (:attr:`onnxnoise.noise.legacy.NoiseResult.clipped_count`). This models an analog
 array that stores the dequantized value, read back through the model's own
 quantization grid: noise much smaller than half a quantization step (``scale / 2``)
 is mostly rounded away, so at high SNR a quantized model can show no loss at all.
@@ -150,7 +150,7 @@ def describe_quantization(layers: Iterable, clipped_count: int | None = None) ->
     """One line naming the quantization noise policy, or ``None`` for a float model.
 
     Args:
-        layers: :class:`onnxnoise.graph.Layer` objects (e.g. the noised ones).
+        layers: :class:`onnxnoise.model.graph.Layer` objects (e.g. the noised ones).
         clipped_count: Values clipped to the integer range (summed over trials), if known.
 
     Returns:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.graph import Layer
+from onnxnoise.model.graph import Layer
 
 __all__ = ["MODES", "SWEEP_MODES", "KEY_VERSION", "Trial", "expand_sweep", "make_context", "resolve_seeds"]
 
@@ -218,7 +218,7 @@ def expand_sweep(
     (graph order; ``L = 1..N`` for ``cumulative``).
 
     Args:
-        layers: The selected layers in graph order: :class:`~onnxnoise.graph.Layer`
+        layers: The selected layers in graph order: :class:`~onnxnoise.model.graph.Layer`
             objects (``per-layer`` trials then carry ``Layer.index``) or names (the
             index is then the position in this sequence).
         modes: Any of :data:`SWEEP_MODES`; ``"baseline"`` may be listed and has no

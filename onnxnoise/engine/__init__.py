@@ -1,0 +1,1 @@
+"""The trial engine: run context, trials, sessions, evaluation, prefix reuse, executors."""

@@ -1,0 +1,1 @@
+"""The model: loading an ONNX file safely, its input/output, and its parameter layers."""

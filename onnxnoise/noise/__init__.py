@@ -1,0 +1,1 @@
+"""Noise models and the policies around a draw."""
