@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "SessionError",
     "StoreError",
+    "ConfigError",
 ]
 
 
@@ -39,3 +40,7 @@ class SessionError(OnnxNoiseError):
 
 class StoreError(OnnxNoiseError):
     """The trial store cannot be opened, or belongs to a different experiment."""
+
+
+class ConfigError(OnnxNoiseError):
+    """A run setting (flag, experiment-file key, config field) is invalid."""
