@@ -1,6 +1,9 @@
-"""Small ONNX models built with onnx.helper for tests (no torch needed)."""
+"""Small ONNX models built with onnx.helper for tests (no torch needed), and datasets for them."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -47,3 +50,261 @@ def tiny_cnn(*, seed: int = 0, num_classes: int = 10, batch: int | str = "N", op
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+# ---------------------------------------------------------------- Conv+BN residual network
+
+
+def smooth_images(n: int, *, seed: int = 0, size: int = 16) -> np.ndarray:
+    """``(n, size, size, 3) uint8`` NHWC RGB images with per-image structure.
+
+    A random base colour, a blocky low-frequency random field of random amplitude and a
+    little pixel noise: unlike uniform noise images, their pooled features vary enough from
+    image to image for a random network to spread its predictions over the classes.
+    """
+    rng = np.random.default_rng(seed)
+    block = max(size // 4, 1)
+    color = rng.uniform(0, 255, (n, 1, 1, 3))
+    coarse = rng.normal(0, 1, (n, -(-size // block), -(-size // block), 3))
+    field = coarse.repeat(block, axis=1).repeat(block, axis=2)[:, :size, :size]
+    amplitude = rng.uniform(0, 80, (n, 1, 1, 1))
+    noise = rng.normal(0, 10, (n, size, size, 3))
+    return np.clip(color + amplitude * field + noise, 0, 255).astype(np.uint8)
+
+
+def raw_input(images: np.ndarray) -> np.ndarray:
+    """The float input :func:`conv_bn_resnet` expects: the ``raw`` preset (pixels / 255, NCHW)."""
+    from onnxnoise.data import normalize, resolve_data_config
+
+    return normalize(images, resolve_data_config("raw"))
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+    """Run ``model`` on the CPU EP and return the named tensors (graph outputs or not)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in outputs if n not in known)
+    for out in probe.graph.output:
+        if out.name not in known:
+            out.type.tensor_type.elem_type = TensorProto.FLOAT
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(outputs, {model.graph.input[0].name: x})
+
+
+def _set_init(model: onnx.ModelProto, name: str, array: np.ndarray) -> None:
+    for tensor in model.graph.initializer:
+        if tensor.name == name:
+            tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+            return
+    raise KeyError(name)
+
+
+def _conv_bn(rng: np.random.Generator, prefix: str, cin: int, cout: int, k: int, *,
+             bias: bool = False) -> list[onnx.TensorProto]:
+    """Initializers of a Conv (He-normal weight, optional bias) and the BatchNormalization after it.
+
+    BN mean/var are placeholders here; :func:`conv_bn_resnet` sets them from the statistics of
+    calibration images, as training would, and the affine parameters are away from the identity.
+    """
+    fan_in = cin * k * k
+    inits = [numpy_helper.from_array(rng.normal(0, np.sqrt(2.0 / fan_in), (cout, cin, k, k)).astype(np.float32),
+                                     f"{prefix}.conv.weight")]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, (cout,)).astype(np.float32), f"{prefix}.conv.bias"))
+    inits += [
+        numpy_helper.from_array(rng.uniform(0.6, 1.4, (cout,)).astype(np.float32), f"{prefix}.bn.scale"),
+        numpy_helper.from_array(rng.normal(0, 0.2, (cout,)).astype(np.float32), f"{prefix}.bn.bias"),
+        numpy_helper.from_array(np.zeros((cout,), np.float32), f"{prefix}.bn.mean"),
+        numpy_helper.from_array(np.ones((cout,), np.float32), f"{prefix}.bn.var"),
+    ]
+    return inits
+
+
+def _conv_bn_nodes(prefix: str, x: str, out: str, k: int, *, stride: int = 1,
+                   bias: bool = False) -> list[onnx.NodeProto]:
+    conv_in = [x, f"{prefix}.conv.weight"] + ([f"{prefix}.conv.bias"] if bias else [])
+    bn_in = [f"{prefix}.c", *(f"{prefix}.bn.{r}" for r in ("scale", "bias", "mean", "var"))]
+    return [
+        helper.make_node("Conv", conv_in, [f"{prefix}.c"], name=f"{prefix}.conv", kernel_shape=[k, k],
+                         pads=[k // 2] * 4, strides=[stride, stride]),
+        helper.make_node("BatchNormalization", bn_in, [out], name=f"{prefix}.bn", epsilon=1e-5),
+    ]
+
+
+#: BN layers of :func:`conv_bn_resnet`, in graph order.
+CONV_BN_RESNET_BLOCKS = ("stem", "block1.a", "block1.b", "block2.a", "block2.b", "block2.down")
+
+
+def conv_bn_resnet(*, seed: int = 0, num_classes: int = 10, batch: int | str = "N", opset: int = 17,
+                   size: int = 16, width: int = 8) -> onnx.ModelProto:
+    """A small Conv+BatchNormalization residual network (no torch), deterministic in ``seed``.
+
+    ``input [N, 3, size, size] float32`` (``raw`` preprocessing, see :func:`raw_input`) ->
+
+    * stem: Conv(3 -> w, 3x3, pad 1, with bias) + BN + Relu;
+    * block1 (identity shortcut): Conv(w -> w, 3x3) + BN + Relu, Conv(w -> w, 3x3) + BN,
+      Add(block input), Relu;
+    * block2 (1x1 projection shortcut, stride 2): Conv(w -> 2w, 3x3, stride 2) + BN + Relu,
+      Conv(2w -> 2w, 3x3) + BN, shortcut Conv(w -> 2w, 1x1, stride 2) + BN, Add, Relu;
+    * GlobalAveragePool -> Flatten -> Gemm(2w -> num_classes, transB=1) -> ``logits``.
+
+    The shortcut comes after block2's main path in graph order, so the block input is live
+    across every split inside the block. Layers (13, graph order): ``stem.conv``, ``stem.bn``,
+    ``block1.a.conv``, ``block1.a.bn``, ``block1.b.conv``, ``block1.b.bn``, ``block2.a.conv``,
+    ``block2.a.bn``, ``block2.b.conv``, ``block2.b.bn``, ``block2.down.conv``,
+    ``block2.down.bn``, ``fc``. ``num_classes=11`` models a background class at output 0.
+
+    Weights are random (He-normal convs), but like a trained network's: every BN's running
+    mean/var are the per-channel statistics of its input over 256 :func:`smooth_images`
+    (so mean != 0, var > 0 and not 1), and the Gemm is a random projection of the
+    standardized pooled features, so the logits of each class have mean ~0 and std ~3 and
+    predictions are spread over the classes.
+    """
+    rng = np.random.default_rng(seed)
+    w = width
+    inits = [
+        *_conv_bn(rng, "stem", 3, w, 3, bias=True),
+        *_conv_bn(rng, "block1.a", w, w, 3),
+        *_conv_bn(rng, "block1.b", w, w, 3),
+        *_conv_bn(rng, "block2.a", w, 2 * w, 3),
+        *_conv_bn(rng, "block2.b", 2 * w, 2 * w, 3),
+        *_conv_bn(rng, "block2.down", w, 2 * w, 1),
+        numpy_helper.from_array(np.zeros((num_classes, 2 * w), np.float32), "fc.weight"),
+        numpy_helper.from_array(np.zeros((num_classes,), np.float32), "fc.bias"),
+    ]
+    nodes = [
+        *_conv_bn_nodes("stem", "input", "stem.b", 3, bias=True),
+        helper.make_node("Relu", ["stem.b"], ["stem.out"], name="stem.relu"),
+        # block1: identity shortcut
+        *_conv_bn_nodes("block1.a", "stem.out", "block1.a.b", 3),
+        helper.make_node("Relu", ["block1.a.b"], ["block1.a.out"], name="block1.a.relu"),
+        *_conv_bn_nodes("block1.b", "block1.a.out", "block1.b.b", 3),
+        helper.make_node("Add", ["block1.b.b", "stem.out"], ["block1.sum"], name="block1.add"),
+        helper.make_node("Relu", ["block1.sum"], ["block1.out"], name="block1.relu"),
+        # block2: stride 2, projection shortcut after the main path
+        *_conv_bn_nodes("block2.a", "block1.out", "block2.a.b", 3, stride=2),
+        helper.make_node("Relu", ["block2.a.b"], ["block2.a.out"], name="block2.a.relu"),
+        *_conv_bn_nodes("block2.b", "block2.a.out", "block2.b.b", 3),
+        *_conv_bn_nodes("block2.down", "block1.out", "block2.down.b", 1, stride=2),
+        helper.make_node("Add", ["block2.b.b", "block2.down.b"], ["block2.sum"], name="block2.add"),
+        helper.make_node("Relu", ["block2.sum"], ["block2.out"], name="block2.relu"),
+        helper.make_node("GlobalAveragePool", ["block2.out"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_bn_resnet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, num_classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+
+    # "Training": running statistics from calibration images, in graph order, then the classifier.
+    x = raw_input(smooth_images(256, seed=seed + 10_000, size=size))
+    for prefix in CONV_BN_RESNET_BLOCKS:
+        (act,) = _run(model, x, [f"{prefix}.c"])
+        _set_init(model, f"{prefix}.bn.mean", act.mean(axis=(0, 2, 3)))
+        _set_init(model, f"{prefix}.bn.var", act.var(axis=(0, 2, 3)) + 1e-3)
+    (feats,) = _run(model, x, ["flat"])
+    mu, sd = feats.mean(axis=0), feats.std(axis=0) + 1e-3
+    proj = rng.normal(0, 3.0 / np.sqrt(2 * w), (num_classes, 2 * w)) / sd
+    _set_init(model, "fc.weight", proj)
+    _set_init(model, "fc.bias", -(proj @ mu) + rng.normal(0, 0.1, num_classes))
+    onnx.checker.check_model(model)
+    return model
+
+
+@dataclass(frozen=True)
+class LabeledSet:
+    """A dataset written by :func:`labeled_npz` and what the clean model scores on it.
+
+    Attributes:
+        path: The ``.npz`` file (``images`` uint8 NHWC, ``labels`` int64, ``num_classes``).
+        images: ``(n, H, W, 3) uint8``.
+        labels: ``(n,) int64`` in label space (output index minus ``label_offset``).
+        predictions: ``(n,)`` clean top-1 output indices.
+        relabeled: ``(n,) bool``, the images whose label was drawn at random.
+        top1_correct: Clean top-1 hits: exactly ``n - relabeled.sum()``.
+        top5_correct: Clean top-5 hits (from the clean logits).
+    """
+
+    path: Path
+    images: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray
+    relabeled: np.ndarray
+    top1_correct: int
+    top5_correct: int
+
+    @property
+    def top1_pct(self) -> float:
+        return 100.0 * self.top1_correct / len(self.labels)
+
+
+def labeled_npz(model: onnx.ModelProto, path: str | Path, *, n: int = 200, relabel: float = 0.3, seed: int = 0,
+                label_offset: int = 0, min_margin: float = 1e-3) -> LabeledSet:
+    """Write a labeled ``.npz`` for ``model`` whose clean top-1 accuracy is known exactly.
+
+    Images come from :func:`smooth_images`; only those whose clean top-1 logit beats the
+    runner-up by at least ``min_margin`` are kept (so no float rounding, fusion or execution
+    provider can change the clean prediction), and, with ``label_offset``, only those not
+    predicted as a class below it (e.g. background). The label is the clean prediction,
+    except on ``round(relabel * n)`` images chosen at random, whose label is drawn uniformly
+    from the *other* classes. Clean top-1 is therefore exactly ``n - round(relabel * n)``
+    (70% with the defaults).
+
+    Args:
+        model: A classifier taking :func:`raw_input` (e.g. :func:`conv_bn_resnet`).
+        path: Where to write the ``.npz`` (read by :func:`onnxnoise.data.npz.load_npz`).
+        n: Number of images.
+        relabel: Fraction of images given a wrong, random label.
+        seed: Seeds the images and the relabeling.
+        label_offset: Output index of label 0 (1 for a background class at output 0).
+        min_margin: Smallest top-1 minus top-2 logit gap of a kept image.
+    """
+    path = Path(path)
+    size = model.graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    outputs = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    num_classes = outputs - label_offset
+    kept_images, kept_logits = [], []
+    have, attempt = 0, 0
+    while have < n:
+        if attempt == 20:
+            raise ValueError(f"could not find {n} images with a top-1 margin of {min_margin}")
+        images = smooth_images(4 * n, seed=seed * 1000 + attempt, size=size)
+        (logits,) = _run(model, raw_input(images), [model.graph.output[0].name])
+        top2 = np.sort(logits, axis=1)[:, -2:]
+        ok = (top2[:, 1] - top2[:, 0] >= min_margin) & (logits.argmax(axis=1) >= label_offset)
+        kept_images.append(images[ok])
+        kept_logits.append(logits[ok])
+        have += int(ok.sum())
+        attempt += 1
+    images = np.concatenate(kept_images)[:n]
+    logits = np.concatenate(kept_logits)[:n]
+    predictions = logits.argmax(axis=1)
+    labels = predictions.astype(np.int64) - label_offset
+    rng = np.random.default_rng(seed + 1)
+    relabeled = np.zeros(n, dtype=bool)
+    relabeled[rng.choice(n, size=int(round(relabel * n)), replace=False)] = True
+    for i in np.flatnonzero(relabeled):
+        labels[i] = rng.choice([c for c in range(num_classes) if c != labels[i]])
+    targets = labels + label_offset
+    rank = (logits >= logits[np.arange(n), targets][:, None]).sum(axis=1) - 1
+    np.savez(path, images=images, labels=labels, num_classes=np.int64(num_classes))
+    return LabeledSet(
+        path=path,
+        images=images,
+        labels=labels,
+        predictions=predictions,
+        relabeled=relabeled,
+        top1_correct=int((rank < 1).sum()),
+        top5_correct=int((rank < min(5, outputs)).sum()),
+    )
