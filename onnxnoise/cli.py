@@ -15,28 +15,33 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from onnxnoise import __version__
-from onnxnoise.bench import BenchConfig, BenchProgress, prepare_bench, run_bench
-from onnxnoise.data import list_presets
+from onnxnoise.bench import run_bench
+from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
+from onnxnoise.data import PREPROCESS_KEYS, list_presets
 from onnxnoise.demo import demo_paths
-from onnxnoise.errors import OnnxNoiseError
-from onnxnoise.model.graph import list_layers, load_model
-from onnxnoise.noise.legacy import BN_VARIANCE_POLICIES, parse_snr_list
-from onnxnoise.model.quant import describe_quantization
-from onnxnoise.experiment import load_experiment
-from onnxnoise.engine.plan import SWEEP_MODES, resolve_seeds
-from onnxnoise.report.console import a_avr_table, bench_caption, bench_table, layers_table, summary_table
-from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_comparison, write_report
-from onnxnoise.report.tables import write_table
-from onnxnoise.store.store import open_store
-from onnxnoise.sweep import SweepConfig, run_sweep
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.executor import Progress as _Progress
 from onnxnoise.engine.runtime import DEVICES
+from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.experiment import load_experiment
+from onnxnoise.model.graph import list_layers, load_model
+from onnxnoise.model.quant import describe_quantization
+from onnxnoise.noise import BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel
+from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, summary_table
+from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
+from onnxnoise.report.tables import write_table
+from onnxnoise.store import STORE_NAME, open_store
+from onnxnoise.sweep import run_sweep
 
 __all__ = ["main", "build_parser"]
 
+EXIT_FAILED_TRIALS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -55,16 +60,6 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing (each overrides the preset and the model's defaults)")
     group.add_argument("--preprocess", metavar="PRESET", choices=list_presets(),
@@ -80,45 +75,41 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--layout", choices=["NCHW", "NHWC"], help="input layout (default: from the model's input)")
 
 
-def _seeds(text: str) -> int | tuple[int, ...]:
-    """``N`` (seeds 0..N-1) or a comma-separated list of seeds (``40,30``)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count N or seeds like 40,30, got {text!r}") from None
-    if not values or any(v < 0 for v in values) or ("," not in text and values[0] == 0):
-        raise argparse.ArgumentTypeError(f"expected a count N >= 1 or non-negative seeds like 40,30, got {text!r}")
-    return values[0] if "," not in text else tuple(values)
-
-
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``bench`` and ``sweep``: data, noise, preprocessing, runtime, output."""
+    """Arguments shared by ``bench`` and ``sweep``; defaults live in onnxnoise.config, not here."""
     parser.add_argument("--data", type=Path, help="dataset: CIFAR batch folder, class folders, "
                         "ImageNet flat val folder, or .npz")
     noise = parser.add_argument_group("noise")
-    noise.add_argument("--snr", help="linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
-    noise.add_argument("--noise-pct", help="noise std in percent of sigma_w, e.g. 1,2,5,10 "
-                       "(default when --snr is not given: 1,2,5,10)")
-    noise.add_argument("--seeds", type=_seeds, default=3,
-                       help="noise draws per SNR: a count N (seeds 0..N-1) or seeds like 40,30 (default 3)")
-    noise.add_argument("--layers", default="all", help="'all' or a regex over layer names / op types")
+    noise.add_argument("--noise-model", metavar="NAME",
+                       help=f"noise model: {', '.join(sorted(NOISE_MODELS))} (default gaussian-snr)")
+    noise.add_argument("--noise-param", action="append", metavar="NAME=VALUE",
+                       help="a parameter of the noise model (repeatable)")
+    noise.add_argument("--snr", help="gaussian-snr: linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
+    noise.add_argument("--noise-pct", help="gaussian-snr: noise std in percent of sigma_w, e.g. 1,2,5,10 "
+                       "(the default grid)")
+    noise.add_argument("--strength", help="the noise model's strength values, e.g. 3600,86400")
+    noise.add_argument("--seeds", help="noise draws per strength: a count N (seeds 0..N-1) or seeds like 40,30 "
+                       "(default 3)")
+    noise.add_argument("--layer-regex", metavar="REGEX", help="noise only layers whose name or op type matches")
     noise.add_argument("--op-types", help="comma-separated op types to noise, e.g. Conv,Gemm")
-    noise.add_argument("--bn-variance", choices=BN_VARIANCE_POLICIES, default="clamp",
+    noise.add_argument("--bn-variance", choices=BN_VARIANCE_POLICIES,
                        help="negative BatchNormalization variance under noise: clamp to 0 (default), "
                        "abs, or keep (gives NaN logits)")
-    noise.add_argument("--keep-zeros", action="store_true", help="keep exactly-zero (pruned) weights at zero")
+    noise.add_argument("--keep-zeros", action="store_true", default=None,
+                       help="keep exactly-zero (pruned) weights at zero")
     data = parser.add_argument_group("data")
-    data.add_argument("--limit", type=_positive_int, help="evaluate a class-stratified subset of N images")
+    data.add_argument("--limit", type=int, help="evaluate a class-stratified subset of N images")
     data.add_argument("--ground-truth", type=Path, help="ImageNet val ground-truth file (flat val folders)")
-    data.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
+    data.add_argument("--strict", action="store_true", default=None,
+                      help="fail on unreadable images instead of skipping")
     _add_preprocess_args(parser)
     run = parser.add_argument_group("runtime and output")
-    run.add_argument("--device", choices=DEVICES, default="auto", help="execution provider (default auto)")
-    run.add_argument("--batch-size", type=_positive_int, default=128)
-    run.add_argument("--threads", type=int, default=0, help="CPU threads (default: onnxruntime's choice)")
+    run.add_argument("--device", choices=DEVICES, help="execution provider (default auto)")
+    run.add_argument("--batch-size", type=int, help="images per ONNX Runtime call (default 128)")
+    run.add_argument("--threads", type=int, help="CPU threads (default: onnxruntime's choice)")
     run.add_argument("--no-cache", action="store_true",
                      help="do not keep decoded images in the on-disk cache ($ONNXNOISE_CACHE_DIR or ~/.cache/onnxnoise)")
-    run.add_argument("--output", help="name of the score output (default: the first)")
+    run.add_argument("--score-output", metavar="NAME", help="name of the model's score output (default: the first)")
     run.add_argument("--label-offset", type=int, help="add to every label to index the model's outputs "
                      "(default: 1 for 1001-output models with a background class on 1000-class data, else 0)")
     run.add_argument("--out", type=Path, help="output folder (bench: reports/<model>-<timestamp>/, "
@@ -145,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("model", nargs="?", type=Path, help="ONNX classifier (or give --config)")
     sweep.add_argument("--config", type=Path, metavar="FILE.toml",
                        help="experiment file with models, data, preprocessing, modes, SNRs and seeds")
-    sweep.add_argument("--mode", default="all",
+    sweep.add_argument("--mode",
                        help="comma-separated: all (noise in every layer), per-layer (one layer at a time), "
                        "cumulative (layers 1..L); default all")
     sweep.add_argument("--no-prefix-reuse", action="store_true",
@@ -168,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _RichProgress(BenchProgress):
-    def __init__(self, console: Console) -> None:
+class _RichProgress(_Progress):
+    def __init__(self, console: Console, noise_model: NoiseModel) -> None:
+        self.noise_model = noise_model
         self.bar = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -193,10 +185,13 @@ class _RichProgress(BenchProgress):
             self.bar.console.print(f"{done}/{total} trials, {self.bar.tasks[0].elapsed:.0f} s; last {text}")
 
     def trial_done(self, row: dict) -> None:
-        label = "clean" if math.isinf(row["snr"]) else f"SNR {row['snr']:g} seed {row['seed']}"
+        label = self.noise_model.format_strength(row["strength"])
+        if row["seed"] is not None:
+            label += f" seed {row['seed']}"
         if row.get("mode") in ("per-layer", "cumulative"):
             label = f"{row['mode']} {row['layer_index']} {label}"
-        status = f"failed: {row['error']}" if row.get("error") else f"top-1 {row['top1_acc']:.2f}%"
+        status = (f"[red]failed: {row['error']}[/]" if row.get("error")
+                  else f"top-1 {100.0 * row['top1_correct'] / row['images']:.2f}%")
         self.bar.update(self.task, advance=1, status=f"{label}: {status}")
         self._log(f"{label}: {status}")
         self.bar.reset(self.images)
@@ -205,26 +200,17 @@ class _RichProgress(BenchProgress):
         self.bar.stop()
 
 
-def _preprocess_overrides(args: argparse.Namespace) -> dict:
-    keys = ("resize", "crop", "crop_pct", "interpolation", "scale", "mean", "std", "channel_order", "layout")
-    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
-
-
-def _config_kwargs(args: argparse.Namespace, model: Path, data: Path) -> dict:
-    """Keyword arguments shared by BenchConfig and SweepConfig, from parsed arguments."""
-    if args.snr is None and args.noise_pct is None:
-        snrs = parse_snr_list(noise_pct="1,2,5,10")  # the paper's whole-model grid (Table III)
-    else:
-        snrs = parse_snr_list(args.snr, args.noise_pct)
-    op_types = tuple(t.strip() for t in args.op_types.split(",") if t.strip()) if args.op_types else None
-    return dict(
-        model=Path(model), data=Path(data), snrs=tuple(snrs), seeds=args.seeds, layers=args.layers,
-        op_types=op_types, limit=args.limit, device=args.device, batch_size=args.batch_size,
-        threads=args.threads, preset=args.preprocess, preprocess=_preprocess_overrides(args),
-        ground_truth=args.ground_truth, output=args.output, label_offset=args.label_offset,
-        bn_variance=args.bn_variance,
-        keep_zeros=args.keep_zeros, strict=args.strict, cache=not args.no_cache,
-    )
+def _run_config(args: argparse.Namespace, model: Path, data: Path) -> RunConfig:
+    """The RunConfig of parsed arguments; options not given are left to the config's defaults."""
+    noise = NoiseConfig.from_options(
+        model=args.noise_model, params=args.noise_param, snr=args.snr, noise_pct=args.noise_pct,
+        strength=args.strength, seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
+    preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
+    return RunConfig(model=model, data=data, noise=noise, **given(
+        layer_regex=args.layer_regex, op_types=parse_names(args.op_types), limit=args.limit, device=args.device,
+        batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
+        ground_truth=args.ground_truth, score_output=args.score_output, label_offset=args.label_offset,
+        strict=args.strict, cache=False if args.no_cache else None))
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -239,52 +225,66 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         if args.data is None:
             raise OnnxNoiseError("`--data` is required with MODEL (a dataset folder, CIFAR batch folder or .npz)")
         model, data = args.model, args.data
-    config = BenchConfig(**_config_kwargs(args, model, data))
+    config = _run_config(args, model, data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("reports") / f"{Path(model).stem}-{stamp}"
     with console.status("loading model and decoding images"):
-        prepared = prepare_bench(config)
-    progress = _RichProgress(console)
+        context = prepare_context(config)
+    progress = _RichProgress(console, config.noise.noise_model)
     try:
-        result = run_bench(config, progress=progress, prepared=prepared,
+        result = run_bench(config, progress=progress, context=context,
                            on_trial=lambda frame: write_table(frame, out, "trials"))
     finally:
         progress.stop()
     write_table(result.summary, out, "summary")
+    base = result.summary.filter(pl.col("mode") == "baseline")
     summary = {
         "demo": demo,
         **result.meta,
         "out_dir": str(out),
-        "baseline": {"top1_acc": result.summary["top1_mean"][0], "top5_acc": result.summary["top5_mean"][0]},
+        "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
+                     "top5_acc": base["top5_acc_mean"][0] if base.height else None},
         "results": [
-            {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in row.items()}
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
             for row in result.summary.iter_rows(named=True)
         ],
     }
     (Path(out) / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
-    console.print(bench_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
+    console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
     console.print(bench_caption(result.meta))
     console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
     if args.json:
         print(json.dumps(summary))
+    return _failed_exit(result.meta["failed"], console)
+
+
+def _failed_exit(failed: int, console: Console) -> int:
+    """Exit 1 when a trial failed: its numbers are missing and the run must not look complete."""
+    if failed:
+        console.print(f"[red]{failed} trial(s) failed[/]; their rows carry the error (column `error`)")
+        return EXIT_FAILED_TRIALS
     return 0
 
 
 def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
-    console.print(f"[bold]sweep[/] {config.model.name} on {config.data}: modes {', '.join(config.modes)}, "
-                  f"SNR {', '.join(f'{v:g}' for v in config.snrs)}, seeds {', '.join(map(str, resolve_seeds(config.seeds)))}"
-                  f" -> {out}/{STORE_NAME}")
+    noise = config.run.noise
+    console.print(f"[bold]sweep[/] {config.run.model.name} on {config.run.data}: modes {', '.join(config.modes)}, "
+                  f"{noise.model} {noise.noise_model.strength_label} {', '.join(f'{v:g}' for v in noise.strengths)}, "
+                  f"seeds {', '.join(map(str, noise.seed_list))} -> {out}/{STORE_NAME}")
     with console.status("loading model and decoding images"):
-        prepared = prepare_bench(config)
+        context = prepare_context(config.run)
     with open_store(out / STORE_NAME) as store:
-        progress = _RichProgress(console)
+        progress = _RichProgress(console, noise.noise_model)
         try:
-            result = run_sweep(config, store, progress=progress, prepared=prepared)
+            result = run_sweep(config, store, progress=progress, context=context)
         finally:
             progress.stop()
-    console.print(f"{result.planned} trials planned: {result.skipped} already done, {result.ran} run now"
+    console.print(f"{result.planned} trials planned: {result.done} already done"
+                  + (f" ({result.adopted} adopted from a version 1 store)" if result.adopted else "")
+                  + f", {result.ran} run now"
+                  + (f", {result.taken} recorded meanwhile by another process" if result.taken else "")
                   + (f", [red]{result.failed} failed[/]" if result.failed else ""))
-    return 0
+    return _failed_exit(result.failed, console)
 
 
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
@@ -292,22 +292,18 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         if args.model is not None or args.data is not None:
             raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
         experiment = load_experiment(args.config)
-        for name, config in experiment.sweeps:
-            _run_one_sweep(config, args.out / name if args.out else experiment.run_dir(name), console)
+        codes = [_run_one_sweep(config, args.out / name if args.out else experiment.run_dir(name), console)
+                 for name, config in experiment.sweeps]
         console.print(f"report: onnxnoise report {args.out or experiment.out}")
-        return 0
+        return max(codes, default=0)
     if args.model is None or args.data is None:
         raise OnnxNoiseError("`sweep` needs MODEL and `--data`, or `--config FILE.toml`")
-    modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
-    unknown = [m for m in modes if m not in SWEEP_MODES]
-    if unknown or not modes:
-        raise OnnxNoiseError(f"`--mode` {args.mode!r} is not valid; choose from {', '.join(SWEEP_MODES)}")
-    config = SweepConfig(**_config_kwargs(args, args.model, args.data), modes=modes,
-                         prefix_reuse=not args.no_prefix_reuse)
+    config = SweepConfig(_run_config(args, args.model, args.data), **given(
+        modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None))
     out = args.out or Path("runs") / args.model.stem
-    _run_one_sweep(config, out, console)
+    code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
-    return 0
+    return code
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:

@@ -16,7 +16,7 @@ Example (see ``experiments/cifar10-resnet.toml``)::
     [[sweeps]]
     models = ["resnet20-bn"]
     modes = ["per-layer"]
-    snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]
+    snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]; other models: strength = [...]
     seeds = [0, 1, 2]                    # or a count
     limit = 2000                         # optional, overrides [data] limit for this sweep
 
@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.errors import NoiseConfigError, OnnxNoiseError
-from onnxnoise.noise.legacy import parse_snr_list
-from onnxnoise.engine.plan import SWEEP_MODES
-from onnxnoise.sweep import SweepConfig
+from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
+from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.errors import ExperimentError, OnnxNoiseError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,15 +42,10 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
 
 _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
-_DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", "resize", "crop", "crop_pct",
-              "interpolation", "scale", "mean", "std", "channel_order", "layout"}
-_SWEEP_KEYS = {"models", "modes", "snr", "noise_pct", "seeds", "layers", "op_types", "bn_variance",
-               "keep_zeros", "device", "batch_size", "threads", "output", "limit"}
-_PREPROCESS_KEYS = ("resize", "crop", "crop_pct", "interpolation", "scale", "mean", "std", "channel_order", "layout")
-
-
-class ExperimentError(OnnxNoiseError):
-    """The experiment file is missing, not TOML, or has unknown or invalid settings."""
+_DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", *PREPROCESS_KEYS}
+_NOISE_KEYS = {"noise_model", "noise_params", "snr", "noise_pct", "strength", "seeds", "bn_variance", "keep_zeros"}
+_SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "device", "batch_size", "threads",
+               "score_output", "label_offset", "limit", *_NOISE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -104,21 +98,6 @@ def _resolve(base: Path, value: Any) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _numbers(value: Any, key: str, where: str, path: Path) -> list | None:
-    """A TOML list of numbers, or None; anything else is an ExperimentError naming the key."""
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        msg = f"{path}: {where}: `{key}` must be a non-empty list of numbers, e.g. [100, 10, 5], got {value!r}"
-        raise ExperimentError(msg)
-    return value
-
-
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment TOML file.
 
@@ -159,7 +138,7 @@ def load_experiment(path: str | Path) -> Experiment:
             msg = f"{path}: [models.{name}] needs `path`"
             raise ExperimentError(msg)
         models[name] = ModelEntry(name, _resolve(base, entry["path"]), dict(entry.get("export", {})))
-    preprocess = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in _PREPROCESS_KEYS}
+    preprocess = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in PREPROCESS_KEYS}
     sweeps = []
     for number, sweep in enumerate(doc["sweeps"], start=1):
         where = f"[[sweeps]] #{number}"
@@ -169,50 +148,23 @@ def load_experiment(path: str | Path) -> Experiment:
             if name not in models:
                 msg = f"{path}: {where} names model {name!r}, not defined under [models] ({', '.join(models)})"
                 raise ExperimentError(msg)
-        snr = _numbers(sweep.get("snr"), "snr", where, path)
-        pct = _numbers(sweep.get("noise_pct"), "noise_pct", where, path)
         try:
-            snrs = parse_snr_list(
-                None if snr is None else ",".join(map(str, snr)),
-                None if pct is None else ",".join(map(str, pct)),
-            )
-        except NoiseConfigError as exc:
-            text = str(exc).replace("`--snr`", "`snr`").replace("`--noise-pct`", "`noise_pct`")
-            raise ExperimentError(f"{path}: {where}: {text}") from None
-        seeds = sweep.get("seeds", 3)
-        if not (_is_int(seeds) and seeds >= 1) and not (
-                isinstance(seeds, list) and seeds and all(_is_int(v) and v >= 0 for v in seeds)):
-            msg = f"{path}: {where}: `seeds` must be a count >= 1 or a list of non-negative integers, got {seeds!r}"
-            raise ExperimentError(msg)
-        limit = sweep.get("limit", data.get("limit"))
-        if limit is not None and not (_is_int(limit) and limit >= 1):
-            msg = f"{path}: {where}: `limit` must be a positive integer (a number of images), got {limit!r}"
-            raise ExperimentError(msg)
-        modes = sweep.get("modes", ["all"])
-        if not isinstance(modes, list) or not modes or any(m not in SWEEP_MODES for m in modes):
-            msg = f"{path}: {where}: `modes` must be a list of {', '.join(SWEEP_MODES)}, got {modes!r}"
-            raise ExperimentError(msg)
-        for name in names:
-            config = SweepConfig(
-                model=models[name].path,
-                data=_resolve(base, data["path"]),
-                snrs=tuple(snrs),
-                seeds=seeds if isinstance(seeds, int) else tuple(seeds),
-                layers=sweep.get("layers"),
-                op_types=tuple(sweep["op_types"]) if "op_types" in sweep else None,
-                limit=limit,
-                device=sweep.get("device", "auto"),
-                batch_size=sweep.get("batch_size", 128),
-                threads=sweep.get("threads", 0),
-                preset=data.get("preprocess"),
-                preprocess=preprocess,
-                ground_truth=_resolve(base, data["ground_truth"]) if "ground_truth" in data else None,
-                output=sweep.get("output"),
-                bn_variance=sweep.get("bn_variance", "clamp"),
-                keep_zeros=sweep.get("keep_zeros", False),
-                strict=data.get("strict", False),
-                modes=tuple(modes),
-            )
-            sweeps.append((name, config))
+            noise = NoiseConfig.from_options(
+                model=sweep.get("noise_model"), params=sweep.get("noise_params"), snr=sweep.get("snr"),
+                noise_pct=sweep.get("noise_pct"), strength=sweep.get("strength"), seeds=sweep.get("seeds"),
+                bn_variance=sweep.get("bn_variance"), keep_zeros=sweep.get("keep_zeros"))
+            for name in names:
+                run = RunConfig(model=models[name].path, data=_resolve(base, data["path"]), noise=noise, **given(
+                    layer_regex=sweep.get("layer_regex"), op_types=parse_names(sweep.get("op_types")),
+                    limit=sweep.get("limit", data.get("limit")), device=sweep.get("device"),
+                    batch_size=sweep.get("batch_size"), threads=sweep.get("threads"),
+                    preset=data.get("preprocess"), preprocess=preprocess,
+                    ground_truth=_resolve(base, data["ground_truth"]) if "ground_truth" in data else None,
+                    score_output=sweep.get("score_output"), label_offset=sweep.get("label_offset"),
+                    strict=data.get("strict")))
+                sweeps.append((name, SweepConfig(run, **given(modes=sweep.get("modes"),
+                                                              prefix_reuse=sweep.get("prefix_reuse")))))
+        except OnnxNoiseError as exc:
+            raise ExperimentError(f"{path}: {where}: {exc}") from None
     out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))
     return Experiment(name=doc.get("name", path.stem), out=out, models=models, sweeps=sweeps, source=path)

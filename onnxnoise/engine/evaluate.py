@@ -10,7 +10,7 @@ the batches are uploaded once and bound with ``IOBinding``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -123,6 +123,40 @@ class EvalSet:
         """Size of the whole normalized input set in bytes."""
         return int(np.prod(self.images.shape[1:])) * np.dtype(self._dtype).itemsize * len(self.images)
 
+    def count(self, scores: np.ndarray, labels: np.ndarray) -> Counts:
+        """Top-1 / top-5 / NaN counts of one batch: the one place labels meet scores.
+
+        Args:
+            scores: ``(n_padded, C)`` model scores (logits or probabilities); rows
+                beyond ``len(labels)`` (fixed-batch padding) are dropped.
+            labels: ``(n,)`` dataset labels; ``label_offset`` is added here.
+
+        Returns:
+            The batch's :class:`~onnxnoise.engine.metrics.Counts`; non-finite rows count as wrong.
+
+        Raises:
+            DataError: If a shifted label is beyond the model's outputs.
+        """
+        scores = scores.reshape(scores.shape[0], -1)[: len(labels)]
+        targets = shift_labels(labels, self.label_offset) if self.label_offset else labels
+        if len(targets) and int(targets.max()) >= scores.shape[1]:
+            msg = (
+                f"label {int(targets.max())} (label offset {self.label_offset}) is beyond the model's "
+                f"{scores.shape[1]} outputs"
+            )
+            raise DataError(msg)
+        return count_correct(scores, targets)
+
+    def count_all(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], *,
+                  on_batch: Callable[[int], None] | None = None) -> Counts:
+        """Sum :meth:`count` over ``(scores, labels)`` batches, calling ``on_batch(n)`` after each."""
+        total = Counts()
+        for scores, labels in pairs:
+            total = total + self.count(scores, labels)
+            if on_batch is not None:
+                on_batch(len(labels))
+        return total
+
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(input batch, labels)``; the input may hold padding rows beyond ``len(labels)``."""
         if self._cache is not None:
@@ -160,28 +194,14 @@ def evaluate(
         on_batch: Called with the number of images after each batch (progress bars).
 
     Returns:
-        Summed :class:`~onnxnoise.engine.metrics.Counts`; non-finite logits count as wrong.
-        Scores may be logits or probabilities (a final Softmax keeps the ranking).
+        Summed :class:`~onnxnoise.engine.metrics.Counts` (see :meth:`EvalSet.count`).
 
     Raises:
         DataError: If a label (plus ``data.label_offset``) is beyond the model's outputs.
     """
-    total = Counts()
     if session.on_cuda:
         # Inputs uploaded once and bound on the device; weights are already there.
         pairs = ((session.run_bound(x), labels) for x, labels in data.device_batches())
     else:
         pairs = ((session.run(x), labels) for x, labels in data.batches())
-    for scores, labels in pairs:
-        scores = scores[: len(labels)]
-        targets = shift_labels(labels, data.label_offset) if data.label_offset else labels
-        if len(targets) and int(targets.max()) >= scores.shape[1]:
-            msg = (
-                f"label {int(targets.max())} (label offset {data.label_offset}) is beyond the model's "
-                f"{scores.shape[1]} outputs"
-            )
-            raise DataError(msg)
-        total = total + count_correct(scores, targets)
-        if on_batch is not None:
-            on_batch(len(labels))
-    return total
+    return data.count_all(pairs, on_batch=on_batch)

@@ -39,7 +39,7 @@ from onnx import helper
 
 from onnxnoise.errors import GraphError
 from onnxnoise.engine.evaluate import EvalSet
-from onnxnoise.engine.metrics import Counts, count_correct
+from onnxnoise.engine.metrics import Counts
 from onnxnoise.engine.runtime import SessionFactory
 
 __all__ = ["GraphSplitter", "PrefixRunner", "PrefixStats"]
@@ -251,10 +251,11 @@ class PrefixRunner:
         cache_limit_bytes: Largest cut (all batches together) kept in memory.
 
     Example:
-        >>> runner = PrefixRunner.from_prepared(prep)  # doctest: +SKIP
-        >>> for layer in prep.selected:               # group trials by layer
-        ...     for spec in specs:
-        ...         counts = runner.evaluate(apply_noise(prep.initializers, [layer], spec).arrays)
+        >>> runner = context.prefix_runner()  # doctest: +SKIP
+        >>> for layer in context.selected:              # group trials by layer
+        ...     for seed in seeds:
+        ...         draw = draw_noise(model, 10.0, seed, [layer], context.initializers)
+        ...         counts = runner.evaluate(draw.arrays)
     """
 
     model: onnx.ModelProto
@@ -274,17 +275,6 @@ class PrefixRunner:
         self._cut: _Cut | None = None
         self._factory: tuple[int, SessionFactory] | None = None
 
-    @classmethod
-    def from_prepared(cls, prep, **kwargs) -> PrefixRunner:
-        """Runner for a :class:`onnxnoise.bench.Prepared` (reloads its model file)."""
-        from onnxnoise.model.graph import get_model_io, load_model
-
-        model = load_model(prep.config.model)
-        io = get_model_io(model, output=prep.config.output)
-        names = [n for layer in prep.selected for n in layer.tensors]
-        kwargs = {"device": prep.config.device, "threads": prep.config.threads, "replaceable": names, **kwargs}
-        return cls(model, prep.data, io.input_name, io.output_name, **kwargs)
-
     def position(self, replacements: Mapping[str, np.ndarray] | Iterable[str]) -> int:
         """Split position (node index) used for noise in these tensors."""
         pos = self.splitter.position(replacements)
@@ -303,14 +293,11 @@ class PrefixRunner:
             on_batch: Called with the number of images after each batch.
 
         Returns:
-            Summed :class:`~onnxnoise.engine.metrics.Counts` over ``data``.
+            Summed :class:`~onnxnoise.engine.metrics.Counts` over ``data``, counted by
+            :meth:`~onnxnoise.engine.evaluate.EvalSet.count` (label offset included), exactly
+            as :func:`~onnxnoise.engine.evaluate.evaluate` counts the full model.
         """
-        total = Counts()
-        for scores, labels in self.iter_scores(replacements):
-            total = total + count_correct(scores, labels)
-            if on_batch is not None:
-                on_batch(len(labels))
-        return total
+        return self.data.count_all(self.iter_scores(replacements), on_batch=on_batch)
 
     def iter_scores(self, replacements: Mapping[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``((n, C) scores, (n,) labels)`` per batch, padding rows dropped."""

@@ -1,0 +1,387 @@
+"""Run settings: one definition, one default and one validation per concept.
+
+The command line and experiment files parse text with the ``parse_*`` functions
+here and pass ``None`` for anything not given; the dataclasses below own every
+default and validate in ``__post_init__``. Nothing else defaults or validates
+these settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.engine.runtime import DEVICES
+from onnxnoise.errors import ConfigError, NoiseConfigError
+from onnxnoise.noise import BN_VARIANCE_POLICIES, NoiseModel, NoisePolicies, make_noise_model
+
+__all__ = [
+    "SWEEP_MODES", "NoiseConfig", "RunConfig", "SweepConfig",
+    "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
+]
+
+#: Modes a sweep can ask for (the clean baseline is always run first).
+SWEEP_MODES: tuple[str, ...] = ("all", "per-layer", "cumulative")
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options that were given: drops ``None`` values so dataclass defaults apply."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def parse_numbers(text: str | Sequence[float], what: str) -> tuple[float, ...]:
+    """Parse ``"100,10,5"`` (or a list of numbers) into floats.
+
+    Args:
+        text: Comma-separated numbers, or a sequence of numbers (TOML lists).
+        what: The option's name for messages, e.g. ``--snr``.
+
+    Raises:
+        ConfigError: If an item is not a number or nothing is given.
+    """
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    values = []
+    for item in items:
+        if isinstance(item, bool):
+            item = repr(item)
+        try:
+            values.append(float(item))
+        except (TypeError, ValueError):
+            msg = f"`{what}` value {item!r} is not a number; use e.g. `{what} 100,10,5`"
+            raise ConfigError(msg) from None
+    if not values:
+        msg = f"`{what}` is empty; give at least one value, e.g. `{what} 100,10,5`"
+        raise ConfigError(msg)
+    return tuple(values)
+
+
+def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = None) -> tuple[float, ...] | None:
+    """The strength list from whichever one of ``snr``, ``noise_pct`` or ``strength`` was given.
+
+    ``noise_pct`` is the noise standard deviation in percent of ``sigma_w``
+    (``SNR = 100 / pct``, paper eq. 1); ``snr`` and ``noise_pct`` only make sense for
+    the ``gaussian-snr`` model, which :class:`NoiseConfig` checks.
+
+    Returns:
+        The values, or ``None`` when none was given (the model's defaults apply).
+
+    Raises:
+        ConfigError: If more than one is given or a value is not a number.
+    """
+    chosen = [(name, value) for name, value in (("snr", snr), ("noise_pct", noise_pct), ("strength", strength))
+              if value is not None]
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        msg = f"give only one of snr, noise_pct or strength, got {', '.join(n for n, _ in chosen)}"
+        raise ConfigError(msg)
+    name, value = chosen[0]
+    values = parse_numbers(value, name.replace("_", "-"))
+    if name == "noise_pct":
+        if any(not v > 0 or math.isinf(v) for v in values):
+            msg = f"`noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
+            raise ConfigError(msg)
+        return tuple(100.0 / v for v in values)
+    return values
+
+
+def parse_seeds(value: Any) -> int | tuple[int, ...]:
+    """Parse seeds: a count ``N`` (``"3"``, ``3``) or explicit seeds (``"40,30"``, ``[40, 30]``).
+
+    Raises:
+        ConfigError: Anything but a count >= 1 or a non-empty list of integers >= 0.
+    """
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            ints = [int(p) for p in parts]
+        except ValueError:
+            ints = None
+        if ints is None or not ints:
+            msg = f"seeds must be a count N or seeds like 40,30, got {value!r}"
+            raise ConfigError(msg)
+        value = ints[0] if "," not in value else tuple(ints)
+    elif isinstance(value, (list, tuple)):
+        value = tuple(value)
+    resolve_seeds(value)
+    return value
+
+
+def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
+    """The list of seeds: ``0 .. N-1`` for a count, else the given seeds without duplicates.
+
+    Raises:
+        ConfigError: If the count is < 1, a seed is negative or not an integer, or the list is empty.
+    """
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            msg = f"seeds count must be >= 1, got {seeds!r}"
+            raise ConfigError(msg)
+        return list(range(seeds))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        msg = f"seeds must be a count or a list of seeds, got {seeds!r}"
+        raise ConfigError(msg)
+    chosen: list[int] = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            msg = f"seed {seed!r} must be a non-negative integer"
+            raise ConfigError(msg)
+        if seed not in chosen:
+            chosen.append(seed)
+    if not chosen:
+        msg = "seeds list is empty; give a count (e.g. 3) or seeds (e.g. 40,30)"
+        raise ConfigError(msg)
+    return chosen
+
+
+def parse_names(value: Any) -> tuple[str, ...] | None:
+    """``"Conv,Gemm"`` or ``["Conv", "Gemm"]`` -> ``("Conv", "Gemm")``; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(s).strip() for s in items if str(s).strip())
+    if not names:
+        msg = f"expected comma-separated names, got {value!r}"
+        raise ConfigError(msg)
+    return names
+
+
+def parse_params(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Noise-model parameters from ``["eta=0.05", "scope=channel"]`` (CLI) or a mapping (TOML).
+
+    A value is read as JSON when it parses (numbers, true/false, lists), else as text.
+
+    Raises:
+        ConfigError: On an item without ``=``.
+    """
+    if items is None or isinstance(items, Mapping):
+        return None if items is None else dict(items)
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            msg = f"noise parameter {item!r} must look like NAME=VALUE, e.g. eta=0.05"
+            raise ConfigError(msg)
+        try:
+            params[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            params[name.strip()] = text.strip()
+    return params
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Which noise, how strong, how many draws, and the policies around each draw.
+
+    Attributes:
+        model: Registered noise model name (:data:`onnxnoise.noise.NOISE_MODELS`).
+        params: The model's parameters (name -> value); defaults from the model.
+        strengths: Values of the model's strength axis (for ``gaussian-snr`` the
+            linear SNR ``sigma_w / sigma_noise``); ``None`` = the model's
+            ``default_strengths``. Stored without duplicates, least noise first.
+        seeds: A count ``N`` (seeds ``0 .. N-1``) or explicit seeds; default 3.
+        bn_variance: Negative BatchNormalization variance policy.
+        keep_zeros: Keep exactly-zero weights at zero.
+
+    Raises:
+        NoiseConfigError / ConfigError: On any invalid value (one line).
+    """
+
+    model: str = "gaussian-snr"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    strengths: tuple[float, ...] | None = None
+    seeds: int | tuple[int, ...] = 3
+    bn_variance: str = "clamp"
+    keep_zeros: bool = False
+
+    def __post_init__(self) -> None:
+        noise_model = make_noise_model(self.model, self.params)
+        object.__setattr__(self, "params", dict(noise_model.params()))
+        object.__setattr__(self, "_noise_model", noise_model)
+        values = noise_model.default_strengths if self.strengths is None else self.strengths
+        checked: list[float] = []
+        for value in values:
+            value = noise_model.check_strength(value)
+            if value not in checked:
+                checked.append(value)
+        if not checked:
+            msg = f"no {noise_model.strength_label} values given for noise model {self.model!r}"
+            raise NoiseConfigError(msg)
+        checked.sort(reverse=noise_model.more_noise_when == "lower")
+        object.__setattr__(self, "strengths", tuple(checked))
+        resolve_seeds(self.seeds)
+        NoisePolicies(self.bn_variance, self.keep_zeros)
+
+    @property
+    def noise_model(self) -> NoiseModel:
+        """The validated noise model instance."""
+        return self._noise_model  # type: ignore[attr-defined]
+
+    @property
+    def policies(self) -> NoisePolicies:
+        """The policies around each draw."""
+        return NoisePolicies(self.bn_variance, self.keep_zeros)
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds, in order."""
+        return resolve_seeds(self.seeds)
+
+    def settings(self) -> dict[str, Any]:
+        """``{"params", "bn_variance", "keep_zeros"}``: the trial row's ``noise`` JSON."""
+        return {"params": dict(self.params), "bn_variance": self.bn_variance, "keep_zeros": self.keep_zeros}
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings, JSON-ready."""
+        return {"model": self.model, **self.settings(), "strengths": list(self.strengths),
+                "seeds": self.seed_list}
+
+    @classmethod
+    def from_options(cls, *, model: str | None = None, params: Any = None, snr: Any = None, noise_pct: Any = None,
+                     strength: Any = None, seeds: Any = None, bn_variance: str | None = None,
+                     keep_zeros: bool | None = None) -> NoiseConfig:
+        """Build from user options (CLI flags or experiment keys); ``None`` = not given.
+
+        ``snr`` and ``noise_pct`` are the ``gaussian-snr`` model's strengths
+        (:func:`parse_strengths`); ``strength`` is any model's.
+
+        Raises:
+            ConfigError / NoiseConfigError: On any invalid option.
+        """
+        name = model or cls.model
+        if name != "gaussian-snr" and (snr is not None or noise_pct is not None):
+            msg = f"snr / noise-pct set the gaussian-snr model's strength; for {name!r} give `strength`"
+            raise ConfigError(msg)
+        return cls(**given(model=model, params=parse_params(params),
+                           strengths=parse_strengths(snr=snr, noise_pct=noise_pct, strength=strength),
+                           seeds=None if seeds is None else parse_seeds(seeds), bn_variance=bn_variance,
+                           keep_zeros=keep_zeros))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run: one model on one dataset, its layers, noise, preprocessing and runtime.
+
+    Attributes:
+        model: ONNX classifier file.
+        data: Dataset (CIFAR batch folder, class folders, ImageNet flat val, ``.npz``).
+        noise: Noise settings.
+        layer_regex: Regular expression over layer names / op types selecting the
+            noised layers; ``None`` = all layers.
+        op_types: Keep only layers of these op types.
+        limit: Evaluate a class-stratified subset of this many images.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it).
+        threads: CPU EP intra-op threads (``0``: ONNX Runtime's default).
+        preset: Preprocessing preset, or ``None`` for the model's own / torchvision.
+        preprocess: Single preprocessing overrides (``DataConfig`` field names).
+        ground_truth: ImageNet flat-val ground-truth file, if not found automatically.
+        score_output: Name of the score output (default: the first graph output).
+        label_offset: Output index of label 0; ``None`` detects it (1 for a
+            1001-output model on 1000-class data, else 0).
+        strict: Fail on unreadable images instead of skipping them.
+        cache: Keep decoded images of image-file datasets in the on-disk cache.
+
+    Raises:
+        ConfigError: On an invalid value (one line).
+    """
+
+    model: Path
+    data: Path
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    layer_regex: str | None = None
+    op_types: tuple[str, ...] | None = None
+    limit: int | None = None
+    device: str = "auto"
+    batch_size: int = 128
+    threads: int = 0
+    preset: str | None = None
+    preprocess: Mapping[str, Any] = field(default_factory=dict)
+    ground_truth: Path | None = None
+    score_output: str | None = None
+    label_offset: int | None = None
+    strict: bool = False
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+        object.__setattr__(self, "data", Path(self.data))
+        if self.ground_truth is not None:
+            object.__setattr__(self, "ground_truth", Path(self.ground_truth))
+        if self.op_types is not None:
+            object.__setattr__(self, "op_types", parse_names(self.op_types))
+        _check_int("limit", self.limit, minimum=1, optional=True)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("threads", self.threads, minimum=0)
+        _check_int("label_offset", self.label_offset, minimum=0, optional=True)
+        if self.device not in DEVICES:
+            msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
+            raise ConfigError(msg)
+        unknown = sorted(set(self.preprocess) - set(PREPROCESS_KEYS))
+        if unknown:
+            msg = f"unknown preprocessing key(s) {', '.join(unknown)}; known: {', '.join(PREPROCESS_KEYS)}"
+            raise ConfigError(msg)
+        if not isinstance(self.noise, NoiseConfig):
+            msg = f"`noise` must be a NoiseConfig, got {type(self.noise).__name__}"
+            raise ConfigError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings, JSON-ready."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, NoiseConfig):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: a :class:`RunConfig` and the experiments to run on it.
+
+    Attributes:
+        run: The model, data, noise and runtime settings.
+        modes: Any of :data:`SWEEP_MODES`: ``all`` (noise in every selected layer),
+            ``per-layer`` (one layer at a time), ``cumulative`` (layers 1..L).
+        prefix_reuse: Run per-layer trials on clean activations computed once up to
+            the noised layer (same counts, faster); off = full-model evaluation.
+
+    Raises:
+        ConfigError: On an unknown or empty mode list.
+    """
+
+    run: RunConfig
+    modes: tuple[str, ...] = ("all",)
+    prefix_reuse: bool = True
+
+    def __post_init__(self) -> None:
+        modes = parse_names(self.modes) or ()
+        unknown = [m for m in modes if m not in SWEEP_MODES]
+        if unknown or not modes:
+            msg = f"modes {', '.join(modes) or '(none)'} not valid; choose from {', '.join(SWEEP_MODES)}"
+            raise ConfigError(msg)
+        object.__setattr__(self, "modes", tuple(dict.fromkeys(modes)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings, JSON-ready."""
+        return {**self.run.to_dict(), "modes": list(self.modes), "prefix_reuse": self.prefix_reuse}
+
+
+def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        msg = f"`{name}` must be an integer >= {minimum}, got {value!r}"
+        raise ConfigError(msg)

@@ -1,0 +1,307 @@
+"""The run context: everything a trial needs, loaded and resolved once per run.
+
+:func:`prepare_context` loads the model file once, lists and selects its layers,
+resolves preprocessing and the label offset, decodes the dataset, and builds the
+session factory. Every trial of the run (bench, sweep, recheck, benchmarks) is then
+executed by :func:`onnxnoise.engine.trial.run_trial` against this one object, and
+its key is derived from :meth:`RunContext.key_fields`, so a setting that can change
+a count is in the key by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from onnxnoise import __version__
+from onnxnoise.config import RunConfig
+from onnxnoise.data import DataConfig, Dataset, load_images, open_dataset, resolve_data_config
+from onnxnoise.data.cache import load_images_cached
+from onnxnoise.engine.evaluate import EvalSet
+from onnxnoise.engine.labels import resolve_label_offset
+from onnxnoise.engine.prefix import PrefixRunner
+from onnxnoise.engine.runtime import SessionFactory, resolve_providers
+from onnxnoise.errors import DataError, GraphError
+from onnxnoise.model.graph import (
+    Layer, ModelIO, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers,
+)
+from onnxnoise.model.quant import describe_quantization
+
+__all__ = ["RunContext", "prepare_context", "package_versions"]
+
+#: Execution-provider options that can change numbers (precision, kernel choice).
+_PRECISION_OPTIONS = ("use_tf32", "cudnn_conv_algo_search", "cudnn_conv_use_max_workspace", "prefer_nhwc",
+                      "enable_skip_layer_norm_strict_mode", "use_ep_level_unified_stream")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a trial's numbers."""
+    versions = {"onnxnoise": __version__, "onnxruntime": ort.__version__}
+    for name in ("onnx", "numpy", "pillow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass
+class RunContext:
+    """One model on one prepared evaluation set, ready to run trials.
+
+    Attributes:
+        config: The settings it was prepared from.
+        model: The loaded ``ModelProto`` (Constant nodes lifted, external data loaded).
+        model_sha256: sha256 of the ONNX file.
+        io: The image input and score output.
+        layers: Every parameter layer, graph order.
+        selected: The layers trials may noise.
+        initializers: Clean ``name -> array`` (read-only by convention).
+        factory: Builds sessions with any selected tensor replaced.
+        data: The decoded, batched evaluation set (with the label offset).
+        dataset: The dataset description (name, format, fingerprint, classes).
+        data_config: The resolved preprocessing.
+        preprocess_source: Where it came from (``--preprocess``, model metadata, default).
+        skipped_images: Unreadable images skipped while decoding.
+        label_offset: Output index of label 0.
+        provider: Execution provider a session of this model actually runs on.
+        provider_options: That provider's options that can change numbers.
+        versions: Package versions (onnxruntime, onnx, numpy, ...).
+    """
+
+    config: RunConfig
+    model: onnx.ModelProto
+    model_sha256: str
+    io: ModelIO
+    layers: list[Layer]
+    selected: list[Layer]
+    initializers: dict[str, np.ndarray]
+    factory: SessionFactory
+    data: EvalSet
+    dataset: Dataset
+    data_config: DataConfig
+    preprocess_source: str
+    skipped_images: int
+    label_offset: int
+    provider: str
+    provider_options: dict[str, str]
+    versions: dict[str, str]
+    _prefix: PrefixRunner | None = field(default=None, repr=False)
+
+    @property
+    def layers_by_name(self) -> dict[str, Layer]:
+        """Selected layers by name."""
+        return {layer.name: layer for layer in self.selected}
+
+    def key_fields(self) -> dict[str, Any]:
+        """Everything besides the trial itself that can change a trial's counts.
+
+        Model file, dataset and image subset, preprocessing, score output, label
+        offset, batch size, execution provider and its precision options,
+        onnxruntime version, noise model, its parameters and policies. The trial
+        key hashes this dict (see :func:`onnxnoise.engine.plan.trial_key`).
+        """
+        noise = self.config.noise
+        return {
+            "model_sha256": self.model_sha256,
+            "dataset_fingerprint": self.dataset.fingerprint(),
+            "images": len(self.data),
+            "limit": self.config.limit,
+            "preprocess": self.data_config.to_dict(),
+            "score_output": self.io.output_name,
+            "label_offset": self.label_offset,
+            "batch_size": self.data.batch_size,
+            "provider": self.provider,
+            "provider_options": self.provider_options,
+            "onnxruntime": self.versions.get("onnxruntime"),
+            "noise_model": noise.model,
+            "noise": noise.settings(),
+        }
+
+    def row_fields(self) -> dict[str, Any]:
+        """The columns every trial row of this run shares (identity and settings)."""
+        return {
+            "model": self.config.model.name,
+            "model_sha256": self.model_sha256,
+            "dataset": self.dataset.name,
+            "dataset_fingerprint": self.dataset.fingerprint(),
+            "preprocess": self.data_config.to_dict(),
+            "noise_model": self.config.noise.model,
+            "noise": self.config.noise.settings(),
+            "label_offset": self.label_offset,
+            "batch_size": self.data.batch_size,
+            "context": self.key_fields(),
+            "versions": self.versions,
+        }
+
+    def prefix_runner(self) -> PrefixRunner:
+        """The prefix-reuse runner of this run (built once, from the loaded model: no reload)."""
+        if self._prefix is None:
+            names = [n for layer in self.selected for n in layer.tensors]
+            self._prefix = PrefixRunner(self.model, self.data, self.io.input_name, self.io.output_name,
+                                        replaceable=names, device=self.config.device, threads=self.config.threads)
+        return self._prefix
+
+    def facts(self) -> dict[str, Any]:
+        """Run facts for captions and JSON summaries."""
+        noise = self.config.noise
+        return {
+            "model": self.config.model.name,
+            "model_path": str(self.config.model),
+            "model_sha256": self.model_sha256,
+            "dataset": self.dataset.name,
+            "dataset_path": str(self.config.data),
+            "dataset_format": self.dataset.format,
+            "dataset_fingerprint": self.dataset.fingerprint(),
+            "images": len(self.data),
+            "skipped_images": self.skipped_images,
+            "model_outputs": self.io.num_classes,
+            "dataset_classes": self.dataset.num_classes,
+            "input_layout": self.data_config.layout,
+            "fixed_batch": self.io.batch_size,
+            "batch_size": self.data.batch_size,
+            "layers_total": len(self.layers),
+            "layers_noised": len(self.selected),
+            "params_total": int(sum(layer.num_params for layer in self.layers)),
+            "params_noised": int(sum(layer.num_params for layer in self.selected)),
+            "preprocess": self.data_config.to_dict(),
+            "preprocess_source": self.preprocess_source,
+            "label_offset": self.label_offset,
+            "quantization": describe_quantization(self.selected),
+            "noise_model": noise.model,
+            "noise": noise.settings(),
+            "noise_description": noise.noise_model.describe(),
+            "strength_name": noise.noise_model.strength_name,
+            "strengths": list(noise.strengths),
+            "seeds": noise.seed_list,
+            "bn_variance": noise.bn_variance,
+            "keep_zeros": noise.keep_zeros,
+            "provider": self.provider,
+            "versions": self.versions,
+        }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _select(config: RunConfig, layers: list[Layer]) -> list[Layer]:
+    if not layers:
+        msg = f"{config.model} has no float initializers to perturb (no weights found)"
+        raise GraphError(msg)
+    selected = select_layers(layers, config.layer_regex)
+    if config.op_types:
+        selected = [layer for layer in selected if layer.op_type in config.op_types]
+        if not selected:
+            present = sorted({layer.op_type for layer in layers})
+            msg = f"`op_types` {','.join(config.op_types)} matches no selected layer; the model has {', '.join(present)}"
+            raise GraphError(msg)
+    return selected
+
+
+def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tuple[DataConfig, str]:
+    """Precedence: single settings > a named preset > the model's metadata > torchvision.
+
+    The model's input shape decides channels and layout over any preset.
+    """
+    metadata_props = get_metadata(model)
+    defaults: dict[str, Any] = {}
+    source = "default"
+    if "onnxnoise.preprocess" in metadata_props and config.preset is None:
+        try:
+            defaults = json.loads(metadata_props["onnxnoise.preprocess"])
+            source = "model metadata"
+        except json.JSONDecodeError:
+            defaults = {}
+    if config.preset is not None:
+        source = "--preprocess"
+    shape = io.input_shape
+    if len(shape) == 4 and "channels" not in defaults:
+        nchw = shape[1] in (1, 3)
+        channels = shape[1] if nchw else shape[3]
+        if channels in (1, 3):
+            defaults = {**defaults, "channels": channels}
+            defaults.setdefault("layout", "NCHW" if nchw else "NHWC")
+    return resolve_data_config(config.preset, model_defaults=defaults, **dict(config.preprocess)), source
+
+
+def _check_labels(dataset: Dataset, io: ModelIO, offset: int) -> None:
+    if io.num_classes is None:
+        return
+    top = int(dataset.labels.max()) if len(dataset.labels) else -1
+    if top + offset >= io.num_classes or dataset.num_classes + offset > io.num_classes:
+        msg = (
+            f"the dataset has labels up to {max(top, dataset.num_classes - 1)} ({dataset.num_classes} classes"
+            + (f", label offset {offset}" if offset else "")
+            + f") but the model has {io.num_classes} outputs; use a dataset of the model's classes"
+        )
+        raise DataError(msg)
+
+
+def _check_size(images: np.ndarray, data_config: DataConfig, shape: tuple) -> None:
+    if len(shape) != 4:
+        return
+    h, w = (shape[2], shape[3]) if data_config.layout == "NCHW" else (shape[1], shape[2])
+    got = images.shape[1:3]
+    if h is not None and w is not None and (h, w) != tuple(got):
+        msg = (
+            f"preprocessing gives {got[0]}x{got[1]} images but the model expects {h}x{w}; "
+            f"pass `--crop {h}` (and `--resize`) or choose the model's `--preprocess` preset"
+        )
+        raise DataError(msg)
+
+
+def prepare_context(config: RunConfig) -> RunContext:
+    """Load, resolve and decode everything a run needs, once.
+
+    Args:
+        config: The run settings.
+
+    Returns:
+        The :class:`RunContext`.
+
+    Raises:
+        GraphError: Bad model file or nothing to perturb.
+        DataError: Bad dataset, preprocessing, or labels beyond the model's outputs.
+        SessionError: Device not available, or ONNX Runtime rejects the model.
+    """
+    resolve_providers(config.device)  # fail before decoding anything
+    model = load_model(config.model)
+    layers = list_layers(model)
+    selected = _select(config, layers)
+    io = get_model_io(model, output=config.score_output)
+    data_config, source = _preprocessing(config, model, io)
+    dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
+    offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
+    _check_labels(dataset, io, offset)
+    if dataset.files is not None and config.cache:
+        decoded = load_images_cached(dataset, data_config, strict=config.strict)
+    else:
+        decoded = load_images(dataset, data_config, strict=config.strict)
+    _check_size(decoded.images, data_config, io.input_shape)
+    data = EvalSet(decoded.images, decoded.labels, data_config, batch_size=config.batch_size,
+                   fixed_batch=io.batch_size, input_dtype=io.input_dtype, label_offset=offset)
+    replaceable = [name for layer in selected for name in layer.tensors]
+    factory = SessionFactory(model, replaceable, input_name=io.input_name, output_name=io.output_name,
+                             device=config.device, threads=config.threads)
+    probe = factory.create()  # the provider a session really gets (CUDA may fall back) and its options
+    options = probe.session.get_provider_options().get(probe.provider, {})
+    precision = {k: str(options[k]) for k in _PRECISION_OPTIONS if k in options}
+    return RunContext(
+        config=config, model=model, model_sha256=_sha256(config.model), io=io, layers=layers, selected=selected,
+        initializers=get_initializers(model), factory=factory, data=data, dataset=dataset, data_config=data_config,
+        preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
+        provider=probe.provider, provider_options=precision, versions=package_versions(),
+    )

@@ -1,0 +1,204 @@
+"""The noise-model plug-in seam: a base class and a registry.
+
+A noise model turns one clean weight tensor into a perturbed one, given a
+*strength* (its one swept axis: an SNR, a time, a fault rate) and the tensor's
+own random generator. Everything around the draw (which tensors, dequantizing and
+requantizing integer weights, keeping zeros, fixing BatchNormalization variances,
+casting back to the stored dtype, counting) is done by :mod:`onnxnoise.noise.draw`,
+the same for every model. A new model is one subclass decorated with
+:func:`register`; the engine, the trial store and the reports need no change,
+because they carry the model's name, its parameters (JSON) and its strength value.
+
+Example (a toy model: zero every ``k``-th weight)::
+
+    @register
+    @dataclass(frozen=True)
+    class ZeroEveryK(NoiseModel):
+        name: ClassVar[str] = "zero-every-k"
+        strength_name: ClassVar[str] = "k"
+        more_noise_when: ClassVar[str] = "lower"
+        offset: int = 0
+
+        def perturb(self, w, strength, rng, tensor):
+            out = w.copy()
+            out.reshape(-1)[self.offset :: int(strength)] = 0
+            return out
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from onnxnoise.errors import NoiseConfigError
+
+__all__ = ["NoiseModel", "TensorInfo", "NOISE_MODELS", "register", "get_noise_model", "make_noise_model"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a noise model may know about the tensor it perturbs.
+
+    Attributes:
+        name: Initializer name.
+        role: Role in its layer (``weight``, ``bias``, ``scale``, ``mean``, ``var``...).
+        op_type: Op type of the owning layer (``Conv``, ``Gemm``, ``BatchNormalization``...).
+        layer: Name of the owning layer.
+        stored_dtype: dtype the tensor is stored in (``float32``, ``float16``,
+            ``int8`` for integer-quantized weights, ...).
+        quantized: The tensor is an integer-quantized weight; the model sees its
+            dequantized values.
+        layer_values: Clean float values of every tensor of the layer (dequantized
+            where quantized), by name: for models that pool statistics over a layer.
+    """
+
+    name: str
+    role: str
+    op_type: str
+    layer: str
+    stored_dtype: np.dtype
+    quantized: bool = False
+    layer_values: Mapping[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class NoiseModel(ABC):
+    """Base class of noise models: parameters are the subclass's dataclass fields.
+
+    Subclasses are frozen dataclasses whose fields are the model's parameters (with
+    defaults), and set the class attributes below.
+
+    Attributes:
+        name: Registry name, stored with every trial (e.g. ``gaussian-snr``).
+        strength_name: Name of the swept axis (``snr``, ``t_inf``, ``p``...).
+        strength_label: Human label of that axis (``SNR``, ``time (s)``...).
+        more_noise_when: ``"lower"`` if a lower strength means more noise (SNR),
+            ``"higher"`` otherwise (a time, a rate).
+        default_strengths: Strengths swept when the user gives none.
+    """
+
+    name: ClassVar[str] = ""
+    strength_name: ClassVar[str] = "strength"
+    strength_label: ClassVar[str] = "strength"
+    more_noise_when: ClassVar[str] = "higher"
+    default_strengths: ClassVar[tuple[float, ...]] = ()
+
+    def check_strength(self, value: Any) -> float:
+        """Validate one strength value and return it as a float.
+
+        The default accepts any finite number >= 0; models narrow it.
+
+        Raises:
+            NoiseConfigError: If the value is not allowed, with the allowed range.
+        """
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            msg = f"{self.name} `{self.strength_name}` must be a finite number >= 0, got {value!r}"
+            raise NoiseConfigError(msg)
+        return float(value)
+
+    def params(self) -> dict[str, Any]:
+        """The model's parameters as a JSON-ready dict (field name -> value)."""
+        return asdict(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}``, JSON-ready; :func:`make_noise_model` inverts it."""
+        return {"name": self.name, "params": self.params()}
+
+    def format_strength(self, value: float | None) -> str:
+        """Short text for one strength value, e.g. ``SNR 10`` (``clean`` for ``None``)."""
+        return "clean" if value is None else f"{self.strength_label} {value:g}"
+
+    def describe(self) -> str:
+        """One line for captions: the formula in words and the parameters."""
+        params = ", ".join(f"{k}={v}" for k, v in self.params().items())
+        return f"{self.name}" + (f" ({params})" if params else "")
+
+    @abstractmethod
+    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
+        """Return the perturbed values of one tensor.
+
+        Args:
+            w: Clean values, float32 (float64 for float64 or integer-quantized tensors),
+                read-only.
+            strength: The trial's strength, already validated by :meth:`check_strength`.
+            rng: This tensor's generator (depends only on the trial seed and ``tensor.name``).
+            tensor: Facts about the tensor.
+
+        Returns:
+            An array of ``w``'s shape; return ``w`` itself to leave the tensor unchanged.
+        """
+
+
+#: Registered noise models: name -> class.
+NOISE_MODELS: dict[str, type[NoiseModel]] = {}
+
+
+def register(cls: type[NoiseModel]) -> type[NoiseModel]:
+    """Class decorator adding a :class:`NoiseModel` subclass to :data:`NOISE_MODELS`.
+
+    Raises:
+        NoiseConfigError: If the class has no ``name`` or the name is taken by another class.
+    """
+    if not cls.name:
+        msg = f"noise model class {cls.__name__} needs a `name`"
+        raise NoiseConfigError(msg)
+    other = NOISE_MODELS.get(cls.name)
+    if other is not None and other.__qualname__ != cls.__qualname__:
+        msg = f"noise model name {cls.name!r} is already registered by {other.__qualname__}"
+        raise NoiseConfigError(msg)
+    NOISE_MODELS[cls.name] = cls
+    return cls
+
+
+def get_noise_model(name: str) -> type[NoiseModel]:
+    """The registered class called ``name``.
+
+    Raises:
+        NoiseConfigError: If no model has that name (the message lists the known ones).
+    """
+    _load_builtin()
+    try:
+        return NOISE_MODELS[name]
+    except KeyError:
+        msg = f"unknown noise model {name!r}; choose from {', '.join(sorted(NOISE_MODELS))}"
+        raise NoiseConfigError(msg) from None
+
+
+def make_noise_model(name: str, params: Mapping[str, Any] | None = None) -> NoiseModel:
+    """Instantiate a registered model with validated parameters.
+
+    Args:
+        name: Registry name.
+        params: Parameter name -> value; missing ones take the model's defaults.
+
+    Raises:
+        NoiseConfigError: Unknown model, unknown or missing parameter, or a value the
+            model refuses (one line naming the parameter and what it accepts).
+    """
+    cls = get_noise_model(name)
+    params = dict(params or {})
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        listed = ", ".join(known) or "none"
+        msg = f"noise model {name!r} has no parameter(s) {', '.join(unknown)}; its parameters: {listed}"
+        raise NoiseConfigError(msg)
+    missing = [n for n, f in known.items() if n not in params and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        msg = f"noise model {name!r} needs parameter(s) {', '.join(missing)}"
+        raise NoiseConfigError(msg)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        msg = f"noise model {name!r}: {exc}"
+        raise NoiseConfigError(msg) from None
+
+
+def _load_builtin() -> None:
+    """Import the built-in models so they are registered."""
+    from onnxnoise.noise import gaussian  # noqa: F401

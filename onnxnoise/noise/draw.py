@@ -1,0 +1,197 @@
+"""One noise draw for a trial: a noise model applied to a set of layers, with the policies around it.
+
+The same for every :class:`~onnxnoise.noise.base.NoiseModel`; for each tensor of
+each noised layer, in order:
+
+1. **values**: float tensors are read in float32 (float64 stays float64); integer-
+   quantized weights are dequantized (:data:`onnxnoise.model.quant.QUANT_POLICY`);
+2. **draw**: ``model.perturb(w, strength, tensor_rng(seed, name), info)``;
+3. **keep zeros** (``keep_zeros``): elements with ``w == 0`` stay exactly 0
+   (pruned weights; counted in ``zeros_kept``);
+4. **BatchNormalization variance** (``bn_variance``): negative running variances
+   are clamped to 0, reflected (``abs``) or kept (they then give NaN logits);
+5. **store**: quantized weights are requantized onto their own grid and clipped to
+   the integer range (``clipped_count``); narrow floats (float16, bfloat16) are cast
+   back and values that overflow to inf are counted (``overflow_count``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxnoise.errors import NoiseConfigError
+from onnxnoise.model.quant import QuantParams, dequantize, requantize
+from onnxnoise.noise.base import NoiseModel, TensorInfo
+from onnxnoise.noise.rng import tensor_rng
+
+__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "draw_noise"]
+
+#: What to do with BatchNormalization running variances that noise made negative.
+#: ``clamp``: set them to 0 (the op then divides by sqrt(epsilon)); ``abs``: reflect
+#: them to their absolute value; ``keep``: leave them negative (sqrt of a negative
+#: number gives NaN logits, which are counted as wrong).
+BN_VARIANCE_POLICIES: tuple[str, ...] = ("clamp", "abs", "keep")
+
+
+@dataclass(frozen=True)
+class NoisePolicies:
+    """Policies applied around every noise model's draw.
+
+    Attributes:
+        bn_variance: One of :data:`BN_VARIANCE_POLICIES`.
+        keep_zeros: Keep exactly-zero weights at zero (pruned models).
+
+    Raises:
+        NoiseConfigError: On an unknown ``bn_variance`` or a non-bool ``keep_zeros``.
+    """
+
+    bn_variance: str = "clamp"
+    keep_zeros: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bn_variance not in BN_VARIANCE_POLICIES:
+            msg = f"`bn_variance` must be one of {', '.join(BN_VARIANCE_POLICIES)}, got {self.bn_variance!r}"
+            raise NoiseConfigError(msg)
+        if not isinstance(self.keep_zeros, bool):
+            msg = f"`keep_zeros` must be true or false, got {self.keep_zeros!r}"
+            raise NoiseConfigError(msg)
+
+
+@dataclass(frozen=True)
+class NoiseDraw:
+    """Perturbed tensors of one trial and what the policies did.
+
+    Attributes:
+        arrays: ``tensor name -> perturbed array`` (clean tensor's shape and dtype).
+        bn_variance_changed: BatchNormalization variance elements that came out
+            negative (clamped or reflected, or left negative under ``keep``).
+        overflow_count: Elements that became non-finite when cast back to a narrow float dtype.
+        clipped_count: Requantized elements clipped to their integer range.
+        zeros_kept: Exactly-zero elements held at zero by ``keep_zeros``.
+    """
+
+    arrays: dict[str, np.ndarray]
+    bn_variance_changed: int = 0
+    overflow_count: int = 0
+    clipped_count: int = 0
+    zeros_kept: int = 0
+
+    def counters(self) -> dict[str, int]:
+        """The four counters by their trial-row column names."""
+        return {"bn_variance_changed": self.bn_variance_changed, "overflow_count": self.overflow_count,
+                "clipped_count": self.clipped_count, "zeros_kept": self.zeros_kept}
+
+
+class _LayerValues(Mapping):
+    """Clean float values of one layer's tensors, dequantized on first access."""
+
+    def __init__(self, layer, initializers: Mapping[str, np.ndarray]) -> None:
+        self._layer = layer
+        self._initializers = initializers
+        self._quant = dict(zip(layer.tensors, tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)))
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._quant:
+            raise KeyError(name)
+        if name not in self._cache:
+            self._cache[name] = _values(self._initializers[name], self._quant[name], self._initializers)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._quant)
+
+    def __len__(self) -> int:
+        return len(self._quant)
+
+
+def _values(clean: np.ndarray, params: QuantParams | None, initializers: Mapping[str, np.ndarray]) -> np.ndarray:
+    if params is not None:
+        return dequantize(clean, params, initializers)
+    return clean.astype(np.float64 if clean.dtype == np.float64 else np.float32, copy=False)
+
+
+def draw_noise(
+    model: NoiseModel,
+    strength: float,
+    seed: int,
+    layers: Iterable,
+    initializers: Mapping[str, np.ndarray],
+    policies: NoisePolicies = NoisePolicies(),
+) -> NoiseDraw:
+    """Perturb the tensors of ``layers`` with ``model`` at ``strength`` (see module docstring).
+
+    Args:
+        model: The noise model.
+        strength: Its strength for this trial (validated with ``model.check_strength``).
+        seed: Non-negative trial seed; with the tensor name it fixes each draw.
+        layers: :class:`~onnxnoise.model.Layer` objects whose tensors are perturbed.
+        initializers: Clean ``name -> array`` (also holds quantization scales and zero points).
+        policies: Zeros and BatchNormalization-variance policies.
+
+    Returns:
+        A :class:`NoiseDraw` with new arrays for the perturbed tensors only;
+        ``initializers`` is never modified.
+
+    Raises:
+        NoiseConfigError: Invalid strength or seed, or a layer naming a tensor that is
+            not an initializer of the model.
+    """
+    strength = model.check_strength(strength)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        msg = f"`seed` must be a non-negative integer, got {seed!r}"
+        raise NoiseConfigError(msg)
+    arrays: dict[str, np.ndarray] = {}
+    counts = {"bn_variance_changed": 0, "overflow_count": 0, "clipped_count": 0, "zeros_kept": 0}
+    for layer in layers:
+        missing = [n for n in layer.tensors if n not in initializers]
+        if missing:
+            msg = f"layer {layer.name!r} names tensor(s) {', '.join(missing)} that are not initializers of the model"
+            raise NoiseConfigError(msg)
+        values = _LayerValues(layer, initializers)
+        quant = tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)
+        for name, role, params in zip(layer.tensors, layer.roles, quant):
+            clean = initializers[name]
+            w = values[name]
+            info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
+                              stored_dtype=clean.dtype, quantized=params is not None, layer_values=values)
+            noisy = model.perturb(w, strength, tensor_rng(seed, name), info)
+            if noisy is w:
+                arrays[name] = clean
+                continue
+            arrays[name] = _store(noisy, w, clean, params, initializers, layer.op_type, role, policies, counts)
+    return NoiseDraw(arrays=arrays, **counts)
+
+
+def _store(noisy: np.ndarray, w: np.ndarray, clean: np.ndarray, params: QuantParams | None,
+           initializers: Mapping[str, np.ndarray], op_type: str, role: str, policies: NoisePolicies,
+           counts: dict[str, int]) -> np.ndarray:
+    """Apply the zero and BN-variance policies, then requantize or cast back to ``clean``'s dtype."""
+    if noisy.shape != w.shape:
+        msg = f"noise model returned shape {noisy.shape} for a tensor of shape {w.shape}"
+        raise NoiseConfigError(msg)
+    if not noisy.flags.writeable:
+        noisy = noisy.copy()
+    if policies.keep_zeros:
+        zeros = w == 0
+        counts["zeros_kept"] += int(zeros.sum())
+        noisy[zeros] = 0
+    if op_type == "BatchNormalization" and role == "var":
+        negative = noisy < 0
+        counts["bn_variance_changed"] += int(negative.sum())
+        if policies.bn_variance == "clamp":
+            np.maximum(noisy, 0, out=noisy)
+        elif policies.bn_variance == "abs":
+            np.abs(noisy, out=noisy)
+    if params is not None:
+        q, clipped = requantize(noisy, clean, params, initializers)
+        counts["clipped_count"] += clipped
+        return q
+    if noisy.dtype != clean.dtype:
+        with np.errstate(over="ignore"):
+            noisy = noisy.astype(clean.dtype)
+        counts["overflow_count"] += int((~np.isfinite(noisy)).sum())
+    return noisy
