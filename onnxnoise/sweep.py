@@ -28,7 +28,7 @@ from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
 from onnxnoise.engine.trial import run_trial
 from onnxnoise.store import TrialStore
-from onnxnoise.store.migrate import v1_trial_key
+from onnxnoise.store.migrate import v1_make_context, v1_trial_key
 
 __all__ = ["SweepResult", "StoreRecorder", "run_sweep", "recheck_sweep"]
 
@@ -83,15 +83,14 @@ def _adopt_v1(context: RunContext, store: TrialStore, planned: list[PlannedTrial
     if context.label_offset != 0:
         return 0
     config = context.config
-    v1_context = {
-        "model_sha256": context.model_sha256, "dataset_fingerprint": context.dataset.fingerprint(),
-        "preprocess": context.data_config.to_dict(),
-        "noise": {"noise_model": config.noise.model, "bn_variance": config.noise.bn_variance,
-                  "keep_zeros": config.noise.keep_zeros},
-        "images": len(context.data), "limit": config.limit, "output": context.io.output_name,
-    }
-    if config.noise.model != "gaussian-snr":
+    if config.noise.model != "gaussian-snr" or config.noise.params:
         return 0
+    v1_context = v1_make_context(
+        model_sha256=context.model_sha256, dataset_fingerprint=context.dataset.fingerprint(),
+        preprocess=context.data_config.to_dict(),
+        noise={"noise_model": config.noise.model, "bn_variance": config.noise.bn_variance,
+               "keep_zeros": config.noise.keep_zeros},
+        images=len(context.data), limit=config.limit, output=context.io.output_name)
     mapping = {v1_trial_key(item.trial.to_dict(), v1_context): item.key for item in planned}
 
     def ok(row: dict[str, Any]) -> bool:
