@@ -10,10 +10,15 @@ lets a report read the store while a sweep writes to it. Where the file system c
 do WAL (some network file systems), SQLite keeps its rollback journal, which with
 ``synchronous=FULL`` gives the same guarantee.
 
-Resume: a trial's ``key`` (see :meth:`onnxnoise.engine.plan.Trial.key`) is the primary key,
-so a trial is stored at most once. :meth:`TrialStore.record` refuses a key that
-already has a finished row; a row that failed (``error`` set) may be replaced by a
-retry.
+Resume and concurrent writers: a trial's ``key`` is the primary key, so a trial is
+stored at most once. Several processes may write one store; SQLite serializes the
+writes. :meth:`TrialStore.record` returns ``False`` (and stores nothing) when another
+writer already recorded a finished row under the key; a failed row (``error`` set) may
+be replaced by its retry. :meth:`TrialStore.has` lets an executor skip a trial that
+another process finished meanwhile.
+
+Schema: :mod:`onnxnoise.store.schema` (version 2); a version 1 file is migrated in
+place on open (:mod:`onnxnoise.store.migrate`).
 """
 
 from __future__ import annotations
@@ -22,79 +27,31 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from onnxnoise.errors import StoreError
+from onnxnoise.store import migrate
+from onnxnoise.store.schema import (
+    APPLICATION_ID,
+    ENGINE_KEY_VERSION,
+    JSON_COLUMNS,
+    MODES,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    STORE_NAME,
+    TRIAL_COLUMNS,
+    canonical_json,
+    create_schema,
+    now,
+)
 
-__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "TRIAL_COLUMNS", "RUN_COLUMNS", "TrialStore", "open_store"]
+__all__ = ["TrialStore", "open_store"]
 
-#: Schema version, kept in ``PRAGMA user_version`` and in the ``meta`` table.
-SCHEMA_VERSION: int = 1
-
-#: ``PRAGMA application_id`` marking a file as an onnxnoise trial store ("onnx").
-APPLICATION_ID: int = 0x6F6E6E78
-
-#: Trial columns: name -> (SQLite type, Polars dtype). ``*_json`` semantics are noted
-#: in :meth:`TrialStore.record`.
-TRIAL_COLUMNS: dict[str, tuple[str, Any]] = {
-    "key": ("TEXT PRIMARY KEY", pl.String),
-    "run_id": ("INTEGER", pl.Int64),
-    "model": ("TEXT", pl.String),
-    "model_sha256": ("TEXT", pl.String),
-    "dataset": ("TEXT", pl.String),
-    "dataset_fingerprint": ("TEXT", pl.String),
-    "preprocess": ("TEXT", pl.String),
-    "mode": ("TEXT NOT NULL", pl.String),
-    "layer_index": ("INTEGER", pl.Int64),
-    "layers": ("TEXT", pl.String),
-    "noise_model": ("TEXT", pl.String),
-    "noise": ("TEXT", pl.String),
-    "snr": ("REAL NOT NULL", pl.Float64),
-    "seed": ("INTEGER", pl.Int64),
-    "images": ("INTEGER", pl.Int64),
-    "top1_correct": ("INTEGER", pl.Int64),
-    "top5_correct": ("INTEGER", pl.Int64),
-    "nan_count": ("INTEGER", pl.Int64),
-    "bn_variance_changed": ("INTEGER", pl.Int64),
-    "seconds": ("REAL", pl.Float64),
-    "provider": ("TEXT", pl.String),
-    "versions": ("TEXT", pl.String),
-    "error": ("TEXT", pl.String),
-    "finished_at": ("TEXT NOT NULL", pl.String),
-}
-
-#: Run columns (one row per sweep invocation): name -> (SQLite type, Polars dtype).
-RUN_COLUMNS: dict[str, tuple[str, Any]] = {
-    "run_id": ("INTEGER PRIMARY KEY AUTOINCREMENT", pl.Int64),
-    "started_at": ("TEXT NOT NULL", pl.String),
-    "model": ("TEXT", pl.String),
-    "model_sha256": ("TEXT", pl.String),
-    "dataset": ("TEXT", pl.String),
-    "dataset_fingerprint": ("TEXT", pl.String),
-    "preprocess": ("TEXT", pl.String),
-    "noise_model": ("TEXT", pl.String),
-    "noise": ("TEXT", pl.String),
-    "config": ("TEXT", pl.String),
-    "versions": ("TEXT", pl.String),
-}
-
-_JSON_COLUMNS = frozenset({"preprocess", "layers", "noise", "versions", "config"})
-_REQUIRED = ("key", "mode", "snr")
 _BUSY_TIMEOUT_MS = 30_000
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _create_sql(table: str, columns: Mapping[str, tuple[str, Any]]) -> str:
-    body = ", ".join(f"{name} {sql}" for name, (sql, _) in columns.items())
-    return f"CREATE TABLE IF NOT EXISTS {table} ({body})"
 
 
 class TrialStore:
@@ -147,40 +104,51 @@ class TrialStore:
         sql = "SELECT key FROM trials" + ("" if include_errors else " WHERE error IS NULL")
         return {key for (key,) in self._execute(sql)}
 
-    def record(self, row: Mapping[str, Any]) -> None:
-        """Insert one finished trial and commit it before returning.
+    def has(self, key: str) -> bool:
+        """Whether a finished trial (``error`` NULL) is stored under ``key``.
+
+        An executor calls it just before running a trial, to skip one that another
+        process finished meanwhile. A failed row does not count.
+        """
+        return self._execute("SELECT 1 FROM trials WHERE key = ? AND error IS NULL", (key,)).fetchone() is not None
+
+    def record(self, row: Mapping[str, Any]) -> bool:
+        """Insert one trial and commit it before returning.
 
         Args:
-            row: Column name -> value, names from :data:`TRIAL_COLUMNS`. ``key``,
-                ``mode`` and ``snr`` are required (``snr`` may be ``math.inf``, never
-                NaN); missing columns are stored as NULL, except ``finished_at``
-                (default: now, UTC ISO 8601). ``preprocess``, ``layers``, ``noise``
-                and ``versions`` take a JSON string or a JSON-ready object, which is
-                stored as sorted-key JSON.
+            row: Column name -> value, names from :data:`TRIAL_COLUMNS`. Required:
+                ``key``, ``mode`` (one of ``baseline``, ``all``, ``per-layer``,
+                ``cumulative``) and ``noise_model``. ``strength`` must be a finite
+                number, except for the baseline, which has none (NULL). Missing
+                columns are stored as NULL, except ``key_version`` (default 2) and
+                ``finished_at`` (default: now, UTC ISO 8601). JSON columns
+                (``preprocess``, ``layers``, ``noise``, ``context``, ``versions``)
+                take a JSON string or a JSON-ready object, stored as sorted-key JSON.
+
+        Returns:
+            ``True`` when the row was stored; ``False`` when a finished row (``error``
+            NULL) is already stored under its key, e.g. written by another process
+            running the same trial; the stored row is then kept unchanged. A failed
+            row is replaced by the next row recorded under its key.
 
         Raises:
-            StoreError: On an unknown column, a missing required value, a value of
-                the wrong type, or a key already stored without an error (a trial is
-                never recorded twice; a failed one may be replaced by its retry).
+            StoreError: On an unknown column, a missing or invalid required value, or
+                a value of the wrong type.
         """
-        values = {name: None for name in TRIAL_COLUMNS}
+        values: dict[str, Any] = {name: None for name in TRIAL_COLUMNS}
         values.update(self._prepare(row, TRIAL_COLUMNS, table="trials"))
+        if values["key_version"] is None:
+            values["key_version"] = ENGINE_KEY_VERSION
         if values["finished_at"] is None:
-            values["finished_at"] = _now()
-        for name in _REQUIRED:
-            if values.get(name) is None:
-                msg = f"trial row needs `{name}`, got {row.get(name)!r}"
-                raise StoreError(msg)
+            values["finished_at"] = now()
+        _check_trial(values)
         names = list(values)
         updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "key")
         sql = (
             f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT(key) DO UPDATE SET {updates} WHERE trials.error IS NOT NULL"
         )
-        cursor = self._execute(sql, [values[n] for n in names])
-        if cursor.rowcount == 0:
-            msg = f"trial key {values['key']!r} is already recorded; skip keys in `done_keys()` when resuming"
-            raise StoreError(msg)
+        return self._execute(sql, [values[n] for n in names]).rowcount > 0
 
     def record_run(self, info: Mapping[str, Any]) -> int:
         """Record one sweep invocation (its experiment context) and return its ``run_id``.
@@ -188,7 +156,8 @@ class TrialStore:
         Args:
             info: Column name -> value, names from :data:`RUN_COLUMNS` (all optional;
                 ``started_at`` defaults to now). JSON columns (``preprocess``,
-                ``noise``, ``config``, ``versions``) take a string or an object.
+                ``noise``, ``config``, ``context``, ``versions``) take a string or an
+                object.
 
         Returns:
             The new run's id, to put in each trial row's ``run_id``.
@@ -198,26 +167,53 @@ class TrialStore:
         """
         values = self._prepare(info, RUN_COLUMNS, table="runs")
         values.pop("run_id", None)
-        values.setdefault("started_at", _now())
+        values.setdefault("started_at", now())
         names = list(values)
         sql = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         return int(self._execute(sql, [values[n] for n in names]).lastrowid)
+
+    def adopt_v1(self, planned: Mapping[str, str], ok: Callable[[dict], bool]) -> int:
+        """Re-key trials migrated from a version 1 store so that the current engine finds them.
+
+        Args:
+            planned: v1 key -> v2 key of the same trial, for the trials the engine
+                plans (it computes the v1 key with
+                :func:`onnxnoise.store.migrate.v1_trial_key`).
+            ok: Called with each stored v1 row (``key_version`` 1, key in ``planned``)
+                as a dict ``column -> value`` (JSON columns as text, failed rows
+                included); returns whether that row may count as the v2 trial (same
+                label offset and other facts the v1 key did not cover).
+
+        Returns:
+            How many rows were adopted: their ``key`` is now the v2 key and
+            ``key_version`` 2. A row is not adopted when ``ok`` refuses it or when a
+            finished row is already stored under its v2 key (a failed one there gives
+            way to a finished v1 row).
+
+        Raises:
+            StoreError: If ``planned`` holds a non-string key, or the store cannot be
+                written (nothing is re-keyed then).
+        """
+        try:
+            return migrate.adopt_v1(self._conn, planned, ok)
+        except sqlite3.Error as exc:
+            msg = f"trial store {self.path}: {type(exc).__name__}: {exc}"
+            raise StoreError(msg) from exc
 
     def to_frame(self) -> pl.DataFrame:
         """All trials, in the order they were recorded.
 
         Returns:
-            One row per trial with the columns of :data:`TRIAL_COLUMNS` (JSON columns
-            as strings, ``snr`` ``inf`` for the baseline), plus ``noise_pct``
-            (``100 / snr``, 0 for the baseline) and ``top1_acc``, ``top5_acc``
-            (percent, ``100 * correct / images``; null for failed trials).
+            One row per trial with the columns of :data:`TRIAL_COLUMNS` in order (JSON
+            columns as strings, ``strength`` null for the baseline), plus
+            ``top1_acc`` and ``top5_acc`` (percent, ``100 * correct / images``; null
+            for failed trials and when ``images`` is 0 or null).
         """
         frame = self._frame("trials", TRIAL_COLUMNS, order="rowid")
-        has_images = pl.col("images").is_not_null() & (pl.col("images") > 0)
+        valid = pl.col("error").is_null() & pl.col("images").is_not_null() & (pl.col("images") > 0)
         return frame.with_columns(
-            (100.0 / pl.col("snr")).alias("noise_pct"),
-            pl.when(has_images).then(100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"),
-            pl.when(has_images).then(100.0 * pl.col("top5_correct") / pl.col("images")).alias("top5_acc"),
+            pl.when(valid).then(100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"),
+            pl.when(valid).then(100.0 * pl.col("top5_correct") / pl.col("images")).alias("top5_acc"),
         )
 
     def runs(self) -> pl.DataFrame:
@@ -250,14 +246,32 @@ class TrialStore:
         return values
 
 
+def _check_trial(values: Mapping[str, Any]) -> None:
+    """Refuse a trial row whose required values are missing or inconsistent (one-line StoreError)."""
+    for name in ("key", "mode", "noise_model"):
+        if not values.get(name):
+            msg = f"trial row needs `{name}`, got {values.get(name)!r}"
+            raise StoreError(msg)
+    mode, strength = values["mode"], values["strength"]
+    if mode not in MODES:
+        msg = f"column `mode` must be one of {', '.join(MODES)}, got {mode!r}"
+        raise StoreError(msg)
+    if mode == "baseline" and strength is not None:
+        msg = f"a 'baseline' trial has no `strength` (store None), got {strength!r}"
+        raise StoreError(msg)
+    if mode != "baseline" and strength is None:
+        msg = f"a {mode!r} trial needs `strength` (a finite number); only the baseline has none"
+        raise StoreError(msg)
+
+
 def _convert(name: str, value: Any, dtype: Any) -> Any:
     """Check and convert one value to what SQLite stores; raise StoreError when it does not fit."""
     try:
-        if name in _JSON_COLUMNS:
+        if name in JSON_COLUMNS:
             if isinstance(value, str):
                 json.loads(value)
                 return value
-            return json.dumps(value, sort_keys=True, separators=(",", ":"))
+            return canonical_json(value)
         if dtype == pl.Int64:
             if isinstance(value, bool) or int(value) != value:
                 raise TypeError
@@ -266,26 +280,29 @@ def _convert(name: str, value: Any, dtype: Any) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             value = float(value)
-            if math.isnan(value) and name == "snr":
+            if name == "strength" and not math.isfinite(value):
                 raise ValueError
             return value
         if not isinstance(value, str):
             raise TypeError
         return value
     except (TypeError, ValueError, OverflowError):
-        kind = "JSON (a string or a JSON-ready object)" if name in _JSON_COLUMNS else {
-            pl.Int64: "an integer", pl.Float64: "a number (not NaN)"
-        }.get(dtype, "a string")
+        if name in JSON_COLUMNS:
+            kind = "JSON (a string or a JSON-ready object)"
+        elif name == "strength":
+            kind = "a finite number (None for the baseline)"
+        else:
+            kind = {pl.Int64: "an integer", pl.Float64: "a number"}.get(dtype, "a string")
         msg = f"column `{name}` must be {kind}, got {value!r}"
         raise StoreError(msg) from None
 
 
 def open_store(path: str | os.PathLike, *, create: bool = True) -> TrialStore:
-    """Open (and if needed create) a trial store.
+    """Open (and if needed create) a trial store; migrate a version 1 store in place.
 
     Args:
-        path: SQLite file, e.g. ``runs/resnet20.sqlite``; missing parent folders are
-            created when ``create`` is true.
+        path: SQLite file, e.g. ``runs/resnet20/trials.sqlite``; missing parent folders
+            are created when ``create`` is true.
         create: Create the file when it does not exist; with ``False`` a missing file
             raises (for readers such as reports).
 
@@ -294,12 +311,13 @@ def open_store(path: str | os.PathLike, *, create: bool = True) -> TrialStore:
 
     Raises:
         StoreError: If the path is missing (``create=False``) or a folder, the file is
-            not a SQLite database, is another program's database, or has a different
-            schema version.
+            not a SQLite database, is another program's database, has a schema version
+            other than 1 (migrated) or 2, or its migration fails (the file is then
+            unchanged).
     """
     path = Path(path)
     if path.is_dir():
-        msg = f"trial store path {path} is a folder; give a file such as {path / 'trials.sqlite'}"
+        msg = f"trial store path {path} is a folder; give a file such as {path / STORE_NAME}"
         raise StoreError(msg)
     if not path.exists():
         if not create:
@@ -325,8 +343,7 @@ def _initialize(conn: sqlite3.Connection, path: Path) -> None:
         # The first read fails ("file is not a database") for a non-SQLite file; another
         # program's database is refused before anything (even the journal mode) changes.
         tables = _tables(conn)
-        if tables:
-            _check_schema(conn, path, tables)
+        version = _check_schema(conn, path, tables) if tables else None
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute("PRAGMA synchronous = FULL")
         if not tables:
@@ -334,13 +351,16 @@ def _initialize(conn: sqlite3.Connection, path: Path) -> None:
             try:
                 tables = _tables(conn)  # another process may have created it meanwhile
                 if tables:
-                    _check_schema(conn, path, tables)
+                    version = _check_schema(conn, path, tables)
                 else:
-                    _create_schema(conn)
+                    create_schema(conn)
+                    version = SCHEMA_VERSION
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        if version == 1:
+            migrate.migrate_v1(conn, path)
     except sqlite3.DatabaseError as exc:
         msg = f"{path} is not a trial store: SQLite cannot read it ({exc})"
         raise StoreError(msg) from exc
@@ -350,27 +370,23 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
     return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    conn.execute(_create_sql("trials", TRIAL_COLUMNS))
-    conn.execute(_create_sql("runs", RUN_COLUMNS))
-    conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    from onnxnoise import __version__
-
-    meta = {"schema_version": str(SCHEMA_VERSION), "created_at": _now(), "created_by": f"onnxnoise {__version__}"}
-    conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", list(meta.items()))
-    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _check_schema(conn: sqlite3.Connection, path: Path, tables: set[str]) -> None:
+def _check_schema(conn: sqlite3.Connection, path: Path, tables: set[str]) -> int:
+    """Return the store's schema version (1 or 2); refuse anything else."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     if app_id != APPLICATION_ID or "trials" not in tables:
         msg = f"{path} is a SQLite database of another program (tables: {', '.join(sorted(tables))}), not a trial store"
         raise StoreError(msg)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != SCHEMA_VERSION:
+    if version > SCHEMA_VERSION:
         msg = (
-            f"trial store {path} has schema version {version}, this onnxnoise reads version {SCHEMA_VERSION}; "
-            "use the onnxnoise that wrote it or start a new store"
+            f"trial store {path} has schema version {version}, newer than version {SCHEMA_VERSION} that this "
+            "onnxnoise reads; use the newer onnxnoise that wrote it or start a new store"
         )
         raise StoreError(msg)
+    if version not in (1, SCHEMA_VERSION):
+        msg = (
+            f"trial store {path} has schema version {version}; this onnxnoise reads version {SCHEMA_VERSION} "
+            "and migrates version 1; start a new store"
+        )
+        raise StoreError(msg)
+    return version

@@ -1,0 +1,149 @@
+"""Trial store schema v2: column lists, versions and the SQL that creates the tables.
+
+A trial store is one SQLite file (normally ``RUN_DIR/trials.sqlite``) marked with
+``PRAGMA application_id`` = :data:`APPLICATION_ID` and ``PRAGMA user_version`` =
+:data:`SCHEMA_VERSION`. It holds three tables: ``trials`` (one row per finished trial,
+columns :data:`TRIAL_COLUMNS`), ``runs`` (one row per sweep invocation, columns
+:data:`RUN_COLUMNS`) and ``meta`` (``name -> value`` text pairs: ``schema_version``,
+``created_at``, ``created_by`` and, after a migration, ``migrated_from`` and
+``migrated_at``).
+
+Version history:
+
+* 1: ``snr`` (``inf`` for the baseline), noise settings as
+  ``{"noise_model", "bn_variance", "keep_zeros"}``.
+* 2: ``strength`` (the noise model's strength, NULL for the baseline) and
+  ``noise_model`` (registry name) replace ``snr``; ``noise`` is
+  ``{"params": {...}, "bn_variance", "keep_zeros"}``; new columns ``key_version``,
+  ``layers_noised``, ``label_offset``, ``batch_size``, ``overflow_count``,
+  ``clipped_count``, ``zeros_kept``, ``context`` (trials) and ``context`` (runs).
+  :mod:`onnxnoise.store.migrate` converts a version 1 file in place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "APPLICATION_ID",
+    "ENGINE_KEY_VERSION",
+    "STORE_NAME",
+    "MODES",
+    "TRIAL_COLUMNS",
+    "RUN_COLUMNS",
+    "JSON_COLUMNS",
+    "create_sql",
+    "create_schema",
+    "canonical_json",
+    "now",
+]
+
+#: Schema version, kept in ``PRAGMA user_version`` and in the ``meta`` table.
+SCHEMA_VERSION: int = 2
+
+#: ``PRAGMA application_id`` marking a file as an onnxnoise trial store ("onnx").
+APPLICATION_ID: int = 0x6F6E6E78
+
+#: ``key_version`` of rows keyed by the current engine (the default of ``record``);
+#: rows migrated from a version 1 store have ``key_version`` 1 until adopted.
+ENGINE_KEY_VERSION: int = 2
+
+#: File name of the trial store inside a run folder.
+STORE_NAME: str = "trials.sqlite"
+
+#: Trial modes the store accepts in ``mode``.
+MODES: tuple[str, ...] = ("baseline", "all", "per-layer", "cumulative")
+
+#: Trial columns in record order: name -> (SQLite type, Polars dtype). JSON columns
+#: (:data:`JSON_COLUMNS`) hold sorted-key JSON text.
+TRIAL_COLUMNS: dict[str, tuple[str, Any]] = {
+    "key": ("TEXT PRIMARY KEY", pl.String),
+    "key_version": ("INTEGER", pl.Int64),  # 2: keyed by the current engine; 1: migrated from a v1 store
+    "run_id": ("INTEGER", pl.Int64),
+    "model": ("TEXT", pl.String),
+    "model_sha256": ("TEXT", pl.String),
+    "dataset": ("TEXT", pl.String),
+    "dataset_fingerprint": ("TEXT", pl.String),
+    "preprocess": ("TEXT", pl.String),  # JSON
+    "mode": ("TEXT NOT NULL", pl.String),  # one of MODES
+    "layer_index": ("INTEGER", pl.Int64),
+    "layers": ("TEXT", pl.String),  # JSON list of layer names
+    "layers_noised": ("INTEGER", pl.Int64),
+    "noise_model": ("TEXT NOT NULL", pl.String),  # registry name, e.g. 'gaussian-snr'
+    "noise": ("TEXT", pl.String),  # JSON: {"params": {...}, "bn_variance": ..., "keep_zeros": ...}
+    "strength": ("REAL", pl.Float64),  # NULL for the baseline; linear SNR for 'gaussian-snr'
+    "seed": ("INTEGER", pl.Int64),  # NULL for the baseline
+    "label_offset": ("INTEGER", pl.Int64),
+    "batch_size": ("INTEGER", pl.Int64),
+    "provider": ("TEXT", pl.String),
+    "images": ("INTEGER", pl.Int64),
+    "top1_correct": ("INTEGER", pl.Int64),
+    "top5_correct": ("INTEGER", pl.Int64),
+    "nan_count": ("INTEGER", pl.Int64),
+    "bn_variance_changed": ("INTEGER", pl.Int64),
+    "overflow_count": ("INTEGER", pl.Int64),
+    "clipped_count": ("INTEGER", pl.Int64),
+    "zeros_kept": ("INTEGER", pl.Int64),
+    "seconds": ("REAL", pl.Float64),
+    "context": ("TEXT", pl.String),  # JSON: everything the key hashed
+    "versions": ("TEXT", pl.String),  # JSON: package versions
+    "error": ("TEXT", pl.String),  # NULL for a finished trial
+    "finished_at": ("TEXT NOT NULL", pl.String),
+}
+
+#: Run columns (one row per sweep invocation): name -> (SQLite type, Polars dtype).
+RUN_COLUMNS: dict[str, tuple[str, Any]] = {
+    "run_id": ("INTEGER PRIMARY KEY AUTOINCREMENT", pl.Int64),
+    "started_at": ("TEXT NOT NULL", pl.String),
+    "model": ("TEXT", pl.String),
+    "model_sha256": ("TEXT", pl.String),
+    "dataset": ("TEXT", pl.String),
+    "dataset_fingerprint": ("TEXT", pl.String),
+    "preprocess": ("TEXT", pl.String),
+    "noise_model": ("TEXT", pl.String),
+    "noise": ("TEXT", pl.String),
+    "config": ("TEXT", pl.String),
+    "context": ("TEXT", pl.String),
+    "versions": ("TEXT", pl.String),
+}
+
+#: Columns (of either table) that hold JSON text.
+JSON_COLUMNS: frozenset[str] = frozenset({"preprocess", "layers", "noise", "context", "versions", "config"})
+
+
+def now() -> str:
+    """The current time as UTC ISO 8601 with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, whitespace-free JSON, as the store writes every JSON column."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def create_sql(table: str, columns: Mapping[str, tuple[str, Any]]) -> str:
+    """``CREATE TABLE`` statement for ``table`` with ``columns`` in order."""
+    body = ", ".join(f"{name} {sql}" for name, (sql, _) in columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {table} ({body})"
+
+
+def create_schema(conn: Any) -> None:
+    """Create the v2 tables, ``meta`` and the pragmas in an empty database.
+
+    Run it inside the caller's transaction.
+    """
+    conn.execute(create_sql("trials", TRIAL_COLUMNS))
+    conn.execute(create_sql("runs", RUN_COLUMNS))
+    conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    from onnxnoise import __version__
+
+    meta = {"schema_version": str(SCHEMA_VERSION), "created_at": now(), "created_by": f"onnxnoise {__version__}"}
+    conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", list(meta.items()))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
