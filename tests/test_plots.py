@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+from onnxnoise.noise import NoiseModel, register
 from onnxnoise.report.plots import (
     plot_accuracy_vs_noise,
     plot_compare,
@@ -19,42 +21,75 @@ from onnxnoise.report.plots import (
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 
 SNRS = (100.0, 10.0, 2.5)
+#: Strengths of the test drift model (more noise = higher), deliberately not sorted.
+TIMES = (60.0, 1.0, 3600.0)
 N_LAYERS = 12
 SEEDS = 3
 
 
-def _synthetic_trials(model: str, robustness: float) -> list[dict]:
+@register
+@dataclass(frozen=True)
+class PlotDrift(NoiseModel):
+    """Test model whose noise grows with its strength (a time)."""
+
+    name: ClassVar[str] = "test-plots-drift"
+    strength_name: ClassVar[str] = "t"
+    strength_label: ClassVar[str] = "time (s)"
+    more_noise_when: ClassVar[str] = "higher"
+
+    def format_strength(self, value):
+        return "clean" if value is None else f"t = {value:g} s"
+
+    def perturb(self, w, strength, rng, tensor):  # never called here
+        return w
+
+
+def _synthetic_trials(model: str, robustness: float, noise_model: str = "gaussian-snr") -> list[dict]:
     """Accuracy falls with noise and is worse for early layers (paper findings 1 and 2)."""
     rng = np.random.default_rng(abs(hash(model)) % 2**32)
     base = {"model": model, "model_sha256": f"sha-{model}", "dataset": "cifar10-test", "dataset_fingerprint": "fp",
-            "preprocess": "{}", "images": 1000, "nan_count": 0, "error": None}
-    rows = [{**base, "mode": "baseline", "layer_index": None, "snr": math.inf, "seed": None,
+            "preprocess": "{}", "images": 1000, "nan_count": 0, "error": None, "noise_model": noise_model,
+            "noise": '{"bn_variance":"clamp","keep_zeros":false,"params":{}}'}
+    rows = [{**base, "mode": "baseline", "layer_index": None, "strength": None, "seed": None,
              "top1_correct": 920, "top5_correct": 995}]
-    for snr in SNRS:
+    gaussian = noise_model == "gaussian-snr"
+    for strength in SNRS if gaussian else TIMES:
         for seed in range(SEEDS):
-            drop = min(1.0, (1 / snr) ** 1.5 / robustness)
+            level = 1 / strength if gaussian else strength / 36000
+            drop = min(1.0, level ** 1.5 / robustness)
             noise = rng.normal(0, 10)
-            rows.append({**base, "mode": "all", "layer_index": None, "snr": snr, "seed": seed,
+            rows.append({**base, "mode": "all", "layer_index": None, "strength": strength, "seed": seed,
                          "top1_correct": int(max(0, 920 * (1 - drop) + noise)), "top5_correct": 990})
             for layer in range(N_LAYERS):
                 weight = (N_LAYERS - layer) / N_LAYERS
                 local = drop * weight
-                rows.append({**base, "mode": "per-layer", "layer_index": layer, "snr": snr, "seed": seed,
+                rows.append({**base, "mode": "per-layer", "layer_index": layer, "strength": strength, "seed": seed,
                              "top1_correct": int(max(0, 920 * (1 - local) + rng.normal(0, 15))), "top5_correct": 990})
                 cum = min(1.0, drop * (layer + 1) / N_LAYERS * 1.5)
-                rows.append({**base, "mode": "cumulative", "layer_index": layer + 1, "snr": snr, "seed": seed,
-                             "top1_correct": int(max(0, 920 * (1 - cum) + rng.normal(0, 15))), "top5_correct": 990})
+                rows.append({**base, "mode": "cumulative", "layer_index": layer + 1, "strength": strength,
+                             "seed": seed, "top1_correct": int(max(0, 920 * (1 - cum) + rng.normal(0, 15))),
+                             "top5_correct": 990})
     return rows
 
 
-@pytest.fixture(scope="module")
-def trials() -> pl.DataFrame:
-    rows = _synthetic_trials("resnet20", 1.0) + _synthetic_trials("resnet56", 3.0)
-    frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String})
+def _to_frame(rows: list[dict]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
+                                                 "strength": pl.Float64})
     return frame.with_columns(
         (100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"),
         (100.0 * pl.col("top5_correct") / pl.col("images")).alias("top5_acc"),
     )
+
+
+@pytest.fixture(scope="module")
+def trials() -> pl.DataFrame:
+    return _to_frame(_synthetic_trials("resnet20", 1.0) + _synthetic_trials("resnet56", 3.0))
+
+
+@pytest.fixture(scope="module")
+def drift() -> pl.DataFrame:
+    return _to_frame(_synthetic_trials("resnet20", 1.0, "test-plots-drift")
+                     + _synthetic_trials("resnet56", 3.0, "test-plots-drift"))
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +177,29 @@ def test_compare(trials, kind, tmp_path):
     assert fig2.axes[0].get_ylabel() == "average normalized top-5 accuracy $A_{avr}$"
     with pytest.raises(ValueError, match="`kind`"):
         plot_compare(a_avr, kind="pie")
+
+
+def test_higher_noise_model_axes_and_order(drift, trials):
+    """A model whose noise grows with its strength: its own label, ascending order, baseline as a line."""
+    summary = summarize_trials(drift)
+    fig = plot_layer_sensitivity(summary.filter(pl.col("model") == "resnet20"))
+    ax = fig.axes[0]
+    assert _legend_texts(fig) == ["t = 1 s", "t = 60 s", "t = 3600 s"]  # least noise first
+    assert ax.get_legend().get_title().get_text() == "time (s)"
+    fig = plot_accuracy_vs_noise(summary)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "time (s)" and not ax.xaxis_inverted()
+    line = ax.containers[0].lines[0]
+    assert list(line.get_xdata()) == [1.0, 60.0, 3600.0]  # no position for the clean model on a time axis ...
+    baselines = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert [list(ln.get_ydata()) for ln in baselines] == [[92.0, 92.0], [92.0, 92.0]]  # ... so a line per model
+    a_avr = average_normalized_accuracy(drift)
+    assert a_avr["strength"].to_list() == [1.0, 60.0, 3600.0] * 2
+    bar = plot_compare(a_avr)
+    assert bar.axes[0].get_xlabel() == "time (s)"
+    assert [t.get_text() for t in bar.axes[0].get_xticklabels()] == ["1", "60", "3600"]
+    both = summarize_trials(pl.concat([trials, drift]))
+    with pytest.raises(ValueError, match="several values of `noise_model`"):
+        plot_accuracy_vs_noise(both)
+    with pytest.raises(ValueError, match="several values of `noise_model`"):
+        plot_layer_sensitivity(both.filter(pl.col("model") == "resnet20"))

@@ -10,12 +10,19 @@ from rich.table import Table
 from rich.text import Text
 
 from onnxnoise.model.graph import Layer
+from onnxnoise.report.stats import sort_by_noise
+from onnxnoise.report.strength import noise_model_for, strength_header
 
-__all__ = ["layers_table", "bench_table", "bench_caption", "summary_table", "a_avr_table"]
+__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table"]
+
+#: Counter columns of a summary shown by :func:`summary_table` when non-zero somewhere: column -> header.
+COUNTER_HEADERS: dict[str, str] = {
+    "bn_variance_changed": "BN variances fixed",
+    "clipped_count": "clipped",
+    "overflow_count": "overflow",
+}
 
 
-def _fmt_snr(snr: float) -> str:
-    return "clean" if math.isinf(snr) else f"{snr:g}"
 
 
 def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
@@ -44,14 +51,21 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
 
 
 def bench_caption(meta: dict) -> Text:
-    """One-paragraph description of what a bench run measured."""
+    """One-paragraph description of what a bench run measured.
+
+    The noise line comes from the noise model's ``describe()``
+    (``meta["noise_model"]``, ``meta["noise"] = {"params", "bn_variance", "keep_zeros"}``),
+    e.g. paper eq. 1 for ``gaussian-snr``.
+    """
     pre = meta.get("preprocess", {})
     geometry = f"resize {pre.get('resize')}, crop {pre.get('crop')}" if pre.get("crop") or pre.get("resize") else "no resize"
     colour = "grayscale" if pre.get("channels") == 1 else pre.get("channel_order")
+    noise = meta.get("noise") or {}
+    bn_policy = noise.get("bn_variance", meta.get("bn_variance"))
     changed = meta.get("bn_variance_changed")
-    policy = f"BN variance policy {meta.get('bn_variance')}" + (
-        f" ({changed:,} negative variances {'left' if meta.get('bn_variance') == 'keep' else 'fixed'})"
-        if changed else "")
+    policy = f"BN variance policy {bn_policy}" + (
+        f" ({changed:,} negative variances {'left' if bn_policy == 'keep' else 'fixed'})" if changed else "")
+    model = noise_model_for(meta.get("noise_model"), noise)
     lines = [
         f"model {meta['model']} ({meta['layers_noised']}/{meta['layers_total']} layers noised, "
         f"{meta['params_noised']:,} parameters)",
@@ -61,49 +75,19 @@ def bench_caption(meta: dict) -> Text:
         + (f" from {meta['preprocess_source']}" if meta.get("preprocess_source") else "")
         + f" ({geometry}, {colour}, "
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
-        f"noise: additive Gaussian, sigma = std(w)/SNR per tensor, {meta.get('seeds')} seed(s), "
+        f"noise: {model.describe()}, {meta.get('seeds')} seed(s), "
         f"{policy}; execution provider {meta.get('provider')}",
     ]
     if meta.get("input_layout") == "NHWC" or meta.get("fixed_batch"):
         lines.append(f"model input {meta.get('input_layout')}"
                      + (f", fixed batch {meta['fixed_batch']} (last batch zero-padded)" if meta.get("fixed_batch") else ""))
-    if meta.get("keep_zeros"):
+    if noise.get("keep_zeros", meta.get("keep_zeros")):
         lines.append("exact zeros kept at zero (--keep-zeros, pruned weights)")
     if meta.get("quantization"):
         lines.append(meta["quantization"])
     if meta.get("label_offset"):
         lines.append(f"labels shifted by {meta['label_offset']} (background class at output 0)")
     return Text("\n".join(lines))
-
-
-def bench_table(summary: pl.DataFrame, *, title: str | None = None) -> Table:
-    """Per-SNR accuracy table of a bench run.
-
-    Args:
-        summary: Output of :func:`onnxnoise.bench.summarize`.
-        title: Optional table title.
-
-    Returns:
-        A rich ``Table``: SNR, noise %, seeds, top-1 and top-5 (mean ± std, percent),
-        normalized accuracy ``a / a_0`` (paper eq. 2) and NaN-logit count.
-    """
-    table = Table(title=title)
-    for name in ("SNR", "noise %", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "top-5 a/a0", "NaN logits"):
-        table.add_column(name, justify="right")
-    for row in summary.iter_rows(named=True):
-        clean = math.isinf(row["snr"])
-        spread = "" if clean or row["seeds"] < 2 else " ± {:.2f}"  # one seed: no spread to show
-        table.add_row(
-            _fmt_snr(row["snr"]),
-            f"{row['noise_pct']:g}",
-            "-" if clean else str(row["seeds"]),
-            f"{row['top1_mean']:.2f}" + spread.format(row["top1_std"]),
-            f"{row['top5_mean']:.2f}" + spread.format(row["top5_std"]),
-            f"{row['top1_norm_mean']:.4f}",
-            f"{row['top5_norm_mean']:.4f}",
-            str(row["nan_count"]),
-        )
-    return table
 
 
 def _pm(mean, ci, digits: int = 2) -> str:
@@ -113,43 +97,80 @@ def _pm(mean, ci, digits: int = 2) -> str:
     return text if ci is None or math.isnan(ci) else f"{text} ± {ci:.{digits}f}"
 
 
+def _several_noise_models(frame: pl.DataFrame) -> bool:
+    return "noise_model" in frame.columns and frame["noise_model"].n_unique() > 1
+
+
 def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and baseline trials") -> Table:
     """Baseline and noise-in-all-layers rows of :func:`onnxnoise.report.stats.summarize_trials`.
 
+    The one console table of ``bench`` and ``report``: rows per model (and noise
+    model) from the baseline to the most noise (:func:`~onnxnoise.report.stats.sort_by_noise`).
+
+    Args:
+        summary: Output of :func:`onnxnoise.report.stats.summarize_trials`; only its
+            ``baseline`` and ``all`` rows are shown.
+        title: Table title.
+
     Returns:
-        A rich ``Table``: model, mode, SNR, seeds, top-1 / top-5 (percent, mean ± 95% CI
-        over seeds), ``a / a_0`` and NaN-logit count.
+        A rich ``Table``: model, mode, [noise model, when several], the strength
+        (header: the noise model's ``strength_label``, or ``strength`` when the frame
+        has several noise models; cells: ``strength_text``), seeds, top-1 / top-5
+        (percent, mean ± 95% Student-t CI over seeds), top-1 ``a / a_0`` (paper
+        eq. 2, mean ± CI), NaN logits, and each of :data:`COUNTER_HEADERS` that is
+        non-zero in some row.
     """
+    rows = sort_by_noise(summary.filter(pl.col("mode").is_in(["baseline", "all"])))
+    several = _several_noise_models(rows)
+    counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
     table = Table(title=title)
-    for name in ("model", "mode", "SNR", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"):
-        table.add_column(name, justify="left" if name in ("model", "mode") else "right",
+    headers = ["model", "mode", *(["noise model"] if several else []), strength_header(rows), "seeds",
+               "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits", *(COUNTER_HEADERS[c] for c in counters)]
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="left" if i < 2 + several else "right",
                          overflow="fold", min_width=9 if name == "model" else None)
-    rows = summary.filter(pl.col("mode").is_in(["baseline", "all"])).sort(["model", "snr"], descending=[False, True])
     for row in rows.iter_rows(named=True):
-        table.add_row(row["model"], row["mode"], _fmt_snr(row["snr"]), str(row["seeds"]),
-                      _pm(row["top1_acc_mean"], row["top1_acc_ci"]), _pm(row["top5_acc_mean"], row["top5_acc_ci"]),
-                      _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4), str(row["nan_count"]))
+        cells = [row["model"], row["mode"], *([row["noise_model"]] if several else []), row["strength_text"],
+                 str(row["seeds"]), _pm(row["top1_acc_mean"], row["top1_acc_ci"]),
+                 _pm(row["top5_acc_mean"], row["top5_acc_ci"]), _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4),
+                 _count(row.get("nan_count"))]
+        table.add_row(*cells, *(_count(row[c]) for c in counters))
     return table
 
 
+def _count(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer at a time: A_avr (eq. 3)") -> Table:
-    """Per-model, per-SNR ``A_avr`` and degradation (``100 (1 - A_avr)``, percent).
+    """Per-model, per-strength ``A_avr`` (paper eq. 3) and degradation (``100 (1 - A_avr)``, percent).
 
     Args:
         a_avr: Output of :func:`onnxnoise.report.stats.average_normalized_accuracy`, optionally
             joined with ``layers_model``/``parameters`` counts.
+        title: Table title.
+
+    Returns:
+        A rich ``Table``: model, [noise model, when several], the strength (header as
+        in :func:`summary_table`), layers, seeds, top-1 A_avr ± 95% CI, top-1
+        degradation %, top-5 A_avr ± CI, [parameters].
     """
+    rows = sort_by_noise(a_avr)
+    several = _several_noise_models(rows)
     table = Table(title=title)
-    for name in ("model", "SNR", "layers", "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"):
-        table.add_column(name, justify="left" if name == "model" else "right",
+    headers = ["model", *(["noise model"] if several else []), strength_header(rows), "layers", "seeds",
+               "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"]
+    if "parameters" in rows.columns:
+        headers.append("parameters")
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="left" if i < 1 + several else "right",
                          overflow="fold", min_width=9 if name == "model" else None)
-    if "parameters" in a_avr.columns:
-        table.add_column("parameters", justify="right")
-    for row in a_avr.sort(["model", "snr"], descending=[False, True]).iter_rows(named=True):
-        cells = [row["model"], _fmt_snr(row["snr"]), str(row["layers"]), str(row["seeds"]),
+    for row in rows.iter_rows(named=True):
+        cells = [row["model"], *([row["noise_model"]] if several else []), row["strength_text"],
+                 str(row["layers"]), str(row["seeds"]),
                  _pm(row["top1_a_avr"], row["top1_a_avr_ci"], 4), f"{row['top1_degradation_pct']:.2f}",
                  _pm(row["top5_a_avr"], row["top5_a_avr_ci"], 4)]
-        if "parameters" in a_avr.columns:
+        if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)
     return table

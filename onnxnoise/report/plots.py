@@ -1,9 +1,15 @@
 """Matplotlib figures of sweep results, after the figures of Fagbohungbe & Qian (arXiv 2011.11840).
 
 * :func:`plot_accuracy_vs_noise`: whole-model accuracy vs noise, one line per model (Fig. 2);
-* :func:`plot_layer_sensitivity`: normalized accuracy vs noised layer, one line per SNR (Figs. 3-4);
+* :func:`plot_layer_sensitivity`: normalized accuracy (eq. 2) vs noised layer, one line per strength (Figs. 3-4);
 * :func:`plot_cumulative`: normalized accuracy vs number of noised layers ``L`` (Fig. 5);
-* :func:`plot_compare`: ``A_avr`` or degradation per SNR for several models (Figs. 6-10).
+* :func:`plot_compare`: ``A_avr`` (eq. 3) or degradation per strength for several models (Figs. 6-10).
+
+The noise axis is the noise model's strength (``noise_model``/``strength`` columns),
+drawn through :func:`onnxnoise.report.strength.noise_axis`: for ``gaussian-snr`` the
+x axis is the noise in percent of ``sigma_w`` (``100 / SNR``, eq. 1) as in the paper,
+for other models the strength itself. One figure shows one noise model; filter a
+frame with several first.
 
 Inputs are the frames of :mod:`onnxnoise.report.stats` (:func:`~onnxnoise.report.stats.summarize_trials`,
 :func:`~onnxnoise.report.stats.average_normalized_accuracy`). Every function builds a new
@@ -14,7 +20,7 @@ backend, safe under ``Agg`` and in threads) and returns it; the caller saves it,
 
 from __future__ import annotations
 
-import math
+import json
 
 import numpy as np
 import polars as pl
@@ -22,9 +28,11 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from onnxnoise.report.stats import sort_by_noise
+from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis
+
 __all__ = [
     "METRIC_LABELS",
-    "NOISE_LABEL",
     "plot_layer_sensitivity",
     "plot_cumulative",
     "plot_accuracy_vs_noise",
@@ -39,9 +47,6 @@ METRIC_LABELS: dict[str, str] = {
     "top5_norm": "normalized top-5 accuracy $a_i/a_0$",
 }
 
-#: X-axis label for noise levels (``noise_pct = 100 / SNR``, paper eq. 1).
-NOISE_LABEL = r"noise std (% of $\sigma_w$) = 100 / SNR"
-
 _FIGSIZE = (8.0, 4.8)
 
 
@@ -51,7 +56,7 @@ def plot_layer_sensitivity(
     metric: str = "top1_norm",
     title: str | None = None,
 ) -> Figure:
-    """Accuracy with noise in one layer at a time, vs layer index, one line per SNR (paper Figs. 3-4).
+    """Accuracy with noise in one layer at a time, vs layer index, one line per strength (paper Figs. 3-4).
 
     Args:
         summary: Output of :func:`onnxnoise.report.stats.summarize_trials` for one model and
@@ -64,8 +69,8 @@ def plot_layer_sensitivity(
         The figure (one axes; lines ordered from least to most noise).
 
     Raises:
-        ValueError: If there are no per-layer rows, several models/datasets, or an
-            unknown metric.
+        ValueError: If there are no per-layer rows, several models/datasets/noise
+            models/noise settings, or an unknown metric.
     """
     return _plot_over_layers(
         summary, mode="per-layer", metric=metric, title=title,
@@ -80,7 +85,7 @@ def plot_cumulative(
     metric: str = "top1_norm",
     title: str | None = None,
 ) -> Figure:
-    """Accuracy with noise in layers 1..L, vs L, one line per SNR (paper Fig. 5).
+    """Accuracy with noise in layers 1..L, vs L, one line per strength (paper Fig. 5).
 
     Args:
         summary: Output of :func:`onnxnoise.report.stats.summarize_trials` for one model and
@@ -92,8 +97,8 @@ def plot_cumulative(
         The figure.
 
     Raises:
-        ValueError: If there are no cumulative rows, several models/datasets, or an
-            unknown metric.
+        ValueError: If there are no cumulative rows, several models/datasets/noise
+            models/noise settings, or an unknown metric.
     """
     return _plot_over_layers(
         summary, mode="cumulative", metric=metric, title=title,
@@ -110,8 +115,10 @@ def plot_accuracy_vs_noise(
 ) -> Figure:
     """Whole-model accuracy vs noise with noise in all layers, one line per model (paper Fig. 2).
 
-    Each line starts at the model's baseline (0 % noise) and continues with its ``all``
-    rows by increasing ``noise_pct``; error bars are ``<metric>_ci`` (seed CI).
+    Each line runs over the model's ``all`` rows by increasing noise (x from
+    :func:`onnxnoise.report.strength.noise_axis`) and starts at its baseline where the
+    axis places it (0 % noise for ``gaussian-snr``); otherwise the baseline is a dotted
+    horizontal line in the model's colour. Error bars are ``<metric>_ci`` (seed CI).
 
     Args:
         summary: Output of :func:`onnxnoise.report.stats.summarize_trials`, any number of
@@ -123,31 +130,40 @@ def plot_accuracy_vs_noise(
         The figure.
 
     Raises:
-        ValueError: If there are no ``all`` rows or the metric is unknown.
+        ValueError: If there are no ``all`` rows, several noise models, or the metric is unknown.
     """
     _check_metric(metric, summary)
     noisy = summary.filter(pl.col("mode") == "all")
     if noisy.is_empty():
         msg = "summary has no 'all' rows (noise in all layers); run the sweep with mode 'all'"
         raise ValueError(msg)
+    axis = _axis(noisy)
     # Only the baselines measured on the same images (and model file) as the noisy rows.
     same = [c for c in ("model_sha256", "dataset_fingerprint", "preprocess") if c in summary.columns]
     base = summary.filter(pl.col("mode") == "baseline")
-    if same:
-        base = base.join(noisy.select(same).unique(), on=same, how="semi")
-    data = pl.concat([base, noisy], how="vertical_relaxed")
     fig, ax = _new_axes()
-    series = _series_keys(data)
     high = 100.0 if metric.endswith("_acc") else np.inf
-    for key, label in series:
-        sub = data.filter(*(pl.col(c) == v for c, v in key.items())).sort("noise_pct")
-        x = sub["noise_pct"].to_numpy()
+    for key, label in _series_keys(noisy):
+        sub = sort_by_noise(noisy.filter(*(pl.col(c) == v for c, v in key.items())))
+        if same:
+            b = base.join(sub.select(same).unique(), on=same, how="semi")
+        else:
+            b = base.filter(*(pl.col(c) == v for c, v in key.items() if c in ("model", "dataset")))
+        y0 = float(np.nanmean(_values(b, f"{metric}_mean"))) if b.height else None
+        x = np.array([axis.x(v) for v in sub["strength"].to_list()], dtype=float)
         y = _values(sub, f"{metric}_mean")
         err = np.nan_to_num(_values(sub, f"{metric}_ci"), nan=0.0)
+        if y0 is not None and axis.baseline_x is not None:  # the clean model: one run, no seed spread
+            x, y, err = (np.concatenate([[first], rest]) for first, rest in ((axis.baseline_x, x), (y0, y), (0.0, err)))
         # Few-seed t-intervals can pass the possible range [0, 100 %]: clip them there.
         err = np.vstack([np.minimum(err, np.maximum(y, 0.0)), np.minimum(err, np.maximum(high - y, 0.0))])
-        ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, label=label)
-    ax.set_xlabel(NOISE_LABEL)
+        bars = ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, label=label)
+        if y0 is not None and axis.baseline_x is None:
+            ax.axhline(y0, color=bars.lines[0].get_color(), linestyle=":", linewidth=1.0, label="_nolegend_")
+    data = noisy
+    if axis.invert:
+        ax.invert_xaxis()
+    ax.set_xlabel(axis.label)
     ax.set_ylabel(METRIC_LABELS[metric])
     if metric.endswith("_acc"):
         ax.set_ylim(0, 102)
@@ -157,6 +173,7 @@ def plot_accuracy_vs_noise(
     default = (
         f"noise in all layers: {names} on {_join(data, 'dataset')}\n"
         f"mean over {_seeds_text(noisy)}, error bars: 95% t-interval over seeds (clipped to 0-100 %)"
+        + ("; dotted: clean model" if axis.baseline_x is None and base.height else "")
     )
     ax.set_title(title if title is not None else default)
     return fig
@@ -170,7 +187,7 @@ def plot_compare(
     kind: str = "bar",
     title: str | None = None,
 ) -> Figure:
-    """Compare models by average normalized accuracy or degradation per SNR (paper Figs. 6-10).
+    """Compare models by average normalized accuracy or degradation per strength (paper Figs. 6-10).
 
     Args:
         a_avr: Output of :func:`onnxnoise.report.stats.average_normalized_accuracy`, one or
@@ -185,7 +202,8 @@ def plot_compare(
         The figure; error bars are the seed CI of ``A_avr`` (times 100 for degradation).
 
     Raises:
-        ValueError: On an empty frame or an unknown ``metric``/``value``/``kind``.
+        ValueError: On an empty frame, several noise models, or an unknown
+            ``metric``/``value``/``kind``.
     """
     if metric not in ("top1", "top5"):
         msg = f"`metric` must be 'top1' or 'top5', got {metric!r}"
@@ -206,12 +224,13 @@ def plot_compare(
     else:
         column, scale = f"{metric}_a_avr", 1.0
         ylabel = f"average normalized {top} accuracy $A_{{avr}}$"
-    levels = sorted(a_avr["noise_pct"].unique().to_list())
+    axis = _axis(a_avr)
+    levels = _levels(a_avr)
     series = _series_keys(a_avr)
     fig, ax = _new_axes()
     width = 0.8 / max(len(series), 1)
     for i, (key, label) in enumerate(series):
-        sub = a_avr.filter(*(pl.col(c) == v for c, v in key.items())).sort("noise_pct")
+        sub = sort_by_noise(a_avr.filter(*(pl.col(c) == v for c, v in key.items())))
         y = _values(sub, column)
         err = np.nan_to_num(scale * _values(sub, f"{metric}_a_avr_ci"), nan=0.0)
         # Few-seed t-intervals can reach past the possible range: clip them there
@@ -219,13 +238,16 @@ def plot_compare(
         high = 100.0 if value == "degradation" else max(1.0, float(np.nanmax(y)) if np.isfinite(y).any() else 1.0)
         err = np.vstack([np.minimum(err, np.maximum(y, 0.0)), np.minimum(err, np.maximum(high - y, 0.0))])
         if kind == "bar":
-            pos = np.array([levels.index(p) for p in sub["noise_pct"].to_list()], dtype=float)
+            pos = np.array([levels.index(v) for v in sub["strength"].to_list()], dtype=float)
             ax.bar(pos + (i - (len(series) - 1) / 2) * width, y, width, yerr=err, capsize=3, label=label)
         else:
-            ax.errorbar(sub["noise_pct"].to_numpy(), y, yerr=err, marker="o", markersize=4, capsize=3, label=label)
+            x = np.array([axis.x(v) for v in sub["strength"].to_list()], dtype=float)
+            ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, label=label)
     if kind == "bar":
-        ax.set_xticks(np.arange(len(levels)), [f"{_fmt(p)}%" for p in levels])
-    ax.set_xlabel(NOISE_LABEL)
+        ax.set_xticks(np.arange(len(levels)), [axis.tick(v) for v in levels])
+    elif axis.invert:
+        ax.invert_xaxis()
+    ax.set_xlabel(axis.label)
     ax.set_ylabel(ylabel)
     ax.legend(title="model", fontsize="small")
     models = a_avr.unique(["model", "layers"], maintain_order=True).iter_rows(named=True)
@@ -248,22 +270,23 @@ def _plot_over_layers(
     if data.is_empty():
         msg = f"summary has no {mode!r} rows; run the sweep with mode {mode!r}"
         raise ValueError(msg)
-    for col in ("model", "dataset"):
+    for col in ("model", "dataset", "noise_model", "noise"):
         if col in data.columns and data[col].n_unique() > 1:
             msg = f"summary holds several values of `{col}` ({_join(data, col)}); filter it to one before plotting"
             raise ValueError(msg)
+    axis = _axis(data)
+    levels = _levels(data)
     fig, ax = _new_axes()
-    snrs = sorted(data["snr"].unique().to_list(), reverse=True)
     cmap = colormaps["viridis"]
     top = 0.0
-    for i, snr in enumerate(snrs):
-        sub = data.filter(pl.col("snr") == snr).sort("layer_index")
+    for i, strength in enumerate(levels):
+        sub = data.filter(pl.col("strength") == strength).sort("layer_index")
         x = sub["layer_index"].to_numpy()
         y = _values(sub, f"{metric}_mean")
         ci = _values(sub, f"{metric}_ci")
-        color = cmap(0.85 * i / max(len(snrs) - 1, 1))
+        color = cmap(0.85 * i / max(len(levels) - 1, 1))
         marker = "o" if len(x) <= 60 else None
-        ax.plot(x, y, color=color, marker=marker, markersize=3, linewidth=1.2, label=_snr_label(snr))
+        ax.plot(x, y, color=color, marker=marker, markersize=3, linewidth=1.2, label=axis.legend(strength))
         if np.isfinite(ci).any():
             # Accuracy cannot be negative: a t-interval from few seeds can reach below 0.
             ax.fill_between(x, np.maximum(y - ci, 0.0), y + ci, color=color, alpha=0.2, linewidth=0)
@@ -275,7 +298,7 @@ def _plot_over_layers(
     ax.set_ylim(-0.02 * top, 1.08 * top if top > 0 else 1.0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(METRIC_LABELS[metric])
-    ax.legend(title=NOISE_LABEL.split(" = ")[0], fontsize="small", title_fontsize="small")
+    ax.legend(title=axis.legend_title, fontsize="small", title_fontsize="small")
     default = (
         f"{_join(data, 'model')} on {_join(data, 'dataset')}: {what}\n"
         f"mean over {_seeds_text(data)}, band: 95% t-interval over seeds (clipped to the frame)"
@@ -306,27 +329,48 @@ def _values(frame: pl.DataFrame, column: str) -> np.ndarray:
     return frame[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
+def _axis(frame: pl.DataFrame) -> NoiseAxis:
+    """The noise axis of a frame holding one noise model (see :func:`onnxnoise.report.strength.noise_axis`)."""
+    if "noise_model" not in frame.columns:
+        return noise_axis(None)
+    names = frame["noise_model"].unique(maintain_order=True).to_list()
+    if len(names) > 1:
+        msg = (f"frame holds several values of `noise_model` ({', '.join(map(str, names))}); "
+               "filter it to one before plotting")
+        raise ValueError(msg)
+    return noise_axis(names[0], frame["noise"][0] if "noise" in frame.columns else None)
+
+
+def _levels(frame: pl.DataFrame) -> list[float]:
+    """Distinct non-null strengths of one noise model's frame, least noise first."""
+    name = frame["noise_model"][0] if "noise_model" in frame.columns and frame.height else None
+    lower = more_noise_when(name) == "lower"
+    return sorted(frame["strength"].drop_nulls().unique().to_list(), key=lambda v: -v if lower else v)
+
+
+def _settings_text(noise: str | None) -> str:
+    """Compact ``k=v`` text of a ``noise`` settings JSON (parameters flattened)."""
+    try:
+        settings = json.loads(noise) if noise else {}
+    except json.JSONDecodeError:
+        return str(noise)
+    flat = {**(settings.pop("params", None) or {}), **settings} if isinstance(settings, dict) else {}
+    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "defaults"
+
+
 def _series_keys(frame: pl.DataFrame) -> list[tuple[dict, str]]:
-    """One series per (model, dataset); the label adds the dataset only when several are present."""
-    cols = [c for c in ("model", "dataset") if c in frame.columns]
-    several = "dataset" in frame.columns and frame["dataset"].n_unique() > 1
+    """One series per (model, dataset[, noise settings]); labels add the dataset / settings only when several."""
+    several = {c: c in frame.columns and frame[c].n_unique() > 1 for c in ("dataset", "noise")}
+    cols = [c for c in ("model", "dataset") if c in frame.columns] + (["noise"] if several["noise"] else [])
     out = []
     for row in frame.unique(cols, maintain_order=True).select(cols).iter_rows(named=True):
         label = str(row.get("model", "model"))
-        if several:
+        if several["dataset"]:
             label += f" ({row['dataset']})"
+        if several["noise"]:
+            label += f" [{_settings_text(row['noise'])}]"
         out.append((row, label))
     return out
-
-
-def _snr_label(snr: float) -> str:
-    return f"{_fmt(100.0 / snr)}% (SNR {_fmt(snr)})"
-
-
-def _fmt(x: float) -> str:
-    if math.isinf(x):
-        return "inf"
-    return f"{x:.3g}"
 
 
 def _join(frame: pl.DataFrame, column: str) -> str:

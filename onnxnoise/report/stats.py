@@ -13,8 +13,11 @@ error of one trial's accuracy (a binomial proportion over the images) as a Wilso
 score or Clopper-Pearson interval.
 
 Input frames have one row per trial with the columns of
-:data:`onnxnoise.store.store.TRIAL_COLUMNS` plus ``top1_acc``/``top5_acc`` (percent), as
-returned by :meth:`onnxnoise.store.store.TrialStore.to_frame`.
+:data:`onnxnoise.store.schema.TRIAL_COLUMNS` plus ``top1_acc``/``top5_acc`` (percent), as
+returned by :meth:`onnxnoise.store.store.TrialStore.to_frame` and by the bench. The
+noise level is generic: ``noise_model`` (registry name), ``noise`` (JSON settings) and
+``strength`` (NULL for the clean baseline); nothing here assumes a particular noise
+model (display text and order come from :mod:`onnxnoise.report.strength`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,20 @@ import numpy as np
 import polars as pl
 from scipy import stats as _sps
 
+from onnxnoise.report.strength import add_strength_text, noise_rank
+
 __all__ = [
     "CONTEXT_KEYS",
     "GROUP_KEYS",
     "METRICS",
+    "COUNTERS",
     "normalized_accuracy",
     "summarize_trials",
     "average_normalized_accuracy",
     "binomial_interval",
     "add_binomial_interval",
     "t_half_width",
+    "sort_by_noise",
 ]
 
 #: Columns that identify one experiment's baseline ``a_0``: a trial is normalized by
@@ -45,11 +52,14 @@ CONTEXT_KEYS: tuple[str, ...] = ("model_sha256", "dataset_fingerprint", "preproc
 #: are aggregated over.
 GROUP_KEYS: tuple[str, ...] = (
     "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess",
-    "noise_model", "noise", "mode", "layer_index", "snr",
+    "noise_model", "noise", "mode", "layer_index", "strength",
 )
 
 #: Per-trial metrics summarized over seeds: accuracies in percent, normalized ones as ratios.
 METRICS: tuple[str, ...] = ("top1_acc", "top5_acc", "top1_norm", "top5_norm")
+
+#: Per-trial counters summed over seeds by :func:`summarize_trials` (those present).
+COUNTERS: tuple[str, ...] = ("nan_count", "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept")
 
 _MODE_ORDER = {"baseline": 0, "all": 1, "per-layer": 2, "cumulative": 3}
 
@@ -213,7 +223,7 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFra
     """Mean, spread and confidence interval over seeds, per configuration.
 
     Groups by :data:`GROUP_KEYS` present in the frame (model, dataset, their hashes,
-    preprocessing, noise settings, mode, layer_index, snr) and aggregates the
+    preprocessing, noise model and settings, mode, layer_index, strength) and aggregates the
     successful trials (``error`` null) over seeds. For each metric ``m`` in
     :data:`METRICS`: ``m_mean``, ``m_std`` (sample std, ``ddof = 1``) and ``m_ci``,
     the half-width of the two-sided Student t interval of the mean at ``level``
@@ -225,11 +235,15 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFra
         level: Confidence level in (0, 1).
 
     Returns:
-        One row per configuration, sorted by model, dataset, mode (baseline, all,
-        per-layer, cumulative), SNR descending, layer_index, with the group keys,
-        ``noise_pct`` (``100 / snr``), ``layers`` (first of the group), ``seeds``
-        (successful trials), ``errors`` (failed trials), ``images``, the metric
-        columns, and ``nan_count`` / ``bn_variance_changed`` summed over seeds.
+        One row per configuration, ordered by :func:`sort_by_noise` (per model and
+        noise model: baseline first, then ``all``, ``per-layer``, ``cumulative``, each
+        by increasing noise, then layer_index), with the group keys, ``strength_text``
+        (the noise model's ``format_strength``, ``clean`` for the baseline),
+        ``layers`` and ``layers_noised`` (first of the group), ``seeds`` (successful
+        trials), ``errors`` (failed trials), ``images``, the :data:`COUNTERS` present
+        summed over seeds, and the metric columns. Normalized accuracies use the
+        baseline of the same model file, dataset and preprocessing (eq. 2), whatever
+        its noise settings.
     """
     _check_level(level)
     if "top1_norm" not in trials.columns:
@@ -240,24 +254,24 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFra
         valid.sum().cast(pl.Int64).alias("seeds"),
         (~valid).sum().cast(pl.Int64).alias("errors"),
     ]
-    if "layers" in trials.columns:
-        aggs.append(pl.col("layers").first())
+    for c in ("layers", "layers_noised"):
+        if c in trials.columns:
+            aggs.append(pl.col(c).first())
     if "images" in trials.columns:
         aggs.append(pl.col("images").filter(valid).max().alias("images"))
     for m in METRICS:
         aggs.append(pl.col(m).filter(valid).mean().alias(f"{m}_mean"))
         aggs.append(pl.col(m).filter(valid).std(ddof=1).alias(f"{m}_std"))
-    for c in ("nan_count", "bn_variance_changed"):
+    for c in COUNTERS:
         if c in trials.columns:
             aggs.append(pl.col(c).sum().alias(c))
     summary = trials.group_by(keys, maintain_order=True).agg(aggs)
-    summary = summary.with_columns(
-        _ci_expr(f"{m}_std", "seeds", level).alias(f"{m}_ci") for m in METRICS
-    ).with_columns((100.0 / pl.col("snr")).alias("noise_pct"))
+    summary = summary.with_columns(_ci_expr(f"{m}_std", "seeds", level).alias(f"{m}_ci") for m in METRICS)
+    summary = add_strength_text(summary)
     order = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci")]
-    rest = [c for c in summary.columns if c not in keys and c not in order and c != "noise_pct"]
-    summary = summary.select([*keys, "noise_pct", *rest, *order])
-    return _sort(summary)
+    rest = [c for c in summary.columns if c not in keys and c not in order and c != "strength_text"]
+    summary = summary.select([*keys, "strength_text", *rest, *order])
+    return sort_by_noise(summary)
 
 
 def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
@@ -280,9 +294,10 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
         level: Confidence level in (0, 1).
 
     Returns:
-        One row per (model, dataset, their hashes, preprocessing, noise settings,
-        snr) - those present - sorted by model, dataset, SNR descending, with
-        ``noise_pct``, ``layers`` (N), ``seeds`` (complete seeds used for the CI),
+        One row per (model, dataset, their hashes, preprocessing, noise model and
+        settings, strength) - those present - ordered by :func:`sort_by_noise`
+        (model, noise model, increasing noise), with ``strength_text``, ``layers``
+        (N), ``seeds`` (complete seeds used for the CI),
         and for ``top1`` and ``top5``: ``*_a_avr`` (ratio), ``*_a_avr_ci`` (ratio,
         null with fewer than two complete seeds), ``*_degradation_pct`` (percent).
     """
@@ -310,12 +325,12 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
     )
     out = model.join(per_seed, on=keys, how="left", nulls_equal=True).with_columns(pl.col("seeds").fill_null(0))
     out = out.with_columns(
-        (100.0 / pl.col("snr")).alias("noise_pct"),
         *(_ci_expr(f"_{c}_std", "seeds", level).alias(c.replace("_norm", "_a_avr_ci")) for c in norms),
         *((100.0 * (1.0 - pl.col(f"{t}_a_avr"))).alias(f"{t}_degradation_pct") for t in ("top1", "top5")),
     )
     metrics = [f"{t}_{s}" for t in ("top1", "top5") for s in ("a_avr", "a_avr_ci", "degradation_pct")]
-    return _sort(out.select([*keys, "noise_pct", "layers", "seeds", *metrics]))
+    out = add_strength_text(out)
+    return sort_by_noise(out.select([*keys, "strength_text", "layers", "seeds", *metrics]))
 
 
 def _ci_expr(std_col: str, n_col: str, level: float) -> pl.Expr:
@@ -346,15 +361,28 @@ def _valid(trials: pl.DataFrame) -> pl.Expr:
     return ok
 
 
-def _sort(frame: pl.DataFrame) -> pl.DataFrame:
-    by, descending = [], []
-    for col, desc in (("model", False), ("dataset", False), ("mode", False), ("snr", True), ("layer_index", False)):
-        if col in frame.columns:
-            by.append(pl.col(col).replace_strict(_MODE_ORDER, default=99) if col == "mode" else pl.col(col))
-            descending.append(desc)
+def sort_by_noise(frame: pl.DataFrame) -> pl.DataFrame:
+    """Order summary rows: model, dataset, noise model, noise settings, mode, noise, layer.
+
+    Modes go baseline, all, per-layer, cumulative; within a mode, rows go by
+    increasing noise: strength descending for noise models with
+    ``more_noise_when == "lower"`` (SNR), ascending otherwise (a time, a rate), the
+    baseline (NULL strength) first. Columns absent from ``frame`` are skipped; ties
+    keep their order.
+    """
+    by = []
+    for col in ("model", "dataset", "noise_model", "noise", "mode", "strength", "layer_index"):
+        if col not in frame.columns:
+            continue
+        if col == "mode":
+            by.append(pl.col(col).replace_strict(_MODE_ORDER, default=99, return_dtype=pl.Int64))
+        elif col == "strength":
+            by.append(noise_rank(frame))
+        else:
+            by.append(pl.col(col))
     if not by:
         return frame
-    return frame.sort(by, descending=descending, nulls_last=False, maintain_order=True)
+    return frame.sort(by, nulls_last=False, maintain_order=True)
 
 
 def _require(frame: pl.DataFrame, columns: tuple[str, ...]) -> None:

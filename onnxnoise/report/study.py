@@ -19,6 +19,7 @@ from onnxnoise.errors import StoreError
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import write_table
 from onnxnoise.report.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
+from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "write_report",
@@ -81,8 +82,9 @@ class ReportFiles:
         tables: Parquet/CSV files.
         figures: PNG/SVG files.
         markdown: The ``report.md`` file.
-        summary: The per-(model, mode, layer, SNR) summary frame.
-        a_avr: The per-(model, SNR) ``A_avr`` frame (empty without per-layer trials).
+        summary: The per-(model, noise model, mode, layer, strength) summary frame.
+        a_avr: The per-(model, noise model, strength) ``A_avr`` frame (eq. 3; empty
+            without per-layer trials).
     """
 
     tables: list[Path] = field(default_factory=list)
@@ -103,6 +105,30 @@ def _save(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
 def _slug(text: str) -> str:
     stem = text[:-5] if text.endswith(".onnx") else text
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-")
+
+
+def _several_noise_models(frame: pl.DataFrame) -> bool:
+    return "noise_model" in frame.columns and frame["noise_model"].n_unique() > 1
+
+
+def _by_noise_model(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """``(file-name suffix, part)`` per noise model: no suffix when there is only one."""
+    if not _several_noise_models(frame):
+        return [("", frame)]
+    return [(f"-{_slug(str(name))}", part)
+            for (name,), part in frame.group_by("noise_model", maintain_order=True)]
+
+
+def _by_noise(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """``(suffix, part)`` per (noise model, noise settings): one figure each; no suffix when only one."""
+    out = []
+    for suffix, part in _by_noise_model(frame):
+        if "noise" in part.columns and part["noise"].n_unique() > 1:
+            groups = part.group_by("noise", maintain_order=True)
+            out += [(f"{suffix}-{i + 1}", sub) for i, (_, sub) in enumerate(groups)]
+        else:
+            out.append((suffix, part))
+    return out
 
 
 def _model_facts(runs: pl.DataFrame) -> pl.DataFrame:
@@ -143,23 +169,27 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     if not a_avr.is_empty():
         files.tables += write_table(a_avr, out, "a_avr")
     figures = out / "figures"
-    modes = set(summary["mode"].unique().to_list())
-    if "all" in modes:
-        _save(plot_accuracy_vs_noise(summary), figures, "accuracy-vs-noise", files.figures)
-    for (model, _dataset), part in summary.group_by(["model", "dataset"], maintain_order=True):
+    noisy = summary.filter(pl.col("mode") != "baseline")
+    for suffix, part in _by_noise_model(noisy.filter(pl.col("mode") == "all")):
+        if not part.is_empty():
+            base = summary.filter(pl.col("mode") == "baseline")
+            _save(plot_accuracy_vs_noise(pl.concat([base, part])), figures, f"accuracy-vs-noise{suffix}", files.figures)
+    for (model, _dataset), part in noisy.group_by(["model", "dataset"], maintain_order=True):
+        single = part.filter(pl.col("model_sha256") == part["model_sha256"][0])
         for mode, plot in (("per-layer", plot_layer_sensitivity), ("cumulative", plot_cumulative)):
-            if mode in set(part["mode"].to_list()):
-                single = part.filter(pl.col("model_sha256") == part["model_sha256"][0])
-                _save(plot(single), figures, f"{mode}-{_slug(model)}", files.figures)
+            for suffix, sub in _by_noise(single.filter(pl.col("mode") == mode)):
+                if not sub.is_empty():
+                    _save(plot(sub), figures, f"{mode}-{_slug(model)}{suffix}", files.figures)
     if not a_avr.is_empty():
-        _save(plot_compare(a_avr), figures, "degradation-by-model", files.figures)
+        for suffix, part in _by_noise_model(a_avr):
+            _save(plot_compare(part), figures, f"degradation-by-model{suffix}", files.figures)
     files.markdown = out / "report.md"
     files.markdown.write_text(render_markdown(trials, summary, a_avr, runs, files, out, title=title))
     return files
 
 
 def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.PathLike) -> ReportFiles:
-    """Models side by side: A_avr per SNR table and figure, with layer and parameter counts.
+    """Models side by side: A_avr (eq. 3) per strength table and figures, with layer and parameter counts.
 
     Raises:
         StoreError: If the runs hold no per-layer trials (A_avr needs them).
@@ -173,8 +203,9 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
     table = a_avr.join(_model_facts(runs).drop("images"), on=["model", "model_sha256"], how="left",
                        suffix="_model")
     files.tables += write_table(table, out, "compare")
-    _save(plot_compare(a_avr), out / "figures", "compare-degradation", files.figures)
-    _save(plot_compare(a_avr, value="a_avr", kind="line"), out / "figures", "compare-a-avr", files.figures)
+    for suffix, part in _by_noise_model(a_avr):
+        _save(plot_compare(part), out / "figures", f"compare-degradation{suffix}", files.figures)
+        _save(plot_compare(part, value="a_avr", kind="line"), out / "figures", f"compare-a-avr{suffix}", files.figures)
     files.summary = table
     return files
 
@@ -206,7 +237,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         "## Provenance", "",
         f"- trials: {trials.height} ({errors} failed), seeds: {', '.join(map(str, seeds)) or '-'}",
         f"- datasets: {', '.join(sorted(set(trials['dataset'].to_list())))}",
-        f"- noise: additive Gaussian per tensor, sigma = std(w) / SNR (paper eq. 1); "
+        f"- noise: {'; '.join(noise_descriptions(trials)) or '-'}; "
         f"settings {', '.join(sorted(set(trials['noise'].drop_nulls().to_list())))}",
         f"- preprocessing: {'; '.join(preprocess)}",
         f"- execution providers: {', '.join(sorted(set(trials['provider'].drop_nulls().to_list())))}",
@@ -227,31 +258,35 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                      row["model_sha256"][:12]])
     parts += [_md_table(["model", "dataset", "images", "top-1 %", "top-5 %", "layers", "parameters", "sha256"],
                         rows), ""]
-    whole = summary.filter(pl.col("mode") == "all").sort(["model", "noise_pct"])
+    whole = summary.filter(pl.col("mode") == "all")  # summarize_trials order: increasing noise
     if whole.height:
+        several = _several_noise_models(whole)
         parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
-        rows = [[r["model"], f"{r['noise_pct']:g} (SNR {r['snr']:g})", str(r["seeds"]),
+        rows = [[r["model"], *([r["noise_model"]] if several else []), r["strength_text"], str(r["seeds"]),
                  f"{_fmt(r['top1_acc_mean'])} ± {_fmt(r['top1_acc_ci'])}",
                  f"{_fmt(r['top5_acc_mean'])} ± {_fmt(r['top5_acc_ci'])}",
                  f"{_fmt(r['top1_norm_mean'], 4)} ± {_fmt(r['top1_norm_ci'], 4)}", str(r["nan_count"])]
                 for r in whole.iter_rows(named=True)]
-        parts += [_md_table(["model", "noise %", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"],
-                            rows), ""]
+        parts += [_md_table(["model", *(["noise model"] if several else []), strength_header(whole), "seeds",
+                             "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"], rows), ""]
     if not a_avr.is_empty():
+        several = _several_noise_models(a_avr)
         parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
-        rows = [[r["model"], f"{r['snr']:g}", str(r["layers"]), str(r["seeds"]),
-                 f"{_fmt(r['top1_a_avr'], 4)} ± {_fmt(r['top1_a_avr_ci'], 4)}",
+        rows = [[r["model"], *([r["noise_model"]] if several else []), r["strength_text"], str(r["layers"]),
+                 str(r["seeds"]), f"{_fmt(r['top1_a_avr'], 4)} ± {_fmt(r['top1_a_avr_ci'], 4)}",
                  _fmt(r["top1_degradation_pct"]), f"{_fmt(r['top5_a_avr'], 4)} ± {_fmt(r['top5_a_avr_ci'], 4)}",
                  _fmt(r["top5_degradation_pct"])]
-                for r in a_avr.sort(["model", "snr"], descending=[False, True]).iter_rows(named=True)]
-        parts += [_md_table(["model", "SNR", "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
-                             "top-5 A_avr", "top-5 degradation %"], rows), ""]
+                for r in a_avr.iter_rows(named=True)]
+        parts += [_md_table(["model", *(["noise model"] if several else []), strength_header(a_avr), "layers",
+                             "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr", "top-5 degradation %"],
+                            rows), ""]
     if files.figures:
         parts += ["## Figures", ""]
         parts += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in files.figures if p.suffix == ".png"]
         parts += [""]
     parts += ["## Files", "", "- `results.parquet` / `results.csv`: one row per trial",
-              "- `summary.parquet` / `summary.csv`: mean, std and 95% CI over seeds per model, mode, layer, SNR"]
+              "- `summary.parquet` / `summary.csv`: mean, std and 95% CI over seeds per model, noise model, "
+              "mode, layer, strength"]
     if not a_avr.is_empty():
-        parts += ["- `a_avr.parquet` / `a_avr.csv`: A_avr and degradation per model and SNR"]
+        parts += ["- `a_avr.parquet` / `a_avr.csv`: A_avr and degradation per model, noise model and strength"]
     return "\n".join(parts) + "\n"

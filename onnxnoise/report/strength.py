@@ -1,0 +1,243 @@
+"""The swept noise-strength axis in reports: display text, noise order, plot axes.
+
+Every trial carries its noise model's registry name (``noise_model``), the model's
+parameters (``noise`` JSON: ``{"params": {...}, "bn_variance", "keep_zeros"}``) and one
+``strength`` value (NULL for the clean baseline). This module turns them into what
+reports show, through the model's own plug-in attributes
+(:class:`onnxnoise.noise.base.NoiseModel`): ``format_strength`` for table cells,
+``strength_label`` for headers and axes, ``more_noise_when`` for the order
+(least noise first), ``describe`` for captions.
+
+The only noise-model-specific report code lives here, in :func:`noise_axis`: for
+``gaussian-snr`` (Fagbohungbe & Qian, arXiv 2011.11840, eq. 1: ``sigma_noise =
+sigma_w / SNR``) plots use the noise in percent of ``sigma_w``, ``100 / SNR``, on the
+x axis, with the clean baseline at 0 %, as the paper's figures do. Every other model
+plots its strength as is.
+
+A noise model that is not registered in this process (a store written with a
+plug-in that is not installed) is shown generically (label ``strength``, more noise
+for higher values) instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import polars as pl
+
+from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise import get_noise_model, make_noise_model
+
+__all__ = [
+    "GAUSSIAN_NOISE_LABEL",
+    "NoiseAxis",
+    "noise_axis",
+    "strength_axis",
+    "noise_model_for",
+    "more_noise_when",
+    "strength_header",
+    "noise_descriptions",
+    "add_strength_text",
+    "noise_rank",
+]
+
+#: X-axis label of ``gaussian-snr`` plots: noise in percent of ``sigma_w`` (paper eq. 1).
+GAUSSIAN_NOISE_LABEL = r"noise std (% of $\sigma_w$) = 100 / SNR"
+
+
+class _UnknownModel:
+    """Stand-in for a noise model that is not registered here: generic text only."""
+
+    strength_label = "strength"
+    more_noise_when = "higher"
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name or "unknown"
+
+    def format_strength(self, value: float | None) -> str:
+        return "clean" if value is None else f"{self.strength_label} {value:g}"
+
+    def describe(self) -> str:
+        return f"{self.name} (noise model not registered in this onnxnoise)"
+
+
+def _params(noise: str | dict | None) -> dict[str, Any]:
+    if noise is None:
+        return {}
+    if isinstance(noise, str):
+        try:
+            noise = json.loads(noise)
+        except json.JSONDecodeError:
+            return {}
+    params = noise.get("params") if isinstance(noise, dict) else None
+    return dict(params) if isinstance(params, dict) else {}
+
+
+@lru_cache(maxsize=256)
+def _registered(name: str, params_json: str) -> Any:
+    try:
+        return make_noise_model(name, json.loads(params_json))
+    except NoiseConfigError:
+        # registered, but these parameters are not accepted (another plug-in version): defaults
+        return get_noise_model(name)()  # type: ignore[call-arg]
+
+
+def _model(name: str | None, params_json: str) -> Any:
+    # Stand-ins are not cached: a plug-in registered later is picked up.
+    try:
+        return _UnknownModel(None) if name is None else _registered(name, params_json)
+    except (NoiseConfigError, TypeError):
+        return _UnknownModel(name)
+
+
+def noise_model_for(name: str | None, noise: str | dict | None = None) -> Any:
+    """The noise model instance of a trial (or a stand-in if it is not registered).
+
+    Args:
+        name: Registry name (the ``noise_model`` column).
+        noise: The ``noise`` column (JSON text or dict) whose ``params`` instantiate
+            the model; ``None`` for the defaults.
+
+    Returns:
+        An object with ``name``, ``strength_label``, ``more_noise_when``,
+        ``format_strength(value)`` and ``describe()``.
+    """
+    return _model(name, json.dumps(_params(noise), sort_keys=True))
+
+
+def more_noise_when(name: str | None) -> str:
+    """``"lower"`` or ``"higher"``: which strengths mean more noise for the model ``name``."""
+    return noise_model_for(name).more_noise_when
+
+
+@dataclass(frozen=True)
+class NoiseAxis:
+    """How one noise model's strength is drawn on a plot axis.
+
+    Attributes:
+        noise_model: Registry name.
+        label: X-axis label.
+        legend_title: Title of a legend whose entries are strengths.
+        baseline_x: Where the clean baseline sits on the axis, or ``None`` when it has
+            no position (then plots draw it as a horizontal reference line).
+        invert: Larger x means *less* noise (plots invert the axis so noise grows to
+            the right).
+    """
+
+    noise_model: str | None
+    label: str
+    legend_title: str
+    baseline_x: float | None
+    invert: bool
+    _x: Callable[[float], float]
+    _legend: Callable[[float], str]
+    _tick: Callable[[float], str]
+
+    def x(self, strength: float | None) -> float:
+        """Axis position of a strength (``baseline_x`` or NaN for the baseline, ``None``)."""
+        if strength is None:
+            return math.nan if self.baseline_x is None else self.baseline_x
+        return self._x(float(strength))
+
+    def legend(self, strength: float | None) -> str:
+        """Legend text of one strength (``clean`` for the baseline)."""
+        return "clean" if strength is None else self._legend(float(strength))
+
+    def tick(self, strength: float | None) -> str:
+        """Short tick label of one strength (``clean`` for the baseline)."""
+        return "clean" if strength is None else self._tick(float(strength))
+
+
+def _g(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.3g}"
+
+
+def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
+    """The plot axis of the noise model ``name`` (the one ``gaussian-snr`` special case).
+
+    ``gaussian-snr``: x = noise std in percent of ``sigma_w`` = ``100 / SNR`` (paper
+    eq. 1), baseline at 0 %, legend ``1% (SNR 100)``, ticks ``1%``. Any other model:
+    x = strength, label = its ``strength_label``, legend = its ``format_strength``,
+    axis inverted when ``more_noise_when == "lower"``, baseline without a position.
+    """
+    if name == "gaussian-snr":
+        return NoiseAxis(
+            noise_model=name, label=GAUSSIAN_NOISE_LABEL, legend_title=GAUSSIAN_NOISE_LABEL.split(" = ")[0],
+            baseline_x=0.0, invert=False,
+            _x=lambda snr: 100.0 / snr,
+            _legend=lambda snr: f"{_g(100.0 / snr)}% (SNR {_g(snr)})",
+            _tick=lambda snr: f"{_g(100.0 / snr)}%",
+        )
+    model = noise_model_for(name, noise)
+    return NoiseAxis(
+        noise_model=name, label=model.strength_label, legend_title=model.strength_label, baseline_x=None,
+        invert=model.more_noise_when == "lower",
+        _x=lambda v: v, _legend=model.format_strength, _tick=lambda v: f"{v:g}",
+    )
+
+
+def strength_axis(noise_model: str | None, strength: float | None) -> tuple[str, float]:
+    """``(axis label, x value)`` of one strength of ``noise_model`` (see :func:`noise_axis`)."""
+    axis = noise_axis(noise_model)
+    return axis.label, axis.x(strength)
+
+
+def _names(frame: pl.DataFrame) -> list[str | None]:
+    if "noise_model" not in frame.columns:
+        return [None]
+    return frame["noise_model"].unique(maintain_order=True).to_list()
+
+
+def strength_header(frame: pl.DataFrame) -> str:
+    """Header of a strength column: the ``strength_label`` of ``frame``'s one noise model, else ``strength``."""
+    names = _names(frame)
+    return noise_model_for(names[0]).strength_label if len(names) == 1 else "strength"
+
+
+def noise_descriptions(frame: pl.DataFrame) -> list[str]:
+    """``"<name>: <describe()>"`` for every (noise model, parameters) pair in ``frame``."""
+    cols = [c for c in ("noise_model", "noise") if c in frame.columns]
+    if "noise_model" not in cols:
+        return []
+    out = []
+    for row in frame.select(cols).unique(maintain_order=True).iter_rows(named=True):
+        text = f"{row['noise_model']}: {noise_model_for(row['noise_model'], row.get('noise')).describe()}"
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def add_strength_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``strength_text``: the model's ``format_strength(strength)`` (``clean`` for the baseline).
+
+    Needs a ``strength`` column (Float64, NULL for the baseline); ``noise_model`` and
+    ``noise`` are used when present.
+    """
+    cols = [c for c in ("noise_model", "noise", "strength") if c in frame.columns]
+    frame = frame.drop("strength_text", strict=False)
+    uniq = frame.select(cols).unique(maintain_order=True)
+    texts = []
+    for row in uniq.iter_rows(named=True):
+        value = row["strength"]
+        value = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        texts.append(noise_model_for(row.get("noise_model"), row.get("noise")).format_strength(value))
+    uniq = uniq.with_columns(pl.Series("strength_text", texts, dtype=pl.String))
+    return frame.join(uniq, on=cols, how="left", nulls_equal=True, maintain_order="left")
+
+
+def noise_rank(frame: pl.DataFrame) -> pl.Expr:
+    """Sort key growing with noise: ``-strength`` for ``more_noise_when == "lower"`` models, else ``strength``.
+
+    NULL (the baseline) stays NULL; sort with ``nulls_last=False`` to put it first.
+    """
+    strength = pl.col("strength").cast(pl.Float64)
+    if "noise_model" not in frame.columns:
+        return strength
+    signs = {name: (-1.0 if more_noise_when(name) == "lower" else 1.0) for name in _names(frame) if name is not None}
+    sign = pl.col("noise_model").replace_strict(signs, default=1.0, return_dtype=pl.Float64)
+    return strength * sign
