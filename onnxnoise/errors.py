@@ -15,6 +15,8 @@ __all__ = [
     "SessionError",
     "StoreError",
     "ConfigError",
+    "ExperimentError",
+    "UnsafePickleError",
 ]
 
 
@@ -44,3 +46,15 @@ class StoreError(OnnxNoiseError):
 
 class ConfigError(OnnxNoiseError):
     """A run setting (flag, experiment-file key, config field) is invalid."""
+
+
+class ExperimentError(OnnxNoiseError):
+    """The experiment file is missing, not TOML, or has unknown or invalid settings."""
+
+
+class UnsafePickleError(DataError):
+    """A pickled dataset file (CIFAR batch) references a global outside the allow-list.
+
+    Raised while unpickling, so the file may be malicious; the loader turns it into a
+    :class:`DataError` naming the file.
+    """

@@ -1,4 +1,4 @@
-"""data/dataset.py and data/npz.py: format detection, errors, limit, decoding, batches, fingerprints."""
+"""data/dataset.py, data/loading.py and data/npz.py: format detection, errors, limit, decoding, batches, fingerprints."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def test_unknown_layout(tmp_path: Path):
         r"cannot tell the dataset format of `.*docs`: its 2 file\(s\) \(e\.g\. `data\.bin`\) "
         r"are neither images nor cifar batches"
     )
+    with pytest.raises(DataError, match=message):
+        open_dataset(root)
+
+
+def test_folder_of_broken_links_is_a_data_error(tmp_path: Path):
+    root = tmp_path / "links"
+    root.mkdir()
+    os.symlink(tmp_path / "gone.png", root / "a.png")  # neither a file nor a folder
+    message = r"cannot tell the dataset format of `.*links`: it holds no regular files or folders \(`a\.png`"
     with pytest.raises(DataError, match=message):
         open_dataset(root)
 
@@ -237,6 +246,21 @@ def test_npz_errors(tmp_path: Path):
         open_dataset(p)
     p.write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"cannot read dataset file `.*a\.npz` as \.npz"):
+        open_dataset(p)
+
+
+@pytest.mark.parametrize("num_classes", [np.array("ten"), np.array([3, 4]), np.array(float("nan"))])
+def test_npz_num_classes_not_an_integer(tmp_path: Path, num_classes):
+    p = tmp_path / "a.npz"
+    np.savez(p, images=np.zeros((2, 4, 4), np.uint8), labels=[0, 1], num_classes=num_classes)
+    with pytest.raises(DataError, match=r"`num_classes` in `.*a\.npz` is .*; expected an integer scalar"):
+        open_dataset(p)
+
+
+def test_npz_class_names_not_utf8(tmp_path: Path):
+    p = tmp_path / "a.npz"
+    np.savez(p, images=np.zeros((2, 4, 4), np.uint8), labels=[0, 1], class_names=np.array([b"ok", b"\xff"]))
+    with pytest.raises(DataError, match=r"`class_names` in `.*a\.npz` is not valid utf-8"):
         open_dataset(p)
 
 

@@ -1,4 +1,4 @@
-"""data/transforms.py: presets, config merging, torchvision geometry, decoding, normalization."""
+"""data/config.py and data/decode.py: presets, config merging, torchvision geometry, decoding, normalization."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 
 from onnxnoise.data import (
+    PREPROCESS_KEYS,
     PRESETS,
     DataConfig,
+    convert_channels,
     decode_image,
     get_preset,
     list_presets,
@@ -20,7 +22,6 @@ from onnxnoise.data import (
     resolve_data_config,
     transform_array,
 )
-from onnxnoise.data.transforms import convert_channels
 from onnxnoise.errors import DataError
 
 # ---------------------------------------------------------------- presets and merging
@@ -119,6 +120,27 @@ def test_unknown_keys():
         resolve_data_config(size=3)
     with pytest.raises(DataError, match=r"unknown preprocessing key `foo` in the model's preprocessing defaults"):
         resolve_data_config(model_defaults={"foo": 1})
+
+
+
+@pytest.mark.parametrize("defaults", [["resize", 256], "torchvision", 3])
+def test_model_defaults_must_be_a_mapping(defaults):
+    with pytest.raises(DataError, match=r"the model's preprocessing defaults must map setting names to values"):
+        resolve_data_config(model_defaults=defaults)
+
+
+def test_preprocess_keys_are_the_overridable_fields():
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(DataConfig)]
+    assert PREPROCESS_KEYS == tuple(k for k in fields if k not in ("preset", "channels"))
+    assert PREPROCESS_KEYS == (
+        "resize", "crop", "crop_pct", "interpolation", "scale", "mean", "std", "channel_order", "layout")
+    overrides = {"resize": 0, "crop": 0, "crop_pct": None, "interpolation": "nearest", "scale": 1.0,
+                 "mean": (0.0,), "std": (1.0,), "channel_order": "BGR", "layout": "NHWC"}
+    assert set(overrides) == set(PREPROCESS_KEYS)  # every key is accepted as an override
+    cfg = resolve_data_config("torchvision", **overrides)
+    assert (cfg.resize, cfg.interpolation, cfg.channel_order, cfg.layout) == (None, "nearest", "BGR", "NHWC")
 
 
 def test_single_mean_broadcasts():

@@ -1,4 +1,4 @@
-"""graph.py: loading, layer enumeration, safety of external data."""
+"""onnxnoise.model: loading, layer enumeration, safety of external data, damaged models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from _builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.errors import GraphError
-from onnxnoise.model.graph import get_model_io, list_layers, load_model, select_layers
+from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model, select_layers
 
 
 def _save(model: onnx.ModelProto, path) -> str:
@@ -131,3 +131,72 @@ def test_model_io():
     io = get_model_io(tiny_cnn(batch=1))
     assert (io.input_name, io.output_name, io.num_classes, io.batch_size) == ("input", "logits", 10, 1)
     assert get_model_io(tiny_cnn()).batch_size is None
+
+
+# ------------------------------------------------------------------ damaged models: one-line errors
+
+
+def test_model_without_outputs_is_a_graph_error():
+    model = tiny_cnn()
+    del model.graph.output[:]
+    with pytest.raises(GraphError, match="the model has no graph output"):
+        get_model_io(model)
+
+
+def test_untyped_image_input_is_a_graph_error():
+    model = tiny_cnn()
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UNDEFINED
+    with pytest.raises(GraphError, match="image input 'input' has no usable tensor element type"):
+        get_model_io(model)
+
+
+def test_damaged_initializer_is_a_graph_error(tmp_path):
+    model = tiny_cnn()
+    weight = next(t for t in model.graph.initializer if t.name == "conv.weight")
+    weight.raw_data = weight.raw_data[:10]  # truncated: not a whole number of float32 values
+    model = load_model(_save(model, tmp_path / "m.onnx"))
+    with pytest.raises(GraphError, match="initializer 'conv.weight' .* cannot be read"):
+        get_initializers(model)
+    with pytest.raises(GraphError, match="initializer 'conv.weight' .* cannot be read"):
+        list_layers(model)
+
+
+def _qdq_matmul(zero: np.ndarray) -> onnx.ModelProto:
+    q = np.arange(-8, 8, dtype=np.int8).reshape(4, 4)
+    inits = [
+        numpy_helper.from_array(q, "Wq"),
+        numpy_helper.from_array(np.full(4, 0.1, np.float32), "Wq_scale"),
+        numpy_helper.from_array(zero, "Wq_zp"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["Wq", "Wq_scale", "Wq_zp"], ["W"], axis=1, name="dq"),
+        helper.make_node("MatMul", ["x", "W"], ["out"], name="mm"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_qdq_zero_point_of_wrong_size_is_not_a_layer():
+    # A per-axis scale of 4 with a zero point of 3: malformed, skipped like blocked quantization
+    # (it used to crash with numpy's broadcast ValueError).
+    assert list_layers(_qdq_matmul(np.zeros(3, np.int8))) == []
+    # A scalar zero point with a per-axis scale still broadcasts, so it stays a layer.
+    (layer,) = list_layers(_qdq_matmul(np.zeros((), np.int8)))
+    assert layer.tensors == ("Wq",) and layer.quant[0].axis == 1
+    (layer,) = list_layers(_qdq_matmul(np.zeros(4, np.int8)))
+    assert layer.quant[0].zero_point == "Wq_zp"
+
+
+@pytest.mark.parametrize("package", ["onnxnoise.model", "onnxnoise.data"])
+def test_exception_classes_live_in_errors(package):
+    import importlib
+    import inspect
+    import pkgutil
+
+    root = importlib.import_module(package)
+    for info in pkgutil.iter_modules(root.__path__, f"{package}."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__:
+                pytest.fail(f"{info.name}.{name} is an exception class; define it in onnxnoise/errors.py")

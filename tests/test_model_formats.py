@@ -16,9 +16,9 @@ from _builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.errors import GraphError
-from onnxnoise.model.graph import get_initializers, get_model_io, list_layers, load_model
+from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model
 from onnxnoise.noise.legacy import NoiseSpec, apply_noise, tensor_rng
-from onnxnoise.model.quant import QUANT_POLICY, QuantParams, dequantize, describe_quantization
+from onnxnoise.model import QUANT_POLICY, QuantParams, dequantize, describe_quantization
 from onnxnoise.engine.runtime import SessionFactory
 
 CPU = ["CPUExecutionProvider"]

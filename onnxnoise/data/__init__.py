@@ -9,40 +9,49 @@ Typical use::
     loaded = data.load_images(ds, config)          # (N, H, W, C) uint8, decoded once
     for x, y in data.iter_batches(loaded.images, loaded.labels, config, 64):
         ...                                        # x float32 NCHW, y int64
+
+Modules: :mod:`~onnxnoise.data.config` (``DataConfig``, presets, merging),
+:mod:`~onnxnoise.data.decode` (image decoding, geometry, normalization),
+:mod:`~onnxnoise.data.dataset` (formats, labels, subsets; readers in ``cifar``,
+``folder``, ``imagenet``, ``npz``), :mod:`~onnxnoise.data.loading` (decoding a dataset
+into memory, batches) and :mod:`~onnxnoise.data.cache` (decoded images on disk).
 """
 
 from __future__ import annotations
 
-from onnxnoise.data.dataset import (
-    FORMATS,
-    Dataset,
-    LoadedImages,
-    SkippedImage,
-    iter_batches,
-    load_images,
-    open_dataset,
-    stratified_indices,
-)
-from onnxnoise.data.transforms import (
+from onnxnoise.data.config import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
     DEFAULT_PRESET,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INTERPOLATIONS,
+    PREPROCESS_KEYS,
     PRESETS,
     DataConfig,
-    decode_image,
     get_preset,
     list_presets,
-    normalize,
     resolve_data_config,
-    transform_array,
 )
+from onnxnoise.data.dataset import FORMATS, Dataset, open_dataset, stratified_indices
+from onnxnoise.data.decode import convert_channels, decode_image, normalize, transform_array
+from onnxnoise.data.loading import LoadedImages, SkippedImage, iter_batches, load_images
 
 __all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "DEFAULT_PRESET",
     "FORMATS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INTERPOLATIONS",
+    "PREPROCESS_KEYS",
     "PRESETS",
     "DataConfig",
     "Dataset",
     "LoadedImages",
     "SkippedImage",
+    "convert_channels",
     "decode_image",
     "get_preset",
     "iter_batches",

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxnoise.data.dataset import Dataset, LoadedImages, SkippedImage, load_images
-from onnxnoise.data.transforms import DataConfig
+from onnxnoise.data.config import DataConfig
+from onnxnoise.data.dataset import Dataset
+from onnxnoise.data.loading import LoadedImages, SkippedImage, load_images
 from onnxnoise.errors import DataError
 
 __all__ = ["CACHE_ENV", "CACHE_VERSION", "GEOMETRY_FIELDS", "cache_key", "get_cache_dir", "load_images_cached"]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxnoise.errors import DataError
+from onnxnoise.errors import DataError, UnsafePickleError
 
 __all__ = ["CifarData", "detect_cifar", "load_cifar", "load_pickle"]
 
@@ -51,10 +51,6 @@ _VARIANTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
 }
 
 
-class _ForbiddenGlobal(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allow-list."""
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the numpy globals a CIFAR batch needs."""
 
@@ -62,7 +58,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise _ForbiddenGlobal(f"global `{module}.{name}` is not allowed") from None
+            raise UnsafePickleError(f"global `{module}.{name}` is not allowed") from None
 
 
 def load_pickle(path: Path) -> Any:
@@ -81,7 +77,7 @@ def load_pickle(path: Path) -> Any:
     try:
         with open(path, "rb") as fh:
             obj = _RestrictedUnpickler(fh, encoding="bytes").load()
-    except _ForbiddenGlobal as exc:
+    except UnsafePickleError as exc:
         raise DataError(
             f"refusing to load cifar file `{path}`: {exc}; a real cifar batch only needs numpy "
             "arrays, so this file is corrupt or malicious; download the dataset again"

@@ -54,7 +54,8 @@ def load_npz(path: Path) -> NpzData:
         Images (N, H, W, C) uint8, labels (N,) int64, class names.
 
     Raises:
-        DataError: Unreadable file, missing key, wrong dtype/shape, labels out of range.
+        DataError: Unreadable file, missing key, wrong dtype/shape, non-utf-8 class
+            names, a ``num_classes`` that is not an integer, labels out of range.
     """
     path = Path(path)
     if not zipfile.is_zipfile(path):
@@ -102,10 +103,22 @@ def load_npz(path: Path) -> NpzData:
     if names is not None:
         if names.ndim != 1 or names.dtype.kind not in "US":
             raise DataError(f"`class_names` in `{path}` is {names.dtype} {names.shape}; expected a 1-d str array")
-        class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+        try:
+            class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"`class_names` in `{path}` is not valid utf-8 ({exc.reason} at byte {exc.start}); "
+                "store them as a unicode str array, e.g. np.array(names, dtype=str)"
+            ) from None
     else:
         if num_classes is not None:
-            count = int(num_classes)
+            try:
+                count = int(num_classes)
+            except (TypeError, ValueError, OverflowError):
+                raise DataError(
+                    f"`num_classes` in `{path}` is {num_classes.dtype} {num_classes.shape}; "
+                    "expected an integer scalar, e.g. np.int64(10)"
+                ) from None
         else:
             count = int(labels.max()) + 1 if labels.size else 0
         class_names = tuple(f"class_{i}" for i in range(count))

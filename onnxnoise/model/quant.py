@@ -1,4 +1,4 @@
-"""Integer-quantized weights: how they are found and how noise is applied to them.
+"""Integer-quantized weights: their parameters and how noise is applied to them.
 
 Two ONNX encodings of int8/uint8 weights are supported:
 
@@ -26,7 +26,8 @@ is mostly rounded away, so at high SNR a quantized model can show no loss at all
 Not supported (such tensors are not listed as layers, so they are never noised):
 blocked quantization (``block_size``), int4/uint4 and float8 weights, and
 ``ConvInteger`` / ``MatMulInteger`` (dynamic quantization, where the weight scale is
-not in the graph).
+not in the graph). The graph patterns that find these weights are in
+:mod:`onnxnoise.model.quant_patterns`.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def describe_quantization(layers: Iterable, clipped_count: int | None = None) ->
     """One line naming the quantization noise policy, or ``None`` for a float model.
 
     Args:
-        layers: :class:`onnxnoise.model.graph.Layer` objects (e.g. the noised ones).
+        layers: :class:`onnxnoise.model.Layer` objects (e.g. the noised ones).
         clipped_count: Values clipped to the integer range (summed over trials), if known.
 
     Returns:
