@@ -30,7 +30,7 @@ from onnxnoise.engine.executor import Progress as _Progress
 from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
-from onnxnoise.model.graph import list_layers, load_model
+from onnxnoise.model import list_layers, load_model
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, summary_table

@@ -30,7 +30,7 @@ from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
-from onnxnoise.model.graph import (
+from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers,
 )
 from onnxnoise.model.quant import describe_quantization
@@ -222,9 +222,13 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
     if "onnxnoise.preprocess" in metadata_props and config.preset is None:
         try:
             defaults = json.loads(metadata_props["onnxnoise.preprocess"])
-            source = "model metadata"
         except json.JSONDecodeError:
-            defaults = {}
+            defaults = None
+        if not isinstance(defaults, dict):
+            msg = ("the model's `onnxnoise.preprocess` metadata is not a JSON object of preprocessing settings; "
+                   "name a preset with `--preprocess` to ignore it")
+            raise DataError(msg)
+        source = "model metadata"
     if config.preset is not None:
         source = "--preprocess"
     shape = io.input_shape

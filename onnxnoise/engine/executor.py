@@ -19,7 +19,7 @@ import polars as pl
 
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial
 from onnxnoise.engine.trial import run_trial
-from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json
+from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor"]
 
@@ -80,18 +80,11 @@ class MemoryRecorder:
             JSON text; ``run_id``/``finished_at`` null) plus ``top1_acc``, ``top5_acc``
             (percent, null for failed trials).
         """
-        schema = {name: dtype for name, (_, dtype) in TRIAL_COLUMNS.items()}
-        records = [
+        return trial_frame([
             {name: (canonical_json(row[name]) if name in JSON_COLUMNS and row.get(name) is not None
-                    else row.get(name)) for name in schema}
+                    else row.get(name)) for name in TRIAL_COLUMNS}
             for row in self.rows
-        ]
-        frame = pl.DataFrame(records, schema=schema, orient="row")
-        ok = pl.col("images").is_not_null() & (pl.col("images") > 0)
-        return frame.with_columns(
-            pl.when(ok).then(100.0 * pl.col(f"{top}_correct") / pl.col("images")).alias(f"{top}_acc")
-            for top in ("top1", "top5")
-        )
+        ])
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from onnxnoise.config import SWEEP_MODES, resolve_seeds
+from onnxnoise.store.schema import MODES
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.model.graph import Layer
+from onnxnoise.model import Layer
 
 __all__ = ["MODES", "KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key", "plan_trials"]
-
-#: Every trial mode, in the order trials of a plan are listed.
-MODES: tuple[str, ...] = ("baseline", *SWEEP_MODES)
 
 #: Version of the key derivation; bump it when :func:`trial_key` changes meaning.
 KEY_VERSION: int = 2

@@ -241,7 +241,7 @@ class PrefixRunner:
     rounding, see the module docstring).
 
     Args:
-        model: The clean model (from :func:`onnxnoise.model.graph.load_model`).
+        model: The clean model (from :func:`onnxnoise.model.load_model`).
         data: Evaluation set; its batches define the cached activations.
         input_name: Name of the image input.
         output_name: Name of the score output.

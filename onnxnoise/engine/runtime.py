@@ -169,7 +169,7 @@ class SessionFactory:
     """Builds sessions of one model with any subset of its initializers replaced.
 
     Args:
-        model: The clean model (from :func:`onnxnoise.model.graph.load_model`); not modified.
+        model: The clean model (from :func:`onnxnoise.model.load_model`); not modified.
         replaceable: Names of the initializers that trials may replace.
         input_name: Name of the image input.
         output_name: Name of the score output.

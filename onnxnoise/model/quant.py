@@ -18,7 +18,7 @@ unchanged. For each integer weight tensor
 
 with ``[qmin, qmax]`` the integer type's range (int8 ``[-128, 127]``, uint8
 ``[0, 255]``, int32 for biases). Values that fall outside the range are clipped and
-counted (:attr:`onnxnoise.noise.legacy.NoiseResult.clipped_count`). This models an analog
+counted (:attr:`onnxnoise.noise.NoiseDraw.clipped_count`). This models an analog
 array that stores the dequantized value, read back through the model's own
 quantization grid: noise much smaller than half a quantization step (``scale / 2``)
 is mostly rounded away, so at high SNR a quantized model can show no loss at all.

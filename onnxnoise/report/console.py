@@ -9,7 +9,7 @@ import polars as pl
 from rich.table import Table
 from rich.text import Text
 
-from onnxnoise.model.graph import Layer
+from onnxnoise.model import Layer
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header
 
@@ -29,7 +29,7 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
     """Table of parameter layers with a totals row (the paper's Tables IV-VIII).
 
     Args:
-        layers: Output of :func:`onnxnoise.model.graph.list_layers`.
+        layers: Output of :func:`onnxnoise.model.list_layers`.
         title: Optional table title (e.g. the model file name).
 
     Returns:

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as _sps
 
+from onnxnoise.store.schema import MODES
 from onnxnoise.report.strength import add_strength_text, noise_rank
 
 __all__ = [
@@ -61,7 +62,7 @@ METRICS: tuple[str, ...] = ("top1_acc", "top5_acc", "top1_norm", "top5_norm")
 #: Per-trial counters summed over seeds by :func:`summarize_trials` (those present).
 COUNTERS: tuple[str, ...] = ("nan_count", "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept")
 
-_MODE_ORDER = {"baseline": 0, "all": 1, "per-layer": 2, "cumulative": 3}
+_MODE_ORDER = {mode: i for i, mode in enumerate(MODES)}
 
 
 def t_half_width(std: np.ndarray | float, n: np.ndarray | float, level: float = 0.95) -> np.ndarray:

@@ -29,6 +29,8 @@ from typing import Any
 
 import polars as pl
 
+from onnxnoise.config import SWEEP_MODES
+
 __all__ = [
     "SCHEMA_VERSION",
     "APPLICATION_ID",
@@ -41,6 +43,7 @@ __all__ = [
     "create_sql",
     "create_schema",
     "canonical_json",
+    "trial_frame",
     "now",
 ]
 
@@ -57,8 +60,8 @@ ENGINE_KEY_VERSION: int = 2
 #: File name of the trial store inside a run folder.
 STORE_NAME: str = "trials.sqlite"
 
-#: Trial modes the store accepts in ``mode``.
-MODES: tuple[str, ...] = ("baseline", "all", "per-layer", "cumulative")
+#: Trial modes the store accepts in ``mode``: the clean baseline and the sweep modes.
+MODES: tuple[str, ...] = ("baseline", *SWEEP_MODES)
 
 #: Trial columns in record order: name -> (SQLite type, Polars dtype). JSON columns
 #: (:data:`JSON_COLUMNS`) hold sorted-key JSON text.
@@ -147,3 +150,25 @@ def create_schema(conn: Any) -> None:
     conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", list(meta.items()))
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def trial_frame(records: list[dict[str, Any]] | list[tuple]) -> pl.DataFrame:
+    """Trial rows as the store's table: :data:`TRIAL_COLUMNS` plus accuracies.
+
+    Args:
+        records: Rows with every column of :data:`TRIAL_COLUMNS` (JSON columns already
+            text), as dicts or as tuples in column order.
+
+    Returns:
+        The columns of :data:`TRIAL_COLUMNS` in order, plus ``top1_acc`` and ``top5_acc``
+        (percent, ``100 * correct / images``; null for failed trials and when
+        ``images`` is 0 or null). ``TrialStore.to_frame()`` and bench's in-memory
+        table both come from here, so they have one schema.
+    """
+    schema = {name: dtype for name, (_, dtype) in TRIAL_COLUMNS.items()}
+    frame = pl.DataFrame(records, schema=schema, orient="row")
+    valid = pl.col("error").is_null() & pl.col("images").is_not_null() & (pl.col("images") > 0)
+    return frame.with_columns(
+        pl.when(valid).then(100.0 * pl.col(f"{top}_correct") / pl.col("images")).alias(f"{top}_acc")
+        for top in ("top1", "top5")
+    )

@@ -40,6 +40,7 @@ from onnxnoise.store.schema import (
     ENGINE_KEY_VERSION,
     JSON_COLUMNS,
     MODES,
+    trial_frame,
     RUN_COLUMNS,
     SCHEMA_VERSION,
     STORE_NAME,
@@ -209,12 +210,8 @@ class TrialStore:
             ``top1_acc`` and ``top5_acc`` (percent, ``100 * correct / images``; null
             for failed trials and when ``images`` is 0 or null).
         """
-        frame = self._frame("trials", TRIAL_COLUMNS, order="rowid")
-        valid = pl.col("error").is_null() & pl.col("images").is_not_null() & (pl.col("images") > 0)
-        return frame.with_columns(
-            pl.when(valid).then(100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"),
-            pl.when(valid).then(100.0 * pl.col("top5_correct") / pl.col("images")).alias("top5_acc"),
-        )
+        rows = self._execute(f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials ORDER BY rowid").fetchall()
+        return trial_frame(rows)
 
     def runs(self) -> pl.DataFrame:
         """All recorded runs (columns of :data:`RUN_COLUMNS`), oldest first."""
