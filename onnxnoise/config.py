@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.data import PREPROCESS_KEYS
 from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.noise import BN_VARIANCE_POLICIES, NoiseModel, NoisePolicies, make_noise_model
@@ -279,7 +278,9 @@ class RunConfig:
         batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it).
         threads: CPU EP intra-op threads (``0``: ONNX Runtime's default).
         preset: Preprocessing preset, or ``None`` for the model's own / torchvision.
-        preprocess: Single preprocessing overrides (``DataConfig`` field names).
+        preprocess: Single preprocessing overrides (names from
+            :data:`onnxnoise.data.PREPROCESS_KEYS`); validated with the preset by
+            :func:`onnxnoise.data.resolve_data_config` once the model's input is known.
         ground_truth: ImageNet flat-val ground-truth file, if not found automatically.
         score_output: Name of the score output (default: the first graph output).
         label_offset: Output index of label 0; ``None`` detects it (1 for a
@@ -321,10 +322,6 @@ class RunConfig:
         _check_int("label_offset", self.label_offset, minimum=0, optional=True)
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
-            raise ConfigError(msg)
-        unknown = sorted(set(self.preprocess) - set(PREPROCESS_KEYS))
-        if unknown:
-            msg = f"unknown preprocessing key(s) {', '.join(unknown)}; known: {', '.join(PREPROCESS_KEYS)}"
             raise ConfigError(msg)
         if not isinstance(self.noise, NoiseConfig):
             msg = f"`noise` must be a NoiseConfig, got {type(self.noise).__name__}"
