@@ -1,12 +1,21 @@
 """Shared pytest fixtures: the read-only ``../shared`` folder and ONNX models exported from it.
 
-The export fixtures need torch (the ``export`` extra); tests that use them are skipped, with the reason,
-when torch is not importable or ``../shared`` is missing. The ``onnxnoise`` package never imports torch.
+Every test that needs data or an optional package gets it through a fixture here, and every
+such skip is raised here: :func:`shared_path` (and :func:`shared_dir`, :func:`shared_data`,
+:func:`cifar_resnet_checkpoint` built on it) for files under ``../shared``, :func:`demo_files`
+for the demo model built by ``scripts/train_demo_model.py``, and :func:`export_models` for torch
+(the ``export`` extra; the ``onnxnoise`` package never imports torch). Tests do not call
+``pytest.skip`` / ``importorskip`` on data or packages themselves.
+
+Outside CI a missing folder or package skips the test, with the reason. With ``CI=true`` in
+the environment any skip fails the session (see :class:`SkipsFailInCI`): a broken optional
+import or a missing data folder must not turn real-model tests into a green run.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,20 +53,42 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def _require(path: Path, what: str, *, kind: str = "any") -> Path:
+    """``path`` if it exists (as a ``file`` / ``dir`` when ``kind`` says so), else skip the test.
+
+    The one place a missing data file or folder becomes a skip (a failure under ``CI=true``).
+    """
+    ok = {"any": path.exists, "file": path.is_file, "dir": path.is_dir}[kind]()
+    if not ok:
+        pytest.skip(f"{what} not found: {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` next to the project root (read-only data and checkpoints); skips if missing."""
-    path = (REPO_ROOT.parent / "shared").resolve()
-    if not path.is_dir():
-        pytest.skip(f"shared folder not found: {path}")
-    return path
+    return _require((REPO_ROOT.parent / "shared").resolve(), "shared folder", kind="dir")
+
+
+@pytest.fixture(scope="session")
+def shared_path(shared_dir: Path) -> Callable[..., Path]:
+    """Factory: ``shared_path(relative, kind="any"|"file"|"dir")`` -> ``shared_dir/relative``; skips if missing.
+
+    Use it for every file or folder a test needs from ``../shared``, e.g.
+    ``shared_path("models/efficientnet-lite0/efficientnet_lite0.onnx", kind="file")``.
+    """
+
+    def get(relative: str, kind: str = "any") -> Path:
+        return _require(shared_dir / relative, "shared data", kind=kind)
+
+    return get
 
 
 @pytest.fixture(scope="session")
 def export_models() -> ModuleType:
     """``scripts/export_models.py`` as a module; skips if torch/onnxscript are not importable."""
     for name in ("torch", "onnxscript"):
-        # exc_type=ImportError: a broken install (missing shared library) skips too.
+        # exc_type=ImportError: a broken install (missing shared library) skips too (fails under CI=true).
         pytest.importorskip(
             name, reason=f"{name} is not importable (install the `export` extra)", exc_type=ImportError
         )
@@ -65,14 +96,20 @@ def export_models() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def cifar_resnet_checkpoint(shared_dir: Path) -> Callable[[int], Path]:
+def demo_files() -> tuple[Path, Path]:
+    """``(model, subset)``: ``models/demo`` files written by ``scripts/train_demo_model.py``; skips if missing."""
+    demo = REPO_ROOT / "models" / "demo"
+    hint = "demo file (run scripts/train_demo_model.py)"
+    return (_require(demo / "fashion_mnist_cnn.onnx", hint, kind="file"),
+            _require(demo / "fashion_mnist_test1000.npz", hint, kind="file"))
+
+
+@pytest.fixture(scope="session")
+def cifar_resnet_checkpoint(shared_path: Callable[..., Path]) -> Callable[[int], Path]:
     """Factory: ``cifar_resnet_checkpoint(depth)`` -> path of ``resnet<depth>.th`` in ``shared_dir``."""
 
     def get(depth: int) -> Path:
-        path = shared_dir / CIFAR_RESNET_CHECKPOINTS.format(depth=depth)
-        if not path.is_file():
-            pytest.skip(f"checkpoint not found: {path}")
-        return path
+        return shared_path(CIFAR_RESNET_CHECKPOINTS.format(depth=depth), kind="file")
 
     return get
 
@@ -114,13 +151,63 @@ def _isolated_image_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def shared_data(shared_dir: Path) -> Callable[[str], Path]:
+def shared_data(shared_path: Callable[..., Path]) -> Callable[[str], Path]:
     """Factory: ``shared_data(name)`` -> ``shared_dir/data/<name>``; skips if that folder is missing."""
 
     def get(name: str) -> Path:
-        path = shared_dir / "data" / name
-        if not path.is_dir():
-            pytest.skip(f"not found: {path}")
-        return path
+        return shared_path(f"data/{name}", kind="dir")
 
     return get
+
+
+# ---------------------------------------------------------------- CI: a skip is a failure
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+class SkipsFailInCI:
+    """Plugin active when ``CI=true``: any skipped test or module fails the session.
+
+    Skips stay reported as skips (``-ra`` lists them); at the end a ``skipped tests fail
+    the run under CI=true`` section lists each with its reason, and the exit status becomes
+    1 (tests failed) when it would otherwise be 0 or 5 (no tests collected). ``xfail`` is not
+    a skip and is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: list[tuple[str, str]] = []
+
+    def record(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skipped.append((report.nodeid or "<session>", _skip_reason(report)))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.record(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self.record(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.skipped and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.skipped:
+            return
+        terminalreporter.section("skipped tests fail the run under CI=true", sep="=", red=True, bold=True)
+        for nodeid, reason in self.skipped:
+            terminalreporter.line(f"SKIPPED (fails in CI) {nodeid}: {reason}", red=True)
+        terminalreporter.line(
+            f"{len(self.skipped)} skipped; in CI every test must run: provide the data / package, "
+            "or delete the test", red=True,
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") == "true":
+        config.pluginmanager.register(SkipsFailInCI(), "onnxnoise-skips-fail-in-ci")

@@ -108,8 +108,8 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     assert get_cache_dir().parts[-2:] == (".cache", "onnxnoise")
 
 
-def test_imagenette_second_load_20x_faster(shared_dir, tmp_path):
-    root = shared_dir / "data/imagenette-val500"
+def test_imagenette_second_load_20x_faster(shared_data, tmp_path):
+    root = shared_data("imagenette-val500")
     ds = open_dataset(root, limit=100)
     config = resolve_data_config("tf-lite")
     t0 = time.perf_counter()

@@ -119,10 +119,8 @@ def test_stratified_indices_round_robin():
     assert stratified_indices(labels, 2).tolist() == [1, 3]
 
 
-def test_limit_on_real_cifar(shared_dir: Path):
-    path = shared_dir / "data" / "cifar-10-batches-py"
-    if not path.is_dir():
-        pytest.skip(f"not found: {path}")
+def test_limit_on_real_cifar(shared_data):
+    path = shared_data("cifar-10-batches-py")
     ds = open_dataset(path, limit=105)
     assert len(ds) == 105 and ds.images.shape == (105, 32, 32, 3)
     counts = np.bincount(ds.labels, minlength=10)
@@ -137,7 +135,7 @@ def test_limit_on_real_cifar(shared_dir: Path):
 # ---------------------------------------------------------------- decoding
 
 
-def test_corrupt_images_skipped_or_strict(tmp_path: Path, shared_dir: Path):
+def test_corrupt_images_skipped_or_strict(tmp_path: Path):
     root = _class_tree(tmp_path / "ds", {"a": 2, "b": 2})
     good = (root / "a" / "000.png").read_bytes()
     (root / "b" / "001.png").write_bytes(good[: len(good) // 2])  # truncated
@@ -156,10 +154,8 @@ def test_corrupt_images_skipped_or_strict(tmp_path: Path, shared_dir: Path):
         load_images(ds, RAW, strict=True)
 
 
-def test_truncated_jpeg_skipped(tmp_path: Path, shared_dir: Path):
-    src = shared_dir / "data" / "imagenette-val500" / "images" / "n01440764"
-    if not src.is_dir():
-        pytest.skip(f"not found: {src}")
+def test_truncated_jpeg_skipped(tmp_path: Path, shared_path):
+    src = shared_path("data/imagenette-val500/images/n01440764", kind="dir")
     real = sorted(src.iterdir())[:3]
     root = tmp_path / "ds"
     (root / "n01440764").mkdir(parents=True)

@@ -32,11 +32,8 @@ def test_imagenet_subset_keeps_1000_class_indices(tmp_path: Path):
     assert got == {"n01440764": 0, "n03888257": 701, "n15075141": 999}
 
 
-def test_imagenette_labels_are_imagenet_indices(shared_dir: Path):
-    root = shared_dir / "data" / "imagenette-val500"
-    if not root.is_dir():
-        pytest.skip(f"not found: {root}")
-    ds = open_dataset(root)
+def test_imagenette_labels_are_imagenet_indices(shared_data):
+    ds = open_dataset(shared_data("imagenette-val500"))
     assert (len(ds), ds.num_classes) == (500, 1000)
     assert sorted(set(ds.labels.tolist())) == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
 

@@ -23,14 +23,12 @@ RESNET20_CORRECT = 9173
 
 
 @pytest.fixture(scope="module")
-def cifar10_test(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def cifar10_test(shared_path) -> tuple[np.ndarray, np.ndarray]:
     """All 10,000 CIFAR-10 test images ``(N, 32, 32, 3) uint8 RGB`` and labels ``(N,) int64``.
 
     A minimal reader of the python batch format, on purpose independent of ``onnxnoise.data``.
     """
-    path = shared_dir / "data" / "cifar-10-batches-py" / "test_batch"
-    if not path.is_file():
-        pytest.skip(f"CIFAR-10 test batch not found: {path}")
+    path = shared_path("data/cifar-10-batches-py/test_batch", kind="file")
     with open(path, "rb") as f:
         batch = pickle.load(f, encoding="bytes")
     images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -225,14 +223,9 @@ def test_bad_checkpoint_cli_process(export_models, repo_root, tmp_path):
 
 # --- the shipped demo model (models/demo, written by scripts/train_demo_model.py; no torch needed) ---
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
 
-
-def test_demo_model_and_subset_agree_with_metadata():
-    model_path = DEMO_DIR / "fashion_mnist_cnn.onnx"
-    subset_path = DEMO_DIR / "fashion_mnist_test1000.npz"
-    if not model_path.is_file() or not subset_path.is_file():
-        pytest.skip("demo files not built (run scripts/train_demo_model.py)")
+def test_demo_model_and_subset_agree_with_metadata(demo_files):
+    model_path, subset_path = demo_files
     assert subset_path.stat().st_size < 1_000_000
     model = onnx.load(model_path)
     onnx.checker.check_model(model, full_check=True)

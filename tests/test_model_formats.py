@@ -451,10 +451,8 @@ def test_external_path_keeps_bf16_inline_and_stays_exact():
     np.testing.assert_array_equal(factory.create(noisy).run(x), _factory(model, layers).create(noisy).run(x))
 
 
-def test_keep_zeros_on_pruned_squeezenet(shared_dir):
-    path = shared_dir / "models/squeezenet1.0-deepcompression/squeezenet1_0_deepcompression.onnx"
-    if not path.is_file():
-        pytest.skip(f"not found: {path}")
+def test_keep_zeros_on_pruned_squeezenet(shared_path):
+    path = shared_path("models/squeezenet1.0-deepcompression/squeezenet1_0_deepcompression.onnx", kind="file")
     model = load_model(path)
     layers = list_layers(model)
     init = get_initializers(model)
@@ -472,16 +470,14 @@ def test_keep_zeros_on_pruned_squeezenet(shared_dir):
 
 
 @pytest.fixture(scope="session")
-def effnet_qdq(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def effnet_qdq(shared_path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(float model, QDQ int8 model)``: onnxruntime.quantization over 20 Imagenette images, per channel."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from onnxnoise.data import load_images, normalize, open_dataset, resolve_data_config
 
-    float_model = shared_dir / "models/efficientnet-lite0/efficientnet_lite0.onnx"
-    data = shared_dir / "data/imagenette-val500"
-    if not float_model.is_file() or not data.is_dir():
-        pytest.skip("efficientnet-lite0 or imagenette-val500 not in ../shared")
+    float_model = shared_path("models/efficientnet-lite0/efficientnet_lite0.onnx", kind="file")
+    data = shared_path("data/imagenette-val500", kind="dir")
     config = resolve_data_config("tf-lite", layout="NCHW")
     loaded = load_images(open_dataset(data, limit=500), config)
     calib = normalize(loaded.images[-20:], config)  # the bench below uses a 100-image subset

@@ -21,10 +21,12 @@ from onnxnoise.engine.runtime import SessionFactory
 REL_TOL = 1e-5
 
 
-def _residual_mlp(seed: int = 0) -> onnx.ModelProto:
+def _residual_mlp(seed: int = 0, *, image_input: bool = False) -> onnx.ModelProto:
     """x -> MatMul W1 -> h1 -> Relu -> h2 -> MatMul W2 -> h3; Add(h3, h1) -> MatMul W3 -> logits.
 
-    ``h1`` is a residual branch: split at the W2 MatMul, it lives across the cut.
+    ``h1`` is a residual branch: split at the W2 MatMul, it lives across the cut. With
+    ``image_input`` the graph input is ``image`` (N, 1, 6, 1), an NHWC one-channel image that a
+    leading Flatten turns into ``x``, so an :class:`EvalSet` can feed it as it is.
     """
     rng = np.random.default_rng(seed)
     inits = [numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
@@ -36,9 +38,13 @@ def _residual_mlp(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Add", ["h3", "h1"], ["h4"], name="residual"),
         helper.make_node("MatMul", ["h4", "w3"], ["logits"], name="mm3"),
     ]
+    graph_input = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])
+    if image_input:
+        nodes.insert(0, helper.make_node("Flatten", ["image"], ["x"], name="flatten", axis=1))
+        graph_input = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 6, 1])
     graph = helper.make_graph(
         nodes, "residual_mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+        [graph_input],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
         inits,
     )
@@ -68,17 +74,15 @@ def test_residual_branch_crosses_the_cut():
 
 
 def test_residual_mlp_prefix_equals_full():
-    model = _residual_mlp()
+    model = _residual_mlp(image_input=True)
     rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (37, 1, 6, 1), dtype=np.uint8)  # (N, H, W, C) -> flattened below
+    images = rng.integers(0, 256, (37, 1, 6, 1), dtype=np.uint8)  # (N, H, W, C), flattened by the model
     labels = rng.integers(0, 4, 37)
     data = _eval_set(images, labels, batch_size=8)
-    # The model takes (N, 6): feed the NHWC batches reshaped by wrapping the EvalSet batches.
-    data._cache = [(x.reshape(len(x), 6), y) for x, y in data.batches()]
     layers = list_layers(model)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    factory = SessionFactory(model, inits, input_name="x", output_name="logits", device="cpu")
-    runner = PrefixRunner(model, data, "x", "logits", device="cpu")
+    factory = SessionFactory(model, inits, input_name="image", output_name="logits", device="cpu")
+    runner = PrefixRunner(model, data, "image", "logits", device="cpu")
     for layer in [*layers, *reversed(layers)]:  # forward (advances) then backward (rebuilds)
         rep = apply_noise(inits, [layer], NoiseSpec(snr=2, seed=3)).arrays
         full = np.concatenate([factory.create(rep).run(x)[: len(y)] for x, y in data.batches()])

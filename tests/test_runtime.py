@@ -79,13 +79,13 @@ class _FakeSession:
 
     def __init__(self, data, options, providers):
         self.providers = providers
-        self._real = _RealSession(data, options, providers=["CPUExecutionProvider"])
+        self.real = _RealSession(data, options, providers=["CPUExecutionProvider"])
 
     def get_providers(self):
         return ["CPUExecutionProvider"]
 
     def run(self, *args, **kwargs):
-        return self._real.run(*args, **kwargs)
+        return self.real.run(*args, **kwargs)
 
 
 def test_cuda_silent_fallback_is_an_error(monkeypatch):
@@ -204,7 +204,11 @@ def test_uncached_batches_prefetched_equal_cached():
     images, labels = rng.integers(0, 256, size=(70, 8, 8, 3), dtype=np.uint8), np.arange(70) % 10
     cached = EvalSet(images, labels, resolve_data_config("raw"), batch_size=16)
     streamed = EvalSet(images, labels, resolve_data_config("raw"), batch_size=16, cache_limit_bytes=0)
-    assert cached._cache is not None and streamed._cache is None
+    # A set within cache_limit_bytes keeps its normalized batches and hands out the same arrays on
+    # every pass; a larger one is normalized again on every pass.
+    assert all(a is b for (a, _), (b, _) in zip(cached.batches(), cached.batches(), strict=True))
+    streamed_first = [x for x, _ in streamed.batches()]
+    assert not any(a is b for a, (b, _) in zip(streamed_first, streamed.batches(), strict=True))
     pairs = list(zip(cached.batches(), streamed.batches(), strict=True))
     assert len(pairs) == 5
     for (x1, y1), (x2, y2) in pairs:
