@@ -9,13 +9,15 @@ import pytest
 from _builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxnoise.engine.labels import resolve_label_offset, shift_labels
+from onnxnoise.config import RunConfig
 from onnxnoise.data import resolve_data_config
-from onnxnoise.errors import DataError, GraphError
+from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.evaluate import EvalSet, evaluate
-from onnxnoise.model.graph import get_model_io
+from onnxnoise.engine.labels import resolve_label_offset, shift_labels
 from onnxnoise.engine.metrics import Counts
 from onnxnoise.engine.runtime import SessionFactory
+from onnxnoise.errors import DataError, GraphError
+from onnxnoise.model import get_model_io
 
 #: x / 255 with no mean/std: the float twin of the uint8 model below.
 RAW = resolve_data_config("cifar", mean=(0.0,), std=(1.0,), scale=1 / 255, resize=None, crop=None)
@@ -185,8 +187,6 @@ def test_fixed_batch_pads_last_batch_and_drops_padding(fixed):
 
 
 def test_nhwc_layout_detected_from_model_input(tmp_path):
-    from onnxnoise.bench import BenchConfig, prepare_bench
-
     images = _images(20)
     labels = _labels_from(tiny_cnn(), images)
     np.savez(tmp_path / "d.npz", images=images, labels=labels)
@@ -198,10 +198,11 @@ def test_nhwc_layout_detected_from_model_input(tmp_path):
     del model.graph.input[:]
     model.graph.input.append(helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 8, 8, 3]))
     onnx.save(model, str(tmp_path / "nhwc.onnx"))
-    prep = prepare_bench(BenchConfig(model=tmp_path / "nhwc.onnx", data=tmp_path / "d.npz", snrs=(), device="cpu",
-                                     preset="cifar", preprocess={"mean": (0.0,), "std": (1.0,),
-                                                                 "scale": 1 / 255}))
-    assert prep.data_config["layout"] == "NHWC"
-    x, _ = next(prep.data.batches())
+    context = prepare_context(RunConfig(model=tmp_path / "nhwc.onnx", data=tmp_path / "d.npz", device="cpu",
+                                        preset="cifar", preprocess={"mean": (0.0,), "std": (1.0,),
+                                                                    "scale": 1 / 255}))
+    assert context.data_config.layout == "NHWC"
+    assert context.facts()["input_layout"] == "NHWC"
+    x, _ = next(context.data.batches())
     assert x.shape == (20, 8, 8, 3)
-    assert evaluate(prep.factory.create(), prep.data).top1_correct == 10
+    assert evaluate(context.factory.create(), context.data).top1_correct == 10

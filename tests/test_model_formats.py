@@ -15,13 +15,21 @@ import pytest
 from _builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxnoise.errors import GraphError
-from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model
-from onnxnoise.noise.legacy import NoiseSpec, apply_noise, tensor_rng
-from onnxnoise.model import QUANT_POLICY, QuantParams, dequantize, describe_quantization
 from onnxnoise.engine.runtime import SessionFactory
+from onnxnoise.errors import GraphError, NoiseConfigError
+from onnxnoise.model import (
+    QUANT_POLICY, QuantParams, dequantize, describe_quantization, get_initializers, get_model_io, list_layers,
+    load_model,
+)
+from onnxnoise.noise import NoiseDraw, NoisePolicies, draw_noise, make_noise_model, tensor_rng
 
 CPU = ["CPUExecutionProvider"]
+GAUSS = make_noise_model("gaussian-snr")
+
+
+def _noise(initializers, layers, snr: float, seed: int = 0, *, keep_zeros: bool = False) -> NoiseDraw:
+    """A gaussian-snr draw (paper eq. 1) of ``layers`` at linear ``snr``."""
+    return draw_noise(GAUSS, snr, seed, layers, initializers, NoisePolicies(keep_zeros=keep_zeros))
 
 
 def _model(nodes, inputs, outputs, inits, opset=17, ir=8):
@@ -86,7 +94,7 @@ def test_ir3_initializers_in_graph_inputs_are_weights():
     clean = factory.create()
     assert [i.name for i in clean.session.get_inputs()] == ["input"]  # weights are not required inputs
     np.testing.assert_array_equal(clean.run(_x()), _run(model, {"input": _x()}))
-    noisy_arrays = apply_noise(get_initializers(model), layers, NoiseSpec(snr=5, seed=0)).arrays
+    noisy_arrays = _noise(get_initializers(model), layers, 5).arrays
     noisy = factory.create(noisy_arrays).run(_x())
     assert np.abs(noisy - clean.run(_x())).max() > 1e-3
     # The session really uses the noisy values (not the graph-input defaults).
@@ -117,7 +125,7 @@ def test_bf16_weights_noised_in_float32_and_cast_back():
     assert [(l.name, l.op_type, l.tensors, l.roles) for l in layers] == [("fc", "MatMul", ("W",), ("weight",))]
     clean = get_initializers(model)
     assert clean["W"].dtype == ml_dtypes.bfloat16
-    result = apply_noise(clean, layers, NoiseSpec(snr=10, seed=3))
+    result = _noise(clean, layers, 10, seed=3)
     noisy = result.arrays["W"]
     assert noisy.dtype == ml_dtypes.bfloat16 and noisy.shape == w.shape
     assert result.overflow_count == 0
@@ -136,7 +144,7 @@ def test_bf16_weights_noised_in_float32_and_cast_back():
 def test_bf16_overflow_is_counted():
     big = float(ml_dtypes.finfo(ml_dtypes.bfloat16).max)
     w = np.array([big, -big] * 8, dtype=np.float32).reshape(4, 4).astype(ml_dtypes.bfloat16)
-    result = apply_noise({"W": w}, list_layers(_bf16_model(w)), NoiseSpec(snr=1, seed=0))
+    result = _noise({"W": w}, list_layers(_bf16_model(w)), 1)
     noisy = result.arrays["W"].astype(np.float32)
     assert result.overflow_count == int((~np.isfinite(noisy)).sum()) > 0
 
@@ -200,7 +208,7 @@ def test_qdq_noise_std_matches_eq1_in_dequantized_domain(snr):
     model = _qdq_example()
     (layer,) = list_layers(model)
     init = get_initializers(model)
-    result = apply_noise(init, [layer], NoiseSpec(snr=snr, seed=1))
+    result = _noise(init, [layer], snr, seed=1)
     noisy = result.arrays["Wq"]
     assert noisy.dtype == np.int8 and noisy.shape == (128, 16)
     params = layer.quant[0]
@@ -216,7 +224,7 @@ def test_qdq_requantize_clips_and_counts_exactly():
     model = _qdq_example()
     (layer,) = list_layers(model)
     init = get_initializers(model)
-    result = apply_noise(init, [layer], NoiseSpec(snr=1, seed=0))
+    result = _noise(init, [layer], 1)
     # Reference: dequantize, add eq. 1 noise, round half to even, count outside [-128, 127].
     w = init["Wq"].astype(np.float64) * init["Wq_scale"].astype(np.float64)
     z = tensor_rng(0, "Wq").standard_normal(w.shape, dtype=np.float32).astype(np.float64) * (w.std() / 1.0)
@@ -228,16 +236,35 @@ def test_qdq_requantize_clips_and_counts_exactly():
     assert result.arrays["Wq"].min() == -128 and result.arrays["Wq"].max() == 127
 
 
-def test_qdq_infinite_snr_keep_zeros_and_session_uses_noisy_ints():
+def test_qdq_zero_std_keep_zeros_and_session_uses_noisy_ints():
     model = _qdq_example()
     layers = list_layers(model)
     init = get_initializers(model)
-    same = apply_noise(init, layers, NoiseSpec(snr=math.inf))
-    assert same.arrays["Wq"] is init["Wq"] and same.clipped_count == 0
-    kept = apply_noise(init, layers, NoiseSpec(snr=2, seed=0, keep_zeros=True)).arrays["Wq"]
+    # An all-zero quantized weight (std 0 in the dequantized domain) comes back as the clean array itself.
+    flat = _qdq_model(np.zeros((128, 16), np.int8), 0.01 * np.ones(16), np.zeros(16, np.int8),
+                      np.zeros(16, np.int32), 1e-4)
+    flat_init = get_initializers(flat)
+    same = _noise(flat_init, list_layers(flat), 2)
+    assert same.arrays["Wq"] is flat_init["Wq"] and same.arrays["bq"] is flat_init["bq"]
+    assert same.counters() == {"bn_variance_changed": 0, "overflow_count": 0, "clipped_count": 0, "zeros_kept": 0}
+    # No "infinite SNR": the clean baseline is a trial of its own, and inf is refused.
+    with pytest.raises(NoiseConfigError, match=r"^SNR must be finite and > 0 .*, got inf$"):
+        _noise(init, layers, math.inf)
+    # keep_zeros: dequantized zeros (integers at the zero point) stay there, and are counted.
+    kept = _noise(init, layers, 2, keep_zeros=True)
     zeros = init["Wq"] == 0
-    assert zeros.sum() > 0 and (kept[zeros] == 0).all() and (kept[~zeros] != init["Wq"][~zeros]).any()
-    noisy = apply_noise(init, layers, NoiseSpec(snr=5, seed=0)).arrays
+    assert zeros.sum() > 0 and (kept.arrays["Wq"][zeros] == 0).all()
+    assert (kept.arrays["Wq"][~zeros] != init["Wq"][~zeros]).any()
+    assert kept.zeros_kept == int(zeros.sum()) + int((init["bq"] == 0).sum())
+    assert _noise(init, layers, 2).zeros_kept == 0
+    q = np.random.default_rng(3).integers(-100, 101, size=(128, 16)).astype(np.int8)
+    shifted = _qdq_model(q, 0.01 * np.ones(16), np.full(16, 3, np.int8), np.ones(16, np.int32), 1e-4)
+    shifted_init = get_initializers(shifted)
+    at_zero_point = q == 3
+    held = _noise(shifted_init, list_layers(shifted), 2, keep_zeros=True)
+    assert at_zero_point.sum() > 0 and (held.arrays["Wq"][at_zero_point] == 3).all()
+    assert held.zeros_kept == int(at_zero_point.sum())
+    noisy = _noise(init, layers, 5).arrays
     factory = _factory(model, layers)
     x = _x((4, 128))
     out = factory.create(noisy).run(x)
@@ -302,7 +329,7 @@ def test_qlinear_conv_weight_and_bias():
     init = get_initializers(model)
     bias = dequantize(init["b_q"], layer.quant[1], init)
     np.testing.assert_allclose(bias, init["b_q"] * 0.02 * init["w_s"].astype(np.float64), rtol=1e-6)
-    result = apply_noise(init, [layer], NoiseSpec(snr=3, seed=0))
+    result = _noise(init, [layer], 3)
     assert result.arrays["w_q"].dtype == np.int8 and result.arrays["b_q"].dtype == np.int32
     assert result.clipped_count > 0
     assert describe_quantization([layer]) == "quantized QLinear weights (1 layers): dequantize-noise-requantize"
@@ -334,7 +361,7 @@ def test_qlinear_matmul_weight():
     (layer,) = list_layers(model)
     assert (layer.name, layer.tensors, layer.quant) == ("QLinearMatMul_1", ("b_q",),
                                                         (QuantParams(("b_s",), "b_zp", None, "QLinear"),))
-    noisy = apply_noise(get_initializers(model), [layer], NoiseSpec(snr=2, seed=0)).arrays
+    noisy = _noise(get_initializers(model), [layer], 2).arrays
     x = _x((3, 16))
     out = _factory(model, [layer]).create(noisy).run(x)
     np.testing.assert_array_equal(out, _run(_rewrite(model, noisy), {"input": x}))
@@ -352,7 +379,7 @@ def test_tied_weight_noised_once_and_consistently():
                    [numpy_helper.from_array(w, "W")])
     layers = list_layers(model)
     assert [(l.name, l.tensors) for l in layers] == [("mm1", ("W",))]
-    noisy = apply_noise(get_initializers(model), layers, NoiseSpec(snr=4, seed=0)).arrays
+    noisy = _noise(get_initializers(model), layers, 4).arrays
     x = _x((3, 4))
     out = _factory(model, layers).create(noisy).run(x)
     np.testing.assert_allclose(out, x @ noisy["W"] @ noisy["W"], rtol=1e-5, atol=1e-5)
@@ -424,14 +451,16 @@ def test_external_initializer_path_equals_in_proto_path():
     inline = _factory(model, layers[:4])
     external = _factory(model, layers[:4], external_above_bytes=0)
     assert not inline.external and external.external
-    # No weight bytes in the serialized skeleton: every large tensor is an external reference.
-    assert len(external._skeleton) < 8_000 and len(inline._skeleton) > 1_000_000  # "narrow" is inline there
-    skeleton = onnx.load_from_string(external._skeleton)
+    noisy = _noise(get_initializers(model), layers[:4], 3, seed=2).arrays
+    # No weight bytes in the serialized model of the external path, clean or noisy: every large
+    # tensor is an external reference; the in-proto path serializes them all (over 2 MB).
+    assert len(external.model_bytes()) < 8_000 and len(external.model_bytes(noisy)) < 8_000
+    assert len(inline.model_bytes()) > 2_000_000
+    skeleton = onnx.load_from_string(external.model_bytes(noisy))
     refs = {t.name for t in skeleton.graph.initializer if t.data_location == TensorProto.EXTERNAL}
     assert {"big", "proj", "conv.weight", "bn.var", "fc.bias"} <= refs and "flat.shape" not in refs
     x = _x()
     np.testing.assert_array_equal(external.create().run(x), inline.create().run(x))
-    noisy = apply_noise(get_initializers(model), layers[:4], NoiseSpec(snr=3, seed=2)).arrays
     a, b = external.create(noisy).run(x), inline.create(noisy).run(x)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - inline.create().run(x)).max() > 1e-3
@@ -445,8 +474,12 @@ def test_external_path_keeps_bf16_inline_and_stays_exact():
     model = _bf16_model(w)
     layers = list_layers(model)
     factory = _factory(model, layers, external_above_bytes=0)
-    assert factory.external and "W" in factory._clean  # bf16 cannot be an OrtValue from numpy
-    noisy = apply_noise(get_initializers(model), layers, NoiseSpec(snr=5, seed=0)).arrays
+    noisy = _noise(get_initializers(model), layers, 5).arrays
+    assert factory.external
+    # bf16 cannot be an OrtValue from numpy: "W" stays in the serialized model, with its noisy values.
+    (tensor,) = onnx.load_from_string(factory.model_bytes(noisy)).graph.initializer
+    assert tensor.name == "W" and tensor.data_location == TensorProto.DEFAULT
+    assert numpy_helper.to_array(tensor).tobytes() == noisy["W"].tobytes()
     x = _x((2, 64))
     np.testing.assert_array_equal(factory.create(noisy).run(x), _factory(model, layers).create(noisy).run(x))
 
@@ -460,9 +493,12 @@ def test_keep_zeros_on_pruned_squeezenet(shared_path):
     zeros = sum(int((init[n] == 0).sum()) for n in weights)
     total = sum(init[n].size for n in weights)
     assert zeros / total > 0.6  # two thirds pruned
-    noisy = apply_noise(init, layers, NoiseSpec(snr=10, seed=0, keep_zeros=True)).arrays
+    kept = _noise(init, layers, 10, keep_zeros=True)
+    noisy = kept.arrays
     assert sum(int((noisy[n] == 0).sum()) for n in weights) == zeros
-    loose = apply_noise(init, layers, NoiseSpec(snr=10, seed=0)).arrays
+    every = [n for layer in layers for n in layer.tensors if np.std(init[n]) > 0]  # std 0: nothing drawn
+    assert kept.zeros_kept == sum(int((init[n] == 0).sum()) for n in every) >= zeros
+    loose = _noise(init, layers, 10).arrays
     assert sum(int((loose[n] == 0).sum()) for n in weights) < zeros // 100
 
 
@@ -497,30 +533,45 @@ def effnet_qdq(shared_path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return float_model, out
 
 
-def test_qdq_efficientnet_lite0_runs_through_bench(effnet_qdq, shared_dir):
-    from onnxnoise.bench import BenchConfig, prepare_bench, run_bench
+def test_qdq_efficientnet_lite0_runs_through_bench(effnet_qdq, shared_path):
+    from onnxnoise.bench import run_bench
+    from onnxnoise.config import NoiseConfig, RunConfig
+    from onnxnoise.engine.context import prepare_context
+    from onnxnoise.engine.plan import Trial
+    from onnxnoise.engine.trial import run_trial
 
     float_model, qdq_model = effnet_qdq
-    data = shared_dir / "data/imagenette-val500"
+    data = shared_path("data/imagenette-val500", kind="dir")
     layers = list_layers(load_model(qdq_model))
     assert len(layers) == 50 and {l.op_type for l in layers} == {"Conv", "Gemm"}
     assert all(l.quantization_policy == QUANT_POLICY and l.quant[0].format == "QDQ" for l in layers)
     assert layers[0].quant[0].axis == 0  # per-channel weights
     common = dict(data=data, device="cpu", preset="tf-lite", limit=100)
-    fp = run_bench(BenchConfig(model=float_model, snrs=(), **common)).trials.row(0, named=True)
-    prepared = prepare_bench(BenchConfig(model=qdq_model, snrs=(100.0, 5.0), **common))
-    result = run_bench(prepared.config, prepared=prepared)
+    fp_context = prepare_context(RunConfig(model=float_model, **common))
+    fp = run_trial(fp_context, Trial("baseline", None, (), None, None))  # the float model's clean baseline only
+    assert fp["error"] is None and fp["images"] == 100
+    context = prepare_context(RunConfig(model=qdq_model, noise=NoiseConfig(strengths=(100.0, 5.0), seeds=(0,)),
+                                        **common))
+    result = run_bench(context.config, context=context)
+    assert result.trials["mode"].to_list() == ["baseline", "all", "all"]
+    assert result.trials["strength"].to_list() == [None, 100.0, 5.0]
     base, mild, heavy = (result.trials.row(i, named=True) for i in range(3))
+    assert base["error"] is None and mild["error"] is None and heavy["error"] is None
     # The bench summary names the policy and counts the clipped values of every trial.
     total = int(result.trials["clipped_count"].sum())
     assert total > 0 and base["clipped_count"] == 0
+    assert result.meta["clipped_count"] == total
     assert result.meta["quantization"] == (
         f"quantized QDQ weights (50 layers): dequantize-noise-requantize, {total} values clipped")
     assert base["images"] == mild["images"] == heavy["images"] == 100
-    assert abs(base["top1_acc"] - fp["top1_acc"]) <= 5.0  # int8 within a few points of float (74 vs 74)
+    fp_acc = 100.0 * fp["top1_correct"] / fp["images"]
+    assert abs(base["top1_acc"] - fp_acc) <= 5.0  # int8 within a few points of float (74 vs 74)
     assert 50.0 < mild["top1_acc"] <= base["top1_acc"] + 2.0  # SNR 100: a few points lost (71)
     assert heavy["top1_acc"] < 20.0 and heavy["nan_count"] == 0  # SNR 5: collapsed (0)
-    clipped = apply_noise(prepared.initializers, prepared.selected, NoiseSpec(snr=100.0, seed=0)).clipped_count
+    noise = context.config.noise
+    draw = draw_noise(noise.noise_model, 100.0, 0, context.selected, context.initializers, noise.policies)
+    clipped = draw.clipped_count
     assert clipped > 0  # per-channel scales: channels with small weights clip under per-tensor sigma
-    text = describe_quantization(prepared.selected, clipped)
+    assert clipped == mild["clipped_count"]  # the bench trial drew exactly this noise
+    text = describe_quantization(context.selected, clipped)
     assert text == f"quantized QDQ weights (50 layers): dequantize-noise-requantize, {clipped} values clipped"

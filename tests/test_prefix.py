@@ -8,14 +8,17 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from _builders import tiny_cnn
-from onnxnoise.bench import BenchConfig, prepare_bench
+from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.data import resolve_data_config
+from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.evaluate import EvalSet, evaluate
-from onnxnoise.model.graph import list_layers
 from onnxnoise.engine.metrics import count_correct
-from onnxnoise.noise.legacy import NoiseSpec, apply_noise
 from onnxnoise.engine.prefix import GraphSplitter, PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory
+from onnxnoise.model import list_layers
+from onnxnoise.noise import draw_noise, make_noise_model
+
+GAUSS = make_noise_model("gaussian-snr")
 
 #: Max |logit difference| / max |logit| allowed between prefix reuse and the full model.
 REL_TOL = 1e-5
@@ -84,7 +87,7 @@ def test_residual_mlp_prefix_equals_full():
     factory = SessionFactory(model, inits, input_name="image", output_name="logits", device="cpu")
     runner = PrefixRunner(model, data, "image", "logits", device="cpu")
     for layer in [*layers, *reversed(layers)]:  # forward (advances) then backward (rebuilds)
-        rep = apply_noise(inits, [layer], NoiseSpec(snr=2, seed=3)).arrays
+        rep = draw_noise(GAUSS, 2.0, 3, [layer], inits).arrays
         full = np.concatenate([factory.create(rep).run(x)[: len(y)] for x, y in data.batches()])
         split = np.concatenate([s for s, _ in runner.iter_scores(rep)])
         np.testing.assert_allclose(split, full, rtol=0, atol=REL_TOL * np.abs(full).max())
@@ -108,29 +111,34 @@ def test_memory_limit_falls_back_to_full_model():
     factory = SessionFactory(model, inits, input_name="input", output_name="logits", device="cpu")
     runner = PrefixRunner(model, data, "input", "logits", device="cpu", cache_limit_bytes=1)
     fc = list_layers(model)[-1]
-    rep = apply_noise(inits, [fc], NoiseSpec(snr=5, seed=0)).arrays
+    rep = draw_noise(GAUSS, 5.0, 0, [fc], inits).arrays
     assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
     assert runner.stats.fallbacks == 1
 
 
 @pytest.mark.parametrize("keep_batchnorm, snrs", [(False, (10.0, 2.0)), (True, (2.0,))])
-def test_resnet20_every_layer_equals_full(keep_batchnorm, snrs, cifar_resnet_onnx, shared_dir):
+def test_resnet20_every_layer_equals_full(keep_batchnorm, snrs, cifar_resnet_onnx, shared_data):
     """Every layer of ResNet20 (BN folded and kept), CIFAR-10 subset: counts equal, logits within 1e-5."""
     model = cifar_resnet_onnx(20, keep_batchnorm=keep_batchnorm)
-    prep = prepare_bench(BenchConfig(model=model, data=shared_dir / "data/cifar-10-batches-py", snrs=snrs,
-                                     device="cpu", limit=200, batch_size=100))
-    runner = PrefixRunner.from_prepared(prep)
+    config = RunConfig(model=model, data=shared_data("cifar-10-batches-py"), device="cpu", limit=200,
+                       batch_size=100, noise=NoiseConfig(strengths=snrs, seeds=(7,)))
+    context = prepare_context(config)
+    runner = context.prefix_runner()
+    assert context.prefix_runner() is runner  # built once per run
+    noise = config.noise
     worst = 0.0
-    for layer in prep.selected:
+    for layer in context.selected:
         for snr in snrs:
-            rep = apply_noise(prep.initializers, [layer], NoiseSpec(snr=snr, seed=7)).arrays
-            session = prep.factory.create(rep)
-            full = np.concatenate([session.run(x)[: len(y)] for x, y in prep.data.batches()])
+            rep = draw_noise(noise.noise_model, snr, 7, [layer], context.initializers, noise.policies).arrays
+            session = context.factory.create(rep)
+            full = np.concatenate([session.run(x)[: len(y)] for x, y in context.data.batches()])
             split = np.concatenate([s for s, _ in runner.iter_scores(rep)])
             rel = float(np.abs(split - full).max() / np.abs(full).max())
             worst = max(worst, rel)
             assert (split.argmax(1) == full.argmax(1)).all(), (layer.name, snr)
             assert rel <= REL_TOL, (layer.name, snr, rel)
-            assert count_correct(split, prep.data.labels) == count_correct(full, prep.data.labels), layer.name
+            labels = context.data.labels
+            assert count_correct(split, labels) == count_correct(full, labels), layer.name
+            assert runner.evaluate(rep) == evaluate(session, context.data), layer.name
     assert runner.stats.fallbacks == 0
-    assert runner.stats.advances >= len(prep.selected) // 2 - 1
+    assert runner.stats.advances >= len(context.selected) // 2 - 1

@@ -10,10 +10,12 @@ from _builders import tiny_cnn
 from onnx import numpy_helper
 
 from onnxnoise.engine import runtime
-from onnxnoise.errors import SessionError
-from onnxnoise.model.graph import get_initializers, list_layers
-from onnxnoise.noise.legacy import NoiseSpec, apply_noise
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
+from onnxnoise.errors import SessionError
+from onnxnoise.model import get_initializers, list_layers
+from onnxnoise.noise import draw_noise, make_noise_model
+
+GAUSS = make_noise_model("gaussian-snr")
 
 
 def _factory(model, names, device="cpu"):
@@ -33,7 +35,7 @@ def test_noisy_session_differs_from_clean_and_equals_reference_rewrite():
     reference_clean = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(clean, reference_clean.run(None, {"input": _x()})[0])
 
-    noisy_arrays = apply_noise(get_initializers(model), layers, NoiseSpec(snr=5, seed=0)).arrays
+    noisy_arrays = draw_noise(GAUSS, 5.0, 0, layers, get_initializers(model)).arrays
     noisy = factory.create(noisy_arrays).run(_x())
     assert np.abs(noisy - clean).max() > 1e-3
 
@@ -50,7 +52,8 @@ def test_untouched_initializers_are_bit_identical():
     model = tiny_cnn()
     layers = list_layers(model)
     factory = _factory(model, [t for layer in layers for t in layer.tensors])
-    noisy = apply_noise(get_initializers(model), layers[:1], NoiseSpec(snr=2, seed=0)).arrays
+    noisy = draw_noise(GAUSS, 2.0, 0, layers[:1], get_initializers(model)).arrays
+    assert set(noisy) == {"conv.weight", "conv.bias"}
     merged = onnx.load_from_string(factory.model_bytes(noisy))
     got = {t.name: numpy_helper.to_array(t) for t in merged.graph.initializer}
     clean = get_initializers(model)
