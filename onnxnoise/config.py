@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -51,10 +52,10 @@ def parse_numbers(text: str | Sequence[float], what: str) -> tuple[float, ...]:
         try:
             values.append(float(item))
         except (TypeError, ValueError):
-            msg = f"`{what}` value {item!r} is not a number; use e.g. `{what} 100,10,5`"
+            msg = f"`{what}` value {item!r} is not a number; give comma-separated numbers, e.g. 100,10,5"
             raise ConfigError(msg) from None
     if not values:
-        msg = f"`{what}` is empty; give at least one value, e.g. `{what} 100,10,5`"
+        msg = f"`{what}` is empty; give at least one value"
         raise ConfigError(msg)
     return tuple(values)
 
@@ -80,10 +81,10 @@ def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = N
         msg = f"give only one of snr, noise_pct or strength, got {', '.join(n for n, _ in chosen)}"
         raise ConfigError(msg)
     name, value = chosen[0]
-    values = parse_numbers(value, name.replace("_", "-"))
+    values = parse_numbers(value, f"--{name.replace('_', '-')}")
     if name == "noise_pct":
         if any(not v > 0 or math.isinf(v) for v in values):
-            msg = f"`noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
+            msg = f"`--noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
             raise ConfigError(msg)
         return tuple(100.0 / v for v in values)
     return values
@@ -117,7 +118,8 @@ def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
     Raises:
         ConfigError: If the count is < 1, a seed is negative or not an integer, or the list is empty.
     """
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seeds = int(seeds)
         if seeds < 1:
             msg = f"seeds count must be >= 1, got {seeds!r}"
             raise ConfigError(msg)
@@ -127,9 +129,10 @@ def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
         raise ConfigError(msg)
     chosen: list[int] = []
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             msg = f"seed {seed!r} must be a non-negative integer"
             raise ConfigError(msg)
+        seed = int(seed)
         if seed not in chosen:
             chosen.append(seed)
     if not chosen:
@@ -203,9 +206,12 @@ class NoiseConfig:
         object.__setattr__(self, "params", dict(noise_model.params()))
         object.__setattr__(self, "_noise_model", noise_model)
         values = noise_model.default_strengths if self.strengths is None else self.strengths
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            msg = f"`strengths` must be a list of numbers (parse text with parse_strengths), got {values!r}"
+            raise ConfigError(msg)
         checked: list[float] = []
         for value in values:
-            value = noise_model.check_strength(value)
+            value = float(noise_model.check_strength(value))
             if value not in checked:
                 checked.append(value)
         if not checked:
@@ -364,10 +370,14 @@ class SweepConfig:
     prefix_reuse: bool = True
 
     def __post_init__(self) -> None:
-        modes = parse_names(self.modes) or ()
+        given_modes = self.modes if isinstance(self.modes, str) else ",".join(map(str, self.modes or ()))
+        modes = tuple(m.strip() for m in given_modes.split(",") if m.strip())
+        if not modes:
+            msg = f"modes is empty; choose from {', '.join(SWEEP_MODES)}"
+            raise ConfigError(msg)
         unknown = [m for m in modes if m not in SWEEP_MODES]
-        if unknown or not modes:
-            msg = f"modes {', '.join(modes) or '(none)'} not valid; choose from {', '.join(SWEEP_MODES)}"
+        if unknown:
+            msg = f"mode(s) {', '.join(unknown)} unknown; choose from {', '.join(SWEEP_MODES)}"
             raise ConfigError(msg)
         object.__setattr__(self, "modes", tuple(dict.fromkeys(modes)))
 

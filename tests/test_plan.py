@@ -89,17 +89,11 @@ def test_expand_trials_rejects_bad_layers_and_modes():
         assert str(info.value) == message, kwargs
 
 
-#: SweepConfig's "(none)" branch is unreachable: parse_names raises first with
-#: "expected comma-separated names, got ()", a message that does not name `modes`.
-_EMPTY_MODES_BUG = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                     reason="library bug: empty modes message does not name `modes`")
-
-
 @pytest.mark.parametrize(("modes", "message"), [
-    (("bogus",), "modes bogus not valid; choose from all, per-layer, cumulative"),
-    (("all", "baseline"), "modes all, baseline not valid; choose from all, per-layer, cumulative"),
-    pytest.param((), "modes (none) not valid; choose from all, per-layer, cumulative", marks=_EMPTY_MODES_BUG),
-    pytest.param("", "modes (none) not valid; choose from all, per-layer, cumulative", marks=_EMPTY_MODES_BUG),
+    (("bogus",), "mode(s) bogus unknown; choose from all, per-layer, cumulative"),
+    (("all", "baseline"), "mode(s) baseline unknown; choose from all, per-layer, cumulative"),
+    ((), "modes is empty; choose from all, per-layer, cumulative"),
+    ("", "modes is empty; choose from all, per-layer, cumulative"),
 ])
 def test_sweep_config_validates_modes(modes, message):
     with pytest.raises(ConfigError) as info:
@@ -127,16 +121,16 @@ def test_trial_validation():
     cases = [
         (("some", None, ("a",), 10.0, 0), "`mode` must be one of baseline, all, per-layer, cumulative, got 'some'"),
         (("baseline", None, (), 10.0, None),
-         "a `baseline` trial has no layers, strength, seed or layer_index, got layers=(), strength=10.0, "
+         "the `baseline` trial has no layers, strength, seed or layer_index, got layers=(), strength=10.0, "
          "seed=None, layer_index=None"),
         (("cumulative", 1, ("a", "b"), 10.0, 0),
-         "a 'cumulative' trial needs `layer_index` = number of layers (2), got 1"),
+         "the 'cumulative' trial needs `layer_index` = number of layers (2), got 1"),
         (("per-layer", 0, ("a", "b"), 10.0, 0),
-         "a 'per-layer' trial needs one layer and `layer_index` >= 0, got 0 with 2"),
-        (("all", None, ("a",), 10.0, None), "`seed` must be a non-negative integer for a 'all' trial, got None"),
-        (("all", None, ("a",), None, 0), "a 'all' trial needs a numeric strength, got None"),
+         "the 'per-layer' trial needs one layer and `layer_index` >= 0, got 0 with 2"),
+        (("all", None, ("a",), 10.0, None), "`seed` must be a non-negative integer for the 'all' trial, got None"),
+        (("all", None, ("a",), None, 0), "the 'all' trial needs a numeric strength, got None"),
         (("all", 0, ("a",), 10.0, 0), "`layer_index` must be None for an 'all' trial, got 0"),
-        (("all", None, (), 10.0, 0), "a 'all' trial needs at least one layer in `layers`"),
+        (("all", None, (), 10.0, 0), "the 'all' trial needs at least one layer in `layers`"),
         (("all", None, ["a"], 10.0, 0), "`layers` must be a tuple of layer names, got ['a']"),
     ]
     for args, message in cases:

@@ -21,12 +21,12 @@ from onnxnoise.engine.evaluate import EvalSet, evaluate
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.model.graph import Layer, get_initializers, get_model_io, list_layers, load_model
-from onnxnoise.noise.legacy import NoiseSpec, apply_noise
+from onnxnoise.noise import draw_noise, make_noise_model
 
 
 def noisy(initializers: dict[str, np.ndarray], layer: Layer, *, snr: float, seed: int) -> dict[str, np.ndarray]:
     """``tensor name -> noisy array`` for the tensors of ``layer`` (the test's only use of the noise API)."""
-    return apply_noise(initializers, [layer], NoiseSpec(snr=snr, seed=seed)).arrays
+    return draw_noise(make_noise_model("gaussian-snr"), snr, seed, [layer], initializers).arrays
 
 
 #: Max |logit difference| / max |logit| allowed between prefix reuse and the full model.

@@ -71,29 +71,29 @@ class Trial:
             raise NoiseConfigError(msg)
         if self.mode == "baseline":
             if self.layers or self.layer_index is not None or self.seed is not None or self.strength is not None:
-                msg = ("a `baseline` trial has no layers, strength, seed or layer_index, got "
+                msg = ("the `baseline` trial has no layers, strength, seed or layer_index, got "
                        f"layers={self.layers!r}, strength={self.strength!r}, seed={self.seed!r}, "
                        f"layer_index={self.layer_index!r}")
                 raise NoiseConfigError(msg)
             return
         if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)):
-            msg = f"a {self.mode!r} trial needs a numeric strength, got {self.strength!r}"
+            msg = f"the {self.mode!r} trial needs a numeric strength, got {self.strength!r}"
             raise NoiseConfigError(msg)
         if not _is_int(self.seed) or self.seed < 0:
-            msg = f"`seed` must be a non-negative integer for a {self.mode!r} trial, got {self.seed!r}"
+            msg = f"`seed` must be a non-negative integer for the {self.mode!r} trial, got {self.seed!r}"
             raise NoiseConfigError(msg)
         if not self.layers:
-            msg = f"a {self.mode!r} trial needs at least one layer in `layers`"
+            msg = f"the {self.mode!r} trial needs at least one layer in `layers`"
             raise NoiseConfigError(msg)
         index = self.layer_index
         if self.mode == "all" and index is not None:
             msg = f"`layer_index` must be None for an 'all' trial, got {index!r}"
             raise NoiseConfigError(msg)
         if self.mode == "per-layer" and (not _is_int(index) or index < 0 or len(self.layers) != 1):
-            msg = f"a 'per-layer' trial needs one layer and `layer_index` >= 0, got {index!r} with {len(self.layers)}"
+            msg = f"the 'per-layer' trial needs one layer and `layer_index` >= 0, got {index!r} with {len(self.layers)}"
             raise NoiseConfigError(msg)
         if self.mode == "cumulative" and (not _is_int(index) or index != len(self.layers)):
-            msg = f"a 'cumulative' trial needs `layer_index` = number of layers ({len(self.layers)}), got {index!r}"
+            msg = f"the 'cumulative' trial needs `layer_index` = number of layers ({len(self.layers)}), got {index!r}"
             raise NoiseConfigError(msg)
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +168,9 @@ def expand_trials(
         raise NoiseConfigError(msg)
     if len(set(names)) != len(names):
         msg = f"layer names must be unique, got duplicates in {list(names)[:10]}"
+        raise NoiseConfigError(msg)
+    if isinstance(modes, str) or len(set(modes)) != len(modes):
+        msg = f"`modes` must be a sequence of distinct modes, got {modes!r}"
         raise NoiseConfigError(msg)
     trials = [Trial("baseline", None, (), None, None)]
     for mode in modes:

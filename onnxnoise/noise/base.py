@@ -28,6 +28,7 @@ Example (a toy model: zero every ``k``-th weight)::
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -96,7 +97,7 @@ class NoiseModel(ABC):
         Raises:
             NoiseConfigError: If the value is not allowed, with the allowed range.
         """
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
             msg = f"{self.name} `{self.strength_name}` must be a finite number >= 0, got {value!r}"
             raise NoiseConfigError(msg)
         return float(value)

@@ -17,6 +17,7 @@ each noised layer, in order:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -141,7 +142,7 @@ def draw_noise(
             not an initializer of the model.
     """
     strength = model.check_strength(strength)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         msg = f"`seed` must be a non-negative integer, got {seed!r}"
         raise NoiseConfigError(msg)
     arrays: dict[str, np.ndarray] = {}
@@ -158,8 +159,9 @@ def draw_noise(
             w = values[name]
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
                               stored_dtype=clean.dtype, quantized=params is not None, layer_values=values)
-            noisy = model.perturb(w, strength, tensor_rng(seed, name), info)
-            if noisy is w:
+            noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)
+            if noisy is w:  # the model left the tensor unchanged
+                counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
                 arrays[name] = clean
                 continue
             arrays[name] = _store(noisy, w, clean, params, initializers, layer.op_type, role, policies, counts)

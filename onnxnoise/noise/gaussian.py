@@ -18,6 +18,7 @@ times its noise at SNR 100 (common random numbers).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,7 +47,7 @@ class GaussianSNR(NoiseModel):
 
     def check_strength(self, value: Any) -> float:
         """Accept a finite linear SNR > 0 (the clean baseline is always run, so no ``inf``)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
             msg = f"SNR must be a positive number, got {value!r}"
             raise NoiseConfigError(msg)
         if value <= 0 or math.isinf(value):
