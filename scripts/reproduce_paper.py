@@ -16,7 +16,13 @@ Usage::
     python scripts/reproduce_paper.py --recheck 5        # re-run 5 stored trials per sweep, compare counts
     nohup python scripts/reproduce_paper.py > reproduce.log 2>&1 &   # hours on 2 CPU cores
 
-Exit codes: 0 done, 2 bad input (one line on stderr).
+Every trial is run by the trial engine (:func:`onnxnoise.sweep.run_sweep` and
+:func:`onnxnoise.sweep.recheck_sweep`, on a context prepared once per sweep with
+:func:`onnxnoise.engine.context.prepare_context`); the report's "planned" counts come from the same
+plan (:func:`onnxnoise.engine.plan.plan_trials`) the sweeps run.
+
+Exit codes: 0 done, 1 a trial failed (its row carries the error; the report is still written) or
+``--recheck`` found a mismatch, 2 bad input (one line on stderr).
 """
 
 from __future__ import annotations
@@ -31,22 +37,30 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from onnxnoise.bench import BenchProgress
+from onnxnoise.config import SweepConfig
+from onnxnoise.engine.context import RunContext, prepare_context
+from onnxnoise.engine.executor import Progress
+from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import Experiment, load_experiment
-from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_report
+from onnxnoise.noise import NoiseModel
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials, t_half_width
+from onnxnoise.report.study import STORE_NAME, collect_runs, collect_trials, write_report
 from onnxnoise.store.store import open_store
-from onnxnoise.sweep import plan_sweep, recheck_sweep, run_sweep
+from onnxnoise.sweep import recheck_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class _LogProgress(BenchProgress):
+#: The paper's noise model; the findings below are about its strength, the linear SNR.
+PAPER_NOISE_MODEL = "gaussian-snr"
+
+
+class _LogProgress(Progress):
     """One log line every ``every`` trials with the rate and an ETA (fit for nohup logs)."""
 
-    def __init__(self, label: str, every: int = 25) -> None:
-        self.label, self.every = label, every
+    def __init__(self, label: str, noise_model: NoiseModel, every: int = 25) -> None:
+        self.label, self.noise_model, self.every = label, noise_model, every
 
     def start(self, trials: int, images_per_trial: int) -> None:
         self.total, self.done, self.t0 = trials, 0, time.perf_counter()
@@ -57,13 +71,15 @@ class _LogProgress(BenchProgress):
         if self.done % self.every == 0 or self.done == self.total:
             elapsed = time.perf_counter() - self.t0
             eta = elapsed / self.done * (self.total - self.done)
-            acc = "error" if row.get("error") else f"top-1 {row['top1_acc']:.2f}%"
+            acc = (f"error: {row['error']}" if row.get("error")
+                   else f"top-1 {100.0 * row['top1_correct'] / row['images']:.2f}%")
             print(f"[{self.label}] {self.done}/{self.total} trials, {elapsed / 60:.1f} min, "
                   f"ETA {eta / 60:.1f} min, last: {row['mode']} layer {row['layer_index']} "
-                  f"SNR {row['snr']:g} seed {row['seed']} {acc}", flush=True)
+                  f"{self.noise_model.format_strength(row['strength'])} seed {row['seed']} {acc}", flush=True)
 
 
-def _export_missing(experiment: Experiment) -> None:
+def export_missing(experiment: Experiment) -> None:
+    """Export every model of the experiment whose ONNX file is missing (needs the `export` extra)."""
     for entry in experiment.models.values():
         if entry.path.is_file():
             continue
@@ -81,14 +97,41 @@ def _export_missing(experiment: Experiment) -> None:
         print(f"exported {entry.name}: {summary.path}", flush=True)
 
 
-def run_experiment(experiment: Experiment) -> None:
-    """Run every sweep of the experiment (skipping finished trials)."""
-    _export_missing(experiment)
+def planned_keys(config: SweepConfig) -> dict[str, str]:
+    """``key -> mode`` of every trial the sweep plans (baseline included), from the engine's own plan.
+
+    Keys depend on the prepared context (model file, data, preprocessing, provider, ...), so the
+    context is prepared here as the sweep would prepare it.
+    """
+    return _keys(prepare_context(config.run), config)
+
+
+def _keys(context: RunContext, config: SweepConfig) -> dict[str, str]:
+    return {item.key: item.trial.mode for item in plan_trials(context, config.modes)}
+
+
+def run_experiment(experiment: Experiment) -> tuple[int, list[dict[str, str]]]:
+    """Run every sweep of the experiment (skipping finished trials).
+
+    Returns:
+        ``(failed trials, planned keys per sweep)``, the keys as :func:`planned_keys` gives them.
+    """
+    export_missing(experiment)
+    failed, plans = 0, []
     for name, config in experiment.sweeps:
+        context = prepare_context(config.run)
+        plans.append(_keys(context, config))
+        label = f"{name} {'+'.join(config.modes)}"
         with open_store(experiment.run_dir(name) / STORE_NAME) as store:
-            result = run_sweep(config, store, progress=_LogProgress(f"{name} {'+'.join(config.modes)}"))
-        print(f"[{name}] {result.planned} planned, {result.skipped} already done, {result.ran} run, "
-              f"{result.failed} failed", flush=True)
+            result = run_sweep(config, store, context=context,
+                               progress=_LogProgress(label, config.run.noise.noise_model))
+        del context  # one sweep's decoded images in memory at a time
+        print(f"[{name}] {result.planned} planned, {result.done} already done"
+              + (f" ({result.adopted} adopted from a version 1 store)" if result.adopted else "")
+              + f", {result.ran} run, {result.failed} failed"
+              + (f", {result.taken} recorded meanwhile by another process" if result.taken else ""), flush=True)
+        failed += result.failed
+    return failed, plans
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,7 +157,8 @@ def _verdict(low: float, high: float) -> str:
 
 def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
     """The side-by-side section: each paper finding, our numbers, and a verdict with intervals."""
-    ok = trials.filter(pl.col("error").is_null())
+    # The paper's findings are about SNR-scaled Gaussian noise: other noise models are left out here.
+    ok = trials.filter(pl.col("error").is_null() & (pl.col("noise_model") == PAPER_NOISE_MODEL))
     summary = summarize_trials(ok)
     lines = ["## Our findings beside the paper's (PAPER.md findings 1-3)", "",
              "Differences are means over seeds with 95% Student-t intervals over seeds (noise draws); "
@@ -147,24 +191,27 @@ def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
     lines += ["### 1. Accuracy falls as noise grows and as more layers are noised", "",
               "Paper: accuracy decreases with noise power (Table III, Fig. 2) and with the number of noised "
               "layers (Fig. 5).", ""]
-    whole = summary.filter(pl.col("mode") == "all").sort(["model", "noise_pct"])
+    # Increasing noise = decreasing SNR; noise std in percent of sigma_w is 100 / SNR (paper eq. 1).
+    whole = summary.filter(pl.col("mode") == "all").sort(["model", "strength"], descending=[False, True])
     rows = []
     for (model,), part in whole.group_by(["model"], maintain_order=True):
         seeds_frame = ok.filter((pl.col("mode") == "all") & (pl.col("model") == model))
-        lo_pct, hi_pct = part["noise_pct"].min(), part["noise_pct"].max()
-        lo = seeds_frame.filter(pl.col("noise_pct") == lo_pct).sort("seed")["top1_acc"].to_numpy()
-        hi = seeds_frame.filter(pl.col("noise_pct") == hi_pct).sort("seed")["top1_acc"].to_numpy()
+        least, most = part["strength"].max(), part["strength"].min()
+        lo = seeds_frame.filter(pl.col("strength") == least).sort("seed")["top1_acc"].to_numpy()
+        hi = seeds_frame.filter(pl.col("strength") == most).sort("seed")["top1_acc"].to_numpy()
         n = min(lo.size, hi.size)
         mean, half = _t_interval(lo[:n] - hi[:n])
         means = " → ".join(f"{v:.2f}" for v in part["top1_acc_mean"].to_list())
         rows.append(f"| {model} | {means} | {mean:.2f} ± {half:.2f} | {_verdict(mean - half, mean + half)} |")
     if rows:
-        lines += [f"Noise in all layers, top-1 % at noise {', '.join(f'{p:g}' for p in whole['noise_pct'].unique(maintain_order=True).to_list())} %:", "",
+        pcts = ", ".join(f"{100.0 / snr:.3g}" for snr in whole["strength"].unique(maintain_order=True).to_list())
+        lines += [f"Noise in all layers, top-1 % at noise {pcts} % of sigma_w:", "",
                   "| model | top-1 % by noise | drop lowest → highest noise (pt) | verdict |", "|---|---|---|---|",
                   *rows, ""]
     cumulative = ok.filter(pl.col("mode") == "cumulative")
     rows = []
-    for (model, snr), part in cumulative.group_by(["model", "snr"], maintain_order=True):
+    for (model, snr), part in cumulative.sort(["model", "strength"], descending=[False, True]).group_by(
+            ["model", "strength"], maintain_order=True):
         last = part["layer_index"].max()
         first = part.filter(pl.col("layer_index") == 1).sort("seed")["top1_norm"].to_numpy()
         full = part.filter(pl.col("layer_index") == last).sort("seed")["top1_norm"].to_numpy()
@@ -184,8 +231,8 @@ def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
               "| model | SNR | first third a/a0 | last third a/a0 | early − late | verdict |",
               "|---|---|---|---|---|---|"]
     per_layer = ok.filter(pl.col("mode") == "per-layer")
-    for (model, snr), part in per_layer.sort(["model", "snr"], descending=[False, True]).group_by(
-            ["model", "snr"], maintain_order=True):
+    for (model, snr), part in per_layer.sort(["model", "strength"], descending=[False, True]).group_by(
+            ["model", "strength"], maintain_order=True):
         indices = sorted(part["layer_index"].unique().to_list())
         third = max(1, len(indices) // 3)
         early_idx, late_idx = indices[:third], indices[-third:]
@@ -214,10 +261,10 @@ def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
     models.sort(key=depth.get)
     lines[-1] = "| SNR | " + " | ".join(models) + " | verdict |"
     lines.append("|---|" + "---|" * (len(models) + 1))
-    for snr in sorted(bn["snr"].unique().to_list(), reverse=True):
+    for snr in sorted(bn["strength"].unique().to_list(), reverse=True):
         cells, bounds = [], []
         for m in models:
-            row = bn.filter((pl.col("model") == m) & (pl.col("snr") == snr))
+            row = bn.filter((pl.col("model") == m) & (pl.col("strength") == snr))
             if row.height:
                 v, h = row["top1_a_avr"][0], row["top1_a_avr_ci"][0] or float("nan")
                 cells.append(f"{v:.4f} ± {h:.4f}")
@@ -237,32 +284,39 @@ def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def sweep_status(experiment: Experiment) -> tuple[list[list[str]], set[str]]:
-    """Per sweep and model: trials planned and stored; and the keys of unfinished sweeps."""
+def sweep_status(experiment: Experiment, plans: list[dict[str, str]] | None = None,
+                 ) -> tuple[list[list[str]], set[str]]:
+    """Per sweep and model: trials planned and stored; and the keys of unfinished sweeps.
+
+    Args:
+        experiment: The experiment.
+        plans: ``key -> mode`` per sweep (as :func:`planned_keys` gives them), if already known;
+            else each sweep's context is prepared to plan it.
+    """
     rows, unfinished = [], set()
-    for name, config in experiment.sweeps:
+    for number, (name, config) in enumerate(experiment.sweeps):
         path = experiment.run_dir(name) / STORE_NAME
-        planned = plan_sweep(config)
+        planned = plans[number] if plans is not None else planned_keys(config)
         stored = set()
         if path.is_file():
             with open_store(path, create=False) as store:
                 stored = store.done_keys(include_errors=False) & set(planned)
-        noisy = {k for k, t in planned.items() if t.mode != "baseline"}
+        noisy = {k for k, mode in planned.items() if mode != "baseline"}
         done = len(stored & noisy)
         if done < len(noisy):
             unfinished |= noisy
-        rows.append([name, "+".join(config.modes), str(config.limit or "all"), str(len(noisy)), str(done),
+        rows.append([name, "+".join(config.modes), str(config.run.limit or "all"), str(len(noisy)), str(done),
                      "complete" if done == len(noisy) else "**running, not in the tables below**"])
     return rows, unfinished
 
 
-def write(experiment: Experiment, out: Path) -> None:
+def write(experiment: Experiment, out: Path, plans: list[dict[str, str]] | None = None) -> None:
     """Write the report (finished sweeps only) with a status and a findings section."""
     run_dirs = [experiment.run_dir(name) for name in experiment.models
                 if (experiment.run_dir(name) / STORE_NAME).is_file()]
     if not run_dirs:
         raise OnnxNoiseError(f"no trial stores under {experiment.out}; run the sweeps first")
-    status, unfinished = sweep_status(experiment)
+    status, unfinished = sweep_status(experiment, plans)
     trials = collect_trials(run_dirs).filter(~pl.col("key").is_in(list(unfinished)))
     files = write_report(trials, collect_runs(run_dirs), out,
                          title=f"onnxnoise reproduction: {experiment.name}")
@@ -308,12 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         experiment = load_experiment(args.experiment)
         if args.recheck:
             return 1 if recheck(experiment, args.recheck) else 0
-        if not args.report_only:
-            run_experiment(experiment)
-        write(experiment, args.out or REPO / "reports" / experiment.name)
+        failed, plans = (0, None) if args.report_only else run_experiment(experiment)
+        write(experiment, args.out or REPO / "reports" / experiment.name, plans)
     except OnnxNoiseError as exc:
         print(f"reproduce_paper: error: {exc}", file=sys.stderr)
         return 2
+    if failed:
+        print(f"reproduce_paper: {failed} trial(s) failed; their rows carry the error and they are re-run "
+              "on the next run", file=sys.stderr)
+        return 1
     return 0
 
 

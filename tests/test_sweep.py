@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import random
 import signal
@@ -16,17 +16,24 @@ import polars as pl
 import pytest
 
 from onnxnoise.cli import main
-from onnxnoise.demo import demo_paths
+from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.experiment import ExperimentError, load_experiment
-from onnxnoise.report.study import collect_trials
 from onnxnoise.report.stats import average_normalized_accuracy
+from onnxnoise.report.study import collect_trials
 from onnxnoise.store.store import open_store
+from onnxnoise.sweep import recheck_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: Trial columns whose values must not depend on whether (or when) a sweep was interrupted.
+RESULT_COLUMNS = ("key", "key_version", "mode", "layer_index", "layers", "layers_noised", "noise_model", "noise",
+                  "strength", "seed", "label_offset", "batch_size", "provider", "images", "top1_correct",
+                  "top5_correct", "nan_count", "bn_variance_changed", "overflow_count", "clipped_count",
+                  "zeros_kept", "error")
 
-def _sweep_cmd(out: Path) -> list[str]:
-    model, data = demo_paths()
+
+def _sweep_cmd(demo: tuple[Path, Path], out: Path) -> list[str]:
+    model, data = demo
     return [sys.executable, "-m", "onnxnoise.cli", "sweep", str(model), "--data", str(data), "--mode", "per-layer",
             "--snr", "20,10,5", "--seeds", "0,1,2", "--device", "cpu", "--out", str(out)]
 
@@ -34,8 +41,7 @@ def _sweep_cmd(out: Path) -> list[str]:
 def _results(out: Path) -> pl.DataFrame:
     with open_store(out / "trials.sqlite", create=False) as store:
         frame = store.to_frame()
-    return frame.select("key", "mode", "layer_index", "snr", "seed", "images", "top1_correct", "top5_correct",
-                        "nan_count", "bn_variance_changed", "error").sort("key")
+    return frame.select(RESULT_COLUMNS).sort("key")
 
 
 def _stored_rows(db: Path) -> int:
@@ -48,16 +54,25 @@ def _stored_rows(db: Path) -> int:
         return 0  # the writer is still creating the schema
 
 
-def test_per_layer_sweep_survives_kill_9(tmp_path):
+def test_per_layer_sweep_survives_kill_9(demo_files, tmp_path):
     """Kill -9 the sweep at random moments (paced by its own commits, so any machine load works)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120"}
     reference = tmp_path / "reference"
-    subprocess.run(_sweep_cmd(reference), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(_sweep_cmd(demo_files, reference), check=True, env=env, capture_output=True, timeout=600)
     expected = _results(reference)
     assert expected.height == 1 + 6 * 3 * 3  # baseline + 6 layers x 3 SNRs x 3 seeds
     with open_store(reference / "trials.sqlite", create=False) as store:
         per_trial = float(store.to_frame()["seconds"].mean())
     assert expected["error"].null_count() == expected.height
+    # The baseline has no strength; every noisy trial one of the requested SNRs, in the v2 columns.
+    base = expected.filter(pl.col("mode") == "baseline")
+    assert base.height == 1 and base["strength"].to_list() == [None] and base["seed"].to_list() == [None]
+    noisy = expected.filter(pl.col("mode") == "per-layer")
+    assert sorted(noisy["strength"].unique().to_list()) == [5.0, 10.0, 20.0]
+    assert set(noisy["noise_model"].to_list()) == {"gaussian-snr"}
+    assert noisy["layers_noised"].to_list() == [1] * noisy.height
+    assert set(expected["key_version"].to_list()) == {2}
+    assert set(expected["provider"].to_list()) == {"CPUExecutionProvider"}
 
     killed = tmp_path / "killed"
     db = killed / "trials.sqlite"
@@ -65,7 +80,8 @@ def test_per_layer_sweep_survives_kill_9(tmp_path):
     kills = 0
     for _ in range(4):
         target = _stored_rows(db) + rng.randint(1, 5)
-        proc = subprocess.Popen(_sweep_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_sweep_cmd(demo_files, killed), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
         while proc.poll() is None and _stored_rows(db) < target and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -78,7 +94,7 @@ def test_per_layer_sweep_survives_kill_9(tmp_path):
         assert partial["key"].n_unique() == partial.height
         assert partial.height < expected.height
     assert kills == 4
-    subprocess.run(_sweep_cmd(killed), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(_sweep_cmd(demo_files, killed), check=True, env=env, capture_output=True, timeout=600)
     got = _results(killed)
     assert got.height == expected.height
     assert got.equals(expected)
@@ -88,14 +104,15 @@ def test_a_i_and_a_avr_from_store_equal_hand_computation(tmp_path):
     """Known counts: a_0 = 900/1000; layer 0 at seeds 0/1: 810, 720; layer 1: 900, 882."""
     run = tmp_path / "run"
     common = dict(model="m.onnx", model_sha256="abc", dataset="d", dataset_fingerprint="fp",
-                  preprocess={"preset": "raw"}, noise_model="gaussian-snr", noise={"bn_variance": "clamp"},
+                  preprocess={"preset": "raw"}, noise_model="gaussian-snr",
+                  noise={"params": {}, "bn_variance": "clamp", "keep_zeros": False},
                   images=1000, top5_correct=1000, nan_count=0, bn_variance_changed=0, seconds=1.0)
     with open_store(run / "trials.sqlite") as store:
         store.record_run({"model": "m.onnx", "model_sha256": "abc", "config": {"layers_total": 2}})
-        store.record({**common, "key": "b", "mode": "baseline", "snr": math.inf, "top1_correct": 900})
+        store.record({**common, "key": "b", "mode": "baseline", "strength": None, "top1_correct": 900})
         for key, layer, seed, correct in [("a", 0, 0, 810), ("c", 0, 1, 720), ("d", 1, 0, 900), ("e", 1, 1, 882)]:
             store.record({**common, "key": key, "mode": "per-layer", "layer_index": layer, "layers": [f"l{layer}"],
-                          "snr": 10.0, "seed": seed, "top1_correct": correct})
+                          "strength": 10.0, "seed": seed, "top1_correct": correct})
     trials = collect_trials([run])
     norm = dict(zip(trials["key"].to_list(), trials["top1_norm"].to_list()))
     assert norm["b"] == pytest.approx(1.0)
@@ -103,13 +120,14 @@ def test_a_i_and_a_avr_from_store_equal_hand_computation(tmp_path):
     assert norm["d"] == pytest.approx(1.0) and norm["e"] == pytest.approx(0.98)
     a_avr = average_normalized_accuracy(trials).row(0, named=True)
     # A_0 = mean(0.9, 0.8) = 0.85, A_1 = mean(1.0, 0.98) = 0.99, A_avr = 0.92
+    assert a_avr["strength"] == 10.0
     assert a_avr["top1_a_avr"] == pytest.approx(0.92)
     assert a_avr["top1_degradation_pct"] == pytest.approx(8.0)
     assert a_avr["layers"] == 2
 
 
-def _experiment(tmp_path: Path, extra: str = "") -> Path:
-    model, data = demo_paths()
+def _experiment(tmp_path: Path, demo: tuple[Path, Path], extra: str = "") -> Path:
+    model, data = demo
     path = tmp_path / "study.toml"
     path.write_text(f"""
 name = "demo-study"
@@ -136,11 +154,16 @@ seeds = 1
     return path
 
 
-def test_experiment_file_runs_and_reports(tmp_path, capsys):
-    path = _experiment(tmp_path)
+def test_experiment_file_runs_and_reports(demo_files, tmp_path, capsys):
+    path = _experiment(tmp_path, demo_files)
     experiment = load_experiment(path)
     assert [name for name, _ in experiment.sweeps] == ["demo", "demo"]
-    assert experiment.sweeps[0][1].snrs == (100.0, 10.0)
+    first, second = experiment.sweeps[0][1], experiment.sweeps[1][1]
+    assert first.run.noise.model == "gaussian-snr"
+    assert first.run.noise.strengths == (100.0, 10.0)  # noise_pct 1, 10 -> SNR 100, 10
+    assert first.run.noise.seed_list == [0, 1] and first.modes == ("all",)
+    assert second.run.noise.strengths == (10.0,) and second.run.noise.seed_list == [0]
+    assert second.modes == ("per-layer",) and first.run.limit == second.run.limit == 100
     assert experiment.run_dir("demo") == tmp_path / "runs" / "demo"
     assert main(["sweep", "--config", str(path)]) == 0
     assert main(["sweep", "--config", str(path)]) == 0  # resume: nothing new
@@ -150,6 +173,10 @@ def test_experiment_file_runs_and_reports(tmp_path, capsys):
         trials = store.to_frame()
     # one baseline shared by both sweeps, 2 SNR x 2 seeds whole-model, 6 layers x 1 SNR x 1 seed
     assert trials.height == 1 + 4 + 6
+    assert trials["error"].null_count() == trials.height
+    counts = trials.group_by("mode", "strength").len().sort("mode", "strength")
+    assert counts.rows() == [("all", 10.0, 2), ("all", 100.0, 2), ("baseline", None, 1), ("per-layer", 10.0, 6)]
+    assert set(trials["images"].to_list()) == {100}
     assert main(["report", str(tmp_path / "runs")]) == 0
     report = (tmp_path / "runs" / "report.md").read_text()
     assert "## Noise in all layers" in report and "A_avr" in report
@@ -160,8 +187,8 @@ def test_experiment_file_runs_and_reports(tmp_path, capsys):
     assert table["layers"].to_list() == [6] and table["parameters"].to_list() == [55_482]
 
 
-def test_experiment_file_errors(tmp_path, capsys):
-    path = _experiment(tmp_path, extra="colour = 'blue'")
+def test_experiment_file_errors(demo_files, tmp_path, capsys):
+    path = _experiment(tmp_path, demo_files, extra="colour = 'blue'")
     with pytest.raises(ExperimentError, match="unknown key"):
         load_experiment(path)
     assert main(["sweep", "--config", str(path)]) == 2
@@ -175,29 +202,31 @@ def test_report_on_missing_run_dir(tmp_path, capsys):
     assert "run folder not found" in capsys.readouterr().err
 
 
-def test_prefix_reuse_gives_the_same_trials_as_full_evaluation(cifar_resnet_onnx, shared_dir, tmp_path):
+def test_prefix_reuse_gives_the_same_trials_as_full_evaluation(cifar_resnet_onnx, shared_data, tmp_path):
     """Per-layer sweep of ResNet20 (BN kept, 300 images): identical counts with and without prefix reuse."""
-    from onnxnoise.sweep import SweepConfig, run_sweep
-
-    common = dict(model=cifar_resnet_onnx(20, keep_batchnorm=True), data=shared_dir / "data/cifar-10-batches-py",
-                  snrs=(5.0, 2.0), seeds=(0,), limit=300, device="cpu", modes=("per-layer",))
+    run = RunConfig(model=cifar_resnet_onnx(20, keep_batchnorm=True), data=shared_data("cifar-10-batches-py"),
+                    noise=NoiseConfig(strengths=(5.0, 2.0), seeds=(0,)), limit=300, device="cpu")
     frames = []
     for reuse in (True, False):
+        config = SweepConfig(run, modes=("per-layer",), prefix_reuse=reuse)
         with open_store(tmp_path / f"reuse{reuse}" / "trials.sqlite") as store:
-            result = run_sweep(SweepConfig(**common, prefix_reuse=reuse), store)
-            assert result.ran == 1 + 39 * 2 and result.failed == 0
-            frames.append(store.to_frame().select("key", "top1_correct", "top5_correct", "nan_count").sort("key"))
+            result = run_sweep(config, store)
+            assert result.planned == result.ran == 1 + 39 * 2
+            assert result.failed == 0 and result.done == 0 and result.taken == 0
+            frames.append(store.to_frame().select("key", "strength", "seed", "layer_index", "top1_correct",
+                                                  "top5_correct", "nan_count", "bn_variance_changed").sort("key"))
     assert frames[0].equals(frames[1])
+    assert frames[0]["top1_correct"].null_count() == 0
 
 
-def test_recheck_reproduces_stored_trials(tmp_path):
-    from onnxnoise.sweep import SweepConfig, recheck_sweep, run_sweep
-
-    model, data = demo_paths()
-    config = SweepConfig(model=model, data=data, snrs=(10.0, 5.0), seeds=(0, 1), limit=200, device="cpu",
-                         modes=("all", "per-layer"))
+def test_recheck_reproduces_stored_trials(demo_files, tmp_path):
+    model, data = demo_files
+    run = RunConfig(model=model, data=data, noise=NoiseConfig(strengths=(10.0, 5.0), seeds=(0, 1)), limit=200,
+                    device="cpu")
+    config = SweepConfig(run, modes=("all", "per-layer"))
     with open_store(tmp_path / "trials.sqlite") as store:
-        run_sweep(config, store)
+        result = run_sweep(config, store)
+        assert result.planned == result.ran == 1 + 4 + 24 and result.failed == 0
         checked, mismatches = recheck_sweep(config, store, sample=8)
         assert checked == 8 and mismatches == []
         # A tampered row is caught.
@@ -207,15 +236,36 @@ def test_recheck_reproduces_stored_trials(tmp_path):
         assert len(mismatches) == 4 and all("top1_correct stored" in line for line in mismatches)
 
 
+def test_sweep_rows_carry_the_v2_columns(demo_files, tmp_path):
+    """Noise model, its settings (JSON), counters, label offset and batch size land in every row."""
+    model, data = demo_files
+    run = RunConfig(model=model, data=data, noise=NoiseConfig(strengths=(10.0,), seeds=1), limit=50, device="cpu",
+                    batch_size=16)
+    with open_store(tmp_path / "trials.sqlite") as store:
+        run_sweep(SweepConfig(run, modes=("cumulative",)), store)
+        trials = store.to_frame()
+    assert trials.height == 1 + 6
+    assert "snr" not in trials.columns and "kind" not in trials.columns and "noise_pct" not in trials.columns
+    assert trials["noise_model"].to_list() == ["gaussian-snr"] * 7
+    assert {json.loads(n)["bn_variance"] for n in trials["noise"].to_list()} == {"clamp"}
+    assert trials["batch_size"].to_list() == [16] * 7 and trials["label_offset"].to_list() == [0] * 7
+    cumulative = trials.filter(pl.col("mode") == "cumulative").sort("layer_index")
+    assert cumulative["layer_index"].to_list() == cumulative["layers_noised"].to_list() == [1, 2, 3, 4, 5, 6]
+    for column in ("overflow_count", "clipped_count", "zeros_kept", "nan_count"):
+        assert cumulative[column].to_list() == [0] * 6, column
+
+
 @pytest.mark.parametrize("bad, message", [
-    ('seeds = "0,1"', "`seeds` must be a count >= 1 or a list of non-negative integers, got '0,1'"),
-    ("limit = \"200\"", "`limit` must be a positive integer (a number of images), got '200'"),
-    ('modes = ["all", "perlayer"]', "`modes` must be a list of all, per-layer, cumulative"),
-    ("snr = [10, -2]", "`snr` value '-2' must be > 0"),
-    ('snr = "10"', "`snr` must be a non-empty list of numbers"),
+    ("seeds = 0", "seeds count must be >= 1, got 0"),
+    ('seeds = ["a"]', "seed 'a' must be a non-negative integer"),
+    ("limit = \"200\"", "`limit` must be an integer >= 1, got '200'"),
+    ('modes = ["all", "perlayer"]', "mode(s) perlayer unknown; choose from all, per-layer, cumulative"),
+    ("modes = []", "modes is empty; choose from all, per-layer, cumulative"),
+    ("snr = [10, -2]", "SNR must be finite and > 0"),
+    ('snr = "ten"', "value 'ten' is not a number"),
 ])
-def test_experiment_value_errors_name_file_and_key(tmp_path, bad, message):
-    model, data = demo_paths()
+def test_experiment_value_errors_name_file_and_key(demo_files, tmp_path, bad, message):
+    model, data = demo_files
     path = tmp_path / "bad.toml"
     path.write_text(f'[data]\npath = "{data}"\n[models.m]\npath = "{model}"\n[[sweeps]]\n{bad}\n'
                     + ("" if bad.startswith("snr") else "noise_pct = [1]\n"))
