@@ -37,6 +37,7 @@ from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, s
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
 from onnxnoise.store import STORE_NAME, open_store
+from onnxnoise.store.schema import JSON_COLUMNS
 from onnxnoise.sweep import run_sweep
 
 __all__ = ["main", "build_parser"]
@@ -245,7 +246,8 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
                      "top5_acc": base["top5_acc_mean"][0] if base.height else None},
         "results": [
-            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else
+                 json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
             for row in result.summary.iter_rows(named=True)
         ],
     }

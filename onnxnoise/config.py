@@ -18,7 +18,7 @@ from typing import Any
 
 from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.errors import ConfigError, NoiseConfigError
-from onnxnoise.noise import BN_VARIANCE_POLICIES, NoiseModel, NoisePolicies, make_noise_model
+from onnxnoise.noise import NoiseModel, NoisePolicies, get_noise_model, make_noise_model
 
 __all__ = [
     "SWEEP_MODES", "NoiseConfig", "RunConfig", "SweepConfig",
@@ -259,6 +259,7 @@ class NoiseConfig:
             ConfigError / NoiseConfigError: On any invalid option.
         """
         name = model or cls.model
+        get_noise_model(name)  # an unknown name is the first thing to say
         if name != "gaussian-snr" and (snr is not None or noise_pct is not None):
             msg = f"snr / noise-pct set the gaussian-snr model's strength; for {name!r} give `strength`"
             raise ConfigError(msg)

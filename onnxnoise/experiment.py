@@ -164,7 +164,9 @@ def load_experiment(path: str | Path) -> Experiment:
                     strict=data.get("strict")))
                 sweeps.append((name, SweepConfig(run, **given(modes=sweep.get("modes"),
                                                               prefix_reuse=sweep.get("prefix_reuse")))))
-        except OnnxNoiseError as exc:
-            raise ExperimentError(f"{path}: {where}: {exc}") from None
+        except OnnxNoiseError as exc:  # messages name CLI flags; the file's keys are spelled without `--`
+            text = str(exc).replace("`--noise-pct`", "`noise_pct`").replace("`--snr`", "`snr`")
+            text = text.replace("`--strength`", "`strength`").replace("`--layer-regex`", "`layer_regex`")
+            raise ExperimentError(f"{path}: {where}: {text}") from None
     out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))
     return Experiment(name=doc.get("name", path.stem), out=out, models=models, sweeps=sweeps, source=path)

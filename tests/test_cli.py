@@ -116,8 +116,7 @@ def _no_weights_model(path: Path) -> Path:
     ("snr_and_strength", "give only one of snr, noise_pct or strength"),
     ("noise_param_bad", "noise parameter 'eta' must look like NAME=VALUE"),
     ("layer_regex_none", "'^no_such_layer$' matches no layer (names look like: conv, bn, fc)"),
-    pytest.param("layer_regex_none", "`--layer-regex` '^no_such_layer$' matches no layer", marks=pytest.mark.xfail(
-        strict=True, reason="library bug: onnxnoise/model/layers.py names the old flag `--layers`")),
+    ("layer_regex_none", "`--layer-regex` '^no_such_layer$' matches no layer"),
     ("missing_data", "does not exist"),
     ("empty_folder", "empty"),
     ("unknown_layout", "dataset"),

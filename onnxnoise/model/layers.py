@@ -242,11 +242,11 @@ def select_layers(layers: list[Layer], pattern: str | None = None) -> list[Layer
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        msg = f"`--layers` {pattern!r} is not a valid regular expression: {exc}"
+        msg = f"`--layer-regex` {pattern!r} is not a valid regular expression: {exc}"
         raise GraphError(msg) from exc
     chosen = [layer for layer in layers if regex.search(layer.name) or regex.search(layer.op_type)]
     if not chosen:
         examples = ", ".join(layer.name for layer in layers[:3])
-        msg = f"`--layers` {pattern!r} matches no layer (names look like: {examples}); see `onnxnoise layers MODEL`"
+        msg = f"`--layer-regex` {pattern!r} matches no layer (names look like: {examples}); see `onnxnoise layers MODEL`"
         raise GraphError(msg)
     return chosen
