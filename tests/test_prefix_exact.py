@@ -20,7 +20,7 @@ from onnxnoise.data.npz import load_npz
 from onnxnoise.engine.evaluate import EvalSet, evaluate
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory
-from onnxnoise.model.graph import Layer, get_initializers, get_model_io, list_layers, load_model
+from onnxnoise.model import Layer, get_initializers, get_model_io, list_layers, load_model
 from onnxnoise.noise import draw_noise, make_noise_model
 
 
