@@ -66,6 +66,7 @@ from onnxnoise.engine.plan import Trial, plan_trials  # noqa: E402
 from onnxnoise.engine.runtime import Session  # noqa: E402
 from onnxnoise.engine.trial import run_trial  # noqa: E402
 from onnxnoise.errors import OnnxNoiseError  # noqa: E402
+from onnxnoise.report.stats import t_half_width  # noqa: E402
 
 TARGETS = {
     "all_ratio": 0.95,
@@ -313,6 +314,26 @@ def run_sweep_trials(args: argparse.Namespace, config: RunConfig, context: RunCo
     return len(planned), wall, wall / len(planned), timing
 
 
+def interleaved_ratio(args: argparse.Namespace, config: RunConfig, context: RunContext) -> dict:
+    """Sweep / clean throughput ratio over ``--repeats`` rounds of (clean pass, measured trials), interleaved.
+
+    Each round times one clean pass and then the measured trials, so machine load hits both alike;
+    the ratio is given as the mean over rounds with a two-sided 95% Student t interval.
+    """
+    session = context.factory.create(None)
+    evaluate(session, context.data)  # warm-up
+    ratios = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        evaluate(session, context.data)
+        clean = len(context.data) / (time.perf_counter() - started)
+        trials, wall, _, _ = run_sweep_trials(args, config, context, Recorder(), {})
+        ratios.append(trials * len(context.data) / wall / clean)
+    mean = float(np.mean(ratios))
+    half = float(t_half_width(np.std(ratios, ddof=1), len(ratios))) if len(ratios) > 1 else math.nan
+    return {"ratios": ratios, "mean": mean, "ci95": half}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -337,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="measure threads x optimization level")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh temporary folder")
     parser.add_argument("--json", action="store_true", help="also print all figures as one JSON object")
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="only measure the sweep/clean ratio: this many interleaved rounds of (clean pass, "
+                        "measured trials), printed with a 95%% t interval")
     args = parser.parse_args(argv)
     try:
         return _bench(args)
@@ -359,6 +383,13 @@ def _bench(args: argparse.Namespace) -> int:
           f"{context.provider}")
     m = out["machine"]
     print(f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, onnxruntime {m['onnxruntime']}")
+    if args.repeats:
+        r = interleaved_ratio(args, config, context)
+        print(f"sweep/clean throughput ratio over {args.repeats} interleaved rounds: {r['mean']:.3f}x "
+              f"± {r['ci95']:.3f} (95% t interval); rounds {', '.join(f'{x:.3f}' for x in r['ratios'])}")
+        if args.mode == "all" and r["mean"] - r["ci95"] > 1.0:
+            print("whole-model trials cannot be faster than a clean pass: the interval above 1 is a measuring error")
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         out["data"] = time_data_loading(context, args.cache_dir or Path(tmp))
