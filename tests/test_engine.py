@@ -10,21 +10,19 @@ import dataclasses
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import onnx
 import polars as pl
 import pytest
 
+import _noise_models  # noqa: F401  (registers test-zero-every-k)
 from _builders import conv_bn_resnet, labeled_npz
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import plan_trials
-from onnxnoise.noise import NoiseModel, register
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.store import open_store
 from onnxnoise.sweep import run_sweep
@@ -32,30 +30,6 @@ from onnxnoise.sweep import run_sweep
 IMAGES = 200
 COUNTS = ["top1_correct", "top5_correct", "nan_count"]
 TRIAL_ID = ["mode", "layer_index", "strength", "seed"]
-
-
-@register
-@dataclass(frozen=True)
-class ZeroEveryK(NoiseModel):
-    """Toy model for the plug-in test: zero every ``k``-th element (from ``offset``) of each tensor."""
-
-    name: ClassVar[str] = "test-zero-every-k"
-    strength_name: ClassVar[str] = "k"
-    strength_label: ClassVar[str] = "every k-th zeroed, k ="
-    more_noise_when: ClassVar[str] = "lower"
-    default_strengths: ClassVar[tuple[float, ...]] = (4.0,)
-    offset: int = 0
-
-    def check_strength(self, value):
-        value = super().check_strength(value)
-        if value < 1 or value != int(value):
-            raise ValueError(f"k must be an integer >= 1, got {value!r}")
-        return value
-
-    def perturb(self, w, strength, rng, tensor):
-        out = w.copy()
-        out.reshape(-1)[self.offset :: int(strength)] = 0
-        return out
 
 
 def _setup(tmp_path: Path, num_classes: int, label_offset: int):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import numpy as np
 import polars as pl
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from onnxnoise.noise import NoiseModel, register
+import _noise_models  # noqa: F401  (registers test-drift-labeled)
 from onnxnoise.report.plots import (
     plot_accuracy_vs_noise,
     plot_compare,
@@ -25,23 +22,6 @@ SNRS = (100.0, 10.0, 2.5)
 TIMES = (60.0, 1.0, 3600.0)
 N_LAYERS = 12
 SEEDS = 3
-
-
-@register
-@dataclass(frozen=True)
-class PlotDrift(NoiseModel):
-    """Test model whose noise grows with its strength (a time)."""
-
-    name: ClassVar[str] = "test-plots-drift"
-    strength_name: ClassVar[str] = "t"
-    strength_label: ClassVar[str] = "time (s)"
-    more_noise_when: ClassVar[str] = "higher"
-
-    def format_strength(self, value):
-        return "clean" if value is None else f"t = {value:g} s"
-
-    def perturb(self, w, strength, rng, tensor):  # never called here
-        return w
 
 
 def _synthetic_trials(model: str, robustness: float, noise_model: str = "gaussian-snr") -> list[dict]:
@@ -88,8 +68,8 @@ def trials() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def drift() -> pl.DataFrame:
-    return _to_frame(_synthetic_trials("resnet20", 1.0, "test-plots-drift")
-                     + _synthetic_trials("resnet56", 3.0, "test-plots-drift"))
+    return _to_frame(_synthetic_trials("resnet20", 1.0, "test-drift-labeled")
+                     + _synthetic_trials("resnet56", 3.0, "test-drift-labeled"))
 
 
 @pytest.fixture(scope="module")

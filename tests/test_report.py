@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import ClassVar
 
 import polars as pl
 import pytest
 from rich.console import Console
 
-from onnxnoise.noise import NoiseModel, register
+import _noise_models  # noqa: F401  (registers test-drift and test-db)
 from onnxnoise.report.console import a_avr_table, bench_caption, summary_table
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 from onnxnoise.report.strength import GAUSSIAN_NOISE_LABEL, noise_axis, strength_axis, strength_header
 from onnxnoise.report.study import write_report
-
-
-@register
-@dataclass(frozen=True)
-class ReportDrift(NoiseModel):
-    """Test model whose noise grows with its strength (a time); default describe() and format_strength()."""
-
-    name: ClassVar[str] = "test-report-drift"
-    strength_name: ClassVar[str] = "t"
-    strength_label: ClassVar[str] = "time (s)"
-    more_noise_when: ClassVar[str] = "higher"
-    nu: float = 0.05
-
-    def perturb(self, w, strength, rng, tensor):  # never called here
-        return w
-
-
-@register
-@dataclass(frozen=True)
-class ReportDb(NoiseModel):
-    """Test model with an SNR-like axis that is not gaussian-snr (more noise = lower)."""
-
-    name: ClassVar[str] = "test-report-db"
-    strength_label: ClassVar[str] = "SNR (dB)"
-    more_noise_when: ClassVar[str] = "lower"
-
-    def perturb(self, w, strength, rng, tensor):  # never called here
-        return w
 
 
 GAUSS = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {}}, sort_keys=True)
@@ -92,10 +62,10 @@ def test_strength_axis_gaussian_special_case_and_generic():
     assert strength_axis("gaussian-snr", None) == (GAUSSIAN_NOISE_LABEL, 0.0)  # the clean baseline at 0 %
     gauss = noise_axis("gaussian-snr")
     assert (gauss.legend(100.0), gauss.tick(100.0), gauss.invert) == ("1% (SNR 100)", "1%", False)
-    drift = noise_axis("test-report-drift")
+    drift = noise_axis("test-drift")
     assert (drift.label, drift.x(60.0), drift.baseline_x, drift.invert) == ("time (s)", 60.0, None, False)
     assert drift.legend(60.0) == "time (s) 60"
-    db = noise_axis("test-report-db")
+    db = noise_axis("test-db")
     assert (db.label, db.x(20.0), db.invert) == ("SNR (dB)", 20.0, True)  # noise grows to the right
     assert noise_axis("not-installed-here").label == "strength"
 
@@ -116,7 +86,7 @@ def test_summary_table_one_noise_model():
 
 
 def test_summary_table_several_noise_models_and_a_avr_table():
-    trials = pl.concat([_trials(), _trials("test-report-drift", DRIFT, (1.0, 60.0))])
+    trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
     summary = summarize_trials(trials)
     rows = _lines(_text(summary_table(summary)))
     assert rows[0][:4] == ["model", "mode", "noise model", "strength"]
@@ -129,7 +99,7 @@ def test_summary_table_several_noise_models_and_a_avr_table():
     # SNR 100 (i = 1): layers 0, 1 -> 71 %, 76 % of a_0 = 90 % -> A_avr = 0.8167, degradation 18.33 %
     assert rows[1][2:7] == ["SNR 100 (1% noise)", "2", "2", "0.8167 ± 0.0000", "18.33"]
     assert [r[2] for r in rows[1:]] == ["SNR 100 (1% noise)", "SNR 10 (10% noise)", "time (s) 1", "time (s) 60"]
-    assert strength_header(a_avr.filter(pl.col("noise_model") == "test-report-drift")) == "time (s)"
+    assert strength_header(a_avr.filter(pl.col("noise_model") == "test-drift")) == "time (s)"
 
 
 META = {"model": "net.onnx", "layers_noised": 2, "layers_total": 3, "params_noised": 1234, "dataset": "d",
@@ -144,27 +114,27 @@ def test_bench_caption_describes_the_noise_model():
     assert "noise: additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1), 3 seed(s)" in text
     assert "BN variance policy clamp (4 negative variances fixed)" in text
     assert "exact zeros kept at zero" in text
-    text = bench_caption({**META, "noise_model": "test-report-drift",
+    text = bench_caption({**META, "noise_model": "test-drift",
                           "noise": {"params": {"nu": 0.1}, "bn_variance": "keep", "keep_zeros": False}}).plain
-    assert "noise: test-report-drift (nu=0.1), 3 seed(s), BN variance policy keep;" in text
+    assert "noise: test-drift (nu=0.1), 3 seed(s), BN variance policy keep;" in text
     assert "Gaussian" not in text and "exact zeros" not in text
 
 
 def test_write_report_tables_and_figures_per_noise_model(tmp_path):
-    trials = pl.concat([_trials(), _trials("test-report-drift", DRIFT, (1.0, 60.0))])
+    trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
     trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
     runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
                          "config": ['{"layers_total": 3, "params_total": 1234}']})
     files = write_report(trials, runs, tmp_path)
     names = sorted(p.name for p in files.figures if p.suffix == ".png")
-    assert names == sorted(f"{stem}-{suffix}.png" for suffix in ("gaussian-snr", "test-report-drift")
+    assert names == sorted(f"{stem}-{suffix}.png" for suffix in ("gaussian-snr", "test-drift")
                            for stem in ("accuracy-vs-noise", "degradation-by-model", "per-layer-net"))
     md = files.markdown.read_text()
     assert "| model | noise model | strength | seeds | top-1 % |" in md
     assert "| net | gaussian-snr | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
-    assert "| net | test-report-drift | time (s) 60 | 2 |" in md
+    assert "| net | test-drift | time (s) 60 | 2 |" in md
     assert "additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1)" in md
-    assert "test-report-drift: test-report-drift (nu=0.1)" in md
+    assert "test-drift: test-drift (nu=0.1)" in md
     summary = pl.read_parquet(tmp_path / "summary.parquet")
     assert {"noise_model", "strength", "strength_text"} <= set(summary.columns)
     assert "noise_pct" not in summary.columns and "snr" not in summary.columns
@@ -174,7 +144,7 @@ def test_write_report_tables_and_figures_per_noise_model(tmp_path):
     assert "| model | SNR | seeds |" in one.markdown.read_text()
 
 
-@pytest.mark.parametrize("model", ["gaussian-snr", "test-report-drift"])
+@pytest.mark.parametrize("model", ["gaussian-snr", "test-drift"])
 def test_single_seed_has_no_interval(model):
     trials = _trials(model, GAUSS if model == "gaussian-snr" else DRIFT, (1.0,)).filter(
         pl.col("seed").is_null() | (pl.col("seed") == 0))

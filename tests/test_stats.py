@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import polars as pl
 import pytest
 from scipy import stats as sps
 
-from onnxnoise.noise import NoiseModel, register
+import _noise_models  # noqa: F401  (registers test-drift)
 from onnxnoise.report.stats import (
     add_binomial_interval,
     average_normalized_accuracy,
@@ -23,21 +21,6 @@ from onnxnoise.report.stats import (
     summarize_trials,
     t_half_width,
 )
-
-
-@register
-@dataclass(frozen=True)
-class StatsDrift(NoiseModel):
-    """Test model whose noise grows with its strength (a time), unlike SNR."""
-
-    name: ClassVar[str] = "test-stats-drift"
-    strength_name: ClassVar[str] = "t"
-    strength_label: ClassVar[str] = "time (s)"
-    more_noise_when: ClassVar[str] = "higher"
-    nu: float = 0.05
-
-    def perturb(self, w, strength, rng, tensor):  # never called here
-        return w
 
 
 #: Student t quantile t_{0.975, 2} (two-sided 95 %, 2 degrees of freedom); printed tables give 4.303.
@@ -174,7 +157,7 @@ def test_average_normalized_accuracy_matches_hand_computation(trials):
 
 
 def _two_models() -> pl.DataFrame:
-    """Model m under gaussian-snr (more noise = lower SNR) and test-stats-drift (more noise = higher t).
+    """Model m under gaussian-snr (more noise = lower SNR) and test-drift (more noise = higher t).
 
     Only gaussian-snr has a baseline row: drift trials must still be normalized by it
     (same model file, dataset, preprocessing; eq. 2 ignores the noise settings).
@@ -184,10 +167,10 @@ def _two_models() -> pl.DataFrame:
     for i, snr in enumerate((2.5, 100.0, 10.0)):  # stored out of order on purpose
         rows += [_row("m", "all", None, snr, s, 700 - 100 * i + 10 * s) for s in (0, 1)]
     for i, t in enumerate((100.0, 1.0, 10.0)):
-        rows += [_row("m", "all", None, t, s, 600 - 100 * i - 20 * s, noise_model="test-stats-drift", noise=drift)
+        rows += [_row("m", "all", None, t, s, 600 - 100 * i - 20 * s, noise_model="test-drift", noise=drift)
                  for s in (0, 1)]
     for t in (100.0, 1.0):
-        rows += [_row("m", "per-layer", layer, t, 0, 400 + 100 * layer + int(t), noise_model="test-stats-drift",
+        rows += [_row("m", "per-layer", layer, t, 0, 400 + 100 * layer + int(t), noise_model="test-drift",
                       noise=drift) for layer in (0, 1)]
     return _frame(rows)
 
@@ -198,16 +181,16 @@ def test_summary_order_and_text_follow_each_noise_models_direction():
     assert order == [
         ("gaussian-snr", "baseline", None),
         ("gaussian-snr", "all", 100.0), ("gaussian-snr", "all", 10.0), ("gaussian-snr", "all", 2.5),
-        ("test-stats-drift", "all", 1.0), ("test-stats-drift", "all", 10.0), ("test-stats-drift", "all", 100.0),
-        ("test-stats-drift", "per-layer", 1.0), ("test-stats-drift", "per-layer", 1.0),
-        ("test-stats-drift", "per-layer", 100.0), ("test-stats-drift", "per-layer", 100.0),
+        ("test-drift", "all", 1.0), ("test-drift", "all", 10.0), ("test-drift", "all", 100.0),
+        ("test-drift", "per-layer", 1.0), ("test-drift", "per-layer", 1.0),
+        ("test-drift", "per-layer", 100.0), ("test-drift", "per-layer", 100.0),
     ]
     assert summary["layer_index"].to_list()[-4:] == [0, 1, 0, 1]
     texts = summary.filter(pl.col("mode") == "all")["strength_text"].to_list()
     assert texts[:3] == ["SNR 100 (1% noise)", "SNR 10 (10% noise)", "SNR 2.5 (40% noise)"]
     assert texts[3:] == ["time (s) 1", "time (s) 10", "time (s) 100"]
     # drift t = 10: 400 and 380 of 1000 correct -> 40 %, 38 %; normalized by the gaussian-snr baseline (80 %)
-    row = summary.filter((pl.col("noise_model") == "test-stats-drift") & (pl.col("strength") == 10.0)
+    row = summary.filter((pl.col("noise_model") == "test-drift") & (pl.col("strength") == 10.0)
                          & (pl.col("mode") == "all")).row(0, named=True)
     assert row["top1_acc_mean"] == pytest.approx(39.0, rel=1e-12)
     assert row["top1_norm_mean"] == pytest.approx(39.0 / 80.0, rel=1e-12)
@@ -219,7 +202,7 @@ def test_summary_order_and_text_follow_each_noise_models_direction():
 
 def test_a_avr_per_noise_model_ordered_by_noise():
     out = average_normalized_accuracy(_two_models())
-    assert out["noise_model"].to_list() == ["test-stats-drift", "test-stats-drift"]
+    assert out["noise_model"].to_list() == ["test-drift", "test-drift"]
     assert out["strength"].to_list() == [1.0, 100.0]
     assert out["strength_text"].to_list() == ["time (s) 1", "time (s) 100"]
     # t = 1: layers 0, 1 -> 401, 501 correct -> A_i = 0.50125, 0.62625 (a_0 = 80 %); A_avr = 0.56375

@@ -326,9 +326,14 @@ def test_store_settings_and_close(tmp_path):
     path = tmp_path / "nested" / STORE_NAME
     store = open_store(path)
     assert isinstance(store, TrialStore)
-    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert store._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert store.pragma("synchronous") == 2  # FULL: a setting of the store's own connection
+    assert (store.pragma("journal_mode"), store.pragma("application_id")) == ("wal", APPLICATION_ID)
+    with pytest.raises(StoreError, match="unknown store setting 'optimize'"):
+        store.pragma("optimize")
+    with sqlite3.connect(path) as conn:  # the file's own settings, as any other reader sees them
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
     store.close()
     store.close()
     with pytest.raises(StoreError, match="closed"):

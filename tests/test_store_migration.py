@@ -15,7 +15,6 @@ import pytest
 
 from onnxnoise.errors import StoreError
 from onnxnoise.store import SCHEMA_VERSION, open_store
-from onnxnoise.store import migrate
 from onnxnoise.store.migrate import convert_v1_noise, v1_make_context, v1_trial_key
 
 V1_WRITER = Path(__file__).resolve().parent / "data" / "store_v1.py"
@@ -183,38 +182,37 @@ def test_second_open_does_nothing(v1_store):
     open_store(path).close()
     before = _dump(path)
     meta = _meta(path)
-    with open_store(path) as store:
+    with open_store(path) as store:  # a writer finds version 2 and migrates nothing
         assert store.to_frame().height == 8
-        assert migrate.migrate_v1(store._conn, path) is False  # already at version 2
+    with open_store(path, create=False) as store:  # nor does a reader
+        assert store.to_frame().height == 8
     assert _dump(path) == before
     assert _meta(path) == meta
 
 
-def test_failed_migration_leaves_the_v1_file_untouched(v1_store, monkeypatch):
+def test_failed_migration_leaves_the_v1_file_untouched(v1_store):
     path, rows = v1_store
+    # SQLite itself fails the migration at its last step, after the v1 tables were renamed, every row
+    # was copied and the v1 tables were dropped: recording `migrated_from` in `meta` hits this trigger.
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TRIGGER refuse_migration BEFORE INSERT ON meta WHEN NEW.name = 'migrated_from' "
+                     "BEGIN SELECT RAISE(ABORT, 'refused by a trigger\nsecond line'); END")
+    conn.close()
     before = _dump(path)
-    calls = []
-    convert = migrate._convert_trial
-
-    def broken(old):
-        calls.append(old["key"])
-        if len(calls) == 4:
-            raise sqlite3.OperationalError("disk I/O error\nsecond line")
-        return convert(old)
-
-    monkeypatch.setattr(migrate, "_convert_trial", broken)
     with pytest.raises(StoreError, match=r"cannot migrate trial store .* from schema version 1 to 2 \(the file is "
-                                         r"unchanged\): OperationalError: disk I/O error second line") as info:
+                                         r"unchanged\): IntegrityError: refused by a trigger second line") as info:
         open_store(path)
     assert "\n" not in str(info.value)
-    assert len(calls) == 4
     assert _dump(path) == before
     with _load_v1_writer().open_store(path) as v1:  # still a working v1 store
         assert v1.done_keys() == {r["key"] for r in rows}
 
-    monkeypatch.setattr(migrate, "_convert_trial", convert)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER refuse_migration")
+    conn.close()
     with open_store(path) as store:
         assert store.to_frame()["key"].to_list() == [r["key"] for r in rows]
+    assert _meta(path)["migrated_from"] == "1"
 
 
 def test_corrupt_v1_row_is_refused_without_change(v1_store):

@@ -224,13 +224,16 @@ def test_recheck_reproduces_stored_trials(demo_files, tmp_path):
     run = RunConfig(model=model, data=data, noise=NoiseConfig(strengths=(10.0, 5.0), seeds=(0, 1)), limit=200,
                     device="cpu")
     config = SweepConfig(run, modes=("all", "per-layer"))
-    with open_store(tmp_path / "trials.sqlite") as store:
+    path = tmp_path / "trials.sqlite"
+    with open_store(path) as store:
         result = run_sweep(config, store)
         assert result.planned == result.ran == 1 + 4 + 24 and result.failed == 0
         checked, mismatches = recheck_sweep(config, store, sample=8)
         assert checked == 8 and mismatches == []
-        # A tampered row is caught.
-        store._conn.execute("UPDATE trials SET top1_correct = top1_correct + 1 WHERE mode = 'all'")
+        # A row tampered with by another program (WAL lets it write while the store is open) is caught.
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE trials SET top1_correct = top1_correct + 1 WHERE mode = 'all'")
+        conn.close()
         checked, mismatches = recheck_sweep(config, store, sample=100)
         assert checked == 1 + 4 + 24
         assert len(mismatches) == 4 and all("top1_correct stored" in line for line in mismatches)

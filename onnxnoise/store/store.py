@@ -53,6 +53,7 @@ from onnxnoise.store.schema import (
 __all__ = ["TrialStore", "open_store"]
 
 _BUSY_TIMEOUT_MS = 30_000
+_READABLE_PRAGMAS = ("application_id", "journal_mode", "synchronous", "user_version")  # by TrialStore.pragma
 
 
 class TrialStore:
@@ -216,6 +217,15 @@ class TrialStore:
     def runs(self) -> pl.DataFrame:
         """All recorded runs (columns of :data:`RUN_COLUMNS`), oldest first."""
         return self._frame("runs", RUN_COLUMNS, order="run_id")
+
+    def pragma(self, name: str) -> Any:
+        """Read one setting of this store's own SQLite connection, changing nothing: ``application_id``,
+        ``journal_mode``, ``synchronous`` (2 is FULL) or ``user_version``; another name raises StoreError.
+        """
+        if name not in _READABLE_PRAGMAS:
+            msg = f"unknown store setting {name!r}; readable: {', '.join(_READABLE_PRAGMAS)}"
+            raise StoreError(msg)
+        return self._execute(f"PRAGMA {name}").fetchone()[0]
 
     def _frame(self, table: str, columns: Mapping[str, tuple[str, Any]], *, order: str) -> pl.DataFrame:
         rows = self._execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}").fetchall()

@@ -1,0 +1,82 @@
+"""Toy noise models shared by the tests, registered when this module is imported.
+
+Registry names start with ``test-`` so that they never clash with a real model:
+
+- ``test-drift`` (:class:`Drift`): noise grows with its strength, a time (``more_noise_when="higher"``),
+  one parameter ``nu``; the default ``describe()`` and ``format_strength()`` (``time (s) 60``).
+- ``test-drift-labeled`` (:class:`LabeledDrift`): the same with its own ``format_strength()`` (``t = 60 s``).
+- ``test-db`` (:class:`Db`): an SNR-in-dB-like axis that is not ``gaussian-snr`` (``more_noise_when="lower"``).
+- ``test-zero-every-k`` (:class:`ZeroEveryK`): zeroes every ``k``-th element; the only one that perturbs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from onnxnoise.noise import NoiseModel, register
+
+
+@dataclass(frozen=True)
+class _ReportOnly(NoiseModel):
+    """Base of the models that only name an axis for reports: tests never draw with them."""
+
+    def perturb(self, w, strength, rng, tensor):
+        return w
+
+
+@register
+@dataclass(frozen=True)
+class Drift(_ReportOnly):
+    """Noise grows with the strength (a time), unlike SNR; default describe() and format_strength()."""
+
+    name: ClassVar[str] = "test-drift"
+    strength_name: ClassVar[str] = "t"
+    strength_label: ClassVar[str] = "time (s)"
+    more_noise_when: ClassVar[str] = "higher"
+    nu: float = 0.05
+
+
+@register
+@dataclass(frozen=True)
+class LabeledDrift(Drift):
+    """:class:`Drift` with its own strength text, ``t = 60 s``, for legends."""
+
+    name: ClassVar[str] = "test-drift-labeled"
+
+    def format_strength(self, value):
+        return "clean" if value is None else f"t = {value:g} s"
+
+
+@register
+@dataclass(frozen=True)
+class Db(_ReportOnly):
+    """An SNR-like axis in dB that is not gaussian-snr: more noise at lower values."""
+
+    name: ClassVar[str] = "test-db"
+    strength_label: ClassVar[str] = "SNR (dB)"
+    more_noise_when: ClassVar[str] = "lower"
+
+
+@register
+@dataclass(frozen=True)
+class ZeroEveryK(NoiseModel):
+    """Toy plug-in: zero every ``k``-th element (from ``offset``) of each tensor."""
+
+    name: ClassVar[str] = "test-zero-every-k"
+    strength_name: ClassVar[str] = "k"
+    strength_label: ClassVar[str] = "every k-th zeroed, k ="
+    more_noise_when: ClassVar[str] = "lower"
+    default_strengths: ClassVar[tuple[float, ...]] = (4.0,)
+    offset: int = 0
+
+    def check_strength(self, value):
+        value = super().check_strength(value)
+        if value < 1 or value != int(value):
+            raise ValueError(f"k must be an integer >= 1, got {value!r}")
+        return value
+
+    def perturb(self, w, strength, rng, tensor):
+        out = w.copy()
+        out.reshape(-1)[self.offset :: int(strength)] = 0
+        return out
