@@ -86,7 +86,7 @@ def _adopt_v1(context: RunContext, store: TrialStore, planned: list[PlannedTrial
     if config.noise.model != "gaussian-snr" or config.noise.params:
         return 0
     v1_context = v1_make_context(
-        model_sha256=context.model_sha256, dataset_fingerprint=context.dataset.fingerprint(),
+        model_sha256=context.model_sha256, dataset_fingerprint=context.dataset_fingerprint,
         preprocess=context.data_config.to_dict(),
         noise={"noise_model": config.noise.model, "bn_variance": config.noise.bn_variance,
                "keep_zeros": config.noise.keep_zeros},

@@ -67,7 +67,8 @@ class RunContext:
         initializers: Clean ``name -> array`` (read-only by convention).
         factory: Builds sessions with any selected tensor replaced.
         data: The decoded, batched evaluation set (with the label offset).
-        dataset: The dataset description (name, format, fingerprint, classes).
+        dataset: The dataset description (name, format, classes).
+        dataset_fingerprint: ``dataset.fingerprint()``, computed once.
         data_config: The resolved preprocessing.
         preprocess_source: Where it came from (``--preprocess``, model metadata, default).
         skipped_images: Unreadable images skipped while decoding.
@@ -87,6 +88,7 @@ class RunContext:
     factory: SessionFactory
     data: EvalSet
     dataset: Dataset
+    dataset_fingerprint: str
     data_config: DataConfig
     preprocess_source: str
     skipped_images: int
@@ -112,7 +114,7 @@ class RunContext:
         noise = self.config.noise
         return {
             "model_sha256": self.model_sha256,
-            "dataset_fingerprint": self.dataset.fingerprint(),
+            "dataset_fingerprint": self.dataset_fingerprint,
             "images": len(self.data),
             "limit": self.config.limit,
             "preprocess": self.data_config.to_dict(),
@@ -132,7 +134,7 @@ class RunContext:
             "model": self.config.model.name,
             "model_sha256": self.model_sha256,
             "dataset": self.dataset.name,
-            "dataset_fingerprint": self.dataset.fingerprint(),
+            "dataset_fingerprint": self.dataset_fingerprint,
             "preprocess": self.data_config.to_dict(),
             "noise_model": self.config.noise.model,
             "noise": self.config.noise.settings(),
@@ -160,7 +162,7 @@ class RunContext:
             "dataset": self.dataset.name,
             "dataset_path": str(self.config.data),
             "dataset_format": self.dataset.format,
-            "dataset_fingerprint": self.dataset.fingerprint(),
+            "dataset_fingerprint": self.dataset_fingerprint,
             "images": len(self.data),
             "skipped_images": self.skipped_images,
             "model_outputs": self.io.num_classes,
@@ -305,7 +307,8 @@ def prepare_context(config: RunConfig) -> RunContext:
     precision = {k: str(options[k]) for k in _PRECISION_OPTIONS if k in options}
     return RunContext(
         config=config, model=model, model_sha256=_sha256(config.model), io=io, layers=layers, selected=selected,
-        initializers=get_initializers(model), factory=factory, data=data, dataset=dataset, data_config=data_config,
+        initializers=get_initializers(model), factory=factory, data=data, dataset=dataset,
+        dataset_fingerprint=dataset.fingerprint(), data_config=data_config,
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
         provider=probe.provider, provider_options=precision, versions=package_versions(),
     )
