@@ -150,3 +150,15 @@ def test_single_seed_has_no_interval(model):
         pl.col("seed").is_null() | (pl.col("seed") == 0))
     rows = _lines(_text(summary_table(summarize_trials(trials))))
     assert rows[2][4] == "60.00"  # no ± with one seed
+
+
+def test_interval_beyond_0_100_shows_clipped_bounds():
+    # Two seeds at 30.2% and 90.3% top-1 (the demo at SNR 10): the t interval (t = 12.706) leaves 0..100.
+    trials = _trials(strengths=(10.0,)).with_columns(
+        pl.when((pl.col("mode") == "all") & (pl.col("seed") == 0)).then(302)
+        .when((pl.col("mode") == "all") & (pl.col("seed") == 1)).then(903)
+        .otherwise(pl.col("top1_correct")).alias("top1_correct"))
+    trials = trials.with_columns((100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"))
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[2][4] == "60.25 [0.00, 100.00]"
+    assert rows[1][4] == "90.00"  # the baseline: one trial, no interval

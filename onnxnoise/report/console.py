@@ -66,6 +66,8 @@ def bench_caption(meta: dict) -> Text:
     policy = f"BN variance policy {bn_policy}" + (
         f" ({changed:,} negative variances {'left' if bn_policy == 'keep' else 'fixed'})" if changed else "")
     model = noise_model_for(meta.get("noise_model"), noise)
+    seeds = meta.get("seeds")
+    seeds = f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))})" if isinstance(seeds, list) else f"{seeds} seed(s)"
     lines = [
         f"model {meta['model']} ({meta['layers_noised']}/{meta['layers_total']} layers noised, "
         f"{meta['params_noised']:,} parameters)",
@@ -75,8 +77,8 @@ def bench_caption(meta: dict) -> Text:
         + (f" from {meta['preprocess_source']}" if meta.get("preprocess_source") else "")
         + f" ({geometry}, {colour}, "
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
-        f"noise: {model.describe()}, {meta.get('seeds')} seed(s), "
-        f"{policy}; execution provider {meta.get('provider')}",
+        f"noise: {model.describe()}, {seeds}, {policy}; execution provider {meta.get('provider')}",
+        "top-1 / top-5 / a/a0: mean over seeds ± 95% Student t interval (clipped bounds in [ ] when it leaves 0..100)",
     ]
     if meta.get("input_layout") == "NHWC" or meta.get("fixed_batch"):
         lines.append(f"model input {meta.get('input_layout')}"
@@ -90,11 +92,18 @@ def bench_caption(meta: dict) -> Text:
     return Text("\n".join(lines))
 
 
-def _pm(mean, ci, digits: int = 2) -> str:
+def _pm(mean, ci, digits: int = 2, *, upper: float | None = 100.0) -> str:
+    """``mean ± ci``; when the interval leaves ``[0, upper]`` (few seeds), its clipped bounds instead."""
     if mean is None:
         return "-"
     text = f"{mean:.{digits}f}"
-    return text if ci is None or math.isnan(ci) else f"{text} ± {ci:.{digits}f}"
+    if ci is None or math.isnan(ci):
+        return text
+    low, high = mean - ci, mean + ci
+    if low < 0 or (upper is not None and high > upper):
+        low, high = max(low, 0.0), high if upper is None else min(high, upper)
+        return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{text} ± {ci:.{digits}f}"
 
 
 def _several_noise_models(frame: pl.DataFrame) -> bool:
@@ -132,7 +141,7 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     for row in rows.iter_rows(named=True):
         cells = [row["model"], row["mode"], *([row["noise_model"]] if several else []), row["strength_text"],
                  str(row["seeds"]), _pm(row["top1_acc_mean"], row["top1_acc_ci"]),
-                 _pm(row["top5_acc_mean"], row["top5_acc_ci"]), _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4),
+                 _pm(row["top5_acc_mean"], row["top5_acc_ci"]), _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None),
                  _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c in counters))
     return table
@@ -168,8 +177,8 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
     for row in rows.iter_rows(named=True):
         cells = [row["model"], *([row["noise_model"]] if several else []), row["strength_text"],
                  str(row["layers"]), str(row["seeds"]),
-                 _pm(row["top1_a_avr"], row["top1_a_avr_ci"], 4), f"{row['top1_degradation_pct']:.2f}",
-                 _pm(row["top5_a_avr"], row["top5_a_avr_ci"], 4)]
+                 _pm(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
+                 f"{row['top1_degradation_pct']:.2f}", _pm(row["top5_a_avr"], row["top5_a_avr_ci"], 4, upper=None)]
         if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)
