@@ -267,3 +267,35 @@ def test_noise_config_rejects_bad_settings():
     assert config.policies == NoisePolicies("abs", True)
     assert config.noise_model == GAUSS
     assert config.settings() == {"params": {}, "bn_variance": "abs", "keep_zeros": True}
+
+
+def test_model_sees_the_whole_model_for_global_statistics():
+    """A model may pool over every layer of the model (e.g. one SNR for all non-BN weights) via TensorInfo."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from _builders import tiny_cnn
+
+    from onnxnoise.model import get_initializers, list_layers
+    from onnxnoise.noise import NoiseModel
+
+    @dataclass(frozen=True)
+    class GlobalRms(NoiseModel):  # not registered: draw_noise takes an instance
+        name: ClassVar[str] = "test-global-rms"
+
+        def perturb(self, w, strength, rng, tensor):
+            pooled = [tensor.model_values[n] for layer in tensor.model_layers if layer.op_type != "BatchNormalization"
+                      for n in layer.tensors]
+            rms = float(np.sqrt(np.mean(np.concatenate([p.ravel() for p in pooled]) ** 2)))
+            return np.full_like(w, rms)
+
+    model = tiny_cnn()
+    layers, inits = list_layers(model), get_initializers(model)
+    conv = [layer for layer in layers if layer.op_type == "Conv"]
+    draw = draw_noise(GlobalRms(), 1.0, 0, conv, inits, model_layers=layers)
+    weights = [inits[n].astype(np.float64).ravel() for layer in layers if layer.op_type != "BatchNormalization"
+               for n in layer.tensors]
+    expected = np.sqrt(np.mean(np.concatenate(weights) ** 2))
+    assert set(draw.arrays) == set(conv[0].tensors)
+    for array in draw.arrays.values():
+        np.testing.assert_allclose(array, expected, rtol=1e-6)

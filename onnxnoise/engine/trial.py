@@ -78,4 +78,5 @@ def _draw(context, trial: Trial) -> NoiseDraw:
     by_name = context.layers_by_name
     layers = [by_name[name] for name in trial.layers]
     noise = context.config.noise
-    return draw_noise(noise.noise_model, trial.strength, trial.seed, layers, context.initializers, noise.policies)
+    return draw_noise(noise.noise_model, trial.strength, trial.seed, layers, context.initializers, noise.policies,
+                      model_layers=context.layers)

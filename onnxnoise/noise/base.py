@@ -56,6 +56,11 @@ class TensorInfo:
             dequantized values.
         layer_values: Clean float values of every tensor of the layer (dequantized
             where quantized), by name: for models that pool statistics over a layer.
+        model_layers: Every parameter layer of the model (not only the noised ones),
+            graph order: for models that take statistics over the whole model (e.g. one
+            SNR for all non-BatchNorm weights).
+        model_values: Clean float values of every tensor of ``model_layers``, by name,
+            dequantized on first access and shared by all tensors of one draw.
     """
 
     name: str
@@ -65,6 +70,8 @@ class TensorInfo:
     stored_dtype: np.dtype
     quantized: bool = False
     layer_values: Mapping[str, np.ndarray] | None = None
+    model_layers: tuple = ()
+    model_values: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,13 @@ class NoiseDraw:
                 "clipped_count": self.clipped_count, "zeros_kept": self.zeros_kept}
 
 
-class _LayerValues(Mapping):
-    """Clean float values of one layer's tensors, dequantized on first access."""
+class _Values(Mapping):
+    """Clean float values of the tensors of some layers, dequantized on first access."""
 
-    def __init__(self, layer, initializers: Mapping[str, np.ndarray]) -> None:
-        self._layer = layer
+    def __init__(self, layers: Iterable, initializers: Mapping[str, np.ndarray]) -> None:
         self._initializers = initializers
-        self._quant = dict(zip(layer.tensors, tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)))
+        self._quant = {name: params for layer in layers for name, params in
+                       zip(layer.tensors, tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors))}
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -122,6 +122,8 @@ def draw_noise(
     layers: Iterable,
     initializers: Mapping[str, np.ndarray],
     policies: NoisePolicies = NoisePolicies(),
+    *,
+    model_layers: Iterable = (),
 ) -> NoiseDraw:
     """Perturb the tensors of ``layers`` with ``model`` at ``strength`` (see module docstring).
 
@@ -132,6 +134,8 @@ def draw_noise(
         layers: :class:`~onnxnoise.model.Layer` objects whose tensors are perturbed.
         initializers: Clean ``name -> array`` (also holds quantization scales and zero points).
         policies: Zeros and BatchNormalization-variance policies.
+        model_layers: Every parameter layer of the model, for models that take
+            statistics over the whole model (:attr:`TensorInfo.model_values`).
 
     Returns:
         A :class:`NoiseDraw` with new arrays for the perturbed tensors only;
@@ -147,18 +151,21 @@ def draw_noise(
         raise NoiseConfigError(msg)
     arrays: dict[str, np.ndarray] = {}
     counts = {"bn_variance_changed": 0, "overflow_count": 0, "clipped_count": 0, "zeros_kept": 0}
+    model_layers = tuple(model_layers)
+    model_values = _Values(model_layers, initializers)
     for layer in layers:
         missing = [n for n in layer.tensors if n not in initializers]
         if missing:
             msg = f"layer {layer.name!r} names tensor(s) {', '.join(missing)} that are not initializers of the model"
             raise NoiseConfigError(msg)
-        values = _LayerValues(layer, initializers)
+        values = _Values([layer], initializers)
         quant = tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)
         for name, role, params in zip(layer.tensors, layer.roles, quant):
             clean = initializers[name]
             w = values[name]
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
-                              stored_dtype=clean.dtype, quantized=params is not None, layer_values=values)
+                              stored_dtype=clean.dtype, quantized=params is not None, layer_values=values,
+                              model_layers=model_layers, model_values=model_values)
             noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)
             if noisy is w:  # the model left the tensor unchanged
                 counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
