@@ -27,6 +27,7 @@ from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
 from onnxnoise.engine.trial import run_trial
+from onnxnoise.noise import make_noise_model
 from onnxnoise.store import TrialStore
 from onnxnoise.store.migrate import v1_make_context, v1_trial_key
 
@@ -83,7 +84,7 @@ def _adopt_v1(context: RunContext, store: TrialStore, planned: list[PlannedTrial
     if context.label_offset != 0:
         return 0
     config = context.config
-    if config.noise.model != "gaussian-snr" or config.noise.params:
+    if config.noise.noise_model != make_noise_model("gaussian-snr"):  # v1 knew only its defaults
         return 0
     v1_context = v1_make_context(
         model_sha256=context.model_sha256, dataset_fingerprint=context.dataset_fingerprint,
