@@ -15,6 +15,7 @@ __all__ = [
     "SessionError",
     "StoreError",
     "ConfigError",
+    "BaselineError",
     "ExperimentError",
     "UnsafePickleError",
 ]
@@ -58,3 +59,7 @@ class UnsafePickleError(DataError):
     Raised while unpickling, so the file may be malicious; the loader turns it into a
     :class:`DataError` naming the file.
     """
+
+
+class BaselineError(OnnxNoiseError):
+    """The clean baseline trial failed (the model cannot be loaded or run as given), so no noisy trial runs."""

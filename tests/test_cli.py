@@ -228,7 +228,7 @@ def test_failed_trial_exits_1_and_writes_error_rows(tiny, tmp_path, capsys, monk
         base = trials.filter(pl.col("mode") == "baseline")
         assert base["error"].to_list() == [None] and base["images"].to_list() == [60]
         failed = trials.filter(pl.col("mode") == "all")
-        assert failed["error"].to_list() == ["onnxnoise.errors.SessionError: injected failure for noisy weights"] * 4
+        assert failed["error"].to_list() == ["SessionError: injected failure for noisy weights"] * 4
         assert failed["strength"].to_list() == [10.0, 10.0, 5.0, 5.0] and failed["seed"].to_list() == [0, 1, 0, 1]
         for column in ("images", "top1_correct", "top5_correct", "top1_acc"):
             assert failed[column].null_count() == 4, column

@@ -19,6 +19,7 @@ import polars as pl
 
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial
 from onnxnoise.engine.trial import run_trial
+from onnxnoise.errors import BaselineError
 from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor"]
@@ -130,7 +131,12 @@ class LocalExecutor(Executor):
 
     def run(self, context, planned: Sequence[PlannedTrial], recorder: Recorder,
             progress: Progress | None = None) -> ExecutionResult:
-        """See :meth:`Executor.run`; a trial another writer finished meanwhile is skipped."""
+        """See :meth:`Executor.run`; a trial another writer finished meanwhile is skipped.
+
+        Raises:
+            BaselineError: The clean baseline failed (a deterministic failure: every noisy
+                trial would fail too, or be compared with nothing); its row is recorded first.
+        """
         progress = progress or Progress()
         progress.start(len(planned), len(context.data))
         ran = failed = taken = 0
@@ -146,4 +152,8 @@ class LocalExecutor(Executor):
             ran += 1
             failed += row["error"] is not None
             progress.trial_done(row)
+            if item.trial.mode == "baseline" and row["error"] is not None:
+                msg = (f"the clean baseline trial failed, so no noisy trial was run: {row['error']} "
+                       "(the failed row is recorded)")
+                raise BaselineError(msg)
         return ExecutionResult(ran=ran, failed=failed, taken=taken)

@@ -40,6 +40,7 @@ __all__ = [
     "resolve_providers",
     "SessionFactory",
     "Session",
+    "ort_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ class SessionFactory:
         try:
             session = ort.InferenceSession(self.model_bytes(replacements), options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
-            msg = f"onnxruntime could not load the model: {_ort_message(exc)} ({self._versions})"
+            msg = f"onnxruntime could not load the model: {ort_message(exc)} ({self._versions})"
             raise SessionError(msg) from exc
         provider = session.get_providers()[0]
         if self.providers[0] == _CUDA and provider != _CUDA:
@@ -323,8 +324,8 @@ class SessionFactory:
         return Session(session, self.input_name, self.output_name, provider, keepalive)
 
 
-def _ort_message(exc: BaseException) -> str:
-    """First line of an onnxruntime error without its status code and C++ source location."""
+def ort_message(exc: BaseException) -> str:
+    """First line of an error's text; for onnxruntime errors without the status code and C++ source location."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     return re.sub(r"^/\S+:\d+ .*?\) (?=[A-Z])", "", text)

@@ -10,12 +10,12 @@ throughput script all call :func:`run_trial`.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from onnxnoise.engine.evaluate import evaluate
 from onnxnoise.engine.plan import Trial
+from onnxnoise.engine.runtime import ort_message
 from onnxnoise.noise import NoiseDraw, draw_noise
 
 __all__ = ["ROW_COUNTERS", "run_trial"]
@@ -60,7 +60,7 @@ def run_trial(
             counts = evaluate(session, context.data, on_batch=on_batch)
             provider = session.provider
     except Exception as exc:  # noqa: BLE001 - every failure becomes a visible error row
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        detail = f"{type(exc).__name__}: {ort_message(exc)}"
         row.update({name: None for name in ("images", "top1_correct", "top5_correct", *ROW_COUNTERS)})
         row.update(provider=None, seconds=time.perf_counter() - started, error=detail)
         return row
