@@ -77,6 +77,14 @@ class Layer:
             a layer built without it (all float).
         quantization_policy: :data:`onnxnoise.model.QUANT_POLICY` when the layer holds
             a quantized tensor, else ``None``.
+        channel_axes: Per tensor, the axis that runs along the op's output channels
+            (non-negative), or ``None`` where the tensor has none; empty for a layer
+            built without it. Conv / QLinearConv weight ``[C_out, C_in/g, k...]``: 0;
+            ConvTranspose weight ``[C_in, C_out/g, k...]``: 1; Gemm ``B``: 0 with
+            ``transB=1`` (``[N, K]``), 1 with ``transB=0`` (``[K, N]``); MatMul /
+            QLinearMatMul ``B`` ``[..., K, N]``: its last axis, a MatMul ``A`` initializer
+            ``[..., M, K]``: its second-to-last. Biases, 1-D tensors, normalization
+            parameters and other ops: ``None``.
     """
 
     index: int
@@ -89,6 +97,7 @@ class Layer:
     sigma_w: float
     quant: tuple[QuantParams | None, ...] = ()
     quantization_policy: str | None = None
+    channel_axes: tuple[int | None, ...] = ()
 
     def to_dict(self) -> dict:
         """Return the layer as a JSON-ready dict."""
@@ -97,6 +106,7 @@ class Layer:
         d["roles"] = list(self.roles)
         d["shapes"] = [list(s) for s in self.shapes]
         d["quant"] = [None if q is None else q.to_dict() for q in self.quant]
+        d["channel_axes"] = list(self.channel_axes)
         return d
 
 
@@ -153,6 +163,7 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
                 sigma_w=float(np.std(first.astype(np.float64))),
                 quant=tuple(group["quant"]),
                 quantization_policy=QUANT_POLICY if quantized else None,
+                channel_axes=tuple(group["axes"]),
             )
         )
     return layers
@@ -162,8 +173,8 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
     """The parameter tensors of each layer-owning node, in graph order (see :func:`list_layers`).
 
     Returns:
-        One dict per layer with ``name``, ``op_type``, ``tensors``, ``roles`` and
-        ``quant`` (lists, one entry per tensor).
+        One dict per layer with ``name``, ``op_type``, ``tensors``, ``roles``,
+        ``quant`` and ``axes`` (lists, one entry per tensor; see :attr:`Layer.channel_axes`).
     """
     alias, path_nodes = weight_paths(nodes, tensors)
     owned: set[str] = set()
@@ -176,6 +187,7 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
         names: list[str] = []
         roles: list[str] = []
         quant: list[QuantParams | None] = []
+        axes: list[int | None] = []
         role_names = _ROLES.get(node.op_type, ())
         if is_qlinear(node):
             for name, role, params in qlinear_params(node, tensors):
@@ -183,6 +195,8 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
                     names.append(name)
                     roles.append(role)
                     quant.append(params)
+                    slot = 1 if role == "weight" else None
+                    axes.append(None if slot is None else _channel_axis(node, slot, len(tensors[name].dims)))
         else:
             for slot, name in enumerate(node.input):
                 if slot in skip:
@@ -199,6 +213,7 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
                 names.append(name)
                 roles.append(role_names[slot] if slot < len(role_names) else f"input{slot}")
                 quant.append(params)
+                axes.append(_channel_axis(node, slot, len(tensors[name].dims)))
         if not names:
             continue
         owned.update(names)
@@ -207,6 +222,7 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
             matmul["tensors"] += names
             matmul["roles"] += ["bias"] * len(names)
             matmul["quant"] += quant
+            matmul["axes"] += [None] * len(names)
             continue
         group = {
             "name": node.name or f"{node.op_type}_{position}",
@@ -214,6 +230,7 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
             "tensors": names,
             "roles": roles,
             "quant": quant,
+            "axes": axes,
         }
         if node.op_type == "MatMul":
             group["roles"] = ["weight"] * len(names)
@@ -221,6 +238,30 @@ def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]
         for out in node.output:
             by_output[out] = group
     return groups
+
+
+def _channel_axis(node: onnx.NodeProto, slot: int, ndim: int) -> int | None:
+    """Output-channel axis of the tensor at input ``slot`` of ``node`` (see :attr:`Layer.channel_axes`).
+
+    ``slot`` is the position of the weight among the op's float inputs: 1 for the
+    weight of Conv, ConvTranspose, Gemm and MatMul ``B``, 0 for MatMul ``A``
+    (QLinear weights are passed as slot 1).
+    """
+    if ndim < 2:
+        return None
+    op = node.op_type
+    if op in ("Conv", "QLinearConv") and slot == 1:
+        return 0
+    if op == "ConvTranspose" and slot == 1:
+        return 1
+    if op == "Gemm" and slot == 1:
+        trans_b = next((int(a.i) for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    if op in ("MatMul", "QLinearMatMul") and slot == 1:
+        return ndim - 1
+    if op == "MatMul" and slot == 0:
+        return ndim - 2
+    return None
 
 
 def select_layers(layers: list[Layer], pattern: str | None = None) -> list[Layer]:

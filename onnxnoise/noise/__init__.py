@@ -1,15 +1,24 @@
 """Noise models (plug-ins with a registry) and the policies around one draw.
 
 ``from onnxnoise.noise import make_noise_model, draw_noise`` is the whole API the
-engine uses; :mod:`onnxnoise.noise.base` explains how to add a model.
+engine uses; :mod:`onnxnoise.noise.base` explains how to add a model. Built-in models:
+``gaussian-snr`` (paper eq. 1, ``scope`` tensor/layer/channel), ``gaussian-global-db``
+(NoisyNN), ``multiplicative``, ``pcm``, ``stuck-at``, ``conductance-levels``; formulas
+and sources in each module and in ../shared/NOISE-MODELS.md.
 """
 
 from onnxnoise.noise.base import NOISE_MODELS, NoiseModel, TensorInfo, get_noise_model, make_noise_model, register
 from onnxnoise.noise.draw import BN_VARIANCE_POLICIES, NoiseDraw, NoisePolicies, draw_noise
-from onnxnoise.noise.gaussian import GaussianSNR
+from onnxnoise.noise.conductance import ConductanceLevels
+from onnxnoise.noise.gaussian import GaussianGlobalDb, GaussianSNR
+from onnxnoise.noise.multiplicative import Multiplicative
+from onnxnoise.noise.pcm import PCM
 from onnxnoise.noise.rng import tensor_rng
+from onnxnoise.noise.scope import SCOPES
+from onnxnoise.noise.stuck import StuckAt
 
 __all__ = [
     "NOISE_MODELS", "NoiseModel", "TensorInfo", "get_noise_model", "make_noise_model", "register",
     "BN_VARIANCE_POLICIES", "NoiseDraw", "NoisePolicies", "draw_noise", "GaussianSNR", "tensor_rng",
+    "GaussianGlobalDb", "Multiplicative", "PCM", "StuckAt", "ConductanceLevels", "SCOPES",
 ]

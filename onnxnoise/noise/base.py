@@ -209,4 +209,4 @@ def make_noise_model(name: str, params: Mapping[str, Any] | None = None) -> Nois
 
 def _load_builtin() -> None:
     """Import the built-in models so they are registered."""
-    from onnxnoise.noise import gaussian  # noqa: F401
+    from onnxnoise.noise import conductance, gaussian, multiplicative, pcm, stuck  # noqa: F401

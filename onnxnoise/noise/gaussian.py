@@ -7,7 +7,13 @@ Analog Devices" (arXiv 2011.11840), eq. 1:
 
 with ``sigma_w`` the standard deviation of the tensor being perturbed (one sigma per
 initializer) and SNR a *linear* ratio of standard deviations (not dB). Noise in
-percent of ``sigma_w`` is ``100 / SNR`` (1% = SNR 100).
+percent of ``sigma_w`` is ``100 / SNR`` (1% = SNR 100). Parameter ``scope`` reads
+``sigma_w`` over the tensor (default), the whole layer or each output channel
+(:mod:`onnxnoise.noise.scope`).
+
+:class:`GaussianGlobalDb` (``gaussian-global-db``) is NoisyNN's whole-model variant
+(Shao, Liew & Gunduz, arXiv 2105.10699): one sigma for every weight of the model from
+an SNR in dB defined on mean squares, ``SNR_dB = 10 log10(mean(w^2) / sigma^2)``.
 
 Determinism: the standard-normal draw ``z`` depends only on the tensor's generator,
 i.e. on ``(seed, tensor name)``; the noise is ``z * std(w) / SNR``. The same seed
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,16 +33,36 @@ import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
+from onnxnoise.noise.params import check_choice
+from onnxnoise.noise.scope import SCOPES, scoped_std
 
-__all__ = ["GaussianSNR"]
+__all__ = ["GaussianSNR", "GaussianGlobalDb"]
+
+
+def _draw_dtype(tensor: TensorInfo) -> type:
+    """float64 draws for float64 tensors, else float32 (also for integer-quantized ones)."""
+    return np.float64 if tensor.stored_dtype == np.float64 else np.float32
 
 
 @register
 @dataclass(frozen=True)
 class GaussianSNR(NoiseModel):
-    """Additive Gaussian noise with ``sigma_noise = std(w) / SNR`` per tensor (paper eq. 1).
+    """Additive Gaussian noise with ``sigma_noise = sigma_w / SNR`` (paper eq. 1).
 
-    Strength: the linear SNR ``sigma_w / sigma_noise``, finite and > 0. No parameters.
+    ``w' = w + z * sigma_w / SNR``, ``z ~ N(0, 1)`` per element. Source: Fagbohungbe &
+    Qian, arXiv 2011.11840, eq. 1.
+
+    Strength: the linear SNR ``sigma_w / sigma_noise``, finite and > 0.
+
+    Attributes:
+        scope: Over what ``sigma_w`` is taken (:mod:`onnxnoise.noise.scope`):
+            ``tensor`` (default: ``std`` of the tensor perturbed), ``layer`` (``std`` of
+            all of the layer's tensors pooled) or ``channel`` (one ``std`` per output
+            channel; tensors without a channel axis, e.g. 1-D biases, use their own
+            ``std``). Whole-model noise is the ``gaussian-global-db`` model. The same
+            ``z`` is drawn in every scope (common random numbers). The default is left
+            out of :meth:`params`, so runs that do not set it keep their stored
+            parameters ``{}`` and trial keys.
     """
 
     name: ClassVar[str] = "gaussian-snr"
@@ -44,6 +71,16 @@ class GaussianSNR(NoiseModel):
     more_noise_when: ClassVar[str] = "lower"
     #: The paper's whole-model grid, noise 1, 2, 5, 10 % of sigma_w (Table III).
     default_strengths: ClassVar[tuple[float, ...]] = (100.0, 50.0, 20.0, 10.0)
+    scope: str = "tensor"
+
+    def __post_init__(self) -> None:
+        hint = ("; whole-model noise (NoisyNN, SNR in dB over mean squares) is the model gaussian-global-db"
+                if self.scope == "global" else "")
+        check_choice("scope", self.scope, SCOPES, hint)
+
+    def params(self) -> dict[str, Any]:
+        """``{}`` for the default ``scope="tensor"`` (stored rows and trial keys unchanged), else ``{"scope": ...}``."""
+        return {} if self.scope == "tensor" else {"scope": self.scope}
 
     def check_strength(self, value: Any) -> float:
         """Accept a finite linear SNR > 0 (the clean baseline is always run, so no ``inf``)."""
@@ -62,19 +99,119 @@ class GaussianSNR(NoiseModel):
 
     def describe(self) -> str:
         """The formula in words."""
-        return "additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1)"
+        where = {"tensor": "per tensor", "layer": "per layer (all its tensors pooled)",
+                 "channel": "per output channel"}[self.scope]
+        return f"additive Gaussian, sigma = std(w)/SNR {where} (paper eq. 1)"
 
     def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
-        """``w + z * std(w) / SNR``; ``w`` unchanged when ``std(w) == 0``.
+        """``w + z * sigma_w / SNR``; ``w`` unchanged when ``sigma_w == 0`` (every channel's, in channel scope).
 
         ``z`` is drawn in float64 for float64 tensors, else in float32 (also for
-        integer-quantized tensors, whose dequantized ``w`` is float64).
+        integer-quantized tensors, whose dequantized ``w`` is float64). In channel
+        scope a channel whose std is 0 gets no noise.
         """
-        sigma_w = float(np.std(w, dtype=np.float64))
-        if sigma_w == 0.0:
+        sigma_w = scoped_std(w, tensor, self.scope)
+        if isinstance(sigma_w, float):
+            if sigma_w == 0.0:
+                return w
+            noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is counted by the caller
+                noise *= w.dtype.type(sigma_w / strength)
+                return w + noise
+        if not np.any(sigma_w):
             return w
-        draw_dtype = np.float64 if tensor.stored_dtype == np.float64 else np.float32
-        noise = rng.standard_normal(w.shape, dtype=draw_dtype).astype(w.dtype, copy=False)
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is counted by the caller
-            noise *= w.dtype.type(sigma_w / strength)
+        noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            noise *= (sigma_w / strength).astype(w.dtype)
+            return w + noise
+
+
+#: One-entry cache of the model's mean square: (weak reference to the draw's
+#: ``model_values``, value). All tensors of one draw share that mapping.
+_MEAN_SQUARE: list = [None]
+
+
+@register
+@dataclass(frozen=True)
+class GaussianGlobalDb(NoiseModel):
+    """NoisyNN's whole-model additive Gaussian noise: one sigma from an SNR in dB.
+
+    ``w' = w + z * sigma``, ``z ~ N(0, 1)``, with one ``sigma`` for every weight of the model:
+
+        SNR_dB = 10 log10( mean(w^2) / sigma^2 )   =>   sigma = sqrt( mean(w^2) / 10^(SNR_dB / 10) )
+
+    ``mean(w^2)`` is taken over every tensor of every non-BatchNormalization parameter
+    layer of the model together (weights and their biases; not only the noised
+    layers), dequantized where quantized. Source: Shao, Liew & Gunduz, "NoisyNN"
+    (arXiv 2105.10699). Unlike ``gaussian-snr`` the signal is a power (mean of
+    squares, not a variance) and the ratio is in dB: SNR 20 dB is ``sigma`` = 10% of
+    the weights' RMS.
+
+    Strength: ``SNR_dB``, any finite number (negative: noise stronger than the weights).
+    No parameters. BatchNormalization tensors, outside the signal's definition, are
+    left unchanged even when their layer is selected.
+
+    Raises (from :meth:`perturb`):
+        NoiseConfigError: If the draw was not given the model's layers
+            (``draw_noise(..., model_layers=...)``; the engine always gives them).
+    """
+
+    name: ClassVar[str] = "gaussian-global-db"
+    strength_name: ClassVar[str] = "snr_db"
+    strength_label: ClassVar[str] = "SNR (dB)"
+    more_noise_when: ClassVar[str] = "lower"
+    default_strengths: ClassVar[tuple[float, ...]] = (40.0, 30.0, 20.0, 10.0)
+
+    def check_strength(self, value: Any) -> float:
+        """Accept any finite SNR in dB."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            msg = f"SNR in dB must be a finite number, got {value!r}"
+            raise NoiseConfigError(msg)
+        return float(value)
+
+    def format_strength(self, value: float | None) -> str:
+        """``SNR 20 dB``; ``clean`` for the baseline."""
+        return "clean" if value is None else f"SNR {value:g} dB"
+
+    def describe(self) -> str:
+        """The formula in words."""
+        return "additive Gaussian, one sigma for the whole model, SNR_dB = 10 log10(mean(w^2)/sigma^2) (NoisyNN)"
+
+    @staticmethod
+    def mean_square(tensor: TensorInfo) -> float:
+        """``mean(w^2)`` over every tensor of the model's non-BatchNormalization layers.
+
+        Raises:
+            NoiseConfigError: If ``tensor.model_layers`` is empty.
+        """
+        values = tensor.model_values
+        if not tensor.model_layers or values is None:
+            msg = "gaussian-global-db needs every layer of the model: draw_noise(..., model_layers=list_layers(model))"
+            raise NoiseConfigError(msg)
+        cached = _MEAN_SQUARE[0]
+        if cached is not None and cached[0]() is values:
+            return cached[1]
+        total = count = 0.0
+        for layer in tensor.model_layers:
+            if layer.op_type == "BatchNormalization":
+                continue
+            for name in layer.tensors:
+                v = np.asarray(values[name]).astype(np.float64, copy=False).ravel()
+                total += float(np.dot(v, v))
+                count += v.size
+        mean_square = total / count if count else 0.0
+        _MEAN_SQUARE[0] = (weakref.ref(values), mean_square)
+        return mean_square
+
+    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
+        """``w + z * sigma``; BatchNormalization tensors and an all-zero model are left unchanged."""
+        if tensor.op_type == "BatchNormalization":
+            return w
+        mean_square = self.mean_square(tensor)
+        if mean_square == 0.0:
+            return w
+        sigma = math.sqrt(mean_square / 10.0 ** (strength / 10.0))
+        noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            noise *= w.dtype.type(sigma)
             return w + noise

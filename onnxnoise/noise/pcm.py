@@ -1,0 +1,234 @@
+"""Phase-change memory (PCM): programming noise, conductance drift and 1/f read noise (IBM statistical model).
+
+Sources: Nandakumar et al., ICECS 2019 ("Phase-change memory models for deep learning
+training and inference"); Joshi et al., Nature Communications 11, 2473 (2020); IBM
+aihwkit documentation "Inference and PCM statistical model" (PCMLikeNoiseModel).
+Restated, with every symbol, in ../shared/NOISE-MODELS.md sec. 4. Conductances are in
+microsiemens (uS), times in seconds.
+
+Each weight is a differential pair ``(g+, g-)`` (:mod:`onnxnoise.noise.conductance`):
+``g_T = |w| / w_max * g_max`` on the device of the weight's sign, 0 on the other,
+``w_max = max|w|`` of the tensor. Both devices of every pair go through the three
+stages (as in aihwkit: a device programmed to 0 also gets programming noise, clipped
+at 0), ``x = g_T / g_max``:
+
+1. programming (after write-verify, at ``t0 = 20 s``)::
+
+       sigma_prog = max(c0 + c1 x + c2 x^2, 0) * g_max / 25,   c = (0.26348, 1.9650, -1.1731)
+       g_prog     = max(g_T + sigma_prog * z1, 0)
+
+2. drift to ``t = t_inf + t0``::
+
+       mu_nu    = clip(-0.0155 ln x + 0.0244, 0.049, 0.1)
+       sigma_nu = clip(-0.0125 ln x - 0.0059, 0.008, 0.045)     (x clipped below at 1e-7)
+       nu       = |mu_nu + sigma_nu * z2|,   g_drift = g_prog * (t / t0)^(-nu)
+
+3. 1/f read noise accumulated to ``t`` (``t_read = 250 ns``)::
+
+       Q_s        = min(0.0088 / max((g_prog / g_max)^0.65, 1e-3), 0.2)
+       sigma_read = Q_s * sqrt(ln((t + t_read) / (2 t_read)))
+       g(t)       = max(g_drift + |g_drift| * sigma_read * z3, 0)
+
+and back: ``w'(t) = (g+(t) - g-(t)) / g_max * w_max``.
+
+Global drift compensation (Joshi 2020; aihwkit GlobalDriftCompensation): one scalar
+per tensor (= per layer: a layer has one analog weight), from the summed absolute
+response to an all-ones input, read right after programming and at ``t``::
+
+    alpha = sum_o |sum_i W_prog[o, i]| / sum_o |sum_i W(t)[o, i]|,    w'(t) <- alpha * w'(t)
+
+``o`` runs along the output-channel axis (:attr:`onnxnoise.model.Layer.channel_axes`;
+Conv weight ``[C_out, C_in, kH, kW]`` is the matrix ``[C_out, C_in kH kW]``); a tensor
+without a known channel axis (1-D, or ``analog="all"`` on other tensors) is read
+element by element (``sum|W|``). ``W_prog`` is the programmed tensor (programming
+noise included) without read noise: a whole layer's read noise averages out of a real
+reference read. So compensation keeps each tensor's summed absolute response at its
+programmed value; with programming noise off, exactly at the clean ``sum_o |sum_i w|``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from onnxnoise.noise.base import NoiseModel, TensorInfo, register
+from onnxnoise.noise.conductance import (
+    ANALOG_CHOICES, is_analog, pair_targets, quantize_conductance, weight_max,
+)
+from onnxnoise.noise.params import check_bool, check_choice, check_levels, check_positive
+from onnxnoise.noise.scope import channel_axis
+
+__all__ = ["PCM", "COMPENSATIONS", "format_seconds", "summed_response"]
+
+#: Values of the ``compensation`` parameter.
+COMPENSATIONS: tuple[str, ...] = ("none", "global")
+
+#: Programming-noise polynomial coefficients (uS, fitted at g_max = 25 uS).
+PROG_COEFF: tuple[float, float, float] = (0.26348, 1.9650, -1.1731)
+#: g_max the coefficients were fitted at (uS).
+G_MAX_REF = 25.0
+#: Time of programming, the drift reference (s).
+T0 = 20.0
+#: Duration of one read (s).
+T_READ = 250e-9
+
+_UNITS: tuple[tuple[str, float], ...] = (("y", 365 * 86400.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0),
+                                         ("s", 1.0))
+
+
+def format_seconds(seconds: float) -> str:
+    """``1 s``, ``1 h``, ``1 d``, ``30 d``, ``1 y``: the largest unit that holds the time at least once."""
+    for unit, size in _UNITS:
+        if abs(seconds) >= size:
+            return f"{seconds / size:.4g} {unit}"
+    return f"{seconds:.4g} s"
+
+
+def summed_response(w: np.ndarray, axis: int | None) -> float:
+    """``sum_o |sum_i w[o, i]|``: the summed absolute output of ``w`` for an all-ones input.
+
+    ``axis`` is the output-channel axis (every other axis is summed); ``None`` reads each
+    element as its own output (``sum|w|``).
+    """
+    if axis is None:
+        return float(np.sum(np.abs(w), dtype=np.float64))
+    others = tuple(i for i in range(w.ndim) if i != axis)
+    return float(np.sum(np.abs(np.sum(w, axis=others, dtype=np.float64))))
+
+
+@register
+@dataclass(frozen=True)
+class PCM(NoiseModel):
+    """PCM statistical model: programming noise, drift to ``t_inf``, 1/f read noise (IBM; NOISE-MODELS.md sec. 4).
+
+    Formulas in :mod:`onnxnoise.noise.pcm`. Sources: Nandakumar et al., ICECS 2019;
+    Joshi et al., Nat. Commun. 11, 2473 (2020); aihwkit PCMLikeNoiseModel.
+
+    Strength: ``t_inf``, seconds after programming (finite, >= 0); the drift
+    reference is ``t0 = 20 s`` and ``t = t_inf + t0``. At ``t_inf = 0`` there is no
+    drift, but read noise (accumulated over ``t0``) and programming noise remain.
+
+    Attributes:
+        g_max: Full-scale conductance in uS (> 0; default 25), the unit of the
+            conductance stages. It cancels out of the weights: programming noise
+            scales with ``g_max / 25`` and the mapping back with ``w_max / g_max``, as in
+            aihwkit, so ``w'`` is the same for every ``g_max`` (up to rounding).
+        compensation: ``none`` (default) or ``global`` (one scalar per tensor restores
+            the summed absolute response read right after programming).
+        programming: Apply programming noise (default true).
+        drift: Apply drift (default true).
+        read_noise: Apply 1/f read noise (default true). With ``programming``,
+            ``drift`` and ``read_noise`` all false the tensor comes back bit-identical.
+        levels: Conductance levels per device applied to the targets before
+            programming (integer >= 2), or 0 (default) for continuous targets.
+        analog: ``weights`` (default: weight matrices only; biases and normalization
+            parameters stay digital and exact) or ``all``.
+
+    Random numbers: three streams per tensor (programming, drift exponents, read),
+    split from the tensor's generator, so the same seed gives the same devices at
+    every ``t_inf`` (one trajectory per seed) and switching one stage off does not
+    change the others' draws.
+    """
+
+    name: ClassVar[str] = "pcm"
+    strength_name: ClassVar[str] = "t_inf"
+    strength_label: ClassVar[str] = "time (s)"
+    more_noise_when: ClassVar[str] = "higher"
+    #: The aihwkit tutorial's times: 1 s, 1 h, 1 d, 30 d, 1 y.
+    default_strengths: ClassVar[tuple[float, ...]] = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
+
+    g_max: float = 25.0
+    compensation: str = "none"
+    programming: bool = True
+    drift: bool = True
+    read_noise: bool = True
+    levels: int = 0
+    analog: str = "weights"
+
+    def __post_init__(self) -> None:
+        check_positive("g_max", self.g_max, " (uS)")
+        object.__setattr__(self, "g_max", float(self.g_max))  # 25 and 25.0: one stored parameter set
+        check_choice("compensation", self.compensation, COMPENSATIONS)
+        for name in ("programming", "drift", "read_noise"):
+            check_bool(name, getattr(self, name))
+        check_levels("levels", self.levels)
+        check_choice("analog", self.analog, ANALOG_CHOICES)
+
+    def format_strength(self, value: float | None) -> str:
+        """``t = 1 d``; ``clean`` for the baseline."""
+        return "clean" if value is None else f"t = {format_seconds(value)}"
+
+    def describe(self) -> str:
+        """The model and its switches in words."""
+        stages = [s for s, on in (("programming", self.programming), ("drift", self.drift),
+                                  ("read noise", self.read_noise)) if on]
+        extra = f", {self.levels} levels" if self.levels else ""
+        return (f"PCM ({' + '.join(stages) or 'no noise'}; g_max={self.g_max:g} uS, "
+                f"compensation={self.compensation}{extra}, analog={self.analog}; IBM statistical model)")
+
+    # ---------------------------------------------------------------- the three stages (uS)
+
+    def program(self, g_target: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``max(g_T + sigma_prog(g_T) * z, 0)``: conductances after programming."""
+        x = g_target / self.g_max
+        c0, c1, c2 = PROG_COEFF
+        sigma = np.maximum(c0 + c1 * x + c2 * x * x, 0.0) * (self.g_max / G_MAX_REF)
+        return np.maximum(g_target + sigma * z, 0.0)
+
+    def drift_exponents(self, g_target: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``nu = |mu_nu(x) + sigma_nu(x) * z|`` with ``x = max(g_T / g_max, 1e-7)``."""
+        log_x = np.log(np.maximum(g_target / self.g_max, 1e-7))
+        mu = np.clip(-0.0155 * log_x + 0.0244, 0.049, 0.1)
+        sigma = np.clip(-0.0125 * log_x - 0.0059, 0.008, 0.045)
+        return np.abs(mu + sigma * z)
+
+    @staticmethod
+    def drifted(g_prog: np.ndarray, nu: np.ndarray, t: float) -> np.ndarray:
+        """``g_prog * (t / t0)^(-nu)``, ``t`` in seconds since programming plus ``t0``."""
+        return g_prog * np.power(t / T0, -nu)
+
+    def read(self, g_drift: np.ndarray, g_prog: np.ndarray, t: float, z: np.ndarray) -> np.ndarray:
+        """``max(g_drift + |g_drift| * Q_s(g_prog) * sqrt(ln((t + t_read) / (2 t_read))) * z, 0)``."""
+        q_s = np.minimum(0.0088 / np.maximum(np.power(g_prog / self.g_max, 0.65), 1e-3), 0.2)
+        sigma = q_s * math.sqrt(math.log((t + T_READ) / (2 * T_READ)))
+        return np.maximum(g_drift + np.abs(g_drift) * sigma * z, 0.0)
+
+    # ---------------------------------------------------------------- one tensor
+
+    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
+        """``w'(t)`` of one tensor; ``w`` itself for digital or all-zero tensors.
+
+        Computed as ``w + (delta g+ - delta g-) / g_max * w_max`` (the deltas from the
+        exact targets), which equals ``(g+ - g-) / g_max * w_max`` and returns ``w``
+        bit for bit when every stage is off.
+        """
+        if not is_analog(tensor, self.analog):
+            return w
+        w64 = w.astype(np.float64, copy=False)
+        w_max = weight_max(w64)
+        if w_max == 0.0:
+            return w
+        streams = [np.random.default_rng(s) for s in
+                   np.random.SeedSequence(rng.integers(0, 2**32, size=4).tolist()).spawn(3)]
+        g_exact = pair_targets(w64, w_max, self.g_max)
+        g_target = quantize_conductance(g_exact, self.g_max, self.levels) if self.levels else g_exact
+        g_prog = self.program(g_target, streams[0].standard_normal(g_target.shape)) if self.programming else g_target
+        t = strength + T0
+        if self.drift and strength > 0:
+            nu = self.drift_exponents(g_target, streams[1].standard_normal(g_target.shape))
+            g_drift = self.drifted(g_prog, nu, t)
+        else:
+            g_drift = g_prog
+        g_t = self.read(g_drift, g_prog, t, streams[2].standard_normal(g_target.shape)) if self.read_noise else g_drift
+        scale = w_max / self.g_max
+        out = w64 + ((g_t[0] - g_exact[0]) - (g_t[1] - g_exact[1])) * scale
+        if self.compensation == "global":
+            reference = w64 + ((g_prog[0] - g_exact[0]) - (g_prog[1] - g_exact[1])) * scale
+            axis = channel_axis(tensor, w.ndim, strict=False)
+            now = summed_response(out, axis)
+            if now > 0.0:
+                out = out * (summed_response(reference, axis) / now)
+        return out.astype(w.dtype, copy=False)

@@ -1,0 +1,120 @@
+"""Stuck-at device faults on the differential-pair mapping.
+
+../shared/NOISE-MODELS.md sec. 5: a device is stuck-at-off (SA0: reads conductance 0)
+or stuck-at-on (SA1: reads ``g_max``). Each weight is a pair ``(g+, g-)``
+(:mod:`onnxnoise.noise.conductance`, ``w_max = max|w|`` of the tensor) and
+
+    w' = (g+ - g-) / g_max * w_max
+
+with stuck devices replaced by 0 or ``g_max``. So an SA0 on the weight's active device
+makes it 0 (on the idle device, already at 0, it changes nothing); an SA1 on the
+positive device gives ``w_max - |w|`` for a negative weight and ``+w_max`` otherwise
+(symmetrically ``-w_max`` on the negative device); both devices SA1 gives 0. Typical
+reported rates 0.1% to 10% (RRAM fault studies; PIMACC / PIMCOMP-NN expose stuck-at
+rates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.base import NoiseModel, TensorInfo, register
+from onnxnoise.noise.conductance import ANALOG_CHOICES, is_analog, pair_targets, quantize_conductance, weight_max
+from onnxnoise.noise.params import check_choice, check_fraction, check_levels
+
+__all__ = ["StuckAt"]
+
+
+@register
+@dataclass(frozen=True)
+class StuckAt(NoiseModel):
+    """Stuck-at-0 / stuck-at-1 device faults at a device fault rate ``p`` (NOISE-MODELS.md sec. 5).
+
+    Every device (two per weight) is faulty independently with probability ``p``; a
+    faulty device is stuck-on (SA1, reads ``g_max``) with probability
+    ``sa1_fraction``, else stuck-off (SA0, reads 0). So ``p_sa1 = p * sa1_fraction``
+    and ``p_sa0 = p * (1 - sa1_fraction)`` per device. Formula in :mod:`onnxnoise.noise.stuck`.
+
+    Strength: ``p``, the device fault rate, a number in ``[0, 1]``.
+
+    Attributes:
+        sa1_fraction: Share of faults that are stuck-on, in ``[0, 1]``. Default 0.5:
+            a neutral split, not a published value (reported ratios vary by device
+            and study); set it for the technology you model.
+        levels: Conductance levels of the healthy devices (integer >= 2; 0 = continuous,
+            default): the targets are quantized first, then faults applied.
+        analog: ``weights`` (default: weight matrices only; biases and normalization
+            parameters stay digital and exact) or ``all``.
+
+    Random numbers: one uniform ``u`` per device from the tensor's generator; the device
+    is SA1 when ``u < p * sa1_fraction`` and SA0 when ``p * sa1_fraction <= u < p``. The
+    same seed therefore gives nested faults: every fault at rate ``p`` is also a fault
+    at any higher rate (common random numbers along the sweep).
+    """
+
+    name: ClassVar[str] = "stuck-at"
+    strength_name: ClassVar[str] = "p"
+    strength_label: ClassVar[str] = "fault rate"
+    more_noise_when: ClassVar[str] = "higher"
+    default_strengths: ClassVar[tuple[float, ...]] = (0.001, 0.003, 0.01, 0.03, 0.1)
+
+    sa1_fraction: float = 0.5
+    levels: int = 0
+    analog: str = "weights"
+
+    def __post_init__(self) -> None:
+        check_fraction("sa1_fraction", self.sa1_fraction)
+        object.__setattr__(self, "sa1_fraction", float(self.sa1_fraction))  # 1 and 1.0: one stored parameter set
+        check_levels("levels", self.levels)
+        check_choice("analog", self.analog, ANALOG_CHOICES)
+
+    def check_strength(self, value: Any) -> float:
+        """Accept a device fault rate in ``[0, 1]``."""
+        value = super().check_strength(value)
+        if value > 1:
+            msg = f"stuck-at fault rate `p` must be in [0, 1] (a fraction of devices), got {value!r}"
+            raise NoiseConfigError(msg)
+        return value
+
+    def format_strength(self, value: float | None) -> str:
+        """``p = 1% faulty devices``; ``clean`` for the baseline."""
+        return "clean" if value is None else f"p = {100.0 * value:.3g}% faulty devices"
+
+    def describe(self) -> str:
+        """The model and its parameters in words."""
+        extra = f", {self.levels} levels" if self.levels else ""
+        return (f"stuck-at faults per device, {self.sa1_fraction:g} of them stuck-on, differential pairs, "
+                f"w_max = max|w| per tensor (analog={self.analog}{extra})")
+
+    def faults(self, shape: tuple[int, ...], p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(sa0, sa1)`` boolean masks of shape ``(2, *shape)`` (``[g+, g-]`` devices)."""
+        u = rng.random((2, *shape))
+        p_sa1 = p * self.sa1_fraction
+        sa1 = u < p_sa1
+        return (u < p) & ~sa1, sa1
+
+    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
+        """``w`` with the faulty pairs read back; ``w`` itself for digital or all-zero tensors, or ``p = 0`` alone."""
+        if not is_analog(tensor, self.analog) or (strength == 0.0 and not self.levels):
+            return w
+        w64 = w.astype(np.float64, copy=False)
+        w_max = weight_max(w64)
+        if w_max == 0.0:
+            return w
+        g = pair_targets(w64, w_max, 1.0)  # in units of g_max: every stage here is relative
+        if self.levels:
+            g = quantize_conductance(g, 1.0, self.levels)
+            out = (g[0] - g[1]) * w_max
+        else:
+            out = w64.copy()
+        if strength > 0.0:
+            sa0, sa1 = self.faults(w.shape, strength, rng)
+            changed = ((sa0 & (g != 0.0)) | (sa1 & (g != 1.0))).any(axis=0)  # an SA0 on an idle device changes nothing
+            g[sa0] = 0.0
+            g[sa1] = 1.0
+            out[changed] = ((g[0] - g[1]) * w_max)[changed]
+        return out.astype(w.dtype, copy=False)
