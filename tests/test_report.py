@@ -74,23 +74,33 @@ def test_summary_table_one_noise_model():
     summary = summarize_trials(_trials(clipped=3))
     text = _text(summary_table(summary, title="net on d"))
     rows = _lines(text)
-    assert rows[0] == ["model", "mode", "SNR", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits", "clipped"]
+    # One model, one noise model: no model or noise-model column (the title names the model).
+    assert rows[0] == ["SNR", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN", "clipped"]
     # clean first, then increasing noise; ± is the t half-width over 2 seeds:
     # t_{0.975,1} * s / sqrt(2) with s = sqrt(2) % -> 12.71
-    assert rows[1] == ["net", "baseline", "clean", "1", "90.00", "99.00", "1.0000", "0", "0"]
-    assert rows[2] == ["net", "all", "SNR 100 (1% noise)", "2", "71.00 ± 12.71", "98.00 ± 0.00",
+    assert rows[1] == ["clean", "1", "90.00", "99.00", "1.0000", "0", "0"]
+    assert rows[2] == ["SNR 100 (1% noise)", "2", "71.00 ± 12.71", "98.00 ± 0.00",
                        "0.7889 ± 0.1412", "0", "6"]  # clipped: 3 per trial, summed over 2 seeds
-    assert rows[3][2] == "SNR 10 (10% noise)" and rows[3][4] == "61.00 ± 12.71"
+    assert rows[3][0] == "SNR 10 (10% noise)" and rows[3][2] == "61.00 ± 12.71"
     assert len(rows) == 4  # per-layer rows are not in this table
-    assert "BN variances fixed" not in text and "overflow" not in text  # all zero: no column
+    assert "BN var" not in text and "overflow" not in text and "failed" not in text  # all zero: no column
+
+
+def test_summary_table_flags_failed_trials():
+    trials = _trials().with_columns(
+        pl.when((pl.col("mode") == "all") & (pl.col("seed") == 1) & (pl.col("strength") == 10.0))
+        .then(pl.lit("SessionError: boom")).otherwise(pl.col("error")).alias("error"))
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[0][:4] == ["SNR", "seeds", "failed", "top-1 %"]
+    assert [r[1:3] for r in rows[1:]] == [["1", "0"], ["2", "0"], ["1", "1"]]
 
 
 def test_summary_table_several_noise_models_and_a_avr_table():
     trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
     summary = summarize_trials(trials)
     rows = _lines(_text(summary_table(summary)))
-    assert rows[0][:4] == ["model", "mode", "noise model", "strength"]
-    assert [r[3] for r in rows[1:]] == ["clean", "SNR 100 (1% noise)", "SNR 10 (10% noise)",
+    assert rows[0][:2] == ["noise model", "strength"]
+    assert [r[1] for r in rows[1:]] == ["clean", "SNR 100 (1% noise)", "SNR 10 (10% noise)",
                                         "clean", "time (s) 1", "time (s) 60"]
     assert "clipped" not in rows[0]
     a_avr = average_normalized_accuracy(trials)
@@ -149,7 +159,7 @@ def test_single_seed_has_no_interval(model):
     trials = _trials(model, GAUSS if model == "gaussian-snr" else DRIFT, (1.0,)).filter(
         pl.col("seed").is_null() | (pl.col("seed") == 0))
     rows = _lines(_text(summary_table(summarize_trials(trials))))
-    assert rows[2][4] == "60.00"  # no ± with one seed
+    assert rows[2][2] == "60.00"  # no ± with one seed
 
 
 def test_interval_beyond_0_100_shows_clipped_bounds():
@@ -160,5 +170,5 @@ def test_interval_beyond_0_100_shows_clipped_bounds():
         .otherwise(pl.col("top1_correct")).alias("top1_correct"))
     trials = trials.with_columns((100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"))
     rows = _lines(_text(summary_table(summarize_trials(trials))))
-    assert rows[2][4] == "60.25 [0.00, 100.00]"
-    assert rows[1][4] == "90.00"  # the baseline: one trial, no interval
+    assert rows[2][2] == "60.25 [0.00, 100.00]"
+    assert rows[1][2] == "90.00"  # the baseline: one trial, no interval

@@ -17,7 +17,7 @@ __all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", 
 
 #: Counter columns of a summary shown by :func:`summary_table` when non-zero somewhere: column -> header.
 COUNTER_HEADERS: dict[str, str] = {
-    "bn_variance_changed": "BN variances fixed",
+    "bn_variance_changed": "BN var. fixed",
     "clipped_count": "clipped",
     "overflow_count": "overflow",
 }
@@ -55,7 +55,8 @@ def bench_caption(meta: dict) -> Text:
 
     The noise line comes from the noise model's ``describe()``
     (``meta["noise_model"]``, ``meta["noise"] = {"params", "bn_variance", "keep_zeros"}``),
-    e.g. paper eq. 1 for ``gaussian-snr``.
+    e.g. paper eq. 1 for ``gaussian-snr``. Each of ``meta["warnings"]`` ends it as a
+    bold red ``WARNING:`` line.
     """
     pre = meta.get("preprocess", {})
     geometry = f"resize {pre.get('resize')}, crop {pre.get('crop')}" if pre.get("crop") or pre.get("resize") else "no resize"
@@ -89,7 +90,10 @@ def bench_caption(meta: dict) -> Text:
         lines.append(meta["quantization"])
     if meta.get("label_offset"):
         lines.append(f"labels shifted by {meta['label_offset']} (background class at output 0)")
-    return Text("\n".join(lines))
+    text = Text("\n".join(lines))
+    for warning in meta.get("warnings") or ():
+        text.append("\nWARNING: " + warning, style="bold red")
+    return text
 
 
 def _pm(mean, ci, digits: int = 2, *, upper: float | None = 100.0) -> str:
@@ -122,7 +126,8 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
         title: Table title.
 
     Returns:
-        A rich ``Table``: model, mode, [noise model, when several], the strength
+        A rich ``Table`` of the baseline and ``all`` rows: [model, when several], [noise
+        model, when several], the strength
         (header: the noise model's ``strength_label``, or ``strength`` when the frame
         has several noise models; cells: ``strength_text``), seeds, top-1 / top-5
         (percent, mean ± 95% Student-t CI over seeds), top-1 ``a / a_0`` (paper
@@ -131,18 +136,20 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     """
     rows = sort_by_noise(summary.filter(pl.col("mode").is_in(["baseline", "all"])))
     several = _several_noise_models(rows)
+    models = rows["model"].n_unique() > 1 if "model" in rows.columns else False
+    failed = "errors" in rows.columns and (rows["errors"].fill_null(0) > 0).any()
     counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
     table = Table(title=title)
-    headers = ["model", "mode", *(["noise model"] if several else []), strength_header(rows), "seeds",
-               "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits", *(COUNTER_HEADERS[c] for c in counters)]
+    lead = [*(["model"] if models else []), *(["noise model"] if several else [])]
+    headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
+               "top-1 a/a0", "NaN", *(COUNTER_HEADERS[c] for c in counters)]
     for i, name in enumerate(headers):
-        table.add_column(name, justify="left" if i < 2 + several else "right",
-                         overflow="fold", min_width=9 if name == "model" else None)
+        table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for row in rows.iter_rows(named=True):
-        cells = [row["model"], row["mode"], *([row["noise_model"]] if several else []), row["strength_text"],
-                 str(row["seeds"]), _pm(row["top1_acc_mean"], row["top1_acc_ci"]),
-                 _pm(row["top5_acc_mean"], row["top5_acc_ci"]), _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None),
-                 _count(row.get("nan_count"))]
+        cells = [*([row["model"]] if models else []), *([row["noise_model"]] if several else []),
+                 row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
+                 _pm(row["top1_acc_mean"], row["top1_acc_ci"]), _pm(row["top5_acc_mean"], row["top5_acc_ci"]),
+                 _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None), _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c in counters))
     return table
 
