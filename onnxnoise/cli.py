@@ -1,8 +1,9 @@
 """Command-line interface: ``onnxnoise bench|sweep|report|compare|layers``.
 
 The CLI turns arguments into config dataclasses, makes one library call per
-subcommand, and owns printing, logging and exit codes: 0 success, 2 bad input
-(one line on stderr, no traceback), 130 interrupted.
+subcommand, and owns printing, logging and exit codes: 0 success, 1 a trial failed or
+the baseline missed ``--expect-top1``, 2 bad input (one line on stderr, no traceback),
+130 interrupted. Every JSON it writes is strict: non-finite numbers become ``null``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from onnxnoise import __version__
-from onnxnoise.bench import run_bench
+from onnxnoise.bench import BaselineExpectationError, run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
 from onnxnoise.data import PREPROCESS_KEYS, list_presets
 from onnxnoise.demo import demo_paths
@@ -43,6 +44,7 @@ from onnxnoise.sweep import run_sweep
 __all__ = ["main", "build_parser"]
 
 EXIT_FAILED_TRIALS = 1
+EXIT_BASELINE_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -61,6 +63,24 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _finite(obj):
+    """``obj`` with every non-finite float (NaN, inf; numpy scalars too) replaced by None, recursively."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0:
+        return _finite(obj.item())
+    return obj
+
+
+def json_text(obj, *, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj``: non-finite numbers become ``null`` (never a bare ``NaN`` token)."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
 def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing (each overrides the preset and the model's defaults)")
     group.add_argument("--preprocess", metavar="PRESET", choices=list_presets(),
@@ -74,6 +94,9 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std, model channel order")
     group.add_argument("--channel-order", choices=["RGB", "BGR"])
     group.add_argument("--layout", choices=["NCHW", "NHWC"], help="input layout (default: from the model's input)")
+    group.add_argument("--force-preprocess", action="store_true", default=None,
+                       help="run mean/std whose units disagree with --scale (0..255 values with x/255, "
+                       "or 0..1 values with --scale 1) instead of refusing them")
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("model", nargs="?", type=Path, help="ONNX classifier (omit for the demo)")
     _add_run_args(bench)
     bench.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    bench.add_argument("--expect-top1", type=float, metavar="PCT",
+                       help="expected clean top-1 in percent: a baseline outside PCT +- --tolerance exits 1 "
+                       "before any noisy trial runs")
+    bench.add_argument("--tolerance", type=float, metavar="POINTS",
+                       help="allowed distance from --expect-top1 in percentage points (default 0.5)")
 
     sweep = sub.add_parser("sweep", help="the paper's experiments, resumable: all / per-layer / cumulative",
                            description="Run a sweep into a durable trial store (RUN_DIR/trials.sqlite). Running "
@@ -211,7 +239,8 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path) -> RunConfig:
         layer_regex=args.layer_regex, op_types=parse_names(args.op_types), limit=args.limit, device=args.device,
         batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
         ground_truth=args.ground_truth, score_output=args.score_output, label_offset=args.label_offset,
-        strict=args.strict, cache=False if args.no_cache else None))
+        strict=args.strict, cache=False if args.no_cache else None, force_preprocess=args.force_preprocess,
+        expect_top1=getattr(args, "expect_top1", None), tolerance=getattr(args, "tolerance", None)))
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -246,17 +275,16 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
                      "top5_acc": base["top5_acc_mean"][0] if base.height else None},
         "results": [
-            {k: (None if isinstance(v, float) and not math.isfinite(v) else
-                 json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+            {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
             for row in result.summary.iter_rows(named=True)
         ],
     }
-    (Path(out) / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (Path(out) / "bench.json").write_text(json_text(summary, indent=2) + "\n")
     console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
     console.print(bench_caption(result.meta))
     console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
     if args.json:
-        print(json.dumps(summary))
+        print(json_text(summary))
     return _failed_exit(result.meta["failed"], console)
 
 
@@ -330,7 +358,7 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def _cmd_layers(args: argparse.Namespace, console: Console) -> int:
     layers = list_layers(load_model(args.model))
     if args.json:
-        print(json.dumps({
+        print(json_text({
             "model": str(args.model),
             "layers": [layer.to_dict() for layer in layers],
             "total_layers": len(layers),
@@ -354,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                 "layers": _cmd_layers}
     try:
         return commands[args.command](args, console)
+    except BaselineExpectationError as exc:
+        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        return EXIT_BASELINE_UNEXPECTED
     except OnnxNoiseError as exc:
         print(f"onnxnoise: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

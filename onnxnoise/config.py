@@ -294,6 +294,13 @@ class RunConfig:
             1001-output model on 1000-class data, else 0).
         strict: Fail on unreadable images instead of skipping them.
         cache: Keep decoded images of image-file datasets in the on-disk cache.
+        force_preprocess: Run mean/std whose units disagree with ``scale`` (0..255
+            values with ``scale`` 1/255, or 0..1 values with ``scale`` 1) instead of
+            refusing them.
+        expect_top1: Expected clean top-1 accuracy in percent (``bench``): a baseline
+            outside ``expect_top1 +- tolerance`` stops the run before any noisy trial.
+        tolerance: Allowed distance of the baseline from ``expect_top1``, in
+            percentage points (default 0.5).
 
     Raises:
         ConfigError: On an invalid value (one line).
@@ -315,6 +322,9 @@ class RunConfig:
     label_offset: int | None = None
     strict: bool = False
     cache: bool = True
+    force_preprocess: bool = False
+    expect_top1: float | None = None
+    tolerance: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))
@@ -330,6 +340,8 @@ class RunConfig:
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
             raise ConfigError(msg)
+        _check_percent("expect_top1", self.expect_top1, optional=True)
+        _check_percent("tolerance", self.tolerance)
         if not isinstance(self.noise, NoiseConfig):
             msg = f"`noise` must be a NoiseConfig, got {type(self.noise).__name__}"
             raise ConfigError(msg)
@@ -392,4 +404,13 @@ def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         msg = f"`{name}` must be an integer >= {minimum}, got {value!r}"
+        raise ConfigError(msg)
+
+
+def _check_percent(name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or not 0 <= value <= 100):
+        msg = f"`{name}` must be a percentage from 0 to 100, got {value!r}"
         raise ConfigError(msg)

@@ -29,9 +29,11 @@ from onnxnoise.data.config import (
     PREPROCESS_KEYS,
     PRESETS,
     DataConfig,
+    config_differences,
     get_preset,
     list_presets,
     resolve_data_config,
+    unit_mismatch,
 )
 from onnxnoise.data.dataset import FORMATS, Dataset, open_dataset, stratified_indices
 from onnxnoise.data.decode import convert_channels, decode_image, normalize, transform_array
@@ -62,4 +64,6 @@ __all__ = [
     "resolve_data_config",
     "stratified_indices",
     "transform_array",
+    "unit_mismatch",
+    "config_differences",
 ]

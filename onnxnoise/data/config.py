@@ -41,6 +41,8 @@ __all__ = [
     "list_presets",
     "get_preset",
     "resolve_data_config",
+    "unit_mismatch",
+    "config_differences",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -355,3 +357,48 @@ def resolve_data_config(
     merged = {k: (None if v is _OFF else v) for k, v in merged.items()}
     return DataConfig(**merged)
 
+
+
+def _values(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def unit_mismatch(cfg: DataConfig) -> str | None:
+    """Why ``mean``/``std`` cannot be in the units ``scale`` gives the pixels, or None.
+
+    A scaled pixel spans ``0 .. 255 * scale``. With ``scale`` = 1/255 (pixels in 0..1), a
+    mean or std above 1 is in 0..255 units: ``--mean 128 --std 128`` turns every pixel
+    into about -1 and the baseline reads near 0%. With ``scale`` = 1 (pixels in 0..255),
+    means and stds all below 1 are in 0..1 units. Checked only at these two scales (other
+    scales, e.g. ``2/255`` for -1..1, are deliberate); ``--force-preprocess`` skips it.
+
+    Returns:
+        One line naming the values and the fix, or None when the units agree.
+    """
+    span = 255.0 * cfg.scale
+    given = f"--mean {_values(cfg.mean)} --std {_values(cfg.std)}"
+    if span <= 1.0 + 1e-6 and any(abs(v) > 1.0 for v in (*cfg.mean, *cfg.std)):
+        return (f"preprocessing units disagree: {given} are in 0..255 units but --scale {cfg.scale:.6g} maps pixels "
+                f"to 0..{span:g}; pass `--scale 1` (or mean/std divided by 255), or --force-preprocess to run as given")
+    if abs(span - 255.0) < 1e-3 and all(abs(v) < 1.0 for v in (*cfg.mean, *cfg.std)):
+        return (f"preprocessing units disagree: {given} are in 0..1 units but --scale {cfg.scale:.6g} keeps pixels "
+                f"in 0..255; pass `--scale {1 / 255:.8g}` (or mean/std times 255), "
+                "or --force-preprocess to run as given")
+    return None
+
+
+def config_differences(a: DataConfig, b: DataConfig) -> list[str]:
+    """Settings (other than the ``preset`` name) where ``a`` and ``b`` differ, as ``key a -> b`` texts."""
+    left, right = a.to_dict(), b.to_dict()
+    out = []
+    for key in _FIELDS:
+        if key == "preset" or left[key] == right[key]:
+            continue
+        out.append(f"{key} {_show(left[key])} -> {_show(right[key])}")
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return _values(tuple(value))
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

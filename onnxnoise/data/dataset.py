@@ -4,7 +4,8 @@ Formats found by :func:`open_dataset` at a path:
 
 =================  ==========================================================================
 ``cifar-python``   ``cifar-10-batches-py`` / ``cifar-100-python`` folder (test split)
-``image-folder``   ``<class>/<image>`` sub-folders (ImageNet wnid folders -> 1000-class index)
+``image-folder``   ``<class>/<image>`` sub-folders (ImageNet wnid folders -> 1000-class index,
+                   whole-number folders -> that number)
 ``imagenet-val``   a flat folder of images plus a ground-truth file (see ``imagenet.py``)
 ``npz``            a ``.npz`` file with ``images`` and ``labels`` (see ``npz.py``)
 =================  ==========================================================================
@@ -277,7 +278,8 @@ def open_dataset(
     elif fmt == "image-folder":
         folder = load_image_folder(where, strict=strict)
         labels, class_names, files = folder.labels, folder.class_names, folder.files
-        source = "imagenet wnid folders" if folder.scheme == "imagenet-wnid" else "folder names"
+        source = {"imagenet-wnid": "imagenet wnid folders",
+                  "class-numbers": "class-number folders (folder `7` = class 7)"}.get(folder.scheme, "folder names")
     else:
         val = load_imagenet_val(where, ground_truth=gt, strict=strict)
         labels, class_names, files, source = val.labels, val.class_names, val.files, val.ground_truth

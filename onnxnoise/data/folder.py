@@ -5,8 +5,14 @@
 * every class folder is an ImageNet wnid (``n01440764``): labels are the standard
   ImageNet-1k indices (sorted-wnid order, ``n01440764`` = 0, ``n02102040`` = 217, ...),
   ``num_classes`` = 1000 even when only a few classes are present;
+* every class folder is a whole number (the ImageNetV2 layout ``0`` .. ``999``, or
+  ``0`` .. ``11``): the number is the label (``10`` = 10, not its position in string
+  order), ``num_classes`` = largest number + 1 even when some are missing;
 * otherwise the classes are the sorted folder names, indexed 0..K-1 (the CIFAR-10 PNG
   tree gives ``airplane`` = 0 ... ``truck`` = 9, the standard CIFAR-10 order).
+
+Folder names mixing schemes (wnids with other names, whole numbers with other names)
+are refused with a :class:`~onnxnoise.errors.DataError` naming folders of each kind.
 
 Images are found by extension (case-insensitive, :data:`IMAGE_EXTENSIONS`); files are
 sorted for determinism (class index, then path).
@@ -31,6 +37,7 @@ __all__ = [
     "class_folders",
     "is_image_file",
     "is_wnid",
+    "is_class_number",
     "imagenet_wnids",
     "imagenet_class_names",
     "list_images",
@@ -39,6 +46,7 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
 _WNID = re.compile(r"^n\d{8}$")
+_NUMBER = re.compile(r"^[0-9]+$")
 
 
 def is_image_file(name: str | Path) -> bool:
@@ -49,6 +57,34 @@ def is_image_file(name: str | Path) -> bool:
 def is_wnid(name: str) -> bool:
     """True for a WordNet id such as ``n01440764``."""
     return bool(_WNID.match(name))
+
+
+def is_class_number(name: str) -> bool:
+    """True for a class folder named by a whole number (``0``, ``17``, ``999``): its label."""
+    return bool(_NUMBER.match(name))
+
+
+def _examples(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _number_labels(root: Path, names: list[str]) -> tuple[list[int], tuple[str, ...]]:
+    """Labels of whole-number class folders: the numbers themselves (``10`` is class 10)."""
+    index = [int(n) for n in names]
+    seen: dict[int, str] = {}
+    for name, value in zip(names, index):
+        if value in seen:
+            raise DataError(
+                f"class folders `{root / seen[value]}` and `{root / name}` both name class {value}; "
+                "keep one folder per class number"
+            )
+        seen[value] = name
+    width = max(index) + 1
+    class_names = [str(i) for i in range(width)]
+    for name, value in zip(names, index):
+        class_names[value] = name
+    return index, tuple(class_names)
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,7 +148,7 @@ class FolderData:
         files: Image paths, sorted by (class index, path).
         labels: (N,) int64 class index of each file.
         class_names: One name per class index (1000 ImageNet names for wnid folders).
-        scheme: ``imagenet-wnid`` or ``sorted-folders``.
+        scheme: ``imagenet-wnid``, ``class-numbers`` or ``sorted-folders``.
         ignored: Non-image files that were skipped.
     """
 
@@ -151,7 +187,8 @@ def load_image_folder(root: Path, *, strict: bool = False) -> FolderData:
 
     Raises:
         DataError: No class folders, no images, folder names mixing wnids and other
-            names, a wnid outside ImageNet-1k, or (strict) stray files / empty classes.
+            names or whole numbers and other names, two folders of one class number,
+            a wnid outside ImageNet-1k, or (strict) stray files / empty classes.
     """
     root = Path(root)
     names = class_folders(root)
@@ -175,6 +212,17 @@ def load_image_folder(root: Path, *, strict: bool = False) -> FolderData:
         raise DataError(
             f"class folders in `{root}` mix imagenet wnids (`{wnid}`) and other names (`{other}`); "
             "use only wnids (labels = imagenet-1k indices) or only class names (labels = sorted order)"
+        )
+    elif all(is_class_number(n) for n in names):
+        index, class_names = _number_labels(root, names)
+        scheme = "class-numbers"
+    elif any(is_class_number(n) for n in names):
+        numbers = [n for n in names if is_class_number(n)]
+        others = [n for n in names if not is_class_number(n)]
+        raise DataError(
+            f"class folders in `{root}` mix whole-number names ({_examples(numbers)}) and other names "
+            f"({_examples(others)}); number folders are class indices and other names are indexed in sorted "
+            "order, so name every class folder by its class index or none of them"
         )
     else:
         index = list(range(len(names)))

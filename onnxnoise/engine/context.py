@@ -23,7 +23,9 @@ import onnxruntime as ort
 
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
-from onnxnoise.data import DataConfig, Dataset, load_images, open_dataset, resolve_data_config
+from onnxnoise.data import (
+    DataConfig, Dataset, config_differences, load_images, open_dataset, resolve_data_config, unit_mismatch,
+)
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.engine.evaluate import EvalSet
 from onnxnoise.engine.labels import resolve_label_offset
@@ -76,6 +78,8 @@ class RunContext:
         provider: Execution provider a session of this model actually runs on.
         provider_options: That provider's options that can change numbers.
         versions: Package versions (onnxruntime, onnx, numpy, ...).
+        warnings: Things the user should know about the run's numbers (e.g. a preset
+            that overrides the model's own preprocessing), shown in summaries.
     """
 
     config: RunConfig
@@ -96,6 +100,7 @@ class RunContext:
     provider: str
     provider_options: dict[str, str]
     versions: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
     @property
@@ -213,26 +218,8 @@ def _select(config: RunConfig, layers: list[Layer]) -> list[Layer]:
     return selected
 
 
-def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tuple[DataConfig, str]:
-    """Precedence: single settings > a named preset > the model's metadata > torchvision.
-
-    The model's input shape decides channels and layout over any preset.
-    """
-    metadata_props = get_metadata(model)
-    defaults: dict[str, Any] = {}
-    source = "default"
-    if "onnxnoise.preprocess" in metadata_props and config.preset is None:
-        try:
-            defaults = json.loads(metadata_props["onnxnoise.preprocess"])
-        except json.JSONDecodeError:
-            defaults = None
-        if not isinstance(defaults, dict):
-            msg = ("the model's `onnxnoise.preprocess` metadata is not a JSON object of preprocessing settings; "
-                   "name a preset with `--preprocess` to ignore it")
-            raise DataError(msg)
-        source = "model metadata"
-    if config.preset is not None:
-        source = "--preprocess"
+def _with_input_shape(defaults: dict[str, Any], io: ModelIO) -> dict[str, Any]:
+    """The model's input shape decides channels and layout over any preset."""
     shape = io.input_shape
     if len(shape) == 4 and "channels" not in defaults:
         nchw = shape[1] in (1, 3)
@@ -240,7 +227,64 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
         if channels in (1, 3):
             defaults = {**defaults, "channels": channels}
             defaults.setdefault("layout", "NCHW" if nchw else "NHWC")
-    return resolve_data_config(config.preset, model_defaults=defaults, **dict(config.preprocess)), source
+    return defaults
+
+
+def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tuple[DataConfig, str, list[str]]:
+    """Precedence: single settings > a named preset > the model's metadata > torchvision.
+
+    The model's input shape decides channels and layout over any preset. Returns the
+    config, where it came from, and warnings: a named preset that overrides different
+    preprocessing stored in the model's metadata is named with the settings that differ.
+
+    Raises:
+        DataError: Unreadable metadata, an invalid setting, or mean/std in other units
+            than the scale gives (:func:`_check_units`).
+    """
+    metadata_props = get_metadata(model)
+    defaults: dict[str, Any] = {}
+    source = "default"
+    stored = None
+    if "onnxnoise.preprocess" in metadata_props:
+        try:
+            stored = json.loads(metadata_props["onnxnoise.preprocess"])
+        except json.JSONDecodeError:
+            stored = None
+        if config.preset is None:
+            if not isinstance(stored, dict):
+                msg = ("the model's `onnxnoise.preprocess` metadata is not a JSON object of preprocessing settings; "
+                       "name a preset with `--preprocess` to ignore it")
+                raise DataError(msg)
+            defaults = stored
+            source = "model metadata"
+    if config.preset is not None:
+        source = "--preprocess"
+    data_config = resolve_data_config(config.preset, model_defaults=_with_input_shape(defaults, io),
+                                      **dict(config.preprocess))
+    warnings = []
+    if config.preset is not None and isinstance(stored, dict):
+        try:
+            own = resolve_data_config(None, model_defaults=_with_input_shape(stored, io), **dict(config.preprocess))
+        except DataError:
+            own = None
+        differences = [] if own is None else config_differences(own, data_config)
+        if differences:
+            warnings.append(f"--preprocess {config.preset} overrides the preprocessing stored in the model's metadata "
+                            f"({own.preset}): {'; '.join(differences)}")
+    _check_units(config, data_config, io)
+    return data_config, source, warnings
+
+
+def _check_units(config: RunConfig, data_config: DataConfig, io: ModelIO) -> None:
+    """Mean/std in other units than the scale gives the pixels (0..1 vs 0..255) cannot be right.
+
+    Skipped for uint8-input models (no normalization runs) and with ``force_preprocess``.
+    """
+    if config.force_preprocess or io.input_dtype == np.uint8:
+        return
+    problem = unit_mismatch(data_config)
+    if problem:
+        raise DataError(problem)
 
 
 def _check_labels(dataset: Dataset, io: ModelIO, offset: int) -> None:
@@ -288,7 +332,7 @@ def prepare_context(config: RunConfig) -> RunContext:
     layers = list_layers(model)
     selected = _select(config, layers)
     io = get_model_io(model, output=config.score_output)
-    data_config, source = _preprocessing(config, model, io)
+    data_config, source, warnings = _preprocessing(config, model, io)
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     _check_labels(dataset, io, offset)
@@ -310,5 +354,5 @@ def prepare_context(config: RunConfig) -> RunContext:
         initializers=get_initializers(model), factory=factory, data=data, dataset=dataset,
         dataset_fingerprint=dataset.fingerprint(), data_config=data_config,
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
-        provider=probe.provider, provider_options=precision, versions=package_versions(),
+        provider=probe.provider, provider_options=precision, versions=package_versions(), warnings=warnings,
     )
