@@ -308,3 +308,28 @@ def labeled_npz(model: onnx.ModelProto, path: str | Path, *, n: int = 200, relab
         top1_correct=int((rank < 1).sum()),
         top5_correct=int((rank < min(5, outputs)).sum()),
     )
+
+
+def qdq_matmul(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, bias_q: np.ndarray,
+               bias_scale: float) -> onnx.ModelProto:
+    """QDQ int8 classifier head: ``input (N, K) @ DQ(q (K, M), per-axis scale on axis 1) + DQ(bias int32 (M,))``."""
+    inits = [
+        numpy_helper.from_array(q, "Wq"),
+        numpy_helper.from_array(scale.astype(np.float32), "Wq_scale"),
+        numpy_helper.from_array(zero, "Wq_zp"),
+        numpy_helper.from_array(bias_q, "bq"),
+        numpy_helper.from_array(np.array(bias_scale, dtype=np.float32), "bq_scale"),
+        numpy_helper.from_array(np.array(0, dtype=np.int32), "bq_zp"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["Wq", "Wq_scale", "Wq_zp"], ["W"], axis=1, name="dq_w"),
+        helper.make_node("DequantizeLinear", ["bq", "bq_scale", "bq_zp"], ["b"], name="dq_b"),
+        helper.make_node("MatMul", ["input", "W"], ["mm"], name="fc"),
+        helper.make_node("Add", ["mm", "b"], ["logits"], name="fc_bias"),
+    ]
+    k, m = q.shape
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", k])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", m])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model

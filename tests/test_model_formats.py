@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from _builders import tiny_cnn
+from _builders import qdq_matmul as _qdq_model, tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.engine.runtime import SessionFactory
@@ -150,31 +150,6 @@ def test_bf16_overflow_is_counted():
 
 
 # ------------------------------------------------------------------ QDQ and QLinear int8 weights
-
-
-def _qdq_model(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, bias_q: np.ndarray, bias_scale: float):
-    """x (N, K) @ DQ(q int8 (K, M), per-axis scale on axis 1) + DQ(bias int32 (M,))."""
-    inits = [
-        numpy_helper.from_array(q, "Wq"),
-        numpy_helper.from_array(scale.astype(np.float32), "Wq_scale"),
-        numpy_helper.from_array(zero, "Wq_zp"),
-        numpy_helper.from_array(bias_q, "bq"),
-        numpy_helper.from_array(np.array(bias_scale, dtype=np.float32), "bq_scale"),
-        numpy_helper.from_array(np.array(0, dtype=np.int32), "bq_zp"),
-    ]
-    nodes = [
-        helper.make_node("DequantizeLinear", ["Wq", "Wq_scale", "Wq_zp"], ["W"], axis=1, name="dq_w"),
-        helper.make_node("DequantizeLinear", ["bq", "bq_scale", "bq_zp"], ["b"], name="dq_b"),
-        helper.make_node("MatMul", ["input", "W"], ["mm"], name="fc"),
-        helper.make_node("Add", ["mm", "b"], ["logits"], name="fc_bias"),
-    ]
-    k, m = q.shape
-    return _model(
-        nodes,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", k])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", m])],
-        inits,
-    )
 
 
 def _qdq_example(scale_spread=1.0):

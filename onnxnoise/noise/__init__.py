@@ -3,11 +3,12 @@
 ``from onnxnoise.noise import make_noise_model, draw_noise`` is the whole API the
 engine uses; :mod:`onnxnoise.noise.base` explains how to add a model. Built-in models:
 ``gaussian-snr`` (paper eq. 1, ``scope`` tensor/layer/channel), ``gaussian-global-db``
-(NoisyNN), ``multiplicative``, ``pcm``, ``stuck-at``, ``conductance-levels``; formulas
+(NoisyNN), ``multiplicative``, ``pcm``, ``stuck-at``, ``conductance-levels``, ``bit-flip``; formulas
 and sources in each module and in ../shared/NOISE-MODELS.md.
 """
 
 from onnxnoise.noise.base import NOISE_MODELS, NoiseModel, TensorInfo, get_noise_model, make_noise_model, register
+from onnxnoise.noise.bitflip import BitFlip
 from onnxnoise.noise.draw import BN_VARIANCE_POLICIES, NoiseDraw, NoisePolicies, draw_noise
 from onnxnoise.noise.conductance import ConductanceLevels
 from onnxnoise.noise.gaussian import GaussianGlobalDb, GaussianSNR
@@ -20,5 +21,5 @@ from onnxnoise.noise.stuck import StuckAt
 __all__ = [
     "NOISE_MODELS", "NoiseModel", "TensorInfo", "get_noise_model", "make_noise_model", "register",
     "BN_VARIANCE_POLICIES", "NoiseDraw", "NoisePolicies", "draw_noise", "GaussianSNR", "tensor_rng",
-    "GaussianGlobalDb", "Multiplicative", "PCM", "StuckAt", "ConductanceLevels", "SCOPES",
+    "GaussianGlobalDb", "Multiplicative", "PCM", "StuckAt", "ConductanceLevels", "BitFlip", "SCOPES",
 ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -61,6 +61,9 @@ class TensorInfo:
             SNR for all non-BatchNorm weights).
         model_values: Clean float values of every tensor of ``model_layers``, by name,
             dequantized on first access and shared by all tensors of one draw.
+        stored: The clean tensor as stored (the integers of a quantized weight), read-only.
+        dequantize: For a quantized weight, its own integer-to-float map
+            (``(q - zero_point) * scale``, per tensor or per axis); ``None`` for float tensors.
     """
 
     name: str
@@ -72,6 +75,8 @@ class TensorInfo:
     layer_values: Mapping[str, np.ndarray] | None = None
     model_layers: tuple = ()
     model_values: Mapping[str, np.ndarray] | None = None
+    stored: np.ndarray | None = None
+    dequantize: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,4 +214,4 @@ def make_noise_model(name: str, params: Mapping[str, Any] | None = None) -> Nois
 
 def _load_builtin() -> None:
     """Import the built-in models so they are registered."""
-    from onnxnoise.noise import conductance, gaussian, multiplicative, pcm, stuck  # noqa: F401
+    from onnxnoise.noise import bitflip, conductance, gaussian, multiplicative, pcm, stuck  # noqa: F401

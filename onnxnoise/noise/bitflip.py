@@ -1,33 +1,27 @@
-"""Bit flips in integer-quantized weights: the drawing step (the model itself is not registered yet).
+"""Bit flips in integer-quantized weights (digital reference, fault injection).
 
 ../shared/NOISE-MODELS.md sec. 7 (fault-injection tools PyTorchFI, GoldenEye, TensorFI):
 each bit of each stored integer flips independently with probability ``BER``; the
 result is reinterpreted in the tensor's integer type (two's complement for signed
-types) and dequantized with the tensor's own scale and zero point.
-
-Why no ``bit-flip`` model is registered: a model's :meth:`~onnxnoise.noise.NoiseModel.perturb`
-receives the *dequantized* float values and :class:`~onnxnoise.noise.TensorInfo`, which
-carries neither the stored integers nor the tensor's scale / zero point, so it cannot
-know which integers to flip nor map the flipped integers back to the float values that
-:mod:`onnxnoise.noise.draw` requantizes. The seam would need (filled by ``draw_noise``
-for quantized tensors, ``None`` otherwise)::
-
-    TensorInfo.stored: np.ndarray | None        # the clean initializer as stored (the integers q)
-    TensorInfo.dequantize: Callable[[np.ndarray], np.ndarray] | None
-        # q -> float64 values with the tensor's own QuantParams:
-        # functools.partial(quant.dequantize, params=params, initializers=initializers)
-
-With them the model is ``w' = tensor.dequantize(flip_bits(tensor.stored, BER, rng))``;
-``draw_noise`` requantizes ``w'`` onto the same grid and gets the flipped integers back
-exactly (``rint((q' - zp) * s / s) + zp == q'`` for ``s != 0``), and the model refuses
-float tensors (``tensor.quantized`` false) with one line.
+types) and dequantized with the tensor's own scale and zero point:
+``w' = dequantize(q XOR mask)``. :mod:`onnxnoise.noise.draw` then requantizes ``w'``
+onto the same grid, which gives the flipped integers back exactly
+(``rint((q' - zp) * s / s) + zp == q'`` for ``s != 0``).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import numpy as np
 
-__all__ = ["flip_bits"]
+from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.base import NoiseModel, TensorInfo, register
+
+__all__ = ["flip_bits", "BitFlip"]
 
 
 def flip_bits(q: np.ndarray, ber: float, rng: np.random.Generator) -> np.ndarray:
@@ -60,3 +54,47 @@ def flip_bits(q: np.ndarray, ber: float, rng: np.random.Generator) -> np.ndarray
     for bit in range(8 * q.dtype.itemsize):
         mask |= (rng.random(q.shape) < ber).astype(unsigned) << unsigned.type(bit)
     return (q.view(unsigned) ^ mask).view(q.dtype)
+
+
+@register
+@dataclass(frozen=True)
+class BitFlip(NoiseModel):
+    """Independent bit flips in the stored integers of quantized weights (NOISE-MODELS.md sec. 7).
+
+    Strength: the bit error rate ``BER`` in ``[0, 1]``. Integer-quantized weights only
+    (QDQ / QLinear int8, uint8, int16, uint16, int32); a float tensor in the noised
+    layers is refused with one line naming it (select the quantized layers with
+    ``--layer-regex`` / ``--op-types``, or use another model). No parameters.
+    """
+
+    name: ClassVar[str] = "bit-flip"
+    strength_name: ClassVar[str] = "ber"
+    strength_label: ClassVar[str] = "bit error rate"
+    more_noise_when: ClassVar[str] = "higher"
+    default_strengths: ClassVar[tuple[float, ...]] = (1e-5, 1e-4, 1e-3)
+
+    def check_strength(self, value: Any) -> float:
+        """Accept a bit error rate in ``[0, 1]``."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0 \
+                or math.isnan(value):
+            msg = f"bit error rate must be a number in [0, 1], got {value!r}"
+            raise NoiseConfigError(msg)
+        return float(value)
+
+    def describe(self) -> str:
+        """The model in words."""
+        return "bit flips in the stored integers of quantized weights, each bit with probability BER"
+
+    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
+        """``dequantize(flip_bits(q, BER))``; ``w`` itself at BER 0.
+
+        Raises:
+            NoiseConfigError: If the tensor is not an integer-quantized weight.
+        """
+        if not tensor.quantized or tensor.stored is None or tensor.dequantize is None:
+            msg = (f"bit-flip noise needs integer-quantized weights, but {tensor.name!r} ({tensor.op_type} layer "
+                   f"{tensor.layer!r}) is stored as {np.dtype(tensor.stored_dtype).name}")
+            raise NoiseConfigError(msg)
+        if strength == 0.0:
+            return w
+        return tensor.dequantize(flip_bits(tensor.stored, strength, rng))

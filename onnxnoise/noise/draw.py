@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -165,7 +166,9 @@ def draw_noise(
             w = values[name]
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
                               stored_dtype=clean.dtype, quantized=params is not None, layer_values=values,
-                              model_layers=model_layers, model_values=model_values)
+                              model_layers=model_layers, model_values=model_values, stored=clean,
+                              dequantize=None if params is None else partial(dequantize, params=params,
+                                                                             initializers=initializers))
             noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)
             if noisy is w:  # the model left the tensor unchanged
                 counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
