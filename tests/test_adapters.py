@@ -118,7 +118,7 @@ def test_softmax_output_counts_equal_logits_and_output_choice():
     assert get_model_io(model).output_name == "probs"  # first graph output by default
     io = get_model_io(model, output="logits")
     assert (io.output_name, io.num_classes) == ("logits", 10)
-    with pytest.raises(GraphError, match=r"`--output` 'nope' is not a graph output; choose one of \['logits', 'probs'\]"):
+    with pytest.raises(GraphError, match=r"`--score-output` 'nope' is not a graph output; choose one of \['logits', 'probs'\]"):
         get_model_io(model, output="nope")
     images = _images(64)
     labels = _labels_from(model, images, output="logits")

@@ -239,7 +239,7 @@ def get_model_io(model: onnx.ModelProto, *, output: str | None = None) -> ModelI
     elif output in outputs:
         out = outputs[output]
     else:
-        msg = f"`--output` {output!r} is not a graph output; choose one of {sorted(outputs)}"
+        msg = f"`--score-output` {output!r} is not a graph output; choose one of {sorted(outputs)}"
         raise GraphError(msg)
     in_shape = _dims(image)
     out_shape = _dims(out)
