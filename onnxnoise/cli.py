@@ -43,6 +43,10 @@ from onnxnoise.sweep import run_sweep
 
 __all__ = ["main", "build_parser"]
 
+#: What ± means in the report and compare tables.
+_INTERVALS = ("± = 95% Student t interval over seeds (bounds in [ ] when clipped to 0..100); "
+              "A_avr = mean over layers of a/a0 with noise in one layer at a time (paper eq. 3)")
+
 EXIT_FAILED_TRIALS = 1
 EXIT_BASELINE_UNEXPECTED = 1
 EXIT_USAGE = 2
@@ -340,10 +344,13 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     out = args.out or args.run_dir[0]
     trials = collect_trials(args.run_dir)
     files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
-    console.print(summary_table(files.summary))
+    models = files.summary["model"].unique().sort().to_list()
+    console.print(summary_table(files.summary, title=f"whole-model and baseline trials: {', '.join(models)}"))
     if files.a_avr is not None and not files.a_avr.is_empty():
         console.print(a_avr_table(files.a_avr))
-    console.print(f"wrote {files.markdown}, {len(files.tables)} tables, {len(files.figures)} figures in {out}")
+    console.print(_INTERVALS)
+    console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
+                  f"in {out}")
     return 0
 
 
@@ -351,7 +358,8 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     out = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
     console.print(a_avr_table(files.summary))
-    console.print(f"wrote {len(files.tables)} tables, {len(files.figures)} figures in {out}")
+    console.print(_INTERVALS)
+    console.print(f"wrote {len(files.tables)} files of tables, {len(files.figures)} figure files in {out}")
     return 0
 
 
@@ -389,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onnxnoise: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("onnxnoise: interrupted; trials finished so far are in the output folder", file=sys.stderr)
+        out = getattr(args, "out", None)
+        where = f" ({out})" if out else ""
+        print(f"onnxnoise: interrupted; trials finished so far are in the output folder{where}; run the same "
+              "command again to resume a sweep", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

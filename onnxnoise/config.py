@@ -78,7 +78,7 @@ def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = N
     if not chosen:
         return None
     if len(chosen) > 1:
-        msg = f"give only one of snr, noise_pct or strength, got {', '.join(n for n, _ in chosen)}"
+        msg = f"give only one of --snr, --noise-pct or --strength, got {', '.join('--' + n.replace('_', '-') for n, _ in chosen)}"
         raise ConfigError(msg)
     name, value = chosen[0]
     values = parse_numbers(value, f"--{name.replace('_', '-')}")
@@ -121,7 +121,7 @@ def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = int(seeds)
         if seeds < 1:
-            msg = f"seeds count must be >= 1, got {seeds!r}"
+            msg = f"seeds count must be >= 1, got {seeds!r} (a count N runs seeds 0..N-1; a count of 1 runs seed 0)"
             raise ConfigError(msg)
         return list(range(seeds))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
@@ -333,10 +333,10 @@ class RunConfig:
             object.__setattr__(self, "ground_truth", Path(self.ground_truth))
         if self.op_types is not None:
             object.__setattr__(self, "op_types", parse_names(self.op_types))
-        _check_int("limit", self.limit, minimum=1, optional=True)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("threads", self.threads, minimum=0)
-        _check_int("label_offset", self.label_offset, minimum=0, optional=True)
+        _check_int("--limit", self.limit, minimum=1, optional=True)
+        _check_int("--batch-size", self.batch_size, minimum=1)
+        _check_int("--threads", self.threads, minimum=0)
+        _check_int("--label-offset", self.label_offset, minimum=0, optional=True)
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
             raise ConfigError(msg)

@@ -25,6 +25,7 @@ Relative paths are resolved against the folder of the TOML file.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,8 +166,7 @@ def load_experiment(path: str | Path) -> Experiment:
                 sweeps.append((name, SweepConfig(run, **given(modes=sweep.get("modes"),
                                                               prefix_reuse=sweep.get("prefix_reuse")))))
         except OnnxNoiseError as exc:  # messages name CLI flags; the file's keys are spelled without `--`
-            text = str(exc).replace("`--noise-pct`", "`noise_pct`").replace("`--snr`", "`snr`")
-            text = text.replace("`--strength`", "`strength`").replace("`--layer-regex`", "`layer_regex`")
+            text = re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(exc))
             raise ExperimentError(f"{path}: {where}: {text}") from None
     out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))
     return Experiment(name=doc.get("name", path.stem), out=out, models=models, sweeps=sweeps, source=path)

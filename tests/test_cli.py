@@ -113,7 +113,7 @@ def _no_weights_model(path: Path) -> Path:
     ("seeds_zero", "seeds count must be >= 1, got 0"),
     ("seeds_text", "seeds must be a count N or seeds like 40,30, got '1,a'"),
     ("noise_model_unknown", "unknown noise model 'nope'; choose from "),
-    ("snr_and_strength", "give only one of snr, noise_pct or strength"),
+    ("snr_and_strength", "give only one of --snr, --noise-pct or --strength"),
     ("noise_param_bad", "noise parameter 'eta' must look like NAME=VALUE"),
     ("layer_regex_none", "'^no_such_layer$' matches no layer (names look like: conv, bn, fc)"),
     ("layer_regex_none", "`--layer-regex` '^no_such_layer$' matches no layer"),
@@ -185,7 +185,7 @@ def test_console_script_bad_snr_no_traceback(tiny):
 @pytest.mark.parametrize("argv, expected", [
     (["--snr", "inf"], "onnxnoise: error: SNR must be finite and > 0 (a linear ratio sigma_w / sigma_noise; "
                        "the clean baseline is added for you), got inf"),
-    (["--seeds", "0"], "onnxnoise: error: seeds count must be >= 1, got 0"),
+    (["--seeds", "0"], "onnxnoise: error: seeds count must be >= 1, got 0 (a count N runs seeds 0..N-1; a count of 1 runs seed 0)"),
     (["--noise-model", "nope"], "onnxnoise: error: unknown noise model 'nope'; choose from {models}"),
 ])
 def test_noise_options_refused_one_line_exit_2(argv, expected, tiny, tmp_path, capsys):

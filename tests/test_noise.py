@@ -234,7 +234,7 @@ def test_parse_strengths():
         (dict(noise_pct="1,0"), "`--noise-pct` values must be finite and > 0, got 1, 0"),
         (dict(noise_pct="-5"), "`--noise-pct` values must be finite and > 0, got -5"),
         (dict(noise_pct="inf"), "`--noise-pct` values must be finite and > 0, got inf"),
-        (dict(snr="10", noise_pct="1"), "give only one of snr, noise_pct or strength, got snr, noise_pct"),
+        (dict(snr="10", noise_pct="1"), "give only one of --snr, --noise-pct or --strength, got --snr, --noise-pct"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ConfigError) as info:
@@ -255,7 +255,7 @@ def test_noise_config_rejects_bad_settings():
          "noise model 'gaussian-snr' has no parameter(s) eta; its parameters: scope"),
         (dict(bn_variance="zero"), NoiseConfigError, "`bn_variance` must be one of clamp, abs, keep, got 'zero'"),
         (dict(keep_zeros=1), NoiseConfigError, "`keep_zeros` must be true or false, got 1"),
-        (dict(seeds=0), ConfigError, "seeds count must be >= 1, got 0"),
+        (dict(seeds=0), ConfigError, "seeds count must be >= 1, got 0 (a count N runs seeds 0..N-1; a count of 1 runs seed 0)"),
         (dict(seeds=(1, -2)), ConfigError, "seed -2 must be a non-negative integer"),
     ]
     for kwargs, error, message in cases:

@@ -102,7 +102,7 @@ def test_sweep_config_validates_modes(modes, message):
 
 
 @pytest.mark.parametrize(("seeds", "message"), [
-    (0, "seeds count must be >= 1, got 0"),
+    (0, "seeds count must be >= 1, got 0 (a count N runs seeds 0..N-1; a count of 1 runs seed 0)"),
     ((-1,), "seed -1 must be a non-negative integer"),
     ((1.5,), "seed 1.5 must be a non-negative integer"),
     ((), "seeds list is empty; give a count (e.g. 3) or seeds (e.g. 40,30)"),
