@@ -307,6 +307,8 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   f"seeds {', '.join(map(str, noise.seed_list))} -> {out}/{STORE_NAME}")
     with console.status("loading model and decoding images"):
         context = prepare_context(config.run)
+    for warning in context.warnings:
+        console.print(f"[bold red]WARNING:[/] {warning}")
     with open_store(out / STORE_NAME) as store:
         progress = _RichProgress(console, noise.noise_model)
         try:
