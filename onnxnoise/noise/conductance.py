@@ -47,6 +47,19 @@ def is_analog(tensor: TensorInfo, analog: str) -> bool:
     return analog == "all" or tensor.role == "weight"
 
 
+def device_values(w: np.ndarray, tensor: TensorInfo, analog: str) -> tuple[np.ndarray, float] | None:
+    """``(w as float64, max|w|)`` for a tensor stored on devices; ``None`` when it stays exact.
+
+    ``None`` for a digital tensor (``analog`` choice) and for an empty, all-zero or
+    non-finite one: the caller then returns ``w`` unchanged.
+    """
+    if not is_analog(tensor, analog):
+        return None
+    w64 = w.astype(np.float64, copy=False)
+    w_max = weight_max(w64)
+    return None if w_max == 0.0 else (w64, w_max)
+
+
 def weight_max(w: np.ndarray) -> float:
     """``max|w|``, the mapping's full-scale weight; 0 for an empty, all-zero or non-finite tensor (left unchanged)."""
     w_max = float(np.max(np.abs(w))) if w.size else 0.0
@@ -119,12 +132,10 @@ class ConductanceLevels(NoiseModel):
 
     def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
         """The weights read back from ``levels``-level devices; ``w`` itself for digital or all-zero tensors."""
-        if not is_analog(tensor, self.analog):
+        mapped = device_values(w, tensor, self.analog)
+        if mapped is None:
             return w
-        w64 = w.astype(np.float64, copy=False)
-        w_max = weight_max(w64)
-        if w_max == 0.0:
-            return w
+        w64, w_max = mapped
         steps = int(strength) - 1
         out = np.sign(w64) * (np.rint(np.abs(w64) / w_max * steps) / steps * w_max)
         return out.astype(w.dtype, copy=False)

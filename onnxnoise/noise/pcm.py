@@ -56,7 +56,7 @@ import numpy as np
 
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 from onnxnoise.noise.conductance import (
-    ANALOG_CHOICES, is_analog, pair_targets, quantize_conductance, weight_max,
+    ANALOG_CHOICES, device_values, pair_targets, quantize_conductance,
 )
 from onnxnoise.noise.params import check_bool, check_choice, check_levels, check_positive
 from onnxnoise.noise.scope import channel_axis
@@ -205,12 +205,10 @@ class PCM(NoiseModel):
         exact targets), which equals ``(g+ - g-) / g_max * w_max`` and returns ``w``
         bit for bit when every stage is off.
         """
-        if not is_analog(tensor, self.analog):
+        mapped = device_values(w, tensor, self.analog)
+        if mapped is None:
             return w
-        w64 = w.astype(np.float64, copy=False)
-        w_max = weight_max(w64)
-        if w_max == 0.0:
-            return w
+        w64, w_max = mapped
         streams = [np.random.default_rng(s) for s in
                    np.random.SeedSequence(rng.integers(0, 2**32, size=4).tolist()).spawn(3)]
         g_exact = pair_targets(w64, w_max, self.g_max)

@@ -23,7 +23,7 @@ import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
-from onnxnoise.noise.conductance import ANALOG_CHOICES, is_analog, pair_targets, quantize_conductance, weight_max
+from onnxnoise.noise.conductance import ANALOG_CHOICES, device_values, pair_targets, quantize_conductance
 from onnxnoise.noise.params import check_choice, check_fraction, check_levels
 
 __all__ = ["StuckAt"]
@@ -99,12 +99,10 @@ class StuckAt(NoiseModel):
 
     def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
         """``w`` with the faulty pairs read back; ``w`` itself for digital or all-zero tensors, or ``p = 0`` alone."""
-        if not is_analog(tensor, self.analog) or (strength == 0.0 and not self.levels):
+        mapped = None if strength == 0.0 and not self.levels else device_values(w, tensor, self.analog)
+        if mapped is None:
             return w
-        w64 = w.astype(np.float64, copy=False)
-        w_max = weight_max(w64)
-        if w_max == 0.0:
-            return w
+        w64, w_max = mapped
         g = pair_targets(w64, w_max, 1.0)  # in units of g_max: every stage here is relative
         if self.levels:
             g = quantize_conductance(g, 1.0, self.levels)
