@@ -31,7 +31,7 @@ from onnxnoise.engine.executor import Progress as _Progress
 from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
-from onnxnoise.model import list_layers, load_model
+from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, summary_table
@@ -366,19 +366,26 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace, console: Console) -> int:
-    layers = list_layers(load_model(args.model))
+    report = layer_report(load_model(args.model))
+    layers = report.layers
     if args.json:
         print(json_text({
             "model": str(args.model),
             "layers": [layer.to_dict() for layer in layers],
             "total_layers": len(layers),
             "total_params": sum(layer.num_params for layer in layers),
+            "set_aside": [entry.to_dict() for entry in report.set_aside],
+            "left_out": report.left_out,
         }, indent=2))
     else:
         console.print(layers_table(layers, title=str(args.model)))
         quantized = describe_quantization(layers)
         if quantized:
             console.print(quantized)
+        for line in report.set_aside_lines():
+            console.print(line, markup=False, highlight=False)
+    for line in report.left_out:
+        console.print(f"[bold red]WARNING:[/] weight left out (not listed, not noised): {line}", highlight=False)
     return 0
 
 

@@ -9,14 +9,19 @@ Typical use::
     layers = list_layers(model)               # one Layer per weight-owning op, graph order
 
 Modules: :mod:`~onnxnoise.model.loading` (file, tensors, input/output, metadata),
-:mod:`~onnxnoise.model.layers` (layer discovery and selection),
-:mod:`~onnxnoise.model.quant` (integer weights: parameters, dequantize/requantize) and
-:mod:`~onnxnoise.model.quant_patterns` (the QDQ / QLinear / Cast weight patterns).
+:mod:`~onnxnoise.model.lifting` (sparse, Constant and subgraph weights moved to the main graph),
+:mod:`~onnxnoise.model.layers` (layer discovery and selection, what was set aside),
+:mod:`~onnxnoise.model.graph_view` (nodes, consumers, constants),
+:mod:`~onnxnoise.model.tensor_roles` (which float tensors are parameters, input preprocessing),
+:mod:`~onnxnoise.model.layer_groups` (which op owns which tensors),
+:mod:`~onnxnoise.model.quant` (integer weights: parameters, dequantize/requantize),
+:mod:`~onnxnoise.model.quant_patterns` (the QDQ / QLinear / Cast weight patterns) and
+:mod:`~onnxnoise.model.integer_ops` (dynamic quantization, QGemm; refusals).
 """
 
 from __future__ import annotations
 
-from onnxnoise.model.layers import Layer, list_layers, select_layers
+from onnxnoise.model.layers import Layer, LayerReport, SetAside, layer_report, list_layers, select_layers
 from onnxnoise.model.loading import (
     FLOAT_DTYPES,
     ModelIO,
@@ -41,6 +46,7 @@ __all__ = [
     "INT_DTYPES",
     "QUANT_POLICY",
     "Layer",
+    "LayerReport",
     "ModelIO",
     "QuantParams",
     "dequantize",
@@ -48,10 +54,12 @@ __all__ = [
     "get_initializers",
     "get_metadata",
     "get_model_io",
+    "layer_report",
     "list_layers",
     "load_model",
     "requantize",
     "select_layers",
+    "SetAside",
     "tensor_array",
     "tensor_numel",
 ]

@@ -12,49 +12,25 @@ changing the model they are given.
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnx
 
 from onnxnoise.errors import GraphError
+from onnxnoise.model.graph_view import graph_view
+from onnxnoise.model.integer_ops import integer_layers
+from onnxnoise.model.layer_groups import parameter_groups
+from onnxnoise.model.lifting import left_out
 from onnxnoise.model.loading import FLOAT_DTYPES, tensor_array, tensor_numel
 from onnxnoise.model.quant import QUANT_POLICY, QuantParams, dequantize
-from onnxnoise.model.quant_patterns import is_qlinear, qlinear_params, weight_paths
+from onnxnoise.model.tensor_roles import tensor_roles
 
-__all__ = ["Layer", "list_layers", "select_layers"]
+__all__ = ["Layer", "LayerReport", "SetAside", "layer_report", "list_layers", "select_layers"]
 
-#: Input positions that are never parameters even when fed by a float initializer
-#: (scales, pads, bounds, shapes). Positions are 0-based.
-_NON_PARAMETER_INPUTS: dict[str, frozenset[int]] = {
-    "Resize": frozenset({1, 2, 3}),
-    "Upsample": frozenset({1}),
-    "Pad": frozenset({1, 2, 3}),
-    "Clip": frozenset({1, 2}),
-    "Reshape": frozenset({1}),
-    "Expand": frozenset({1}),
-    "Tile": frozenset({1}),
-    "Slice": frozenset({1, 2, 3, 4}),
-    "Range": frozenset({0, 1, 2}),
-    "ConstantOfShape": frozenset({0}),
-    "Dropout": frozenset({1, 2}),
-    "QuantizeLinear": frozenset({1, 2}),
-    "DequantizeLinear": frozenset({1, 2}),
-}
-
-#: Role names of parameter inputs, by op type and input position.
-_ROLES: dict[str, tuple[str, ...]] = {
-    "Conv": ("input", "weight", "bias"),
-    "ConvTranspose": ("input", "weight", "bias"),
-    "Gemm": ("a", "weight", "bias"),
-    "MatMul": ("a", "b"),
-    "BatchNormalization": ("input", "scale", "bias", "mean", "var"),
-    "InstanceNormalization": ("input", "scale", "bias"),
-    "LayerNormalization": ("input", "scale", "bias"),
-    "GroupNormalization": ("input", "scale", "bias"),
-    "PRelu": ("input", "slope"),
-}
+logger = logging.getLogger("onnxnoise.model")
 
 
 @dataclass(frozen=True)
@@ -110,32 +86,111 @@ class Layer:
         return d
 
 
-def list_layers(model: onnx.ModelProto) -> list[Layer]:
+@dataclass(frozen=True)
+class SetAside:
+    """A float tensor of more than one value that is not listed as (part of) a layer, and why.
+
+    Attributes:
+        tensor: Initializer name.
+        shape: Its shape.
+        reason: Why it is not noised (a shape or index, input preprocessing, ...).
+        preprocessing: True for an input-preprocessing constant (listed and noised only
+            with ``include_preprocessing``).
+    """
+
+    tensor: str
+    shape: tuple[int, ...]
+    reason: str
+    preprocessing: bool = False
+
+    def to_dict(self) -> dict:
+        """Return the entry as a JSON-ready dict."""
+        return {"tensor": self.tensor, "shape": list(self.shape), "reason": self.reason,
+                "preprocessing": self.preprocessing}
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """Everything layer discovery found: the layers, what it set aside, what it cannot see.
+
+    Attributes:
+        layers: As :func:`list_layers` returns them.
+        set_aside: Float initializers that are not parameters (:class:`SetAside`).
+        left_out: One line per weight stored where discovery does not look, or whose
+            quantization is not supported (not listed, not noised).
+    """
+
+    layers: list[Layer]
+    set_aside: list[SetAside] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+
+    def set_aside_lines(self, shown: int = 20) -> list[str]:
+        """Lines saying what was set aside and why (for ``onnxnoise layers``); empty if nothing."""
+        if not self.set_aside:
+            return []
+        lines = [f"set aside, not noised ({len(self.set_aside)} float tensor(s)):"]
+        lines += [f"  {entry.tensor} {list(entry.shape)}: {entry.reason}" for entry in self.set_aside[:shown]]
+        if len(self.set_aside) > shown:
+            lines.append(f"  ... and {len(self.set_aside) - shown} more (see `onnxnoise layers --json`)")
+        if any(entry.preprocessing for entry in self.set_aside):
+            lines.append("  input-preprocessing constants are left out of the layers and of A_avr; "
+                         "list_layers(model, include_preprocessing=True) includes them")
+        return lines
+
+
+def list_layers(model: onnx.ModelProto, *, include_preprocessing: bool = False) -> list[Layer]:
     """List the model's parameter layers in graph order.
 
-    A node input counts as a parameter when it is a float initializer (float32,
-    float16, bfloat16, float64) with more than one element, and its position is not a
-    known non-parameter slot (Resize scales, Pad pads, Clip bounds, ...). Integer
-    tensors, shape tensors and scalars are never parameters, except integer-quantized
-    weights: an integer initializer behind a ``DequantizeLinear`` (QDQ; the layer is
-    the op consuming the dequantized value), or the weight and bias of a
-    ``QLinearConv`` / ``QLinearMatMul``; see :mod:`onnxnoise.model.quant`. An ``Add`` that
-    adds a float (or dequantized) initializer to the output of a ``MatMul`` layer
-    joins that layer as its bias. A float weight reached through ``Cast`` (fp16/bf16
-    weights cast to float32) or ``QuantizeLinear -> DequantizeLinear`` belongs to the
-    op consuming the cast / dequantized value.
+    A float initializer (float32, float16, bfloat16, float64) with more than one
+    element is a parameter when its value, followed through ops on constants
+    (``Cast``, ``Identity``, ``Reshape``, ...), reaches an op that applies it to the
+    data as a value. It is not one when it only becomes a shape or an index (``Reshape``
+    shape, ``Slice`` starts, a ``Cast`` to int64, ...), and input-preprocessing
+    constants (``Sub(mean)`` / ``Div(std)`` applied to the graph input before the first
+    weight op) are set aside unless ``include_preprocessing``; see
+    :mod:`onnxnoise.model.tensor_roles`. Integer tensors and scalars are never
+    parameters, except integer-quantized weights: an integer initializer behind a
+    ``DequantizeLinear`` (QDQ; the layer is the op consuming the dequantized value), the
+    weight and bias of a ``QLinearConv`` / ``QLinearMatMul`` (see
+    :mod:`onnxnoise.model.quant`), and the weight of a dynamically quantized
+    ``MatMulInteger`` / ``ConvInteger`` and of ``QGemm`` (see
+    :mod:`onnxnoise.model.integer_ops`). An ``Add`` that adds a float (or dequantized)
+    initializer to the output of a ``MatMul`` layer joins that layer as its bias. A
+    float weight reached through ``Cast`` (fp16/bf16 weights cast to float32),
+    ``Identity`` or ``QuantizeLinear -> DequantizeLinear`` belongs to the op consuming
+    it. Weights inside ``If`` / ``Loop`` / ``Scan`` bodies are listed when
+    :func:`onnxnoise.model.load_model` could move them to the main graph; anything left
+    where discovery does not look is logged as a warning (see :func:`layer_report`).
 
     Args:
         model: A model from :func:`onnxnoise.model.load_model`.
+        include_preprocessing: Also list input-preprocessing constants as layers.
 
     Returns:
         Layers sorted by ``index``; an empty list when nothing is perturbable.
 
     Raises:
-        GraphError: If a parameter initializer's data does not match its dtype and shape.
+        GraphError: If a parameter initializer's data does not match its dtype and shape,
+            or the model holds integer weights onnxnoise cannot noise.
     """
-    tensors = {t.name: t for t in model.graph.initializer}
-    groups = _parameter_groups(model.graph.node, tensors)
+    report = layer_report(model, include_preprocessing=include_preprocessing)
+    for line in report.left_out:
+        logger.warning("weight left out (not listed, not noised): %s", line)
+    return report.layers
+
+
+def layer_report(model: onnx.ModelProto, *, include_preprocessing: bool = False) -> LayerReport:
+    """The layers of :func:`list_layers`, what was set aside and why, and what was left out.
+
+    Raises:
+        GraphError: As :func:`list_layers`.
+    """
+    view = graph_view(model)
+    tensors = view.tensors
+    integer = integer_layers(view)
+    quant_names = frozenset(n for found in integer.values() for n in found.quant_names)
+    roles = tensor_roles(view, exclude=quant_names, include_preprocessing=include_preprocessing)
+    groups, alias = parameter_groups(view, roles.parameters, integer)
     arrays_by_name: dict[str, np.ndarray] = {}
 
     def array(name: str) -> np.ndarray:
@@ -166,102 +221,27 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
                 channel_axes=tuple(group["axes"]),
             )
         )
-    return layers
+    listed = {t for layer in layers for t in layer.tensors}
+    listed |= {n for layer in layers for p in layer.quant if p is not None
+               for n in (*p.scale, *([p.zero_point] if p.zero_point else []))}  # shown with their weights
+    set_aside = [SetAside(name, tuple(int(d) for d in tensors[name].dims), reason, name in roles.preprocessing)
+                 for name, reason in roles.set_aside.items() if name not in listed]
+    lines = left_out(model) + _unmatched_dequantize(view, alias)
+    return LayerReport(layers, set_aside, lines)
 
 
-def _parameter_groups(nodes, tensors: dict[str, onnx.TensorProto]) -> list[dict]:
-    """The parameter tensors of each layer-owning node, in graph order (see :func:`list_layers`).
-
-    Returns:
-        One dict per layer with ``name``, ``op_type``, ``tensors``, ``roles``,
-        ``quant`` and ``axes`` (lists, one entry per tensor; see :attr:`Layer.channel_axes`).
-    """
-    alias, path_nodes = weight_paths(nodes, tensors)
-    owned: set[str] = set()
-    groups: list[dict] = []
-    by_output: dict[str, dict] = {}
-    for position, node in enumerate(nodes):
-        if position in path_nodes:
+def _unmatched_dequantize(view, alias) -> list[str]:
+    """Integer weights behind a ``DequantizeLinear`` that no supported pattern matched."""
+    lines = []
+    for node in view.nodes:
+        if node.op_type != "DequantizeLinear" or not node.input or node.output[0] in alias:
             continue
-        skip = _NON_PARAMETER_INPUTS.get(node.op_type, frozenset())
-        names: list[str] = []
-        roles: list[str] = []
-        quant: list[QuantParams | None] = []
-        axes: list[int | None] = []
-        role_names = _ROLES.get(node.op_type, ())
-        if is_qlinear(node):
-            for name, role, params in qlinear_params(node, tensors):
-                if name not in owned:
-                    names.append(name)
-                    roles.append(role)
-                    quant.append(params)
-                    slot = 1 if role == "weight" else None
-                    axes.append(None if slot is None else _channel_axis(node, slot, len(tensors[name].dims)))
-        else:
-            for slot, name in enumerate(node.input):
-                if slot in skip:
-                    continue
-                params = None
-                if name in alias:
-                    name, params = alias[name]
-                if name in owned or name in names or name not in tensors:
-                    continue
-                if params is None:
-                    tensor = tensors[name]
-                    if tensor.data_type not in FLOAT_DTYPES or tensor_numel(tensor) <= 1:
-                        continue
-                names.append(name)
-                roles.append(role_names[slot] if slot < len(role_names) else f"input{slot}")
-                quant.append(params)
-                axes.append(_channel_axis(node, slot, len(tensors[name].dims)))
-        if not names:
-            continue
-        owned.update(names)
-        matmul = next((by_output[i] for i in node.input if i in by_output), None)
-        if node.op_type == "Add" and matmul is not None and matmul["op_type"] == "MatMul":
-            matmul["tensors"] += names
-            matmul["roles"] += ["bias"] * len(names)
-            matmul["quant"] += quant
-            matmul["axes"] += [None] * len(names)
-            continue
-        group = {
-            "name": node.name or f"{node.op_type}_{position}",
-            "op_type": node.op_type,
-            "tensors": names,
-            "roles": roles,
-            "quant": quant,
-            "axes": axes,
-        }
-        if node.op_type == "MatMul":
-            group["roles"] = ["weight"] * len(names)
-        groups.append(group)
-        for out in node.output:
-            by_output[out] = group
-    return groups
-
-
-def _channel_axis(node: onnx.NodeProto, slot: int, ndim: int) -> int | None:
-    """Output-channel axis of the tensor at input ``slot`` of ``node`` (see :attr:`Layer.channel_axes`).
-
-    ``slot`` is the position of the weight among the op's float inputs: 1 for the
-    weight of Conv, ConvTranspose, Gemm and MatMul ``B``, 0 for MatMul ``A``
-    (QLinear weights are passed as slot 1).
-    """
-    if ndim < 2:
-        return None
-    op = node.op_type
-    if op in ("Conv", "QLinearConv") and slot == 1:
-        return 0
-    if op == "ConvTranspose" and slot == 1:
-        return 1
-    if op == "Gemm" and slot == 1:
-        trans_b = next((int(a.i) for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
-    if op in ("MatMul", "QLinearMatMul") and slot == 1:
-        return ndim - 1
-    if op == "MatMul" and slot == 0:
-        return ndim - 2
-    return None
+        tensor = view.tensors.get(node.input[0])
+        if tensor is not None and tensor.data_type not in FLOAT_DTYPES and tensor_numel(tensor) > 1:
+            dtype = onnx.TensorProto.DataType.Name(tensor.data_type)
+            lines.append(f"{dtype} weight {tensor.name!r} of DequantizeLinear {node.name or node.output[0]!r} "
+                         "(blocked, 4-bit or malformed quantization is not supported)")
+    return lines
 
 
 def select_layers(layers: list[Layer], pattern: str | None = None) -> list[Layer]:

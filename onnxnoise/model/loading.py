@@ -62,8 +62,11 @@ class ModelIO:
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Load an ONNX file, resolving external data safely relative to the model's folder.
 
-    Weights stored in float ``Constant`` nodes (older converters) are lifted into
-    initializers so they are found, listed and perturbed like any other weight.
+    Weights stored where layer discovery does not look are moved into the main graph's
+    initializers so they are found, listed and perturbed like any other weight: float
+    ``Constant`` nodes (``value``, ``value_floats``, ``sparse_value``; older converters),
+    ``sparse_initializer`` entries (densified) and initializers inside ``If`` / ``Loop`` /
+    ``Scan`` bodies (see :mod:`onnxnoise.model.lifting`).
 
     Args:
         path: Path to a ``.onnx`` file.
@@ -91,7 +94,9 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         msg = f"{path} is not an ONNX model: it has no graph nodes or no opset (is it an ONNX file?)"
         raise GraphError(msg)
     _load_external_data(model, path.parent)
-    _lift_constants(model)
+    from onnxnoise.model.lifting import lift_weights  # lifting builds on this module
+
+    lift_weights(model)
     return model
 
 
@@ -133,34 +138,29 @@ def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
 
 
 def _all_tensors(model: onnx.ModelProto):
-    yield from model.graph.initializer
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
+    """Every tensor that may hold external data: initializers, sparse ones and attribute
+    tensors, in the main graph, every subgraph and every model-local function."""
 
+    def graph_tensors(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        yield from node_tensors(graph.node)
 
-def _lift_constants(model: onnx.ModelProto) -> None:
-    """Turn float ``Constant`` nodes holding a non-scalar tensor into initializers."""
-    keep = []
-    lifted = []
-    for node in model.graph.node:
-        value = None
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
-            attr = node.attribute[0]
-            if attr.name == "value" and attr.t.data_type in FLOAT_DTYPES:
-                value = attr.t
-        if value is not None and tensor_numel(value) > 1:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(value)
-            tensor.name = node.output[0]
-            lifted.append(tensor)
-        else:
-            keep.append(node)
-    if lifted:
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
-        model.graph.initializer.extend(lifted)
+    def node_tensors(nodes):
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("sparse_tensor"):
+                    yield from (attr.sparse_tensor.values, attr.sparse_tensor.indices)
+                for graph in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    yield from graph_tensors(graph)
+
+    yield from graph_tensors(model.graph)
+    for function in model.functions:
+        yield from node_tensors(function.node)
 
 
 def tensor_numel(tensor: onnx.TensorProto) -> int:

@@ -23,11 +23,12 @@ array that stores the dequantized value, read back through the model's own
 quantization grid: noise much smaller than half a quantization step (``scale / 2``)
 is mostly rounded away, so at high SNR a quantized model can show no loss at all.
 
-Not supported (such tensors are not listed as layers, so they are never noised):
-blocked quantization (``block_size``), int4/uint4 and float8 weights, and
-``ConvInteger`` / ``MatMulInteger`` (dynamic quantization, where the weight scale is
-not in the graph). The graph patterns that find these weights are in
-:mod:`onnxnoise.model.quant_patterns`.
+Dynamically quantized ``MatMulInteger`` / ``ConvInteger`` weights (the scale is found in
+the ``Mul`` after the op) and ``com.microsoft`` ``QGemm`` get the same policy; see
+:mod:`onnxnoise.model.integer_ops`, which also refuses integer-weight ops it cannot noise.
+Not supported (not listed, so never noised; ``layers`` and ``bench`` warn): blocked
+quantization (``block_size``), int4/uint4 and float8 weights. The graph patterns that find
+QDQ and QLinear weights are in :mod:`onnxnoise.model.quant_patterns`.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class QuantParams:
         zero_point: Initializer name of the zero point, or ``None`` for 0.
         axis: Axis of the weight that a per-axis scale runs along (non-negative), or
             ``None`` for a per-tensor (scalar) scale.
-        format: ``QDQ`` or ``QLinear``.
+        format: ``QDQ``, ``QLinear`` (QLinearConv, QLinearMatMul, QGemm) or ``dynamic``
+            (MatMulInteger, ConvInteger, DynamicQuantizeMatMul, MatMulIntegerToFloat).
     """
 
     scale: tuple[str, ...]

@@ -3,7 +3,7 @@
 Layer discovery (:func:`onnxnoise.model.list_layers`) asks this module two questions:
 
 - which node outputs are a weight seen through ``DequantizeLinear`` (QDQ),
-  ``QuantizeLinear -> DequantizeLinear`` or ``Cast`` (:func:`weight_paths`), and
+  ``QuantizeLinear -> DequantizeLinear``, ``Cast`` or ``Identity`` (:func:`weight_paths`), and
 - which inputs of a ``QLinearConv`` / ``QLinearMatMul`` are its quantized weight and
   bias (:func:`qlinear_params`).
 
@@ -76,8 +76,9 @@ def weight_paths(
         ``(alias, path_nodes)``: ``alias[output] = (initializer, QuantParams or None)``
         for ``DequantizeLinear(int initializer)`` (QDQ, params set), for
         ``DequantizeLinear(QuantizeLinear(float initializer))`` (params ``None``: the float
-        weight is noised and the graph quantizes it) and for ``Cast(float initializer)``
-        to a float type (fp16/bf16 weights cast to float32); ``path_nodes`` are those
+        weight is noised and the graph quantizes it), for ``Cast(float initializer)``
+        to a float type (fp16/bf16 weights cast to float32) and for
+        ``Identity(float initializer)``; ``path_nodes`` are those
         nodes' positions, which are not layers themselves.
     """
     alias: dict[str, tuple[str, QuantParams | None]] = {}
@@ -87,9 +88,10 @@ def weight_paths(
         if node.domain not in ONNX_DOMAINS or not node.input:
             continue
         source = node.input[0]
-        if node.op_type == "Cast" and source in tensors and tensors[source].data_type in FLOAT_DTYPES:
-            if tensor_numel(tensors[source]) > 1 and _attr(node, "to", 0) in FLOAT_DTYPES:
-                alias[node.output[0]] = (source, None)  # fp16/bf16 weight cast to float32
+        if node.op_type in ("Cast", "Identity") and source in tensors and tensors[source].data_type in FLOAT_DTYPES:
+            to_float = node.op_type == "Identity" or _attr(node, "to", 0) in FLOAT_DTYPES
+            if tensor_numel(tensors[source]) > 1 and to_float:
+                alias[node.output[0]] = (source, None)  # fp16/bf16 weight cast to float32, or an Identity
                 path_nodes.add(position)
         elif node.op_type == "QuantizeLinear":
             if source in tensors and tensors[source].data_type in FLOAT_DTYPES and tensor_numel(tensors[source]) > 1:
