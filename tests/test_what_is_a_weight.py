@@ -522,6 +522,21 @@ def test_subgraph_weight_that_cannot_move_is_reported(tmp_path, caplog):
     assert caplog.text.count("weight left out (not listed, not noised): initializer 'W'") == 2
 
 
+def test_unsupported_qdq_weight_is_reported_left_out(caplog):
+    """A blocked DequantizeLinear (block_size) is not noised, and says so."""
+    inits = [numpy_helper.from_array(np.arange(-8, 8, dtype=np.int8).reshape(4, 4), "Wq"),
+             _f("Wq_scale", np.full((2, 4), 0.1))]
+    nodes = [helper.make_node("DequantizeLinear", ["Wq", "Wq_scale"], ["W"], axis=0, block_size=2, name="dq"),
+             helper.make_node("MatMul", ["x", "W"], ["logits"], name="mm")]
+    inputs, outputs = _xy()
+    model = _model(nodes, inputs, outputs, inits, opset=21, ir=10)
+    with caplog.at_level(logging.WARNING, logger="onnxnoise.model"):
+        assert list_layers(model) == []
+    assert layer_report(model).left_out == [
+        "INT8 weight 'Wq' of DequantizeLinear 'dq' (blocked, 4-bit or malformed quantization is not supported)"]
+    assert "weight left out (not listed, not noised): INT8 weight 'Wq'" in caplog.text
+
+
 # ------------------------------------------------------------------ the `layers` command says what it set aside
 
 

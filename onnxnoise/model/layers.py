@@ -26,6 +26,7 @@ from onnxnoise.model.layer_groups import parameter_groups
 from onnxnoise.model.lifting import left_out
 from onnxnoise.model.loading import FLOAT_DTYPES, tensor_array, tensor_numel
 from onnxnoise.model.quant import QUANT_POLICY, QuantParams, dequantize
+from onnxnoise.model.quant_patterns import is_qlinear, qlinear_params
 from onnxnoise.model.tensor_roles import tensor_roles
 
 __all__ = ["Layer", "LayerReport", "SetAside", "layer_report", "list_layers", "select_layers"]
@@ -231,16 +232,19 @@ def layer_report(model: onnx.ModelProto, *, include_preprocessing: bool = False)
 
 
 def _unmatched_dequantize(view, alias) -> list[str]:
-    """Integer weights behind a ``DequantizeLinear`` that no supported pattern matched."""
+    """Integer weights behind a ``DequantizeLinear`` or in a QLinear op that no supported pattern matched."""
     lines = []
     for node in view.nodes:
-        if node.op_type != "DequantizeLinear" or not node.input or node.output[0] in alias:
+        if node.op_type == "DequantizeLinear" and node.input and node.output[0] not in alias:
+            weight, what = node.input[0], "blocked, 4-bit or malformed quantization is not supported"
+        elif is_qlinear(node) and len(node.input) > 3 and not qlinear_params(node, view.tensors):
+            weight, what = node.input[3], "its scale or zero point is not a supported constant"
+        else:
             continue
-        tensor = view.tensors.get(node.input[0])
+        tensor = view.tensors.get(weight)
         if tensor is not None and tensor.data_type not in FLOAT_DTYPES and tensor_numel(tensor) > 1:
             dtype = onnx.TensorProto.DataType.Name(tensor.data_type)
-            lines.append(f"{dtype} weight {tensor.name!r} of DequantizeLinear {node.name or node.output[0]!r} "
-                         "(blocked, 4-bit or malformed quantization is not supported)")
+            lines.append(f"{dtype} weight {tensor.name!r} of {node.op_type} {node.name or node.output[0]!r} ({what})")
     return lines
 
 

@@ -146,17 +146,17 @@ def left_out(model: onnx.ModelProto) -> list[str]:
     lines = []
     for graph, where in all_graphs(model.graph):
         place = f"inside {where.rstrip('/')}" if where else "in the main graph"
+        why = ("(it is also a subgraph input or output, or its name is defined twice, so it cannot move to the "
+               "main graph)") if where else "(load the model with load_model to move it into the initializers)"
         if where:
             for tensor in graph.initializer:
                 if tensor.data_type in FLOAT_DTYPES and tensor_numel(tensor) > 1:
-                    lines.append(f"initializer {tensor.name!r} {place} (it is also a subgraph input or output, "
-                                 "or its name is defined twice, so it cannot move to the main graph)")
+                    lines.append(f"initializer {tensor.name!r} {place} {why}")
         for sparse in graph.sparse_initializer:
-            lines.append(f"sparse_initializer {sparse.values.name!r} {place} (load the model with load_model "
-                         "to densify it)")
+            lines.append(f"sparse_initializer {sparse.values.name!r} {place} {why}")
         for node in graph.node:
             if _constant_tensor(node) is not None:
-                lines.append(f"Constant {node.output[0]!r} {place} (load the model with load_model to lift it)")
+                lines.append(f"Constant {node.output[0]!r} {place} {why}")
     for function in model.functions:
         for node in function.node:
             if _constant_tensor(node) is not None:
