@@ -120,6 +120,8 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
                        "(default 3)")
     noise.add_argument("--layer-regex", metavar="REGEX", help="noise only layers whose name or op type matches")
     noise.add_argument("--op-types", help="comma-separated op types to noise, e.g. Conv,Gemm")
+    noise.add_argument("--include-preprocessing", action="store_true", default=None,
+                       help="also noise input-normalization constants inside the graph (preprocessing by default)")
     noise.add_argument("--bn-variance", choices=BN_VARIANCE_POLICIES,
                        help="negative BatchNormalization variance under noise: clamp to 0 (default), "
                        "abs, or keep (gives NaN logits)")
@@ -240,7 +242,8 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path) -> RunConfig:
         strength=args.strength, seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
     preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
     return RunConfig(model=model, data=data, noise=noise, **given(
-        layer_regex=args.layer_regex, op_types=parse_names(args.op_types), limit=args.limit, device=args.device,
+        layer_regex=args.layer_regex, op_types=parse_names(args.op_types),
+        include_preprocessing=args.include_preprocessing, limit=args.limit, device=args.device,
         batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
         ground_truth=args.ground_truth, score_output=args.score_output, label_offset=args.label_offset,
         strict=args.strict, cache=False if args.no_cache else None, force_preprocess=args.force_preprocess,

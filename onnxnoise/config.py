@@ -280,6 +280,9 @@ class RunConfig:
         layer_regex: Regular expression over layer names / op types selecting the
             noised layers; ``None`` = all layers.
         op_types: Keep only layers of these op types.
+        include_preprocessing: Also list (and noise) input-normalization constants
+            applied before the first weight op, which are preprocessing by default
+            (:func:`onnxnoise.model.list_layers`).
         limit: Evaluate a class-stratified subset of this many images.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it).
@@ -311,6 +314,7 @@ class RunConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     layer_regex: str | None = None
     op_types: tuple[str, ...] | None = None
+    include_preprocessing: bool = False
     limit: int | None = None
     device: str = "auto"
     batch_size: int = 128

@@ -45,7 +45,8 @@ __all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
 _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
 _DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", *PREPROCESS_KEYS}
 _NOISE_KEYS = {"noise_model", "noise_params", "snr", "noise_pct", "strength", "seeds", "bn_variance", "keep_zeros"}
-_SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "device", "batch_size", "threads",
+_SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
+               "batch_size", "threads",
                "score_output", "label_offset", "limit", *_NOISE_KEYS}
 
 
@@ -157,6 +158,7 @@ def load_experiment(path: str | Path) -> Experiment:
             for name in names:
                 run = RunConfig(model=models[name].path, data=_resolve(base, data["path"]), noise=noise, **given(
                     layer_regex=sweep.get("layer_regex"), op_types=parse_names(sweep.get("op_types")),
+                    include_preprocessing=sweep.get("include_preprocessing"),
                     limit=sweep.get("limit", data.get("limit")), device=sweep.get("device"),
                     batch_size=sweep.get("batch_size"), threads=sweep.get("threads"),
                     preset=data.get("preprocess"), preprocess=preprocess,

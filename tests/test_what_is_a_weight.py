@@ -216,6 +216,9 @@ def test_normalization_inside_or_outside_the_graph_gives_the_same_layers_and_cou
     assert len(set(counts[1:])) > 1  # the noise is strong enough to move the counts
     for key in ("layers_total", "layers_noised", "params_noised"):
         assert got_inside.meta[key] == got_outside.meta[key]
+    included = run_bench(RunConfig(model=inside_path, data=data.path, device="cpu", preset="raw",
+                                   noise=NoiseConfig(strengths=(10.0,), seeds=1), include_preprocessing=True))
+    assert (included.meta["layers_total"], included.meta["layers_noised"]) == (15, 15)
 
 
 def test_uint8_nhwc_and_keras_normalization_are_preprocessing():

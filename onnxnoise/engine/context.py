@@ -33,7 +33,7 @@ from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import (
-    Layer, ModelIO, get_initializers, get_metadata, get_model_io, list_layers, load_model, select_layers,
+    Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, select_layers,
 )
 from onnxnoise.model.quant import describe_quantization
 
@@ -329,10 +329,12 @@ def prepare_context(config: RunConfig) -> RunContext:
     """
     resolve_providers(config.device)  # fail before decoding anything
     model = load_model(config.model)
-    layers = list_layers(model)
+    report = layer_report(model, include_preprocessing=config.include_preprocessing)
+    layers = report.layers
     selected = _select(config, layers)
     io = get_model_io(model, output=config.score_output)
     data_config, source, warnings = _preprocessing(config, model, io)
+    warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     _check_labels(dataset, io, offset)
