@@ -44,7 +44,7 @@ from onnxnoise.sweep import run_sweep
 __all__ = ["main", "build_parser"]
 
 #: What ± means in the report and compare tables.
-_INTERVALS = ("± = 95% Student t interval over seeds (bounds in [ ] when clipped to 0..100); "
+_INTERVALS = ("± = 95% Student t interval over seeds ([low, high] when it leaves the possible range: below 0, above 100%); "
               "A_avr = mean over layers of a/a0 with noise in one layer at a time (paper eq. 3)")
 
 EXIT_FAILED_TRIALS = 1

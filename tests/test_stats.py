@@ -264,3 +264,23 @@ def test_add_binomial_interval_columns(trials):
     assert base["top1_acc_low"] < base["top1_acc"] < base["top1_acc_high"]
     failed = out.filter(pl.col("error").is_not_null()).row(0, named=True)
     assert failed["top1_acc_low"] is None and failed["top5_acc_high"] is None
+
+
+def test_trials_with_another_batch_size_are_not_pooled_as_seeds():
+    """Two batch sizes are two measurements: separate rows, each normalized by its own baseline."""
+    rows = []
+    for batch, base, noisy in ((128, 900, (600, 620)), (64, 880, (500, 540))):
+        common = {"model": "m", "model_sha256": "s", "dataset": "d", "dataset_fingerprint": "f", "preprocess": "{}",
+                  "label_offset": 0, "batch_size": batch, "provider": "CPUExecutionProvider",
+                  "noise_model": "gaussian-snr", "noise": "{}", "images": 1000, "error": None, "layer_index": None}
+        rows.append({**common, "mode": "baseline", "strength": None, "seed": None, "top1_correct": base})
+        rows += [{**common, "mode": "all", "strength": 5.0, "seed": seed, "top1_correct": c}
+                 for seed, c in enumerate(noisy)]
+    trials = pl.DataFrame(rows, schema_overrides={"strength": pl.Float64, "seed": pl.Int64, "layer_index": pl.Int64,
+                                                  "error": pl.String})
+    trials = trials.with_columns((pl.col("top1_correct") / 10.0).alias("top1_acc"),
+                                 (pl.col("top1_correct") / 10.0).alias("top5_acc"))
+    whole = summarize_trials(trials).filter(pl.col("mode") == "all").sort("batch_size")
+    assert whole["seeds"].to_list() == [2, 2]
+    assert whole["top1_acc_mean"].to_list() == pytest.approx([52.0, 61.0])
+    assert whole["top1_norm_mean"].to_list() == pytest.approx([52.0 / 88.0, 61.0 / 90.0])

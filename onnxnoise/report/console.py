@@ -15,6 +15,10 @@ from onnxnoise.report.strength import noise_model_for, strength_header
 
 __all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table"]
 
+#: Settings shown as columns by :func:`summary_table` when a summary holds several values of them
+#: (rows measured under other settings are never pooled as seeds): column -> header.
+SETTING_HEADERS: dict[str, str] = {"batch_size": "batch", "label_offset": "label offset", "provider": "provider"}
+
 #: Counter columns of a summary shown by :func:`summary_table` when non-zero somewhere: column -> header.
 COUNTER_HEADERS: dict[str, str] = {
     "bn_variance_changed": "BN var. fixed",
@@ -79,7 +83,7 @@ def bench_caption(meta: dict) -> Text:
         + f" ({geometry}, {colour}, "
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
         f"noise: {model.describe()}, {seeds}, {policy}; execution provider {meta.get('provider')}",
-        "top-1 / top-5 / a/a0: mean over seeds ± 95% Student t interval (clipped bounds in [ ] when it leaves 0..100)",
+        "top-1 / top-5 / a/a0: mean over seeds ± 95% Student t interval ([low, high] when it leaves the possible range: below 0, above 100%)",
     ]
     if meta.get("input_layout") == "NHWC" or meta.get("fixed_batch"):
         lines.append(f"model input {meta.get('input_layout')}"
@@ -140,13 +144,16 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     failed = "errors" in rows.columns and (rows["errors"].fill_null(0) > 0).any()
     counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
     table = Table(title=title)
-    lead = [*(["model"] if models else []), *(["noise model"] if several else [])]
+    varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
+    lead = [*(["model"] if models else []), *(SETTING_HEADERS[c] for c in varying),
+            *(["noise model"] if several else [])]
     headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
                "top-1 a/a0", "NaN", *(COUNTER_HEADERS[c] for c in counters)]
     for i, name in enumerate(headers):
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for row in rows.iter_rows(named=True):
-        cells = [*([row["model"]] if models else []), *([row["noise_model"]] if several else []),
+        cells = [*([row["model"]] if models else []), *(str(row[c]) for c in varying),
+                 *([row["noise_model"]] if several else []),
                  row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
                  _pm(row["top1_acc_mean"], row["top1_acc_ci"]), _pm(row["top5_acc_mean"], row["top5_acc_ci"]),
                  _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None), _count(row.get("nan_count"))]
@@ -167,22 +174,24 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         title: Table title.
 
     Returns:
-        A rich ``Table``: model, [noise model, when several], the strength (header as
+        A rich ``Table``: model, [run settings that differ], [noise model, when several], the strength (header as
         in :func:`summary_table`), layers, seeds, top-1 A_avr ± 95% CI, top-1
         degradation %, top-5 A_avr ± CI, [parameters].
     """
     rows = sort_by_noise(a_avr)
     several = _several_noise_models(rows)
+    varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
     table = Table(title=title)
-    headers = ["model", *(["noise model"] if several else []), strength_header(rows), "layers", "seeds",
-               "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"]
+    lead = ["model", *(SETTING_HEADERS[c] for c in varying), *(["noise model"] if several else [])]
+    headers = [*lead, strength_header(rows), "layers", "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"]
     if "parameters" in rows.columns:
         headers.append("parameters")
     for i, name in enumerate(headers):
-        table.add_column(name, justify="left" if i < 1 + several else "right",
+        table.add_column(name, justify="left" if i < len(lead) else "right",
                          overflow="fold", min_width=9 if name == "model" else None)
     for row in rows.iter_rows(named=True):
-        cells = [row["model"], *([row["noise_model"]] if several else []), row["strength_text"],
+        cells = [row["model"], *(str(row[c]) for c in varying), *([row["noise_model"]] if several else []),
+                 row["strength_text"],
                  str(row["layers"]), str(row["seeds"]),
                  _pm(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
                  f"{row['top1_degradation_pct']:.2f}", _pm(row["top5_a_avr"], row["top5_a_avr_ci"], 4, upper=None)]

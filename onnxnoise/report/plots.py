@@ -144,11 +144,11 @@ def plot_accuracy_vs_noise(
     fig, ax = _new_axes()
     high = 100.0 if metric.endswith("_acc") else np.inf
     for key, label in _series_keys(noisy):
-        sub = sort_by_noise(noisy.filter(*(pl.col(c) == v for c, v in key.items())))
+        sub = sort_by_noise(noisy.filter(*(pl.col(c).eq_missing(v) for c, v in key.items())))
         if same:
             b = base.join(sub.select(same).unique(), on=same, how="semi")
         else:
-            b = base.filter(*(pl.col(c) == v for c, v in key.items() if c in ("model", "dataset")))
+            b = base.filter(*(pl.col(c).eq_missing(v) for c, v in key.items() if c in ("model", "dataset")))
         y0 = float(np.nanmean(_values(b, f"{metric}_mean"))) if b.height else None
         x = np.array([axis.x(v) for v in sub["strength"].to_list()], dtype=float)
         y = _values(sub, f"{metric}_mean")
@@ -230,7 +230,7 @@ def plot_compare(
     fig, ax = _new_axes()
     width = 0.8 / max(len(series), 1)
     for i, (key, label) in enumerate(series):
-        sub = sort_by_noise(a_avr.filter(*(pl.col(c) == v for c, v in key.items())))
+        sub = sort_by_noise(a_avr.filter(*(pl.col(c).eq_missing(v) for c, v in key.items())))
         y = _values(sub, column)
         err = np.nan_to_num(scale * _values(sub, f"{metric}_a_avr_ci"), nan=0.0)
         # Few-seed t-intervals can reach past the possible range: clip them there
@@ -270,7 +270,7 @@ def _plot_over_layers(
     if data.is_empty():
         msg = f"summary has no {mode!r} rows; run the sweep with mode {mode!r}"
         raise ValueError(msg)
-    for col in ("model", "dataset", "noise_model", "noise"):
+    for col in ("model", "dataset", "noise_model", "noise", "batch_size", "label_offset", "provider"):
         if col in data.columns and data[col].n_unique() > 1:
             msg = f"summary holds several values of `{col}` ({_join(data, col)}); filter it to one before plotting"
             raise ValueError(msg)
@@ -359,14 +359,21 @@ def _settings_text(noise: str | None) -> str:
 
 
 def _series_keys(frame: pl.DataFrame) -> list[tuple[dict, str]]:
-    """One series per (model, dataset[, noise settings]); labels add the dataset / settings only when several."""
-    several = {c: c in frame.columns and frame[c].n_unique() > 1 for c in ("dataset", "noise")}
-    cols = [c for c in ("model", "dataset") if c in frame.columns] + (["noise"] if several["noise"] else [])
+    """One series per (model, dataset[, run settings][, noise settings]); labels name what varies.
+
+    Run settings (batch size, label offset, provider) that differ make separate series,
+    never one series whose seeds are pooled across measurements.
+    """
+    settings = ("batch_size", "label_offset", "provider")
+    several = {c: c in frame.columns and frame[c].n_unique() > 1 for c in ("dataset", "noise", *settings)}
+    varying = [c for c in settings if several[c]]
+    cols = [c for c in ("model", "dataset") if c in frame.columns] + varying + (["noise"] if several["noise"] else [])
     out = []
     for row in frame.unique(cols, maintain_order=True).select(cols).iter_rows(named=True):
         label = str(row.get("model", "model"))
         if several["dataset"]:
             label += f" ({row['dataset']})"
+        label += "".join(f" {c.replace('_', ' ')} {row[c]}" for c in varying)
         if several["noise"]:
             label += f" [{_settings_text(row['noise'])}]"
         out.append((row, label))

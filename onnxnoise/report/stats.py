@@ -46,14 +46,16 @@ __all__ = [
 ]
 
 #: Columns that identify one experiment's baseline ``a_0``: a trial is normalized by
-#: the baseline with the same model file, dataset and preprocessing.
-CONTEXT_KEYS: tuple[str, ...] = ("model_sha256", "dataset_fingerprint", "preprocess")
+#: the baseline with the same model file, dataset, preprocessing, label offset, batch
+#: size and execution provider (the settings that can change a count besides noise).
+CONTEXT_KEYS: tuple[str, ...] = ("model_sha256", "dataset_fingerprint", "preprocess", "label_offset", "batch_size",
+                                  "provider")
 
 #: Columns :func:`summarize_trials` groups by (those present in the frame); seeds
-#: are aggregated over.
+#: are aggregated over, never trials measured with other settings (e.g. batch size).
 GROUP_KEYS: tuple[str, ...] = (
-    "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess",
-    "noise_model", "noise", "mode", "layer_index", "strength",
+    "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess", "label_offset", "batch_size",
+    "provider", "noise_model", "noise", "mode", "layer_index", "strength",
 )
 
 #: Per-trial metrics summarized over seeds: accuracies in percent, normalized ones as ratios.

@@ -120,11 +120,17 @@ def _by_noise_model(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
 
 
 def _by_noise(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    """``(suffix, part)`` per (noise model, noise settings): one figure each; no suffix when only one."""
+    """``(suffix, part)`` per (noise model, noise and run settings): one figure each; no suffix when only one.
+
+    Run settings (batch size, label offset, provider) that differ are separate
+    measurements and get separate figures, like different noise settings.
+    """
     out = []
     for suffix, part in _by_noise_model(frame):
-        if "noise" in part.columns and part["noise"].n_unique() > 1:
-            groups = part.group_by("noise", maintain_order=True)
+        varying = [c for c in ("noise", "batch_size", "label_offset", "provider")
+                   if c in part.columns and part[c].n_unique() > 1]
+        if varying:
+            groups = part.group_by(varying, maintain_order=True)
             out += [(f"{suffix}-{i + 1}", sub) for i, (_, sub) in enumerate(groups)]
         else:
             out.append((suffix, part))
