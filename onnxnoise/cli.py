@@ -1,4 +1,4 @@
-"""Command-line interface: ``onnxnoise bench|sweep|report|compare|layers``.
+"""Command-line interface: ``onnxnoise bench|sweep|report|compare|layers|noise-models``.
 
 The CLI turns arguments into config dataclasses, makes one library call per
 subcommand, and owns printing, logging and exit codes: 0 success, 1 a trial failed or
@@ -108,14 +108,17 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="dataset: CIFAR batch folder, class folders, "
                         "ImageNet flat val folder, or .npz")
     noise = parser.add_argument_group("noise")
-    noise.add_argument("--noise-model", metavar="NAME",
-                       help=f"noise model: {', '.join(sorted(NOISE_MODELS))} (default gaussian-snr)")
-    noise.add_argument("--noise-param", action="append", metavar="NAME=VALUE",
-                       help="a parameter of the noise model (repeatable)")
+    noise.add_argument("--noise", metavar="MODEL[:KEY=VALUE,...]",
+                       help=f"noise model and its parameters, e.g. pcm:compensation=global or "
+                       f"gaussian-snr:scope=channel; models: {', '.join(sorted(NOISE_MODELS))} (default gaussian-snr; "
+                       "`onnxnoise noise-models` lists their parameters)")
+    noise.add_argument("--noise-model", metavar="NAME", help=argparse.SUPPRESS)  # older spelling of --noise MODEL
+    noise.add_argument("--noise-param", action="append", metavar="NAME=VALUE", help=argparse.SUPPRESS)
     noise.add_argument("--snr", help="gaussian-snr: linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
     noise.add_argument("--noise-pct", help="gaussian-snr: noise std in percent of sigma_w, e.g. 1,2,5,10 "
                        "(the default grid)")
-    noise.add_argument("--strength", help="the noise model's strength values, e.g. 3600,86400")
+    noise.add_argument("--strength", help="the noise model's strength values, e.g. 0.001,0.01 (stuck-at); "
+                       "a time strength (pcm) takes units s, min, h, d, w, y: 1s,1h,1d,30d,1y")
     noise.add_argument("--seeds", help="noise draws per strength: a count N (seeds 0..N-1) or seeds like 40,30 "
                        "(default 3)")
     noise.add_argument("--layer-regex", metavar="REGEX", help="noise only layers whose name or op type matches")
@@ -191,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     layers = sub.add_parser("layers", help="list the parameter layers of a model")
     layers.add_argument("model", type=Path)
     layers.add_argument("--json", action="store_true", help="print the layer list as JSON")
+
+    models = sub.add_parser("noise-models", help="list the registered noise models, their strength axis and parameters")
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
     return parser
 
 
@@ -238,7 +244,7 @@ class _RichProgress(_Progress):
 def _run_config(args: argparse.Namespace, model: Path, data: Path) -> RunConfig:
     """The RunConfig of parsed arguments; options not given are left to the config's defaults."""
     noise = NoiseConfig.from_options(
-        model=args.noise_model, params=args.noise_param, snr=args.snr, noise_pct=args.noise_pct,
+        noise=args.noise, model=args.noise_model, params=args.noise_param, snr=args.snr, noise_pct=args.noise_pct,
         strength=args.strength, seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
     preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
     return RunConfig(model=model, data=data, noise=noise, **given(
@@ -392,6 +398,68 @@ def _cmd_layers(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def noise_model_list() -> list[dict]:
+    """Every registered noise model: name, strength axis, default strengths, parameters with defaults, source.
+
+    ``source`` is the first line of the class docstring (formula family and source).
+    """
+    from dataclasses import MISSING, fields
+
+    from onnxnoise.config import is_time_strength
+    from onnxnoise.noise import get_noise_model, make_noise_model
+
+    get_noise_model("gaussian-snr")  # loads the built-in models
+    out = []
+    for name in sorted(NOISE_MODELS):
+        cls = NOISE_MODELS[name]
+        try:
+            instance = make_noise_model(name)
+        except OnnxNoiseError:
+            instance = None
+        params = {}
+        for f in fields(cls):
+            if instance is not None:
+                value = getattr(instance, f.name)
+            elif f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:  # type: ignore[misc]
+                value = f.default_factory()  # type: ignore[misc]
+            else:
+                value = None
+            params[f.name] = list(value) if isinstance(value, tuple) else value
+        doc = (cls.__doc__ or "").strip().splitlines()
+        strengths = list(cls.default_strengths)
+        out.append({
+            "name": name,
+            "strength": {"name": cls.strength_name, "label": cls.strength_label,
+                         "more_noise_when": cls.more_noise_when, "time": is_time_strength(cls)},
+            "default_strengths": strengths,
+            "default_strengths_text": [instance.format_strength(v) for v in strengths] if instance else [],
+            "params": params,
+            "source": doc[0].strip() if doc else "",
+        })
+    return out
+
+
+def _cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
+    models = noise_model_list()
+    if args.json:
+        print(json_text({"noise_models": models}, indent=2))
+        return 0
+    for m in models:
+        axis = m["strength"]
+        console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
+        console.print(f"  strength: {axis['name']} ({axis['label']}), more noise when {axis['more_noise_when']}"
+                      + ("; takes time units s, min, h, d, w, y" if axis["time"] else ""), highlight=False)
+        defaults = m["default_strengths_text"] or [f"{v:g}" for v in m["default_strengths"]]
+        console.print(f"  default strengths: {', '.join(defaults)}", highlight=False)
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["params"].items()) or "(none)"
+        console.print(f"  parameters: {params}", highlight=False, markup=False)
+    console.print("choose one with --noise MODEL[:key=value,...], e.g. --noise pcm:compensation=global "
+                  "--strength 1s,1h,1d,30d,1y", highlight=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -399,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     # With --json, stdout carries only the JSON; everything human goes to stderr.
     console = Console(stderr=bool(getattr(args, "json", False)))
     commands = {"bench": _cmd_bench, "sweep": _cmd_sweep, "report": _cmd_report, "compare": _cmd_compare,
-                "layers": _cmd_layers}
+                "layers": _cmd_layers, "noise-models": _cmd_noise_models}
     try:
         return commands[args.command](args, console)
     except BaselineExpectationError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,7 +24,17 @@ from onnxnoise.noise import NoiseModel, NoisePolicies, get_noise_model, make_noi
 __all__ = [
     "SWEEP_MODES", "NoiseConfig", "RunConfig", "SweepConfig",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
+    "parse_noise", "parse_time", "is_time_strength", "TIME_UNITS",
 ]
+
+#: Time units of a time strength (``1s``, ``1h``, ``30d``...), in seconds; ``y`` = 365 days.
+TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
+                                "y": 365 * 86400.0}
+
+#: Strength names that are a time in seconds (the pcm model's ``t_inf``).
+TIME_STRENGTHS: tuple[str, ...] = ("t", "t_inf")
+
+_TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
 
 #: Modes a sweep can ask for (the clean baseline is always run first).
 SWEEP_MODES: tuple[str, ...] = ("all", "per-layer", "cumulative")
@@ -60,18 +71,46 @@ def parse_numbers(text: str | Sequence[float], what: str) -> tuple[float, ...]:
     return tuple(values)
 
 
-def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = None) -> tuple[float, ...] | None:
+def is_time_strength(model: Any) -> bool:
+    """Whether a noise model's (class or instance) strength is a time in seconds: ``strength_name`` ``t_inf`` or ``t``."""
+    return getattr(model, "strength_name", None) in TIME_STRENGTHS
+
+
+def parse_time(item: Any, what: str = "--strength") -> float:
+    """One time in seconds: a number (seconds) or a number with a unit, ``1s 90min 1h 1d 2w 1y`` (y = 365 d).
+
+    Raises:
+        ConfigError: If it is neither.
+    """
+    if isinstance(item, str):
+        match = _TIME_RE.match(item)
+        if match:
+            unit = match.group(2)
+            if unit not in TIME_UNITS:
+                msg = (f"`{what}` value {item!r} has an unknown time unit {unit!r}; "
+                       f"use one of {', '.join(TIME_UNITS)} (e.g. 1s,1h,1d,30d,1y)")
+                raise ConfigError(msg)
+            return float(match.group(1)) * TIME_UNITS[unit]
+    return parse_numbers([item], what)[0]
+
+
+def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = None,
+                    noise_model: Any = None) -> tuple[float, ...] | None:
     """The strength list from whichever one of ``snr``, ``noise_pct`` or ``strength`` was given.
 
     ``noise_pct`` is the noise standard deviation in percent of ``sigma_w``
     (``SNR = 100 / pct``, paper eq. 1); ``snr`` and ``noise_pct`` only make sense for
-    the ``gaussian-snr`` model, which :class:`NoiseConfig` checks.
+    the ``gaussian-snr`` model, which :class:`NoiseConfig` checks. When the strength of
+    ``noise_model`` (a class or instance) is a time (:func:`is_time_strength`),
+    ``strength`` items may carry a unit (:func:`parse_time`: ``1s,1h,1d,30d,1y``);
+    plain numbers are seconds.
 
     Returns:
         The values, or ``None`` when none was given (the model's defaults apply).
 
     Raises:
-        ConfigError: If more than one is given or a value is not a number.
+        ConfigError: If more than one is given, a value is not a number, or a value
+            has a time unit but the model's strength is not a time.
     """
     chosen = [(name, value) for name, value in (("snr", snr), ("noise_pct", noise_pct), ("strength", strength))
               if value is not None]
@@ -81,7 +120,22 @@ def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = N
         msg = f"give only one of --snr, --noise-pct or --strength, got {', '.join('--' + n.replace('_', '-') for n, _ in chosen)}"
         raise ConfigError(msg)
     name, value = chosen[0]
-    values = parse_numbers(value, f"--{name.replace('_', '-')}")
+    what = f"--{name.replace('_', '-')}"
+    if name == "strength":
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else (
+            list(value) if isinstance(value, Sequence) else [value])
+        if not items or items == [""]:
+            return parse_numbers(value if isinstance(value, str) else items, what)
+        if noise_model is not None and is_time_strength(noise_model):
+            return tuple(parse_time(item, what) for item in items)
+        for item in items:
+            if isinstance(item, str) and _TIME_RE.match(item) and not re.fullmatch(r"\s*(inf|nan|infinity)\s*", item, re.I):
+                msg = (f"`{what}` value {item!r} has a time unit, but the {noise_model.name} strength "
+                       f"`{noise_model.strength_name}` ({noise_model.strength_label}) is not a time; give plain numbers"
+                       if noise_model is not None else f"`{what}` value {item!r} has a time unit; give plain numbers")
+                raise ConfigError(msg)
+        return parse_numbers(items, what)
+    values = parse_numbers(value, what)
     if name == "noise_pct":
         if any(not v > 0 or math.isinf(v) for v in values):
             msg = f"`--noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
@@ -176,6 +230,66 @@ def parse_params(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, A
     return params
 
 
+def parse_noise(spec: Any = None, *, model: str | None = None,
+                params: Sequence[str] | Mapping[str, Any] | None = None) -> tuple[str | None, dict[str, Any] | None]:
+    """The noise model and its parameters: ``"pcm:compensation=global,g_max=25"`` -> ``("pcm", {...})``.
+
+    The one parser of the noise choice, for the CLI (``--noise``, or the older
+    ``--noise-model`` / ``--noise-param`` pair) and experiment files (``noise``, or
+    ``noise_model`` / ``noise_params``). ``spec`` is ``MODEL[:key=value,...]``; each
+    value is read as JSON when it parses (numbers, true/false, lists), else as text.
+    A comma inside a JSON list (``levels=[1,2]``) stays with its value.
+
+    Args:
+        spec: ``MODEL[:key=value,...]`` or ``None``.
+        model: The model name given the older way (``--noise-model``).
+        params: Parameters given the older way (``--noise-param`` items or a mapping).
+
+    Returns:
+        ``(model name or None, params or None)``; ``None`` = not given.
+
+    Raises:
+        ConfigError: On an empty model name, an item without ``=``, a parameter given
+            twice, or ``spec`` together with ``model`` / ``params``.
+    """
+    if spec is None:
+        return model, parse_params(params)
+    if model is not None or params is not None:
+        msg = "give the noise model either as --noise MODEL[:key=value,...] or with --noise-model/--noise-param, not both"
+        raise ConfigError(msg)
+    if not isinstance(spec, str):
+        msg = f"`--noise` must be text like pcm:compensation=global, got {spec!r}"
+        raise ConfigError(msg)
+    name, sep, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        msg = f"`--noise` {spec!r} names no model; give MODEL[:key=value,...], e.g. pcm:compensation=global"
+        raise ConfigError(msg)
+    if not sep:
+        return name, None
+    items: list[str] = []
+    for part in rest.split(","):
+        if items and "=" not in part:
+            items[-1] += "," + part  # a comma inside a value (a JSON list)
+        else:
+            items.append(part)
+    params_out: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            msg = f"`--noise` parameter {item.strip()!r} must look like key=value, as in pcm:compensation=global"
+            raise ConfigError(msg)
+        if key in params_out:
+            msg = f"`--noise` parameter {key!r} is given twice in {spec!r}"
+            raise ConfigError(msg)
+        try:
+            params_out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            params_out[key] = text.strip()
+    return name, params_out
+
+
 @dataclass(frozen=True)
 class NoiseConfig:
     """Which noise, how strong, how many draws, and the policies around each draw.
@@ -247,24 +361,28 @@ class NoiseConfig:
                 "seeds": self.seed_list}
 
     @classmethod
-    def from_options(cls, *, model: str | None = None, params: Any = None, snr: Any = None, noise_pct: Any = None,
-                     strength: Any = None, seeds: Any = None, bn_variance: str | None = None,
-                     keep_zeros: bool | None = None) -> NoiseConfig:
+    def from_options(cls, *, noise: Any = None, model: str | None = None, params: Any = None, snr: Any = None,
+                     noise_pct: Any = None, strength: Any = None, seeds: Any = None,
+                     bn_variance: str | None = None, keep_zeros: bool | None = None) -> NoiseConfig:
         """Build from user options (CLI flags or experiment keys); ``None`` = not given.
 
-        ``snr`` and ``noise_pct`` are the ``gaussian-snr`` model's strengths
-        (:func:`parse_strengths`); ``strength`` is any model's.
+        ``noise`` is ``MODEL[:key=value,...]`` (:func:`parse_noise`); ``model`` and
+        ``params`` are the older spelling of the same. ``snr`` and ``noise_pct`` are the
+        ``gaussian-snr`` model's strengths (:func:`parse_strengths`); ``strength`` is any
+        model's, with time units for a time strength (``1s,1h,1d``).
 
         Raises:
             ConfigError / NoiseConfigError: On any invalid option.
         """
+        model, params = parse_noise(noise, model=model, params=params)
         name = model or cls.model
-        get_noise_model(name)  # an unknown name is the first thing to say
+        model_cls = get_noise_model(name)  # an unknown name is the first thing to say
         if name != "gaussian-snr" and (snr is not None or noise_pct is not None):
             msg = f"snr / noise-pct set the gaussian-snr model's strength; for {name!r} give `strength`"
             raise ConfigError(msg)
-        return cls(**given(model=model, params=parse_params(params),
-                           strengths=parse_strengths(snr=snr, noise_pct=noise_pct, strength=strength),
+        return cls(**given(model=model, params=params,
+                           strengths=parse_strengths(snr=snr, noise_pct=noise_pct, strength=strength,
+                                                     noise_model=model_cls),
                            seeds=None if seeds is None else parse_seeds(seeds), bn_variance=bn_variance,
                            keep_zeros=keep_zeros))
 

@@ -17,6 +17,7 @@ Example (see ``experiments/cifar10-resnet.toml``)::
     models = ["resnet20-bn"]
     modes = ["per-layer"]
     snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]; other models: strength = [...]
+    # other noise models: noise = "pcm:compensation=global" with strength = ["1s", "1h", "1d", "30d", "1y"]
     seeds = [0, 1, 2]                    # or a count
     limit = 2000                         # optional, overrides [data] limit for this sweep
 
@@ -44,7 +45,7 @@ __all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
 
 _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
 _DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", *PREPROCESS_KEYS}
-_NOISE_KEYS = {"noise_model", "noise_params", "snr", "noise_pct", "strength", "seeds", "bn_variance", "keep_zeros"}
+_NOISE_KEYS = {"noise", "noise_model", "noise_params", "snr", "noise_pct", "strength", "seeds", "bn_variance", "keep_zeros"}
 _SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
                "batch_size", "threads",
                "score_output", "label_offset", "limit", *_NOISE_KEYS}
@@ -152,7 +153,7 @@ def load_experiment(path: str | Path) -> Experiment:
                 raise ExperimentError(msg)
         try:
             noise = NoiseConfig.from_options(
-                model=sweep.get("noise_model"), params=sweep.get("noise_params"), snr=sweep.get("snr"),
+                noise=sweep.get("noise"), model=sweep.get("noise_model"), params=sweep.get("noise_params"), snr=sweep.get("snr"),
                 noise_pct=sweep.get("noise_pct"), strength=sweep.get("strength"), seeds=sweep.get("seeds"),
                 bn_variance=sweep.get("bn_variance"), keep_zeros=sweep.get("keep_zeros"))
             for name in names:

@@ -161,6 +161,7 @@ def plot_accuracy_vs_noise(
         if y0 is not None and axis.baseline_x is None:
             ax.axhline(y0, color=bars.lines[0].get_color(), linestyle=":", linewidth=1.0, label="_nolegend_")
     data = noisy
+    _set_x_scale(ax, axis)
     if axis.invert:
         ax.invert_xaxis()
     ax.set_xlabel(axis.label)
@@ -245,8 +246,10 @@ def plot_compare(
             ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, label=label)
     if kind == "bar":
         ax.set_xticks(np.arange(len(levels)), [axis.tick(v) for v in levels])
-    elif axis.invert:
-        ax.invert_xaxis()
+    else:
+        _set_x_scale(ax, axis)
+        if axis.invert:
+            ax.invert_xaxis()
     ax.set_xlabel(axis.label)
     ax.set_ylabel(ylabel)
     ax.legend(title="model", fontsize="small")
@@ -312,6 +315,21 @@ def _new_axes() -> tuple[Figure, Axes]:
     ax = fig.add_subplot()
     ax.grid(True, alpha=0.3)
     return fig, ax
+
+
+def _set_x_scale(ax: Axes, axis: NoiseAxis) -> None:
+    """A log x axis where the noise axis asks for one (a time strength); ``symlog`` if an x is <= 0 (t = 0)."""
+    if not axis.log:
+        return
+    # data lines only: a horizontal baseline (axhline) has x in axes coordinates 0..1
+    xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in ax.get_lines()
+                         if line.get_transform() == ax.transData] or [np.array([])])
+    xs = xs[np.isfinite(xs)]
+    if xs.size and (xs <= 0).any():
+        positive = xs[xs > 0]
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    else:
+        ax.set_xscale("log")
 
 
 def _check_metric(metric: str, frame: pl.DataFrame) -> None:

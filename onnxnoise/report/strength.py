@@ -12,7 +12,7 @@ The only noise-model-specific report code lives here, in :func:`noise_axis`: for
 ``gaussian-snr`` (Fagbohungbe & Qian, arXiv 2011.11840, eq. 1: ``sigma_noise =
 sigma_w / SNR``) plots use the noise in percent of ``sigma_w``, ``100 / SNR``, on the
 x axis, with the clean baseline at 0 %, as the paper's figures do. Every other model
-plots its strength as is.
+plots its strength as is, on a log axis when the strength is a time (pcm's ``t_inf``).
 
 A noise model that is not registered in this process (a store written with a
 plug-in that is not installed) is shown generically (label ``strength``, more noise
@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from onnxnoise.config import is_time_strength
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise import get_noise_model, make_noise_model
 
@@ -127,6 +128,8 @@ class NoiseAxis:
             no position (then plots draw it as a horizontal reference line).
         invert: Larger x means *less* noise (plots invert the axis so noise grows to
             the right).
+        log: Draw x on a log scale: decided by the model; a time strength (pcm's
+            ``t_inf``, 1 s .. 1 y) spans decades.
     """
 
     noise_model: str | None
@@ -137,6 +140,7 @@ class NoiseAxis:
     _x: Callable[[float], float]
     _legend: Callable[[float], str]
     _tick: Callable[[float], str]
+    log: bool = False
 
     def x(self, strength: float | None) -> float:
         """Axis position of a strength (``baseline_x`` or NaN for the baseline, ``None``)."""
@@ -163,7 +167,8 @@ def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
     ``gaussian-snr``: x = noise std in percent of ``sigma_w`` = ``100 / SNR`` (paper
     eq. 1), baseline at 0 %, legend ``1% (SNR 100)``, ticks ``1%``. Any other model:
     x = strength, label = its ``strength_label``, legend = its ``format_strength``,
-    axis inverted when ``more_noise_when == "lower"``, baseline without a position.
+    axis inverted when ``more_noise_when == "lower"``, baseline without a position,
+    and a log axis (``log``) when the strength is a time (:func:`onnxnoise.config.is_time_strength`).
     """
     if name == "gaussian-snr":
         return NoiseAxis(
@@ -178,6 +183,7 @@ def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
         noise_model=name, label=model.strength_label, legend_title=model.strength_label, baseline_x=None,
         invert=model.more_noise_when == "lower",
         _x=lambda v: v, _legend=model.format_strength, _tick=lambda v: f"{v:g}",
+        log=is_time_strength(model),
     )
 
 
