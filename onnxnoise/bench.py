@@ -26,15 +26,11 @@ from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
-from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.report.stats import binomial_interval, summarize_trials
 
 __all__ = ["BenchResult", "BaselineExpectationError", "chance_warning", "check_expected_top1", "run_bench"]
-
-
-class BaselineExpectationError(OnnxNoiseError):
-    """The clean baseline is outside ``--expect-top1 V +- --tolerance T``; no noisy trial was run (CLI: exit 1)."""
 
 
 def chance_warning(top1_correct: int, images: int, classes: int) -> str | None:

@@ -16,6 +16,7 @@ __all__ = [
     "StoreError",
     "ConfigError",
     "BaselineError",
+    "BaselineExpectationError",
     "ExperimentError",
     "UnsafePickleError",
 ]
@@ -63,3 +64,7 @@ class UnsafePickleError(DataError):
 
 class BaselineError(OnnxNoiseError):
     """The clean baseline trial failed (the model cannot be loaded or run as given), so no noisy trial runs."""
+
+
+class BaselineExpectationError(OnnxNoiseError):
+    """The clean baseline is outside ``--expect-top1 V +- --tolerance T``; no noisy trial was run (CLI: exit 1)."""

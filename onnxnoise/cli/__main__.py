@@ -1,0 +1,7 @@
+"""``python -m onnxnoise.cli``."""
+
+import sys
+
+from onnxnoise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""The ``onnxnoise`` entry point: parse, dispatch, turn errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rich.console import Console
+
+from onnxnoise.cli.commands import COMMANDS
+from onnxnoise.cli.parser import EXIT_BASELINE_UNEXPECTED, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
+from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # With --json, stdout carries only the JSON; everything human goes to stderr.
+    console = Console(stderr=bool(getattr(args, "json", False)))
+    try:
+        return COMMANDS[args.command](args, console)
+    except BaselineExpectationError as exc:
+        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        return EXIT_BASELINE_UNEXPECTED
+    except OnnxNoiseError as exc:
+        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        where = f" ({out})" if out else ""
+        print(f"onnxnoise: interrupted; trials finished so far are in the output folder{where}; run the same "
+              "command again to resume a sweep", file=sys.stderr)
+        return EXIT_INTERRUPTED

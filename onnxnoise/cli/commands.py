@@ -1,0 +1,254 @@
+"""One function per subcommand: parsed arguments -> one library call -> printed results and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+
+from rich.console import Console
+
+from onnxnoise.bench import run_bench
+from onnxnoise.cli.output import INTERVALS, RichProgress, json_text
+from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
+from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
+from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.demo import demo_paths
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.experiment import load_experiment
+from onnxnoise.model import layer_report, load_model
+from onnxnoise.model.quant import describe_quantization
+from onnxnoise.noise import NOISE_MODELS
+from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, summary_table
+from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
+from onnxnoise.report.tables import write_table
+from onnxnoise.store import STORE_NAME, open_store
+from onnxnoise.store.schema import JSON_COLUMNS
+from onnxnoise.sweep import run_sweep
+
+def _run_config(args: argparse.Namespace, model: Path, data: Path) -> RunConfig:
+    """The RunConfig of parsed arguments; options not given are left to the config's defaults."""
+    noise = NoiseConfig.from_options(
+        noise=args.noise, model=args.noise_model, params=args.noise_param, snr=args.snr, noise_pct=args.noise_pct,
+        strength=args.strength, seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
+    preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
+    return RunConfig(model=model, data=data, noise=noise, **given(
+        layer_regex=args.layer_regex, op_types=parse_names(args.op_types),
+        include_preprocessing=args.include_preprocessing, limit=args.limit, device=args.device,
+        batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
+        ground_truth=args.ground_truth, score_output=args.score_output, label_offset=args.label_offset,
+        strict=args.strict, cache=False if args.no_cache else None, force_preprocess=args.force_preprocess,
+        expect_top1=getattr(args, "expect_top1", None), tolerance=getattr(args, "tolerance", None)))
+
+
+def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    demo = args.model is None
+    if demo:
+        if args.data is not None:
+            raise OnnxNoiseError("`--data` given without MODEL; pass the ONNX model too (or neither for the demo)")
+        model, data = demo_paths()
+        console.print(f"[bold]onnxnoise demo[/]: no MODEL given, benchmarking the built-in Fashion-MNIST "
+                      f"demo classifier ({model.name}) on its {data.name} test subset.")
+    else:
+        if args.data is None:
+            raise OnnxNoiseError("`--data` is required with MODEL (a dataset folder, CIFAR batch folder or .npz)")
+        model, data = args.model, args.data
+    config = _run_config(args, model, data)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("reports") / f"{Path(model).stem}-{stamp}"
+    with console.status("loading model and decoding images"):
+        context = prepare_context(config)
+    progress = RichProgress(console, config.noise.noise_model)
+    try:
+        result = run_bench(config, progress=progress, context=context,
+                           on_trial=lambda frame: write_table(frame, out, "trials"))
+    finally:
+        progress.stop()
+    write_table(result.summary, out, "summary")
+    base = result.summary.filter(pl.col("mode") == "baseline")
+    summary = {
+        "demo": demo,
+        **result.meta,
+        "out_dir": str(out),
+        "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
+                     "top5_acc": base["top5_acc_mean"][0] if base.height else None},
+        "results": [
+            {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+            for row in result.summary.iter_rows(named=True)
+        ],
+    }
+    (Path(out) / "bench.json").write_text(json_text(summary, indent=2) + "\n")
+    console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
+    console.print(bench_caption(result.meta))
+    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
+    if args.json:
+        print(json_text(summary))
+    return failed_exit(result.meta["failed"], console)
+
+
+def failed_exit(failed: int, console: Console) -> int:
+    """Exit 1 when a trial failed: its numbers are missing and the run must not look complete."""
+    if failed:
+        console.print(f"[red]{failed} trial(s) failed[/]; their rows carry the error (column `error`)")
+        return EXIT_FAILED_TRIALS
+    return 0
+
+
+def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
+    noise = config.run.noise
+    console.print(f"[bold]sweep[/] {config.run.model.name} on {config.run.data}: modes {', '.join(config.modes)}, "
+                  f"{noise.model} {noise.noise_model.strength_label} {', '.join(f'{v:g}' for v in noise.strengths)}, "
+                  f"seeds {', '.join(map(str, noise.seed_list))} -> {out}/{STORE_NAME}")
+    with console.status("loading model and decoding images"):
+        context = prepare_context(config.run)
+    for warning in context.warnings:
+        console.print(f"[bold red]WARNING:[/] {warning}")
+    with open_store(out / STORE_NAME) as store:
+        progress = RichProgress(console, noise.noise_model)
+        try:
+            result = run_sweep(config, store, progress=progress, context=context)
+        finally:
+            progress.stop()
+    console.print(f"{result.planned} trials planned: {result.done} already done"
+                  + (f" ({result.adopted} adopted from a version 1 store)" if result.adopted else "")
+                  + f", {result.ran} run now"
+                  + (f", {result.taken} recorded meanwhile by another process" if result.taken else "")
+                  + (f", [red]{result.failed} failed[/]" if result.failed else ""))
+    return failed_exit(result.failed, console)
+
+
+def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    if args.config is not None:
+        if args.model is not None or args.data is not None:
+            raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
+        experiment = load_experiment(args.config)
+        codes = [_run_one_sweep(config, args.out / name if args.out else experiment.run_dir(name), console)
+                 for name, config in experiment.sweeps]
+        console.print(f"report: onnxnoise report {args.out or experiment.out}")
+        return max(codes, default=0)
+    if args.model is None or args.data is None:
+        raise OnnxNoiseError("`sweep` needs MODEL and `--data`, or `--config FILE.toml`")
+    config = SweepConfig(_run_config(args, args.model, args.data), **given(
+        modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None))
+    out = args.out or Path("runs") / args.model.stem
+    code = _run_one_sweep(config, out, console)
+    console.print(f"report: onnxnoise report {out}")
+    return code
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    out = args.out or args.run_dir[0]
+    trials = collect_trials(args.run_dir)
+    files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
+    models = files.summary["model"].unique().sort().to_list()
+    console.print(summary_table(files.summary, title=f"whole-model and baseline trials: {', '.join(models)}"))
+    if files.a_avr is not None and not files.a_avr.is_empty():
+        console.print(a_avr_table(files.a_avr))
+    console.print(INTERVALS)
+    console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
+                  f"in {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    out = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
+    console.print(a_avr_table(files.summary))
+    console.print(INTERVALS)
+    console.print(f"wrote {len(files.tables)} files of tables, {len(files.figures)} figure files in {out}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace, console: Console) -> int:
+    report = layer_report(load_model(args.model))
+    layers = report.layers
+    if args.json:
+        print(json_text({
+            "model": str(args.model),
+            "layers": [layer.to_dict() for layer in layers],
+            "total_layers": len(layers),
+            "total_params": sum(layer.num_params for layer in layers),
+            "set_aside": [entry.to_dict() for entry in report.set_aside],
+            "left_out": report.left_out,
+        }, indent=2))
+    else:
+        console.print(layers_table(layers, title=str(args.model)))
+        quantized = describe_quantization(layers)
+        if quantized:
+            console.print(quantized)
+        for line in report.set_aside_lines():
+            console.print(line, markup=False, highlight=False)
+    for line in report.left_out:
+        console.print(f"[bold red]WARNING:[/] weight left out (not listed, not noised): {line}", highlight=False)
+    return 0
+
+
+def noise_model_list() -> list[dict]:
+    """Every registered noise model: name, strength axis, default strengths, parameters with defaults, source.
+
+    ``source`` is the first line of the class docstring (formula family and source).
+    """
+    from dataclasses import MISSING, fields
+
+    from onnxnoise.config import is_time_strength
+    from onnxnoise.noise import get_noise_model, make_noise_model
+
+    get_noise_model("gaussian-snr")  # loads the built-in models
+    out = []
+    for name in sorted(NOISE_MODELS):
+        cls = NOISE_MODELS[name]
+        try:
+            instance = make_noise_model(name)
+        except OnnxNoiseError:
+            instance = None
+        params = {}
+        for f in fields(cls):
+            if instance is not None:
+                value = getattr(instance, f.name)
+            elif f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:  # type: ignore[misc]
+                value = f.default_factory()  # type: ignore[misc]
+            else:
+                value = None
+            params[f.name] = list(value) if isinstance(value, tuple) else value
+        doc = (cls.__doc__ or "").strip().splitlines()
+        strengths = list(cls.default_strengths)
+        out.append({
+            "name": name,
+            "strength": {"name": cls.strength_name, "label": cls.strength_label,
+                         "more_noise_when": cls.more_noise_when, "time": is_time_strength(cls)},
+            "default_strengths": strengths,
+            "default_strengths_text": [instance.format_strength(v) for v in strengths] if instance else [],
+            "params": params,
+            "source": doc[0].strip() if doc else "",
+        })
+    return out
+
+
+def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
+    models = noise_model_list()
+    if args.json:
+        print(json_text({"noise_models": models}, indent=2))
+        return 0
+    for m in models:
+        axis = m["strength"]
+        console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
+        console.print(f"  strength: {axis['name']} ({axis['label']}), more noise when {axis['more_noise_when']}"
+                      + ("; takes time units s, min, h, d, w, y" if axis["time"] else ""), highlight=False)
+        defaults = m["default_strengths_text"] or [f"{v:g}" for v in m["default_strengths"]]
+        console.print(f"  default strengths: {', '.join(defaults)}", highlight=False)
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["params"].items()) or "(none)"
+        console.print(f"  parameters: {params}", highlight=False, markup=False)
+    console.print("choose one with --noise MODEL[:key=value,...], e.g. --noise pcm:compensation=global "
+                  "--strength 1s,1h,1d,30d,1y", highlight=False)
+    return 0
+
+
+#: Subcommand name -> its function ``(args, console) -> exit code``.
+COMMANDS = {"bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare,
+            "layers": cmd_layers, "noise-models": cmd_noise_models}

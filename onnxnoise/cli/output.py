@@ -1,0 +1,75 @@
+"""What the CLI prints and writes besides tables: strict JSON and progress."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from onnxnoise.engine.executor import Progress as _Progress
+from onnxnoise.noise import NoiseModel
+
+#: What ± means in the report and compare tables.
+INTERVALS = ("± = 95% Student t interval over seeds ([low, high] when it leaves the possible range: below 0, above 100%); "
+              "A_avr = mean over layers of a/a0 with noise in one layer at a time (paper eq. 3)")
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float (NaN, inf; numpy scalars too) replaced by None, recursively."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0:
+        return _finite(obj.item())
+    return obj
+
+
+def json_text(obj, *, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj``: non-finite numbers become ``null`` (never a bare ``NaN`` token)."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+class RichProgress(_Progress):
+    def __init__(self, console: Console, noise_model: NoiseModel) -> None:
+        self.noise_model = noise_model
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=True,
+        )
+        self.task = None
+
+    def start(self, trials: int, images_per_trial: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("trials", total=trials, status="")
+        self.images = self.bar.add_task("images", total=images_per_trial, status="")
+
+    def advance(self, images: int) -> None:
+        self.bar.advance(self.images, images)
+
+    def _log(self, text: str) -> None:
+        """Without a terminal (logs, pipes) rich shows no bar: print a line every ~10% instead."""
+        done = int(self.bar.tasks[0].completed)
+        total = int(self.bar.tasks[0].total or 0)
+        if not self.bar.console.is_terminal and (done == total or done % max(1, total // 10) == 0):
+            self.bar.console.print(f"{done}/{total} trials, {self.bar.tasks[0].elapsed:.0f} s; last {text}")
+
+    def trial_done(self, row: dict) -> None:
+        label = self.noise_model.format_strength(row["strength"])
+        if row["seed"] is not None:
+            label += f" seed {row['seed']}"
+        if row.get("mode") in ("per-layer", "cumulative"):
+            label = f"{row['mode']} {row['layer_index']} {label}"
+        status = (f"[red]failed: {row['error']}[/]" if row.get("error")
+                  else f"top-1 {100.0 * row['top1_correct'] / row['images']:.2f}%")
+        self.bar.update(self.task, advance=1, status=f"{label}: {status}")
+        self._log(f"{label}: {status}")
+        self.bar.reset(self.images)
+
+    def stop(self) -> None:
+        self.bar.stop()
