@@ -172,3 +172,13 @@ def test_interval_beyond_0_100_shows_clipped_bounds():
     rows = _lines(_text(summary_table(summarize_trials(trials))))
     assert rows[2][2] == "60.25 [0.00, 100.00]"
     assert rows[1][2] == "90.00"  # the baseline: one trial, no interval
+
+
+def test_summary_table_names_the_noise_settings_that_differ():
+    """Two sweeps of one model with different parameters (pcm compensation) get a settings column."""
+    none = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"none"}}'
+    glob = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"global"}}'
+    trials = pl.concat([_trials("pcm", none, (1.0, 3600.0)), _trials("pcm", glob, (1.0, 3600.0))])
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[0][:2] == ["noise settings", "time (s)"]
+    assert sorted({r[0] for r in rows[1:]}) == ["compensation=global", "compensation=none"]

@@ -148,7 +148,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     console.print(summary_table(files.summary, title=f"whole-model and baseline trials: {', '.join(models)}"))
     if files.a_avr is not None and not files.a_avr.is_empty():
         console.print(a_avr_table(files.a_avr))
-    console.print(INTERVALS)
+    console.print(INTERVALS, markup=False, highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
                   f"in {out}")
     return 0
@@ -158,7 +158,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     out = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
     console.print(a_avr_table(files.summary))
-    console.print(INTERVALS)
+    console.print(INTERVALS, markup=False, highlight=False)
     console.print(f"wrote {len(files.tables)} files of tables, {len(files.figures)} figure files in {out}")
     return 0
 

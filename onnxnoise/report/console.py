@@ -11,9 +11,9 @@ from rich.text import Text
 
 from onnxnoise.model import Layer
 from onnxnoise.report.stats import sort_by_noise
-from onnxnoise.report.strength import noise_model_for, strength_header
+from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
 
-__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table"]
+__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table", "format_interval"]
 
 #: Settings shown as columns by :func:`summary_table` when a summary holds several values of them
 #: (rows measured under other settings are never pooled as seeds): column -> header.
@@ -100,7 +100,7 @@ def bench_caption(meta: dict) -> Text:
     return text
 
 
-def _pm(mean, ci, digits: int = 2, *, upper: float | None = 100.0) -> str:
+def format_interval(mean, ci, digits: int = 2, *, upper: float | None = 100.0) -> str:
     """``mean ± ci``; when the interval leaves ``[0, upper]`` (few seeds), its clipped bounds instead."""
     if mean is None:
         return "-"
@@ -145,20 +145,29 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
     table = Table(title=title)
     varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
+    settings = _noise_settings_column(rows)
     lead = [*(["model"] if models else []), *(SETTING_HEADERS[c] for c in varying),
-            *(["noise model"] if several else [])]
+            *(["noise model"] if several else []), *(["noise settings"] if settings else [])]
     headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
                "top-1 a/a0", "NaN", *(COUNTER_HEADERS[c] for c in counters)]
     for i, name in enumerate(headers):
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
-    for row in rows.iter_rows(named=True):
+    for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*([row["model"]] if models else []), *(str(row[c]) for c in varying),
-                 *([row["noise_model"]] if several else []),
+                 *([row["noise_model"]] if several else []), *([settings[i]] if settings else []),
                  row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
-                 _pm(row["top1_acc_mean"], row["top1_acc_ci"]), _pm(row["top5_acc_mean"], row["top5_acc_ci"]),
-                 _pm(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None), _count(row.get("nan_count"))]
+                 format_interval(row["top1_acc_mean"], row["top1_acc_ci"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci"]),
+                 format_interval(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None), _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c in counters))
     return table
+
+
+def _noise_settings_column(rows: pl.DataFrame) -> list[str] | None:
+    """Per row, the noise settings that differ between rows (e.g. ``compensation=global``); None if none differ."""
+    if "noise" not in rows.columns or rows["noise"].n_unique() <= 1:
+        return None
+    text = varying_settings_text(rows["noise"], rows["noise_model"] if "noise_model" in rows.columns else None)
+    return text if any(text) else None
 
 
 def _count(value) -> str:
@@ -193,8 +202,8 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         cells = [row["model"], *(str(row[c]) for c in varying), *([row["noise_model"]] if several else []),
                  row["strength_text"],
                  str(row["layers"]), str(row["seeds"]),
-                 _pm(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
-                 f"{row['top1_degradation_pct']:.2f}", _pm(row["top5_a_avr"], row["top5_a_avr_ci"], 4, upper=None)]
+                 format_interval(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
+                 f"{row['top1_degradation_pct']:.2f}", format_interval(row["top5_a_avr"], row["top5_a_avr_ci"], 4, upper=None)]
         if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)

@@ -20,7 +20,6 @@ backend, safe under ``Agg`` and in threads) and returns it; the caller saves it,
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import polars as pl
@@ -29,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from onnxnoise.report.stats import sort_by_noise
-from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis
+from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis, varying_settings_text
 
 __all__ = [
     "METRIC_LABELS",
@@ -366,16 +365,6 @@ def _levels(frame: pl.DataFrame) -> list[float]:
     return sorted(frame["strength"].drop_nulls().unique().to_list(), key=lambda v: -v if lower else v)
 
 
-def _settings_text(noise: str | None) -> str:
-    """Compact ``k=v`` text of a ``noise`` settings JSON (parameters flattened)."""
-    try:
-        settings = json.loads(noise) if noise else {}
-    except json.JSONDecodeError:
-        return str(noise)
-    flat = {**(settings.pop("params", None) or {}), **settings} if isinstance(settings, dict) else {}
-    return ", ".join(f"{k}={v}" for k, v in flat.items()) or "defaults"
-
-
 def _series_keys(frame: pl.DataFrame) -> list[tuple[dict, str]]:
     """One series per (model, dataset[, run settings][, noise settings]); labels name what varies.
 
@@ -387,13 +376,17 @@ def _series_keys(frame: pl.DataFrame) -> list[tuple[dict, str]]:
     varying = [c for c in settings if several[c]]
     cols = [c for c in ("model", "dataset") if c in frame.columns] + varying + (["noise"] if several["noise"] else [])
     out = []
-    for row in frame.unique(cols, maintain_order=True).select(cols).iter_rows(named=True):
+    keys = frame.unique(cols, maintain_order=True).select(cols)
+    # A figure shows one noise model (checked by the callers): label only the settings that differ.
+    model = pl.Series([frame["noise_model"][0]] * keys.height) if "noise_model" in frame.columns else None
+    settings = varying_settings_text(keys["noise"], model) if several["noise"] else [""] * keys.height
+    for row, text in zip(keys.iter_rows(named=True), settings):
         label = str(row.get("model", "model"))
         if several["dataset"]:
             label += f" ({row['dataset']})"
         label += "".join(f" {c.replace('_', ' ')} {row[c]}" for c in varying)
-        if several["noise"]:
-            label += f" [{_settings_text(row['noise'])}]"
+        if text:
+            label += f" [{text}]"
         out.append((row, label))
     return out
 

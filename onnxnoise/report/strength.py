@@ -21,6 +21,7 @@ for higher values) instead of failing the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -247,3 +248,43 @@ def noise_rank(frame: pl.DataFrame) -> pl.Expr:
     signs = {name: (-1.0 if more_noise_when(name) == "lower" else 1.0) for name in _names(frame) if name is not None}
     sign = pl.col("noise_model").replace_strict(signs, default=1.0, return_dtype=pl.Float64)
     return strength * sign
+
+
+def noise_settings(noise: str | None) -> dict[str, Any]:
+    """A trial's ``noise`` JSON flattened: the model's parameters and the policies, ``name -> value``."""
+    try:
+        settings = json.loads(noise) if noise else {}
+    except json.JSONDecodeError:
+        return {"noise": noise}
+    if not isinstance(settings, dict):
+        return {"noise": noise}
+    return {**(settings.pop("params", None) or {}), **settings}
+
+
+def varying_settings_text(noise: pl.Series, noise_model: pl.Series | None = None) -> list[str]:
+    """Per row, ``k=v`` text of the noise settings that differ between rows of the same noise model.
+
+    E.g. ``compensation=global`` beside ``compensation=none`` for two pcm sweeps; ``""`` for a
+    row whose noise model has one setting only.
+    """
+    models = noise_model.to_list() if noise_model is not None else [None] * len(noise)
+    flat = [_with_defaults(noise_settings(n), m) for n, m in zip(noise.to_list(), models)]
+    out = []
+    for f, m in zip(flat, models):
+        group = [g for g, gm in zip(flat, models) if gm == m]
+        keys = sorted({k for g in group for k in g})
+        varying = [k for k in keys if len({json.dumps(g.get(k), sort_keys=True) for g in group}) > 1]
+        out.append(", ".join(f"{k}={f.get(k)}" for k in varying))
+    return out
+
+
+def _with_defaults(settings: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """``settings`` with the registered model's default for every parameter not stored (e.g. ``scope=tensor``)."""
+    try:
+        model = get_noise_model(name) if name else None
+    except NoiseConfigError:
+        model = None
+    if model is None:
+        return settings
+    defaults = {f.name: f.default for f in dataclasses.fields(model) if f.default is not dataclasses.MISSING}
+    return {**defaults, **settings}

@@ -19,7 +19,8 @@ from onnxnoise.errors import StoreError
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import write_table
 from onnxnoise.report.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
-from onnxnoise.report.strength import noise_descriptions, strength_header
+from onnxnoise.report.console import format_interval
+from onnxnoise.report.strength import noise_descriptions, strength_header, varying_settings_text
 from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "write_report",
@@ -253,7 +254,10 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         "",
         "## Models and baselines", "",
     ]
+    # One clean baseline per sweep: the same measurement when only the noise settings differ.
     base = summary.filter(pl.col("mode") == "baseline")
+    base = base.unique([c for c in ("model_sha256", "dataset_fingerprint", "preprocess", "label_offset", "batch_size",
+                                    "provider") if c in base.columns], keep="first", maintain_order=True)
     rows = []
     for row in base.iter_rows(named=True):
         fact = facts.filter(pl.col("model_sha256") == row["model_sha256"])
@@ -267,14 +271,17 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     whole = summary.filter(pl.col("mode") == "all")  # summarize_trials order: increasing noise
     if whole.height:
         several = _several_noise_models(whole)
+        settings = varying_settings_text(whole["noise"], whole["noise_model"]) if "noise" in whole.columns else []
+        settings = settings if any(settings) else []
         parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
-        rows = [[r["model"], *([r["noise_model"]] if several else []), r["strength_text"], str(r["seeds"]),
-                 f"{_fmt(r['top1_acc_mean'])} ± {_fmt(r['top1_acc_ci'])}",
-                 f"{_fmt(r['top5_acc_mean'])} ± {_fmt(r['top5_acc_ci'])}",
-                 f"{_fmt(r['top1_norm_mean'], 4)} ± {_fmt(r['top1_norm_ci'], 4)}", str(r["nan_count"])]
-                for r in whole.iter_rows(named=True)]
-        parts += [_md_table(["model", *(["noise model"] if several else []), strength_header(whole), "seeds",
-                             "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"], rows), ""]
+        rows = [[r["model"], *([r["noise_model"]] if several else []), *([settings[i]] if settings else []),
+                 r["strength_text"], str(r["seeds"]), format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
+                 format_interval(r["top5_acc_mean"], r["top5_acc_ci"]),
+                 format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), str(r["nan_count"])]
+                for i, r in enumerate(whole.iter_rows(named=True))]
+        parts += [_md_table(["model", *(["noise model"] if several else []), *(["noise settings"] if settings else []),
+                             strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"],
+                            rows), ""]
     if not a_avr.is_empty():
         several = _several_noise_models(a_avr)
         parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
