@@ -130,7 +130,8 @@ def run_sweep(
     context = context or prepare_context(config.run)
     planned = plan_trials(context, config.modes)
     adopted = _adopt_v1(context, store, planned)
-    todo = [item for item in planned if not store.has(item.key)]
+    done = store.done_keys(include_errors=False)  # one query; the executor re-checks each key before running it
+    todo = [item for item in planned if item.key not in done]
     facts = context.facts()
     run_id = store.record_run({
         "model": facts["model"], "model_sha256": context.model_sha256, "dataset": facts["dataset"],
