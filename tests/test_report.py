@@ -182,3 +182,16 @@ def test_summary_table_names_the_noise_settings_that_differ():
     rows = _lines(_text(summary_table(summarize_trials(trials))))
     assert rows[0][:2] == ["noise settings", "time (s)"]
     assert sorted({r[0] for r in rows[1:]}) == ["compensation=global", "compensation=none"]
+
+
+def test_report_md_names_the_run_setting_that_differs(tmp_path):
+    """The same sweep at two batch sizes: report.md shows a batch column, not two identical rows."""
+    trials = pl.concat([_trials().with_columns(pl.lit(b).alias("batch_size")) for b in (128, 64)])
+    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
+                         "config": ['{"layers_total": 3, "params_total": 1234}']})
+    md = write_report(trials, runs, tmp_path).markdown.read_text()
+    assert "| model | batch | SNR | seeds | top-1 % |" in md
+    assert "| net | 64 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| net | 128 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md

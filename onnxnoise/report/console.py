@@ -13,7 +13,7 @@ from onnxnoise.model import Layer
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
 
-__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table", "format_interval"]
+__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table", "format_interval", "lead_columns"]
 
 #: Settings shown as columns by :func:`summary_table` when a summary holds several values of them
 #: (rows measured under other settings are never pooled as seeds): column -> header.
@@ -139,27 +139,42 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
         non-zero in some row.
     """
     rows = sort_by_noise(summary.filter(pl.col("mode").is_in(["baseline", "all"])))
-    several = _several_noise_models(rows)
-    models = rows["model"].n_unique() > 1 if "model" in rows.columns else False
     failed = "errors" in rows.columns and (rows["errors"].fill_null(0) > 0).any()
     counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
     table = Table(title=title)
-    varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
-    settings = _noise_settings_column(rows)
-    lead = [*(["model"] if models else []), *(SETTING_HEADERS[c] for c in varying),
-            *(["noise model"] if several else []), *(["noise settings"] if settings else [])]
+    lead, lead_cells = lead_columns(rows)
     headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
                "top-1 a/a0", "NaN", *(COUNTER_HEADERS[c] for c in counters)]
     for i, name in enumerate(headers):
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
-        cells = [*([row["model"]] if models else []), *(str(row[c]) for c in varying),
-                 *([row["noise_model"]] if several else []), *([settings[i]] if settings else []),
-                 row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
+        cells = [*lead_cells[i], row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
                  format_interval(row["top1_acc_mean"], row["top1_acc_ci"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci"]),
                  format_interval(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None), _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c in counters))
     return table
+
+
+def lead_columns(rows: pl.DataFrame, *, model: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The columns that say which measurement a row is, shown only when they differ between rows.
+
+    Model (always with ``model=True``), run settings (:data:`SETTING_HEADERS`), noise
+    model, and the noise settings that differ. Used by every summary table (console and
+    report.md), so rows measured under other settings are never shown as duplicates.
+
+    Returns:
+        ``(headers, cells per row)``.
+    """
+    show_model = model or ("model" in rows.columns and rows["model"].n_unique() > 1)
+    varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
+    several = _several_noise_models(rows)
+    settings = _noise_settings_column(rows)
+    headers = [*(["model"] if show_model else []), *(SETTING_HEADERS[c] for c in varying),
+               *(["noise model"] if several else []), *(["noise settings"] if settings else [])]
+    cells = [[*([r["model"]] if show_model else []), *(str(r[c]) for c in varying),
+              *([r["noise_model"]] if several else []), *([settings[i]] if settings else [])]
+             for i, r in enumerate(rows.iter_rows(named=True))]
+    return headers, cells
 
 
 def _noise_settings_column(rows: pl.DataFrame) -> list[str] | None:
@@ -188,20 +203,16 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         degradation %, top-5 A_avr ± CI, [parameters].
     """
     rows = sort_by_noise(a_avr)
-    several = _several_noise_models(rows)
-    varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
     table = Table(title=title)
-    lead = ["model", *(SETTING_HEADERS[c] for c in varying), *(["noise model"] if several else [])]
+    lead, lead_cells = lead_columns(rows, model=True)
     headers = [*lead, strength_header(rows), "layers", "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"]
     if "parameters" in rows.columns:
         headers.append("parameters")
     for i, name in enumerate(headers):
         table.add_column(name, justify="left" if i < len(lead) else "right",
                          overflow="fold", min_width=9 if name == "model" else None)
-    for row in rows.iter_rows(named=True):
-        cells = [row["model"], *(str(row[c]) for c in varying), *([row["noise_model"]] if several else []),
-                 row["strength_text"],
-                 str(row["layers"]), str(row["seeds"]),
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        cells = [*lead_cells[i], row["strength_text"], str(row["layers"]), str(row["seeds"]),
                  format_interval(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
                  f"{row['top1_degradation_pct']:.2f}", format_interval(row["top5_a_avr"], row["top5_a_avr_ci"], 4, upper=None)]
         if "parameters" in rows.columns:

@@ -19,8 +19,8 @@ from onnxnoise.errors import StoreError
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import write_table
 from onnxnoise.report.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
-from onnxnoise.report.console import format_interval
-from onnxnoise.report.strength import noise_descriptions, strength_header, varying_settings_text
+from onnxnoise.report.console import format_interval, lead_columns
+from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "write_report",
@@ -270,29 +270,25 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                         rows), ""]
     whole = summary.filter(pl.col("mode") == "all")  # summarize_trials order: increasing noise
     if whole.height:
-        several = _several_noise_models(whole)
-        settings = varying_settings_text(whole["noise"], whole["noise_model"]) if "noise" in whole.columns else []
-        settings = settings if any(settings) else []
+        lead, lead_cells = lead_columns(whole, model=True)
         parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
-        rows = [[r["model"], *([r["noise_model"]] if several else []), *([settings[i]] if settings else []),
-                 r["strength_text"], str(r["seeds"]), format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
+        rows = [[*lead_cells[i], r["strength_text"], str(r["seeds"]),
+                 format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
                  format_interval(r["top5_acc_mean"], r["top5_acc_ci"]),
                  format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), str(r["nan_count"])]
                 for i, r in enumerate(whole.iter_rows(named=True))]
-        parts += [_md_table(["model", *(["noise model"] if several else []), *(["noise settings"] if settings else []),
-                             strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN logits"],
-                            rows), ""]
+        parts += [_md_table([*lead, strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0",
+                             "NaN logits"], rows), ""]
     if not a_avr.is_empty():
-        several = _several_noise_models(a_avr)
+        lead, lead_cells = lead_columns(a_avr, model=True)
         parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
-        rows = [[r["model"], *([r["noise_model"]] if several else []), r["strength_text"], str(r["layers"]),
-                 str(r["seeds"]), f"{_fmt(r['top1_a_avr'], 4)} ± {_fmt(r['top1_a_avr_ci'], 4)}",
-                 _fmt(r["top1_degradation_pct"]), f"{_fmt(r['top5_a_avr'], 4)} ± {_fmt(r['top5_a_avr_ci'], 4)}",
+        rows = [[*lead_cells[i], r["strength_text"], str(r["layers"]), str(r["seeds"]),
+                 format_interval(r["top1_a_avr"], r["top1_a_avr_ci"], 4, upper=None),
+                 _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci"], 4, upper=None),
                  _fmt(r["top5_degradation_pct"])]
-                for r in a_avr.iter_rows(named=True)]
-        parts += [_md_table(["model", *(["noise model"] if several else []), strength_header(a_avr), "layers",
-                             "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr", "top-5 degradation %"],
-                            rows), ""]
+                for i, r in enumerate(a_avr.iter_rows(named=True))]
+        parts += [_md_table([*lead, strength_header(a_avr), "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
+                             "top-5 A_avr", "top-5 degradation %"], rows), ""]
     if files.figures:
         parts += ["## Figures", ""]
         parts += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in files.figures if p.suffix == ".png"]
