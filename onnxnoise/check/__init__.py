@@ -1,0 +1,17 @@
+"""``onnxnoise check``: a pass / fail gate on the accuracy drop under noise, fit for CI.
+
+* :mod:`onnxnoise.check.sequential`: the decision rule (bounds over draws and images,
+  repeated looks), pure functions;
+* :mod:`onnxnoise.check.gate`: baseline and noisy draws through the trial engine until
+  the rule decides;
+* :mod:`onnxnoise.check.tolerance`: the noisiest strength that still passes (bisection);
+* :mod:`onnxnoise.check.protect`: layers to keep noise-free so the gate passes;
+* :mod:`onnxnoise.check.outputs`: ``check.json``, ``junit.xml``, ``check.md``.
+"""
+
+from onnxnoise.check.sequential import (
+    FAIL, INCONCLUSIVE, MAX_DRAWS, MIN_DRAWS, PASS, Decision, Draw, decide, decide_streams, run_sequential,
+)
+
+__all__ = ["PASS", "FAIL", "INCONCLUSIVE", "MIN_DRAWS", "MAX_DRAWS", "Draw", "Decision", "decide",
+           "decide_streams", "run_sequential"]
