@@ -27,7 +27,7 @@ from onnxnoise.data import (
     DataConfig, Dataset, config_differences, load_images, open_dataset, resolve_data_config, unit_mismatch,
 )
 from onnxnoise.data.cache import load_images_cached
-from onnxnoise.engine.evaluate import EvalSet
+from onnxnoise.engine.evaluate import EvalSet, Outcomes
 from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
@@ -80,6 +80,9 @@ class RunContext:
         versions: Package versions (onnxruntime, onnx, numpy, ...).
         warnings: Things the user should know about the run's numbers (e.g. a preset
             that overrides the model's own preprocessing), shown in summaries.
+        clean_outcomes: The clean model's per-image outcomes, set by the baseline trial
+            (or :func:`onnxnoise.engine.trial.clean_outcomes`): the reference of every
+            trial's paired counts.
     """
 
     config: RunConfig
@@ -101,6 +104,7 @@ class RunContext:
     provider_options: dict[str, str]
     versions: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    clean_outcomes: Outcomes | None = field(default=None, repr=False)
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
     @property

@@ -20,10 +20,70 @@ import onnxruntime as ort
 from onnxnoise.engine.labels import shift_labels
 from onnxnoise.data import DataConfig, normalize
 from onnxnoise.errors import DataError
-from onnxnoise.engine.metrics import Counts, count_correct
+from onnxnoise.engine.metrics import Counts, image_results
 from onnxnoise.engine.runtime import Session
 
-__all__ = ["EvalSet", "evaluate"]
+__all__ = ["EvalSet", "Outcomes", "PAIRED_COUNTERS", "paired_counts", "evaluate"]
+
+#: Per-trial counts against the clean model on the same images (see :func:`paired_counts`).
+PAIRED_COUNTERS: tuple[str, ...] = ("flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5")
+
+
+def _empty(dtype) -> np.ndarray:
+    return np.empty(0, dtype=dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Outcomes(Counts):
+    """:class:`~onnxnoise.engine.metrics.Counts` plus what each image got, in dataset order.
+
+    Equality compares the counts only (as :class:`Counts`). Memory: 6 bytes per image.
+
+    Attributes:
+        top1_class: ``(N,) int32`` predicted class (the model's output index), -1 where
+            the scores are non-finite or their maximum is tied (no prediction).
+        top1_hit: ``(N,) bool`` top-1 correct (label offset applied).
+        top5_hit: ``(N,) bool`` top-5 correct.
+    """
+
+    top1_class: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    top1_hit: np.ndarray = field(default_factory=lambda: _empty(bool))
+    top5_hit: np.ndarray = field(default_factory=lambda: _empty(bool))
+
+    def counts(self) -> Counts:
+        """The plain counts."""
+        return Counts(self.images, self.top1_correct, self.top5_correct, self.nan_count)
+
+
+def paired_counts(clean: Outcomes, noisy: Outcomes) -> dict[str, int]:
+    """Per-image comparison of a noisy trial with the clean model on the same images.
+
+    The discordant pairs of McNemar's test (McNemar, Psychometrika 12, 1947):
+    ``lost`` = clean correct and noisy wrong (``b``), ``gained`` = clean wrong and
+    noisy correct (``c``); ``correct_noisy - correct_clean = gained - lost``.
+
+    Args:
+        clean: Outcomes of the clean model (the baseline trial).
+        noisy: Outcomes of the noisy trial, same images in the same order.
+
+    Returns:
+        ``{"flips": images whose top-1 class differs from the clean one (a non-finite or
+        tied row has class -1, so becoming one is a flip), "lost_top1", "gained_top1",
+        "lost_top5", "gained_top5"}`` (keys :data:`PAIRED_COUNTERS`), Python ints.
+
+    Raises:
+        ValueError: If the two cover different numbers of images.
+    """
+    if len(clean.top1_class) != len(noisy.top1_class) or len(clean.top1_class) != clean.images:
+        msg = (f"paired counts need per-image outcomes of the same images: clean has {len(clean.top1_class)}, "
+               f"noisy {len(noisy.top1_class)}")
+        raise ValueError(msg)
+    out = {"flips": int(np.count_nonzero(clean.top1_class != noisy.top1_class))}
+    for top in ("top1", "top5"):
+        was, now = getattr(clean, f"{top}_hit"), getattr(noisy, f"{top}_hit")
+        out[f"lost_{top}"] = int(np.count_nonzero(was & ~now))
+        out[f"gained_{top}"] = int(np.count_nonzero(~was & now))
+    return out
 
 
 @dataclass
@@ -123,7 +183,7 @@ class EvalSet:
         """Size of the whole normalized input set in bytes."""
         return int(np.prod(self.images.shape[1:])) * np.dtype(self._dtype).itemsize * len(self.images)
 
-    def count(self, scores: np.ndarray, labels: np.ndarray) -> Counts:
+    def count(self, scores: np.ndarray, labels: np.ndarray) -> Outcomes:
         """Top-1 / top-5 / NaN counts of one batch: the one place labels meet scores.
 
         Args:
@@ -132,7 +192,9 @@ class EvalSet:
             labels: ``(n,)`` dataset labels; ``label_offset`` is added here.
 
         Returns:
-            The batch's :class:`~onnxnoise.engine.metrics.Counts`; non-finite rows count as wrong.
+            The batch's :class:`Outcomes` (counts as
+            :func:`~onnxnoise.engine.metrics.count_correct`, plus each image's top-1 class
+            and hits); non-finite rows count as wrong.
 
         Raises:
             DataError: If a shifted label is beyond the model's outputs.
@@ -145,17 +207,43 @@ class EvalSet:
                 f"{scores.shape[1]} outputs"
             )
             raise DataError(msg)
-        return count_correct(scores, targets)
+        if scores.ndim != 2 or scores.shape[0] != len(targets):
+            msg = f"expected scores of shape (N, C) with N = {len(targets)}, got {scores.shape}"
+            raise ValueError(msg)
+        top1_class, top1, top5, finite = image_results(scores, targets)
+        return Outcomes(images=len(targets), top1_correct=int(top1.sum()), top5_correct=int(top5.sum()),
+                        nan_count=int((~finite).sum()), top1_class=top1_class, top1_hit=top1, top5_hit=top5)
 
     def count_all(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], *,
-                  on_batch: Callable[[int], None] | None = None) -> Counts:
-        """Sum :meth:`count` over ``(scores, labels)`` batches, calling ``on_batch(n)`` after each."""
-        total = Counts()
+                  on_batch: Callable[[int], None] | None = None) -> Outcomes:
+        """Sum :meth:`count` over ``(scores, labels)`` batches, calling ``on_batch(n)`` after each.
+
+        Returns:
+            The summed :class:`Outcomes`, per-image arrays concatenated in batch order.
+
+        Raises:
+            DataError: If the batches cover every image but not in dataset order (the
+                per-image outcomes could then not be paired with another trial's).
+        """
+        parts: list[Outcomes] = []
+        seen: list[np.ndarray] = []
         for scores, labels in pairs:
-            total = total + self.count(scores, labels)
+            parts.append(self.count(scores, labels))
+            seen.append(labels)
             if on_batch is not None:
                 on_batch(len(labels))
-        return total
+        total = sum((part.counts() for part in parts), Counts())
+        if total.images == len(self.labels) and not np.array_equal(np.concatenate(seen), self.labels):
+            msg = "scores came in another order than the dataset's images; per-image outcomes cannot be paired"
+            raise DataError(msg)
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) if parts else _empty(dtype)
+                  for name, dtype in (("top1_class", np.int32), ("top1_hit", bool), ("top5_hit", bool))}
+        return Outcomes(total.images, total.top1_correct, total.top5_correct, total.nan_count, **arrays)
+
+    def batch_labels(self) -> Iterator[np.ndarray]:
+        """Yield each batch's ``(n,)`` labels, dataset order (the labels :meth:`batches` yields, without inputs)."""
+        for start in range(0, len(self.labels), self.batch_size):
+            yield self.labels[start : start + self.batch_size]
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(input batch, labels)``; the input may hold padding rows beyond ``len(labels)``."""
@@ -185,7 +273,7 @@ def evaluate(
     data: EvalSet,
     *,
     on_batch: Callable[[int], None] | None = None,
-) -> Counts:
+) -> Outcomes:
     """Run ``session`` over every batch of ``data`` and count top-1 / top-5 hits.
 
     Args:
@@ -194,7 +282,7 @@ def evaluate(
         on_batch: Called with the number of images after each batch (progress bars).
 
     Returns:
-        Summed :class:`~onnxnoise.engine.metrics.Counts` (see :meth:`EvalSet.count`).
+        Summed :class:`Outcomes` (see :meth:`EvalSet.count`), per image in dataset order.
 
     Raises:
         DataError: If a label (plus ``data.label_offset``) is beyond the model's outputs.

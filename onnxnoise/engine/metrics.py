@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Counts", "count_correct"]
+__all__ = ["Counts", "count_correct", "image_results"]
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,38 @@ def count_correct(logits: np.ndarray, labels: np.ndarray) -> Counts:
     if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
         msg = f"expected `logits` of shape (N, C) with N = {labels.shape[0]}, got {logits.shape}"
         raise ValueError(msg)
-    finite = np.isfinite(logits).all(axis=1)
-    rows = np.arange(labels.shape[0])
-    label_score = logits[rows, labels]
-    # Rank of the true class = number of other classes scoring at least as high, so a
-    # tie (e.g. a collapsed model emitting constant logits) is never counted as a hit.
-    rank = (logits >= label_score[:, None]).sum(axis=1) - 1
-    top1 = finite & (rank < 1)
-    top5 = finite & (rank < min(5, logits.shape[1]))
+    _, top1, top5, finite = image_results(logits, labels)
     return Counts(
         images=int(labels.shape[0]),
         top1_correct=int(top1.sum()),
         top5_correct=int(top5.sum()),
         nan_count=int((~finite).sum()),
     )
+
+
+def image_results(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image top-1 class and hits: what :func:`count_correct` sums.
+
+    Args:
+        logits: ``(N, C)`` float scores; labels: ``(N,)`` class indices in ``[0, C)``
+            (shapes checked by :func:`count_correct`).
+
+    Returns:
+        ``(top1_class, top1_hit, top5_hit, finite)``: ``(N,) int32`` predicted class,
+        the unique highest score, or -1 when the row is non-finite or its highest score
+        is tied (no prediction); ``(N,) bool`` top-1 hit (``top1_class == label``), top-5
+        hit (fewer than five other classes score at least as high as the label; a tie
+        ranks above it), and all scores finite. Non-finite rows are never hits.
+    """
+    finite = np.isfinite(logits).all(axis=1)
+    rows = np.arange(labels.shape[0])
+    label_score = logits[rows, labels]
+    # Rank of the true class = number of other classes scoring at least as high, so a
+    # tie (e.g. a collapsed model emitting constant logits) is never counted as a hit.
+    rank = (logits >= label_score[:, None]).sum(axis=1) - 1
+    best = logits.argmax(axis=1) if logits.shape[1] else np.zeros(len(rows), dtype=np.int64)
+    unique = (logits >= logits[rows, best][:, None]).sum(axis=1) == 1
+    top1_class = np.where(finite & unique, best, -1).astype(np.int32)
+    top1 = finite & (rank < 1)
+    top5 = finite & (rank < min(5, logits.shape[1]))
+    return top1_class, top1, top5, finite

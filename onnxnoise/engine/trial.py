@@ -10,18 +10,24 @@ throughput script all call :func:`run_trial`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from onnxnoise.engine.evaluate import evaluate
+from onnxnoise.engine.evaluate import PAIRED_COUNTERS, Outcomes, evaluate, paired_counts
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.runtime import ort_message
+from onnxnoise.errors import BaselineError
 from onnxnoise.noise import NoiseDraw, draw_noise
 
-__all__ = ["ROW_COUNTERS", "run_trial"]
+__all__ = ["ROW_COUNTERS", "PAIRED_COUNTERS", "BASELINE_TRIAL", "run_trial", "clean_outcomes"]
 
 #: Counts every trial row carries (besides images and top-1 / top-5 hits).
 ROW_COUNTERS: tuple[str, ...] = ("nan_count", "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept")
+
+#: The clean trial (no noise) every plan starts with.
+BASELINE_TRIAL = Trial("baseline", None, (), None, None)
+
+_CHECKED = ("images", "top1_correct", "top5_correct", "nan_count")
 
 
 def run_trial(
@@ -43,11 +49,19 @@ def run_trial(
 
     Returns:
         The trial row: the columns of :data:`onnxnoise.store.TRIAL_COLUMNS` except
-        ``key``, ``run_id``, ``key_version`` and ``finished_at``. A failure (ONNX
-        Runtime error, invalid noise, out of memory, ...) gives a row with ``error``
-        set and null counts instead of an exception.
+        ``key``, ``run_id``, ``key_version`` and ``finished_at``, with the paired counts
+        :data:`PAIRED_COUNTERS` against the clean model on the same images
+        (:func:`~onnxnoise.engine.evaluate.paired_counts`; 0 for the baseline, which
+        becomes the context's clean reference). A failure (ONNX Runtime error, invalid
+        noise, out of memory, ...) gives a row with ``error`` set and null counts
+        instead of an exception.
+
+    Raises:
+        BaselineError: A noisy trial needs the clean reference, none was measured in
+            this context yet (a resumed sweep) and the clean pass fails.
     """
     row: dict[str, Any] = {**context.row_fields(), **trial.to_dict(), "layers_noised": len(trial.layers)}
+    reference = None if trial.mode == "baseline" else clean_outcomes(context)
     started = time.perf_counter()
     try:
         draw = _draw(context, trial)
@@ -61,15 +75,58 @@ def run_trial(
             provider = session.provider
     except Exception as exc:  # noqa: BLE001 - every failure becomes a visible error row
         detail = f"{type(exc).__name__}: {ort_message(exc)}"
-        row.update({name: None for name in ("images", "top1_correct", "top5_correct", *ROW_COUNTERS)})
+        row.update({name: None for name in ("images", "top1_correct", "top5_correct", *ROW_COUNTERS,
+                                            *PAIRED_COUNTERS)})
         row.update(provider=None, seconds=time.perf_counter() - started, error=detail)
         return row
+    if reference is None:
+        context.clean_outcomes = counts
+        paired = dict.fromkeys(PAIRED_COUNTERS, 0)
+    else:
+        paired = paired_counts(reference, counts)
     row.update(
         images=counts.images, top1_correct=counts.top1_correct, top5_correct=counts.top5_correct,
-        nan_count=counts.nan_count, **draw.counters(), provider=provider,
+        nan_count=counts.nan_count, **draw.counters(), **paired, provider=provider,
         seconds=time.perf_counter() - started, error=None,
     )
     return row
+
+
+def clean_outcomes(context, *, stored: Mapping[str, Any] | None = None) -> Outcomes:
+    """The clean model's per-image outcomes in ``context``: the reference of every paired count.
+
+    The baseline trial sets them (``context.clean_outcomes``); when none ran in this
+    context (a resumed sweep whose baseline row is stored), the baseline trial is run
+    here once, through :func:`run_trial`, and its row is not recorded.
+
+    Args:
+        context: The :class:`~onnxnoise.engine.context.RunContext`.
+        stored: The stored baseline row of this context, if any: its ``images``,
+            ``top1_correct``, ``top5_correct`` and ``nan_count`` must equal the clean
+            pass's (checked only when this call runs the clean pass).
+
+    Returns:
+        The :class:`~onnxnoise.engine.evaluate.Outcomes` (``(N,)`` arrays, 6 bytes per image).
+
+    Raises:
+        BaselineError: The clean pass fails, or differs from ``stored`` (the stored
+            rows were measured under conditions the trial key does not cover).
+    """
+    if context.clean_outcomes is not None:
+        return context.clean_outcomes
+    row = run_trial(context, BASELINE_TRIAL)
+    if row["error"] is not None:
+        msg = f"the clean pass (the paired counts' reference) failed, so no noisy trial was run: {row['error']}"
+        raise BaselineError(msg)
+    if stored is not None and stored.get("error") is None:
+        differ = [f"{name} {stored.get(name)} stored, {row[name]} now" for name in _CHECKED
+                  if stored.get(name) != row[name]]
+        if differ:
+            context.clean_outcomes = None
+            msg = (f"the clean model now counts differently from the stored baseline row ({'; '.join(differ)}): "
+                   "the store was measured under other conditions; write this run to a new folder (--out)")
+            raise BaselineError(msg)
+    return context.clean_outcomes
 
 
 def _draw(context, trial: Trial) -> NoiseDraw:

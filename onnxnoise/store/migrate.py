@@ -39,6 +39,7 @@ from typing import Any
 
 from onnxnoise.errors import StoreError
 from onnxnoise.store.schema import (
+    ADDED_TRIAL_COLUMNS,
     ENGINE_KEY_VERSION,
     RUN_COLUMNS,
     SCHEMA_VERSION,
@@ -48,7 +49,8 @@ from onnxnoise.store.schema import (
     now,
 )
 
-__all__ = ["V1_KEY_VERSION", "migrate_v1", "convert_v1_noise", "v1_trial_key", "v1_make_context", "adopt_v1"]
+__all__ = ["V1_KEY_VERSION", "migrate_v1", "add_trial_columns", "convert_v1_noise", "v1_trial_key",
+           "v1_make_context", "adopt_v1"]
 
 #: Key derivation version of the v1 engine (``onnxnoise.engine.plan.KEY_VERSION`` was 1).
 V1_KEY_VERSION: int = 1
@@ -101,6 +103,48 @@ def migrate_v1(conn: sqlite3.Connection, path: Path) -> bool:
             raise _failed(path, exc) from exc
         raise
     return True
+
+
+def add_trial_columns(conn: sqlite3.Connection, path: Path) -> list[str]:
+    """Add the :data:`~onnxnoise.store.schema.ADDED_TRIAL_COLUMNS` a version 2 file lacks (NULL in old rows).
+
+    Additive only (``ALTER TABLE trials ADD COLUMN``), in one ``BEGIN IMMEDIATE``
+    transaction that looks again under the write lock, so two processes opening one
+    old file at once add each column once. Keys and existing values are unchanged.
+
+    Args:
+        conn: Connection in autocommit mode, no transaction open.
+        path: The file, for messages.
+
+    Returns:
+        The columns added by this call (empty when the file has them all).
+
+    Raises:
+        StoreError: If the file cannot be written (it is then unchanged).
+    """
+    if not _missing_columns(conn):
+        return []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            missing = _missing_columns(conn)
+            for name in missing:
+                conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {TRIAL_COLUMNS[name][0]}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        msg = (f"cannot add the columns {', '.join(_missing_columns(conn))} to trial store {path} "
+               f"(the file is unchanged): {detail}")
+        raise StoreError(msg) from exc
+    return missing
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[str]:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(trials)")}
+    return [name for name in ADDED_TRIAL_COLUMNS if name not in present]
 
 
 def _failed(path: Path, exc: BaseException) -> StoreError:

@@ -18,6 +18,11 @@ Version history:
   ``layers_noised``, ``label_offset``, ``batch_size``, ``overflow_count``,
   ``clipped_count``, ``zeros_kept``, ``context`` (trials) and ``context`` (runs).
   :mod:`onnxnoise.store.migrate` converts a version 1 file in place.
+* 2, additive: nullable paired-count columns :data:`ADDED_TRIAL_COLUMNS` (``flips``,
+  ``lost_top1``, ``gained_top1``, ``lost_top5``, ``gained_top5``), added to an older
+  version 2 file with ``ALTER TABLE`` when it is opened (its rows keep NULL there). The
+  version stays 2: keys are unchanged, and an onnxnoise without these columns still
+  reads and writes the file (naming its columns, it ignores the new ones).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "TRIAL_COLUMNS",
     "RUN_COLUMNS",
     "JSON_COLUMNS",
+    "ADDED_TRIAL_COLUMNS",
     "create_sql",
     "create_schema",
     "canonical_json",
@@ -93,12 +99,23 @@ TRIAL_COLUMNS: dict[str, tuple[str, Any]] = {
     "overflow_count": ("INTEGER", pl.Int64),
     "clipped_count": ("INTEGER", pl.Int64),
     "zeros_kept": ("INTEGER", pl.Int64),
+    # Paired with the clean model on the same images (0 for the baseline; NULL for failed trials and rows
+    # recorded before these columns existed): top-1 class changed, and top-1 / top-5 hits lost or gained.
+    "flips": ("INTEGER", pl.Int64),
+    "lost_top1": ("INTEGER", pl.Int64),
+    "gained_top1": ("INTEGER", pl.Int64),
+    "lost_top5": ("INTEGER", pl.Int64),
+    "gained_top5": ("INTEGER", pl.Int64),
     "seconds": ("REAL", pl.Float64),
     "context": ("TEXT", pl.String),  # JSON: everything the key hashed
     "versions": ("TEXT", pl.String),  # JSON: package versions
     "error": ("TEXT", pl.String),  # NULL for a finished trial
     "finished_at": ("TEXT NOT NULL", pl.String),
 }
+
+#: Trial columns added to schema version 2 after its first release (see the module docstring):
+#: an older version 2 file gets them on open, NULL in its existing rows.
+ADDED_TRIAL_COLUMNS: tuple[str, ...] = ("flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5")
 
 #: Run columns (one row per sweep invocation): name -> (SQLite type, Polars dtype).
 RUN_COLUMNS: dict[str, tuple[str, Any]] = {

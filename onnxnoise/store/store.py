@@ -18,7 +18,8 @@ be replaced by its retry. :meth:`TrialStore.has` lets an executor skip a trial t
 another process finished meanwhile.
 
 Schema: :mod:`onnxnoise.store.schema` (version 2); a version 1 file is migrated in
-place on open (:mod:`onnxnoise.store.migrate`).
+place on open, and a version 2 file without the paired-count columns gets them
+(:mod:`onnxnoise.store.migrate`).
 """
 
 from __future__ import annotations
@@ -36,18 +37,8 @@ import polars as pl
 from onnxnoise.errors import StoreError
 from onnxnoise.store import migrate
 from onnxnoise.store.schema import (
-    APPLICATION_ID,
-    ENGINE_KEY_VERSION,
-    JSON_COLUMNS,
-    MODES,
-    trial_frame,
-    RUN_COLUMNS,
-    SCHEMA_VERSION,
-    STORE_NAME,
-    TRIAL_COLUMNS,
-    canonical_json,
-    create_schema,
-    now,
+    APPLICATION_ID, ENGINE_KEY_VERSION, JSON_COLUMNS, MODES, RUN_COLUMNS, SCHEMA_VERSION, STORE_NAME, TRIAL_COLUMNS,
+    canonical_json, create_schema, now, trial_frame,
 )
 
 __all__ = ["TrialStore", "open_store"]
@@ -105,6 +96,11 @@ class TrialStore:
         """
         sql = "SELECT key FROM trials" + ("" if include_errors else " WHERE error IS NULL")
         return {key for (key,) in self._execute(sql)}
+
+    def row(self, key: str) -> dict[str, Any] | None:
+        """The stored trial under ``key`` as ``column -> value`` (JSON columns as text), or None."""
+        values = self._execute(f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials WHERE key = ?", (key,)).fetchone()
+        return None if values is None else dict(zip(TRIAL_COLUMNS, values))
 
     def has(self, key: str) -> bool:
         """Whether a finished trial (``error`` NULL) is stored under ``key``.
@@ -368,6 +364,7 @@ def _initialize(conn: sqlite3.Connection, path: Path) -> None:
                 raise
         if version == 1:
             migrate.migrate_v1(conn, path)
+        migrate.add_trial_columns(conn, path)
     except sqlite3.DatabaseError as exc:
         msg = f"{path} is not a trial store: SQLite cannot read it ({exc})"
         raise StoreError(msg) from exc
