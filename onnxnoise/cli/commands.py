@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import polars as pl
 from rich.console import Console
 
 from onnxnoise.bench import run_bench
+from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.output import INTERVALS, RichProgress, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
 from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.data.registry import resolve_data
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import OnnxNoiseError
@@ -30,13 +33,20 @@ from onnxnoise.store import STORE_NAME, open_store
 from onnxnoise.store.schema import JSON_COLUMNS
 from onnxnoise.sweep import run_sweep
 
-def _run_config(args: argparse.Namespace, model: Path, data: Path) -> RunConfig:
-    """The RunConfig of parsed arguments; options not given are left to the config's defaults."""
+def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> RunConfig:
+    """The RunConfig of parsed arguments; options not given are left to the config's defaults.
+
+    ``data`` may be a registered name, or None for the registered dataset matching the
+    model's outputs (:func:`onnxnoise.data.registry.resolve_data`); which one is said on stderr.
+    """
     noise = NoiseConfig.from_options(
         noise=args.noise, model=args.noise_model, params=args.noise_param, snr=args.snr, noise_pct=args.noise_pct,
         strength=args.strength, seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
     preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
-    return RunConfig(model=model, data=data, noise=noise, **given(
+    choice = resolve_data(data, model, score_output=args.score_output)
+    if choice.note:
+        print(f"onnxnoise: {choice.note}", file=sys.stderr)
+    return RunConfig(model=model, data=choice.path, noise=noise, **given(
         layer_regex=args.layer_regex, op_types=parse_names(args.op_types),
         include_preprocessing=args.include_preprocessing, limit=args.limit, device=args.device,
         batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
@@ -54,9 +64,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold]onnxnoise demo[/]: no MODEL given, benchmarking the built-in Fashion-MNIST "
                       f"demo classifier ({model.name}) on its {data.name} test subset.")
     else:
-        if args.data is None:
-            raise OnnxNoiseError("`--data` is required with MODEL (a dataset folder, CIFAR batch folder or .npz)")
-        model, data = args.model, args.data
+        model, data = args.model, args.data  # no --data: the registered dataset matching the model's outputs
     config = _run_config(args, model, data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("reports") / f"{Path(model).stem}-{stamp}"
@@ -130,8 +138,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                  for name, config in experiment.sweeps]
         console.print(f"report: onnxnoise report {args.out or experiment.out}")
         return max(codes, default=0)
-    if args.model is None or args.data is None:
-        raise OnnxNoiseError("`sweep` needs MODEL and `--data`, or `--config FILE.toml`")
+    if args.model is None:
+        raise OnnxNoiseError("`sweep` needs MODEL (with `--data`, or a registered dataset), or `--config FILE.toml`")
     config = SweepConfig(_run_config(args, args.model, args.data), **given(
         modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None))
     out = args.out or Path("runs") / args.model.stem
@@ -251,4 +259,4 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
 
 #: Subcommand name -> its function ``(args, console) -> exit code``.
 COMMANDS = {"bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare,
-            "layers": cmd_layers, "noise-models": cmd_noise_models}
+            "layers": cmd_layers, "noise-models": cmd_noise_models, "data": cmd_data}

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from onnxnoise import __version__
+from onnxnoise.cli.data_command import add_data_parser
 from onnxnoise.data import list_presets
 from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.noise import BN_VARIANCE_POLICIES, NOISE_MODELS
@@ -55,7 +56,8 @@ def _add_preprocess_args(parser: argparse.ArgumentParser) -> None:
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``bench`` and ``sweep``; defaults live in onnxnoise.config, not here."""
     parser.add_argument("--data", type=Path, help="dataset: CIFAR batch folder, class folders, "
-                        "ImageNet flat val folder, or .npz")
+                        "ImageNet flat val folder, .npz, or a name from `onnxnoise data list` (default: the "
+                        "registered dataset whose class count matches the model's outputs)")
     noise = parser.add_argument_group("noise")
     noise.add_argument("--noise", metavar="MODEL[:KEY=VALUE,...]",
                        help=f"noise model and its parameters, e.g. pcm:compensation=global or "
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     layers = sub.add_parser("layers", help="list the parameter layers of a model")
     layers.add_argument("model", type=Path)
     layers.add_argument("--json", action="store_true", help="print the layer list as JSON")
+
+    add_data_parser(sub)
 
     models = sub.add_parser("noise-models", help="list the registered noise models, their strength axis and parameters")
     models.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -1,0 +1,314 @@
+"""Datasets by name: a small registry of dataset folders in the user's config folder.
+
+The registry is one JSON file, ``<config dir>/datasets.json``::
+
+    {"version": 1, "datasets": {"imagenet": {"path": "/data/imagenet/val", "num_classes": 1000,
+                                            "images": 50000, "format": "imagenet-val",
+                                            "source": "added", "added_at": "2025-01-01T12:00:00Z"}}}
+
+The config folder is ``$ONNXNOISE_CONFIG_DIR`` when set, else platformdirs'
+``user_config_dir("onnxnoise")`` (``~/.config/onnxnoise`` on Linux). Entries are added by
+``onnxnoise data add NAME PATH`` (an existing folder, validated by
+:func:`onnxnoise.data.open_dataset`) or ``onnxnoise data get NAME`` (a downloaded archive, see
+:mod:`onnxnoise.data.download`).
+
+:func:`resolve_data` is the one place a ``--data`` value (a path, a registered name, or
+nothing) becomes a dataset path: without ``--data`` it picks the registered dataset whose
+class count matches the model's score output (1000 or 1001 outputs -> ``imagenet``,
+10 -> ``cifar10``, 100 -> ``cifar100``, else any registered dataset with that many classes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from onnxnoise.data.dataset import open_dataset
+from onnxnoise.errors import DataError
+
+__all__ = [
+    "CONFIG_ENV",
+    "REGISTRY_FILE",
+    "PREFERRED_NAMES",
+    "RegisteredDataset",
+    "DataChoice",
+    "check_name",
+    "get_config_dir",
+    "registry_path",
+    "load_registry",
+    "register_dataset",
+    "unregister_dataset",
+    "lookup_dataset",
+    "matches_outputs",
+    "resolve_data",
+]
+
+#: Environment variable overriding the config folder (tests, CI, several setups side by side).
+CONFIG_ENV = "ONNXNOISE_CONFIG_DIR"
+#: The registry's file name inside the config folder.
+REGISTRY_FILE = "datasets.json"
+_VERSION = 1
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: Model output count -> the registered name tried first, and how to get such a dataset.
+PREFERRED_NAMES: dict[int, str] = {1000: "imagenet", 1001: "imagenet", 10: "cifar10", 100: "cifar100"}
+_HOW_TO = {
+    "imagenet": "register an ImageNet val folder with `onnxnoise data add imagenet /path/to/val` "
+                "or download Imagenette (10 ImageNet classes) with `onnxnoise data get imagenette`",
+    "cifar10": "download it with `onnxnoise data get cifar10` or register a folder with "
+               "`onnxnoise data add cifar10 /path/to/cifar-10-batches-py`",
+    "cifar100": "download it with `onnxnoise data get cifar100` or register a folder with "
+                "`onnxnoise data add cifar100 /path/to/cifar-100-python`",
+}
+
+
+@dataclass(frozen=True)
+class RegisteredDataset:
+    """One registry entry.
+
+    Attributes:
+        name: Registered name (lowercase letters, digits, ``.``, ``_``, ``-``; at most 64).
+        path: Absolute dataset path, as :func:`onnxnoise.data.open_dataset` takes it.
+        num_classes: Size of the dataset's label space (10, 100, 1000, 1001...).
+        images: Number of images when registered.
+        format: One of :data:`onnxnoise.data.FORMATS`.
+        source: ``added`` or ``downloaded from <url> (sha256 <hex>)``.
+        added_at: UTC time of registration, ISO 8601.
+    """
+
+    name: str
+    path: str
+    num_classes: int
+    images: int
+    format: str
+    source: str
+    added_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, plus ``exists`` (whether the path is still there)."""
+        return {**asdict(self), "exists": Path(self.path).exists()}
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """What :func:`resolve_data` decided.
+
+    Attributes:
+        path: The dataset path to open.
+        name: The registered name used, or None when ``--data`` was a path.
+        note: One line saying which registered dataset is used and why, or None.
+    """
+
+    path: Path
+    name: str | None = None
+    note: str | None = None
+
+
+def get_config_dir() -> Path:
+    """The config folder: ``$ONNXNOISE_CONFIG_DIR``, else ``platformdirs.user_config_dir("onnxnoise")``."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("onnxnoise", appauthor=False))
+
+
+def registry_path() -> Path:
+    """``<config dir>/datasets.json``."""
+    return get_config_dir() / REGISTRY_FILE
+
+
+def load_registry() -> dict[str, RegisteredDataset]:
+    """Every registered dataset, by name (empty when there is no registry file yet).
+
+    Raises:
+        DataError: The registry file exists but is not a registry this version wrote.
+    """
+    path = registry_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the dataset registry `{path}` ({exc}); fix or delete the file") from None
+    try:
+        if raw.get("version") != _VERSION:
+            raise ValueError(f"version {raw.get('version')!r}")
+        return {name: RegisteredDataset(name=name, **{k: v for k, v in entry.items() if k != "name"})
+                for name, entry in raw["datasets"].items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"the dataset registry `{path}` is not a version {_VERSION} registry ({exc}); "
+                        "fix or delete the file") from None
+
+
+def _save(entries: dict[str, RegisteredDataset]) -> None:
+    """Write the registry atomically (temporary file, then rename)."""
+    path = registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"version": _VERSION,
+            "datasets": {n: {k: v for k, v in asdict(e).items() if k != "name"} for n, e in sorted(entries.items())}}
+    fd, tmp = tempfile.mkstemp(prefix=".datasets-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(body, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid registry name, else :class:`DataError`."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DataError(f"dataset name {name!r} is not valid; use lowercase letters, digits, `.`, `_` or `-` "
+                        "(e.g. imagenet, cifar10)")
+    return name
+
+
+def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "added") -> RegisteredDataset:
+    """Validate ``path`` with :func:`onnxnoise.data.open_dataset` and register it as ``name``.
+
+    An existing entry of that name is replaced.
+
+    Args:
+        name: Registry name (see :class:`RegisteredDataset`).
+        path: Dataset folder or ``.npz`` file; stored absolute.
+        source: Where it came from (``added``, or the download URL and sha256).
+
+    Returns:
+        The new entry (class count and image count as the loader reports them).
+
+    Raises:
+        DataError: Bad name, or a path the dataset loader cannot open (its one-line reason).
+    """
+    check_name(name)
+    root = Path(path).expanduser().resolve()
+    try:
+        dataset = open_dataset(root)
+    except DataError as exc:
+        raise DataError(f"cannot register `{name}`: {exc}") from None
+    entry = RegisteredDataset(name=name, path=str(root), num_classes=int(dataset.num_classes),
+                              images=len(dataset), format=dataset.format, source=source,
+                              added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    entries = load_registry()
+    entries[name] = entry
+    _save(entries)
+    return entry
+
+
+def unregister_dataset(name: str) -> RegisteredDataset:
+    """Remove ``name`` from the registry (its files are left alone) and return the removed entry.
+
+    Raises:
+        DataError: ``name`` is not registered.
+    """
+    entries = load_registry()
+    if name not in entries:
+        raise DataError(f"no dataset named `{name}` is registered; `onnxnoise data list` shows the names")
+    removed = entries.pop(name)
+    _save(entries)
+    return removed
+
+
+def lookup_dataset(name: str) -> RegisteredDataset | None:
+    """The entry registered as ``name``, or None.
+
+    Raises:
+        DataError: The entry's path no longer exists (says how to re-register or remove it).
+    """
+    entry = load_registry().get(name)
+    if entry is not None and not Path(entry.path).exists():
+        raise DataError(f"registered dataset `{name}` points to `{entry.path}`, which no longer exists; register "
+                        f"it again with `onnxnoise data add {name} PATH` or drop it with "
+                        f"`onnxnoise data remove {name}`")
+    return entry
+
+
+def matches_outputs(num_classes: int, num_outputs: int) -> bool:
+    """True when a dataset of ``num_classes`` classes can be scored by ``num_outputs`` outputs.
+
+    Equal counts, or a 1000-class dataset on a 1001-output model (background class at
+    output 0; the label offset of 1 is then detected by
+    :func:`onnxnoise.engine.labels.resolve_label_offset`).
+    """
+    from onnxnoise.engine.labels import BACKGROUND_CLASS_OUTPUTS
+
+    return num_classes == num_outputs or (num_outputs, num_classes) in BACKGROUND_CLASS_OUTPUTS
+
+
+def _model_outputs(model: Path, score_output: str | None) -> int | None:
+    """Size of the model's score output (last dimension), with shape inference when the graph omits it."""
+    import onnx
+
+    from onnxnoise.model import get_model_io, load_model
+
+    proto = load_model(model)
+    io = get_model_io(proto, output=score_output)
+    if io.num_classes is None:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(proto)
+            io = get_model_io(inferred, output=score_output)
+        except Exception:  # shape inference is best effort here; the caller says what to do
+            return None
+    return io.num_classes
+
+
+def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[str],
+                 *, score_output: str | None = None) -> DataChoice:
+    """Turn a ``--data`` value into a dataset path.
+
+    Args:
+        data: A dataset path, a registered name, or None (pick by the model's outputs).
+            An existing path wins over a registered name of the same spelling; a value
+            that is neither is returned as a path, so the loader reports it.
+        model: The ONNX model (read only when ``data`` is None).
+        score_output: Name of the score output (default: the first graph output).
+
+    Returns:
+        The path to open, the registered name used (or None) and a one-line note.
+
+    Raises:
+        DataError: ``data`` is None and no registered dataset has as many classes as the
+            model has outputs (the message says how to register or download one), the
+            model's output size is unknown, or the chosen entry's path is gone.
+        GraphError: The model cannot be loaded (``data`` None only).
+    """
+    if data is not None:
+        text = os.fspath(data)
+        if Path(text).expanduser().exists() or not _NAME.match(text):
+            return DataChoice(Path(text))
+        entry = lookup_dataset(text)
+        if entry is None:
+            names = ", ".join(sorted(load_registry())) or "none"
+            how = _HOW_TO.get(text, f"register it with `onnxnoise data add {text} PATH`")
+            raise DataError(f"--data `{text}` does not exist as a path and is not a registered dataset name "
+                            f"(registered: {names}); pass a dataset path, or {how}")
+        note = f"--data {text}: registered dataset `{entry.name}` ({entry.path}, {entry.num_classes} classes)"
+        return DataChoice(Path(entry.path), entry.name, note)
+    model = Path(model)
+    outputs = _model_outputs(model, score_output)
+    if outputs is None:
+        raise DataError(f"no --data given and the number of outputs of `{model.name}` is unknown (symbolic), so no "
+                        "registered dataset can be chosen; pass --data PATH or a name from `onnxnoise data list`")
+    entries = load_registry()
+    preferred = PREFERRED_NAMES.get(outputs)
+    candidates = [entries[preferred]] if preferred in entries else []
+    candidates += [e for n, e in sorted(entries.items()) if n != preferred and matches_outputs(e.num_classes, outputs)]
+    for entry in candidates:
+        if matches_outputs(entry.num_classes, outputs):
+            lookup_dataset(entry.name)  # a vanished folder is an error, not a silent fallback
+            return DataChoice(Path(entry.path), entry.name,
+                              f"no --data given: using registered dataset `{entry.name}` ({entry.path}, "
+                              f"{entry.num_classes} classes, {entry.images} images) for the {outputs} outputs of "
+                              f"{model.name}")
+    how = _HOW_TO.get(preferred or "", f"register a {outputs}-class dataset with "
+                      "`onnxnoise data add NAME /path/to/dataset`")
+    raise DataError(f"no --data given and no registered dataset has {outputs} classes for the {outputs} outputs "
+                    f"of {model.name}; {how}, or pass --data PATH")
