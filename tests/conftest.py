@@ -150,6 +150,16 @@ def _isolated_image_cache(tmp_path_factory: pytest.TempPathFactory):
     patch.undo()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_dataset_registry(tmp_path_factory: pytest.TempPathFactory):
+    """Never read or write the user's real dataset registry (``onnxnoise data``) from a test."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ONNXNOISE_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    patch.delenv("ONNXNOISE_DATA_MIRROR", raising=False)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_data(shared_path: Callable[..., Path]) -> Callable[[str], Path]:
     """Factory: ``shared_data(name)`` -> ``shared_dir/data/<name>``; skips if that folder is missing."""
