@@ -4,7 +4,10 @@
 
 1. ``torch.onnx.export(..., dynamo=True, optimize=False)`` with a dynamic batch axis ``N``;
 2. constant folding plus a fixed list of public onnxscript rewrite rules (collapse no-op slices,
-   materialize static reshape shapes, drop all-zero optional biases). The exporter's own default
+   materialize static reshape shapes), and the all-zero Conv/Gemm biases the exporter adds for
+   ``bias=False`` modules dropped; a bias that is one of the module's own parameters is kept even
+   when it is all zeros (a randomly initialized VGG16 has zero biases, and they are still
+   parameters: the paper counts them, and noise perturbs them). The exporter's own default
    optimizer is *not* used because it also fuses BatchNormalization into Conv, and the set of rules
    it applies changes between onnxscript releases; BatchNorm folding is done by the caller in torch
    instead, where it is explicit;
@@ -63,9 +66,38 @@ _CLEANUP_RULES = (
     rules.no_op_cast_rule,
     rules.no_op_expand_rule,
     rules.no_op_transpose_rule,
-    rules.remove_optional_bias_from_conv_rule,
-    rules.remove_optional_bias_from_gemm_rule,
 )
+
+
+class _DropUnnamedZeroBias(onnxscript_rewriter.RewriteRuleClassBase):
+    """Drop the all-zero constant bias of a Conv/Gemm unless it is one of the module's parameters.
+
+    torchlib gives a ``bias=False`` convolution an unnamed all-zero bias (``val_6``): not a
+    parameter of the model. A bias named after a module parameter or buffer (in ``keep``) stays,
+    whatever its value (onnxscript's ``remove_optional_bias_from_*_rule`` would drop it too).
+    """
+
+    def __init__(self, op_type: str, keep: frozenset[str]) -> None:
+        super().__init__(f"DropUnnamedZeroBiasFrom{op_type}")
+        self.op_type = op_type
+        self.keep = keep
+
+    def pattern(self, op, x, w, b):
+        return getattr(op, self.op_type)(x, w, b, _outputs=["out"])
+
+    def check(self, context, b: ir.Value, **_) -> onnxscript_rewriter.MatchResult:
+        del context
+        result = onnxscript_rewriter.MatchResult()
+        if b.name in self.keep:
+            return result.fail("the bias is a parameter of the module")
+        tensor = ir.convenience.get_const_tensor(b)
+        if tensor is None or tensor.numpy().any():
+            return result.fail("the bias is not an all-zero constant")
+        return result
+
+    def rewrite(self, op, out: ir.Value, **_) -> ir.Value:
+        node = out.producer()
+        return op.op(self.op_type, *node.inputs[:-1], **node.attributes)
 
 
 @contextlib.contextmanager
@@ -144,7 +176,9 @@ def export_onnx(
         )
         model: ir.Model = program.model
         onnxscript_optimizer.fold_constants_ir(model)
-        onnxscript_rewriter.rewrite(model, pattern_rewrite_rules=list(_CLEANUP_RULES))
+        keep = frozenset(module.state_dict())
+        bias_rules = [_DropUnnamedZeroBias.rule(op_type, keep) for op_type in ("Conv", "Gemm")]
+        onnxscript_rewriter.rewrite(model, pattern_rewrite_rules=[*_CLEANUP_RULES, *bias_rules])
         ir.passes.Sequential(
             common_passes.IdentityEliminationPass(),
             common_passes.RemoveUnusedNodesPass(),
