@@ -106,13 +106,16 @@ class NoiseConfig:
     @classmethod
     def from_options(cls, *, noise: Any = None, model: str | None = None, params: Any = None, snr: Any = None,
                      noise_pct: Any = None, strength: Any = None, seeds: Any = None,
-                     bn_variance: str | None = None, keep_zeros: bool | None = None) -> NoiseConfig:
+                     bn_variance: str | None = None, keep_zeros: bool | None = None,
+                     flags: Mapping[str, Any] | None = None) -> NoiseConfig:
         """Build from user options (CLI flags or experiment keys); ``None`` = not given.
 
         ``noise`` is ``MODEL[:key=value,...]`` (:func:`parse_noise`); ``model`` and
-        ``params`` are the older spelling of the same. ``snr`` and ``noise_pct`` are the
-        ``gaussian-snr`` model's strengths (:func:`parse_strengths`); ``strength`` is any
-        model's, with time units for a time strength (``1s,1h,1d``).
+        ``params`` are the older spelling of the same. The strengths come from the one
+        strength option given (:func:`parse_strengths`): the model's own (``flags``, by
+        key: ``t`` for pcm, ``rate`` for stuck-at, ``ber`` for bit-flip...; ``snr`` and
+        ``noise_pct`` for gaussian-snr, also as keywords) or ``strength``, any model's,
+        with time units for a time strength (``1s,1h,1d``). Another model's option is an error.
 
         Raises:
             ConfigError / NoiseConfigError: On any invalid option.
@@ -120,12 +123,10 @@ class NoiseConfig:
         model, params = parse_noise(noise, model=model, params=params)
         name = model or cls.model
         model_cls = get_noise_model(name)  # an unknown name is the first thing to say
-        if name != "gaussian-snr" and (snr is not None or noise_pct is not None):
-            msg = f"snr / noise-pct set the gaussian-snr model's strength; for {name!r} give `strength`"
-            raise ConfigError(msg)
+        own = {"snr": snr, "noise_pct": noise_pct}
+        own.update((key, value) for key, value in (flags or {}).items() if value is not None)
         return cls(**given(model=model, params=params,
-                           strengths=parse_strengths(snr=snr, noise_pct=noise_pct, strength=strength,
-                                                     noise_model=model_cls),
+                           strengths=parse_strengths(strength=strength, noise_model=model_cls, **own),
                            seeds=None if seeds is None else parse_seeds(seeds), bn_variance=bn_variance,
                            keep_zeros=keep_zeros))
 

@@ -16,8 +16,9 @@ Example (see ``experiments/cifar10-resnet.toml``)::
     [[sweeps]]
     models = ["resnet20-bn"]
     modes = ["per-layer"]
-    snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]; other models: strength = [...]
-    # other noise models: noise = "pcm:compensation=global" with strength = ["1s", "1h", "1d", "30d", "1y"]
+    snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]; any model: strength = [...]
+    # other noise models, each with its own key: noise = "pcm:compensation=global" with
+    # t = ["1s", "1h", "1d", "30d", "1y"]; "stuck-at" with rate = [0.001, 0.01]; "bit-flip" with ber = [1e-4]
     seeds = [0, 1, 2]                    # or a count
     limit = 2000                         # optional, overrides [data] limit for this sweep
 
@@ -35,6 +36,7 @@ from typing import Any
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
 from onnxnoise.data import PREPROCESS_KEYS
 from onnxnoise.errors import ExperimentError, OnnxNoiseError
+from onnxnoise.options import strength_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,7 +47,9 @@ __all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
 
 _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
 _DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", *PREPROCESS_KEYS}
-_NOISE_KEYS = {"noise", "noise_model", "noise_params", "snr", "noise_pct", "strength", "seeds", "bn_variance", "keep_zeros"}
+#: Each noise model's own strength key (``snr``, ``noise_pct``, ``t``, ``rate``, ``ber``, ``eta``, ``snr_db``, ``levels``).
+_STRENGTH_KEYS = tuple(flag.replace("-", "_") for flag in strength_options())
+_NOISE_KEYS = {"noise", "noise_model", "noise_params", "strength", "seeds", "bn_variance", "keep_zeros", *_STRENGTH_KEYS}
 _SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
                "batch_size", "threads",
                "score_output", "label_offset", "limit", *_NOISE_KEYS}
@@ -153,8 +157,8 @@ def load_experiment(path: str | Path) -> Experiment:
                 raise ExperimentError(msg)
         try:
             noise = NoiseConfig.from_options(
-                noise=sweep.get("noise"), model=sweep.get("noise_model"), params=sweep.get("noise_params"), snr=sweep.get("snr"),
-                noise_pct=sweep.get("noise_pct"), strength=sweep.get("strength"), seeds=sweep.get("seeds"),
+                noise=sweep.get("noise"), model=sweep.get("noise_model"), params=sweep.get("noise_params"),
+                flags={key: sweep.get(key) for key in _STRENGTH_KEYS}, strength=sweep.get("strength"), seeds=sweep.get("seeds"),
                 bn_variance=sweep.get("bn_variance"), keep_zeros=sweep.get("keep_zeros"))
             for name in names:
                 run = RunConfig(model=models[name].path, data=_resolve(base, data["path"]), noise=noise, **given(

@@ -9,25 +9,24 @@ one seed validation, used by both).
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onnxnoise.errors import ConfigError
+from onnxnoise.noise import NOISE_MODELS, get_noise_model
+from onnxnoise.noise.axis import TIME_STRENGTHS, StrengthAxis, axis_label, axis_of, strength_flag_owners
 
 __all__ = [
     "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "is_time_strength", "parse_time", "parse_strengths",
+    "strength_options",
     "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "parse_noise",
 ]
 
 #: Time units of a time strength (``1s``, ``1h``, ``30d``...), in seconds; ``y`` = 365 days.
 TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
                                 "y": 365 * 86400.0}
-
-#: Strength names that are a time in seconds (the pcm model's ``t_inf``).
-TIME_STRENGTHS: tuple[str, ...] = ("t", "t_inf")
 
 _TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
 
@@ -65,8 +64,12 @@ def parse_numbers(text: str | Sequence[float], what: str) -> tuple[float, ...]:
 
 
 def is_time_strength(model: Any) -> bool:
-    """Whether a noise model's (class or instance) strength is a time in seconds: ``strength_name`` ``t_inf`` or ``t``."""
-    return getattr(model, "strength_name", None) in TIME_STRENGTHS
+    """Whether a noise model's (class or instance) strength is a time in seconds (its axis's ``time``).
+
+    A model without a declared axis is a time when its ``strength_name`` is ``t`` or ``t_inf``
+    (:func:`onnxnoise.noise.axis.axis_of`).
+    """
+    return axis_of(model).time
 
 
 def parse_time(item: Any, what: str = "--strength") -> float:
@@ -87,54 +90,107 @@ def parse_time(item: Any, what: str = "--strength") -> float:
     return parse_numbers([item], what)[0]
 
 
-def parse_strengths(*, snr: Any = None, noise_pct: Any = None, strength: Any = None,
-                    noise_model: Any = None) -> tuple[float, ...] | None:
-    """The strength list from whichever one of ``snr``, ``noise_pct`` or ``strength`` was given.
+def parse_strengths(*, strength: Any = None, noise_model: Any = None, **flags: Any) -> tuple[float, ...] | None:
+    """The strength list from the one strength option given: the model's own, or ``strength``.
 
-    ``noise_pct`` is the noise standard deviation in percent of ``sigma_w``
-    (``SNR = 100 / pct``, paper eq. 1); ``snr`` and ``noise_pct`` only make sense for
-    the ``gaussian-snr`` model, which :class:`NoiseConfig` checks. When the strength of
-    ``noise_model`` (a class or instance) is a time (:func:`is_time_strength`),
-    ``strength`` items may carry a unit (:func:`parse_time`: ``1s,1h,1d,30d,1y``);
-    plain numbers are seconds.
+    Each noise model declares its own option (:class:`onnxnoise.noise.axis.StrengthAxis`):
+    ``snr`` / ``noise_pct`` (gaussian-snr), ``snr_db`` (gaussian-global-db), ``eta``
+    (multiplicative), ``t`` (pcm), ``rate`` (stuck-at), ``levels`` (conductance-levels),
+    ``ber`` (bit-flip); ``strength`` is the generic spelling for any model. A time axis
+    (pcm's ``t``) takes units (:func:`parse_time`: ``1s,1h,1d,30d,1y``; plain numbers are
+    seconds); ``noise_pct`` is the noise std in percent of ``sigma_w`` (``SNR = 100 / pct``,
+    paper eq. 1). Values are only parsed here; the model checks their range (via
+    :class:`onnxnoise.config.NoiseConfig`).
+
+    Args:
+        strength: ``--strength`` text or a list (experiment files), or ``None``.
+        noise_model: The chosen model, a class or instance; ``None`` = ``gaussian-snr`` (the default).
+        **flags: The models' own options by key (``-`` written ``_``), ``None`` when not given.
 
     Returns:
-        The values, or ``None`` when none was given (the model's defaults apply).
+        The values as floats (seconds for a time), or ``None`` when none was given (the model's defaults apply).
 
     Raises:
-        ConfigError: If more than one is given, a value is not a number, or a value
-            has a time unit but the model's strength is not a time.
+        ConfigError: If an option of another model is given (the message names the model's own
+            option), more than one is given, a value is not a number, or a value has a time unit
+            but the model's strength is not a time.
     """
-    chosen = [(name, value) for name, value in (("snr", snr), ("noise_pct", noise_pct), ("strength", strength))
-              if value is not None]
+    model = noise_model if noise_model is not None else get_noise_model("gaussian-snr")
+    axis = axis_of(model)
+    own = [f.replace("-", "_") for f in axis.flags]
+    chosen = [(key, value) for key, value in flags.items() if value is not None]
+    for key, _ in chosen:
+        if key not in own:
+            raise ConfigError(_not_its_option(key, model, axis))
+    if strength is not None:
+        chosen.append(("strength", strength))
     if not chosen:
         return None
     if len(chosen) > 1:
-        msg = f"give only one of --snr, --noise-pct or --strength, got {', '.join('--' + n.replace('_', '-') for n, _ in chosen)}"
+        msg = (f"give only one of {_one_of([*(f'--{f}' for f in axis.flags), '--strength'])}, "
+               f"got {', '.join(_option(key) for key, _ in chosen)}")
         raise ConfigError(msg)
-    name, value = chosen[0]
-    what = f"--{name.replace('_', '-')}"
-    if name == "strength":
-        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else (
-            list(value) if isinstance(value, Sequence) else [value])
-        if not items or items == [""]:
-            return parse_numbers(value if isinstance(value, str) else items, what)
-        if noise_model is not None and is_time_strength(noise_model):
-            return tuple(parse_time(item, what) for item in items)
-        for item in items:
-            if isinstance(item, str) and _TIME_RE.match(item) and not re.fullmatch(r"\s*(inf|nan|infinity)\s*", item, re.I):
-                msg = (f"`{what}` value {item!r} has a time unit, but the {noise_model.name} strength "
-                       f"`{noise_model.strength_name}` ({noise_model.strength_label}) is not a time; give plain numbers"
-                       if noise_model is not None else f"`{what}` value {item!r} has a time unit; give plain numbers")
-                raise ConfigError(msg)
-        return parse_numbers(items, what)
-    values = parse_numbers(value, what)
-    if name == "noise_pct":
-        if any(not v > 0 or math.isinf(v) for v in values):
-            msg = f"`--noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
+    key, value = chosen[0]
+    what = _option(key)
+    if axis.alt_flag is not None and key == axis.alt_flag.replace("-", "_") and axis.from_alt is not None:
+        try:
+            return tuple(axis.from_alt(parse_numbers(value, what)))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return _axis_values(value, what, model, axis)
+
+
+def strength_options() -> dict[str, str]:
+    """The registered models' own strength options: ``flag -> help line``, the default model's first, then by name.
+
+    ``flag`` has no dashes (``t``, ``rate``, ``snr-db``); ``flag.replace("-", "_")`` is its
+    keyword for :func:`parse_strengths` and its experiment-file key. The help line names
+    the model(s), e.g. ``pcm: time after programming t_inf, units s, min, h, d, w, y ...``.
+    """
+    out: dict[str, str] = {}
+    owners_of = strength_flag_owners(NOISE_MODELS)
+    for flag, owners in sorted(owners_of.items(), key=lambda item: "gaussian-snr" not in item[1]):
+        lines = []
+        for name in owners:
+            axis = axis_of(NOISE_MODELS[name])
+            lines.append(f"{name}: {axis.help if flag == axis.flag else axis.alt_help}")
+        out[flag] = "; ".join(lines)
+    return out
+
+
+def _option(key: str) -> str:
+    """``noise_pct`` -> ``--noise-pct``."""
+    return "--" + key.replace("_", "-")
+
+
+def _one_of(names: Sequence[str]) -> str:
+    """``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _not_its_option(key: str, model: Any, axis: StrengthAxis) -> str:
+    """The message for another model's strength option: whose it is and the chosen model's own."""
+    owners = strength_flag_owners(NOISE_MODELS).get(key.replace("_", "-"), [])
+    whose = f"the strength of {', '.join(owners)}" if owners else "no noise model's strength"
+    example = f"--{axis.flag or 'strength'} {axis.example(model.default_strengths)}" if model.default_strengths else ""
+    return (f"`{_option(key)}` is {whose}, not of {model.name}; give {model.name}'s {axis_label(model)} with "
+            f"{_one_of([*(f'`--{f}`' for f in axis.flags), '`--strength`'])}" + (f" (e.g. {example})" if example else ""))
+
+
+def _axis_values(value: Any, what: str, model: Any, axis: StrengthAxis) -> tuple[float, ...]:
+    """Parse one option's values on ``model``'s axis: times with units, else plain numbers."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else (
+        list(value) if isinstance(value, Sequence) else [value])
+    if not items or items == [""]:
+        return parse_numbers(value if isinstance(value, str) else items, what)
+    if axis.time:
+        return tuple(parse_time(item, what) for item in items)
+    for item in items:
+        if isinstance(item, str) and _TIME_RE.match(item) and not re.fullmatch(r"\s*(inf|nan|infinity)\s*", item, re.I):
+            msg = (f"`{what}` value {item!r} has a time unit, but the {model.name} strength "
+                   f"`{model.strength_name}` ({model.strength_label}) is not a time; give plain numbers")
             raise ConfigError(msg)
-        return tuple(100.0 / v for v in values)
-    return values
+    return parse_numbers(items, what)
 
 
 def parse_seeds(value: Any) -> int | tuple[int, ...]:

@@ -116,7 +116,9 @@ def test_bench_demo_pcm_time_units(tmp_path, capsys):
     defaults = PCM().params()
     assert params == [{**defaults, "compensation": "global"}] * 2
     assert params[0]["compensation"] == "global"
-    assert json.loads(out)["strengths"] == [1.0, 86400.0]
+    summary = json.loads(out)
+    assert (summary["strengths"], summary["strength_unit"]) == ([1.0, 86400.0], "s")  # JSON keeps seconds
+    assert [r["strength_text"] for r in summary["results"] if r["mode"] == "all"] == ["t = 1 s", "t = 1 d"]
 
 
 def test_experiment_noise_key(tmp_path):
@@ -150,7 +152,10 @@ def test_noise_models_listing(capsys):
                  "bit-flip"):
         assert name in listing
     pcm = listing["pcm"]
-    assert pcm["strength"] == {"name": "t_inf", "label": "time (s)", "more_noise_when": "higher", "time": True}
+    assert pcm["strength"] == {"name": "t_inf", "label": "time (s)", "more_noise_when": "higher", "time": True,
+                               "long_name": "time after programming t_inf", "options": ["--t", "--strength"],
+                               "unit": "s", "log": True}
+    assert pcm["example"] == "--t 1s,1h,1d,30d,1y"
     assert pcm["default_strengths"] == list(PCM.default_strengths)
     assert pcm["params"]["compensation"] == "none"
     assert pcm["source"] == PCM.__doc__.strip().splitlines()[0]
@@ -161,10 +166,12 @@ def test_noise_models_listing(capsys):
         assert name in out
 
 
-def test_plot_axis_log_for_time_strength():
+def test_plot_axis_log_where_the_model_says():
     assert noise_axis("pcm").log is True
-    assert noise_axis("stuck-at").log is False
+    assert noise_axis("stuck-at").log is True
+    assert noise_axis("bit-flip").log is True
     assert noise_axis("gaussian-snr").log is False
+    assert noise_axis("gaussian-global-db").log is False
 
 
 def test_pcm_plot_draws_log_axis():

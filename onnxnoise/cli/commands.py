@@ -25,7 +25,8 @@ from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
-from onnxnoise.noise import NOISE_MODELS
+from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of
+from onnxnoise.options import strength_options
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
@@ -40,8 +41,9 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     model's outputs (:func:`onnxnoise.data.registry.resolve_data`); which one is said on stderr.
     """
     noise = NoiseConfig.from_options(
-        noise=args.noise, model=args.noise_model, params=args.noise_param, snr=args.snr, noise_pct=args.noise_pct,
-        strength=args.strength, seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
+        noise=args.noise, model=args.noise_model, params=args.noise_param, strength=args.strength,
+        flags={flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in strength_options()},
+        seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
     preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
     choice = resolve_data(data, model, score_output=args.score_output)
     if choice.note:
@@ -81,6 +83,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     summary = {
         "demo": demo,
         **result.meta,
+        "strength_unit": axis_of(config.noise.noise_model).unit,
         "out_dir": str(out),
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
                      "top5_acc": base["top5_acc_mean"][0] if base.height else None},
@@ -109,7 +112,8 @@ def failed_exit(failed: int, console: Console) -> int:
 def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
     noise = config.run.noise
     console.print(f"[bold]sweep[/] {config.run.model.name} on {config.run.data}: modes {', '.join(config.modes)}, "
-                  f"{noise.model} {noise.noise_model.strength_label} {', '.join(f'{v:g}' for v in noise.strengths)}, "
+                  f"{noise.model} {axis_label(noise.noise_model)} "
+                  f"{', '.join(axis_of(noise.noise_model).format_value(v) for v in noise.strengths)}, "
                   f"seeds {', '.join(map(str, noise.seed_list))} -> {out}/{STORE_NAME}")
     with console.status("loading model and decoding images"):
         context = prepare_context(config.run)
@@ -226,10 +230,15 @@ def noise_model_list() -> list[dict]:
             params[f.name] = list(value) if isinstance(value, tuple) else value
         doc = (cls.__doc__ or "").strip().splitlines()
         strengths = list(cls.default_strengths)
+        axis = axis_of(cls)
         out.append({
             "name": name,
             "strength": {"name": cls.strength_name, "label": cls.strength_label,
-                         "more_noise_when": cls.more_noise_when, "time": is_time_strength(cls)},
+                         "more_noise_when": cls.more_noise_when, "time": is_time_strength(cls),
+                         "long_name": axis.name or cls.strength_label,
+                         "options": [f"--{f}" for f in axis.flags] + ["--strength"], "unit": axis.unit,
+                         "log": axis.log},
+            "example": f"--{axis.flag or 'strength'} {axis.example(strengths)}" if strengths else "",
             "default_strengths": strengths,
             "default_strengths_text": [instance.format_strength(v) for v in strengths] if instance else [],
             "params": params,
@@ -246,14 +255,18 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
     for m in models:
         axis = m["strength"]
         console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
-        console.print(f"  strength: {axis['name']} ({axis['label']}), more noise when {axis['more_noise_when']}"
-                      + ("; takes time units s, min, h, d, w, y" if axis["time"] else ""), highlight=False)
+        console.print(f"  strength: {axis['name']} ({axis['label']}), given with {' or '.join(axis['options'])}"
+                      + ("; takes time units s, min, h, d, w, y" if axis["time"] else "")
+                      + f"; unit {axis['unit'] or '-'}, {'log' if axis['log'] else 'linear'} axis, "
+                      f"more noise when {axis['more_noise_when']}", highlight=False, markup=False)
+        if m["example"]:
+            console.print(f"  e.g. --noise {m['name']} {m['example']}", highlight=False, markup=False)
         defaults = m["default_strengths_text"] or [f"{v:g}" for v in m["default_strengths"]]
         console.print(f"  default strengths: {', '.join(defaults)}", highlight=False)
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["params"].items()) or "(none)"
         console.print(f"  parameters: {params}", highlight=False, markup=False)
-    console.print("choose one with --noise MODEL[:key=value,...], e.g. --noise pcm:compensation=global "
-                  "--strength 1s,1h,1d,30d,1y", highlight=False)
+    console.print("choose one with --noise MODEL[:key=value,...] and give its strengths with its own option "
+                  "(or --strength), e.g. --noise pcm:compensation=global --t 1s,1h,1d,30d,1y", highlight=False)
     return 0
 
 

@@ -13,6 +13,7 @@ from onnxnoise.cli.data_command import add_data_parser
 from onnxnoise.data import list_presets
 from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.noise import BN_VARIANCE_POLICIES, NOISE_MODELS
+from onnxnoise.options import strength_options
 
 #: Exit codes: a trial failed / the baseline missed ``--expect-top1`` (1), bad input (2), interrupted (130).
 EXIT_FAILED_TRIALS = 1
@@ -65,11 +66,11 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
                        "`onnxnoise noise-models` lists their parameters)")
     noise.add_argument("--noise-model", metavar="NAME", help=argparse.SUPPRESS)  # older spelling of --noise MODEL
     noise.add_argument("--noise-param", action="append", metavar="NAME=VALUE", help=argparse.SUPPRESS)
-    noise.add_argument("--snr", help="gaussian-snr: linear SNR list sigma_w/sigma_noise, e.g. 100,10,5")
-    noise.add_argument("--noise-pct", help="gaussian-snr: noise std in percent of sigma_w, e.g. 1,2,5,10 "
-                       "(the default grid)")
-    noise.add_argument("--strength", help="the noise model's strength values, e.g. 0.001,0.01 (stuck-at); "
-                       "a time strength (pcm) takes units s, min, h, d, w, y: 1s,1h,1d,30d,1y")
+    for flag, help_text in strength_options().items():  # each model's own strength option: --snr, --t, --rate...
+        noise.add_argument(f"--{flag}", metavar="LIST", help=help_text)
+    noise.add_argument("--strength", metavar="LIST", help="any noise model's strengths, the generic spelling of "
+                       "its own option (e.g. --strength 1s,1h,1d,30d,1y for pcm = --t 1s,1h,1d,30d,1y); "
+                       "default: the model's grid (`onnxnoise noise-models`)")
     noise.add_argument("--seeds", help="noise draws per strength: a count N (seeds 0..N-1) or seeds like 40,30 "
                        "(default 3)")
     noise.add_argument("--layer-regex", metavar="REGEX", help="noise only layers whose name or op type matches")

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.axis import StrengthAxis
 
 __all__ = ["NoiseModel", "TensorInfo", "NOISE_MODELS", "register", "get_noise_model", "make_noise_model"]
 
@@ -89,10 +90,14 @@ class NoiseModel(ABC):
     Attributes:
         name: Registry name, stored with every trial (e.g. ``gaussian-snr``).
         strength_name: Name of the swept axis (``snr``, ``t_inf``, ``p``...).
-        strength_label: Human label of that axis (``SNR``, ``time (s)``...).
+        strength_label: Human label of that axis, the header of its table column and
+            the x label of figures when its axis has no long name (``SNR``, ``time (s)``...).
         more_noise_when: ``"lower"`` if a lower strength means more noise (SNR),
             ``"higher"`` otherwise (a time, a rate).
         default_strengths: Strengths swept when the user gives none.
+        strength_axis: The axis's own option (``--t``, ``--rate``...), unit, value text and
+            scale (:class:`onnxnoise.noise.axis.StrengthAxis`); ``None``: ``--strength``
+            only, plain numbers (see :func:`onnxnoise.noise.axis.axis_of`).
     """
 
     name: ClassVar[str] = ""
@@ -100,6 +105,7 @@ class NoiseModel(ABC):
     strength_label: ClassVar[str] = "strength"
     more_noise_when: ClassVar[str] = "higher"
     default_strengths: ClassVar[tuple[float, ...]] = ()
+    strength_axis: ClassVar[StrengthAxis | None] = None
 
     def check_strength(self, value: Any) -> float:
         """Validate one strength value and return it as a float.

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.axis import StrengthAxis
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 
 __all__ = ["flip_bits", "BitFlip"]
@@ -72,6 +73,10 @@ class BitFlip(NoiseModel):
     strength_label: ClassVar[str] = "bit error rate"
     more_noise_when: ClassVar[str] = "higher"
     default_strengths: ClassVar[tuple[float, ...]] = (1e-5, 1e-4, 1e-3)
+    #: ``--ber 1e-5,1e-4,1e-3``: shown as ``1e-05``, drawn on a log axis.
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="ber", unit="fraction", name="bit error rate (BER)", log=True, style="sci",
+        help="bit error rate in [0, 1], the probability of each stored bit to flip, e.g. 1e-5,1e-4,1e-3")
 
     def check_strength(self, value: Any) -> float:
         """Accept a bit error rate in ``[0, 1]``."""
@@ -80,6 +85,10 @@ class BitFlip(NoiseModel):
             msg = f"bit error rate must be a number in [0, 1], got {value!r}"
             raise NoiseConfigError(msg)
         return float(value)
+
+    def format_strength(self, value: float | None) -> str:
+        """``BER 1e-04``; ``clean`` for the baseline."""
+        return "clean" if value is None else f"BER {self.strength_axis.format_value(value)}"
 
     def describe(self) -> str:
         """The model in words."""

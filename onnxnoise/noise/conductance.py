@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.axis import StrengthAxis
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 from onnxnoise.noise.params import check_choice
 
@@ -106,9 +107,12 @@ class ConductanceLevels(NoiseModel):
 
     name: ClassVar[str] = "conductance-levels"
     strength_name: ClassVar[str] = "levels"
-    strength_label: ClassVar[str] = "levels"
+    strength_label: ClassVar[str] = "levels per device"
     more_noise_when: ClassVar[str] = "lower"
     default_strengths: ClassVar[tuple[float, ...]] = (64.0, 32.0, 16.0, 8.0)
+    #: ``--levels 64,32,16,8``: powers of two, drawn on a log axis (fewer levels to the right).
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="levels", unit="count", name="conductance levels per device", log=True, help="conductance levels per device, integers >= 2, e.g. 64,32,16,8")
     analog: str = "weights"
 
     def __post_init__(self) -> None:

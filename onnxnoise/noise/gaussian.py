@@ -32,11 +32,24 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.axis import StrengthAxis
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 from onnxnoise.noise.params import check_choice
 from onnxnoise.noise.scope import SCOPES, scoped_std
 
 __all__ = ["GaussianSNR", "GaussianGlobalDb"]
+
+
+def snr_from_noise_pct(values: tuple[float, ...]) -> tuple[float, ...]:
+    """``--noise-pct`` values (noise std in percent of ``sigma_w``) -> linear SNRs, ``SNR = 100 / pct`` (eq. 1).
+
+    Raises:
+        ValueError: If a value is not finite and > 0 (the message lists all values).
+    """
+    if any(not v > 0 or math.isinf(v) for v in values):
+        msg = f"`--noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
+        raise ValueError(msg)
+    return tuple(100.0 / v for v in values)
 
 
 def _draw_dtype(tensor: TensorInfo) -> type:
@@ -71,6 +84,10 @@ class GaussianSNR(NoiseModel):
     more_noise_when: ClassVar[str] = "lower"
     #: The paper's whole-model grid, noise 1, 2, 5, 10 % of sigma_w (Table III).
     default_strengths: ClassVar[tuple[float, ...]] = (100.0, 50.0, 20.0, 10.0)
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="snr", unit="ratio", help="linear SNR sigma_w / sigma_noise, e.g. 100,10,5",
+        alt_flag="noise-pct", alt_help="noise std in percent of sigma_w (SNR = 100 / value), e.g. 1,2,5,10",
+        from_alt=snr_from_noise_pct)
     scope: str = "tensor"
 
     def __post_init__(self) -> None:
@@ -161,6 +178,8 @@ class GaussianGlobalDb(NoiseModel):
     strength_label: ClassVar[str] = "SNR (dB)"
     more_noise_when: ClassVar[str] = "lower"
     default_strengths: ClassVar[tuple[float, ...]] = (40.0, 30.0, 20.0, 10.0)
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="snr-db", unit="dB", name="SNR over the whole model (dB)", help="SNR in dB, 10 log10(mean(w^2) / sigma^2) over the whole model, e.g. 40,30,20")
 
     def check_strength(self, value: Any) -> float:
         """Accept any finite SNR in dB."""

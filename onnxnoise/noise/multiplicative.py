@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from onnxnoise.noise.axis import StrengthAxis
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 
 __all__ = ["Multiplicative"]
@@ -37,9 +38,13 @@ class Multiplicative(NoiseModel):
 
     name: ClassVar[str] = "multiplicative"
     strength_name: ClassVar[str] = "eta"
-    strength_label: ClassVar[str] = "eta"
+    strength_label: ClassVar[str] = "relative std eta"
     more_noise_when: ClassVar[str] = "higher"
     default_strengths: ClassVar[tuple[float, ...]] = (0.01, 0.02, 0.05, 0.1, 0.2)
+    #: A log axis: the grid spans decades of relative variation (1 .. 20 percent).
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="eta", unit="fraction", name="relative noise std eta (fraction of each weight)", log=True,
+        help="relative noise std eta (0.05 = 5 percent device variation), e.g. 0.01,0.05,0.1")
 
     def format_strength(self, value: float | None) -> str:
         """``eta 0.05 (5% variation)``; ``clean`` for the baseline."""

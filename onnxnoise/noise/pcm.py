@@ -54,6 +54,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from onnxnoise.noise.axis import StrengthAxis, format_seconds
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 from onnxnoise.noise.conductance import (
     ANALOG_CHOICES, device_values, pair_targets, quantize_conductance,
@@ -74,18 +75,6 @@ G_MAX_REF = 25.0
 T0 = 20.0
 #: Duration of one read (s).
 T_READ = 250e-9
-
-_UNITS: tuple[tuple[str, float], ...] = (("y", 365 * 86400.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0),
-                                         ("s", 1.0))
-
-
-def format_seconds(seconds: float) -> str:
-    """``1 s``, ``1 h``, ``1 d``, ``30 d``, ``1 y``: the largest unit that holds the time at least once."""
-    for unit, size in _UNITS:
-        if abs(seconds) >= size:
-            return f"{seconds / size:.4g} {unit}"
-    return f"{seconds:.4g} s"
-
 
 def summed_response(w: np.ndarray, axis: int | None) -> float:
     """``sum_o |sum_i w[o, i]|``: the summed absolute output of ``w`` for an all-ones input.
@@ -139,6 +128,11 @@ class PCM(NoiseModel):
     more_noise_when: ClassVar[str] = "higher"
     #: The aihwkit tutorial's times: 1 s, 1 h, 1 d, 30 d, 1 y.
     default_strengths: ClassVar[tuple[float, ...]] = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
+    #: ``--t 1s,1h,1d,30d,1y``: stored in seconds, shown as ``1 d``, drawn on a log axis.
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="t", unit="s", name="time after programming t_inf", log=True, time=True, style="time",
+        help="time after programming t_inf, units s, min, h, d, w, y (plain numbers are seconds), "
+             "e.g. 1s,1h,1d,30d,1y")
 
     g_max: float = 25.0
     compensation: str = "none"

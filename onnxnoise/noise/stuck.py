@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.noise.axis import StrengthAxis
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 from onnxnoise.noise.conductance import ANALOG_CHOICES, device_values, pair_targets, quantize_conductance
 from onnxnoise.noise.params import check_choice, check_fraction, check_levels
@@ -61,6 +62,10 @@ class StuckAt(NoiseModel):
     strength_label: ClassVar[str] = "fault rate"
     more_noise_when: ClassVar[str] = "higher"
     default_strengths: ClassVar[tuple[float, ...]] = (0.001, 0.003, 0.01, 0.03, 0.1)
+    #: ``--rate 0.001,0.01,0.1``: a fraction of devices, shown as ``0.1%``, drawn on a log axis.
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        flag="rate", unit="fraction", name="device fault rate p", log=True, style="percent",
+        help="device fault rate p in [0, 1] (0.001 = 0.1 percent of devices), e.g. 0.001,0.01,0.1")
 
     sa1_fraction: float = 0.5
     levels: int = 0

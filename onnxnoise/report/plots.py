@@ -8,7 +8,10 @@
 The noise axis is the noise model's strength (``noise_model``/``strength`` columns),
 drawn through :func:`onnxnoise.report.strength.noise_axis`: for ``gaussian-snr`` the
 x axis is the noise in percent of ``sigma_w`` (``100 / SNR``, eq. 1) as in the paper,
-for other models the strength itself. One figure shows one noise model; filter a
+for other models the strength itself, labelled with its axis name (else its ``strength_label``),
+on a log axis where the model's axis says so (pcm's time, stuck-at's fault rate,
+bit-flip's BER, multiplicative eta, conductance levels) with ticks in its units
+(``1 s .. 1 y``, ``0.1%``, ``1e-04``). One figure shows one noise model; filter a
 frame with several first.
 
 Inputs are the frames of :mod:`onnxnoise.report.stats` (:func:`~onnxnoise.report.stats.summarize_trials`,
@@ -26,6 +29,7 @@ import polars as pl
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis, varying_settings_text
@@ -316,8 +320,17 @@ def _new_axes() -> tuple[Figure, Axes]:
     return fig, ax
 
 
+#: At most this many strengths get a tick each on a log axis; more keep matplotlib's decade ticks.
+_MAX_STRENGTH_TICKS = 12
+
+
 def _set_x_scale(ax: Axes, axis: NoiseAxis) -> None:
-    """A log x axis where the noise axis asks for one (a time strength); ``symlog`` if an x is <= 0 (t = 0)."""
+    """A log x axis where the model's axis asks for one; ``symlog`` if an x is <= 0 (t = 0, rate 0).
+
+    On a log axis each plotted strength gets a tick labelled in the model's units
+    (``1 s``, ``1 h``, ``1 d``, ``30 d``, ``1 y`` for pcm; ``0.1%`` for stuck-at; ``1e-04``
+    for bit-flip), unless there are more than :data:`_MAX_STRENGTH_TICKS`.
+    """
     if not axis.log:
         return
     # data lines only: a horizontal baseline (axhline) has x in axes coordinates 0..1
@@ -329,6 +342,10 @@ def _set_x_scale(ax: Axes, axis: NoiseAxis) -> None:
         ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
     else:
         ax.set_xscale("log")
+    ticks = np.unique(xs)
+    if 0 < ticks.size <= _MAX_STRENGTH_TICKS:  # x is the strength itself on every log axis
+        ax.set_xticks(ticks, [axis.tick(float(v)) for v in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _check_metric(metric: str, frame: pl.DataFrame) -> None:

@@ -5,14 +5,19 @@ parameters (``noise`` JSON: ``{"params": {...}, "bn_variance", "keep_zeros"}``) 
 ``strength`` value (NULL for the clean baseline). This module turns them into what
 reports show, through the model's own plug-in attributes
 (:class:`onnxnoise.noise.base.NoiseModel`): ``format_strength`` for table cells,
-``strength_label`` for headers and axes, ``more_noise_when`` for the order
+``strength_label`` for headers, its axis (``strength_axis``) for figure labels, ticks
+and scale, ``more_noise_when`` for the order
 (least noise first), ``describe`` for captions.
 
 The only noise-model-specific report code lives here, in :func:`noise_axis`: for
 ``gaussian-snr`` (Fagbohungbe & Qian, arXiv 2011.11840, eq. 1: ``sigma_noise =
 sigma_w / SNR``) plots use the noise in percent of ``sigma_w``, ``100 / SNR``, on the
 x axis, with the clean baseline at 0 %, as the paper's figures do. Every other model
-plots its strength as is, on a log axis when the strength is a time (pcm's ``t_inf``).
+plots its strength as is, with tick text and log or linear scale from its declared
+axis (:class:`onnxnoise.noise.axis.StrengthAxis`): pcm's time on a log axis with ticks
+``1 s .. 1 y``, stuck-at's fault rate on a log axis with ticks ``0.1%``, bit-flip's BER
+with ``1e-04``. Tables keep the stored number (seconds for a time) in ``strength`` and add
+its unit in ``strength_unit`` (:func:`add_strength_text`).
 
 A noise model that is not registered in this process (a store written with a
 plug-in that is not installed) is shown generically (label ``strength``, more noise
@@ -31,9 +36,8 @@ from typing import Any
 
 import polars as pl
 
-from onnxnoise.config import is_time_strength
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.noise import get_noise_model, make_noise_model
+from onnxnoise.noise import axis_label, axis_of, get_noise_model, make_noise_model
 
 __all__ = [
     "GAUSSIAN_NOISE_LABEL",
@@ -129,8 +133,8 @@ class NoiseAxis:
             no position (then plots draw it as a horizontal reference line).
         invert: Larger x means *less* noise (plots invert the axis so noise grows to
             the right).
-        log: Draw x on a log scale: decided by the model; a time strength (pcm's
-            ``t_inf``, 1 s .. 1 y) spans decades.
+        log: Draw x on a log scale: decided by the model's axis (``StrengthAxis.log``;
+            pcm's time 1 s .. 1 y, fault rates, BER span decades).
     """
 
     noise_model: str | None
@@ -167,9 +171,10 @@ def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
 
     ``gaussian-snr``: x = noise std in percent of ``sigma_w`` = ``100 / SNR`` (paper
     eq. 1), baseline at 0 %, legend ``1% (SNR 100)``, ticks ``1%``. Any other model:
-    x = strength, label = its ``strength_label``, legend = its ``format_strength``,
-    axis inverted when ``more_noise_when == "lower"``, baseline without a position,
-    and a log axis (``log``) when the strength is a time (:func:`onnxnoise.config.is_time_strength`).
+    x = strength, label = its axis's long name (else its ``strength_label``), legend = its ``format_strength``,
+    ticks = its axis's ``format_value`` (``1 d``, ``0.1%``, ``1e-04``), axis inverted when
+    ``more_noise_when == "lower"``, baseline without a position, and a log axis (``log``)
+    where its axis says so (:func:`onnxnoise.noise.axis_of`).
     """
     if name == "gaussian-snr":
         return NoiseAxis(
@@ -180,11 +185,12 @@ def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
             _tick=lambda snr: f"{_g(100.0 / snr)}%",
         )
     model = noise_model_for(name, noise)
+    axis = axis_of(model)
     return NoiseAxis(
-        noise_model=name, label=model.strength_label, legend_title=model.strength_label, baseline_x=None,
+        noise_model=name, label=axis_label(model), legend_title=model.strength_label, baseline_x=None,
         invert=model.more_noise_when == "lower",
-        _x=lambda v: v, _legend=model.format_strength, _tick=lambda v: f"{v:g}",
-        log=is_time_strength(model),
+        _x=lambda v: v, _legend=model.format_strength, _tick=axis.format_value,
+        log=axis.log,
     )
 
 
@@ -220,20 +226,29 @@ def noise_descriptions(frame: pl.DataFrame) -> list[str]:
 
 
 def add_strength_text(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add ``strength_text``: the model's ``format_strength(strength)`` (``clean`` for the baseline).
+    """Add ``strength_text`` and ``strength_unit``: how a strength is read, for tables.
+
+    ``strength_text`` is the model's ``format_strength(strength)`` (``t = 1 d``, ``p = 0.1%
+    faulty devices``; ``clean`` for the baseline); ``strength_unit`` the unit of the
+    number in ``strength`` (``s`` for pcm's time, ``dB``, ``fraction``, ``ratio``,
+    ``count``; ``""`` when the model declares none). ``strength`` itself stays the stored
+    number (seconds for a time), for CSV/Parquet/JSON.
 
     Needs a ``strength`` column (Float64, NULL for the baseline); ``noise_model`` and
     ``noise`` are used when present.
     """
     cols = [c for c in ("noise_model", "noise", "strength") if c in frame.columns]
-    frame = frame.drop("strength_text", strict=False)
+    frame = frame.drop("strength_text", "strength_unit", strict=False)
     uniq = frame.select(cols).unique(maintain_order=True)
-    texts = []
+    texts, units = [], []
     for row in uniq.iter_rows(named=True):
         value = row["strength"]
         value = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-        texts.append(noise_model_for(row.get("noise_model"), row.get("noise")).format_strength(value))
-    uniq = uniq.with_columns(pl.Series("strength_text", texts, dtype=pl.String))
+        model = noise_model_for(row.get("noise_model"), row.get("noise"))
+        texts.append(model.format_strength(value))
+        units.append(axis_of(model).unit)
+    uniq = uniq.with_columns(pl.Series("strength_text", texts, dtype=pl.String),
+                             pl.Series("strength_unit", units, dtype=pl.String))
     return frame.join(uniq, on=cols, how="left", nulls_equal=True, maintain_order="left")
 
 
