@@ -21,6 +21,8 @@ Example (see ``experiments/cifar10-resnet.toml``)::
     # t = ["1s", "1h", "1d", "30d", "1y"]; "stuck-at" with rate = [0.001, 0.01]; "bit-flip" with ber = [1e-4]
     seeds = [0, 1, 2]                    # or a count
     limit = 2000                         # optional, overrides [data] limit for this sweep
+    expect_top1 = 91.73                  # optional: a clean top-1 outside 91.73 +- tolerance (default 0.5)
+                                         # stops the sweep before any noisy trial (also under [models.NAME])
 
 Relative paths are resolved against the folder of the TOML file.
 """
@@ -52,7 +54,8 @@ _STRENGTH_KEYS = tuple(flag.replace("-", "_") for flag in strength_options())
 _NOISE_KEYS = {"noise", "noise_model", "noise_params", "strength", "seeds", "bn_variance", "keep_zeros", *_STRENGTH_KEYS}
 _SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
                "batch_size", "threads",
-               "score_output", "label_offset", "limit", *_NOISE_KEYS}
+               "score_output", "label_offset", "limit", "expect_top1", "tolerance", *_NOISE_KEYS}
+_MODEL_KEYS = {"path", "export", "expect_top1", "tolerance"}
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,14 @@ class ModelEntry:
         name: Key under ``[models]``; also the run folder name.
         path: The ONNX file (absolute).
         export: How to build it when missing (read by ``scripts/reproduce_paper.py``).
+        check: ``expect_top1`` / ``tolerance`` of its baseline check, when given (a
+            sweep's own keys override them).
     """
 
     name: str
     path: Path
     export: dict = field(default_factory=dict)
+    check: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,11 +146,12 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(msg)
     models = {}
     for name, entry in doc["models"].items():
-        _check_keys(entry, {"path", "export"}, f"[models.{name}]", path)
+        _check_keys(entry, _MODEL_KEYS, f"[models.{name}]", path)
         if "path" not in entry:
             msg = f"{path}: [models.{name}] needs `path`"
             raise ExperimentError(msg)
-        models[name] = ModelEntry(name, _resolve(base, entry["path"]), dict(entry.get("export", {})))
+        models[name] = ModelEntry(name, _resolve(base, entry["path"]), dict(entry.get("export", {})),
+                                  {k: entry[k] for k in ("expect_top1", "tolerance") if k in entry})
     preprocess = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in PREPROCESS_KEYS}
     sweeps = []
     for number, sweep in enumerate(doc["sweeps"], start=1):
@@ -169,7 +176,8 @@ def load_experiment(path: str | Path) -> Experiment:
                     preset=data.get("preprocess"), preprocess=preprocess,
                     ground_truth=_resolve(base, data["ground_truth"]) if "ground_truth" in data else None,
                     score_output=sweep.get("score_output"), label_offset=sweep.get("label_offset"),
-                    strict=data.get("strict")))
+                    strict=data.get("strict"), **{**models[name].check, **{
+                        k: sweep[k] for k in ("expect_top1", "tolerance") if k in sweep}}))
                 sweeps.append((name, SweepConfig(run, **given(modes=sweep.get("modes"),
                                                               prefix_reuse=sweep.get("prefix_reuse")))))
         except OnnxNoiseError as exc:  # messages name CLI flags; the file's keys are spelled without `--`

@@ -11,6 +11,10 @@ before the next trial starts. Running the same sweep again skips finished trials
 sweep killed at any moment loses at most the trial in flight; a change to any setting
 that can change a count gives new keys, never stale reuse. Several processes may run
 sweeps into one store: each skips what another has recorded.
+
+The baseline runs first and is checked before any noisy trial, as in ``bench``
+(:func:`onnxnoise.engine.baseline_checks.run_baseline_first`): a clean top-1 outside
+``expect_top1 +- tolerance`` stops the sweep, one at chance level is a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from onnxnoise.config import SweepConfig
+from onnxnoise.engine.baseline_checks import chance_classes, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
@@ -46,6 +51,8 @@ class SweepResult:
         failed: Trials run now that ended with an error row.
         taken: Trials another process recorded while this one was running.
         run_id: The store's id for this invocation.
+        warnings: Baseline warnings (a clean top-1 at chance level,
+            :func:`onnxnoise.engine.baseline_checks.chance_warning`).
     """
 
     planned: int
@@ -55,6 +62,7 @@ class SweepResult:
     failed: int
     taken: int
     run_id: int
+    warnings: tuple[str, ...] = ()
 
 
 class StoreRecorder:
@@ -71,6 +79,10 @@ class StoreRecorder:
     def record(self, row: dict[str, Any]) -> bool:
         """Commit ``row``; ``False`` if another writer recorded its key first."""
         return self.store.record({**row, "run_id": self.run_id})
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        """The recorded row with ``key`` (the store's columns), or None."""
+        return self.store.row(key)
 
 
 def _adopt_v1(context: RunContext, store: TrialStore, planned: list[PlannedTrial]) -> int:
@@ -126,6 +138,10 @@ def run_sweep(
     Raises:
         OnnxNoiseError: Bad model, data or settings (before any trial runs).
         StoreError: The store cannot be written.
+        BaselineExpectationError: ``config.run.expect_top1`` is set and the clean top-1
+            (run now or already stored) is outside ``expect_top1 +- tolerance``; raised
+            before any noisy trial runs.
+        BaselineError: The clean baseline trial failed (its row is recorded).
     """
     context = context or prepare_context(config.run)
     planned = plan_trials(context, config.modes)
@@ -139,13 +155,15 @@ def run_sweep(
         "noise_model": config.run.noise.model, "noise": config.run.noise.settings(),
         "config": {**config.to_dict(), **{k: facts[k] for k in (
             "layers_total", "layers_noised", "params_total", "params_noised", "images", "skipped_images",
-            "label_offset", "batch_size", "provider")}},
+            "label_offset", "batch_size", "provider")}, "chance_classes": chance_classes(context.data.labels)},
         "context": context.key_fields(), "versions": context.versions,
     })
     executor = executor or LocalExecutor(prefix_reuse=config.prefix_reuse)
-    result = executor.run(context, todo, StoreRecorder(store, run_id), progress)
+    recorder = StoreRecorder(store, run_id)
+    checked = run_baseline_first(executor, context, todo, recorder, progress, recorder.find)
+    result = checked.result
     return SweepResult(planned=len(planned), done=len(planned) - len(todo), adopted=adopted, ran=result.ran,
-                       failed=result.failed, taken=result.taken, run_id=run_id)
+                       failed=result.failed, taken=result.taken, run_id=run_id, warnings=tuple(checked.warnings))
 
 
 def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: int = 0,

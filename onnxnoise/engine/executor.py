@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import polars as pl
 
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial
+from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import run_trial
-from onnxnoise.errors import BaselineError
 from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor"]
@@ -136,6 +136,8 @@ class LocalExecutor(Executor):
         Raises:
             BaselineError: The clean baseline failed (a deterministic failure: every noisy
                 trial would fail too, or be compared with nothing); its row is recorded first.
+                Built by :func:`onnxnoise.engine.run_errors.baseline_failure` (an ONNX
+                Runtime error while running a batch: node, input fed, likely flag).
         """
         progress = progress or Progress()
         progress.start(len(planned), len(context.data))
@@ -153,7 +155,5 @@ class LocalExecutor(Executor):
             failed += row["error"] is not None
             progress.trial_done(row)
             if item.trial.mode == "baseline" and row["error"] is not None:
-                msg = (f"the clean baseline trial failed, so no noisy trial was run: {row['error']} "
-                       "(the failed row is recorded)")
-                raise BaselineError(msg)
+                raise baseline_failure(context, row["error"])
         return ExecutionResult(ran=ran, failed=failed, taken=taken)

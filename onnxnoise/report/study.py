@@ -15,16 +15,18 @@ from pathlib import Path
 import polars as pl
 from matplotlib.figure import Figure
 
+from onnxnoise.engine.baseline_checks import chance_warning
 from onnxnoise.errors import StoreError
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
-from onnxnoise.report.tables import write_table
-from onnxnoise.report.stats import add_binomial_interval, average_normalized_accuracy, normalized_accuracy, summarize_trials
+from onnxnoise.report.tables import with_planned_provider, write_table
+from onnxnoise.report.stats import (GROUP_KEYS, add_binomial_interval, average_normalized_accuracy,
+                                    normalized_accuracy, summarize_trials)
 from onnxnoise.report.console import format_interval, lead_columns
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.store.store import open_store
 
-__all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "write_report",
-           "write_comparison"]
+__all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "report_warnings",
+           "write_report", "write_comparison"]
 
 #: File name of a run folder's trial store.
 STORE_NAME = "trials.sqlite"
@@ -52,8 +54,9 @@ def collect_trials(run_dirs: list[str | os.PathLike]) -> pl.DataFrame:
     """All finished trials of the given run folders, with normalized accuracy.
 
     Returns:
-        One row per trial (see :meth:`onnxnoise.store.store.TrialStore.to_frame`) plus
-        ``top1_norm``/``top5_norm`` (paper eq. 2) and Wilson 95% intervals
+        One row per trial (see :meth:`onnxnoise.store.store.TrialStore.to_frame`; a failed
+        trial's ``provider`` is the planned one, :func:`~onnxnoise.report.tables.with_planned_provider`)
+        plus ``top1_norm``/``top5_norm`` (paper eq. 2) and Wilson 95% intervals
         ``top1_acc_low``/``top1_acc_high`` (percent).
     """
     frames = []
@@ -61,7 +64,7 @@ def collect_trials(run_dirs: list[str | os.PathLike]) -> pl.DataFrame:
         for path in find_stores(run_dir):
             with open_store(path, create=False) as store:
                 frames.append(store.to_frame())
-    trials = pl.concat(frames, how="vertical")
+    trials = with_planned_provider(pl.concat(frames, how="vertical"))
     return add_binomial_interval(normalized_accuracy(trials))
 
 
@@ -86,6 +89,7 @@ class ReportFiles:
         summary: The per-(model, noise model, mode, layer, strength) summary frame.
         a_avr: The per-(model, noise model, strength) ``A_avr`` frame (eq. 3; empty
             without per-layer trials).
+        warnings: :func:`report_warnings` (baselines at chance level, failed trials).
     """
 
     tables: list[Path] = field(default_factory=list)
@@ -93,6 +97,7 @@ class ReportFiles:
     markdown: Path | None = None
     summary: pl.DataFrame | None = None
     a_avr: pl.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _save(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
@@ -153,6 +158,72 @@ def _model_facts(runs: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(list(rows.values()))
 
 
+def _chance_classes(runs: pl.DataFrame) -> dict[tuple[str, str], int]:
+    """``(model_sha256, dataset_fingerprint) -> classes among the evaluated images`` from the runs' config.
+
+    Stores written before ``chance_classes`` was recorded give nothing (no chance check).
+    """
+    out = {}
+    for row in runs.iter_rows(named=True):
+        classes = json.loads(row["config"] or "{}").get("chance_classes")
+        if classes:
+            out[(row["model_sha256"], row["dataset_fingerprint"])] = int(classes)
+    return out
+
+
+def report_warnings(trials: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
+    """What makes a report's numbers suspect or incomplete, one line each.
+
+    * a clean baseline at chance level (:func:`~onnxnoise.engine.baseline_checks.chance_warning`,
+      classes from the runs' recorded ``chance_classes``), or a failed baseline;
+    * per model and mode, how many trials failed and the first error: their seeds are
+      missing from the means, intervals and ``A_avr`` (the tables mark those cells).
+
+    Args:
+        trials: Output of :func:`collect_trials`.
+        runs: Output of :func:`collect_runs`.
+    """
+    lines = []
+    classes = _chance_classes(runs)
+    for row in trials.filter(pl.col("mode") == "baseline").iter_rows(named=True):
+        where = f"{row['model']} on {row['dataset']}"
+        if row["error"] is not None:
+            lines.append(f"{where}: the clean baseline failed ({row['error']}); a/a0 of its noisy trials is undefined")
+            continue
+        count = classes.get((row["model_sha256"], row["dataset_fingerprint"]))
+        warning = chance_warning(row["top1_correct"], row["images"], count) if count and row["images"] else None
+        if warning:
+            lines.append(f"{where}: {warning}")
+    noisy = trials.filter(pl.col("mode") != "baseline")
+    failed = (noisy.group_by(["model", "mode"], maintain_order=True)
+              .agg(pl.len().alias("total"), pl.col("error").is_not_null().sum().alias("failed"),
+                   pl.col("error").drop_nulls().first().alias("first"))
+              .filter(pl.col("failed") > 0))
+    for row in failed.iter_rows(named=True):
+        lines.append(f"{row['model']}: {row['failed']} of {row['total']} {row['mode']} trials failed (first error: "
+                     f"{row['first']}); the numbers they belong to are marked and average fewer seeds or layers")
+    return lines
+
+
+def _seeds_cell(seeds: int, errors: int | None) -> str:
+    """``"3"``, or ``"2 of 3; 1 failed"`` when trials of the group failed."""
+    return str(seeds) if not errors else f"{seeds} of {seeds + errors}; {errors} failed"
+
+
+def _a_avr_failures(trials: pl.DataFrame, a_avr: pl.DataFrame) -> pl.DataFrame:
+    """``a_avr`` with ``failed`` (failed per-layer trials) and ``layers_planned`` (layers with any trial).
+
+    ``A_avr`` averages over the layers with at least one successful trial, so a layer
+    whose trials all failed silently shrinks ``N``; ``layers_planned`` shows it.
+    """
+    keys = [c for c in GROUP_KEYS if c in trials.columns and c in a_avr.columns]
+    per_layer = trials.filter(pl.col("mode") == "per-layer")
+    counts = per_layer.group_by(keys).agg(
+        pl.col("error").is_not_null().sum().cast(pl.Int64).alias("failed"),
+        pl.col("layer_index").n_unique().cast(pl.Int64).alias("layers_planned"))
+    return a_avr.join(counts, on=keys, how="left", nulls_equal=True, maintain_order="left")
+
+
 def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.PathLike,
                  *, title: str | None = None) -> ReportFiles:
     """Write tables, figures and ``report.md`` for the trials of one or more models.
@@ -171,6 +242,7 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     summary = summarize_trials(trials)
     a_avr = average_normalized_accuracy(trials)
     files.summary, files.a_avr = summary, a_avr
+    files.warnings = report_warnings(trials, runs)
     files.tables += write_table(trials, out, "results")
     files.tables += write_table(summary, out, "summary")
     if not a_avr.is_empty():
@@ -240,6 +312,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     seeds = sorted(set(trials["seed"].drop_nulls().to_list()))
     errors = trials.filter(pl.col("error").is_not_null()).height
     parts = [f"# {title}", ""]
+    if files.warnings:
+        parts += ["## Warnings", "", *(f"- **WARNING**: {line}" for line in files.warnings), ""]
     parts += [
         "## Provenance", "",
         f"- trials: {trials.height} ({errors} failed), seeds: {', '.join(map(str, seeds)) or '-'}",
@@ -263,8 +337,9 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         fact = facts.filter(pl.col("model_sha256") == row["model_sha256"])
         layers = fact["layers"][0] if fact.height else None
         params = fact["parameters"][0] if fact.height else None
-        rows.append([row["model"], row["dataset"], str(row["images"]), _fmt(row["top1_acc_mean"]),
-                     _fmt(row["top5_acc_mean"]), str(layers), f"{params:,}" if params else "-",
+        failed = " (failed)" if row.get("errors") else ""
+        rows.append([row["model"], row["dataset"], str(row["images"] or "-"), _fmt(row["top1_acc_mean"]) + failed,
+                     _fmt(row["top5_acc_mean"]) + failed, str(layers), f"{params:,}" if params else "-",
                      row["model_sha256"][:12]])
     parts += [_md_table(["model", "dataset", "images", "top-1 %", "top-5 %", "layers", "parameters", "sha256"],
                         rows), ""]
@@ -272,7 +347,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     if whole.height:
         lead, lead_cells = lead_columns(whole, model=True)
         parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
-        rows = [[*lead_cells[i], r["strength_text"], str(r["seeds"]),
+        rows = [[*lead_cells[i], r["strength_text"], _seeds_cell(r["seeds"], r.get("errors")),
                  format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
                  format_interval(r["top5_acc_mean"], r["top5_acc_ci"]),
                  format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), str(r["nan_count"])]
@@ -282,11 +357,15 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     if not a_avr.is_empty():
         lead, lead_cells = lead_columns(a_avr, model=True)
         parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
-        rows = [[*lead_cells[i], r["strength_text"], str(r["layers"]), str(r["seeds"]),
+        flagged = _a_avr_failures(trials, a_avr)
+        rows = [[*lead_cells[i], r["strength_text"],
+                 str(r["layers"]) if r["layers"] == (r["layers_planned"] or r["layers"])
+                 else f"{r['layers']} of {r['layers_planned']}; {r['layers_planned'] - r['layers']} all failed",
+                 str(r["seeds"]) + (f"; {r['failed']} trials failed" if r["failed"] else ""),
                  format_interval(r["top1_a_avr"], r["top1_a_avr_ci"], 4, upper=None),
                  _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci"], 4, upper=None),
                  _fmt(r["top5_degradation_pct"])]
-                for i, r in enumerate(a_avr.iter_rows(named=True))]
+                for i, r in enumerate(flagged.iter_rows(named=True))]
         parts += [_md_table([*lead, strength_header(a_avr), "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
                              "top-5 A_avr", "top-5 degradation %"], rows), ""]
     if files.figures:

@@ -1,4 +1,4 @@
-"""Write Polars trial tables to disk (Parquet and CSV)."""
+"""Trial tables: written to disk (Parquet and CSV), failed rows grouped with their seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,21 @@ from pathlib import Path
 
 import polars as pl
 
-__all__ = ["write_table"]
+__all__ = ["write_table", "with_planned_provider"]
+
+
+def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
+    """``trials`` with a failed row's missing ``provider`` set to the one its trial was planned for.
+
+    A failed trial ran nothing, so its row has no ``provider``; summaries group by
+    provider, and a null one would split a partly failed (strength, seed) group into
+    a "succeeded" and a "failed" row. The planned provider is ``context.provider``
+    (the JSON text the trial key hashes). Rows without ``context`` stay as they are.
+    """
+    if "provider" not in trials.columns or "context" not in trials.columns:
+        return trials
+    planned = pl.col("context").cast(pl.String).str.json_path_match("$.provider")
+    return trials.with_columns(pl.coalesce(pl.col("provider"), planned).alias("provider"))
 
 
 def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> list[Path]:
