@@ -23,12 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from onnxnoise.config import SWEEP_MODES, resolve_seeds
 from onnxnoise.store.schema import MODES
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model import Layer
 
-__all__ = ["MODES", "KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key", "plan_trials"]
+__all__ = ["MODES", "KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key", "plan_trials",
+           "SeedRule", "enough_draws", "seed_rule", "draw_group"]
 
 #: Version of the key derivation; bump it when :func:`trial_key` changes meaning.
 KEY_VERSION: int = 2
@@ -196,6 +199,70 @@ def plan_trials(context, modes: Sequence[str]) -> list[PlannedTrial]:
         with the context's own :meth:`~onnxnoise.engine.context.RunContext.key_fields`.
     """
     noise = context.config.noise
-    trials = expand_trials(context.selected, modes=modes, strengths=noise.strengths, seeds=noise.seeds)
+    trials = expand_trials(context.selected, modes=modes, strengths=noise.strengths, seeds=noise.seed_list)
     fields = context.key_fields()
     return [PlannedTrial(trial_key(trial, fields), trial) for trial in trials]
+
+
+def enough_draws(top1: Sequence[float], half_width: float, *, min_seeds: int = 3, max_seeds: int = 20,
+                 level: float = 0.95) -> bool:
+    """The stopping rule of ``--seeds auto``: whether a group needs no more noise draws.
+
+    Enough when ``n >= max_seeds``, or when ``n >= min_seeds`` and the half-width of the
+    two-sided Student t interval of the mean top-1 is below ``half_width``:
+    ``t_{(1+level)/2, n-1} * s / sqrt(n) < half_width`` (``s`` the sample std, ``ddof=1``;
+    :func:`onnxnoise.report.stats.t_half_width`). The minimum of 3 keeps the interval from
+    resting on a chance agreement of two draws (with ``n = 2``, ``t = 12.7``).
+
+    Args:
+        top1: Top-1 accuracies (percent) of the group's finished draws so far, seed order.
+        half_width: Target half-width in accuracy points (> 0).
+        min_seeds: Fewest draws before the interval may stop the group.
+        max_seeds: Most draws; the group stops there whatever the interval.
+        level: Confidence level of the interval.
+
+    Returns:
+        ``True`` to stop adding draws.
+    """
+    from onnxnoise.report.stats import t_half_width
+
+    n = len(top1)
+    if n >= max_seeds:
+        return True
+    if n < max(min_seeds, 2):
+        return False
+    return bool(t_half_width(float(np.std(np.asarray(top1, dtype=np.float64), ddof=1)), n, level) < half_width)
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """``--seeds auto --ci-halfwidth X --max-seeds N``: add draws per group until :func:`enough_draws`.
+
+    Attributes:
+        half_width: ``X``, target 95% t-interval half-width of the mean top-1, accuracy points.
+        max_seeds: ``N``: seeds ``0 .. N-1`` are planned (the same keys as ``--seeds N``).
+        min_seeds: Fewest draws (3).
+        level: Confidence level (0.95).
+    """
+
+    half_width: float
+    max_seeds: int = 20
+    min_seeds: int = 3
+    level: float = 0.95
+
+    def enough(self, top1: Sequence[float]) -> bool:
+        """:func:`enough_draws` with these settings."""
+        return enough_draws(top1, self.half_width, min_seeds=self.min_seeds, max_seeds=self.max_seeds,
+                            level=self.level)
+
+
+def seed_rule(noise) -> SeedRule | None:
+    """The :class:`SeedRule` of a :class:`~onnxnoise.config.NoiseConfig` with ``seeds = "auto"``, else None."""
+    if noise.seeds != "auto":
+        return None
+    return SeedRule(half_width=float(noise.ci_halfwidth), max_seeds=int(noise.max_seeds))
+
+
+def draw_group(trial: Trial) -> tuple[str, float | None, int | None, tuple[str, ...]]:
+    """The trials that are draws of one measurement (differ only by seed): mode, strength, layer index, layers."""
+    return (trial.mode, trial.strength, trial.layer_index, trial.layers)

@@ -10,10 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from onnxnoise.model import Layer
+from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
 
-__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "a_avr_table", "format_interval", "lead_columns"]
+__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
+           "format_interval", "lead_columns"]
 
 #: Settings shown as columns by :func:`summary_table` when a summary holds several values of them
 #: (rows measured under other settings are never pooled as seeds): column -> header.
@@ -73,6 +75,9 @@ def bench_caption(meta: dict) -> Text:
     model = noise_model_for(meta.get("noise_model"), noise)
     seeds = meta.get("seeds")
     seeds = f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))})" if isinstance(seeds, list) else f"{seeds} seed(s)"
+    if meta.get("seeds") == "auto":
+        seeds = (f"seeds auto (draws until the 95% interval of the mean top-1 is under ±{meta['ci_halfwidth']:g} "
+                 f"points; 3 to {meta['max_seeds']} per strength)")
     lines = [
         f"model {meta['model']} ({meta['layers_noised']}/{meta['layers_total']} layers noised, "
         f"{meta['params_noised']:,} parameters)",
@@ -84,6 +89,9 @@ def bench_caption(meta: dict) -> Text:
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
         f"noise: {model.describe()}, {seeds}, {policy}; execution provider {meta.get('provider')}",
         "top-1 / top-5 / a/a0: mean over seeds ± 95% Student t interval ([low, high] when it leaves the possible range: below 0, above 100%)",
+        "paired with the clean model on the same images: flips % = top-1 class changed, lost / gained = top-1 hits "
+        "(mean images), p<.05 = draws whose exact McNemar p < 0.05, collapsed = draws closer to chance than to the "
+        "best draw and far below it",
     ]
     if meta.get("input_layout") == "NHWC" or meta.get("fixed_batch"):
         lines.append(f"model input {meta.get('input_layout')}"
@@ -135,23 +143,50 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
         (header: the noise model's ``strength_label``, or ``strength`` when the frame
         has several noise models; cells: ``strength_text``), seeds, top-1 / top-5
         (percent, mean ± 95% Student-t CI over seeds), top-1 ``a / a_0`` (paper
-        eq. 2, mean ± CI), NaN logits, and each of :data:`COUNTER_HEADERS` that is
-        non-zero in some row.
+        eq. 2, mean ± CI), NaN logits, each of :data:`COUNTER_HEADERS` that is
+        non-zero in some row, and ``collapsed`` draws (``k/n``,
+        :func:`onnxnoise.report.paired.collapsed`) when some draw collapsed.
     """
     rows = sort_by_noise(summary.filter(pl.col("mode").is_in(["baseline", "all"])))
     failed = "errors" in rows.columns and (rows["errors"].fill_null(0) > 0).any()
+    collapse = "collapsed" in rows.columns and (rows["collapsed"].fill_null(0) > 0).any()
     counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
     table = Table(title=title)
     lead, lead_cells = lead_columns(rows)
     headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
-               "top-1 a/a0", "NaN", *(COUNTER_HEADERS[c] for c in counters)]
+               "top-1 a/a0", *(["collapsed"] if collapse else []), "NaN", *(COUNTER_HEADERS[c] for c in counters)]
     for i, name in enumerate(headers):
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*lead_cells[i], row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
                  format_interval(row["top1_acc_mean"], row["top1_acc_ci"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci"]),
-                 format_interval(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None), _count(row.get("nan_count"))]
+                 format_interval(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None),
+                 *([collapsed_cell(row)] if collapse else []), _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c in counters))
+    return table
+
+
+def paired_table(summary: pl.DataFrame, *, title: str | None = "noise in all layers vs the clean model, "
+                 "same images (top-1)") -> Table | None:
+    """Paired statistics of the ``all`` rows of :func:`onnxnoise.report.stats.summarize_trials`.
+
+    Columns: [lead columns as in :func:`summary_table`], strength, seeds, then
+    :data:`onnxnoise.report.paired.PAIRED_HEADERS`: mean flip rate (percent of images
+    whose top-1 class changed), mean top-1 hits lost and gained, draws whose exact
+    McNemar p < 0.05 (``k/n``), collapsed draws (``k/n``).
+
+    Returns:
+        The table, or None when no noisy row has paired counts (stores from before them).
+    """
+    rows = sort_by_noise(summary.filter(pl.col("mode") == "all"))
+    if not has_paired(rows):
+        return None
+    table = Table(title=title)
+    lead, lead_cells = lead_columns(rows)
+    for i, name in enumerate([*lead, strength_header(rows), "seeds", *PAIRED_HEADERS]):
+        table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        table.add_row(*lead_cells[i], row["strength_text"], str(row["seeds"]), *paired_cells(row))
     return table
 
 

@@ -29,6 +29,7 @@ import polars as pl
 from scipy import stats as _sps
 
 from onnxnoise.store.schema import MODES
+from onnxnoise.report.paired import add_paired_columns
 from onnxnoise.report.strength import add_strength_text, noise_rank
 
 __all__ = [
@@ -222,7 +223,7 @@ def normalized_accuracy(trials: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
+def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float = 0.0) -> pl.DataFrame:
     """Mean, spread and confidence interval over seeds, per configuration.
 
     Groups by :data:`GROUP_KEYS` present in the frame (model, dataset, their hashes,
@@ -232,10 +233,20 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFra
     the half-width of the two-sided Student t interval of the mean at ``level``
     (:func:`t_half_width`); std and ci are null with fewer than two seeds.
 
+    Paired statistics (:mod:`onnxnoise.report.paired`) per configuration:
+    ``collapsed`` (draws far below the group's others, :func:`~onnxnoise.report.paired.collapsed`)
+    and ``collapse_rate`` (``collapsed / seeds``; null for the baseline); and, when the trials
+    carry paired counts, ``flip_pct_mean`` (mean of ``100 flips / images``),
+    ``lost_top1_mean`` / ``gained_top1_mean`` (images), ``paired_draws`` (draws with paired
+    counts) and ``mcnemar_significant`` (of those, draws whose exact McNemar p is below
+    ``1 - level``).
+
     Args:
         trials: One row per trial (see module doc); normalized accuracies are added
             with :func:`normalized_accuracy` when ``top1_norm`` is absent.
         level: Confidence level in (0, 1).
+        chance: Chance top-1 in percent (``100 / classes``), for the collapse rule; 0
+            when unknown (flags no more draws than the true chance would).
 
     Returns:
         One row per configuration, ordered by :func:`sort_by_noise` (per model and
@@ -252,11 +263,17 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFra
     if "top1_norm" not in trials.columns:
         trials = normalized_accuracy(trials)
     keys = [c for c in GROUP_KEYS if c in trials.columns]
+    trials = add_paired_columns(trials, keys, chance=chance, alpha=1.0 - level)
     valid = _valid(trials)
     aggs = [
         valid.sum().cast(pl.Int64).alias("seeds"),
         (~valid).sum().cast(pl.Int64).alias("errors"),
+        pl.col("collapsed").filter(valid).sum().cast(pl.Int64).alias("collapsed"),
     ]
+    if "flip_pct" in trials.columns:
+        aggs += [pl.col("mcnemar_p").filter(valid).count().cast(pl.Int64).alias("paired_draws"),
+                 pl.col("mcnemar_significant").filter(valid).sum().cast(pl.Int64).alias("mcnemar_significant"),
+                 *(pl.col(c).filter(valid).mean().alias(f"{c}_mean") for c in ("flip_pct", "lost_top1", "gained_top1"))]
     for c in ("layers", "layers_noised"):
         if c in trials.columns:
             aggs.append(pl.col(c).first())
@@ -269,6 +286,9 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFra
         if c in trials.columns:
             aggs.append(pl.col(c).sum().alias(c))
     summary = trials.group_by(keys, maintain_order=True).agg(aggs)
+    summary = summary.with_columns(
+        pl.when((pl.col("mode") != "baseline") & (pl.col("seeds") > 0))
+        .then(pl.col("collapsed") / pl.col("seeds")).alias("collapse_rate"))
     summary = summary.with_columns(_ci_expr(f"{m}_std", "seeds", level).alias(f"{m}_ci") for m in METRICS)
     summary = add_strength_text(summary)
     order = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci")]
