@@ -162,11 +162,16 @@ class RunConfig:
         force_preprocess: Run mean/std whose units disagree with ``scale`` (0..255
             values with ``scale`` 1/255, or 0..1 values with ``scale`` 1) instead of
             refusing them.
-        expect_top1: Expected clean top-1 accuracy in percent (``bench`` and ``sweep``):
-            a baseline outside ``expect_top1 +- tolerance`` stops the run before any
-            noisy trial.
+        expect_top1: Expected clean top-1 accuracy in percent (``bench``): a baseline
+            outside ``expect_top1 +- tolerance`` stops the run before any noisy trial.
         tolerance: Allowed distance of the baseline from ``expect_top1``, in
             percentage points (default 0.5).
+        tf32: Let the CUDA execution provider run float32 convolutions and matrix
+            products in TF32 (faster on Ampere and newer GPUs, not float32); default
+            off: exact float32. No effect on the CPU.
+        prefix_memory: Most memory, in GiB (2**30 bytes), that prefix reuse may keep
+            clean activations in (device memory on the CUDA provider), whatever the
+            dataset size; the rest goes to disk in the cache folder. Counts do not depend on it.
 
     Raises:
         ConfigError: On an invalid value (one line).
@@ -192,6 +197,8 @@ class RunConfig:
     force_preprocess: bool = False
     expect_top1: float | None = None
     tolerance: float = 0.5
+    tf32: bool = False
+    prefix_memory: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))
@@ -209,6 +216,13 @@ class RunConfig:
             raise ConfigError(msg)
         _check_percent("expect_top1", self.expect_top1, optional=True)
         _check_percent("tolerance", self.tolerance)
+        if (isinstance(self.prefix_memory, bool) or not isinstance(self.prefix_memory, numbers.Real)
+                or not math.isfinite(self.prefix_memory) or self.prefix_memory <= 0):
+            msg = f"`--prefix-memory` must be a positive number of GiB (e.g. 2 or 0.5), got {self.prefix_memory!r}"
+            raise ConfigError(msg)
+        if not isinstance(self.tf32, bool):
+            msg = f"`tf32` must be true or false, got {self.tf32!r}"
+            raise ConfigError(msg)
         if not isinstance(self.noise, NoiseConfig):
             msg = f"`noise` must be a NoiseConfig, got {type(self.noise).__name__}"
             raise ConfigError(msg)

@@ -102,18 +102,20 @@ def test_batchnorm_split_moves_before_its_conv():
     assert splitter.position(["fc.weight"]) == 6
 
 
-def test_memory_limit_falls_back_to_full_model():
+def test_memory_limit_spills_the_cut_to_disk(tmp_path):
+    """A 1-byte bound keeps nothing in memory: every batch of the cut goes to disk, counts unchanged."""
     model = tiny_cnn()
     rng = np.random.default_rng(0)
     data = _eval_set(rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), rng.integers(0, 10, 20), 8)
     data = EvalSet(data.images, data.labels, resolve_data_config("cifar", resize=None, crop=None), batch_size=8)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     factory = SessionFactory(model, inits, input_name="input", output_name="logits", device="cpu")
-    runner = PrefixRunner(model, data, "input", "logits", device="cpu", cache_limit_bytes=1)
+    runner = PrefixRunner(model, data, "input", "logits", device="cpu", memory_limit_bytes=1, spill_dir=tmp_path)
     fc = list_layers(model)[-1]
     rep = draw_noise(GAUSS, 5.0, 0, [fc], inits).arrays
     assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
-    assert runner.stats.fallbacks == 1
+    assert (runner.stats.spilled_batches, runner.stats.kept_batches, runner.stats.fallbacks) == (3, 0, 0)
+    assert runner.stats.peak_kept_bytes == 0
 
 
 @pytest.mark.parametrize("keep_batchnorm, snrs", [(False, (10.0, 2.0)), (True, (2.0,))])

@@ -80,8 +80,8 @@ _RealSession = ort.InferenceSession
 class _FakeSession:
     """Stands in for InferenceSession when the CUDA EP is 'available' but fails to load."""
 
-    def __init__(self, data, options, providers):
-        self.providers = providers
+    def __init__(self, data, options, providers, provider_options=None):
+        self.providers, self.provider_options = providers, provider_options
         self.real = _RealSession(data, options, providers=["CPUExecutionProvider"])
 
     def get_providers(self):

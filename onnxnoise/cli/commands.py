@@ -54,7 +54,8 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
         batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
         ground_truth=args.ground_truth, score_output=args.score_output, label_offset=args.label_offset,
         strict=args.strict, cache=False if args.no_cache else None, force_preprocess=args.force_preprocess,
-        expect_top1=getattr(args, "expect_top1", None), tolerance=getattr(args, "tolerance", None)))
+        expect_top1=getattr(args, "expect_top1", None), tolerance=getattr(args, "tolerance", None),
+        tf32=args.tf32, prefix_memory=getattr(args, "prefix_memory", None)))
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -130,8 +131,6 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   + f", {result.ran} run now"
                   + (f", {result.taken} recorded meanwhile by another process" if result.taken else "")
                   + (f", [red]{result.failed} failed[/]" if result.failed else ""))
-    for warning in result.warnings:
-        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     return failed_exit(result.failed, console)
 
 
@@ -163,8 +162,6 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if files.a_avr is not None and not files.a_avr.is_empty():
         console.print(a_avr_table(files.a_avr))
     console.print(INTERVALS, markup=False, highlight=False)
-    for warning in files.warnings:
-        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
                   f"in {out}")
     return 0

@@ -92,6 +92,9 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", choices=DEVICES, help="execution provider (default auto)")
     run.add_argument("--batch-size", type=int, help="images per ONNX Runtime call (default 128)")
     run.add_argument("--threads", type=int, help="CPU threads (default: onnxruntime's choice)")
+    run.add_argument("--tf32", action="store_true", default=None,
+                     help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and "
+                     "newer GPUs, not float32; recorded in every trial row and key); default exact float32")
     run.add_argument("--no-cache", action="store_true",
                      help="do not keep decoded images in the on-disk cache ($ONNXNOISE_CACHE_DIR or ~/.cache/onnxnoise)")
     run.add_argument("--score-output", metavar="NAME", help="name of the model's score output (default: the first)")
@@ -99,12 +102,6 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
                      "(default: 1 for 1001-output models with a background class on 1000-class data, else 0)")
     run.add_argument("--out", type=Path, help="output folder (bench: reports/<model>-<timestamp>/, "
                      "sweep: runs/<model>/)")
-    check = parser.add_argument_group("baseline check")
-    check.add_argument("--expect-top1", type=float, metavar="PCT",
-                       help="expected clean top-1 in percent: a baseline outside PCT +- --tolerance exits 1 "
-                       "before any noisy trial runs")
-    check.add_argument("--tolerance", type=float, metavar="POINTS",
-                       help="allowed distance from --expect-top1 in percentage points (default 0.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("model", nargs="?", type=Path, help="ONNX classifier (omit for the demo)")
     _add_run_args(bench)
     bench.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    bench.add_argument("--expect-top1", type=float, metavar="PCT",
+                       help="expected clean top-1 in percent: a baseline outside PCT +- --tolerance exits 1 "
+                       "before any noisy trial runs")
+    bench.add_argument("--tolerance", type=float, metavar="POINTS",
+                       help="allowed distance from --expect-top1 in percentage points (default 0.5)")
 
     sweep = sub.add_parser("sweep", help="the paper's experiments, resumable: all / per-layer / cumulative",
                            description="Run a sweep into a durable trial store (RUN_DIR/trials.sqlite). Running "
@@ -133,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-prefix-reuse", action="store_true",
                        help="evaluate per-layer trials on the full model instead of reusing clean activations "
                        "before the noised layer (same predictions, slower)")
+    sweep.add_argument("--prefix-memory", type=float, metavar="GIB",
+                       help="most memory prefix reuse keeps clean activations in, whatever the dataset size "
+                       "(GPU memory on CUDA); the rest goes to disk in the cache folder; same counts (default 2)")
     _add_run_args(sweep)
 
     report = sub.add_parser("report", help="tables, figures and report.md from sweep run folders")

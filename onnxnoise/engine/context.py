@@ -158,7 +158,9 @@ class RunContext:
         if self._prefix is None:
             names = [n for layer in self.selected for n in layer.tensors]
             self._prefix = PrefixRunner(self.model, self.data, self.io.input_name, self.io.output_name,
-                                        replaceable=names, device=self.config.device, threads=self.config.threads)
+                                        replaceable=names, device=self.config.device, threads=self.config.threads,
+                                        memory_limit_bytes=int(self.config.prefix_memory * 2**30),
+                                        tf32=self.config.tf32)
         return self._prefix
 
     def facts(self) -> dict[str, Any]:
@@ -317,6 +319,21 @@ def _check_size(images: np.ndarray, data_config: DataConfig, shape: tuple) -> No
         raise DataError(msg)
 
 
+def _precision_options(probe, factory: SessionFactory) -> dict[str, str]:
+    """The options of the provider ``probe`` really runs on that can change numbers.
+
+    On CUDA ``use_tf32`` is always there: the value the session reports, else the one
+    the factory passed (an onnxruntime that does not report it), so the trial key and
+    every row record whether float32 ran as float32.
+    """
+    options = probe.session.get_provider_options().get(probe.provider, {})
+    precision = {k: str(options[k]) for k in _PRECISION_OPTIONS if k in options}
+    if probe.on_cuda and "use_tf32" not in precision:
+        index = factory.providers.index(probe.provider)
+        precision["use_tf32"] = factory.provider_options[index]["use_tf32"]
+    return precision
+
+
 def prepare_context(config: RunConfig) -> RunContext:
     """Load, resolve and decode everything a run needs, once.
 
@@ -351,10 +368,9 @@ def prepare_context(config: RunConfig) -> RunContext:
                    fixed_batch=io.batch_size, input_dtype=io.input_dtype, label_offset=offset)
     replaceable = [name for layer in selected for name in layer.tensors]
     factory = SessionFactory(model, replaceable, input_name=io.input_name, output_name=io.output_name,
-                             device=config.device, threads=config.threads)
+                             device=config.device, threads=config.threads, tf32=config.tf32)
     probe = factory.create()  # the provider a session really gets (CUDA may fall back) and its options
-    options = probe.session.get_provider_options().get(probe.provider, {})
-    precision = {k: str(options[k]) for k in _PRECISION_OPTIONS if k in options}
+    precision = _precision_options(probe, factory)
     return RunContext(
         config=config, model=model, model_sha256=_sha256(config.model), io=io, layers=layers, selected=selected,
         initializers=get_initializers(model), factory=factory, data=data, dataset=dataset,

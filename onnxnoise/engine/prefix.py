@@ -1,30 +1,35 @@
 """Prefix reuse: run only the part of the graph that the noise can change.
 
 When the noised layers of a trial start at node ``p`` (graph order), everything the
-nodes before ``p`` compute is the clean model's. The graph is split at ``p``; the
-*cut* is the set of tensors produced before ``p`` (or graph inputs) that nodes at or
-after ``p`` consume, e.g. a residual branch that lives across the split. The clean
-cut activations are computed once per batch and kept; each trial then runs only the
-*suffix* model (cut tensors as inputs, scores as output) with its noisy weights.
+nodes before ``p`` compute is the clean model's. The graph is split at ``p``
+(:class:`~onnxnoise.engine.graph_split.GraphSplitter`); the *cut* is the set of tensors
+produced before ``p`` (or graph inputs) that nodes at or after ``p`` consume, e.g. a
+residual branch that lives across the split. The clean cut activations are computed
+once per batch and kept; each trial then runs only the *suffix* model (cut tensors as
+inputs, scores as output) with its noisy weights.
 
-:class:`PrefixRunner` does this for any order of trials and keeps one cut in memory
-at a time:
+:class:`PrefixRunner` does this for any order of trials and keeps one cut at a time:
 
 - moving the split forward (e.g. per-layer sweep, layer ``i`` then ``i + 1``) runs
-  only the clean *segment* between the two cuts, so a pass over all layers costs one
-  clean forward pass of prefix work in total;
+  only the clean *segment* between the two cuts, batch by batch, so a pass over all
+  layers costs one clean forward pass of prefix work in total;
 - moving it backward recomputes the cut from the input images;
-- a cut larger than ``cache_limit_bytes`` (e.g. ResNet20's first cut on 10k CIFAR
-  images is 10k x 16 x 32 x 32 float32 = 655 MB) is not kept: that trial runs the
-  full model (exact, no reuse).
+- memory is bounded whatever the dataset size (``memory_limit_bytes``,
+  ``--prefix-memory``): a cut is stored batch by batch, in memory while the bound
+  allows, on disk in the cache folder beyond it, and recomputed from the images in
+  every trial only when the disk has no room either (a warning says so; see
+  :mod:`onnxnoise.engine.cut_store`). No trial falls back to the full model;
+- on the CUDA provider kept activations are device ``OrtValue`` s, produced and
+  consumed through ``IOBinding``: they never cross to the host.
 
 Grouping trials by first noised layer (or sorting them by it) gets the most reuse.
 
 Exactness: a split changes what ONNX Runtime can fuse only across the split. The one
 fusion a split would break is a noised ``BatchNormalization`` folded into the Conv or
 Gemm that feeds it; the split is then placed before that producer, so the suffix
-holds the same fused pattern as the full model. Tests compare predictions and logits
-with full-model evaluation (ResNet20, every layer, BN kept and folded).
+holds the same fused pattern as the full model. Spilled batches are read back
+bit-identical. Tests compare predictions and logits with full-model evaluation
+(ResNet20, every layer, BN kept and folded; a memory bound forcing many spilled batches).
 """
 
 from __future__ import annotations
@@ -32,205 +37,79 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
 
-from onnxnoise.errors import GraphError
+from onnxnoise.data.cache import get_cache_dir
+from onnxnoise.engine.cut_store import DISK, MEMORY, RECOMPUTE, CutStore, DeviceValues, HostValues, Slot, SpillFile
 from onnxnoise.engine.evaluate import EvalSet
+from onnxnoise.engine.graph_split import GraphSplitter
 from onnxnoise.engine.metrics import Counts
-from onnxnoise.engine.runtime import SessionFactory
+from onnxnoise.engine.runtime import Session, SessionFactory
 
-__all__ = ["GraphSplitter", "PrefixRunner", "PrefixStats"]
-
-#: Ops that ONNX Runtime folds a following BatchNormalization into.
-_BN_PRODUCERS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-
-
-def _node_inputs(node: onnx.NodeProto) -> list[str]:
-    """Names a node reads: its inputs and, for If/Loop/Scan, every name its subgraphs read."""
-    names = [n for n in node.input if n]
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for graph in graphs:
-            for sub in graph.node:
-                names.extend(_node_inputs(sub))
-    return names
-
-
-class GraphSplitter:
-    """Split points, cuts and sub-models of one topologically ordered ONNX graph.
-
-    Args:
-        model: The clean model (not modified).
-        output_name: Name of the score output.
-
-    Raises:
-        GraphError: If the nodes are not in topological order, or a tensor at a
-            split has no type after shape inference.
-    """
-
-    def __init__(self, model: onnx.ModelProto, *, output_name: str) -> None:
-        self.model = model
-        self.output_name = output_name
-        graph = model.graph
-        self._nodes = list(graph.node)
-        self._inits = {t.name: t for t in graph.initializer}
-        self._graph_inputs = [i.name for i in graph.input if i.name not in self._inits]
-        self._inputs = [_node_inputs(n) for n in self._nodes]
-        self._producer: dict[str, int] = {}
-        self._first_use: dict[str, int] = {}
-        self._last_use: dict[str, int] = {}
-        known = set(self._inits) | set(self._graph_inputs)
-        for pos, (node, names) in enumerate(zip(self._nodes, self._inputs)):
-            for name in names:
-                self._first_use.setdefault(name, pos)
-                self._last_use[name] = pos
-                if name not in known and name not in self._producer and not _is_outer(name, node):
-                    msg = f"node {pos} ({node.op_type} {node.name!r}) reads {name!r} before it is produced"
-                    raise GraphError(msg + "; the graph is not topologically sorted")
-            for out in node.output:
-                if out:
-                    self._producer[out] = pos
-        if output_name not in self._producer:
-            msg = f"score output {output_name!r} is not produced by any node"
-            raise GraphError(msg)
-        self._output_pos = self._producer[output_name]
-        inferred = onnx.shape_inference.infer_shapes(_without_data(model))
-        self._types = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def position(self, tensor_names: Iterable[str]) -> int:
-        """Split position for noise in ``tensor_names``: the first node reading any of them.
-
-        A noised ``BatchNormalization`` whose input comes only from a Conv/Gemm/MatMul
-        moves the split before that producer (keeps ORT's Conv+BN fusion intact).
-
-        Args:
-            tensor_names: Initializer names that a trial replaces.
-
-        Returns:
-            Node position in ``[0, len(self)]``; ``len(self)`` when none is read.
-        """
-        pos = min((self._first_use[n] for n in tensor_names if n in self._first_use), default=len(self._nodes))
-        if pos < len(self._nodes) and self._nodes[pos].op_type == "BatchNormalization":
-            x = self._nodes[pos].input[0]
-            prev = self._producer.get(x)
-            if (
-                prev is not None
-                and self._nodes[prev].op_type in _BN_PRODUCERS
-                and self._last_use.get(x) == pos
-                and self._first_use.get(x) == pos
-            ):
-                pos = prev
-        return pos
-
-    def cut(self, position: int) -> tuple[str, ...]:
-        """Tensors live across the split before node ``position`` (in production order).
-
-        Graph inputs and tensors produced before ``position`` that a node at or after
-        ``position`` reads (initializers excluded).
-        """
-        if position > self._output_pos:
-            msg = f"split position {position} is after the score output's producer (node {self._output_pos})"
-            raise GraphError(msg)
-        live = [n for n in self._graph_inputs if self._last_use.get(n, -1) >= position]
-        produced = sorted(
-            (p, n) for n, p in self._producer.items() if p < position and self._last_use.get(n, -1) >= position
-        )
-        return tuple(live + [n for _, n in produced])
-
-    def submodel(self, start: int, stop: int, outputs: Iterable[str]) -> onnx.ModelProto:
-        """Model of nodes ``[start, stop)``: every tensor they read from before ``start``
-        becomes a graph input, ``outputs`` the graph outputs, with the initializers they use.
-        """
-        nodes = self._nodes[start:stop]
-        produced = {o for n in nodes for o in n.output if o}
-        inputs: list[str] = []
-        used_inits: list[str] = []
-        for names in self._inputs[start:stop]:
-            for name in names:
-                if name in produced:
-                    continue
-                if name in self._inits:
-                    if name not in used_inits:
-                        used_inits.append(name)
-                elif name not in inputs and (name in self._producer or name in self._graph_inputs):
-                    inputs.append(name)
-        graph = helper.make_graph(
-            nodes,
-            f"{self.model.graph.name or 'graph'}[{start}:{stop}]",
-            [self._value_info(n) for n in inputs],
-            [self._value_info(n) for n in outputs],
-            initializer=[self._inits[n] for n in used_inits],
-        )
-        sub = helper.make_model(graph, opset_imports=list(self.model.opset_import), ir_version=self.model.ir_version)
-        sub.functions.extend(self.model.functions)
-        return sub
-
-    def _value_info(self, name: str) -> onnx.ValueInfoProto:
-        info = self._types.get(name)
-        if info is None or not info.type.HasField("tensor_type"):
-            msg = f"tensor {name!r} has no type after shape inference; cannot split the graph there"
-            raise GraphError(msg)
-        return info
-
-
-def _is_outer(name: str, node: onnx.NodeProto) -> bool:
-    """True if ``name`` is only read inside a subgraph of ``node`` (may be defined there)."""
-    return name not in node.input
-
-
-def _without_data(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Copy of ``model`` whose large float initializers keep dims and type but no data.
-
-    Shape inference then runs fast; small and integer tensors (shapes, axes) keep
-    their values, which shape inference of Reshape, Slice, ... needs.
-    """
-    light = onnx.ModelProto()
-    light.CopyFrom(model)
-    graph = light.graph
-    kept = []
-    for tensor in graph.initializer:
-        if tensor.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                                onnx.TensorProto.BFLOAT16) and int(np.prod(tensor.dims)) > 64:
-            graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-        else:
-            kept.append(tensor)
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    return light
+__all__ = ["GraphSplitter", "PrefixRunner", "PrefixStats", "DEFAULT_MEMORY_BYTES"]
 
 
 @dataclass
 class PrefixStats:
-    """Work done by a :class:`PrefixRunner`, in seconds and counts.
+    """Work done by a :class:`PrefixRunner`, in seconds, counts and bytes.
 
     Attributes:
-        prefix_seconds: Time computing clean cut activations (segments and full prefixes).
+        trials: Trials evaluated.
+        prefix_seconds: Time computing clean cut activations (segment session builds and runs,
+            spill writes).
         build_seconds: Time building suffix sessions (model slicing + ORT session creation).
-        suffix_seconds: Time running suffix sessions (and counting).
+        first_run_seconds: Time of each trial's first suffix batch (a new session's cold first run).
+        suffix_seconds: Time of the other suffix batches (``suffix_batches`` of them).
+        load_seconds: Time in trials reading spilled batches and recomputing batches kept nowhere.
         advances: Cut moves computed incrementally from the previous cut.
         rebuilds: Cut moves computed from the input images.
-        fallbacks: Trials run on the full model because the cut exceeded the memory limit.
+        fallbacks: Trials that recomputed at least one batch's cut from the images (no room
+            in ``memory_limit_bytes`` nor on disk; a warning says so). No trial ever falls back
+            to the full model.
+        kept_batches, spilled_batches, recomputed_batches: Where the batches of the cuts
+            went (memory, spill file, nowhere), summed over the cuts computed.
+        peak_kept_bytes: Most bytes of cut activations held in memory at once (device
+            memory on the CUDA provider); never above ``memory_limit_bytes``.
+        spill_bytes_written, spill_bytes_read: Disk traffic of spilled batches.
     """
 
+    trials: int = 0
     prefix_seconds: float = 0.0
     build_seconds: float = 0.0
+    first_run_seconds: float = 0.0
     suffix_seconds: float = 0.0
+    suffix_batches: int = 0
+    load_seconds: float = 0.0
     advances: int = 0
     rebuilds: int = 0
     fallbacks: int = 0
+    kept_batches: int = 0
+    spilled_batches: int = 0
+    recomputed_batches: int = 0
+    peak_kept_bytes: int = 0
+    spill_bytes_written: int = 0
+    spill_bytes_read: int = 0
 
 
 @dataclass
 class _Cut:
+    """Cut activations at ``position`` for every batch (``slots is None``: the input images)."""
+
     position: int
     names: tuple[str, ...]
-    acts: list[dict[str, np.ndarray]]  # one feed dict per batch
+    slots: list[Slot] | None = None
+    file: SpillFile | None = None
+
+    @property
+    def recompute(self) -> bool:
+        return self.slots is not None and any(s.kind == RECOMPUTE for s in self.slots)
+
+
+#: Default of ``memory_limit_bytes`` (``--prefix-memory 2``).
+DEFAULT_MEMORY_BYTES = 2 << 30
 
 
 @dataclass
@@ -238,7 +117,7 @@ class PrefixRunner:
     """Evaluates noisy trials by running only the suffix after the first noised node.
 
     Results equal full-model evaluation (same predictions; logits equal up to float
-    rounding, see the module docstring).
+    rounding, see the module docstring), whatever ``memory_limit_bytes``.
 
     Args:
         model: The clean model (from :func:`onnxnoise.model.load_model`).
@@ -248,7 +127,17 @@ class PrefixRunner:
         replaceable: Initializer names trials may replace (default: all).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: CPU intra-op threads (``0``: ONNX Runtime's default).
-        cache_limit_bytes: Largest cut (all batches together) kept in memory.
+        memory_limit_bytes: Most bytes of cut activations kept in memory, all batches
+            together (device memory on the CUDA provider); batches beyond it go to disk
+            (:class:`~onnxnoise.engine.cut_store.CutStore`). ``--prefix-memory`` in GiB.
+        spill_dir: Folder for spill files (default: ``prefix`` in the decoded-image cache
+            folder, :func:`onnxnoise.data.cache.get_cache_dir`); ``False``: no disk, batches
+            beyond the bound are recomputed from the images in every trial (with a warning).
+        tf32: Let the CUDA provider use TF32 (:func:`onnxnoise.engine.runtime.cuda_options`).
+
+    Attributes:
+        provider: Execution provider of the last suffix session.
+        warnings: Lines the user must see (batches recomputed for lack of room).
 
     Example:
         >>> runner = context.prefix_runner()  # doctest: +SKIP
@@ -265,7 +154,9 @@ class PrefixRunner:
     replaceable: Iterable[str] | None = None
     device: str = "auto"
     threads: int = 0
-    cache_limit_bytes: int = 2 << 30
+    memory_limit_bytes: int = DEFAULT_MEMORY_BYTES
+    spill_dir: Path | bool | None = None
+    tf32: bool = False
     stats: PrefixStats = field(default_factory=PrefixStats)
 
     def __post_init__(self) -> None:
@@ -274,6 +165,14 @@ class PrefixRunner:
         self._replaceable = inits if self.replaceable is None else set(self.replaceable)
         self._cut: _Cut | None = None
         self._factory: tuple[int, SessionFactory] | None = None
+        self._segments: dict[tuple[int, int], tuple[Session, list[str]]] = {}
+        self._store: CutStore | None = None
+        self.provider: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Lines the user must see (batches whose cut is recomputed for lack of room)."""
+        return [] if self._store is None else list(self._store.warnings)
 
     def position(self, replacements: Mapping[str, np.ndarray] | Iterable[str]) -> int:
         """Split position (node index) used for noise in these tensors."""
@@ -300,73 +199,179 @@ class PrefixRunner:
         return self.data.count_all(self.iter_scores(replacements), on_batch=on_batch)
 
     def iter_scores(self, replacements: Mapping[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``((n, C) scores, (n,) labels)`` per batch, padding rows dropped."""
-        cut = self._cut_for(self.position(replacements))
+        """Yield ``((n, C) scores, (n,) labels)`` per batch in dataset order, padding rows dropped."""
+        position = self.position(replacements)
         started = time.perf_counter()
-        factory = self._suffix_factory(cut.position)
-        session = factory.create(replacements)
+        session = self._suffix_factory(position).create(replacements)
         self.provider = session.provider
+        self._use(session)
         self.stats.build_seconds += time.perf_counter() - started
-        started = time.perf_counter()
-        ort_session = session.session
-        for feed, (_, labels) in zip(cut.acts, self.data.batches()):
-            (out,) = ort_session.run([self.output_name], feed)
+        cut = self._cut_for(position)
+        self.stats.trials += 1
+        self.stats.fallbacks += cut.recompute
+        first = True
+        for feed, labels in self._feeds(cut):
+            started = time.perf_counter()
+            out = self._scores(session, feed)
+            elapsed = time.perf_counter() - started
+            if first:
+                self.stats.first_run_seconds += elapsed
+                first = False
+            else:
+                self.stats.suffix_seconds += elapsed
+                self.stats.suffix_batches += 1
             yield out.reshape(out.shape[0], -1)[: len(labels)], labels
-        self.stats.suffix_seconds += time.perf_counter() - started
 
-    # -- internals ---------------------------------------------------------------
+    # -- values on the host or the device ------------------------------------------
 
-    def _inputs(self) -> _Cut:
-        acts = [{self.input_name: x} for x, _ in self.data.batches()]
-        return _Cut(0, (self.input_name,), acts)
+    def _use(self, session: Session) -> None:
+        """Decide once, from the provider sessions really get, where cut values live."""
+        if self._store is not None:
+            return
+        if self.spill_dir is False:
+            spill = None
+        elif self.spill_dir is None or self.spill_dir is True:
+            spill = get_cache_dir() / "prefix"
+        else:
+            spill = Path(self.spill_dir)
+        values = DeviceValues() if session.on_cuda else HostValues()
+        self._store = CutStore(self.memory_limit_bytes, spill, values)
+
+    def _inputs(self) -> Iterator[dict]:
+        """``{input name: batch}`` per batch: host arrays, or on CUDA inputs uploaded once (IOBinding)."""
+        if self._store.values.on_device:
+            return ({self.input_name: x} for x, _ in self.data.device_batches())
+        return ({self.input_name: x} for x, _ in self.data.batches())
+
+    def _run(self, session: Session, feed: dict, outputs: list[str]) -> list:
+        """Outputs of a clean segment: host arrays, or device OrtValues (never copied to the host)."""
+        if self._store.values.on_device:
+            return session.run_values(feed, outputs, device="cuda")
+        return session.session.run(outputs, feed)
+
+    def _scores(self, session: Session, feed: dict) -> np.ndarray:
+        if self._store.values.on_device:
+            return session.run_values(feed, [self.output_name], device="cpu")[0]
+        return session.session.run([self.output_name], feed)[0]
+
+    # -- cuts ----------------------------------------------------------------------
+
+    def _feeds(self, cut: _Cut) -> Iterator[tuple[dict, np.ndarray]]:
+        """``(suffix feed, labels)`` per batch of ``cut``: kept, read back from disk, or recomputed."""
+        labels = self.data.batch_labels()
+        if cut.slots is None:
+            yield from zip(self._inputs(), labels)
+            return
+        inputs = self._inputs() if cut.recompute else None
+        for slot, batch_labels in zip(cut.slots, labels):
+            image = next(inputs) if inputs is not None else None
+            if slot.kind == MEMORY:
+                yield slot.values, batch_labels
+                continue
+            started = time.perf_counter()
+            if slot.kind == RECOMPUTE:
+                feed = self._compute(0, (self.input_name,), image, cut.position, cut.names)
+            else:
+                feed = self._store.load(slot, cut.file)
+            self.stats.load_seconds += time.perf_counter() - started
+            yield feed, batch_labels
+        self._sync_stats()
 
     def _cut_for(self, position: int) -> _Cut:
-        """Cut activations at ``position``, moving the kept cut (or full model if too big)."""
+        """Cut activations at ``position``, moving the kept cut forward or rebuilding it."""
         current = self._cut
         if current is not None and current.position == position:
             return current
         if position == 0:
-            return self._inputs()
+            return _Cut(0, (self.input_name,))
         started = time.perf_counter()
         if current is not None and current.position < position:
             self.stats.advances += 1
             base = current
         else:
             self.stats.rebuilds += 1
-            base = self._inputs()
-        self._cut = None  # release the old cut before building the new one
-        names = self.splitter.cut(position)
-        new = self._advance(base, position, names)
-        self.stats.prefix_seconds += time.perf_counter() - started
-        if new is None:
-            self.stats.fallbacks += 1
-            return self._inputs()
+            self._drop(current)
+            base = _Cut(0, (self.input_name,))
+        self._cut = None
+        new = self._advance(base, position, self.splitter.cut(position))
+        self._drop(base)
+        self._segments = {k: v for k, v in self._segments.items() if k[0] == 0 and k[1] == position}
         self._cut = new
+        self.stats.prefix_seconds += time.perf_counter() - started
+        self._sync_stats()
         return new
 
-    def _advance(self, base: _Cut, position: int, names: tuple[str, ...]) -> _Cut | None:
-        """Run the clean segment ``[base.position, position)`` on every batch; None if too big."""
-        carried = [n for n in names if n in base.names]
-        computed = [n for n in names if n not in base.names]
-        segment = self.splitter.submodel(base.position, position, computed)
-        factory = SessionFactory(
-            segment, (), input_name=computed[0] if computed else "", output_name=computed[0] if computed else "",
-            device=self.device, threads=self.threads,
-        )
-        session = factory.create().session if computed else None
-        seg_inputs = [i.name for i in segment.graph.input]
-        acts = base.acts
-        size = 0
-        for i, feed in enumerate(acts):
-            new = {n: feed[n] for n in carried}
-            if session is not None:
-                outs = session.run(computed, {n: feed[n] for n in seg_inputs})
-                new.update(zip(computed, outs))
-            acts[i] = new  # in place: the old batch's arrays can be freed now
-            size += sum(a.nbytes for a in new.values())
-            if size * len(acts) > self.cache_limit_bytes * (i + 1):  # projected total over all batches
-                return None
-        return _Cut(position, names, acts)
+    def _advance(self, base: _Cut, position: int, names: tuple[str, ...]) -> _Cut:
+        """Run the clean segment ``[base.position, position)`` on every batch of ``base``.
+
+        Each batch's new values are stored (memory, disk or nowhere) as soon as they are
+        computed and the base batch is released first, so memory never holds two whole cuts.
+        """
+        store = self._store
+        file = store.new_file()
+        slots: list[Slot] = []
+        if base.slots is None:
+            feeds = self._inputs()
+        else:
+            feeds = self._base_feeds(base)
+        for feed in feeds:
+            if feed is None:  # the base batch was kept nowhere: so is this one
+                slots.append(Slot(RECOMPUTE))
+                self.stats.recomputed_batches += 1
+                continue
+            values = self._compute(base.position, base.names, feed, position, names)
+            slot = store.put(values, file, position=position)
+            slots.append(slot)
+            self.stats.kept_batches += slot.kind == MEMORY
+            self.stats.spilled_batches += slot.kind == DISK
+            self.stats.recomputed_batches += slot.kind == RECOMPUTE
+        if file is not None and not any(s.kind == DISK for s in slots):
+            file.close()
+            file = None
+        return _Cut(position, names, slots, file)
+
+    def _base_feeds(self, base: _Cut) -> Iterator[dict | None]:
+        """A kept cut's batches in order, each released (memory back to the budget) once handed out."""
+        for slot in base.slots:
+            values = self._store.load(slot, base.file)
+            self._store.release(slot)
+            yield values
+
+    def _compute(self, start: int, have: tuple[str, ...], feed: dict, position: int,
+                 names: tuple[str, ...]) -> dict:
+        """Values of the cut ``names`` at ``position`` for one batch, from ``feed`` (the cut ``have`` at ``start``)."""
+        values = {n: feed[n] for n in names if n in have}
+        computed = [n for n in names if n not in have]
+        if computed:
+            session, inputs = self._segment(start, position, computed)
+            values.update(zip(computed, self._run(session, {n: feed[n] for n in inputs}, computed)))
+        return values
+
+    def _segment(self, start: int, stop: int, outputs: list[str]) -> tuple[Session, list[str]]:
+        """Clean session of nodes ``[start, stop)`` with ``outputs`` (built once per span), and its inputs."""
+        key = (start, stop)
+        if key not in self._segments:
+            segment = self.splitter.submodel(start, stop, outputs)
+            factory = SessionFactory(segment, (), input_name=outputs[0], output_name=outputs[0],
+                                     device=self.device, threads=self.threads, tf32=self.tf32)
+            self._segments[key] = (factory.create(), [i.name for i in segment.graph.input])
+        return self._segments[key]
+
+    def _drop(self, cut: _Cut | None) -> None:
+        """Release a cut's memory and delete its spill file."""
+        if cut is None or cut.slots is None:
+            return
+        for slot in cut.slots:
+            self._store.release(slot)
+        if cut.file is not None:
+            cut.file.close()
+            cut.file = None
+
+    def _sync_stats(self) -> None:
+        store = self._store
+        self.stats.peak_kept_bytes = store.peak_bytes
+        self.stats.spill_bytes_written = store.spilled_bytes
+        self.stats.spill_bytes_read = store.read_bytes
 
     def _suffix_factory(self, position: int) -> SessionFactory:
         if self._factory is not None and self._factory[0] == position:
@@ -377,8 +382,7 @@ class PrefixRunner:
         suffix_inits = {t.name for t in suffix.graph.initializer}
         factory = SessionFactory(
             suffix, sorted(self._replaceable & suffix_inits), input_name=names[0], output_name=self.output_name,
-            device=self.device, threads=self.threads,
+            device=self.device, threads=self.threads, tf32=self.tf32,
         )
         self._factory = (position, factory)
         return factory
-

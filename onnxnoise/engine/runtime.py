@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +37,9 @@ from onnxnoise.errors import SessionError
 
 __all__ = [
     "DEVICES",
+    "DEVICE_ID",
     "resolve_providers",
+    "cuda_options",
     "SessionFactory",
     "Session",
     "ort_message",
@@ -50,6 +52,26 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
+
+#: The CUDA device sessions, inputs and kept activations use (ONNX Runtime's default ``device_id``).
+DEVICE_ID = 0
+
+
+def cuda_options(tf32: bool = False) -> dict[str, str]:
+    """CUDA execution provider options of every session: exact float32 unless ``tf32``.
+
+    ONNX Runtime's CUDA provider runs float32 convolutions and matrix products in TF32
+    (10-bit mantissa inputs) on Ampere and newer GPUs unless ``use_tf32`` is ``0``
+    (provider option since onnxruntime 1.18), so a "float32" run there would not be
+    float32. Exact float32 is the default; ``--tf32`` opts in to the faster mode.
+
+    Args:
+        tf32: Allow TF32 math.
+
+    Returns:
+        ``{"use_tf32": "1" | "0"}`` (ONNX Runtime takes provider options as strings).
+    """
+    return {"use_tf32": "1" if tf32 else "0"}
 
 
 def resolve_providers(device: str) -> list[str]:
@@ -134,12 +156,37 @@ class Session:
         Returns:
             ``(N, C)`` scores on the host.
         """
-        binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, batch)
-        binding.bind_output(self.output_name, "cpu")
-        self.session.run_with_iobinding(binding)
-        out = binding.copy_outputs_to_cpu()[0]
+        (out,) = self.run_values({self.input_name: batch}, [self.output_name])
         return out.reshape(out.shape[0], -1)
+
+    def run_values(self, feeds: Mapping[str, ort.OrtValue], outputs: Sequence[str], *,
+                   device: str = "cpu") -> list:
+        """Run with every input bound as an ``OrtValue`` (``IOBinding``), outputs kept where asked.
+
+        Used on the CUDA provider, where inputs (images, kept prefix-reuse activations) already
+        live on the GPU: nothing is copied to or from the host but the outputs bound to ``cpu``.
+
+        Args:
+            feeds: ``input name -> OrtValue`` (any device the provider can read).
+            outputs: Names of the outputs to compute.
+            device: ``cpu``: outputs copied to host numpy arrays; ``cuda``: outputs left on
+                GPU :data:`DEVICE_ID` as ``OrtValue`` s (e.g. cut activations for later runs).
+
+        Returns:
+            One value per name of ``outputs``: ``np.ndarray`` (``cpu``) or ``OrtValue`` (``cuda``).
+        """
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, value)
+        for name in outputs:
+            if device == "cpu":
+                binding.bind_output(name, "cpu")
+            else:
+                binding.bind_output(name, device, DEVICE_ID)
+        self.session.run_with_iobinding(binding)
+        if device == "cpu":
+            return list(binding.copy_outputs_to_cpu())
+        return list(binding.get_outputs())
 
 
 #: Above this many initializer bytes, :class:`SessionFactory` passes weights as
@@ -180,9 +227,12 @@ class SessionFactory:
             this, weights go to ONNX Runtime as external initializers instead of
             being serialized (required above protobuf's 2 GiB limit); ``0`` forces
             that path, ``None`` never takes it.
+        tf32: Let the CUDA provider use TF32 for float32 convolutions and matrix
+            products (:func:`cuda_options`); default exact float32. No effect on the CPU.
 
     Attributes:
         external: Whether the external-initializer path is in use.
+        provider_options: Options passed with each provider of ``providers`` (same order).
 
     Raises:
         SessionError: See :func:`resolve_providers`.
@@ -198,9 +248,12 @@ class SessionFactory:
         device: str = "auto",
         threads: int = 0,
         external_above_bytes: int | None = EXTERNAL_ABOVE_BYTES,
+        tf32: bool = False,
     ) -> None:
         self.device = device
         self.providers = resolve_providers(device)
+        self.tf32 = tf32
+        self.provider_options = [cuda_options(tf32) if p == _CUDA else {} for p in self.providers]
         self.input_name = input_name
         self.output_name = output_name
         self.threads = threads
@@ -286,7 +339,7 @@ class SessionFactory:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
-        options.log_severity_level = 4  # errors reach the caller as exceptions; ORT's own log would add lines
+        options.log_severity_level = 3
         keepalive: tuple = ()
         unknown = (replacements or {}).keys() - self._replaceable
         if unknown:
@@ -307,7 +360,8 @@ class SessionFactory:
             options.add_external_initializers(list(self._external), values)
             keepalive = (arrays, values)  # ONNX Runtime may keep pointing at these buffers
         try:
-            session = ort.InferenceSession(self.model_bytes(replacements), options, providers=self.providers)
+            session = ort.InferenceSession(self.model_bytes(replacements), options, providers=self.providers,
+                                           provider_options=self.provider_options)
         except Exception as exc:  # onnxruntime raises several unrelated types
             msg = f"onnxruntime could not load the model: {ort_message(exc)} ({self._versions})"
             raise SessionError(msg) from exc
