@@ -60,6 +60,7 @@ class NoiseConfig:
 
     def __post_init__(self) -> None:
         noise_model = make_noise_model(self.model, self.params)
+        object.__setattr__(self, "model", noise_model.name)  # an alias names the registered model
         object.__setattr__(self, "params", dict(noise_model.params()))
         object.__setattr__(self, "_noise_model", noise_model)
         values = noise_model.default_strengths if self.strengths is None else self.strengths
@@ -123,8 +124,22 @@ class NoiseConfig:
         model, params = parse_noise(noise, model=model, params=params)
         name = model or cls.model
         model_cls = get_noise_model(name)  # an unknown name is the first thing to say
+        model = None if model is None else model_cls.name  # an alias (`stuck`) keys as its model
         own = {"snr": snr, "noise_pct": noise_pct}
         own.update((key, value) for key, value in (flags or {}).items() if value is not None)
+        if params:
+            params, inline = model_cls.split_params(params)  # `pcm:t=1d`: one strength inside --noise
+            if inline is not None:
+                key, value = inline
+                if strength is not None or any(v is not None for v in own.values()):
+                    msg = (f"give the {model_cls.name} strength either inside --noise ({key}=...) or as an "
+                           "option (--strength or the model's own), not both")
+                    raise ConfigError(msg)
+                value = value if isinstance(value, (list, tuple)) else [value]
+                if key == "strength":
+                    strength = value
+                else:
+                    own[key] = value
         return cls(**given(model=model, params=params,
                            strengths=parse_strengths(strength=strength, noise_model=model_cls, **own),
                            seeds=None if seeds is None else parse_seeds(seeds), bn_variance=bn_variance,

@@ -39,7 +39,7 @@ import numpy as np
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.axis import StrengthAxis
 
-__all__ = ["NoiseModel", "TensorInfo", "NOISE_MODELS", "register", "get_noise_model", "make_noise_model"]
+__all__ = ["NoiseModel", "TensorInfo", "NOISE_MODELS", "NOISE_ALIASES", "register", "get_noise_model", "make_noise_model"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,38 @@ class NoiseModel(ABC):
     more_noise_when: ClassVar[str] = "higher"
     default_strengths: ClassVar[tuple[float, ...]] = ()
     strength_axis: ClassVar[StrengthAxis | None] = None
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def split_params(cls, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, Any] | None]:
+        """Separate one strength given inline in ``--noise`` from the model's parameters.
+
+        ``--noise pcm:t=1d`` gives pcm's strength (``t``, its own option, or
+        ``strength`` for any model) beside its parameters; ``params`` without such a key
+        come back unchanged. Models whose published parameters define the strength
+        (stuck-at's ``p_sa0`` / ``p_sa1``) override this to translate them.
+
+        Args:
+            params: Parameters as parsed from ``MODEL:key=value,...``.
+
+        Returns:
+            ``(parameters, (option key, value) or None)``; the key names the option
+            for messages (``t``, ``strength``...), the value is unparsed (``"1d"``, ``0.01``).
+
+        Raises:
+            NoiseConfigError: If more than one strength key is given.
+        """
+        from onnxnoise.noise.axis import axis_of
+
+        keys = {flag.replace("-", "_") for flag in axis_of(cls).flags} | {cls.strength_name, "strength"}
+        given = [key for key in params if key in keys]
+        if len(given) > 1:
+            msg = f"{cls.name}: give one strength in --noise, got {', '.join(given)}"
+            raise NoiseConfigError(msg)
+        if not given:
+            return dict(params), None
+        rest = {key: value for key, value in params.items() if key != given[0]}
+        return rest, (given[0], params[given[0]])
 
     def check_strength(self, value: Any) -> float:
         """Validate one strength value and return it as a float.
@@ -155,6 +187,8 @@ class NoiseModel(ABC):
 
 #: Registered noise models: name -> class.
 NOISE_MODELS: dict[str, type[NoiseModel]] = {}
+#: Other accepted names (``gaussian``, ``stuck``) -> the registered name.
+NOISE_ALIASES: dict[str, str] = {}
 
 
 def register(cls: type[NoiseModel]) -> type[NoiseModel]:
@@ -170,19 +204,25 @@ def register(cls: type[NoiseModel]) -> type[NoiseModel]:
     if other is not None and other.__qualname__ != cls.__qualname__:
         msg = f"noise model name {cls.name!r} is already registered by {other.__qualname__}"
         raise NoiseConfigError(msg)
+    for alias in cls.aliases:
+        owner = NOISE_ALIASES.get(alias, cls.name)
+        if owner != cls.name or (alias in NOISE_MODELS and alias != cls.name):
+            msg = f"noise model alias {alias!r} of {cls.name!r} is already taken by {owner!r}"
+            raise NoiseConfigError(msg)
+        NOISE_ALIASES[alias] = cls.name
     NOISE_MODELS[cls.name] = cls
     return cls
 
 
 def get_noise_model(name: str) -> type[NoiseModel]:
-    """The registered class called ``name``.
+    """The registered class called ``name`` or one of its aliases (``stuck`` -> ``stuck-at``).
 
     Raises:
         NoiseConfigError: If no model has that name (the message lists the known ones).
     """
     _load_builtin()
     try:
-        return NOISE_MODELS[name]
+        return NOISE_MODELS[NOISE_ALIASES.get(name, name)]
     except KeyError:
         msg = f"unknown noise model {name!r}; choose from {', '.join(sorted(NOISE_MODELS))}"
         raise NoiseConfigError(msg) from None

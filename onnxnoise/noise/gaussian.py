@@ -79,6 +79,7 @@ class GaussianSNR(NoiseModel):
     """
 
     name: ClassVar[str] = "gaussian-snr"
+    aliases: ClassVar[tuple[str, ...]] = ("gaussian",)
     strength_name: ClassVar[str] = "snr"
     strength_label: ClassVar[str] = "SNR"
     more_noise_when: ClassVar[str] = "lower"

@@ -17,6 +17,7 @@ rates).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,9 +68,46 @@ class StuckAt(NoiseModel):
         flag="rate", unit="fraction", name="device fault rate p", log=True, style="percent",
         help="device fault rate p in [0, 1] (0.001 = 0.1 percent of devices), e.g. 0.001,0.01,0.1")
 
+    aliases: ClassVar[tuple[str, ...]] = ("stuck",)
+
     sa1_fraction: float = 0.5
     levels: int = 0
     analog: str = "weights"
+
+    @classmethod
+    def split_params(cls, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, Any] | None]:
+        """Also read the published per-kind rates: ``stuck:p_sa0=0.01,p_sa1=0.001``.
+
+        ``p_sa0`` / ``p_sa1`` (a missing one is 0) are the fractions of devices stuck-off
+        and stuck-on (NOISE-MODELS.md sec. 5); they give the strength ``p = p_sa0 + p_sa1``
+        and ``sa1_fraction = p_sa1 / p``, the same draw as ``--rate p`` with that split.
+
+        Raises:
+            NoiseConfigError: If the rates are not fractions, do not sum to at most 1, or
+                are given together with ``sa1_fraction`` or another strength.
+        """
+        params = dict(params)
+        if "p_sa0" not in params and "p_sa1" not in params:
+            return super().split_params(params)
+        rates = {key: params.pop(key, 0.0) for key in ("p_sa0", "p_sa1")}
+        for key, value in rates.items():
+            try:
+                check_fraction(key, value)
+            except ValueError as exc:
+                raise NoiseConfigError(f"stuck-at: {exc}") from None
+        rest, other = super().split_params(params)
+        if other is not None or "sa1_fraction" in rest:
+            given = other[0] if other is not None else "sa1_fraction"
+            msg = (f"stuck-at: give the fault rates either as p_sa0/p_sa1 or as the rate p (--rate) with "
+                   f"sa1_fraction, not both (got p_sa0/p_sa1 and {given})")
+            raise NoiseConfigError(msg)
+        p = float(rates["p_sa0"]) + float(rates["p_sa1"])
+        if p > 1:
+            msg = f"stuck-at: p_sa0 + p_sa1 must be at most 1 (fractions of devices), got {p:g}"
+            raise NoiseConfigError(msg)
+        if p > 0:
+            rest["sa1_fraction"] = float(rates["p_sa1"]) / p
+        return rest, ("rate", p)
 
     def __post_init__(self) -> None:
         check_fraction("sa1_fraction", self.sa1_fraction)

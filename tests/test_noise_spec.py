@@ -1,0 +1,62 @@
+"""The issue's `--noise` spellings: model aliases, one strength inside --noise, stuck-at's p_sa0 / p_sa1."""
+
+from __future__ import annotations
+
+import pytest
+
+from onnxnoise.config import NoiseConfig
+from onnxnoise.errors import ConfigError, NoiseConfigError
+
+
+@pytest.mark.parametrize(("alias", "model"), [("gaussian", "gaussian-snr"), ("stuck", "stuck-at")])
+def test_alias_names_the_registered_model(alias: str, model: str) -> None:
+    assert NoiseConfig.from_options(noise=alias).model == model
+    assert NoiseConfig(model=alias).model == model
+
+
+def test_alias_and_name_give_the_same_settings() -> None:
+    a = NoiseConfig.from_options(noise="gaussian:scope=channel", snr="10")
+    b = NoiseConfig.from_options(noise="gaussian-snr:scope=channel", snr="10")
+    assert a.to_dict() == b.to_dict()
+    assert a.params["scope"] == "channel"
+
+
+def test_time_strength_inside_noise() -> None:
+    config = NoiseConfig.from_options(noise="pcm:t=1d,compensation=global")
+    assert config.strengths == (86400.0,)
+    assert config.params["compensation"] == "global"
+    assert "t" not in config.params
+
+
+def test_generic_strength_inside_noise() -> None:
+    assert NoiseConfig.from_options(noise="bit-flip:strength=0.001").strengths == (0.001,)
+    assert NoiseConfig.from_options(noise="gaussian:snr=5").strengths == (5.0,)
+
+
+def test_stuck_rates_are_the_rate_with_its_split() -> None:
+    by_kind = NoiseConfig.from_options(noise="stuck:p_sa0=0.01,p_sa1=0.001")
+    by_rate = NoiseConfig.from_options(noise="stuck-at:sa1_fraction=0.09090909090909091",
+                                     flags={"rate": "0.011"})
+    assert by_kind.strengths == pytest.approx((0.011,), abs=1e-15)
+    assert by_kind.params["sa1_fraction"] == pytest.approx(1 / 11, rel=1e-12)
+    assert by_kind.model == by_rate.model == "stuck-at"
+    only_sa0 = NoiseConfig.from_options(noise="stuck:p_sa0=0.02")
+    assert only_sa0.strengths == (0.02,)
+    assert only_sa0.params["sa1_fraction"] == 0.0
+
+
+def test_strength_inside_and_outside_noise_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^give the pcm strength either inside --noise \(t=\.\.\.\) or as an option"):
+        NoiseConfig.from_options(noise="pcm:t=1d", flags={"t": "1h"})
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("stuck:p_sa0=0.01,sa1_fraction=0.5", "give the fault rates either as p_sa0/p_sa1 or as the rate p"),
+    ("stuck:p_sa0=0.7,p_sa1=0.6", "p_sa0 + p_sa1 must be at most 1"),
+    ("stuck:p_sa0=2", "`p_sa0` must be a number in [0, 1], got 2"),
+    ("pcm:t=1d,strength=1h", "pcm: give one strength in --noise, got t, strength"),
+])
+def test_bad_inline_strengths(spec: str, message: str) -> None:
+    with pytest.raises(NoiseConfigError) as info:
+        NoiseConfig.from_options(noise=spec)
+    assert message in str(info.value)
