@@ -20,6 +20,10 @@
 
 The result depends only on the module's weights, the example input's shape and the library
 versions, so exporting the same checkpoint twice gives byte-identical files.
+
+Also here, for every export script: :class:`ExportError` (a problem the user can fix, printed as one
+line), :class:`ExportSummary`, reading a ``torch.save`` state dict (:func:`read_state_dict`,
+:func:`load_state_dict_strict`) and the ONNX Runtime vs torch check (:func:`ort_max_abs_diff`).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
@@ -46,10 +52,17 @@ from onnxscript.rewriter.rules import common as rules
 __all__ = [
     "DEFAULT_OPSET",
     "PARAMETER_OPS",
+    "ExportError",
+    "ExportSummary",
     "count_ops",
     "export_onnx",
+    "load_state_dict_strict",
+    "ort_max_abs_diff",
+    "parameter_count",
+    "read_state_dict",
     "save_model",
     "sha256_file",
+    "state_dict_mismatch",
 ]
 
 #: torchlib's native opset: no version conversion, and ONNX Runtime >= 1.14 runs it.
@@ -233,3 +246,141 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class ExportError(Exception):
+    """A checkpoint or argument problem the user can fix; the scripts print it as one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export wrote.
+
+    Attributes:
+        path: The ONNX file.
+        ops: Node count by op type, e.g. ``{"Conv": 19, "Gemm": 1, ...}``.
+        parameters: Number of float weights in Conv/BatchNormalization/Gemm initializers.
+        max_abs_diff: Largest |ONNX Runtime - torch| logit difference on a fixed random batch.
+        weights: Where the weights came from (``random``, a published weights name, a file name);
+            empty for the CIFAR ResNet export (its source is the checkpoint).
+    """
+
+    path: Path
+    ops: dict[str, int]
+    parameters: int
+    max_abs_diff: float
+    weights: str = ""
+
+
+def read_state_dict(path: str | os.PathLike[str], what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Read a ``torch.save`` file of tensors as a state dict (``torch.load(weights_only=True)``).
+
+    The file may hold the state dict itself or ``{'state_dict': ...}``; a ``module.`` key prefix
+    (DataParallel) is stripped.
+
+    Args:
+        path: The file.
+        what: How messages name the file (``checkpoint``, ``weights file``).
+
+    Raises:
+        ExportError: if the file is missing, is not a ``torch.save`` file of plain tensors (no
+            arbitrary pickles are loaded), or holds no dict of tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{what} not found: {str(path)!r}"
+        raise ExportError(msg)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        if not reason or reason.startswith("Weights only load failed"):
+            reason = "not a torch.save file of plain tensors"
+        msg = f"cannot read {what} {str(path)!r}: {reason[:160]} ({type(exc).__name__})"
+        raise ExportError(msg) from exc
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        msg = f"{what} {str(path)!r} holds no state dict of tensors"
+        raise ExportError(msg)
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
+    """Describe missing, unexpected and wrongly shaped keys in one short phrase ('' if none).
+
+    A missing ``num_batches_tracked`` is fine: older checkpoints predate that buffer, and
+    ``BatchNorm`` fills it in when loading an old-version state dict.
+    """
+    missing = [
+        key for key in expected if key not in state and not key.endswith(".num_batches_tracked")
+    ]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [
+        f"{key} {tuple(state[key].shape)} != {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+    parts = [f"{len(items)} {what} (first: {items[0]})" for what, items in found if items]
+    return "; ".join(parts)
+
+
+def load_state_dict_strict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], label: str, architecture: str
+) -> torch.nn.Module:
+    """Load ``state`` into ``model`` with ``strict=True`` and return it in eval mode.
+
+    Raises:
+        ExportError: ``"<label> does not fit a <architecture>: <what differs>"`` when keys or
+            shapes differ.
+    """
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        msg = f"{label} does not fit a {architecture}: {problem}"
+        raise ExportError(msg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        msg = f"{label} does not fit a {architecture}: {detail[:200]}"
+        raise ExportError(msg) from exc
+    return model.eval()
+
+
+def ort_max_abs_diff(
+    model: onnx.ModelProto, torch_model: torch.nn.Module, shape: tuple[int, ...]
+) -> tuple[float, float]:
+    """Run ONNX Runtime and torch on one fixed random batch; compare the logits.
+
+    Args:
+        model: The exported model (input ``input``, output ``logits``).
+        torch_model: The eval-mode module it was exported from (or its unfolded original).
+        shape: Input shape, e.g. ``(4, 3, 32, 32)``; the batch is ``N(0, 1)`` float32, seed 0.
+
+    Returns:
+        ``(max |ORT - torch|, max |torch logit|)``.
+    """
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    (ort_logits,) = session.run(["logits"], {"input": x})
+    with torch.no_grad():
+        torch_logits = torch_model(torch.from_numpy(x)).numpy()
+    return float(np.abs(ort_logits - torch_logits).max()), float(np.abs(torch_logits).max())
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """Elements of the initializers that Conv/BatchNormalization/Gemm nodes take after their input."""
+    inits = {init.name: init for init in model.graph.initializer}
+    return sum(
+        int(np.prod(inits[name].dims))
+        for node in model.graph.node
+        if node.op_type in ("Conv", "BatchNormalization", "Gemm")
+        for name in node.input[1:]
+        if name in inits
+    )

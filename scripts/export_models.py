@@ -1,11 +1,16 @@
 #!/usr/bin/env python
 """Export pretrained PyTorch image classifiers to ONNX files that onnxnoise can measure.
 
-Needs the ``export`` extra (torch, onnxscript); the ``onnxnoise`` package itself never imports torch.
+Needs the ``export`` extra (torch, onnxscript, torchvision, timm); the ``onnxnoise`` package itself
+never imports torch.
 
 Subcommands:
     cifar-resnet  CIFAR-10 ResNet20/32/44/56 from the akamaster/pytorch_resnet_cifar10 checkpoints
                   (``../shared/models/cifar10-resnet/resnet{20,32,44,56}.th``).
+    torchvision   ImageNet ResNet18..152, VGG11..19 (and _bn), ShuffleNetV2 0.5x..2.0x from
+                  torchvision: ``--weights default|NAME|FILE``, none = random weights (layer tables
+                  only); see ``scripts/_torchvision.py`` and ``models/README.md``.
+    timm          ImageNet SE-ResNet50 (``legacy_seresnet50``, ``seresnet50``) from timm, same options.
 
 Example::
 
@@ -13,6 +18,7 @@ Example::
         --checkpoint ../shared/models/cifar10-resnet/resnet20.th --out resnet20.onnx
     python scripts/export_models.py cifar-resnet --depth 20 --keep-batchnorm \\
         --checkpoint ../shared/models/cifar10-resnet/resnet20.th --out resnet20_bn.onnx
+    python scripts/export_models.py torchvision --arch vgg16 --weights default --out models/vgg16.onnx
 
 The ONNX file has input ``input`` ``(N, 3, 32, 32) float32 NCHW`` (RGB, ``(x / 255 - mean) / std`` with
 ImageNet mean/std) and output ``logits`` ``(N, 10) float32``; ``N`` is dynamic. By default every
@@ -20,7 +26,8 @@ BatchNormalization is folded into the conv before it (ResNet20: 19 Conv with wei
 = 20 parameter layers); ``--keep-batchnorm`` keeps them as separate ops (19 Conv without bias +
 19 BatchNormalization + 1 Gemm = 39 parameter layers). ``metadata_props`` carry
 ``onnxnoise.preprocess`` (JSON ``DataConfig`` fields) and ``onnxnoise.source`` (JSON: checkpoint
-file name and SHA-256, upstream, BatchNorm handling).
+file name and SHA-256, upstream, BatchNorm handling). The ImageNet exports are described in
+``scripts/_torchvision.py`` (``export_imagenet``).
 
 Exit codes: 0 success, 2 bad arguments or unusable checkpoint (one ``error:`` line on stderr).
 """
@@ -30,18 +37,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 _SCRIPTS_DIR = Path(__file__).resolve().parent
 if str(_SCRIPTS_DIR) not in sys.path:
     sys.path.insert(0, str(_SCRIPTS_DIR))
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import torch  # noqa: E402
 from _cifar_resnet import DEPTHS, CifarResNet, build_cifar_resnet, fold_batchnorm  # noqa: E402
-from _onnx_export import DEFAULT_OPSET, count_ops, export_onnx, save_model, sha256_file  # noqa: E402
+from _onnx_export import (  # noqa: E402
+    DEFAULT_OPSET,
+    ExportError,
+    ExportSummary,
+    count_ops,
+    export_onnx,
+    load_state_dict_strict,
+    ort_max_abs_diff,
+    parameter_count,
+    read_state_dict,
+    save_model,
+    sha256_file,
+)
+from _torchvision import FAMILIES, export_imagenet  # noqa: E402
 
 __all__ = [
     "CIFAR_PREPROCESS",
@@ -50,6 +67,7 @@ __all__ = [
     "ExportSummary",
     "build_cifar_resnet",
     "export_cifar_resnet",
+    "export_imagenet",
     "load_cifar_resnet",
     "main",
 ]
@@ -68,51 +86,10 @@ _UPSTREAM = "github.com/akamaster/pytorch_resnet_cifar10@d5489e8995e81e91ce6b1d6
 _MAX_ABS_DIFF = 1e-4
 
 
-class ExportError(Exception):
-    """A checkpoint or argument problem the user can fix; ``main`` prints it as one line, exit 2."""
-
-
-@dataclass(frozen=True)
-class ExportSummary:
-    """What ``export_cifar_resnet`` wrote.
-
-    Attributes:
-        path: The ONNX file.
-        ops: Node count by op type, e.g. ``{"Conv": 19, "Gemm": 1, ...}``.
-        parameters: Number of float weights in Conv/BatchNormalization/Gemm initializers.
-        max_abs_diff: Largest |ONNX Runtime - torch| logit difference on a fixed random batch.
-    """
-
-    path: Path
-    ops: dict[str, int]
-    parameters: int
-    max_abs_diff: float
-
-
 def _checkpoint_depth(state: dict[str, torch.Tensor]) -> int | None:
     """Depth ``6n + 2`` implied by the number of ``layer1.<i>.`` blocks, or ``None``."""
     blocks = {key.split(".")[1] for key in state if key.startswith("layer1.") and key.count(".") >= 2}
     return 6 * len(blocks) + 2 if blocks else None
-
-
-def _state_dict_mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
-    """Describe missing, unexpected and wrongly shaped keys in one short phrase ('' if none).
-
-    A missing ``num_batches_tracked`` is fine: the akamaster checkpoints predate that buffer, and
-    ``BatchNorm`` fills it in when loading an old-version state dict.
-    """
-    missing = [
-        key for key in expected if key not in state and not key.endswith(".num_batches_tracked")
-    ]
-    unexpected = [key for key in state if key not in expected]
-    shapes = [
-        f"{key} {tuple(state[key].shape)} != {tuple(value.shape)}"
-        for key, value in expected.items()
-        if key in state and state[key].shape != value.shape
-    ]
-    found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
-    parts = [f"{len(items)} {what} (first: {items[0]})" for what, items in found if items]
-    return "; ".join(parts)
 
 
 def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
@@ -129,55 +106,14 @@ def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
     if depth not in DEPTHS:
         msg = f"unsupported `--depth` {depth}; expected one of {', '.join(map(str, DEPTHS))}"
         raise ExportError(msg)
-    path = Path(checkpoint)
-    if not path.is_file():
-        msg = f"checkpoint not found: {str(path)!r}"
-        raise ExportError(msg)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        if not reason or reason.startswith("Weights only load failed"):
-            reason = "not a torch.save file of plain tensors"
-        msg = f"cannot read checkpoint {str(path)!r}: {reason[:160]} ({type(exc).__name__})"
-        raise ExportError(msg) from exc
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        msg = f"checkpoint {str(path)!r} holds no state dict of tensors"
-        raise ExportError(msg)
-    state = {key.removeprefix("module."): value for key, value in state.items()}
+    state = read_state_dict(checkpoint, "checkpoint")
     found = _checkpoint_depth(state)
     if found is not None and found != depth:
-        msg = f"checkpoint {str(path)!r} is a ResNet{found}, but `--depth` is {depth}"
+        msg = f"checkpoint {str(checkpoint)!r} is a ResNet{found}, but `--depth` is {depth}"
         raise ExportError(msg)
-    model = build_cifar_resnet(depth)
-    problem = _state_dict_mismatch(model.state_dict(), state)
-    if problem:
-        msg = f"checkpoint {str(path)!r} does not fit a CIFAR ResNet{depth}: {problem}"
-        raise ExportError(msg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())
-        msg = f"checkpoint {str(path)!r} does not fit a CIFAR ResNet{depth}: {detail[:200]}"
-        raise ExportError(msg) from exc
-    return model.eval()
-
-
-def _ort_max_abs_diff(model: onnx.ModelProto, torch_model: torch.nn.Module) -> float:
-    """Largest |ONNX Runtime - torch| logit difference on a fixed random ``(4, 3, 32, 32)`` batch."""
-    import onnxruntime as ort
-
-    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    return load_state_dict_strict(
+        build_cifar_resnet(depth), state, f"checkpoint {str(checkpoint)!r}", f"CIFAR ResNet{depth}"
     )
-    (ort_logits,) = session.run(["logits"], {"input": x})
-    with torch.no_grad():
-        torch_logits = torch_model(torch.from_numpy(x)).numpy()
-    return float(np.abs(ort_logits - torch_logits).max())
 
 
 def export_cifar_resnet(
@@ -236,7 +172,7 @@ def export_cifar_resnet(
             "onnxnoise.source": json.dumps(source, sort_keys=True),
         },
     )
-    max_abs_diff = _ort_max_abs_diff(proto, model)
+    max_abs_diff, _ = ort_max_abs_diff(proto, model, (4, 3, 32, 32))
     if not max_abs_diff <= _MAX_ABS_DIFF:
         msg = f"ONNX Runtime logits differ from torch by {max_abs_diff:.3g} (> {_MAX_ABS_DIFF:g})"
         raise ExportError(msg)
@@ -245,15 +181,7 @@ def export_cifar_resnet(
     except OSError as exc:
         msg = f"cannot write {str(out)!r}: {exc.strerror or exc}"
         raise ExportError(msg) from exc
-    inits = {init.name: init for init in proto.graph.initializer}
-    parameters = sum(
-        int(np.prod(inits[name].dims))
-        for node in proto.graph.node
-        if node.op_type in ("Conv", "BatchNormalization", "Gemm")
-        for name in node.input[1:]
-        if name in inits
-    )
-    return ExportSummary(path, count_ops(proto), parameters, max_abs_diff)
+    return ExportSummary(path, count_ops(proto), parameter_count(proto), max_abs_diff)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -278,7 +206,49 @@ def _build_parser() -> argparse.ArgumentParser:
     cifar.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
     )
+    for family, what in (("torchvision", "ResNet, VGG, ShuffleNetV2"), ("timm", "SE-ResNet50")):
+        imagenet = sub.add_parser(
+            family,
+            help=f"ImageNet {what} from {family} (published, local or random weights)",
+            description=f"Export an ImageNet {what} from {family} to ONNX, preprocessing in its metadata.",
+        )
+        imagenet.add_argument("--arch", required=True, choices=FAMILIES[family], metavar="ARCH",
+                              help=f"architecture: {', '.join(FAMILIES[family])}")
+        imagenet.add_argument(
+            "--weights",
+            help="`default` (the published weights, downloaded into torch.hub's cache), a published "
+            "weights name (torchvision IMAGENET1K_V1, timm in1k) or a state_dict FILE; "
+            "none: random weights, for layer tables only",
+        )
+        imagenet.add_argument("--out", type=Path, required=True, help="output .onnx file")
+        imagenet.add_argument(
+            "--keep-batchnorm",
+            action="store_true",
+            help="keep BatchNormalization as separate ops (the paper's layer tables count them; "
+            "default: fold into the conv weights, as deployed)",
+        )
+        imagenet.add_argument(
+            "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+        )
     return parser
+
+
+def _export(args: argparse.Namespace) -> ExportSummary:
+    if args.command == "cifar-resnet":
+        return export_cifar_resnet(
+            args.depth, args.checkpoint, args.out, keep_batchnorm=args.keep_batchnorm, opset=args.opset
+        )
+    if args.weights is None:
+        print(
+            f"note: no --weights: {args.arch} is exported with random weights, for layer tables only "
+            "(accuracy is chance; the metadata says weights=random); pass --weights default or "
+            "--weights FILE for a trained model",
+            file=sys.stderr,
+        )
+    return export_imagenet(
+        args.command, args.arch, args.out, weights=args.weights,
+        keep_batchnorm=args.keep_batchnorm, opset=args.opset,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,13 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: `--opset` must be >= {DEFAULT_OPSET}, got {args.opset}", file=sys.stderr)
         return 2
     try:
-        summary = export_cifar_resnet(
-            args.depth,
-            args.checkpoint,
-            args.out,
-            keep_batchnorm=args.keep_batchnorm,
-            opset=args.opset,
-        )
+        summary = _export(args)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -303,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {summary.path}: {sum(layers.values())} parameter layers "
         f"({', '.join(f'{n} {op}' for op, n in layers.items())}), "
         f"{summary.parameters:,} parameters, max |ORT - torch| = {summary.max_abs_diff:.2e}"
+        + (f", weights: {summary.weights}" if summary.weights else "")
     )
     return 0
 
