@@ -177,8 +177,9 @@ class RunConfig:
         force_preprocess: Run mean/std whose units disagree with ``scale`` (0..255
             values with ``scale`` 1/255, or 0..1 values with ``scale`` 1) instead of
             refusing them.
-        expect_top1: Expected clean top-1 accuracy in percent (``bench``): a baseline
-            outside ``expect_top1 +- tolerance`` stops the run before any noisy trial.
+        expect_top1: Expected clean top-1 accuracy in percent (``bench`` and ``sweep``):
+            a baseline outside ``expect_top1 +- tolerance`` stops the run before any
+            noisy trial.
         tolerance: Allowed distance of the baseline from ``expect_top1``, in
             percentage points (default 0.5).
         tf32: Let the CUDA execution provider run float32 convolutions and matrix

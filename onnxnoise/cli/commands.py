@@ -131,6 +131,8 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   + f", {result.ran} run now"
                   + (f", {result.taken} recorded meanwhile by another process" if result.taken else "")
                   + (f", [red]{result.failed} failed[/]" if result.failed else ""))
+    for warning in result.warnings:
+        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     return failed_exit(result.failed, console)
 
 
@@ -162,6 +164,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if files.a_avr is not None and not files.a_avr.is_empty():
         console.print(a_avr_table(files.a_avr))
     console.print(INTERVALS, markup=False, highlight=False)
+    for warning in files.warnings:
+        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
                   f"in {out}")
     return 0

@@ -102,6 +102,12 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
                      "(default: 1 for 1001-output models with a background class on 1000-class data, else 0)")
     run.add_argument("--out", type=Path, help="output folder (bench: reports/<model>-<timestamp>/, "
                      "sweep: runs/<model>/)")
+    check = parser.add_argument_group("baseline check")
+    check.add_argument("--expect-top1", type=float, metavar="PCT",
+                       help="expected clean top-1 in percent: a baseline outside PCT +- --tolerance exits 1 "
+                       "before any noisy trial runs")
+    check.add_argument("--tolerance", type=float, metavar="POINTS",
+                       help="allowed distance from --expect-top1 in percentage points (default 0.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,11 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("model", nargs="?", type=Path, help="ONNX classifier (omit for the demo)")
     _add_run_args(bench)
     bench.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    bench.add_argument("--expect-top1", type=float, metavar="PCT",
-                       help="expected clean top-1 in percent: a baseline outside PCT +- --tolerance exits 1 "
-                       "before any noisy trial runs")
-    bench.add_argument("--tolerance", type=float, metavar="POINTS",
-                       help="allowed distance from --expect-top1 in percentage points (default 0.5)")
 
     sweep = sub.add_parser("sweep", help="the paper's experiments, resumable: all / per-layer / cumulative",
                            description="Run a sweep into a durable trial store (RUN_DIR/trials.sqlite). Running "

@@ -339,7 +339,7 @@ class SessionFactory:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the caller as exceptions; ORT's own log would add lines
         keepalive: tuple = ()
         unknown = (replacements or {}).keys() - self._replaceable
         if unknown:
