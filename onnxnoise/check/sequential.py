@@ -354,24 +354,29 @@ def decide(draws: Sequence[Draw], budget: float, *, confidence: float = 0.95, mi
 
 def run_sequential(next_draw: Callable[[int], Draw], budget: float, *, confidence: float = 0.95,
                    min_draws: int = MIN_DRAWS, max_draws: int = MAX_DRAWS,
-                   on_look: Callable[[Decision], None] | None = None) -> tuple[Decision, list[Draw]]:
+                   flag: Callable[[list[Draw]], Sequence[bool]] | None = None,
+                   on_look: Callable[[Decision, list[Draw]], None] | None = None) -> tuple[Decision, list[Draw]]:
     """Draw until the rule decides: ``next_draw(i)`` for ``i = 0, 1, ...`` (at most ``max_draws``).
 
     Args:
         next_draw: Returns draw ``i`` (e.g. runs the noisy trial of seed ``first_seed + i``).
-        on_look: Called with each :class:`Decision` (after every draw).
+        flag: Re-flags every draw so far as collapsed or not after each new draw (a
+            collapse rule compares a draw with the others, so flags may change).
+        on_look: Called with each :class:`Decision` and the draws so far.
 
     Returns:
-        The final decision (never ``CONTINUE``) and the draws taken.
+        The final decision (never ``CONTINUE``) and the draws taken (flags as decided on).
     """
     _check(budget, confidence, min_draws, max_draws)
     draws: list[Draw] = []
     decision = None
     for i in range(max_draws):
         draws.append(next_draw(i))
+        if flag is not None:
+            draws = [Draw(d.drop, d.images, d.lost, d.gained, bool(f)) for d, f in zip(draws, flag(draws))]
         decision = decide(draws, budget, confidence=confidence, min_draws=min_draws, max_draws=max_draws)
         if on_look is not None:
-            on_look(decision)
+            on_look(decision, draws)
         if decision.verdict != CONTINUE:
             break
     assert decision is not None

@@ -275,6 +275,13 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    """``onnxnoise check``: the CI gate (:func:`onnxnoise.check.command.run_check`); exit 0 / 1 / 3."""
+    from onnxnoise.check.command import run_check
+
+    return run_check(args, console, lambda options: _run_config(options, options.model, options.data))
+
+
 #: Subcommand name -> its function ``(args, console) -> exit code``.
 COMMANDS = {"bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare,
-            "layers": cmd_layers, "noise-models": cmd_noise_models, "data": cmd_data}
+            "layers": cmd_layers, "noise-models": cmd_noise_models, "data": cmd_data, "check": cmd_check}

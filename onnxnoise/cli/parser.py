@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_parser(sub)
 
+    from onnxnoise.check.command import add_check_parser  # check: the CI gate (onnxnoise/check/)
+
+    add_check_parser(sub, _add_run_args)
+
     models = sub.add_parser("noise-models", help="list the registered noise models, their strength axis and parameters")
     models.add_argument("--json", action="store_true", help="print the list as JSON")
     return parser

@@ -1,0 +1,312 @@
+"""The gate: baseline, then noisy draws through the trial engine until the sequential rule decides.
+
+A :class:`CheckSession` holds one prepared :class:`~onnxnoise.engine.context.RunContext`,
+runs its clean baseline once (checked against ``--expect-top1`` before any noisy
+trial), and then answers :meth:`CheckSession.gate` for any strength and any set of
+noised layers: noisy trials of seeds ``first_seed, first_seed + 1, ...`` with noise in
+those layers (a trial of mode ``all`` whose ``layers`` tuple is the set), each
+executed by :class:`~onnxnoise.engine.executor.LocalExecutor` and
+:func:`~onnxnoise.engine.trial.run_trial` like every bench and sweep trial, recorded
+in memory (a trial asked for twice runs once), and turned into a
+:class:`~onnxnoise.check.sequential.Draw` from its paired counts (``lost_top1`` /
+``gained_top1`` or the top-5 pair: images right when clean and wrong under noise, and
+the opposite). :func:`~onnxnoise.check.sequential.run_sequential` decides when to stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from onnxnoise.check.sequential import (
+    INCONCLUSIVE, MAX_DRAWS, MIN_DRAWS, Decision, Draw, decide, run_sequential,
+)
+from onnxnoise.engine.baseline_checks import chance_classes, check_baseline
+from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
+from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
+from onnxnoise.errors import ConfigError, NoiseConfigError
+from onnxnoise.report.paired import collapsed, mcnemar_p
+
+__all__ = ["METRICS", "GateSettings", "GateResult", "CheckSession", "collapse_flags"]
+
+
+class _TrialFailed(Exception):
+    """A noisy trial of a gate ended with an error row."""
+
+#: Metrics a gate can bound: top-1 or top-5 accuracy.
+METRICS: tuple[str, ...] = ("top1", "top5")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """What a gate tests.
+
+    Attributes:
+        budget: Largest allowed accuracy drop, percentage points (``--max-drop``).
+        metric: ``top1`` or ``top5``.
+        confidence: ``1 - alpha``: bound of the false-PASS and of the false-FAIL rate.
+        max_draws: Most noisy draws (``--max-seeds``), then INCONCLUSIVE.
+        min_draws: Fewest draws before a verdict (:data:`MIN_DRAWS`).
+        first_seed: Seed of the first draw; draw ``i`` uses ``first_seed + i``.
+
+    Raises:
+        ConfigError: On a value out of range (one line naming the option).
+    """
+
+    budget: float
+    metric: str = "top1"
+    confidence: float = 0.95
+    max_draws: int = MAX_DRAWS
+    min_draws: int = MIN_DRAWS
+    first_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.budget, (int, float)) and np.isfinite(self.budget) and 0 <= self.budget <= 100):
+            raise ConfigError(f"`--max-drop` must be percentage points from 0 to 100, got {self.budget!r}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"`--metric` must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if not (isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1):
+            raise ConfigError(f"`--confidence` must be at least 0.5 and below 1 (e.g. 0.95), got {self.confidence!r}")
+        if not isinstance(self.max_draws, int) or self.max_draws < self.min_draws:
+            raise ConfigError(f"`--max-seeds` must be an integer >= {self.min_draws} (the minimum number of draws), "
+                              f"got {self.max_draws!r}")
+        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, int) or self.first_seed < 0:
+            raise ConfigError(f"`--first-seed` must be an integer >= 0, got {self.first_seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class GateResult:
+    """One gate: a strength, a set of noised layers, its draws and its verdict.
+
+    Attributes:
+        verdict: ``PASS``, ``FAIL`` or ``INCONCLUSIVE``.
+        decision: The rule's last :class:`~onnxnoise.check.sequential.Decision`.
+        strength: The noise model's strength (for ``gaussian-snr`` the linear SNR).
+        layers: Names of the noised layers.
+        kept: Selected layers kept noise-free (protection plans), graph order.
+        seeds: Seeds of the draws taken.
+        draws: The draws, seed order.
+        rows: Their trial rows (trial-table columns).
+        baseline: Clean accuracy of the metric, percent.
+        error: A failed trial's error (verdict INCONCLUSIVE), else None.
+    """
+
+    verdict: str
+    decision: Decision
+    strength: float
+    layers: tuple[str, ...]
+    kept: tuple[str, ...]
+    seeds: list[int]
+    draws: list[Draw]
+    rows: list[dict[str, Any]]
+    baseline: float
+    error: str | None = None
+
+    @property
+    def collapsed(self) -> int:
+        """Draws flagged by the collapse rule."""
+        return sum(d.collapsed for d in self.draws)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (NaN possible: write it with strict JSON that maps NaN to null)."""
+        n = [row.get("images") for row in self.rows]
+        return {
+            "verdict": self.verdict,
+            "strength": self.strength,
+            "layers_noised": len(self.layers),
+            "layers_kept": list(self.kept),
+            "draws": len(self.draws),
+            "seeds": self.seeds,
+            "baseline_acc": self.baseline,
+            "bounds": self.decision.to_dict(),
+            "collapsed": self.collapsed,
+            "collapse_rate": self.collapsed / len(self.draws) if self.draws else None,
+            "mcnemar_significant": sum(mcnemar_p(d.lost, d.gained) < 0.05 for d in self.draws if d.paired),
+            "flip_rate": (float(np.mean([r["flips"] / r["images"] for r in self.rows if r.get("flips") is not None]))
+                          if any(r.get("flips") is not None for r in self.rows) else None),
+            "per_draw": [
+                {"seed": s, "images": images, "top1_acc": 100.0 * row["top1_correct"] / images, "drop": d.drop,
+                 "lost": d.lost, "gained": d.gained, "flips": row.get("flips"),
+                 "mcnemar_p": mcnemar_p(d.lost, d.gained), "collapsed": d.collapsed}
+                for s, d, row, images in zip(self.seeds, self.draws, self.rows, n)
+            ],
+            "error": self.error,
+        }
+
+
+def collapse_flags(top1: Sequence[float], *, clean: float, chance: float) -> list[bool]:
+    """Which draws collapsed (fell far below the others): :func:`onnxnoise.report.paired.collapsed`.
+
+    Args:
+        top1: Top-1 accuracy of each draw so far, percent.
+        clean: The clean model's top-1, percent.
+        chance: Chance top-1, percent (``100 / classes``).
+    """
+    return [bool(x) for x in collapsed(np.asarray(top1, dtype=np.float64), clean=clean, chance=chance)]
+
+
+class CheckSession:
+    """One model on one evaluation set, ready to run gates at any strength and layer set.
+
+    Args:
+        context: The prepared :class:`~onnxnoise.engine.context.RunContext`.
+        settings: What a gate tests.
+        progress: Progress receiver for every trial (default silent).
+        on_look: Called after every noisy draw with ``(GateResult so far)``.
+    """
+
+    def __init__(self, context, settings: GateSettings, *, progress: Progress | None = None,
+                 on_look: Callable[[GateResult], None] | None = None) -> None:
+        self.context = context
+        self.settings = settings
+        self.progress = progress or Progress()
+        self.on_look = on_look
+        self.recorder = MemoryRecorder()
+        self.executor = LocalExecutor(prefix_reuse=True)
+        self.fields = context.key_fields()
+        self.warnings: list[str] = list(context.warnings)
+        self._baseline: dict[str, Any] | None = None
+        self.chance = 0.0  # chance top-1 in percent, set with the baseline
+
+    # ------------------------------------------------------------------ trials
+
+    def run(self, trial: Trial) -> dict[str, Any]:
+        """Run one trial through the executor (once: a recorded key is not run again); its row."""
+        key = trial_key(trial, self.fields)
+        self.executor.run(self.context, [PlannedTrial(key, trial)], self.recorder, self.progress)
+        return next(row for row in self.recorder.rows if row["key"] == key)
+
+    def baseline(self) -> dict[str, Any]:
+        """The clean baseline row, run first and checked before any noisy trial.
+
+        Raises:
+            BaselineError: The baseline trial failed.
+            BaselineExpectationError: Its top-1 is outside ``--expect-top1 +- --tolerance``.
+        """
+        if self._baseline is None:
+            row = self.run(Trial("baseline", None, (), None, None))
+            config = self.context.config
+            classes = chance_classes(self.context.data.labels)
+            self.chance = 100.0 / classes if classes > 0 else 0.0
+            self.warnings += check_baseline(row, classes, config.expect_top1, config.tolerance)
+            self._baseline = row
+        return self._baseline
+
+    def check_strength(self, strength: float) -> float:
+        """``strength`` validated by the noise model.
+
+        Raises:
+            NoiseConfigError: The model refuses it.
+        """
+        return float(self.context.config.noise.noise_model.check_strength(strength))
+
+    def _draw(self, row: dict[str, Any]) -> Draw:
+        metric = self.settings.metric
+        base = self.baseline()
+        lost, gained = row.get(f"lost_{metric}"), row.get(f"gained_{metric}")
+        if lost is None or gained is None:
+            raise ConfigError(f"trial rows carry no paired counts (lost_{metric} / gained_{metric}); "
+                              "this onnxnoise cannot run `check`")
+        drop = base[f"{metric}_correct"] - row[f"{metric}_correct"]
+        if lost - gained != drop:
+            raise NoiseConfigError(f"paired counts disagree with the accuracies: lost {lost} - gained {gained} "
+                                   f"!= clean - noisy {drop}")
+        return Draw.from_counts(row["images"], lost, gained)
+
+    # ------------------------------------------------------------------ the gate
+
+    def layer_names(self, kept: Sequence[str] = ()) -> tuple[str, ...]:
+        """Selected layers minus ``kept``, graph order."""
+        keep = set(kept)
+        return tuple(layer.name for layer in self.context.selected if layer.name not in keep)
+
+    def gate(self, strength: float, *, kept: Sequence[str] = (), first_seed: int | None = None) -> GateResult:
+        """Draw at ``strength`` with noise in every selected layer except ``kept`` until decided.
+
+        Args:
+            strength: The noise model's strength (validated by the model).
+            kept: Selected layers left noise-free.
+            first_seed: Seed of the first draw (default ``settings.first_seed``).
+
+        Returns:
+            The :class:`GateResult`. A failed noisy trial stops the gate with verdict
+            ``INCONCLUSIVE`` and ``error`` set.
+
+        Raises:
+            NoiseConfigError: Invalid strength, or every selected layer kept.
+        """
+        strength = self.check_strength(strength)
+        layers = self.layer_names(kept)
+        if not layers:
+            raise NoiseConfigError("every selected layer is kept noise-free; nothing is left to noise")
+        kept_in_order = tuple(layer.name for layer in self.context.selected if layer.name in set(kept))
+        s = self.settings
+        first = s.first_seed if first_seed is None else first_seed
+        base = self.baseline()
+        base_acc = 100.0 * base[f"{s.metric}_correct"] / base["images"]
+        rows: list[dict[str, Any]] = []
+        result = GateResult(INCONCLUSIVE, decide([], s.budget, confidence=s.confidence, min_draws=s.min_draws,
+                                                  max_draws=s.max_draws),
+                            strength, layers, kept_in_order, [], [], rows, base_acc)
+
+        def next_draw(i: int) -> Draw:
+            row = self.run(Trial("all", None, layers, strength, first + i))
+            if row["error"] is not None:
+                result.error = f"seed {first + i}: {row['error']}"
+                raise _TrialFailed
+            rows.append(row)
+            result.seeds.append(first + i)
+            return self._draw(row)
+
+        clean_top1 = 100.0 * base["top1_correct"] / base["images"]
+
+        def flag(draws: list[Draw]) -> list[bool]:  # the collapse rule reads top-1, whatever the metric
+            return collapse_flags([100.0 * r["top1_correct"] / r["images"] for r in rows[: len(draws)]],
+                                  clean=clean_top1, chance=self.chance)
+
+        def on_look(decision: Decision, draws: list[Draw]) -> None:
+            result.decision, result.draws = decision, draws
+            if self.on_look is not None:
+                self.on_look(result)
+
+        try:
+            decision, draws = run_sequential(next_draw, s.budget, confidence=s.confidence, min_draws=s.min_draws,
+                                             max_draws=s.max_draws, flag=flag, on_look=on_look)
+        except _TrialFailed:
+            return result
+        result.verdict, result.decision, result.draws = decision.verdict, decision, draws
+        return result
+
+    def baseline_acc(self) -> float:
+        """Clean accuracy of the gate's metric, percent."""
+        base = self.baseline()
+        return 100.0 * base[f"{self.settings.metric}_correct"] / base["images"]
+
+    def per_layer(self, strength: float, seeds: Sequence[int]) -> dict[str, list[float]]:
+        """Drop (points) with noise in one selected layer at a time: layer name -> drops over ``seeds``.
+
+        Per-layer trials (mode ``per-layer``) run with prefix reuse, walking the layers
+        forward for each seed (the order prefix reuse computes cheapest). A failed trial
+        counts as a drop of the whole clean accuracy (the layer cannot be noised).
+        """
+        strength = self.check_strength(strength)
+        base = self.baseline()
+        metric = self.settings.metric
+        drops: dict[str, list[float]] = {layer.name: [] for layer in self.context.selected}
+        for seed in seeds:
+            for layer in self.context.selected:
+                row = self.run(Trial("per-layer", layer.index, (layer.name,), strength, seed))
+                correct = 0 if row["error"] is not None else row[f"{metric}_correct"]
+                drops[layer.name].append(100.0 * (base[f"{metric}_correct"] - correct) / base["images"])
+        return drops
+
+    def frame(self):
+        """Every trial run so far as a trial table (:meth:`MemoryRecorder.frame`)."""
+        return self.recorder.frame()

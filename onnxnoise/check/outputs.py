@@ -1,0 +1,143 @@
+"""What ``onnxnoise check`` writes: ``check.json``, ``junit.xml`` and ``check.md``, from one report dict.
+
+The report dict is built by :mod:`onnxnoise.check.command` (keys: ``verdict``,
+``exit_code``, ``question``, ``model``, ``dataset``, ``images``, ``settings``,
+``baseline``, ``gate``, ``search``, ``protection``, ``recheck_command``, ``warnings``,
+``error``, ``seconds``...). JSON is strict (NaN and infinities become ``null``).
+
+The JUnit XML follows the schema most CI systems read (Jenkins / Ant ``junit`` task,
+GitHub and GitLab test reports): ``<testsuites><testsuite><testcase>``, a test case with
+a ``<failure>`` child failed, one with an ``<error>`` child could not reach a result.
+One test case for the gate (or the tolerance search): PASS has no child, FAIL a
+``<failure>``, INCONCLUSIVE an ``<error type="INCONCLUSIVE">`` (the gate could not show
+a pass: it must not look green). A protection plan adds a second test case.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_outputs", "junit_xml", "markdown", "points"]
+
+
+def points(value: float | None, digits: int = 2) -> str:
+    """A number of percentage points for text (``-`` for None / NaN)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _case(parent: ET.Element, classname: str, name: str, verdict: str, message: str, detail: str,
+          seconds: float) -> None:
+    case = ET.SubElement(parent, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
+    if verdict == "FAIL":
+        ET.SubElement(case, "failure", message=message, type="FAIL").text = detail
+    elif verdict != "PASS":
+        ET.SubElement(case, "error", message=message, type=verdict).text = detail
+    ET.SubElement(case, "system-out").text = detail
+
+
+def _bounds_line(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return ""
+    b = gate["bounds"]
+    return (f"drop {points(b['mean'])} points, one-sided {100 * b['confidence']:g}% bounds "
+            f"[{points(b['lower'])}, {points(b['upper'])}] vs budget {points(b['budget'])}, "
+            f"{gate['draws']} draws (seeds {', '.join(map(str, gate['seeds']))}), "
+            f"collapsed {gate['collapsed']}")
+
+
+def junit_xml(report: dict[str, Any]) -> str:
+    """The JUnit XML text of a check report (one testsuite)."""
+    classname = f"onnxnoise.check.{Path(str(report['model'])).stem}"
+    cases: list[tuple[str, str, str, str]] = []
+    if report.get("search") is not None:
+        s = report["search"]
+        detail = (f"outcome {s['outcome']}: found {s['found']}, bracket {s['bracket']}; "
+                  f"re-check: {report.get('recheck_command')}")
+        cases.append((report["question"], report["verdict"], f"{report['verdict']}: {s['outcome']}", detail))
+    else:
+        detail = report.get("error") or _bounds_line(report.get("gate"))
+        cases.append((report["question"], report["verdict"], f"{report['verdict']}: {detail}", detail))
+    plan = report.get("protection")
+    if plan is not None:
+        detail = (f"keep {len(plan['kept'])} layers noise-free ({plan['kept_params']} parameters, "
+                  f"{points(plan['kept_percent'])}% of all): {', '.join(plan['kept']) or '-'}; "
+                  + _bounds_line(plan.get("verification")))
+        cases.append((f"protection plan ({plan['spec']})", plan["verdict"], f"{plan['verdict']}: {detail}", detail))
+    suites = ET.Element("testsuites")
+    failures = sum(v == "FAIL" for _, v, _, _ in cases)
+    errors = sum(v not in ("PASS", "FAIL") for _, v, _, _ in cases)
+    seconds = float(report.get("seconds") or 0.0)
+    suite = ET.SubElement(suites, "testsuite", name="onnxnoise check", tests=str(len(cases)), failures=str(failures),
+                          errors=str(errors), skipped="0", time=f"{seconds:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for key in ("model", "dataset", "images", "noise_model", "verdict"):
+        ET.SubElement(props, "property", name=key, value=str(report.get(key)))
+    for name, verdict, message, detail in cases:
+        _case(suite, classname, name, verdict, message, detail, seconds / len(cases))
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The ``check.md`` summary of a check report."""
+    lines = [f"# onnxnoise check: {report['verdict']}", "",
+             f"**{report['question']}** — {report['model']} on {report['dataset']} ({report['images']} images), "
+             f"noise {report['noise_model']} {report.get('noise_settings', '')}".rstrip(), ""]
+    if report.get("error"):
+        lines += [f"Stopped: {report['error']}", ""]
+    base = report.get("baseline") or {}
+    lines += [f"Clean baseline: top-1 {points(base.get('top1_acc'))}%, top-5 {points(base.get('top5_acc'))}%.", ""]
+    gate = report.get("gate")
+    if gate:
+        lines += ["## Gate", "", _bounds_line(gate) + ".", "",
+                  "| seed | top-1 % | drop (points) | lost | gained | flips | McNemar p | collapsed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {d['seed']} | {points(d['top1_acc'])} | {points(d['drop'])} | {d['lost']} | {d['gained']} | "
+                  f"{d['flips']} | {d['mcnemar_p']:.3g} | {'yes' if d['collapsed'] else ''} |" for d in gate["per_draw"]]
+        lines.append("")
+        if gate.get("error"):
+            lines += [f"A noisy trial failed: {gate['error']}", ""]
+    search = report.get("search")
+    if search:
+        lines += ["## Tolerance search", "",
+                  f"Outcome: **{search['outcome']}**; found {search['found']}, bracket {search['bracket']} "
+                  f"(more noise when the strength is {search['more_noise_when']}; "
+                  f"{'geometric' if search['log_scale'] else 'arithmetic'} bisection, resolution {search['resolution']}).",
+                  "", "| strength | verdict | draws | lower | upper |", "|---|---|---|---|---|"]
+        lines += [f"| {s['strength']:g} | {s['verdict']} | {s['draws']} | {points(s['lower'])} | {points(s['upper'])} |"
+                  for s in search["steps"]]
+        lines.append("")
+    plan = report.get("protection")
+    if plan:
+        lines += ["## Protection plan", "",
+                  f"Keep noise-free: {', '.join(plan['kept']) or '(none found)'} — {plan['kept_params']} of "
+                  f"{plan['total_params']} parameters ({points(plan['kept_percent'])}%). Verified: **{plan['verdict']}**"
+                  + (f" ({_bounds_line(plan['verification'])})" if plan.get("verification") else "") + ".", ""]
+        if plan["ranking"]:
+            lines += ["| layer | drop alone (points) |", "|---|---|"]
+            lines += [f"| {r['layer']} | {points(r['drop'])} |" for r in plan["ranking"]]
+            lines.append("")
+    if report.get("recheck_command"):
+        lines += ["Re-check:", "", "```bash", report["recheck_command"], "```", ""]
+    for warning in report.get("warnings") or []:
+        lines.append(f"- WARNING: {warning}")
+    lines += ["", report.get("method", ""), ""]
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write ``check.json``, ``junit.xml`` and ``check.md`` into ``out`` (created); their paths by name."""
+    from onnxnoise.cli.output import json_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "check.json", "junit": out / "junit.xml", "markdown": out / "check.md"}
+    paths["json"].write_text(json_text(report, indent=2) + "\n")
+    paths["junit"].write_text(junit_xml(report))
+    paths["markdown"].write_text(markdown(report))
+    return paths
