@@ -245,11 +245,6 @@ class EvalSet:
         for start in range(0, len(self.labels), self.batch_size):
             yield self.labels[start : start + self.batch_size]
 
-    def batch_labels(self) -> Iterator[np.ndarray]:
-        """Yield each batch's ``(n,)`` labels, dataset order (the labels :meth:`batches` yields, without inputs)."""
-        for start in range(0, len(self.labels), self.batch_size):
-            yield self.labels[start : start + self.batch_size]
-
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(input batch, labels)``; the input may hold padding rows beyond ``len(labels)``."""
         if self._cache is not None:
