@@ -293,7 +293,8 @@ def test_onnxruntime_errors_in_noisy_trials_are_rows_flagged_in_report(colour, t
     markdown = (out / "report.md").read_text()
     assert ("- **WARNING**: colour.onnx: 2 of 4 all trials failed (first error: Fail: injected); the numbers they "
             "belong to are marked and average fewer seeds or layers") in markdown
-    rows = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| colour.onnx | SNR")]
+    table = markdown.split("## Noise in all layers")[1].split("\n\n")[1]  # the whole-model table only
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| colour.onnx | SNR")]
     # One row per SNR (a failed trial groups with its seeds), the seed count says what is missing.
     assert [row[1:3] for row in rows] == [["SNR 100 (1% noise)", "1 of 2; 1 failed"],
                                           ["SNR 10 (10% noise)", "1 of 2; 1 failed"]]
@@ -325,7 +326,8 @@ def test_per_layer_failures_are_marked_in_the_a_avr_table(tmp_path, capsys, monk
     _run(capsys, "report", out)
     markdown = (out / "report.md").read_text()
     assert "- **WARNING**: tiny.onnx: 2 of 6 per-layer trials failed (first error: Fail: injected)" in markdown
-    row = next(line for line in markdown.splitlines() if line.startswith("| tiny.onnx | SNR 10 "))
+    table = markdown.split("## Noise in one layer at a time: A_avr")[1].split("\n\n")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| tiny.onnx | SNR 10 "))
     # A_avr averages the 2 layers with results: the third, all failed, is named, as are the failed trials.
     assert row.split(" | ")[2:4] == ["2 of 3; 1 all failed", "2; 2 trials failed"]
 
