@@ -269,3 +269,64 @@ def test_collapse_flags_follow_the_paired_rule():
     # the issue's BN-kept ResNet20 example: two draws near chance, one near the clean accuracy
     assert collapse_flags([11.0, 13.0, 86.0], clean=91.7, chance=10.0) == [True, True, False]
     assert collapse_flags([88.0, 87.5, 86.0], clean=91.7, chance=10.0) == [False, False, False]
+
+
+class _FakeSession:
+    """A session whose gate passes exactly on the quiet side of ``limit`` (no engine)."""
+
+    def __init__(self, model_name: str, limit: float) -> None:
+        from types import SimpleNamespace
+
+        from onnxnoise.noise import make_noise_model
+
+        model = make_noise_model(model_name)
+        self.context = SimpleNamespace(config=SimpleNamespace(noise=SimpleNamespace(noise_model=model)))
+        self.limit, self.lower_is_noisier, self.tested = limit, model.more_noise_when == "lower", []
+
+    def check_strength(self, value):
+        return float(self.context.config.noise.noise_model.check_strength(value))
+
+    def gate(self, strength):
+        from types import SimpleNamespace
+
+        self.tested.append(strength)
+        ok = strength >= self.limit if self.lower_is_noisier else strength <= self.limit
+        return SimpleNamespace(verdict="PASS" if ok else "FAIL", strength=strength)
+
+
+@pytest.mark.parametrize(("model", "low", "high", "limit"), [
+    ("gaussian-snr", 1.0, 1000.0, 37.0),         # lower SNR = more noise: the lowest passing SNR
+    ("stuck-at", 1e-4, 0.5, 0.013),              # higher rate = more noise: the highest passing rate
+    ("conductance-levels", 2.0, 256.0, 11.0),    # fewer levels = more noise, whole numbers
+])
+def test_find_limit_direction_and_bracket_from_the_axis(model, low, high, limit):
+    from onnxnoise.check.tolerance import find_limit
+
+    session = _FakeSession(model, limit)
+    result = find_limit(session, low, high, resolution=0.05)
+    found, noisier = result.bracket
+    assert result.outcome == "found" and result.found == found
+    quiet, noisy = (high, low) if session.lower_is_noisier else (low, high)
+    assert session.tested[:2] == [quiet, noisy]
+    if session.lower_is_noisier:
+        assert noisier < limit <= found
+    else:
+        assert found <= limit < noisier
+    if model == "conductance-levels":
+        assert (found, noisier) == (11.0, 10.0) and all(float(v).is_integer() for v in session.tested)
+    else:
+        assert max(found, noisier) / min(found, noisier) <= 1.05 + 1e-9
+        assert all(float(f"{v:.4g}") == v for v in session.tested[2:])  # midpoints rounded to 4 digits
+
+
+def test_find_limit_on_a_rate_axis_returns_the_highest_passing_value(mlp, tmp_path):
+    """multiplicative noise: a higher eta is more noise, so the search returns the largest passing eta."""
+    args = ["--noise", "multiplicative", "--find-limit", "--eta", "0.001,0.5", "--max-drop", "5", "--max-seeds", "4"]
+    assert _check(mlp, tmp_path / "search", *args) == 0
+    report = _strict_json(tmp_path / "search" / "check.json")
+    found, noisier = report["search"]["bracket"]
+    assert report["search"]["more_noise_when"] == "higher" and 0.001 < found < noisier < 0.5
+    assert [s["strength"] for s in report["search"]["steps"][:2]] == [0.001, 0.5]
+    command = report["recheck_command"]
+    assert command.endswith(f"--eta {found!r}") and "--noise multiplicative" in command
+    assert main(shlex.split(command)[1:] + ["--out", str(tmp_path / "recheck")]) == 0

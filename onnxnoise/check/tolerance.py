@@ -14,9 +14,11 @@ FAIL or INCONCLUSIVE, counts as too noisy):
 1. gate at the quiet end of ``[low, high]``: if it does not pass, nothing in range does;
 2. gate at the noisy end: if it passes, the whole range does;
 3. otherwise halve ``[passing, not passing]`` at its geometric mean (arithmetic mean for
-   an axis in dB or with a bound <= 0), rounded to 4 significant digits, until the
-   ratio of its ends is at most ``1 + resolution`` (difference at most ``resolution`` times
-   the range, on a linear axis) or ``max_steps`` points were tested.
+   an axis in dB or with a bound <= 0), rounded to 4 significant digits (to a whole
+   number on an axis of unit ``count``, e.g. conductance levels), until the ratio of its
+   ends is at most ``1 + resolution`` (difference at most ``resolution`` times the range,
+   on a linear axis; neighbouring whole numbers on a count axis) or ``max_steps`` points
+   were tested.
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ def round_strength(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def _unit(noise_model: Any) -> str:
+    """The unit of the model's declared strength axis (``ratio``, ``s``, ``dB``, ``count``...), ``""`` if none."""
+    return getattr(getattr(noise_model, "strength_axis", None), "unit", "") or ""
+
+
 def _log_axis(noise_model: Any, low: float, high: float) -> bool:
-    unit = getattr(getattr(noise_model, "strength_axis", None), "unit", "")
-    return low > 0 and high > 0 and unit != "dB"
+    return low > 0 and high > 0 and _unit(noise_model) != "dB"
 
 
 @dataclass
@@ -139,8 +145,9 @@ def find_limit(session: CheckSession, low: float, high: float, *, resolution: fl
         result.found, result.bracket = noisy, (noisy, None)
         return result
     good, bad = quiet, noisy
-    while len(result.steps) < max_steps and not _close(good, bad, log, resolution, high - low):
-        mid = _midpoint(good, bad, log)
+    whole = _unit(model) == "count"
+    while len(result.steps) < max_steps and not _close(good, bad, log, resolution, high - low, whole):
+        mid = _midpoint(good, bad, log, whole)
         if passes(mid):
             good = mid
         else:
@@ -149,13 +156,17 @@ def find_limit(session: CheckSession, low: float, high: float, *, resolution: fl
     return result
 
 
-def _close(a: float, b: float, log: bool, resolution: float, span: float) -> bool:
+def _close(a: float, b: float, log: bool, resolution: float, span: float, whole: bool) -> bool:
+    if whole and abs(a - b) <= 1:
+        return True
     if log:
         return max(a, b) / min(a, b) <= 1.0 + resolution + 1e-12
     return abs(a - b) <= resolution * span + 1e-12
 
 
-def _midpoint(a: float, b: float, log: bool) -> float:
+def _midpoint(a: float, b: float, log: bool, whole: bool) -> float:
     exact = math.sqrt(a * b) if log else (a + b) / 2.0
+    if whole:  # a count (conductance levels): the nearest whole number strictly inside
+        return float(min(max(round(exact), min(a, b) + 1), max(a, b) - 1))
     rounded = round_strength(exact)
     return rounded if min(a, b) < rounded < max(a, b) else exact
