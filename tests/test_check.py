@@ -330,3 +330,31 @@ def test_find_limit_on_a_rate_axis_returns_the_highest_passing_value(mlp, tmp_pa
     command = report["recheck_command"]
     assert command.endswith(f"--eta {found!r}") and "--noise multiplicative" in command
     assert main(shlex.split(command)[1:] + ["--out", str(tmp_path / "recheck")]) == 0
+
+
+def test_a_failed_noisy_trial_makes_the_gate_inconclusive(resnet, tmp_path, capsys):
+    """A noise model that raises: every noisy trial is an error row; the gate stops at once with exit 3."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from onnxnoise.noise import NOISE_MODELS, NoiseModel, register
+
+    @dataclass(frozen=True)
+    class Raises(NoiseModel):
+        name: ClassVar[str] = "test-check-raises"
+
+        def perturb(self, w, strength, rng, tensor):
+            raise RuntimeError("device model exploded")
+
+    register(Raises)
+    try:
+        code = _check(resnet, tmp_path, "--noise", "test-check-raises", "--strength", "1", "--max-drop", "1")
+    finally:
+        NOISE_MODELS.pop("test-check-raises")
+    assert code == 3
+    report = _strict_json(tmp_path / "check.json")
+    gate = report["gate"]
+    assert report["verdict"] == "INCONCLUSIVE" and gate["draws"] == 0
+    assert gate["error"] == "seed 0: RuntimeError: device model exploded"
+    error = _case(tmp_path).find("testcase/error")
+    assert error is not None and "device model exploded" in error.text

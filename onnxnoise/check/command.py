@@ -216,6 +216,8 @@ def _summary(console: Console, report: dict[str, Any]) -> None:
         lines.append(f"drop {points(b['mean'])} points, bounds [{points(b['lower'])}, {points(b['upper'])}] "
                      f"(one-sided {100 * b['confidence']:g}% each) vs budget {points(b['budget'])}; "
                      f"{gate['draws']} draws")
+        if gate.get("error"):
+            lines.append(f"[bold red]a noisy trial failed:[/] {gate['error']}")
         rate = gate.get("collapse_rate")
         flips = gate.get("flip_rate")
         lines.append(f"collapsed draws {gate['collapsed']}/{gate['draws']}"
@@ -279,7 +281,7 @@ def run_check(args: argparse.Namespace, console: Console,
              else strength_text(noise_model, values[0]))
     question = (f"noisiest strength with {label} drop < {settings.budget:g} points in {where}" if find
                 else f"{label} drop < {settings.budget:g} points at {where}")
-    facts = context.facts()
+    facts = {k: v for k, v in context.facts().items() if k != "seeds"}  # the gate picks its own seeds
     report: dict[str, Any] = {
         "tool": "onnxnoise check", "version": __version__, "verdict": None, "exit_code": None, "question": question,
         "model": facts["model"], "model_sha256": facts["model_sha256"], "dataset": facts["dataset"],

@@ -44,7 +44,8 @@ def _bounds_line(gate: dict[str, Any] | None) -> str:
     if not gate:
         return ""
     b = gate["bounds"]
-    return (f"drop {points(b['mean'])} points, one-sided {100 * b['confidence']:g}% bounds "
+    failed = f"a noisy trial failed ({gate['error']}); " if gate.get("error") else ""
+    return (f"{failed}drop {points(b['mean'])} points, one-sided {100 * b['confidence']:g}% bounds "
             f"[{points(b['lower'])}, {points(b['upper'])}] vs budget {points(b['budget'])}, "
             f"{gate['draws']} draws (seeds {', '.join(map(str, gate['seeds']))}), "
             f"collapsed {gate['collapsed']}")
@@ -100,8 +101,6 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {d['seed']} | {points(d['top1_acc'])} | {points(d['drop'])} | {d['lost']} | {d['gained']} | "
                   f"{d['flips']} | {d['mcnemar_p']:.3g} | {'yes' if d['collapsed'] else ''} |" for d in gate["per_draw"]]
         lines.append("")
-        if gate.get("error"):
-            lines += [f"A noisy trial failed: {gate['error']}", ""]
     search = report.get("search")
     if search:
         lines += ["## Tolerance search", "",
