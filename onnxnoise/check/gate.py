@@ -16,7 +16,7 @@ the opposite). :func:`~onnxnoise.check.sequential.run_sequential` decides when t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -216,8 +216,8 @@ class CheckSession:
                               "this onnxnoise cannot run `check`")
         drop = base[f"{metric}_correct"] - row[f"{metric}_correct"]
         if lost - gained != drop:
-            raise NoiseConfigError(f"paired counts disagree with the accuracies: lost {lost} - gained {gained} "
-                                   f"!= clean - noisy {drop}")
+            raise RuntimeError(f"paired counts disagree with the accuracies: lost {lost} - gained {gained} "
+                               f"!= clean - noisy {drop} (a bug: please report it)")
         return Draw.from_counts(row["images"], lost, gained)
 
     # ------------------------------------------------------------------ the gate
@@ -283,11 +283,6 @@ class CheckSession:
             return result
         result.verdict, result.decision, result.draws = decision.verdict, decision, draws
         return result
-
-    def baseline_acc(self) -> float:
-        """Clean accuracy of the gate's metric, percent."""
-        base = self.baseline()
-        return 100.0 * base[f"{self.settings.metric}_correct"] / base["images"]
 
     def per_layer(self, strength: float, seeds: Sequence[int]) -> dict[str, list[float]]:
         """Drop (points) with noise in one selected layer at a time: layer name -> drops over ``seeds``.
