@@ -22,6 +22,7 @@ from onnxnoise.report.tables import with_planned_provider, write_table
 from onnxnoise.report.stats import (GROUP_KEYS, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
 from onnxnoise.report.console import format_interval, lead_columns
+from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.store.store import open_store
 
@@ -239,7 +240,8 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     """
     out = Path(out_dir)
     files = ReportFiles()
-    summary = summarize_trials(trials)
+    classes = set(_chance_classes(runs).values())  # one class count: its chance; else 0 (see paired.collapsed)
+    summary = summarize_trials(trials, chance=100.0 / classes.pop() if len(classes) == 1 else 0.0)
     a_avr = average_normalized_accuracy(trials)
     files.summary, files.a_avr = summary, a_avr
     files.warnings = report_warnings(trials, runs)
@@ -350,10 +352,19 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         rows = [[*lead_cells[i], r["strength_text"], _seeds_cell(r["seeds"], r.get("errors")),
                  format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
                  format_interval(r["top5_acc_mean"], r["top5_acc_ci"]),
-                 format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), str(r["nan_count"])]
+                 format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), collapsed_cell(r),
+                 str(r["nan_count"])]
                 for i, r in enumerate(whole.iter_rows(named=True))]
         parts += [_md_table([*lead, strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0",
-                             "NaN logits"], rows), ""]
+                             "collapsed", "NaN logits"], rows), ""]
+        if has_paired(whole):
+            parts += ["Paired with the clean model on the same images (top-1): flips % = images whose top-1 class "
+                      "changed, lost / gained = top-1 hits lost / gained (mean images per draw), p<.05 = draws whose "
+                      "exact McNemar p (McNemar 1947, two-sided binomial on lost vs gained) is below 0.05, collapsed = "
+                      "draws closer to chance than to the best draw and a quarter of the clean accuracy below it.", "",
+                      _md_table([*lead, strength_header(whole), "seeds", *PAIRED_HEADERS],
+                                [[*lead_cells[i], r["strength_text"], str(r["seeds"]), *paired_cells(r)]
+                                 for i, r in enumerate(whole.iter_rows(named=True))]), ""]
     if not a_avr.is_empty():
         lead, lead_cells = lead_columns(a_avr, model=True)
         parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
