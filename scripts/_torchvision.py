@@ -28,6 +28,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -98,6 +99,13 @@ TORCHVISION_PREPROCESS: dict[str, Any] = {
 _RELATIVE_TOLERANCE = 1e-4
 
 
+def _import_quietly(name: str) -> ModuleType:
+    """Import ``name`` without the ``torch.jit.script_method`` DeprecationWarnings its modules raise on import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script_method.* is deprecated", category=DeprecationWarning)
+        return importlib.import_module(name)
+
+
 def torchvision_models() -> ModuleType:
     """``torchvision.models``, also where torchvision's C++ ops cannot load (see the module docstring).
 
@@ -105,7 +113,7 @@ def torchvision_models() -> ModuleType:
         ExportError: if torchvision is not installed.
     """
     try:
-        return importlib.import_module("torchvision.models")
+        return _import_quietly("torchvision.models")
     except ModuleNotFoundError as exc:
         if exc.name != "torchvision":
             raise
@@ -120,7 +128,7 @@ def torchvision_models() -> ModuleType:
     try:
         version = importlib.import_module("torchvision.version")
         package.__version__ = version.__version__
-        return importlib.import_module("torchvision.models")
+        return _import_quietly("torchvision.models")
     except BaseException:
         del sys.modules["torchvision"]
         raise
@@ -134,7 +142,7 @@ def timm_module() -> ModuleType:
     """
     torchvision_models()
     try:
-        return importlib.import_module("timm")
+        return _import_quietly("timm")
     except ModuleNotFoundError as exc:
         if exc.name != "timm":
             raise
@@ -249,8 +257,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     Raises:
         ExportError: if a BatchNorm is left that does not follow a conv alone.
     """
-    from torch.fx.experimental.optimization import fuse
-
+    fuse = _import_quietly("torch.fx.experimental.optimization").fuse  # imports torch.utils.mkldnn
     folded = fuse(model.eval())
     left = [name for name, module in folded.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     if left:
