@@ -38,7 +38,8 @@ Method (what each figure means):
   again and reading every pixel (hit, warm page cache), ``--cache-repeats`` rounds; the hit must
   equal the decoded pixels.
 - *RSS.* Peak resident memory while the trials run (``VmHWM``, reset after loading the data) and
-  the growth over the RSS before them. ``--rss-sweep``: a per-layer sweep with prefix reuse (one
+  the growth over the RSS before them; drift: RSS after trial ``--rss-from`` vs after the last
+  trial of the first trial side in the last round (same layer in per-layer mode). ``--rss-sweep``: a per-layer sweep with prefix reuse (one
   trial per layer unless ``--trials``) on a dataset of the ``--data`` CIFAR-10 test set repeated 10
   times (built once into ``--rss-data``, default ``/tmp/onnxnoise-cifar10-x10``), reporting peak
   RSS against ``--prefix-memory`` and the speed-up against clean.
@@ -222,15 +223,14 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     growth = peak - rss_before
     print(f"RSS: {rss_before:.0f} MiB before the trials (model, data), peak {peak:.0f} MiB while they ran "
           f"(+{growth:.0f} MiB){'' if hwm_reset else ' (peak since process start: VmHWM could not be reset)'}")
-    rss = [x for r in rounds for x in r[sides[1]]["rss"]]
-    if len(rss) > args.rss_from:
-        k = args.rss_from - 1
-        if mode == "per-layer" and len(rss) - 1 - k >= len(planned):
-            # The cut's size depends on the layer: compare trials at the same layer, whole rounds apart.
-            k = len(rss) - 1 - len(planned) * ((len(rss) - 1 - k) // len(planned))
+    # RSS drift within one side of the last round (other sides' sessions would blur it), at the same layer.
+    rss = rounds[-1][sides[1]]["rss"]
+    same = [i for i in range(args.rss_from - 1, len(rss) - 1) if planned[i].trial.layers == planned[-1].trial.layers]
+    if same:
+        k = same[0]
         drift = 100 * (rss[-1] - rss[k]) / rss[k]
-        print(f"RSS drift ({sides[1]}): after trial {k + 1} {rss[k]:.0f} MiB, after trial {len(rss)} {rss[-1]:.0f} "
-              f"MiB -> {drift:+.2f}%")
+        print(f"RSS drift ({sides[1]}, last round): after trial {k + 1} {rss[k]:.0f} MiB, after trial {len(rss)} "
+              f"{rss[-1]:.0f} MiB -> {drift:+.2f}%")
         checks.append((f"RSS drift within 5% ({sides[1]})", drift, abs(drift) <= TARGETS["rss_drift_pct"]))
     if args.rss_sweep:
         bound_mb = args.prefix_memory * 1024
