@@ -249,3 +249,22 @@ def test_prefix_cuts_beyond_the_bound_spill_from_the_device(fake_cuda, model_and
     tensors = len(runner._cut.names)
     assert _DeviceValue.host_copies == spilled * tensors
     assert len(fake_cuda) - uploads_before == 5 + spilled * tensors  # 5 input batches + read-backs
+
+
+def test_cuts_kept_nowhere_are_recomputed_on_the_device(fake_cuda, model_and_data):
+    """No memory, no disk: each trial recomputes the cut on the 'GPU' from inputs uploaded once."""
+    path, labeled = model_and_data
+    model, data, io, layers, runner = _runner_setup(path, labeled, limit=1)
+    runner.spill_dir = False
+    inits = get_initializers(model)
+    reps = [draw_noise(make_noise_model("gaussian-snr"), 2.0, 0, [layer], inits).arrays for layer in layers[4:6]]
+    with pytest.MonkeyPatch.context() as cpu_only:
+        cpu_only.setattr(runtime.ort, "get_available_providers", lambda: [CPU])
+        cpu_only.setattr(runtime.ort, "InferenceSession", _RealSession)
+        expected = [_cpu_counts(model, io, layers, data, rep) for rep in reps]
+    for _ in range(2):
+        for rep, counts in zip(reps, expected):
+            assert runner.evaluate(rep) == counts
+    assert runner.stats.fallbacks == 4 and runner.stats.kept_batches == 0
+    assert _DeviceValue.host_copies == 0
+    assert [u[:2] for u in fake_cuda] == [("cuda", 0)] * 5  # 5 input batches, uploaded once for all trials

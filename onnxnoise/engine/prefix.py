@@ -275,6 +275,9 @@ class PrefixRunner:
                 feed = self._store.load(slot, cut.file)
             self.stats.load_seconds += time.perf_counter() - started
             yield feed, batch_labels
+        if inputs is not None:
+            for _ in inputs:  # run the generator to its end (on CUDA that keeps the uploaded inputs)
+                pass
         self._sync_stats()
 
     def _cut_for(self, position: int) -> _Cut:
