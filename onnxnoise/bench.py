@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import polars as pl
 
 from onnxnoise.config import RunConfig
-from onnxnoise.engine.baseline_checks import chance_warning, check_expected_top1, run_baseline_first
+from onnxnoise.engine.baseline_checks import chance_classes, chance_warning, check_expected_top1, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.model.quant import describe_quantization
+from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.tables import with_planned_provider
 
@@ -43,10 +44,15 @@ class BenchResult:
         trials: One row per trial (baseline first), the trial store's columns
             (:data:`onnxnoise.store.TRIAL_COLUMNS`) plus ``top1_acc``/``top5_acc``.
         summary: :func:`onnxnoise.report.stats.summarize_trials` of ``trials``: one row
-            per (mode, strength), mean and 95% CI over seeds.
+            per (mode, strength), mean and 95% CI over seeds, paired statistics against
+            the clean model (flip rate, McNemar, collapsed draws; chance = one over the
+            classes among the images).
         meta: Run facts (:meth:`onnxnoise.engine.context.RunContext.facts`) plus
-            ``failed`` (trials that ended with an error), the counters' totals and
-            ``warnings`` (``RunContext.warnings`` and a baseline at chance level).
+            ``failed`` (trials that ended with an error), the counters' totals,
+            ``warnings`` (``RunContext.warnings`` and a baseline at chance level) and, with
+            ``--seeds auto``, ``seeds_auto`` (target, max draws, and the groups that
+            stopped at the max short of the target:
+            :func:`onnxnoise.report.paired.short_of_target`).
     """
 
     trials: pl.DataFrame
@@ -83,12 +89,9 @@ def run_bench(
     recorder = MemoryRecorder(on_record=None if on_trial is None else lambda rows: on_trial(recorder.frame()))
     planned = plan_trials(context, ("all",))
 
-    def find_row(key: str) -> dict | None:
-        return next((row for row in recorder.rows if row["key"] == key), None)
-
-    checked = run_baseline_first(LocalExecutor(prefix_reuse=False), context, planned, recorder, progress, find_row)
+    checked = run_baseline_first(LocalExecutor(prefix_reuse=False), context, planned, recorder, progress,
+                                 recorder.find)
     trials = with_planned_provider(recorder.frame())
-    trials = recorder.frame()
     meta = context.facts()
     meta["warnings"] = [*context.warnings, *checked.warnings]
     totals = {c: int(trials[c].fill_null(0).sum()) for c in ("bn_variance_changed", "clipped_count",
@@ -96,5 +99,10 @@ def run_bench(
     meta.update(totals, failed=int(trials["error"].is_not_null().sum()))
     if meta["quantization"]:
         meta["quantization"] = describe_quantization(context.selected, totals["clipped_count"])
-    return BenchResult(trials=trials, summary=summarize_trials(trials), meta=meta)
+    summary = summarize_trials(trials, chance=100.0 / max(chance_classes(context.data.labels), 1))
+    noise = config.noise
+    if noise.seeds == "auto":
+        meta["seeds_auto"] = {"ci_halfwidth": noise.ci_halfwidth, "max_seeds": noise.max_seeds, "min_seeds": 3,
+                              "short_of_target": short_of_target(summary, noise.ci_halfwidth, noise.max_seeds)}
+    return BenchResult(trials=trials, summary=summary, meta=meta)
 

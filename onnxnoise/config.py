@@ -19,18 +19,21 @@ from onnxnoise.engine.runtime import DEVICES
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.noise import NoiseModel, NoisePolicies, get_noise_model, make_noise_model
 from onnxnoise.options import (
-    TIME_UNITS, given, is_time_strength, parse_names, parse_noise, parse_numbers, parse_params, parse_seeds,
-    parse_strengths, parse_time, resolve_seeds,
+    TIME_UNITS, check_auto_seeds, given, is_time_strength, parse_names, parse_noise, parse_numbers, parse_params,
+    parse_seeds, parse_strengths, parse_time, resolve_seeds,
 )
 
 __all__ = [
-    "SWEEP_MODES", "NoiseConfig", "RunConfig", "SweepConfig",
+    "SWEEP_MODES", "EXECUTORS", "NoiseConfig", "RunConfig", "SweepConfig",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
     "parse_noise", "parse_time", "is_time_strength", "TIME_UNITS",
 ]
 
 #: Modes a sweep can ask for (the clean baseline is always run first).
 SWEEP_MODES: tuple[str, ...] = ("all", "per-layer", "cumulative")
+
+#: Where a sweep's trials run: this process, or Ray workers (the ``ray`` extra).
+EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,14 @@ class NoiseConfig:
         strengths: Values of the model's strength axis (for ``gaussian-snr`` the
             linear SNR ``sigma_w / sigma_noise``); ``None`` = the model's
             ``default_strengths``. Stored without duplicates, least noise first.
-        seeds: A count ``N`` (seeds ``0 .. N-1``) or explicit seeds; default 3.
+        seeds: A count ``N`` (seeds ``0 .. N-1``) or explicit seeds; default 3. ``"auto"``:
+            seeds ``0, 1, ...`` per (strength, layer) group until the 95% t-interval of the
+            mean top-1 is narrower than ``ci_halfwidth`` (at least 3, at most ``max_seeds``;
+            :func:`onnxnoise.engine.plan.enough_draws`).
         bn_variance: Negative BatchNormalization variance policy.
         keep_zeros: Keep exactly-zero weights at zero.
+        ci_halfwidth: With ``seeds="auto"``: target half-width in top-1 accuracy points (> 0).
+        max_seeds: With ``seeds="auto"``: most draws per group, >= 3 (default 20).
 
     Raises:
         NoiseConfigError / ConfigError: On any invalid value (one line).
@@ -57,6 +65,8 @@ class NoiseConfig:
     seeds: int | tuple[int, ...] = 3
     bn_variance: str = "clamp"
     keep_zeros: bool = False
+    ci_halfwidth: float | None = None
+    max_seeds: int | None = None
 
     def __post_init__(self) -> None:
         noise_model = make_noise_model(self.model, self.params)
@@ -77,7 +87,13 @@ class NoiseConfig:
             raise NoiseConfigError(msg)
         checked.sort(reverse=noise_model.more_noise_when == "lower")
         object.__setattr__(self, "strengths", tuple(checked))
-        resolve_seeds(self.seeds)
+        if self.seeds == "auto":
+            object.__setattr__(self, "max_seeds", check_auto_seeds(self.ci_halfwidth, self.max_seeds))
+        elif self.ci_halfwidth is not None or self.max_seeds is not None:
+            msg = "`--ci-halfwidth` / `--max-seeds` (ci_halfwidth / max_seeds) only apply with `--seeds auto`"
+            raise ConfigError(msg)
+        else:
+            resolve_seeds(self.seeds)
         NoisePolicies(self.bn_variance, self.keep_zeros)
 
     @property
@@ -92,8 +108,8 @@ class NoiseConfig:
 
     @property
     def seed_list(self) -> list[int]:
-        """The seeds, in order."""
-        return resolve_seeds(self.seeds)
+        """The seeds, in order (``0 .. max_seeds-1`` with ``seeds="auto"``: the most that may run)."""
+        return list(range(self.max_seeds)) if self.seeds == "auto" else resolve_seeds(self.seeds)
 
     def settings(self) -> dict[str, Any]:
         """``{"params", "bn_variance", "keep_zeros"}``: the trial row's ``noise`` JSON."""
@@ -101,14 +117,16 @@ class NoiseConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """All settings, JSON-ready."""
+        auto = {"seeds": "auto", "ci_halfwidth": self.ci_halfwidth, "max_seeds": self.max_seeds}
         return {"model": self.model, **self.settings(), "strengths": list(self.strengths),
-                "seeds": self.seed_list}
+                **(auto if self.seeds == "auto" else {"seeds": self.seed_list})}
 
     @classmethod
     def from_options(cls, *, noise: Any = None, model: str | None = None, params: Any = None, snr: Any = None,
                      noise_pct: Any = None, strength: Any = None, seeds: Any = None,
                      bn_variance: str | None = None, keep_zeros: bool | None = None,
-                     flags: Mapping[str, Any] | None = None) -> NoiseConfig:
+                     flags: Mapping[str, Any] | None = None, ci_halfwidth: Any = None,
+                     max_seeds: Any = None) -> NoiseConfig:
         """Build from user options (CLI flags or experiment keys); ``None`` = not given.
 
         ``noise`` is ``MODEL[:key=value,...]`` (:func:`parse_noise`); ``model`` and
@@ -117,6 +135,7 @@ class NoiseConfig:
         key: ``t`` for pcm, ``rate`` for stuck-at, ``ber`` for bit-flip...; ``snr`` and
         ``noise_pct`` for gaussian-snr, also as keywords) or ``strength``, any model's,
         with time units for a time strength (``1s,1h,1d``). Another model's option is an error.
+        ``seeds`` may be ``auto`` with ``ci_halfwidth`` (points) and ``max_seeds``.
 
         Raises:
             ConfigError / NoiseConfigError: On any invalid option.
@@ -143,7 +162,10 @@ class NoiseConfig:
         return cls(**given(model=model, params=params,
                            strengths=parse_strengths(strength=strength, noise_model=model_cls, **own),
                            seeds=None if seeds is None else parse_seeds(seeds), bn_variance=bn_variance,
-                           keep_zeros=keep_zeros))
+                           keep_zeros=keep_zeros,
+                           ci_halfwidth=None if ci_halfwidth is None else parse_numbers([ci_halfwidth],
+                                                                                       "--ci-halfwidth")[0],
+                           max_seeds=max_seeds))
 
 
 @dataclass(frozen=True)
@@ -270,14 +292,26 @@ class SweepConfig:
             ``per-layer`` (one layer at a time), ``cumulative`` (layers 1..L).
         prefix_reuse: Run per-layer trials on clean activations computed once up to
             the noised layer (same counts, faster); off = full-model evaluation.
+        executor: Where trials run, one of :data:`EXECUTORS`: ``local`` (this process)
+            or ``ray`` (Ray workers, :class:`onnxnoise.engine.ray_executor.RayExecutor`);
+            the same counts either way.
+        address: ``ray``: the cluster to join (``host:port`` or ``auto``); ``None``
+            starts a local Ray instance.
+        workers: ``ray``: number of workers (``None``: as many as the cluster holds).
+        gpus_per_trial: ``ray``: GPUs each worker requests (fractions share a GPU).
 
     Raises:
-        ConfigError: On an unknown or empty mode list.
+        ConfigError: On an unknown or empty mode list, an unknown executor, or Ray
+            settings without ``executor="ray"``.
     """
 
     run: RunConfig
     modes: tuple[str, ...] = ("all",)
     prefix_reuse: bool = True
+    executor: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_trial: float = 0.0
 
     def __post_init__(self) -> None:
         given_modes = self.modes if isinstance(self.modes, str) else ",".join(map(str, self.modes or ()))
@@ -290,10 +324,23 @@ class SweepConfig:
             msg = f"mode(s) {', '.join(unknown)} unknown; choose from {', '.join(SWEEP_MODES)}"
             raise ConfigError(msg)
         object.__setattr__(self, "modes", tuple(dict.fromkeys(modes)))
+        if self.executor not in EXECUTORS:
+            msg = f"`--executor` must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            raise ConfigError(msg)
+        _check_int("--workers", self.workers, minimum=1, optional=True)
+        gpus = self.gpus_per_trial
+        if isinstance(gpus, bool) or not isinstance(gpus, numbers.Real) or not math.isfinite(gpus) or gpus < 0:
+            msg = f"`--gpus-per-trial` must be a number >= 0 (e.g. 1 or 0.5), got {gpus!r}"
+            raise ConfigError(msg)
+        if self.executor != "ray" and (self.address is not None or self.workers is not None or gpus > 0):
+            msg = "`--address`, `--workers` and `--gpus-per-trial` are Ray settings; add `--executor ray`"
+            raise ConfigError(msg)
 
     def to_dict(self) -> dict[str, Any]:
         """All settings, JSON-ready."""
-        return {**self.run.to_dict(), "modes": list(self.modes), "prefix_reuse": self.prefix_reuse}
+        return {**self.run.to_dict(), "modes": list(self.modes), "prefix_reuse": self.prefix_reuse,
+                "executor": self.executor, "address": self.address, "workers": self.workers,
+                "gpus_per_trial": self.gpus_per_trial}
 
 
 def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:

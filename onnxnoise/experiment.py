@@ -19,7 +19,7 @@ Example (see ``experiments/cifar10-resnet.toml``)::
     snr = [100, 10, 5, 2.5, 1.67, 1]     # or noise_pct = [1, 2, 5, 10]; any model: strength = [...]
     # other noise models, each with its own key: noise = "pcm:compensation=global" with
     # t = ["1s", "1h", "1d", "30d", "1y"]; "stuck-at" with rate = [0.001, 0.01]; "bit-flip" with ber = [1e-4]
-    seeds = [0, 1, 2]                    # or a count
+    seeds = [0, 1, 2]                    # or a count, or "auto" with ci_halfwidth = 0.5 [max_seeds = 20]
     limit = 2000                         # optional, overrides [data] limit for this sweep
     expect_top1 = 91.73                  # optional: a clean top-1 outside 91.73 +- tolerance (default 0.5)
                                          # stops the sweep before any noisy trial (also under [models.NAME])
@@ -51,7 +51,8 @@ _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
 _DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", *PREPROCESS_KEYS}
 #: Each noise model's own strength key (``snr``, ``noise_pct``, ``t``, ``rate``, ``ber``, ``eta``, ``snr_db``, ``levels``).
 _STRENGTH_KEYS = tuple(flag.replace("-", "_") for flag in strength_options())
-_NOISE_KEYS = {"noise", "noise_model", "noise_params", "strength", "seeds", "bn_variance", "keep_zeros", *_STRENGTH_KEYS}
+_NOISE_KEYS = {"noise", "noise_model", "noise_params", "strength", "seeds", "ci_halfwidth", "max_seeds", "bn_variance",
+               "keep_zeros", *_STRENGTH_KEYS}
 _SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
                "batch_size", "threads",
                "score_output", "label_offset", "limit", "expect_top1", "tolerance", *_NOISE_KEYS}
@@ -166,7 +167,8 @@ def load_experiment(path: str | Path) -> Experiment:
             noise = NoiseConfig.from_options(
                 noise=sweep.get("noise"), model=sweep.get("noise_model"), params=sweep.get("noise_params"),
                 flags={key: sweep.get(key) for key in _STRENGTH_KEYS}, strength=sweep.get("strength"), seeds=sweep.get("seeds"),
-                bn_variance=sweep.get("bn_variance"), keep_zeros=sweep.get("keep_zeros"))
+                bn_variance=sweep.get("bn_variance"), keep_zeros=sweep.get("keep_zeros"),
+                ci_halfwidth=sweep.get("ci_halfwidth"), max_seeds=sweep.get("max_seeds"))
             for name in names:
                 run = RunConfig(model=models[name].path, data=_resolve(base, data["path"]), noise=noise, **given(
                     layer_regex=sweep.get("layer_regex"), op_types=parse_names(sweep.get("op_types")),

@@ -21,7 +21,7 @@ from onnxnoise.noise.axis import TIME_STRENGTHS, StrengthAxis, axis_label, axis_
 __all__ = [
     "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "is_time_strength", "parse_time", "parse_strengths",
     "strength_options",
-    "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "parse_noise",
+    "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
 
 #: Time units of a time strength (``1s``, ``1h``, ``30d``...), in seconds; ``y`` = 365 days.
@@ -193,12 +193,14 @@ def _axis_values(value: Any, what: str, model: Any, axis: StrengthAxis) -> tuple
     return parse_numbers(items, what)
 
 
-def parse_seeds(value: Any) -> int | tuple[int, ...]:
-    """Parse seeds: a count ``N`` (``"3"``, ``3``) or explicit seeds (``"40,30"``, ``[40, 30]``).
+def parse_seeds(value: Any) -> int | tuple[int, ...] | str:
+    """Parse seeds: a count ``N`` (``"3"``, ``3``), explicit seeds (``"40,30"``, ``[40, 30]``) or ``"auto"``.
 
     Raises:
-        ConfigError: Anything but a count >= 1 or a non-empty list of integers >= 0.
+        ConfigError: Anything but a count >= 1, a non-empty list of integers >= 0 or ``auto``.
     """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
         try:
@@ -206,13 +208,38 @@ def parse_seeds(value: Any) -> int | tuple[int, ...]:
         except ValueError:
             ints = None
         if ints is None or not ints:
-            msg = f"seeds must be a count N or seeds like 40,30, got {value!r}"
+            msg = f"seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got {value!r}"
             raise ConfigError(msg)
         value = ints[0] if "," not in value else tuple(ints)
     elif isinstance(value, (list, tuple)):
         value = tuple(value)
     resolve_seeds(value)
     return value
+
+
+def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
+    """Check the settings of ``--seeds auto`` and return ``max_seeds`` (default 20).
+
+    Raises:
+        ConfigError: ``ci_halfwidth`` missing, not a finite number > 0 (accuracy points), or
+            ``max_seeds`` not an integer >= 3.
+    """
+    if ci_halfwidth is None:
+        msg = "`--seeds auto` needs `--ci-halfwidth X` (ci_halfwidth): the 95% interval half-width in top-1 points"
+        raise ConfigError(msg)
+    if isinstance(ci_halfwidth, bool) or not isinstance(ci_halfwidth, numbers.Real) or not 0 < ci_halfwidth < 1e300:
+        msg = f"`--ci-halfwidth` must be a number of accuracy points > 0, e.g. 0.5, got {ci_halfwidth!r}"
+        raise ConfigError(msg)
+    if max_seeds is None:
+        return 20
+    try:
+        count = int(max_seeds) if not isinstance(max_seeds, (bool, float)) else None
+    except (TypeError, ValueError):
+        count = None
+    if count is None or count < 3:
+        msg = f"`--max-seeds` must be an integer >= 3 (at least 3 draws per group), got {max_seeds!r}"
+        raise ConfigError(msg)
+    return count
 
 
 def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:

@@ -6,8 +6,9 @@ selected layer at once, Table III), ``per-layer`` (one layer at a time, Figs. 3-
 
 A sweep plans its trials (:func:`onnxnoise.engine.plan.plan_trials`), drops those the
 store already holds, and runs the rest with an executor
-(:class:`~onnxnoise.engine.executor.LocalExecutor` by default) that commits each row
-before the next trial starts. Running the same sweep again skips finished trials, so a
+(:class:`~onnxnoise.engine.executor.LocalExecutor` by default, Ray workers with
+``executor="ray"``: :mod:`onnxnoise.engine.ray_executor`) that commits each row as soon
+as its trial finishes. Running the same sweep again skips finished trials, so a
 sweep killed at any moment loses at most the trial in flight; a change to any setting
 that can change a count gives new keys, never stale reuse. Several processes may run
 sweeps into one store: each skips what another has recorded.
@@ -31,12 +32,14 @@ from onnxnoise.engine.baseline_checks import chance_classes, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
-from onnxnoise.engine.trial import run_trial
+from onnxnoise.engine.trial import PAIRED_COUNTERS, run_trial
 from onnxnoise.noise import make_noise_model
+from onnxnoise.report.paired import short_of_target
+from onnxnoise.report.stats import summarize_trials
 from onnxnoise.store import TrialStore
 from onnxnoise.store.migrate import v1_make_context, v1_trial_key
 
-__all__ = ["SweepResult", "StoreRecorder", "run_sweep", "recheck_sweep"]
+__all__ = ["SweepResult", "StoreRecorder", "make_executor", "run_sweep", "recheck_sweep"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class SweepResult:
         run_id: The store's id for this invocation.
         warnings: Baseline warnings (a clean top-1 at chance level,
             :func:`onnxnoise.engine.baseline_checks.chance_warning`).
+        settled: ``--seeds auto``: planned draws not run because their group had enough.
+        short_of_target: ``--seeds auto``: groups that stopped at ``max_seeds`` short of
+            ``ci_halfwidth`` (:func:`onnxnoise.report.paired.short_of_target`).
     """
 
     planned: int
@@ -63,6 +69,8 @@ class SweepResult:
     taken: int
     run_id: int
     warnings: tuple[str, ...] = ()
+    settled: int = 0
+    short_of_target: tuple[str, ...] = ()
 
 
 class StoreRecorder:
@@ -114,6 +122,25 @@ def _adopt_v1(context: RunContext, store: TrialStore, planned: list[PlannedTrial
     return store.adopt_v1(mapping, ok)
 
 
+def make_executor(config: SweepConfig) -> Executor:
+    """The executor ``config.executor`` names, set up from ``config`` (nothing starts yet).
+
+    ``local``: :class:`LocalExecutor`. ``ray``:
+    :class:`~onnxnoise.engine.ray_executor.RayExecutor` with ``config.address``,
+    ``workers`` and ``gpus_per_trial``, each worker single-threaded unless
+    ``config.run.threads`` says otherwise.
+
+    Raises:
+        ConfigError: ``ray`` without Ray installed (one line: install ``onnxnoise[ray]``).
+    """
+    if config.executor == "ray":
+        from onnxnoise.engine.ray_executor import RayExecutor  # Ray itself is imported (or missed) there
+
+        return RayExecutor(prefix_reuse=config.prefix_reuse, address=config.address, workers=config.workers,
+                           gpus_per_trial=config.gpus_per_trial, threads=config.run.threads or 1)
+    return LocalExecutor(prefix_reuse=config.prefix_reuse)
+
+
 def run_sweep(
     config: SweepConfig,
     store: TrialStore,
@@ -129,8 +156,8 @@ def run_sweep(
         store: Open trial store of the run folder.
         progress: Progress receiver; ``start`` gets the number of trials to run now.
         context: A prepared context of ``config.run``, to reuse.
-        executor: Runs the trials (default: :class:`LocalExecutor` with
-            ``config.prefix_reuse``).
+        executor: Runs the trials (default: :func:`make_executor` of ``config``, closed
+            at the end; a given executor is left open for the caller to close).
 
     Returns:
         Counts of planned, already done, run, failed and taken trials.
@@ -158,12 +185,24 @@ def run_sweep(
             "label_offset", "batch_size", "provider")}, "chance_classes": chance_classes(context.data.labels)},
         "context": context.key_fields(), "versions": context.versions,
     })
-    executor = executor or LocalExecutor(prefix_reuse=config.prefix_reuse)
+    own = executor is None
+    executor = executor or make_executor(config)
     recorder = StoreRecorder(store, run_id)
-    checked = run_baseline_first(executor, context, todo, recorder, progress, recorder.find)
+    try:
+        checked = run_baseline_first(executor, context, todo, recorder, progress, recorder.find)
+    finally:
+        if own:
+            executor.close()
     result = checked.result
+    noise, short = config.run.noise, ()
+    if noise.seeds == "auto":
+        keys = [item.key for item in planned]
+        summary = summarize_trials(store.to_frame().filter(pl.col("key").is_in(keys)),
+                                   chance=100.0 / max(chance_classes(context.data.labels), 1))
+        short = tuple(short_of_target(summary, noise.ci_halfwidth, noise.max_seeds))
     return SweepResult(planned=len(planned), done=len(planned) - len(todo), adopted=adopted, ran=result.ran,
-                       failed=result.failed, taken=result.taken, run_id=run_id, warnings=tuple(checked.warnings))
+                       failed=result.failed, taken=result.taken, run_id=run_id, warnings=tuple(checked.warnings),
+                       settled=len(todo) - result.ran - result.taken, short_of_target=short)
 
 
 def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: int = 0,
@@ -171,7 +210,8 @@ def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: 
     """Run again a random sample of the sweep's stored trials and compare their counts.
 
     Same model, data, settings and seed must give the same top-1 / top-5 / NaN counts
-    (noise depends only on seed and tensor name).
+    and paired counts (noise depends only on seed and tensor name); rows stored before
+    the paired counts existed are compared on the others.
 
     Args:
         config: The sweep's settings (as in the experiment file).
@@ -192,8 +232,8 @@ def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: 
     for row in chosen:
         trial = planned[row["key"]]
         again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
-        for column in ("top1_correct", "top5_correct", "nan_count"):
-            if again[column] != row[column]:
+        for column in ("top1_correct", "top5_correct", "nan_count", *PAIRED_COUNTERS):
+            if again[column] != row[column] and not (column in PAIRED_COUNTERS and row[column] is None):
                 mismatches.append(f"{trial.mode} layer {trial.layer_index} strength {trial.strength} seed "
                                   f"{trial.seed}: {column} stored {row[column]}, now {again[column]}")
     return len(chosen), mismatches

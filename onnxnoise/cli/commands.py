@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -27,12 +28,12 @@ from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of
 from onnxnoise.options import strength_options
-from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, summary_table
+from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
 from onnxnoise.store import STORE_NAME, open_store
 from onnxnoise.store.schema import JSON_COLUMNS
-from onnxnoise.sweep import run_sweep
+from onnxnoise.sweep import make_executor, run_sweep
 
 def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> RunConfig:
     """The RunConfig of parsed arguments; options not given are left to the config's defaults.
@@ -43,7 +44,8 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     noise = NoiseConfig.from_options(
         noise=args.noise, model=args.noise_model, params=args.noise_param, strength=args.strength,
         flags={flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in strength_options()},
-        seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros)
+        seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros,
+        ci_halfwidth=args.ci_halfwidth, max_seeds=args.max_seeds)
     preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
     choice = resolve_data(data, model, score_output=args.score_output)
     if choice.note:
@@ -95,7 +97,12 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     }
     (Path(out) / "bench.json").write_text(json_text(summary, indent=2) + "\n")
     console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
+    paired = paired_table(result.summary)
+    if paired is not None:
+        console.print(paired)
     console.print(bench_caption(result.meta))
+    for line in result.meta.get("seeds_auto", {}).get("short_of_target", []):
+        console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
     console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
     if args.json:
         print(json_text(summary))
@@ -115,7 +122,10 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
     console.print(f"[bold]sweep[/] {config.run.model.name} on {config.run.data}: modes {', '.join(config.modes)}, "
                   f"{noise.model} {axis_label(noise.noise_model)} "
                   f"{', '.join(axis_of(noise.noise_model).format_value(v) for v in noise.strengths)}, "
-                  f"seeds {', '.join(map(str, noise.seed_list))} -> {out}/{STORE_NAME}")
+                  + (f"seeds auto (95% half-width < {noise.ci_halfwidth:g} points, 3 to {noise.max_seeds} draws)"
+                     if noise.seeds == "auto" else f"seeds {', '.join(map(str, noise.seed_list))}")
+                  + f" -> {out}/{STORE_NAME}")
+    executor = make_executor(config)  # before loading anything: `--executor ray` without Ray is one line
     with console.status("loading model and decoding images"):
         context = prepare_context(config.run)
     for warning in context.warnings:
@@ -123,17 +133,27 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
     with open_store(out / STORE_NAME) as store:
         progress = RichProgress(console, noise.noise_model)
         try:
-            result = run_sweep(config, store, progress=progress, context=context)
+            result = run_sweep(config, store, progress=progress, context=context, executor=executor)
         finally:
             progress.stop()
+            executor.close()
     console.print(f"{result.planned} trials planned: {result.done} already done"
                   + (f" ({result.adopted} adopted from a version 1 store)" if result.adopted else "")
                   + f", {result.ran} run now"
                   + (f", {result.taken} recorded meanwhile by another process" if result.taken else "")
-                  + (f", [red]{result.failed} failed[/]" if result.failed else ""))
+                  + (f", [red]{result.failed} failed[/]" if result.failed else "")
+                  + (f", {result.settled} draws not needed (--seeds auto)" if result.settled else ""))
+    for line in result.short_of_target:
+        console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
     for warning in result.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     return failed_exit(result.failed, console)
+
+
+def _executor_options(args: argparse.Namespace) -> dict:
+    """``--executor``, ``--address``, ``--workers``, ``--gpus-per-trial`` as given (SweepConfig fields)."""
+    return given(executor=args.executor, address=args.address, workers=args.workers,
+                 gpus_per_trial=args.gpus_per_trial)
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
@@ -141,14 +161,17 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         if args.model is not None or args.data is not None:
             raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
         experiment = load_experiment(args.config)
-        codes = [_run_one_sweep(config, args.out / name if args.out else experiment.run_dir(name), console)
+        where = _executor_options(args)
+        codes = [_run_one_sweep(dataclasses.replace(config, **where), args.out / name if args.out
+                                else experiment.run_dir(name), console)
                  for name, config in experiment.sweeps]
         console.print(f"report: onnxnoise report {args.out or experiment.out}")
         return max(codes, default=0)
     if args.model is None:
         raise OnnxNoiseError("`sweep` needs MODEL (with `--data`, or a registered dataset), or `--config FILE.toml`")
     config = SweepConfig(_run_config(args, args.model, args.data), **given(
-        modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None))
+        modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None),
+        **_executor_options(args))
     out = args.out or Path("runs") / args.model.stem
     code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
@@ -161,6 +184,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
     models = files.summary["model"].unique().sort().to_list()
     console.print(summary_table(files.summary, title=f"whole-model and baseline trials: {', '.join(models)}"))
+    paired = paired_table(files.summary)
+    if paired is not None:
+        console.print(paired)
     if files.a_avr is not None and not files.a_avr.is_empty():
         console.print(a_avr_table(files.a_avr))
     console.print(INTERVALS, markup=False, highlight=False)

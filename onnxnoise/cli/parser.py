@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from onnxnoise import __version__
+from onnxnoise.config import EXECUTORS
 from onnxnoise.cli.data_command import add_data_parser
 from onnxnoise.data import list_presets
 from onnxnoise.engine.runtime import DEVICES
@@ -71,8 +72,13 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--strength", metavar="LIST", help="any noise model's strengths, the generic spelling of "
                        "its own option (e.g. --strength 1s,1h,1d,30d,1y for pcm = --t 1s,1h,1d,30d,1y); "
                        "default: the model's grid (`onnxnoise noise-models`)")
-    noise.add_argument("--seeds", help="noise draws per strength: a count N (seeds 0..N-1) or seeds like 40,30 "
+    noise.add_argument("--seeds", help="noise draws per strength: a count N (seeds 0..N-1), seeds like 40,30, "
+                       "or auto: seeds 0,1,... until the 95%% interval of the mean top-1 is under --ci-halfwidth "
                        "(default 3)")
+    noise.add_argument("--ci-halfwidth", type=float, metavar="POINTS",
+                       help="--seeds auto: target 95%% t-interval half-width of the mean top-1, accuracy points")
+    noise.add_argument("--max-seeds", type=int, metavar="N",
+                       help="--seeds auto: most draws per strength and layer, >= 3 (default 20)")
     noise.add_argument("--layer-regex", metavar="REGEX", help="noise only layers whose name or op type matches")
     noise.add_argument("--op-types", help="comma-separated op types to noise, e.g. Conv,Gemm")
     noise.add_argument("--include-preprocessing", action="store_true", default=None,
@@ -139,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--prefix-memory", type=float, metavar="GIB",
                        help="most memory prefix reuse keeps clean activations in, whatever the dataset size "
                        "(GPU memory on CUDA); the rest goes to disk in the cache folder; same counts (default 2)")
+    where = sweep.add_argument_group("executor (where trials run; see docs/distributed.md)")
+    where.add_argument("--executor", choices=EXECUTORS,
+                       help="local: this process (default); ray: Ray workers on this machine or a cluster, same "
+                       "counts (pip install 'onnxnoise[ray]')")
+    where.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster to join: host:port printed by `ray start --head`, or auto "
+                       "(default: start a local Ray instance)")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="Ray workers, each single-threaded unless --threads (default: as many as the "
+                       "cluster's CPUs, or GPUs with --gpus-per-trial, hold)")
+    where.add_argument("--gpus-per-trial", type=float, metavar="F",
+                       help="GPUs each Ray worker requests, e.g. 1 or 0.5 (runs the CUDA execution provider)")
     _add_run_args(sweep)
 
     report = sub.add_parser("report", help="tables, figures and report.md from sweep run folders")

@@ -6,6 +6,13 @@ and hands each row to a :class:`Recorder` (the trial store for sweeps, memory fo
 bench). :class:`LocalExecutor` runs in this process, in plan order (per-layer
 trials walk the layers forward, so prefix reuse advances its cut incrementally). A
 distributed executor is another :class:`Executor` subclass; nothing else changes.
+
+With ``--seeds auto`` (:class:`~onnxnoise.engine.plan.SeedRule`) the plan holds seeds
+``0 .. max_seeds-1`` and the executor decides trial by trial: before the draw with seed
+``s`` of a group (same mode, strength and layers) it looks at that group's draws with
+seeds ``< s`` (run now, or recorded before: looked up by key) and skips the draw when
+:func:`~onnxnoise.engine.plan.enough_draws` says the group has enough. The decision for
+seed ``s`` depends only on those recorded draws, so a resumed sweep decides as a fresh one.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial
+from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
 from onnxnoise.engine.run_errors import baseline_failure
-from onnxnoise.engine.trial import run_trial
+from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trial
 from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor"]
@@ -47,6 +54,9 @@ class Recorder(Protocol):
     def record(self, row: dict[str, Any]) -> bool:
         """Record one row; ``False`` if another writer recorded that key first."""
 
+    def find(self, key: str) -> dict[str, Any] | None:
+        """The recorded row with ``key`` (failed rows too), or None."""
+
 
 class MemoryRecorder:
     """Keeps rows in a list (``bench``); optionally calls ``on_record(rows)`` after each.
@@ -63,6 +73,10 @@ class MemoryRecorder:
     def has(self, key: str) -> bool:
         """Whether a finished row with ``key`` is held."""
         return any(r["key"] == key and r.get("error") is None for r in self.rows)
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        """The held row with ``key``, or None."""
+        return next((row for row in self.rows if row["key"] == key), None)
 
     def record(self, row: dict[str, Any]) -> bool:
         """Append ``row`` (replacing an earlier failed row of the same key)."""
@@ -96,11 +110,13 @@ class ExecutionResult:
         ran: Trials run by this executor.
         failed: Of those, trials that ended with an error row.
         taken: Trials skipped because another writer recorded them first.
+        settled: Trials not run because their group had enough draws (``--seeds auto``).
     """
 
     ran: int
     failed: int
     taken: int
+    settled: int = 0
 
 
 class Executor(ABC):
@@ -118,6 +134,9 @@ class Executor(ABC):
             progress: Progress receiver.
         """
 
+    def close(self) -> None:
+        """Release what the executor holds between runs (workers); nothing for the local one."""
+
 
 class LocalExecutor(Executor):
     """In-process executor, plan order, one trial at a time.
@@ -133,6 +152,11 @@ class LocalExecutor(Executor):
             progress: Progress | None = None) -> ExecutionResult:
         """See :meth:`Executor.run`; a trial another writer finished meanwhile is skipped.
 
+        Before the first noisy trial, the clean reference of the paired counts is taken
+        from the baseline trial, or (resumed sweep) measured by
+        :func:`~onnxnoise.engine.trial.clean_outcomes` and checked against the recorded
+        baseline row. With ``--seeds auto`` draws of settled groups are skipped (module doc).
+
         Raises:
             BaselineError: The clean baseline failed (a deterministic failure: every noisy
                 trial would fail too, or be compared with nothing); its row is recorded first.
@@ -141,11 +165,17 @@ class LocalExecutor(Executor):
         """
         progress = progress or Progress()
         progress.start(len(planned), len(context.data))
-        ran = failed = taken = 0
+        ran = failed = taken = settled = 0
+        draws = _Draws(context, recorder, seed_rule(context.config.noise))
         for item in planned:
+            if draws.settled(item.trial):
+                settled += 1
+                continue
             if recorder.has(item.key):
                 taken += 1
                 continue
+            if item.trial.mode != "baseline" and context.clean_outcomes is None:
+                clean_outcomes(context, stored=recorder.find(trial_key(BASELINE_TRIAL, context.key_fields())))
             row = run_trial(context, item.trial, prefix_reuse=self.prefix_reuse, on_batch=progress.advance)
             row.update(key=item.key, key_version=KEY_VERSION)
             if not recorder.record(row):
@@ -153,7 +183,40 @@ class LocalExecutor(Executor):
                 continue
             ran += 1
             failed += row["error"] is not None
+            draws.add(item.trial, row)
             progress.trial_done(row)
             if item.trial.mode == "baseline" and row["error"] is not None:
                 raise baseline_failure(context, row["error"])
-        return ExecutionResult(ran=ran, failed=failed, taken=taken)
+        return ExecutionResult(ran=ran, failed=failed, taken=taken, settled=settled)
+
+
+class _Draws:
+    """Top-1 accuracies of each group's draws by seed, for the ``--seeds auto`` rule (no rule: inert)."""
+
+    def __init__(self, context, recorder: Recorder, rule: SeedRule | None) -> None:
+        self.context, self.recorder, self.rule = context, recorder, rule
+        self._top1: dict[tuple, dict[int, float | None]] = {}
+
+    def add(self, trial: Trial, row: dict[str, Any]) -> None:
+        if self.rule is not None and trial.mode != "baseline":
+            self._top1.setdefault(draw_group(trial), {})[trial.seed] = _top1(row)
+
+    def settled(self, trial: Trial) -> bool:
+        """Whether the draws of ``trial``'s group with lower seeds are enough (recorded ones looked up by key)."""
+        if self.rule is None or trial.mode == "baseline":
+            return False
+        seen = self._top1.setdefault(draw_group(trial), {})
+        fields = None
+        for seed in range(trial.seed):
+            if seed not in seen:
+                fields = fields or self.context.key_fields()
+                key = trial_key(Trial(trial.mode, trial.layer_index, trial.layers, trial.strength, seed), fields)
+                seen[seed] = _top1(self.recorder.find(key))
+        return self.rule.enough([v for s, v in sorted(seen.items()) if s < trial.seed and v is not None])
+
+
+def _top1(row: dict[str, Any] | None) -> float | None:
+    """Top-1 accuracy in percent of a finished row; None for a missing or failed one."""
+    if row is None or row.get("error") is not None or not row.get("images"):
+        return None
+    return 100.0 * row["top1_correct"] / row["images"]
