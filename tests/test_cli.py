@@ -111,7 +111,7 @@ def _no_weights_model(path: Path) -> Path:
     ("snr_inf", "SNR must be finite and > 0"),
     ("noise_pct_zero", "`--noise-pct` values must be finite and > 0, got 0"),
     ("seeds_zero", "seeds count must be >= 1, got 0"),
-    ("seeds_text", "seeds must be a count N or seeds like 40,30, got '1,a'"),
+    ("seeds_text", "seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got '1,a'"),
     ("noise_model_unknown", "unknown noise model 'nope'; choose from "),
     ("snr_and_strength", "give only one of --snr, --noise-pct or --strength"),
     ("noise_param_bad", "noise parameter 'eta' must look like NAME=VALUE"),
