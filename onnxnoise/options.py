@@ -76,8 +76,9 @@ def parse_time(item: Any, what: str = "--strength") -> float:
     """One time in seconds: a number (seconds) or a number with a unit, ``1s 90min 1h 1d 2w 1y`` (y = 365 d).
 
     Raises:
-        ConfigError: If it is neither.
+        ConfigError: If it is neither, or the time is negative (times are >= 0).
     """
+    seconds = None
     if isinstance(item, str):
         match = _TIME_RE.match(item)
         if match:
@@ -86,8 +87,13 @@ def parse_time(item: Any, what: str = "--strength") -> float:
                 msg = (f"`{what}` value {item!r} has an unknown time unit {unit!r}; "
                        f"use one of {', '.join(TIME_UNITS)} (e.g. 1s,1h,1d,30d,1y)")
                 raise ConfigError(msg)
-            return float(match.group(1)) * TIME_UNITS[unit]
-    return parse_numbers([item], what)[0]
+            seconds = float(match.group(1)) * TIME_UNITS[unit]
+    if seconds is None:
+        seconds = parse_numbers([item], what)[0]
+    if seconds < 0:
+        msg = f"`{what}` value {item!r} is negative; times must be >= 0 (e.g. 0s,1s,1h,1d,30d,1y)"
+        raise ConfigError(msg)
+    return seconds
 
 
 def parse_strengths(*, strength: Any = None, noise_model: Any = None, **flags: Any) -> tuple[float, ...] | None:
@@ -208,7 +214,7 @@ def parse_seeds(value: Any) -> int | tuple[int, ...] | str:
         except ValueError:
             ints = None
         if ints is None or not ints:
-            msg = f"seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got {value!r}"
+            msg = f"seeds must be a count N or seeds like 40,30, got {value!r} (or auto, with --ci-halfwidth)"
             raise ConfigError(msg)
         value = ints[0] if "," not in value else tuple(ints)
     elif isinstance(value, (list, tuple)):
