@@ -214,7 +214,7 @@ def parse_seeds(value: Any) -> int | tuple[int, ...] | str:
         except ValueError:
             ints = None
         if ints is None or not ints:
-            msg = f"seeds must be a count N or seeds like 40,30, got {value!r} (or auto, with --ci-halfwidth)"
+            msg = f"seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got {value!r}"
             raise ConfigError(msg)
         value = ints[0] if "," not in value else tuple(ints)
     elif isinstance(value, (list, tuple)):
