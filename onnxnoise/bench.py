@@ -28,7 +28,6 @@ from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
-from onnxnoise.model.quant import describe_quantization
 from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.tables import with_planned_provider
@@ -98,7 +97,8 @@ def run_bench(
                                                               "overflow_count", "zeros_kept", "nan_count")}
     meta.update(totals, failed=int(trials["error"].is_not_null().sum()))
     if meta["quantization"]:
-        meta["quantization"] = describe_quantization(context.selected, totals["clipped_count"])
+        meta["quantization"] = config.noise.noise_model.describe_quantization(context.selected,
+                                                                              totals["clipped_count"])
     summary = summarize_trials(trials, chance=100.0 / max(chance_classes(context.data.labels), 1))
     noise = config.noise
     if noise.seeds == "auto":

@@ -112,6 +112,38 @@ def _resolve(base: Path, value: Any) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+#: A CLI value list in a message: ``1s,1h,1d`` or ``100,10,5`` (no spaces).
+_VALUES = r"[\w.+-]+(?:,[\w.+-]+)*"
+
+
+def _toml_list(values: str) -> str:
+    """``1s,1h`` -> ``["1s", "1h"]``; ``100,10`` -> ``[100, 10]``: a CLI value list as a TOML array."""
+    def item(value: str) -> str:
+        try:
+            float(value)
+        except ValueError:
+            return f'"{value}"'
+        return value
+
+    return "[" + ", ".join(item(v) for v in values.split(",")) + "]"
+
+
+def file_syntax(text: str) -> str:
+    """A message written for the command line, as an experiment file spells it.
+
+    Strength options with values become TOML keys with arrays (``--t 1s,1h`` ->
+    ``t = ["1s", "1h"]``), example value lists become arrays (``e.g. 100,10,5`` ->
+    ``e.g. [100, 10, 5]``), ``comma-separated`` becomes ``a list of``, and every other
+    ``--flag`` its key (``--noise-pct`` -> ``noise_pct``).
+    """
+    keys = "|".join(re.escape(flag) for flag in sorted({*strength_options(), "strength"}, key=len, reverse=True))
+    text = re.sub(rf"--({keys}) ({_VALUES})(?=[\s;)]|$)",
+                  lambda m: f"{m.group(1).replace('-', '_')} = {_toml_list(m.group(2))}", text)
+    text = re.sub(rf"\be\.g\. ({_VALUES},{_VALUES})(?=[\s;)]|$)", lambda m: f"e.g. {_toml_list(m.group(1))}", text)
+    text = text.replace("give comma-separated numbers", "give a list of numbers")
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), text)
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment TOML file.
 
@@ -182,8 +214,7 @@ def load_experiment(path: str | Path) -> Experiment:
                         k: sweep[k] for k in ("expect_top1", "tolerance") if k in sweep}}))
                 sweeps.append((name, SweepConfig(run, **given(modes=sweep.get("modes"),
                                                               prefix_reuse=sweep.get("prefix_reuse")))))
-        except OnnxNoiseError as exc:  # messages name CLI flags; the file's keys are spelled without `--`
-            text = re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(exc))
-            raise ExperimentError(f"{path}: {where}: {text}") from None
+        except OnnxNoiseError as exc:  # messages name CLI flags and values; say them as the file spells them
+            raise ExperimentError(f"{path}: {where}: {file_syntax(str(exc))}") from None
     out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))
     return Experiment(name=doc.get("name", path.stem), out=out, models=models, sweeps=sweeps, source=path)

@@ -47,9 +47,13 @@ def test_ber_zero_is_bit_identical_and_same_seed_same_flips():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def test_float_weights_are_refused_with_one_line():
+def test_float_weights_are_left_exact_and_a_float_selection_is_refused_with_one_line():
     model = tiny_cnn()
-    with pytest.raises(NoiseConfigError, match=r"^bit-flip noise needs integer-quantized weights, but 'conv.weight' \(Conv layer 'conv'\) is stored as float32$"):
-        draw_noise(BITFLIP, 1e-3, 0, list_layers(model)[:1], get_initializers(model))
+    layers, inits = list_layers(model), get_initializers(model)
+    draw = draw_noise(BITFLIP, 1e-1, 0, layers, inits)  # float tensors are not integer memory
+    assert all(draw.arrays[n] is inits[n] for layer in layers for n in layer.tensors)
+    with pytest.raises(NoiseConfigError, match=r"^bit-flip noise needs integer-quantized weights, but the 1 selected "
+                       r"layer\(s\) hold only float tensors; quantize the model first"):
+        BITFLIP.check_layers(layers[:1])  # called by prepare_context before any trial
     with pytest.raises(NoiseConfigError, match=r"^bit error rate must be a number in \[0, 1\], got 2"):
         BITFLIP.check_strength(2)

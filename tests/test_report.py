@@ -180,7 +180,7 @@ def test_summary_table_names_the_noise_settings_that_differ():
     glob = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"global"}}'
     trials = pl.concat([_trials("pcm", none, (1.0, 3600.0)), _trials("pcm", glob, (1.0, 3600.0))])
     rows = _lines(_text(summary_table(summarize_trials(trials))))
-    assert rows[0][:2] == ["noise settings", "time (s)"]
+    assert rows[0][:2] == ["noise settings", "time after programming t_inf"]  # cells read `t = 1 s`, not seconds
     assert sorted({r[0] for r in rows[1:]}) == ["compensation=global", "compensation=none"]
 
 

@@ -188,8 +188,8 @@ def test_preset_overriding_model_metadata_is_a_warning(tmp_path, capsys):
     code, out, err = _run(capsys, "bench", path, "--data", data, "--preprocess", "cifar", "--snr", "100",
                           "--seeds", "1", "--device", "cpu", "--out", out_dir, "--json")
     assert code == 0, err
-    expected = ("--preprocess cifar overrides the preprocessing stored in the model's metadata (raw): "
-                "mean 0,0,0 -> 0.4914,0.4822,0.4465; std 1,1,1 -> 0.247,0.2435,0.2616")
+    expected = ("--preprocess cifar replaces the preprocessing stored in the model's metadata (the model's metadata "
+                "-> preset cifar): mean 0,0,0 -> 0.4914,0.4822,0.4465; std 1,1,1 -> 0.247,0.2435,0.2616")
     summary = _strict_json(out)
     assert summary["warnings"][0] == expected
     assert _strict_json((out_dir / "bench.json").read_text())["warnings"][0] == expected

@@ -156,7 +156,7 @@ def test_experiment_file_wrong_key_names_the_models_key(tmp_path):
         load_experiment(path)
     assert str(info.value) == (
         f"{path}: [[sweeps]] #1: `rate` is the strength of stuck-at, not of pcm; give pcm's time after programming "
-        "t_inf with `t` or `strength` (e.g. t 1s,1h,1d,30d,1y)")
+        't_inf with `t` or `strength` (e.g. t = ["1s", "1h", "1d", "30d", "1y"])')
 
 
 def test_noise_models_lists_each_option(capsys):

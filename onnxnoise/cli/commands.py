@@ -15,7 +15,7 @@ from rich.console import Console
 
 from onnxnoise.bench import run_bench
 from onnxnoise.cli.data_command import cmd_data
-from onnxnoise.cli.output import INTERVALS, RichProgress, json_text
+from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
 from onnxnoise.data import PREPROCESS_KEYS
@@ -187,9 +187,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     paired = paired_table(files.summary)
     if paired is not None:
         console.print(paired)
-    if files.a_avr is not None and not files.a_avr.is_empty():
+    a_avr = files.a_avr is not None and not files.a_avr.is_empty()
+    if a_avr:
         console.print(a_avr_table(files.a_avr))
-    console.print(INTERVALS, markup=False, highlight=False)
+    console.print(intervals_note(a_avr=a_avr), markup=False, highlight=False)
     for warning in files.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "

@@ -6,6 +6,7 @@ Flags default to ``None`` (not given): defaults live in :mod:`onnxnoise.config`.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from onnxnoise import __version__
@@ -24,7 +25,16 @@ EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) and exit code 2."""
+    """argparse with one-line errors (no usage dump) and exit code 2.
+
+    A value starting with ``-`` and a digit (``--t -1s``, ``--ber -1e-3``) is a value, not
+    an option (no option starts so; Python 3.13's argparse reads them the same way), so it
+    reaches the option's own range check instead of ``expected one argument``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

@@ -31,6 +31,7 @@ from onnxnoise.data.config import (
     DataConfig,
     config_differences,
     get_preset,
+    layout_conflict,
     list_presets,
     resolve_data_config,
     unit_mismatch,
@@ -66,4 +67,5 @@ __all__ = [
     "transform_array",
     "unit_mismatch",
     "config_differences",
+    "layout_conflict",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "resolve_data_config",
     "unit_mismatch",
     "config_differences",
+    "layout_conflict",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -402,3 +403,32 @@ def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return _values(tuple(value))
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def layout_conflict(layout: str, input_shape: Sequence[int | None]) -> str | None:
+    """A ``--layout`` that contradicts the model's static input shape, as one user message.
+
+    The shape decides when it is unambiguous: all of its three non-batch dimensions are
+    static and exactly one of the channel positions (axis 1 for NCHW, axis 3 for NHWC)
+    holds 1 or 3 channels.
+
+    Args:
+        layout: The layout given (``NCHW`` or ``NHWC``).
+        input_shape: The model's image input shape; ``None`` for symbolic dimensions.
+
+    Returns:
+        e.g. ``"--layout NHWC contradicts the model's input, which is NCHW [N, 3, 32, 32]; drop
+        --layout or pass --layout NCHW"``; ``None`` when they agree or the shape cannot tell.
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        return None
+    first, last = shape[1] in (1, 3), shape[3] in (1, 3)
+    if first == last:
+        return None
+    actual = "NCHW" if first else "NHWC"
+    if layout == actual:
+        return None
+    dims = ", ".join(["N" if shape[0] is None else str(shape[0]), *(str(d) for d in shape[1:])])
+    return (f"--layout {layout} contradicts the model's input, which is {actual} [{dims}]; drop --layout "
+            f"or pass --layout {actual}")

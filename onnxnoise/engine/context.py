@@ -24,7 +24,8 @@ import onnxruntime as ort
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
 from onnxnoise.data import (
-    DataConfig, Dataset, config_differences, load_images, open_dataset, resolve_data_config, unit_mismatch,
+    DataConfig, Dataset, config_differences, layout_conflict, load_images, open_dataset, resolve_data_config,
+    unit_mismatch,
 )
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
@@ -35,7 +36,6 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, select_layers,
 )
-from onnxnoise.model.quant import describe_quantization
 
 __all__ = ["RunContext", "prepare_context", "package_versions"]
 
@@ -187,8 +187,9 @@ class RunContext:
             "params_noised": int(sum(layer.num_params for layer in self.selected)),
             "preprocess": self.data_config.to_dict(),
             "preprocess_source": self.preprocess_source,
+            "preprocess_overrides": sorted(dict(self.config.preprocess)),
             "label_offset": self.label_offset,
-            "quantization": describe_quantization(self.selected),
+            "quantization": noise.noise_model.describe_quantization(self.selected),
             "noise_model": noise.model,
             "noise": noise.settings(),
             "noise_description": noise.noise_model.describe(),
@@ -267,6 +268,10 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
             source = "model metadata"
     if config.preset is not None:
         source = "--preprocess"
+    given_layout = dict(config.preprocess).get("layout")
+    conflict = layout_conflict(given_layout, io.input_shape) if given_layout else None
+    if conflict:
+        raise DataError(conflict)
     data_config = resolve_data_config(config.preset, model_defaults=_with_input_shape(defaults, io),
                                       **dict(config.preprocess))
     warnings = []
@@ -276,9 +281,9 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
         except DataError:
             own = None
         differences = [] if own is None else config_differences(own, data_config)
-        if differences:
-            warnings.append(f"--preprocess {config.preset} overrides the preprocessing stored in the model's metadata "
-                            f"({own.preset}): {'; '.join(differences)}")
+        if differences:  # the metadata's own preset name may equal config.preset (CIFAR exports): not named
+            warnings.append(f"--preprocess {config.preset} replaces the preprocessing stored in the model's metadata "
+                            f"(the model's metadata -> preset {config.preset}): {'; '.join(differences)}")
     _check_units(config, data_config, io)
     return data_config, source, warnings
 
@@ -347,6 +352,8 @@ def prepare_context(config: RunConfig) -> RunContext:
 
     Raises:
         GraphError: Bad model file or nothing to perturb.
+        NoiseConfigError: The noise model cannot noise the selected layers
+            (:meth:`onnxnoise.noise.NoiseModel.check_layers`: bit-flip on float weights).
         DataError: Bad dataset, preprocessing, or labels beyond the model's outputs.
         SessionError: Device not available, or ONNX Runtime rejects the model.
     """
@@ -355,6 +362,7 @@ def prepare_context(config: RunConfig) -> RunContext:
     report = layer_report(model, include_preprocessing=config.include_preprocessing)
     layers = report.layers
     selected = _select(config, layers)
+    config.noise.noise_model.check_layers(selected)  # e.g. bit-flip on a float model: refused before any trial
     io = get_model_io(model, output=config.score_output)
     data_config, source, warnings = _preprocessing(config, model, io)
     warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -98,6 +98,9 @@ class NoiseModel(ABC):
         strength_axis: The axis's own option (``--t``, ``--rate``...), unit, value text and
             scale (:class:`onnxnoise.noise.axis.StrengthAxis`); ``None``: ``--strength``
             only, plain numbers (see :func:`onnxnoise.noise.axis.axis_of`).
+        needs_integer_weights: The model acts on stored integers (bit flips): a run whose
+            noised layers hold no integer-quantized tensor is refused before any trial
+            (:meth:`check_layers`), and float tensors of the noised layers are left exact.
     """
 
     name: ClassVar[str] = ""
@@ -107,6 +110,7 @@ class NoiseModel(ABC):
     default_strengths: ClassVar[tuple[float, ...]] = ()
     strength_axis: ClassVar[StrengthAxis | None] = None
     aliases: ClassVar[tuple[str, ...]] = ()
+    needs_integer_weights: ClassVar[bool] = False
 
     @classmethod
     def split_params(cls, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, Any] | None]:
@@ -168,6 +172,48 @@ class NoiseModel(ABC):
         """One line for captions: the formula in words and the parameters."""
         params = ", ".join(f"{k}={v}" for k, v in self.params().items())
         return f"{self.name}" + (f" ({params})" if params else "")
+
+    def check_layers(self, layers: Sequence[Any]) -> None:
+        """Refuse, before any trial, a selection of layers this model cannot noise.
+
+        Called once per run when the run context is prepared
+        (:func:`onnxnoise.engine.context.prepare_context`), after the layers are selected.
+        The default refuses only what :attr:`needs_integer_weights` declares: a selection
+        without any integer-quantized tensor. Models with other needs override it.
+
+        Args:
+            layers: The selected :class:`onnxnoise.model.Layer` objects (``quant``: per
+                tensor its quantization parameters or ``None``).
+
+        Raises:
+            NoiseConfigError: One line naming what the selection lacks and how to get it.
+        """
+        if not self.needs_integer_weights or any(_integer_tensors(layer) for layer in layers):
+            return
+        layers = list(layers)
+        msg = (f"{self.name} noise needs integer-quantized weights, but the {len(layers)} selected layer(s) hold only "
+               "float tensors; quantize the model first (onnxruntime.quantization.quantize_dynamic or "
+               "quantize_static, see README 'Integer weights for bit-flip') or choose another --noise")
+        raise NoiseConfigError(msg)
+
+    def describe_quantization(self, layers: Iterable[Any], clipped_count: int | None = None) -> str | None:
+        """One caption line on how this model treats the integer-quantized weights of ``layers``.
+
+        The default is the draw's ``dequantize-noise-requantize`` policy
+        (:func:`onnxnoise.model.quant.describe_quantization`): the model perturbs the
+        dequantized values and the result is rounded back onto each tensor's grid. Models
+        that act on the stored integers themselves (bit-flip) override it.
+
+        Args:
+            layers: The noised :class:`onnxnoise.model.Layer` objects.
+            clipped_count: Values clipped to the integer range (summed over trials), if known.
+
+        Returns:
+            The line, or ``None`` when no layer holds integer weights.
+        """
+        from onnxnoise.model.quant import describe_quantization
+
+        return describe_quantization(layers, clipped_count)
 
     @abstractmethod
     def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
@@ -256,6 +302,12 @@ def make_noise_model(name: str, params: Mapping[str, Any] | None = None) -> Nois
     except (TypeError, ValueError) as exc:
         msg = f"noise model {name!r}: {exc}"
         raise NoiseConfigError(msg) from None
+
+
+def _integer_tensors(layer: Any) -> list[int]:
+    """Indices of the integer-quantized tensors of one layer (``layer.quant`` entries that are not ``None``)."""
+    quant = tuple(getattr(layer, "quant", ()) or ())
+    return [i for i, params in enumerate(quant) if params is not None]
 
 
 def _load_builtin() -> None:

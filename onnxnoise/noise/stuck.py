@@ -128,9 +128,10 @@ class StuckAt(NoiseModel):
         return "clean" if value is None else f"p = {100.0 * value:.3g}% faulty devices"
 
     def describe(self) -> str:
-        """The model and its parameters in words."""
+        """The model and its parameters in words; the stuck-on share as a percentage (``9.09% of them stuck-on``)."""
         extra = f", {self.levels} levels" if self.levels else ""
-        return (f"stuck-at faults per device, {self.sa1_fraction:g} of them stuck-on, differential pairs, "
+        return (f"stuck-at faults per device, {100.0 * self.sa1_fraction:.3g}% of them stuck-on (the rest stuck-off), "
+                "differential pairs, "
                 f"w_max = max|w| per tensor (analog={self.analog}{extra})")
 
     def faults(self, shape: tuple[int, ...], p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

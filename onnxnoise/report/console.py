@@ -83,8 +83,7 @@ def bench_caption(meta: dict) -> Text:
         f"{meta['params_noised']:,} parameters)",
         f"data {meta['dataset']} ({meta['images']:,} images"
         + (f", {meta['skipped_images']} unreadable skipped" if meta.get("skipped_images") else "")
-        + f"), preprocessing {pre.get('preset')}"
-        + (f" from {meta['preprocess_source']}" if meta.get("preprocess_source") else "")
+        + f"), preprocessing {_preprocessing_source(meta)}"
         + f" ({geometry}, {colour}, "
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
         f"noise: {model.describe()}, {seeds}, {policy}; execution provider {meta.get('provider')}",
@@ -106,6 +105,23 @@ def bench_caption(meta: dict) -> Text:
     for warning in meta.get("warnings") or ():
         text.append("\nWARNING: " + warning, style="bold red")
     return text
+
+
+def _preprocessing_source(meta: dict) -> str:
+    """Where the preprocessing came from, and which single settings replaced parts of it.
+
+    ``from the model's metadata, overridden: mean, std``; ``preset cifar (--preprocess)``;
+    ``preset torchvision (default)``. The metadata's own preset name is not shown: it names
+    the settings it started from, not the values it holds (the CIFAR exports store ImageNet
+    mean/std under ``cifar``); the values follow in the caption.
+    """
+    preset = (meta.get("preprocess") or {}).get("preset")
+    source = meta.get("preprocess_source")
+    text = {"model metadata": "from the model's metadata", "--preprocess": f"preset {preset} (--preprocess)",
+            "default": f"preset {preset} (default)"}.get(source, f"preset {preset}" + (f" from {source}" if source
+                                                                                       else ""))
+    overrides = meta.get("preprocess_overrides") or []
+    return text + (f", overridden: {', '.join(overrides)}" if overrides else "")
 
 
 def format_interval(mean, ci, digits: int = 2, *, upper: float | None = 100.0) -> str:

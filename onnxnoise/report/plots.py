@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from onnxnoise.report.stats import sort_by_noise
-from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis, varying_settings_text
+from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis, series_settings_text
 
 __all__ = [
     "METRIC_LABELS",
@@ -258,11 +258,9 @@ def plot_compare(
     ax.legend(title="model", fontsize="small")
     models = a_avr.unique(["model", "layers"], maintain_order=True).iter_rows(named=True)
     counts = ", ".join(f"{row['model']}: {row['layers']} layers" for row in models)
-    seeds = a_avr["seeds"]
-    seed_text = f"{seeds.min()} seeds" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()} seeds"
     default = (
         f"noise in one layer at a time, averaged over layers (eq. 3), on {_join(a_avr, 'dataset')}\n"
-        f"{counts}; {seed_text}, error bars: 95% t-interval over seeds (clipped to the possible range)"
+        f"{counts}; {_seeds_text(a_avr)}, error bars: 95% t-interval over seeds (clipped to the possible range)"
     )
     ax.set_title(title if title is not None else default, fontsize="medium")
     return fig
@@ -385,18 +383,22 @@ def _levels(frame: pl.DataFrame) -> list[float]:
 def _series_keys(frame: pl.DataFrame) -> list[tuple[dict, str]]:
     """One series per (model, dataset[, run settings][, noise settings]); labels name what varies.
 
-    Run settings (batch size, label offset, provider) that differ make separate series,
+    Labels name the model, the dataset and run settings when they differ, and in brackets
+    the noise settings that differ between series or from their defaults
+    (:func:`~onnxnoise.report.strength.series_settings_text`: ``net [compensation=global]``). Run settings (batch size, label offset, provider) that differ make separate series,
     never one series whose seeds are pooled across measurements.
     """
     settings = ("batch_size", "label_offset", "provider")
     several = {c: c in frame.columns and frame[c].n_unique() > 1 for c in ("dataset", "noise", *settings)}
     varying = [c for c in settings if several[c]]
-    cols = [c for c in ("model", "dataset") if c in frame.columns] + varying + (["noise"] if several["noise"] else [])
+    cols = [c for c in ("model", "dataset") if c in frame.columns] + varying + (["noise"] if "noise" in frame.columns
+                                                                                 else [])
     out = []
     keys = frame.unique(cols, maintain_order=True).select(cols)
-    # A figure shows one noise model (checked by the callers): label only the settings that differ.
+    # A figure shows one noise model (checked by the callers): label the settings that differ
+    # between series or from their defaults, the same for one run as for several.
     model = pl.Series([frame["noise_model"][0]] * keys.height) if "noise_model" in frame.columns else None
-    settings = varying_settings_text(keys["noise"], model) if several["noise"] else [""] * keys.height
+    settings = series_settings_text(keys["noise"], model) if "noise" in frame.columns else [""] * keys.height
     for row, text in zip(keys.iter_rows(named=True), settings):
         label = str(row.get("model", "model"))
         if several["dataset"]:

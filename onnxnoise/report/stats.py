@@ -190,12 +190,15 @@ def normalized_accuracy(trials: pl.DataFrame) -> pl.DataFrame:
     ``a_0`` is the accuracy of the ``baseline`` trial with the same
     :data:`CONTEXT_KEYS` (those present in the frame); if an experiment has several
     successful baselines (e.g. one per noise setting, which share the clean model),
-    their mean is used. Trials without a baseline, or whose baseline accuracy is 0,
-    get null.
+    their pooled accuracy is used. With count columns (``top1_correct``,
+    ``top5_correct``, ``images``) ``A`` is computed from the counts,
+    ``A = (k N) / (n K)`` (``k`` of ``n`` images right in the trial, ``K`` of ``N`` over
+    the baselines), so the clean row is exactly 1; without them from the accuracies.
+    Trials without a baseline, or whose baseline accuracy is 0, get null.
 
     Args:
-        trials: One row per trial with ``mode``, ``top1_acc``, ``top5_acc`` (percent)
-            and the context columns; ``error`` is honored when present (failed
+        trials: One row per trial with ``mode``, ``top1_acc``, ``top5_acc`` (percent),
+            optionally ``top1_correct``, ``top5_correct``, ``images`` (counts), and the context columns; ``error`` is honored when present (failed
             baselines are ignored).
 
     Returns:
@@ -211,16 +214,30 @@ def normalized_accuracy(trials: pl.DataFrame) -> pl.DataFrame:
         msg = f"trials frame needs at least one of {', '.join(CONTEXT_KEYS)} to match baselines"
         raise ValueError(msg)
     trials = trials.drop([c for c in ("top1_base", "top5_base", "top1_norm", "top5_norm") if c in trials.columns])
-    base = (
-        trials.filter((pl.col("mode") == "baseline") & _valid(trials))
-        .group_by(keys)
-        .agg(pl.col("top1_acc").mean().alias("top1_base"), pl.col("top5_acc").mean().alias("top5_base"))
-    )
+    baselines = trials.filter((pl.col("mode") == "baseline") & _valid(trials)).group_by(keys)
+    if all(c in trials.columns for c in _COUNTS):
+        # From counts: A = (k / n) / (K / N) = (k N) / (n K) in integers, so a trial with the
+        # baseline's counts gets exactly 1.0 (no float ratio of float means).
+        base = baselines.agg(*(pl.col(c).sum().cast(pl.Int64).alias(f"_base_{c}") for c in _COUNTS))
+        out = trials.join(base, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        out = out.with_columns(
+            *((100.0 * pl.col(f"_base_{top}_correct") / pl.col("_base_images")).alias(f"{top}_base")
+              for top in ("top1", "top5")),
+            *(pl.when((pl.col(f"_base_{top}_correct") > 0) & pl.col(f"{top}_acc").is_not_null())
+              .then((pl.col(f"{top}_correct").cast(pl.Int64) * pl.col("_base_images"))
+                    / (pl.col("images").cast(pl.Int64) * pl.col(f"_base_{top}_correct")))
+              .alias(f"{top}_norm") for top in ("top1", "top5")))
+        return out.drop([f"_base_{c}" for c in _COUNTS])
+    base = baselines.agg(pl.col("top1_acc").mean().alias("top1_base"), pl.col("top5_acc").mean().alias("top5_base"))
     out = trials.join(base, on=keys, how="left", nulls_equal=True, maintain_order="left")
     return out.with_columns(
         pl.when(pl.col(f"{top}_base") > 0).then(pl.col(f"{top}_acc") / pl.col(f"{top}_base")).alias(f"{top}_norm")
         for top in ("top1", "top5")
     )
+
+
+#: Count columns normalized accuracy is computed from when a frame has them.
+_COUNTS: tuple[str, ...] = ("top1_correct", "top5_correct", "images")
 
 
 def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float = 0.0) -> pl.DataFrame:

@@ -7,7 +7,9 @@ reports show, through the model's own plug-in attributes
 (:class:`onnxnoise.noise.base.NoiseModel`): ``format_strength`` for table cells,
 ``strength_label`` for headers, its axis (``strength_axis``) for figure labels, ticks
 and scale, ``more_noise_when`` for the order
-(least noise first), ``describe`` for captions.
+(least noise first), ``describe`` for captions. Headers and legend titles use the axis
+name, as the cells use ``format_strength`` (pcm: header ``time after programming t_inf``,
+cells ``t = 1 d``; never ``time (s)`` over cells in days).
 
 The only noise-model-specific report code lives here, in :func:`noise_axis`: for
 ``gaussian-snr`` (Fagbohungbe & Qian, arXiv 2011.11840, eq. 1: ``sigma_noise =
@@ -38,6 +40,7 @@ import polars as pl
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise import axis_label, axis_of, get_noise_model, make_noise_model
+from onnxnoise.noise.draw import NoisePolicies
 
 __all__ = [
     "GAUSSIAN_NOISE_LABEL",
@@ -50,6 +53,7 @@ __all__ = [
     "noise_descriptions",
     "add_strength_text",
     "noise_rank",
+    "series_settings_text",
 ]
 
 #: X-axis label of ``gaussian-snr`` plots: noise in percent of ``sigma_w`` (paper eq. 1).
@@ -128,7 +132,8 @@ class NoiseAxis:
     Attributes:
         noise_model: Registry name.
         label: X-axis label.
-        legend_title: Title of a legend whose entries are strengths.
+        legend_title: Title of a legend whose entries are strengths (the axis name: it
+            matches entries written by ``format_strength``).
         baseline_x: Where the clean baseline sits on the axis, or ``None`` when it has
             no position (then plots draw it as a horizontal reference line).
         invert: Larger x means *less* noise (plots invert the axis so noise grows to
@@ -187,7 +192,7 @@ def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
     model = noise_model_for(name, noise)
     axis = axis_of(model)
     return NoiseAxis(
-        noise_model=name, label=axis_label(model), legend_title=model.strength_label, baseline_x=None,
+        noise_model=name, label=axis_label(model), legend_title=axis_label(model), baseline_x=None,
         invert=model.more_noise_when == "lower",
         _x=lambda v: v, _legend=model.format_strength, _tick=axis.format_value,
         log=axis.log,
@@ -207,9 +212,15 @@ def _names(frame: pl.DataFrame) -> list[str | None]:
 
 
 def strength_header(frame: pl.DataFrame) -> str:
-    """Header of a strength column: the ``strength_label`` of ``frame``'s one noise model, else ``strength``."""
+    """Header of a strength column: the axis name of ``frame``'s one noise model, else ``strength``.
+
+    The axis name (:func:`onnxnoise.noise.axis_label`: ``time after programming t_inf``,
+    ``device fault rate p``, ``bit error rate (BER)``; a model without one: its
+    ``strength_label``) carries no unit that the cells (``format_strength``: ``t = 1 d``,
+    ``p = 0.1% faulty devices``) would contradict.
+    """
     names = _names(frame)
-    return noise_model_for(names[0]).strength_label if len(names) == 1 else "strength"
+    return axis_label(noise_model_for(names[0])) if len(names) == 1 else "strength"
 
 
 def noise_descriptions(frame: pl.DataFrame) -> list[str]:
@@ -290,6 +301,27 @@ def varying_settings_text(noise: pl.Series, noise_model: pl.Series | None = None
         keys = sorted({k for g in group for k in g})
         varying = [k for k in keys if len({json.dumps(g.get(k), sort_keys=True) for g in group}) > 1]
         out.append(", ".join(f"{k}={f.get(k)}" for k in varying))
+    return out
+
+
+def series_settings_text(noise: pl.Series, noise_model: pl.Series | None = None) -> list[str]:
+    """Per row, ``k=v`` text of the noise settings that name a figure series.
+
+    A setting is named when it differs between rows of the same noise model
+    (:func:`varying_settings_text`) or from its default (the model's parameter
+    defaults, ``bn_variance=clamp``, ``keep_zeros=False``), so a single-run figure of
+    ``pcm:compensation=global`` says ``compensation=global`` as a figure of two runs does.
+    """
+    models = noise_model.to_list() if noise_model is not None else [None] * len(noise)
+    varying = varying_settings_text(noise, noise_model)
+    defaults = {f.name: f.default for f in dataclasses.fields(NoisePolicies)}
+    out = []
+    for text, raw, name in zip(varying, noise.to_list(), models):
+        model_defaults = {**defaults, **_with_defaults({}, name)}
+        named = [part.split("=", 1)[0] for part in text.split(", ") if part]
+        own = [f"{k}={v}" for k, v in noise_settings(raw).items()
+               if k not in named and k in model_defaults and v != model_defaults[k]]
+        out.append(", ".join([*([text] if text else []), *own]))
     return out
 
 

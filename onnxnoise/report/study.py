@@ -303,6 +303,24 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+#: The noise model of Fagbohungbe & Qian (arXiv 2011.11840): only its sections cite the paper's tables and figures.
+PAPER_NOISE_MODEL = "gaussian-snr"
+
+
+def _reference(frame: pl.DataFrame, paper: str, metric: str | None = None) -> str:
+    """What a section heading cites: ``paper`` for the paper's noise model alone, else the noise models by name.
+
+    ``metric``: the paper's metric the section uses whatever the noise (``eq. 3`` for
+    A_avr), kept beside the names, e.g. ``pcm; A_avr as in paper eq. 3``.
+    """
+    names = [str(n) for n in frame["noise_model"].unique(maintain_order=True).to_list()] \
+        if "noise_model" in frame.columns else []
+    if names == [PAPER_NOISE_MODEL] or not names:
+        return paper
+    text = "; ".join(f"{n}: {paper}" if n == PAPER_NOISE_MODEL else n for n in names)
+    return f"{text}; A_avr as in paper {metric}" if metric else text
+
+
 def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataFrame, runs: pl.DataFrame,
                     files: ReportFiles, out: Path, *, title: str | None = None) -> str:
     """The ``report.md`` text: provenance, baselines, whole-model and per-layer results, figures."""
@@ -348,7 +366,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     whole = summary.filter(pl.col("mode") == "all")  # summarize_trials order: increasing noise
     if whole.height:
         lead, lead_cells = lead_columns(whole, model=True)
-        parts += ["## Noise in all layers (paper Table III, Fig. 2)", ""]
+        parts += [f"## Noise in all layers ({_reference(whole, 'paper Table III, Fig. 2')})", ""]
         rows = [[*lead_cells[i], r["strength_text"], _seeds_cell(r["seeds"], r.get("errors")),
                  format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
                  format_interval(r["top5_acc_mean"], r["top5_acc_ci"]),
@@ -367,7 +385,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                                  for i, r in enumerate(whole.iter_rows(named=True))]), ""]
     if not a_avr.is_empty():
         lead, lead_cells = lead_columns(a_avr, model=True)
-        parts += ["## Noise in one layer at a time: A_avr (paper eq. 3, Figs. 6-10)", ""]
+        parts += [f"## Noise in one layer at a time: A_avr ({_reference(a_avr, 'paper eq. 3, Figs. 6-10', 'eq. 3')})",
+                  ""]
         flagged = _a_avr_failures(trials, a_avr)
         rows = [[*lead_cells[i], r["strength_text"],
                  str(r["layers"]) if r["layers"] == (r["layers_planned"] or r["layers"])
