@@ -54,6 +54,14 @@ class Outcomes(Counts):
         """The plain counts."""
         return Counts(self.images, self.top1_correct, self.top5_correct, self.nan_count)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Counts):
+            return NotImplemented
+        return self.counts() == (other.counts() if isinstance(other, Outcomes) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.counts())
+
 
 def paired_counts(clean: Outcomes, noisy: Outcomes) -> dict[str, int]:
     """Per-image comparison of a noisy trial with the clean model on the same images.
