@@ -231,7 +231,7 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     assert verification["seeds"][0] == 1000 and verification["bounds"]["upper"] < 2
     suite = _case(tmp_path)
     names = [case.get("name") for case in suite.findall("testcase")]
-    assert names == ["top-1 drop < 2 points at SNR 300", "protection plan (auto)"]
+    assert names == ["top-1 drop < 2 points at SNR 300 (0.333% noise)", "protection plan (auto)"]
     assert suite.get("failures") == "1"
     # the noised layers of the plan's trials are exactly the unkept ones
     trials = pl.read_parquet(tmp_path / "trials.parquet")

@@ -121,12 +121,8 @@ def _strength_flag(noise_model) -> str:
 
 
 def strength_text(noise_model, value: float) -> str:
-    """``SNR 10``, ``t_inf 1 d``: one strength as the reports show it."""
-    try:
-        from onnxnoise.noise.axis import axis_of
-        return f"{noise_model.strength_label} {axis_of(noise_model).format_value(value)}"
-    except ImportError:
-        return noise_model.format_strength(value)
+    """``SNR 10 (10% noise)``, ``t = 1 d``: one strength as the reports show it (the model's ``format_strength``)."""
+    return noise_model.format_strength(value)
 
 
 def _text(value: Any) -> str:
