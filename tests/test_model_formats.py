@@ -174,7 +174,7 @@ def test_qdq_int8_layer_listed_with_quant_params():
     w = init["Wq"].astype(np.float64) * init["Wq_scale"].astype(np.float64)[None, :]
     assert layer.sigma_w == pytest.approx(float(w.std()), rel=1e-12)
     assert layer.to_dict()["quant"][0] == {"scale": ["Wq_scale"], "zero_point": "Wq_zp", "axis": 1, "format": "QDQ"}
-    assert describe_quantization([layer], 7) == "quantized QDQ weights (1 layers): dequantize-noise-requantize, 7 values clipped"
+    assert describe_quantization([layer], 7) == "quantized QDQ weights (1 layer): dequantize-noise-requantize, 7 values clipped"
     assert describe_quantization(list_layers(tiny_cnn())) is None
 
 
@@ -307,7 +307,7 @@ def test_qlinear_conv_weight_and_bias():
     result = _noise(init, [layer], 3)
     assert result.arrays["w_q"].dtype == np.int8 and result.arrays["b_q"].dtype == np.int32
     assert result.clipped_count > 0
-    assert describe_quantization([layer]) == "quantized QLinear weights (1 layers): dequantize-noise-requantize"
+    assert describe_quantization([layer]) == "quantized QLinear weights (1 layer): dequantize-noise-requantize"
     factory = _factory(model, [layer])
     x = np.abs(_x())
     out = factory.create(result.arrays).run(x)

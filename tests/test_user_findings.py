@@ -145,7 +145,7 @@ def test_quantization_caption_comes_from_the_noise_model_in_use():
     assert BITFLIP.describe_quantization(layers) == (
         "quantized QDQ weights (1 layer): bits flipped in the stored integers of 2 tensors (16,448 values)")
     assert make_noise_model("gaussian-snr").describe_quantization(layers, 3) == (
-        "quantized QDQ weights (1 layers): dequantize-noise-requantize, 3 values clipped")
+        "quantized QDQ weights (1 layer): dequantize-noise-requantize, 3 values clipped")
     assert BITFLIP.describe_quantization(list_layers(tiny_cnn())) is None
     assert "float tensors (biases, normalization, float layers) left exact" in BITFLIP.describe()
 

@@ -169,7 +169,7 @@ def describe_quantization(layers: Iterable, clipped_count: int | None = None) ->
             formats.update(p.format for p in params)
     if not count:
         return None
-    text = f"quantized {'/'.join(sorted(formats))} weights ({count} layers): {QUANT_POLICY}"
+    text = f"quantized {'/'.join(sorted(formats))} weights ({count} layer{'' if count == 1 else 's'}): {QUANT_POLICY}"
     if clipped_count is not None:
         text += f", {clipped_count} values clipped"
     return text
