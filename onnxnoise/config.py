@@ -209,7 +209,8 @@ class RunConfig:
             off: exact float32. No effect on the CPU.
         prefix_memory: Most memory, in GiB (2**30 bytes), that prefix reuse may keep
             clean activations in (device memory on the CUDA provider), whatever the
-            dataset size; the rest goes to disk in the cache folder. Counts do not depend on it.
+            dataset size (default 4); the rest goes to disk in the cache folder or is recomputed
+            in each trial, whichever is cheaper. Counts do not depend on it.
 
     Raises:
         ConfigError: On an invalid value (one line).
@@ -236,7 +237,7 @@ class RunConfig:
     expect_top1: float | None = None
     tolerance: float = 0.5
     tf32: bool = False
-    prefix_memory: float = 2.0
+    prefix_memory: float = 4.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 (default exact float32)")
     parser.add_argument("--skip-no-prefix", action="store_true",
                         help="per-layer: leave out the full-model (no prefix reuse) side")
-    parser.add_argument("--prefix-memory", type=float, default=2.0, help="GiB prefix reuse may keep (default 2)")
+    parser.add_argument("--prefix-memory", type=float, default=4.0, help="GiB prefix reuse may keep (default 4)")
     parser.add_argument("--rss-sweep", action="store_true",
                         help="per-layer sweep with prefix reuse on --data's CIFAR-10 test set repeated 10 times")
     parser.add_argument("--rss-data", type=Path, default=Path("/tmp/onnxnoise-cifar10-x10"),

@@ -231,7 +231,7 @@ def test_prefix_cuts_stay_on_the_device(fake_cuda, model_and_data, tmp_path, mon
 def test_prefix_cuts_beyond_the_bound_spill_from_the_device(fake_cuda, model_and_data, tmp_path):
     path, labeled = model_and_data
     model, data, io, layers, runner = _runner_setup(path, labeled, limit=300_000)  # 1-2 of 5 batches
-    runner.spill_dir = tmp_path
+    runner.spill_dir, runner.overflow = tmp_path, "disk"
     inits = get_initializers(model)
     layer = layers[4]
     rep = draw_noise(make_noise_model("gaussian-snr"), 2.0, 0, [layer], inits).arrays

@@ -81,7 +81,7 @@ def test_tiny_bound_many_spilled_batches_same_counts(setup, tmp_path):
     first = probe.position(layers[1].tensors)
     limit = 3 * _batch_bytes(probe, first, data)  # three batches of an early cut: the rest of 8 go to disk
     runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=limit,
-                          spill_dir=tmp_path / "spill")
+                          spill_dir=tmp_path / "spill", overflow="disk")
     _check_every_layer(runner, setup)
     stats = runner.stats
     assert stats.spilled_batches >= 5 and stats.kept_batches >= 3, stats
@@ -130,13 +130,36 @@ def test_full_disk_recomputes_with_a_warning(setup, tmp_path, monkeypatch, caplo
     model, io, layers, data, factory, inits = setup
     monkeypatch.setattr(cut_store, "_free_bytes", lambda folder: 10 << 20)  # 10 MiB free: under the reserve
     runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1,
-                          spill_dir=tmp_path)
+                          spill_dir=tmp_path, overflow="disk")
     rep = _noisy(inits, layers[3])
     with caplog.at_level(logging.WARNING, logger="onnxnoise.engine.cut_store"):
         assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
     assert runner.stats.spilled_batches == 0 and runner.stats.recomputed_batches == 8
     assert "0.0 GiB free in" in caplog.text and "GiB reserve" in caplog.text
     assert runner.stats.fallbacks == 1
+
+
+@pytest.mark.parametrize("speed, kind", [(1.0, "recompute"), (1e15, "disk")], ids=["slow-disk", "fast-disk"])
+def test_auto_overflow_takes_the_cheaper_of_disk_and_recompute(setup, tmp_path, caplog, speed, kind):
+    """Beyond the bound, a slow disk makes recomputing cheaper (chosen silently, not a fallback); a fast one not."""
+    model, io, layers, data, factory, inits = setup
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1,
+                          spill_dir=tmp_path)
+    runner.evaluate(_noisy(inits, layers[0]))  # position 0: no cut yet, the store exists
+    assert runner.position(layers[0].tensors) == 0 and runner._cut is None
+    runner._store.read_speed = runner._store.write_speed = speed  # bytes/s
+    with caplog.at_level(logging.INFO, logger="onnxnoise.engine.prefix"):
+        for layer in layers[3:6]:
+            rep = _noisy(inits, layer)
+            assert runner.evaluate(rep) == evaluate(factory.create(rep), data), layer.name
+    stats = runner.stats
+    assert stats.fallbacks == 0 and runner.warnings == []
+    if kind == "recompute":
+        assert stats.recomputed_batches > 0 and stats.spilled_batches == 0
+        assert "are recomputed (per batch and trial" in caplog.text
+    else:
+        assert stats.spilled_batches > 0 and stats.recomputed_batches == 0
+        assert "are spilled to disk (per batch and trial" in caplog.text
 
 
 def test_spill_file_round_trip_is_bit_identical(tmp_path):
@@ -168,7 +191,7 @@ def test_stale_spill_folders_of_dead_processes_are_removed(tmp_path):
 
 def test_prefix_memory_setting(tmp_path):
     kwargs = {"model": Path("m.onnx"), "data": Path("d")}
-    assert RunConfig(**kwargs).prefix_memory == 2.0
+    assert RunConfig(**kwargs).prefix_memory == 4.0
     for bad in (0, -1.0, float("nan"), "2", True):
         with pytest.raises(ConfigError, match="`--prefix-memory` must be a positive number of GiB"):
             RunConfig(**kwargs, prefix_memory=bad)

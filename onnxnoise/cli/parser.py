@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "before the noised layer (same predictions, slower)")
     sweep.add_argument("--prefix-memory", type=float, metavar="GIB",
                        help="most memory prefix reuse keeps clean activations in, whatever the dataset size "
-                       "(GPU memory on CUDA); the rest goes to disk in the cache folder; same counts (default 2)")
+                       "(GPU memory on CUDA); the rest goes to disk in the cache folder or is recomputed, whichever "
+                       "is cheaper; same counts (default 4)")
     where = sweep.add_argument_group("executor (where trials run; see docs/distributed.md)")
     where.add_argument("--executor", choices=EXECUTORS,
                        help="local: this process (default); ray: Ray workers on this machine or a cluster, same "

@@ -15,10 +15,12 @@ whatever the dataset size:
   back, bit-identical, when a trial needs it. Files are read with ``pread`` into fresh
   arrays, not memory-mapped, so they add nothing to the process's resident memory (the
   operating system may keep them in its page cache, which it can always drop);
-- ``recompute``: when the disk has no room either (less than
-  :data:`DISK_RESERVE_BYTES` free after the write), the batch keeps no cut: each trial
-  recomputes it from the images (same counts, no reuse for that batch). This is said
-  out loud: a warning, counted in the runner's statistics.
+- ``recompute``: the batch keeps no cut; each trial recomputes it from the images (same
+  counts, no reuse for that batch). The runner chooses this over the disk when it is
+  cheaper (early cuts of a CNN are large but cheap to compute: measured compute time vs
+  measured disk throughput), and it is forced when the disk has no room (less than
+  :data:`DISK_RESERVE_BYTES` free after the write) or no spill folder can be made; a
+  forced recompute is said out loud: a warning, counted in the runner's statistics.
 
 Working memory comes on top of the bound: the batch being computed or read (one batch
 of the cut, plus ONNX Runtime's own activations of one batch).
@@ -30,6 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,9 @@ MEMORY, DISK, RECOMPUTE = "memory", "disk", "recompute"
 
 #: A spill write must leave at least this much free disk space.
 DISK_RESERVE_BYTES = 1 << 30
+
+#: Disk throughput assumed before any spill was timed (bytes/s); then a moving average of the measured ones.
+PRIOR_WRITE_SPEED, PRIOR_READ_SPEED = 1 << 30, 2 << 30
 
 
 class HostValues:
@@ -96,6 +102,7 @@ class Slot:
         offset: Byte offset in the cut's spill file (disk only).
         specs: ``(name, shape, dtype)`` of each tensor in the file, in file order (disk only).
         nbytes: Bytes the batch's tensors take.
+        forced: :data:`RECOMPUTE` for lack of room (warned), not chosen as the cheaper way.
     """
 
     kind: str
@@ -103,6 +110,7 @@ class Slot:
     offset: int = 0
     specs: tuple = ()
     nbytes: int = 0
+    forced: bool = False
 
 
 class SpillFile:
@@ -162,6 +170,15 @@ class SpillFile:
             self.path.unlink(missing_ok=True)
 
 
+def _average(speed: float, nbytes: int, seconds: float) -> float:
+    """Throughput in bytes/s from a moving average (weight 0.2 on the newest) of seconds per byte.
+
+    Averaging time per byte, not bytes per second, weighs a slow write (the page cache full,
+    the kernel writing back) as much as the time it takes.
+    """
+    return 1.0 / (0.8 / speed + 0.2 * max(seconds, 1e-9) / max(nbytes, 1))
+
+
 def _free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
@@ -199,6 +216,8 @@ class CutStore:
     Attributes:
         kept_bytes: Bytes held in memory now; ``peak_bytes``: the most held at once.
         spilled_batches, spilled_bytes, read_bytes: Totals since creation.
+        write_speed, read_speed: Disk throughput in bytes/s (moving average of the timed
+            spill writes and reads, host-device copies included; priors until then).
         recompute_batches: Batches of cuts that found no room (kept nowhere) since creation.
         warnings: Lines the user must see (a batch without room to keep its cut).
     """
@@ -212,6 +231,8 @@ class CutStore:
     spilled_bytes: int = 0
     read_bytes: int = 0
     recompute_batches: int = 0
+    write_speed: float = PRIOR_WRITE_SPEED
+    read_speed: float = PRIOR_READ_SPEED
     warnings: list[str] = field(default_factory=list)
     _folder: Path | None = field(default=None, init=False, repr=False)
     _warned: set = field(default_factory=set, init=False, repr=False)
@@ -233,27 +254,43 @@ class CutStore:
             weakref.finalize(self, shutil.rmtree, self._folder, True)
         return SpillFile(self._folder)
 
-    def put(self, values: dict, file: SpillFile | None, *, position: int) -> Slot:
+    def nbytes(self, values: dict) -> int:
+        """Bytes of one batch's cut ``values``."""
+        return sum(self.values.nbytes(v) for v in values.values())
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more can be kept in memory within the bound."""
+        return self.kept_bytes + nbytes <= self.limit_bytes
+
+    def put(self, values: dict, file: SpillFile | None, *, position: int, disk: bool = True) -> Slot:
         """Keep one batch's cut ``values``: in memory if within the bound, else on disk, else nowhere.
 
         Args:
             values: ``tensor name -> value`` (:attr:`values` kind).
-            file: The cut's spill file (``None``: no disk).
+            file: The cut's spill file (``None``: no disk; a batch beyond the bound is then
+                kept nowhere, with a warning).
             position: The split's node position (for the warning).
+            disk: ``False``: a batch beyond the bound is kept nowhere by choice (recomputing
+                it is cheaper than the disk), without a warning.
         """
-        nbytes = sum(self.values.nbytes(v) for v in values.values())
-        if self.kept_bytes + nbytes <= self.limit_bytes:
+        nbytes = self.nbytes(values)
+        if self.fits(nbytes):
             self.kept_bytes += nbytes
             self.peak_bytes = max(self.peak_bytes, self.kept_bytes)
             return Slot(MEMORY, values=values, nbytes=nbytes)
+        if file is not None and not disk:
+            self.recompute_batches += 1
+            return Slot(RECOMPUTE, nbytes=nbytes)
         if file is not None:
             free = _free_bytes(file.path.parent)
             if free - nbytes >= DISK_RESERVE_BYTES:
+                started = time.perf_counter()
                 try:
                     offset, specs, written = file.write({n: self.values.to_host(v) for n, v in values.items()})
                 except OSError as exc:
                     self._warn("write", f"writing the prefix-reuse spill file {file.path} failed: {exc}")
                 else:
+                    self.write_speed = _average(self.write_speed, written, time.perf_counter() - started)
                     self.spilled_batches += 1
                     self.spilled_bytes += written
                     return Slot(DISK, offset=offset, specs=specs, nbytes=nbytes)
@@ -265,7 +302,7 @@ class CutStore:
                    f"in --prefix-memory ({self.limit_bytes / 2**30:.2f} GiB) nor on disk: some batches are "
                    "recomputed from the images in every trial (same counts, slower); raise --prefix-memory or free "
                    "disk space in the cache folder")
-        return Slot(RECOMPUTE, nbytes=nbytes)
+        return Slot(RECOMPUTE, nbytes=nbytes, forced=True)
 
     def load(self, slot: Slot, file: SpillFile | None) -> dict | None:
         """The values of a memory or disk slot (``None`` for :data:`RECOMPUTE`)."""
@@ -273,9 +310,12 @@ class CutStore:
             return slot.values
         if slot.kind == DISK:
             assert file is not None
+            started = time.perf_counter()
             arrays = file.read(slot.offset, slot.specs)
+            values = {n: self.values.from_host(a) for n, a in arrays.items()}
+            self.read_speed = _average(self.read_speed, slot.nbytes, time.perf_counter() - started)
             self.read_bytes += slot.nbytes
-            return {n: self.values.from_host(a) for n, a in arrays.items()}
+            return values
         return None
 
     def release(self, slot: Slot) -> None:

@@ -16,9 +16,11 @@ inputs, scores as output) with its noisy weights.
 - moving it backward recomputes the cut from the input images;
 - memory is bounded whatever the dataset size (``memory_limit_bytes``,
   ``--prefix-memory``): a cut is stored batch by batch, in memory while the bound
-  allows, on disk in the cache folder beyond it, and recomputed from the images in
-  every trial only when the disk has no room either (a warning says so; see
-  :mod:`onnxnoise.engine.cut_store`). No trial falls back to the full model;
+  allows; beyond it, per cut, on disk in the cache folder or recomputed from the
+  images in every trial, whichever the measured costs say is cheaper (early CNN cuts
+  are large and cheap to compute); recomputed for lack of room only when the disk has
+  none (a warning says so; see :mod:`onnxnoise.engine.cut_store`). No trial falls
+  back to the full model;
 - on the CUDA provider kept activations are device ``OrtValue`` s, produced and
   consumed through ``IOBinding``: they never cross to the host.
 
@@ -34,6 +36,7 @@ bit-identical. Tests compare predictions and logits with full-model evaluation
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +54,8 @@ from onnxnoise.engine.runtime import Session, SessionFactory
 
 __all__ = ["GraphSplitter", "PrefixRunner", "PrefixStats", "DEFAULT_MEMORY_BYTES"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class PrefixStats:
@@ -66,11 +71,12 @@ class PrefixStats:
         load_seconds: Time in trials reading spilled batches and recomputing batches kept nowhere.
         advances: Cut moves computed incrementally from the previous cut.
         rebuilds: Cut moves computed from the input images.
-        fallbacks: Trials that recomputed at least one batch's cut from the images (no room
-            in ``memory_limit_bytes`` nor on disk; a warning says so). No trial ever falls back
-            to the full model.
+        fallbacks: Trials that recomputed at least one batch's cut from the images for lack
+            of room (not in ``memory_limit_bytes``, no disk; a warning says so). No trial ever
+            falls back to the full model.
         kept_batches, spilled_batches, recomputed_batches: Where the batches of the cuts
-            went (memory, spill file, nowhere), summed over the cuts computed.
+            went (memory, spill file, nowhere: recomputed in each trial, by choice or for lack
+            of room), summed over the cuts computed.
         peak_kept_bytes: Most bytes of cut activations held in memory at once (device
             memory on the CUDA provider); never above ``memory_limit_bytes``.
         spill_bytes_written, spill_bytes_read: Disk traffic of spilled batches.
@@ -102,14 +108,20 @@ class _Cut:
     names: tuple[str, ...]
     slots: list[Slot] | None = None
     file: SpillFile | None = None
+    batch_seconds: float = 0.0  # estimated time to compute one batch of this cut from the images
+    trials: int = 0  # trials evaluated on this cut
 
     @property
     def recompute(self) -> bool:
         return self.slots is not None and any(s.kind == RECOMPUTE for s in self.slots)
 
+    @property
+    def forced(self) -> bool:
+        return self.slots is not None and any(s.forced for s in self.slots)
 
-#: Default of ``memory_limit_bytes`` (``--prefix-memory 2``).
-DEFAULT_MEMORY_BYTES = 2 << 30
+
+#: Default of ``memory_limit_bytes`` (``--prefix-memory 4``).
+DEFAULT_MEMORY_BYTES = 4 << 30
 
 
 @dataclass
@@ -133,6 +145,10 @@ class PrefixRunner:
         spill_dir: Folder for spill files (default: ``prefix`` in the decoded-image cache
             folder, :func:`onnxnoise.data.cache.get_cache_dir`); ``False``: no disk, batches
             beyond the bound are recomputed from the images in every trial (with a warning).
+        overflow: Where batches beyond the bound go: ``auto`` (per cut, the cheaper of the
+            spill file and recomputing them in every trial: a read per trial plus one write
+            per cut, at the measured disk throughput, against the measured time to compute
+            the cut from the images), ``disk`` or ``recompute``.
         tf32: Let the CUDA provider use TF32 (:func:`onnxnoise.engine.runtime.cuda_options`).
 
     Attributes:
@@ -156,6 +172,7 @@ class PrefixRunner:
     threads: int = 0
     memory_limit_bytes: int = DEFAULT_MEMORY_BYTES
     spill_dir: Path | bool | None = None
+    overflow: str = "auto"
     tf32: bool = False
     stats: PrefixStats = field(default_factory=PrefixStats)
 
@@ -167,7 +184,11 @@ class PrefixRunner:
         self._factory: tuple[int, SessionFactory] | None = None
         self._segments: dict[tuple[int, int], tuple[Session, list[str]]] = {}
         self._store: CutStore | None = None
+        self._last_trials = 1  # trials the previous cut served (how often a spilled batch is read)
         self.provider: str | None = None
+        if self.overflow not in ("auto", "disk", "recompute"):
+            msg = f"`overflow` must be auto, disk or recompute, got {self.overflow!r}"
+            raise ValueError(msg)
 
     @property
     def warnings(self) -> list[str]:
@@ -208,7 +229,8 @@ class PrefixRunner:
         self.stats.build_seconds += time.perf_counter() - started
         cut = self._cut_for(position)
         self.stats.trials += 1
-        self.stats.fallbacks += cut.recompute
+        self.stats.fallbacks += cut.forced
+        cut.trials += 1
         first = True
         for feed, labels in self._feeds(cut):
             started = time.perf_counter()
@@ -288,6 +310,8 @@ class PrefixRunner:
         if position == 0:
             return _Cut(0, (self.input_name,))
         started = time.perf_counter()
+        if current is not None:
+            self._last_trials = max(current.trials, 1)
         if current is not None and current.position < position:
             self.stats.advances += 1
             base = current
@@ -309,29 +333,61 @@ class PrefixRunner:
 
         Each batch's new values are stored (memory, disk or nowhere) as soon as they are
         computed and the base batch is released first, so memory never holds two whole cuts.
+        A base batch kept nowhere is computed from the images when the new cut can keep it.
         """
         store = self._store
         file = store.new_file()
         slots: list[Slot] = []
-        if base.slots is None:
-            feeds = self._inputs()
-        else:
-            feeds = self._base_feeds(base)
+        from_images = base.slots is None
+        feeds = self._inputs() if from_images else self._base_feeds(base)
+        images = self._inputs() if base.recompute else None
+        disk: bool | None = None  # decided at the first batch beyond the memory bound
+        last = 0
+        costs = []
         for feed in feeds:
-            if feed is None:  # the base batch was kept nowhere: so is this one
-                slots.append(Slot(RECOMPUTE))
+            image = next(images) if images is not None else None
+            if feed is None and disk is False and not store.fits(last):
+                slots.append(Slot(RECOMPUTE, nbytes=last))  # kept nowhere by choice, as in the base
                 self.stats.recomputed_batches += 1
                 continue
-            values = self._compute(base.position, base.names, feed, position, names)
-            slot = store.put(values, file, position=position)
+            started = time.perf_counter()
+            if feed is None:
+                values = self._compute(0, (self.input_name,), image, position, names)
+                costs.append(time.perf_counter() - started)
+            else:
+                values = self._compute(base.position, base.names, feed, position, names)
+                costs.append(time.perf_counter() - started + (0.0 if from_images else base.batch_seconds))
+            last = store.nbytes(values)
+            if disk is None and not store.fits(last):
+                disk = self._disk_cheaper(last, float(np.mean(costs)), position)
+            slot = store.put(values, file, position=position, disk=disk is not False)
             slots.append(slot)
             self.stats.kept_batches += slot.kind == MEMORY
             self.stats.spilled_batches += slot.kind == DISK
             self.stats.recomputed_batches += slot.kind == RECOMPUTE
+        if images is not None:
+            for _ in images:  # run the generator to its end (on CUDA that keeps the uploaded inputs)
+                pass
         if file is not None and not any(s.kind == DISK for s in slots):
             file.close()
             file = None
-        return _Cut(position, names, slots, file)
+        return _Cut(position, names, slots, file, batch_seconds=float(np.mean(costs)) if costs else 0.0)
+
+    def _disk_cheaper(self, nbytes: int, compute_seconds: float, position: int) -> bool:
+        """Whether batches beyond the bound go to disk (else: recomputed in every trial).
+
+        Disk: one read per trial plus one write per cut (shared by the trials the previous
+        cut served); recompute: the clean prefix of one batch, per trial.
+        """
+        if self.overflow != "auto":
+            return self.overflow == "disk"
+        store = self._store
+        disk = nbytes / store.read_speed + nbytes / store.write_speed / self._last_trials
+        choice = disk <= compute_seconds
+        log.info("prefix reuse before node %d: batches beyond --prefix-memory are %s (per batch and trial: disk "
+                 "%.1f ms, recompute %.1f ms)", position, "spilled to disk" if choice else "recomputed",
+                 1000 * disk, 1000 * compute_seconds)
+        return choice
 
     def _base_feeds(self, base: _Cut) -> Iterator[dict | None]:
         """A kept cut's batches in order, each released (memory back to the budget) once handed out."""
