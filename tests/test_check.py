@@ -162,9 +162,17 @@ def test_bad_input_exits_2_with_one_line(resnet, tmp_path, capsys, extra, messag
     assert len(err) == 1 and message in err[0], err
 
 
-def test_protect_regex_that_matches_nothing_exits_2(resnet, tmp_path, capsys):
+def test_protect_regex_that_matches_nothing_exits_2_before_any_trial(resnet, tmp_path, capsys, monkeypatch):
+    import onnxnoise.engine.executor as executor_module
+
+    def no_trial(*args, **kwargs):
+        raise AssertionError("a trial ran before --protect was checked")
+
+    monkeypatch.setattr(executor_module, "run_trial", no_trial)
     assert _check(resnet, tmp_path, "--snr", "1", "--max-drop", "1", "--protect", "nothing-like-this") == 2
-    assert "matches no noised layer" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "matches no noised layer" in captured.err
+    assert "baseline" not in captured.out.lower()
 
 
 def test_missing_max_drop_is_a_usage_error(resnet, tmp_path, capsys):
@@ -358,3 +366,12 @@ def test_a_failed_noisy_trial_makes_the_gate_inconclusive(resnet, tmp_path, caps
     assert gate["error"] == "seed 0: RuntimeError: device model exploded"
     error = _case(tmp_path).find("testcase/error")
     assert error is not None and "device model exploded" in error.text
+
+
+def test_bounds_near_the_budget_show_which_side_they_are_on():
+    from onnxnoise.check.outputs import bound_points
+
+    assert bound_points(0.9987, 1.0) == "0.999"  # a PASS's upper bound, not "1.00"
+    assert bound_points(1.0004, 1.0) == "1.0004"
+    assert bound_points(0.88, 1.0) == "0.88"
+    assert bound_points(float("nan"), 1.0) == "-"

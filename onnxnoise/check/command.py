@@ -24,8 +24,8 @@ from rich.panel import Panel
 
 from onnxnoise import __version__
 from onnxnoise.check.gate import METRICS, CheckSession, GateResult, GateSettings
-from onnxnoise.check.outputs import points, write_outputs
-from onnxnoise.check.protect import plan_protection
+from onnxnoise.check.outputs import bound_points, points, write_outputs
+from onnxnoise.check.protect import plan_protection, protected_layers
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MAX_DRAWS, MIN_DRAWS, PASS
 from onnxnoise.check.tolerance import find_limit
 from onnxnoise.errors import BaselineExpectationError, ConfigError
@@ -209,7 +209,8 @@ def _summary(console: Console, report: dict[str, Any]) -> None:
     gate = report.get("gate")
     if gate:
         b = gate["bounds"]
-        lines.append(f"drop {points(b['mean'])} points, bounds [{points(b['lower'])}, {points(b['upper'])}] "
+        lines.append(f"drop {points(b['mean'])} points, bounds [{bound_points(b['lower'], b['budget'])}, "
+                     f"{bound_points(b['upper'], b['budget'])}] "
                      f"(one-sided {100 * b['confidence']:g}% each) vs budget {points(b['budget'])}; "
                      f"{gate['draws']} draws")
         if gate.get("error"):
@@ -271,6 +272,8 @@ def run_check(args: argparse.Namespace, console: Console,
     out = args.out or Path("reports") / f"check-{Path(config.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     with console.status("loading model and decoding images"):
         context = prepare_context(config)
+    if args.protect and args.protect != "auto":
+        protected_layers(context.selected, args.protect)  # a bad REGEX is bad input before any trial runs
     session = CheckSession(context, settings, on_look=_printer(console, noise_model, settings.metric))
     label = "top-1" if settings.metric == "top1" else "top-5"
     where = (f"{strength_text(noise_model, values[0])}..{strength_text(noise_model, values[1])}" if find

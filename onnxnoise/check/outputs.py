@@ -20,13 +20,26 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_outputs", "junit_xml", "markdown", "points"]
+__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points"]
 
 
 def points(value: float | None, digits: int = 2) -> str:
     """A number of percentage points for text (``-`` for None / NaN)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
+    return f"{value:.{digits}f}"
+
+
+def bound_points(value: float | None, budget: float) -> str:
+    """A confidence bound in points, with enough decimals (2 to 6) to show which side of the budget it is on.
+
+    ``0.9987`` against a budget of 1 reads ``0.999``, not ``1.00``.
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    digits = 2
+    while digits < 6 and value != budget and f"{value:.{digits}f}" == f"{budget:.{digits}f}":
+        digits += 1
     return f"{value:.{digits}f}"
 
 
@@ -46,7 +59,7 @@ def _bounds_line(gate: dict[str, Any] | None) -> str:
     b = gate["bounds"]
     failed = f"a noisy trial failed ({gate['error']}); " if gate.get("error") else ""
     return (f"{failed}drop {points(b['mean'])} points, one-sided {100 * b['confidence']:g}% bounds "
-            f"[{points(b['lower'])}, {points(b['upper'])}] vs budget {points(b['budget'])}, "
+            f"[{bound_points(b['lower'], b['budget'])}, {bound_points(b['upper'], b['budget'])}] vs budget {points(b['budget'])}, "
             f"{gate['draws']} draws (seeds {', '.join(map(str, gate['seeds']))}), "
             f"collapsed {gate['collapsed']}")
 

@@ -88,6 +88,31 @@ def _params(session: CheckSession, names) -> int:
     return int(sum(by_name[n].num_params for n in names))
 
 
+def protected_layers(selected, spec: str) -> tuple[str, ...]:
+    """The selected layers a ``--protect REGEX`` keeps noise-free (checked before any trial runs).
+
+    Args:
+        selected: The noised layers (``RunContext.selected``), each with ``name`` and ``op_type``.
+        spec: A regular expression over layer names / op types (``auto`` is not one).
+
+    Returns:
+        Names of the matching layers, in model order.
+
+    Raises:
+        ConfigError: If ``spec`` does not compile, matches no selected layer, or matches all of them.
+    """
+    try:
+        pattern = re.compile(spec)
+    except re.error as exc:
+        raise ConfigError(f"`--protect` {spec!r} is not a regular expression ({exc}); give auto or a REGEX") from None
+    kept = tuple(layer.name for layer in selected if pattern.search(layer.name) or pattern.search(layer.op_type))
+    if not kept:
+        raise ConfigError(f"`--protect` {spec!r} matches no noised layer; `onnxnoise layers MODEL` lists them")
+    if len(kept) == len(selected):
+        raise ConfigError(f"`--protect` {spec!r} matches every noised layer; nothing would be left to noise")
+    return kept
+
+
 def plan_protection(session: CheckSession, strength: float, spec: str) -> ProtectionPlan:
     """Find (``auto``) or test (a regular expression) layers to keep noise-free at ``strength``.
 
@@ -104,17 +129,8 @@ def plan_protection(session: CheckSession, strength: float, spec: str) -> Protec
             layer, or matches all of them.
     """
     total = _params(session, [layer.name for layer in session.context.layers])
-    selected = session.context.selected
     if spec != "auto":
-        try:
-            pattern = re.compile(spec)
-        except re.error as exc:
-            raise ConfigError(f"`--protect` {spec!r} is not a regular expression ({exc}); give auto or a REGEX") from None
-        kept = tuple(layer.name for layer in selected if pattern.search(layer.name) or pattern.search(layer.op_type))
-        if not kept:
-            raise ConfigError(f"`--protect` {spec!r} matches no noised layer; `onnxnoise layers MODEL` lists them")
-        if len(kept) == len(selected):
-            raise ConfigError(f"`--protect` {spec!r} matches every noised layer; nothing would be left to noise")
+        kept = protected_layers(session.context.selected, spec)
         return ProtectionPlan(spec, kept, _params(session, kept), total,
                               verification=session.gate(strength, kept=kept))
     first = session.settings.first_seed
