@@ -207,3 +207,17 @@ def test_corrupt_registry_is_one_line(config_dir, capsys):
     assert err.startswith(f"onnxnoise: error: cannot read the dataset registry `{config_dir / 'datasets.json'}`")
     with pytest.raises(DataError, match="fix or delete the file"):
         load_registry()
+
+
+def test_add_never_silently_replaces_a_name(tmp_path, capsys):
+    first = _npz(tmp_path / "a.npz", 10, n=30)
+    other = _npz(tmp_path / "b.npz", 100, n=200)
+    assert _run(capsys, "data", "add", "cifar10", first)[0] == 0
+    assert _run(capsys, "data", "add", "cifar10", first)[0] == 0  # the same path again: refreshed
+    code, _, err = _run(capsys, "data", "add", "cifar10", other)
+    assert code == 2 and err.splitlines() == [
+        f"onnxnoise: error: `cifar10` is already registered for {first.resolve()} (10 classes); "
+        "`onnxnoise data add --replace cifar10 PATH` replaces it, or choose another name"]
+    assert load_registry()["cifar10"].num_classes == 10
+    assert _run(capsys, "data", "add", "--replace", "cifar10", other)[0] == 0
+    assert load_registry()["cifar10"].num_classes == 100

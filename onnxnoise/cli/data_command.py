@@ -31,6 +31,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     add = actions.add_parser("add", help="register an existing dataset folder (or .npz) under a name")
     add.add_argument("name", help="name, e.g. imagenet, cifar10")
     add.add_argument("path", help="dataset folder or .npz, as --data takes it")
+    add.add_argument("--replace", action="store_true", help="replace an entry of that name that points elsewhere")
     get = actions.add_parser("get", help=f"download, verify (sha256), extract and register: {', '.join(CATALOGUE)}")
     get.add_argument("name", help=", ".join(CATALOGUE))
     get.add_argument("--force", action="store_true", help="download again even when already there")
@@ -46,7 +47,7 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
     if action == "list":
         return _list(args, console)
     if action == "add":
-        entry = register_dataset(args.name, args.path)
+        entry = register_dataset(args.name, args.path, replace=args.replace)
         console.print(f"registered `{entry.name}`: {entry.path} ({entry.format}, {entry.num_classes} classes, "
                       f"{entry.images:,} images)", highlight=False, markup=False)
         return 0

@@ -307,14 +307,14 @@ def get_dataset(name: str, *, force: bool = False, base_url: str | None = None,
         if entry is not None and Path(entry.path) == dataset_path and dataset_path.exists():
             return entry, False
         if dataset_path.exists():  # extracted earlier, not (or no longer) registered
-            return register_dataset(name, dataset_path, source=_source(archive, base_url)), False
+            return register_dataset(name, dataset_path, source=_source(archive, base_url), replace=True), False
     url = archive_url(archive, base_url)
     if not (dest.exists() and sha256_file(dest) == archive.sha256):
         download_file(url, dest, sha256=archive.sha256, size=archive.size, progress=progress)
     shutil.rmtree(target, ignore_errors=True)
     extract_folder(dest, archive.folder, target)
     try:
-        entry = register_dataset(name, dataset_path, source=_source(archive, base_url))
+        entry = register_dataset(name, dataset_path, source=_source(archive, base_url), replace=True)
     except DataError:
         shutil.rmtree(target, ignore_errors=True)
         raise

@@ -172,24 +172,33 @@ def check_name(name: str) -> str:
     return name
 
 
-def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "added") -> RegisteredDataset:
+def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "added",
+                     replace: bool = False) -> RegisteredDataset:
     """Validate ``path`` with :func:`onnxnoise.data.open_dataset` and register it as ``name``.
 
-    An existing entry of that name is replaced.
+    An existing entry of that name for the same path is refreshed; one for another path is
+    replaced only with ``replace`` (a silently replaced ``cifar10`` would change what every
+    later run without ``--data`` measures).
 
     Args:
         name: Registry name (see :class:`RegisteredDataset`).
         path: Dataset folder or ``.npz`` file; stored absolute.
         source: Where it came from (``added``, or the download URL and sha256).
+        replace: Replace an entry of that name that points elsewhere.
 
     Returns:
         The new entry (class count and image count as the loader reports them).
 
     Raises:
-        DataError: Bad name, or a path the dataset loader cannot open (its one-line reason).
+        DataError: Bad name, a path the dataset loader cannot open (its one-line reason), or
+            ``name`` registered for another path without ``replace``.
     """
     check_name(name)
     root = Path(path).expanduser().resolve()
+    existing = load_registry().get(name)
+    if existing is not None and Path(existing.path) != root and not replace:
+        raise DataError(f"`{name}` is already registered for {existing.path} ({existing.num_classes} classes); "
+                        f"`onnxnoise data add --replace {name} PATH` replaces it, or choose another name")
     try:
         dataset = open_dataset(root)
     except DataError as exc:
