@@ -87,7 +87,9 @@ def write(experiments: list[Experiment], out: Path) -> None:
     status, unfinished = [], set()
     for experiment in experiments:
         rows, keys = reproduce_paper.sweep_status(experiment)
-        status += [[experiment.source.name, *row] for row in rows]
+        status += [[experiment.source.name, *row[:-1],
+                    row[-1] if row[-1] == "complete" else "**not finished, not in the tables below**"]
+                   for row in rows]
         unfinished |= keys
     run_dirs = sorted({experiment.run_dir(name) for experiment in experiments for name in experiment.models
                        if (experiment.run_dir(name) / STORE_NAME).is_file()})
