@@ -131,7 +131,7 @@ def per_layer(trials: pl.DataFrame) -> list[str]:
                      f"{_pm(row['top5_a_avr'], row['top5_a_avr_ci'], 4)} | {row['top1_degradation_pct']:.2f} |")
     lines += ["", "Early vs late layers (PAPER.md finding 2): per seed, mean a_i/a0 over the first third of the "
               "layers minus the mean over the last third; negative = early layers more sensitive.", "",
-              "| model | dataset | SNR | first third | last third | early − late |", "|---|---|---|---|---|---|"]
+              "| model | dataset | SNR | first third | last third | early − late | verdict |", "|---|---|---|---|---|---|---|"]
     noisy = imagenet.filter(pl.col("mode") == "per-layer")
     for (model, dataset, snr), part in noisy.sort(["model", "dataset", "strength"], descending=[False, False, True]
                                                   ).group_by(["model", "dataset", "strength"], maintain_order=True):
@@ -141,8 +141,10 @@ def per_layer(trials: pl.DataFrame) -> list[str]:
             pl.col("top1_norm").filter(pl.col("layer_index").is_in(indices[:third])).mean().alias("early"),
             pl.col("top1_norm").filter(pl.col("layer_index").is_in(indices[-third:])).mean().alias("late"))
         diff = _t((per_seed["early"] - per_seed["late"]).to_numpy())
+        verdict = ("not significant" if not diff[1] < abs(diff[0]) else
+                   "**early more sensitive**" if diff[0] < 0 else "**late more sensitive**")
         lines.append(f"| {_label(model)} | {dataset} | {snr:g} | {per_seed['early'].mean():.3f} | "
-                     f"{per_seed['late'].mean():.3f} | {_pm(*diff, 3)} |")
+                     f"{per_seed['late'].mean():.3f} | {_pm(*diff, 3)} | {verdict} |")
     return [*lines, ""]
 
 
