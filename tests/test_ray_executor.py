@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 import ray
 
 from _builders import conv_bn_resnet, labeled_npz
+from _checks import stored_rows as _rows
 from onnxnoise.cli import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
@@ -118,16 +118,6 @@ def test_killed_workers_lose_nothing_and_record_nothing_twice(cluster, files, re
     got = _stored(db)
     assert got["key"].n_unique() == got.height == reference.height
     assert got.equals(reference)
-
-
-def _rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:
-        return 0  # the writer is still creating the schema
 
 
 def test_killed_driver_resumes_with_the_remaining_trials(cluster, files, reference, tmp_path):

@@ -6,9 +6,9 @@ import json
 
 import polars as pl
 import pytest
-from rich.console import Console
 
 import _noise_models  # noqa: F401  (registers test-drift and test-db)
+from _checks import console_text as _text, with_accuracy
 from onnxnoise.report.console import a_avr_table, bench_caption, summary_table
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 from onnxnoise.report.strength import GAUSSIAN_NOISE_LABEL, noise_axis, strength_axis, strength_header
@@ -37,14 +37,9 @@ def _trials(noise_model: str = "gaussian-snr", noise: str = GAUSS, strengths=(10
                              "seed": seed, "top1_correct": 700 + 50 * layer + 10 * i, "top5_correct": 990})
     frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
                                                  "strength": pl.Float64})
-    return frame.with_columns((100.0 * pl.col(f"{t}_correct") / pl.col("images")).alias(f"{t}_acc")
-                              for t in ("top1", "top5"))
+    return with_accuracy(frame)
 
 
-def _text(renderable) -> str:
-    console = Console(record=True, width=300, color_system=None)
-    console.print(renderable)
-    return console.export_text()
 
 
 def _lines(text: str) -> list[list[str]]:

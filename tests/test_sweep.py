@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from _checks import stored_rows as _stored_rows
 from onnxnoise.cli import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.experiment import ExperimentError, load_experiment
@@ -42,16 +43,6 @@ def _results(out: Path) -> pl.DataFrame:
     with open_store(out / "trials.sqlite", create=False) as store:
         frame = store.to_frame()
     return frame.select(RESULT_COLUMNS).sort("key")
-
-
-def _stored_rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:
-        return 0  # the writer is still creating the schema
 
 
 def test_per_layer_sweep_survives_kill_9(demo_files, tmp_path):

@@ -17,7 +17,7 @@ import onnx
 import polars as pl
 import pytest
 from _builders import labeled_npz, qdq_matmul, tiny_cnn
-from rich.console import Console
+from _checks import console_text as _text, with_accuracy
 from scipy import stats
 
 from onnxnoise.cli import main
@@ -201,14 +201,9 @@ def _trials(noise_model: str, params: dict, strengths, *, baselines: int = 1, pe
                       "top1_correct": 800, "top5_correct": top5_base} for i in (0, 1)]
     frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
                                                  "strength": pl.Float64})
-    return frame.with_columns((100.0 * pl.col(f"{t}_correct") / pl.col("images")).alias(f"{t}_acc")
-                              for t in ("top1", "top5"))
+    return with_accuracy(frame)
 
 
-def _text(renderable) -> str:
-    console = Console(record=True, width=300, color_system=None)
-    console.print(renderable)
-    return console.export_text()
 
 
 def test_strength_headers_match_their_cells():
