@@ -190,3 +190,12 @@ def test_report_md_names_the_run_setting_that_differs(tmp_path):
     assert "| net | 64 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
     assert "| net | 128 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
     assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md
+
+
+def test_one_model_on_two_datasets_is_two_labelled_rows_not_duplicates():
+    from onnxnoise.report.console import lead_columns
+
+    rows = pl.DataFrame({"model": ["net.onnx", "net.onnx"], "dataset": ["imagenet-val1300", "imagenette-val500"],
+                         "batch_size": [64, 64]})
+    assert lead_columns(rows) == (["dataset"], [["imagenet-val1300"], ["imagenette-val500"]])
+    assert lead_columns(rows.head(1)) == ([], [[]])

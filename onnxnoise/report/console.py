@@ -19,7 +19,8 @@ __all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", 
 
 #: Settings shown as columns by :func:`summary_table` when a summary holds several values of them
 #: (rows measured under other settings are never pooled as seeds): column -> header.
-SETTING_HEADERS: dict[str, str] = {"batch_size": "batch", "label_offset": "label offset", "provider": "provider"}
+SETTING_HEADERS: dict[str, str] = {"dataset": "dataset", "batch_size": "batch", "label_offset": "label offset",
+                                   "provider": "provider"}
 
 #: Counter columns of a summary shown by :func:`summary_table` when non-zero somewhere: column -> header.
 COUNTER_HEADERS: dict[str, str] = {
