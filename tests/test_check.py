@@ -237,6 +237,14 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     verification = plan["verification"]
     assert verification["layers_kept"] == ["fragile"] and verification["layers_noised"] == 1
     assert verification["seeds"][0] == 1000 and verification["bounds"]["upper"] < 2
+    # the search tested half the budget; the plan's re-check command reproduces the verification exactly
+    assert plan["search_budget"] == 1.0 and [s["kept"] for s in plan["steps"]] == [1]
+    assert plan["steps"][0]["upper"] < 1.0
+    command = plan["recheck_command"]
+    assert "--protect '^(?:fragile)$'" in command and "--first-seed 1000" in command
+    assert main(shlex.split(command)[1:] + ["--out", str(tmp_path / "recheck")]) == 1  # the full-noise gate fails
+    recheck = _strict_json(tmp_path / "recheck" / "check.json")["protection"]
+    assert recheck["kept"] == ["fragile"] and recheck["verification"]["bounds"] == verification["bounds"]
     suite = _case(tmp_path)
     names = [case.get("name") for case in suite.findall("testcase")]
     assert names == ["top-1 drop < 2 points at SNR 300 (0.333% noise)", "protection plan (auto)"]
@@ -246,6 +254,38 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     plan_rows = trials.filter((pl.col("mode") == "all") & (pl.col("seed") >= 1000))
     assert plan_rows.height == verification["draws"]
     assert set(plan_rows["layers"].to_list()) == {'["head"]'}
+
+
+def test_protect_search_bisects_on_half_the_budget_and_verifies_with_new_seeds():
+    from types import SimpleNamespace
+
+    from onnxnoise.check.gate import GateSettings
+    from onnxnoise.check.protect import plan_protection
+
+    names = [f"l{i}" for i in range(8)]
+    layers = [SimpleNamespace(name=n, op_type="Conv", num_params=10 * (i + 1)) for i, n in enumerate(names)]
+    calls = []
+
+    class Session:
+        settings = GateSettings(budget=2.0, first_seed=7)
+        context = SimpleNamespace(layers=layers, selected=layers)
+
+        def per_layer(self, strength, seeds):
+            assert list(seeds) == [7, 8]
+            return {n: [float(i), float(i)] for i, n in enumerate(names)}  # l7 most sensitive
+
+        def gate(self, strength, *, kept=(), first_seed=None, budget=None):
+            calls.append((len(kept), budget, first_seed))
+            verdict = "PASS" if len(kept) >= 3 else "FAIL"  # the three most sensitive layers are needed
+            decision = SimpleNamespace(bounds=SimpleNamespace(mean=0.1, upper=0.2, lower=0.0))
+            return SimpleNamespace(verdict=verdict, kept=tuple(kept), draws=[1, 2, 3], decision=decision,
+                                   seeds=[first_seed or 7])
+
+    plan = plan_protection(Session(), 10.0, "auto")
+    assert [c[0] for c in calls] == [7, 3, 1, 2, 3]  # n - 1 first, bisection, then the verification
+    assert all(c[1] == 1.0 for c in calls[:-1]) and calls[-1] == (3, None, 1007)
+    assert plan.kept == ("l7", "l6", "l5") and plan.kept_params == 80 + 70 + 60
+    assert plan.kept_percent == pytest.approx(100 * 210 / 360) and plan.verdict == "PASS"
 
 
 def test_protect_regex_tests_that_configuration(mlp, tmp_path):

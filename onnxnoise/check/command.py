@@ -25,7 +25,7 @@ from rich.panel import Panel
 from onnxnoise import __version__
 from onnxnoise.check.gate import METRICS, CheckSession, GateResult, GateSettings
 from onnxnoise.check.outputs import bound_points, points, write_outputs
-from onnxnoise.check.protect import plan_protection, protected_layers
+from onnxnoise.check.protect import layers_regex, plan_protection, protected_layers
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MAX_DRAWS, MIN_DRAWS, PASS
 from onnxnoise.check.tolerance import find_limit
 from onnxnoise.errors import BaselineExpectationError, ConfigError
@@ -129,14 +129,21 @@ def _text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def recheck_command(args: argparse.Namespace, strength: float, noise_model) -> str:
+def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
+                    protect: str | None = None, first_seed: int | None = None) -> str:
     """The ``onnxnoise check`` command line that re-checks ``strength`` with the same settings and seeds.
 
     Rebuilt from the parsed options (the search and protection options and the output
     folder left out), with the strength as an exact number (``repr``) in the model's own
     option: the same trials, so the same verdict.
+
+    Args:
+        protect: A ``--protect`` regular expression to add (a protection plan's layers).
+        first_seed: ``--first-seed`` instead of the parsed one (a plan's verification seeds).
     """
     skip = {"find_min_snr", "find_limit", "find_resolution", "protect", "out", "json", "seeds", *_strength_dests()}
+    if first_seed is not None:
+        args = argparse.Namespace(**{**vars(args), "first_seed": first_seed})
     parts = ["onnxnoise", "check", str(args.model)]
     for action in args.check_parser._actions:  # every option of the check parser, in definition order
         if not action.option_strings or action.dest in skip:
@@ -154,6 +161,8 @@ def recheck_command(args: argparse.Namespace, strength: float, noise_model) -> s
             parts += [option, ",".join(_text(v) for v in value)]
         else:
             parts += [option, _text(value)]
+    if protect is not None:
+        parts += ["--protect", protect]
     parts += [_strength_flag(noise_model), repr(float(strength))]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -230,6 +239,8 @@ def _summary(console: Console, report: dict[str, Any]) -> None:
         lines.append(f"protection plan ({plan['spec']}): [{_verdict_style(plan['verdict'])}]{plan['verdict']}[/] "
                      f"keeping {', '.join(plan['kept']) or '(none found)'} noise-free: {plan['kept_params']} "
                      f"parameters, {points(plan['kept_percent'])}% of all")
+        if plan.get("recheck_command"):
+            lines.append(f"re-check the plan: {plan['recheck_command']}")
     if report.get("recheck_command"):
         lines.append(f"re-check: {report['recheck_command']}")
     console.print(Panel("\n".join(lines), title="onnxnoise check", expand=False), highlight=False)
@@ -315,7 +326,12 @@ def run_check(args: argparse.Namespace, console: Console,
         report["recheck_command"] = recheck_command(args, values[0], noise_model)
         if verdict != PASS and args.protect:
             console.print(f"[bold]protection plan[/] ({args.protect})", highlight=False)
-            report["protection"] = plan_protection(session, values[0], args.protect).to_dict()
+            plan = plan_protection(session, values[0], args.protect)
+            report["protection"] = plan.to_dict()
+            if plan.verification is not None:
+                seed = plan.verification.seeds[0] if plan.verification.seeds else None
+                report["protection"]["recheck_command"] = recheck_command(
+                    args, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
     report["warnings"] = session.warnings
     report.update(verdict=verdict, exit_code=EXIT_CODES[verdict], seconds=time.perf_counter() - started)
     paths = write_outputs(report, out)

@@ -227,13 +227,16 @@ class CheckSession:
         keep = set(kept)
         return tuple(layer.name for layer in self.context.selected if layer.name not in keep)
 
-    def gate(self, strength: float, *, kept: Sequence[str] = (), first_seed: int | None = None) -> GateResult:
+    def gate(self, strength: float, *, kept: Sequence[str] = (), first_seed: int | None = None,
+             budget: float | None = None) -> GateResult:
         """Draw at ``strength`` with noise in every selected layer except ``kept`` until decided.
 
         Args:
             strength: The noise model's strength (validated by the model).
             kept: Selected layers left noise-free.
             first_seed: Seed of the first draw (default ``settings.first_seed``).
+            budget: Budget in points (default ``settings.budget``; the protection search
+                tests a tighter one).
 
         Returns:
             The :class:`GateResult`. A failed noisy trial stops the gate with verdict
@@ -249,10 +252,11 @@ class CheckSession:
         kept_in_order = tuple(layer.name for layer in self.context.selected if layer.name in set(kept))
         s = self.settings
         first = s.first_seed if first_seed is None else first_seed
+        budget = s.budget if budget is None else float(budget)
         base = self.baseline()
         base_acc = 100.0 * base[f"{s.metric}_correct"] / base["images"]
         rows: list[dict[str, Any]] = []
-        result = GateResult(INCONCLUSIVE, decide([], s.budget, confidence=s.confidence, min_draws=s.min_draws,
+        result = GateResult(INCONCLUSIVE, decide([], budget, confidence=s.confidence, min_draws=s.min_draws,
                                                   max_draws=s.max_draws),
                             strength, layers, kept_in_order, [], [], rows, base_acc)
 
@@ -277,7 +281,7 @@ class CheckSession:
                 self.on_look(result)
 
         try:
-            decision, draws = run_sequential(next_draw, s.budget, confidence=s.confidence, min_draws=s.min_draws,
+            decision, draws = run_sequential(next_draw, budget, confidence=s.confidence, min_draws=s.min_draws,
                                              max_draws=s.max_draws, flag=flag, on_look=on_look)
         except _TrialFailed:
             return result

@@ -80,7 +80,8 @@ def junit_xml(report: dict[str, Any]) -> str:
     if plan is not None:
         detail = (f"keep {len(plan['kept'])} layers noise-free ({plan['kept_params']} parameters, "
                   f"{points(plan['kept_percent'])}% of all): {', '.join(plan['kept']) or '-'}; "
-                  + _bounds_line(plan.get("verification")))
+                  + (_bounds_line(plan["verification"]) if plan.get("verification") else "no configuration passed")
+                  + (f"; re-check: {plan['recheck_command']}" if plan.get("recheck_command") else ""))
         cases.append((f"protection plan ({plan['spec']})", plan["verdict"], f"{plan['verdict']}: {detail}", detail))
     suites = ET.Element("testsuites")
     failures = sum(v == "FAIL" for _, v, _, _ in cases)
@@ -134,6 +135,15 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["| layer | drop alone (points) |", "|---|---|"]
             lines += [f"| {r['layer']} | {points(r['drop'])} |" for r in plan["ranking"]]
             lines.append("")
+        if plan.get("steps"):
+            lines += [f"Search (bisection over the number of layers kept, most sensitive first; each gate tests a "
+                      f"budget of {points(plan['search_budget'])} points):", "",
+                      "| layers kept | verdict | draws | mean drop | lower | upper |", "|---|---|---|---|---|---|"]
+            lines += [f"| {s['kept']} | {s['verdict']} | {s['draws']} | {points(s['mean'])} | {points(s['lower'])} | "
+                      f"{points(s['upper'])} |" for s in plan["steps"]]
+            lines.append("")
+        if plan.get("recheck_command"):
+            lines += ["Re-check the plan (the verification gate):", "", "```bash", plan["recheck_command"], "```", ""]
     if report.get("recheck_command"):
         lines += ["Re-check:", "", "```bash", report["recheck_command"], "```", ""]
     for warning in report.get("warnings") or []:
