@@ -54,7 +54,7 @@ _STRENGTH_KEYS = tuple(flag.replace("-", "_") for flag in strength_options())
 _NOISE_KEYS = {"noise", "noise_model", "noise_params", "strength", "seeds", "ci_halfwidth", "max_seeds", "bn_variance",
                "keep_zeros", *_STRENGTH_KEYS}
 _SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
-               "batch_size", "threads",
+               "batch_size", "threads", "prefix_memory", "tf32",
                "score_output", "label_offset", "limit", "expect_top1", "tolerance", *_NOISE_KEYS}
 _MODEL_KEYS = {"path", "export", "expect_top1", "tolerance"}
 
@@ -207,6 +207,7 @@ def load_experiment(path: str | Path) -> Experiment:
                     include_preprocessing=sweep.get("include_preprocessing"),
                     limit=sweep.get("limit", data.get("limit")), device=sweep.get("device"),
                     batch_size=sweep.get("batch_size"), threads=sweep.get("threads"),
+                    prefix_memory=sweep.get("prefix_memory"), tf32=sweep.get("tf32"),
                     preset=data.get("preprocess"), preprocess=preprocess,
                     ground_truth=_resolve(base, data["ground_truth"]) if "ground_truth" in data else None,
                     score_output=sweep.get("score_output"), label_offset=sweep.get("label_offset"),

@@ -188,6 +188,16 @@ def test_experiment_file_errors(demo_files, tmp_path, capsys):
     assert "experiment file not found" in capsys.readouterr().err
 
 
+def test_experiment_file_sets_prefix_memory_and_tf32(demo_files, tmp_path, capsys):
+    path = _experiment(tmp_path, demo_files)
+    path.write_text(path.read_text().replace('modes = ["all"]', 'modes = ["all"]\nprefix_memory = 0.5\ntf32 = true'))
+    first, second = (config.run for _, config in load_experiment(path).sweeps)
+    assert (first.prefix_memory, first.tf32) == (0.5, True) and (second.prefix_memory, second.tf32) == (4.0, False)
+    path.write_text(path.read_text().replace("prefix_memory = 0.5", "prefix_memory = -1"))
+    assert main(["sweep", "--config", str(path)]) == 2
+    assert "`prefix_memory` must be a positive number of GiB (e.g. 2 or 0.5), got -1" in capsys.readouterr().err
+
+
 def test_report_on_missing_run_dir(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "run folder not found" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trial
 from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
 
-__all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor"]
+__all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
 
 
 class Progress:
@@ -166,7 +166,7 @@ class LocalExecutor(Executor):
         progress = progress or Progress()
         progress.start(len(planned), len(context.data))
         ran = failed = taken = settled = 0
-        draws = _Draws(context, recorder, seed_rule(context.config.noise))
+        draws = DrawHistory(context, recorder, seed_rule(context.config.noise))
         for item in planned:
             if draws.settled(item.trial):
                 settled += 1
@@ -190,14 +190,24 @@ class LocalExecutor(Executor):
         return ExecutionResult(ran=ran, failed=failed, taken=taken, settled=settled)
 
 
-class _Draws:
-    """Top-1 accuracies of each group's draws by seed, for the ``--seeds auto`` rule (no rule: inert)."""
+class DrawHistory:
+    """Top-1 accuracies of each group's draws by seed, for the ``--seeds auto`` rule (no rule: inert).
+
+    Every executor asks it before a draw (:meth:`settled`) and tells it each finished row
+    (:meth:`add`), so local and Ray runs skip the same draws.
+
+    Args:
+        context: The run context (its key fields find recorded draws).
+        recorder: Where earlier draws are looked up by key.
+        rule: The :class:`~onnxnoise.engine.plan.SeedRule`, or ``None`` (fixed seeds: nothing is skipped).
+    """
 
     def __init__(self, context, recorder: Recorder, rule: SeedRule | None) -> None:
         self.context, self.recorder, self.rule = context, recorder, rule
         self._top1: dict[tuple, dict[int, float | None]] = {}
 
     def add(self, trial: Trial, row: dict[str, Any]) -> None:
+        """Remember a finished draw's top-1 accuracy (failed rows as missing)."""
         if self.rule is not None and trial.mode != "baseline":
             self._top1.setdefault(draw_group(trial), {})[trial.seed] = _top1(row)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from onnxnoise.engine.context import RunContext
-from onnxnoise.engine.executor import ExecutionResult, Executor, Progress, Recorder, _Draws
+from onnxnoise.engine.executor import DrawHistory, ExecutionResult, Executor, Progress, Recorder
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, draw_group, seed_rule, trial_key
 from onnxnoise.engine.ray_worker import TrialWorker, WorkerPool, describe_trial, group_trials, import_ray
 from onnxnoise.engine.run_errors import baseline_failure
@@ -210,7 +210,7 @@ class _Dispatch:
         self.retry: list[_Call] = []
         self.deaths: dict[str, int] = {}
         self.rule = seed_rule(pool.context.config.noise)
-        self.draws = _Draws(pool.context, recorder, self.rule)
+        self.draws = DrawHistory(pool.context, recorder, self.rule)
         self.open: dict[tuple, set[int]] = {}  # --seeds auto: seeds of each group not resolved yet
         self.ran = self.failed = self.taken = self.settled = 0
 
