@@ -226,13 +226,13 @@ def published_weights(family: str, arch: str, name: str) -> tuple[str, str, dict
 def _download(url: str, label: str) -> tuple[dict[str, torch.Tensor], Path]:
     """Fetch a published state dict into ``torch.hub``'s cache (as ``load_state_dict_from_url`` does).
 
-    The file lands in ``$TORCH_HOME/hub/checkpoints`` (reused when already there) and is checked
-    against the SHA-256 prefix in its name (``resnet18-f37072fd.pth``). Returns the state dict and
+    The file lands in ``$TORCH_HOME/hub/checkpoints`` (reused when already there) and is checked,
+    downloaded or found there, against the SHA-256 prefix in its name (``resnet18-f37072fd.pth``). Returns the state dict and
     the cached file.
     """
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    match = re.search(r"-([a-f0-9]{6,})\.", path.name)
     if not path.is_file():
-        match = re.search(r"-([a-f0-9]{6,})\.", path.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(url, str(path), match.group(1) if match else None, progress=True)
@@ -244,6 +244,12 @@ def _download(url: str, label: str) -> tuple[dict[str, torch.Tensor], Path]:
         except RuntimeError as exc:  # download_url_to_file: 'invalid hash value (expected ..., got ...)'
             msg = f"the {label} weights downloaded from {url} do not match the hash in the file name: {exc}"
             raise ExportError(msg) from exc
+    elif match and not sha256_file(path).startswith(match.group(1)):
+        # a file already in the cache gets the same check a download does: the name promises its hash
+        msg = (f"{path} does not match the SHA-256 prefix {match.group(1)} in its name (sha256 "
+               f"{sha256_file(path)[:16]}...): it is not the published {label} file; delete it and fetch the "
+               "published one, or pass your file with `--weights FILE`")
+        raise ExportError(msg)
     return read_state_dict(path, f"downloaded {label} weights file"), path
 
 

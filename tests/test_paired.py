@@ -257,6 +257,12 @@ def test_collapse_rule_on_synthetic_draws():
     # Chance 0 (unknown classes) flags no more than the true chance: 52% is collapsed at chance 50 only.
     assert collapsed([52.0, 95.0, 94.0], clean=96.0, chance=50.0).tolist() == [True, False, False]
     assert not collapsed([52.0, 95.0, 94.0], clean=96.0).any()
+    # A clean model at chance (random weights: 0% on 1000 classes) has nothing to collapse from,
+    # and a single draw, or draws all equal, never collapse relative to themselves.
+    assert not collapsed([0.0], clean=0.0, chance=0.1).any()
+    assert not collapsed([0.0, 0.0, 0.0], clean=0.0, chance=0.1).any()
+    assert not collapsed([0.1, 0.0, 0.2], clean=0.1, chance=0.1).any()
+    assert not collapsed([5.0, 5.0], clean=90.0, chance=10.0).any()
 
 
 def _synthetic_trials() -> pl.DataFrame:

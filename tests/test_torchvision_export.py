@@ -248,6 +248,19 @@ def test_corrupted_download_is_one_line_and_not_cached(export_models, tmp_path, 
     assert list((tmp_path / "torch_home" / "hub" / "checkpoints").iterdir()) == []
 
 
+def test_cached_file_that_is_not_the_published_one_is_refused(export_models, tmp_path, monkeypatch):
+    urls = _no_network(monkeypatch, tmp_path)
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"someone else's state dict\n")
+    out = tmp_path / "x.onnx"
+    code, stdout, err = _export(export_models, ["torchvision", "--arch", "resnet18", "--weights", "default",
+                                                "--out", str(out)])
+    assert code == 2 and stdout == "" and err.count("\n") == 1 and not out.exists() and urls == []
+    assert err.startswith(f"error: {cached} does not match the SHA-256 prefix f37072fd in its name")
+    assert "it is not the published resnet18 IMAGENET1K_V1 file" in err
+
+
 @pytest.mark.parametrize(("weights", "expected"), [
     ("IMAGENET1K_V9", "error: weights file not found: 'IMAGENET1K_V9'; `--weights` takes default, IMAGENET1K_V1 "
                       "or a state_dict file"),

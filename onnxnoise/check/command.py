@@ -25,6 +25,7 @@ from rich.panel import Panel
 from onnxnoise import __version__
 from onnxnoise.check.gate import METRICS, CheckSession, GateResult, GateSettings
 from onnxnoise.check.outputs import bound_points, points, write_outputs
+from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.check.protect import layers_regex, plan_protection, protected_layers
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MAX_DRAWS, MIN_DRAWS, PASS
 from onnxnoise.check.tolerance import find_limit
@@ -280,7 +281,7 @@ def run_check(args: argparse.Namespace, console: Console,
     if find and args.protect:
         raise ConfigError("--protect goes with a gate at one strength, not with --find-limit")
     values = _range_or_strength(args, config, find)
-    out = args.out or Path("reports") / f"check-{Path(config.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = output_folder(args.out or Path("reports") / f"check-{Path(config.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     with console.status("loading model and decoding images"):
         context = prepare_context(config)
     if args.protect and args.protect != "auto":

@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     except OnnxNoiseError as exc:
         print(f"onnxnoise: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the file system refused (disk full, permissions, a path that became a file)
+        if args.verbose:
+            logging.exception("file system error")
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"onnxnoise: error: {exc.strerror or exc}{where} (rows already written are kept; fix it and run the "
+              "same command again)", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
         where = f" ({out})" if out else ""

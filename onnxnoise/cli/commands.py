@@ -15,6 +15,7 @@ from rich.console import Console
 
 from onnxnoise.bench import run_bench
 from onnxnoise.cli.data_command import cmd_data
+from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
@@ -72,7 +73,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         model, data = args.model, args.data  # no --data: the registered dataset matching the model's outputs
     config = _run_config(args, model, data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("reports") / f"{Path(model).stem}-{stamp}"
+    out = output_folder(args.out or Path("reports") / f"{Path(model).stem}-{stamp}")
     with console.status("loading model and decoding images"):
         context = prepare_context(config)
     progress = RichProgress(console, config.noise.noise_model)
@@ -162,6 +163,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
             raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
         experiment = load_experiment(args.config)
         where = _executor_options(args)
+        for name, _ in experiment.sweeps:
+            output_folder(args.out / name if args.out else experiment.run_dir(name))
         codes = [_run_one_sweep(dataclasses.replace(config, **where), args.out / name if args.out
                                 else experiment.run_dir(name), console)
                  for name, config in experiment.sweeps]
@@ -172,14 +175,14 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     config = SweepConfig(_run_config(args, args.model, args.data), **given(
         modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None),
         **_executor_options(args))
-    out = args.out or Path("runs") / args.model.stem
+    out = output_folder(args.out or Path("runs") / args.model.stem)
     code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
     return code
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    out = args.out or args.run_dir[0]
+    out = output_folder(args.out or args.run_dir[0])
     trials = collect_trials(args.run_dir)
     files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
     models = files.summary["model"].unique().sort().to_list()
@@ -199,7 +202,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    out = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = output_folder(args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
     console.print(a_avr_table(files.summary))
     console.print(INTERVALS, markup=False, highlight=False)

@@ -79,7 +79,9 @@ def flip_rate(flips: int, images: int) -> float:
 
 def collapse_rule(top1, best, clean, chance):
     """The collapse test, elementwise on numpy arrays or Polars expressions (see :func:`collapsed`)."""
-    return ((top1 - chance) < (best - chance) / 2) & ((best - top1) >= COLLAPSE_GAP * (clean - chance))
+    gap = best - top1
+    return (((top1 - chance) < (best - chance) / 2) & (gap >= COLLAPSE_GAP * (clean - chance)) & (gap > 0)
+            & (clean > chance))
 
 
 def collapsed(top1, *, clean: float, chance: float = 0.0) -> np.ndarray:
@@ -103,8 +105,10 @@ def collapsed(top1, *, clean: float, chance: float = 0.0) -> np.ndarray:
     low SNR) is not collapse either: no draw is far below the others. Example: 11, 13,
     86 with ``a_0 = 91.7``, ``c = 10``: 11 and 13 collapsed (rate 2/3).
 
-    ``chance = 0`` (the default, when the class count is unknown) only lowers both
-    thresholds, so it flags no more draws than the true chance would.
+    A draw is never collapsed relative to itself (the gap must be positive) and nothing
+    collapses when the clean model is at or below chance (e.g. random weights): there is
+    no accuracy to collapse from. ``chance = 0`` (the default, when the class count is
+    unknown) only lowers both thresholds, so it flags no more draws than the true chance would.
 
     Args:
         top1: ``(n,)`` top-1 accuracies of the group's draws, percent (NaN = failed, never collapsed).
