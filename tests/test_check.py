@@ -237,9 +237,9 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     verification = plan["verification"]
     assert verification["layers_kept"] == ["fragile"] and verification["layers_noised"] == 1
     assert verification["seeds"][0] == 1000 and verification["bounds"]["upper"] < 2
-    # the search tested half the budget; the plan's re-check command reproduces the verification exactly
-    assert plan["search_budget"] == 1.0 and [s["kept"] for s in plan["steps"]] == [1]
-    assert plan["steps"][0]["upper"] < 1.0
+    # the search tested 3/4 of the budget; the plan's re-check command reproduces the verification exactly
+    assert plan["search_budget"] == 1.5 and [s["kept"] for s in plan["steps"]] == [1]
+    assert plan["steps"][0]["upper"] < 1.5
     command = plan["recheck_command"]
     assert "--protect '^(?:fragile)$'" in command and "--first-seed 1000" in command
     assert main(shlex.split(command)[1:] + ["--out", str(tmp_path / "recheck")]) == 1  # the full-noise gate fails
@@ -256,7 +256,7 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     assert set(plan_rows["layers"].to_list()) == {'["head"]'}
 
 
-def test_protect_search_bisects_on_half_the_budget_and_verifies_with_new_seeds():
+def test_protect_search_bisects_on_a_tighter_budget_and_verifies_with_new_seeds():
     from types import SimpleNamespace
 
     from onnxnoise.check.gate import GateSettings
@@ -283,7 +283,7 @@ def test_protect_search_bisects_on_half_the_budget_and_verifies_with_new_seeds()
 
     plan = plan_protection(Session(), 10.0, "auto")
     assert [c[0] for c in calls] == [7, 3, 1, 2, 3]  # n - 1 first, bisection, then the verification
-    assert all(c[1] == 1.0 for c in calls[:-1]) and calls[-1] == (3, None, 1007)
+    assert all(c[1] == 1.5 for c in calls[:-1]) and calls[-1] == (3, None, 1007)
     assert plan.kept == ("l7", "l6", "l5") and plan.kept_params == 80 + 70 + 60
     assert plan.kept_percent == pytest.approx(100 * 210 / 360) and plan.verdict == "PASS"
 

@@ -45,7 +45,7 @@ RANK_SEEDS: int = 2
 #: The verification gate's first seed is the gate's first seed plus this.
 VERIFY_SEED_OFFSET: int = 1000
 #: The search's gates test this fraction of ``--max-drop`` (a margin for the verification).
-SEARCH_MARGIN: float = 0.5
+SEARCH_MARGIN: float = 0.75
 
 
 @dataclass
