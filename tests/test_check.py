@@ -168,7 +168,7 @@ def test_protect_regex_that_matches_nothing_exits_2_before_any_trial(resnet, tmp
     def no_trial(*args, **kwargs):
         raise AssertionError("a trial ran before --protect was checked")
 
-    monkeypatch.setattr(executor_module, "run_trial", no_trial)
+    monkeypatch.setattr(executor_module, "run_trials", no_trial)
     assert _check(resnet, tmp_path, "--snr", "1", "--max-drop", "1", "--protect", "nothing-like-this") == 2
     captured = capsys.readouterr()
     assert "matches no noised layer" in captured.err

@@ -82,3 +82,32 @@ def test_every_layer_prefix_equals_full_model(tmp_path: Path, num_classes: int, 
     assert changed >= len(layers)  # SNR 2 is strong: the noise does move the counts
     assert runner.stats.fallbacks == 0
     assert runner.stats.advances >= 5 and runner.stats.rebuilds >= 1  # forward moves reuse the kept cut
+
+
+def test_lockstep_group_equals_full_model_and_keeps_no_cut(tmp_path: Path):
+    """Every layer at once in lockstep (per-image outcomes equal the full model's), in any order given."""
+    model, io, layers, data, factory, _ = _setup(tmp_path, 10, 0)
+    inits = get_initializers(model)
+    reps = [noisy(inits, layer, snr=SNR, seed=3) for layer in layers]
+    full = [evaluate(factory.create(rep), data) for rep in reps]
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1)
+    order = list(range(len(layers)))[::-1]  # given backwards: the runner sorts by split position
+    results = runner.evaluate_lockstep([reps[i] for i in order])
+    for got, i in zip(results, order):
+        assert got == full[i], layers[i].name
+        for name in ("top1_class", "top1_hit", "top5_hit"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(full[i], name), err_msg=layers[i].name)
+    stats = runner.stats
+    assert (stats.kept_batches, stats.spilled_batches, stats.recomputed_batches, stats.peak_kept_bytes) == (0, 0, 0, 0)
+    assert stats.trials == len(layers) and stats.prefix_seconds > 0
+
+
+def test_lockstep_failure_of_one_trial_leaves_the_others(tmp_path: Path):
+    model, io, layers, data, factory, _ = _setup(tmp_path, 10, 0)
+    inits = get_initializers(model)
+    good = noisy(inits, layers[2], snr=SNR, seed=0)
+    bad = {name: np.zeros((1,), np.float32) for name in layers[5].tensors}  # wrong shape: the session fails
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu")
+    first, second = runner.evaluate_lockstep([bad, good])
+    assert isinstance(first, Exception)
+    assert second == evaluate(factory.create(good), data)

@@ -299,9 +299,13 @@ class CheckSession:
         base = self.baseline()
         metric = self.settings.metric
         drops: dict[str, list[float]] = {layer.name: [] for layer in self.context.selected}
-        for seed in seeds:
-            for layer in self.context.selected:
-                row = self.run(Trial("per-layer", layer.index, (layer.name,), strength, seed))
+        for seed in seeds:  # one pass over the layers per seed: the executor runs it in lockstep
+            trials = [Trial("per-layer", layer.index, (layer.name,), strength, seed) for layer in self.context.selected]
+            keys = [trial_key(trial, self.fields) for trial in trials]
+            self.executor.run(self.context, [PlannedTrial(k, t) for k, t in zip(keys, trials)], self.recorder,
+                              self.progress)
+            for layer, key in zip(self.context.selected, keys):
+                row = self.recorder.find(key)
                 correct = 0 if row["error"] is not None else row[f"{metric}_correct"]
                 drops[layer.name].append(100.0 * (base[f"{metric}_correct"] - correct) / base["images"])
         return drops

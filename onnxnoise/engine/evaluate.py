@@ -10,7 +10,7 @@ the batches are uploaded once and bound with ``IOBinding``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -240,12 +240,25 @@ class EvalSet:
             seen.append(labels)
             if on_batch is not None:
                 on_batch(len(labels))
+        return self.merge(parts, seen)
+
+    def merge(self, parts: Sequence[Outcomes], seen: Sequence[np.ndarray]) -> Outcomes:
+        """One :class:`Outcomes` from per-batch ones (:meth:`count`), in batch order.
+
+        Args:
+            parts: Each batch's outcomes.
+            seen: Each batch's ``(n,)`` labels, as passed to :meth:`count`.
+
+        Raises:
+            DataError: If the batches cover every image but not in dataset order (the
+                per-image outcomes could then not be paired with another trial's).
+        """
         total = sum((part.counts() for part in parts), Counts())
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) if parts else _empty(dtype)
+                  for name, dtype in (("top1_class", np.int32), ("top1_hit", bool), ("top5_hit", bool))}
         if total.images == len(self.labels) and not np.array_equal(np.concatenate(seen), self.labels):
             msg = "scores came in another order than the dataset's images; per-image outcomes cannot be paired"
             raise DataError(msg)
-        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) if parts else _empty(dtype)
-                  for name, dtype in (("top1_class", np.int32), ("top1_hit", bool), ("top5_hit", bool))}
         return Outcomes(total.images, total.top1_correct, total.top5_correct, total.nan_count, **arrays)
 
     def batch_labels(self) -> Iterator[np.ndarray]:

@@ -4,7 +4,7 @@ Planning (:func:`onnxnoise.engine.plan.plan_trials`) says which trials and their
 keys; an :class:`Executor` runs them with :func:`onnxnoise.engine.trial.run_trial`
 and hands each row to a :class:`Recorder` (the trial store for sweeps, memory for
 bench). :class:`LocalExecutor` runs in this process, in plan order (per-layer
-trials walk the layers forward, so prefix reuse advances its cut incrementally). A
+trials of one pass over the layers run in lockstep, sharing the clean prefix work). A
 distributed executor is another :class:`Executor` subclass; nothing else changes.
 
 With ``--seeds auto`` (:class:`~onnxnoise.engine.plan.SeedRule`) the plan holds seeds
@@ -26,8 +26,11 @@ import polars as pl
 
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
 from onnxnoise.engine.run_errors import baseline_failure
-from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trial
+from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
 from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
+
+#: Most per-layer trials one lockstep group holds (their suffix sessions live together).
+MAX_LOCKSTEP = 256
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
 
@@ -139,7 +142,15 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """In-process executor, plan order, one trial at a time.
+    """In-process executor, plan order.
+
+    With prefix reuse, consecutive per-layer trials of one pass over the layers (same
+    strength and seed) run as one lockstep group
+    (:func:`~onnxnoise.engine.trial.run_trials`): batch by batch, sharing the clean
+    prefix work, with no cut kept, so memory is bounded by a batch whatever the dataset
+    size. A group's rows are recorded when it ends (a killed run loses at most the group
+    in progress); groups hold at most :data:`MAX_LOCKSTEP` trials, and no more than
+    ``--prefix-memory`` allows for their sessions. Every other trial runs alone.
 
     Args:
         prefix_reuse: Evaluate per-layer trials through the context's prefix runner.
@@ -165,29 +176,63 @@ class LocalExecutor(Executor):
         """
         progress = progress or Progress()
         progress.start(len(planned), len(context.data))
-        ran = failed = taken = settled = 0
+        counts = {"ran": 0, "failed": 0, "taken": 0, "settled": 0}
         draws = DrawHistory(context, recorder, seed_rule(context.config.noise))
+        group: list[PlannedTrial] = []
+        limit = self._group_limit(context)
+
+        def flush() -> None:
+            if group:
+                self._run_group(context, list(group), recorder, progress, draws, counts)
+                group.clear()
+
         for item in planned:
+            lockstep = self.prefix_reuse and item.trial.mode == "per-layer"
+            if group and (not lockstep or _pass_of(group[-1].trial) != _pass_of(item.trial) or len(group) >= limit):
+                flush()  # before deciding on this trial: --seeds auto reads the rows of earlier passes
             if draws.settled(item.trial):
-                settled += 1
+                counts["settled"] += 1
                 continue
             if recorder.has(item.key):
-                taken += 1
+                counts["taken"] += 1
                 continue
             if item.trial.mode != "baseline" and context.clean_outcomes is None:
                 clean_outcomes(context, stored=recorder.find(trial_key(BASELINE_TRIAL, context.key_fields())))
-            row = run_trial(context, item.trial, prefix_reuse=self.prefix_reuse, on_batch=progress.advance)
+            if lockstep:
+                group.append(item)
+                continue
+            self._run_group(context, [item], recorder, progress, draws, counts)
+        flush()
+        return ExecutionResult(**counts)
+
+    def _run_group(self, context, items: list[PlannedTrial], recorder: Recorder, progress: Progress,
+                   draws: DrawHistory, counts: dict[str, int]) -> None:
+        """Run ``items`` (one trial, or per-layer trials of one pass in lockstep) and record their rows."""
+        rows = run_trials(context, [item.trial for item in items], prefix_reuse=self.prefix_reuse,
+                          on_batch=progress.advance)
+        for item, row in zip(items, rows):
             row.update(key=item.key, key_version=KEY_VERSION)
             if not recorder.record(row):
-                taken += 1
+                counts["taken"] += 1
                 continue
-            ran += 1
-            failed += row["error"] is not None
+            counts["ran"] += 1
+            counts["failed"] += row["error"] is not None
             draws.add(item.trial, row)
             progress.trial_done(row)
             if item.trial.mode == "baseline" and row["error"] is not None:
                 raise baseline_failure(context, row["error"])
-        return ExecutionResult(ran=ran, failed=failed, taken=taken, settled=settled)
+
+    @staticmethod
+    def _group_limit(context) -> int:
+        """Most per-layer trials run in lockstep: their suffix sessions (each up to the model's
+        weights, twice for ONNX Runtime's pre-packed copies) must fit in ``--prefix-memory``."""
+        weights = max(sum(int(a.nbytes) for a in context.initializers.values()), 1)
+        return int(min(MAX_LOCKSTEP, max(1, context.config.prefix_memory * 2**30 // (2 * weights))))
+
+
+def _pass_of(trial: Trial) -> tuple:
+    """Per-layer trials of one pass over the layers (same strength and seed) run in lockstep."""
+    return (trial.strength, trial.seed)
 
 
 class DrawHistory:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +47,7 @@ import onnx
 
 from onnxnoise.data.cache import get_cache_dir
 from onnxnoise.engine.cut_store import DISK, MEMORY, RECOMPUTE, CutStore, DeviceValues, HostValues, Slot, SpillFile
-from onnxnoise.engine.evaluate import EvalSet
+from onnxnoise.engine.evaluate import EvalSet, Outcomes
 from onnxnoise.engine.graph_split import GraphSplitter
 from onnxnoise.engine.metrics import Counts
 from onnxnoise.engine.runtime import Session, SessionFactory
@@ -243,6 +243,88 @@ class PrefixRunner:
                 self.stats.suffix_seconds += elapsed
                 self.stats.suffix_batches += 1
             yield out.reshape(out.shape[0], -1)[: len(labels)], labels
+
+    def evaluate_lockstep(
+        self,
+        replacements: Sequence[Mapping[str, np.ndarray]],
+        *,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[Outcomes | Exception]:
+        """Evaluate several trials together, batch by batch, without keeping any cut.
+
+        For each batch the clean prefix runs once, segment by segment, in the order of
+        the trials' split positions, and each trial's suffix session runs on the cut
+        values at its own position as soon as they exist. Memory holds one batch's
+        activations and the trials' suffix sessions, whatever the dataset size; the clean
+        prefix work is one forward pass (up to the last position) per group, shared by
+        its trials. A per-layer sweep's plan order (every layer at one strength and seed,
+        then the next) gives groups of one pass over the layers (``LocalExecutor``).
+
+        Counts equal :meth:`evaluate` (the same suffix models, the same segment chain as
+        a kept cut advanced layer by layer).
+
+        Args:
+            replacements: Per trial, ``tensor name -> noisy array``.
+            on_batch: Called with the number of images evaluated (all trials of a batch together).
+
+        Returns:
+            Per trial, in the given order, its :class:`~onnxnoise.engine.evaluate.Outcomes`,
+            or the exception that stopped it (the others go on).
+        """
+        n = len(replacements)
+        positions = [self.position(r) for r in replacements]
+        order = sorted(range(n), key=lambda i: positions[i])
+        results: list[Outcomes | Exception | None] = [None] * n
+        sessions: list[Session | None] = [None] * n
+        for i in order:
+            started = time.perf_counter()
+            try:
+                sessions[i] = self._suffix_factory(positions[i]).create(replacements[i])
+                self.provider = sessions[i].provider
+                self._use(sessions[i])
+            except Exception as exc:  # noqa: BLE001 - that trial's error row; the others run
+                results[i] = exc
+            self.stats.build_seconds += time.perf_counter() - started
+        live = [i for i in order if results[i] is None]
+        self.stats.trials += len(live)
+        parts: list[list[Outcomes]] = [[] for _ in range(n)]
+        seen: list[np.ndarray] = []
+        first = set(live)
+        for feed, labels in zip(self._inputs() if live else (), self.data.batch_labels()):
+            position, names, values = 0, (self.input_name,), feed
+            for i in live:
+                if results[i] is not None:
+                    continue
+                started = time.perf_counter()
+                try:
+                    if positions[i] != position:
+                        cut = self.splitter.cut(positions[i])
+                        values = self._compute(position, names, values, positions[i], cut)
+                        position, names = positions[i], cut
+                        self.stats.prefix_seconds += time.perf_counter() - started
+                        started = time.perf_counter()
+                    out = self._scores(sessions[i], values)
+                    parts[i].append(self.data.count(out.reshape(out.shape[0], -1)[: len(labels)], labels))
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+                    continue
+                elapsed = time.perf_counter() - started
+                if i in first:
+                    self.stats.first_run_seconds += elapsed
+                    first.discard(i)
+                else:
+                    self.stats.suffix_seconds += elapsed
+                    self.stats.suffix_batches += 1
+            seen.append(labels)
+            if on_batch is not None:
+                on_batch(len(labels) * sum(results[i] is None for i in live))
+        for i in live:
+            if results[i] is None:
+                try:
+                    results[i] = self.data.merge(parts[i], seen)
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+        return results
 
     # -- values on the host or the device ------------------------------------------
 

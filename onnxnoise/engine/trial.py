@@ -4,13 +4,15 @@ Draw the noise (:func:`onnxnoise.noise.draw_noise`), build the session (the full
 model, or the suffix after the noised layer with prefix reuse), evaluate and count
 (:meth:`onnxnoise.engine.evaluate.EvalSet.count`, label offset included), time it,
 and turn any failure into an error row. ``bench``, ``sweep``, ``recheck`` and the
-throughput script all call :func:`run_trial`.
+throughput script all call :func:`run_trial`, or :func:`run_trials` for a group of
+per-layer trials evaluated in lockstep with prefix reuse (the same rows, built by the
+same helpers; only the order of the batch runs differs).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from onnxnoise.engine.evaluate import PAIRED_COUNTERS, Outcomes, evaluate, paired_counts
@@ -19,7 +21,7 @@ from onnxnoise.engine.runtime import ort_message
 from onnxnoise.errors import BaselineError
 from onnxnoise.noise import NoiseDraw, draw_noise
 
-__all__ = ["ROW_COUNTERS", "PAIRED_COUNTERS", "BASELINE_TRIAL", "run_trial", "clean_outcomes"]
+__all__ = ["ROW_COUNTERS", "PAIRED_COUNTERS", "BASELINE_TRIAL", "run_trial", "run_trials", "clean_outcomes"]
 
 #: Counts every trial row carries (besides images and top-1 / top-5 hits).
 ROW_COUNTERS: tuple[str, ...] = ("nan_count", "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept")
@@ -60,7 +62,7 @@ def run_trial(
         BaselineError: A noisy trial needs the clean reference, none was measured in
             this context yet (a resumed sweep) and the clean pass fails.
     """
-    row: dict[str, Any] = {**context.row_fields(), **trial.to_dict(), "layers_noised": len(trial.layers)}
+    row = _start_row(context, trial)
     reference = None if trial.mode == "baseline" else clean_outcomes(context)
     started = time.perf_counter()
     try:
@@ -74,11 +76,80 @@ def run_trial(
             counts = evaluate(session, context.data, on_batch=on_batch)
             provider = session.provider
     except Exception as exc:  # noqa: BLE001 - every failure becomes a visible error row
-        detail = f"{type(exc).__name__}: {ort_message(exc)}"
-        row.update({name: None for name in ("images", "top1_correct", "top5_correct", *ROW_COUNTERS,
-                                            *PAIRED_COUNTERS)})
-        row.update(provider=None, seconds=time.perf_counter() - started, error=detail)
-        return row
+        return _error_row(row, exc, time.perf_counter() - started)
+    return _finish_row(context, row, counts, draw, reference, provider, time.perf_counter() - started)
+
+
+def run_trials(
+    context,
+    trials: Sequence[Trial],
+    *,
+    prefix_reuse: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Execute several trials and return their rows (in the given order), as :func:`run_trial` would.
+
+    Per-layer trials with prefix reuse run in lockstep
+    (:meth:`~onnxnoise.engine.prefix.PrefixRunner.evaluate_lockstep`): batch by batch, the
+    clean prefix runs once for all of them and no cut is kept, so memory stays bounded by
+    one batch whatever the dataset size while the prefix work is shared. Any other
+    trial (or a group of one) runs through :func:`run_trial`. Rows are the same as
+    :func:`run_trial`'s (same draws, counts and paired counts); ``seconds`` is the
+    trial's own noise draw, session build and suffix runs plus an equal share of the
+    group's clean prefix work.
+
+    Raises:
+        BaselineError: As :func:`run_trial`.
+    """
+    lockstep = prefix_reuse and len(trials) > 1 and all(t.mode == "per-layer" for t in trials)
+    if not lockstep:
+        return [run_trial(context, t, prefix_reuse=prefix_reuse, on_batch=on_batch) for t in trials]
+    reference = clean_outcomes(context)
+    rows = [_start_row(context, t) for t in trials]
+    draws: list[NoiseDraw | None] = [None] * len(trials)
+    spent = [0.0] * len(trials)
+    failed: dict[int, Exception] = {}
+    for i, trial in enumerate(trials):
+        started = time.perf_counter()
+        try:
+            draws[i] = _draw(context, trial)
+        except Exception as exc:  # noqa: BLE001
+            failed[i] = exc
+        spent[i] = time.perf_counter() - started
+    runner = context.prefix_runner()
+    todo = [i for i in range(len(trials)) if i not in failed]
+    before = runner.stats.prefix_seconds
+    started = time.perf_counter()
+    results = runner.evaluate_lockstep([draws[i].arrays for i in todo], on_batch=on_batch)
+    elapsed = time.perf_counter() - started
+    share = (runner.stats.prefix_seconds - before) / max(len(todo), 1)
+    own = (elapsed - (runner.stats.prefix_seconds - before)) / max(len(todo), 1)
+    out = []
+    for i, trial in enumerate(trials):
+        result = failed.get(i) if i in failed else results[todo.index(i)]
+        seconds = spent[i] + (0.0 if i in failed else share + own)
+        if isinstance(result, Exception):
+            out.append(_error_row(rows[i], result, seconds))
+        else:
+            out.append(_finish_row(context, rows[i], result, draws[i], reference, runner.provider, seconds))
+    return out
+
+
+def _start_row(context, trial: Trial) -> dict[str, Any]:
+    return {**context.row_fields(), **trial.to_dict(), "layers_noised": len(trial.layers)}
+
+
+def _error_row(row: dict[str, Any], exc: Exception, seconds: float) -> dict[str, Any]:
+    """``row`` with null counts and ``error`` set from ``exc``."""
+    detail = f"{type(exc).__name__}: {ort_message(exc)}"
+    row.update({name: None for name in ("images", "top1_correct", "top5_correct", *ROW_COUNTERS, *PAIRED_COUNTERS)})
+    row.update(provider=None, seconds=seconds, error=detail)
+    return row
+
+
+def _finish_row(context, row: dict[str, Any], counts: Outcomes, draw: NoiseDraw, reference: Outcomes | None,
+                provider: str | None, seconds: float) -> dict[str, Any]:
+    """``row`` with the counts, the draw's counters and the paired counts (the baseline becomes the reference)."""
     if reference is None:
         context.clean_outcomes = counts
         paired = dict.fromkeys(PAIRED_COUNTERS, 0)
@@ -86,8 +157,7 @@ def run_trial(
         paired = paired_counts(reference, counts)
     row.update(
         images=counts.images, top1_correct=counts.top1_correct, top5_correct=counts.top5_correct,
-        nan_count=counts.nan_count, **draw.counters(), **paired, provider=provider,
-        seconds=time.perf_counter() - started, error=None,
+        nan_count=counts.nan_count, **draw.counters(), **paired, provider=provider, seconds=seconds, error=None,
     )
     return row
 
