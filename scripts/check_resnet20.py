@@ -11,7 +11,7 @@ junit.xml, check.md and trial table under ``OUT/<case>/``:
 * ``find-min-snr``: folded, ``--find-min-snr --snr 5,100``, budget 1; then ``find-recheck``
   runs the printed re-check command (must PASS) and ``find-10pct-lower`` the same at
   0.9 x the found SNR (must not PASS);
-* ``protect-snr10``: folded, SNR 10, budget 1, ``--protect auto``: the gate fails and the
+* ``protect-snr5``: folded, SNR 5, budget 1, ``--protect auto``: the gate fails and the
   plan (kept layers, parameters kept, verification with independent seeds) is reported.
 
 Then ``OUT/summary.md`` and ``OUT/summary.json`` list every case with its exit code,
@@ -117,7 +117,7 @@ def main() -> int:
         lower = [*argv[:-1], repr(round(0.9 * snr, 6))]
         code, report = check(lower, args.out / "find-10pct-lower")
         rows.append(row("find-10pct-lower", code, report, "not PASS at 0.9 x the found SNR", code != 0))
-    case("protect-snr10", folded, ["--snr", "10", "--protect", "auto"], "gate FAIL, plan verified PASS",
+    case("protect-snr5", folded, ["--snr", "5", "--protect", "auto"], "gate FAIL, plan verified PASS",
          lambda c, r: c == 1 and (r.get("protection") or {}).get("verdict") == "PASS")
 
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in (folded, bn)}
