@@ -229,6 +229,12 @@ class SessionFactory:
             that path, ``None`` never takes it.
         tf32: Let the CUDA provider use TF32 for float32 convolutions and matrix
             products (:func:`cuda_options`); default exact float32. No effect on the CPU.
+        spinning: Let the CPU intra-op threads spin between operators
+            (``session.intra_op.allow_spinning``, ONNX Runtime's default). Sessions that
+            take turns batch by batch (prefix reuse in lockstep) set it off: each
+            session has its own thread pool, and the previous session's spinning threads
+            take the cores from the next one (measured on ResNet20 BN, 39 suffix sessions
+            interleaved: 1.74 s per trial spinning, 1.20 s not).
 
     Attributes:
         external: Whether the external-initializer path is in use.
@@ -249,8 +255,10 @@ class SessionFactory:
         threads: int = 0,
         external_above_bytes: int | None = EXTERNAL_ABOVE_BYTES,
         tf32: bool = False,
+        spinning: bool = True,
     ) -> None:
         self.device = device
+        self.spinning = spinning
         self.providers = resolve_providers(device)
         self.tf32 = tf32
         self.provider_options = [cuda_options(tf32) if p == _CUDA else {} for p in self.providers]
@@ -339,6 +347,8 @@ class SessionFactory:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 4  # errors reach the caller as exceptions; ORT's own log would add lines
         keepalive: tuple = ()
         unknown = (replacements or {}).keys() - self._replaceable
