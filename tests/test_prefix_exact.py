@@ -111,3 +111,14 @@ def test_lockstep_failure_of_one_trial_leaves_the_others(tmp_path: Path):
     first, second = runner.evaluate_lockstep([bad, good])
     assert isinstance(first, Exception)
     assert second == evaluate(factory.create(good), data)
+
+
+def test_prefix_sessions_run_without_spinning(tmp_path: Path):
+    """Lockstep suffix and segment sessions take turns per batch: their thread pools must not spin."""
+    model, io, layers, data, factory, _ = _setup(tmp_path, 10, 0)
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # the full model: ORT's default
+        factory.create().session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu")
+    rep = noisy(get_initializers(model), layers[4], snr=SNR, seed=0)
+    suffix = runner._suffix_factory(runner.position(rep)).create(rep)
+    assert suffix.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
