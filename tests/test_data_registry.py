@@ -84,6 +84,15 @@ def test_bench_without_data_uses_the_registered_imagenet(imagenet_like, tmp_path
     assert Path("reports").is_dir()
 
 
+def test_check_without_data_names_the_dataset_in_its_recheck_command(imagenet_like, tmp_path, capsys):
+    model = _model(tmp_path / "vgg16.onnx", 1000, favourite=1)
+    register_dataset("imagenet", imagenet_like)
+    code, _, err = _run(capsys, "check", model, "--snr", "5", "--max-drop", "50", "--out", tmp_path / "c")
+    assert code in (0, 1, 3), err
+    command = json.loads((tmp_path / "c" / "check.json").read_text())["recheck_command"]
+    assert f"--data {imagenet_like}" in command  # the path used, not whatever the registry holds later
+
+
 def test_bench_1001_outputs_uses_imagenet_with_label_offset_1(imagenet_like, tmp_path, capsys):
     model = _model(tmp_path / "tf_slim.onnx", 1001, favourite=2)  # output 2 = class 1 after the background class
     register_dataset("imagenet", imagenet_like)

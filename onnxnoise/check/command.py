@@ -276,6 +276,7 @@ def run_check(args: argparse.Namespace, console: Console,
     config = run_config(argparse.Namespace(**{**vars(args), "max_seeds": None}))
     find = bool(args.find_limit or args.find_min_snr)
     noise_model = config.noise.noise_model
+    exact = argparse.Namespace(**{**vars(args), "data": config.data})  # re-check commands name the dataset path used
     if args.find_min_snr and config.noise.model != "gaussian-snr":
         raise ConfigError(f"--find-min-snr searches gaussian-snr's SNR; for {config.noise.model} use --find-limit")
     if find and args.protect:
@@ -318,13 +319,13 @@ def run_check(args: argparse.Namespace, console: Console,
         report["search"] = result.to_dict()
         verdict = PASS if result.found is not None else result.steps[0].verdict
         if result.found is not None:
-            report["recheck_command"] = recheck_command(args, result.found, noise_model)
+            report["recheck_command"] = recheck_command(exact, result.found, noise_model)
             report["gate"] = next(g for g in result.steps if g.strength == result.found).to_dict()
     else:
         gate = session.gate(values[0])
         report["gate"] = gate.to_dict()
         verdict = gate.verdict
-        report["recheck_command"] = recheck_command(args, values[0], noise_model)
+        report["recheck_command"] = recheck_command(exact, values[0], noise_model)
         if verdict != PASS and args.protect:
             console.print(f"[bold]protection plan[/] ({args.protect})", highlight=False)
             plan = plan_protection(session, values[0], args.protect)
@@ -332,7 +333,7 @@ def run_check(args: argparse.Namespace, console: Console,
             if plan.verification is not None:
                 seed = plan.verification.seeds[0] if plan.verification.seeds else None
                 report["protection"]["recheck_command"] = recheck_command(
-                    args, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
+                    exact, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
     report["warnings"] = session.warnings
     report.update(verdict=verdict, exit_code=EXIT_CODES[verdict], seconds=time.perf_counter() - started)
     paths = write_outputs(report, out)
