@@ -415,3 +415,15 @@ def test_bounds_near_the_budget_show_which_side_they_are_on():
     assert bound_points(1.0004, 1.0) == "1.0004"
     assert bound_points(0.88, 1.0) == "0.88"
     assert bound_points(float("nan"), 1.0) == "-"
+
+
+def test_too_few_images_for_the_budget_is_said_out_loud(resnet, tmp_path, capsys):
+    code = _check(resnet, tmp_path, "--snr", "3", "--max-drop", "1", "--max-seeds", "3")
+    report = _strict_json(tmp_path / "check.json")
+    bounds = report["gate"]["bounds"]
+    term = bounds["z_quantile"] * bounds["se_images"]
+    assert term > 0.5
+    warning = next(w for w in report["warnings"] if "image term" in w)
+    assert warning.startswith(f"with 300 images the image term alone is ±{term:.2f} points, more than half the budget")
+    assert "WARNING:" in capsys.readouterr().out
+    assert code in (1, 3)

@@ -200,7 +200,8 @@ def _printer(console: Console, noise_model, metric: str):
     def on_look(result: GateResult) -> None:
         d, seed, b = result.draws[-1], result.seeds[-1], result.decision.bounds
         where = strength_text(noise_model, result.strength) + (f", {len(result.kept)} kept" if result.kept else "")
-        bounds = f" [{points(b.lower)}, {points(b.upper)}]" if b.upper == b.upper else ""
+        budget = result.decision.budget  # enough digits that a bound next to the budget is not shown equal to it
+        bounds = f" [{bound_points(b.lower, budget)}, {bound_points(b.upper, budget)}]" if b.upper == b.upper else ""
         console.print(f"  {where} seed {seed}: {label} {points(result.baseline - d.drop)}%, drop {points(d.drop)} "
                       f"(-{d.lost} +{d.gained}{', collapsed' if d.collapsed else ''}){bounds} "
                       f"{result.decision.verdict}", highlight=False)
@@ -247,6 +248,18 @@ def _summary(console: Console, report: dict[str, Any]) -> None:
     console.print(Panel("\n".join(lines), title="onnxnoise check", expand=False), highlight=False)
     for warning in report.get("warnings") or []:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
+
+
+def _image_term_warnings(report: dict[str, Any], budget: float) -> list[str]:
+    """A warning when the gate's image term alone exceeds half the budget (too few images to settle it)."""
+    gate = report.get("gate") or {}
+    bounds = gate.get("bounds") or {}
+    term = float(bounds.get("z_quantile") or 0.0) * float(bounds.get("se_images") or 0.0)
+    if not term > budget / 2:
+        return []
+    return [f"with {report['images']} images the image term alone is ±{term:.2f} points, more than half the budget "
+            f"({budget:g}); it does not shrink with more draws, so the verdict may stay INCONCLUSIVE however the "
+            "model does: evaluate more images (a larger --limit or dataset) or check a larger --max-drop"]
 
 
 def run_check(args: argparse.Namespace, console: Console,
@@ -334,7 +347,7 @@ def run_check(args: argparse.Namespace, console: Console,
                 seed = plan.verification.seeds[0] if plan.verification.seeds else None
                 report["protection"]["recheck_command"] = recheck_command(
                     exact, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
-    report["warnings"] = session.warnings
+    report["warnings"] = session.warnings + _image_term_warnings(report, settings.budget)
     report.update(verdict=verdict, exit_code=EXIT_CODES[verdict], seconds=time.perf_counter() - started)
     paths = write_outputs(report, out)
     write_table(session.frame(), out, "trials")
