@@ -124,9 +124,10 @@ def run_trials(
     elapsed = time.perf_counter() - started
     share = (runner.stats.prefix_seconds - before) / max(len(todo), 1)
     own = (elapsed - (runner.stats.prefix_seconds - before)) / max(len(todo), 1)
+    by_trial = dict(zip(todo, results))
     out = []
     for i, trial in enumerate(trials):
-        result = failed.get(i) if i in failed else results[todo.index(i)]
+        result = failed[i] if i in failed else by_trial[i]
         seconds = spent[i] + (0.0 if i in failed else share + own)
         if isinstance(result, Exception):
             out.append(_error_row(rows[i], result, seconds))
