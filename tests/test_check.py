@@ -154,6 +154,11 @@ def test_other_seeds_keep_a_clear_verdict(resnet, tmp_path):
     (["--snr", "10", "--max-drop", "1", "--seeds", "5"], "check chooses its number of draws itself"),
     (["--snr", "10", "--max-drop", "1", "--find-limit"], "the search range is two strengths"),
     (["--snr", "10", "--max-drop", "1", "--protect", "("], "is not a regular expression"),
+    (["--snr", "10", "--max-drop", "1", "--find-resolution", "0.1"], "use it with --find-limit"),
+    (["--snr", "2,50", "--max-drop", "1", "--find-limit", "--find-resolution", "0"],
+     "`--find-resolution` must be > 0 (e.g. 0.05 for 5%), got 0.0"),
+    (["--snr", "2,50", "--max-drop", "1", "--find-min-snr", "--find-resolution", "nan"],
+     "`--find-resolution` must be > 0"),
 ])
 def test_bad_input_exits_2_with_one_line(resnet, tmp_path, capsys, extra, message):
     code = _check(resnet, tmp_path, *extra)

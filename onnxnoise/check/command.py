@@ -28,7 +28,7 @@ from onnxnoise.check.outputs import bound_points, points, write_outputs
 from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.check.protect import layers_regex, plan_protection, protected_layers
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MAX_DRAWS, MIN_DRAWS, PASS
-from onnxnoise.check.tolerance import find_limit
+from onnxnoise.check.tolerance import check_resolution, find_limit
 from onnxnoise.errors import BaselineExpectationError, ConfigError
 
 __all__ = ["EXIT_CODES", "METHOD", "add_check_parser", "run_check", "recheck_command", "strength_text"]
@@ -294,6 +294,11 @@ def run_check(args: argparse.Namespace, console: Console,
         raise ConfigError(f"--find-min-snr searches gaussian-snr's SNR; for {config.noise.model} use --find-limit")
     if find and args.protect:
         raise ConfigError("--protect goes with a gate at one strength, not with --find-limit")
+    if args.find_resolution is not None:
+        if not find:
+            raise ConfigError("--find-resolution sets the search's stopping point; use it with --find-limit "
+                              "(or --find-min-snr), or drop it")
+        check_resolution(args.find_resolution)
     values = _range_or_strength(args, config, find)
     out = output_folder(args.out or Path("reports") / f"check-{Path(config.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     with console.status("loading model and decoding images"):

@@ -31,7 +31,7 @@ from onnxnoise.check.gate import CheckSession, GateResult
 from onnxnoise.check.sequential import PASS
 from onnxnoise.errors import ConfigError
 
-__all__ = ["SearchResult", "find_limit", "noisier_when", "round_strength"]
+__all__ = ["SearchResult", "check_resolution", "find_limit", "noisier_when", "round_strength"]
 
 
 def noisier_when(noise_model: Any) -> str:
@@ -106,6 +106,17 @@ class SearchResult:
         }
 
 
+def check_resolution(resolution: float) -> float:
+    """Return ``resolution`` (the search's stopping ratio minus 1) if it is a finite number > 0.
+
+    Raises:
+        ConfigError: Otherwise, naming ``--find-resolution``.
+    """
+    if not (math.isfinite(resolution) and resolution > 0):
+        raise ConfigError(f"`--find-resolution` must be > 0 (e.g. 0.05 for 5%), got {resolution!r}")
+    return resolution
+
+
 def find_limit(session: CheckSession, low: float, high: float, *, resolution: float = 0.05,
                max_steps: int = 20) -> SearchResult:
     """Bisect ``[low, high]`` for the noisiest strength whose gate passes.
@@ -126,8 +137,7 @@ def find_limit(session: CheckSession, low: float, high: float, *, resolution: fl
     low, high = sorted((session.check_strength(low), session.check_strength(high)))
     if not low < high:
         raise ConfigError(f"the search range needs two different strengths, got {low:g} and {high:g}")
-    if not (math.isfinite(resolution) and resolution > 0):
-        raise ConfigError(f"`--find-resolution` must be > 0 (e.g. 0.05 for 5%), got {resolution!r}")
+    check_resolution(resolution)
     model = session.context.config.noise.noise_model
     direction = noisier_when(model)
     quiet, noisy = (high, low) if direction == "lower" else (low, high)
