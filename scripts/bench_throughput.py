@@ -5,7 +5,8 @@ Usage::
 
     python scripts/bench_throughput.py MODEL --data DATA [--mode all|per-layer] [--trials N] [--repeats R]
         [--warmup-trials W] [--preprocess P] [--limit N] [--batch-size B] [--threads T] [--device D] [--tf32]
-        [--snr S] [--skip-no-prefix] [--prefix-memory GIB] [--rss-sweep [--rss-data DIR]] [--cache-repeats R]
+        [--snr S] [--skip-no-prefix] [--prefix-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
+        [--cache-repeats R]
         [--alternatives] [--tune] [--json]
 
 Every trial is the engine's: the run context is prepared once
@@ -124,7 +125,7 @@ def _prefix_overhead(before: dict, after: dict, timing, rows: _Rows) -> dict:
             "load_s_per_trial": d["load_seconds"] / trials}
 
 
-def run_side(side: str, context: RunContext, clean_session, planned: list) -> dict:
+def run_side(side: str, context: RunContext, clean_session, planned: list, *, lockstep: bool = True) -> dict:
     """Time one side once: images/s (wall and CPU), failed trials, overhead, RSS after each trial."""
     n = len(context.data)
     if side != "clean" and not planned:
@@ -139,7 +140,7 @@ def run_side(side: str, context: RunContext, clean_session, planned: list) -> di
     stats = vars(context.prefix_runner().stats).copy() if prefix else None
     with instrument(context) as timing:
         wall, cpu = time.perf_counter(), time.process_time()
-        LocalExecutor(prefix_reuse=prefix).run(context, planned, MemoryRecorder(), rows)
+        LocalExecutor(prefix_reuse=prefix, lockstep=lockstep).run(context, planned, MemoryRecorder(), rows)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     images = len(planned) * n
     overhead = (_prefix_overhead(stats, vars(context.prefix_runner().stats), timing, rows) if prefix
@@ -173,11 +174,12 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     hwm_reset = reset_peak_rss()
     warm = _planned(context, mode, args.warmup_trials)
     for side in sides:  # every side once, untimed
-        run_side(side, context, clean_session, warm if side != "clean" else [])
+        run_side(side, context, clean_session, warm if side != "clean" else [], lockstep=not args.kept_cut)
     rounds = []
     for r in range(args.repeats):
         order = sides[r % len(sides):] + sides[: r % len(sides)]
-        rounds.append({side: run_side(side, context, clean_session, planned) for side in order})
+        rounds.append({side: run_side(side, context, clean_session, planned, lockstep=not args.kept_cut)
+                       for side in order})
     peak = peak_rss_mb()
     print(f"sides {', '.join(sides)}; {len(planned)} trials x {len(context.data)} images per trial side; "
           f"{args.repeats} rounds, order rotated; warm-up: one clean pass and {len(warm)} trials per trial side")
@@ -266,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-no-prefix", action="store_true",
                         help="per-layer: leave out the full-model (no prefix reuse) side")
     parser.add_argument("--prefix-memory", type=float, default=4.0, help="GiB prefix reuse may keep (default 4)")
+    parser.add_argument("--kept-cut", action="store_true",
+                        help="per-layer trials one at a time on the prefix runner's kept cut (a Ray worker's path) "
+                        "instead of lockstep passes")
     parser.add_argument("--rss-sweep", action="store_true",
                         help="per-layer sweep with prefix reuse on --data's CIFAR-10 test set repeated 10 times")
     parser.add_argument("--rss-data", type=Path, default=Path("/tmp/onnxnoise-cifar10-x10"),

@@ -18,6 +18,8 @@ import pytest
 from _checks import stored_rows as _stored_rows
 from onnxnoise.cli import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.executor import LocalExecutor
 from onnxnoise.experiment import ExperimentError, load_experiment
 from onnxnoise.report.stats import average_normalized_accuracy
 from onnxnoise.report.study import collect_trials
@@ -204,19 +206,24 @@ def test_report_on_missing_run_dir(tmp_path, capsys):
 
 
 def test_prefix_reuse_gives_the_same_trials_as_full_evaluation(cifar_resnet_onnx, shared_data, tmp_path):
-    """Per-layer sweep of ResNet20 (BN kept, 300 images): identical counts with and without prefix reuse."""
+    """Per-layer sweep of ResNet20 (BN kept, 300 images): identical counts with prefix reuse in lockstep,
+    with prefix reuse on a kept cut (each trial alone, a Ray worker's path) and without prefix reuse."""
     run = RunConfig(model=cifar_resnet_onnx(20, keep_batchnorm=True), data=shared_data("cifar-10-batches-py"),
                     noise=NoiseConfig(strengths=(5.0, 2.0), seeds=(0,)), limit=300, device="cpu")
     frames = []
-    for reuse in (True, False):
+    for reuse, lockstep in ((True, True), (True, False), (False, True)):
         config = SweepConfig(run, modes=("per-layer",), prefix_reuse=reuse)
-        with open_store(tmp_path / f"reuse{reuse}" / "trials.sqlite") as store:
-            result = run_sweep(config, store)
+        executor = LocalExecutor(prefix_reuse=reuse, lockstep=lockstep)
+        context = prepare_context(run)
+        with open_store(tmp_path / f"reuse{reuse}-{lockstep}" / "trials.sqlite") as store:
+            result = run_sweep(config, store, executor=executor, context=context)
+            kept = context.prefix_runner().stats.kept_batches
+            assert (kept > 0) == (reuse and not lockstep), kept  # lockstep keeps no cut
             assert result.planned == result.ran == 1 + 39 * 2
             assert result.failed == 0 and result.done == 0 and result.taken == 0
             frames.append(store.to_frame().select("key", "strength", "seed", "layer_index", "top1_correct",
                                                   "top5_correct", "nan_count", "bn_variance_changed").sort("key"))
-    assert frames[0].equals(frames[1])
+    assert frames[0].equals(frames[1]) and frames[0].equals(frames[2])
     assert frames[0]["top1_correct"].null_count() == 0
 
 

@@ -154,10 +154,13 @@ class LocalExecutor(Executor):
 
     Args:
         prefix_reuse: Evaluate per-layer trials through the context's prefix runner.
+        lockstep: Group per-layer trials as above (default). False runs each alone on the
+            runner's kept cut, as a Ray worker does (for benchmarks of that path).
     """
 
-    def __init__(self, *, prefix_reuse: bool = True) -> None:
+    def __init__(self, *, prefix_reuse: bool = True, lockstep: bool = True) -> None:
         self.prefix_reuse = prefix_reuse
+        self.lockstep = lockstep
 
     def run(self, context, planned: Sequence[PlannedTrial], recorder: Recorder,
             progress: Progress | None = None) -> ExecutionResult:
@@ -179,7 +182,7 @@ class LocalExecutor(Executor):
         counts = {"ran": 0, "failed": 0, "taken": 0, "settled": 0}
         draws = DrawHistory(context, recorder, seed_rule(context.config.noise))
         group: list[PlannedTrial] = []
-        limit = self._group_limit(context)
+        limit = self._group_limit(context) if self.lockstep else 1
 
         def flush() -> None:
             if group:
