@@ -239,6 +239,7 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     assert plan["kept"] == ["fragile"] and plan["verdict"] == "PASS"
     assert plan["kept_params"] == 33 * 192 + 33 and plan["total_params"] == 33 * 192 + 33 + 10 * 33 + 10
     assert plan["kept_percent"] == pytest.approx(100 * 6369 / 6709)
+    assert "(94.93%). Verified with new seeds: **PASS** (" in (tmp_path / "check.md").read_text()
     verification = plan["verification"]
     assert verification["layers_kept"] == ["fragile"] and verification["layers_noised"] == 1
     assert verification["seeds"][0] == 1000 and verification["bounds"]["upper"] < 2
@@ -298,6 +299,7 @@ def test_protect_regex_tests_that_configuration(mlp, tmp_path):
     plan = _strict_json(tmp_path / "check.json")["protection"]
     assert plan["kept"] == ["fragile"] and plan["ranking"] == [] and plan["steps"] == []
     assert plan["verdict"] == "PASS" and plan["verification"]["seeds"][0] == 0
+    assert "(94.93%). Gate with these layers kept: **PASS**" in (tmp_path / "check.md").read_text()
 
 
 def test_recheck_command_keeps_settings_and_quotes():

@@ -129,7 +129,9 @@ def markdown(report: dict[str, Any]) -> str:
     if plan:
         lines += ["## Protection plan", "",
                   f"Keep noise-free: {', '.join(plan['kept']) or '(none found)'} — {plan['kept_params']} of "
-                  f"{plan['total_params']} parameters ({points(plan['kept_percent'])}%). Verified: **{plan['verdict']}**"
+                  f"{plan['total_params']} parameters ({points(plan['kept_percent'])}%). "
+                  + ("Verified with new seeds" if plan.get("steps") else "Gate with these layers kept")
+                  + f": **{plan['verdict']}**"
                   + (f" ({_bounds_line(plan['verification'])})" if plan.get("verification") else "") + ".", ""]
         if plan["ranking"]:
             lines += ["| layer | drop alone (points) |", "|---|---|"]
