@@ -185,7 +185,9 @@ class RunConfig:
         limit: Evaluate a class-stratified subset of this many images.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it).
-        threads: CPU EP intra-op threads (``0``: ONNX Runtime's default).
+        threads: CPU EP intra-op threads (``0``: ONNX Runtime's default). Per-layer trials
+            with prefix reuse run this many single-threaded suffix sessions side by side
+            instead (``0``: one per usable CPU).
         preset: Preprocessing preset, or ``None`` for the model's own / torchvision.
         preprocess: Single preprocessing overrides (names from
             :data:`onnxnoise.data.PREPROCESS_KEYS`); validated with the preset by

@@ -84,13 +84,16 @@ def test_every_layer_prefix_equals_full_model(tmp_path: Path, num_classes: int, 
     assert runner.stats.advances >= 5 and runner.stats.rebuilds >= 1  # forward moves reuse the kept cut
 
 
-def test_lockstep_group_equals_full_model_and_keeps_no_cut(tmp_path: Path):
-    """Every layer at once in lockstep (per-image outcomes equal the full model's), in any order given."""
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+def test_lockstep_group_equals_full_model_and_keeps_no_cut(tmp_path: Path, parallel: int):
+    """Every layer at once in lockstep (per-image outcomes equal the full model's), in any order given,
+    with the suffix sessions one at a time or several side by side (one thread each)."""
     model, io, layers, data, factory, _ = _setup(tmp_path, 10, 0)
     inits = get_initializers(model)
     reps = [noisy(inits, layer, snr=SNR, seed=3) for layer in layers]
     full = [evaluate(factory.create(rep), data) for rep in reps]
-    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1)
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1,
+                          parallel=parallel)
     order = list(range(len(layers)))[::-1]  # given backwards: the runner sorts by split position
     results = runner.evaluate_lockstep([reps[i] for i in order])
     for got, i in zip(results, order):
@@ -102,12 +105,13 @@ def test_lockstep_group_equals_full_model_and_keeps_no_cut(tmp_path: Path):
     assert stats.trials == len(layers) and stats.prefix_seconds > 0
 
 
-def test_lockstep_failure_of_one_trial_leaves_the_others(tmp_path: Path):
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_lockstep_failure_of_one_trial_leaves_the_others(tmp_path: Path, parallel: int):
     model, io, layers, data, factory, _ = _setup(tmp_path, 10, 0)
     inits = get_initializers(model)
     good = noisy(inits, layers[2], snr=SNR, seed=0)
     bad = {name: np.zeros((1,), np.float32) for name in layers[5].tensors}  # wrong shape: the session fails
-    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu")
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", parallel=parallel)
     first, second = runner.evaluate_lockstep([bad, good])
     assert isinstance(first, Exception)
     assert second == evaluate(factory.create(good), data)

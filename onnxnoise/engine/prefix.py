@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,24 @@ class _Cut:
 DEFAULT_MEMORY_BYTES = 4 << 30
 
 
+class _Inline:
+    """Stand-in for a ``ThreadPoolExecutor`` that runs each call at once (``parallel`` 1)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable, *args: object) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - delivered through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+
 @dataclass
 class PrefixRunner:
     """Evaluates noisy trials by running only the suffix after the first noised node.
@@ -139,6 +158,10 @@ class PrefixRunner:
         replaceable: Initializer names trials may replace (default: all).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: CPU intra-op threads (``0``: ONNX Runtime's default).
+        parallel: Suffix sessions :meth:`evaluate_lockstep` runs at once on the CPU, each
+            with one intra-op thread (``1``: one at a time with ``threads`` threads). Two
+            single-threaded sessions side by side keep both cores of a 2-core machine busy
+            where one two-threaded session leaves them idle between small operators.
         memory_limit_bytes: Most bytes of cut activations kept in memory, all batches
             together (device memory on the CUDA provider); batches beyond it go to disk
             (:class:`~onnxnoise.engine.cut_store.CutStore`). ``--prefix-memory`` in GiB.
@@ -170,6 +193,7 @@ class PrefixRunner:
     replaceable: Iterable[str] | None = None
     device: str = "auto"
     threads: int = 0
+    parallel: int = 1
     memory_limit_bytes: int = DEFAULT_MEMORY_BYTES
     spill_dir: Path | bool | None = None
     overflow: str = "auto"
@@ -181,7 +205,7 @@ class PrefixRunner:
         inits = {t.name for t in self.model.graph.initializer}
         self._replaceable = inits if self.replaceable is None else set(self.replaceable)
         self._cut: _Cut | None = None
-        self._factory: tuple[int, SessionFactory] | None = None
+        self._factory: tuple[tuple[int, int], SessionFactory] | None = None
         self._segments: dict[tuple[int, int], tuple[Session, list[str]]] = {}
         self._store: CutStore | None = None
         self._last_trials = 1  # trials the previous cut served (how often a spilled batch is read)
@@ -257,7 +281,9 @@ class PrefixRunner:
         values at its own position as soon as they exist. Memory holds one batch's
         activations and the trials' suffix sessions, whatever the dataset size; the clean
         prefix work is one forward pass (up to the last position) per group, shared by
-        its trials. A per-layer sweep's plan order (every layer at one strength and seed,
+        its trials. On the CPU, ``parallel`` suffix sessions run at once (one thread each)
+        while the next segment of the prefix is computed; a batch ends when all of its
+        suffixes have. A per-layer sweep's plan order (every layer at one strength and seed,
         then the next) gives groups of one pass over the layers (``LocalExecutor``).
 
         Counts equal :meth:`evaluate` (the same suffix models, the same segment chain as
@@ -276,48 +302,66 @@ class PrefixRunner:
         order = sorted(range(n), key=lambda i: positions[i])
         results: list[Outcomes | Exception | None] = [None] * n
         sessions: list[Session | None] = [None] * n
+        workers = max(1, self.parallel)
         for i in order:
             started = time.perf_counter()
             try:
-                sessions[i] = self._suffix_factory(positions[i]).create(replacements[i])
+                factory = self._suffix_factory(positions[i], threads=1 if workers > 1 else None)
+                sessions[i] = factory.create(replacements[i])
                 self.provider = sessions[i].provider
                 self._use(sessions[i])
             except Exception as exc:  # noqa: BLE001 - that trial's error row; the others run
                 results[i] = exc
             self.stats.build_seconds += time.perf_counter() - started
+        if self._store is not None and self._store.values.on_device:
+            workers = 1  # one GPU stream: sessions one after another
         live = [i for i in order if results[i] is None]
         self.stats.trials += len(live)
         parts: list[list[Outcomes]] = [[] for _ in range(n)]
         seen: list[np.ndarray] = []
         first = set(live)
-        for feed, labels in zip(self._inputs() if live else (), self.data.batch_labels()):
-            position, names, values = 0, (self.input_name,), feed
-            for i in live:
-                if results[i] is not None:
-                    continue
-                started = time.perf_counter()
-                try:
+
+        def suffix(i: int, values: dict, labels: np.ndarray) -> tuple[Outcomes, float]:
+            started = time.perf_counter()
+            out = self._scores(sessions[i], values)
+            counts = self.data.count(out.reshape(out.shape[0], -1)[: len(labels)], labels)
+            return counts, time.perf_counter() - started
+
+        with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
+            for feed, labels in zip(self._inputs() if live else (), self.data.batch_labels()):
+                position, names, values = 0, (self.input_name,), feed
+                running = []
+                for i in live:
+                    if results[i] is not None:
+                        continue
                     if positions[i] != position:
-                        cut = self.splitter.cut(positions[i])
-                        values = self._compute(position, names, values, positions[i], cut)
-                        position, names = positions[i], cut
-                        self.stats.prefix_seconds += time.perf_counter() - started
                         started = time.perf_counter()
-                    out = self._scores(sessions[i], values)
-                    parts[i].append(self.data.count(out.reshape(out.shape[0], -1)[: len(labels)], labels))
-                except Exception as exc:  # noqa: BLE001
-                    results[i] = exc
-                    continue
-                elapsed = time.perf_counter() - started
-                if i in first:
-                    self.stats.first_run_seconds += elapsed
-                    first.discard(i)
-                else:
-                    self.stats.suffix_seconds += elapsed
-                    self.stats.suffix_batches += 1
-            seen.append(labels)
-            if on_batch is not None:
-                on_batch(len(labels) * sum(results[i] is None for i in live))
+                        try:
+                            cut = self.splitter.cut(positions[i])
+                            values = self._compute(position, names, values, positions[i], cut)
+                            position, names = positions[i], cut
+                        except Exception as exc:  # noqa: BLE001
+                            results[i] = exc
+                            continue
+                        finally:
+                            self.stats.prefix_seconds += time.perf_counter() - started
+                    running.append((i, pool.submit(suffix, i, values, labels)))
+                for i, future in running:  # in trial order, so each trial's parts stay in batch order
+                    try:
+                        counts, elapsed = future.result()
+                    except Exception as exc:  # noqa: BLE001
+                        results[i] = exc
+                        continue
+                    parts[i].append(counts)
+                    if i in first:
+                        self.stats.first_run_seconds += elapsed
+                        first.discard(i)
+                    else:
+                        self.stats.suffix_seconds += elapsed
+                        self.stats.suffix_batches += 1
+                seen.append(labels)
+                if on_batch is not None:
+                    on_batch(len(labels) * sum(results[i] is None for i in live))
         for i in live:
             if results[i] is None:
                 try:
@@ -514,8 +558,11 @@ class PrefixRunner:
         self.stats.spill_bytes_written = store.spilled_bytes
         self.stats.spill_bytes_read = store.read_bytes
 
-    def _suffix_factory(self, position: int) -> SessionFactory:
-        if self._factory is not None and self._factory[0] == position:
+    def _suffix_factory(self, position: int, threads: int | None = None) -> SessionFactory:
+        """The suffix model's session factory at ``position`` (the last one is kept), with
+        ``threads`` intra-op threads (default: the runner's ``threads``)."""
+        threads = self.threads if threads is None else threads
+        if self._factory is not None and self._factory[0] == (position, threads):
             return self._factory[1]
         self._factory = None
         names = self.splitter.cut(position) if position else (self.input_name,)
@@ -523,7 +570,7 @@ class PrefixRunner:
         suffix_inits = {t.name for t in suffix.graph.initializer}
         factory = SessionFactory(
             suffix, sorted(self._replaceable & suffix_inits), input_name=names[0], output_name=self.output_name,
-            device=self.device, threads=self.threads, tf32=self.tf32, spinning=False,
+            device=self.device, threads=threads, tf32=self.tf32, spinning=False,
         )
-        self._factory = (position, factory)
+        self._factory = ((position, threads), factory)
         return factory
