@@ -107,7 +107,9 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("runtime and output")
     run.add_argument("--device", choices=DEVICES, help="execution provider (default auto)")
     run.add_argument("--batch-size", type=int, help="images per ONNX Runtime call (default 128)")
-    run.add_argument("--threads", type=int, help="CPU threads (default: onnxruntime's choice)")
+    run.add_argument("--threads", type=int, help="CPU threads: intra-op threads of each session (default: "
+                     "onnxruntime's choice); per-layer trials with prefix reuse run this many single-threaded "
+                     "suffix sessions side by side instead (default: one per usable CPU)")
     run.add_argument("--tf32", action="store_true", default=None,
                      help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and "
                      "newer GPUs, not float32; recorded in every trial row and key); default exact float32")

@@ -538,7 +538,7 @@ class PrefixRunner:
         if key not in self._segments:
             segment = self.splitter.submodel(start, stop, outputs)
             factory = SessionFactory(segment, (), input_name=outputs[0], output_name=outputs[0],
-                                     device=self.device, threads=self.threads, tf32=self.tf32, spinning=False)
+                                     device=self.device, threads=self.threads, tf32=self.tf32, spinning=False, arena=False)
             self._segments[key] = (factory.create(), [i.name for i in segment.graph.input])
         return self._segments[key]
 
@@ -570,7 +570,7 @@ class PrefixRunner:
         suffix_inits = {t.name for t in suffix.graph.initializer}
         factory = SessionFactory(
             suffix, sorted(self._replaceable & suffix_inits), input_name=names[0], output_name=self.output_name,
-            device=self.device, threads=threads, tf32=self.tf32, spinning=False,
+            device=self.device, threads=threads, tf32=self.tf32, spinning=False, arena=False,
         )
         self._factory = ((position, threads), factory)
         return factory

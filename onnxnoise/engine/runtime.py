@@ -236,6 +236,12 @@ class SessionFactory:
             take the cores from the next one (measured 2026-11-29 on ResNet20 BN, 2,000
             CIFAR-10 images, 39 suffix sessions interleaved, one run on a shared 2-core
             Xeon: 1.74 s per trial spinning, 1.20 s not).
+        arena: Keep ONNX Runtime's CPU memory arena (``enable_cpu_mem_arena``, its
+            default): a session's activation buffers stay allocated between runs. Sessions
+            that take turns (prefix reuse in lockstep, up to hundreds at once) set it off, so
+            an idle session holds its weights only and the working memory of one batch is
+            reused by the next session (ResNet56 BN, 111 suffix sessions, batch 128: peak
+            RSS grew by 5,140 MiB with arenas).
 
     Attributes:
         external: Whether the external-initializer path is in use.
@@ -257,9 +263,11 @@ class SessionFactory:
         external_above_bytes: int | None = EXTERNAL_ABOVE_BYTES,
         tf32: bool = False,
         spinning: bool = True,
+        arena: bool = True,
     ) -> None:
         self.device = device
         self.spinning = spinning
+        self.arena = arena
         self.providers = resolve_providers(device)
         self.tf32 = tf32
         self.provider_options = [cuda_options(tf32) if p == _CUDA else {} for p in self.providers]
@@ -350,6 +358,7 @@ class SessionFactory:
         options.intra_op_num_threads = self.threads
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_cpu_mem_arena = self.arena
         options.log_severity_level = 4  # errors reach the caller as exceptions; ORT's own log would add lines
         keepalive: tuple = ()
         unknown = (replacements or {}).keys() - self._replaceable
