@@ -117,12 +117,18 @@ def test_lockstep_failure_of_one_trial_leaves_the_others(tmp_path: Path, paralle
     assert second == evaluate(factory.create(good), data)
 
 
-def test_prefix_sessions_run_without_spinning(tmp_path: Path):
-    """Lockstep suffix and segment sessions take turns per batch: their thread pools must not spin."""
+def test_prefix_sessions_run_without_spinning_or_arena(tmp_path: Path):
+    """Lockstep suffix and segment sessions take turns per batch: their thread pools must not spin, and an
+    idle one must not hold a memory arena; side by side (``parallel``) each has one intra-op thread."""
     model, io, layers, data, factory, _ = _setup(tmp_path, 10, 0)
+    clean = factory.create().session.get_session_options()
     with pytest.raises(RuntimeError, match="does not have configuration"):  # the full model: ORT's default
-        factory.create().session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
-    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu")
+        clean.get_session_config_entry("session.intra_op.allow_spinning")
+    assert clean.enable_cpu_mem_arena
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", threads=2)
     rep = noisy(get_initializers(model), layers[4], snr=SNR, seed=0)
-    suffix = runner._suffix_factory(runner.position(rep)).create(rep)
-    assert suffix.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    for threads in (None, 1):
+        options = runner._suffix_factory(runner.position(rep), threads=threads).create(rep).session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert not options.enable_cpu_mem_arena
+        assert options.intra_op_num_threads == (threads or 2)
