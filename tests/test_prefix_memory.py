@@ -211,3 +211,20 @@ def test_cli_prefix_memory_reaches_the_runner(tmp_path):
     assert config.prefix_memory == 0.25
     runner = prepare_context(config).prefix_runner()
     assert runner.memory_limit_bytes == 1 << 28
+
+
+@pytest.mark.parametrize(("weights_mib", "gib", "limit"), [
+    (100, 4.0, 4096 // (200 + 16)),  # ResNet50-sized: 18 suffix sessions at once
+    (553, 4.0, 4096 // (1106 + 16)),  # VGG16-sized: 3
+    (553, 0.5, 1),  # never fewer than one
+    (1, 4.0, 4096 // (2 + 16)),  # ResNet20-sized: 227, the session overhead dominates
+    (1, 8.0, 256),  # at most MAX_LOCKSTEP
+])
+def test_lockstep_group_limit_fits_sessions_in_prefix_memory(weights_mib, gib, limit):
+    from types import SimpleNamespace
+
+    from onnxnoise.engine.executor import MAX_LOCKSTEP, SESSION_BYTES, LocalExecutor
+    assert (MAX_LOCKSTEP, SESSION_BYTES) == (256, 16 << 20)
+    context = SimpleNamespace(initializers={"w": np.zeros(weights_mib << 18, np.float32)},
+                              config=SimpleNamespace(prefix_memory=gib))
+    assert LocalExecutor._group_limit(context) == limit
