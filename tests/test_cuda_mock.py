@@ -9,6 +9,8 @@ kept activations never left the "GPU".
 
 from __future__ import annotations
 
+import threading
+
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +228,29 @@ def test_prefix_cuts_stay_on_the_device(fake_cuda, model_and_data, tmp_path, mon
     assert all(fake.provider_options[0] == {"use_tf32": "0"} for fake in _FakeCudaSession.created)
     # inputs were uploaded once per batch (5 batches), then reused by every rebuild and position-0 trial
     assert [u[:2] for u in fake_cuda] == [("cuda", 0)] * 5
+
+
+def test_lockstep_on_the_device_runs_one_suffix_at_a_time(fake_cuda, model_and_data, monkeypatch):
+    """A lockstep pass on the CUDA EP: counts equal the CPU's, activations never cross to the host, and the
+    suffix sessions take turns on the device (``parallel`` applies to the CPU only)."""
+    path, labeled = model_and_data
+    model, data, io, layers, runner = _runner_setup(path, labeled, limit=1 << 30)
+    runner.parallel = 2
+    inits = get_initializers(model)
+    noise = make_noise_model("gaussian-snr")
+    reps = [draw_noise(noise, 2.0, 1, [layer], inits).arrays for layer in layers]
+    with pytest.MonkeyPatch.context() as cpu_only:
+        cpu_only.setattr(runtime.ort, "get_available_providers", lambda: [CPU])
+        cpu_only.setattr(runtime.ort, "InferenceSession", _RealSession)
+        expected = [_cpu_counts(model, io, layers, data, rep) for rep in reps]
+    threads = set()
+    real_scores = runner._scores
+    monkeypatch.setattr(runner, "_scores", lambda *a: (threads.add(threading.get_ident()), real_scores(*a))[1])
+    results = runner.evaluate_lockstep(reps)
+    for got, want, layer in zip(results, expected, layers):
+        assert got == want, layer.name
+    assert threads == {threading.get_ident()}  # every suffix ran on this thread, one after another
+    assert _DeviceValue.host_copies == 0 and runner.provider == CUDA
 
 
 def test_prefix_cuts_beyond_the_bound_spill_from_the_device(fake_cuda, model_and_data, tmp_path):
