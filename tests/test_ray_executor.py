@@ -189,6 +189,19 @@ def test_without_ray_the_ray_executor_is_one_line(files, monkeypatch, capsys):
     assert not (data.parent / "never").exists()
 
 
+@pytest.mark.parametrize(("address", "reason"), [("127.0.0.1:1", "Connection refused"),
+                                                 ("no-such-host.invalid:6379", "")])
+def test_unreachable_address_is_one_line_at_once(files, capsys, address, reason):
+    model, data, _ = files
+    started = time.monotonic()
+    code = main(["sweep", str(model), "--data", str(data), "--preprocess", "raw", "--executor", "ray",
+                 "--address", address, "--out", str(data.parent / "unreachable")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and time.monotonic() - started < 60  # Ray alone retries for minutes
+    assert len(err) == 1 and err[0].startswith(f"onnxnoise: error: cannot reach the Ray cluster at {address} ({reason}")
+    assert "leave out --address to start a local Ray instance" in err[0]
+
+
 def test_ray_settings_need_the_ray_executor(files, capsys):
     model, data, _ = files
     assert main(["sweep", str(model), "--data", str(data), "--workers", "2"]) == 2

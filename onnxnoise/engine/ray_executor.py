@@ -23,6 +23,7 @@ name), so the counts equal the local executor's.
 from __future__ import annotations
 
 import os
+import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,6 +135,8 @@ class RayExecutor(Executor):
 
     def _connect(self) -> None:
         ray = self._ray
+        if self.address is not None:
+            _check_reachable(self.address)
         if ray.is_initialized():
             return
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
@@ -185,6 +188,27 @@ class RayExecutor(Executor):
             raise
         self._pool = pool
         return pool
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) that takes no connection within 5 s.
+
+    Ray itself retries an unreachable address for minutes, printing a warning every few
+    seconds. ``auto`` and other forms without a port are left to Ray.
+
+    Raises:
+        OnnxNoiseError: The host is unknown or nothing accepts connections on the port.
+    """
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OnnxNoiseError(f"cannot reach the Ray cluster at {address} ({reason}): give the head node's address "
+                             "as `ray start --head` printed it (`ray status` on the head shows it), or leave out "
+                             "--address to start a local Ray instance") from None
 
 
 class _Dispatch:
