@@ -206,7 +206,7 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
         pct, half = mean_ci([o["pct"] for o in oh])
         first = oh[-1]
         print(f"per-trial overhead, {side} (from the path that ran): noise {1000 * first['noise_s']:.1f} ms + "
-              f"{first['what']} {1000 * first['build_s']:.1f} ms + cold first run {1000 * first['cold_s']:.1f} ms "
+              f"{first['what']} {1000 * first['build_s']:.1f} ms + cold first run {1000 * _positive(first['cold_s']):.1f} ms "
               f"(last round) = {pct:.2f}% ± {half:.2f} of a trial"
               + (f"; clean prefix work (cut moves) {1000 * first['prefix_s_per_trial']:.0f} ms and spilled/recomputed "
                  f"batches {1000 * first['load_s_per_trial']:.0f} ms per trial, apart" if side == "prefix" else ""))
@@ -338,8 +338,13 @@ def _bench(args: argparse.Namespace) -> int:
             for row in out["tune"]:
                 print(f"tune: threads {row['threads'] or 'default'} opt {row['opt_level']:8s} "
                       f"{row['images_per_s']:8.1f} images/s (build {1000 * row['build_s']:.0f} ms)")
-    for name, value, ok in checks:
-        print(f"[{'MET' if ok else 'NOT MET'}] {name}: {value:.3f}")
+    if len(context.data) < 10_000 or (args.trials and args.trials < len(context.selected)):
+        print("note: the speed and overhead targets are for 10k-image trials over every layer (docs/performance.md); "
+              "with fewer images the fixed cost per trial weighs more, and with fewer per-layer trials one clean "
+              "prefix pass is shared by fewer of them")
+    for name, value, ok in checks:  # "no ..." checks count cases (ratios above their maximum, failed trials)
+        print(f"[{'MET' if ok else 'NOT MET'}] {name}: " + (f"{int(value)} found" if name.startswith("no ")
+                                                             else f"{value:.3f}"))
     out["checks"] = [{"check": c, "value": v, "met": ok} for c, v, ok in checks]
     if args.json:
         print(json_text(out))
