@@ -338,7 +338,8 @@ def _bench(args: argparse.Namespace) -> int:
             for row in out["tune"]:
                 print(f"tune: threads {row['threads'] or 'default'} opt {row['opt_level']:8s} "
                       f"{row['images_per_s']:8.1f} images/s (build {1000 * row['build_s']:.0f} ms)")
-    if len(context.data) < 10_000 or (args.trials and args.trials < len(context.selected)):
+    per_layer = args.mode == "per-layer" or args.rss_sweep
+    if len(context.data) < 10_000 or (per_layer and 0 < args.trials < len(context.selected)):
         print("note: the speed and overhead targets are for 10k-image trials over every layer (docs/performance.md); "
               "with fewer images the fixed cost per trial weighs more, and with fewer per-layer trials one clean "
               "prefix pass is shared by fewer of them")

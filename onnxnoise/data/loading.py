@@ -23,7 +23,7 @@ from onnxnoise.data.dataset import Dataset
 from onnxnoise.data.decode import decode_image, normalize, transform_array
 from onnxnoise.errors import DataError
 
-__all__ = ["LoadedImages", "SkippedImage", "load_images", "iter_batches"]
+__all__ = ["LoadedImages", "SkippedImage", "load_images", "iter_batches", "usable_cpus"]
 
 _CHUNK = 32  # images per thread-pool task
 # PIL's errors for missing, corrupt, truncated, huge or non-image files.
@@ -127,12 +127,16 @@ def _run_chunks(
             raise
 
 
-def _default_workers() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
-        cpus = os.cpu_count() or 1
-    return max(1, min(32, cpus))
+        return os.cpu_count() or 1
+
+
+def _default_workers() -> int:
+    return min(32, usable_cpus())
 
 
 def _load_in_memory(dataset: Dataset, config: DataConfig, workers: int, progress) -> np.ndarray:

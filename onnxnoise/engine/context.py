@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +28,7 @@ from onnxnoise.data import (
     unit_mismatch,
 )
 from onnxnoise.data.cache import load_images_cached
+from onnxnoise.data.loading import usable_cpus
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
 from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.prefix import PrefixRunner
@@ -160,7 +160,7 @@ class RunContext:
             names = [n for layer in self.selected for n in layer.tensors]
             self._prefix = PrefixRunner(self.model, self.data, self.io.input_name, self.io.output_name,
                                         replaceable=names, device=self.config.device, threads=self.config.threads,
-                                        parallel=self.config.threads or _usable_cpus(),
+                                        parallel=self.config.threads or usable_cpus(),
                                         memory_limit_bytes=int(self.config.prefix_memory * 2**30),
                                         tf32=self.config.tf32)
         return self._prefix
@@ -390,11 +390,3 @@ def prepare_context(config: RunConfig) -> RunContext:
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
         provider=probe.provider, provider_options=precision, versions=package_versions(), warnings=warnings,
     )
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
