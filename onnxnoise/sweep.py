@@ -32,6 +32,7 @@ from onnxnoise.engine.baseline_checks import chance_classes, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
+from onnxnoise.engine.ray_executor import RayExecutor
 from onnxnoise.engine.trial import PAIRED_COUNTERS, run_trial
 from onnxnoise.noise import make_noise_model
 from onnxnoise.report.paired import short_of_target
@@ -134,8 +135,6 @@ def make_executor(config: SweepConfig) -> Executor:
         ConfigError: ``ray`` without Ray installed (one line: install ``onnxnoise[ray]``).
     """
     if config.executor == "ray":
-        from onnxnoise.engine.ray_executor import RayExecutor  # Ray itself is imported (or missed) there
-
         return RayExecutor(prefix_reuse=config.prefix_reuse, address=config.address, workers=config.workers,
                            gpus_per_trial=config.gpus_per_trial, threads=config.run.threads or 1)
     return LocalExecutor(prefix_reuse=config.prefix_reuse)

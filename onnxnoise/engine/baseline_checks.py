@@ -18,7 +18,7 @@ import numpy as np
 from onnxnoise.engine.executor import ExecutionResult, Executor, Progress, Recorder
 from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
 from onnxnoise.errors import BaselineExpectationError
-from onnxnoise.report.stats import binomial_interval
+from onnxnoise.intervals import binomial_interval
 
 __all__ = ["CheckedRun", "chance_classes", "chance_warning", "check_expected_top1", "check_baseline",
            "run_baseline_first"]

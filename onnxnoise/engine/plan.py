@@ -28,7 +28,9 @@ import numpy as np
 from onnxnoise.config import SWEEP_MODES, resolve_seeds
 from onnxnoise.store.schema import MODES
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.intervals import t_half_width
 from onnxnoise.model import Layer
+
 
 __all__ = ["MODES", "KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key", "plan_trials",
            "SeedRule", "enough_draws", "seed_rule", "draw_group"]
@@ -224,8 +226,6 @@ def enough_draws(top1: Sequence[float], half_width: float, *, min_seeds: int = 3
     Returns:
         ``True`` to stop adding draws.
     """
-    from onnxnoise.report.stats import t_half_width
-
     n = len(top1)
     if n >= max_seeds:
         return True

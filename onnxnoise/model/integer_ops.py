@@ -29,7 +29,7 @@ import onnx
 
 from onnxnoise.errors import GraphError
 from onnxnoise.model.graph_view import GraphView
-from onnxnoise.model.loading import FLOAT_DTYPES, tensor_numel
+from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_numel
 from onnxnoise.model.quant import INT_DTYPES, QuantParams
 from onnxnoise.model.quant_patterns import ONNX_DOMAINS, _quant_ok
 

@@ -24,7 +24,7 @@ from onnxnoise.model.graph_view import graph_view
 from onnxnoise.model.integer_ops import integer_layers
 from onnxnoise.model.layer_groups import parameter_groups
 from onnxnoise.model.lifting import left_out
-from onnxnoise.model.loading import FLOAT_DTYPES, tensor_array, tensor_numel
+from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_array, tensor_numel
 from onnxnoise.model.quant import QUANT_POLICY, QuantParams, dequantize
 from onnxnoise.model.quant_patterns import is_qlinear, qlinear_params
 from onnxnoise.model.tensor_roles import tensor_roles

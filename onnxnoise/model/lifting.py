@@ -28,7 +28,7 @@ from onnx import numpy_helper
 
 from onnxnoise.errors import GraphError
 from onnxnoise.model.graph_view import subgraphs
-from onnxnoise.model.loading import FLOAT_DTYPES, tensor_numel
+from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_numel
 
 __all__ = ["all_graphs", "densify", "left_out", "lift_weights"]
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from onnxnoise.errors import GraphError
+from onnxnoise.model.lifting import lift_weights
+from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_array, tensor_numel
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -26,17 +27,6 @@ __all__ = [
     "tensor_array",
     "tensor_numel",
 ]
-
-#: ONNX tensor element types that hold weights (noise applies to these only).
-FLOAT_DTYPES: frozenset[int] = frozenset(
-    {
-        onnx.TensorProto.FLOAT,
-        onnx.TensorProto.FLOAT16,
-        onnx.TensorProto.BFLOAT16,
-        onnx.TensorProto.DOUBLE,
-    }
-)
-
 
 @dataclass(frozen=True)
 class ModelIO:
@@ -94,8 +84,6 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         msg = f"{path} is not an ONNX model: it has no graph nodes or no opset (is it an ONNX file?)"
         raise GraphError(msg)
     _load_external_data(model, path.parent)
-    from onnxnoise.model.lifting import lift_weights  # lifting builds on this module
-
     lift_weights(model)
     return model
 
@@ -161,28 +149,6 @@ def _all_tensors(model: onnx.ModelProto):
     yield from graph_tensors(model.graph)
     for function in model.functions:
         yield from node_tensors(function.node)
-
-
-def tensor_numel(tensor: onnx.TensorProto) -> int:
-    """Number of elements of ``tensor`` according to its ``dims`` (1 for a scalar)."""
-    return int(np.prod(tensor.dims, dtype=np.int64))
-
-
-def tensor_array(tensor: onnx.TensorProto) -> np.ndarray:
-    """Return one initializer's data as a numpy array of its own dtype and shape.
-
-    Raises:
-        GraphError: If the tensor's stored data does not match its dtype and shape
-            (a truncated or hand-edited model).
-    """
-    try:
-        return numpy_helper.to_array(tensor)
-    except (ValueError, TypeError, KeyError) as exc:
-        msg = (
-            f"initializer {tensor.name!r} ({tensor_numel(tensor)} elements of shape {list(tensor.dims)}) "
-            f"cannot be read: {exc}; the model file is damaged, export it again"
-        )
-        raise GraphError(msg) from None
 
 
 def get_initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:

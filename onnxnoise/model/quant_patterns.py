@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import onnx
 
-from onnxnoise.model.loading import FLOAT_DTYPES, tensor_numel
+from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_numel
 from onnxnoise.model.quant import INT_DTYPES, QuantParams
 
 __all__ = ["ONNX_DOMAINS", "QLINEAR_OPS", "is_qlinear", "qlinear_params", "weight_paths"]

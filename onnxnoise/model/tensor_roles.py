@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import onnx
 
 from onnxnoise.model.graph_view import SHAPE_OPS, GraphView
-from onnxnoise.model.loading import FLOAT_DTYPES, tensor_numel
+from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_numel
 
 __all__ = ["NON_PARAMETER_INPUTS", "PREPROCESSING_OPS", "TensorRoles", "tensor_roles"]
 
