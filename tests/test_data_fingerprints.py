@@ -113,6 +113,35 @@ def _limited_folders(tmp: Path) -> tuple[Path, dict]:
     return root, {"limit": 3}
 
 
+def _deep_wrapper(tmp: Path) -> tuple[Path, dict]:
+    """Two single sub-folders down, a lone ``images/`` folder is a class folder (no third descent)."""
+    root = tmp / "deep"
+    _file(root / "x" / "y" / "images" / "p.png", b"p")
+    return root, {}
+
+
+def _wrapper_holding_images(tmp: Path) -> tuple[Path, dict]:
+    """The one wrapper folder holding images directly wins over an earlier-named wrapper."""
+    root = tmp / "wrapped"
+    _file(root / "test" / "deep" / "a" / "p.png", b"p")
+    _file(root / "val" / "q.png", b"qq")
+    _file(root / "gt.txt", b"q.png 3\n")
+    return root, {}
+
+
+def _nested_class_folders(tmp: Path) -> tuple[Path, dict]:
+    """Class folders whose images sit one level further down."""
+    root = tmp / "nested"
+    _file(root / "cls_a" / "sub" / "p.png", b"p")
+    _file(root / "cls_b" / "sub" / "q.png", b"q")
+    return root, {}
+
+
+def _cifar_one_down(tmp: Path) -> tuple[Path, dict]:
+    root, _ = _cifar10(tmp / "download")
+    return root.parent, {}
+
+
 BUILDERS: dict[str, Callable[[Path], tuple[Path, dict]]] = {
     "cifar-10": _cifar10,
     "cifar-100": _cifar100,
@@ -125,6 +154,10 @@ BUILDERS: dict[str, Callable[[Path], tuple[Path, dict]]] = {
     "flat-val-wrapped-1001": _flat_val_wrapped_1001,
     "flat-val-given-gt": _flat_val_given_gt,
     "limited-folders": _limited_folders,
+    "deep-wrapper": _deep_wrapper,
+    "wrapper-holding-images": _wrapper_holding_images,
+    "nested-class-folders": _nested_class_folders,
+    "cifar-one-down": _cifar_one_down,
 }
 
 #: id -> (format, name, num_classes, labels, label source, fingerprint), the temporary folder written `<tmp>`;
@@ -173,6 +206,22 @@ PINNED: dict[str, tuple[str, str, int, list[int], str, str]] = {
     "wnids": (
         "image-folder", "imagenette", 1000, [0, 0, 217, 217], "imagenet wnid folders",
         "2d289ad81d9a50370bc33db78154b0de3983306c273689876390a39e351a37f8",
+    ),
+    "deep-wrapper": (
+        "image-folder", "deep", 1, [0], "folder names",
+        "4d07e406210cbf5efb67bae981ab562ae1869750ed469acc558725eb65093ba6",
+    ),
+    "wrapper-holding-images": (
+        "imagenet-val", "wrapped", 1000, [3], "<tmp>/wrapped/gt.txt",
+        "e528cc57dd2605da36980db743fd884b522808f9e510eda209d291e5a761686a",
+    ),
+    "nested-class-folders": (
+        "image-folder", "nested", 2, [0, 1], "folder names",
+        "062d6e117d88e3d9cbe8b88853ffcdbf558aafb6680010c36d092d1739fdb809",
+    ),
+    "cifar-one-down": (
+        "cifar-python", "download", 2, [1, 0, 1], "<tmp>/download/cifar-10-batches-py (cifar-10 test)",
+        "b2616be53ed419a25813c386510a9baaeb917022d307624c918f0397643674dc",
     ),
 }
 
