@@ -148,7 +148,8 @@ def open_dataset(
     :func:`onnxnoise.data.load_images`.
 
     Args:
-        path: Dataset folder or ``.npz`` file (see module docstring for the formats).
+        path: Dataset folder or ``.npz`` file (the formats and the folder search:
+            :mod:`onnxnoise.data.detect`).
         ground_truth: Ground-truth file for ``imagenet-val`` folders (searched for when
             None); an error for other formats.
         limit: Keep only this many images, chosen by :func:`stratified_indices`
