@@ -29,13 +29,13 @@ def png_dir(shared_data) -> Path:
 
 def test_load_cifar10_test_batch(cifar_dir: Path):
     data = load_cifar(cifar_dir)
-    assert data.variant == "cifar-10" and data.split == "test"
+    assert data.label_source == f"{cifar_dir} (cifar-10 test)" and data.files is None
     assert data.images.shape == (10000, 32, 32, 3) and data.images.dtype == np.uint8
     assert data.images.flags.c_contiguous
     assert data.labels.dtype == np.int64
     np.testing.assert_array_equal(np.bincount(data.labels), [1000] * 10)
     assert data.class_names == CIFAR_CLASSES
-    assert data.filenames[0] == "aeroplane_s_000002.png"
+    assert data.names[0] == "aeroplane_s_000002.png"
     np.testing.assert_array_equal(data.images[0, 0, 0], [243, 223, 147])  # first pixel, R G B
 
 
@@ -60,7 +60,7 @@ def test_cifar_batch_equals_png_tree(cifar_dir: Path, png_dir: Path):
     assert png.format == "image-folder" and png.class_names == CIFAR_CLASSES and png.num_classes == 10
     loaded = load_images(png, resolve_data_config("cifar"))
     assert loaded.images.shape == (10000, 32, 32, 3) and loaded.skipped == ()
-    position = {name: i for i, name in enumerate(batch.filenames)}
+    position = {name: i for i, name in enumerate(batch.names)}
     order = np.array([position[p.name] for p in png.files])
     assert sorted(order.tolist()) == list(range(10000))
     np.testing.assert_array_equal(loaded.labels, batch.labels[order])
@@ -116,7 +116,7 @@ def test_small_valid_fake_batch_and_bad_shapes(tmp_path: Path):
     rows = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
     folder = _fake_cifar(tmp_path / "ok", {b"data": rows, b"labels": [1, 0], b"filenames": [b"x.png", b"y.png"]})
     data = load_cifar(folder)
-    assert data.class_names == ("a", "b") and data.filenames == ("x.png", "y.png")
+    assert data.class_names == ("a", "b") and data.names == ("x.png", "y.png")
     # row layout: 1024 R, 1024 G, 1024 B, each row-major 32x32
     np.testing.assert_array_equal(data.images[0, 0, 1], [rows[0, 1], rows[0, 1025], rows[0, 2049]])
     np.testing.assert_array_equal(data.images[1, 2, 3], [rows[1, 67], rows[1, 1024 + 67], rows[1, 2048 + 67]])

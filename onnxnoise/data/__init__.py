@@ -12,9 +12,12 @@ Typical use::
 
 Modules: :mod:`~onnxnoise.data.config` (``DataConfig``, presets, merging),
 :mod:`~onnxnoise.data.decode` (image decoding, geometry, normalization),
-:mod:`~onnxnoise.data.dataset` (formats, labels, subsets; readers in ``cifar``,
-``folder``, ``imagenet``, ``npz``), :mod:`~onnxnoise.data.loading` (decoding a dataset
-into memory, batches) and :mod:`~onnxnoise.data.cache` (decoded images on disk).
+:mod:`~onnxnoise.data.dataset` (``Dataset``, ``open_dataset``, subsets),
+:mod:`~onnxnoise.data.formats` (the dataset-format protocol: ``DatasetFormat``,
+``DatasetContents``), :mod:`~onnxnoise.data.detect` (the format registry
+``DATASET_FORMATS`` and detection; one format class each in ``cifar``, ``folder``,
+``imagenet``, ``npz``), :mod:`~onnxnoise.data.loading` (decoding a dataset into memory,
+batches) and :mod:`~onnxnoise.data.cache` (decoded images on disk).
 """
 
 from __future__ import annotations
@@ -36,15 +39,17 @@ from onnxnoise.data.config import (
     resolve_data_config,
     unit_mismatch,
 )
-from onnxnoise.data.dataset import FORMATS, Dataset, open_dataset, stratified_indices
+from onnxnoise.data.dataset import Dataset, open_dataset, stratified_indices
 from onnxnoise.data.decode import convert_channels, decode_image, normalize, transform_array
+from onnxnoise.data.detect import DATASET_FORMATS, register_format
+from onnxnoise.data.formats import DatasetContents, DatasetFormat
 from onnxnoise.data.loading import LoadedImages, SkippedImage, iter_batches, load_images
 
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "DATASET_FORMATS",
     "DEFAULT_PRESET",
-    "FORMATS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INTERPOLATIONS",
@@ -52,6 +57,8 @@ __all__ = [
     "PRESETS",
     "DataConfig",
     "Dataset",
+    "DatasetContents",
+    "DatasetFormat",
     "LoadedImages",
     "SkippedImage",
     "convert_channels",
@@ -62,6 +69,7 @@ __all__ = [
     "load_images",
     "normalize",
     "open_dataset",
+    "register_format",
     "resolve_data_config",
     "stratified_indices",
     "transform_array",

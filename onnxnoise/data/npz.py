@@ -14,44 +14,42 @@ Without either, ``num_classes = max(labels) + 1``. The file is read with
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
+from onnxnoise.data.formats import FILE, DatasetContents, DatasetFormat, PathView
 from onnxnoise.errors import DataError
 
-__all__ = ["NpzData", "load_npz"]
+__all__ = ["NpzFormat", "load_npz"]
 
 
-@dataclass(frozen=True)
-class NpzData:
-    """Contents of a dataset ``.npz``.
+class NpzFormat(DatasetFormat):
+    """The ``npz`` format: a ``.npz`` file with ``images`` and ``labels`` (see the module docstring)."""
 
-    Attributes:
-        images: (N, H, W, C) uint8 NHWC, C = 1 or 3 (RGB).
-        labels: (N,) int64.
-        class_names: One name per class (``class_0`` ... when the file has none).
-    """
+    name: ClassVar[str] = "npz"
+    looks_at: ClassVar[str] = FILE
+    expected: ClassVar[str] = "a .npz file"
 
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
+    def detect(self, view: PathView) -> bool:
+        """True for a file named ``*.npz`` (any case); its contents are checked by :meth:`open`."""
+        return view.path.suffix.lower() == ".npz"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-friendly summary (no arrays)."""
-        return {"images": int(self.labels.shape[0]), "num_classes": len(self.class_names)}
+    def open(self, where: Path, *, ground_truth: Path | None, strict: bool) -> DatasetContents:
+        """Reads the file with :func:`load_npz` (``ground_truth`` and ``strict`` do not apply)."""
+        return load_npz(where)
 
 
-def load_npz(path: Path) -> NpzData:
+def load_npz(path: Path) -> DatasetContents:
     """Loads a dataset ``.npz`` file.
 
     Args:
         path: The ``.npz`` file.
 
     Returns:
-        Images (N, H, W, C) uint8, labels (N,) int64, class names.
+        Images (N, H, W, C) uint8 NHWC (C = 1 or 3), labels (N,) int64, class names
+        (``class_0`` ... when the file has none); the label source is the file's path.
 
     Raises:
         DataError: Unreadable file, missing key, wrong dtype/shape, non-utf-8 class
@@ -128,4 +126,5 @@ def load_npz(path: Path) -> NpzData:
             f"`labels` in `{path}` contains {bad}, outside 0..{len(class_names) - 1} "
             f"({len(class_names)} classes); fix the labels or `class_names`"
         )
-    return NpzData(images=np.ascontiguousarray(images), labels=labels, class_names=class_names)
+    return DatasetContents(labels=labels, class_names=class_names, label_source=str(path),
+                           images=np.ascontiguousarray(images))

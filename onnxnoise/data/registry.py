@@ -29,8 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
+import platformdirs
+
 from onnxnoise.data.dataset import open_dataset
+from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
+from onnxnoise.model import get_model_io, load_model
 
 __all__ = [
     "CONFIG_ENV",
@@ -76,7 +81,7 @@ class RegisteredDataset:
         path: Absolute dataset path, as :func:`onnxnoise.data.open_dataset` takes it.
         num_classes: Size of the dataset's label space (10, 100, 1000, 1001...).
         images: Number of images when registered.
-        format: One of :data:`onnxnoise.data.FORMATS`.
+        format: A format name, a key of :data:`onnxnoise.data.DATASET_FORMATS`.
         source: ``added`` or ``downloaded from <url> (sha256 <hex>)``.
         added_at: UTC time of registration, ISO 8601.
     """
@@ -114,8 +119,6 @@ def get_config_dir() -> Path:
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_config_dir("onnxnoise", appauthor=False))
 
 
@@ -247,17 +250,11 @@ def matches_outputs(num_classes: int, num_outputs: int) -> bool:
     output 0; the label offset of 1 is then detected by
     :func:`onnxnoise.engine.labels.resolve_label_offset`).
     """
-    from onnxnoise.engine.labels import BACKGROUND_CLASS_OUTPUTS
-
     return num_classes == num_outputs or (num_outputs, num_classes) in BACKGROUND_CLASS_OUTPUTS
 
 
 def _model_outputs(model: Path, score_output: str | None) -> int | None:
     """Size of the model's score output (last dimension), with shape inference when the graph omits it."""
-    import onnx
-
-    from onnxnoise.model import get_model_io, load_model
-
     proto = load_model(model)
     io = get_model_io(proto, output=score_output)
     if io.num_classes is None:

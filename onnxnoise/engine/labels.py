@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
 
 __all__ = ["BACKGROUND_CLASS_OUTPUTS", "resolve_label_offset", "shift_labels"]
-
-#: ``(model outputs, dataset classes)`` pairs where an offset of 1 is detected.
-BACKGROUND_CLASS_OUTPUTS: frozenset[tuple[int, int]] = frozenset({(1001, 1000)})
 
 
 def resolve_label_offset(num_outputs: int | None, num_classes: int, label_offset: int | None = None) -> int:
