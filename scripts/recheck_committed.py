@@ -1,18 +1,25 @@
 #!/usr/bin/env python
-"""Re-run a random sample of the committed reproduction's trials with today's engine and compare counts.
+"""Re-run a random sample of committed report trials with today's engine: same keys, same counts.
 
-Reads ``reports/cifar10-resnet/results.parquet`` (the committed trials, whatever engine wrote
-them), groups them by sweep (model, mode, image count), picks ``--per-sweep`` trials of each
-at random (fixed ``--seed``), re-runs each through :func:`onnxnoise.engine.trial.run_trial` in
-the context of its sweep in ``experiments/cifar10-resnet.toml`` (the same settings), and prints
-one line per trial: stored and new top-1 / top-5 / NaN counts. Models missing under the
-experiment's paths are exported first (needs the ``export`` extra).
+For each ``REPORT=EXPERIMENT`` pair (default: every committed report made from an experiment file
+here), reads ``REPORT/results.parquet`` (the committed trials, whatever engine wrote them), plans
+each sweep of ``EXPERIMENT`` with today's engine, and
+
+* counts the committed rows whose ``key`` today's plan still produces (trial keys unchanged), and
+* re-runs ``--per-sweep`` of them at random (fixed ``--seed``) through
+  :func:`onnxnoise.engine.trial.run_trial` in the context of their sweep, printing one line per
+  trial: committed and new top-1 / top-5 / NaN counts (and paired counts where committed).
+
+Rows written by the version 1 engine (``reports/cifar10-resnet``: other keys, ``snr`` instead of
+``strength``) are matched by (mode, layer, SNR, seed) within the sweep's model file and image count.
+Models missing under the experiment's paths are exported first (needs the ``export`` extra).
 
 Usage::
 
-    python scripts/recheck_committed.py [--per-sweep 3] [--seed 0]
+    python scripts/recheck_committed.py [--per-sweep 3] [--seed 0] [REPORT=EXPERIMENT ...]
 
-Exit code 0 when every count matches, 1 otherwise, 2 on bad input.
+Exit code 0 when every re-run count matches and every report has rows keyed as today, 1 otherwise,
+2 on bad input.
 """
 
 from __future__ import annotations
@@ -33,7 +40,20 @@ from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Committed reports and the experiment files that made them.
+DEFAULT_PAIRS: tuple[str, ...] = (
+    "reports/cifar10-resnet=experiments/cifar10-resnet.toml",
+    "reports/cifar10-resnet-seeds=experiments/cifar10-resnet-seeds.toml",
+    "reports/analog-devices=experiments/analog-devices.toml",
+    "reports/imagenet-paper=experiments/imagenet-paper/resnet44-bn-vs-folded.toml",
+    "reports/imagenet-paper=experiments/imagenet-paper/squeezenet-imagenette.toml",
+    "reports/imagenet-paper=experiments/imagenet-paper/efficientnet-lite0-imagenette.toml",
+    "reports/imagenet-paper=experiments/imagenet-paper/squeezenet-val1300.toml",
+    "reports/imagenet-paper=experiments/imagenet-paper/efficientnet-lite0-val1300.toml",
+)
 COUNTS = ("top1_correct", "top5_correct", "nan_count")
+PAIRED = ("flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5")
 
 
 def _trial_id(mode: str, layer_index, strength, seed) -> tuple:
@@ -47,44 +67,70 @@ def _export_missing(experiment) -> None:
     reproduce_paper.export_missing(experiment)
 
 
+def _matched_rows(committed: pl.DataFrame, planned: dict, context, config) -> tuple[list[tuple], str]:
+    """``[(row, trial)]`` of committed rows this sweep plans today, and how they were matched."""
+    keyed = [(row, planned[row["key"]]) for row in committed.filter(pl.col("key").is_in(list(planned)))
+             .rows(named=True)]
+    if keyed or "snr" not in committed.columns:
+        return keyed, "by key"
+    by_id = {_trial_id(t.mode, t.layer_index, t.strength, t.seed): t for t in planned.values()}
+    rows = committed.filter((pl.col("model_sha256") == context.model_sha256)
+                            & pl.col("mode").is_in(list(config.modes))
+                            & (pl.col("images") == len(context.data))).rows(named=True)
+    pairs = [(row, by_id.get(_trial_id(row["mode"], row["layer_index"], row["snr"], row["seed"]))) for row in rows]
+    return [(row, trial) for row, trial in pairs if trial is not None], "by (mode, layer, SNR, seed): version 1 keys"
+
+
+def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Random) -> tuple[int, int, int]:
+    """``(trials re-run, of them different, sweeps without a committed row)`` for one report and experiment."""
+    experiment = load_experiment(experiment_path)
+    _export_missing(experiment)
+    committed = pl.read_parquet(report / "results.parquet").filter(pl.col("error").is_null())
+    checked = different = unmatched = 0
+    for name, config in experiment.sweeps:
+        context = prepare_context(config.run)
+        planned = {item.key: item.trial for item in plan_trials(context, config.modes)}
+        matched, how = _matched_rows(committed, planned, context, config)
+        print(f"{report.name} / {name} {','.join(config.modes)} on {len(context.data)} images: "
+              f"{len(matched)} of {len(planned)} planned trials committed, matched {how}", flush=True)
+        unmatched += not matched
+        for row, trial in rng.sample(matched, min(per_sweep, len(matched))):
+            started = time.perf_counter()
+            again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
+            columns = [c for c in (*COUNTS, *PAIRED) if row.get(c) is not None]
+            equal = all(again[c] == row[c] for c in columns)
+            different += not equal
+            checked += 1
+            print(f"  {'ok  ' if equal else 'DIFF'} {trial.mode} layer {trial.layer_index} strength {trial.strength} "
+                  f"seed {trial.seed}: committed {[row[c] for c in columns]}, now {[again[c] for c in columns]} "
+                  f"({time.perf_counter() - started:.1f} s)", flush=True)
+        del context  # one sweep's decoded images in memory at a time
+    return checked, different, unmatched
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=REPO / "reports/cifar10-resnet/results.parquet")
-    parser.add_argument("--experiment", type=Path, default=REPO / "experiments/cifar10-resnet.toml")
+    parser.add_argument("pairs", nargs="*", metavar="REPORT=EXPERIMENT", default=list(DEFAULT_PAIRS),
+                        help="a committed report folder and the experiment file that made it (default: all)")
     parser.add_argument("--per-sweep", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    checked = different = unmatched = 0
     try:
-        experiment = load_experiment(args.experiment)
-        _export_missing(experiment)
-        committed = pl.read_parquet(args.results).filter(pl.col("error").is_null())
-        mismatches = checked = 0
-        rng = random.Random(args.seed)
-        for name, config in experiment.sweeps:
-            context = prepare_context(config.run)
-            planned = {_trial_id(i.trial.mode, i.trial.layer_index, i.trial.strength, i.trial.seed): i.trial
-                       for i in plan_trials(context, config.modes)}
-            rows = committed.filter((pl.col("model") == config.run.model.name)
-                                    & pl.col("mode").is_in(list(config.modes))
-                                    & (pl.col("images") == len(context.data))).rows(named=True)
-            same_file = {r["model_sha256"] for r in rows} == {context.model_sha256}
-            print(f"{name} {','.join(config.modes)} on {len(context.data)} images: {len(rows)} committed trials; "
-                  f"model file {'identical' if same_file else 'NOT identical'} to the committed one", flush=True)
-            for row in rng.sample(rows, min(args.per_sweep, len(rows))):
-                trial = planned[_trial_id(row["mode"], row["layer_index"], row["snr"], row["seed"])]
-                started = time.perf_counter()
-                again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
-                equal = all(again[c] == row[c] for c in COUNTS)
-                mismatches += not equal
-                checked += 1
-                print(f"  {'ok  ' if equal else 'DIFF'} {trial.mode} layer {trial.layer_index} SNR {trial.strength} "
-                      f"seed {trial.seed}: committed {[row[c] for c in COUNTS]}, now {[again[c] for c in COUNTS]} "
-                      f"({time.perf_counter() - started:.1f} s)", flush=True)
+        for pair in args.pairs:
+            report, sep, experiment = pair.partition("=")
+            if not sep:
+                print(f"recheck_committed: error: expected REPORT=EXPERIMENT, got {pair!r}", file=sys.stderr)
+                return 2
+            c, d, u = recheck(REPO / report, REPO / experiment, args.per_sweep, rng)
+            checked, different, unmatched = checked + c, different + d, unmatched + u
     except OnnxNoiseError as exc:
         print(f"recheck_committed: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{checked} committed trials re-run: {checked - mismatches} equal, {mismatches} different")
-    return 0 if mismatches == 0 else 1
+    print(f"{checked} committed trials re-run: {checked - different} equal, {different} different; "
+          f"{unmatched} sweep(s) with no committed trial keyed as today")
+    return 0 if different == 0 and unmatched == 0 else 1
 
 
 if __name__ == "__main__":
