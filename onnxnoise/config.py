@@ -24,7 +24,7 @@ from onnxnoise.options import (
 )
 
 __all__ = [
-    "SWEEP_MODES", "EXECUTORS", "NoiseConfig", "RunConfig", "SweepConfig",
+    "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig", "RunConfig", "SweepConfig",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
     "parse_noise", "parse_time", "is_time_strength", "TIME_UNITS",
 ]
@@ -34,6 +34,15 @@ SWEEP_MODES: tuple[str, ...] = ("all", "per-layer", "cumulative")
 
 #: Where a sweep's trials run: this process, or Ray workers (the ``ray`` extra).
 EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+#: Default of ``RunConfig.prefix_memory`` (``--prefix-memory``), in GiB: the bound on one kept cut's
+#: activations (:class:`onnxnoise.engine.prefix.PrefixRunner` ``memory_limit_bytes``).
+DEFAULT_PREFIX_MEMORY_GIB = 4.0
+
+#: Default memory, in GiB, the suffix sessions of one lockstep group may take together
+#: (:func:`onnxnoise.engine.prefix.lockstep_group_limit`; ``LocalExecutor(lockstep_memory_bytes=...)``).
+#: Not a setting yet: every run uses this default.
+DEFAULT_LOCKSTEP_MEMORY_GIB = 4.0
 
 
 @dataclass(frozen=True)
@@ -209,10 +218,11 @@ class RunConfig:
         tf32: Let the CUDA execution provider run float32 convolutions and matrix
             products in TF32 (faster on Ampere and newer GPUs, not float32); default
             off: exact float32. No effect on the CPU.
-        prefix_memory: Most memory, in GiB (2**30 bytes), that prefix reuse may keep
-            clean activations in (device memory on the CUDA provider), whatever the
-            dataset size (default 4); the rest goes to disk in the cache folder or is recomputed
-            in each trial, whichever is cheaper. Counts do not depend on it.
+        prefix_memory: Most memory, in GiB (2**30 bytes), that a kept cut of prefix reuse
+            may hold clean activations in (device memory on the CUDA provider), whatever the
+            dataset size (default :data:`DEFAULT_PREFIX_MEMORY_GIB`); the rest goes to disk in the
+            cache folder or is recomputed in each trial, whichever is cheaper. Counts do not
+            depend on it. It does not bound lockstep groups (they keep no cut).
 
     Raises:
         ConfigError: On an invalid value (one line).
@@ -239,7 +249,7 @@ class RunConfig:
     expect_top1: float | None = None
     tolerance: float = 0.5
     tf32: bool = False
-    prefix_memory: float = 4.0
+    prefix_memory: float = DEFAULT_PREFIX_MEMORY_GIB
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))

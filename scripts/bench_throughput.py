@@ -5,7 +5,7 @@ Usage::
 
     python scripts/bench_throughput.py MODEL --data DATA [--mode all|per-layer] [--trials N] [--repeats R]
         [--warmup-trials W] [--preprocess P] [--limit N] [--batch-size B] [--threads T] [--device D] [--tf32]
-        [--snr S] [--skip-no-prefix] [--prefix-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
+        [--snr S] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
         [--cache-repeats R]
         [--alternatives] [--tune] [--json]
 
@@ -43,7 +43,8 @@ Method (what each figure means):
   trial of the first trial side in the last round (same layer in per-layer mode). ``--rss-sweep``: a per-layer sweep with prefix reuse (one
   trial per layer unless ``--trials``) on a dataset of the ``--data`` CIFAR-10 test set repeated 10
   times (built once into ``--rss-data``, default ``/tmp/onnxnoise-cifar10-x10``), reporting peak
-  RSS against ``--prefix-memory`` and the speed-up against clean.
+  RSS against ``--prefix-memory`` (kept activations; ``--kept-cut``) or ``--lockstep-memory`` (the
+  suffix sessions of a lockstep group) and the speed-up against clean.
 """
 
 from __future__ import annotations
@@ -65,17 +66,20 @@ from _bench_measure import (  # noqa: E402
     time_cache,
 )
 from onnxnoise.cli.output import json_text  # noqa: E402
-from onnxnoise.config import NoiseConfig, RunConfig  # noqa: E402
+from onnxnoise.config import (  # noqa: E402
+    DEFAULT_LOCKSTEP_MEMORY_GIB, DEFAULT_PREFIX_MEMORY_GIB, NoiseConfig, RunConfig,
+)
 from onnxnoise.engine.context import RunContext, prepare_context  # noqa: E402
 from onnxnoise.engine.evaluate import evaluate  # noqa: E402
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress  # noqa: E402
 from onnxnoise.engine.plan import plan_trials  # noqa: E402
+from onnxnoise.engine.prefix import DEFAULT_LOCKSTEP_MEMORY  # noqa: E402
 from onnxnoise.errors import OnnxNoiseError  # noqa: E402
 
 TARGETS = {"all/clean": 0.95, "prefix/clean": 1.6, "overhead_pct": 3.0, "cache": 20.0, "rss_drift_pct": 5.0}
 
-#: Peak RSS growth allowed over ``--prefix-memory`` in the RSS sweep: sessions (clean, suffix, segment)
-#: and one batch of activations in flight.
+#: Peak RSS growth allowed in the RSS sweep over ``--prefix-memory`` (``--kept-cut``) or ``--lockstep-memory``
+#: (lockstep groups): sessions (clean, suffix, segment) and one batch of activations in flight.
 RSS_ALLOWANCE_MB = 512
 
 
@@ -125,8 +129,12 @@ def _prefix_overhead(before: dict, after: dict, timing, rows: _Rows) -> dict:
             "load_s_per_trial": d["load_seconds"] / trials}
 
 
-def run_side(side: str, context: RunContext, clean_session, planned: list, *, lockstep: bool = True) -> dict:
-    """Time one side once: images/s (wall and CPU), failed trials, overhead, RSS after each trial."""
+def run_side(side: str, context: RunContext, clean_session, planned: list, *, lockstep: bool = True,
+             lockstep_memory_bytes: int = DEFAULT_LOCKSTEP_MEMORY) -> dict:
+    """Time one side once: images/s (wall and CPU), failed trials, overhead, RSS after each trial.
+
+    ``lockstep`` and ``lockstep_memory_bytes`` go to :class:`~onnxnoise.engine.executor.LocalExecutor`.
+    """
     n = len(context.data)
     if side != "clean" and not planned:
         return {}
@@ -140,7 +148,8 @@ def run_side(side: str, context: RunContext, clean_session, planned: list, *, lo
     stats = vars(context.prefix_runner().stats).copy() if prefix else None
     with instrument(context) as timing:
         wall, cpu = time.perf_counter(), time.process_time()
-        LocalExecutor(prefix_reuse=prefix, lockstep=lockstep).run(context, planned, MemoryRecorder(), rows)
+        executor = LocalExecutor(prefix_reuse=prefix, lockstep=lockstep, lockstep_memory_bytes=lockstep_memory_bytes)
+        executor.run(context, planned, MemoryRecorder(), rows)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     images = len(planned) * n
     overhead = (_prefix_overhead(stats, vars(context.prefix_runner().stats), timing, rows) if prefix
@@ -173,12 +182,14 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     rss_before = rss_mb()
     hwm_reset = reset_peak_rss()
     warm = _planned(context, mode, args.warmup_trials)
+    executor_settings = {"lockstep": not args.kept_cut,
+                         "lockstep_memory_bytes": int(args.lockstep_memory * 2**30)}
     for side in sides:  # every side once, untimed
-        run_side(side, context, clean_session, warm if side != "clean" else [], lockstep=not args.kept_cut)
+        run_side(side, context, clean_session, warm if side != "clean" else [], **executor_settings)
     rounds = []
     for r in range(args.repeats):
         order = sides[r % len(sides):] + sides[: r % len(sides)]
-        rounds.append({side: run_side(side, context, clean_session, planned, lockstep=not args.kept_cut)
+        rounds.append({side: run_side(side, context, clean_session, planned, **executor_settings)
                        for side in order})
     peak = peak_rss_mb()
     print(f"sides {', '.join(sides)}; {len(planned)} trials x {len(context.data)} images per trial side; "
@@ -235,14 +246,18 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
               f"{rss[-1]:.0f} MiB -> {drift:+.2f}%")
         checks.append((f"RSS drift within 5% ({sides[1]})", drift, abs(drift) <= TARGETS["rss_drift_pct"]))
     if args.rss_sweep:
+        # a kept cut is bounded by --prefix-memory; a lockstep group keeps no cut, its sessions by --lockstep-memory
         bound_mb = args.prefix_memory * 1024
+        growth_name = "--prefix-memory" if args.kept_cut else "--lockstep-memory"
+        growth_mb = (args.prefix_memory if args.kept_cut else args.lockstep_memory) * 1024
         kept_mb = context.prefix_runner().stats.peak_kept_bytes / 2**20
         print(f"RSS sweep: bound --prefix-memory {bound_mb:.0f} MiB; kept activations peak {kept_mb:.0f} MiB; "
-              f"peak RSS growth {growth:.0f} MiB (allowance {RSS_ALLOWANCE_MB} MiB for sessions and a batch in "
-              f"flight); absolute peak {peak:.0f} MiB includes the data loaded before ({rss_before:.0f} MiB)")
+              f"peak RSS growth {growth:.0f} MiB (bound {growth_name} {growth_mb:.0f} MiB + allowance "
+              f"{RSS_ALLOWANCE_MB} MiB for sessions and a batch in flight); absolute peak {peak:.0f} MiB includes "
+              f"the data loaded before ({rss_before:.0f} MiB)")
         checks.append(("kept activations <= --prefix-memory", kept_mb, kept_mb <= bound_mb))
-        checks.append((f"peak RSS growth <= --prefix-memory + {RSS_ALLOWANCE_MB} MiB", growth,
-                       growth <= bound_mb + RSS_ALLOWANCE_MB))
+        checks.append((f"peak RSS growth <= {growth_name} + {RSS_ALLOWANCE_MB} MiB", growth,
+                       growth <= growth_mb + RSS_ALLOWANCE_MB))
     out.update(sides=sides, trials=len(planned), rounds=rounds, ratios=ratios, rss_before_mb=rss_before,
                peak_rss_mb=peak, peak_rss_reset=hwm_reset)
     return checks
@@ -267,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 (default exact float32)")
     parser.add_argument("--skip-no-prefix", action="store_true",
                         help="per-layer: leave out the full-model (no prefix reuse) side")
-    parser.add_argument("--prefix-memory", type=float, default=4.0, help="GiB prefix reuse may keep (default 4)")
+    parser.add_argument("--prefix-memory", type=float, default=DEFAULT_PREFIX_MEMORY_GIB,
+                        help=f"GiB a kept cut may hold (--kept-cut; default {DEFAULT_PREFIX_MEMORY_GIB:g})")
+    parser.add_argument("--lockstep-memory", type=float, default=DEFAULT_LOCKSTEP_MEMORY_GIB,
+                        help="GiB the suffix sessions of one lockstep group may take together "
+                        f"(default {DEFAULT_LOCKSTEP_MEMORY_GIB:g})")
     parser.add_argument("--kept-cut", action="store_true",
                         help="per-layer trials one at a time on the prefix runner's kept cut (a Ray worker's path) "
                         "instead of lockstep passes")

@@ -24,7 +24,7 @@ from onnxnoise.data import resolve_data_config
 from onnxnoise.data.npz import load_npz
 from onnxnoise.engine import runtime
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.engine.cut_store import DISK, MEMORY
+from onnxnoise.engine.prefix.cut_store import DISK, MEMORY
 from onnxnoise.engine.evaluate import EvalSet, evaluate
 from onnxnoise.engine.plan import Trial, plan_trials
 from onnxnoise.engine.prefix import PrefixRunner
@@ -78,6 +78,7 @@ class _FakeCudaSession:
     """A CPU session that says it runs on the CUDA EP; plain ``run`` is refused (CUDA runs bind)."""
 
     created: list[_FakeCudaSession] = []
+    run_threads: set[int] = set()  # idents of the threads that ran any fake CUDA session
     report_tf32 = True
 
     def __init__(self, data, options, providers=None, provider_options=None):
@@ -102,6 +103,7 @@ class _FakeCudaSession:
         return _Binding()
 
     def run_with_iobinding(self, binding):
+        _FakeCudaSession.run_threads.add(threading.get_ident())
         names = [name for name, _ in binding.outputs]
         outs = self.real.run(names, {n: v.array for n, v in binding.inputs.items()})
         binding.results = [out if device == "cpu" else _DeviceValue(out, device)
@@ -122,6 +124,7 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(runtime.ort, "InferenceSession", _FakeCudaSession)
     monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", staticmethod(from_numpy))
     monkeypatch.setattr(_FakeCudaSession, "created", [])
+    monkeypatch.setattr(_FakeCudaSession, "run_threads", set())
     monkeypatch.setattr(_DeviceValue, "host_copies", 0)
     return uploads
 
@@ -182,13 +185,14 @@ def test_tf32_flag_does_not_change_cpu_keys(model_and_data):
     assert keys[0] == keys[1]
 
 
-def _runner_setup(path: Path, labeled, *, limit: int):
+def _runner_setup(path: Path, labeled, *, limit: int, **settings):
     model = load_model(path)
     stored = load_npz(labeled.path)
     data = EvalSet(stored.images, stored.labels, resolve_data_config("raw"), batch_size=16)
     io = get_model_io(model)
     layers = list_layers(model)
-    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cuda", memory_limit_bytes=limit)
+    runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cuda", memory_limit_bytes=limit,
+                          **settings)
     return model, data, io, layers, runner
 
 
@@ -216,8 +220,8 @@ def test_prefix_cuts_stay_on_the_device(fake_cuda, model_and_data, tmp_path, mon
         rep, counts = expected[layer.name]
         assert runner.evaluate(rep) == counts, layer.name
         assert runner.provider == CUDA
-        if runner._cut is not None:
-            for slot in runner._cut.slots:
+        if runner.kept_cut is not None:
+            for slot in runner.kept_cut.slots:
                 assert slot.kind == MEMORY
                 assert all(isinstance(v, _DeviceValue) and v.device == "cuda" for v in slot.values.values())
     assert _DeviceValue.host_copies == 0  # no kept activation ever crossed to the host
@@ -230,12 +234,11 @@ def test_prefix_cuts_stay_on_the_device(fake_cuda, model_and_data, tmp_path, mon
     assert [u[:2] for u in fake_cuda] == [("cuda", 0)] * 5
 
 
-def test_lockstep_on_the_device_runs_one_suffix_at_a_time(fake_cuda, model_and_data, monkeypatch):
+def test_lockstep_on_the_device_runs_one_suffix_at_a_time(fake_cuda, model_and_data):
     """A lockstep pass on the CUDA EP: counts equal the CPU's, activations never cross to the host, and the
     suffix sessions take turns on the device (``parallel`` applies to the CPU only)."""
     path, labeled = model_and_data
-    model, data, io, layers, runner = _runner_setup(path, labeled, limit=1 << 30)
-    runner.parallel = 2
+    model, data, io, layers, runner = _runner_setup(path, labeled, limit=1 << 30, parallel=2)
     inits = get_initializers(model)
     noise = make_noise_model("gaussian-snr")
     reps = [draw_noise(noise, 2.0, 1, [layer], inits).arrays for layer in layers]
@@ -243,20 +246,18 @@ def test_lockstep_on_the_device_runs_one_suffix_at_a_time(fake_cuda, model_and_d
         cpu_only.setattr(runtime.ort, "get_available_providers", lambda: [CPU])
         cpu_only.setattr(runtime.ort, "InferenceSession", _RealSession)
         expected = [_cpu_counts(model, io, layers, data, rep) for rep in reps]
-    threads = set()
-    real_scores = runner._scores
-    monkeypatch.setattr(runner, "_scores", lambda *a: (threads.add(threading.get_ident()), real_scores(*a))[1])
     results = runner.evaluate_lockstep(reps)
     for got, want, layer in zip(results, expected, layers):
         assert got == want, layer.name
-    assert threads == {threading.get_ident()}  # every suffix ran on this thread, one after another
+    # every session (segments and suffixes) ran on this thread, one after another
+    assert _FakeCudaSession.run_threads == {threading.get_ident()}
     assert _DeviceValue.host_copies == 0 and runner.provider == CUDA
 
 
 def test_prefix_cuts_beyond_the_bound_spill_from_the_device(fake_cuda, model_and_data, tmp_path):
     path, labeled = model_and_data
-    model, data, io, layers, runner = _runner_setup(path, labeled, limit=300_000)  # 1-2 of 5 batches
-    runner.spill_dir, runner.overflow = tmp_path, "disk"
+    model, data, io, layers, runner = _runner_setup(path, labeled, limit=300_000,  # 1-2 of 5 batches
+                                                    spill_dir=tmp_path, overflow="disk")
     inits = get_initializers(model)
     layer = layers[4]
     rep = draw_noise(make_noise_model("gaussian-snr"), 2.0, 0, [layer], inits).arrays
@@ -266,12 +267,12 @@ def test_prefix_cuts_beyond_the_bound_spill_from_the_device(fake_cuda, model_and
         counts = _cpu_counts(model, io, layers, data, rep)
     uploads_before = len(fake_cuda)
     assert runner.evaluate(rep) == counts
-    kinds = [slot.kind for slot in runner._cut.slots]
+    kinds = [slot.kind for slot in runner.kept_cut.slots]
     assert MEMORY in kinds and DISK in kinds
     spilled = kinds.count(DISK)
     assert 0 < runner.stats.peak_kept_bytes <= 300_000
     # each spilled batch was copied to the host once (per cut tensor) and uploaded again to be used
-    tensors = len(runner._cut.names)
+    tensors = len(runner.sessions.cut_names(runner.kept_cut.position))
     assert _DeviceValue.host_copies == spilled * tensors
     assert len(fake_cuda) - uploads_before == 5 + spilled * tensors  # 5 input batches + read-backs
 
@@ -279,8 +280,7 @@ def test_prefix_cuts_beyond_the_bound_spill_from_the_device(fake_cuda, model_and
 def test_cuts_kept_nowhere_are_recomputed_on_the_device(fake_cuda, model_and_data):
     """No memory, no disk: each trial recomputes the cut on the 'GPU' from inputs uploaded once."""
     path, labeled = model_and_data
-    model, data, io, layers, runner = _runner_setup(path, labeled, limit=1)
-    runner.spill_dir = False
+    model, data, io, layers, runner = _runner_setup(path, labeled, limit=1, spill_dir=False)
     inits = get_initializers(model)
     reps = [draw_noise(make_noise_model("gaussian-snr"), 2.0, 0, [layer], inits).arrays for layer in layers[4:6]]
     with pytest.MonkeyPatch.context() as cpu_only:

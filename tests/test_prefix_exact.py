@@ -128,7 +128,8 @@ def test_prefix_sessions_run_without_spinning_or_arena(tmp_path: Path):
     runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", threads=2)
     rep = noisy(get_initializers(model), layers[4], snr=SNR, seed=0)
     for threads in (None, 1):
-        options = runner._suffix_factory(runner.position(rep), threads=threads).create(rep).session.get_session_options()
+        factory = runner.sessions.suffix_factory(runner.position(rep), threads=threads)
+        options = factory.create(rep).session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert not options.enable_cpu_mem_arena
         assert options.intra_op_num_threads == (threads or 2)

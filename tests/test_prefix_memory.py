@@ -1,4 +1,4 @@
-"""Prefix reuse under a memory bound (onnxnoise.engine.prefix + cut_store): memory, disk, recompute.
+"""A kept cut under a memory bound (onnxnoise.engine.prefix.kept_cut + cut_store): memory, disk, recompute.
 
 A bound of a few batches forces the cut of every split into memory + spill-file batches; the
 counts must equal full-model evaluation for every layer (forward advances and backward
@@ -18,13 +18,12 @@ import onnx
 import pytest
 
 from _builders import conv_bn_resnet, labeled_npz
-from onnxnoise.config import RunConfig
+from onnxnoise.config import DEFAULT_PREFIX_MEMORY_GIB, RunConfig
 from onnxnoise.data import resolve_data_config
 from onnxnoise.data.npz import load_npz
-from onnxnoise.engine import cut_store
-from onnxnoise.engine.cut_store import SpillFile
 from onnxnoise.engine.evaluate import EvalSet, evaluate
-from onnxnoise.engine.prefix import PrefixRunner
+from onnxnoise.engine.prefix import DEFAULT_MEMORY_BYTES, PrefixRunner, cut_store
+from onnxnoise.engine.prefix.cut_store import SpillFile
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.errors import ConfigError
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model
@@ -68,9 +67,9 @@ def _check_every_layer(runner, setup):
 
 
 def _batch_bytes(runner, position, data):
-    """Bytes of one full batch of the cut at ``position`` (from a run with no bound)."""
-    names = runner.splitter.cut(position)
-    values = runner._compute(0, (runner.input_name,), {runner.input_name: next(data.batches())[0]}, position, names)
+    """Bytes of one full batch of the cut at ``position``."""
+    values = runner.sessions.cut_values({runner.input_name: next(data.batches())[0]}, 0, position)
+    assert sorted(values) == sorted(runner.splitter.cut(position))
     return sum(v.nbytes for v in values.values())
 
 
@@ -106,8 +105,8 @@ def test_bound_holds_while_the_cut_grows(setup, tmp_path):
     sizes = []
     for layer in layers:
         runner.evaluate(_noisy(inits, layer))
-        sizes.append(sum(s.nbytes for s in runner._cut.slots) if runner._cut else 0)
-        assert runner._store.kept_bytes <= 1 << 16
+        sizes.append(sum(s.nbytes for s in runner.kept_cut.slots) if runner.kept_cut else 0)
+        assert runner.cut_store.kept_bytes <= 1 << 16
     assert max(sizes) > 4 * (1 << 16)  # the cuts are far larger than the bound
     assert 0 < runner.stats.peak_kept_bytes <= 1 << 16
 
@@ -116,7 +115,7 @@ def test_no_disk_recomputes_with_a_warning(setup, caplog):
     model, io, layers, data, factory, inits = setup
     runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1,
                           spill_dir=False)
-    with caplog.at_level(logging.WARNING, logger="onnxnoise.engine.cut_store"):
+    with caplog.at_level(logging.WARNING, logger="onnxnoise.engine.prefix.cut_store"):
         for layer in layers[2:5]:
             rep = _noisy(inits, layer)
             assert runner.evaluate(rep) == evaluate(factory.create(rep), data), layer.name
@@ -128,11 +127,11 @@ def test_no_disk_recomputes_with_a_warning(setup, caplog):
 
 def test_full_disk_recomputes_with_a_warning(setup, tmp_path, monkeypatch, caplog):
     model, io, layers, data, factory, inits = setup
-    monkeypatch.setattr(cut_store, "_free_bytes", lambda folder: 10 << 20)  # 10 MiB free: under the reserve
+    monkeypatch.setattr(cut_store, "free_disk_bytes", lambda folder: 10 << 20)  # 10 MiB free: under the reserve
     runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1,
                           spill_dir=tmp_path, overflow="disk")
     rep = _noisy(inits, layers[3])
-    with caplog.at_level(logging.WARNING, logger="onnxnoise.engine.cut_store"):
+    with caplog.at_level(logging.WARNING, logger="onnxnoise.engine.prefix.cut_store"):
         assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
     assert runner.stats.spilled_batches == 0 and runner.stats.recomputed_batches == 8
     assert "0.0 GiB free in" in caplog.text and "GiB reserve" in caplog.text
@@ -146,9 +145,9 @@ def test_auto_overflow_takes_the_cheaper_of_disk_and_recompute(setup, tmp_path, 
     runner = PrefixRunner(model, data, io.input_name, io.output_name, device="cpu", memory_limit_bytes=1,
                           spill_dir=tmp_path)
     runner.evaluate(_noisy(inits, layers[0]))  # position 0: no cut yet, the store exists
-    assert runner.position(layers[0].tensors) == 0 and runner._cut is None
-    runner._store.read_speed = runner._store.write_speed = speed  # bytes/s
-    with caplog.at_level(logging.INFO, logger="onnxnoise.engine.prefix"):
+    assert runner.position(layers[0].tensors) == 0 and runner.kept_cut is None
+    runner.cut_store.read_speed = runner.cut_store.write_speed = speed  # bytes/s, as if measured
+    with caplog.at_level(logging.INFO, logger="onnxnoise.engine.prefix.kept_cut"):
         for layer in layers[3:6]:
             rep = _noisy(inits, layer)
             assert runner.evaluate(rep) == evaluate(factory.create(rep), data), layer.name
@@ -191,7 +190,8 @@ def test_stale_spill_folders_of_dead_processes_are_removed(tmp_path):
 
 def test_prefix_memory_setting(tmp_path):
     kwargs = {"model": Path("m.onnx"), "data": Path("d")}
-    assert RunConfig(**kwargs).prefix_memory == 4.0
+    assert RunConfig(**kwargs).prefix_memory == DEFAULT_PREFIX_MEMORY_GIB == 4.0
+    assert DEFAULT_MEMORY_BYTES == 4 << 30  # the runner's default is the setting's, in bytes
     for bad in (0, -1.0, float("nan"), "2", True):
         with pytest.raises(ConfigError, match="`--prefix-memory` must be a positive number of GiB"):
             RunConfig(**kwargs, prefix_memory=bad)
@@ -211,20 +211,3 @@ def test_cli_prefix_memory_reaches_the_runner(tmp_path):
     assert config.prefix_memory == 0.25
     runner = prepare_context(config).prefix_runner()
     assert runner.memory_limit_bytes == 1 << 28
-
-
-@pytest.mark.parametrize(("weights_mib", "gib", "limit"), [
-    (100, 4.0, 4096 // (200 + 16)),  # ResNet50-sized: 18 suffix sessions at once
-    (553, 4.0, 4096 // (1106 + 16)),  # VGG16-sized: 3
-    (553, 0.5, 1),  # never fewer than one
-    (1, 4.0, 4096 // (2 + 16)),  # ResNet20-sized: 227, the session overhead dominates
-    (1, 8.0, 256),  # at most MAX_LOCKSTEP
-])
-def test_lockstep_group_limit_fits_sessions_in_prefix_memory(weights_mib, gib, limit):
-    from types import SimpleNamespace
-
-    from onnxnoise.engine.executor import MAX_LOCKSTEP, SESSION_BYTES, LocalExecutor
-    assert (MAX_LOCKSTEP, SESSION_BYTES) == (256, 16 << 20)
-    context = SimpleNamespace(initializers={"w": np.zeros(weights_mib << 18, np.float32)},
-                              config=SimpleNamespace(prefix_memory=gib))
-    assert LocalExecutor._group_limit(context) == limit

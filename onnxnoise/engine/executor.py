@@ -25,17 +25,10 @@ from typing import Any, Protocol
 import polars as pl
 
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
+from onnxnoise.engine.prefix import DEFAULT_LOCKSTEP_MEMORY, lockstep_group_limit
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
 from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
-
-#: Most per-layer trials one lockstep group holds (their suffix sessions live together).
-MAX_LOCKSTEP = 256
-
-#: Memory of one idle suffix session beyond twice its weights (graph, kernels, ONNX Runtime's
-#: bookkeeping; measured: ResNet56 BN, 111 suffix sessions, CPU arenas off: about 21 MiB each, 7 of them
-#: twice its weights).
-SESSION_BYTES = 16 << 20
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
 
@@ -154,18 +147,31 @@ class LocalExecutor(Executor):
     (:func:`~onnxnoise.engine.trial.run_trials`): batch by batch, sharing the clean
     prefix work, with no cut kept, so memory is bounded by a batch whatever the dataset
     size. A group's rows are recorded when it ends (a killed run loses at most the group
-    in progress); groups hold at most :data:`MAX_LOCKSTEP` trials, and no more than
-    ``--prefix-memory`` allows for their sessions. Every other trial runs alone.
+    in progress); a group holds at most as many trials as their suffix sessions fit in
+    ``lockstep_memory_bytes`` (:func:`~onnxnoise.engine.prefix.lockstep_group_limit`, at most
+    :data:`~onnxnoise.engine.prefix.MAX_LOCKSTEP`). Every other trial runs alone.
 
     Args:
         prefix_reuse: Evaluate per-layer trials through the context's prefix runner.
         lockstep: Group per-layer trials as above (default). False runs each alone on the
             runner's kept cut, as a Ray worker does (for benchmarks of that path).
+        lockstep_memory_bytes: Memory, in bytes, the suffix sessions of one lockstep group may
+            take together (default :data:`~onnxnoise.engine.prefix.DEFAULT_LOCKSTEP_MEMORY`,
+            4 GiB). Group sizes never change counts. ``--prefix-memory`` does not enter it.
+
+    Raises:
+        ValueError: ``lockstep_memory_bytes`` is not a positive integer.
     """
 
-    def __init__(self, *, prefix_reuse: bool = True, lockstep: bool = True) -> None:
+    def __init__(self, *, prefix_reuse: bool = True, lockstep: bool = True,
+                 lockstep_memory_bytes: int = DEFAULT_LOCKSTEP_MEMORY) -> None:
+        if isinstance(lockstep_memory_bytes, bool) or not isinstance(lockstep_memory_bytes, int) \
+                or lockstep_memory_bytes <= 0:
+            msg = f"`lockstep_memory_bytes` must be a positive number of bytes, got {lockstep_memory_bytes!r}"
+            raise ValueError(msg)
         self.prefix_reuse = prefix_reuse
         self.lockstep = lockstep
+        self.lockstep_memory_bytes = lockstep_memory_bytes
 
     def run(self, context, planned: Sequence[PlannedTrial], recorder: Recorder,
             progress: Progress | None = None) -> ExecutionResult:
@@ -187,7 +193,7 @@ class LocalExecutor(Executor):
         counts = {"ran": 0, "failed": 0, "taken": 0, "settled": 0}
         draws = DrawHistory(context, recorder, seed_rule(context.config.noise))
         group: list[PlannedTrial] = []
-        limit = self._group_limit(context) if self.lockstep else 1
+        limit = self.group_limit(context)
 
         def flush() -> None:
             if group:
@@ -230,14 +236,16 @@ class LocalExecutor(Executor):
             if item.trial.mode == "baseline" and row["error"] is not None:
                 raise baseline_failure(context, row["error"])
 
-    @staticmethod
-    def _group_limit(context) -> int:
-        """Most per-layer trials run in lockstep: their suffix sessions (each up to the model's
-        weights, twice for ONNX Runtime's pre-packed copies, plus :data:`SESSION_BYTES`) must
-        fit in ``--prefix-memory``."""
+    def group_limit(self, context) -> int:
+        """Most per-layer trials this executor runs in one lockstep group in ``context``.
+
+        :func:`~onnxnoise.engine.prefix.lockstep_group_limit` of the context's weights (all
+        initializers, in bytes) and ``lockstep_memory_bytes``; 1 without lockstep.
+        """
+        if not self.lockstep:
+            return 1
         weights = sum(int(a.nbytes) for a in context.initializers.values())
-        per_session = 2 * weights + SESSION_BYTES
-        return int(min(MAX_LOCKSTEP, max(1, context.config.prefix_memory * 2**30 // per_session)))
+        return lockstep_group_limit(weights, self.lockstep_memory_bytes)
 
 
 def _pass_of(trial: Trial) -> tuple:

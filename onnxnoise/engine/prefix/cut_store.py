@@ -1,6 +1,6 @@
 """Where prefix reuse keeps its clean cut activations: memory up to a bound, then disk.
 
-A *cut* (:mod:`onnxnoise.engine.prefix`) holds, for every batch of the evaluation set,
+A *cut* (:mod:`onnxnoise.engine.prefix.kept_cut`) holds, for every batch of the evaluation set,
 the clean activations of the tensors live across a split. Held whole, it grows with the
 dataset (ResNet20's first cut: 131 kB per CIFAR image, 13 GB for 100k images; a
 ResNet50 first cut on 50k ImageNet images: tens of GB). :class:`CutStore` decides per
@@ -43,7 +43,7 @@ import onnxruntime as ort
 from onnxnoise.engine.runtime import DEVICE_ID
 
 __all__ = ["CutStore", "Slot", "SpillFile", "HostValues", "DeviceValues", "MEMORY", "DISK", "RECOMPUTE",
-           "DISK_RESERVE_BYTES"]
+           "DISK_RESERVE_BYTES", "free_disk_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,12 @@ def _average(speed: float, nbytes: int, seconds: float) -> float:
     return 1.0 / (0.8 / speed + 0.2 * max(seconds, 1e-9) / max(nbytes, 1))
 
 
-def _free_bytes(folder: Path) -> int:
+def free_disk_bytes(folder: Path) -> int:
+    """Free bytes on the file system of ``folder`` (what a spill write must leave :data:`DISK_RESERVE_BYTES` of).
+
+    Raises:
+        OSError: ``folder`` does not exist or cannot be queried.
+    """
     return shutil.disk_usage(folder).free
 
 
@@ -282,7 +287,7 @@ class CutStore:
             self.recompute_batches += 1
             return Slot(RECOMPUTE, nbytes=nbytes)
         if file is not None:
-            free = _free_bytes(file.path.parent)
+            free = free_disk_bytes(file.path.parent)
             if free - nbytes >= DISK_RESERVE_BYTES:
                 started = time.perf_counter()
                 try:
