@@ -10,21 +10,24 @@ each sweep of ``EXPERIMENT`` with today's engine, and
   :func:`onnxnoise.engine.trial.run_trial` in the context of their sweep, printing one line per
   trial: committed and new top-1 / top-5 / NaN counts (and paired counts where committed).
 
-Rows written by the version 1 engine (``reports/cifar10-resnet``: other keys, ``snr`` instead of
-``strength``) are matched by (mode, layer, SNR, seed) within the sweep's model file and image count.
+Where no committed key is today's, rows are matched by (mode, layer, strength, seed) within the
+sweep's model file, image count and noise settings, and the key fields that differ are named:
+the version 1 engine's rows (``reports/cifar10-resnet``: other keys, ``snr`` instead of
+``strength``), and rows whose dataset fingerprint changed since they were committed.
 Models missing under the experiment's paths are exported first (needs the ``export`` extra).
 
 Usage::
 
     python scripts/recheck_committed.py [--per-sweep 3] [--seed 0] [REPORT=EXPERIMENT ...]
 
-Exit code 0 when every re-run count matches and every report has rows keyed as today, 1 otherwise,
-2 on bad input.
+Exit code 0 when every re-run count matches and every sweep has committed rows, 1 otherwise, 2 on
+bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import sys
@@ -37,6 +40,7 @@ from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.engine.trial import run_trial
 from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.store.schema import canonical_json
 from onnxnoise.experiment import load_experiment
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,26 +71,45 @@ def _export_missing(experiment) -> None:
     reproduce_paper.export_missing(experiment)
 
 
+def _differing_fields(row: dict, context) -> list[str]:
+    """Names of the key fields whose committed value (the row's ``context`` JSON) differs from today's."""
+    if not row.get("context"):
+        return []
+    stored, now = json.loads(row["context"]), json.loads(json.dumps(context.key_fields(), default=str))
+    return sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+
+
 def _matched_rows(committed: pl.DataFrame, planned: dict, context, config) -> tuple[list[tuple], str]:
-    """``[(row, trial)]`` of committed rows this sweep plans today, and how they were matched."""
+    """``[(row, trial)]`` of committed rows this sweep plans today, and how they were matched.
+
+    By key when any committed key is today's; otherwise by (mode, layer, strength, seed) among the
+    rows of the same model file, image count and noise settings, saying which key fields differ.
+    """
     keyed = [(row, planned[row["key"]]) for row in committed.filter(pl.col("key").is_in(list(planned)))
              .rows(named=True)]
-    if keyed or "snr" not in committed.columns:
+    if keyed:
         return keyed, "by key"
+    strength = "snr" if "snr" in committed.columns else "strength"
+    same = (pl.col("model_sha256") == context.model_sha256) & pl.col("mode").is_in(list(config.modes)) \
+        & (pl.col("images") == len(context.data))
+    if strength == "strength":  # version 2 rows name their noise: compare like with like
+        noise = canonical_json(config.run.noise.settings())
+        same = same & (pl.col("noise_model") == config.run.noise.model) & (pl.col("noise") == noise)
     by_id = {_trial_id(t.mode, t.layer_index, t.strength, t.seed): t for t in planned.values()}
-    rows = committed.filter((pl.col("model_sha256") == context.model_sha256)
-                            & pl.col("mode").is_in(list(config.modes))
-                            & (pl.col("images") == len(context.data))).rows(named=True)
-    pairs = [(row, by_id.get(_trial_id(row["mode"], row["layer_index"], row["snr"], row["seed"]))) for row in rows]
-    return [(row, trial) for row, trial in pairs if trial is not None], "by (mode, layer, SNR, seed): version 1 keys"
+    rows = committed.filter(same).rows(named=True)
+    pairs = [(row, by_id.get(_trial_id(row["mode"], row["layer_index"], row[strength], row["seed"]))) for row in rows]
+    matched = [(row, trial) for row, trial in pairs if trial is not None]
+    why = "version 1 keys" if strength == "snr" else \
+        f"keys differ in {', '.join(_differing_fields(rows[0], context)) or 'an unrecorded field'}" if rows else "no rows"
+    return matched, f"by (mode, layer, strength, seed), {why}"
 
 
 def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Random) -> tuple[int, int, int]:
-    """``(trials re-run, of them different, sweeps without a committed row)`` for one report and experiment."""
+    """``(trials re-run, of them different, sweeps without a committed row, sweeps matched without keys)``."""
     experiment = load_experiment(experiment_path)
     _export_missing(experiment)
     committed = pl.read_parquet(report / "results.parquet").filter(pl.col("error").is_null())
-    checked = different = unmatched = 0
+    checked = different = unmatched = rekeyed = 0
     for name, config in experiment.sweeps:
         context = prepare_context(config.run)
         planned = {item.key: item.trial for item in plan_trials(context, config.modes)}
@@ -94,6 +117,7 @@ def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Ran
         print(f"{report.name} / {name} {','.join(config.modes)} on {len(context.data)} images: "
               f"{len(matched)} of {len(planned)} planned trials committed, matched {how}", flush=True)
         unmatched += not matched
+        rekeyed += bool(matched) and how != "by key"
         for row, trial in rng.sample(matched, min(per_sweep, len(matched))):
             started = time.perf_counter()
             again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
@@ -105,7 +129,7 @@ def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Ran
                   f"seed {trial.seed}: committed {[row[c] for c in columns]}, now {[again[c] for c in columns]} "
                   f"({time.perf_counter() - started:.1f} s)", flush=True)
         del context  # one sweep's decoded images in memory at a time
-    return checked, different, unmatched
+    return checked, different, unmatched, rekeyed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,20 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    checked = different = unmatched = 0
+    checked = different = unmatched = rekeyed = 0
     try:
         for pair in args.pairs:
             report, sep, experiment = pair.partition("=")
             if not sep:
                 print(f"recheck_committed: error: expected REPORT=EXPERIMENT, got {pair!r}", file=sys.stderr)
                 return 2
-            c, d, u = recheck(REPO / report, REPO / experiment, args.per_sweep, rng)
-            checked, different, unmatched = checked + c, different + d, unmatched + u
+            c, d, u, r = recheck(REPO / report, REPO / experiment, args.per_sweep, rng)
+            checked, different, unmatched, rekeyed = checked + c, different + d, unmatched + u, rekeyed + r
     except OnnxNoiseError as exc:
         print(f"recheck_committed: error: {exc}", file=sys.stderr)
         return 2
     print(f"{checked} committed trials re-run: {checked - different} equal, {different} different; "
-          f"{unmatched} sweep(s) with no committed trial keyed as today")
+          f"{unmatched} sweep(s) with no committed trial, {rekeyed} matched without their committed keys")
     return 0 if different == 0 and unmatched == 0 else 1
 
 
