@@ -75,7 +75,8 @@ def draw_hashes() -> dict[str, str]:
                 for seed in (0, 7):
                     draw = draw_noise(model, strength, seed, layers, inits, NoisePolicies(), model_layers=layers)
                     counts = ",".join(str(v) for v in draw.counters().values())
-                    out[f"{name} {sorted(params.items())} {strength:g} {seed} {graph}"] = f"{_digest(draw.arrays)} {counts}"
+                    key = f"{name} {sorted(params.items())} {strength:g} {seed} {graph}"
+                    out[key] = f"{_digest(draw.arrays)} {counts}"
     return out
 
 

@@ -179,7 +179,11 @@ class NoiseModel(ABC):
         return {"name": self.name, "params": self.params()}
 
     def format_strength(self, value: float | None) -> str:
-        """Cell text of one strength value, e.g. ``SNR 10`` (``clean`` for ``None``): the axis's :meth:`~onnxnoise.noise.axis.StrengthAxis.text_of`."""
+        """Cell text of one strength value, e.g. ``SNR 10`` (``clean`` for ``None``).
+
+        The axis's :meth:`~onnxnoise.noise.axis.StrengthAxis.text_of`; override only for text
+        that depends on the model's parameters.
+        """
         return self.strength_axis.text_of(value)
 
     def describe(self) -> str:

@@ -122,7 +122,7 @@ class Tile:
 
     @cached_property
     def targets(self) -> np.ndarray:
-        """Exact target conductances ``[g+_T, g-_T]``, float64 ``(2, *w.shape)`` (:func:`pair_targets`); read-only use."""
+        """Exact targets ``[g+_T, g-_T]``, float64 ``(2, *w.shape)`` (:func:`pair_targets`); stages leave them as is."""
         return pair_targets(self.w, self.w_max, self.g_max)
 
     def weights(self, g: np.ndarray) -> np.ndarray:
@@ -217,7 +217,7 @@ class DeviceModel(NoiseModel):
         return devices.now
 
     def read_back(self, devices: Devices, strength: float) -> np.ndarray:
-        """Weights (float64, the tensor's shape) the pairs hold at read time; default :meth:`Tile.weights` of ``now``."""
+        """The weights (float64, the tensor's shape) the pairs hold at read time; default :meth:`Tile.weights`."""
         return devices.tile.weights(devices.now)
 
     # ---------------------------------------------------------------- the template

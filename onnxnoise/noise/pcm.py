@@ -209,7 +209,7 @@ class PCM(QuantizedDeviceModel):
         return self.read(devices.now, devices.programmed, strength + T0, rng.standard_normal(devices.target.shape))
 
     def read_back(self, devices: Devices, strength: float) -> np.ndarray:
-        """``w'(t)`` from the pairs' change (:meth:`~onnxnoise.noise.device.Tile.shifted`), then global drift compensation.
+        """``w'(t)`` from the pairs' change (:meth:`~onnxnoise.noise.device.Tile.shifted`), then drift compensation.
 
         ``w + (delta g+ - delta g-) / g_max * w_max`` (the deltas from the exact targets)
         equals ``(g+ - g-) / g_max * w_max`` and returns ``w`` bit for bit when every
