@@ -19,14 +19,16 @@ import pytest
 from onnxnoise.cli import main
 from onnxnoise.experiment import load_experiment
 from onnxnoise.model import list_layers
-from onnxnoise.noise import draw_noise, make_noise_model
+from onnxnoise.noise import NOISE_MODELS, StrengthAxis, axis_of, draw_noise, make_noise_model
+from onnxnoise.report import plots
+from onnxnoise.report import strength as strength_module
 from onnxnoise.report.plots import plot_accuracy_vs_noise
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import add_strength_text, noise_axis, strength_header
 from onnxnoise.store import open_store
 
 from tests._builders import conv_bn_resnet, labeled_npz
-from tests._noise_models import ToyDevice, toy_device_model  # noqa: F401  (the fixture)
+from tests._noise_models import Db, Drift, ToyDevice, toy_device_model  # noqa: F401  (the fixture)
 
 NAME = ToyDevice.name
 AXIS = ToyDevice.strength_axis
@@ -122,3 +124,24 @@ seeds = 1
     assert (axis.label, axis.invert, axis.log, axis.tick(0.1)) == (AXIS.name, False, False, "10%")
     figure = plot_accuracy_vs_noise(summarize_trials(trials))
     assert figure.axes[0].get_xlabel() == AXIS.name
+
+
+def test_axis_declared_once_mirrors_and_older_plug_ins():
+    for cls in NOISE_MODELS.values():  # the model attributes mirror the one declaration
+        axis = cls.strength_axis
+        assert (cls.strength_name, cls.strength_label, cls.more_noise_when, cls.default_strengths) == (
+            axis.symbol, axis.label, axis.more_noise_when, axis.defaults)
+        assert axis_of(cls) is axis
+    # plug-ins that declare the attributes instead of an axis get the axis they describe
+    assert (Drift.strength_axis.symbol, Drift.strength_axis.time, Drift.strength_axis.unit) == ("t", True, "s")
+    assert (Db.strength_axis.label, Db.strength_axis.more_noise_when, Db.strength_axis.time) == ("SNR (dB)", "lower",
+                                                                                               False)
+    assert noise_axis(Db.name).invert is True and noise_axis(Drift.name).log is True
+    with pytest.raises(ValueError, match="more_noise_when must be one of lower, higher, got 'up'"):
+        StrengthAxis(more_noise_when="up")
+
+
+def test_no_display_code_tests_a_model_name():
+    for module in (plots, strength_module):
+        source = open(module.__file__, encoding="utf-8").read()
+        assert '"gaussian-snr"' not in source and "'gaussian-snr'" not in source, module.__name__
