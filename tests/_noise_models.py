@@ -6,7 +6,11 @@ Registry names start with ``test-`` so that they never clash with a real model:
   one parameter ``nu``; the default ``describe()`` and ``format_strength()`` (``time (s) 60``).
 - ``test-drift-labeled`` (:class:`LabeledDrift`): the same with its own ``format_strength()`` (``t = 60 s``).
 - ``test-db`` (:class:`Db`): an SNR-in-dB-like axis that is not ``gaussian-snr`` (``more_noise_when="lower"``).
-- ``test-zero-every-k`` (:class:`ZeroEveryK`): zeroes every ``k``-th element; the only one that perturbs.
+- ``test-zero-every-k`` (:class:`ZeroEveryK`): zeroes every ``k``-th element.
+
+and, registered only by the fixture :func:`toy_device_model` (``from tests._noise_models import
+toy_device_model`` in a test module), ``test-toy-device`` (:class:`ToyDevice`): a device model on
+the template :class:`onnxnoise.noise.device.DeviceModel` with its own strength option ``--toy-loss``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from onnxnoise.noise import NoiseModel, register
+import numpy as np
+import pytest
+
+from onnxnoise.noise import NOISE_MODELS, DeviceModel, NoiseModel, StrengthAxis, register
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,34 @@ class ZeroEveryK(NoiseModel):
         out = w.copy()
         out.reshape(-1)[self.offset :: int(strength)] = 0
         return out
+
+
+# ---------------------------------------------------------------- a toy device model on the template
+
+
+@dataclass(frozen=True)
+class ToyDevice(DeviceModel):
+    """Toy device model on the device template: every device loses a fraction ``loss`` of its conductance.
+
+    ``w' = (g+ (1 - loss) - g- (1 - loss)) / g_max * w_max = w (1 - loss)`` (within rounding) on the
+    analog tensors; one drift-like stage hook, everything else the template's. Not registered
+    at import: the :func:`toy_device_model` fixture registers it for one test and removes it after.
+    """
+
+    name: ClassVar[str] = "test-toy-device"
+    strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+        symbol="loss", label="conductance loss", defaults=(0.1, 0.5), flag="toy-loss", unit="fraction",
+        name="toy conductance loss per device", style="percent", text="loss {}",
+        help="toy: fraction of conductance every device loses, e.g. 0.1,0.5")
+    floor: float = 0.0
+
+    def drift_stage(self, devices, strength, rng):
+        return np.maximum(devices.now * (1.0 - strength), self.floor)
+
+
+@pytest.fixture
+def toy_device_model():
+    """:class:`ToyDevice` registered as ``test-toy-device`` for one test, unregistered after."""
+    register(ToyDevice)
+    yield ToyDevice
+    NOISE_MODELS.pop(ToyDevice.name, None)

@@ -2,17 +2,19 @@
 
 ``from onnxnoise.noise import make_noise_model, draw_noise`` is the whole API the
 engine uses; :mod:`onnxnoise.noise.base` explains how to add a model, and
-:mod:`onnxnoise.noise.axis` how a model declares its strength axis (``--t``, ``--rate``...). Built-in models:
+:mod:`onnxnoise.noise.axis` how a model declares its strength axis (``--t``, ``--rate``...), and
+:mod:`onnxnoise.noise.device` the template of the device models (conductance pairs, stage hooks). Built-in models:
 ``gaussian-snr`` (paper eq. 1, ``scope`` tensor/layer/channel), ``gaussian-global-db``
 (NoisyNN), ``multiplicative``, ``pcm``, ``stuck-at``, ``conductance-levels``, ``bit-flip``; formulas
 and sources in each module and in ../shared/NOISE-MODELS.md.
 """
 
-from onnxnoise.noise.axis import StrengthAxis, axis_label, axis_of, format_seconds
+from onnxnoise.noise.axis import PlotAs, StrengthAxis, axis_label, axis_of, format_seconds
 from onnxnoise.noise.base import NOISE_MODELS, NoiseModel, TensorInfo, get_noise_model, make_noise_model, register
 from onnxnoise.noise.bitflip import BitFlip
 from onnxnoise.noise.draw import BN_VARIANCE_POLICIES, NoiseDraw, NoisePolicies, draw_noise
 from onnxnoise.noise.conductance import ConductanceLevels
+from onnxnoise.noise.device import DeviceModel, Devices, QuantizedDeviceModel, Tile
 from onnxnoise.noise.gaussian import GaussianGlobalDb, GaussianSNR
 from onnxnoise.noise.multiplicative import Multiplicative
 from onnxnoise.noise.pcm import PCM
@@ -24,5 +26,6 @@ __all__ = [
     "NOISE_MODELS", "NoiseModel", "TensorInfo", "get_noise_model", "make_noise_model", "register",
     "BN_VARIANCE_POLICIES", "NoiseDraw", "NoisePolicies", "draw_noise", "GaussianSNR", "tensor_rng",
     "GaussianGlobalDb", "Multiplicative", "PCM", "StuckAt", "ConductanceLevels", "BitFlip", "SCOPES",
-    "StrengthAxis", "axis_of", "axis_label", "format_seconds",
+    "StrengthAxis", "PlotAs", "axis_of", "axis_label", "format_seconds", "DeviceModel", "QuantizedDeviceModel",
+    "Devices", "Tile",
 ]

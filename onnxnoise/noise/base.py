@@ -9,14 +9,19 @@ the same for every model. A new model is one subclass decorated with
 :func:`register`; the engine, the trial store and the reports need no change,
 because they carry the model's name, its parameters (JSON) and its strength value.
 
+The model's strength axis (symbol, label, direction of more noise, default grid, its
+own option, unit, text, scale) is one :class:`~onnxnoise.noise.axis.StrengthAxis`, the
+class attribute ``strength_axis``. Device models (conductance pairs) subclass the
+template :class:`onnxnoise.noise.device.DeviceModel` instead and implement its stages.
+
 Example (a toy model: zero every ``k``-th weight)::
 
     @register
     @dataclass(frozen=True)
     class ZeroEveryK(NoiseModel):
         name: ClassVar[str] = "zero-every-k"
-        strength_name: ClassVar[str] = "k"
-        more_noise_when: ClassVar[str] = "lower"
+        strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
+            symbol="k", label="every k-th zeroed, k =", more_noise_when="lower", defaults=(4.0,))
         offset: int = 0
 
         def perturb(self, w, strength, rng, tensor):
@@ -37,7 +42,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.noise.axis import StrengthAxis
+from onnxnoise.model.quant import describe_quantization
+from onnxnoise.noise.axis import GENERIC_AXIS, LEGACY_ATTRIBUTES, StrengthAxis, axis_from_attributes
 
 __all__ = ["NoiseModel", "TensorInfo", "NOISE_MODELS", "NOISE_ALIASES", "register", "get_noise_model", "make_noise_model"]
 
@@ -89,28 +95,38 @@ class NoiseModel(ABC):
 
     Attributes:
         name: Registry name, stored with every trial (e.g. ``gaussian-snr``).
-        strength_name: Name of the swept axis (``snr``, ``t_inf``, ``p``...).
-        strength_label: Human label of that axis, the header of its table column and
-            the x label of figures when its axis has no long name (``SNR``, ``time (s)``...).
-        more_noise_when: ``"lower"`` if a lower strength means more noise (SNR),
-            ``"higher"`` otherwise (a time, a rate).
-        default_strengths: Strengths swept when the user gives none.
-        strength_axis: The axis's own option (``--t``, ``--rate``...), unit, value text and
-            scale (:class:`onnxnoise.noise.axis.StrengthAxis`); ``None``: ``--strength``
-            only, plain numbers (see :func:`onnxnoise.noise.axis.axis_of`).
+        strength_axis: The swept axis, declared once (:class:`onnxnoise.noise.axis.StrengthAxis`):
+            symbol, label, direction of more noise, default grid, the model's own option
+            (``--t``, ``--rate``...), unit, cell and tick text, log scale.
+        strength_name, strength_label, more_noise_when, default_strengths: Read-only mirrors
+            of the axis's ``symbol``, ``label``, ``more_noise_when`` and ``defaults``, set for
+            every subclass by ``__init_subclass__``. A plug-in that declares these instead of
+            an axis (written before axes) gets the axis they describe
+            (:func:`onnxnoise.noise.axis.axis_from_attributes`).
+        aliases: Other accepted names (``gaussian`` for ``gaussian-snr``).
         needs_integer_weights: The model acts on stored integers (bit flips): a run whose
             noised layers hold no integer-quantized tensor is refused before any trial
             (:meth:`check_layers`), and float tensors of the noised layers are left exact.
     """
 
     name: ClassVar[str] = ""
-    strength_name: ClassVar[str] = "strength"
-    strength_label: ClassVar[str] = "strength"
-    more_noise_when: ClassVar[str] = "higher"
-    default_strengths: ClassVar[tuple[float, ...]] = ()
-    strength_axis: ClassVar[StrengthAxis | None] = None
+    strength_axis: ClassVar[StrengthAxis] = GENERIC_AXIS
+    strength_name: ClassVar[str] = GENERIC_AXIS.symbol
+    strength_label: ClassVar[str] = GENERIC_AXIS.label
+    more_noise_when: ClassVar[str] = GENERIC_AXIS.more_noise_when
+    default_strengths: ClassVar[tuple[float, ...]] = GENERIC_AXIS.defaults
     aliases: ClassVar[tuple[str, ...]] = ()
     needs_integer_weights: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Mirror the subclass's axis in ``strength_name``...; build it from those when only they are declared."""
+        super().__init_subclass__(**kwargs)
+        own = {attr: cls.__dict__[attr] for attr in LEGACY_ATTRIBUTES if attr in cls.__dict__}
+        if "strength_axis" not in cls.__dict__ and own:
+            cls.strength_axis = axis_from_attributes(own, cls.strength_axis)
+        axis = cls.strength_axis
+        cls.strength_name, cls.strength_label = axis.symbol, axis.label
+        cls.more_noise_when, cls.default_strengths = axis.more_noise_when, axis.defaults
 
     @classmethod
     def split_params(cls, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, Any] | None]:
@@ -131,9 +147,7 @@ class NoiseModel(ABC):
         Raises:
             NoiseConfigError: If more than one strength key is given.
         """
-        from onnxnoise.noise.axis import axis_of
-
-        keys = {flag.replace("-", "_") for flag in axis_of(cls).flags} | {cls.strength_name, "strength"}
+        keys = {flag.replace("-", "_") for flag in cls.strength_axis.flags} | {cls.strength_name, "strength"}
         given = [key for key in params if key in keys]
         if len(given) > 1:
             msg = f"{cls.name}: give one strength in --noise, got {', '.join(given)}"
@@ -165,8 +179,12 @@ class NoiseModel(ABC):
         return {"name": self.name, "params": self.params()}
 
     def format_strength(self, value: float | None) -> str:
-        """Short text for one strength value, e.g. ``SNR 10`` (``clean`` for ``None``)."""
-        return "clean" if value is None else f"{self.strength_label} {value:g}"
+        """Cell text of one strength value, e.g. ``SNR 10`` (``clean`` for ``None``).
+
+        The axis's :meth:`~onnxnoise.noise.axis.StrengthAxis.text_of`; override only for text
+        that depends on the model's parameters.
+        """
+        return self.strength_axis.text_of(value)
 
     def describe(self) -> str:
         """One line for captions: the formula in words and the parameters."""
@@ -211,8 +229,6 @@ class NoiseModel(ABC):
         Returns:
             The line, or ``None`` when no layer holds integer weights.
         """
-        from onnxnoise.model.quant import describe_quantization
-
         return describe_quantization(layers, clipped_count)
 
     @abstractmethod
@@ -266,7 +282,6 @@ def get_noise_model(name: str) -> type[NoiseModel]:
     Raises:
         NoiseConfigError: If no model has that name (the message lists the known ones).
     """
-    _load_builtin()
     try:
         return NOISE_MODELS[NOISE_ALIASES.get(name, name)]
     except KeyError:
@@ -309,7 +324,3 @@ def _integer_tensors(layer: Any) -> list[int]:
     quant = tuple(getattr(layer, "quant", ()) or ())
     return [i for i, params in enumerate(quant) if params is not None]
 
-
-def _load_builtin() -> None:
-    """Import the built-in models so they are registered."""
-    from onnxnoise.noise import bitflip, conductance, gaussian, multiplicative, pcm, stuck  # noqa: F401

@@ -82,14 +82,11 @@ class BitFlip(NoiseModel):
     """
 
     name: ClassVar[str] = "bit-flip"
-    strength_name: ClassVar[str] = "ber"
-    strength_label: ClassVar[str] = "bit error rate"
-    more_noise_when: ClassVar[str] = "higher"
     needs_integer_weights: ClassVar[bool] = True
-    default_strengths: ClassVar[tuple[float, ...]] = (1e-5, 1e-4, 1e-3)
     #: ``--ber 1e-5,1e-4,1e-3``: shown as ``1e-05``, drawn on a log axis.
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
-        flag="ber", unit="fraction", name="bit error rate (BER)", log=True, style="sci",
+        symbol="ber", label="bit error rate", defaults=(1e-5, 1e-4, 1e-3), flag="ber", unit="fraction",
+        name="bit error rate (BER)", log=True, style="sci", text="BER {}",
         help="bit error rate in [0, 1], the probability of each stored bit to flip, e.g. 1e-5,1e-4,1e-3")
 
     def check_strength(self, value: Any) -> float:
@@ -99,10 +96,6 @@ class BitFlip(NoiseModel):
             msg = f"bit error rate must be a number in [0, 1], got {value!r}"
             raise NoiseConfigError(msg)
         return float(value)
-
-    def format_strength(self, value: float | None) -> str:
-        """``BER 1e-04``; ``clean`` for the baseline."""
-        return "clean" if value is None else f"BER {self.strength_axis.format_value(value)}"
 
     def describe(self) -> str:
         """The model in words."""

@@ -32,12 +32,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.noise.axis import StrengthAxis
+from onnxnoise.noise.axis import PlotAs, StrengthAxis
 from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 from onnxnoise.noise.params import check_choice
 from onnxnoise.noise.scope import SCOPES, scoped_std
 
-__all__ = ["GaussianSNR", "GaussianGlobalDb"]
+__all__ = ["GaussianSNR", "GaussianGlobalDb", "NOISE_PCT_LABEL"]
+
+#: X label of gaussian-snr figures: the noise in percent of ``sigma_w`` (paper eq. 1), as the paper's figures show it.
+NOISE_PCT_LABEL = r"noise std (% of $\sigma_w$) = 100 / SNR"
 
 
 def snr_from_noise_pct(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -50,6 +53,27 @@ def snr_from_noise_pct(values: tuple[float, ...]) -> tuple[float, ...]:
         msg = f"`--noise-pct` values must be finite and > 0, got {', '.join(f'{v:g}' for v in values)}"
         raise ValueError(msg)
     return tuple(100.0 / v for v in values)
+
+
+def _pct(snr: float) -> str:
+    """``100 / SNR`` with 3 significant digits (``inf`` for SNR 0)."""
+    noise = 100.0 / snr
+    return "inf" if math.isinf(noise) else f"{noise:.3g}"
+
+
+def _snr_text(snr: float) -> str:
+    """Cell text of one SNR: ``SNR 10 (10% noise)``."""
+    return f"SNR {snr:g} ({100.0 / snr:.3g}% noise)"
+
+
+def _snr_legend(snr: float) -> str:
+    """Legend text of one SNR on the noise-percent axis: ``10% (SNR 10)``."""
+    return f"{_pct(snr)}% (SNR {'inf' if math.isinf(snr) else f'{snr:.3g}'})"
+
+
+#: gaussian-snr figures: x = noise std in percent of ``sigma_w`` = ``100 / SNR``, the clean baseline at 0 %.
+NOISE_PCT_PLOT = PlotAs(label=NOISE_PCT_LABEL, legend_title=NOISE_PCT_LABEL.split(" = ")[0], x=lambda snr: 100.0 / snr,
+                        baseline_x=0.0, legend=_snr_legend, tick=lambda snr: f"{_pct(snr)}%")
 
 
 def _draw_dtype(tensor: TensorInfo) -> type:
@@ -80,15 +104,12 @@ class GaussianSNR(NoiseModel):
 
     name: ClassVar[str] = "gaussian-snr"
     aliases: ClassVar[tuple[str, ...]] = ("gaussian",)
-    strength_name: ClassVar[str] = "snr"
-    strength_label: ClassVar[str] = "SNR"
-    more_noise_when: ClassVar[str] = "lower"
-    #: The paper's whole-model grid, noise 1, 2, 5, 10 % of sigma_w (Table III).
-    default_strengths: ClassVar[tuple[float, ...]] = (100.0, 50.0, 20.0, 10.0)
+    #: Defaults: the paper's whole-model grid, noise 1, 2, 5, 10 % of sigma_w (Table III); figures in noise percent.
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
-        flag="snr", unit="ratio", help="linear SNR sigma_w / sigma_noise, e.g. 100,10,5",
+        symbol="snr", label="SNR", more_noise_when="lower", defaults=(100.0, 50.0, 20.0, 10.0), flag="snr",
+        unit="ratio", text=_snr_text, help="linear SNR sigma_w / sigma_noise, e.g. 100,10,5",
         alt_flag="noise-pct", alt_help="noise std in percent of sigma_w (SNR = 100 / value), e.g. 1,2,5,10",
-        from_alt=snr_from_noise_pct)
+        from_alt=snr_from_noise_pct, plot=NOISE_PCT_PLOT)
     scope: str = "tensor"
 
     def __post_init__(self) -> None:
@@ -110,10 +131,6 @@ class GaussianSNR(NoiseModel):
                    f"the clean baseline is added for you), got {value!r}")
             raise NoiseConfigError(msg)
         return float(value)
-
-    def format_strength(self, value: float | None) -> str:
-        """``SNR 10 (10% noise)``; ``clean`` for the baseline."""
-        return "clean" if value is None else f"SNR {value:g} ({100.0 / value:.3g}% noise)"
 
     def describe(self) -> str:
         """The formula in words."""
@@ -175,12 +192,10 @@ class GaussianGlobalDb(NoiseModel):
     """
 
     name: ClassVar[str] = "gaussian-global-db"
-    strength_name: ClassVar[str] = "snr_db"
-    strength_label: ClassVar[str] = "SNR (dB)"
-    more_noise_when: ClassVar[str] = "lower"
-    default_strengths: ClassVar[tuple[float, ...]] = (40.0, 30.0, 20.0, 10.0)
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
-        flag="snr-db", unit="dB", name="SNR over the whole model (dB)", help="SNR in dB, 10 log10(mean(w^2) / sigma^2) over the whole model, e.g. 40,30,20")
+        symbol="snr_db", label="SNR (dB)", more_noise_when="lower", defaults=(40.0, 30.0, 20.0, 10.0), flag="snr-db",
+        unit="dB", name="SNR over the whole model (dB)", text="SNR {} dB",
+        help="SNR in dB, 10 log10(mean(w^2) / sigma^2) over the whole model, e.g. 40,30,20")
 
     def check_strength(self, value: Any) -> float:
         """Accept any finite SNR in dB."""
@@ -188,10 +203,6 @@ class GaussianGlobalDb(NoiseModel):
             msg = f"SNR in dB must be a finite number, got {value!r}"
             raise NoiseConfigError(msg)
         return float(value)
-
-    def format_strength(self, value: float | None) -> str:
-        """``SNR 20 dB``; ``clean`` for the baseline."""
-        return "clean" if value is None else f"SNR {value:g} dB"
 
     def describe(self) -> str:
         """The formula in words."""

@@ -21,6 +21,11 @@ from onnxnoise.noise.base import NoiseModel, TensorInfo, register
 __all__ = ["Multiplicative"]
 
 
+def _eta_text(eta: float) -> str:
+    """Cell text of one strength: ``eta 0.05 (5% variation)``."""
+    return f"eta {eta:g} ({100.0 * eta:.3g}% variation)"
+
+
 @register
 @dataclass(frozen=True)
 class Multiplicative(NoiseModel):
@@ -37,18 +42,11 @@ class Multiplicative(NoiseModel):
     """
 
     name: ClassVar[str] = "multiplicative"
-    strength_name: ClassVar[str] = "eta"
-    strength_label: ClassVar[str] = "relative std eta"
-    more_noise_when: ClassVar[str] = "higher"
-    default_strengths: ClassVar[tuple[float, ...]] = (0.01, 0.02, 0.05, 0.1, 0.2)
     #: A log axis: the grid spans decades of relative variation (1 .. 20 percent).
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
-        flag="eta", unit="fraction", name="relative noise std eta (fraction of each weight)", log=True,
+        symbol="eta", label="relative std eta", defaults=(0.01, 0.02, 0.05, 0.1, 0.2), flag="eta", unit="fraction",
+        name="relative noise std eta (fraction of each weight)", log=True, text=_eta_text,
         help="relative noise std eta (0.05 = 5 percent device variation), e.g. 0.01,0.05,0.1")
-
-    def format_strength(self, value: float | None) -> str:
-        """``eta 0.05 (5% variation)``; ``clean`` for the baseline."""
-        return "clean" if value is None else f"eta {value:g} ({100.0 * value:.3g}% variation)"
 
     def describe(self) -> str:
         """The formula in words."""

@@ -6,11 +6,12 @@ aihwkit documentation "Inference and PCM statistical model" (PCMLikeNoiseModel).
 Restated, with every symbol, in ../shared/NOISE-MODELS.md sec. 4. Conductances are in
 microsiemens (uS), times in seconds.
 
-Each weight is a differential pair ``(g+, g-)`` (:mod:`onnxnoise.noise.conductance`):
-``g_T = |w| / w_max * g_max`` on the device of the weight's sign, 0 on the other,
-``w_max = max|w|`` of the tensor. Both devices of every pair go through the three
-stages (as in aihwkit: a device programmed to 0 also gets programming noise, clipped
-at 0), ``x = g_T / g_max``:
+The template :class:`onnxnoise.noise.device.DeviceModel` maps each weight to a
+differential pair ``(g+, g-)``: ``g_T = |w| / w_max * g_max`` on the device of the
+weight's sign, 0 on the other, ``w_max = max|w|`` of the tensor, optionally on a
+``levels`` grid. Both devices of every pair go through pcm's three stage hooks (as in
+aihwkit: a device programmed to 0 also gets programming noise, clipped at 0),
+``x = g_T / g_max``:
 
 1. programming (after write-verify, at ``t0 = 20 s``)::
 
@@ -29,7 +30,7 @@ at 0), ``x = g_T / g_max``:
        sigma_read = Q_s * sqrt(ln((t + t_read) / (2 t_read)))
        g(t)       = max(g_drift + |g_drift| * sigma_read * z3, 0)
 
-and back: ``w'(t) = (g+(t) - g-(t)) / g_max * w_max``.
+and back (:meth:`PCM.read_back`): ``w'(t) = (g+(t) - g-(t)) / g_max * w_max``.
 
 Global drift compensation (Joshi 2020; aihwkit GlobalDriftCompensation): one scalar
 per tensor (= per layer: a layer has one analog weight), from the summed absolute
@@ -55,11 +56,9 @@ from typing import ClassVar
 import numpy as np
 
 from onnxnoise.noise.axis import StrengthAxis, format_seconds
-from onnxnoise.noise.base import NoiseModel, TensorInfo, register
-from onnxnoise.noise.conductance import (
-    ANALOG_CHOICES, device_values, pair_targets, quantize_conductance,
-)
-from onnxnoise.noise.params import check_bool, check_choice, check_levels, check_positive
+from onnxnoise.noise.base import register
+from onnxnoise.noise.device import Devices, QuantizedDeviceModel
+from onnxnoise.noise.params import check_bool, check_choice, check_positive
 from onnxnoise.noise.scope import channel_axis
 
 __all__ = ["PCM", "COMPENSATIONS", "format_seconds", "summed_response"]
@@ -76,6 +75,7 @@ T0 = 20.0
 #: Duration of one read (s).
 T_READ = 250e-9
 
+
 def summed_response(w: np.ndarray, axis: int | None) -> float:
     """``sum_o |sum_i w[o, i]|``: the summed absolute output of ``w`` for an all-ones input.
 
@@ -90,7 +90,7 @@ def summed_response(w: np.ndarray, axis: int | None) -> float:
 
 @register
 @dataclass(frozen=True)
-class PCM(NoiseModel):
+class PCM(QuantizedDeviceModel):
     """PCM statistical model: programming noise, drift to ``t_inf``, 1/f read noise (IBM; NOISE-MODELS.md sec. 4).
 
     Formulas in :mod:`onnxnoise.noise.pcm`. Sources: Nandakumar et al., ICECS 2019;
@@ -111,10 +111,9 @@ class PCM(NoiseModel):
         drift: Apply drift (default true).
         read_noise: Apply 1/f read noise (default true). With ``programming``,
             ``drift`` and ``read_noise`` all false the tensor comes back bit-identical.
-        levels: Conductance levels per device applied to the targets before
-            programming (integer >= 2), or 0 (default) for continuous targets.
-        analog: ``weights`` (default: weight matrices only; biases and normalization
-            parameters stay digital and exact) or ``all``.
+        levels, analog: The device template's (:class:`~onnxnoise.noise.device.QuantizedDeviceModel`):
+            a levels grid for the targets before programming (0, default: continuous), and
+            ``weights`` (default: weight matrices only) or ``all``.
 
     Random numbers: three streams per tensor (programming, drift exponents, read),
     split from the tensor's generator, so the same seed gives the same devices at
@@ -123,14 +122,10 @@ class PCM(NoiseModel):
     """
 
     name: ClassVar[str] = "pcm"
-    strength_name: ClassVar[str] = "t_inf"
-    strength_label: ClassVar[str] = "time (s)"
-    more_noise_when: ClassVar[str] = "higher"
-    #: The aihwkit tutorial's times: 1 s, 1 h, 1 d, 30 d, 1 y.
-    default_strengths: ClassVar[tuple[float, ...]] = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
-    #: ``--t 1s,1h,1d,30d,1y``: stored in seconds, shown as ``1 d``, drawn on a log axis.
+    #: ``--t 1s,1h,1d,30d,1y`` (the aihwkit tutorial's times): stored in seconds, shown as ``1 d``, drawn on a log axis.
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
-        flag="t", unit="s", name="time after programming t_inf", log=True, time=True, style="time",
+        symbol="t_inf", label="time (s)", defaults=(1.0, 3600.0, 86400.0, 2592000.0, 31536000.0),
+        flag="t", unit="s", name="time after programming t_inf", log=True, time=True, style="time", text="t = {}",
         help="time after programming t_inf, units s, min, h, d, w, y (plain numbers are seconds), "
              "e.g. 1s,1h,1d,30d,1y")
 
@@ -139,21 +134,14 @@ class PCM(NoiseModel):
     programming: bool = True
     drift: bool = True
     read_noise: bool = True
-    levels: int = 0
-    analog: str = "weights"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive("g_max", self.g_max, " (uS)")
         object.__setattr__(self, "g_max", float(self.g_max))  # 25 and 25.0: one stored parameter set
         check_choice("compensation", self.compensation, COMPENSATIONS)
         for name in ("programming", "drift", "read_noise"):
             check_bool(name, getattr(self, name))
-        check_levels("levels", self.levels)
-        check_choice("analog", self.analog, ANALOG_CHOICES)
-
-    def format_strength(self, value: float | None) -> str:
-        """``t = 1 d``; ``clean`` for the baseline."""
-        return "clean" if value is None else f"t = {format_seconds(value)}"
 
     def describe(self) -> str:
         """The model and its switches in words."""
@@ -163,7 +151,7 @@ class PCM(NoiseModel):
         return (f"PCM ({' + '.join(stages) or 'no noise'}; g_max={self.g_max:g} uS, "
                 f"compensation={self.compensation}{extra}, analog={self.analog}; IBM statistical model)")
 
-    # ---------------------------------------------------------------- the three stages (uS)
+    # ---------------------------------------------------------------- the three formulas (uS)
 
     def program(self, g_target: np.ndarray, z: np.ndarray) -> np.ndarray:
         """``max(g_T + sigma_prog(g_T) * z, 0)``: conductances after programming."""
@@ -190,37 +178,50 @@ class PCM(NoiseModel):
         sigma = q_s * math.sqrt(math.log((t + T_READ) / (2 * T_READ)))
         return np.maximum(g_drift + np.abs(g_drift) * sigma * z, 0.0)
 
-    # ---------------------------------------------------------------- one tensor
+    # ---------------------------------------------------------------- the template's hooks
 
-    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
-        """``w'(t)`` of one tensor; ``w`` itself for digital or all-zero tensors.
+    def conductance_unit(self, w_max: float) -> float:
+        """``g_max`` (uS)."""
+        return self.g_max
 
-        Computed as ``w + (delta g+ - delta g-) / g_max * w_max`` (the deltas from the
-        exact targets), which equals ``(g+ - g-) / g_max * w_max`` and returns ``w``
-        bit for bit when every stage is off.
+    def stage_rngs(self, rng: np.random.Generator) -> dict[str, np.random.Generator]:
+        """Three streams split from the tensor's generator: programming, drift exponents, read."""
+        streams = np.random.SeedSequence(rng.integers(0, 2**32, size=4).tolist()).spawn(3)
+        return {stage: np.random.default_rng(s) for stage, s in zip(("program", "drift", "read"), streams)}
+
+    def program_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """:meth:`program` of the targets when ``programming`` is on."""
+        if not self.programming:
+            return devices.target
+        return self.program(devices.target, rng.standard_normal(devices.target.shape))
+
+    def drift_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """:meth:`drifted` to ``t = t_inf + t0`` when ``drift`` is on and ``t_inf > 0``."""
+        if not (self.drift and strength > 0):
+            return devices.now
+        nu = self.drift_exponents(devices.target, rng.standard_normal(devices.target.shape))
+        return self.drifted(devices.programmed, nu, strength + T0)
+
+    def read_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """:meth:`read` at ``t = t_inf + t0`` when ``read_noise`` is on."""
+        if not self.read_noise:
+            return devices.now
+        return self.read(devices.now, devices.programmed, strength + T0, rng.standard_normal(devices.target.shape))
+
+    def read_back(self, devices: Devices, strength: float) -> np.ndarray:
+        """``w'(t)`` from the pairs' change (:meth:`~onnxnoise.noise.device.Tile.shifted`), then drift compensation.
+
+        ``w + (delta g+ - delta g-) / g_max * w_max`` (the deltas from the exact targets)
+        equals ``(g+ - g-) / g_max * w_max`` and returns ``w`` bit for bit when every
+        stage is off. Compensation rescales it by ``alpha`` (module docstring), the
+        reference being the programmed tensor without read noise.
         """
-        mapped = device_values(w, tensor, self.analog)
-        if mapped is None:
-            return w
-        w64, w_max = mapped
-        streams = [np.random.default_rng(s) for s in
-                   np.random.SeedSequence(rng.integers(0, 2**32, size=4).tolist()).spawn(3)]
-        g_exact = pair_targets(w64, w_max, self.g_max)
-        g_target = quantize_conductance(g_exact, self.g_max, self.levels) if self.levels else g_exact
-        g_prog = self.program(g_target, streams[0].standard_normal(g_target.shape)) if self.programming else g_target
-        t = strength + T0
-        if self.drift and strength > 0:
-            nu = self.drift_exponents(g_target, streams[1].standard_normal(g_target.shape))
-            g_drift = self.drifted(g_prog, nu, t)
-        else:
-            g_drift = g_prog
-        g_t = self.read(g_drift, g_prog, t, streams[2].standard_normal(g_target.shape)) if self.read_noise else g_drift
-        scale = w_max / self.g_max
-        out = w64 + ((g_t[0] - g_exact[0]) - (g_t[1] - g_exact[1])) * scale
+        tile = devices.tile
+        out = tile.shifted(devices.now)
         if self.compensation == "global":
-            reference = w64 + ((g_prog[0] - g_exact[0]) - (g_prog[1] - g_exact[1])) * scale
-            axis = channel_axis(tensor, w.ndim, strict=False)
+            reference = tile.shifted(devices.programmed)
+            axis = channel_axis(tile.tensor, tile.w.ndim, strict=False)
             now = summed_response(out, axis)
             if now > 0.0:
                 out = out * (summed_response(reference, axis) / now)
-        return out.astype(w.dtype, copy=False)
+        return out

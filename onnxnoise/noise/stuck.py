@@ -1,8 +1,9 @@
 """Stuck-at device faults on the differential-pair mapping.
 
 ../shared/NOISE-MODELS.md sec. 5: a device is stuck-at-off (SA0: reads conductance 0)
-or stuck-at-on (SA1: reads ``g_max``). Each weight is a pair ``(g+, g-)``
-(:mod:`onnxnoise.noise.conductance`, ``w_max = max|w|`` of the tensor) and
+or stuck-at-on (SA1: reads ``g_max``). Each weight is a pair ``(g+, g-)`` (the device
+template :mod:`onnxnoise.noise.device`, ``w_max = max|w|`` of the tensor, conductances
+in units of ``g_max``) and
 
     w' = (g+ - g-) / g_max * w_max
 
@@ -11,7 +12,8 @@ makes it 0 (on the idle device, already at 0, it changes nothing); an SA1 on the
 positive device gives ``w_max - |w|`` for a negative weight and ``+w_max`` otherwise
 (symmetrically ``-w_max`` on the negative device); both devices SA1 gives 0. Typical
 reported rates 0.1% to 10% (RRAM fault studies; PIMACC / PIMCOMP-NN expose stuck-at
-rates).
+rates). Faults are the template's fault stage; the map back reads only the pairs a
+fault changed (the others keep ``w`` exactly), or every pair under a ``levels`` grid.
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.axis import StrengthAxis
-from onnxnoise.noise.base import NoiseModel, TensorInfo, register
-from onnxnoise.noise.conductance import ANALOG_CHOICES, device_values, pair_targets, quantize_conductance
-from onnxnoise.noise.params import check_choice, check_fraction, check_levels
+from onnxnoise.noise.base import register
+from onnxnoise.noise.device import Devices, QuantizedDeviceModel
+from onnxnoise.noise.params import check_fraction
 
 __all__ = ["StuckAt"]
 
 
 @register
 @dataclass(frozen=True)
-class StuckAt(NoiseModel):
+class StuckAt(QuantizedDeviceModel):
     """Stuck-at-0 / stuck-at-1 device faults at a device fault rate ``p`` (NOISE-MODELS.md sec. 5).
 
     Every device (two per weight) is faulty independently with probability ``p``; a
@@ -47,10 +49,10 @@ class StuckAt(NoiseModel):
         sa1_fraction: Share of faults that are stuck-on, in ``[0, 1]``. Default 0.5:
             a neutral split, not a published value (reported ratios vary by device
             and study); set it for the technology you model.
-        levels: Conductance levels of the healthy devices (integer >= 2; 0 = continuous,
-            default): the targets are quantized first, then faults applied.
-        analog: ``weights`` (default: weight matrices only; biases and normalization
-            parameters stay digital and exact) or ``all``.
+        levels, analog: The device template's (:class:`~onnxnoise.noise.device.QuantizedDeviceModel`):
+            a levels grid for the healthy devices (0, default: continuous; the targets are
+            quantized first, then faults applied), and ``weights`` (default: weight
+            matrices only) or ``all``.
 
     Random numbers: one uniform ``u`` per device from the tensor's generator; the device
     is SA1 when ``u < p * sa1_fraction`` and SA0 when ``p * sa1_fraction <= u < p``. The
@@ -59,20 +61,14 @@ class StuckAt(NoiseModel):
     """
 
     name: ClassVar[str] = "stuck-at"
-    strength_name: ClassVar[str] = "p"
-    strength_label: ClassVar[str] = "fault rate"
-    more_noise_when: ClassVar[str] = "higher"
-    default_strengths: ClassVar[tuple[float, ...]] = (0.001, 0.003, 0.01, 0.03, 0.1)
     #: ``--rate 0.001,0.01,0.1``: a fraction of devices, shown as ``0.1%``, drawn on a log axis.
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
-        flag="rate", unit="fraction", name="device fault rate p", log=True, style="percent",
+        symbol="p", label="fault rate", defaults=(0.001, 0.003, 0.01, 0.03, 0.1), flag="rate", unit="fraction",
+        name="device fault rate p", log=True, style="percent", text="p = {} faulty devices",
         help="device fault rate p in [0, 1] (0.001 = 0.1 percent of devices), e.g. 0.001,0.01,0.1")
-
     aliases: ClassVar[tuple[str, ...]] = ("stuck",)
 
     sa1_fraction: float = 0.5
-    levels: int = 0
-    analog: str = "weights"
 
     @classmethod
     def split_params(cls, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, Any] | None]:
@@ -110,10 +106,9 @@ class StuckAt(NoiseModel):
         return rest, ("rate", p)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_fraction("sa1_fraction", self.sa1_fraction)
         object.__setattr__(self, "sa1_fraction", float(self.sa1_fraction))  # 1 and 1.0: one stored parameter set
-        check_levels("levels", self.levels)
-        check_choice("analog", self.analog, ANALOG_CHOICES)
 
     def check_strength(self, value: Any) -> float:
         """Accept a device fault rate in ``[0, 1]``."""
@@ -122,10 +117,6 @@ class StuckAt(NoiseModel):
             msg = f"stuck-at fault rate `p` must be in [0, 1] (a fraction of devices), got {value!r}"
             raise NoiseConfigError(msg)
         return value
-
-    def format_strength(self, value: float | None) -> str:
-        """``p = 1% faulty devices``; ``clean`` for the baseline."""
-        return "clean" if value is None else f"p = {100.0 * value:.3g}% faulty devices"
 
     def describe(self) -> str:
         """The model and its parameters in words; the stuck-on share as a percentage (``9.09% of them stuck-on``)."""
@@ -141,22 +132,26 @@ class StuckAt(NoiseModel):
         sa1 = u < p_sa1
         return (u < p) & ~sa1, sa1
 
-    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
-        """``w`` with the faulty pairs read back; ``w`` itself for digital or all-zero tensors, or ``p = 0`` alone."""
-        mapped = None if strength == 0.0 and not self.levels else device_values(w, tensor, self.analog)
-        if mapped is None:
-            return w
-        w64, w_max = mapped
-        g = pair_targets(w64, w_max, 1.0)  # in units of g_max: every stage here is relative
+    def leaves_unchanged(self, strength: float) -> bool:
+        """``p = 0`` without a levels grid changes no tensor."""
+        return strength == 0.0 and not self.levels
+
+    def fault_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """The pairs with faulty devices stuck at 0 (SA0) or ``g_max`` (SA1); unchanged at ``p = 0``."""
+        if strength <= 0.0:
+            return devices.now
+        sa0, sa1 = self.faults(devices.tile.w.shape, strength, rng)
+        g = devices.now.copy()
+        g[sa0] = 0.0
+        g[sa1] = devices.tile.g_max
+        return g
+
+    def read_back(self, devices: Devices, strength: float) -> np.ndarray:
+        """The weights of the pairs a fault changed (an SA0 on an idle device changes nothing), ``w`` elsewhere.
+
+        Under a ``levels`` grid every pair is read back (``(g+ - g-) * w_max``).
+        """
+        read = devices.tile.weights(devices.now)
         if self.levels:
-            g = quantize_conductance(g, 1.0, self.levels)
-            out = (g[0] - g[1]) * w_max
-        else:
-            out = w64.copy()
-        if strength > 0.0:
-            sa0, sa1 = self.faults(w.shape, strength, rng)
-            changed = ((sa0 & (g != 0.0)) | (sa1 & (g != 1.0))).any(axis=0)  # an SA0 on an idle device changes nothing
-            g[sa0] = 0.0
-            g[sa1] = 1.0
-            out[changed] = ((g[0] - g[1]) * w_max)[changed]
-        return out.astype(w.dtype, copy=False)
+            return read
+        return np.where((devices.now != devices.target).any(axis=0), read, devices.tile.w)

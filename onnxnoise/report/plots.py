@@ -6,10 +6,11 @@
 * :func:`plot_compare`: ``A_avr`` (eq. 3) or degradation per strength for several models (Figs. 6-10).
 
 The noise axis is the noise model's strength (``noise_model``/``strength`` columns),
-drawn through :func:`onnxnoise.report.strength.noise_axis`: for ``gaussian-snr`` the
-x axis is the noise in percent of ``sigma_w`` (``100 / SNR``, eq. 1) as in the paper,
-for other models the strength itself, labelled with its axis name (else its ``strength_label``),
-on a log axis where the model's axis says so (pcm's time, stuck-at's fault rate,
+drawn through :func:`onnxnoise.report.strength.noise_axis` from the model's declared
+axis (:class:`onnxnoise.noise.axis.StrengthAxis`; no code here tests a model's name): the
+quantity its axis plots (gaussian-snr: the noise in percent of ``sigma_w``, ``100 / SNR``,
+eq. 1, as in the paper), else the strength itself, labelled with the axis title, on a log
+axis where the model's axis says so (pcm's time, stuck-at's fault rate,
 bit-flip's BER, multiplicative eta, conductance levels) with ticks in its units
 (``1 s .. 1 y``, ``0.1%``, ``1e-04``). One figure shows one noise model; filter a
 frame with several first.

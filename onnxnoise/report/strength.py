@@ -3,23 +3,23 @@
 Every trial carries its noise model's registry name (``noise_model``), the model's
 parameters (``noise`` JSON: ``{"params": {...}, "bn_variance", "keep_zeros"}``) and one
 ``strength`` value (NULL for the clean baseline). This module turns them into what
-reports show, through the model's own plug-in attributes
-(:class:`onnxnoise.noise.base.NoiseModel`): ``format_strength`` for table cells,
-``strength_label`` for headers, its axis (``strength_axis``) for figure labels, ticks
-and scale, ``more_noise_when`` for the order
-(least noise first), ``describe`` for captions. Headers and legend titles use the axis
-name, as the cells use ``format_strength`` (pcm: header ``time after programming t_inf``,
-cells ``t = 1 d``; never ``time (s)`` over cells in days).
+reports show, through the model's one declaration of its axis
+(:class:`onnxnoise.noise.axis.StrengthAxis`, ``strength_axis``) and its plug-in methods
+(:class:`onnxnoise.noise.base.NoiseModel`): ``format_strength`` for table cells (the
+axis's cell text unless the model overrides it), the axis's title for headers, figure
+labels and legend titles, its tick text and log or linear scale for figures, its
+``more_noise_when`` for the order (least noise first), ``describe`` for captions. Headers
+and legend titles use the axis title, as the cells use ``format_strength`` (pcm: header
+``time after programming t_inf``, cells ``t = 1 d``; never ``time (s)`` over cells in days).
 
-The only noise-model-specific report code lives here, in :func:`noise_axis`: for
-``gaussian-snr`` (Fagbohungbe & Qian, arXiv 2011.11840, eq. 1: ``sigma_noise =
-sigma_w / SNR``) plots use the noise in percent of ``sigma_w``, ``100 / SNR``, on the
-x axis, with the clean baseline at 0 %, as the paper's figures do. Every other model
-plots its strength as is, with tick text and log or linear scale from its declared
-axis (:class:`onnxnoise.noise.axis.StrengthAxis`): pcm's time on a log axis with ticks
-``1 s .. 1 y``, stuck-at's fault rate on a log axis with ticks ``0.1%``, bit-flip's BER
-with ``1e-04``. Tables keep the stored number (seconds for a time) in ``strength`` and add
-its unit in ``strength_unit`` (:func:`add_strength_text`).
+No report code tests a model's name. A model whose figures show another quantity than
+the stored strength declares it on its axis (:class:`onnxnoise.noise.axis.PlotAs`):
+gaussian-snr (Fagbohungbe & Qian, arXiv 2011.11840, eq. 1: ``sigma_noise = sigma_w /
+SNR``) plots the noise in percent of ``sigma_w``, ``100 / SNR``, with the clean baseline
+at 0 %, as the paper's figures do. Every other model plots its strength as is: pcm's
+time on a log axis with ticks ``1 s .. 1 y``, stuck-at's fault rate on a log axis with
+ticks ``0.1%``, bit-flip's BER with ``1e-04``. Tables keep the stored number (seconds for
+a time) in ``strength`` and add its unit in ``strength_unit`` (:func:`add_strength_text`).
 
 A noise model that is not registered in this process (a store written with a
 plug-in that is not installed) is shown generically (label ``strength``, more noise
@@ -40,7 +40,9 @@ import polars as pl
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise import axis_label, axis_of, get_noise_model, make_noise_model
+from onnxnoise.noise.axis import GENERIC_AXIS
 from onnxnoise.noise.draw import NoisePolicies
+from onnxnoise.noise.gaussian import NOISE_PCT_LABEL
 
 __all__ = [
     "GAUSSIAN_NOISE_LABEL",
@@ -56,21 +58,22 @@ __all__ = [
     "series_settings_text",
 ]
 
-#: X-axis label of ``gaussian-snr`` plots: noise in percent of ``sigma_w`` (paper eq. 1).
-GAUSSIAN_NOISE_LABEL = r"noise std (% of $\sigma_w$) = 100 / SNR"
+#: X-axis label of ``gaussian-snr`` plots (declared on its axis): noise in percent of ``sigma_w`` (paper eq. 1).
+GAUSSIAN_NOISE_LABEL = NOISE_PCT_LABEL
 
 
 class _UnknownModel:
-    """Stand-in for a noise model that is not registered here: generic text only."""
+    """Stand-in for a noise model that is not registered here: the generic axis, generic text."""
 
-    strength_label = "strength"
-    more_noise_when = "higher"
+    strength_axis = GENERIC_AXIS
+    strength_label = GENERIC_AXIS.label
+    more_noise_when = GENERIC_AXIS.more_noise_when
 
     def __init__(self, name: str | None) -> None:
         self.name = name or "unknown"
 
     def format_strength(self, value: float | None) -> str:
-        return "clean" if value is None else f"{self.strength_label} {value:g}"
+        return self.strength_axis.text_of(value)
 
     def describe(self) -> str:
         return f"{self.name} (noise model not registered in this onnxnoise)"
@@ -122,7 +125,7 @@ def noise_model_for(name: str | None, noise: str | dict | None = None) -> Any:
 
 def more_noise_when(name: str | None) -> str:
     """``"lower"`` or ``"higher"``: which strengths mean more noise for the model ``name``."""
-    return noise_model_for(name).more_noise_when
+    return axis_of(noise_model_for(name)).more_noise_when
 
 
 @dataclass(frozen=True)
@@ -167,33 +170,27 @@ class NoiseAxis:
         return "clean" if strength is None else self._tick(float(strength))
 
 
-def _g(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.3g}"
-
-
 def noise_axis(name: str | None, noise: str | dict | None = None) -> NoiseAxis:
-    """The plot axis of the noise model ``name`` (the one ``gaussian-snr`` special case).
+    """The plot axis of the noise model ``name``, read from its declared axis (:func:`onnxnoise.noise.axis_of`).
 
-    ``gaussian-snr``: x = noise std in percent of ``sigma_w`` = ``100 / SNR`` (paper
-    eq. 1), baseline at 0 %, legend ``1% (SNR 100)``, ticks ``1%``. Any other model:
-    x = strength, label = its axis's long name (else its ``strength_label``), legend = its ``format_strength``,
-    ticks = its axis's ``format_value`` (``1 d``, ``0.1%``, ``1e-04``), axis inverted when
+    An axis that declares :class:`~onnxnoise.noise.axis.PlotAs` (gaussian-snr: x = noise std
+    in percent of ``sigma_w`` = ``100 / SNR``, baseline at 0 %, legend ``1% (SNR 100)``,
+    ticks ``1%``) is drawn as that says. Any other: x = strength, label and legend title =
+    the axis title (long name, else label), legend = the model's ``format_strength``, ticks
+    = the axis's ``format_value`` (``1 d``, ``0.1%``, ``1e-04``), axis inverted when
     ``more_noise_when == "lower"``, baseline without a position, and a log axis (``log``)
-    where its axis says so (:func:`onnxnoise.noise.axis_of`).
+    where the axis says so.
     """
-    if name == "gaussian-snr":
-        return NoiseAxis(
-            noise_model=name, label=GAUSSIAN_NOISE_LABEL, legend_title=GAUSSIAN_NOISE_LABEL.split(" = ")[0],
-            baseline_x=0.0, invert=False,
-            _x=lambda snr: 100.0 / snr,
-            _legend=lambda snr: f"{_g(100.0 / snr)}% (SNR {_g(snr)})",
-            _tick=lambda snr: f"{_g(100.0 / snr)}%",
-        )
     model = noise_model_for(name, noise)
     axis = axis_of(model)
+    plot = axis.plot
+    if plot is not None:
+        return NoiseAxis(noise_model=name, label=plot.label, legend_title=plot.legend_title,
+                         baseline_x=plot.baseline_x, invert=plot.more_noise_when == "lower",
+                         _x=plot.x, _legend=plot.legend, _tick=plot.tick, log=plot.log)
     return NoiseAxis(
         noise_model=name, label=axis_label(model), legend_title=axis_label(model), baseline_x=None,
-        invert=model.more_noise_when == "lower",
+        invert=axis.more_noise_when == "lower",
         _x=lambda v: v, _legend=model.format_strength, _tick=axis.format_value,
         log=axis.log,
     )

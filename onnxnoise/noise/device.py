@@ -1,0 +1,266 @@
+"""The device template: weights on differential conductance pairs, the model's stages as hooks, and back.
+
+Device noise models (``pcm``, ``stuck-at``, ``conductance-levels``; a new one is a
+subclass) share one skeleton, :meth:`DeviceModel.perturb`, as aihwkit's analog tiles share
+their conductance converter:
+
+1. **map** (:meth:`DeviceModel.tile`): a tensor stored on devices (parameter ``analog``)
+   with ``w_max = max|w| > 0`` becomes a :class:`Tile`; each weight is a pair of devices,
+   ``g+`` for positive and ``g-`` for negative values, the other device at 0
+   (../shared/NOISE-MODELS.md sec. 4; Joshi et al., Nat. Commun. 11, 2473 (2020); IBM
+   aihwkit "Inference and PCM statistical model")::
+
+       g+_T = max(w, 0) / w_max * g_max,   g-_T = max(-w, 0) / w_max * g_max
+
+   ``g_max`` is the model's conductance unit (:meth:`DeviceModel.conductance_unit`: pcm's
+   ``g_max`` in uS; 1 for stuck-at, whose stages are relative; ``w_max`` for
+   conductance-levels, i.e. conductances in weight units). Digital tensors, and empty,
+   all-zero or non-finite ones, are returned unchanged.
+2. **quantize**: targets rounded to ``levels`` even steps ``k * g_max / (levels - 1)``
+   (NOISE-MODELS.md sec. 6; half to even), when :meth:`DeviceModel.levels_at` is not 0.
+3. **stages**, hooks called in this order (:data:`STAGES`), each returning the pairs'
+   conductances ``(2, *w.shape)`` float64 after it; the default leaves them as they are:
+   :meth:`~DeviceModel.program_stage` (write-verify programming noise; its result is also
+   kept as ``Devices.programmed``, the reference read right after programming),
+   :meth:`~DeviceModel.drift_stage`, :meth:`~DeviceModel.fault_stage`,
+   :meth:`~DeviceModel.read_stage`. Each stage gets its own generator from
+   :meth:`~DeviceModel.stage_rngs` (default: the tensor's generator for every stage).
+4. **map back** (:meth:`DeviceModel.read_back`): by default ``w' = (g+ - g-) / g_max *
+   w_max`` (:meth:`Tile.weights`); pcm reads the change from the exact targets instead
+   (:meth:`Tile.shifted`, so ``w`` comes back bit for bit when no stage acts) and applies
+   global drift compensation there; stuck-at reads back only the pairs its faults changed.
+5. **cast** to ``w``'s dtype (:mod:`onnxnoise.noise.draw` then stores it as the tensor's type).
+
+Which tensors are analog (parameter ``analog``, :data:`ANALOG_CHOICES`): ``weights``
+(default) maps only the weight matrices of Conv, ConvTranspose, Gemm and MatMul (role
+``weight``); biases, BatchNormalization and other normalization parameters stay digital
+and exact, as in aihwkit's analog layers (digital bias) and in IBM's PCM studies. ``all``
+maps every tensor the trial noises, each on its own pair mapping with its own ``w_max``.
+A layer has one weight tensor, so per tensor is per layer under ``weights``.
+
+Shared parameters are declared once here: ``analog`` (:class:`DeviceModel`) and ``levels``
+(:class:`QuantizedDeviceModel`, the models whose strength is not the number of levels).
+
+**Input and output stages of an analog tile** (DAC on the inputs, ADC and read noise on
+the outputs; a later issue) act on a layer's activations, not on its stored weights, so
+they cannot run inside :meth:`~DeviceModel.perturb`. Their seam is this template: their
+parameters are declared here beside ``analog`` (every device model takes them), and they
+read a layer's mapping from :meth:`DeviceModel.tile` (which tensors are analog, ``w_max``
+and the conductance unit ``g_max``: an ADC's full scale is set by the largest output
+``g_max * x_max * fan_in``), the same mapping the weight stages use; output corrections
+that are weight-equivalent (pcm's global drift compensation, a per-column digital
+scale) belong in :meth:`~DeviceModel.read_back`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from onnxnoise.noise.base import NoiseModel, TensorInfo
+from onnxnoise.noise.params import check_choice, check_levels
+
+__all__ = ["ANALOG_CHOICES", "STAGES", "DeviceModel", "Devices", "QuantizedDeviceModel", "Tile", "is_analog",
+           "pair_targets", "quantize_conductance", "weight_max"]
+
+#: Values of the device models' ``analog`` parameter (see the module docstring).
+ANALOG_CHOICES: tuple[str, ...] = ("weights", "all")
+
+#: The template's stage hooks, in the order they run (``<stage>_stage`` methods of :class:`DeviceModel`).
+STAGES: tuple[str, ...] = ("program", "drift", "fault", "read")
+
+
+def is_analog(tensor: TensorInfo, analog: str) -> bool:
+    """Whether ``tensor`` is stored on devices under the ``analog`` choice."""
+    return analog == "all" or tensor.role == "weight"
+
+
+def weight_max(w: np.ndarray) -> float:
+    """``max|w|``, the mapping's full-scale weight; 0 for an empty, all-zero or non-finite tensor (left unchanged)."""
+    w_max = float(np.max(np.abs(w))) if w.size else 0.0
+    return w_max if np.isfinite(w_max) else 0.0
+
+
+def pair_targets(w: np.ndarray, w_max: float, g_max: float) -> np.ndarray:
+    """Target conductances of the differential pairs.
+
+    Args:
+        w: Weights, any shape (float64).
+        w_max: ``max|w|`` (> 0).
+        g_max: Full-scale conductance (the model's unit; uS for pcm).
+
+    Returns:
+        float64 ``(2, *w.shape)``: ``[g+_T, g-_T]``, ``max(±w, 0) * (g_max / w_max)``.
+    """
+    scale = g_max / w_max
+    return np.stack([np.maximum(w, 0.0) * scale, np.maximum(-w, 0.0) * scale])
+
+
+def quantize_conductance(g: np.ndarray, g_max: float, levels: int) -> np.ndarray:
+    """Round conductances in ``[0, g_max]`` to the nearest of ``levels`` even steps (``0`` and ``g_max`` exact)."""
+    steps = levels - 1
+    return np.rint(g / g_max * steps) / steps * g_max
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One weight tensor mapped onto differential pairs (one crossbar per tensor).
+
+    Attributes:
+        w: Clean weights, float64, the tensor's shape.
+        w_max: ``max|w|`` (> 0, finite): the weight that maps to ``g_max``.
+        g_max: Full-scale conductance, in the model's unit (:meth:`DeviceModel.conductance_unit`).
+        tensor: Facts about the tensor (name, role, layer, op type).
+    """
+
+    w: np.ndarray
+    w_max: float
+    g_max: float
+    tensor: TensorInfo
+
+    @cached_property
+    def targets(self) -> np.ndarray:
+        """Exact targets ``[g+_T, g-_T]``, float64 ``(2, *w.shape)`` (:func:`pair_targets`); stages leave them as is."""
+        return pair_targets(self.w, self.w_max, self.g_max)
+
+    def weights(self, g: np.ndarray) -> np.ndarray:
+        """``(g+ - g-) * (w_max / g_max)``: the weights pairs ``g`` (``(2, *w.shape)``) hold, float64."""
+        return (g[0] - g[1]) * (self.w_max / self.g_max)
+
+    def shifted(self, g: np.ndarray) -> np.ndarray:
+        """``w + ((g+ - g+_T) - (g- - g-_T)) * (w_max / g_max)``: ``w`` moved by the pairs' change from their targets.
+
+        Equal to :meth:`weights` in exact arithmetic; returns ``w`` bit for bit where ``g`` is the targets.
+        """
+        return self.w + ((g[0] - self.targets[0]) - (g[1] - self.targets[1])) * (self.w_max / self.g_max)
+
+
+@dataclass
+class Devices:
+    """The conductances of one tile as the stages go: float64 ``(2, *w.shape)`` arrays, ``[g+, g-]``.
+
+    Attributes:
+        tile: The mapping.
+        target: Programming targets, after the levels grid (the exact targets without one).
+        programmed: After :meth:`DeviceModel.program_stage` (``target`` until then).
+        now: After the latest stage: what a read at inference time sees.
+    """
+
+    tile: Tile
+    target: np.ndarray
+    programmed: np.ndarray = field(init=False)
+    now: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.programmed = self.now = self.target
+
+
+@dataclass(frozen=True)
+class DeviceModel(NoiseModel):
+    """Template of the noise models of devices on differential conductance pairs (see :mod:`onnxnoise.noise.device`).
+
+    A device model subclasses it (or :class:`QuantizedDeviceModel`), declares ``name`` and
+    ``strength_axis`` like any :class:`~onnxnoise.noise.base.NoiseModel`, and implements
+    the hooks it needs; :meth:`perturb` is the skeleton and is not overridden.
+
+    Attributes:
+        analog: ``weights`` (default: weight matrices only; biases and normalization
+            parameters stay digital and exact) or ``all`` (:data:`ANALOG_CHOICES`).
+
+    Raises:
+        ValueError: On a bad parameter (one line naming it; :func:`~onnxnoise.noise.base.make_noise_model`
+            turns it into a :class:`~onnxnoise.errors.NoiseConfigError`).
+    """
+
+    analog: str = "weights"
+
+    def __post_init__(self) -> None:
+        check_choice("analog", self.analog, ANALOG_CHOICES)
+
+    # ---------------------------------------------------------------- hooks
+
+    def conductance_unit(self, w_max: float) -> float:
+        """``g_max`` of a tile whose full-scale weight is ``w_max``: the unit of its conductances (default 1)."""
+        return 1.0
+
+    def levels_at(self, strength: float) -> int:
+        """Conductance levels per device at ``strength`` (integer >= 2), or 0 for continuous targets (default)."""
+        return 0
+
+    def leaves_unchanged(self, strength: float) -> bool:
+        """True when no tensor can change at ``strength`` (the template then maps nothing; default False)."""
+        return False
+
+    def stage_rngs(self, rng: np.random.Generator) -> dict[str, np.random.Generator]:
+        """Generators by stage (:data:`STAGES`) from the tensor's ``rng``; default: ``rng`` itself for every stage.
+
+        A stage left out of the mapping gets ``None`` (a model overriding this names the stages it draws in).
+        """
+        return dict.fromkeys(STAGES, rng)
+
+    def program_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """Conductances after programming (write-verify noise) of ``devices.target``; default: the targets."""
+        return devices.target
+
+    def drift_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """Conductances after drifting to the read time; default: ``devices.now`` unchanged."""
+        return devices.now
+
+    def fault_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """Conductances with faulty devices stuck; default: ``devices.now`` unchanged."""
+        return devices.now
+
+    def read_stage(self, devices: Devices, strength: float, rng: np.random.Generator | None) -> np.ndarray:
+        """Conductances as one read sees them (read noise); default: ``devices.now`` unchanged."""
+        return devices.now
+
+    def read_back(self, devices: Devices, strength: float) -> np.ndarray:
+        """The weights (float64, the tensor's shape) the pairs hold at read time; default :meth:`Tile.weights`."""
+        return devices.tile.weights(devices.now)
+
+    # ---------------------------------------------------------------- the template
+
+    def tile(self, w: np.ndarray, tensor: TensorInfo) -> Tile | None:
+        """The pair mapping of one tensor, or ``None`` when it stays exact (digital, empty, all-zero, non-finite)."""
+        if not is_analog(tensor, self.analog):
+            return None
+        w64 = w.astype(np.float64, copy=False)
+        w_max = weight_max(w64)
+        return None if w_max == 0.0 else Tile(w=w64, w_max=w_max, g_max=self.conductance_unit(w_max), tensor=tensor)
+
+    def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
+        """Map, quantize, run the stages, map back and cast (module docstring); ``w`` itself when it stays exact."""
+        tile = None if self.leaves_unchanged(strength) else self.tile(w, tensor)
+        if tile is None:
+            return w
+        levels = self.levels_at(strength)
+        devices = Devices(tile, quantize_conductance(tile.targets, tile.g_max, levels) if levels else tile.targets)
+        rngs = self.stage_rngs(rng)
+        devices.programmed = devices.now = self.program_stage(devices, strength, rngs.get("program"))
+        devices.now = self.drift_stage(devices, strength, rngs.get("drift"))
+        devices.now = self.fault_stage(devices, strength, rngs.get("fault"))
+        devices.now = self.read_stage(devices, strength, rngs.get("read"))
+        return self.read_back(devices, strength).astype(w.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class QuantizedDeviceModel(DeviceModel):
+    """A :class:`DeviceModel` whose targets may be put on a levels grid before its stages.
+
+    Attributes:
+        levels: Conductance levels per device applied to the targets before the stages
+            (integer >= 2; quantize, then program, drift, faults, read), or 0 (default)
+            for continuous targets.
+    """
+
+    levels: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_levels("levels", self.levels)
+
+    def levels_at(self, strength: float) -> int:
+        """The ``levels`` parameter, at every strength."""
+        return self.levels
