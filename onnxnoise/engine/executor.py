@@ -27,7 +27,7 @@ import polars as pl
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
-from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
+from onnxnoise.store.schema import trial_frame
 
 #: Most per-layer trials one lockstep group holds (their suffix sessions live together).
 MAX_LOCKSTEP = 256
@@ -103,11 +103,7 @@ class MemoryRecorder:
             JSON text; ``run_id``/``finished_at`` null) plus ``top1_acc``, ``top5_acc``
             (percent, null for failed trials).
         """
-        return trial_frame([
-            {name: (canonical_json(row[name]) if name in JSON_COLUMNS and row.get(name) is not None
-                    else row.get(name)) for name in TRIAL_COLUMNS}
-            for row in self.rows
-        ])
+        return trial_frame(self.rows)
 
 
 @dataclass(frozen=True)
