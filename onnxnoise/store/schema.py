@@ -212,20 +212,17 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
 
 _BUILT_IN: frozenset[str] = frozenset(TRIAL_COLUMNS)
 
-#: Run columns (one row per sweep invocation): name -> :class:`Column`.
+#: Run columns (one row per sweep invocation): name -> :class:`Column`; those a trial row has too
+#: are the trial table's (``noise_model`` may be NULL here).
 RUN_COLUMNS: dict[str, Column] = _table(
     Column("run_id", IDENTITY, "INTEGER PRIMARY KEY AUTOINCREMENT", pl.Int64, "the run's id"),
     Column("started_at", TIMING, "TEXT NOT NULL", pl.String, "UTC ISO 8601 start time"),
-    Column("model", SETTING, *_TEXT, "model file name"),
-    Column("model_sha256", SETTING, *_TEXT, "sha256 of the ONNX file"),
-    Column("dataset", SETTING, *_TEXT, "dataset name"),
-    Column("dataset_fingerprint", SETTING, *_TEXT, "sha256 of the dataset's labels and pixels (or files)"),
-    Column("preprocess", SETTING, *_TEXT, "resolved preprocessing (JSON)", json=True),
+    *(TRIAL_COLUMNS[name] for name in ("model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess")),
     Column("noise_model", SETTING, *_TEXT, "noise registry name"),
-    Column("noise", SETTING, *_TEXT, "noise parameters and policies (JSON)", json=True),
+    TRIAL_COLUMNS["noise"],
     Column("config", SETTING, *_TEXT, "the sweep's settings (JSON)", json=True),
-    Column("context", SETTING, *_TEXT, "the trial keys' context (JSON)", json=True),
-    Column("versions", SETTING, *_TEXT, "package versions (JSON)", json=True),
+    TRIAL_COLUMNS["context"],
+    TRIAL_COLUMNS["versions"],
 )
 
 
