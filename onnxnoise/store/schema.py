@@ -75,14 +75,14 @@ STORE_NAME: str = "trials.sqlite"
 MODES: tuple[str, ...] = ("baseline", *SWEEP_MODES)
 
 # Column roles: what a column says about a trial.
-IDENTITY = "identity"  #: which stored row: its key and run
-SETTING = "setting"  #: the run's model, data and settings (the trial key's context)
-TRIAL = "trial"  #: what the trial noised: mode, layers, strength, seed
-COUNT = "count"  #: evaluation counts the accuracy comes from
-COUNTER = "counter"  #: things counted per trial, summed over seeds by bench and the reports
-PAIRED = "paired"  #: counts against the clean model on the same images (McNemar's discordant pairs)
-TIMING = "timing"  #: how long and when
-OUTCOME = "outcome"  #: the error of a failed trial
+IDENTITY = "identity"  # which stored row: its key and run
+SETTING = "setting"  # the run's model, data and settings (the trial key's context)
+TRIAL = "trial"  # what the trial noised: mode, layers, strength, seed
+COUNT = "count"  # evaluation counts the accuracy comes from
+COUNTER = "counter"  # things counted per trial, summed over seeds by bench and the reports
+PAIRED = "paired"  # counts against the clean model on the same images (McNemar's discordant pairs)
+TIMING = "timing"  # how long and when
+OUTCOME = "outcome"  # the error of a failed trial
 
 #: Every role, in table order.
 ROLES: tuple[str, ...] = (IDENTITY, SETTING, TRIAL, COUNT, COUNTER, PAIRED, TIMING, OUTCOME)
