@@ -23,8 +23,10 @@ from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.report.console import summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.store import TRIAL_COLUMNS, open_store
+from onnxnoise.errors import StoreError
 from onnxnoise.store.schema import (
-    COUNT, COUNTER, MEASURED_ROLES, PAIRED, ROLES, Column, column_names, columns, register_column, unregister_column,
+    APPLICATION_ID, COUNT, COUNTER, MEASURED_ROLES, PAIRED, ROLES, RUN_COLUMNS, Column, column_names, columns,
+    create_sql, register_column, unregister_column,
 )
 from onnxnoise.sweep import run_sweep
 
@@ -59,6 +61,44 @@ def test_bad_columns_are_refused():
         unregister_column("images")
     with pytest.raises(ValueError, match="unknown column role"):
         columns("gauge")
+
+
+def _old_file(db: Path, *, without: set[str]) -> None:
+    """A version 2 file whose tables lack the columns ``without`` (as an older onnxnoise wrote it), one row."""
+    conn = sqlite3.connect(db)
+    for table, declared in (("trials", TRIAL_COLUMNS), ("runs", RUN_COLUMNS)):
+        conn.execute(create_sql(table, {k: v for k, v in declared.items() if k not in without}))
+    conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    if "finished_at" not in without:
+        conn.execute("INSERT INTO trials (key, mode, noise_model, images, finished_at) "
+                     "VALUES ('k', 'baseline', 'gaussian-snr', 10, 'then')")
+    conn.commit()
+    conn.close()
+
+
+def test_opening_an_older_store_adds_every_missing_column_once(tmp_path):
+    db = tmp_path / "old.sqlite"
+    _old_file(db, without={"zeros_kept", "flips", "seconds", "context"})
+    with open_store(db) as store:
+        assert _sql_columns(db)[-4:] == ["zeros_kept", "flips", "seconds", "context"]  # trials.context too
+        row = store.to_frame().row(0, named=True)
+        assert (row["key"], row["images"], row["zeros_kept"], row["flips"]) == ("k", 10, None, None)
+        assert store.runs().columns == list(RUN_COLUMNS)  # runs.context added too
+        assert store.record({"key": "k2", "mode": "all", "noise_model": "gaussian-snr", "strength": 2.0,
+                             "zeros_kept": 4, "seconds": 1.5})
+    with open_store(db) as store:  # nothing left to add
+        assert sorted(_sql_columns(db)) == sorted(TRIAL_COLUMNS) and store.to_frame()["zeros_kept"].to_list() == [None, 4]
+
+
+def test_an_older_store_without_a_required_column_is_refused_unchanged(tmp_path):
+    db = tmp_path / "odd.sqlite"
+    _old_file(db, without={"finished_at", "flips"})
+    before = _sql_columns(db)
+    with pytest.raises(StoreError, match=r"lacks the required column\(s\) trials.finished_at; .*unchanged"):
+        open_store(db)
+    assert _sql_columns(db) == before and "flips" not in before  # nothing added
 
 
 @pytest.fixture
