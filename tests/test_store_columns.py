@@ -8,9 +8,11 @@ in the bench summary, the console summary table and a report's summary table.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import onnx
 import polars as pl
 import pytest
@@ -20,6 +22,9 @@ from _builders import conv_bn_resnet, labeled_npz
 from _columns import TOY_COUNTER, toy_counter  # noqa: F401  (fixture)
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
+from onnxnoise.engine.evaluate import Outcomes, paired_counts
+from onnxnoise.engine.metrics import Counts
+from onnxnoise.noise import NoiseDraw
 from onnxnoise.report.console import summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.store import TRIAL_COLUMNS, open_store
@@ -44,6 +49,11 @@ def test_every_column_has_a_role_type_dtype_and_description():
     assert column_names(PAIRED) == ["flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5"]
     assert column_names(source="evaluation") == ["images", "top1_correct", "top5_correct", "nan_count"]
     assert column_names(source="draw") == ["bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept"]
+    # Each source holds exactly the columns read from it: a new counter in one needs its column, and back.
+    assert column_names(source="evaluation") == [f.name for f in dataclasses.fields(Counts)]
+    assert column_names(source="draw") == list(NoiseDraw(arrays={}).counters())
+    one = Outcomes(1, 1, 1, 0, np.zeros(1, np.int32), np.ones(1, bool), np.ones(1, bool))
+    assert column_names(source="paired") == list(paired_counts(one, one))
 
 
 def test_bad_columns_are_refused():
