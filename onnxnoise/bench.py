@@ -31,6 +31,7 @@ from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.tables import with_planned_provider
+from onnxnoise.store.schema import COUNTER, column_names
 
 __all__ = ["BenchResult", "BaselineExpectationError", "chance_warning", "check_expected_top1", "run_bench"]
 
@@ -47,7 +48,8 @@ class BenchResult:
             the clean model (flip rate, McNemar, collapsed draws; chance = one over the
             classes among the images).
         meta: Run facts (:meth:`onnxnoise.engine.context.RunContext.facts`) plus
-            ``failed`` (trials that ended with an error), the counters' totals,
+            ``failed`` (trials that ended with an error), the counters' totals (every column
+            of role :data:`~onnxnoise.store.schema.COUNTER`, summed over the trials),
             ``warnings`` (``RunContext.warnings`` and a baseline at chance level) and, with
             ``--seeds auto``, ``seeds_auto`` (target, max draws, and the groups that
             stopped at the max short of the target:
@@ -93,8 +95,7 @@ def run_bench(
     trials = with_planned_provider(recorder.frame())
     meta = context.facts()
     meta["warnings"] = [*context.warnings, *checked.warnings]
-    totals = {c: int(trials[c].fill_null(0).sum()) for c in ("bn_variance_changed", "clipped_count",
-                                                              "overflow_count", "zeros_kept", "nan_count")}
+    totals = {c: int(trials[c].fill_null(0).sum()) for c in column_names(COUNTER)}
     meta.update(totals, failed=int(trials["error"].is_not_null().sum()))
     if meta["quantization"]:
         meta["quantization"] = config.noise.noise_model.describe_quantization(context.selected,

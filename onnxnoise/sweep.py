@@ -33,12 +33,13 @@ from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
 from onnxnoise.engine.ray_executor import RayExecutor
-from onnxnoise.engine.trial import PAIRED_COUNTERS, run_trial
+from onnxnoise.engine.trial import run_trial
 from onnxnoise.noise import make_noise_model
 from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.store import TrialStore
 from onnxnoise.store.migrate import v1_make_context, v1_trial_key
+from onnxnoise.store.schema import PAIRED, column_names
 
 __all__ = ["SweepResult", "StoreRecorder", "make_executor", "run_sweep", "recheck_sweep"]
 
@@ -208,9 +209,10 @@ def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: 
                   context: RunContext | None = None) -> tuple[int, list[str]]:
     """Run again a random sample of the sweep's stored trials and compare their counts.
 
-    Same model, data, settings and seed must give the same top-1 / top-5 / NaN counts
-    and paired counts (noise depends only on seed and tensor name); rows stored before
-    the paired counts existed are compared on the others.
+    Same model, data, settings and seed must give the same counts of the evaluation
+    (images, top-1 / top-5, NaN: the columns of source ``evaluation``) and paired counts
+    (role ``paired``; noise depends only on seed and tensor name); a column stored as
+    NULL (rows stored before the paired counts existed) is not compared.
 
     Args:
         config: The sweep's settings (as in the experiment file).
@@ -231,8 +233,8 @@ def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: 
     for row in chosen:
         trial = planned[row["key"]]
         again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
-        for column in ("top1_correct", "top5_correct", "nan_count", *PAIRED_COUNTERS):
-            if again[column] != row[column] and not (column in PAIRED_COUNTERS and row[column] is None):
+        for column in (*column_names(source="evaluation"), *column_names(PAIRED)):
+            if row[column] is not None and again[column] != row[column]:
                 mismatches.append(f"{trial.mode} layer {trial.layer_index} strength {trial.strength} seed "
                                   f"{trial.seed}: {column} stored {row[column]}, now {again[column]}")
     return len(chosen), mismatches

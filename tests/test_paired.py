@@ -23,7 +23,7 @@ from _builders import _run, conv_bn_resnet, labeled_npz, raw_input
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.engine.evaluate import PAIRED_COUNTERS, Outcomes, paired_counts
+from onnxnoise.engine.evaluate import Outcomes, paired_counts
 from onnxnoise.engine.metrics import count_correct, image_results
 from onnxnoise.engine.plan import Trial, plan_trials
 from onnxnoise.engine.trial import clean_outcomes, run_trial
@@ -34,11 +34,13 @@ from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.noise import NoiseModel, register
 from onnxnoise.store import TRIAL_COLUMNS, open_store
-from onnxnoise.store.schema import ADDED_TRIAL_COLUMNS
+from onnxnoise.store.schema import APPLICATION_ID, PAIRED, RUN_COLUMNS, column_names, create_sql
 from onnxnoise.sweep import recheck_sweep, run_sweep
 
 IMAGES = 200
 ID = ["mode", "layer_index", "strength", "seed"]
+#: The paired-count columns (role ``paired``), in table order.
+PAIRED_COUNTERS = column_names(PAIRED)
 
 
 @register
@@ -185,9 +187,7 @@ def test_a_stored_baseline_that_the_clean_model_no_longer_gives_stops_the_sweep(
 
 def _v2_store_without_paired_columns(db) -> None:
     """A version 2 file as written before the paired columns existed (same CREATE TABLE minus them)."""
-    from onnxnoise.store.schema import APPLICATION_ID, RUN_COLUMNS, create_sql
-
-    old = {k: v for k, v in TRIAL_COLUMNS.items() if k not in ADDED_TRIAL_COLUMNS}
+    old = {k: v for k, v in TRIAL_COLUMNS.items() if k not in PAIRED_COUNTERS}
     conn = sqlite3.connect(db)
     conn.execute(create_sql("trials", old))
     conn.execute(create_sql("runs", RUN_COLUMNS))
@@ -207,7 +207,7 @@ def test_an_older_v2_store_gets_the_paired_columns_and_resumes_without_rerunning
     # Rows written by the code of that time: the same keys, no paired counts.
     conn = sqlite3.connect(db)
     context = prepare_context(config.run)
-    old_names = [k for k in TRIAL_COLUMNS if k not in ADDED_TRIAL_COLUMNS]
+    old_names = [k for k in TRIAL_COLUMNS if k not in PAIRED_COUNTERS]
     for item in plan_trials(context, ("all",)):
         row = run_trial(context, item.trial)
         values = {**{k: row.get(k) for k in old_names}, "key": item.key, "key_version": 2,
@@ -219,7 +219,7 @@ def test_an_older_v2_store_gets_the_paired_columns_and_resumes_without_rerunning
     conn.close()
     with open_store(db) as store:
         columns = [r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(trials)")]
-        assert columns[-5:] == list(ADDED_TRIAL_COLUMNS) and store.pragma("user_version") == 2
+        assert columns[-5:] == PAIRED_COUNTERS and store.pragma("user_version") == 2
         result = run_sweep(config, store, context=prepare_context(config.run))
         frame = store.to_frame()
     assert (result.done, result.ran) == (2, 0)

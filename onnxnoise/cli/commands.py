@@ -33,7 +33,7 @@ from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, p
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
 from onnxnoise.store import STORE_NAME, open_store
-from onnxnoise.store.schema import JSON_COLUMNS
+from onnxnoise.store.schema import json_columns
 from onnxnoise.sweep import make_executor, run_sweep
 
 def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> RunConfig:
@@ -92,7 +92,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
                      "top5_acc": base["top5_acc_mean"][0] if base.height else None},
         "results": [
-            {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+            {k: (json.loads(v) if k in json_columns() and isinstance(v, str) else v) for k, v in row.items()}
             for row in result.summary.iter_rows(named=True)
         ],
     }

@@ -23,10 +23,7 @@ from onnxnoise.errors import DataError
 from onnxnoise.engine.metrics import Counts, image_results
 from onnxnoise.engine.runtime import Session
 
-__all__ = ["EvalSet", "Outcomes", "PAIRED_COUNTERS", "paired_counts", "evaluate"]
-
-#: Per-trial counts against the clean model on the same images (see :func:`paired_counts`).
-PAIRED_COUNTERS: tuple[str, ...] = ("flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5")
+__all__ = ["EvalSet", "Outcomes", "paired_counts", "evaluate"]
 
 
 def _empty(dtype) -> np.ndarray:
@@ -77,7 +74,8 @@ def paired_counts(clean: Outcomes, noisy: Outcomes) -> dict[str, int]:
     Returns:
         ``{"flips": images whose top-1 class differs from the clean one (a non-finite or
         tied row has class -1, so becoming one is a flip), "lost_top1", "gained_top1",
-        "lost_top5", "gained_top5"}`` (keys :data:`PAIRED_COUNTERS`), Python ints.
+        "lost_top5", "gained_top5"}``, Python ints: the trial row's columns of role
+        :data:`onnxnoise.store.schema.PAIRED` (source ``paired``) read them by name.
 
     Raises:
         ValueError: If the two cover different numbers of images.

@@ -28,7 +28,7 @@ from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, dr
 from onnxnoise.engine.prefix import DEFAULT_LOCKSTEP_MEMORY, lockstep_group_limit
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
-from onnxnoise.store.schema import JSON_COLUMNS, TRIAL_COLUMNS, canonical_json, trial_frame
+from onnxnoise.store.schema import trial_frame
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
 
@@ -96,11 +96,7 @@ class MemoryRecorder:
             JSON text; ``run_id``/``finished_at`` null) plus ``top1_acc``, ``top5_acc``
             (percent, null for failed trials).
         """
-        return trial_frame([
-            {name: (canonical_json(row[name]) if name in JSON_COLUMNS and row.get(name) is not None
-                    else row.get(name)) for name in TRIAL_COLUMNS}
-            for row in self.rows
-        ])
+        return trial_frame(self.rows)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from onnxnoise.config import SWEEP_MODES, resolve_seeds
-from onnxnoise.store.schema import MODES
+from onnxnoise.store.schema import KEY_VERSION, MODES  # KEY_VERSION: bump it when trial_key changes meaning
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.intervals import t_half_width
 from onnxnoise.model import Layer
@@ -34,9 +34,6 @@ from onnxnoise.model import Layer
 
 __all__ = ["MODES", "KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key", "plan_trials",
            "SeedRule", "enough_draws", "seed_rule", "draw_group"]
-
-#: Version of the key derivation; bump it when :func:`trial_key` changes meaning.
-KEY_VERSION: int = 2
 
 
 def _is_int(value: Any) -> bool:

@@ -15,21 +15,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from onnxnoise.engine.evaluate import PAIRED_COUNTERS, Outcomes, evaluate, paired_counts
+from onnxnoise.engine.evaluate import Outcomes, evaluate, paired_counts
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.runtime import ort_message
 from onnxnoise.errors import BaselineError
 from onnxnoise.noise import NoiseDraw, draw_noise
+from onnxnoise.store.schema import IDENTITY, PAIRED, TRIAL_COLUMNS, column_names, measured_values
 
-__all__ = ["ROW_COUNTERS", "PAIRED_COUNTERS", "BASELINE_TRIAL", "run_trial", "run_trials", "clean_outcomes"]
-
-#: Counts every trial row carries (besides images and top-1 / top-5 hits).
-ROW_COUNTERS: tuple[str, ...] = ("nan_count", "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept")
+__all__ = ["BASELINE_TRIAL", "run_trial", "run_trials", "clean_outcomes"]
 
 #: The clean trial (no noise) every plan starts with.
 BASELINE_TRIAL = Trial("baseline", None, (), None, None)
-
-_CHECKED = ("images", "top1_correct", "top5_correct", "nan_count")
 
 
 def run_trial(
@@ -50,13 +46,16 @@ def run_trial(
         on_batch: Called with the number of images after each batch.
 
     Returns:
-        The trial row: the columns of :data:`onnxnoise.store.TRIAL_COLUMNS` except
-        ``key``, ``run_id``, ``key_version`` and ``finished_at``, with the paired counts
-        :data:`PAIRED_COUNTERS` against the clean model on the same images
-        (:func:`~onnxnoise.engine.evaluate.paired_counts`; 0 for the baseline, which
-        becomes the context's clean reference). A failure (ONNX Runtime error, invalid
-        noise, out of memory, ...) gives a row with ``error`` set and null counts
-        instead of an exception.
+        The trial row: every column of :data:`onnxnoise.store.TRIAL_COLUMNS` but those of
+        role ``identity`` (the recorder adds the key) and ``finished_at`` (null until
+        recorded). The settings come from ``context.row_fields()``, the trial's own columns
+        from ``trial.to_dict()``, the measured columns from
+        :func:`onnxnoise.store.schema.measured_values` (the evaluation, the draw's counters,
+        and the paired counts against the clean model on the same images,
+        :func:`~onnxnoise.engine.evaluate.paired_counts`; 0 for the baseline, which becomes
+        the context's clean reference). A failure (ONNX Runtime error, invalid noise, out
+        of memory, ...) gives a row with ``error`` set and null measured columns instead of
+        an exception.
 
     Raises:
         BaselineError: A noisy trial needs the clean reference, none was measured in
@@ -137,29 +136,37 @@ def run_trials(
 
 
 def _start_row(context, trial: Trial) -> dict[str, Any]:
-    return {**context.row_fields(), **trial.to_dict(), "layers_noised": len(trial.layers)}
+    """Every row column (null until measured) with the context's settings and the trial's own columns."""
+    row = dict.fromkeys(_row_columns(), None)
+    row.update(context.row_fields(), **trial.to_dict(), layers_noised=len(trial.layers))
+    return row
+
+
+def _row_columns() -> list[str]:
+    identity = set(column_names(IDENTITY))
+    return [name for name in TRIAL_COLUMNS if name not in identity and name != "finished_at"]
 
 
 def _error_row(row: dict[str, Any], exc: Exception, seconds: float) -> dict[str, Any]:
     """``row`` with null counts and ``error`` set from ``exc``."""
     detail = f"{type(exc).__name__}: {ort_message(exc)}"
-    row.update({name: None for name in ("images", "top1_correct", "top5_correct", *ROW_COUNTERS, *PAIRED_COUNTERS)})
-    row.update(provider=None, seconds=seconds, error=detail)
+    row.update(measured_values(None), provider=None, seconds=seconds, error=detail)
     return row
 
 
 def _finish_row(context, row: dict[str, Any], counts: Outcomes, draw: NoiseDraw, reference: Outcomes | None,
                 provider: str | None, seconds: float) -> dict[str, Any]:
-    """``row`` with the counts, the draw's counters and the paired counts (the baseline becomes the reference)."""
+    """``row`` with the measured columns: evaluation counts, the draw's counters and the paired counts.
+
+    The baseline (no ``reference``) becomes the context's clean reference, paired counts 0.
+    """
     if reference is None:
         context.clean_outcomes = counts
-        paired = dict.fromkeys(PAIRED_COUNTERS, 0)
+        paired = dict.fromkeys(column_names(PAIRED), 0)
     else:
         paired = paired_counts(reference, counts)
-    row.update(
-        images=counts.images, top1_correct=counts.top1_correct, top5_correct=counts.top5_correct,
-        nan_count=counts.nan_count, **draw.counters(), **paired, provider=provider, seconds=seconds, error=None,
-    )
+    row.update(measured_values({"evaluation": counts, "draw": draw, "paired": paired}), provider=provider,
+               seconds=seconds, error=None)
     return row
 
 
@@ -172,9 +179,10 @@ def clean_outcomes(context, *, stored: Mapping[str, Any] | None = None) -> Outco
 
     Args:
         context: The :class:`~onnxnoise.engine.context.RunContext`.
-        stored: The stored baseline row of this context, if any: its ``images``,
-            ``top1_correct``, ``top5_correct`` and ``nan_count`` must equal the clean
-            pass's (checked only when this call runs the clean pass).
+        stored: The stored baseline row of this context, if any: its columns measured by
+            the evaluation (source ``evaluation``: ``images``, ``top1_correct``,
+            ``top5_correct``, ``nan_count``) must equal the clean pass's where stored
+            (checked only when this call runs the clean pass).
 
     Returns:
         The :class:`~onnxnoise.engine.evaluate.Outcomes` (``(N,)`` arrays, 6 bytes per image).
@@ -190,8 +198,8 @@ def clean_outcomes(context, *, stored: Mapping[str, Any] | None = None) -> Outco
         msg = f"the clean pass (the paired counts' reference) failed, so no noisy trial was run: {row['error']}"
         raise BaselineError(msg)
     if stored is not None and stored.get("error") is None:
-        differ = [f"{name} {stored.get(name)} stored, {row[name]} now" for name in _CHECKED
-                  if stored.get(name) != row[name]]
+        differ = [f"{name} {stored.get(name)} stored, {row[name]} now" for name in column_names(source="evaluation")
+                  if stored.get(name) is not None and stored.get(name) != row[name]]
         if differ:
             context.clean_outcomes = None
             msg = (f"the clean model now counts differently from the stored baseline row ({'; '.join(differ)}): "

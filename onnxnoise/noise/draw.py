@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 
 import numpy as np
@@ -82,9 +82,12 @@ class NoiseDraw:
     zeros_kept: int = 0
 
     def counters(self) -> dict[str, int]:
-        """The four counters by their trial-row column names."""
-        return {"bn_variance_changed": self.bn_variance_changed, "overflow_count": self.overflow_count,
-                "clipped_count": self.clipped_count, "zeros_kept": self.zeros_kept}
+        """Every counter field (all but ``arrays``) by name: the trial-row columns of source ``draw``."""
+        return {name: getattr(self, name) for name in _counter_names()}
+
+
+def _counter_names() -> list[str]:
+    return [f.name for f in fields(NoiseDraw) if f.name != "arrays"]
 
 
 class _Values(Mapping):
@@ -151,7 +154,7 @@ def draw_noise(
         msg = f"`seed` must be a non-negative integer, got {seed!r}"
         raise NoiseConfigError(msg)
     arrays: dict[str, np.ndarray] = {}
-    counts = {"bn_variance_changed": 0, "overflow_count": 0, "clipped_count": 0, "zeros_kept": 0}
+    counts = dict.fromkeys(_counter_names(), 0)
     model_layers = tuple(model_layers)
     model_values = _Values(model_layers, initializers)
     for layer in layers:

@@ -13,23 +13,18 @@ from onnxnoise.model import Layer
 from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
+from onnxnoise.store.schema import COUNTER, SETTING, columns
 
-__all__ = ["COUNTER_HEADERS", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
+__all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
            "format_interval", "lead_columns"]
 
-#: Settings shown as columns by :func:`summary_table` when a summary holds several values of them
-#: (rows measured under other settings are never pooled as seeds): column -> header.
-SETTING_HEADERS: dict[str, str] = {"dataset": "dataset", "batch_size": "batch", "label_offset": "label offset",
-                                   "provider": "provider"}
 
-#: Counter columns of a summary shown by :func:`summary_table` when non-zero somewhere: column -> header.
-COUNTER_HEADERS: dict[str, str] = {
-    "bn_variance_changed": "BN var. fixed",
-    "clipped_count": "clipped",
-    "overflow_count": "overflow",
-}
-
-
+def shown_counters(rows: pl.DataFrame) -> list[tuple[str, str]]:
+    """``(column, header)`` of the counters :func:`summary_table` shows: those of role
+    :data:`~onnxnoise.store.schema.COUNTER` with a ``header``, present and non-zero in some row.
+    """
+    return [(c.name, c.header) for c in columns(COUNTER)
+            if c.header and c.name in rows.columns and (rows[c.name].fill_null(0) != 0).any()]
 
 
 def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
@@ -160,18 +155,18 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
         (header: the noise model's ``strength_label``, or ``strength`` when the frame
         has several noise models; cells: ``strength_text``), seeds, top-1 / top-5
         (percent, mean ± 95% Student-t CI over seeds), top-1 ``a / a_0`` (paper
-        eq. 2, mean ± CI), NaN logits, each of :data:`COUNTER_HEADERS` that is
-        non-zero in some row, and ``collapsed`` draws (``k/n``,
+        eq. 2, mean ± CI), NaN logits, each of :func:`shown_counters` (counters with a
+        header, non-zero in some row), and ``collapsed`` draws (``k/n``,
         :func:`onnxnoise.report.paired.collapsed`) when some draw collapsed.
     """
     rows = sort_by_noise(summary.filter(pl.col("mode").is_in(["baseline", "all"])))
     failed = "errors" in rows.columns and (rows["errors"].fill_null(0) > 0).any()
     collapse = "collapsed" in rows.columns and (rows["collapsed"].fill_null(0) > 0).any()
-    counters = [c for c in COUNTER_HEADERS if c in rows.columns and (rows[c].fill_null(0) != 0).any()]
+    counters = shown_counters(rows)
     table = Table(title=title)
     lead, lead_cells = lead_columns(rows)
     headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
-               "top-1 a/a0", *(["collapsed"] if collapse else []), "NaN", *(COUNTER_HEADERS[c] for c in counters)]
+               "top-1 a/a0", *(["collapsed"] if collapse else []), "NaN", *(header for _, header in counters)]
     for i, name in enumerate(headers):
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
@@ -179,7 +174,7 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
                  format_interval(row["top1_acc_mean"], row["top1_acc_ci"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci"]),
                  format_interval(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None),
                  *([collapsed_cell(row)] if collapse else []), _count(row.get("nan_count"))]
-        table.add_row(*cells, *(_count(row[c]) for c in counters))
+        table.add_row(*cells, *(_count(row[c]) for c, _ in counters))
     return table
 
 
@@ -210,20 +205,21 @@ def paired_table(summary: pl.DataFrame, *, title: str | None = "noise in all lay
 def lead_columns(rows: pl.DataFrame, *, model: bool = False) -> tuple[list[str], list[list[str]]]:
     """The columns that say which measurement a row is, shown only when they differ between rows.
 
-    Model (always with ``model=True``), run settings (:data:`SETTING_HEADERS`), noise
-    model, and the noise settings that differ. Used by every summary table (console and
+    Model (always with ``model=True``), run settings (the columns of role
+    :data:`~onnxnoise.store.schema.SETTING` with a ``header``), noise model, and the noise
+    settings that differ. Used by every summary table (console and
     report.md), so rows measured under other settings are never shown as duplicates.
 
     Returns:
         ``(headers, cells per row)``.
     """
     show_model = model or ("model" in rows.columns and rows["model"].n_unique() > 1)
-    varying = [c for c in SETTING_HEADERS if c in rows.columns and rows[c].n_unique() > 1]
+    varying = [c for c in columns(SETTING) if c.header and c.name in rows.columns and rows[c.name].n_unique() > 1]
     several = _several_noise_models(rows)
     settings = _noise_settings_column(rows)
-    headers = [*(["model"] if show_model else []), *(SETTING_HEADERS[c] for c in varying),
+    headers = [*(["model"] if show_model else []), *(c.header for c in varying),
                *(["noise model"] if several else []), *(["noise settings"] if settings else [])]
-    cells = [[*([r["model"]] if show_model else []), *(str(r[c]) for c in varying),
+    cells = [[*([r["model"]] if show_model else []), *(str(r[c.name]) for c in varying),
               *([r["noise_model"]] if several else []), *([settings[i]] if settings else [])]
              for i, r in enumerate(rows.iter_rows(named=True))]
     return headers, cells

@@ -1,6 +1,6 @@
 """Paired statistics of noisy trials against the clean model on the same images.
 
-Every trial row carries paired counts (:data:`onnxnoise.engine.evaluate.PAIRED_COUNTERS`):
+Every trial row carries paired counts (the columns of role :data:`onnxnoise.store.schema.PAIRED`):
 ``flips`` (top-1 class changed), ``lost_top1`` / ``gained_top1`` (top-1 hit lost / gained)
 and the same for top-5. From them:
 

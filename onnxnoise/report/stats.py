@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from onnxnoise.intervals import binomial_interval, check_level, t_half_width
-from onnxnoise.store.schema import MODES
+from onnxnoise.store.schema import COUNTER, MODES, PAIRED, column_names
 from onnxnoise.report.paired import add_paired_columns
 from onnxnoise.report.strength import add_strength_text, noise_rank
 
@@ -34,7 +34,6 @@ __all__ = [
     "CONTEXT_KEYS",
     "GROUP_KEYS",
     "METRICS",
-    "COUNTERS",
     "normalized_accuracy",
     "summarize_trials",
     "average_normalized_accuracy",
@@ -59,9 +58,6 @@ GROUP_KEYS: tuple[str, ...] = (
 
 #: Per-trial metrics summarized over seeds: accuracies in percent, normalized ones as ratios.
 METRICS: tuple[str, ...] = ("top1_acc", "top5_acc", "top1_norm", "top5_norm")
-
-#: Per-trial counters summed over seeds by :func:`summarize_trials` (those present).
-COUNTERS: tuple[str, ...] = ("nan_count", "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept")
 
 _MODE_ORDER = {mode: i for i, mode in enumerate(MODES)}
 
@@ -166,7 +162,8 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     carry paired counts, ``flip_pct_mean`` (mean of ``100 flips / images``),
     ``lost_top1_mean`` / ``gained_top1_mean`` (images), ``paired_draws`` (draws with paired
     counts) and ``mcnemar_significant`` (of those, draws whose exact McNemar p is below
-    ``1 - level``).
+    ``1 - level``), and ``<c>_mean`` of every other paired column ``c`` (role
+    :data:`~onnxnoise.store.schema.PAIRED`: ``flips_mean``, ``lost_top5_mean``, ...).
 
     Args:
         trials: One row per trial (see module doc); normalized accuracies are added
@@ -181,8 +178,8 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
         by increasing noise, then layer_index), with the group keys, ``strength_text``
         (the noise model's ``format_strength``, ``clean`` for the baseline),
         ``layers`` and ``layers_noised`` (first of the group), ``seeds`` (successful
-        trials), ``errors`` (failed trials), ``images``, the :data:`COUNTERS` present
-        summed over seeds, and the metric columns. Normalized accuracies use the
+        trials), ``errors`` (failed trials), ``images``, the counters present (columns of
+        role :data:`~onnxnoise.store.schema.COUNTER`) summed over seeds, and the metric columns. Normalized accuracies use the
         baseline of the same model file, dataset and preprocessing (eq. 2), whatever
         its noise settings.
     """
@@ -200,7 +197,8 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     if "flip_pct" in trials.columns:
         aggs += [pl.col("mcnemar_p").filter(valid).count().cast(pl.Int64).alias("paired_draws"),
                  pl.col("mcnemar_significant").filter(valid).sum().cast(pl.Int64).alias("mcnemar_significant"),
-                 *(pl.col(c).filter(valid).mean().alias(f"{c}_mean") for c in ("flip_pct", "lost_top1", "gained_top1"))]
+                 *(pl.col(c).filter(valid).mean().alias(f"{c}_mean")
+                   for c in ("flip_pct", *column_names(PAIRED)) if c in trials.columns)]
     for c in ("layers", "layers_noised"):
         if c in trials.columns:
             aggs.append(pl.col(c).first())
@@ -209,7 +207,7 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     for m in METRICS:
         aggs.append(pl.col(m).filter(valid).mean().alias(f"{m}_mean"))
         aggs.append(pl.col(m).filter(valid).std(ddof=1).alias(f"{m}_std"))
-    for c in COUNTERS:
+    for c in column_names(COUNTER):
         if c in trials.columns:
             aggs.append(pl.col(c).sum().alias(c))
     summary = trials.group_by(keys, maintain_order=True).agg(aggs)

@@ -39,20 +39,20 @@ from typing import Any
 
 from onnxnoise.errors import StoreError
 from onnxnoise.store.schema import (
-    ADDED_TRIAL_COLUMNS,
-    ENGINE_KEY_VERSION,
+    KEY_VERSION,
     RUN_COLUMNS,
     SCHEMA_VERSION,
     TRIAL_COLUMNS,
+    Column,
     canonical_json,
     create_sql,
     now,
 )
 
-__all__ = ["V1_KEY_VERSION", "migrate_v1", "add_trial_columns", "convert_v1_noise", "v1_trial_key",
+__all__ = ["V1_KEY_VERSION", "migrate_v1", "add_missing_columns", "convert_v1_noise", "v1_trial_key",
            "v1_make_context", "adopt_v1"]
 
-#: Key derivation version of the v1 engine (``onnxnoise.engine.plan.KEY_VERSION`` was 1).
+#: Key derivation version of the v1 engine (``onnxnoise.store.schema.KEY_VERSION`` was 1).
 V1_KEY_VERSION: int = 1
 
 #: Noise model of every version 1 trial.
@@ -105,22 +105,26 @@ def migrate_v1(conn: sqlite3.Connection, path: Path) -> bool:
     return True
 
 
-def add_trial_columns(conn: sqlite3.Connection, path: Path) -> list[str]:
-    """Add the :data:`~onnxnoise.store.schema.ADDED_TRIAL_COLUMNS` a version 2 file lacks (NULL in old rows).
+def add_missing_columns(conn: sqlite3.Connection, path: Path) -> list[str]:
+    """Add every declared column a version 2 file lacks (NULL in its existing rows).
 
-    Additive only (``ALTER TABLE trials ADD COLUMN``), in one ``BEGIN IMMEDIATE``
-    transaction that looks again under the write lock, so two processes opening one
-    old file at once add each column once. Keys and existing values are unchanged.
+    Compares each table's columns (``PRAGMA table_info``) with :data:`~onnxnoise.store.schema.TRIAL_COLUMNS`
+    and :data:`~onnxnoise.store.schema.RUN_COLUMNS`; additive only (``ALTER TABLE ... ADD COLUMN``),
+    in one ``BEGIN IMMEDIATE`` transaction that looks again under the write lock, so two
+    processes opening one old file at once add each column once. Keys and existing values
+    are unchanged; columns the file has and this onnxnoise does not declare are left alone.
 
     Args:
         conn: Connection in autocommit mode, no transaction open.
         path: The file, for messages.
 
     Returns:
-        The columns added by this call (empty when the file has them all).
+        The columns added by this call as ``table.column`` (empty when the file has them all).
 
     Raises:
-        StoreError: If the file cannot be written (it is then unchanged).
+        StoreError: If a missing column cannot be NULL (``NOT NULL`` or a key: the file is
+            not a trial store this onnxnoise reads), or the file cannot be written (it is
+            then unchanged).
     """
     if not _missing_columns(conn):
         return []
@@ -128,23 +132,34 @@ def add_trial_columns(conn: sqlite3.Connection, path: Path) -> list[str]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             missing = _missing_columns(conn)
-            for name in missing:
-                conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {TRIAL_COLUMNS[name][0]}")
+            required = [f"{table}.{column.name}" for table, column in missing if not column.nullable]
+            if required:
+                msg = (f"trial store {path} lacks the required column(s) {', '.join(required)}; it was not "
+                       "written by onnxnoise (the file is unchanged)")
+                raise StoreError(msg)
+            for table, column in missing:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column.name} {column.sql}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        msg = (f"cannot add the columns {', '.join(_missing_columns(conn))} to trial store {path} "
-               f"(the file is unchanged): {detail}")
+        names = ", ".join(f"{table}.{column.name}" for table, column in _missing_columns(conn))
+        msg = f"cannot add the columns {names} to trial store {path} (the file is unchanged): {detail}"
         raise StoreError(msg) from exc
+    return [f"{table}.{column.name}" for table, column in missing]
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, Column]]:
+    """``(table, column)`` of every declared column the file's tables lack."""
+    missing = []
+    for table, declared in (("trials", TRIAL_COLUMNS), ("runs", RUN_COLUMNS)):
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not present:
+            continue  # no such table: not ours to add (a trial store always has both)
+        missing += [(table, column) for name, column in declared.items() if name not in present]
     return missing
-
-
-def _missing_columns(conn: sqlite3.Connection) -> list[str]:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(trials)")}
-    return [name for name in ADDED_TRIAL_COLUMNS if name not in present]
 
 
 def _failed(path: Path, exc: BaseException) -> StoreError:
@@ -354,7 +369,7 @@ def adopt_v1(conn: sqlite3.Connection, planned: Mapping[str, str], ok: Callable[
                 conn.execute("DELETE FROM trials WHERE key = ?", (v2_key,))
             cursor = conn.execute(
                 "UPDATE trials SET key = ?, key_version = ? WHERE key = ? AND key_version = 1",
-                (v2_key, ENGINE_KEY_VERSION, v1_key),
+                (v2_key, KEY_VERSION, v1_key),
             )
             adopted += cursor.rowcount
         conn.execute("COMMIT")

@@ -18,8 +18,8 @@ be replaced by its retry. :meth:`TrialStore.has` lets an executor skip a trial t
 another process finished meanwhile.
 
 Schema: :mod:`onnxnoise.store.schema` (version 2); a version 1 file is migrated in
-place on open, and a version 2 file without the paired-count columns gets them
-(:mod:`onnxnoise.store.migrate`).
+place on open, and a version 2 file lacking declared columns (e.g. the paired counts)
+gets them (:mod:`onnxnoise.store.migrate`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import polars as pl
 from onnxnoise.errors import StoreError
 from onnxnoise.store import migrate
 from onnxnoise.store.schema import (
-    APPLICATION_ID, ENGINE_KEY_VERSION, JSON_COLUMNS, MODES, RUN_COLUMNS, SCHEMA_VERSION, STORE_NAME, TRIAL_COLUMNS,
-    canonical_json, create_schema, now, trial_frame,
+    APPLICATION_ID, KEY_VERSION, MODES, RUN_COLUMNS, SCHEMA_VERSION, STORE_NAME, TRIAL_COLUMNS, Column, canonical_json,
+    create_schema, now, trial_frame,
 )
 
 __all__ = ["TrialStore", "open_store"]
@@ -136,7 +136,7 @@ class TrialStore:
         values: dict[str, Any] = {name: None for name in TRIAL_COLUMNS}
         values.update(self._prepare(row, TRIAL_COLUMNS, table="trials"))
         if values["key_version"] is None:
-            values["key_version"] = ENGINE_KEY_VERSION
+            values["key_version"] = KEY_VERSION
         if values["finished_at"] is None:
             values["finished_at"] = now()
         _check_trial(values)
@@ -223,9 +223,9 @@ class TrialStore:
             raise StoreError(msg)
         return self._execute(f"PRAGMA {name}").fetchone()[0]
 
-    def _frame(self, table: str, columns: Mapping[str, tuple[str, Any]], *, order: str) -> pl.DataFrame:
+    def _frame(self, table: str, columns: Mapping[str, Column], *, order: str) -> pl.DataFrame:
         rows = self._execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}").fetchall()
-        schema = {name: dtype for name, (_, dtype) in columns.items()}
+        schema = {name: column.dtype for name, column in columns.items()}
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def _execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
@@ -236,7 +236,7 @@ class TrialStore:
             raise StoreError(msg) from exc
 
     @staticmethod
-    def _prepare(row: Mapping[str, Any], columns: Mapping[str, tuple[str, Any]], *, table: str) -> dict[str, Any]:
+    def _prepare(row: Mapping[str, Any], columns: Mapping[str, Column], *, table: str) -> dict[str, Any]:
         unknown = sorted(set(row) - set(columns))
         if unknown:
             msg = f"unknown {table} column(s) {', '.join(map(repr, unknown))}; known: {', '.join(columns)}"
@@ -244,7 +244,7 @@ class TrialStore:
         values: dict[str, Any] = {}
         for name, value in row.items():
             if value is not None:
-                value = _convert(name, value, columns[name][1])
+                value = _convert(columns[name], value)
             values[name] = value
         return values
 
@@ -267,10 +267,11 @@ def _check_trial(values: Mapping[str, Any]) -> None:
         raise StoreError(msg)
 
 
-def _convert(name: str, value: Any, dtype: Any) -> Any:
+def _convert(column: Column, value: Any) -> Any:
     """Check and convert one value to what SQLite stores; raise StoreError when it does not fit."""
+    name, dtype = column.name, column.dtype
     try:
-        if name in JSON_COLUMNS:
+        if column.json:
             if isinstance(value, str):
                 json.loads(value)
                 return value
@@ -290,7 +291,7 @@ def _convert(name: str, value: Any, dtype: Any) -> Any:
             raise TypeError
         return value
     except (TypeError, ValueError, OverflowError):
-        if name in JSON_COLUMNS:
+        if column.json:
             kind = "JSON (a string or a JSON-ready object)"
         elif name == "strength":
             kind = "a finite number (None for the baseline)"
@@ -364,7 +365,7 @@ def _initialize(conn: sqlite3.Connection, path: Path) -> None:
                 raise
         if version == 1:
             migrate.migrate_v1(conn, path)
-        migrate.add_trial_columns(conn, path)
+        migrate.add_missing_columns(conn, path)
     except sqlite3.DatabaseError as exc:
         msg = f"{path} is not a trial store: SQLite cannot read it ({exc})"
         raise StoreError(msg) from exc
