@@ -8,7 +8,8 @@ each sweep of ``EXPERIMENT`` with today's engine, and
 * counts the committed rows whose ``key`` today's plan still produces (trial keys unchanged), and
 * re-runs ``--per-sweep`` of them at random (fixed ``--seed``) through
   :func:`onnxnoise.engine.trial.run_trial` in the context of their sweep, printing one line per
-  trial: committed and new top-1 / top-5 / NaN counts (and paired counts where committed).
+  trial: committed and new counts (images, top-1, top-5, NaN, the draw's counters, paired counts; those
+  the committed row has).
 
 Where no committed key is today's, rows are matched by (mode, layer, strength, seed) within the
 sweep's model file, image count and noise settings, and the key fields that differ are named:
@@ -40,7 +41,7 @@ from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.engine.trial import run_trial
 from onnxnoise.errors import OnnxNoiseError
-from onnxnoise.store.schema import canonical_json
+from onnxnoise.store.schema import COUNT, COUNTER, PAIRED, canonical_json, column_names
 from onnxnoise.experiment import load_experiment
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,8 +57,8 @@ DEFAULT_PAIRS: tuple[str, ...] = (
     "reports/imagenet-paper=experiments/imagenet-paper/squeezenet-val1300.toml",
     "reports/imagenet-paper=experiments/imagenet-paper/efficientnet-lite0-val1300.toml",
 )
-COUNTS = ("top1_correct", "top5_correct", "nan_count")
-PAIRED = ("flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5")
+#: Compared columns: the evaluation counts, the counters and the paired counts (as the store declares them).
+COMPARED = column_names(COUNT, COUNTER, PAIRED)
 
 
 def _trial_id(mode: str, layer_index, strength, seed) -> tuple:
@@ -121,7 +122,7 @@ def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Ran
         for row, trial in rng.sample(matched, min(per_sweep, len(matched))):
             started = time.perf_counter()
             again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
-            columns = [c for c in (*COUNTS, *PAIRED) if row.get(c) is not None]
+            columns = [c for c in COMPARED if row.get(c) is not None]
             equal = all(again[c] == row[c] for c in columns)
             different += not equal
             checked += 1

@@ -199,9 +199,10 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     # Paired with the clean model on the same images (0 for the baseline; NULL for failed trials and rows
     # recorded before these columns existed).
     Column("flips", PAIRED, *_INT, "images whose top-1 class changed", source="paired"),
-    # lost_top1, gained_top1 (McNemar's b and c), lost_top5, gained_top5
-    *(Column(f"{change}_top{k}", PAIRED, *_INT, f"top-{k} {what} of the clean model {change}", source="paired")
-      for k in (1, 5) for change, what in (("lost", "hits"), ("gained", "misses"))),
+    Column("lost_top1", PAIRED, *_INT, "top-1 hits of the clean model lost (McNemar's b)", source="paired"),
+    Column("gained_top1", PAIRED, *_INT, "top-1 misses of the clean model now hits (McNemar's c)", source="paired"),
+    Column("lost_top5", PAIRED, *_INT, "top-5 hits of the clean model lost", source="paired"),
+    Column("gained_top5", PAIRED, *_INT, "top-5 misses of the clean model now hits", source="paired"),
     Column("seconds", TIMING, *_REAL, "wall time of the trial: draw, session and evaluation (s)"),
     Column("context", SETTING, *_TEXT, "everything the key hashed besides the trial (JSON)", json=True),
     Column("versions", SETTING, *_TEXT, "package versions (JSON)", json=True),
