@@ -19,8 +19,8 @@ from onnxnoise.noise import NOISE_MODELS, get_noise_model
 from onnxnoise.noise.axis import TIME_STRENGTHS, StrengthAxis, axis_label, axis_of, strength_flag_owners
 
 __all__ = [
-    "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "is_time_strength", "parse_time", "parse_strengths",
-    "strength_options",
+    "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time", "parse_strengths",
+    "strength_options", "strength_flag", "strength_example", "AUTO_MAX_SEEDS",
     "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
 
@@ -30,6 +30,8 @@ TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0
 
 _TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
 
+#: ``--seeds auto``: most draws per (strength, layer) group unless ``--max-seeds`` says otherwise.
+AUTO_MAX_SEEDS = 20
 
 
 def given(**options: Any) -> dict[str, Any]:
@@ -61,6 +63,18 @@ def parse_numbers(text: str | Sequence[float], what: str) -> tuple[float, ...]:
         msg = f"`{what}` is empty; give at least one value"
         raise ConfigError(msg)
     return tuple(values)
+
+
+def parse_float_list(text: str) -> tuple[float, ...]:
+    """``"0.5,0.5,0.5"`` -> ``(0.5, 0.5, 0.5)`` (per-channel ``--mean`` / ``--std``).
+
+    Raises:
+        ConfigError: An item is not a number.
+    """
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def is_time_strength(model: Any) -> bool:
@@ -164,6 +178,17 @@ def strength_options() -> dict[str, str]:
     return out
 
 
+def strength_flag(model: Any) -> str:
+    """The option that gives ``model``'s (class or instance) strengths: its own (``--snr``, ``--t``...), else ``--strength``."""
+    flag = axis_of(model).flag
+    return f"--{flag}" if flag else "--strength"
+
+
+def strength_example(model: Any, values: Sequence[float]) -> str:
+    """``model``'s strength option with ``values`` as typed: ``--t 1s,1h,1d``, ``--snr 10``."""
+    return f"{strength_flag(model)} {axis_of(model).example(values)}"
+
+
 def _option(key: str) -> str:
     """``noise_pct`` -> ``--noise-pct``."""
     return "--" + key.replace("_", "-")
@@ -178,7 +203,7 @@ def _not_its_option(key: str, model: Any, axis: StrengthAxis) -> str:
     """The message for another model's strength option: whose it is and the chosen model's own."""
     owners = strength_flag_owners(NOISE_MODELS).get(key.replace("_", "-"), [])
     whose = f"the strength of {', '.join(owners)}" if owners else "no noise model's strength"
-    example = f"--{axis.flag or 'strength'} {axis.example(model.default_strengths)}" if model.default_strengths else ""
+    example = strength_example(model, model.default_strengths) if model.default_strengths else ""
     return (f"`{_option(key)}` is {whose}, not of {model.name}; give {model.name}'s {axis_label(model)} with "
             f"{_one_of([*(f'`--{f}`' for f in axis.flags), '`--strength`'])}" + (f" (e.g. {example})" if example else ""))
 
@@ -224,7 +249,7 @@ def parse_seeds(value: Any) -> int | tuple[int, ...] | str:
 
 
 def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
-    """Check the settings of ``--seeds auto`` and return ``max_seeds`` (default 20).
+    """Check the settings of ``--seeds auto`` and return ``max_seeds`` (default :data:`AUTO_MAX_SEEDS`).
 
     Raises:
         ConfigError: ``ci_halfwidth`` missing, not a finite number > 0 (accuracy points), or
@@ -237,7 +262,7 @@ def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
         msg = f"`--ci-halfwidth` must be a number of accuracy points > 0, e.g. 0.5, got {ci_halfwidth!r}"
         raise ConfigError(msg)
     if max_seeds is None:
-        return 20
+        return AUTO_MAX_SEEDS
     try:
         count = int(max_seeds) if not isinstance(max_seeds, (bool, float)) else None
     except (TypeError, ValueError):
