@@ -94,7 +94,7 @@ class NoiseConfig:
         help="--seeds auto: target 95% t-interval half-width of the mean top-1, accuracy points")
     max_seeds: int | None = option(
         None, flag="--max-seeds", type=int, metavar="N", group=NOISE, files=("sweeps",), commands=("bench", "sweep"),
-        help=f"--seeds auto: most draws per strength and layer, >= 3 (default {AUTO_MAX_SEEDS})")
+        shown=AUTO_MAX_SEEDS, help="--seeds auto: most draws per strength and layer, >= 3 (default {default})")
     bn_variance: str = option(
         "clamp", flag="--bn-variance", choices=BN_VARIANCE_POLICIES, group=NOISE, files=("sweeps",), trial_key=True,
         help="negative BatchNormalization variance under noise: clamp to 0, abs, or keep (gives NaN logits); "

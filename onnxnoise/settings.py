@@ -75,6 +75,8 @@ class Setting:
         required: The command needs the flag.
         hidden: Accepted but not shown in ``--help`` (an older spelling).
         default: The default (filled from the field; given for a registered setting).
+        shown: The default as ``--help`` and the docs state it, when the field's default
+            only means "not given" (``--find-resolution``: ``None`` -> 0.05); ``None``: ``default``.
     """
 
     key: str = ""
@@ -94,6 +96,7 @@ class Setting:
     required: bool = False
     hidden: bool = False
     default: Any = None
+    shown: Any = None
 
     def __post_init__(self) -> None:
         if self.group is not None and self.group not in GROUPS:
@@ -104,7 +107,11 @@ class Setting:
 
     def text(self) -> str:
         """The ``--help`` text with its default filled in."""
-        return self.help.replace("{default}", show_default(self.default))
+        return self.help.replace("{default}", self.default_text())
+
+    def default_text(self) -> str:
+        """The default as ``--help`` and the docs state it (:func:`show_default`; ``""``: none)."""
+        return show_default(self.default if self.shown is None else self.shown)
 
     def value(self, raw: Any) -> Any:
         """A given value as the field holds it (``parse``d); ``None`` stays ``None`` (not given)."""

@@ -39,8 +39,8 @@ class CheckRequest:
     find_min_snr: bool = option(False, flag="--find-min-snr", action="store_true", **_SEARCH,
                                 help="--find-limit for gaussian-snr's SNR")
     find_resolution: float | None = option(
-        None, flag="--find-resolution", type=float, metavar="F", **_SEARCH,
-        help=f"stop the search when its bracket's ratio is at most 1 + F (default {RESOLUTION:g})")
+        None, flag="--find-resolution", type=float, metavar="F", shown=RESOLUTION, **_SEARCH,
+        help="stop the search when its bracket's ratio is at most 1 + F (default {default})")
     protect: str | None = option(
         None, flag="--protect", metavar="auto|REGEX", **_SEARCH,
         help="when the gate does not pass: keep layers noise-free (digital) so it does; auto ranks layers by "
