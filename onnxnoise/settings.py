@@ -167,7 +167,9 @@ def register_setting(setting: Setting) -> Setting:
 
     It reaches every place a declared field does: the flag of the commands it names, the
     experiment-file tables, ``RunConfig`` (validated by ``parse`` when built) and its
-    ``to_dict`` (the recorded config), and ``check``'s re-check command line.
+    ``to_dict`` (the recorded config), and ``check``'s re-check command line. It does not
+    enter the trial key: a setting that can change counts is declared as a field and keyed
+    in :meth:`onnxnoise.engine.context.RunContext.key_fields`.
 
     Args:
         setting: With ``key`` and ``default`` set.

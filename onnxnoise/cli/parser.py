@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
 
 from onnxnoise import __version__
 from onnxnoise.check.gate import GateSettings
@@ -46,12 +45,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _add_run_args(parser: argparse.ArgumentParser, command: str, *classes: type) -> dict[str, Any]:
-    """The settings ``command`` takes (:mod:`onnxnoise.settings`), then ``--out``; returns the help sections."""
+#: Where each run command writes when ``--out`` is not given.
+_OUT = {"bench": "reports/<model>-<timestamp>/", "check": "reports/check-<model>-<timestamp>/",
+        "sweep": "runs/<model>/; with --config, the file's `out`, one folder per model"}
+
+
+def _add_run_args(parser: argparse.ArgumentParser, command: str, *classes: type) -> None:
+    """The settings ``command`` takes (:mod:`onnxnoise.settings`), then ``--out``."""
     groups = add_settings(parser, command, *classes)
-    groups[RUNTIME].add_argument("--out", type=Path, help="output folder (bench: reports/<model>-<timestamp>/, "
-                                 "sweep: runs/<model>/)")
-    return groups
+    groups[RUNTIME].add_argument("--out", type=Path, help=f"output folder (default {_OUT[command]})")
 
 
 def build_parser() -> argparse.ArgumentParser:
