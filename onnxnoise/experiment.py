@@ -211,6 +211,6 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def _given(table: dict, name: str, base: Path) -> dict[str, Any]:
-    """The settings ``table`` (``[data]``, ``[models.NAME]``, a sweep) gives, by key; paths resolved against ``base``."""
+    """The settings ``table`` (``[data]``, ``[models.NAME]``, a sweep) gives, by key; paths resolved from ``base``."""
     return {s.key: _resolve(base, table[s.key]) if s.type is Path else table[s.key]
             for s in _file_settings(name) if s.key in table}

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onnxnoise.errors import ConfigError, NoiseConfigError
-from onnxnoise.noise import BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel, NoisePolicies, get_noise_model, make_noise_model
+from onnxnoise.noise import (
+    BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel, NoisePolicies, get_noise_model, make_noise_model,
+)
 from onnxnoise.options import (
     AUTO_MAX_SEEDS, check_auto_seeds, given, parse_noise, parse_numbers, parse_seeds, parse_strengths, resolve_seeds,
     strength_options,

@@ -19,8 +19,9 @@ from onnxnoise.noise import NOISE_MODELS, get_noise_model
 from onnxnoise.noise.axis import TIME_STRENGTHS, StrengthAxis, axis_label, axis_of, strength_flag_owners
 
 __all__ = [
-    "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time", "parse_strengths",
-    "strength_options", "strength_flag", "strength_example", "AUTO_MAX_SEEDS",
+    "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time",
+    "parse_strengths",
+    "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS",
     "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
 
@@ -179,9 +180,14 @@ def strength_options() -> dict[str, str]:
 
 
 def strength_flag(model: Any) -> str:
-    """The option that gives ``model``'s (class or instance) strengths: its own (``--snr``, ``--t``...), else ``--strength``."""
+    """The option giving ``model``'s (class or instance) strengths: its own (``--snr``, ``--t``...), else ``--strength``."""
     flag = axis_of(model).flag
     return f"--{flag}" if flag else "--strength"
+
+
+def strength_flag_models(flag: str) -> list[str]:
+    """The registered models whose own strength option is ``--flag`` (``snr`` -> ``["gaussian-snr"]``), by name."""
+    return strength_flag_owners(NOISE_MODELS).get(flag, [])
 
 
 def strength_example(model: Any, values: Sequence[float]) -> str:
@@ -201,7 +207,7 @@ def _one_of(names: Sequence[str]) -> str:
 
 def _not_its_option(key: str, model: Any, axis: StrengthAxis) -> str:
     """The message for another model's strength option: whose it is and the chosen model's own."""
-    owners = strength_flag_owners(NOISE_MODELS).get(key.replace("_", "-"), [])
+    owners = strength_flag_models(key.replace("_", "-"))
     whose = f"the strength of {', '.join(owners)}" if owners else "no noise model's strength"
     example = strength_example(model, model.default_strengths) if model.default_strengths else ""
     return (f"`{_option(key)}` is {whose}, not of {model.name}; give {model.name}'s {axis_label(model)} with "

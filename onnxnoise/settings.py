@@ -120,10 +120,14 @@ class Setting:
 
 @dataclass(frozen=True)
 class _Declared:
-    """What a field declares: its settings and how they make the field's value."""
+    """What a field declares: its settings and how they make the field's value.
 
-    kind: str  # "value": one setting is the field; "map": settings -> {key: value}; "inputs": the class combines
-    #           them (NoiseConfig.from_options); "nested": a config of its own; "extra": registered settings
+    ``kind``: ``value`` (one setting is the field), ``map`` (its settings make ``{key: value}``),
+    ``inputs`` (the class combines them in ``from_options``), ``nested`` (a config of its own,
+    ``nested`` its class) or ``extra`` (the registered settings).
+    """
+
+    kind: str
     settings: tuple[Setting, ...] | Callable[[], Sequence[Setting]] = ()
     nested: type | None = None
 
@@ -150,7 +154,7 @@ def option_inputs(settings: Sequence[Setting] | Callable[[], Sequence[Setting]],
 
 
 def nested(cls: type, *, default_factory: Any = MISSING) -> Any:
-    """A field holding a config of its own (``RunConfig.noise``, ``SweepConfig.run``): its settings are listed in place."""
+    """A field holding a config of its own (``RunConfig.noise``, ``SweepConfig.run``), its settings listed in place."""
     return field(default_factory=default_factory, metadata={_KEY: _Declared("nested", nested=cls)})
 
 
@@ -206,19 +210,19 @@ def _field_default(f: Field) -> Any:
 
 def _own(f: Field) -> tuple[_Declared, list[Setting]] | None:
     """A field's declaration and its settings with key and default filled in; ``None`` when it declares none."""
-    declared = f.metadata.get(_KEY)
-    if declared is None:
+    meta = f.metadata.get(_KEY)
+    if meta is None:
         return None
-    if declared.kind == "extra":
-        return declared, list(_REGISTERED.values())
-    listed = declared.settings() if callable(declared.settings) else declared.settings
+    if meta.kind in ("extra", "nested"):
+        return meta, list(_REGISTERED.values()) if meta.kind == "extra" else []
+    listed = meta.settings() if callable(meta.settings) else meta.settings
     default = _field_default(f)
     out = []
     for s in listed:
         key = s.key or f.name
-        value = s.default if s.default is not None else default.get(key) if declared.kind == "map" else default
+        value = s.default if s.default is not None else default.get(key) if meta.kind == "map" else default
         out.append(replace(s, key=key, default=value))
-    return declared, out
+    return meta, out
 
 
 def declared(cls: type, command: str | None = None, *, nested: bool = True) -> list[Setting]:
@@ -230,9 +234,9 @@ def declared(cls: type, command: str | None = None, *, nested: bool = True) -> l
         nested: Include the settings of nested configs (``RunConfig.noise``, ``SweepConfig.run``).
     """
     out: list[Setting] = []
-    for _, kind, settings in _fields(cls):
-        if kind.kind == "nested":
-            out += declared(kind.nested, command) if nested else []
+    for _, meta, settings in _fields(cls):
+        if meta.kind == "nested":
+            out += declared(meta.nested, command) if nested else []
         else:
             out += [s for s in settings if command is None or command in s.commands]
     return out
@@ -258,16 +262,16 @@ def config_values(cls: type, options: Mapping[str, Any], **fixed: Any) -> dict[s
         **fixed: Field values taken as they are (a nested config built already: ``run=...``).
     """
     out: dict[str, Any] = {}
-    for f, kind, settings in _fields(cls):
+    for f, meta, settings in _fields(cls):
         if f.name in fixed:
             continue
-        if kind.kind == "nested":
-            out[f.name] = kind.nested.from_options(**{s.key: options.get(s.key) for s in declared(kind.nested)})
-        elif kind.kind == "value":
+        if meta.kind == "nested":
+            out[f.name] = meta.nested.from_options(**{s.key: options.get(s.key) for s in declared(meta.nested)})
+        elif meta.kind == "value":
             value = settings[0].value(options.get(settings[0].key))
             if value is not None:
                 out[f.name] = value
-        elif kind.kind in ("map", "extra"):
+        elif meta.kind in ("map", "extra"):
             values = {s.key: s.value(options.get(s.key)) for s in settings}
             out[f.name] = {k: v for k, v in values.items() if v is not None}
     return {**out, **fixed}

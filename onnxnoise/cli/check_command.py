@@ -34,9 +34,8 @@ from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.parser import CHECK_SETTINGS
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import BaselineExpectationError, ConfigError
-from onnxnoise.noise import NOISE_MODELS, axis_of
 from onnxnoise.noise_config import strength_settings
-from onnxnoise.options import strength_example, strength_flag
+from onnxnoise.options import strength_example, strength_flag, strength_flag_models
 from onnxnoise.report.tables import write_table
 from onnxnoise.settings import config_values
 from onnxnoise.strict_json import json_text
@@ -111,9 +110,10 @@ def _range_or_strength(args: argparse.Namespace, config, find: bool) -> tuple[fl
 
 def _check_min_snr(config) -> None:
     """``--find-min-snr`` searches the SNR: only for a model whose own option is ``--snr``."""
-    if "snr" not in axis_of(config.noise.noise_model).flags:
-        owners = [name for name, cls in sorted(NOISE_MODELS.items()) if "snr" in axis_of(cls).flags]
-        raise ConfigError(f"--find-min-snr searches {', '.join(owners)}'s SNR; for {config.noise.model} use --find-limit")
+    owners = strength_flag_models("snr")
+    if config.noise.model not in owners:
+        raise ConfigError(f"--find-min-snr searches {', '.join(owners)}'s SNR; "
+                          f"for {config.noise.model} use --find-limit")
 
 
 def run_check(args: argparse.Namespace, console: Console,

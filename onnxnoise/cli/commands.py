@@ -20,7 +20,7 @@ from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
-from onnxnoise.config import RunConfig, SweepConfig, given, is_time_strength
+from onnxnoise.config import RunConfig, SweepConfig, is_time_strength
 from onnxnoise.data.registry import resolve_data
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
@@ -33,8 +33,8 @@ from onnxnoise.options import strength_example
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
-from onnxnoise.store import STORE_NAME, open_store
 from onnxnoise.settings import config_values, declared
+from onnxnoise.store import STORE_NAME, open_store
 from onnxnoise.store.schema import JSON_COLUMNS
 from onnxnoise.sweep import make_executor, run_sweep
 
@@ -47,7 +47,7 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     """
     options = given_options(args, args.command, RunConfig)
     values = config_values(RunConfig, options)  # the noise settings first: their errors come before the data's
-    choice = resolve_data(data, model, score_output=options["score_output"])
+    choice = resolve_data(data, model, score_output=options.get("score_output"))
     if choice.note:
         print(f"onnxnoise: {choice.note}", file=sys.stderr)
     return RunConfig(**{**values, "model": model, "data": choice.path})
