@@ -17,7 +17,7 @@ from onnxnoise.noise import (
     BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel, NoisePolicies, get_noise_model, make_noise_model,
 )
 from onnxnoise.options import (
-    AUTO_MAX_SEEDS, check_auto_seeds, given, parse_noise, parse_numbers, parse_seeds, parse_strengths, resolve_seeds,
+    AUTO_MAX_SEEDS, DEFAULT_NOISE_MODEL, check_auto_seeds, given, parse_noise, parse_numbers, parse_seeds, parse_strengths, resolve_seeds,
     strength_options,
 )
 from onnxnoise.settings import NOISE, Setting, config_values, declared, option, option_inputs
@@ -83,7 +83,7 @@ class NoiseConfig:
         NoiseConfigError / ConfigError: On any invalid value (one line).
     """
 
-    model: str = option_inputs(noise_choice_settings, default="gaussian-snr")
+    model: str = option_inputs(noise_choice_settings, default=DEFAULT_NOISE_MODEL)
     params: Mapping[str, Any] = field(default_factory=dict)
     strengths: tuple[float, ...] | None = option_inputs(strength_settings, default=None)
     seeds: int | tuple[int, ...] = option(

@@ -22,6 +22,7 @@ __all__ = [
     "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time",
     "parse_strengths",
     "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS",
+    "DEFAULT_NOISE_MODEL",
     "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
 
@@ -30,6 +31,9 @@ TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0
                                 "y": 365 * 86400.0}
 
 _TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
+
+#: The noise model of a run that names none: the paper's (``NoiseConfig.model``'s default).
+DEFAULT_NOISE_MODEL = "gaussian-snr"
 
 #: ``--seeds auto``: most draws per (strength, layer) group unless ``--max-seeds`` says otherwise.
 AUTO_MAX_SEEDS = 20
@@ -125,7 +129,7 @@ def parse_strengths(*, strength: Any = None, noise_model: Any = None, **flags: A
 
     Args:
         strength: ``--strength`` text or a list (experiment files), or ``None``.
-        noise_model: The chosen model, a class or instance; ``None`` = ``gaussian-snr`` (the default).
+        noise_model: The chosen model, a class or instance; ``None`` = :data:`DEFAULT_NOISE_MODEL`.
         **flags: The models' own options by key (``-`` written ``_``), ``None`` when not given.
 
     Returns:
@@ -136,7 +140,7 @@ def parse_strengths(*, strength: Any = None, noise_model: Any = None, **flags: A
             option), more than one is given, a value is not a number, or a value has a time unit
             but the model's strength is not a time.
     """
-    model = noise_model if noise_model is not None else get_noise_model("gaussian-snr")
+    model = noise_model if noise_model is not None else get_noise_model(DEFAULT_NOISE_MODEL)
     axis = axis_of(model)
     own = [f.replace("-", "_") for f in axis.flags]
     chosen = [(key, value) for key, value in flags.items() if value is not None]
@@ -170,7 +174,7 @@ def strength_options() -> dict[str, str]:
     """
     out: dict[str, str] = {}
     owners_of = strength_flag_owners(NOISE_MODELS)
-    for flag, owners in sorted(owners_of.items(), key=lambda item: "gaussian-snr" not in item[1]):
+    for flag, owners in sorted(owners_of.items(), key=lambda item: DEFAULT_NOISE_MODEL not in item[1]):
         lines = []
         for name in owners:
             axis = axis_of(NOISE_MODELS[name])
