@@ -1,4 +1,7 @@
-"""The ``onnxnoise check`` subcommand: its options, the run, the terminal summary and the exit code.
+"""The ``onnxnoise check`` subcommand: the run, the report, the re-check command line and the exit code.
+
+Its options are the declared settings of ``RunConfig``, ``GateSettings`` and ``CheckRequest``
+(:data:`onnxnoise.cli.parser.CHECK_SETTINGS`); what it prints is :mod:`onnxnoise.cli.check_summary`.
 
 Exit codes (:data:`EXIT_CODES`): 0 PASS, 1 FAIL (also a baseline outside
 ``--expect-top1``), 3 INCONCLUSIVE, 2 bad input (raised as :class:`OnnxNoiseError`

@@ -27,8 +27,8 @@ def command_settings(command: str, *classes: type) -> list[Setting]:
 
 def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     """``convert`` for argparse: its ConfigError message becomes argparse's (``argument --mean: expected ...``)."""
-    if convert in (int, float, str) or isinstance(convert, type):
-        return convert  # argparse names them in its own message: "invalid int value: 'x'"
+    if isinstance(convert, type):
+        return convert  # int, float, Path: argparse names them in its own message ("invalid int value: 'x'")
 
     @functools.wraps(convert)
     def parse(text: str) -> Any:

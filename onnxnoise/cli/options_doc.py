@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from onnxnoise.cli.parser import CHECK_SETTINGS
+from onnxnoise.check.gate import GateSettings
+from onnxnoise.check.request import CheckRequest
 from onnxnoise.config import SweepConfig
 from onnxnoise.settings import GROUPS, RUN_COMMANDS, Setting, declared
 
@@ -45,7 +46,7 @@ Columns: **commands** that take the flag; **file key**: the key in an experiment
 def all_settings() -> list[Setting]:
     """Every declared setting with a flag, each once, in declaration order (run, sweep, then check's own)."""
     seen: dict[str, Setting] = {}
-    for setting in [*declared(SweepConfig), *(s for cls in CHECK_SETTINGS[1:] for s in declared(cls))]:
+    for setting in [*declared(SweepConfig), *declared(GateSettings), *declared(CheckRequest)]:
         if setting.flag is not None and not setting.hidden:
             seen.setdefault(f"{setting.flag} {','.join(setting.commands)}", setting)
     return list(seen.values())
