@@ -17,8 +17,8 @@ from onnxnoise.noise import (
     BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel, NoisePolicies, get_noise_model, make_noise_model,
 )
 from onnxnoise.options import (
-    AUTO_MAX_SEEDS, DEFAULT_NOISE_MODEL, check_auto_seeds, given, parse_noise, parse_numbers, parse_seeds, parse_strengths, resolve_seeds,
-    strength_options,
+    AUTO_MAX_SEEDS, DEFAULT_NOISE_MODEL, check_auto_seeds, given, parse_noise, parse_numbers, parse_seeds,
+    parse_strengths, resolve_seeds, strength_options,
 )
 from onnxnoise.settings import NOISE, Setting, config_values, declared, option, option_inputs
 
@@ -184,7 +184,7 @@ class NoiseConfig:
         model = None if model is None else model_cls.name  # an alias (`stuck`) keys as its model
         own = {s.key: options.pop(s.key, None) for s in strength_settings() if s.key != "strength"}
         own.update((key, value) for key, value in (flags or {}).items() if value is not None)
-        unknown = sorted(set(options) - {s.key for s in _value_settings()})
+        unknown = sorted(set(options) - {s.key for s in declared(NoiseConfig)})
         if unknown:
             raise TypeError(f"NoiseConfig.from_options got unknown option(s) {', '.join(unknown)}")
         if params:
@@ -204,8 +204,3 @@ class NoiseConfig:
                                     **{k: v for k, v in own.items() if v is not None})
         return cls(**given(model=model, params=params, strengths=strengths), **config_values(cls, options))
 
-
-def _value_settings() -> list[Setting]:
-    """The settings of NoiseConfig that are one field each (seeds, policies...), not the model or strengths."""
-    inputs = {s.key for s in (*noise_choice_settings(), *strength_settings())}
-    return [s for s in declared(NoiseConfig) if s.key not in inputs]
