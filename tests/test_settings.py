@@ -22,7 +22,8 @@ from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 from onnxnoise.cli.options_doc import options_markdown
 from onnxnoise.cli.parser import CHECK_SETTINGS, build_parser
-from onnxnoise.config import RunConfig, SweepConfig
+from onnxnoise.config import PREPROCESS_SETTINGS, RunConfig, SweepConfig
+from onnxnoise.data import PREPROCESS_KEYS
 from onnxnoise.errors import ConfigError, ExperimentError
 from onnxnoise.experiment import load_experiment
 from onnxnoise.noise import get_noise_model
@@ -188,3 +189,7 @@ def test_option_tables_in_the_docs_agree_with_the_declarations():
                 assert shown == (by_flag[named[0]].default_text() or "-"), f"{doc.name}: {named[0]} default {shown}"
                 checked += 1
     assert checked >= 6  # the gate's table in docs/check.md
+
+
+def test_preprocessing_flags_are_the_data_configs_overridable_keys():
+    assert sorted(s.key for s in PREPROCESS_SETTINGS) == sorted(PREPROCESS_KEYS)
