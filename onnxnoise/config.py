@@ -149,8 +149,8 @@ class RunConfig:
     strict: bool = option(False, flag="--strict", action="store_true", group=DATA, files=("data",),
                           help="fail on unreadable images instead of skipping")
     preset: str | None = option(
-        None, key="preprocess", flag="--preprocess", metavar="PRESET", choices=list_presets(), group=PREPROCESSING,
-        files=("data",), trial_key=True,
+        None, key="preprocess", flag="--preprocess", metavar="PRESET", choices=tuple(list_presets()),
+        group=PREPROCESSING, files=("data",), trial_key=True,
         help=f"preset: {', '.join(list_presets())} (default: the model's own, else torchvision)")
     preprocess: Mapping[str, Any] = option_map(*PREPROCESS_SETTINGS)
     force_preprocess: bool = option(
