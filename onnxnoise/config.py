@@ -1,33 +1,44 @@
 """Run settings: one definition, one default and one validation per concept.
 
-The command line and experiment files parse text with the ``parse_*`` functions of
-:mod:`onnxnoise.options` (re-exported here) and pass ``None`` for anything not given;
-the dataclasses below own every default and validate in ``__post_init__``. Nothing
-else defaults or validates these settings.
+Each field declares its user settings once (:mod:`onnxnoise.settings`: flag, help,
+experiment-file key, unit, whether it enters the trial key, the commands that take
+it); the command line, experiment files, ``check``'s re-check command and
+``docs/options.md`` are derived from those declarations. Text is parsed with the
+``parse_*`` functions of :mod:`onnxnoise.options` (re-exported here) and ``None`` passed
+for anything not given; the dataclasses below own every default and validate in
+``__post_init__``. Nothing else defaults or validates these settings.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.engine.runtime import DEVICES
-from onnxnoise.errors import ConfigError, NoiseConfigError
-from onnxnoise.noise import NoiseModel, NoisePolicies, get_noise_model, make_noise_model
+from onnxnoise.data import INTERPOLATIONS, list_presets
+from onnxnoise.errors import ConfigError
+from onnxnoise.noise_config import NoiseConfig
 from onnxnoise.options import (
-    TIME_UNITS, check_auto_seeds, given, is_time_strength, parse_names, parse_noise, parse_numbers, parse_params,
+    TIME_UNITS, given, is_time_strength, parse_float_list, parse_names, parse_noise, parse_numbers, parse_params,
     parse_seeds, parse_strengths, parse_time, resolve_seeds,
+)
+from onnxnoise.settings import (
+    BASELINE, DATA, EXECUTOR, NOISE, PREPROCESSING, RUNTIME, Setting, extra_settings, nested, option, option_map,
+    registered_settings,
 )
 
 __all__ = [
-    "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig", "RunConfig", "SweepConfig",
+    "DEVICES", "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig",
+    "RunConfig", "SweepConfig", "PREPROCESS_SETTINGS",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
     "parse_noise", "parse_time", "is_time_strength", "TIME_UNITS",
 ]
+
+#: Execution providers a run may ask for: ``auto`` (CUDA when usable, else CPU), ``cpu``, ``cuda``.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 #: Modes a sweep can ask for (the clean baseline is always run first).
 SWEEP_MODES: tuple[str, ...] = ("all", "per-layer", "cumulative")
@@ -39,142 +50,39 @@ EXECUTORS: tuple[str, ...] = ("local", "ray")
 #: activations (:class:`onnxnoise.engine.prefix.PrefixRunner` ``memory_limit_bytes``).
 DEFAULT_PREFIX_MEMORY_GIB = 4.0
 
-#: Default memory, in GiB, the suffix sessions of one lockstep group may take together
-#: (:func:`onnxnoise.engine.prefix.lockstep_group_limit`; ``LocalExecutor(lockstep_memory_bytes=...)``).
-#: Not a setting yet: every run uses this default.
+#: Default of ``RunConfig.lockstep_memory`` (``--lockstep-memory``), in GiB: the memory the suffix sessions
+#: of one lockstep group may take together (:func:`onnxnoise.engine.prefix.lockstep_group_limit`).
 DEFAULT_LOCKSTEP_MEMORY_GIB = 4.0
 
 
-@dataclass(frozen=True)
-class NoiseConfig:
-    """Which noise, how strong, how many draws, and the policies around each draw.
+def _listed(value: Any) -> Any:
+    """A file's list as a tuple (``mean = [0.5, 0.5, 0.5]``); anything else as given."""
+    return tuple(value) if isinstance(value, list) else value
 
-    Attributes:
-        model: Registered noise model name (:data:`onnxnoise.noise.NOISE_MODELS`).
-        params: The model's parameters (name -> value); defaults from the model.
-        strengths: Values of the model's strength axis (for ``gaussian-snr`` the
-            linear SNR ``sigma_w / sigma_noise``); ``None`` = the model's
-            ``default_strengths``. Stored without duplicates, least noise first.
-        seeds: A count ``N`` (seeds ``0 .. N-1``) or explicit seeds; default 3. ``"auto"``:
-            seeds ``0, 1, ...`` per (strength, layer) group until the 95% t-interval of the
-            mean top-1 is narrower than ``ci_halfwidth`` (at least 3, at most ``max_seeds``;
-            :func:`onnxnoise.engine.plan.enough_draws`).
-        bn_variance: Negative BatchNormalization variance policy.
-        keep_zeros: Keep exactly-zero weights at zero.
-        ci_halfwidth: With ``seeds="auto"``: target half-width in top-1 accuracy points (> 0).
-        max_seeds: With ``seeds="auto"``: most draws per group, >= 3 (default 20).
 
-    Raises:
-        NoiseConfigError / ConfigError: On any invalid value (one line).
-    """
+def _names(value: Any) -> Any:
+    """Comma-separated text as names (``--mode all,per-layer``); a file's list as given."""
+    return parse_names(value) if isinstance(value, str) else value
 
-    model: str = "gaussian-snr"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    strengths: tuple[float, ...] | None = None
-    seeds: int | tuple[int, ...] = 3
-    bn_variance: str = "clamp"
-    keep_zeros: bool = False
-    ci_halfwidth: float | None = None
-    max_seeds: int | None = None
 
-    def __post_init__(self) -> None:
-        noise_model = make_noise_model(self.model, self.params)
-        object.__setattr__(self, "model", noise_model.name)  # an alias names the registered model
-        object.__setattr__(self, "params", dict(noise_model.params()))
-        object.__setattr__(self, "_noise_model", noise_model)
-        values = noise_model.default_strengths if self.strengths is None else self.strengths
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-            msg = f"`strengths` must be a list of numbers (parse text with parse_strengths), got {values!r}"
-            raise ConfigError(msg)
-        checked: list[float] = []
-        for value in values:
-            value = float(noise_model.check_strength(value))
-            if value not in checked:
-                checked.append(value)
-        if not checked:
-            msg = f"no {noise_model.strength_label} values given for noise model {self.model!r}"
-            raise NoiseConfigError(msg)
-        checked.sort(reverse=noise_model.more_noise_when == "lower")
-        object.__setattr__(self, "strengths", tuple(checked))
-        if self.seeds == "auto":
-            object.__setattr__(self, "max_seeds", check_auto_seeds(self.ci_halfwidth, self.max_seeds))
-        elif self.ci_halfwidth is not None or self.max_seeds is not None:
-            msg = "`--ci-halfwidth` / `--max-seeds` (ci_halfwidth / max_seeds) only apply with `--seeds auto`"
-            raise ConfigError(msg)
-        else:
-            resolve_seeds(self.seeds)
-        NoisePolicies(self.bn_variance, self.keep_zeros)
+def _preprocess(key: str, **setting: Any) -> Setting:
+    return Setting(key=key, flag="--" + key.replace("_", "-"), group=PREPROCESSING, files=("data",), parse=_listed,
+                   trial_key=True, **setting)
 
-    @property
-    def noise_model(self) -> NoiseModel:
-        """The validated noise model instance."""
-        return self._noise_model  # type: ignore[attr-defined]
 
-    @property
-    def policies(self) -> NoisePolicies:
-        """The policies around each draw."""
-        return NoisePolicies(self.bn_variance, self.keep_zeros)
-
-    @property
-    def seed_list(self) -> list[int]:
-        """The seeds, in order (``0 .. max_seeds-1`` with ``seeds="auto"``: the most that may run)."""
-        return list(range(self.max_seeds)) if self.seeds == "auto" else resolve_seeds(self.seeds)
-
-    def settings(self) -> dict[str, Any]:
-        """``{"params", "bn_variance", "keep_zeros"}``: the trial row's ``noise`` JSON."""
-        return {"params": dict(self.params), "bn_variance": self.bn_variance, "keep_zeros": self.keep_zeros}
-
-    def to_dict(self) -> dict[str, Any]:
-        """All settings, JSON-ready."""
-        auto = {"seeds": "auto", "ci_halfwidth": self.ci_halfwidth, "max_seeds": self.max_seeds}
-        return {"model": self.model, **self.settings(), "strengths": list(self.strengths),
-                **(auto if self.seeds == "auto" else {"seeds": self.seed_list})}
-
-    @classmethod
-    def from_options(cls, *, noise: Any = None, model: str | None = None, params: Any = None, snr: Any = None,
-                     noise_pct: Any = None, strength: Any = None, seeds: Any = None,
-                     bn_variance: str | None = None, keep_zeros: bool | None = None,
-                     flags: Mapping[str, Any] | None = None, ci_halfwidth: Any = None,
-                     max_seeds: Any = None) -> NoiseConfig:
-        """Build from user options (CLI flags or experiment keys); ``None`` = not given.
-
-        ``noise`` is ``MODEL[:key=value,...]`` (:func:`parse_noise`); ``model`` and
-        ``params`` are the older spelling of the same. The strengths come from the one
-        strength option given (:func:`parse_strengths`): the model's own (``flags``, by
-        key: ``t`` for pcm, ``rate`` for stuck-at, ``ber`` for bit-flip...; ``snr`` and
-        ``noise_pct`` for gaussian-snr, also as keywords) or ``strength``, any model's,
-        with time units for a time strength (``1s,1h,1d``). Another model's option is an error.
-        ``seeds`` may be ``auto`` with ``ci_halfwidth`` (points) and ``max_seeds``.
-
-        Raises:
-            ConfigError / NoiseConfigError: On any invalid option.
-        """
-        model, params = parse_noise(noise, model=model, params=params)
-        name = model or cls.model
-        model_cls = get_noise_model(name)  # an unknown name is the first thing to say
-        model = None if model is None else model_cls.name  # an alias (`stuck`) keys as its model
-        own = {"snr": snr, "noise_pct": noise_pct}
-        own.update((key, value) for key, value in (flags or {}).items() if value is not None)
-        if params:
-            params, inline = model_cls.split_params(params)  # `pcm:t=1d`: one strength inside --noise
-            if inline is not None:
-                key, value = inline
-                if strength is not None or any(v is not None for v in own.values()):
-                    msg = (f"give the {model_cls.name} strength either inside --noise ({key}=...) or as an "
-                           "option (--strength or the model's own), not both")
-                    raise ConfigError(msg)
-                value = value if isinstance(value, (list, tuple)) else [value]
-                if key == "strength":
-                    strength = value
-                else:
-                    own[key] = value
-        return cls(**given(model=model, params=params,
-                           strengths=parse_strengths(strength=strength, noise_model=model_cls, **own),
-                           seeds=None if seeds is None else parse_seeds(seeds), bn_variance=bn_variance,
-                           keep_zeros=keep_zeros,
-                           ci_halfwidth=None if ci_halfwidth is None else parse_numbers([ci_halfwidth],
-                                                                                       "--ci-halfwidth")[0],
-                           max_seeds=max_seeds))
+#: The single preprocessing overrides (``RunConfig.preprocess``), one per key of
+#: :data:`onnxnoise.data.PREPROCESS_KEYS`.
+PREPROCESS_SETTINGS: tuple[Setting, ...] = (
+    _preprocess("resize", type=int, metavar="PX", unit="pixels", help="resize the short side to PX pixels"),
+    _preprocess("crop", type=int, metavar="PX", unit="pixels", help="center crop PX x PX"),
+    _preprocess("crop_pct", type=float, metavar="F", help="resize = crop / F (timm convention)"),
+    _preprocess("interpolation", choices=INTERPOLATIONS),
+    _preprocess("scale", type=float, help="multiply uint8 pixels by this before mean/std (e.g. 0.00392)"),
+    _preprocess("mean", type=parse_float_list, metavar="M[,M,M]", help="per-channel mean, model channel order"),
+    _preprocess("std", type=parse_float_list, metavar="S[,S,S]", help="per-channel std, model channel order"),
+    _preprocess("channel_order", choices=("RGB", "BGR")),
+    _preprocess("layout", choices=("NCHW", "NHWC"), help="input layout (default: from the model's input)"),
+)
 
 
 @dataclass(frozen=True)
@@ -223,33 +131,87 @@ class RunConfig:
             dataset size (default :data:`DEFAULT_PREFIX_MEMORY_GIB`); the rest goes to disk in the
             cache folder or is recomputed in each trial, whichever is cheaper. Counts do not
             depend on it. It does not bound lockstep groups (they keep no cut).
+        lockstep_memory: Most memory, in GiB, that the suffix sessions of one lockstep group
+            of prefix reuse may take together (twice the model's weights plus 16 MiB per
+            session, :func:`onnxnoise.engine.prefix.lockstep_group_limit`); it bounds how many
+            per-layer trials run batch by batch together (default
+            :data:`DEFAULT_LOCKSTEP_MEMORY_GIB`). Counts do not depend on it.
+        extra: Values of registered settings (:func:`onnxnoise.settings.register_setting`),
+            ``key -> value``; each missing one gets its default.
 
     Raises:
         ConfigError: On an invalid value (one line).
     """
 
     model: Path
-    data: Path
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    layer_regex: str | None = None
-    op_types: tuple[str, ...] | None = None
-    include_preprocessing: bool = False
-    limit: int | None = None
-    device: str = "auto"
-    batch_size: int = 128
-    threads: int = 0
-    preset: str | None = None
-    preprocess: Mapping[str, Any] = field(default_factory=dict)
-    ground_truth: Path | None = None
-    score_output: str | None = None
-    label_offset: int | None = None
-    strict: bool = False
-    cache: bool = True
-    force_preprocess: bool = False
-    expect_top1: float | None = None
-    tolerance: float = 0.5
-    tf32: bool = False
-    prefix_memory: float = DEFAULT_PREFIX_MEMORY_GIB
+    data: Path = option(
+        flag="--data", type=Path, trial_key=True, help="dataset: CIFAR batch folder, class folders, ImageNet flat val "
+        "folder, .npz, or a name from `onnxnoise data list` (default: the registered dataset whose class count "
+        "matches the model's outputs)")
+    noise: NoiseConfig = nested(NoiseConfig, default_factory=NoiseConfig)
+    layer_regex: str | None = option(None, flag="--layer-regex", metavar="REGEX", group=NOISE, files=("sweeps",),
+                                     trial_key=True, help="noise only layers whose name or op type matches")
+    op_types: tuple[str, ...] | None = option(None, flag="--op-types", parse=parse_names, group=NOISE,
+                                              files=("sweeps",), trial_key=True,
+                                              help="comma-separated op types to noise, e.g. Conv,Gemm")
+    include_preprocessing: bool = option(
+        False, flag="--include-preprocessing", action="store_true", group=NOISE, files=("sweeps",), trial_key=True,
+        help="also noise input-normalization constants inside the graph (preprocessing by default)")
+    limit: int | None = option(None, flag="--limit", type=int, group=DATA, files=("data", "sweeps"), unit="images",
+                               trial_key=True, help="evaluate a class-stratified subset of N images")
+    ground_truth: Path | None = option(None, flag="--ground-truth", type=Path, group=DATA, files=("data",),
+                                       trial_key=True, help="ImageNet val ground-truth file (flat val folders)")
+    strict: bool = option(False, flag="--strict", action="store_true", group=DATA, files=("data",),
+                          help="fail on unreadable images instead of skipping")
+    preset: str | None = option(
+        None, key="preprocess", flag="--preprocess", metavar="PRESET", choices=tuple(list_presets()),
+        group=PREPROCESSING, files=("data",), trial_key=True,
+        help=f"preset: {', '.join(list_presets())} (default: the model's own, else torchvision)")
+    preprocess: Mapping[str, Any] = option_map(*PREPROCESS_SETTINGS)
+    force_preprocess: bool = option(
+        False, flag="--force-preprocess", action="store_true", group=PREPROCESSING,
+        help="run mean/std whose units disagree with --scale (0..255 values with x/255, or 0..1 values with --scale 1) "
+        "instead of refusing them")
+    device: str = option("auto", flag="--device", choices=DEVICES, group=RUNTIME, files=("sweeps",), trial_key=True,
+                         help="execution provider (default {default})")
+    batch_size: int = option(128, flag="--batch-size", type=int, group=RUNTIME, files=("sweeps",), unit="images",
+                             trial_key=True, help="images per ONNX Runtime call (default {default})")
+    threads: int = option(
+        0, flag="--threads", type=int, group=RUNTIME, files=("sweeps",),
+        help="CPU threads: intra-op threads of each session (default: onnxruntime's choice); per-layer trials with "
+        "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable CPU)")
+    tf32: bool = option(
+        False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key=True,
+        help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and newer GPUs, not "
+        "float32; recorded in every trial row and key); default exact float32")
+    cache: bool = option(True, flag="--no-cache", action="store_false", group=RUNTIME,
+                         help="do not keep decoded images in the on-disk cache ($ONNXNOISE_CACHE_DIR or "
+                         "~/.cache/onnxnoise)")
+    score_output: str | None = option(None, flag="--score-output", metavar="NAME", group=RUNTIME, files=("sweeps",),
+                                      trial_key=True, help="name of the model's score output (default: the first)")
+    label_offset: int | None = option(
+        None, flag="--label-offset", type=int, group=RUNTIME, files=("sweeps",), trial_key=True,
+        help="add to every label to index the model's outputs (default: 1 for 1001-output models with a background "
+        "class on 1000-class data, else 0)")
+    expect_top1: float | None = option(
+        None, flag="--expect-top1", type=float, metavar="PCT", group=BASELINE, files=("models", "sweeps"), unit="%",
+        help="expected clean top-1 in percent: a baseline outside PCT +- --tolerance exits 1 before any noisy trial "
+        "runs")
+    tolerance: float = option(
+        0.5, flag="--tolerance", type=float, metavar="POINTS", group=BASELINE, files=("models", "sweeps"),
+        unit="percentage points", help="allowed distance from --expect-top1 in percentage points (default {default})")
+    prefix_memory: float = option(
+        DEFAULT_PREFIX_MEMORY_GIB, flag="--prefix-memory", type=float, metavar="GIB", commands=("sweep",),
+        files=("sweeps",), unit="GiB",
+        help="most memory a kept cut of prefix reuse holds clean activations in, whatever the dataset size (GPU "
+        "memory on CUDA); the rest goes to disk in the cache folder or is recomputed, whichever is cheaper; same "
+        "counts (default {default})")
+    lockstep_memory: float = option(
+        DEFAULT_LOCKSTEP_MEMORY_GIB, flag="--lockstep-memory", type=float, metavar="GIB", commands=("sweep", "check"),
+        files=("sweeps",), unit="GiB",
+        help="most memory the suffix sessions of one lockstep group of per-layer trials take together; bounds how "
+        "many run batch by batch together; same counts (default {default})")
+    extra: Mapping[str, Any] = extra_settings()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))
@@ -267,20 +229,19 @@ class RunConfig:
             raise ConfigError(msg)
         _check_percent("expect_top1", self.expect_top1, optional=True)
         _check_percent("tolerance", self.tolerance)
-        if (isinstance(self.prefix_memory, bool) or not isinstance(self.prefix_memory, numbers.Real)
-                or not math.isfinite(self.prefix_memory) or self.prefix_memory <= 0):
-            msg = f"`--prefix-memory` must be a positive number of GiB (e.g. 2 or 0.5), got {self.prefix_memory!r}"
-            raise ConfigError(msg)
+        _check_gib("--prefix-memory", self.prefix_memory)
+        _check_gib("--lockstep-memory", self.lockstep_memory)
         if not isinstance(self.tf32, bool):
             msg = f"`tf32` must be true or false, got {self.tf32!r}"
             raise ConfigError(msg)
         if not isinstance(self.noise, NoiseConfig):
             msg = f"`noise` must be a NoiseConfig, got {type(self.noise).__name__}"
             raise ConfigError(msg)
+        object.__setattr__(self, "extra", _extra_values(self.extra))
 
     def to_dict(self) -> dict[str, Any]:
         """All settings, JSON-ready."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Path):
@@ -291,7 +252,10 @@ class RunConfig:
                 value = list(value)
             elif isinstance(value, Mapping):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-            out[f.name] = value
+            if f.name == "extra":
+                out.update(value)  # registered settings sit next to the declared ones
+            else:
+                out[f.name] = value
         return out
 
 
@@ -318,13 +282,30 @@ class SweepConfig:
             settings without ``executor="ray"``.
     """
 
-    run: RunConfig
-    modes: tuple[str, ...] = ("all",)
-    prefix_reuse: bool = True
-    executor: str = "local"
-    address: str | None = None
-    workers: int | None = None
-    gpus_per_trial: float = 0.0
+    run: RunConfig = nested(RunConfig)
+    modes: tuple[str, ...] = option(
+        ("all",), flag="--mode", metavar="MODE", parse=_names, commands=("sweep",), files=("sweeps",), trial_key=True,
+        help="comma-separated: all (noise in every layer), per-layer (one layer at a time), cumulative (layers 1..L); "
+        "default {default}")
+    prefix_reuse: bool = option(
+        True, flag="--no-prefix-reuse", action="store_false", commands=("sweep",), files=("sweeps",),
+        help="evaluate per-layer trials on the full model instead of reusing clean activations before the noised layer "
+        "(same predictions, slower)")
+    executor: str = option(
+        "local", flag="--executor", choices=EXECUTORS, group=EXECUTOR, commands=("sweep",),
+        help="local: this process; ray: Ray workers on this machine or a cluster, same counts (pip install "
+        "'onnxnoise[ray]'); default {default}")
+    address: str | None = option(
+        None, flag="--address", metavar="ADDR", group=EXECUTOR, commands=("sweep",),
+        help="Ray cluster to join: host:port printed by `ray start --head`, or auto (default: start a local Ray "
+        "instance)")
+    workers: int | None = option(
+        None, flag="--workers", type=int, metavar="N", group=EXECUTOR, commands=("sweep",),
+        help="Ray workers, each single-threaded unless --threads (default: as many as the cluster's CPUs, or GPUs "
+        "with --gpus-per-trial, hold)")
+    gpus_per_trial: float = option(
+        0.0, flag="--gpus-per-trial", type=float, metavar="F", group=EXECUTOR, commands=("sweep",),
+        help="GPUs each Ray worker requests, e.g. 1 or 0.5 (runs the CUDA execution provider)")
 
     def __post_init__(self) -> None:
         given_modes = self.modes if isinstance(self.modes, str) else ",".join(map(str, self.modes or ()))
@@ -350,10 +331,30 @@ class SweepConfig:
             raise ConfigError(msg)
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings, JSON-ready."""
-        return {**self.run.to_dict(), "modes": list(self.modes), "prefix_reuse": self.prefix_reuse,
-                "executor": self.executor, "address": self.address, "workers": self.workers,
-                "gpus_per_trial": self.gpus_per_trial}
+        """All settings, JSON-ready: the run's, then the sweep's own."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "run"}
+        return {**self.run.to_dict(), **{k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}}
+
+
+def _extra_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Registered settings' values: each given one ``parse``d (validated), the others their default.
+
+    Raises:
+        ConfigError: A key no registered setting has.
+    """
+    registered = registered_settings()
+    unknown = sorted(set(values) - set(registered))
+    if unknown:
+        msg = f"unknown setting(s) {', '.join(unknown)}; registered: {', '.join(registered) or 'none'}"
+        raise ConfigError(msg)
+    return {key: s.value(values[key]) if values.get(key) is not None else s.default for key, s in registered.items()}
+
+
+def _check_gib(flag: str, value: Any) -> None:
+    """Raise ``ConfigError`` unless ``value`` is a positive, finite number of GiB."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        msg = f"`{flag}` must be a positive number of GiB (e.g. 2 or 0.5), got {value!r}"
+        raise ConfigError(msg)
 
 
 def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:

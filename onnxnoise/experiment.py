@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
-from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.errors import ExperimentError, OnnxNoiseError
 from onnxnoise.options import strength_options
+from onnxnoise.settings import Setting, config_values, declared
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,15 +48,17 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
 
 _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
-_DATA_KEYS = {"path", "limit", "ground_truth", "strict", "preprocess", *PREPROCESS_KEYS}
-#: Each noise model's own strength key (``snr``, ``noise_pct``, ``t``, ``rate``, ``ber``, ``eta``, ``snr_db``, ``levels``).
-_STRENGTH_KEYS = tuple(flag.replace("-", "_") for flag in strength_options())
-_NOISE_KEYS = {"noise", "noise_model", "noise_params", "strength", "seeds", "ci_halfwidth", "max_seeds", "bn_variance",
-               "keep_zeros", *_STRENGTH_KEYS}
-_SWEEP_KEYS = {"models", "modes", "prefix_reuse", "layer_regex", "op_types", "include_preprocessing", "device",
-               "batch_size", "threads", "prefix_memory", "tf32",
-               "score_output", "label_offset", "limit", "expect_top1", "tolerance", *_NOISE_KEYS}
-_MODEL_KEYS = {"path", "export", "expect_top1", "tolerance"}
+#: Keys of each table that are the file's structure, not settings (:mod:`onnxnoise.settings` gives the rest).
+_STRUCTURE = {"data": {"path"}, "models": {"path", "export"}, "sweeps": {"models"}}
+
+
+def _file_settings(table: str) -> list[Setting]:
+    """The settings an experiment file's ``table`` (``data``, ``models``, ``sweeps``) may hold, declared order."""
+    return [s for s in declared(SweepConfig) if table in s.files]
+
+
+def _allowed(table: str) -> set[str]:
+    return _STRUCTURE[table] | {s.key for s in _file_settings(table)}
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,14 @@ class ModelEntry:
         name: Key under ``[models]``; also the run folder name.
         path: The ONNX file (absolute).
         export: How to build it when missing (read by ``scripts/reproduce_paper.py``).
-        check: ``expect_top1`` / ``tolerance`` of its baseline check, when given (a
-            sweep's own keys override them).
+        settings: Settings given under ``[models.NAME]`` (``expect_top1``, ``tolerance``), by key
+            (a sweep's own keys override them).
     """
 
     name: str
     path: Path
     export: dict = field(default_factory=dict)
-    check: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,49 +175,42 @@ def load_experiment(path: str | Path) -> Experiment:
             msg = f"{path}: missing [{key}]" if key != "sweeps" else f"{path}: missing [[sweeps]]"
             raise ExperimentError(msg)
     data = doc["data"]
-    _check_keys(data, _DATA_KEYS, "[data]", path)
+    _check_keys(data, _allowed("data"), "[data]", path)
     if "path" not in data:
         msg = f"{path}: [data] needs `path`"
         raise ExperimentError(msg)
     models = {}
     for name, entry in doc["models"].items():
-        _check_keys(entry, _MODEL_KEYS, f"[models.{name}]", path)
+        _check_keys(entry, _allowed("models"), f"[models.{name}]", path)
         if "path" not in entry:
             msg = f"{path}: [models.{name}] needs `path`"
             raise ExperimentError(msg)
         models[name] = ModelEntry(name, _resolve(base, entry["path"]), dict(entry.get("export", {})),
-                                  {k: entry[k] for k in ("expect_top1", "tolerance") if k in entry})
-    preprocess = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in PREPROCESS_KEYS}
+                                  _given(entry, "models", base))
     sweeps = []
     for number, sweep in enumerate(doc["sweeps"], start=1):
         where = f"[[sweeps]] #{number}"
-        _check_keys(sweep, _SWEEP_KEYS, where, path)
+        _check_keys(sweep, _allowed("sweeps"), where, path)
         names = sweep.get("models", list(models))
         for name in names:
             if name not in models:
                 msg = f"{path}: {where} names model {name!r}, not defined under [models] ({', '.join(models)})"
                 raise ExperimentError(msg)
+        shared, own = _given(data, "data", base), _given(sweep, "sweeps", base)
         try:
-            noise = NoiseConfig.from_options(
-                noise=sweep.get("noise"), model=sweep.get("noise_model"), params=sweep.get("noise_params"),
-                flags={key: sweep.get(key) for key in _STRENGTH_KEYS}, strength=sweep.get("strength"), seeds=sweep.get("seeds"),
-                bn_variance=sweep.get("bn_variance"), keep_zeros=sweep.get("keep_zeros"),
-                ci_halfwidth=sweep.get("ci_halfwidth"), max_seeds=sweep.get("max_seeds"))
+            noise = NoiseConfig.from_options(**{s.key: own.get(s.key) for s in declared(NoiseConfig)})
             for name in names:
-                run = RunConfig(model=models[name].path, data=_resolve(base, data["path"]), noise=noise, **given(
-                    layer_regex=sweep.get("layer_regex"), op_types=parse_names(sweep.get("op_types")),
-                    include_preprocessing=sweep.get("include_preprocessing"),
-                    limit=sweep.get("limit", data.get("limit")), device=sweep.get("device"),
-                    batch_size=sweep.get("batch_size"), threads=sweep.get("threads"),
-                    prefix_memory=sweep.get("prefix_memory"), tf32=sweep.get("tf32"),
-                    preset=data.get("preprocess"), preprocess=preprocess,
-                    ground_truth=_resolve(base, data["ground_truth"]) if "ground_truth" in data else None,
-                    score_output=sweep.get("score_output"), label_offset=sweep.get("label_offset"),
-                    strict=data.get("strict"), **{**models[name].check, **{
-                        k: sweep[k] for k in ("expect_top1", "tolerance") if k in sweep}}))
-                sweeps.append((name, SweepConfig(run, **given(modes=sweep.get("modes"),
-                                                              prefix_reuse=sweep.get("prefix_reuse")))))
+                options = {**shared, **models[name].settings, **own}  # a sweep's own key wins
+                run = RunConfig(**config_values(RunConfig, options, noise=noise), model=models[name].path,
+                                data=_resolve(base, data["path"]))
+                sweeps.append((name, SweepConfig(**config_values(SweepConfig, options, run=run))))
         except OnnxNoiseError as exc:  # messages name CLI flags and values; say them as the file spells them
             raise ExperimentError(f"{path}: {where}: {file_syntax(str(exc))}") from None
     out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))
     return Experiment(name=doc.get("name", path.stem), out=out, models=models, sweeps=sweeps, source=path)
+
+
+def _given(table: dict, name: str, base: Path) -> dict[str, Any]:
+    """The settings ``table`` (``[data]``, ``[models.NAME]``, a sweep) gives, by key; paths resolved from ``base``."""
+    return {s.key: _resolve(base, table[s.key]) if s.type is Path else table[s.key]
+            for s in _file_settings(name) if s.key in table}

@@ -19,8 +19,10 @@ from onnxnoise.noise import NOISE_MODELS, get_noise_model
 from onnxnoise.noise.axis import TIME_STRENGTHS, StrengthAxis, axis_label, axis_of, strength_flag_owners
 
 __all__ = [
-    "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "is_time_strength", "parse_time", "parse_strengths",
-    "strength_options",
+    "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time",
+    "parse_strengths",
+    "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS",
+    "DEFAULT_NOISE_MODEL",
     "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
 
@@ -30,6 +32,11 @@ TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0
 
 _TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
 
+#: The noise model of a run that names none: the paper's (``NoiseConfig.model``'s default).
+DEFAULT_NOISE_MODEL = "gaussian-snr"
+
+#: ``--seeds auto``: most draws per (strength, layer) group unless ``--max-seeds`` says otherwise.
+AUTO_MAX_SEEDS = 20
 
 
 def given(**options: Any) -> dict[str, Any]:
@@ -61,6 +68,18 @@ def parse_numbers(text: str | Sequence[float], what: str) -> tuple[float, ...]:
         msg = f"`{what}` is empty; give at least one value"
         raise ConfigError(msg)
     return tuple(values)
+
+
+def parse_float_list(text: str) -> tuple[float, ...]:
+    """``"0.5,0.5,0.5"`` -> ``(0.5, 0.5, 0.5)`` (per-channel ``--mean`` / ``--std``).
+
+    Raises:
+        ConfigError: An item is not a number.
+    """
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def is_time_strength(model: Any) -> bool:
@@ -110,7 +129,7 @@ def parse_strengths(*, strength: Any = None, noise_model: Any = None, **flags: A
 
     Args:
         strength: ``--strength`` text or a list (experiment files), or ``None``.
-        noise_model: The chosen model, a class or instance; ``None`` = ``gaussian-snr`` (the default).
+        noise_model: The chosen model, a class or instance; ``None`` = :data:`DEFAULT_NOISE_MODEL`.
         **flags: The models' own options by key (``-`` written ``_``), ``None`` when not given.
 
     Returns:
@@ -121,7 +140,7 @@ def parse_strengths(*, strength: Any = None, noise_model: Any = None, **flags: A
             option), more than one is given, a value is not a number, or a value has a time unit
             but the model's strength is not a time.
     """
-    model = noise_model if noise_model is not None else get_noise_model("gaussian-snr")
+    model = noise_model if noise_model is not None else get_noise_model(DEFAULT_NOISE_MODEL)
     axis = axis_of(model)
     own = [f.replace("-", "_") for f in axis.flags]
     chosen = [(key, value) for key, value in flags.items() if value is not None]
@@ -155,13 +174,29 @@ def strength_options() -> dict[str, str]:
     """
     out: dict[str, str] = {}
     owners_of = strength_flag_owners(NOISE_MODELS)
-    for flag, owners in sorted(owners_of.items(), key=lambda item: "gaussian-snr" not in item[1]):
+    for flag, owners in sorted(owners_of.items(), key=lambda item: DEFAULT_NOISE_MODEL not in item[1]):
         lines = []
         for name in owners:
             axis = axis_of(NOISE_MODELS[name])
             lines.append(f"{name}: {axis.help if flag == axis.flag else axis.alt_help}")
         out[flag] = "; ".join(lines)
     return out
+
+
+def strength_flag(model: Any) -> str:
+    """The option giving ``model``'s (class or instance) strengths: its own (``--snr``, ``--t``...), else ``--strength``."""
+    flag = axis_of(model).flag
+    return f"--{flag}" if flag else "--strength"
+
+
+def strength_flag_models(flag: str) -> list[str]:
+    """The registered models whose own strength option is ``--flag`` (``snr`` -> ``["gaussian-snr"]``), by name."""
+    return strength_flag_owners(NOISE_MODELS).get(flag, [])
+
+
+def strength_example(model: Any, values: Sequence[float]) -> str:
+    """``model``'s strength option with ``values`` as typed: ``--t 1s,1h,1d``, ``--snr 10``."""
+    return f"{strength_flag(model)} {axis_of(model).example(values)}"
 
 
 def _option(key: str) -> str:
@@ -176,9 +211,9 @@ def _one_of(names: Sequence[str]) -> str:
 
 def _not_its_option(key: str, model: Any, axis: StrengthAxis) -> str:
     """The message for another model's strength option: whose it is and the chosen model's own."""
-    owners = strength_flag_owners(NOISE_MODELS).get(key.replace("_", "-"), [])
+    owners = strength_flag_models(key.replace("_", "-"))
     whose = f"the strength of {', '.join(owners)}" if owners else "no noise model's strength"
-    example = f"--{axis.flag or 'strength'} {axis.example(model.default_strengths)}" if model.default_strengths else ""
+    example = strength_example(model, model.default_strengths) if model.default_strengths else ""
     return (f"`{_option(key)}` is {whose}, not of {model.name}; give {model.name}'s {axis_label(model)} with "
             f"{_one_of([*(f'`--{f}`' for f in axis.flags), '`--strength`'])}" + (f" (e.g. {example})" if example else ""))
 
@@ -224,7 +259,7 @@ def parse_seeds(value: Any) -> int | tuple[int, ...] | str:
 
 
 def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
-    """Check the settings of ``--seeds auto`` and return ``max_seeds`` (default 20).
+    """Check the settings of ``--seeds auto`` and return ``max_seeds`` (default :data:`AUTO_MAX_SEEDS`).
 
     Raises:
         ConfigError: ``ci_halfwidth`` missing, not a finite number > 0 (accuracy points), or
@@ -237,7 +272,7 @@ def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
         msg = f"`--ci-halfwidth` must be a number of accuracy points > 0, e.g. 0.5, got {ci_halfwidth!r}"
         raise ConfigError(msg)
     if max_seeds is None:
-        return 20
+        return AUTO_MAX_SEEDS
     try:
         count = int(max_seeds) if not isinstance(max_seeds, (bool, float)) else None
     except (TypeError, ValueError):

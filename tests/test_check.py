@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from _builders import conv_bn_resnet, labeled_npz
-from onnxnoise.check.command import recheck_command
+from onnxnoise.cli.check_command import recheck_command
 from onnxnoise.cli.app import main
 
 
@@ -314,8 +314,8 @@ def test_recheck_command_keeps_settings_and_quotes():
     again = build_parser().parse_args(shlex.split(text)[1:])
     assert again.model == Path("my model.onnx") and again.data == Path("d.npz")
     assert again.snr == "12.34" and again.max_drop == 1.5 and again.max_seeds == 6
-    assert again.mean == (0.5, 0.5, 0.5) and again.no_cache is True and again.noise_param == ["scope=layer"]
-    assert again.find_min_snr is False and again.out is None
+    assert again.mean == (0.5, 0.5, 0.5) and again.cache is False and again.noise_params == ["scope=layer"]
+    assert again.find_min_snr is None and again.out is None
 
 
 def test_collapse_flags_follow_the_paired_rule():

@@ -15,14 +15,14 @@ from onnxnoise.errors import ConfigError
 @pytest.fixture()
 def no_loading(monkeypatch):
     """Fail the test if a command gets as far as loading a model."""
-    import onnxnoise.check.command as check_command
+    import onnxnoise.cli.check_command as check_command
     import onnxnoise.cli.commands as commands
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before --out was checked")
 
     monkeypatch.setattr(commands, "prepare_context", refuse)
-    monkeypatch.setattr("onnxnoise.engine.context.prepare_context", refuse)
+    monkeypatch.setattr(check_command, "prepare_context", refuse)
     return check_command
 
 

@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 from _builders import conv_bn_resnet, labeled_npz
+from onnxnoise.errors import ConfigError
 from onnxnoise.config import DEFAULT_LOCKSTEP_MEMORY_GIB, NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder
@@ -45,7 +46,7 @@ def test_default_lockstep_memory_is_4_gib():
     """One default, defined once (config), the same bound --prefix-memory's default gave before it was split off."""
     assert DEFAULT_LOCKSTEP_MEMORY_GIB == 4.0 and DEFAULT_LOCKSTEP_MEMORY == 4 << 30
     assert lockstep_group_limit(553 << 20) == 3
-    assert LocalExecutor().lockstep_memory_bytes == DEFAULT_LOCKSTEP_MEMORY
+    assert LocalExecutor().lockstep_memory_bytes is None  # the run's --lockstep-memory
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="`lockstep_memory_bytes` must be a positive number of bytes"):
             LocalExecutor(lockstep_memory_bytes=bad)
@@ -72,6 +73,19 @@ def test_prefix_memory_does_not_bound_lockstep_groups(files):
     assert expected == 255  # a tiny model: 4 GiB holds 255 sessions of 16 MiB and its few kB of weights
     assert LocalExecutor().group_limit(small) == LocalExecutor().group_limit(default) == expected
     assert LocalExecutor(lockstep=False).group_limit(default) == 1
+
+
+def test_lockstep_memory_setting_bounds_the_groups(files):
+    """--lockstep-memory (RunConfig.lockstep_memory, GiB) reaches the executor's group limit; bad values refused."""
+    default = _context(files)
+    weights = sum(int(a.nbytes) for a in default.initializers.values())
+    for k in (1, 3, 7):
+        gib = k * (2 * weights + SESSION_BYTES) / 2**30
+        assert LocalExecutor().group_limit(_context(files, lockstep_memory=gib)) == k
+    path, data = files
+    for bad in (0, -1.0, float("nan"), True):
+        with pytest.raises(ConfigError, match=r"`--lockstep-memory` must be a positive number of GiB"):
+            RunConfig(model=path, data=data, lockstep_memory=bad)
 
 
 def test_groups_of_any_size_record_the_same_counts(files):

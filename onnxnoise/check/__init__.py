@@ -6,7 +6,11 @@
   the rule decides;
 * :mod:`onnxnoise.check.tolerance`: the noisiest strength that still passes (bisection);
 * :mod:`onnxnoise.check.protect`: layers to keep noise-free so the gate passes;
+* :mod:`onnxnoise.check.request`: what one check asks beyond a gate (search, protection);
 * :mod:`onnxnoise.check.outputs`: ``check.json``, ``junit.xml``, ``check.md``.
+
+The ``onnxnoise check`` command itself (options, printing, exit codes) is
+``onnxnoise/cli/check_command.py``; this package never imports the CLI.
 """
 
 from onnxnoise.check.sequential import (

@@ -29,6 +29,7 @@ from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.report.paired import collapsed, mcnemar_p
+from onnxnoise.settings import GATE, option
 
 __all__ = ["METRICS", "GateSettings", "GateResult", "CheckSession", "collapse_flags"]
 
@@ -40,9 +41,15 @@ class _TrialFailed(Exception):
 METRICS: tuple[str, ...] = ("top1", "top5")
 
 
+#: What the gate's settings share: ``check``'s options, in the gate section of its ``--help``.
+_GATE = {"commands": ("check",), "group": GATE}
+
+
 @dataclass(frozen=True)
 class GateSettings:
     """What a gate tests.
+
+    Each field but ``min_draws`` is an option of ``onnxnoise check`` (:mod:`onnxnoise.settings`).
 
     Attributes:
         budget: Largest allowed accuracy drop, percentage points (``--max-drop``).
@@ -56,12 +63,18 @@ class GateSettings:
         ConfigError: On a value out of range (one line naming the option).
     """
 
-    budget: float
-    metric: str = "top1"
-    confidence: float = 0.95
-    max_draws: int = MAX_DRAWS
+    budget: float = option(key="max_drop", flag="--max-drop", type=float, metavar="POINTS", required=True,
+                           **_GATE, unit="percentage points",
+                           help="largest allowed accuracy drop, percentage points (e.g. 1.0)")
+    metric: str = option("top1", flag="--metric", choices=METRICS, **_GATE, help="top1 or top5 (default {default})")
+    confidence: float = option(0.95, flag="--confidence", type=float, metavar="C", **_GATE,
+                               help="confidence of each bound (default {default}: false-pass rate at most 1 - C)")
+    max_draws: int = option(MAX_DRAWS, key="max_seeds", flag="--max-seeds", type=int, metavar="N", **_GATE,
+                            help=f"most noisy draws before INCONCLUSIVE (default {{default}}, at least {MIN_DRAWS})")
     min_draws: int = MIN_DRAWS
-    first_seed: int = 0
+    first_seed: int = option(0, flag="--first-seed", type=int, metavar="S", **_GATE,
+                             help="seed of the first draw (default {default}); re-run with another to check that a "
+                             "verdict holds for other draws")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.budget, (int, float)) and np.isfinite(self.budget) and 0 <= self.budget <= 100):

@@ -1,6 +1,6 @@
 """What ``onnxnoise check`` writes: ``check.json``, ``junit.xml`` and ``check.md``, from one report dict.
 
-The report dict is built by :mod:`onnxnoise.check.command` (keys: ``verdict``,
+The report dict is built by :mod:`onnxnoise.cli.check_command` (keys: ``verdict``,
 ``exit_code``, ``question``, ``model``, ``dataset``, ``images``, ``settings``,
 ``baseline``, ``gate``, ``search``, ``protection``, ``recheck_command``, ``warnings``,
 ``error``, ``seconds``...). JSON is strict (NaN and infinities become ``null``).
@@ -19,6 +19,8 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from onnxnoise.strict_json import json_text
 
 __all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points"]
 
@@ -156,8 +158,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write ``check.json``, ``junit.xml`` and ``check.md`` into ``out`` (created); their paths by name."""
-    from onnxnoise.cli.output import json_text
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "check.json", "junit": out / "junit.xml", "markdown": out / "check.md"}

@@ -31,7 +31,10 @@ from onnxnoise.check.gate import CheckSession, GateResult
 from onnxnoise.check.sequential import PASS
 from onnxnoise.errors import ConfigError
 
-__all__ = ["SearchResult", "check_resolution", "find_limit", "noisier_when", "round_strength"]
+__all__ = ["RESOLUTION", "SearchResult", "check_resolution", "find_limit", "noisier_when", "round_strength"]
+
+#: The search stops when its bracket's ratio is at most ``1 + RESOLUTION`` (``--find-resolution``'s default).
+RESOLUTION = 0.05
 
 
 def noisier_when(noise_model: Any) -> str:
@@ -117,7 +120,7 @@ def check_resolution(resolution: float) -> float:
     return resolution
 
 
-def find_limit(session: CheckSession, low: float, high: float, *, resolution: float = 0.05,
+def find_limit(session: CheckSession, low: float, high: float, *, resolution: float = RESOLUTION,
                max_steps: int = 20) -> SearchResult:
     """Bisect ``[low, high]`` for the noisiest strength whose gate passes.
 

@@ -14,12 +14,13 @@ import polars as pl
 from rich.console import Console
 
 from onnxnoise.bench import run_bench
+from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
+from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
-from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig, given, parse_names
-from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.config import RunConfig, SweepConfig, is_time_strength
 from onnxnoise.data.registry import resolve_data
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
@@ -27,38 +28,29 @@ from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
-from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of
-from onnxnoise.options import strength_options
+from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
+from onnxnoise.options import strength_example
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
+from onnxnoise.settings import config_values, declared
 from onnxnoise.store import STORE_NAME, open_store
 from onnxnoise.store.schema import json_columns
 from onnxnoise.sweep import make_executor, run_sweep
 
+
 def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> RunConfig:
-    """The RunConfig of parsed arguments; options not given are left to the config's defaults.
+    """The RunConfig of parsed arguments: the settings ``args.command`` takes; those not given keep their defaults.
 
     ``data`` may be a registered name, or None for the registered dataset matching the
     model's outputs (:func:`onnxnoise.data.registry.resolve_data`); which one is said on stderr.
     """
-    noise = NoiseConfig.from_options(
-        noise=args.noise, model=args.noise_model, params=args.noise_param, strength=args.strength,
-        flags={flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in strength_options()},
-        seeds=args.seeds, bn_variance=args.bn_variance, keep_zeros=args.keep_zeros,
-        ci_halfwidth=args.ci_halfwidth, max_seeds=args.max_seeds)
-    preprocess = {key: getattr(args, key) for key in PREPROCESS_KEYS if getattr(args, key, None) is not None}
-    choice = resolve_data(data, model, score_output=args.score_output)
+    options = given_options(args, args.command, RunConfig)
+    values = config_values(RunConfig, options)  # the noise settings first: their errors come before the data's
+    choice = resolve_data(data, model, score_output=options.get("score_output"))
     if choice.note:
         print(f"onnxnoise: {choice.note}", file=sys.stderr)
-    return RunConfig(model=model, data=choice.path, noise=noise, **given(
-        layer_regex=args.layer_regex, op_types=parse_names(args.op_types),
-        include_preprocessing=args.include_preprocessing, limit=args.limit, device=args.device,
-        batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, preprocess=preprocess,
-        ground_truth=args.ground_truth, score_output=args.score_output, label_offset=args.label_offset,
-        strict=args.strict, cache=False if args.no_cache else None, force_preprocess=args.force_preprocess,
-        expect_top1=getattr(args, "expect_top1", None), tolerance=getattr(args, "tolerance", None),
-        tf32=args.tf32, prefix_memory=getattr(args, "prefix_memory", None)))
+    return RunConfig(**{**values, "model": model, "data": choice.path})
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -87,6 +79,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     summary = {
         "demo": demo,
         **result.meta,
+        "config": config.to_dict(),
         "strength_unit": axis_of(config.noise.noise_model).unit,
         "out_dir": str(out),
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
@@ -151,10 +144,12 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
     return failed_exit(result.failed, console)
 
 
-def _executor_options(args: argparse.Namespace) -> dict:
-    """``--executor``, ``--address``, ``--workers``, ``--gpus-per-trial`` as given (SweepConfig fields)."""
-    return given(executor=args.executor, address=args.address, workers=args.workers,
-                 gpus_per_trial=args.gpus_per_trial)
+def _command_line_only(args: argparse.Namespace) -> dict:
+    """The sweep settings an experiment file cannot hold (``--executor``, ``--address``...), as given."""
+    own = [s for s in declared(SweepConfig, "sweep", nested=False) if not s.files]
+    values = config_values(SweepConfig, {s.key: getattr(args, s.key, None) for s in own}, run=None)
+    del values["run"]  # each sweep of the file has its own
+    return values
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
@@ -162,7 +157,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         if args.model is not None or args.data is not None:
             raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
         experiment = load_experiment(args.config)
-        where = _executor_options(args)
+        where = _command_line_only(args)
         for name, _ in experiment.sweeps:
             output_folder(args.out / name if args.out else experiment.run_dir(name))
         codes = [_run_one_sweep(dataclasses.replace(config, **where), args.out / name if args.out
@@ -172,9 +167,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         return max(codes, default=0)
     if args.model is None:
         raise OnnxNoiseError("`sweep` needs MODEL (with `--data`, or a registered dataset), or `--config FILE.toml`")
-    config = SweepConfig(_run_config(args, args.model, args.data), **given(
-        modes=parse_names(args.mode), prefix_reuse=False if args.no_prefix_reuse else None),
-        **_executor_options(args))
+    run = _run_config(args, args.model, args.data)
+    config = SweepConfig(**config_values(SweepConfig, given_options(args, "sweep", SweepConfig), run=run))
     out = output_folder(args.out or Path("runs") / args.model.stem)
     code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
@@ -239,12 +233,6 @@ def noise_model_list() -> list[dict]:
 
     ``source`` is the first line of the class docstring (formula family and source).
     """
-    from dataclasses import MISSING, fields
-
-    from onnxnoise.config import is_time_strength
-    from onnxnoise.noise import get_noise_model, make_noise_model
-
-    get_noise_model("gaussian-snr")  # loads the built-in models
     out = []
     for name in sorted(NOISE_MODELS):
         cls = NOISE_MODELS[name]
@@ -253,12 +241,12 @@ def noise_model_list() -> list[dict]:
         except OnnxNoiseError:
             instance = None
         params = {}
-        for f in fields(cls):
+        for f in dataclasses.fields(cls):
             if instance is not None:
                 value = getattr(instance, f.name)
-            elif f.default is not MISSING:
+            elif f.default is not dataclasses.MISSING:
                 value = f.default
-            elif f.default_factory is not MISSING:  # type: ignore[misc]
+            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 value = f.default_factory()  # type: ignore[misc]
             else:
                 value = None
@@ -273,7 +261,7 @@ def noise_model_list() -> list[dict]:
                          "long_name": axis.name or cls.strength_label,
                          "options": [f"--{f}" for f in axis.flags] + ["--strength"], "unit": axis.unit,
                          "log": axis.log},
-            "example": f"--{axis.flag or 'strength'} {axis.example(strengths)}" if strengths else "",
+            "example": strength_example(cls, strengths) if strengths else "",
             "default_strengths": strengths,
             "default_strengths_text": [instance.format_strength(v) for v in strengths] if instance else [],
             "params": params,
@@ -306,9 +294,7 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    """``onnxnoise check``: the CI gate (:func:`onnxnoise.check.command.run_check`); exit 0 / 1 / 3."""
-    from onnxnoise.check.command import run_check
-
+    """``onnxnoise check``: the CI gate (:func:`onnxnoise.cli.check_command.run_check`); exit 0 / 1 / 3."""
     return run_check(args, console, lambda options: _run_config(options, options.model, options.data))
 
 

@@ -1,15 +1,15 @@
-"""What the CLI prints and writes besides tables: strict JSON and progress."""
+"""What the CLI prints and writes besides tables: notes, progress, and strict JSON (:mod:`onnxnoise.strict_json`)."""
 
 from __future__ import annotations
-
-import json
-import math
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from onnxnoise.engine.executor import Progress as _Progress
 from onnxnoise.noise import NoiseModel
+from onnxnoise.strict_json import json_text
+
+__all__ = ["SEED_INTERVAL", "A_AVR_NOTE", "INTERVALS", "intervals_note", "json_text", "RichProgress"]
 
 #: What ± means in the report and compare tables.
 SEED_INTERVAL = ("± = 95% Student t interval over seeds ([low, high] when it leaves the possible range: below 0, "
@@ -23,24 +23,6 @@ INTERVALS = f"{SEED_INTERVAL}; {A_AVR_NOTE}"
 def intervals_note(*, a_avr: bool) -> str:
     """The footer under summary tables: what ± means, and what A_avr means only when an A_avr table is shown."""
     return INTERVALS if a_avr else SEED_INTERVAL
-
-
-def _finite(obj):
-    """``obj`` with every non-finite float (NaN, inf; numpy scalars too) replaced by None, recursively."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0:
-        return _finite(obj.item())
-    return obj
-
-
-def json_text(obj, *, indent: int | None = None) -> str:
-    """Strict JSON text of ``obj``: non-finite numbers become ``null`` (never a bare ``NaN`` token)."""
-    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
 
 
 class RichProgress(_Progress):

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
-from onnxnoise.engine.prefix import DEFAULT_LOCKSTEP_MEMORY, lockstep_group_limit
+from onnxnoise.engine.prefix import lockstep_group_limit
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
 from onnxnoise.store.schema import trial_frame
@@ -152,17 +152,19 @@ class LocalExecutor(Executor):
         lockstep: Group per-layer trials as above (default). False runs each alone on the
             runner's kept cut, as a Ray worker does (for benchmarks of that path).
         lockstep_memory_bytes: Memory, in bytes, the suffix sessions of one lockstep group may
-            take together (default :data:`~onnxnoise.engine.prefix.DEFAULT_LOCKSTEP_MEMORY`,
-            4 GiB). Group sizes never change counts. ``--prefix-memory`` does not enter it.
+            take together; default ``None``: the run's ``--lockstep-memory``
+            (``context.config.lockstep_memory`` GiB). Group sizes never change counts.
+            ``--prefix-memory`` does not enter it.
 
     Raises:
         ValueError: ``lockstep_memory_bytes`` is not a positive integer.
     """
 
     def __init__(self, *, prefix_reuse: bool = True, lockstep: bool = True,
-                 lockstep_memory_bytes: int = DEFAULT_LOCKSTEP_MEMORY) -> None:
-        if isinstance(lockstep_memory_bytes, bool) or not isinstance(lockstep_memory_bytes, int) \
-                or lockstep_memory_bytes <= 0:
+                 lockstep_memory_bytes: int | None = None) -> None:
+        if lockstep_memory_bytes is not None and (isinstance(lockstep_memory_bytes, bool)
+                                                  or not isinstance(lockstep_memory_bytes, int)
+                                                  or lockstep_memory_bytes <= 0):
             msg = f"`lockstep_memory_bytes` must be a positive number of bytes, got {lockstep_memory_bytes!r}"
             raise ValueError(msg)
         self.prefix_reuse = prefix_reuse
@@ -236,12 +238,14 @@ class LocalExecutor(Executor):
         """Most per-layer trials this executor runs in one lockstep group in ``context``.
 
         :func:`~onnxnoise.engine.prefix.lockstep_group_limit` of the context's weights (all
-        initializers, in bytes) and ``lockstep_memory_bytes``; 1 without lockstep.
+        initializers, in bytes) and ``lockstep_memory_bytes`` (or the run's ``--lockstep-memory``);
+        1 without lockstep.
         """
         if not self.lockstep:
             return 1
         weights = sum(int(a.nbytes) for a in context.initializers.values())
-        return lockstep_group_limit(weights, self.lockstep_memory_bytes)
+        memory = self.lockstep_memory_bytes or int(context.config.lockstep_memory * 2**30)
+        return lockstep_group_limit(weights, memory)
 
 
 def _pass_of(trial: Trial) -> tuple:

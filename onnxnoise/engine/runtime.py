@@ -33,6 +33,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from onnxnoise.config import DEVICES
 from onnxnoise.errors import SessionError
 
 __all__ = [
@@ -46,9 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Accepted values of ``--device``.
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"

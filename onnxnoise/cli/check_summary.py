@@ -1,0 +1,85 @@
+"""What ``onnxnoise check`` prints: one line per draw, the result panel, and the image-term warning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+
+from onnxnoise.check.gate import GateResult
+from onnxnoise.check.outputs import bound_points, points
+from onnxnoise.check.sequential import FAIL, PASS
+
+__all__ = ["look_printer", "print_summary", "image_term_warnings"]
+
+
+def look_printer(console: Console, noise_model, metric: str) -> Callable[[GateResult], None]:
+    """The ``on_look`` of a check session: one line per draw (strength, seed, accuracy, drop, bounds, verdict)."""
+    label = "top-1" if metric == "top1" else "top-5"
+
+    def on_look(result: GateResult) -> None:
+        d, seed, b = result.draws[-1], result.seeds[-1], result.decision.bounds
+        where = noise_model.format_strength(result.strength) + (f", {len(result.kept)} kept" if result.kept else "")
+        budget = result.decision.budget  # enough digits that a bound next to the budget is not shown equal to it
+        bounds = f" [{bound_points(b.lower, budget)}, {bound_points(b.upper, budget)}]" if b.upper == b.upper else ""
+        console.print(f"  {where} seed {seed}: {label} {points(result.baseline - d.drop)}%, drop {points(d.drop)} "
+                      f"(-{d.lost} +{d.gained}{', collapsed' if d.collapsed else ''}){bounds} "
+                      f"{result.decision.verdict}", highlight=False)
+    return on_look
+
+
+def _verdict_style(verdict: str) -> str:
+    return {PASS: "bold green", FAIL: "bold red"}.get(verdict, "bold yellow")
+
+
+def print_summary(console: Console, report: dict[str, Any]) -> None:
+    """The check's result panel (verdict, baseline, bounds, search, plan, re-check command) and its warnings."""
+    lines = [f"[{_verdict_style(report['verdict'])}]{report['verdict']}[/]  {report['question']}"]
+    base = report["baseline"]
+    lines.append(f"clean top-1 {points(base.get('top1_acc'))}%, top-5 {points(base.get('top5_acc'))}% "
+                 f"on {report['images']} images")
+    gate = report.get("gate")
+    if gate:
+        b = gate["bounds"]
+        lines.append(f"drop {points(b['mean'])} points, bounds [{bound_points(b['lower'], b['budget'])}, "
+                     f"{bound_points(b['upper'], b['budget'])}] "
+                     f"(one-sided {100 * b['confidence']:g}% each) vs budget {points(b['budget'])}; "
+                     f"{gate['draws']} draws")
+        if gate.get("error"):
+            lines.append(f"[bold red]a noisy trial failed:[/] {gate['error']}")
+        rate = gate.get("collapse_rate")
+        flips = gate.get("flip_rate")
+        lines.append(f"collapsed draws {gate['collapsed']}/{gate['draws']}"
+                     + (f" ({100 * rate:.0f}%)" if rate is not None else "")
+                     + (f"; prediction flip rate {100 * flips:.2f}%" if flips is not None else "")
+                     + f"; McNemar p < 0.05 in {gate['mcnemar_significant']}/{gate['draws']} draws")
+    search = report.get("search")
+    if search:
+        lines.append(f"search: {search['outcome']}; noisiest passing {search['found']}, bracket {search['bracket']}, "
+                     f"{len(search['steps'])} gates")
+    plan = report.get("protection")
+    if plan:
+        lines.append(f"protection plan ({plan['spec']}): [{_verdict_style(plan['verdict'])}]{plan['verdict']}[/] "
+                     f"keeping {', '.join(plan['kept']) or '(none found)'} noise-free: {plan['kept_params']} "
+                     f"parameters, {points(plan['kept_percent'])}% of all")
+        if plan.get("recheck_command"):
+            lines.append(f"re-check the plan: {plan['recheck_command']}")
+    if report.get("recheck_command"):
+        lines.append(f"re-check: {report['recheck_command']}")
+    console.print(Panel("\n".join(lines), title="onnxnoise check", expand=False), highlight=False)
+    for warning in report.get("warnings") or []:
+        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
+
+
+def image_term_warnings(report: dict[str, Any], budget: float) -> list[str]:
+    """A warning when the gate's image term alone exceeds half the budget (too few images to settle it)."""
+    gate = report.get("gate") or {}
+    bounds = gate.get("bounds") or {}
+    term = float(bounds.get("z_quantile") or 0.0) * float(bounds.get("se_images") or 0.0)
+    if not term > budget / 2:
+        return []
+    return [f"with {report['images']} images the image term alone is ±{term:.2f} points, more than half the budget "
+            f"({budget:g}); it does not shrink with more draws, so the verdict may stay INCONCLUSIVE however the "
+            "model does: evaluate more images (a larger --limit or dataset) or check a larger --max-drop"]
