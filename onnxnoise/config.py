@@ -67,7 +67,7 @@ def _names(value: Any) -> Any:
 
 def _preprocess(key: str, **setting: Any) -> Setting:
     return Setting(key=key, flag="--" + key.replace("_", "-"), group=PREPROCESSING, files=("data",), parse=_listed,
-                   trial_key=True, **setting)
+                   trial_key="preprocess", **setting)
 
 
 #: The single preprocessing overrides (``RunConfig.preprocess``), one per key of
@@ -145,52 +145,56 @@ class RunConfig:
 
     model: Path
     data: Path = option(
-        flag="--data", type=Path, trial_key=True, help="dataset: CIFAR batch folder, class folders, ImageNet flat val "
+        flag="--data", type=Path, trial_key="dataset_fingerprint",
+        help="dataset: CIFAR batch folder, class folders, ImageNet flat val "
         "folder, .npz, or a name from `onnxnoise data list` (default: the registered dataset whose class count "
         "matches the model's outputs)")
     noise: NoiseConfig = nested(NoiseConfig, default_factory=NoiseConfig)
     layer_regex: str | None = option(None, flag="--layer-regex", metavar="REGEX", group=NOISE, files=("sweeps",),
-                                     trial_key=True, help="noise only layers whose name or op type matches")
+                                     trial_key="layers", help="noise only layers whose name or op type matches")
     op_types: tuple[str, ...] | None = option(None, flag="--op-types", parse=parse_names, group=NOISE,
-                                              files=("sweeps",), trial_key=True,
+                                              files=("sweeps",), trial_key="layers",
                                               help="comma-separated op types to noise, e.g. Conv,Gemm")
     include_preprocessing: bool = option(
-        False, flag="--include-preprocessing", action="store_true", group=NOISE, files=("sweeps",), trial_key=True,
+        False, flag="--include-preprocessing", action="store_true", group=NOISE, files=("sweeps",), trial_key="layers",
         help="also noise input-normalization constants inside the graph (preprocessing by default)")
     limit: int | None = option(None, flag="--limit", type=int, group=DATA, files=("data", "sweeps"), unit="images",
-                               trial_key=True, help="evaluate a class-stratified subset of N images")
+                               trial_key="limit", help="evaluate a class-stratified subset of N images")
     ground_truth: Path | None = option(None, flag="--ground-truth", type=Path, group=DATA, files=("data",),
-                                       trial_key=True, help="ImageNet val ground-truth file (flat val folders)")
+                                       trial_key="dataset_fingerprint",
+                                       help="ImageNet val ground-truth file (flat val folders)")
     strict: bool = option(False, flag="--strict", action="store_true", group=DATA, files=("data",),
                           help="fail on unreadable images instead of skipping")
     preset: str | None = option(
         None, key="preprocess", flag="--preprocess", metavar="PRESET", choices=tuple(list_presets()),
-        group=PREPROCESSING, files=("data",), trial_key=True,
+        group=PREPROCESSING, files=("data",), trial_key="preprocess",
         help=f"preset: {', '.join(list_presets())} (default: the model's own, else torchvision)")
     preprocess: Mapping[str, Any] = option_map(*PREPROCESS_SETTINGS)
     force_preprocess: bool = option(
         False, flag="--force-preprocess", action="store_true", group=PREPROCESSING,
         help="run mean/std whose units disagree with --scale (0..255 values with x/255, or 0..1 values with --scale 1) "
         "instead of refusing them")
-    device: str = option("auto", flag="--device", choices=DEVICES, group=RUNTIME, files=("sweeps",), trial_key=True,
+    device: str = option("auto", flag="--device", choices=DEVICES, group=RUNTIME, files=("sweeps",),
+                         trial_key="provider",
                          help="execution provider (default {default})")
     batch_size: int = option(128, flag="--batch-size", type=int, group=RUNTIME, files=("sweeps",), unit="images",
-                             trial_key=True, help="images per ONNX Runtime call (default {default})")
+                             trial_key="batch_size", help="images per ONNX Runtime call (default {default})")
     threads: int = option(
         0, flag="--threads", type=int, group=RUNTIME, files=("sweeps",),
         help="CPU threads: intra-op threads of each session (default: onnxruntime's choice); per-layer trials with "
         "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable CPU)")
     tf32: bool = option(
-        False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key=True,
+        False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key="provider_options",
         help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and newer GPUs, not "
         "float32; recorded in every trial row and key); default exact float32")
     cache: bool = option(True, flag="--no-cache", action="store_false", group=RUNTIME,
                          help="do not keep decoded images in the on-disk cache ($ONNXNOISE_CACHE_DIR or "
                          "~/.cache/onnxnoise)")
     score_output: str | None = option(None, flag="--score-output", metavar="NAME", group=RUNTIME, files=("sweeps",),
-                                      trial_key=True, help="name of the model's score output (default: the first)")
+                                      trial_key="score_output",
+                                      help="name of the model's score output (default: the first)")
     label_offset: int | None = option(
-        None, flag="--label-offset", type=int, group=RUNTIME, files=("sweeps",), trial_key=True,
+        None, flag="--label-offset", type=int, group=RUNTIME, files=("sweeps",), trial_key="label_offset",
         help="add to every label to index the model's outputs (default: 1 for 1001-output models with a background "
         "class on 1000-class data, else 0)")
     expect_top1: float | None = option(
@@ -284,7 +288,7 @@ class SweepConfig:
 
     run: RunConfig = nested(RunConfig)
     modes: tuple[str, ...] = option(
-        ("all",), flag="--mode", metavar="MODE", parse=_names, commands=("sweep",), files=("sweeps",), trial_key=True,
+        ("all",), flag="--mode", metavar="MODE", parse=_names, commands=("sweep",), files=("sweeps",), trial_key="mode",
         help="comma-separated: all (noise in every layer), per-layer (one layer at a time), cumulative (layers 1..L); "
         "default {default}")
     prefix_reuse: bool = option(

@@ -30,13 +30,13 @@ def noise_choice_settings() -> list[Setting]:
     models = ", ".join(sorted(NOISE_MODELS))
     return [
         Setting(key="noise", flag="--noise", metavar="MODEL[:KEY=VALUE,...]", group=NOISE, files=("sweeps",),
-                trial_key=True, help="noise model and its parameters, e.g. pcm:compensation=global or "
+                trial_key="noise", help="noise model and its parameters, e.g. pcm:compensation=global or "
                 f"gaussian-snr:scope=channel; models: {models} (default {{default}}; `onnxnoise noise-models` lists "
                 "their parameters)"),
         Setting(key="noise_model", flag="--noise-model", metavar="NAME", group=NOISE, files=("sweeps",),
-                trial_key=True, hidden=True, help="older spelling of --noise MODEL"),
+                trial_key="noise_model", hidden=True, help="older spelling of --noise MODEL"),
         Setting(key="noise_params", flag="--noise-param", metavar="NAME=VALUE", action="append", group=NOISE,
-                files=("sweeps",), trial_key=True, hidden=True, help="older spelling of --noise MODEL:NAME=VALUE"),
+                files=("sweeps",), trial_key="noise", hidden=True, help="older spelling of --noise MODEL:NAME=VALUE"),
     ]
 
 
@@ -47,10 +47,10 @@ def strength_settings() -> list[Setting]:
     writes the one strength it tested itself (``recheck=False``).
     """
     own = [Setting(key=flag.replace("-", "_"), flag=f"--{flag}", metavar="LIST", help=help_text, group=NOISE,
-                   files=("sweeps",), trial_key=True, recheck=False)
+                   files=("sweeps",), trial_key="strength", recheck=False)
            for flag, help_text in strength_options().items()]
     return [*own, Setting(
-        key="strength", flag="--strength", metavar="LIST", group=NOISE, files=("sweeps",), trial_key=True,
+        key="strength", flag="--strength", metavar="LIST", group=NOISE, files=("sweeps",), trial_key="strength",
         recheck=False, help="any noise model's strengths, the generic spelling of its own option (e.g. --strength "
         "1s,1h,1d,30d,1y for pcm = --t 1s,1h,1d,30d,1y); default: the model's grid (`onnxnoise noise-models`)")]
 
@@ -87,7 +87,7 @@ class NoiseConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     strengths: tuple[float, ...] | None = option_inputs(strength_settings, default=None)
     seeds: int | tuple[int, ...] = option(
-        3, flag="--seeds", parse=parse_seeds, group=NOISE, files=("sweeps",), trial_key=True, recheck=False,
+        3, flag="--seeds", parse=parse_seeds, group=NOISE, files=("sweeps",), trial_key="seed", recheck=False,
         help="noise draws per strength: a count N (seeds 0..N-1), seeds like 40,30, or auto: seeds 0,1,... until "
         "the 95% interval of the mean top-1 is under --ci-halfwidth (default {default})")
     ci_halfwidth: float | None = option(
@@ -98,11 +98,11 @@ class NoiseConfig:
         None, flag="--max-seeds", type=int, metavar="N", group=NOISE, files=("sweeps",), commands=("bench", "sweep"),
         shown=AUTO_MAX_SEEDS, help="--seeds auto: most draws per strength and layer, >= 3 (default {default})")
     bn_variance: str = option(
-        "clamp", flag="--bn-variance", choices=BN_VARIANCE_POLICIES, group=NOISE, files=("sweeps",), trial_key=True,
+        "clamp", flag="--bn-variance", choices=BN_VARIANCE_POLICIES, group=NOISE, files=("sweeps",), trial_key="noise",
         help="negative BatchNormalization variance under noise: clamp to 0, abs, or keep (gives NaN logits); "
         "default {default}")
     keep_zeros: bool = option(False, flag="--keep-zeros", action="store_true", group=NOISE, files=("sweeps",),
-                              trial_key=True, help="keep exactly-zero (pruned) weights at zero")
+                              trial_key="noise", help="keep exactly-zero (pruned) weights at zero")
 
     def __post_init__(self) -> None:
         noise_model = make_noise_model(self.model, self.params)

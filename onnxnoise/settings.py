@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from pathlib import PurePath
 from typing import Any
 
 __all__ = [
     "Setting", "option", "option_map", "option_inputs", "nested", "extra_settings", "declared", "config_values",
-    "show_default", "register_setting", "unregister_setting", "registered_settings",
+    "show_default", "register_setting", "unregister_setting", "registered_settings", "own_key_values",
     "RUN_COMMANDS", "FILE_TABLES", "NOISE", "DATA", "PREPROCESSING", "RUNTIME", "BASELINE", "EXECUTOR", "GATE",
     "SEARCH", "GROUPS",
 ]
@@ -69,8 +70,11 @@ class Setting:
         parse: Turns a given value (flag text after ``type``, or a file value) into the field's
             value; raises :class:`~onnxnoise.errors.ConfigError` on a bad one. ``None``: as given.
         unit: Unit of the value, for the options reference (``GiB``, ``percentage points``).
-        trial_key: The setting can change a trial's counts, so it enters the trial key
-            (through :meth:`onnxnoise.engine.context.RunContext.key_fields`).
+        trial_key: Whether the setting can change a trial's counts, and how it enters the trial
+            key: the name of the entry of :meth:`onnxnoise.engine.context.RunContext.key_fields`
+            (or of the trial: ``layers``, ``strength``, ``seed``, ``mode``) that carries its resolved
+            value (``"preprocess"``, ``"provider"``); ``True``: its value itself enters
+            ``key_fields()["settings"]`` (:func:`own_key_values`); ``False``: it cannot change counts.
         recheck: ``check``'s re-check command line repeats it.
         required: The command needs the flag.
         hidden: Accepted but not shown in ``--help`` (an older spelling).
@@ -91,7 +95,7 @@ class Setting:
     files: tuple[str, ...] = ()
     parse: Callable[[Any], Any] | None = None
     unit: str = ""
-    trial_key: bool = False
+    trial_key: bool | str = False
     recheck: bool = True
     required: bool = False
     hidden: bool = False
@@ -171,9 +175,9 @@ def register_setting(setting: Setting) -> Setting:
 
     It reaches every place a declared field does: the flag of the commands it names, the
     experiment-file tables, ``RunConfig`` (validated by ``parse`` when built) and its
-    ``to_dict`` (the recorded config), and ``check``'s re-check command line. It does not
-    enter the trial key: a setting that can change counts is declared as a field and keyed
-    in :meth:`onnxnoise.engine.context.RunContext.key_fields`.
+    ``to_dict`` (the recorded config), and ``check``'s re-check command line. With
+    ``trial_key=True`` its value enters the trial key when it differs from its default
+    (:func:`own_key_values`), and so the ``context`` column of every trial row.
 
     Args:
         setting: With ``key`` and ``default`` set.
@@ -286,3 +290,31 @@ def show_default(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return ",".join(show_default(v) for v in value)
     return "" if value is None else str(value)
+
+
+def own_key_values(config: Any) -> dict[str, Any]:
+    """The values that enter the trial key as themselves: settings with ``trial_key=True``.
+
+    Looks at the config's own fields (not nested configs, which have their own key entries)
+    and its registered settings (``extra``). A value equal to the setting's default is left
+    out, so a setting added later keeps the keys of runs made before it existed, as long as
+    its default reproduces what those runs did. Paths become text.
+
+    Args:
+        config: A config instance (:class:`~onnxnoise.config.RunConfig`).
+
+    Returns:
+        ``key -> value``, in declaration order; empty when every such setting is at its default.
+    """
+    out: dict[str, Any] = {}
+    for f, meta, settings in _fields(type(config)):
+        if meta.kind not in ("value", "map", "extra"):  # nested and combined fields have their own key entries
+            continue
+        value = getattr(config, f.name)
+        for setting in settings:
+            if setting.trial_key is not True:
+                continue
+            given = value if meta.kind == "value" else value.get(setting.key)
+            if given != setting.default:
+                out[setting.key] = str(given) if isinstance(given, PurePath) else given
+    return out

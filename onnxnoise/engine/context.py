@@ -34,6 +34,7 @@ from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
+from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, select_layers,
 )
@@ -118,10 +119,14 @@ class RunContext:
 
         Model file, dataset and image subset, preprocessing, score output, label
         offset, batch size, execution provider and its precision options,
-        onnxruntime version, noise model, its parameters and policies. The trial
-        key hashes this dict (see :func:`onnxnoise.engine.plan.trial_key`).
+        onnxruntime version, noise model, its parameters and policies, and under
+        ``settings`` every setting declared with ``trial_key=True`` whose value is not its
+        default (:func:`onnxnoise.settings.own_key_values`; absent when there is none, so
+        keys made before such a setting existed stay valid). The trial key hashes this
+        dict (see :func:`onnxnoise.engine.plan.trial_key`).
         """
         noise = self.config.noise
+        own = own_key_values(self.config)
         return {
             "model_sha256": self.model_sha256,
             "dataset_fingerprint": self.dataset_fingerprint,
@@ -136,6 +141,7 @@ class RunContext:
             "onnxruntime": self.versions.get("onnxruntime"),
             "noise_model": noise.model,
             "noise": noise.settings(),
+            **({"settings": own} if own else {}),
         }
 
     def row_fields(self) -> dict[str, Any]:
@@ -150,6 +156,7 @@ class RunContext:
             "noise": self.config.noise.settings(),
             "label_offset": self.label_offset,
             "batch_size": self.data.batch_size,
+            "settings": own_key_values(self.config) or None,
             "context": self.key_fields(),
             "versions": self.versions,
         }

@@ -26,13 +26,13 @@ import numpy as np
 import polars as pl
 
 from onnxnoise.intervals import binomial_interval, check_level, t_half_width
-from onnxnoise.store.schema import COUNTER, MODES, PAIRED, column_names
+from onnxnoise.store.schema import COUNTER, MODES, PAIRED, TRIAL_COLUMNS, column_names
 from onnxnoise.report.paired import add_paired_columns
 from onnxnoise.report.strength import add_strength_text, noise_rank
 
 __all__ = [
-    "CONTEXT_KEYS",
-    "GROUP_KEYS",
+    "context_keys",
+    "group_keys",
     "METRICS",
     "normalized_accuracy",
     "summarize_trials",
@@ -43,18 +43,26 @@ __all__ = [
     "sort_by_noise",
 ]
 
-#: Columns that identify one experiment's baseline ``a_0``: a trial is normalized by
-#: the baseline with the same model file, dataset, preprocessing, label offset, batch
-#: size and execution provider (the settings that can change a count besides noise).
-CONTEXT_KEYS: tuple[str, ...] = ("model_sha256", "dataset_fingerprint", "preprocess", "label_offset", "batch_size",
-                                  "provider")
+def context_keys() -> tuple[str, ...]:
+    """Columns that identify one experiment's baseline ``a_0``: those the store declares ``baseline``.
 
-#: Columns :func:`summarize_trials` groups by (those present in the frame); seeds
-#: are aggregated over, never trials measured with other settings (e.g. batch size).
-GROUP_KEYS: tuple[str, ...] = (
-    "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess", "label_offset", "batch_size",
-    "provider", "noise_model", "noise", "mode", "layer_index", "strength",
-)
+    A trial is normalized by the baseline with the same model file, dataset, preprocessing,
+    label offset, batch size, execution provider and keyed settings (the settings that can
+    change a count besides noise), in table order.
+    """
+    return tuple(c.name for c in TRIAL_COLUMNS.values() if c.baseline)
+
+
+def group_keys() -> tuple[str, ...]:
+    """Columns :func:`summarize_trials` groups by (those present in the frame).
+
+    Model and dataset names beside :func:`context_keys`, then the noise and the trial's place:
+    seeds are aggregated over, never trials measured with other settings (e.g. batch size).
+    """
+    named = ("model", "model_sha256", "dataset", "dataset_fingerprint")
+    return (*named, *(k for k in context_keys() if k not in named), "noise_model", "noise", "mode", "layer_index",
+            "strength")
+
 
 #: Per-trial metrics summarized over seeds: accuracies in percent, normalized ones as ratios.
 METRICS: tuple[str, ...] = ("top1_acc", "top5_acc", "top1_norm", "top5_norm")
@@ -94,7 +102,7 @@ def normalized_accuracy(trials: pl.DataFrame) -> pl.DataFrame:
     """Add normalized accuracies ``A = a / a_0`` (paper eq. 2) to every trial.
 
     ``a_0`` is the accuracy of the ``baseline`` trial with the same
-    :data:`CONTEXT_KEYS` (those present in the frame); if an experiment has several
+    :func:`context_keys` (those present in the frame); if an experiment has several
     successful baselines (e.g. one per noise setting, which share the clean model),
     their pooled accuracy is used. With count columns (``top1_correct``,
     ``top5_correct``, ``images``) ``A`` is computed from the counts,
@@ -115,9 +123,9 @@ def normalized_accuracy(trials: pl.DataFrame) -> pl.DataFrame:
         ValueError: If ``mode``/``top1_acc``/``top5_acc`` or all context columns are missing.
     """
     _require(trials, ("mode", "top1_acc", "top5_acc"))
-    keys = [c for c in CONTEXT_KEYS if c in trials.columns]
+    keys = [c for c in context_keys() if c in trials.columns]
     if not keys:
-        msg = f"trials frame needs at least one of {', '.join(CONTEXT_KEYS)} to match baselines"
+        msg = f"trials frame needs at least one of {', '.join(context_keys())} to match baselines"
         raise ValueError(msg)
     trials = trials.drop([c for c in ("top1_base", "top5_base", "top1_norm", "top5_norm") if c in trials.columns])
     baselines = trials.filter((pl.col("mode") == "baseline") & _valid(trials)).group_by(keys)
@@ -149,7 +157,7 @@ _COUNTS: tuple[str, ...] = ("top1_correct", "top5_correct", "images")
 def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float = 0.0) -> pl.DataFrame:
     """Mean, spread and confidence interval over seeds, per configuration.
 
-    Groups by :data:`GROUP_KEYS` present in the frame (model, dataset, their hashes,
+    Groups by :func:`group_keys` present in the frame (model, dataset, their hashes,
     preprocessing, noise model and settings, mode, layer_index, strength) and aggregates the
     successful trials (``error`` null) over seeds. For each metric ``m`` in
     :data:`METRICS`: ``m_mean``, ``m_std`` (sample std, ``ddof = 1``) and ``m_ci``,
@@ -186,7 +194,7 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     check_level(level)
     if "top1_norm" not in trials.columns:
         trials = normalized_accuracy(trials)
-    keys = [c for c in GROUP_KEYS if c in trials.columns]
+    keys = [c for c in group_keys() if c in trials.columns]
     trials = add_paired_columns(trials, keys, chance=chance, alpha=1.0 - level)
     valid = _valid(trials)
     aggs = [
@@ -252,7 +260,7 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
     check_level(level)
     if "top1_norm" not in trials.columns:
         trials = normalized_accuracy(trials)
-    keys = [c for c in GROUP_KEYS if c in trials.columns and c not in ("mode", "layer_index")]
+    keys = [c for c in group_keys() if c in trials.columns and c not in ("mode", "layer_index")]
     noisy = trials.filter((pl.col("mode") == "per-layer") & _valid(trials))
     norms = ("top1_norm", "top5_norm")
     per_layer = noisy.group_by([*keys, "layer_index"]).agg(pl.col(c).mean() for c in norms)

@@ -19,7 +19,7 @@ from onnxnoise.engine.baseline_checks import chance_warning
 from onnxnoise.errors import StoreError
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import with_planned_provider, write_table
-from onnxnoise.report.stats import (GROUP_KEYS, add_binomial_interval, average_normalized_accuracy,
+from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
 from onnxnoise.report.console import format_interval, lead_columns
 from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
@@ -217,7 +217,7 @@ def _a_avr_failures(trials: pl.DataFrame, a_avr: pl.DataFrame) -> pl.DataFrame:
     ``A_avr`` averages over the layers with at least one successful trial, so a layer
     whose trials all failed silently shrinks ``N``; ``layers_planned`` shows it.
     """
-    keys = [c for c in GROUP_KEYS if c in trials.columns and c in a_avr.columns]
+    keys = [c for c in group_keys() if c in trials.columns and c in a_avr.columns]
     per_layer = trials.filter(pl.col("mode") == "per-layer")
     counts = per_layer.group_by(keys).agg(
         pl.col("error").is_not_null().sum().cast(pl.Int64).alias("failed"),
@@ -331,6 +331,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     versions = sorted(set(runs["versions"].drop_nulls().to_list()))
     seeds = sorted(set(trials["seed"].drop_nulls().to_list()))
     errors = trials.filter(pl.col("error").is_not_null()).height
+    keyed = sorted(set(trials["settings"].drop_nulls().to_list())) if "settings" in trials.columns else []
     parts = [f"# {title}", ""]
     if files.warnings:
         parts += ["## Warnings", "", *(f"- **WARNING**: {line}" for line in files.warnings), ""]
@@ -342,6 +343,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         f"settings {', '.join(sorted(set(trials['noise'].drop_nulls().to_list())))}",
         f"- preprocessing: {'; '.join(preprocess)}",
         f"- execution providers: {', '.join(sorted(set(trials['provider'].drop_nulls().to_list())))}",
+        *([f"- other settings that change counts: {'; '.join(keyed)}"] if keyed else []),
         f"- versions: {'; '.join(versions)}",
         "- intervals: ± is the 95% Student-t interval over seeds; per-trial accuracy intervals (results.parquet) "
         "are 95% Wilson intervals over images.",
@@ -350,8 +352,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     ]
     # One clean baseline per sweep: the same measurement when only the noise settings differ.
     base = summary.filter(pl.col("mode") == "baseline")
-    base = base.unique([c for c in ("model_sha256", "dataset_fingerprint", "preprocess", "label_offset", "batch_size",
-                                    "provider") if c in base.columns], keep="first", maintain_order=True)
+    base = base.unique([c for c in context_keys() if c in base.columns], keep="first", maintain_order=True)
     rows = []
     for row in base.iter_rows(named=True):
         fact = facts.filter(pl.col("model_sha256") == row["model_sha256"])

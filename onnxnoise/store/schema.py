@@ -113,6 +113,9 @@ class Column:
         header: Short header in the summary tables: a :data:`COUNTER` with one is shown where
             it is non-zero, a :data:`SETTING` with one where rows differ in it (model, noise
             model and noise settings have their own columns).
+        baseline: A :data:`SETTING` that identifies the clean baseline a trial is compared
+            with: trials are normalized by, and summarized with, the baseline of the same values
+            (:func:`onnxnoise.report.stats.context_keys`).
 
     Raises:
         ValueError: On a name that is not an identifier, an unknown role or source, or a measured
@@ -128,6 +131,7 @@ class Column:
     source: str | None = None
     measure: Callable[[Mapping[str, Any]], Any] | None = None
     header: str = ""
+    baseline: bool = False
 
     def __post_init__(self) -> None:
         if not (self.name.isidentifier() and self.name.isascii()):
@@ -170,10 +174,11 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("key_version", IDENTITY, *_INT, "key derivation: 2 = the current engine, 1 = migrated from a v1 store"),
     Column("run_id", IDENTITY, *_INT, "the sweep invocation (runs table) that recorded the row"),
     Column("model", SETTING, *_TEXT, "model file name"),
-    Column("model_sha256", SETTING, *_TEXT, "sha256 of the ONNX file"),
+    Column("model_sha256", SETTING, *_TEXT, "sha256 of the ONNX file", baseline=True),
     Column("dataset", SETTING, *_TEXT, "dataset name", header="dataset"),
-    Column("dataset_fingerprint", SETTING, *_TEXT, "sha256 of the dataset's labels and pixels (or files)"),
-    Column("preprocess", SETTING, *_TEXT, "resolved preprocessing (JSON)", json=True),
+    Column("dataset_fingerprint", SETTING, *_TEXT, "sha256 of the dataset's labels and pixels (or files)",
+           baseline=True),
+    Column("preprocess", SETTING, *_TEXT, "resolved preprocessing (JSON)", json=True, baseline=True),
     Column("mode", TRIAL, "TEXT NOT NULL", pl.String, "one of MODES"),
     Column("layer_index", TRIAL, *_INT, "per-layer: index of the noised layer; cumulative: layers noised"),
     Column("layers", TRIAL, *_TEXT, "names of the noised layers (JSON list)", json=True),
@@ -182,9 +187,12 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("noise", SETTING, *_TEXT, 'JSON: {"params": {...}, "bn_variance": ..., "keep_zeros": ...}', json=True),
     Column("strength", TRIAL, *_REAL, "the noise model's strength (linear SNR for gaussian-snr); NULL: baseline"),
     Column("seed", TRIAL, *_INT, "noise seed; NULL for the baseline"),
-    Column("label_offset", SETTING, *_INT, "output index of label 0", header="label offset"),
-    Column("batch_size", SETTING, *_INT, "images per session run", header="batch"),
-    Column("provider", SETTING, *_TEXT, "ONNX Runtime execution provider the trial ran on", header="provider"),
+    Column("label_offset", SETTING, *_INT, "output index of label 0", header="label offset", baseline=True),
+    Column("batch_size", SETTING, *_INT, "images per session run", header="batch", baseline=True),
+    Column("provider", SETTING, *_TEXT, "ONNX Runtime execution provider the trial ran on", header="provider",
+           baseline=True),
+    Column("settings", SETTING, *_TEXT, "settings keyed as themselves that differ from their defaults "
+           "(JSON, onnxnoise.settings.own_key_values; NULL: none)", json=True, header="settings", baseline=True),
     Column("images", COUNT, *_INT, "images evaluated", source="evaluation"),
     Column("top1_correct", COUNT, *_INT, "images whose label scored highest", source="evaluation"),
     Column("top5_correct", COUNT, *_INT, "images whose label is among the five highest", source="evaluation"),
