@@ -33,9 +33,13 @@ Adding a setting is one field, e.g. in `RunConfig`:
                               commands=("sweep",), help="most suffix sessions side by side (default {default})")
 ```
 
-then validate it in `__post_init__` and read it where it acts. A plug-in or a test adds one without editing
-the package with `onnxnoise.settings.register_setting(Setting(key=..., flag=..., default=...))`; its value
-is then `RunConfig.extra[key]` (tests/test_settings.py does so).
+then validate it in `__post_init__` and read it where it acts. A setting that can change counts says so
+with `trial_key=True`: whenever it is not at its default its value enters the trial key (under `settings`)
+and the trial rows' `settings` column, which keeps its trials apart from other settings' in every summary;
+so its default must reproduce what runs made before it existed did (their keys stay valid). A plug-in or a
+test adds one without editing the package with
+`onnxnoise.settings.register_setting(Setting(key=..., flag=..., default=...))`; its value is then
+`RunConfig.extra[key]` (tests/test_settings.py and tests/test_extending.py do so).
 
 Columns: **commands** that take the flag; **file key**: the key in an experiment file and its tables
 (`[data]`, `[models.NAME]`, `[[sweeps]]`; a sweep's own key wins), `-` when files do not take it;
