@@ -105,3 +105,103 @@ def test_every_listed_name_exists_in_its_rows_modules(cell, names):
             wrong.append(f"{name} (defined in {home})")  # a re-export listed in the wrong row
         wrong += [f"{name}.{a}" for a in attributes if not hasattr(obj, a)]
     assert wrong == [], f"row {cell}: not defined in {[m.__name__ for m in modules]}"
+
+
+# ---------------------------------------------------------------- references in README.md and docs/
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: Backticked words that look like references but are not: a model metadata key, CIFAR's file name.
+NOT_REFERENCES = {"onnxnoise.preprocess", "test_batch"}
+#: Suffixes of file names (``report.md``, ``bench.json``), not attributes.
+FILE_SUFFIXES = {"md", "json", "toml", "xml", "npz", "onnx", "csv", "parquet", "sqlite", "py", "txt", "png", "th",
+                 "h5", "npy", "yml", "yaml", "sh", "JPEG"}
+#: Folders of the repository whose paths the docs cite.
+REPO_FOLDERS = ("onnxnoise", "tests", "scripts", "experiments", "models", "docs", "reports")
+
+
+def _inline_code(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every inline code span of a markdown file, fenced blocks left out."""
+    spans, fenced = [], False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            spans += [(number, span) for span in re.findall(r"`([^`]+)`", line)]
+    return spans
+
+
+def _modules_named() -> dict[str, list[str]]:
+    """Last component of each module name -> the module names (``evaluate`` -> ``onnxnoise.engine.evaluate``)."""
+    names: dict[str, list[str]] = {}
+    for p in PACKAGE.rglob("*.py"):
+        if "__pycache__" not in p.parts and p.name != "__main__.py":
+            module = _module_name(str(p.relative_to(PACKAGE)))
+            names.setdefault(module.rsplit(".", 1)[-1], []).append(module)
+    return names
+
+
+def _resolves(reference: str, modules: dict[str, list[str]]) -> bool | None:
+    """Whether ``a.b.c`` names something of the package (``None``: its first part is no module of it)."""
+    first, *rest = reference.split(".")
+    if first == "onnxnoise":
+        first, *rest = rest or ["onnxnoise"]
+    candidates = modules.get(first, [])
+    if not candidates:
+        return None
+    for name in candidates:
+        obj, path = importlib.import_module(name), name
+        for part in rest:
+            if hasattr(obj, part):
+                obj, path = getattr(obj, part), f"{path}.{part}"
+                continue
+            try:
+                obj, path = importlib.import_module(f"{path}.{part}"), f"{path}.{part}"
+            except ImportError:
+                break
+        else:
+            return True
+    return False
+
+
+def test_dotted_references_in_the_docs_resolve():
+    """`engine.plan.trial_key`, `evaluate.EvalSet`, `onnxnoise.cli.app.main`: each names a real object."""
+    modules = _modules_named()
+    stale = []
+    for doc in DOCS:
+        for line, span in _inline_code(doc):
+            for reference in re.findall(r"(?<![\w./-])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w/-])", span):
+                if reference in NOT_REFERENCES or reference.rsplit(".", 1)[-1] in FILE_SUFFIXES:
+                    continue
+                if _resolves(reference, modules) is False:
+                    stale.append(f"{doc.name}:{line}: {reference}")
+    assert stale == []
+
+
+def test_cited_tests_exist():
+    """Test functions cited by name (`test_tied_weight_is_one_layer`, `test_bf16_*`) are defined under tests/."""
+    defined = {m for p in (ROOT / "tests").rglob("*.py")
+               for m in re.findall(r"^(?:async )?def (test_\w+)", p.read_text(encoding="utf-8"), flags=re.MULTILINE)}
+    missing = []
+    for doc in DOCS:
+        for line, span in _inline_code(doc):
+            for name, star in re.findall(r"(?:^|::)(test_\w+)(\*?)$", span):
+                if name in NOT_REFERENCES:
+                    continue
+                if not (any(d.startswith(name) for d in defined) if star else name in defined):
+                    missing.append(f"{doc.name}:{line}: {name}{star}")
+    assert missing == []
+
+
+def test_cited_repository_paths_exist():
+    """Paths such as `tests/test_prefix.py` or `scripts/check_cuda.sh`, and relative markdown links, exist."""
+    missing = []
+    for doc in DOCS:
+        for line, span in _inline_code(doc):
+            for path in re.findall(rf"(?<![\w./-])((?:{'|'.join(REPO_FOLDERS)})/[\w./-]*)", span.split("::")[0]):
+                if "<" not in span and not (ROOT / path).exists():
+                    missing.append(f"{doc.name}:{line}: {path}")
+        text = doc.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if not re.match(r"[a-z]+:", target) and not (doc.parent / target).exists():
+                missing.append(f"{doc.name}: link {target}")
+    assert missing == []
