@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from onnxnoise.noise import NOISE_MODELS, axis_of
+
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "onnxnoise" / "__init__.py").is_file())
 PACKAGE = ROOT / "onnxnoise"
 DOC = ROOT / "docs" / "architecture.md"
@@ -205,3 +207,14 @@ def test_cited_repository_paths_exist():
             if not re.match(r"[a-z]+:", target) and not (doc.parent / target).exists():
                 missing.append(f"{doc.name}: link {target}")
     assert missing == []
+
+
+def test_readme_strength_options_are_the_models_declared_axes():
+    """README's table of noise models and their strength options repeats each model's ``StrengthAxis``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| ([^|]+) \|", text.split("| model | option |", 1)[1], flags=re.MULTILINE)
+    documented = {model: set(re.findall(r"`--([a-z0-9-]+)`", options)) for model, options in rows}
+    declared = {name: {axis.flag, *([axis.alt_flag] if axis.alt_flag else [])}
+                for name, cls in NOISE_MODELS.items() if cls.__module__.startswith("onnxnoise.")
+                for axis in [axis_of(cls)]}
+    assert documented == declared
