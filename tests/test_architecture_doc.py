@@ -1,4 +1,4 @@
-"""docs/architecture.md's module table is true to the package.
+"""The docs name only what the code has: docs/architecture.md's module table, and references in README.md and docs/.
 
 The table under "## Packages and modules" has one row per concept: its first cell names
 modules as backticked paths relative to ``onnxnoise/`` (``errors.py``, ``engine/trial.py``;
@@ -8,7 +8,14 @@ list, ``EvalSet`` (``count``, ``count_all``), lists attributes of that name. The
 every module of the package is in exactly one row, every path in the table is a module,
 and every listed name exists in one of the row's modules (and every listed attribute on
 its object); a function or class must be defined there, not only imported (a package's
-``__init__.py`` may list what its modules define). The layer table above it is held by ``test_import_graph.py``.
+``__init__.py`` may list what its modules define). The layer table above it is held by
+``test_import_graph.py``; option tables with defaults by ``test_settings.py``.
+
+In README.md and every docs/*.md, inline code is checked too: a dotted reference whose first
+part is a module of the package (``engine.plan.trial_key``, ``evaluate.EvalSet``) resolves, a
+test function cited by name exists under tests/, a repository path (``scripts/check_cuda.sh``)
+and a relative link exist, and README's table of noise models repeats each model's declared
+strength options.
 """
 
 from __future__ import annotations
