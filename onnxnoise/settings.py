@@ -77,7 +77,9 @@ class Setting:
             ``key_fields()["settings"]`` (:func:`own_key_values`); ``False``: it cannot change counts.
         recheck: ``check``'s re-check command line repeats it.
         required: The command needs the flag.
-        hidden: Accepted but not shown in ``--help`` (an older spelling).
+        hidden: Accepted but not shown in ``--help``: ``True`` everywhere (an older spelling), or
+            the commands that accept the flag only to refuse it with the fix (``check`` chooses
+            its own number of draws: ``--seeds`` there is refused naming ``--max-seeds``).
         default: The default (filled from the field; given for a registered setting).
         shown: The default as ``--help`` and the docs state it, when the field's default
             only means "not given" (``--find-resolution``: ``None`` -> 0.05); ``None``: ``default``.
@@ -98,7 +100,7 @@ class Setting:
     trial_key: bool | str = False
     recheck: bool = True
     required: bool = False
-    hidden: bool = False
+    hidden: bool | tuple[str, ...] = False
     default: Any = None
     shown: Any = None
 
@@ -108,6 +110,14 @@ class Setting:
         unknown = [table for table in self.files if table not in FILE_TABLES]
         if unknown:
             raise ValueError(f"setting {self.key or self.flag!r}: unknown file table(s) {unknown}")
+
+    def hidden_in(self, command: str) -> bool:
+        """Whether ``command``'s ``--help`` leaves the flag out."""
+        return self.hidden is True or (isinstance(self.hidden, tuple) and command in self.hidden)
+
+    def shown_in(self) -> tuple[str, ...]:
+        """The commands whose ``--help`` shows the flag."""
+        return tuple(c for c in self.commands if not self.hidden_in(c))
 
     def text(self) -> str:
         """The ``--help`` text with its default filled in."""

@@ -196,3 +196,12 @@ def test_option_tables_in_the_docs_agree_with_the_declarations():
 
 def test_preprocessing_flags_are_the_data_configs_overridable_keys():
     assert sorted(s.key for s in PREPROCESS_SETTINGS) == sorted(PREPROCESS_KEYS)
+
+
+def test_flags_a_command_only_refuses_are_not_in_its_help(capsys):
+    """check chooses its own number of draws: --seeds / --ci-halfwidth are refused there, so its help leaves them out."""
+    check, bench = _help(capsys, "check"), _help(capsys, "bench")
+    assert "--seeds SEEDS" not in check and "--ci-halfwidth" not in check and "--max-seeds N" in check
+    assert "--seeds SEEDS noise draws per strength" in bench and "--ci-halfwidth POINTS" in bench
+    assert main(["check", "m.onnx", "--snr", "10", "--max-drop", "1", "--seeds", "5"]) == 2
+    assert "check chooses its number of draws itself; drop --seeds and use --max-seeds N" in capsys.readouterr().err

@@ -39,10 +39,11 @@ def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def _arguments(setting: Setting) -> dict[str, Any]:
-    """``add_argument`` keywords of one setting."""
+def _arguments(setting: Setting, command: str) -> dict[str, Any]:
+    """``add_argument`` keywords of one setting in ``command``."""
+    shown = not setting.hidden_in(command)
     kwargs: dict[str, Any] = {"dest": setting.key, "default": None,
-                              "help": argparse.SUPPRESS if setting.hidden else setting.text().replace("%", "%%")}
+                              "help": setting.text().replace("%", "%%") if shown else argparse.SUPPRESS}
     if setting.action is not None:
         kwargs["action"] = setting.action
     if setting.action in (None, "append"):
@@ -66,7 +67,7 @@ def add_settings(parser: argparse.ArgumentParser, command: str, *classes: type) 
     groups = {title: parser.add_argument_group(title) for title in GROUPS}
     for setting in command_settings(command, *classes):
         where = parser if setting.group is None else groups[setting.group]
-        where.add_argument(setting.flag, **_arguments(setting))
+        where.add_argument(setting.flag, **_arguments(setting, command))
     return groups
 
 

@@ -51,7 +51,7 @@ def all_settings() -> list[Setting]:
     """Every declared setting with a flag, each once, in declaration order (run, sweep, then check's own)."""
     seen: dict[str, Setting] = {}
     for setting in [*declared(SweepConfig), *declared(GateSettings), *declared(CheckRequest)]:
-        if setting.flag is not None and not setting.hidden:
+        if setting.flag is not None and setting.shown_in():
             seen.setdefault(f"{setting.flag} {','.join(setting.commands)}", setting)
     return list(seen.values())
 
@@ -61,7 +61,7 @@ def _cell(text: str) -> str:
 
 
 def _row(setting: Setting) -> str:
-    commands = "all three" if setting.commands == RUN_COMMANDS else ", ".join(setting.commands)
+    commands = "all three" if setting.shown_in() == RUN_COMMANDS else ", ".join(setting.shown_in())
     flag = setting.flag + (f" {setting.metavar}" if setting.metavar else "")
     if setting.choices is not None and setting.metavar is None:
         flag += f" {'|'.join(setting.choices)}"

@@ -34,7 +34,7 @@ def chance_warning(top1_correct: int, images: int, classes: int) -> str | None:
 
     Chance is ``1 / classes`` (the classes present among the evaluated images). The
     baseline is suspect when ``top1_correct / images`` is at or below chance, or when
-    its 95% Wilson interval (:func:`~onnxnoise.report.stats.binomial_interval`) reaches
+    its 95% Wilson interval (:func:`~onnxnoise.intervals.binomial_interval`) reaches
     down to chance: almost always wrong preprocessing, labels or dataset layout.
 
     Args:

@@ -210,7 +210,7 @@ def enough_draws(top1: Sequence[float], half_width: float, *, min_seeds: int = 3
     Enough when ``n >= max_seeds``, or when ``n >= min_seeds`` and the half-width of the
     two-sided Student t interval of the mean top-1 is below ``half_width``:
     ``t_{(1+level)/2, n-1} * s / sqrt(n) < half_width`` (``s`` the sample std, ``ddof=1``;
-    :func:`onnxnoise.report.stats.t_half_width`). The minimum of 3 keeps the interval from
+    :func:`onnxnoise.intervals.t_half_width`). The minimum of 3 keeps the interval from
     resting on a chance agreement of two draws (with ``n = 2``, ``t = 12.7``).
 
     Args:

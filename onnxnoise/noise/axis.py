@@ -7,8 +7,8 @@ the same name, with ``_`` for ``-``, is the experiment-file key), the unit of th
 value, whether values are times (parsed with units ``1s 1h 1d 30d 1y``, stored in
 seconds), how one value is written in table cells and on ticks, whether figures draw it
 on a log axis, and (:class:`PlotAs`) whether figures draw another quantity (gaussian-snr:
-noise in percent of ``sigma_w``). The CLI, experiment files, the store's
-``strength_unit``, tables, figures and the check read that object; no display code tests
+noise in percent of ``sigma_w``). The CLI, experiment files, the ``strength_unit`` of
+summary tables and ``bench.json``, tables, figures and the check read that object; no display code tests
 a model's name. A model that declares none gets :data:`GENERIC_AXIS`: only
 ``--strength``, plain numbers; plug-ins written before axes that declare
 ``strength_name`` / ``strength_label`` / ``more_noise_when`` / ``default_strengths``
@@ -100,7 +100,7 @@ class PlotAs:
 class StrengthAxis:
     """One noise model's swept axis, declared once: what it is, how it is given and how it is shown.
 
-    The CLI options, the experiment-file keys, the store's ``strength_unit``, the table text,
+    The CLI options, the experiment-file keys, the summaries' ``strength_unit``, the table text,
     the figures' axes and the check's search direction all read this one object; no display
     code tests a model's name. :class:`onnxnoise.noise.base.NoiseModel` mirrors ``symbol``,
     ``label``, ``more_noise_when`` and ``defaults`` as ``strength_name``, ``strength_label``,
