@@ -21,7 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import onnx
 import pytest
+
+from tests._colour import colour_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -139,6 +142,14 @@ def cifar_resnet_onnx(
         return cache[key]
 
     return get
+
+
+@pytest.fixture()
+def colour_onnx(tmp_path: Path) -> Path:
+    """The colour classifier of :mod:`tests._colour` saved as ``tmp_path/colour.onnx`` (100% clean top-1)."""
+    path = tmp_path / "colour.onnx"
+    onnx.save(colour_model(), str(path))
+    return path
 
 
 @pytest.fixture(autouse=True, scope="session")

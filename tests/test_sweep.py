@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from _checks import stored_rows as _stored_rows
+from tests._checks import stored_rows as _stored_rows
 from onnxnoise.cli import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context

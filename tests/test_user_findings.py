@@ -16,11 +16,10 @@ import numpy as np
 import onnx
 import polars as pl
 import pytest
-from _builders import labeled_npz, qdq_matmul, tiny_cnn
-from _checks import console_text as _text, with_accuracy
+from tests._builders import labeled_npz, qdq_matmul, tiny_cnn
+from tests._checks import console_text as _text, with_accuracy
 from scipy import stats
 
-from onnxnoise.cli import main
 from onnxnoise.cli.output import intervals_note
 from onnxnoise.data import layout_conflict
 from onnxnoise.errors import ExperimentError, NoiseConfigError
@@ -33,21 +32,12 @@ from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 from onnxnoise.report.strength import strength_header
 from onnxnoise.report.study import write_report
+from tests._checks import run_cli, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 BITFLIP = make_noise_model("bit-flip")
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def _readme_snippet() -> str:
@@ -78,10 +68,10 @@ def models(tmp_path_factory):
 def test_bitflip_on_a_float_model_is_refused_before_any_trial(models, tmp_path, capsys):
     float_path, _, data = models
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--noise", "bit-flip",
+    code, _, err = run_cli(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--noise", "bit-flip",
                         "--ber", "1e-3", "--seeds", "2", "--device", "cpu", "--out", out)
     assert code == 2
-    assert _one_line(err) == (
+    assert one_line(err) == (
         "onnxnoise: error: bit-flip noise needs integer-quantized weights, but the 3 selected layer(s) hold only "
         "float tensors; quantize the model first (onnxruntime.quantization.quantize_dynamic or quantize_static, "
         "see README 'Integer weights for bit-flip') or choose another --noise")
@@ -125,7 +115,7 @@ def test_bitflip_on_a_dynamically_quantized_model_flips_integers_and_leaves_floa
 def test_bitflip_bench_on_the_readme_model_runs_and_says_what_stayed_exact(models, tmp_path, capsys):
     _, int8_path, data = models
     out = tmp_path / "run"
-    code, stdout, err = _run(capsys, "bench", int8_path, "--data", data, "--preprocess", "raw", "--noise",
+    code, stdout, err = run_cli(capsys, "bench", int8_path, "--data", data, "--preprocess", "raw", "--noise",
                              "bit-flip", "--ber", "1e-2", "--seeds", "2", "--device", "cpu", "--out", out, "--json")
     assert code == 0, err
     summary = json.loads(stdout)
@@ -157,11 +147,11 @@ def test_layout_contradicting_the_model_input_is_one_line(models, tmp_path, caps
     float_path, _, data = models
     argv = ["bench", float_path, "--data", data, "--preprocess", "raw", "--seeds", "1", "--snr", "10",
             "--device", "cpu", "--out", tmp_path / "run"]
-    code, _, err = _run(capsys, *argv, "--layout", "NHWC")
+    code, _, err = run_cli(capsys, *argv, "--layout", "NHWC")
     assert code == 2
-    assert _one_line(err) == ("onnxnoise: error: --layout NHWC contradicts the model's input, which is NCHW "
+    assert one_line(err) == ("onnxnoise: error: --layout NHWC contradicts the model's input, which is NCHW "
                               "[N, 3, 8, 8]; drop --layout or pass --layout NCHW")
-    code, _, err = _run(capsys, *argv, "--layout", "NCHW")
+    code, _, err = run_cli(capsys, *argv, "--layout", "NCHW")
     assert code == 0, err
 
 
@@ -265,11 +255,11 @@ def test_report_headings_cite_the_paper_only_for_its_noise(tmp_path):
 def test_report_footer_explains_a_avr_only_with_an_a_avr_table(tmp_path, capsys):
     assert "A_avr" not in intervals_note(a_avr=False) and "A_avr = mean over layers" in intervals_note(a_avr=True)
     run = tmp_path / "run"
-    code, _, err = _run(capsys, "sweep", ROOT / "models/demo/fashion_mnist_cnn.onnx", "--data",
+    code, _, err = run_cli(capsys, "sweep", ROOT / "models/demo/fashion_mnist_cnn.onnx", "--data",
                         ROOT / "models/demo/fashion_mnist_test1000.npz", "--limit", "20", "--seeds", "1", "--snr", "10",
                         "--mode", "all", "--device", "cpu", "--out", run)
     assert code == 0, err
-    code, out, err = _run(capsys, "report", run, "--out", tmp_path / "report")
+    code, out, err = run_cli(capsys, "report", run, "--out", tmp_path / "report")
     assert code == 0, err
     assert "± = 95% Student t interval over seeds" in out and "A_avr" not in out
 
@@ -291,7 +281,7 @@ def test_caption_says_which_preprocessing_values_came_from_where():
 
 def test_bench_records_the_overridden_preprocessing_settings(models, tmp_path, capsys):
     float_path, _, data = models
-    code, out, err = _run(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--mean", "0.1",
+    code, out, err = run_cli(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--mean", "0.1",
                           "--std", "0.9", "--seeds", "1", "--snr", "10", "--device", "cpu", "--out", tmp_path / "r",
                           "--json")
     assert code == 0, err
@@ -310,9 +300,9 @@ def test_bench_records_the_overridden_preprocessing_settings(models, tmp_path, c
     (["--noise", "bit-flip", "--ber", "-1e-3"], "bit error rate must be a number in [0, 1], got -0.001"),
 ])
 def test_negative_strength_reaches_the_range_check(argv, expected, tmp_path, capsys):
-    code, _, err = _run(capsys, "bench", ROOT / "models/demo/fashion_mnist_cnn.onnx", *argv, "--out", tmp_path)
+    code, _, err = run_cli(capsys, "bench", ROOT / "models/demo/fashion_mnist_cnn.onnx", *argv, "--out", tmp_path)
     assert code == 2
-    assert _one_line(err) == f"onnxnoise: error: {expected}"
+    assert one_line(err) == f"onnxnoise: error: {expected}"
 
 
 def test_experiment_file_messages_use_the_file_syntax(tmp_path):

@@ -1,0 +1,201 @@
+"""report: the strength axis, the one console summary table, the bench caption, report.md from a frame."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+import tests._noise_models  # noqa: F401  (registers test-drift and test-db)
+from tests._checks import console_text as _text, with_accuracy
+from onnxnoise.report.console import a_avr_table, bench_caption, summary_table
+from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
+from onnxnoise.report.strength import GAUSSIAN_NOISE_LABEL, noise_axis, strength_axis, strength_header
+from onnxnoise.report.study import write_report
+
+
+GAUSS = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {}}, sort_keys=True)
+DRIFT = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {"nu": 0.1}}, sort_keys=True)
+
+
+def _trials(noise_model: str = "gaussian-snr", noise: str = GAUSS, strengths=(10.0, 100.0), *,
+            clipped: int = 0, model: str = "net") -> pl.DataFrame:
+    """Baseline 90 %; mode 'all' with 2 seeds; per-layer over 2 layers with 2 seeds."""
+    common = {"model": model, "model_sha256": f"sha-{model}", "dataset": "d", "dataset_fingerprint": "fp",
+              "preprocess": '{"crop":32}', "noise_model": noise_model, "noise": noise, "images": 1000,
+              "nan_count": 0, "bn_variance_changed": 0, "overflow_count": 0, "clipped_count": clipped,
+              "zeros_kept": 0, "error": None, "provider": "CPUExecutionProvider", "layers": "[]"}
+    rows = [{**common, "mode": "baseline", "layer_index": None, "strength": None, "seed": None,
+             "top1_correct": 900, "top5_correct": 990, "clipped_count": 0}]
+    for i, strength in enumerate(strengths):
+        for seed in (0, 1):
+            rows.append({**common, "mode": "all", "layer_index": None, "strength": strength, "seed": seed,
+                         "top1_correct": 600 + 100 * i + 20 * seed, "top5_correct": 980})
+            for layer in (0, 1):
+                rows.append({**common, "mode": "per-layer", "layer_index": layer, "strength": strength,
+                             "seed": seed, "top1_correct": 700 + 50 * layer + 10 * i, "top5_correct": 990})
+    frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
+                                                 "strength": pl.Float64})
+    return with_accuracy(frame)
+
+
+
+
+def _lines(text: str) -> list[list[str]]:
+    """Table body rows as lists of stripped cells (rich's box characters split them)."""
+    rows = []
+    for line in text.splitlines():
+        if "│" in line or "┃" in line:
+            rows.append([c.strip() for c in line.replace("┃", "│").split("│")[1:-1]])
+    return rows
+
+
+def test_strength_axis_gaussian_special_case_and_generic():
+    assert strength_axis("gaussian-snr", 10.0) == (GAUSSIAN_NOISE_LABEL, 10.0)
+    assert strength_axis("gaussian-snr", 2.5) == (GAUSSIAN_NOISE_LABEL, 40.0)
+    assert strength_axis("gaussian-snr", None) == (GAUSSIAN_NOISE_LABEL, 0.0)  # the clean baseline at 0 %
+    gauss = noise_axis("gaussian-snr")
+    assert (gauss.legend(100.0), gauss.tick(100.0), gauss.invert) == ("1% (SNR 100)", "1%", False)
+    drift = noise_axis("test-drift")
+    assert (drift.label, drift.x(60.0), drift.baseline_x, drift.invert) == ("time (s)", 60.0, None, False)
+    assert drift.legend(60.0) == "time (s) 60"
+    db = noise_axis("test-db")
+    assert (db.label, db.x(20.0), db.invert) == ("SNR (dB)", 20.0, True)  # noise grows to the right
+    assert noise_axis("not-installed-here").label == "strength"
+
+
+def test_summary_table_one_noise_model():
+    summary = summarize_trials(_trials(clipped=3))
+    text = _text(summary_table(summary, title="net on d"))
+    rows = _lines(text)
+    # One model, one noise model: no model or noise-model column (the title names the model).
+    assert rows[0] == ["SNR", "seeds", "top-1 %", "top-5 %", "top-1 a/a0", "NaN", "clipped"]
+    # clean first, then increasing noise; ± is the t half-width over 2 seeds:
+    # t_{0.975,1} * s / sqrt(2) with s = sqrt(2) % -> 12.71
+    assert rows[1] == ["clean", "1", "90.00", "99.00", "1.0000", "0", "0"]
+    assert rows[2] == ["SNR 100 (1% noise)", "2", "71.00 ± 12.71", "98.00 ± 0.00",
+                       "0.7889 ± 0.1412", "0", "6"]  # clipped: 3 per trial, summed over 2 seeds
+    assert rows[3][0] == "SNR 10 (10% noise)" and rows[3][2] == "61.00 ± 12.71"
+    assert len(rows) == 4  # per-layer rows are not in this table
+    assert "BN var" not in text and "overflow" not in text and "failed" not in text  # all zero: no column
+
+
+def test_summary_table_flags_failed_trials():
+    trials = _trials().with_columns(
+        pl.when((pl.col("mode") == "all") & (pl.col("seed") == 1) & (pl.col("strength") == 10.0))
+        .then(pl.lit("SessionError: boom")).otherwise(pl.col("error")).alias("error"))
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[0][:4] == ["SNR", "seeds", "failed", "top-1 %"]
+    assert [r[1:3] for r in rows[1:]] == [["1", "0"], ["2", "0"], ["1", "1"]]
+
+
+def test_summary_table_several_noise_models_and_a_avr_table():
+    trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
+    summary = summarize_trials(trials)
+    rows = _lines(_text(summary_table(summary)))
+    assert rows[0][:2] == ["noise model", "strength"]
+    assert [r[1] for r in rows[1:]] == ["clean", "SNR 100 (1% noise)", "SNR 10 (10% noise)",
+                                        "clean", "time (s) 1", "time (s) 60"]
+    assert "clipped" not in rows[0]
+    a_avr = average_normalized_accuracy(trials)
+    rows = _lines(_text(a_avr_table(a_avr)))
+    assert rows[0][:3] == ["model", "noise model", "strength"]
+    # SNR 100 (i = 1): layers 0, 1 -> 71 %, 76 % of a_0 = 90 % -> A_avr = 0.8167, degradation 18.33 %
+    assert rows[1][2:7] == ["SNR 100 (1% noise)", "2", "2", "0.8167 ± 0.0000", "18.33"]
+    assert [r[2] for r in rows[1:]] == ["SNR 100 (1% noise)", "SNR 10 (10% noise)", "time (s) 1", "time (s) 60"]
+    assert strength_header(a_avr.filter(pl.col("noise_model") == "test-drift")) == "time (s)"
+
+
+META = {"model": "net.onnx", "layers_noised": 2, "layers_total": 3, "params_noised": 1234, "dataset": "d",
+        "images": 1000, "preprocess": {"preset": "raw", "scale": 1 / 255, "mean": [0], "std": [1], "channels": 1},
+        "seeds": 3, "provider": "CPUExecutionProvider"}
+
+
+def test_bench_caption_describes_the_noise_model():
+    text = bench_caption({**META, "noise_model": "gaussian-snr",
+                          "noise": {"params": {}, "bn_variance": "clamp", "keep_zeros": True},
+                          "bn_variance_changed": 4}).plain
+    assert "noise: additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1), 3 seed(s)" in text
+    assert "BN variance policy clamp (4 negative variances fixed)" in text
+    assert "exact zeros kept at zero" in text
+    text = bench_caption({**META, "noise_model": "test-drift",
+                          "noise": {"params": {"nu": 0.1}, "bn_variance": "keep", "keep_zeros": False}}).plain
+    assert "noise: test-drift (nu=0.1), 3 seed(s), BN variance policy keep;" in text
+    assert "Gaussian" not in text and "exact zeros" not in text
+
+
+def test_write_report_tables_and_figures_per_noise_model(tmp_path):
+    trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
+    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
+                         "config": ['{"layers_total": 3, "params_total": 1234}']})
+    files = write_report(trials, runs, tmp_path)
+    names = sorted(p.name for p in files.figures if p.suffix == ".png")
+    assert names == sorted(f"{stem}-{suffix}.png" for suffix in ("gaussian-snr", "test-drift")
+                           for stem in ("accuracy-vs-noise", "degradation-by-model", "per-layer-net"))
+    md = files.markdown.read_text()
+    assert "| model | noise model | strength | seeds | top-1 % |" in md
+    assert "| net | gaussian-snr | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| net | test-drift | time (s) 60 | 2 |" in md
+    assert "additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1)" in md
+    assert "test-drift: test-drift (nu=0.1)" in md
+    summary = pl.read_parquet(tmp_path / "summary.parquet")
+    assert {"noise_model", "strength", "strength_text"} <= set(summary.columns)
+    assert "noise_pct" not in summary.columns and "snr" not in summary.columns
+    one = write_report(_trials(), runs, tmp_path / "one")  # one noise model: today's file names and headers
+    assert sorted(p.name for p in one.figures if p.suffix == ".png") == [
+        "accuracy-vs-noise.png", "degradation-by-model.png", "per-layer-net.png"]
+    assert "| model | SNR | seeds |" in one.markdown.read_text()
+
+
+@pytest.mark.parametrize("model", ["gaussian-snr", "test-drift"])
+def test_single_seed_has_no_interval(model):
+    trials = _trials(model, GAUSS if model == "gaussian-snr" else DRIFT, (1.0,)).filter(
+        pl.col("seed").is_null() | (pl.col("seed") == 0))
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[2][2] == "60.00"  # no ± with one seed
+
+
+def test_interval_beyond_0_100_shows_clipped_bounds():
+    # Two seeds at 30.2% and 90.3% top-1 (the demo at SNR 10): the t interval (t = 12.706) leaves 0..100.
+    trials = _trials(strengths=(10.0,)).with_columns(
+        pl.when((pl.col("mode") == "all") & (pl.col("seed") == 0)).then(302)
+        .when((pl.col("mode") == "all") & (pl.col("seed") == 1)).then(903)
+        .otherwise(pl.col("top1_correct")).alias("top1_correct"))
+    trials = trials.with_columns((100.0 * pl.col("top1_correct") / pl.col("images")).alias("top1_acc"))
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[2][2] == "60.25 [0.00, 100.00]"
+    assert rows[1][2] == "90.00"  # the baseline: one trial, no interval
+
+
+def test_summary_table_names_the_noise_settings_that_differ():
+    """Two sweeps of one model with different parameters (pcm compensation) get a settings column."""
+    none = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"none"}}'
+    glob = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"global"}}'
+    trials = pl.concat([_trials("pcm", none, (1.0, 3600.0)), _trials("pcm", glob, (1.0, 3600.0))])
+    rows = _lines(_text(summary_table(summarize_trials(trials))))
+    assert rows[0][:2] == ["noise settings", "time after programming t_inf"]  # cells read `t = 1 s`, not seconds
+    assert sorted({r[0] for r in rows[1:]}) == ["compensation=global", "compensation=none"]
+
+
+def test_report_md_names_the_run_setting_that_differs(tmp_path):
+    """The same sweep at two batch sizes: report.md shows a batch column, not two identical rows."""
+    trials = pl.concat([_trials().with_columns(pl.lit(b).alias("batch_size")) for b in (128, 64)])
+    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
+                         "config": ['{"layers_total": 3, "params_total": 1234}']})
+    md = write_report(trials, runs, tmp_path).markdown.read_text()
+    assert "| model | batch | SNR | seeds | top-1 % |" in md
+    assert "| net | 64 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| net | 128 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md
+
+
+def test_one_model_on_two_datasets_is_two_labelled_rows_not_duplicates():
+    from onnxnoise.report.console import lead_columns
+
+    rows = pl.DataFrame({"model": ["net.onnx", "net.onnx"], "dataset": ["imagenet-val1300", "imagenette-val500"],
+                         "batch_size": [64, 64]})
+    assert lead_columns(rows) == (["dataset"], [["imagenet-val1300"], ["imagenette-val500"]])
+    assert lead_columns(rows.head(1)) == ([], [[]])
