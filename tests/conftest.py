@@ -24,6 +24,7 @@ from types import ModuleType
 import onnx
 import pytest
 
+from tests._builders import labeled_npz, tiny_cnn
 from tests._colour import colour_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +151,29 @@ def colour_onnx(tmp_path: Path) -> Path:
     path = tmp_path / "colour.onnx"
     onnx.save(colour_model(), str(path))
     return path
+
+
+def _readme_quantization_snippet() -> str:
+    """The Python block of README's 'Integer weights for bit-flip' section."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("#### Integer weights for bit-flip", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_float_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """``(float, int8, data)`` paths: ``tiny_cnn`` (input [N, 3, 8, 8]), its int8 version made by README's
+    quantization snippet (so the snippet is tested too), and a labeled .npz of 60 images. Read-only."""
+    folder = tmp_path_factory.mktemp("findings")
+    float_path, int8_path = folder / "tiny.onnx", folder / "tiny-int8.onnx"
+    model = tiny_cnn()
+    onnx.save(model, float_path)
+    code = _readme_quantization_snippet()
+    assert '"resnet20.onnx"' in code and '"resnet20-int8.onnx"' in code
+    code = code.replace('"resnet20.onnx"', repr(str(float_path))).replace('"resnet20-int8.onnx"', repr(str(int8_path)))
+    exec(compile(code, "README.md", "exec"), {})  # the README's own code path, on a tiny model
+    data = labeled_npz(model, folder / "d.npz", n=60)
+    return float_path, int8_path, data.path
 
 
 @pytest.fixture(autouse=True, scope="session")

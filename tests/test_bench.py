@@ -16,6 +16,8 @@ from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.trial import run_trial
+import json
+from tests._checks import run_cli
 
 BASELINE = Trial("baseline", None, (), None, None)
 
@@ -102,3 +104,14 @@ def test_keep_batchnorm_nan_logits_are_never_predictions(cifar_resnet_onnx, shar
     assert row["nan_count"] > 0
     assert row["top1_correct"] <= row["images"] - row["nan_count"]
     assert row["top5_correct"] <= row["images"] - row["nan_count"]
+
+
+def test_bench_records_the_overridden_preprocessing_settings(tiny_float_int8, tmp_path, capsys):
+    float_path, _, data = tiny_float_int8
+    code, out, err = run_cli(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--mean", "0.1",
+                          "--std", "0.9", "--seeds", "1", "--snr", "10", "--device", "cpu", "--out", tmp_path / "r",
+                          "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["preprocess_source"] == "--preprocess" and summary["preprocess_overrides"] == ["mean", "std"]
+    assert "preprocessing preset raw (--preprocess), overridden: mean, std" in " ".join(err.split())

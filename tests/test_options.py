@@ -14,11 +14,11 @@ from onnxnoise.experiment import load_experiment
 from onnxnoise.noise import NOISE_MODELS, PCM, StuckAt
 from onnxnoise.report.strength import noise_axis
 from tests._checks import run_cli
+from tests._checks import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "models" / "demo" / "fashion_mnist_cnn.onnx"
 DEMO_DATA = ROOT / "models" / "demo" / "fashion_mnist_test1000.npz"
-
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -186,3 +186,15 @@ def test_pcm_plot_draws_log_axis():
         (100.0 * pl.col("top5_correct") / pl.col("images")).alias("top5_acc"))
     fig = plot_accuracy_vs_noise(summarize_trials(frame))
     assert fig.axes[0].get_xscale() == "log"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--noise", "pcm", "--t", "-1s"], "`--t` value '-1s' is negative; times must be >= 0 (e.g. 0s,1s,1h,1d,30d,1y)"),
+    (["--noise", "pcm", "--strength", "1s,-1h"],
+     "`--strength` value '-1h' is negative; times must be >= 0 (e.g. 0s,1s,1h,1d,30d,1y)"),
+    (["--noise", "bit-flip", "--ber", "-1e-3"], "bit error rate must be a number in [0, 1], got -0.001"),
+])
+def test_negative_strength_reaches_the_range_check(argv, expected, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "bench", ROOT / "models/demo/fashion_mnist_cnn.onnx", *argv, "--out", tmp_path)
+    assert code == 2
+    assert one_line(err) == f"onnxnoise: error: {expected}"

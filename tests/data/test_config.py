@@ -23,6 +23,8 @@ from onnxnoise.data import (
     transform_array,
 )
 from onnxnoise.errors import DataError
+from onnxnoise.data import layout_conflict
+from tests._checks import run_cli, one_line
 
 # ---------------------------------------------------------------- presets and merging
 
@@ -120,7 +122,6 @@ def test_unknown_keys():
         resolve_data_config(size=3)
     with pytest.raises(DataError, match=r"unknown preprocessing key `foo` in the model's preprocessing defaults"):
         resolve_data_config(model_defaults={"foo": 1})
-
 
 
 @pytest.mark.parametrize("defaults", [["resize", 256], "torchvision", 3])
@@ -340,3 +341,29 @@ def test_normalize_rejects_wrong_input():
         normalize(np.zeros((1, 4, 4, 3), np.float32), PRESETS["torchvision"])
     with pytest.raises(DataError, match=r"expected \(N, H, W, 1\) uint8"):
         normalize(np.zeros((1, 4, 4, 3), np.uint8), PRESETS["mnist"])
+
+
+def test_layout_contradicting_the_model_input_is_one_line(tiny_float_int8, tmp_path, capsys):
+    float_path, _, data = tiny_float_int8
+    argv = ["bench", float_path, "--data", data, "--preprocess", "raw", "--seeds", "1", "--snr", "10",
+            "--device", "cpu", "--out", tmp_path / "run"]
+    code, _, err = run_cli(capsys, *argv, "--layout", "NHWC")
+    assert code == 2
+    assert one_line(err) == ("onnxnoise: error: --layout NHWC contradicts the model's input, which is NCHW "
+                              "[N, 3, 8, 8]; drop --layout or pass --layout NCHW")
+    code, _, err = run_cli(capsys, *argv, "--layout", "NCHW")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("layout, shape, expected", [
+    ("NCHW", (None, 32, 32, 3), "--layout NCHW contradicts the model's input, which is NHWC [N, 32, 32, 3]; "
+                                "drop --layout or pass --layout NHWC"),
+    ("NHWC", (1, 1, 28, 28), "--layout NHWC contradicts the model's input, which is NCHW [1, 1, 28, 28]; "
+                             "drop --layout or pass --layout NCHW"),
+    ("NHWC", (None, 32, 32, 3), None),
+    ("NHWC", (None, 3, None, None), None),  # dynamic sizes: the shape cannot tell
+    ("NCHW", (None, 3, 8, 3), None),  # channels-like at both ends: ambiguous
+    ("NHWC", (None, 10), None),
+])
+def test_layout_conflict(layout, shape, expected):
+    assert layout_conflict(layout, shape) == expected

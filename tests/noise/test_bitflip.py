@@ -10,6 +10,9 @@ from scipy import stats
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model import get_initializers, list_layers
 from onnxnoise.noise import draw_noise, make_noise_model
+import json
+from onnxnoise.model import load_model
+from tests._checks import run_cli, one_line
 
 BITFLIP = make_noise_model("bit-flip")
 
@@ -57,3 +60,53 @@ def test_float_weights_are_left_exact_and_a_float_selection_is_refused_with_one_
         BITFLIP.check_layers(layers[:1])  # called by prepare_context before any trial
     with pytest.raises(NoiseConfigError, match=r"^bit error rate must be a number in \[0, 1\], got 2"):
         BITFLIP.check_strength(2)
+
+
+def test_bitflip_on_a_float_model_is_refused_before_any_trial(tiny_float_int8, tmp_path, capsys):
+    float_path, _, data = tiny_float_int8
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--noise", "bit-flip",
+                        "--ber", "1e-3", "--seeds", "2", "--device", "cpu", "--out", out)
+    assert code == 2
+    assert one_line(err) == (
+        "onnxnoise: error: bit-flip noise needs integer-quantized weights, but the 3 selected layer(s) hold only "
+        "float tensors; quantize the model first (onnxruntime.quantization.quantize_dynamic or quantize_static, "
+        "see README 'Integer weights for bit-flip') or choose another --noise")
+    assert not out.exists()  # not even the baseline ran
+
+
+def test_bitflip_on_a_dynamically_quantized_model_flips_integers_and_leaves_floats_exact(tiny_float_int8):
+    _, int8_path, _ = tiny_float_int8
+    model = load_model(int8_path)
+    layers, inits = list_layers(model), get_initializers(model)
+    assert [layer.op_type for layer in layers] == ["ConvInteger", "BatchNormalization", "MatMulInteger"]
+    BITFLIP.check_layers(layers)  # some integer tensors: accepted
+    ber = 0.05
+    draw = draw_noise(BITFLIP, ber, 0, layers, inits)
+    integer = [n for layer in layers for n, q in zip(layer.tensors, layer.quant or (None,) * len(layer.tensors))
+               if q is not None]
+    floats = [n for layer in layers for n in layer.tensors if n not in integer]
+    assert len(integer) == 2 and len(floats) == 6  # conv/fc int8 weights; conv.bias, bn x4, fc.bias
+    for name in floats:
+        assert draw.arrays[name] is inits[name]  # not integer memory: exact, the same array
+    flipped = sum(int(np.unpackbits((inits[n].view(np.uint8) ^ draw.arrays[n].view(np.uint8)).ravel()).sum())
+                  for n in integer)
+    bits = sum(inits[n].size * 8 for n in integer)
+    assert bits == (108 + 40) * 8 and all(draw.arrays[n].dtype == np.int8 for n in integer)
+    interval = stats.binomtest(flipped, bits, ber).proportion_ci(0.999)
+    assert interval.low <= ber <= interval.high, (flipped, bits)
+    assert draw.clipped_count == 0
+
+
+def test_bitflip_bench_on_the_readme_model_runs_and_says_what_stayed_exact(tiny_float_int8, tmp_path, capsys):
+    _, int8_path, data = tiny_float_int8
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "bench", int8_path, "--data", data, "--preprocess", "raw", "--noise",
+                             "bit-flip", "--ber", "1e-2", "--seeds", "2", "--device", "cpu", "--out", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["failed"] == 0
+    assert summary["quantization"] == (
+        "quantized dynamic weights (2 layers): bits flipped in the stored integers of 2 tensors (148 values); "
+        "6 float tensors (30 values: bias, mean, scale, var) left exact, not integer memory")
+    assert [r["seeds"] for r in summary["results"]] == [1, 2]

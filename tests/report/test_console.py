@@ -40,8 +40,6 @@ def _trials(noise_model: str = "gaussian-snr", noise: str = GAUSS, strengths=(10
     return with_accuracy(frame)
 
 
-
-
 def _lines(text: str) -> list[list[str]]:
     """Table body rows as lists of stripped cells (rich's box characters split them)."""
     rows = []
@@ -199,3 +197,15 @@ def test_one_model_on_two_datasets_is_two_labelled_rows_not_duplicates():
                          "batch_size": [64, 64]})
     assert lead_columns(rows) == (["dataset"], [["imagenet-val1300"], ["imagenette-val500"]])
     assert lead_columns(rows.head(1)) == ([], [[]])
+
+
+def test_caption_says_which_preprocessing_values_came_from_where():
+    meta = {"model": "m.onnx", "layers_noised": 1, "layers_total": 1, "params_noised": 10, "dataset": "d",
+            "images": 10, "preprocess": {"preset": "cifar", "scale": 1 / 255, "mean": [0.5], "std": [0.25],
+                                         "channel_order": "RGB"},
+            "preprocess_source": "model metadata", "preprocess_overrides": ["mean", "std"],
+            "noise_model": "gaussian-snr", "noise": {"params": {}}, "seeds": [0]}
+    text = " ".join(bench_caption(meta).plain.split())
+    assert "preprocessing from the model's metadata, overridden: mean, std (no resize, RGB," in text
+    meta.update(preprocess_source="--preprocess", preprocess_overrides=[])
+    assert "preprocessing preset cifar (--preprocess) (no resize" in " ".join(bench_caption(meta).plain.split())

@@ -16,6 +16,7 @@ from onnxnoise.report.plots import (
     plot_layer_sensitivity,
 )
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
+from tests._frames import trial_frame
 
 SNRS = (100.0, 10.0, 2.5)
 #: Strengths of the test drift model (more noise = higher), deliberately not sorted.
@@ -183,3 +184,19 @@ def test_higher_noise_model_axes_and_order(drift, trials):
         plot_accuracy_vs_noise(both)
     with pytest.raises(ValueError, match="several values of `noise_model`"):
         plot_layer_sensitivity(both.filter(pl.col("model") == "resnet20"))
+
+
+def test_figures_say_seed_not_seeds_and_name_settings_for_one_run_as_for_several():
+    one = summarize_trials(trial_frame("pcm", {"compensation": "global"}, (1.0, 86400.0), per_layer=True))
+    fig = plot_compare(average_normalized_accuracy(trial_frame("pcm", {"compensation": "global"}, (1.0,),
+                                                           per_layer=True)))
+    title = fig.axes[0].get_title()
+    assert "; 1 seed, error bars" in title and "1 seeds" not in title
+    legend = [t.get_text() for t in plot_accuracy_vs_noise(one).axes[0].get_legend().get_texts()]
+    assert legend == ["net [compensation=global]"]
+    both = summarize_trials(pl.concat([trial_frame("pcm", {"compensation": "global"}, (1.0,)),
+                                       trial_frame("pcm", {"compensation": "none"}, (1.0,))]))
+    legend = [t.get_text() for t in plot_accuracy_vs_noise(both).axes[0].get_legend().get_texts()]
+    assert legend == ["net [compensation=global]", "net [compensation=none]"]
+    default = summarize_trials(trial_frame("gaussian-snr", {}, (10.0,)))
+    assert [t.get_text() for t in plot_accuracy_vs_noise(default).axes[0].get_legend().get_texts()] == ["net"]

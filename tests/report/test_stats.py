@@ -21,6 +21,7 @@ from onnxnoise.report.stats import (
     summarize_trials,
     t_half_width,
 )
+from tests._frames import trial_frame
 
 
 #: Student t quantile t_{0.975, 2} (two-sided 95 %, 2 degrees of freedom); printed tables give 4.303.
@@ -284,3 +285,14 @@ def test_trials_with_another_batch_size_are_not_pooled_as_seeds():
     assert whole["seeds"].to_list() == [2, 2]
     assert whole["top1_acc_mean"].to_list() == pytest.approx([52.0, 61.0])
     assert whole["top1_norm_mean"].to_list() == pytest.approx([52.0 / 88.0, 61.0 / 90.0])
+
+
+def test_clean_row_normalized_accuracy_is_exactly_one():
+    """Three baselines of 1 of 1000 images: the float mean of 0.1 % three times is 0.10000000000000002."""
+    trials = trial_frame("gaussian-snr", {}, (10.0,), baselines=3, top5_base=1)
+    assert pl.Series([0.1] * 3).mean() != 0.1  # the float trap the counts avoid
+    summary = summarize_trials(trials)
+    base = summary.filter(pl.col("mode") == "baseline").row(0, named=True)
+    assert base["top1_norm_mean"] == 1.0 and base["top5_norm_mean"] == 1.0
+    noisy = summary.filter(pl.col("mode") == "all").row(0, named=True)
+    assert noisy["top1_norm_mean"] == 700 / 900 and noisy["top5_norm_mean"] == 1.0
