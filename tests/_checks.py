@@ -11,6 +11,7 @@ import polars as pl
 from rich.console import Console
 
 from onnxnoise.cli import main
+from onnxnoise.store import open_store
 
 
 def stored_rows(db: Path) -> int:
@@ -65,3 +66,8 @@ def strict_json(text: str):
     def refuse(token):
         raise ValueError(f"non-standard JSON token {token}")
     return json.loads(text, parse_constant=refuse)
+
+
+def stored_frame(out: Path) -> pl.DataFrame:
+    with open_store(out / "trials.sqlite", create=False) as store:
+        return store.to_frame()

@@ -1,8 +1,12 @@
-"""TODO docstring."""
+"""Synthetic trial frames for report tests: :func:`trial_frame` builds baseline, all-layer and per-layer rows
+with known counts (baseline 900/1000 top-1, noisy 700, per-layer 800) for one noise model."""
 
 from __future__ import annotations
+
 import json
+
 import polars as pl
+
 from tests._checks import with_accuracy
 
 

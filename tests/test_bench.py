@@ -6,6 +6,7 @@ models on the 500-image Imagenette validation subset as 1000-way classification.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -16,8 +17,9 @@ from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.trial import run_trial
-import json
-from tests._checks import run_cli
+
+from tests._checks import run_cli, strict_json
+from tests._colour import colour_npz
 
 BASELINE = Trial("baseline", None, (), None, None)
 
@@ -115,3 +117,22 @@ def test_bench_records_the_overridden_preprocessing_settings(tiny_float_int8, tm
     summary = json.loads(out)
     assert summary["preprocess_source"] == "--preprocess" and summary["preprocess_overrides"] == ["mean", "std"]
     assert "preprocessing preset raw (--preprocess), overridden: mean, std" in " ".join(err.split())
+
+
+def test_zero_baseline_writes_null_not_nan(colour_onnx, tmp_path, capsys):
+    data = colour_npz(tmp_path / "shifted.npz", shift=1)
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", data, "--preprocess", "raw", "--snr", "100,1",
+                          "--seeds", "2", "--device", "cpu", "--out", out_dir, "--json")
+    assert code == 0, err
+    for text in (out, (out_dir / "bench.json").read_text()):
+        assert "NaN" not in text and "Infinity" not in text
+        summary = strict_json(text)
+        rows = {(r["mode"], r["strength"]): r for r in summary["results"]}
+        assert rows[("baseline", None)]["top1_acc_mean"] == 0.0
+        # a / a0 with a0 = 0 is undefined: null, never a bare NaN token.
+        assert rows[("all", 100.0)]["top1_norm_mean"] is None
+        assert rows[("all", 1.0)]["top1_norm_mean"] is None
+
+    code, out, _ = run_cli(capsys, "layers", colour_onnx, "--json")
+    assert code == 0 and strict_json(out)["total_layers"] == 1

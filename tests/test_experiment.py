@@ -1,8 +1,11 @@
-"""TODO docstring."""
+"""experiment.py: experiment-file messages name keys in the file's own syntax."""
 
 from __future__ import annotations
+
 import re
+
 import pytest
+
 from onnxnoise.errors import ExperimentError
 from onnxnoise.experiment import load_experiment
 

@@ -12,13 +12,16 @@ import onnx
 import onnxruntime as ort
 import polars as pl
 import pytest
-from tests._builders import tiny_cnn
 from onnx import TensorProto, helper
 
+from onnxnoise.cli import main
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.noise import NOISE_MODELS
+
+from tests._builders import conv_bn_resnet, tiny_cnn
 from tests._checks import run_cli
+from tests._graphs import if_model, normalized_inside, save_model
 
 
 @pytest.fixture()
@@ -32,7 +35,6 @@ def tiny(tmp_path) -> tuple[Path, Path]:
     data_path = tmp_path / "tiny.npz"
     np.savez(data_path, images=images, labels=labels)
     return model_path, data_path
-
 
 
 def test_bench_tiny_json(tiny, tmp_path, capsys):
@@ -274,3 +276,23 @@ def test_preprocessing_precedence_flag_preset_metadata(demo_files):
     facts = prepare_context(RunConfig(model=model, data=data, limit=20, preset="mnist",
                                       preprocess={"mean": (0.1,)})).facts()
     assert facts["preprocess"]["mean"] == pytest.approx([0.1])
+
+
+def test_layers_command_says_what_it_set_aside_and_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    path = save_model(normalized_inside(conv_bn_resnet(seed=3)), tmp_path / "inside.onnx")
+    assert main(["layers", path]) == 0
+    out = capsys.readouterr().out
+    assert "13 layers" in out
+    assert "set aside, not noised (2 float tensor(s)):" in out
+    assert ("norm.mean [1, 3, 1, 1]: input preprocessing: Sub applied to the graph input before the first weight op "
+            "(normalization inside the graph), not a weight") in out
+    assert main(["layers", path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["total_layers"] == 13 and report["left_out"] == []
+    assert [(e["tensor"], e["preprocessing"]) for e in report["set_aside"]] == [("norm.mean", True), ("norm.std", True)]
+    # weights left where discovery does not look: a warning line
+    bad = save_model(if_model("W", "W"), tmp_path / "if.onnx")
+    assert main(["layers", bad]) == 0
+    out = capsys.readouterr().out
+    assert out.count("WARNING: weight left out (not listed, not noised): initializer 'W' inside If 'branch'") == 2

@@ -7,24 +7,28 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
 from onnxnoise.data import (
+    DataConfig,
     PREPROCESS_KEYS,
     PRESETS,
-    DataConfig,
     convert_channels,
     decode_image,
     get_preset,
+    layout_conflict,
     list_presets,
     normalize,
     resolve_data_config,
     transform_array,
+    unit_mismatch,
 )
 from onnxnoise.errors import DataError
-from onnxnoise.data import layout_conflict
-from tests._checks import run_cli, one_line
+
+from tests._checks import one_line, run_cli, strict_json
+from tests._colour import colour_model, colour_npz
 
 # ---------------------------------------------------------------- presets and merging
 
@@ -367,3 +371,61 @@ def test_layout_contradicting_the_model_input_is_one_line(tiny_float_int8, tmp_p
 ])
 def test_layout_conflict(layout, shape, expected):
     assert layout_conflict(layout, shape) == expected
+
+
+def test_mean_std_in_pixel_units_with_scale_1_255_are_refused(colour_onnx, tmp_path, capsys):
+    data = colour_npz(tmp_path / "d.npz")
+    args = ["bench", colour_onnx, "--data", data, "--preprocess", "raw", "--mean", "128,128,128",
+            "--std", "128,128,128", "--snr", "100", "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err == ("onnxnoise: error: preprocessing units disagree: --mean 128,128,128 --std 128,128,128 are in "
+                   "0..255 units but --scale 0.00392157 maps pixels to 0..1; pass `--scale 1` (or mean/std divided "
+                   "by 255), or --force-preprocess to run as given\n")
+    assert not (tmp_path / "run").exists()
+
+    # Forced, it runs as given: every pixel becomes about -1, so the model predicts class 0 (1 in 12 right).
+    code, out, err = run_cli(capsys, *args, "--force-preprocess", "--json")
+    assert code == 0, err
+    assert strict_json(out)["baseline"]["top1_acc"] == pytest.approx(100 / 12)
+
+
+def test_mean_std_in_unit_range_with_scale_1_are_refused(colour_onnx, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "bench", colour_onnx, "--data", colour_npz(tmp_path / "d.npz"), "--preprocess", "raw",
+                        "--scale", "1", "--mean", "0.5", "--std", "0.25", "--device", "cpu")
+    assert code == 2
+    assert err == ("onnxnoise: error: preprocessing units disagree: --mean 0.5,0.5,0.5 --std 0.25,0.25,0.25 are "
+                   "in 0..1 units but --scale 1 keeps pixels in 0..255; pass `--scale 0.0039215686` (or mean/std "
+                   "times 255), or --force-preprocess to run as given\n")
+
+
+def test_presets_have_consistent_units():
+    assert {name: unit_mismatch(get_preset(name)) for name in list_presets()} == dict.fromkeys(list_presets())
+
+
+def test_preset_overriding_model_metadata_is_a_warning(tmp_path, capsys):
+    raw = {"preset": "raw", "resize": None, "crop": None}
+    path = tmp_path / "meta.onnx"
+    onnx.save(colour_model(metadata={"onnxnoise.preprocess": raw}), str(path))
+    data = colour_npz(tmp_path / "d.npz")
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "bench", path, "--data", data, "--preprocess", "cifar", "--snr", "100",
+                          "--seeds", "1", "--device", "cpu", "--out", out_dir, "--json")
+    assert code == 0, err
+    expected = ("--preprocess cifar replaces the preprocessing stored in the model's metadata (the model's metadata "
+                "-> preset cifar): mean 0,0,0 -> 0.4914,0.4822,0.4465; std 1,1,1 -> 0.247,0.2435,0.2616")
+    summary = strict_json(out)
+    assert summary["warnings"][0] == expected
+    assert strict_json((out_dir / "bench.json").read_text())["warnings"][0] == expected
+    assert "WARNING: " + expected in " ".join(err.split())
+
+    # The model's own preprocessing, or a preset equal to it: no warning.
+    code, out, err = run_cli(capsys, "bench", path, "--data", data, "--snr", "100", "--seeds", "1",
+                          "--device", "cpu", "--out", tmp_path / "run2", "--json")
+    assert code == 0, err
+    summary = strict_json(out)
+    assert summary["warnings"] == [] and summary["preprocess_source"] == "model metadata"
+    assert summary["baseline"]["top1_acc"] == 100.0
+    code, out, _ = run_cli(capsys, "bench", path, "--data", data, "--preprocess", "raw", "--snr", "100",
+                        "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run3", "--json")
+    assert code == 0 and strict_json(out)["warnings"] == []

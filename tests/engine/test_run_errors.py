@@ -17,119 +17,28 @@ clean top-1 by construction).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import onnx
 import polars as pl
 import pytest
-from tests._builders import tiny_cnn
 from onnx import helper, numpy_helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
-from tests._colour import colour_model, colour_npz
 
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.run_errors import describe_run_error
 from onnxnoise.engine.runtime import SessionFactory
-from onnxnoise.store import open_store
-from tests._checks import run_cli, flat
 
-CHANCE = ("clean top-1 0.00% (0/60 images, 95% interval 0.00-6.02%) is at or below chance (1/12 classes = "
-          "8.33%): the preprocessing, the labels or the dataset layout are probably wrong")
-
-
-
-
-def _stored(out: Path) -> pl.DataFrame:
-    with open_store(out / "trials.sqlite", create=False) as store:
-        return store.to_frame()
+from tests._builders import tiny_cnn
+from tests._checks import flat, run_cli, stored_frame
+from tests._colour import colour_model, colour_npz
 
 
 SWEEP = ("--preprocess", "raw", "--snr", "100,10", "--seeds", "2", "--device", "cpu")
 
 
 # ---------------------------------------------------------------- class 4 in sweeps and reports
-
-
-def test_sweep_baseline_at_chance_warns_in_sweep_report_and_report_md(colour_onnx, tmp_path, capsys):
-    data = colour_npz(tmp_path / "shifted.npz", shift=1)  # every label one class off: exactly 0%
-    out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "sweep", colour_onnx, "--data", data, *SWEEP, "--out", out)
-    assert code == 0, err
-    assert "WARNING: " + CHANCE in flat(stdout)
-    assert _stored(out)["mode"].to_list() == ["baseline"] + ["all"] * 4  # a warning, not a stop
-
-    code, stdout, err = run_cli(capsys, "report", out)
-    assert code == 0, err
-    assert "WARNING: colour.onnx on shifted: " + CHANCE in flat(stdout)
-    markdown = (out / "report.md").read_text()
-    assert f"## Warnings\n\n- **WARNING**: colour.onnx on shifted: {CHANCE}\n" in markdown
-
-
-def test_sweep_expect_top1_stops_before_noisy_trials_also_on_resume(colour_onnx, tmp_path, capsys):
-    data = colour_npz(tmp_path / "d.npz")
-    out = tmp_path / "run"
-    args = ["sweep", colour_onnx, "--data", data, *SWEEP, "--out", out]
-    expected = ("onnxnoise: error: clean top-1 100.00% is outside the expected 99% ± 0.5 (--expect-top1 99 "
-                "--tolerance 0.5); no noisy trial was run")
-    code, _, err = run_cli(capsys, *args, "--expect-top1", "99", "--tolerance", "0.5")
-    assert code == 1
-    assert err.splitlines() == [expected]
-    assert _stored(out)["mode"].to_list() == ["baseline"]
-
-    # Resumed: the stored baseline is checked again, nothing else runs.
-    code, stdout, err = run_cli(capsys, *args, "--expect-top1", "99")
-    assert (code, err.splitlines()) == (1, [expected])
-    assert _stored(out)["mode"].to_list() == ["baseline"]
-
-    code, stdout, err = run_cli(capsys, *args, "--expect-top1", "100", "--tolerance", "0")
-    assert code == 0, err
-    assert "5 trials planned: 1 already done, 4 run now" in flat(stdout) and "WARNING" not in stdout
-    assert _stored(out)["mode"].to_list() == ["baseline"] + ["all"] * 4
-
-
-def _experiment(tmp_path: Path, model: Path, data: Path, *, model_keys: str = "", sweep_keys: str = "") -> Path:
-    path = tmp_path / "study.toml"
-    path.write_text(f"""
-name = "study"
-out = "{tmp_path / 'runs'}"
-[data]
-path = "{data}"
-preprocess = "raw"
-[models.colour]
-path = "{model}"
-{model_keys}
-[[sweeps]]
-snr = [100]
-seeds = 1
-device = "cpu"
-{sweep_keys}
-""")
-    return path
-
-
-def test_experiment_expect_top1_keys(colour_onnx, tmp_path, capsys):
-    data = colour_npz(tmp_path / "d.npz")
-    runs = tmp_path / "runs" / "colour"
-    code, _, err = run_cli(capsys, "sweep", "--config", _experiment(tmp_path, colour_onnx, data, model_keys="expect_top1 = 90"))
-    assert code == 1
-    assert err.splitlines() == ["onnxnoise: error: clean top-1 100.00% is outside the expected 90% ± 0.5 "
-                                "(--expect-top1 90 --tolerance 0.5); no noisy trial was run"]
-    assert _stored(runs)["mode"].to_list() == ["baseline"]
-
-    # A sweep's own keys override the model's.
-    config = _experiment(tmp_path, colour_onnx, data, model_keys="expect_top1 = 90",
-                         sweep_keys="expect_top1 = 95\ntolerance = 5")
-    code, _, err = run_cli(capsys, "sweep", "--config", config)
-    assert code == 0, err
-    assert _stored(runs)["mode"].to_list() == ["baseline", "all"]
-
-    config = _experiment(tmp_path, colour_onnx, data, sweep_keys="expect_top1 = 120")
-    code, _, err = run_cli(capsys, "sweep", "--config", config)
-    assert code == 2
-    assert err == (f"onnxnoise: error: {config}: [[sweeps]] #1: `expect_top1` must be a percentage from 0 to 100, "
-                   "got 120\n")
 
 
 # ---------------------------------------------------------------- class 5: ONNX Runtime errors while running
@@ -213,7 +122,7 @@ def test_batchnorm_spatial0_is_one_line_naming_the_node(tmp_path, capfd):
         "BatchNormalization 'bn' has spatial=0, which onnxruntime runs only with per-activation (C x H x W) "
         "parameters, and this model has per-channel ones; re-export it with spatial=1 (opset 9 or later) "
         "(the failed row is recorded)")
-    trials = _stored(tmp_path / "run")
+    trials = stored_frame(tmp_path / "run")
     assert trials["mode"].to_list() == ["baseline"]
     assert trials["error"][0].startswith("InvalidArgument: Non-zero status code returned while running "
                                          "BatchNormalization node. Name:'bn'")
@@ -267,7 +176,7 @@ def test_onnxruntime_errors_in_noisy_trials_are_rows_flagged_in_report(colour_on
     code, stdout, err = run_cli(capsys, *args)
     assert code == 1, err
     assert "5 trials planned: 0 already done, 5 run now, 2 failed" in flat(stdout)
-    trials = _stored(out).sort("key")
+    trials = stored_frame(out).sort("key")
     failed = trials.filter(pl.col("error").is_not_null())
     assert failed["error"].to_list() == ["Fail: injected"] * 2
     assert sorted(failed["strength"].to_list()) == [10.0, 100.0] and failed["seed"].to_list() == [0, 0]

@@ -1,13 +1,16 @@
-"""TODO docstring."""
+"""noise/base.py: checks every noise model shares (integer weights needed) and the quantization caption of the model in use."""
 
 from __future__ import annotations
+
 import numpy as np
 import pytest
-from tests._builders import qdq_matmul, tiny_cnn
+
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model import list_layers
 from onnxnoise.noise import make_noise_model
 from onnxnoise.noise.gaussian import GaussianSNR
+
+from tests._builders import qdq_matmul, tiny_cnn
 
 
 BITFLIP = make_noise_model("bit-flip")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from tests._builders import qdq_matmul, tiny_cnn
 from scipy import stats
 
 from onnxnoise.errors import NoiseConfigError
-from onnxnoise.model import get_initializers, list_layers
+from onnxnoise.model import get_initializers, list_layers, load_model
 from onnxnoise.noise import draw_noise, make_noise_model
-import json
-from onnxnoise.model import load_model
-from tests._checks import run_cli, one_line
+from onnxnoise.noise.bitflip import flip_bits
+
+from tests._builders import qdq_matmul, tiny_cnn
+from tests._checks import one_line, run_cli
+from tests._noise_inputs import KS_P
 
 BITFLIP = make_noise_model("bit-flip")
 
@@ -110,3 +113,18 @@ def test_bitflip_bench_on_the_readme_model_runs_and_says_what_stayed_exact(tiny_
         "quantized dynamic weights (2 layers): bits flipped in the stored integers of 2 tensors (148 values); "
         "6 float tensors (30 values: bias, mean, scale, var) left exact, not integer memory")
     assert [r["seeds"] for r in summary["results"]] == [1, 2]
+
+
+def test_flip_bits_rate_and_identity():
+    rng = np.random.default_rng(20)
+    q = rng.integers(-128, 128, size=200_000).astype(np.int8)
+    assert np.array_equal(flip_bits(q, 0.0, rng), q)
+    ber = 1e-2
+    out = flip_bits(q, ber, np.random.default_rng(1))
+    flipped = np.unpackbits((q.view(np.uint8) ^ out.view(np.uint8))[:, None], axis=1)
+    assert stats.binomtest(int(flipped.sum()), flipped.size, ber).pvalue > KS_P
+    for bit in range(8):
+        assert stats.binomtest(int(flipped[:, bit].sum()), q.size, ber).pvalue > KS_P / 8
+    assert flip_bits(np.array([0, 127], np.int8), 1.0, rng).tolist() == [-1, -128]  # two's complement
+    with pytest.raises(ValueError, match="bit flips need an integer tensor, got dtype float32"):
+        flip_bits(q.astype(np.float32), ber, rng)

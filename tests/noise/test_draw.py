@@ -19,6 +19,7 @@ from onnxnoise.model import list_layers
 from onnxnoise.noise import NoisePolicies, draw_noise, make_noise_model
 
 from tests._builders import qdq_matmul, tiny_cnn
+from tests._noise_inputs import conv_weight
 
 #: (model, parameters, two strengths)
 CASES: list[tuple[str, dict, tuple[float, float]]] = [
@@ -258,3 +259,20 @@ PINNED: dict[str, str] = {
 
 def test_draws_are_bit_identical_to_the_pinned_ones():
     assert draw_hashes() == PINNED
+
+
+@pytest.mark.parametrize(("name", "params", "strength"), [
+    ("gaussian-snr", {"scope": "channel"}, 10.0), ("gaussian-snr", {"scope": "layer"}, 10.0),
+    ("gaussian-global-db", {}, 10.0), ("multiplicative", {}, 0.1), ("pcm", {"compensation": "global"}, 3600.0),
+    ("stuck-at", {}, 0.05), ("conductance-levels", {}, 8.0),
+])
+def test_same_seed_same_draw(name, params, strength):
+    layer, inits = conv_weight(np.random.default_rng(21), shape=(16, 8, 3, 3))
+    model = make_noise_model(name, params)
+    first = draw_noise(model, strength, 5, [layer], inits, model_layers=[layer]).arrays
+    again = draw_noise(model, strength, 5, [layer], inits, model_layers=[layer]).arrays
+    other = draw_noise(model, strength, 6, [layer], inits, model_layers=[layer]).arrays
+    for tensor in inits:
+        np.testing.assert_array_equal(first[tensor], again[tensor])
+    if name != "conductance-levels":  # deterministic: the seed does not matter
+        assert not np.array_equal(first["conv.w"], other["conv.w"])

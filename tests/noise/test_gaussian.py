@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy import stats
 
 from onnxnoise.config import NoiseConfig, parse_strengths
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.model import Layer
 from onnxnoise.noise import GaussianSNR, NoisePolicies, draw_noise, make_noise_model, tensor_rng
+
+from tests._noise_inputs import KS_P, conv_weight, make_layer
 
 GAUSS = make_noise_model("gaussian-snr")
 
@@ -299,3 +304,30 @@ def test_model_sees_the_whole_model_for_global_statistics():
     assert set(draw.arrays) == set(conv[0].tensors)
     for array in draw.arrays.values():
         np.testing.assert_allclose(array, expected, rtol=1e-6)
+
+
+def test_global_db_accepts_negative_snr():
+    assert make_noise_model("gaussian-global-db").check_strength(-3) == -3.0
+
+
+def test_global_db_one_sigma_from_model_power():
+    rng = np.random.default_rng(6)
+    conv, inits = conv_weight(rng, shape=(64, 32, 10, 10), scale=0.2)
+    bn = make_layer("bn", ("bn.s", "bn.v"), ((64,), (64,)), ("scale", "var"), op_type="BatchNormalization", index=1)
+    fc = make_layer("fc", ("fc.w",), ((10, 64),), ("weight",), op_type="Gemm", axes=(0,), index=2)
+    inits |= {"bn.s": np.full(64, 30.0, np.float32), "bn.v": np.full(64, 50.0, np.float32),
+              "fc.w": rng.normal(0.0, 3.0, size=(10, 64)).astype(np.float32)}
+    layers = [conv, bn, fc]
+    signal = np.concatenate([inits[n].astype(np.float64).ravel() for n in ("conv.w", "conv.b", "fc.w")])
+    snr_db = 12.0
+    sigma = math.sqrt(float(np.mean(signal**2)) / 10 ** (snr_db / 10))
+    model = make_noise_model("gaussian-global-db")
+    draw = draw_noise(model, snr_db, 3, [conv, bn], inits, model_layers=layers)  # fc not noised, still in the power
+    noise = draw.arrays["conv.w"].astype(np.float64) - inits["conv.w"]
+    assert float(np.std(noise)) == pytest.approx(sigma, rel=0.01)
+    assert stats.kstest(noise.ravel() / sigma, "norm").pvalue > KS_P
+    z = tensor_rng(3, "conv.b").standard_normal(64, dtype=np.float32)
+    np.testing.assert_allclose(draw.arrays["conv.b"] - inits["conv.b"], z * np.float32(sigma), rtol=1e-5, atol=1e-6)
+    assert draw.arrays["bn.s"] is inits["bn.s"] and draw.arrays["bn.v"] is inits["bn.v"]  # outside NoisyNN's signal
+    with pytest.raises(NoiseConfigError, match="gaussian-global-db needs every layer of the model"):
+        draw_noise(model, snr_db, 3, [conv], inits)

@@ -1,10 +1,12 @@
-"""TODO docstring."""
+"""report/strength.py: strength headers match the cells beneath them."""
 
 from __future__ import annotations
-from tests._checks import console_text as _text
+
 from onnxnoise.report.console import summary_table
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import strength_header
+
+from tests._checks import console_text as _text
 from tests._frames import trial_frame
 
 

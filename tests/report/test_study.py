@@ -1,10 +1,14 @@
-"""TODO docstring."""
+"""report/study.py: report.md headings cite the paper only for its noise; the A_avr footer only with an A_avr table."""
 
 from __future__ import annotations
+
 from pathlib import Path
+
 import polars as pl
+
 from onnxnoise.cli.output import intervals_note
 from onnxnoise.report.study import write_report
+
 from tests._checks import run_cli
 from tests._frames import trial_frame
 
