@@ -13,8 +13,8 @@ from onnxnoise.errors import ConfigError
 from onnxnoise.experiment import load_experiment
 from onnxnoise.noise import NOISE_MODELS, PCM, StuckAt
 from onnxnoise.report.strength import noise_axis
-from tests._checks import run_cli
-from tests._checks import one_line
+
+from tests._checks import one_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "models" / "demo" / "fashion_mnist_cnn.onnx"

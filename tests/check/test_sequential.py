@@ -17,8 +17,18 @@ import numpy as np
 import pytest
 
 from onnxnoise.check.sequential import (
-    CONTINUE, FAIL, INCONCLUSIVE, MIN_DRAWS, PASS, Draw, decide, decide_streams, drop_bounds, image_variance,
-    look_alphas, run_sequential,
+    CONTINUE,
+    Draw,
+    FAIL,
+    INCONCLUSIVE,
+    MIN_DRAWS,
+    PASS,
+    decide,
+    decide_streams,
+    drop_bounds,
+    image_variance,
+    look_alphas,
+    run_sequential,
 )
 
 RUNS = 4000

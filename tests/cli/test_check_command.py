@@ -18,9 +18,10 @@ import polars as pl
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests._builders import conv_bn_resnet, labeled_npz
-from onnxnoise.cli.check_command import recheck_command
 from onnxnoise.cli.app import main
+from onnxnoise.cli.check_command import recheck_command
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 
 def fragile_mlp(*, seed: int = 0, size: int = 8, hidden: int = 32, classes: int = 10,

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnxnoise.data import cache as cache_mod
-from onnxnoise.data import open_dataset, resolve_data_config
+from onnxnoise.data import cache as cache_mod, open_dataset, resolve_data_config
 from onnxnoise.data.cache import cache_key, get_cache_dir, load_images_cached
 
 

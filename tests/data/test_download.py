@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from onnxnoise.cli import main
-from onnxnoise.data import open_dataset
-from onnxnoise.data import download
+from onnxnoise.data import download, open_dataset
 from onnxnoise.data.download import Archive, extract_folder
 from onnxnoise.data.registry import load_registry
 from onnxnoise.errors import DataError

@@ -9,8 +9,14 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from onnxnoise.data import DatasetContents, DatasetFormat, load_images, open_dataset, resolve_data_config
-from onnxnoise.data import detect as detect_module
+from onnxnoise.data import (
+    DatasetContents,
+    DatasetFormat,
+    detect as detect_module,
+    load_images,
+    open_dataset,
+    resolve_data_config,
+)
 from onnxnoise.data.detect import DATASET_FORMATS, expected_formats, get_format, register_format
 from onnxnoise.data.formats import FILE, FOLDER, PathView
 from onnxnoise.errors import DataError

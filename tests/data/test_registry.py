@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from tests._builders import tiny_cnn
 from onnx import numpy_helper
 from PIL import Image
 
 from onnxnoise.data.registry import load_registry, register_dataset, resolve_data
 from onnxnoise.errors import DataError
+
+from tests._builders import tiny_cnn
 from tests._checks import run_cli
 
 #: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
@@ -59,7 +60,6 @@ def _npz(path: Path, classes: int, n: int = 20) -> Path:
     np.savez(path, images=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
              labels=np.arange(n, dtype=np.int64) % classes)
     return path
-
 
 
 def test_bench_without_data_uses_the_registered_imagenet(imagenet_like, tmp_path, capsys):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from tests._builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.config import RunConfig
@@ -18,6 +17,8 @@ from onnxnoise.engine.metrics import Counts
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_model_io
+
+from tests._builders import tiny_cnn
 
 #: x / 255 with no mean/std: the float twin of the uint8 model below.
 RAW = resolve_data_config("cifar", mean=(0.0,), std=(1.0,), scale=1 / 255, resize=None, crop=None)

@@ -8,7 +8,15 @@ from types import SimpleNamespace
 import pytest
 
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
-from onnxnoise.engine.plan import KEY_VERSION, MODES, PlannedTrial, Trial, expand_trials, plan_trials, trial_key
+from onnxnoise.engine.plan import (
+    KEY_VERSION,
+    MODES,
+    PlannedTrial,
+    Trial,
+    expand_trials,
+    plan_trials,
+    trial_key,
+)
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.model import Layer
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import onnx
 import pytest
 
-from tests._builders import conv_bn_resnet, labeled_npz
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import KEY_VERSION, plan_trials
 from onnxnoise.store.schema import KEY_VERSION as STORE_KEY_VERSION
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 #: What the key hashes of the model and data built below (they depend on onnx's serializer
 #: and numpy's generator, not on onnxnoise): if these move, the inputs changed, not the keys.

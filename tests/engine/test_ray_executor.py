@@ -17,8 +17,6 @@ import polars as pl
 import pytest
 import ray
 
-from tests._builders import conv_bn_resnet, labeled_npz
-from tests._checks import stored_rows as _rows
 from onnxnoise.cli import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
@@ -29,6 +27,9 @@ from onnxnoise.engine.ray_worker import group_trials
 from onnxnoise.errors import ConfigError, OnnxNoiseError
 from onnxnoise.store.store import open_store
 from onnxnoise.sweep import make_executor, run_sweep
+
+from tests._builders import conv_bn_resnet, labeled_npz
+from tests._checks import stored_rows as _rows
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = 200

@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from tests._builders import tiny_cnn
 from onnx import numpy_helper
 
 from onnxnoise.engine import runtime
@@ -14,6 +13,8 @@ from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import SessionError
 from onnxnoise.model import get_initializers, list_layers
 from onnxnoise.noise import draw_noise, make_noise_model
+
+from tests._builders import tiny_cnn
 
 GAUSS = make_noise_model("gaussian-snr")
 

@@ -10,7 +10,6 @@ kept activations never left the "GPU".
 from __future__ import annotations
 
 import threading
-
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +17,21 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tests._builders import conv_bn_resnet, labeled_npz
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.data import resolve_data_config
 from onnxnoise.data.npz import load_npz
 from onnxnoise.engine import runtime
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.engine.prefix.cut_store import DISK, MEMORY
 from onnxnoise.engine.evaluate import EvalSet, evaluate
 from onnxnoise.engine.plan import Trial, plan_trials
 from onnxnoise.engine.prefix import PrefixRunner
+from onnxnoise.engine.prefix.cut_store import DISK, MEMORY
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.trial import run_trial
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model
 from onnxnoise.noise import draw_noise, make_noise_model
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 _RealSession = ort.InferenceSession
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"

@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-from tests._builders import conv_bn_resnet, labeled_npz
 from onnxnoise.bench import run_bench
 from onnxnoise.cli.app import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
@@ -22,6 +21,8 @@ from onnxnoise.engine.plan import SeedRule, enough_draws, plan_trials
 from onnxnoise.errors import ConfigError
 from onnxnoise.store import open_store
 from onnxnoise.sweep import run_sweep
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 
 def _stop(stream, half_width, max_seeds=20) -> int:

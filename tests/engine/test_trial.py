@@ -17,8 +17,6 @@ import onnx
 import polars as pl
 import pytest
 
-import tests._noise_models  # noqa: F401  (registers test-zero-every-k)
-from tests._builders import conv_bn_resnet, labeled_npz
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
@@ -26,6 +24,9 @@ from onnxnoise.engine.plan import plan_trials
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.store import open_store
 from onnxnoise.sweep import run_sweep
+
+from tests._builders import conv_bn_resnet, labeled_npz
+import tests._noise_models  # noqa: F401  (registers test-zero-every-k)
 
 IMAGES = 200
 COUNTS = ["top1_correct", "top5_correct", "nan_count"]

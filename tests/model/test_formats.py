@@ -12,16 +12,23 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from tests._builders import qdq_matmul as _qdq_model, tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.errors import GraphError, NoiseConfigError
 from onnxnoise.model import (
-    QUANT_POLICY, QuantParams, dequantize, describe_quantization, get_initializers, get_model_io, list_layers,
+    QUANT_POLICY,
+    QuantParams,
+    dequantize,
+    describe_quantization,
+    get_initializers,
+    get_model_io,
+    list_layers,
     load_model,
 )
 from onnxnoise.noise import NoiseDraw, NoisePolicies, draw_noise, make_noise_model, tensor_rng
+
+from tests._builders import qdq_matmul as _qdq_model, tiny_cnn
 
 CPU = ["CPUExecutionProvider"]
 GAUSS = make_noise_model("gaussian-snr")

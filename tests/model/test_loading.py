@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from tests._builders import tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.errors import GraphError
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model, select_layers
+
+from tests._builders import tiny_cnn
 
 
 def _save(model: onnx.ModelProto, path) -> str:

@@ -10,7 +10,6 @@ import onnx
 import polars as pl
 import pytest
 
-from tests._builders import tiny_cnn
 from onnxnoise.cli.commands import _run_config
 from onnxnoise.cli.parser import build_parser
 from onnxnoise.config import NoiseConfig
@@ -21,6 +20,8 @@ from onnxnoise.options import strength_options
 from onnxnoise.report.console import summary_table
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
+
+from tests._builders import tiny_cnn
 from tests._checks import run_cli
 
 #: Every built-in model's own option(s), as typed on the command line.
@@ -47,7 +48,6 @@ def _config(tiny: tuple[Path, Path], *argv: str):
     model, data = tiny
     args = build_parser().parse_args(["bench", str(model), "--data", str(data), *argv])
     return _run_config(args, model, data)
-
 
 
 def test_every_model_declares_its_own_option():

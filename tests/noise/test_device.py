@@ -20,16 +20,15 @@ from onnxnoise.cli import main
 from onnxnoise.experiment import load_experiment
 from onnxnoise.model import list_layers
 from onnxnoise.noise import NOISE_MODELS, StrengthAxis, axis_of, draw_noise, make_noise_model
-from onnxnoise.report import plots
-from onnxnoise.report import strength as strength_module
+from onnxnoise.report import plots, strength as strength_module
 from onnxnoise.report.plots import plot_accuracy_vs_noise
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import add_strength_text, noise_axis, strength_header
 from onnxnoise.store import open_store
 
 from tests._builders import conv_bn_resnet, labeled_npz
-from tests._noise_models import Db, Drift, ToyDevice, toy_device_model  # noqa: F401  (the fixture)
 from tests._checks import run_cli
+from tests._noise_models import Db, Drift, ToyDevice, toy_device_model  # noqa: F401  (the fixture)
 
 NAME = ToyDevice.name
 AXIS = ToyDevice.strength_axis
@@ -41,7 +40,6 @@ def files(tmp_path_factory):
     model = conv_bn_resnet(seed=1, size=8, width=4)
     onnx.save(model, folder / "m.onnx")
     return folder / "m.onnx", labeled_npz(model, folder / "d.npz", n=40).path
-
 
 
 def test_toy_device_runs_the_template(toy_device_model):

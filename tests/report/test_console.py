@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import polars as pl
 import pytest
 
-import tests._noise_models  # noqa: F401  (registers test-drift and test-db)
-from tests._checks import console_text as _text, with_accuracy
 from onnxnoise.report.console import a_avr_table, bench_caption, summary_table
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
-from onnxnoise.report.strength import GAUSSIAN_NOISE_LABEL, noise_axis, strength_axis, strength_header
-from onnxnoise.report.study import write_report
+from onnxnoise.report.strength import strength_header
 
-
-GAUSS = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {}}, sort_keys=True)
-DRIFT = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {"nu": 0.1}}, sort_keys=True)
-
-
-def _trials(noise_model: str = "gaussian-snr", noise: str = GAUSS, strengths=(10.0, 100.0), *,
-            clipped: int = 0, model: str = "net") -> pl.DataFrame:
-    """Baseline 90 %; mode 'all' with 2 seeds; per-layer over 2 layers with 2 seeds."""
-    common = {"model": model, "model_sha256": f"sha-{model}", "dataset": "d", "dataset_fingerprint": "fp",
-              "preprocess": '{"crop":32}', "noise_model": noise_model, "noise": noise, "images": 1000,
-              "nan_count": 0, "bn_variance_changed": 0, "overflow_count": 0, "clipped_count": clipped,
-              "zeros_kept": 0, "error": None, "provider": "CPUExecutionProvider", "layers": "[]"}
-    rows = [{**common, "mode": "baseline", "layer_index": None, "strength": None, "seed": None,
-             "top1_correct": 900, "top5_correct": 990, "clipped_count": 0}]
-    for i, strength in enumerate(strengths):
-        for seed in (0, 1):
-            rows.append({**common, "mode": "all", "layer_index": None, "strength": strength, "seed": seed,
-                         "top1_correct": 600 + 100 * i + 20 * seed, "top5_correct": 980})
-            for layer in (0, 1):
-                rows.append({**common, "mode": "per-layer", "layer_index": layer, "strength": strength,
-                             "seed": seed, "top1_correct": 700 + 50 * layer + 10 * i, "top5_correct": 990})
-    frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
-                                                 "strength": pl.Float64})
-    return with_accuracy(frame)
+from tests._checks import console_text as _text
+from tests._frames import DRIFT, GAUSS, seeded_trial_frame
+import tests._noise_models  # noqa: F401  (registers test-drift and test-db)
 
 
 def _lines(text: str) -> list[list[str]]:
@@ -49,22 +23,8 @@ def _lines(text: str) -> list[list[str]]:
     return rows
 
 
-def test_strength_axis_gaussian_special_case_and_generic():
-    assert strength_axis("gaussian-snr", 10.0) == (GAUSSIAN_NOISE_LABEL, 10.0)
-    assert strength_axis("gaussian-snr", 2.5) == (GAUSSIAN_NOISE_LABEL, 40.0)
-    assert strength_axis("gaussian-snr", None) == (GAUSSIAN_NOISE_LABEL, 0.0)  # the clean baseline at 0 %
-    gauss = noise_axis("gaussian-snr")
-    assert (gauss.legend(100.0), gauss.tick(100.0), gauss.invert) == ("1% (SNR 100)", "1%", False)
-    drift = noise_axis("test-drift")
-    assert (drift.label, drift.x(60.0), drift.baseline_x, drift.invert) == ("time (s)", 60.0, None, False)
-    assert drift.legend(60.0) == "time (s) 60"
-    db = noise_axis("test-db")
-    assert (db.label, db.x(20.0), db.invert) == ("SNR (dB)", 20.0, True)  # noise grows to the right
-    assert noise_axis("not-installed-here").label == "strength"
-
-
 def test_summary_table_one_noise_model():
-    summary = summarize_trials(_trials(clipped=3))
+    summary = summarize_trials(seeded_trial_frame(clipped=3))
     text = _text(summary_table(summary, title="net on d"))
     rows = _lines(text)
     # One model, one noise model: no model or noise-model column (the title names the model).
@@ -80,7 +40,7 @@ def test_summary_table_one_noise_model():
 
 
 def test_summary_table_flags_failed_trials():
-    trials = _trials().with_columns(
+    trials = seeded_trial_frame().with_columns(
         pl.when((pl.col("mode") == "all") & (pl.col("seed") == 1) & (pl.col("strength") == 10.0))
         .then(pl.lit("SessionError: boom")).otherwise(pl.col("error")).alias("error"))
     rows = _lines(_text(summary_table(summarize_trials(trials))))
@@ -89,7 +49,7 @@ def test_summary_table_flags_failed_trials():
 
 
 def test_summary_table_several_noise_models_and_a_avr_table():
-    trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
+    trials = pl.concat([seeded_trial_frame(), seeded_trial_frame("test-drift", DRIFT, (1.0, 60.0))])
     summary = summarize_trials(trials)
     rows = _lines(_text(summary_table(summary)))
     assert rows[0][:2] == ["noise model", "strength"]
@@ -123,33 +83,9 @@ def test_bench_caption_describes_the_noise_model():
     assert "Gaussian" not in text and "exact zeros" not in text
 
 
-def test_write_report_tables_and_figures_per_noise_model(tmp_path):
-    trials = pl.concat([_trials(), _trials("test-drift", DRIFT, (1.0, 60.0))])
-    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
-    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
-                         "config": ['{"layers_total": 3, "params_total": 1234}']})
-    files = write_report(trials, runs, tmp_path)
-    names = sorted(p.name for p in files.figures if p.suffix == ".png")
-    assert names == sorted(f"{stem}-{suffix}.png" for suffix in ("gaussian-snr", "test-drift")
-                           for stem in ("accuracy-vs-noise", "degradation-by-model", "per-layer-net"))
-    md = files.markdown.read_text()
-    assert "| model | noise model | strength | seeds | top-1 % |" in md
-    assert "| net | gaussian-snr | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
-    assert "| net | test-drift | time (s) 60 | 2 |" in md
-    assert "additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1)" in md
-    assert "test-drift: test-drift (nu=0.1)" in md
-    summary = pl.read_parquet(tmp_path / "summary.parquet")
-    assert {"noise_model", "strength", "strength_text"} <= set(summary.columns)
-    assert "noise_pct" not in summary.columns and "snr" not in summary.columns
-    one = write_report(_trials(), runs, tmp_path / "one")  # one noise model: today's file names and headers
-    assert sorted(p.name for p in one.figures if p.suffix == ".png") == [
-        "accuracy-vs-noise.png", "degradation-by-model.png", "per-layer-net.png"]
-    assert "| model | SNR | seeds |" in one.markdown.read_text()
-
-
 @pytest.mark.parametrize("model", ["gaussian-snr", "test-drift"])
 def test_single_seed_has_no_interval(model):
-    trials = _trials(model, GAUSS if model == "gaussian-snr" else DRIFT, (1.0,)).filter(
+    trials = seeded_trial_frame(model, GAUSS if model == "gaussian-snr" else DRIFT, (1.0,)).filter(
         pl.col("seed").is_null() | (pl.col("seed") == 0))
     rows = _lines(_text(summary_table(summarize_trials(trials))))
     assert rows[2][2] == "60.00"  # no ± with one seed
@@ -157,7 +93,7 @@ def test_single_seed_has_no_interval(model):
 
 def test_interval_beyond_0_100_shows_clipped_bounds():
     # Two seeds at 30.2% and 90.3% top-1 (the demo at SNR 10): the t interval (t = 12.706) leaves 0..100.
-    trials = _trials(strengths=(10.0,)).with_columns(
+    trials = seeded_trial_frame(strengths=(10.0,)).with_columns(
         pl.when((pl.col("mode") == "all") & (pl.col("seed") == 0)).then(302)
         .when((pl.col("mode") == "all") & (pl.col("seed") == 1)).then(903)
         .otherwise(pl.col("top1_correct")).alias("top1_correct"))
@@ -171,23 +107,10 @@ def test_summary_table_names_the_noise_settings_that_differ():
     """Two sweeps of one model with different parameters (pcm compensation) get a settings column."""
     none = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"none"}}'
     glob = '{"bn_variance":"clamp","keep_zeros":false,"params":{"compensation":"global"}}'
-    trials = pl.concat([_trials("pcm", none, (1.0, 3600.0)), _trials("pcm", glob, (1.0, 3600.0))])
+    trials = pl.concat([seeded_trial_frame("pcm", none, (1.0, 3600.0)), seeded_trial_frame("pcm", glob, (1.0, 3600.0))])
     rows = _lines(_text(summary_table(summarize_trials(trials))))
     assert rows[0][:2] == ["noise settings", "time after programming t_inf"]  # cells read `t = 1 s`, not seconds
     assert sorted({r[0] for r in rows[1:]}) == ["compensation=global", "compensation=none"]
-
-
-def test_report_md_names_the_run_setting_that_differs(tmp_path):
-    """The same sweep at two batch sizes: report.md shows a batch column, not two identical rows."""
-    trials = pl.concat([_trials().with_columns(pl.lit(b).alias("batch_size")) for b in (128, 64)])
-    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
-    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
-                         "config": ['{"layers_total": 3, "params_total": 1234}']})
-    md = write_report(trials, runs, tmp_path).markdown.read_text()
-    assert "| model | batch | SNR | seeds | top-1 % |" in md
-    assert "| net | 64 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
-    assert "| net | 128 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
-    assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md
 
 
 def test_one_model_on_two_datasets_is_two_labelled_rows_not_duplicates():

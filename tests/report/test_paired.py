@@ -18,8 +18,6 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-import tests._noise_models  # noqa: F401  (registers test-zero-every-k)
-from tests._builders import _run, conv_bn_resnet, labeled_npz, raw_input
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
@@ -28,14 +26,17 @@ from onnxnoise.engine.metrics import count_correct, image_results
 from onnxnoise.engine.plan import Trial, plan_trials
 from onnxnoise.engine.trial import clean_outcomes, run_trial
 from onnxnoise.errors import BaselineError
+from onnxnoise.noise import NoiseModel, register
 from onnxnoise.report.console import paired_table, summary_table
 from onnxnoise.report.paired import collapsed, flip_rate, mcnemar_p
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
-from onnxnoise.noise import NoiseModel, register
 from onnxnoise.store import TRIAL_COLUMNS, open_store
 from onnxnoise.store.schema import APPLICATION_ID, PAIRED, RUN_COLUMNS, column_names, create_sql
 from onnxnoise.sweep import recheck_sweep, run_sweep
+
+from tests._builders import _run, conv_bn_resnet, labeled_npz, raw_input
+import tests._noise_models  # noqa: F401  (registers test-zero-every-k)
 
 IMAGES = 200
 ID = ["mode", "layer_index", "strength", "seed"]

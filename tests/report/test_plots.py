@@ -8,7 +8,6 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-import tests._noise_models  # noqa: F401  (registers test-drift-labeled)
 from onnxnoise.report.plots import (
     plot_accuracy_vs_noise,
     plot_compare,
@@ -16,7 +15,9 @@ from onnxnoise.report.plots import (
     plot_layer_sensitivity,
 )
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
+
 from tests._frames import trial_frame
+import tests._noise_models  # noqa: F401  (registers test-drift-labeled)
 
 SNRS = (100.0, 10.0, 2.5)
 #: Strengths of the test drift model (more noise = higher), deliberately not sorted.

@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-import tests._noise_models  # noqa: F401  (registers test-drift)
 from onnxnoise.report.stats import (
     add_binomial_interval,
     average_normalized_accuracy,
@@ -21,7 +20,9 @@ from onnxnoise.report.stats import (
     summarize_trials,
     t_half_width,
 )
+
 from tests._frames import trial_frame
+import tests._noise_models  # noqa: F401  (registers test-drift)
 
 
 #: Student t quantile t_{0.975, 2} (two-sided 95 %, 2 degrees of freedom); printed tables give 4.303.

@@ -10,7 +10,8 @@ from onnxnoise.cli.output import intervals_note
 from onnxnoise.report.study import write_report
 
 from tests._checks import run_cli
-from tests._frames import trial_frame
+from tests._frames import DRIFT, seeded_trial_frame, trial_frame
+import tests._noise_models  # noqa: F401  (registers test-drift and test-db)
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,3 +40,40 @@ def test_report_footer_explains_a_avr_only_with_an_a_avr_table(tmp_path, capsys)
     code, out, err = run_cli(capsys, "report", run, "--out", tmp_path / "report")
     assert code == 0, err
     assert "± = 95% Student t interval over seeds" in out and "A_avr" not in out
+
+
+def test_write_report_tables_and_figures_per_noise_model(tmp_path):
+    trials = pl.concat([seeded_trial_frame(), seeded_trial_frame("test-drift", DRIFT, (1.0, 60.0))])
+    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
+                         "config": ['{"layers_total": 3, "params_total": 1234}']})
+    files = write_report(trials, runs, tmp_path)
+    names = sorted(p.name for p in files.figures if p.suffix == ".png")
+    assert names == sorted(f"{stem}-{suffix}.png" for suffix in ("gaussian-snr", "test-drift")
+                           for stem in ("accuracy-vs-noise", "degradation-by-model", "per-layer-net"))
+    md = files.markdown.read_text()
+    assert "| model | noise model | strength | seeds | top-1 % |" in md
+    assert "| net | gaussian-snr | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| net | test-drift | time (s) 60 | 2 |" in md
+    assert "additive Gaussian, sigma = std(w)/SNR per tensor (paper eq. 1)" in md
+    assert "test-drift: test-drift (nu=0.1)" in md
+    summary = pl.read_parquet(tmp_path / "summary.parquet")
+    assert {"noise_model", "strength", "strength_text"} <= set(summary.columns)
+    assert "noise_pct" not in summary.columns and "snr" not in summary.columns
+    one = write_report(seeded_trial_frame(), runs, tmp_path / "one")  # one noise model: today's file names and headers
+    assert sorted(p.name for p in one.figures if p.suffix == ".png") == [
+        "accuracy-vs-noise.png", "degradation-by-model.png", "per-layer-net.png"]
+    assert "| model | SNR | seeds |" in one.markdown.read_text()
+
+
+def test_report_md_names_the_run_setting_that_differs(tmp_path):
+    """The same sweep at two batch sizes: report.md shows a batch column, not two identical rows."""
+    trials = pl.concat([seeded_trial_frame().with_columns(pl.lit(b).alias("batch_size")) for b in (128, 64)])
+    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    runs = pl.DataFrame({"model": ["net"], "model_sha256": ["sha-net"], "versions": ['{"onnxnoise":"x"}'],
+                         "config": ['{"layers_total": 3, "params_total": 1234}']})
+    md = write_report(trials, runs, tmp_path).markdown.read_text()
+    assert "| model | batch | SNR | seeds | top-1 % |" in md
+    assert "| net | 64 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| net | 128 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
+    assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md

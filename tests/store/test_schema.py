@@ -18,22 +18,34 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from tests._builders import conv_bn_resnet, labeled_npz
-from tests._columns import TOY_COUNTER, toy_counter  # noqa: F401  (fixture)
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.evaluate import Outcomes, paired_counts
 from onnxnoise.engine.metrics import Counts
+from onnxnoise.errors import StoreError
 from onnxnoise.noise import NoiseDraw
 from onnxnoise.report.console import summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.store import TRIAL_COLUMNS, open_store
-from onnxnoise.errors import StoreError
 from onnxnoise.store.schema import (
-    APPLICATION_ID, COUNT, COUNTER, MEASURED_ROLES, PAIRED, ROLES, RUN_COLUMNS, Column, column_names, columns,
-    create_sql, register_column, unregister_column,
+    APPLICATION_ID,
+    COUNT,
+    COUNTER,
+    Column,
+    MEASURED_ROLES,
+    PAIRED,
+    ROLES,
+    RUN_COLUMNS,
+    column_names,
+    columns,
+    create_sql,
+    register_column,
+    unregister_column,
 )
 from onnxnoise.sweep import run_sweep
+
+from tests._builders import conv_bn_resnet, labeled_npz
+from tests._columns import TOY_COUNTER, toy_counter  # noqa: F401  (fixture)
 
 IMAGES = 40
 CLEAN_TOP1 = 28  # labeled_npz relabels 30% of the images: the clean model gets exactly 70% right

@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from onnxnoise.errors import StoreError
 import onnxnoise.store
+from onnxnoise.errors import StoreError
 from onnxnoise.store import (
     APPLICATION_ID,
     RUN_COLUMNS,

@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 import pytest
 
-from tests._builders import conv_bn_resnet, labeled_npz
 from onnxnoise.data import resolve_data_config
 from onnxnoise.data.npz import load_npz
 from onnxnoise.engine.evaluate import EvalSet, evaluate
@@ -22,6 +21,8 @@ from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.model import Layer, get_initializers, get_model_io, list_layers, load_model
 from onnxnoise.noise import draw_noise, make_noise_model
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 
 def noisy(initializers: dict[str, np.ndarray], layer: Layer, *, snr: float, seed: int) -> dict[str, np.ndarray]:

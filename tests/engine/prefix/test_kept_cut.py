@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 import pytest
 
-from tests._builders import conv_bn_resnet, labeled_npz
 from onnxnoise.config import DEFAULT_PREFIX_MEMORY_GIB, RunConfig
 from onnxnoise.data import resolve_data_config
 from onnxnoise.data.npz import load_npz
@@ -28,6 +27,8 @@ from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.errors import ConfigError
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model
 from onnxnoise.noise import draw_noise, make_noise_model
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 IMAGES = 120
 BATCH = 16  # 8 batches (the last one short)

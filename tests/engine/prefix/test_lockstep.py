@@ -14,16 +14,15 @@ import numpy as np
 import onnx
 import pytest
 
-from tests._builders import conv_bn_resnet, labeled_npz
-from onnxnoise.errors import ConfigError
 from onnxnoise.config import DEFAULT_LOCKSTEP_MEMORY_GIB, NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder
 from onnxnoise.engine.plan import plan_trials
-from onnxnoise.engine.prefix import (
-    DEFAULT_LOCKSTEP_MEMORY, MAX_LOCKSTEP, SESSION_BYTES, lockstep_group_limit,
-)
+from onnxnoise.engine.prefix import DEFAULT_LOCKSTEP_MEMORY, MAX_LOCKSTEP, SESSION_BYTES, lockstep_group_limit
+from onnxnoise.errors import ConfigError
 from onnxnoise.model import load_model
+
+from tests._builders import conv_bn_resnet, labeled_npz
 
 #: Columns that must not depend on how trials were grouped.
 COUNTS = ("key", "mode", "layer_index", "strength", "seed", "images", "top1_correct", "top5_correct", "nan_count",

@@ -7,7 +7,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests._builders import tiny_cnn
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.data import resolve_data_config
 from onnxnoise.engine.context import prepare_context
@@ -17,6 +16,8 @@ from onnxnoise.engine.prefix import GraphSplitter, PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.model import list_layers
 from onnxnoise.noise import draw_noise, make_noise_model
+
+from tests._builders import tiny_cnn
 
 GAUSS = make_noise_model("gaussian-snr")
 
