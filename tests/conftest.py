@@ -5,7 +5,14 @@ such skip is raised here: :func:`shared_path` (and :func:`shared_dir`, :func:`sh
 :func:`cifar_resnet_checkpoint` built on it) for files under ``../shared``, :func:`demo_files`
 for the demo model built by ``scripts/train_demo_model.py``, and :func:`export_models` for torch
 (the ``export`` extra; the ``onnxnoise`` package never imports torch). Tests do not call
-``pytest.skip`` / ``importorskip`` on data or packages themselves.
+``pytest.skip`` / ``importorskip`` on data or packages themselves. Fixtures on models built in
+the test, used by several folders, are here too: :func:`colour_onnx` (the colour classifier of
+``tests/_colour.py``) and :func:`tiny_float_int8` (a tiny CNN, its int8 version made by README's
+quantization snippet, and labeled data).
+
+``tests/`` mirrors the package (``tests/engine/prefix/test_lockstep.py`` tests
+``onnxnoise/engine/prefix/lockstep.py``); every folder is a package, and test modules import the
+shared builders as ``from tests._builders import ...`` (docs/contributing.md, "Where tests live").
 
 Outside CI a missing folder or package skips the test, with the reason. With ``CI=true`` in
 the environment any skip fails the session (see :class:`SkipsFailInCI`): a broken optional

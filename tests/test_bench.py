@@ -1,8 +1,8 @@
-"""Real models on real data (../shared): published baselines and the noise trend.
+"""bench.py: one model on one dataset; real models on real data (../shared) and what bench records.
 
 Exact checks on full test sets where they are cheap (CIFAR-10 ResNets), the ImageNet
-models on the 500-image Imagenette validation subset as 1000-way classification.
-"""
+models on the 500-image Imagenette validation subset as 1000-way classification. Also: the
+preprocessing settings given on the command line are recorded, and a zero baseline is JSON null."""
 
 from __future__ import annotations
 

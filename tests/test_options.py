@@ -1,4 +1,5 @@
-"""`--noise MODEL[:key=value,...]`, time units for time strengths, `noise-models`, log axis for time strengths."""
+"""options.py: `--noise MODEL[:key=value,...]`, time units for time strengths, negative strengths, `noise-models`,
+log axis for time strengths."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLI: bench end to end on a tiny model, layers, and bad input -> one line, exit 2."""
+"""CLI commands: bench end to end on a tiny model, layers (and what it set aside, and why), and bad input -> one line, exit 2."""
 
 from __future__ import annotations
 

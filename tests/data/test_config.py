@@ -1,4 +1,6 @@
-"""data/config.py and data/decode.py: presets, config merging, torchvision geometry, decoding, normalization."""
+"""data/config.py and data/decode.py: presets, config merging, torchvision geometry, decoding, normalization;
+mean/std in the wrong units refused, presets overriding model metadata warned about, ``--layout``
+against the model's input shape."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""Issue 9, classes 2, 3, 4 and 7: inputs that gave a wrong number with exit 0 and no word.
+"""data/folder.py: class folders named by whole numbers (ImageNetV2 ``0``..``999``) are labelled by their
+number, also in a subset; whole numbers mixed with other names, or two folders of one number, are refused.
 
-Every test builds its own model and data. The model (:func:`colour_model`) classifies an
-image by the brightness of its red channel: class ``k`` is the nearest of 12 levels
-``(10 + 20 k) / 255`` after the ``raw`` preprocessing (``x / 255``), so on solid-colour
-images of those levels its clean top-1 is 100% by construction, and any relabeling,
-unit mistake or shifted label shows as an exact, known number.
+Images are the colour classifier's (:mod:`tests._colour`), whose clean top-1 is 100% by construction.
 """
 
 from __future__ import annotations

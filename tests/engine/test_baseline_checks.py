@@ -1,8 +1,14 @@
-"""A clean baseline that fails at run time stops bench and sweep with one line and exit 2.
+"""engine/baseline_checks.py: the clean baseline runs first and is checked before any noisy trial.
 
-ONNX Runtime raises its own exception classes while running a batch (``Fail``,
-``RuntimeException``, ...; not ``RuntimeError``). The engine turns any failure into an error row; a
-failed *baseline* is a deterministic failure of the model as given, so no noisy trial runs.
+* a baseline that fails at run time stops bench and sweep with one line and exit 2: ONNX Runtime
+  raises its own exception classes while running a batch (``Fail``, ``RuntimeException``, ...; not
+  ``RuntimeError``); the engine turns any failure into an error row, and a failed *baseline* is a
+  deterministic failure of the model as given, so no noisy trial runs;
+* a clean top-1 at chance level (binomial interval) is a prominent warning in bench's and the sweep's
+  output, in ``report``'s output and report.md;
+* ``--expect-top1`` / ``--tolerance`` (and the experiment keys ``expect_top1`` / ``tolerance``) stop a
+  bench or sweep with exit 1 before any noisy trial, also when the baseline is already stored; a bad
+  value is bad input (exit 2).
 """
 
 from __future__ import annotations

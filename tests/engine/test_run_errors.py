@@ -1,17 +1,14 @@
-"""Issue 9, classes 4, 5 and 6 where ``bench``'s checks did not reach: sweeps, experiment files, reports.
+"""engine/run_errors.py: ONNX Runtime errors while running a sweep.
 
-* class 4: a clean top-1 at chance level is a warning in the sweep's output, in ``report``'s
-  output and report.md; ``--expect-top1`` (and the experiment keys ``expect_top1`` /
-  ``tolerance``) stops a sweep before any noisy trial, also when the baseline is already stored;
-* class 5: an ONNX Runtime error raised while *running* the baseline (an NHWC model with no
-  static dims fed NCHW, BatchNormalization ``spatial=0``) is one line naming ONNX Runtime's
-  message, the node, the input fed and its layout (assumed or read), the likely flag; exit 2;
-* class 6: ONNX Runtime's own exception classes in noisy trials become error rows, the sweep
-  exits 1, and report.md marks the numbers they are missing from; a model ONNX Runtime cannot
-  load stops the sweep with one line and exit 2 before any trial is stored.
+* an ONNX Runtime error raised while *running* the baseline (an NHWC model with no static dims fed
+  NCHW, BatchNormalization ``spatial=0``) is one line naming ONNX Runtime's message, the node, the
+  input fed and its layout (assumed or read), the likely flag; exit 2;
+* ONNX Runtime's own exception classes in noisy trials become error rows, the sweep exits 1, and
+  report.md marks the numbers they are missing from; a model ONNX Runtime cannot load stops the
+  sweep with one line and exit 2 before any trial is stored.
 
-Models and data are built here (the colour classifier of :mod:`tests._colour`: 100%
-clean top-1 by construction).
+Models and data are built here (the colour classifier of :mod:`tests._colour`: 100% clean top-1 by
+construction).
 """
 
 from __future__ import annotations

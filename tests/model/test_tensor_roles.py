@@ -1,9 +1,8 @@
-"""What is a weight (issue 9, class 1): tensors that are not weights are never noised, and
-weights stored in unusual places or as integers are listed and noised (or refused, loudly).
+"""model/tensor_roles.py: what is a weight. Tensors that are not weights (shapes, indices, input
+normalization) are never noised; constants after the first weight op are.
 
 Models are built here like real exported ones, and the right answer is asserted: the layer
-list, what was set aside and why, and accuracy that noise cannot move.
-"""
+list, what was set aside and why, and accuracy that noise cannot move."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Bit flips in integer-quantized weights (NOISE-MODELS.md sec. 7) through the real draw path."""
+"""noise/bitflip.py: bit flips in integer-quantized weights (NOISE-MODELS.md sec. 7) through the real draw path;
+refused on a float model before any trial; on README's int8 model floats stay exact and bench says so."""
 
 from __future__ import annotations
 

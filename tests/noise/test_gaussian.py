@@ -1,4 +1,4 @@
-"""noise: the gaussian-snr model (eq. 1 statistics, exact draws), determinism, policies, validation."""
+"""noise/gaussian.py: the gaussian-snr model (eq. 1 statistics, exact draws), determinism, policies, validation; gaussian-global-db (NoisyNN)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.model import Layer
 from onnxnoise.noise import GaussianSNR, NoisePolicies, draw_noise, make_noise_model, tensor_rng
 
+from tests._builders import tiny_cnn
 from tests._noise_inputs import KS_P, conv_weight, make_layer
 
 GAUSS = make_noise_model("gaussian-snr")
@@ -278,8 +279,6 @@ def test_model_sees_the_whole_model_for_global_statistics():
     """A model may pool over every layer of the model (e.g. one SNR for all non-BN weights) via TensorInfo."""
     from dataclasses import dataclass
     from typing import ClassVar
-
-    from _builders import tiny_cnn
 
     from onnxnoise.model import get_initializers, list_layers
     from onnxnoise.noise import NoiseModel

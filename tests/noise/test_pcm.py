@@ -1,10 +1,8 @@
-"""noise models of issue 10: scopes, NoisyNN global SNR, multiplicative, PCM, stuck-at, conductance levels, bit flips.
+"""noise/pcm.py: the PCM model's stages (programming, drift, read) against their formulas, identity when
+every stage is off, global drift compensation, analog weights only and conductance levels.
 
-Each model's sample statistics are checked against its formula on tensors of about
-200k elements (KS tests where the distribution is analytic, binomial tests for fault
-counts); plus exact properties (identity when every stage is off, compensation,
-nested faults, same seed same draw) and one-line parameter errors.
-"""
+Sample statistics are checked on tensors of about 200k elements (KS tests where the distribution is
+analytic) at the significance level :data:`tests._noise_inputs.KS_P`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""report: the strength axis, the one console summary table, the bench caption, report.md from a frame."""
+"""report/console.py: the one console summary table, the A_avr table, the bench caption, intervals and labels."""
 
 from __future__ import annotations
 

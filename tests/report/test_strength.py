@@ -1,4 +1,4 @@
-"""report/strength.py: strength headers match the cells beneath them."""
+"""report/strength.py: each noise model's strength axis (gaussian special case, generic, dB), and headers that match their cells."""
 
 from __future__ import annotations
 

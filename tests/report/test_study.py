@@ -1,4 +1,5 @@
-"""report/study.py: report.md headings cite the paper only for its noise; the A_avr footer only with an A_avr table."""
+"""report/study.py: report.md from a frame (tables and figures per noise model, run settings that differ),
+its headings citing the paper only for its noise, and the A_avr footer only with an A_avr table."""
 
 from __future__ import annotations
 
