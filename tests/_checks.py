@@ -1,12 +1,17 @@
-"""Small helpers the tests share: rows in a trial store, a rich table as text, accuracy columns."""
+"""Small helpers the tests share: rows in a trial store, a rich table as text, accuracy columns,
+the CLI run in process (exit code, stdout, stderr), its one error line, strict JSON."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import polars as pl
 from rich.console import Console
+
+from onnxnoise.cli import main
+from onnxnoise.store import open_store
 
 
 def stored_rows(db: Path) -> int:
@@ -31,3 +36,38 @@ def with_accuracy(frame: pl.DataFrame) -> pl.DataFrame:
     """``top1_acc`` / ``top5_acc`` (percent) from the ``*_correct`` counts and ``images``."""
     return frame.with_columns((100.0 * pl.col(f"{t}_correct") / pl.col("images")).alias(f"{t}_acc")
                               for t in ("top1", "top5"))
+
+
+def run_cli(capture, *argv) -> tuple[int, str, str]:
+    """``onnxnoise.cli.main(argv)`` in process: ``(exit code, stdout, stderr)`` read from ``capture``.
+
+    ``capture`` is pytest's ``capsys`` (or ``capfd`` where ONNX Runtime's own C++ log on fd 2 counts);
+    each item of ``argv`` is passed as ``str(item)``, so paths may be given as they are.
+    """
+    code = main([str(a) for a in argv])
+    out, err = capture.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """The one line of ``err``; fails the test when it holds more lines or a traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def flat(text: str) -> str:
+    """Console text with rich's line wrapping undone (runs of whitespace become one space)."""
+    return " ".join(text.split())
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN / Infinity tokens, as strict parsers do."""
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def stored_frame(out: Path) -> pl.DataFrame:
+    with open_store(out / "trials.sqlite", create=False) as store:
+        return store.to_frame()

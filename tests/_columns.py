@@ -2,7 +2,7 @@
 
 ``test_misses`` is a :data:`~onnxnoise.store.schema.COUNTER` measured from the evaluation
 (images minus top-1 hits) with the console header ``misses``. Use the fixture by name after
-``from _columns import toy_counter``; it registers the column for one test and removes it
+``from tests._columns import toy_counter``; it registers the column for one test and removes it
 afterwards, so other tests see the built-in table only.
 """
 

@@ -5,7 +5,14 @@ such skip is raised here: :func:`shared_path` (and :func:`shared_dir`, :func:`sh
 :func:`cifar_resnet_checkpoint` built on it) for files under ``../shared``, :func:`demo_files`
 for the demo model built by ``scripts/train_demo_model.py``, and :func:`export_models` for torch
 (the ``export`` extra; the ``onnxnoise`` package never imports torch). Tests do not call
-``pytest.skip`` / ``importorskip`` on data or packages themselves.
+``pytest.skip`` / ``importorskip`` on data or packages themselves. Fixtures on models built in
+the test, used by several folders, are here too: :func:`colour_onnx` (the colour classifier of
+``tests/_colour.py``) and :func:`tiny_float_int8` (a tiny CNN, its int8 version made by README's
+quantization snippet, and labeled data).
+
+``tests/`` mirrors the package (``tests/engine/prefix/test_lockstep.py`` tests
+``onnxnoise/engine/prefix/lockstep.py``); every folder is a package, and test modules import the
+shared builders as ``from tests._builders import ...`` (docs/contributing.md, "Where tests live").
 
 Outside CI a missing folder or package skips the test, with the reason. With ``CI=true`` in
 the environment any skip fails the session (see :class:`SkipsFailInCI`): a broken optional
@@ -21,7 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import onnx
 import pytest
+
+from tests._builders import labeled_npz, tiny_cnn
+from tests._colour import colour_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -139,6 +150,37 @@ def cifar_resnet_onnx(
         return cache[key]
 
     return get
+
+
+@pytest.fixture()
+def colour_onnx(tmp_path: Path) -> Path:
+    """The colour classifier of :mod:`tests._colour` saved as ``tmp_path/colour.onnx`` (100% clean top-1)."""
+    path = tmp_path / "colour.onnx"
+    onnx.save(colour_model(), str(path))
+    return path
+
+
+def _readme_quantization_snippet() -> str:
+    """The Python block of README's 'Integer weights for bit-flip' section."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("#### Integer weights for bit-flip", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_float_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """``(float, int8, data)`` paths: ``tiny_cnn`` (input [N, 3, 8, 8]), its int8 version made by README's
+    quantization snippet (so the snippet is tested too), and a labeled .npz of 60 images. Read-only."""
+    folder = tmp_path_factory.mktemp("findings")
+    float_path, int8_path = folder / "tiny.onnx", folder / "tiny-int8.onnx"
+    model = tiny_cnn()
+    onnx.save(model, float_path)
+    code = _readme_quantization_snippet()
+    assert '"resnet20.onnx"' in code and '"resnet20-int8.onnx"' in code
+    code = code.replace('"resnet20.onnx"', repr(str(float_path))).replace('"resnet20-int8.onnx"', repr(str(int8_path)))
+    exec(compile(code, "README.md", "exec"), {})  # the README's own code path, on a tiny model
+    data = labeled_npz(model, folder / "d.npz", n=60)
+    return float_path, int8_path, data.path
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -16,9 +16,9 @@ import onnx
 import polars as pl
 import pytest
 
-from _builders import conv_bn_resnet, labeled_npz
-from _columns import toy_counter  # noqa: F401 - fixture
-from _noise_models import toy_device_model  # noqa: F401 - fixture
+from tests._builders import conv_bn_resnet, labeled_npz
+from tests._columns import toy_counter  # noqa: F401 - fixture
+from tests._noise_models import toy_device_model  # noqa: F401 - fixture
 from onnxnoise.cli.app import main
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context

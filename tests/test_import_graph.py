@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "onnxnoise"
+PACKAGE = Path(__file__).resolve().parents[1] / "onnxnoise"
 ARCHITECTURE_DOC = PACKAGE.parent / "docs" / "architecture.md"
 
 #: Top-level units of the package, lowest layer first.

@@ -17,7 +17,6 @@ from pathlib import Path
 import onnx
 import pytest
 
-from _builders import conv_bn_resnet, labeled_npz
 from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 from onnxnoise.cli.options_doc import options_markdown
@@ -30,7 +29,9 @@ from onnxnoise.noise import NOISE_MODELS, get_noise_model
 from onnxnoise.settings import RUNTIME, Setting, declared, register_setting, unregister_setting
 from onnxnoise.store import open_store
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._builders import conv_bn_resnet, labeled_npz
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _positive_gain(value: object) -> float:

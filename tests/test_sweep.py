@@ -15,7 +15,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from _checks import stored_rows as _stored_rows
 from onnxnoise.cli import main
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
@@ -25,6 +24,8 @@ from onnxnoise.report.stats import average_normalized_accuracy
 from onnxnoise.report.study import collect_trials
 from onnxnoise.store.store import open_store
 from onnxnoise.sweep import recheck_sweep, run_sweep
+
+from tests._checks import stored_rows as _stored_rows
 
 REPO = Path(__file__).resolve().parent.parent
 

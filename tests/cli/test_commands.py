@@ -1,0 +1,298 @@
+"""CLI commands: bench end to end on a tiny model, layers (and what it set aside, and why), and bad input -> one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import polars as pl
+import pytest
+from onnx import TensorProto, helper
+
+from onnxnoise.cli import main
+from onnxnoise.config import RunConfig
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.noise import NOISE_MODELS
+
+from tests._builders import conv_bn_resnet, tiny_cnn
+from tests._checks import run_cli
+from tests._graphs import if_model, normalized_inside, save_model
+
+
+@pytest.fixture()
+def tiny(tmp_path) -> tuple[Path, Path]:
+    """A tiny 8x8 RGB classifier and a 60-image .npz dataset for it."""
+    model_path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_cnn(), str(model_path))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(60, dtype=np.int64) % 10
+    data_path = tmp_path / "tiny.npz"
+    np.savez(data_path, images=images, labels=labels)
+    return model_path, data_path
+
+
+def test_bench_tiny_json(tiny, tmp_path, capsys):
+    model, data = tiny
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--snr", "100,2", "--seeds", "2",
+                          "--preprocess", "raw", "--out", out_dir, "--json", "--device", "cpu")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["images"] == 60
+    assert summary["provider"] == "CPUExecutionProvider"
+    assert summary["noise_model"] == "gaussian-snr" and summary["strengths"] == [100.0, 2.0]
+    assert summary["seeds"] == [0, 1] and summary["failed"] == 0
+    # Baseline equals a direct ONNX Runtime evaluation with the same preprocessing (x / 255).
+    npz = np.load(data)
+    x = (npz["images"].astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+    logits = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    expected = 100.0 * float((logits.argmax(1) == npz["labels"]).mean())
+    assert summary["baseline"]["top1_acc"] == pytest.approx(expected)
+    trials = pl.read_parquet(out_dir / "trials.parquet")
+    assert trials.height == 1 + 2 * 2
+    assert not {"snr", "kind", "noise_pct"} & set(trials.columns)
+    assert trials["mode"].to_list() == ["baseline", "all", "all", "all", "all"]
+    assert trials["strength"].to_list() == [None, 100.0, 100.0, 2.0, 2.0]
+    assert trials["seed"].to_list() == [None, 0, 1, 0, 1]
+    assert trials["noise_model"].to_list() == ["gaussian-snr"] * 5
+    assert trials["error"].null_count() == 5 and trials["images"].to_list() == [60] * 5
+    baseline = trials.filter(pl.col("mode") == "baseline").row(0, named=True)
+    assert baseline["top1_acc"] == pytest.approx(expected)
+    assert baseline["top1_correct"] == round(expected * 60 / 100)
+    assert pl.read_csv(out_dir / "trials.csv").height == 5
+    table = pl.read_parquet(out_dir / "summary.parquet")
+    assert table["mode"].to_list() == ["baseline", "all", "all"]
+    assert table["strength"].to_list() == [None, 100.0, 2.0]
+    assert table["seeds"].to_list() == [1, 2, 2]
+    assert table["top1_norm_mean"][0] == pytest.approx(1.0)
+    assert table["top1_acc_mean"][0] == pytest.approx(expected)
+    assert table["top1_acc_ci"][0] is None and table["top1_acc_ci"][1] is not None
+    assert pl.read_csv(out_dir / "summary.csv").height == 3
+    written = json.loads((out_dir / "bench.json").read_text())
+    assert [(r["mode"], r["strength"], r["seeds"]) for r in written["results"]] == [
+        ("baseline", None, 1), ("all", 100.0, 2), ("all", 2.0, 2)]
+    assert written["results"][0]["top1_acc_mean"] == pytest.approx(expected)
+
+
+def test_layers_json(tiny, capsys):
+    code, out, _ = run_cli(capsys, "layers", tiny[0], "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["total_layers"] == 3
+    assert payload["total_params"] == 112 + 16 + 50
+    assert [layer["op_type"] for layer in payload["layers"]] == ["Conv", "BatchNormalization", "Gemm"]
+
+
+def _no_weights_model(path: Path) -> Path:
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing_model", "model file not found"),
+    ("not_onnx", "is not an ONNX model"),
+    ("no_weights", "has no float initializers"),
+    ("snr_zero", "SNR must be finite and > 0"),
+    ("snr_negative", "SNR must be finite and > 0"),
+    ("snr_text", "`--snr` value 'ten' is not a number"),
+    ("snr_inf", "SNR must be finite and > 0"),
+    ("noise_pct_zero", "`--noise-pct` values must be finite and > 0, got 0"),
+    ("seeds_zero", "seeds count must be >= 1, got 0"),
+    ("seeds_text", "seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got '1,a'"),
+    ("noise_model_unknown", "unknown noise model 'nope'; choose from "),
+    ("snr_and_strength", "give only one of --snr, --noise-pct or --strength"),
+    ("noise_param_bad", "noise parameter 'eta' must look like NAME=VALUE"),
+    ("layer_regex_none", "'^no_such_layer$' matches no layer (names look like: conv, bn, fc)"),
+    ("layer_regex_none", "`--layer-regex` '^no_such_layer$' matches no layer"),
+    ("missing_data", "does not exist"),
+    ("empty_folder", "empty"),
+    ("unknown_layout", "dataset"),
+    ("labels_beyond", "but the model has 10 outputs"),
+])
+def test_bad_input_one_line_exit_2(case, expected, tiny, tmp_path, capsys):
+    model, data = tiny
+    args = ["bench", model, "--data", data, "--snr", "10", "--seeds", "1", "--preprocess", "raw",
+            "--out", tmp_path / "out"]
+    if case == "missing_model":
+        args[1] = tmp_path / "nope.onnx"
+    elif case == "not_onnx":
+        bad = tmp_path / "bad.onnx"
+        bad.write_bytes(b"\x00\x01garbage" * 100)
+        args[1] = bad
+    elif case == "no_weights":
+        args[1] = _no_weights_model(tmp_path / "relu.onnx")
+    elif case.startswith("snr_") and case != "snr_and_strength":
+        args[5] = {"snr_zero": "0", "snr_negative": "-5", "snr_text": "ten", "snr_inf": "inf"}[case]
+    elif case == "noise_pct_zero":
+        args[4:6] = ["--noise-pct", "0"]
+    elif case == "seeds_zero":
+        args[7] = "0"
+    elif case == "seeds_text":
+        args[7] = "1,a"
+    elif case == "noise_model_unknown":
+        args[4:6] = ["--noise-model", "nope"]  # no --snr: that would be refused as a gaussian-snr option first
+    elif case == "snr_and_strength":
+        args += ["--strength", "5"]
+    elif case == "noise_param_bad":
+        args += ["--noise-param", "eta"]
+    elif case == "layer_regex_none":
+        args += ["--layer-regex", "^no_such_layer$"]
+    elif case == "missing_data":
+        args[3] = tmp_path / "no_such_folder"
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        args[3] = tmp_path / "empty"
+    elif case == "unknown_layout":
+        folder = tmp_path / "weird"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("hello")
+        args[3] = folder
+    elif case == "labels_beyond":
+        npz = np.load(data)
+        np.savez(tmp_path / "wide.npz", images=npz["images"], labels=np.arange(60) % 20)
+        args[3] = tmp_path / "wide.npz"
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("onnxnoise: error:") or lines[0].startswith("onnxnoise bench: error:")
+    assert expected.lower() in lines[0].lower()
+    assert "Traceback" not in err
+
+
+def test_console_script_bad_snr_no_traceback(tiny):
+    model, data = tiny
+    proc = subprocess.run([sys.executable, "-m", "onnxnoise.cli", "bench", str(model), "--data", str(data),
+                           "--snr", "-1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("onnxnoise: error: SNR must be finite and > 0 (a linear ratio sigma_w / "
+                                   "sigma_noise; the clean baseline is added for you), got -1.0")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--snr", "inf"], "onnxnoise: error: SNR must be finite and > 0 (a linear ratio sigma_w / sigma_noise; "
+                       "the clean baseline is added for you), got inf"),
+    (["--seeds", "0"], "onnxnoise: error: seeds count must be >= 1, got 0 (a count N runs seeds 0..N-1; a count of 1 runs seed 0)"),
+    (["--noise-model", "nope"], "onnxnoise: error: unknown noise model 'nope'; choose from {models}"),
+])
+def test_noise_options_refused_one_line_exit_2(argv, expected, tiny, tmp_path, capsys):
+    """`--snr inf` (the baseline is always run), `--seeds 0` and an unknown model: one exact line, exit 2."""
+    # Every registered model is listed (other test modules register toy models at import: read it now).
+    expected = expected.format(models=", ".join(sorted(NOISE_MODELS)))
+    model, data = tiny
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--preprocess", "raw", "--device", "cpu",
+                          "--out", tmp_path / "out", *argv)
+    assert code == 2
+    assert err.strip() == expected
+    assert out == "" and not (tmp_path / "out").exists()
+
+
+def test_failed_trial_exits_1_and_writes_error_rows(tiny, tmp_path, capsys, monkeypatch):
+    """A session that fails for noisy weights: the baseline is kept, each noisy trial is an error row, exit 1."""
+    from onnxnoise.engine.runtime import SessionFactory
+    from onnxnoise.errors import SessionError
+
+    create = SessionFactory.create
+
+    def failing_with_noise(self, replacements=None):
+        if replacements:
+            raise SessionError("injected failure for noisy weights")
+        return create(self, replacements)
+
+    monkeypatch.setattr(SessionFactory, "create", failing_with_noise)
+    model, data = tiny
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--snr", "10,5", "--seeds", "2",
+                          "--preprocess", "raw", "--device", "cpu", "--out", out_dir, "--json")
+    assert code == 1, err
+    assert "4 trial(s) failed" in err
+    summary = json.loads(out)
+    assert summary["failed"] == 4
+    for name in ("trials.parquet", "trials.csv"):
+        read = pl.read_parquet if name.endswith(".parquet") else pl.read_csv
+        trials = read(out_dir / name)
+        assert trials.height == 1 + 2 * 2, name
+        base = trials.filter(pl.col("mode") == "baseline")
+        assert base["error"].to_list() == [None] and base["images"].to_list() == [60]
+        failed = trials.filter(pl.col("mode") == "all")
+        assert failed["error"].to_list() == ["SessionError: injected failure for noisy weights"] * 4
+        assert failed["strength"].to_list() == [10.0, 10.0, 5.0, 5.0] and failed["seed"].to_list() == [0, 1, 0, 1]
+        for column in ("images", "top1_correct", "top5_correct", "top1_acc"):
+            assert failed[column].null_count() == 4, column
+    table = pl.read_parquet(out_dir / "summary.parquet")
+    assert table.filter(pl.col("mode") == "all")["errors"].to_list() == [2, 2]
+    assert table.filter(pl.col("mode") == "all")["seeds"].to_list() == [0, 0]
+    assert summary["baseline"]["top1_acc"] is not None
+
+
+def test_cuda_unavailable_is_an_error(tiny, tmp_path, capsys, monkeypatch):
+    import onnxnoise.engine.runtime as runtime
+
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    model, data = tiny
+    code, _, err = run_cli(capsys, "bench", model, "--data", data, "--snr", "10", "--device", "cuda",
+                        "--preprocess", "raw", "--out", tmp_path / "o")
+    assert code == 2
+    assert "`--device cuda` but this onnxruntime has no CUDAExecutionProvider" in err
+
+
+def test_label_offset_shifts_labels(tiny, tmp_path, capsys):
+    model, data = tiny
+    npz = np.load(data)
+    labels = np.arange(60) % 9  # 9 classes; the model's output k + 1 stands for class k
+    shifted = tmp_path / "nine.npz"
+    np.savez(shifted, images=npz["images"], labels=labels)
+    code, out, err = run_cli(capsys, "bench", model, "--data", shifted, "--snr", "10", "--seeds", "1",
+                          "--preprocess", "raw", "--label-offset", "1", "--out", tmp_path / "o", "--json")
+    assert code == 0, err
+    x = (npz["images"].astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+    logits = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    summary = json.loads(out)
+    assert summary["label_offset"] == 1
+    assert summary["baseline"]["top1_acc"] == pytest.approx(100.0 * float((logits.argmax(1) == labels + 1).mean()))
+    code, _, err = run_cli(capsys, "bench", model, "--data", shifted, "--snr", "10", "--preprocess", "raw",
+                        "--label-offset", "2", "--out", tmp_path / "o2")
+    assert code == 2 and "beyond the model's 10 outputs" in err
+
+
+def test_preprocessing_precedence_flag_preset_metadata(demo_files):
+    model, data = demo_files
+    facts = prepare_context(RunConfig(model=model, data=data, limit=20)).facts()
+    assert facts["preprocess_source"] == "model metadata"
+    assert facts["preprocess"]["mean"] == pytest.approx([0.286])  # the demo's training statistics
+    facts = prepare_context(RunConfig(model=model, data=data, limit=20, preset="mnist")).facts()
+    assert facts["preprocess_source"] == "--preprocess"
+    assert facts["preprocess"]["mean"] == pytest.approx([0.5]) and facts["preprocess"]["channels"] == 1
+    facts = prepare_context(RunConfig(model=model, data=data, limit=20, preset="mnist",
+                                      preprocess={"mean": (0.1,)})).facts()
+    assert facts["preprocess"]["mean"] == pytest.approx([0.1])
+
+
+def test_layers_command_says_what_it_set_aside_and_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    path = save_model(normalized_inside(conv_bn_resnet(seed=3)), tmp_path / "inside.onnx")
+    assert main(["layers", path]) == 0
+    out = capsys.readouterr().out
+    assert "13 layers" in out
+    assert "set aside, not noised (2 float tensor(s)):" in out
+    assert ("norm.mean [1, 3, 1, 1]: input preprocessing: Sub applied to the graph input before the first weight op "
+            "(normalization inside the graph), not a weight") in out
+    assert main(["layers", path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["total_layers"] == 13 and report["left_out"] == []
+    assert [(e["tensor"], e["preprocessing"]) for e in report["set_aside"]] == [("norm.mean", True), ("norm.std", True)]
+    # weights left where discovery does not look: a warning line
+    bad = save_model(if_model("W", "W"), tmp_path / "if.onnx")
+    assert main(["layers", bad]) == 0
+    out = capsys.readouterr().out
+    assert out.count("WARNING: weight left out (not listed, not noised): initializer 'W' inside If 'branch'") == 2

@@ -1,0 +1,67 @@
+"""data/folder.py: class folders named by whole numbers (ImageNetV2 ``0``..``999``) are labelled by their
+number, also in a subset; whole numbers mixed with other names, or two folders of one number, are refused.
+
+Images are the colour classifier's (:mod:`tests._colour`), whose clean top-1 is 100% by construction.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from onnxnoise.data import open_dataset
+from onnxnoise.errors import DataError
+
+from tests._checks import run_cli, strict_json
+from tests._colour import CLASSES, colour_folder
+
+# ---------------------------------------------------------------- class 2: integer class folders
+
+
+def test_integer_class_folders_are_labelled_by_their_number(colour_onnx, tmp_path, capsys):
+    root = colour_folder(tmp_path / "v2", {str(k): k for k in range(CLASSES)})
+    ds = open_dataset(root)
+    # String order would give `10` -> 2 and `2` -> 4; the number is the label.
+    by_folder = {path.parent.name: int(label) for path, label in zip(ds.files, ds.labels)}
+    assert by_folder == {str(k): k for k in range(CLASSES)}
+    assert ds.num_classes == CLASSES and ds.label_source == "class-number folders (folder `7` = class 7)"
+
+    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr", "1000",
+                          "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+    assert code == 0, err
+    summary = strict_json(out)
+    assert summary["baseline"]["top1_acc"] == 100.0
+    assert summary["warnings"] == []
+
+
+def test_integer_class_folders_subset_keeps_their_numbers(tmp_path):
+    root = colour_folder(tmp_path / "sub", {"3": 3, "11": 11})
+    ds = open_dataset(root)
+    assert sorted(set(ds.labels.tolist())) == [3, 11]
+    assert ds.num_classes == 12 and ds.class_names[3] == "3" and ds.class_names[11] == "11"
+
+
+def test_integer_and_other_folder_names_are_refused(tmp_path):
+    root = colour_folder(tmp_path / "mixed", {"0": 0, "1": 1, "10": 10, "2": 2, "cat": 3})
+    with pytest.raises(DataError) as info:
+        open_dataset(root)
+    assert str(info.value) == (
+        f"class folders in `{root}` mix whole-number names (`0`, `1`, `10` and 1 more) and other names (`cat`); "
+        "number folders are class indices and other names are indexed in sorted order, so name every class "
+        "folder by its class index or none of them")
+
+
+def test_two_folders_of_one_class_number_are_refused(tmp_path):
+    root = colour_folder(tmp_path / "dup", {"7": 7, "07": 7})
+    with pytest.raises(DataError, match=r"class folders `.*07` and `.*7` both name class 7"):
+        open_dataset(root)
+
+
+# ---------------------------------------------------------------- class 3: preprocessing units
+
+
+# ---------------------------------------------------------------- class 4: a baseline that cannot be right
+
+
+# ---------------------------------------------------------------- class 7: strict JSON
+
+

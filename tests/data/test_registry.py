@@ -1,0 +1,227 @@
+"""Datasets by name: `onnxnoise data add|list|remove`, and `bench`/`sweep` without --data picking the
+registered dataset whose class count matches the model's outputs (or saying how to register one)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from PIL import Image
+
+from onnxnoise.data.registry import load_registry, register_dataset, resolve_data
+from onnxnoise.errors import DataError
+
+from tests._builders import tiny_cnn
+from tests._checks import run_cli
+
+#: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
+WNIDS = ("n01440764", "n01443537", "n01484850")
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch) -> Path:
+    """A private registry for every test, and the working folder in tmp (bench writes reports/ there)."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("ONNXNOISE_CONFIG_DIR", str(folder))
+    monkeypatch.chdir(tmp_path)
+    return folder
+
+
+def _model(path: Path, outputs: int, favourite: int) -> Path:
+    """A random-weight tiny CNN (224x224 input) with ``outputs`` scores; output ``favourite`` always wins."""
+    model = tiny_cnn(num_classes=outputs, size=224)
+    bias = next(t for t in model.graph.initializer if t.name == "fc.bias")
+    values = numpy_helper.to_array(bias).copy()
+    values[favourite] = 100.0
+    bias.CopyFrom(numpy_helper.from_array(values, "fc.bias"))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture()
+def imagenet_like(tmp_path) -> Path:
+    """A tiny ImageNet-style val folder: 3 wnid class folders (sparse in the 1000 classes), 2 images each."""
+    root = tmp_path / "tiny-imagenet" / "val"
+    rng = np.random.default_rng(0)
+    for wnid in WNIDS:
+        (root / wnid).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / wnid / f"{i}.png")
+    return root
+
+
+def _npz(path: Path, classes: int, n: int = 20) -> Path:
+    rng = np.random.default_rng(classes)
+    np.savez(path, images=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+             labels=np.arange(n, dtype=np.int64) % classes)
+    return path
+
+
+def test_bench_without_data_uses_the_registered_imagenet(imagenet_like, tmp_path, capsys):
+    model = _model(tmp_path / "vgg16.onnx", 1000, favourite=1)  # always predicts class 1 (n01443537)
+    code, out, err = run_cli(capsys, "data", "add", "imagenet", imagenet_like)
+    assert code == 0, err
+    assert out.split() == ["registered", "`imagenet`:", f"{imagenet_like}", "(image-folder,", "1000", "classes,", "6",
+                           "images)"]
+    code, out, err = run_cli(capsys, "bench", model, "--snr", "5", "--json")
+    assert code == 0, err
+    assert (f"onnxnoise: no --data given: using registered dataset `imagenet` ({imagenet_like}, 1000 classes, 6 "
+            "images) for the 1000 outputs of vgg16.onnx") in err.splitlines()
+    summary = json.loads(out)
+    assert summary["dataset_path"] == str(imagenet_like)
+    assert (summary["images"], summary["dataset_classes"], summary["label_offset"]) == (6, 1000, 0)
+    assert summary["baseline"]["top1_acc"] == pytest.approx(100 / 3)  # the 2 images of class 1 of 6
+    assert Path("reports").is_dir()
+
+
+def test_check_without_data_names_the_dataset_in_its_recheck_command(imagenet_like, tmp_path, capsys):
+    model = _model(tmp_path / "vgg16.onnx", 1000, favourite=1)
+    register_dataset("imagenet", imagenet_like)
+    code, _, err = run_cli(capsys, "check", model, "--snr", "5", "--max-drop", "50", "--out", tmp_path / "c")
+    assert code in (0, 1, 3), err
+    command = json.loads((tmp_path / "c" / "check.json").read_text())["recheck_command"]
+    assert f"--data {imagenet_like}" in command  # the path used, not whatever the registry holds later
+
+
+def test_bench_1001_outputs_uses_imagenet_with_label_offset_1(imagenet_like, tmp_path, capsys):
+    model = _model(tmp_path / "tf_slim.onnx", 1001, favourite=2)  # output 2 = class 1 after the background class
+    register_dataset("imagenet", imagenet_like)
+    code, out, err = run_cli(capsys, "bench", model, "--snr", "5", "--seeds", "1", "--json")
+    assert code == 0, err
+    assert "using registered dataset `imagenet`" in err and "for the 1001 outputs of tf_slim.onnx" in err
+    summary = json.loads(out)
+    assert summary["label_offset"] == 1
+    assert summary["baseline"]["top1_acc"] == pytest.approx(100 / 3)
+
+
+def test_bench_without_data_and_nothing_registered_says_how(tmp_path, capsys):
+    model = _model(tmp_path / "vgg16.onnx", 1000, favourite=1)
+    code, out, err = run_cli(capsys, "bench", model, "--snr", "5")
+    assert code == 2
+    assert err.splitlines() == [
+        "onnxnoise: error: no --data given and no registered dataset has 1000 classes for the 1000 outputs of "
+        "vgg16.onnx; register an ImageNet val folder with `onnxnoise data add imagenet /path/to/val` or download "
+        "Imagenette (10 ImageNet classes) with `onnxnoise data get imagenette`, or pass --data PATH"]
+    cifar = _model(tmp_path / "resnet20.onnx", 10, favourite=0)
+    code, _, err = run_cli(capsys, "bench", cifar, "--snr", "5")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "no registered dataset has 10 classes" in err and "`onnxnoise data get cifar10`" in err
+
+
+def test_data_name_and_sweep_without_data(imagenet_like, tmp_path, capsys):
+    model = _model(tmp_path / "m.onnx", 1000, favourite=0)
+    register_dataset("imagenet", imagenet_like)
+    code, out, err = run_cli(capsys, "bench", model, "--data", "imagenet", "--snr", "5", "--seeds", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["dataset_path"] == str(imagenet_like)
+    assert f"onnxnoise: --data imagenet: registered dataset `imagenet` ({imagenet_like}, 1000 classes)" in err
+    code, out, err = run_cli(capsys, "sweep", model, "--snr", "5", "--seeds", "1", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "using registered dataset `imagenet`" in err and "2 trials planned: 0 already done, 2 run now" in out
+    code, _, err = run_cli(capsys, "bench", model, "--data", "cifar10", "--snr", "5")
+    assert code == 2 and err.splitlines() == [
+        "onnxnoise: error: --data `cifar10` does not exist as a path and is not a registered dataset name "
+        "(registered: imagenet); pass a dataset path, or download it with `onnxnoise data get cifar10` or register "
+        "a folder with `onnxnoise data add cifar10 /path/to/cifar-10-batches-py`"]
+
+
+def test_resolution_prefers_the_conventional_name_then_any_matching_class_count(tmp_path):
+    model10 = _model(tmp_path / "m10.onnx", 10, favourite=0)
+    model7 = _model(tmp_path / "m7.onnx", 7, favourite=0)
+    register_dataset("another10", _npz(tmp_path / "a.npz", 10))
+    register_dataset("seven", _npz(tmp_path / "s.npz", 7))
+    assert resolve_data(None, model10).name == "another10"  # no `cifar10`: any 10-class dataset
+    register_dataset("cifar10", _npz(tmp_path / "c.npz", 10))
+    choice = resolve_data(None, model10)
+    assert (choice.name, choice.path) == ("cifar10", (tmp_path / "c.npz").resolve())
+    assert resolve_data(None, model7).name == "seven"
+    # An existing path wins over a registered name spelled the same; a path is returned as given.
+    (tmp_path / "cifar10").mkdir()
+    assert resolve_data("cifar10", model10).name is None
+    assert resolve_data(tmp_path / "x.npz", model10).path == tmp_path / "x.npz"
+
+
+def test_registered_folder_that_vanished_is_one_line(imagenet_like, tmp_path, capsys):
+    model = _model(tmp_path / "m.onnx", 1000, favourite=0)
+    register_dataset("imagenet", imagenet_like)
+    shutil.rmtree(imagenet_like)
+    code, _, err = run_cli(capsys, "bench", model, "--snr", "5")
+    assert code == 2 and err.splitlines() == [
+        f"onnxnoise: error: registered dataset `imagenet` points to `{imagenet_like}`, which no longer exists; "
+        "register it again with `onnxnoise data add imagenet PATH` or drop it with `onnxnoise data remove imagenet`"]
+
+
+def test_data_list_add_remove(imagenet_like, tmp_path, config_dir, capsys):
+    code, out, _ = run_cli(capsys, "data", "list", "--json")
+    assert code == 0
+    listing = json.loads(out)
+    assert listing["datasets"] == [] and listing["registry"] == str(config_dir / "datasets.json")
+    assert [d["name"] for d in listing["downloadable"]] == ["cifar10", "cifar100", "imagenette"]
+    assert run_cli(capsys, "data", "add", "imagenet", imagenet_like)[0] == 0
+    assert run_cli(capsys, "data", "add", "cifar10", _npz(tmp_path / "c.npz", 10, n=30))[0] == 0
+    code, out, _ = run_cli(capsys, "data", "list", "--json")
+    rows = {d["name"]: d for d in json.loads(out)["datasets"]}
+    assert sorted(rows) == ["cifar10", "imagenet"]
+    assert {k: rows["cifar10"][k] for k in ("path", "num_classes", "images", "format", "source", "exists")} == {
+        "path": str((tmp_path / "c.npz").resolve()), "num_classes": 10, "images": 30, "format": "npz",
+        "source": "added", "exists": True}
+    assert (rows["imagenet"]["num_classes"], rows["imagenet"]["images"]) == (1000, 6)
+    code, out, _ = run_cli(capsys, "data", "list")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "cifar10" in text and "imagenet" in text and "1000 │ 6" in text and "10 │ 30" in text
+    assert "`onnxnoise data get cifar100`" in text and "`onnxnoise data get imagenette`" in text
+    assert "`onnxnoise data get cifar10`" not in text  # registered already
+    code, out, _ = run_cli(capsys, "data", "remove", "cifar10")
+    assert code == 0 and sorted(load_registry()) == ["imagenet"]
+    assert (tmp_path / "c.npz").exists()  # files untouched
+    code, _, err = run_cli(capsys, "data", "remove", "cifar10")
+    assert code == 2 and err.splitlines() == [
+        "onnxnoise: error: no dataset named `cifar10` is registered; `onnxnoise data list` shows the names"]
+
+
+def test_add_of_a_non_dataset_folder_or_bad_name_is_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("hello")
+    code, _, err = run_cli(capsys, "data", "add", "junk", junk)
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"onnxnoise: error: cannot register `junk`: cannot tell the "
+                                                   f"dataset format of `{junk}`")
+    code, _, err = run_cli(capsys, "data", "add", "Image Net", junk)
+    assert code == 2 and err.splitlines() == [
+        "onnxnoise: error: dataset name 'Image Net' is not valid; use lowercase letters, digits, `.`, `_` or `-` "
+        "(e.g. imagenet, cifar10)"]
+    code, _, err = run_cli(capsys, "data", "add", "nothing", tmp_path / "absent")
+    assert code == 2 and "does not exist" in err and len(err.splitlines()) == 1
+    assert load_registry() == {}
+
+
+def test_corrupt_registry_is_one_line(config_dir, capsys):
+    config_dir.mkdir()
+    (config_dir / "datasets.json").write_text("{not json")
+    code, _, err = run_cli(capsys, "data", "list")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"onnxnoise: error: cannot read the dataset registry `{config_dir / 'datasets.json'}`")
+    with pytest.raises(DataError, match="fix or delete the file"):
+        load_registry()
+
+
+def test_add_never_silently_replaces_a_name(tmp_path, capsys):
+    first = _npz(tmp_path / "a.npz", 10, n=30)
+    other = _npz(tmp_path / "b.npz", 100, n=200)
+    assert run_cli(capsys, "data", "add", "cifar10", first)[0] == 0
+    assert run_cli(capsys, "data", "add", "cifar10", first)[0] == 0  # the same path again: refreshed
+    code, _, err = run_cli(capsys, "data", "add", "cifar10", other)
+    assert code == 2 and err.splitlines() == [
+        f"onnxnoise: error: `cifar10` is already registered for {first.resolve()} (10 classes); "
+        "`onnxnoise data add --replace cifar10 PATH` replaces it, or choose another name"]
+    assert load_registry()["cifar10"].num_classes == 10
+    assert run_cli(capsys, "data", "add", "--replace", "cifar10", other)[0] == 0
+    assert load_registry()["cifar10"].num_classes == 100

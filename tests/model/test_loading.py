@@ -1,0 +1,203 @@
+"""onnxnoise.model: loading, layer enumeration, safety of external data, damaged models."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxnoise.errors import GraphError
+from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model, select_layers
+
+from tests._builders import tiny_cnn
+
+
+def _save(model: onnx.ModelProto, path) -> str:
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_tiny_cnn_layers(tmp_path):
+    layers = list_layers(load_model(_save(tiny_cnn(), tmp_path / "m.onnx")))
+    assert [(l.index, l.name, l.op_type) for l in layers] == [
+        (0, "conv", "Conv"), (1, "bn", "BatchNormalization"), (2, "fc", "Gemm")]
+    assert layers[0].tensors == ("conv.weight", "conv.bias")
+    assert layers[1].roles == ("scale", "bias", "mean", "var")
+    assert [l.num_params for l in layers] == [4 * 3 * 9 + 4, 16, 10 * 4 + 10]
+    # int64 shape tensor and the float scalar are not parameters
+    owned = {t for l in layers for t in l.tensors}
+    assert "flat.shape" not in owned and "one" not in owned
+    w = numpy_helper.to_array(next(t for t in tiny_cnn().graph.initializer if t.name == "conv.weight"))
+    assert layers[0].sigma_w == pytest.approx(float(w.std()), rel=1e-6)
+
+
+def _matmul_model(*, tied: bool = False, constant: bool = False) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 4)).astype(np.float32)
+    b = rng.normal(size=(4,)).astype(np.float32)
+    nodes = []
+    inits = [numpy_helper.from_array(b, "b")]
+    if constant:
+        nodes.append(helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(w, "W")))
+    else:
+        inits.append(numpy_helper.from_array(w, "W"))
+    nodes += [
+        helper.make_node("MatMul", ["x", "W"], ["h"], name="mm1"),
+        helper.make_node("Add", ["h", "b"], ["h2"], name="add1"),
+    ]
+    if tied:
+        nodes.append(helper.make_node("MatMul", ["h2", "W"], ["y"], name="mm2"))
+    else:
+        nodes.append(helper.make_node("Relu", ["h2"], ["y"]))
+    resize_scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    inits.append(resize_scales)
+    nodes.append(helper.make_node("Identity", ["y"], ["out"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_matmul_add_pair_is_one_layer(tmp_path):
+    layers = list_layers(load_model(_save(_matmul_model(), tmp_path / "m.onnx")))
+    assert len(layers) == 1
+    assert layers[0].op_type == "MatMul" and layers[0].tensors == ("W", "b")
+    assert layers[0].roles == ("weight", "bias")
+
+
+def test_tied_weight_is_one_layer(tmp_path):
+    layers = list_layers(load_model(_save(_matmul_model(tied=True), tmp_path / "m.onnx")))
+    assert [l.tensors for l in layers] == [("W", "b")]
+
+
+def test_constant_node_weights_are_lifted(tmp_path):
+    model = load_model(_save(_matmul_model(constant=True), tmp_path / "m.onnx"))
+    assert not any(n.op_type == "Constant" for n in model.graph.node)
+    layers = list_layers(model)
+    assert layers[0].tensors == ("W", "b")
+
+
+def test_resize_scales_are_not_parameters(tmp_path):
+    model = _matmul_model()
+    model.graph.node.append(helper.make_node("Resize", ["out", "", "scales"], ["out2"], name="rs"))
+    layers = list_layers(load_model(_save(model, tmp_path / "m.onnx")))
+    assert all("scales" not in l.tensors for l in layers)
+
+
+def test_missing_file():
+    with pytest.raises(GraphError, match="model file not found: nope.onnx"):
+        load_model("nope.onnx")
+
+
+def test_not_onnx(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a model\n" * 10)
+    with pytest.raises(GraphError, match="is not an ONNX model"):
+        load_model(path)
+
+
+def test_external_data_escaping_folder_is_refused(tmp_path):
+    model = tiny_cnn()
+    (tmp_path / "sub").mkdir()
+    onnx.save(model, str(tmp_path / "sub" / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    # Rewrite the location to escape the model folder.
+    m = onnx.load(str(tmp_path / "sub" / "m.onnx"), load_external_data=False)
+    for t in m.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../weights.bin"
+    (tmp_path / "weights.bin").write_bytes((tmp_path / "sub" / "weights.bin").read_bytes())
+    onnx.save(m, str(tmp_path / "sub" / "evil.onnx"))
+    with pytest.raises(GraphError, match="escapes the model's folder"):
+        load_model(tmp_path / "sub" / "evil.onnx")
+    # The well-formed one loads relative to the model file, not the working directory.
+    layers = list_layers(load_model(tmp_path / "sub" / "m.onnx"))
+    assert len(layers) == 3
+
+
+def test_select_layers():
+    layers = list_layers(tiny_cnn())
+    assert [l.name for l in select_layers(layers, "Batch|fc")] == ["bn", "fc"]
+    assert select_layers(layers, "all") == layers
+    with pytest.raises(GraphError, match="matches no layer"):
+        select_layers(layers, "nothing_like_this")
+    with pytest.raises(GraphError, match="not a valid regular expression"):
+        select_layers(layers, "(")
+
+
+def test_model_io():
+    io = get_model_io(tiny_cnn(batch=1))
+    assert (io.input_name, io.output_name, io.num_classes, io.batch_size) == ("input", "logits", 10, 1)
+    assert get_model_io(tiny_cnn()).batch_size is None
+
+
+# ------------------------------------------------------------------ damaged models: one-line errors
+
+
+def test_model_without_outputs_is_a_graph_error():
+    model = tiny_cnn()
+    del model.graph.output[:]
+    with pytest.raises(GraphError, match="the model has no graph output"):
+        get_model_io(model)
+
+
+def test_untyped_image_input_is_a_graph_error():
+    model = tiny_cnn()
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UNDEFINED
+    with pytest.raises(GraphError, match="image input 'input' has no usable tensor element type"):
+        get_model_io(model)
+
+
+def test_damaged_initializer_is_a_graph_error(tmp_path):
+    model = tiny_cnn()
+    weight = next(t for t in model.graph.initializer if t.name == "conv.weight")
+    weight.raw_data = weight.raw_data[:10]  # truncated: not a whole number of float32 values
+    model = load_model(_save(model, tmp_path / "m.onnx"))
+    with pytest.raises(GraphError, match="initializer 'conv.weight' .* cannot be read"):
+        get_initializers(model)
+    with pytest.raises(GraphError, match="initializer 'conv.weight' .* cannot be read"):
+        list_layers(model)
+
+
+def _qdq_matmul(zero: np.ndarray) -> onnx.ModelProto:
+    q = np.arange(-8, 8, dtype=np.int8).reshape(4, 4)
+    inits = [
+        numpy_helper.from_array(q, "Wq"),
+        numpy_helper.from_array(np.full(4, 0.1, np.float32), "Wq_scale"),
+        numpy_helper.from_array(zero, "Wq_zp"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["Wq", "Wq_scale", "Wq_zp"], ["W"], axis=1, name="dq"),
+        helper.make_node("MatMul", ["x", "W"], ["out"], name="mm"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_qdq_zero_point_of_wrong_size_is_not_a_layer():
+    # A per-axis scale of 4 with a zero point of 3: malformed, skipped like blocked quantization
+    # (it used to crash with numpy's broadcast ValueError).
+    assert list_layers(_qdq_matmul(np.zeros(3, np.int8))) == []
+    # A scalar zero point with a per-axis scale still broadcasts, so it stays a layer.
+    (layer,) = list_layers(_qdq_matmul(np.zeros((), np.int8)))
+    assert layer.tensors == ("Wq",) and layer.quant[0].axis == 1
+    (layer,) = list_layers(_qdq_matmul(np.zeros(4, np.int8)))
+    assert layer.quant[0].zero_point == "Wq_zp"
+
+
+@pytest.mark.parametrize("package", ["onnxnoise.model", "onnxnoise.data"])
+def test_exception_classes_live_in_errors(package):
+    import importlib
+    import inspect
+    import pkgutil
+
+    root = importlib.import_module(package)
+    for info in pkgutil.iter_modules(root.__path__, f"{package}."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__:
+                pytest.fail(f"{info.name}.{name} is an exception class; define it in onnxnoise/errors.py")

@@ -1,0 +1,138 @@
+"""bench.py: one model on one dataset; real models on real data (../shared) and what bench records.
+
+Exact checks on full test sets where they are cheap (CIFAR-10 ResNets), the ImageNet
+models on the 500-image Imagenette validation subset as 1000-way classification. Also: the
+preprocessing settings given on the command line are recorded, and a zero baseline is JSON null."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from onnxnoise.bench import run_bench
+from onnxnoise.config import NoiseConfig, RunConfig
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.plan import Trial
+from onnxnoise.engine.trial import run_trial
+
+from tests._checks import run_cli, strict_json
+from tests._colour import colour_npz
+
+BASELINE = Trial("baseline", None, (), None, None)
+
+
+def _baseline(model: Path, data: Path, **kwargs) -> dict:
+    """The clean trial's row, run by the engine (no noisy trials), with ``top1_acc``/``top5_acc`` in percent."""
+    context = prepare_context(RunConfig(model=model, data=data, device="cpu", **kwargs))
+    row = run_trial(context, BASELINE)
+    assert row["error"] is None, row["error"]
+    assert row["mode"] == "baseline" and row["strength"] is None and row["seed"] is None
+    assert row["nan_count"] == 0 and row["layers_noised"] == 0
+    return {**row, "top1_acc": 100.0 * row["top1_correct"] / row["images"],
+            "top5_acc": 100.0 * row["top5_correct"] / row["images"]}
+
+
+@pytest.mark.parametrize("depth, published, correct", [(20, 91.73, 9173), (56, 93.39, 9339)])
+@pytest.mark.parametrize("layout", ["cifar-10-batches-py", "cifar10-test-png"])
+def test_cifar_resnet_published_top1(depth, published, correct, layout, cifar_resnet_onnx, shared_data):
+    row = _baseline(cifar_resnet_onnx(depth), shared_data(layout))
+    assert row["images"] == 10_000
+    assert row["top1_correct"] == correct
+    assert row["top1_acc"] == pytest.approx(published, abs=1e-9)
+    assert row["provider"] == "CPUExecutionProvider" and row["label_offset"] == 0
+
+
+@pytest.mark.parametrize("model, preset, top1_ref, top5_ref", [
+    ("efficientnet-lite0/efficientnet_lite0.onnx", "tf-lite", 69.2, 91.4),
+    ("squeezenet1.0-deepcompression/squeezenet1_0_deepcompression.onnx", "caffe", 57.8, 80.4),
+])
+def test_imagenet_models_on_imagenette(model, preset, top1_ref, top5_ref, shared_path, shared_data):
+    """1000-way classification of the 500 Imagenette val images; references from the models' MANIFESTs."""
+    row = _baseline(shared_path(f"models/{model}", kind="file"), shared_data("imagenette-val500"), preset=preset)
+    assert row["images"] == 500
+    assert row["top1_acc"] == pytest.approx(top1_ref, abs=0.5)
+    assert row["top5_acc"] == pytest.approx(top5_ref, abs=0.5)
+
+
+def test_imagenet_flat_val_loads(shared_path, shared_data):
+    model = shared_path("models/squeezenet1.0-deepcompression/squeezenet1_0_deepcompression.onnx", kind="file")
+    context = prepare_context(RunConfig(model=model, data=shared_data("imagenet-val1300"), preset="caffe",
+                                        limit=100))
+    assert context.dataset.format == "imagenet-val"
+    assert context.dataset.num_classes == 1000
+    assert len(context.data) == 100
+
+
+def test_resnet20_accuracy_falls_with_snr(cifar_resnet_onnx, shared_data):
+    """Noise in all layers, 3 seeds: mean top-1 decreases as SNR decreases (subset of 2,000 images)."""
+    config = RunConfig(model=cifar_resnet_onnx(20), data=shared_data("cifar-10-batches-py"),
+                       noise=NoiseConfig(strengths=(100.0, 10.0, 5.0), seeds=3), limit=2000, device="cpu")
+    result = run_bench(config)
+    summary = result.summary
+    assert summary["mode"].to_list() == ["baseline", "all", "all", "all"]
+    assert summary["strength"].to_list() == [None, 100.0, 10.0, 5.0]
+    top1 = summary["top1_acc_mean"].to_list()
+    # Baseline vs SNR 100 (1% noise) differ by noise only; from there accuracy falls.
+    assert top1[0] > 85 and abs(top1[0] - top1[1]) < 1.0
+    assert top1[1] > top1[2] > top1[3]
+    assert summary["seeds"].to_list()[1:] == [3, 3, 3]
+    assert summary["top1_norm_mean"][0] == pytest.approx(1.0)
+    assert result.trials.height == 10 and result.meta["failed"] == 0
+
+
+def test_keep_batchnorm_nan_logits_are_never_predictions(cifar_resnet_onnx, shared_data):
+    """BN kept as ops: at SNR 100 noise makes some running variances negative (paper setting).
+
+    With ``clamp`` (default) they are set to 0 and counted, logits stay finite; with
+    ``keep`` the negative variances give NaN logits that are counted and scored as wrong.
+    """
+    model = cifar_resnet_onnx(20, keep_batchnorm=True)
+    data = shared_data("cifar-10-batches-py")
+    clamp = run_bench(RunConfig(model=model, data=data, noise=NoiseConfig(strengths=(100.0, 5.0), seeds=1),
+                                limit=500, device="cpu"))
+    noisy = clamp.trials.filter(pl.col("mode") == "all")
+    assert noisy.height == 2
+    assert noisy["bn_variance_changed"].sum() > 0
+    assert noisy["nan_count"].sum() == 0
+    assert clamp.meta["bn_variance_changed"] == noisy["bn_variance_changed"].sum()
+    keep = run_bench(RunConfig(model=model, data=data, limit=500, device="cpu",
+                               noise=NoiseConfig(strengths=(5.0,), seeds=1, bn_variance="keep")))
+    row = keep.trials.row(1, named=True)
+    assert row["mode"] == "all" and row["strength"] == 5.0
+    assert row["bn_variance_changed"] > 0
+    assert row["nan_count"] > 0
+    assert row["top1_correct"] <= row["images"] - row["nan_count"]
+    assert row["top5_correct"] <= row["images"] - row["nan_count"]
+
+
+def test_bench_records_the_overridden_preprocessing_settings(tiny_float_int8, tmp_path, capsys):
+    float_path, _, data = tiny_float_int8
+    code, out, err = run_cli(capsys, "bench", float_path, "--data", data, "--preprocess", "raw", "--mean", "0.1",
+                          "--std", "0.9", "--seeds", "1", "--snr", "10", "--device", "cpu", "--out", tmp_path / "r",
+                          "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["preprocess_source"] == "--preprocess" and summary["preprocess_overrides"] == ["mean", "std"]
+    assert "preprocessing preset raw (--preprocess), overridden: mean, std" in " ".join(err.split())
+
+
+def test_zero_baseline_writes_null_not_nan(colour_onnx, tmp_path, capsys):
+    data = colour_npz(tmp_path / "shifted.npz", shift=1)
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", data, "--preprocess", "raw", "--snr", "100,1",
+                          "--seeds", "2", "--device", "cpu", "--out", out_dir, "--json")
+    assert code == 0, err
+    for text in (out, (out_dir / "bench.json").read_text()):
+        assert "NaN" not in text and "Infinity" not in text
+        summary = strict_json(text)
+        rows = {(r["mode"], r["strength"]): r for r in summary["results"]}
+        assert rows[("baseline", None)]["top1_acc_mean"] == 0.0
+        # a / a0 with a0 = 0 is undefined: null, never a bare NaN token.
+        assert rows[("all", 100.0)]["top1_norm_mean"] is None
+        assert rows[("all", 1.0)]["top1_norm_mean"] is None
+
+    code, out, _ = run_cli(capsys, "layers", colour_onnx, "--json")
+    assert code == 0 and strict_json(out)["total_layers"] == 1
