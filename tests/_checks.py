@@ -1,5 +1,5 @@
 """Small helpers the tests share: rows in a trial store, a rich table as text, accuracy columns,
-the CLI run in process (exit code, stdout, stderr), its one error line, strict JSON."""
+the CLI run in process (exit code, stdout, stderr), its one error line, a command's help, strict JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import polars as pl
+import pytest
 from rich.console import Console
 
 from onnxnoise.cli import main
@@ -47,6 +48,14 @@ def run_cli(capture, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capture.readouterr()
     return code, out, err
+
+
+def help_words(capture, command: str) -> str:
+    """``onnxnoise COMMAND --help`` as words joined by single spaces (argparse wraps lines); exit 0 checked."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capture.readouterr().out.split())
 
 
 def one_line(err: str) -> str:

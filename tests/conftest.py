@@ -31,7 +31,7 @@ from types import ModuleType
 import onnx
 import pytest
 
-from tests._builders import labeled_npz, tiny_cnn
+from tests._builders import conv_bn_resnet, labeled_npz, tiny_cnn
 from tests._colour import colour_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +181,16 @@ def tiny_float_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     exec(compile(code, "README.md", "exec"), {})  # the README's own code path, on a tiny model
     data = labeled_npz(model, folder / "d.npz", n=60)
     return float_path, int8_path, data.path
+
+
+@pytest.fixture(scope="session")
+def resnet_npz(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(model, data)`` paths: ``conv_bn_resnet(seed=0)`` (13 layers, input [N, 3, 8, 8]) and a labeled
+    .npz of 40 images it classifies (70% clean top-1 under ``--preprocess raw``). Read-only."""
+    folder = tmp_path_factory.mktemp("resnet_npz")
+    model = conv_bn_resnet(seed=0)
+    onnx.save(model, folder / "m.onnx")
+    return folder / "m.onnx", labeled_npz(model, folder / "d.npz", n=40).path
 
 
 @pytest.fixture(autouse=True, scope="session")

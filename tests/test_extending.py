@@ -10,15 +10,10 @@ the command-line help, an experiment file, the trial store and a report.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import onnx
 import polars as pl
 import pytest
 
-from tests._builders import conv_bn_resnet, labeled_npz
-from tests._columns import toy_counter  # noqa: F401 - fixture
-from tests._noise_models import toy_device_model  # noqa: F401 - fixture
 from onnxnoise.cli.app import main
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
@@ -27,6 +22,10 @@ from onnxnoise.errors import ConfigError
 from onnxnoise.experiment import load_experiment
 from onnxnoise.settings import RUNTIME, Setting, register_setting, unregister_setting
 from onnxnoise.store import open_store
+
+from tests._checks import help_words
+from tests._columns import toy_counter  # noqa: F401 - fixture
+from tests._noise_models import toy_device_model  # noqa: F401 - fixture
 
 
 def _positive(value: object) -> float:
@@ -57,31 +56,17 @@ def toys(toy_gain, toy_counter, toy_device_model):  # noqa: F811 - the fixtures 
     return toy_gain, toy_counter, toy_device_model
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("extending")
-    model = conv_bn_resnet(seed=2)
-    onnx.save(model, folder / "m.onnx")
-    return folder / "m.onnx", labeled_npz(model, folder / "d.npz", n=40).path
-
-
-def _help(capsys, command: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
-
 
 @pytest.mark.parametrize("command", ["bench", "sweep", "check"])
 def test_the_three_are_in_the_help(toys, capsys, command):
-    text = _help(capsys, command)
+    text = help_words(capsys, command)
     assert "--toy-gain G toy gain, recorded and keyed (default 1.5)" in text
     assert "--toy-loss LIST test-toy-device: toy: fraction of conductance every device loses, e.g. 0.1,0.5" in text
     assert "test-toy-device" in text  # among --noise's models
 
 
-def test_the_three_in_an_experiment_file_the_store_and_a_report(toys, files, tmp_path, capsys):
-    model, data = files
+def test_the_three_in_an_experiment_file_the_store_and_a_report(toys, resnet_npz, tmp_path, capsys):
+    model, data = resnet_npz
     study = tmp_path / "study.toml"
     study.write_text(f'out = "runs"\n[data]\npath = "{data}"\npreprocess = "raw"\n\n[models.m]\npath = "{model}"\n\n'
                      '[[sweeps]]\nnoise = "test-toy-device:floor=0.0"\ntoy_loss = [0.1, 0.5]\nseeds = 1\n'
@@ -117,8 +102,8 @@ def test_the_three_in_an_experiment_file_the_store_and_a_report(toys, files, tmp
     assert "| m.onnx | loss 10% | 1 |" in report and "toy conductance loss per device" in report
 
 
-def test_a_keyed_setting_changes_keys_only_away_from_its_default(toys, files):
-    model, data = files
+def test_a_keyed_setting_changes_keys_only_away_from_its_default(toys, resnet_npz):
+    model, data = resnet_npz
 
     def keys(**extra) -> list[str]:
         context = prepare_context(RunConfig(model=model, data=data, preset="raw", device="cpu", extra=extra))

@@ -14,7 +14,6 @@ import re
 import shlex
 from pathlib import Path
 
-import onnx
 import pytest
 
 from onnxnoise.cli.app import main
@@ -29,7 +28,7 @@ from onnxnoise.noise import NOISE_MODELS, get_noise_model
 from onnxnoise.settings import RUNTIME, Setting, declared, register_setting, unregister_setting
 from onnxnoise.store import open_store
 
-from tests._builders import conv_bn_resnet, labeled_npz
+from tests._checks import help_words
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,24 +52,10 @@ def toy_setting():
     unregister_setting(setting.key)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("settings")
-    model = conv_bn_resnet(seed=0)
-    onnx.save(model, folder / "m.onnx")
-    return folder / "m.onnx", labeled_npz(model, folder / "d.npz", n=40).path
-
-
-def _help(capsys, command: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
-
 
 @pytest.mark.parametrize("command", ["bench", "sweep", "check"])
 def test_toy_setting_is_in_the_help(toy_setting, capsys, command):
-    assert "--toy-gain G a toy gain that changes nothing (default 1.5)" in _help(capsys, command)
+    assert "--toy-gain G a toy gain that changes nothing (default 1.5)" in help_words(capsys, command)
 
 
 def test_toy_setting_in_run_config_and_its_recorded_dict(toy_setting):
@@ -118,8 +103,8 @@ def test_toy_setting_in_the_recheck_command(toy_setting):
     assert build_parser().parse_args(shlex.split(text)[1:]).toy_gain == 2.5
 
 
-def test_toy_setting_in_bench_json_and_the_store(toy_setting, tiny, tmp_path, capsys):
-    model, data = tiny
+def test_toy_setting_in_bench_json_and_the_store(toy_setting, resnet_npz, tmp_path, capsys):
+    model, data = resnet_npz
     common = ["--data", str(data), "--preprocess", "raw", "--device", "cpu", "--snr", "10", "--seeds", "1"]
     assert main(["bench", str(model), *common, "--toy-gain", "3", "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "bench.json").read_text())["config"]["toy_gain"] == 3.0
@@ -201,7 +186,7 @@ def test_preprocessing_flags_are_the_data_configs_overridable_keys():
 
 def test_flags_a_command_only_refuses_are_not_in_its_help(capsys):
     """check chooses its own number of draws: --seeds / --ci-halfwidth are refused there, so its help leaves them out."""
-    check, bench = _help(capsys, "check"), _help(capsys, "bench")
+    check, bench = help_words(capsys, "check"), help_words(capsys, "bench")
     assert "--seeds SEEDS" not in check and "--ci-halfwidth" not in check and "--max-seeds N" in check
     assert "--seeds SEEDS noise draws per strength" in bench and "--ci-halfwidth POINTS" in bench
     assert main(["check", "m.onnx", "--snr", "10", "--max-drop", "1", "--seeds", "5"]) == 2
