@@ -19,7 +19,10 @@ Models missing under the experiment's paths are exported first (needs the ``expo
 
 Usage::
 
-    python scripts/recheck_committed.py [--per-sweep 3] [--seed 0] [REPORT=EXPERIMENT ...]
+    python scripts/recheck_committed.py [--per-sweep 3] [--seed 0] [REPORT=EXPERIMENT ...] [--check FOLDER ...]
+
+``onnxnoise check`` reports (``reports/*/*/check.json``) are re-run from their own re-check command:
+each committed whole-model draw is planned at its strength and seed and matched by key.
 
 Exit code 0 when every re-run count matches and every sweep has committed rows, 1 otherwise, 2 on
 bad input.
@@ -28,19 +31,25 @@ bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import polars as pl
 
+from onnxnoise.cli.flags import given_options
+from onnxnoise.cli.parser import build_parser
+from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.engine.trial import run_trial
 from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.settings import config_values
 from onnxnoise.store.schema import COUNT, COUNTER, PAIRED, canonical_json, column_names
 from onnxnoise.experiment import load_experiment
 
@@ -105,6 +114,47 @@ def _matched_rows(committed: pl.DataFrame, planned: dict, context, config) -> tu
     return matched, f"by (mode, layer, strength, seed), {why}"
 
 
+def _rerun(context, trial, row: dict, prefix_reuse: bool = True) -> bool:
+    """Run ``trial`` again and print its committed and new counts; ``True`` when they are equal."""
+    started = time.perf_counter()
+    again = run_trial(context, trial, prefix_reuse=prefix_reuse)
+    columns = [c for c in COMPARED if row.get(c) is not None]
+    equal = all(again[c] == row[c] for c in columns)
+    print(f"  {'ok  ' if equal else 'DIFF'} {trial.mode} layer {trial.layer_index} strength {trial.strength} "
+          f"seed {trial.seed}: committed {[row[c] for c in columns]}, now {[again[c] for c in columns]} "
+          f"({time.perf_counter() - started:.1f} s)", flush=True)
+    return equal
+
+
+def recheck_check_report(folder: Path, per_report: int, rng: random.Random) -> tuple[int, int, int]:
+    """``(trials re-run, of them different, 1 if no gate row is keyed as today)`` for one ``check`` report.
+
+    The run settings come from the report's own re-check command (``check.json``); each committed
+    whole-model draw is planned again at its strength and seed and matched by key, so a protection
+    plan's draws (other layers) are left aside.
+    """
+    report = json.loads((folder / "check.json").read_text())
+    args = build_parser().parse_args(shlex.split(report["recheck_command"])[1:])
+    options = given_options(args, "check", RunConfig)
+    base = RunConfig(**{**config_values(RunConfig, options), "model": args.model, "data": args.data})
+    committed = pl.read_parquet(folder / "trials.parquet").filter(pl.col("error").is_null() & (pl.col("mode") == "all"))
+    loaded = prepare_context(base)
+    matched = []
+    for row in committed.rows(named=True):
+        noise = dataclasses.replace(base.noise, strengths=(row["strength"],), seeds=(row["seed"],))
+        context = dataclasses.replace(loaded, config=dataclasses.replace(base, noise=noise))  # same loaded model
+        trial = next(item for item in plan_trials(context, ("all",)) if item.trial.mode == "all")
+        if trial.key == row["key"]:
+            matched.append((row, trial.trial, context))
+    print(f"{folder.parent.name} / {folder.name}: {len(matched)} of {committed.height} committed draws keyed as "
+          f"today", flush=True)
+    checked = different = 0
+    for row, trial, context in rng.sample(matched, min(per_report, len(matched))):
+        different += not _rerun(context, trial, row)
+        checked += 1
+    return checked, different, int(not matched)
+
+
 def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Random) -> tuple[int, int, int]:
     """``(trials re-run, of them different, sweeps without a committed row, sweeps matched without keys)``."""
     experiment = load_experiment(experiment_path)
@@ -120,26 +170,24 @@ def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Ran
         unmatched += not matched
         rekeyed += bool(matched) and how != "by key"
         for row, trial in rng.sample(matched, min(per_sweep, len(matched))):
-            started = time.perf_counter()
-            again = run_trial(context, trial, prefix_reuse=config.prefix_reuse)
-            columns = [c for c in COMPARED if row.get(c) is not None]
-            equal = all(again[c] == row[c] for c in columns)
-            different += not equal
+            different += not _rerun(context, trial, row, config.prefix_reuse)
             checked += 1
-            print(f"  {'ok  ' if equal else 'DIFF'} {trial.mode} layer {trial.layer_index} strength {trial.strength} "
-                  f"seed {trial.seed}: committed {[row[c] for c in columns]}, now {[again[c] for c in columns]} "
-                  f"({time.perf_counter() - started:.1f} s)", flush=True)
         del context  # one sweep's decoded images in memory at a time
     return checked, different, unmatched, rekeyed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pairs", nargs="*", metavar="REPORT=EXPERIMENT", default=list(DEFAULT_PAIRS),
-                        help="a committed report folder and the experiment file that made it (default: all)")
-    parser.add_argument("--per-sweep", type=int, default=3)
+    parser.add_argument("pairs", nargs="*", metavar="REPORT=EXPERIMENT",
+                        help="a committed report folder and the experiment file that made it")
+    parser.add_argument("--check", action="append", type=Path, default=[], metavar="FOLDER",
+                        help="a committed `onnxnoise check` report folder (check.json + trials.parquet)")
+    parser.add_argument("--per-sweep", type=int, default=3, help="trials re-run per sweep or check report")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not args.pairs and not args.check:  # everything committed
+        args.pairs = list(DEFAULT_PAIRS)
+        args.check = sorted(p.parent.relative_to(REPO) for p in REPO.glob("reports/*/*/check.json"))
     rng = random.Random(args.seed)
     checked = different = unmatched = rekeyed = 0
     try:
@@ -150,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             c, d, u, r = recheck(REPO / report, REPO / experiment, args.per_sweep, rng)
             checked, different, unmatched, rekeyed = checked + c, different + d, unmatched + u, rekeyed + r
+        for folder in args.check:
+            c, d, u = recheck_check_report(REPO / folder, args.per_sweep, rng)
+            checked, different, unmatched = checked + c, different + d, unmatched + u
     except OnnxNoiseError as exc:
         print(f"recheck_committed: error: {exc}", file=sys.stderr)
         return 2
     print(f"{checked} committed trials re-run: {checked - different} equal, {different} different; "
-          f"{unmatched} sweep(s) with no committed trial, {rekeyed} matched without their committed keys")
+          f"{unmatched} sweep(s) or report(s) with no committed trial, {rekeyed} matched without their committed "
+          f"keys")
     return 0 if different == 0 and unmatched == 0 else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())
