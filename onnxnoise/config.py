@@ -354,11 +354,16 @@ def _extra_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: s.value(values[key]) if values.get(key) is not None else s.default for key, s in registered.items()}
 
 
+def _check_positive(flag: str, value: Any, *, unit: str = "", example: str = "2 or 0.5") -> None:
+    """Raise ``ConfigError`` unless ``value`` is a positive, finite number (of ``unit``, named in the message)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        msg = f"`{flag}` must be a positive number{f' of {unit}' if unit else ''} (e.g. {example}), got {value!r}"
+        raise ConfigError(msg)
+
+
 def _check_gib(flag: str, value: Any) -> None:
     """Raise ``ConfigError`` unless ``value`` is a positive, finite number of GiB."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        msg = f"`{flag}` must be a positive number of GiB (e.g. 2 or 0.5), got {value!r}"
-        raise ConfigError(msg)
+    _check_positive(flag, value, unit="GiB")
 
 
 def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:

@@ -102,6 +102,26 @@ def test_the_three_in_an_experiment_file_the_store_and_a_report(toys, resnet_npz
     assert "| m.onnx | loss 10% | 1 |" in report and "toy conductance loss per device" in report
 
 
+def test_runs_under_other_keyed_settings_stay_apart_in_a_report(toy_gain, resnet_npz, tmp_path, capsys):
+    """Two sweeps of one model in one store, the keyed setting at its default and away from it: two baselines."""
+    model, data = resnet_npz
+    sweep = '[[sweeps]]\nsnr = [5]\nseeds = 1\ndevice = "cpu"\n'
+    study = tmp_path / "study.toml"
+    study.write_text(f'out = "runs"\n[data]\npath = "{data}"\npreprocess = "raw"\n\n[models.m]\npath = "{model}"\n\n'
+                     f'{sweep}\n{sweep}toy_gain = 2.5\n')
+    assert main(["sweep", "--config", str(study)]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs" / "m"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    summary = pl.read_csv(out / "summary.csv")
+    assert summary.filter(pl.col("mode") == "baseline")["settings"].to_list() == [None, '{"toy_gain":2.5}']
+    assert summary.filter(pl.col("mode") == "all").height == 2  # one row per setting, never one mixed row
+    report = (out / "report.md").read_text()
+    assert "| model | dataset | settings | images |" in report
+    assert "| m.onnx | d | default | 40 |" in report and '| m.onnx | d | {"toy_gain":2.5} | 40 |' in report
+    assert "seeds used: 0" in report
+
+
 def test_a_keyed_setting_changes_keys_only_away_from_its_default(toys, resnet_npz):
     model, data = resnet_npz
 

@@ -7,7 +7,14 @@ engine uses; :mod:`onnxnoise.noise.base` explains how to add a model, and
 ``gaussian-snr`` (paper eq. 1, ``scope`` tensor/layer/channel), ``gaussian-global-db``
 (NoisyNN), ``multiplicative``, ``pcm``, ``stuck-at``, ``conductance-levels``, ``bit-flip``; formulas
 and sources in each module and in ../shared/NOISE-MODELS.md.
+
+Every module of this package is imported here, so a model class in a new file of
+``onnxnoise/noise/`` registers itself (``@register``) with no other edit; the names below are
+the package's public API.
 """
+
+import importlib
+import pkgutil
 
 from onnxnoise.noise.axis import PlotAs, StrengthAxis, axis_label, axis_of, format_seconds
 from onnxnoise.noise.base import NOISE_MODELS, NoiseModel, TensorInfo, get_noise_model, make_noise_model, register
@@ -29,3 +36,7 @@ __all__ = [
     "StrengthAxis", "PlotAs", "axis_of", "axis_label", "format_seconds", "DeviceModel", "QuantizedDeviceModel",
     "Devices", "Tile",
 ]
+
+for _module in pkgutil.iter_modules(__path__):  # a new model file registers itself
+    importlib.import_module(f"{__name__}.{_module.name}")
+

@@ -214,15 +214,28 @@ def lead_columns(rows: pl.DataFrame, *, model: bool = False) -> tuple[list[str],
         ``(headers, cells per row)``.
     """
     show_model = model or ("model" in rows.columns and rows["model"].n_unique() > 1)
-    varying = [c for c in columns(SETTING) if c.header and c.name in rows.columns and rows[c.name].n_unique() > 1]
+    run_headers, run_cells = setting_columns(rows)
     several = _several_noise_models(rows)
     settings = _noise_settings_column(rows)
-    headers = [*(["model"] if show_model else []), *(c.header for c in varying),
+    headers = [*(["model"] if show_model else []), *run_headers,
                *(["noise model"] if several else []), *(["noise settings"] if settings else [])]
-    cells = [[*([r["model"]] if show_model else []), *(str(r[c.name]) for c in varying),
+    cells = [[*([r["model"]] if show_model else []), *run_cells[i],
               *([r["noise_model"]] if several else []), *([settings[i]] if settings else [])]
              for i, r in enumerate(rows.iter_rows(named=True))]
     return headers, cells
+
+
+def setting_columns(rows: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The run settings that differ between rows: columns of role :data:`~onnxnoise.store.schema.SETTING`
+    with a ``header``, as ``(headers, cells per row)``; a NULL cell reads ``default``."""
+    varying = [c for c in columns(SETTING) if c.header and c.name in rows.columns and rows[c.name].n_unique() > 1]
+    cells = [[_setting_cell(r[c.name]) for c in varying] for r in rows.iter_rows(named=True)]
+    return [c.header for c in varying], cells
+
+
+def _setting_cell(value: object) -> str:
+    """A run setting's cell: NULL is ``default`` (e.g. no keyed setting away from its default)."""
+    return "default" if value is None else str(value)
 
 
 def _noise_settings_column(rows: pl.DataFrame) -> list[str] | None:

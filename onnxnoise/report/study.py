@@ -21,7 +21,7 @@ from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cu
 from onnxnoise.report.tables import with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
-from onnxnoise.report.console import format_interval, lead_columns
+from onnxnoise.report.console import format_interval, lead_columns, setting_columns
 from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.store.store import open_store
@@ -337,7 +337,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         parts += ["## Warnings", "", *(f"- **WARNING**: {line}" for line in files.warnings), ""]
     parts += [
         "## Provenance", "",
-        f"- trials: {trials.height} ({errors} failed), seeds: {', '.join(map(str, seeds)) or '-'}",
+        f"- trials: {trials.height} ({errors} failed), seeds used: {', '.join(map(str, seeds)) or '-'}",
         f"- datasets: {', '.join(sorted(set(trials['dataset'].to_list())))}",
         f"- noise: {'; '.join(noise_descriptions(trials)) or '-'}; "
         f"settings {', '.join(sorted(set(trials['noise'].drop_nulls().to_list())))}",
@@ -353,17 +353,18 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     # One clean baseline per sweep: the same measurement when only the noise settings differ.
     base = summary.filter(pl.col("mode") == "baseline")
     base = base.unique([c for c in context_keys() if c in base.columns], keep="first", maintain_order=True)
+    run_headers, run_cells = setting_columns(base)  # baselines measured under other settings, told apart
     rows = []
-    for row in base.iter_rows(named=True):
+    for i, row in enumerate(base.iter_rows(named=True)):
         fact = facts.filter(pl.col("model_sha256") == row["model_sha256"])
         layers = fact["layers"][0] if fact.height else None
         params = fact["parameters"][0] if fact.height else None
         failed = " (failed)" if row.get("errors") else ""
-        rows.append([row["model"], row["dataset"], str(row["images"] or "-"), _fmt(row["top1_acc_mean"]) + failed,
-                     _fmt(row["top5_acc_mean"]) + failed, str(layers), f"{params:,}" if params else "-",
-                     row["model_sha256"][:12]])
-    parts += [_md_table(["model", "dataset", "images", "top-1 %", "top-5 %", "layers", "parameters", "sha256"],
-                        rows), ""]
+        rows.append([row["model"], row["dataset"], *run_cells[i], str(row["images"] or "-"),
+                     _fmt(row["top1_acc_mean"]) + failed, _fmt(row["top5_acc_mean"]) + failed, str(layers),
+                     f"{params:,}" if params else "-", row["model_sha256"][:12]])
+    parts += [_md_table(["model", "dataset", *run_headers, "images", "top-1 %", "top-5 %", "layers", "parameters",
+                         "sha256"], rows), ""]
     whole = summary.filter(pl.col("mode") == "all")  # summarize_trials order: increasing noise
     if whole.height:
         lead, lead_cells = lead_columns(whole, model=True)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import pkgutil
+import sys
+
 import numpy as np
 import pytest
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model import list_layers
-from onnxnoise.noise import make_noise_model
+import onnxnoise.noise as package
+from onnxnoise.noise import NOISE_MODELS, NoiseModel, make_noise_model
 from onnxnoise.noise.gaussian import GaussianSNR
 
 from tests._builders import qdq_matmul, tiny_cnn
@@ -39,3 +44,14 @@ def test_quantization_caption_comes_from_the_noise_model_in_use():
         "quantized QDQ weights (1 layer): dequantize-noise-requantize, 3 values clipped")
     assert BITFLIP.describe_quantization(list_layers(tiny_cnn())) is None
     assert "float tensors (biases, normalization, float layers) left exact" in BITFLIP.describe()
+
+
+def test_every_model_module_of_the_package_registers_itself():
+    """A model class in any file of onnxnoise/noise/ is registered by importing the package (no list to edit)."""
+    modules = [f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+    assert len(modules) >= 12 and all(name in sys.modules for name in modules)
+    defined = {cls.name for name in modules for _, cls in inspect.getmembers(sys.modules[name], inspect.isclass)
+               if issubclass(cls, NoiseModel) and cls.__module__ == name and vars(cls).get("name")}
+    assert defined == {"gaussian-snr", "gaussian-global-db", "multiplicative", "pcm", "stuck-at",
+                       "conductance-levels", "bit-flip"}
+    assert defined <= set(NOISE_MODELS)
