@@ -11,7 +11,12 @@ from onnxnoise.cli.commands import COMMANDS
 from onnxnoise.cli.parser import EXIT_BASELINE_UNEXPECTED, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
 from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError
 
-__all__ = ["main"]
+__all__ = ["main", "ROWS_KEPT"]
+
+#: Commands whose rows written before a file-system error stay on disk (the sweep's trial
+#: store; bench's trials table, rewritten whole after each trial). Every other output is
+#: written whole or not at all (onnxnoise.files), so the error line promises only that.
+ROWS_KEPT = frozenset({"bench", "sweep"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.exception("file system error")
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"onnxnoise: error: {exc.strerror or exc}{where} (rows already written are kept; fix it and run the "
-              "same command again)", file=sys.stderr)
+        kept = "rows already written are kept" if args.command in ROWS_KEPT else "no file was left half-written"
+        print(f"onnxnoise: error: {exc.strerror or exc}{where} ({kept}; fix it and run the same command again)",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
