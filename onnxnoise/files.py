@@ -53,7 +53,8 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         A writable file object (binary unless ``text``).
 
     Raises:
-        OSError: The folder is not writable, the disk is full, or the rename failed.
+        OSError: The folder is not writable, the disk is full, or the rename failed; its
+            ``filename`` is ``path`` when the system named no file.
     """
     target = Path(path)
     _remove_stale(target)
@@ -65,9 +66,11 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(target)  # the error line names the file, not a temporary one
         raise
     _sync_folder(target.parent)
 
