@@ -27,8 +27,8 @@ def test_experiment_file_messages_use_the_file_syntax(tmp_path):
 
 def _experiment(tmp_path, model_key: str = "m", top: str = "") -> Path:
     path = tmp_path / "exp.toml"
-    path.write_text(f'{top}[data]\npath = "{tmp_path / "d.npz"}"\n[models.{model_key}]\npath = "{tmp_path / "m.onnx"}"\n'
-                    '[[sweeps]]\nsnr = [10]\n')
+    path.write_text(f'{top}[data]\npath = "{tmp_path / "d.npz"}"\n'
+                    f'[models.{model_key}]\npath = "{tmp_path / "m.onnx"}"\n[[sweeps]]\nsnr = [10]\n')
     return path
 
 

@@ -90,7 +90,8 @@ def test_file_system_error_during_a_command_is_one_line(tmp_path, capsys, monkey
 
 @pytest.mark.parametrize("command", ["bench", "check", "sweep"])
 @pytest.mark.parametrize(("model_name", "folder"), [("...onnx", "model"), (".onnx", "model"),
-                                                    ("resnet 20 (v2).onnx", "resnet-20-v2"), ("modèle.onnx", "modèle")])
+                                                    ("resnet 20 (v2).onnx", "resnet-20-v2"),
+                                                    ("modèle.onnx", "modèle")])
 def test_default_out_folder_of_an_odd_model_file_name(command, model_name, folder, tmp_path, monkeypatch):
     """The default folder (reports/<model>-<time>, runs/<model>, reports/check-<model>-<time>) stays one folder."""
     import onnxnoise.cli.check_command as check_command
@@ -124,7 +125,8 @@ def test_sweep_of_a_model_named_dots_onnx_stays_in_runs(tmp_path, monkeypatch, c
     code = main(["sweep", str(model), "--data", str(demo_paths()[1]), "--limit", "20", "--seeds", "1",
                  "--snr", "10", "--mode", "all", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
-    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == ["runs", "runs/model", "runs/model/trials.sqlite"]
+    made = sorted(str(p.relative_to(work)) for p in work.rglob("*"))
+    assert made == ["runs", "runs/model", "runs/model/trials.sqlite"]
 
 
 def test_experiment_model_name_outside_out_is_one_line_before_any_folder(tmp_path, capsys):
