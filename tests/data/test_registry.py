@@ -21,6 +21,7 @@ from onnxnoise.errors import DataError
 
 from tests._builders import tiny_cnn
 from tests._checks import run_cli
+from tests._disk import fill_disk, leftovers
 
 #: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
 WNIDS = ("n01440764", "n01443537", "n01484850")
@@ -262,3 +263,14 @@ def test_concurrent_adds_keep_every_entry(tmp_path, config_dir):
         registered = load_registry()
         assert set(names) <= set(registered) and len(registered) == 8 * (round_ + 1)
     assert sorted(p.name for p in config_dir.iterdir()) == ["datasets.json", "datasets.json.lock"]
+
+
+def test_full_disk_while_registering_keeps_the_registry_and_says_so(tmp_path, config_dir, monkeypatch, capsys):
+    first = _npz(tmp_path / "a.npz", 10, n=30)
+    assert run_cli(capsys, "data", "add", "cifar10", first)[0] == 0
+    before = (config_dir / "datasets.json").read_bytes()
+    fill_disk(monkeypatch, "datasets.json")
+    code, _, err = run_cli(capsys, "data", "add", "other", first)
+    assert code == 2 and err == (f"onnxnoise: error: No space left on device: {config_dir / 'datasets.json'} (the "
+                                 "dataset registry is as it was; fix it and run the same command again)\n")
+    assert (config_dir / "datasets.json").read_bytes() == before and leftovers(config_dir) == []
