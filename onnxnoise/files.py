@@ -4,8 +4,9 @@ Every file the package writes (``bench.json``, trial and summary tables, ``repor
 figures, ``check.json``, ``junit.xml``, ``check.md``, the dataset registry) goes through
 :func:`atomic_write`: the bytes go to a temporary file in the target's folder, are flushed
 to disk (``fsync``) and renamed over the target (``os.replace``), so a full disk, an
-exception or ``kill -9`` leaves the previous file or none, never an empty or cut one, and
-no temporary file stays behind. :func:`locked` serializes read-modify-write cycles of one
+exception or ``kill -9`` leaves the previous file or none, never an empty or cut one; a
+failed write removes its temporary file, and the next write of a file removes one a killed
+writer left. :func:`locked` serializes read-modify-write cycles of one
 file across processes (the dataset registry). :func:`folder_name` turns a model file name
 into a folder name that stays where it is put; :func:`check_folder_name` refuses a name
 that would not.
