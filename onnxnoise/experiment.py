@@ -37,6 +37,7 @@ from typing import Any
 
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.errors import ExperimentError, OnnxNoiseError
+from onnxnoise.files import check_folder_name
 from onnxnoise.options import strength_options
 from onnxnoise.settings import Setting, config_values, declared
 
@@ -98,7 +99,11 @@ class Experiment:
     source: Path
 
     def run_dir(self, model: str) -> Path:
-        """The run folder (trial store) of one model."""
+        """The run folder (trial store) of one model: ``out/<model>``.
+
+        Model names are checked at load (:func:`onnxnoise.files.check_folder_name`), so the
+        folder is always one level inside ``out``.
+        """
         return self.out / model
 
 
@@ -181,6 +186,7 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(msg)
     models = {}
     for name, entry in doc["models"].items():
+        _folder_name(name, "[models] key", path)
         _check_keys(entry, _allowed("models"), f"[models.{name}]", path)
         if "path" not in entry:
             msg = f"{path}: [models.{name}] needs `path`"
@@ -206,8 +212,18 @@ def load_experiment(path: str | Path) -> Experiment:
                 sweeps.append((name, SweepConfig(**config_values(SweepConfig, options, run=run))))
         except OnnxNoiseError as exc:  # messages name CLI flags and values; say them as the file spells them
             raise ExperimentError(f"{path}: {where}: {file_syntax(str(exc))}") from None
-    out = _resolve(base, doc.get("out", f"runs/{doc.get('name', path.stem)}"))
-    return Experiment(name=doc.get("name", path.stem), out=out, models=models, sweeps=sweeps, source=path)
+    name = str(doc.get("name", path.stem))
+    out = _resolve(base, doc["out"] if "out" in doc else Path("runs") / _folder_name(name, "`name`", path, out=True))
+    return Experiment(name=name, out=out, models=models, sweeps=sweeps, source=path)
+
+
+def _folder_name(name: str, what: str, path: Path, *, out: bool = False) -> str:
+    """``name`` when it is one folder name (a run folder under ``out``, or ``runs/<name>``), else one line."""
+    try:
+        return check_folder_name(name, what)
+    except ValueError as exc:
+        hint = "; or give `out = \"FOLDER\"`" if out else ""
+        raise ExperimentError(f"{path}: {exc}{hint}") from None
 
 
 def _given(table: dict, name: str, base: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,32 @@ def test_experiment_file_messages_use_the_file_syntax(tmp_path):
     with pytest.raises(ExperimentError, match=re.escape('times must be >= 0 (e.g. ["0s", "1s", "1h", "1d", "30d", '
                                                         '"1y"])')):
         load_experiment(path)
+
+
+def _experiment(tmp_path, model_key: str = "m", top: str = "") -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(f'{top}[data]\npath = "{tmp_path / "d.npz"}"\n'
+                    f'[models.{model_key}]\npath = "{tmp_path / "m.onnx"}"\n[[sweeps]]\nsnr = [10]\n')
+    return path
+
+
+@pytest.mark.parametrize("key", ['"../../../x"', '"/tmp/abs"', '"a/b"', '"a\\\\b"', '".."', '".hidden"'])
+def test_model_names_that_would_leave_the_out_folder_are_refused(tmp_path, key):
+    path = _experiment(tmp_path, key)
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    assert re.fullmatch(rf"{re.escape(str(path))}: \[models\] key '.*' would not stay one folder inside the output "
+                        r"folder; use letters, digits, `_`, `\.` or `-` \(no path separators, not starting with "
+                        r"`\.` or `-`\)", str(info.value))
+
+
+def test_study_name_is_refused_only_where_it_names_the_folder(tmp_path):
+    path = _experiment(tmp_path, top='name = "../../../x"\n')
+    with pytest.raises(ExperimentError, match=r"`name` '\.\./\.\./\.\./x' would not stay one folder .*; or give "
+                                              r'`out = "FOLDER"`$'):
+        load_experiment(path)
+    path = _experiment(tmp_path, top=f'name = "../../../x"\nout = "{tmp_path / "runs"}"\n')
+    experiment = load_experiment(path)  # a title only: the folder is `out`
+    assert experiment.out == tmp_path / "runs" and experiment.run_dir("m") == tmp_path / "runs" / "m"
+    plain = load_experiment(_experiment(tmp_path, "resnet20", top='name = "my study"\n'))
+    assert plain.out == tmp_path / "runs" / "my study" and plain.run_dir("resnet20").parent == plain.out

@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from onnxnoise.files import write_text
 from onnxnoise.strict_json import json_text
 
 __all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points"]
@@ -161,7 +162,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "check.json", "junit": out / "junit.xml", "markdown": out / "check.md"}
-    paths["json"].write_text(json_text(report, indent=2) + "\n")
-    paths["junit"].write_text(junit_xml(report))
-    paths["markdown"].write_text(markdown(report))
+    write_text(paths["json"], json_text(report, indent=2) + "\n")
+    write_text(paths["junit"], junit_xml(report))
+    write_text(paths["markdown"], markdown(report))
     return paths

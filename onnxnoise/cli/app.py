@@ -11,7 +11,14 @@ from onnxnoise.cli.commands import COMMANDS
 from onnxnoise.cli.parser import EXIT_BASELINE_UNEXPECTED, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
 from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError
 
-__all__ = ["main"]
+__all__ = ["main", "KEPT_AFTER_OS_ERROR"]
+
+#: What a command's file-system error line says is left, by command: rows written before
+#: it stay on disk for the sweep (its trial store) and bench (its trials table, rewritten
+#: whole after each trial); `data` writes the registry last, whole or not at all; every
+#: other output is written whole or not at all (onnxnoise.files), so the line promises only that.
+KEPT_AFTER_OS_ERROR = {"bench": "rows already written are kept", "sweep": "rows already written are kept",
+                       "data": "the dataset registry is as it was"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.exception("file system error")
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"onnxnoise: error: {exc.strerror or exc}{where} (rows already written are kept; fix it and run the "
-              "same command again)", file=sys.stderr)
+        kept = KEPT_AFTER_OS_ERROR.get(args.command, "no file was left half-written")
+        print(f"onnxnoise: error: {exc.strerror or exc}{where} ({kept}; fix it and run the same command again)",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         out = getattr(args, "out", None)

@@ -37,6 +37,7 @@ from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.parser import CHECK_SETTINGS
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import BaselineExpectationError, ConfigError
+from onnxnoise.files import folder_name
 from onnxnoise.noise_config import strength_settings
 from onnxnoise.options import strength_example, strength_flag, strength_flag_models
 from onnxnoise.report.tables import write_table
@@ -146,7 +147,8 @@ def run_check(args: argparse.Namespace, console: Console,
     request = CheckRequest(**config_values(CheckRequest, given_options(args, "check", CheckRequest)))
     find = request.search
     values = _range_or_strength(args, config, find)
-    out = output_folder(args.out or Path("reports") / f"check-{Path(config.model).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = output_folder(args.out or Path("reports") / f"check-{folder_name(config.model)}-{stamp}")
     with console.status("loading model and decoding images"):
         context = prepare_context(config)
     if request.protect and request.protect != "auto":

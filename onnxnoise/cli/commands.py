@@ -26,6 +26,7 @@ from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
+from onnxnoise.files import folder_name, write_text
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
@@ -65,7 +66,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         model, data = args.model, args.data  # no --data: the registered dataset matching the model's outputs
     config = _run_config(args, model, data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = output_folder(args.out or Path("reports") / f"{Path(model).stem}-{stamp}")
+    out = output_folder(args.out or Path("reports") / f"{folder_name(model)}-{stamp}")
     with console.status("loading model and decoding images"):
         context = prepare_context(config)
     progress = RichProgress(console, config.noise.noise_model)
@@ -89,7 +90,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             for row in result.summary.iter_rows(named=True)
         ],
     }
-    (Path(out) / "bench.json").write_text(json_text(summary, indent=2) + "\n")
+    write_text(Path(out) / "bench.json", json_text(summary, indent=2) + "\n")
     console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
     paired = paired_table(result.summary)
     if paired is not None:
@@ -169,7 +170,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         raise OnnxNoiseError("`sweep` needs MODEL (with `--data`, or a registered dataset), or `--config FILE.toml`")
     run = _run_config(args, args.model, args.data)
     config = SweepConfig(**config_values(SweepConfig, given_options(args, "sweep", SweepConfig), run=run))
-    out = output_folder(args.out or Path("runs") / args.model.stem)
+    out = output_folder(args.out or Path("runs") / folder_name(args.model))
     code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
     return code

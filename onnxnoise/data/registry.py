@@ -20,11 +20,12 @@ class count matches the model's score output (1000 or 1001 outputs -> ``imagenet
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import platformdirs
 from onnxnoise.data.dataset import open_dataset
 from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
+from onnxnoise.files import atomic_write, locked
 from onnxnoise.model import get_model_io, load_model
 
 __all__ = [
@@ -150,21 +152,30 @@ def load_registry() -> dict[str, RegisteredDataset]:
                         "fix or delete the file") from None
 
 
-def _save(entries: dict[str, RegisteredDataset]) -> None:
-    """Write the registry atomically (temporary file, then rename)."""
+@contextlib.contextmanager
+def _changing() -> Iterator[dict[str, RegisteredDataset]]:
+    """The registry's entries, to change in the block; written back on a clean exit.
+
+    The read, the change and the write happen under one lock on ``datasets.json.lock``
+    (:func:`onnxnoise.files.locked`), so concurrent ``data add`` / ``data get`` /
+    ``data remove`` commands never lose each other's entries, and the file is replaced
+    whole (:func:`onnxnoise.files.atomic_write`): a full disk or ``kill -9`` leaves the
+    previous registry.
+    """
     path = registry_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"version": _VERSION,
-            "datasets": {n: {k: v for k, v in asdict(e).items() if k != "name"} for n, e in sorted(entries.items())}}
-    fd, tmp = tempfile.mkstemp(prefix=".datasets-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(path))
+        except TimeoutError as exc:
+            raise DataError(f"{exc}; try again when the other `onnxnoise data` command has finished") from None
+        entries = load_registry()
+        yield entries
+        body = {"version": _VERSION, "datasets": {n: {k: v for k, v in asdict(e).items() if k != "name"}
+                                                  for n, e in sorted(entries.items())}}
+        with atomic_write(path, text=True) as fh:
             json.dump(body, fh, indent=2)
             fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_name(name: str) -> str:
@@ -198,10 +209,7 @@ def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "
     """
     check_name(name)
     root = Path(path).expanduser().resolve()
-    existing = load_registry().get(name)
-    if existing is not None and Path(existing.path) != root and not replace:
-        raise DataError(f"`{name}` is already registered for {existing.path} ({existing.num_classes} classes); "
-                        f"`onnxnoise data add --replace {name} PATH` replaces it, or choose another name")
+    _check_replace(load_registry(), name, root, replace)  # before the (slow) opening
     try:
         dataset = open_dataset(root)
     except DataError as exc:
@@ -209,10 +217,17 @@ def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "
     entry = RegisteredDataset(name=name, path=str(root), num_classes=int(dataset.num_classes),
                               images=len(dataset), format=dataset.format, source=source,
                               added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    entries = load_registry()
-    entries[name] = entry
-    _save(entries)
+    with _changing() as entries:
+        _check_replace(entries, name, root, replace)  # again: another command may have added it meanwhile
+        entries[name] = entry
     return entry
+
+
+def _check_replace(entries: dict[str, RegisteredDataset], name: str, root: Path, replace: bool) -> None:
+    existing = entries.get(name)
+    if existing is not None and Path(existing.path) != root and not replace:
+        raise DataError(f"`{name}` is already registered for {existing.path} ({existing.num_classes} classes); "
+                        f"`onnxnoise data add --replace {name} PATH` replaces it, or choose another name")
 
 
 def unregister_dataset(name: str) -> RegisteredDataset:
@@ -221,12 +236,10 @@ def unregister_dataset(name: str) -> RegisteredDataset:
     Raises:
         DataError: ``name`` is not registered.
     """
-    entries = load_registry()
-    if name not in entries:
-        raise DataError(f"no dataset named `{name}` is registered; `onnxnoise data list` shows the names")
-    removed = entries.pop(name)
-    _save(entries)
-    return removed
+    with _changing() as entries:
+        if name not in entries:
+            raise DataError(f"no dataset named `{name}` is registered; `onnxnoise data list` shows the names")
+        return entries.pop(name)
 
 
 def lookup_dataset(name: str) -> RegisteredDataset | None:

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from onnxnoise.engine.baseline_checks import chance_warning
 from onnxnoise.errors import StoreError
+from onnxnoise.files import atomic_write, folder_name, write_text
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
@@ -105,13 +106,9 @@ def _save(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".png", ".svg"):
         path = out / f"{stem}{suffix}"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        with atomic_write(path) as fh:
+            fig.savefig(fh, format=suffix[1:], dpi=150, bbox_inches="tight")
         files.append(path)
-
-
-def _slug(text: str) -> str:
-    stem = text[:-5] if text.endswith(".onnx") else text
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-")
 
 
 def _several_noise_models(frame: pl.DataFrame) -> bool:
@@ -122,7 +119,7 @@ def _by_noise_model(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     """``(file-name suffix, part)`` per noise model: no suffix when there is only one."""
     if not _several_noise_models(frame):
         return [("", frame)]
-    return [(f"-{_slug(str(name))}", part)
+    return [(f"-{folder_name(str(name))}", part)
             for (name,), part in frame.group_by("noise_model", maintain_order=True)]
 
 
@@ -260,12 +257,12 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
         for mode, plot in (("per-layer", plot_layer_sensitivity), ("cumulative", plot_cumulative)):
             for suffix, sub in _by_noise(single.filter(pl.col("mode") == mode)):
                 if not sub.is_empty():
-                    _save(plot(sub), figures, f"{mode}-{_slug(model)}{suffix}", files.figures)
+                    _save(plot(sub), figures, f"{mode}-{folder_name(model)}{suffix}", files.figures)
     if not a_avr.is_empty():
         for suffix, part in _by_noise_model(a_avr):
             _save(plot_compare(part), figures, f"degradation-by-model{suffix}", files.figures)
     files.markdown = out / "report.md"
-    files.markdown.write_text(render_markdown(trials, summary, a_avr, runs, files, out, title=title))
+    write_text(files.markdown, render_markdown(trials, summary, a_avr, runs, files, out, title=title))
     return files
 
 

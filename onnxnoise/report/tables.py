@@ -7,6 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
+from onnxnoise.files import atomic_write
+
 __all__ = ["write_table", "with_planned_provider"]
 
 
@@ -27,8 +29,9 @@ def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
 def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> list[Path]:
     """Write ``frame`` as ``<stem>.parquet`` and ``<stem>.csv`` in ``out_dir``, atomically.
 
-    Each file is written to a temporary name and renamed, so a run killed mid-write
-    leaves the previous complete table in place.
+    Each file is written to a temporary file beside it, flushed and renamed
+    (:func:`onnxnoise.files.atomic_write`), so a full disk or a run killed mid-write
+    leaves the previous complete table in place, and no temporary file.
 
     Args:
         frame: The table, one row per trial (or per summary group).
@@ -43,8 +46,7 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
     paths = []
     for suffix, writer in ((".parquet", frame.write_parquet), (".csv", frame.write_csv)):
         final = out / f"{stem}{suffix}"
-        tmp = out / f".{stem}{suffix}.tmp"
-        writer(tmp)
-        os.replace(tmp, final)
+        with atomic_write(final) as fh:
+            writer(fh)
         paths.append(final)
     return paths

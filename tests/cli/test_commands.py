@@ -19,8 +19,9 @@ from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.noise import NOISE_MODELS
 
-from tests._builders import conv_bn_resnet, tiny_cnn
+from tests._builders import conv_bn_resnet, labeled_npz, tiny_cnn
 from tests._checks import run_cli
+from tests._disk import fill_disk, leftovers
 from tests._graphs import if_model, normalized_inside, save_model
 
 
@@ -296,3 +297,38 @@ def test_layers_command_says_what_it_set_aside_and_why(tmp_path, capsys, monkeyp
     assert main(["layers", bad]) == 0
     out = capsys.readouterr().out
     assert out.count("WARNING: weight left out (not listed, not noised): initializer 'W' inside If 'branch'") == 2
+
+
+def test_full_disk_at_bench_json_keeps_the_previous_file_and_says_what_is_kept(demo_files, tmp_path, monkeypatch,
+                                                                                 capsys):
+    model, data = demo_files
+    argv = ["bench", model, "--data", data, "--limit", "20", "--seeds", "1", "--snr", "10", "--device", "cpu",
+            "--out", tmp_path]
+    assert run_cli(capsys, *argv)[0] == 0
+    old = (tmp_path / "bench.json").read_bytes()
+    (tmp_path / "trials.csv").write_text("stale\n")
+    refused = fill_disk(monkeypatch, "bench.json")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and refused == ["bench.json"]
+    assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'bench.json'} (rows already written are "
+                   "kept; fix it and run the same command again)\n")
+    assert (tmp_path / "bench.json").read_bytes() == old and leftovers(tmp_path) == []
+    assert pl.read_csv(tmp_path / "trials.csv").height == 2  # the rows written before the full disk: kept
+
+
+def test_full_disk_at_check_outputs_keeps_the_previous_files(tmp_path, monkeypatch, capsys):
+    model_path, data = tmp_path / "m.onnx", tmp_path / "d.npz"
+    model = conv_bn_resnet(seed=0)
+    onnx.save(model, model_path)
+    labeled_npz(model, data, n=60)
+    out = tmp_path / "out"
+    argv = ["check", model_path, "--data", data, "--preprocess", "raw", "--snr", "1e6", "--max-drop", "1",
+            "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    before = {name: (out / name).read_bytes() for name in ("junit.xml", "check.md")}
+    refused = fill_disk(monkeypatch, "junit.xml")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and refused == ["junit.xml"] and leftovers(tmp_path) == []
+    assert err == (f"onnxnoise: error: No space left on device: {out / 'junit.xml'} (no file was left half-written; "
+                   "fix it and run the same command again)\n")
+    assert {name: (out / name).read_bytes() for name in before} == before  # check.md comes after: not reached

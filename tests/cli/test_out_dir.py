@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -77,5 +79,61 @@ def test_file_system_error_during_a_command_is_one_line(tmp_path, capsys, monkey
     monkeypatch.setitem(commands.COMMANDS, "report", full)
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
+    assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'trials.sqlite'} (no file was left "
+                   "half-written; fix it and run the same command again)\n")  # report writes no rows
+    monkeypatch.setitem(commands.COMMANDS, "sweep", full)
+    assert main(["sweep", "--config", str(tmp_path / "exp.toml")]) == 2
+    err = capsys.readouterr().err
     assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'trials.sqlite'} (rows already written "
                    "are kept; fix it and run the same command again)\n")
+
+
+@pytest.mark.parametrize("command", ["bench", "check", "sweep"])
+@pytest.mark.parametrize(("model_name", "folder"), [("...onnx", "model"), (".onnx", "model"),
+                                                    ("resnet 20 (v2).onnx", "resnet-20-v2"),
+                                                    ("modèle.onnx", "modèle")])
+def test_default_out_folder_of_an_odd_model_file_name(command, model_name, folder, tmp_path, monkeypatch):
+    """The default folder (reports/<model>-<time>, runs/<model>, reports/check-<model>-<time>) stays one folder."""
+    import onnxnoise.cli.check_command as check_command
+    import onnxnoise.cli.commands as commands
+
+    seen = []
+
+    def stop(path, **kwargs):
+        seen.append(Path(path))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(commands, "output_folder", stop)
+    monkeypatch.setattr(check_command, "output_folder", stop)
+    model = tmp_path / model_name
+    shutil.copy(demo_paths()[0], model)
+    extra = ["--max-drop", "1"] if command == "check" else []
+    assert main([command, str(model), "--data", str(demo_paths()[1]), "--snr", "10", *extra]) == 2
+    (path,) = seen
+    parent = {"sweep": "runs"}.get(command, "reports")
+    assert path.parent == Path(parent)
+    stem = {"bench": f"{folder}-", "check": f"check-{folder}-"}.get(command, folder)
+    assert path.name.startswith(stem) and (command == "sweep") == (path.name == folder)
+
+
+def test_sweep_of_a_model_named_dots_onnx_stays_in_runs(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "...onnx"
+    shutil.copy(demo_paths()[0], model)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(["sweep", str(model), "--data", str(demo_paths()[1]), "--limit", "20", "--seeds", "1",
+                 "--snr", "10", "--mode", "all", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    made = sorted(str(p.relative_to(work)) for p in work.rglob("*"))
+    assert made == ["runs", "runs/model", "runs/model/trials.sqlite"]
+
+
+def test_experiment_model_name_outside_out_is_one_line_before_any_folder(tmp_path, capsys):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(f'[data]\npath = "{demo_paths()[1]}"\n[models."../../escaped"]\npath = "{demo_paths()[0]}"\n'
+                   '[[sweeps]]\nsnr = [10]\n')
+    assert main(["sweep", "--config", str(exp), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[models] key '../../escaped' would not stay one folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from onnxnoise.errors import DataError
 
 from tests._builders import tiny_cnn
 from tests._checks import run_cli
+from tests._disk import fill_disk, leftovers
 
 #: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
 WNIDS = ("n01440764", "n01443537", "n01484850")
@@ -225,3 +229,48 @@ def test_add_never_silently_replaces_a_name(tmp_path, capsys):
     assert load_registry()["cifar10"].num_classes == 10
     assert run_cli(capsys, "data", "add", "--replace", "cifar10", other)[0] == 0
     assert load_registry()["cifar10"].num_classes == 100
+
+
+_ADD_WHEN_GO = """
+import sys, time
+from pathlib import Path
+from onnxnoise.data.registry import register_dataset  # what `onnxnoise data add` calls
+go = Path(sys.argv[1])
+while not go.exists():  # every process imported and waiting: the adds overlap
+    time.sleep(0.005)
+register_dataset(sys.argv[2], sys.argv[3])
+"""
+
+
+def test_concurrent_adds_keep_every_entry(tmp_path, config_dir):
+    """8 `data add` at once (``register_dataset`` in 8 processes), 3 rounds: all 8 entries every round.
+
+    Without the lock around the registry's read-modify-write, about one round in three lost entries.
+    """
+    data = _npz(tmp_path / "d.npz", 10, n=10)
+    root = Path(__file__).resolve().parents[2]
+    for round_ in range(3):
+        go = tmp_path / f"go-{round_}"
+        names = [f"set{round_}-{i}" for i in range(8)]
+        procs = [subprocess.Popen([sys.executable, "-c", _ADD_WHEN_GO, str(go), name, str(data)], cwd=root,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in names]
+        time.sleep(1.0)
+        go.touch()
+        results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.stderr.close()
+        assert results == [(0, "")] * 8
+        registered = load_registry()
+        assert set(names) <= set(registered) and len(registered) == 8 * (round_ + 1)
+    assert sorted(p.name for p in config_dir.iterdir()) == ["datasets.json", "datasets.json.lock"]
+
+
+def test_full_disk_while_registering_keeps_the_registry_and_says_so(tmp_path, config_dir, monkeypatch, capsys):
+    first = _npz(tmp_path / "a.npz", 10, n=30)
+    assert run_cli(capsys, "data", "add", "cifar10", first)[0] == 0
+    before = (config_dir / "datasets.json").read_bytes()
+    fill_disk(monkeypatch, "datasets.json")
+    code, _, err = run_cli(capsys, "data", "add", "other", first)
+    assert code == 2 and err == (f"onnxnoise: error: No space left on device: {config_dir / 'datasets.json'} (the "
+                                 "dataset registry is as it was; fix it and run the same command again)\n")
+    assert (config_dir / "datasets.json").read_bytes() == before and leftovers(config_dir) == []

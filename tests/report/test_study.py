@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from onnxnoise.cli.output import intervals_note
 from onnxnoise.report.study import write_report
 
 from tests._checks import run_cli
+from tests._disk import fill_disk, leftovers
 from tests._frames import DRIFT, seeded_trial_frame, trial_frame
 import tests._noise_models  # noqa: F401  (registers test-drift and test-db)
 
@@ -78,3 +80,19 @@ def test_report_md_names_the_run_setting_that_differs(tmp_path):
     assert "| net | 64 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
     assert "| net | 128 | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
     assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md
+
+
+@pytest.mark.parametrize("name", ["results.parquet", "summary.csv", "accuracy-vs-noise.png", "per-layer-net.svg",
+                                  "report.md"])
+def test_full_disk_while_writing_a_report_leaves_every_previous_file_whole(tmp_path, monkeypatch, name):
+    trials = seeded_trial_frame().with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    write_report(trials, _runs(), tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert any(p.name == name for p in before)
+    refused = fill_disk(monkeypatch, name)
+    with pytest.raises(OSError, match="No space left on device"):
+        write_report(trials, _runs(), tmp_path)
+    assert refused == [name] and leftovers(tmp_path) == []
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}.keys() == before.keys()
+    target = next(p for p in before if p.name == name)
+    assert target.read_bytes() == before[target]  # the previous file, never an empty or cut one
