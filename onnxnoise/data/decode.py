@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from onnxnoise.data.config import INTERPOLATIONS, DataConfig
+from onnxnoise.data.formats import open_regular
 from onnxnoise.errors import DataError
 
 __all__ = ["SIXTEEN_BIT_MODES", "decode_image", "transform_array", "convert_channels", "normalize", "to_mode"]
@@ -151,12 +153,17 @@ def decode_image(source: Path | str | bytes, config: DataConfig) -> np.ndarray:
 
     Raises:
         OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError: the file is
-        missing, corrupt, truncated or not an image (PIL's errors), or its mode has no
+        missing, not a regular file (:class:`~onnxnoise.data.formats.NotRegularFileError`
+        for a FIFO or device, raised without blocking), corrupt, truncated or not an image
+        (PIL's errors), or its mode has no
         8-bit scale (ValueError naming the mode, see :func:`to_mode`); left to the caller,
         which decides whether to skip or fail (:func:`onnxnoise.data.load_images` does).
     """
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    with Image.open(stream) as img:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        stream: IO[bytes] = io.BytesIO(source)
+    else:
+        stream = open_regular(source)  # a FIFO or device in a dataset must not block the run
+    with stream, Image.open(stream) as img:
         img.load()
         return _pil_pipeline(img, config)
 
