@@ -22,11 +22,13 @@ Python, so :func:`torchvision_models` then imports the package without running i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import math
 import re
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -223,6 +225,21 @@ def published_weights(family: str, arch: str, name: str) -> tuple[str, str, dict
     return tag, cfg["url"], _timm_preprocess(cfg)
 
 
+#: Seconds one network wait of a weights download may last (torch.hub's urlopen passes no timeout).
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """Sockets opened inside get ``seconds`` as their timeout (a stalled server raises TimeoutError)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _download(url: str, label: str) -> tuple[dict[str, torch.Tensor], Path]:
     """Fetch a published state dict into ``torch.hub``'s cache (as ``load_state_dict_from_url`` does).
 
@@ -235,7 +252,8 @@ def _download(url: str, label: str) -> tuple[dict[str, torch.Tensor], Path]:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            torch.hub.download_url_to_file(url, str(path), match.group(1) if match else None, progress=True)
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                torch.hub.download_url_to_file(url, str(path), match.group(1) if match else None, progress=True)
         except (URLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
             msg = (f"could not download the published {label} weights from {url} ({reason}); without "

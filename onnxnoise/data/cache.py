@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Environment variable overriding the default cache folder ``~/.cache/onnxnoise``.
 CACHE_ENV = "ONNXNOISE_CACHE_DIR"
-#: Bumped when the entry layout or decoding changes; old entries are then never hit.
-CACHE_VERSION = 1
+#: Bumped when the entry layout or decoding changes; old entries are then never hit (2: 16-bit
+#: images scaled as ``v >> 8`` where version 1 entries hold them clipped to white).
+CACHE_VERSION = 2
 #: ``DataConfig`` fields that change the decoded uint8 pixels.
 GEOMETRY_FIELDS: tuple[str, ...] = ("resize", "crop", "crop_pct", "interpolation", "channels", "channel_order")
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView
+from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView, open_regular
 from onnxnoise.errors import DataError, UnsafePickleError
 
 __all__ = ["CifarFormat", "detect_cifar", "load_cifar", "load_pickle"]
@@ -75,7 +75,7 @@ def load_pickle(path: Path) -> Any:
             global outside the numpy allow-list (the file may be malicious).
     """
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             obj = _RestrictedUnpickler(fh, encoding="bytes").load()
     except UnsafePickleError as exc:
         raise DataError(

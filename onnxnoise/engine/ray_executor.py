@@ -190,25 +190,65 @@ class RayExecutor(Executor):
         return pool
 
 
-def _check_reachable(address: str) -> None:
-    """Refuse a ``host:port`` (or ``ray://host:port``) that takes no connection within 5 s.
+#: What a client sends first on an HTTP/2 connection (RFC 9113 section 3.4): the preface, then an empty
+#: SETTINGS frame. Ray's GCS and its client server (``ray://``) are gRPC servers, which speak HTTP/2.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS_FRAME = 4
+#: Seconds to wait for the connection, and then again for the server's first frame.
+_PROBE_SECONDS = 5.0
+
+
+def _first_frame_type(conn: socket.socket) -> int | None:
+    """Type of the first HTTP/2 frame the server sends (byte 3 of its 9-byte header), None when it hangs up."""
+    head = b""
+    while len(head) < 9:
+        chunk = conn.recv(9 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    return head[3]
+
+
+def _check_reachable(address: str, seconds: float = _PROBE_SECONDS) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) that is not a Ray cluster, within about ``2 * seconds``.
 
     Ray itself retries an unreachable address for minutes, printing a warning every few
-    seconds. ``auto`` and other forms without a port are left to Ray.
+    seconds, and waits as long on a port where something else listens. So the port must
+    take a connection within ``seconds`` and answer the HTTP/2 preface with a SETTINGS
+    frame (RFC 9113 section 3.4; every gRPC server does, Ray's GCS and client server are
+    gRPC servers) within ``seconds`` more. With ``RAY_USE_TLS`` set the port speaks TLS
+    first, so only the connection is checked. ``auto`` and other forms without a port are
+    left to Ray.
 
     Raises:
-        OnnxNoiseError: The host is unknown or nothing accepts connections on the port.
+        OnnxNoiseError: The host is unknown, nothing accepts connections on the port, or
+            what listens there does not answer as a gRPC server.
     """
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
     if not sep or not host or not port.isdigit():
         return
+    advice = ("give the head node's address as `ray start --head` printed it (`ray status` on the head shows it), "
+              "or leave out --address to start a local Ray instance")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        conn = socket.create_connection((host, int(port)), timeout=seconds)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise OnnxNoiseError(f"cannot reach the Ray cluster at {address} ({reason}): give the head node's address "
-                             "as `ray start --head` printed it (`ray status` on the head shows it), or leave out "
-                             "--address to start a local Ray instance") from None
+        raise OnnxNoiseError(f"cannot reach the Ray cluster at {address} ({reason}): {advice}") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return
+        try:
+            conn.sendall(_HTTP2_PREFACE)
+            frame = _first_frame_type(conn)
+        except TimeoutError:
+            frame, reason = None, f"no answer within {seconds:g} s"
+        except OSError as exc:
+            frame, reason = None, exc.strerror or type(exc).__name__
+        else:
+            reason = "it closed the connection" if frame is None else "it answered something else than HTTP/2"
+    if frame != _SETTINGS_FRAME:
+        raise OnnxNoiseError(f"{address} is not a Ray cluster: what listens there does not answer as Ray's gRPC "
+                             f"server ({reason}); {advice}")
 
 
 class _Dispatch:

@@ -7,6 +7,7 @@ import hashlib
 import io
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,12 +21,17 @@ from onnxnoise.data.download import Archive, extract_folder
 from onnxnoise.data.registry import load_registry
 from onnxnoise.errors import DataError
 
+from tests._checks import one_line
+
 
 class _Server:
     """Serves ``files`` (URL path -> bytes) on 127.0.0.1; honours ``Range: bytes=N-`` unless told not to.
 
     ``cut_next``: URL paths whose next full (non-Range) response announces the whole length but
     sends only the first half, then closes the connection. ``requests`` records (path, Range header).
+    ``announce``: URL path -> the Content-Length to announce instead of the true one. ``unsized``: URL
+    paths sent without a Content-Length (the end is the connection's close); ``endless``: of those, the
+    ones whose body is sent 100 times over (as good as endless for a client that does not stop itself).
     """
 
     def __init__(self) -> None:
@@ -33,6 +39,9 @@ class _Server:
         self.cut_next: set[str] = set()
         self.honour_range = True
         self.requests: list[tuple[str, str | None]] = []
+        self.announce: dict[str, int] = {}
+        self.unsized: set[str] = set()
+        self.endless: set[str] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,8 +64,18 @@ class _Server:
                 self.send_response(206 if start else 200)
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body) - start))
+                if self.path in server.unsized:
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(server.announce.get(self.path, len(body) - start)))
                 self.end_headers()
+                if self.path in server.endless:
+                    try:
+                        for _ in range(100):
+                            self.wfile.write(body)
+                    except OSError:  # the client hung up
+                        pass
+                    return
                 if not start and self.path in server.cut_next:
                     server.cut_next.discard(self.path)
                     self.wfile.write(body[: len(body) // 2])
@@ -163,23 +182,74 @@ def test_good_archive_is_verified_extracted_registered_and_loadable(server, dirs
     assert len(server.requests) == 2 and load_registry()["tinyset"].images == 6
 
 
-def test_bad_checksum_deletes_the_download_and_registers_nothing(server, dirs, monkeypatch, capsys):
-    """The real cifar10 catalogue entry through a mirror that serves the wrong bytes."""
+#: The advice a mirror serving another file gets for the real cifar10 entry (not "run the command again").
+CIFAR_ADVICE = ("if that file is the dataset in another packaging, extract it yourself and register its "
+                "`cifar-10-batches-py` folder with `onnxnoise data add cifar10 PATH`, or set --mirror / "
+                "$ONNXNOISE_DATA_MIRROR to a server with the catalogue's archive")
+
+
+def test_announced_size_other_than_the_catalogue_is_refused_before_downloading(server, dirs, monkeypatch, capsys):
+    """The real cifar10 catalogue entry (170,498,071 bytes) through a mirror that serves another file."""
     _, cache = dirs
     server.files["/mirror/cifar-10-python.tar.gz"] = b"not the cifar archive" * 1000
     monkeypatch.setenv(download.MIRROR_ENV, f"{server.base}/mirror/")
+    opened = []
+    monkeypatch.setattr(download, "open", lambda *a, **k: opened.append(a) or open(*a, **k), raising=False)
     code, out, err = _get(capsys, "cifar10")
     assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"onnxnoise: error: download of {server.base}/mirror/cifar-10-python.tar.gz is corrupt: "
-                               f"sha256 {hashlib.sha256(b'not the cifar archive' * 1000).hexdigest()} (21,000 bytes), "
-                               "expected 6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce "
-                               "(170,498,071 bytes)")
-    assert "nothing was registered" in lines[0] and "Traceback" not in err
-    assert load_registry() == {}
-    assert _files(cache / "datasets") == []
+    assert one_line(err) == (f"onnxnoise: error: download of {server.base}/mirror/cifar-10-python.tar.gz refused: "
+                             "it offers 21,000 bytes where the catalogue's archive has 170,498,071, so the server "
+                             "sends another file or another build of the archive; nothing was kept or registered; "
+                             + CIFAR_ADVICE)
+    assert opened == []  # not one byte written
+    assert load_registry() == {} and _files(cache / "datasets") == []
     assert not (dirs[0] / "datasets.json").exists()
+
+
+def test_same_size_other_checksum_is_another_build_with_the_data_add_advice(server, dirs, monkeypatch, capsys):
+    """A mirror's file of the right size but other bytes: deleted, nothing registered, advice to `data add`."""
+    _, cache = dirs
+    body = _tinyset()
+    archive = _catalogue(monkeypatch, server, body, sha256="0" * 64)
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 2
+    assert one_line(err) == (
+        f"onnxnoise: error: download of {archive.url} is corrupt: sha256 {hashlib.sha256(body).hexdigest()} "
+        f"({len(body):,} bytes), expected {'0' * 64} ({len(body):,} bytes): the server sends another build of the "
+        "archive (or it was damaged on the way); the file was deleted and nothing was registered; if that file is "
+        "the dataset in another packaging, extract it yourself and register its `tinyset/val` folder with "
+        "`onnxnoise data add tinyset PATH`, or set --mirror / $ONNXNOISE_DATA_MIRROR to a server with the "
+        "catalogue's archive")
+    assert "run the command again" not in err
+    assert _files(cache / "datasets") == [] and load_registry() == {}
+
+
+def test_stream_without_a_length_stops_after_the_expected_size(server, dirs, monkeypatch, capsys):
+    """No Content-Length and a body 100 times too long: at most one byte past the catalogue size is read."""
+    _, cache = dirs
+    body = _tinyset()
+    archive = _catalogue(monkeypatch, server, body)
+    server.unsized.add("/tinyset.tar.gz")
+    server.endless.add("/tinyset.tar.gz")
+    started = time.monotonic()
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 2 and time.monotonic() - started < 30
+    assert one_line(err) == (f"onnxnoise: error: download of {archive.url} refused: it sends more than the "
+                             f"catalogue's {len(body):,} bytes, so the server sends another file or another build of "
+                             "the archive; nothing was kept or registered; if that file is the dataset in another "
+                             "packaging, extract it yourself and register its `tinyset/val` folder with `onnxnoise "
+                             "data add tinyset PATH`, or set --mirror / $ONNXNOISE_DATA_MIRROR to a server with the "
+                             "catalogue's archive")
+    assert _files(cache / "datasets") == [] and load_registry() == {}
+
+
+def test_stream_without_a_length_of_the_right_bytes_is_accepted(server, dirs, monkeypatch, capsys):
+    body = _tinyset()
+    _catalogue(monkeypatch, server, body)
+    server.unsized.add("/tinyset.tar.gz")
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 0, err
+    assert load_registry()["tinyset"].images == 6
 
 
 def test_interrupted_download_is_resumed_with_a_range_request(server, dirs, monkeypatch, capsys):

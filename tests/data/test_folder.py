@@ -6,6 +6,12 @@ Images are the colour classifier's (:mod:`tests._colour`), whose clean top-1 is 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from onnxnoise.data import open_dataset
@@ -13,6 +19,8 @@ from onnxnoise.errors import DataError
 
 from tests._checks import run_cli, strict_json
 from tests._colour import CLASSES, colour_folder
+
+REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- class 2: integer class folders
 
@@ -54,6 +62,30 @@ def test_two_folders_of_one_class_number_are_refused(tmp_path):
     root = colour_folder(tmp_path / "dup", {"7": 7, "07": 7})
     with pytest.raises(DataError, match=r"class folders `.*07` and `.*7` both name class 7"):
         open_dataset(root)
+
+
+# ---------------------------------------------------------------- special files in class folders
+
+
+def test_fifo_in_a_class_folder_is_skipped_and_named_and_the_run_finishes(colour_onnx, tmp_path):
+    """A FIFO named like an image: opening it for reading would wait for a writer forever."""
+    root = colour_folder(tmp_path / "ds", {str(k): k for k in range(CLASSES)})
+    fifo = root / "3" / "pipe.png"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "onnxnoise.cli", "bench", str(colour_onnx), "--data", str(root),
+                           "--preprocess", "raw", "--snr", "1000", "--seeds", "1", "--device", "cpu",
+                           "--no-cache", "--out", str(tmp_path / "run"), "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 120
+    summary = strict_json(proc.stdout)
+    assert (summary["images"], summary["skipped_images"]) == (2 * CLASSES, 1)
+    assert summary["baseline"]["top1_acc"] == 100.0  # the 24 real images, all right
+    warning = (f"1 image file(s) could not be read and are left out of every count, e.g. `{fifo}` "
+               "(NotRegularFileError: not a regular file but a FIFO (named pipe)); remove or replace them, or pass "
+               "--strict to stop at the first one")
+    assert summary["warnings"] == [warning]
 
 
 # ---------------------------------------------------------------- class 3: preprocessing units

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ast
+import os
+import re
+import signal
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from onnxnoise.data import (
     DatasetContents,
@@ -18,7 +22,9 @@ from onnxnoise.data import (
     resolve_data_config,
 )
 from onnxnoise.data.detect import DATASET_FORMATS, expected_formats, get_format, register_format
-from onnxnoise.data.formats import FILE, FOLDER, PathView
+from onnxnoise.data.formats import FILE, FOLDER, NotRegularFileError, PathView, open_regular
+from onnxnoise.data.imagenet import read_ground_truth
+from onnxnoise.data.npz import load_npz
 from onnxnoise.errors import DataError
 
 DATA_PACKAGE = Path(__file__).resolve().parents[2] / "onnxnoise" / "data"
@@ -143,3 +149,49 @@ def test_data_imports_no_upper_layer_and_only_at_module_level():
             assert top_level, f"{path.name}: function-local import of {module}"
             assert module.split(".")[1] not in upper, f"{path.name} imports {module}, a layer above data"
     assert checked >= 20
+
+
+# ---------------------------------------------------------------- non-regular files never block
+
+
+@pytest.fixture()
+def no_hang():
+    """Fails the test (instead of hanging the suite) when a call blocks for 10 s: SIGALRM interrupts it."""
+    def blocked(signum, frame):
+        raise AssertionError("blocked for 10 s on a non-regular file")
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_open_regular_refuses_fifos_devices_and_folders_at_once(tmp_path, no_hang):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # no writer: a plain open() for reading waits forever
+    for path, kind in ((fifo, "a FIFO (named pipe)"), (Path(os.devnull), "a character device"),
+                       (tmp_path, "a folder")):
+        with pytest.raises(NotRegularFileError, match=rf"^not a regular file but {re.escape(kind)}$"):
+            open_regular(path)
+    (tmp_path / "ok.txt").write_text("fine")
+    with open_regular(tmp_path / "ok.txt", "r", encoding="utf-8") as fh:
+        assert fh.read() == "fine"
+    with pytest.raises(FileNotFoundError):
+        open_regular(tmp_path / "missing")
+
+
+def test_fifo_as_npz_or_ground_truth_is_one_error_not_a_hang(tmp_path, no_hang):
+    os.mkfifo(tmp_path / "data.npz")
+    with pytest.raises(DataError, match=r"^dataset path `.*data\.npz` is not a regular file but a FIFO \(named pipe\); "
+                                        r"pass a dataset folder or \.npz file$"):
+        open_dataset(tmp_path / "data.npz")
+    with pytest.raises(DataError, match=r"^cannot read dataset file `.*data\.npz`: not a regular file but a FIFO"):
+        load_npz(tmp_path / "data.npz")
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.new("RGB", (4, 4)).save(val / "ILSVRC2012_val_00000001.JPEG")
+    os.mkfifo(tmp_path / "gt.txt")
+    with pytest.raises(DataError, match=r"^ground-truth file `.*gt\.txt` is not a regular file but a FIFO"):
+        open_dataset(val, ground_truth=tmp_path / "gt.txt")
+    with pytest.raises(DataError, match=r"^cannot read ground-truth file `.*gt\.txt`: not a regular file but a FIFO"):
+        read_ground_truth(tmp_path / "gt.txt")

@@ -7,8 +7,10 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
-from onnxnoise.engine.ray_executor import RayExecutor
+from onnxnoise.engine.ray_executor import RayExecutor, _check_reachable
 from onnxnoise.engine.ray_worker import group_trials
 from onnxnoise.errors import ConfigError, OnnxNoiseError
 from onnxnoise.store.store import open_store
@@ -201,6 +203,62 @@ def test_unreachable_address_is_one_line_at_once(files, capsys, address, reason)
     assert code == 2 and time.monotonic() - started < 60  # Ray alone retries for minutes
     assert len(err) == 1 and err[0].startswith(f"onnxnoise: error: cannot reach the Ray cluster at {address} ({reason}")
     assert "leave out --address to start a local Ray instance" in err[0]
+
+
+@pytest.fixture()
+def not_ray():
+    """A TCP port on 127.0.0.1 where something that is not Ray listens: it accepts, then says nothing
+    (``silent``) or answers like an HTTP/1.1 server (``http1``). Yields {kind: "127.0.0.1:port"}."""
+    servers: dict[str, socket.socket] = {}
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve(sock: socket.socket, answer: bytes) -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+            if answer:
+                conn.sendall(answer)
+
+    threads = []
+    for kind, answer in (("silent", b""), ("http1", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")):
+        sock = socket.create_server(("127.0.0.1", 0))
+        servers[kind] = sock
+        threads.append(threading.Thread(target=serve, args=(sock, answer), daemon=True))
+        threads[-1].start()
+    yield {kind: f"127.0.0.1:{sock.getsockname()[1]}" for kind, sock in servers.items()}
+    stop.set()
+    for thread in threads:
+        thread.join()
+    for sock in [*servers.values(), *accepted]:
+        sock.close()
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("silent", "no answer within 5 s"),
+                                              ("http1", "it answered something else than HTTP/2")])
+def test_a_port_that_is_not_ray_is_one_line_within_seconds(files, capsys, not_ray, kind, reason):
+    """Ray alone waits minutes on a port where something else listens (measured: over 150 s)."""
+    model, data, _ = files
+    address = not_ray[kind]
+    started = time.monotonic()
+    code = main(["sweep", str(model), "--data", str(data), "--preprocess", "raw", "--executor", "ray",
+                 "--address", address, "--out", str(data.parent / "not-ray")])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and elapsed < 30, elapsed
+    assert err == [f"onnxnoise: error: {address} is not a Ray cluster: what listens there does not answer as Ray's "
+                   f"gRPC server ({reason}); give the head node's address as `ray start --head` printed it "
+                   "(`ray status` on the head shows it), or leave out --address to start a local Ray instance"]
+
+
+def test_the_probe_accepts_a_real_ray_head(cluster):
+    started = time.monotonic()
+    _check_reachable(cluster)  # no error: Ray's GCS answers the HTTP/2 preface
+    assert time.monotonic() - started < 5
 
 
 def test_ray_settings_need_the_ray_executor(files, capsys):

@@ -236,6 +236,26 @@ class _Response(io.BytesIO):
         return message
 
 
+def test_stalled_download_times_out_in_one_line(export_models, tmp_path, monkeypatch):
+    """torch.hub's urlopen passes no timeout: the export sets the socket default around the download."""
+    seen = []
+
+    def stalled(request, *args, **kwargs):
+        seen.append(socket.getdefaulttimeout())
+        raise URLError(TimeoutError("timed out"))  # what a read past the socket timeout raises
+
+    _no_network(monkeypatch, tmp_path)
+    import torch
+
+    monkeypatch.setattr(torch.hub, "urlopen", stalled)
+    code, stdout, err = _export(export_models, ["torchvision", "--arch", "resnet18", "--weights", "default",
+                                                "--out", str(tmp_path / "x.onnx")])
+    assert seen == [60.0] and socket.getdefaulttimeout() is None
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert err.startswith("error: could not download the published resnet18 IMAGENET1K_V1 weights from "
+                          "https://download.pytorch.org/models/resnet18-f37072fd.pth (timed out)")
+
+
 def test_corrupted_download_is_one_line_and_not_cached(export_models, tmp_path, monkeypatch):
     _no_network(monkeypatch, tmp_path, response=_Response(b"not the published weights\n"))
     code, stdout, err = _export(export_models, ["torchvision", "--arch", "shufflenet_v2_x0_5", "--weights",
