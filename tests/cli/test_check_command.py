@@ -22,6 +22,7 @@ from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 
 from tests._builders import conv_bn_resnet, labeled_npz
+from tests._noise_models import ZERO_ALL_HINT, zeroing_model  # noqa: F401  (a fixture)
 
 
 def fragile_mlp(*, seed: int = 0, size: int = 8, hidden: int = 32, classes: int = 10,
@@ -137,6 +138,21 @@ def test_nothing_discordant_on_few_images_does_not_pass_a_budget_below_the_exact
     assert "WARNING:" in capsys.readouterr().out
 
 
+def test_draws_at_chance_are_collapsed_and_bring_the_models_advice(resnet, tmp_path, capsys, zeroing_model):
+    """A zeroed head: every draw at 0% (chance 10%), so every draw is collapsed although none is below the
+    others; the gate FAILs and the noise model's advice is a warning in check.json and on the terminal."""
+    code = _check(resnet, tmp_path, "--noise", "test-zero-all", "--strength", "1", "--layer-regex", "^fc$",
+                  "--max-drop", "1")
+    report = _strict_json(tmp_path / "check.json")
+    gate = report["gate"]
+    assert code == 1 and report["verdict"] == "FAIL"
+    assert [d["top1_acc"] for d in gate["per_draw"]] == [0.0] * gate["draws"]
+    assert gate["collapsed"] == gate["draws"] == 3 and gate["collapse_rate"] == 1.0
+    expected = f"test-zero-all: 3 of 3 draws at zeroed 1 collapsed to chance or far below the others; {ZERO_ALL_HINT}"
+    assert expected in report["warnings"]
+    assert "test advice" in " ".join(capsys.readouterr().out.split())
+
+
 def test_fail_at_low_snr_with_failure_element(resnet, tmp_path, capsys):
     assert _check(resnet, tmp_path, "--snr", "0.5", "--max-drop", "1") == 1
     report = _strict_json(tmp_path / "check.json")
@@ -151,7 +167,11 @@ def test_fail_at_low_snr_with_failure_element(resnet, tmp_path, capsys):
     failure = suite.find("testcase/failure")
     assert failure is not None and failure.get("message").startswith("FAIL: drop ")
     out = capsys.readouterr().out
-    assert "FAIL" in out and "collapsed draws 0/3" in out
+    # 200% noise leaves 14-17% top-1 of a 70% model on 10 classes: a draw below 10 + 0.1 x 60 = 16% is at chance
+    # (collapsed) even though no draw is far below the others.
+    flags = [d["collapsed"] for d in gate["per_draw"]]
+    assert flags == [d["top1_acc"] < 16.0 for d in gate["per_draw"]] and gate["collapsed"] == sum(flags)
+    assert "FAIL" in out and f"collapsed draws {sum(flags)}/3" in out
 
 
 def test_inconclusive_near_the_budget_with_few_draws(resnet, tmp_path):
