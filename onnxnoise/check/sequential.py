@@ -45,7 +45,7 @@ Bounds (one-sided, each with error probability ``alpha = 1 - confidence``)::
 images are few, its Wald bound lying below the exact one).
 
 ``P(theta > U) <= a_k + a_img`` by the union bound (Bonferroni): if ``theta <=
-theta_img + z..`` and ``theta_img <= mean(D) + t..`` then ``theta <= U``. Linear addition
+theta_img + max(z.., exact_images)`` and ``theta_img <= mean(D) + t..`` then ``theta <= U``. Linear addition
 of the two half-widths is what the union bound needs (it is wider than a root sum of
 squares). The split is ``a_img = alpha / 2`` and ``alpha / 2`` for the draws; without
 paired counts (drops only) the image term is absent and the draws get all of ``alpha``.
