@@ -28,7 +28,7 @@ from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
-from onnxnoise.report.paired import short_of_target
+from onnxnoise.report.paired import collapse_hints, short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.store.schema import COUNTER, column_names
@@ -50,7 +50,8 @@ class BenchResult:
         meta: Run facts (:meth:`onnxnoise.engine.context.RunContext.facts`) plus
             ``failed`` (trials that ended with an error), the counters' totals (every column
             of role :data:`~onnxnoise.store.schema.COUNTER`, summed over the trials),
-            ``warnings`` (``RunContext.warnings`` and a baseline at chance level) and, with
+            ``warnings`` (``RunContext.warnings``, a baseline at chance level and the noise
+            model's advice where draws collapsed, :func:`~onnxnoise.report.paired.collapse_hints`) and, with
             ``--seeds auto``, ``seeds_auto`` (target, max draws, and the groups that
             stopped at the max short of the target:
             :func:`onnxnoise.report.paired.short_of_target`).
@@ -101,6 +102,7 @@ def run_bench(
         meta["quantization"] = config.noise.noise_model.describe_quantization(context.selected,
                                                                               totals["clipped_count"])
     summary = summarize_trials(trials, chance=100.0 / max(chance_classes(context.data.labels), 1))
+    meta["warnings"] += collapse_hints(summary)
     noise = config.noise
     if noise.seeds == "auto":
         meta["seeds_auto"] = {"ci_halfwidth": noise.ci_halfwidth, "max_seeds": noise.max_seeds, "min_seeds": 3,

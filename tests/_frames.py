@@ -60,3 +60,28 @@ def seeded_trial_frame(noise_model: str = "gaussian-snr", noise: str = GAUSS, st
     frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
                                                  "strength": pl.Float64})
     return with_accuracy(frame)
+
+
+#: The ``noise`` column of pcm trials without and with drift compensation (the other parameters default).
+PCM_NONE = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {"compensation": "none"}},
+                      sort_keys=True)
+PCM_GLOBAL = json.dumps({"bn_variance": "clamp", "keep_zeros": False, "params": {"compensation": "global"}},
+                        sort_keys=True)
+
+
+def draws_frame(groups: dict[float, list[int]], *, noise_model: str = "gaussian-snr", noise: str = GAUSS,
+                clean: int = 900, images: int = 1000) -> pl.DataFrame:
+    """A baseline of ``clean`` top-1 hits of ``images`` and, per strength, one mode-``all`` draw per count.
+
+    ``groups`` maps a strength to the top-1 hits of its draws (seeds 0, 1, ...), so every accuracy is known
+    exactly: with 10 classes, chance is 10% and ``100`` hits of 1000 is a draw at chance.
+    """
+    common = {"model": "net", "model_sha256": "sha", "dataset": "d", "dataset_fingerprint": "fp",
+              "preprocess": "{}", "noise_model": noise_model, "noise": noise, "images": images, "nan_count": 0,
+              "error": None, "provider": "CPUExecutionProvider", "layers": "[]", "top5_correct": images}
+    rows = [{**common, "mode": "baseline", "layer_index": None, "strength": None, "seed": None, "top1_correct": clean}]
+    rows += [{**common, "mode": "all", "layer_index": None, "strength": strength, "seed": seed, "top1_correct": hits}
+             for strength, draws in groups.items() for seed, hits in enumerate(draws)]
+    frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
+                                                 "strength": pl.Float64})
+    return with_accuracy(frame)

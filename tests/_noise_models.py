@@ -10,7 +10,9 @@ Registry names start with ``test-`` so that they never clash with a real model:
 
 and, registered only by the fixture :func:`toy_device_model` (``from tests._noise_models import
 toy_device_model`` in a test module), ``test-toy-device`` (:class:`ToyDevice`): a device model on
-the template :class:`onnxnoise.noise.device.DeviceModel` with its own strength option ``--toy-loss``.
+the template :class:`onnxnoise.noise.device.DeviceModel` with its own strength option ``--toy-loss``;
+by the fixture :func:`zeroing_model`, ``test-zero-all`` (:class:`ZeroAll`): every noised tensor
+zeroed, with a :meth:`~onnxnoise.noise.NoiseModel.collapse_hint`.
 """
 
 from __future__ import annotations
@@ -118,3 +120,34 @@ def toy_device_model():
     register(ToyDevice)
     yield ToyDevice
     NOISE_MODELS.pop(ToyDevice.name, None)
+
+
+@dataclass(frozen=True)
+class ZeroAll(NoiseModel):
+    """Toy plug-in: every noised tensor becomes zeros (a zeroed classifier head: no top-1 hit at all).
+
+    Its :meth:`collapse_hint` is :data:`ZERO_ALL_HINT`. Not registered at import: :func:`zeroing_model`.
+    """
+
+    name: ClassVar[str] = "test-zero-all"
+    strength_label: ClassVar[str] = "zeroed"
+    more_noise_when: ClassVar[str] = "higher"
+    default_strengths: ClassVar[tuple[float, ...]] = (1.0,)
+
+    def perturb(self, w, strength, rng, tensor):
+        return np.zeros_like(w)
+
+    def collapse_hint(self):
+        return ZERO_ALL_HINT
+
+
+#: :meth:`ZeroAll.collapse_hint`.
+ZERO_ALL_HINT = "zeroed weights predict nothing: keep this layer digital (test advice)"
+
+
+@pytest.fixture
+def zeroing_model():
+    """:class:`ZeroAll` registered as ``test-zero-all`` for one test, unregistered after."""
+    register(ZeroAll)
+    yield ZeroAll
+    NOISE_MODELS.pop(ZeroAll.name, None)

@@ -28,7 +28,7 @@ from onnxnoise.engine.baseline_checks import chance_classes, check_baseline
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
 from onnxnoise.errors import ConfigError, NoiseConfigError
-from onnxnoise.report.paired import collapsed, mcnemar_p
+from onnxnoise.report.paired import collapse_hint_line, collapsed, mcnemar_p
 from onnxnoise.settings import GATE, option
 
 __all__ = ["METRICS", "GateSettings", "GateResult", "CheckSession", "collapse_flags"]
@@ -299,7 +299,15 @@ class CheckSession:
         except _TrialFailed:
             return result
         result.verdict, result.decision, result.draws = decision.verdict, decision, draws
+        self._hint_collapse(result)
         return result
+
+    def _hint_collapse(self, result: GateResult) -> None:
+        """Add the noise model's advice to :attr:`warnings` the first time a gate's draws collapse."""
+        model = self.context.config.noise.noise_model
+        line = collapse_hint_line(model, result.collapsed, len(result.draws), model.format_strength(result.strength))
+        if line and not any(w.startswith(f"{model.name}: ") and "collapsed" in w for w in self.warnings):
+            self.warnings.append(line)
 
     def per_layer(self, strength: float, seeds: Sequence[int]) -> dict[str, list[float]]:
         """Drop (points) with noise in one selected layer at a time: layer name -> drops over ``seeds``.

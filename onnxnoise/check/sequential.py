@@ -21,14 +21,31 @@ Uncertainty, two sources (images are shared, so they do not average out over dra
   * n/(n-1)`` (law of total variance: within-draw variance = image variance + flip
   variance), averaged over the draws. Bound: ``z_{1 - a_img} * sqrt(mean(v_s) / n)``.
   This term does not shrink with more draws.
+* **images, few discordant**: the normal approximation fails when the discordant
+  images are few (the Wald interval's failure for a rare proportion): a sample that
+  happens to hold none of the population's fragile images shows ``lost = gained = 0`` in
+  every draw, ``v = 0`` and a zero image term, and passes whatever the true drop (on
+  100 images, a population whose 1.5% fragile images flip in every draw, true drop 1.5
+  points, passes a 1-point budget in 22% of samples). The upper bound's image term is
+  therefore at least the exact binomial one (:func:`exact_image_half`): with ``k`` the
+  mean discordant images per draw (``lost + gained``), ``100 * (q_U - k / n)`` where
+  ``q_U = B^-1(1 - a_img; k + 1, n - k)`` is the one-sided Clopper-Pearson upper bound
+  of the discordant rate (C. J. Clopper & E. S. Pearson, Biometrika 26, 1934). It is
+  exact when every discordant image is lost in every draw (the case where the normal
+  approximation fails worst) and reduces at ``k = 0`` to ``100 * (1 - a_img^(1/n))``,
+  the "rule of three" (about ``369 / n`` points at ``a_img = 0.025``): nothing discordant
+  among ``n`` images does not show a drop below that.
 
 Bounds (one-sided, each with error probability ``alpha = 1 - confidence``)::
 
-    U = mean(D) + t_{1 - a_k, S-1} * s_D / sqrt(S) + z_{1 - a_img} * sqrt(mean(v) / n)
-    L = mean(D) - (the same half-width)
+    U = mean(D) + t_{1 - a_k, S-1} * s_D / sqrt(S) + max(z_{1 - a_img} * sqrt(mean(v) / n), exact_images)
+    L = mean(D) - t_{1 - a_k, S-1} * s_D / sqrt(S) - z_{1 - a_img} * sqrt(mean(v) / n)
+
+(the exact term widens ``U`` only: the normal ``L`` errs on the safe side when discordant
+images are few, its Wald bound lying below the exact one).
 
 ``P(theta > U) <= a_k + a_img`` by the union bound (Bonferroni): if ``theta <=
-theta_img + z..`` and ``theta_img <= mean(D) + t..`` then ``theta <= U``. Linear addition
+theta_img + max(z.., exact_images)`` and ``theta_img <= mean(D) + t..`` then ``theta <= U``. Linear addition
 of the two half-widths is what the union bound needs (it is wider than a root sum of
 squares). The split is ``a_img = alpha / 2`` and ``alpha / 2`` for the draws; without
 paired counts (drops only) the image term is absent and the draws get all of ``alpha``.
@@ -69,8 +86,8 @@ from scipy import stats as _sps
 
 __all__ = [
     "MIN_DRAWS", "MAX_DRAWS", "PASS", "FAIL", "INCONCLUSIVE", "CONTINUE", "VERDICTS",
-    "Draw", "Bounds", "Decision", "look_alphas", "image_variance", "drop_bounds", "decide", "decide_streams",
-    "run_sequential",
+    "Draw", "Bounds", "Decision", "look_alphas", "image_variance", "discordant_images", "exact_image_half",
+    "drop_bounds", "decide", "decide_streams", "run_sequential",
 ]
 
 #: Fewest draws before the rule may decide.
@@ -135,6 +152,42 @@ def image_variance(images, lost, gained) -> np.ndarray:
     return 1e4 * np.maximum(moment - mean * mean, 0.0) * n / (n - 1.0)
 
 
+def discordant_images(images, drops, image_var) -> np.ndarray:
+    """``lost + gained`` of draws, recovered from their drop (points) and :func:`image_variance`.
+
+    Inverts ``v = 1e4 [k/n - (D/100)^2] n/(n-1)``: ``k = n [v (n-1) / (1e4 n) + (D/100)^2]``,
+    rounded to whole images (the counts are integers). Arrays broadcast; returns float64.
+    """
+    n = np.asarray(images, dtype=np.float64)
+    share = np.asarray(image_var, dtype=np.float64) * (n - 1.0) / (1e4 * n) + (np.asarray(drops) / 100.0) ** 2
+    return np.round(n * share)
+
+
+def exact_image_half(discordant, images, alpha_images: float) -> np.ndarray:
+    """The image term's exact binomial half-width, points: ``100 * (q_U - k / n)``.
+
+    ``q_U = B^-1(1 - alpha_images; k + 1, n - k)`` (the beta quantile; for a whole ``k``
+    the one-sided Clopper-Pearson upper bound of a proportion, Biometrika 26, 1934, equal
+    to ``scipy.stats.binomtest(k, n).proportion_ci(1 - 2 alpha_images).high``), 1 when
+    ``k >= n``. At ``k = 0``: ``100 * (1 - alpha_images ** (1 / n))``, the rule of three
+    (3.62 points on 100 images, 0.037 on 10,000 at ``alpha_images = 0.025``).
+
+    Args:
+        discordant: Mean discordant images per draw ``k`` (``lost + gained``), >= 0; a
+            mean over draws need not be whole (the quantile is continuous in ``k``).
+        images: Images ``n`` (>= 1), broadcast against ``discordant``.
+        alpha_images: One-sided error probability of the image term, in (0, 1).
+
+    Returns:
+        float64 array (or 0-d) of half-widths in points, >= 0.
+    """
+    k = np.asarray(discordant, dtype=np.float64)
+    n = np.asarray(images, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        upper = np.where(k >= n, 1.0, _sps.beta.ppf(1.0 - alpha_images, k + 1.0, np.maximum(n - k, 1e-300)))
+    return np.maximum(100.0 * (upper - k / n), 0.0)
+
+
 def look_alphas(alpha: float, min_draws: int, max_draws: int) -> np.ndarray:
     """Error probability spent at each look ``S = min_draws .. max_draws`` (Bonferroni weights).
 
@@ -171,6 +224,9 @@ class Bounds:
         se_draws: ``s_D / sqrt(S)``; ``se_images``: ``sqrt(mean(v) / n)`` (0 without counts).
         t_quantile: ``t_{1 - a_k, S-1}``; ``z_quantile``: ``z_{1 - a_img}`` (0 without counts).
         alpha_look: ``a_k`` spent at this look; ``alpha_images``: ``a_img``.
+        exact_images: :func:`exact_image_half` of the mean discordant images per draw (0
+            without counts); the upper bound's image term is ``max(z_quantile * se_images,
+            exact_images)``, the lower bound's ``z_quantile * se_images``.
     """
 
     draws: int
@@ -183,6 +239,7 @@ class Bounds:
     z_quantile: float
     alpha_look: float
     alpha_images: float
+    exact_images: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         """JSON-ready fields (may hold NaN: write with strict JSON that maps it to null)."""
@@ -219,7 +276,8 @@ class Decision:
 
 def _half_widths(drops: np.ndarray, image_var: np.ndarray | None, images, alpha: float,
                  min_draws: int, max_draws: int) -> tuple[np.ndarray, ...]:
-    """Mean, draw half-width, image half-width and quantiles at look ``S = drops.shape[-1]``."""
+    """Mean, draw standard error, image standard error, exact image half-width and quantiles at look
+    ``S = drops.shape[-1]``."""
     s = drops.shape[-1]
     alpha_images = alpha / 2.0 if image_var is not None else 0.0
     alpha_look = float(look_alphas(alpha - alpha_images, min_draws, max_draws)[s - min_draws])
@@ -227,11 +285,14 @@ def _half_widths(drops: np.ndarray, image_var: np.ndarray | None, images, alpha:
     se_draws = drops.std(axis=-1, ddof=1) / math.sqrt(s)
     t = float(_sps.t.ppf(1.0 - alpha_look, s - 1))
     if image_var is None:
-        se_images, z = np.zeros_like(mean), 0.0
+        se_images, exact, z = np.zeros_like(mean), np.zeros_like(mean), 0.0
     else:
-        se_images = np.sqrt(image_var.mean(axis=-1) / np.asarray(images, dtype=np.float64))
+        n = np.asarray(images, dtype=np.float64)
+        se_images = np.sqrt(image_var.mean(axis=-1) / n)
+        discordant = discordant_images(n[..., None], drops, image_var).mean(axis=-1)
+        exact = exact_image_half(discordant, n, alpha_images)
         z = float(_sps.norm.ppf(1.0 - alpha_images))
-    return mean, se_draws, se_images, t, z, alpha_look, alpha_images
+    return mean, se_draws, se_images, exact, t, z, alpha_look, alpha_images
 
 
 def decide_streams(
@@ -285,10 +346,10 @@ def decide_streams(
         if open_.size == 0:
             break
         var = None if image_var is None else image_var[open_, :s]
-        mean, se_d, se_i, t, z, _, _ = _half_widths(drops[open_, :s], var, None if images is None else images[open_],
-                                                    alpha, min_draws, max_draws)
-        half = t * se_d + z * se_i
-        lo, hi = mean - half, mean + half
+        mean, se_d, se_i, exact, t, z, _, _ = _half_widths(drops[open_, :s], var,
+                                                           None if images is None else images[open_],
+                                                           alpha, min_draws, max_draws)
+        lo, hi = mean - t * se_d - z * se_i, mean + t * se_d + np.maximum(z * se_i, exact)
         passed = (hi < budget) & ~flagged[open_, :s].any(axis=1)
         failed = lo > budget
         last = s == max_draws
@@ -317,14 +378,16 @@ def drop_bounds(draws: Sequence[Draw], *, confidence: float = 0.95, min_draws: i
     drops = np.array([[d.drop for d in draws]], dtype=np.float64).reshape(1, s)
     mean = float(drops.mean()) if s else math.nan
     if s < min_draws:
-        return Bounds(s, mean, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+        return Bounds(s, mean, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
     paired = all(d.paired for d in draws)
     var = image_variance([d.images for d in draws], [d.lost for d in draws],
                          [d.gained for d in draws]).reshape(1, s) if paired else None
     images = float(np.mean([d.images for d in draws])) if paired else None
-    mean_, se_d, se_i, t, z, a_look, a_img = _half_widths(drops, var, images, 1.0 - confidence, min_draws, max_draws)
-    half = float(t * se_d[0] + z * se_i[0])
-    return Bounds(s, mean, mean - half, mean + half, float(se_d[0]), float(se_i[0]), t, z, a_look, a_img)
+    _, se_d, se_i, exact, t, z, a_look, a_img = _half_widths(drops, var, images, 1.0 - confidence, min_draws,
+                                                             max_draws)
+    draws_half, image_half = float(t * se_d[0]), float(z * se_i[0])
+    return Bounds(s, mean, mean - draws_half - image_half, mean + draws_half + max(image_half, float(exact[0])),
+                  float(se_d[0]), float(se_i[0]), t, z, a_look, a_img, float(exact[0]))
 
 
 def decide(draws: Sequence[Draw], budget: float, *, confidence: float = 0.95, min_draws: int = MIN_DRAWS,

@@ -74,10 +74,15 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
 
 
 def image_term_warnings(report: dict[str, Any], budget: float) -> list[str]:
-    """A warning when the gate's image term alone exceeds half the budget (too few images to settle it)."""
+    """A warning when the gate's image term alone exceeds half the budget (too few images to settle it).
+
+    The term is the upper bound's: ``max(z_quantile * se_images, exact_images)``
+    (:class:`~onnxnoise.check.sequential.Bounds`), so a sample with nothing discordant is said too.
+    """
     gate = report.get("gate") or {}
     bounds = gate.get("bounds") or {}
-    term = float(bounds.get("z_quantile") or 0.0) * float(bounds.get("se_images") or 0.0)
+    term = max(float(bounds.get("z_quantile") or 0.0) * float(bounds.get("se_images") or 0.0),
+               float(bounds.get("exact_images") or 0.0))
     if not term > budget / 2:
         return []
     return [f"with {report['images']} images the image term alone is ±{term:.2f} points, more than half the budget "

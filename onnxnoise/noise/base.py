@@ -191,6 +191,16 @@ class NoiseModel(ABC):
         params = ", ".join(f"{k}={v}" for k, v in self.params().items())
         return f"{self.name}" + (f" ({params})" if params else "")
 
+    def collapse_hint(self) -> str | None:
+        """Advice for when draws of this model collapse to chance, or ``None`` (the default).
+
+        Reports, ``bench`` and ``check`` add it as a warning next to the collapse count
+        (:func:`onnxnoise.report.paired.collapse_hints`); a model whose collapse a
+        setting of its own commonly prevents names that setting here (pcm: drift
+        compensation).
+        """
+        return None
+
     def check_layers(self, layers: Sequence[Any]) -> None:
         """Refuse, before any trial, a selection of layers this model cannot noise.
 

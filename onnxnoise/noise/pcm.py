@@ -151,6 +151,15 @@ class PCM(QuantizedDeviceModel):
         return (f"PCM ({' + '.join(stages) or 'no noise'}; g_max={self.g_max:g} uS, "
                 f"compensation={self.compensation}{extra}, analog={self.analog}; IBM statistical model)")
 
+    def collapse_hint(self) -> str | None:
+        """With drift on and no compensation: name ``compensation=global`` (else ``None``)."""
+        if not self.drift or self.compensation != "none":
+            return None
+        return ("pcm without drift compensation (compensation=none): drift shrinks every conductance with time, "
+                "so accuracy falls to chance as in aihwkit without compensation; "
+                "`--noise pcm:compensation=global` rescales each layer by one scalar that restores its summed "
+                "response (global drift compensation, Joshi et al. 2020)")
+
     # ---------------------------------------------------------------- the three formulas (uS)
 
     def program(self, g_target: np.ndarray, z: np.ndarray) -> np.ndarray:

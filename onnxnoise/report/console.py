@@ -86,7 +86,7 @@ def bench_caption(meta: dict) -> Text:
         "top-1 / top-5 / a/a0: mean over seeds ± 95% Student t interval ([low, high] when it leaves the possible range: below 0, above 100%)",
         "paired with the clean model on the same images: flips % = top-1 class changed, lost / gained = top-1 hits "
         "(mean images), p<.05 = draws whose exact McNemar p < 0.05, collapsed = draws closer to chance than to the "
-        "best draw and far below it",
+        "best draw and far below it, or at chance",
     ]
     if meta.get("input_layout") == "NHWC" or meta.get("fixed_batch"):
         lines.append(f"model input {meta.get('input_layout')}"

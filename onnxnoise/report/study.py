@@ -23,7 +23,7 @@ from onnxnoise.report.tables import with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
 from onnxnoise.report.console import format_interval, lead_columns, setting_columns
-from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
+from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.store.store import open_store
 
@@ -91,7 +91,8 @@ class ReportFiles:
         summary: The per-(model, noise model, mode, layer, strength) summary frame.
         a_avr: The per-(model, noise model, strength) ``A_avr`` frame (eq. 3; empty
             without per-layer trials).
-        warnings: :func:`report_warnings` (baselines at chance level, failed trials).
+        warnings: :func:`report_warnings` (baselines at chance level, failed trials) and the
+            noise models' advice where draws collapsed (:func:`~onnxnoise.report.paired.collapse_hints`).
     """
 
     tables: list[Path] = field(default_factory=list)
@@ -241,7 +242,7 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     summary = summarize_trials(trials, chance=100.0 / classes.pop() if len(classes) == 1 else 0.0)
     a_avr = average_normalized_accuracy(trials)
     files.summary, files.a_avr = summary, a_avr
-    files.warnings = report_warnings(trials, runs)
+    files.warnings = report_warnings(trials, runs) + collapse_hints(summary)
     files.tables += write_table(trials, out, "results")
     files.tables += write_table(summary, out, "summary")
     if not a_avr.is_empty():
@@ -378,7 +379,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
             parts += ["Paired with the clean model on the same images (top-1): flips % = images whose top-1 class "
                       "changed, lost / gained = top-1 hits lost / gained (mean images per draw), p<.05 = draws whose "
                       "exact McNemar p (McNemar 1947, two-sided binomial on lost vs gained) is below 0.05, collapsed = "
-                      "draws closer to chance than to the best draw and a quarter of the clean accuracy below it.", "",
+                      "draws closer to chance than to the best draw and a quarter of the clean accuracy below it, "
+                      "or at chance (less than a tenth of the clean accuracy above chance kept).", "",
                       _md_table([*lead, strength_header(whole), "seeds", *PAIRED_HEADERS],
                                 [[*lead_cells[i], r["strength_text"], str(r["seeds"]), *paired_cells(r)]
                                  for i, r in enumerate(whole.iter_rows(named=True))]), ""]

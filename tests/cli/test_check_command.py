@@ -22,6 +22,7 @@ from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 
 from tests._builders import conv_bn_resnet, labeled_npz
+from tests._noise_models import ZERO_ALL_HINT, zeroing_model  # noqa: F401  (a fixture)
 
 
 def fragile_mlp(*, seed: int = 0, size: int = 8, hidden: int = 32, classes: int = 10,
@@ -97,13 +98,19 @@ def _case(out: Path) -> ET.Element:
     return suite
 
 
+#: Upper bound of a gate in which no image changed, on 300 images: the exact binomial bound at 0 of 300
+#: (one-sided 97.5%), ``100 (1 - 0.025^(1/300))`` points.
+NOTHING_CHANGED_UPPER = 100 * (1 - 0.025 ** (1 / 300))
+
+
 def test_pass_at_huge_snr_in_the_minimum_draws(resnet, tmp_path):
-    assert _check(resnet, tmp_path, "--snr", "1e6", "--max-drop", "1") == 0
+    assert _check(resnet, tmp_path, "--snr", "1e6", "--max-drop", "2") == 0
     report = _strict_json(tmp_path / "check.json")
     assert report["verdict"] == "PASS" and report["exit_code"] == 0
     gate = report["gate"]
     assert gate["draws"] == 3 and gate["seeds"] == [0, 1, 2]
-    assert gate["bounds"]["upper"] == 0.0 and gate["bounds"]["lower"] == 0.0
+    assert gate["bounds"]["lower"] == 0.0 and gate["bounds"]["upper"] == pytest.approx(NOTHING_CHANGED_UPPER)
+    assert NOTHING_CHANGED_UPPER == pytest.approx(1.2221, abs=1e-4)
     assert [d["lost"] for d in gate["per_draw"]] == [0, 0, 0]
     assert report["baseline"]["top1_acc"] == pytest.approx(70.0)
     suite = _case(tmp_path)
@@ -113,6 +120,37 @@ def test_pass_at_huge_snr_in_the_minimum_draws(resnet, tmp_path):
     assert "# onnxnoise check: PASS" in (tmp_path / "check.md").read_text()
     trials = pl.read_parquet(tmp_path / "trials.parquet")
     assert trials["mode"].to_list() == ["baseline", "all", "all", "all"]
+
+
+def test_nothing_discordant_on_few_images_does_not_pass_a_budget_below_the_exact_bound(resnet, tmp_path, capsys):
+    """No image changes under the noise, but 300 images cannot show a drop below 1.22 points: a 1-point
+    budget is INCONCLUSIVE after --max-seeds draws (it used to PASS at [0.00, 0.00]), with the image term
+    warning."""
+    assert _check(resnet, tmp_path, "--snr", "1e6", "--max-drop", "1", "--max-seeds", "4") == 3
+    report = _strict_json(tmp_path / "check.json")
+    gate = report["gate"]
+    assert report["verdict"] == "INCONCLUSIVE" and gate["draws"] == 4
+    assert [d["lost"] + d["gained"] for d in gate["per_draw"]] == [0, 0, 0, 0]
+    assert gate["bounds"]["upper"] == pytest.approx(NOTHING_CHANGED_UPPER) and gate["bounds"]["lower"] == 0.0
+    assert gate["bounds"]["exact_images"] == pytest.approx(NOTHING_CHANGED_UPPER)
+    warning = next(w for w in report["warnings"] if "image term" in w)
+    assert warning.startswith("with 300 images the image term alone is ±1.22 points, more than half the budget")
+    assert "WARNING:" in capsys.readouterr().out
+
+
+def test_draws_at_chance_are_collapsed_and_bring_the_models_advice(resnet, tmp_path, capsys, zeroing_model):
+    """A zeroed head: every draw at 0% (chance 10%), so every draw is collapsed although none is below the
+    others; the gate FAILs and the noise model's advice is a warning in check.json and on the terminal."""
+    code = _check(resnet, tmp_path, "--noise", "test-zero-all", "--strength", "1", "--layer-regex", "^fc$",
+                  "--max-drop", "1")
+    report = _strict_json(tmp_path / "check.json")
+    gate = report["gate"]
+    assert code == 1 and report["verdict"] == "FAIL"
+    assert [d["top1_acc"] for d in gate["per_draw"]] == [0.0] * gate["draws"]
+    assert gate["collapsed"] == gate["draws"] == 3 and gate["collapse_rate"] == 1.0
+    expected = f"test-zero-all: 3 of 3 draws at zeroed 1 collapsed to chance or far below the others; {ZERO_ALL_HINT}"
+    assert expected in report["warnings"]
+    assert "test advice" in " ".join(capsys.readouterr().out.split())
 
 
 def test_fail_at_low_snr_with_failure_element(resnet, tmp_path, capsys):
@@ -129,7 +167,11 @@ def test_fail_at_low_snr_with_failure_element(resnet, tmp_path, capsys):
     failure = suite.find("testcase/failure")
     assert failure is not None and failure.get("message").startswith("FAIL: drop ")
     out = capsys.readouterr().out
-    assert "FAIL" in out and "collapsed draws 0/3" in out
+    # 200% noise leaves 14-17% top-1 of a 70% model on 10 classes: a draw below 10 + 0.1 x 60 = 16% is at chance
+    # (collapsed) even though no draw is far below the others.
+    flags = [d["collapsed"] for d in gate["per_draw"]]
+    assert flags == [d["top1_acc"] < 16.0 for d in gate["per_draw"]] and gate["collapsed"] == sum(flags)
+    assert "FAIL" in out and f"collapsed draws {sum(flags)}/3" in out
 
 
 def test_inconclusive_near_the_budget_with_few_draws(resnet, tmp_path):
@@ -429,7 +471,7 @@ def test_too_few_images_for_the_budget_is_said_out_loud(resnet, tmp_path, capsys
     code = _check(resnet, tmp_path, "--snr", "3", "--max-drop", "1", "--max-seeds", "3")
     report = _strict_json(tmp_path / "check.json")
     bounds = report["gate"]["bounds"]
-    term = bounds["z_quantile"] * bounds["se_images"]
+    term = max(bounds["z_quantile"] * bounds["se_images"], bounds["exact_images"])
     assert term > 0.5
     warning = next(w for w in report["warnings"] if "image term" in w)
     assert warning.startswith(f"with 300 images the image term alone is ±{term:.2f} points, more than half the budget")

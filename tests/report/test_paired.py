@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -28,7 +29,8 @@ from onnxnoise.engine.trial import clean_outcomes, run_trial
 from onnxnoise.errors import BaselineError
 from onnxnoise.noise import NoiseModel, register
 from onnxnoise.report.console import paired_table, summary_table
-from onnxnoise.report.paired import collapsed, flip_rate, mcnemar_p
+from onnxnoise.check.gate import collapse_flags
+from onnxnoise.report.paired import collapse_hints, collapsed, flip_rate, mcnemar_p
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.store import TRIAL_COLUMNS, open_store
@@ -36,7 +38,9 @@ from onnxnoise.store.schema import APPLICATION_ID, PAIRED, RUN_COLUMNS, column_n
 from onnxnoise.sweep import recheck_sweep, run_sweep
 
 from tests._builders import _run, conv_bn_resnet, labeled_npz, raw_input
+from tests._frames import PCM_GLOBAL, PCM_NONE, draws_frame
 import tests._noise_models  # noqa: F401  (registers test-zero-every-k)
+from tests._noise_models import ZERO_ALL_HINT, zeroing_model  # noqa: F401  (a fixture)
 
 IMAGES = 200
 ID = ["mode", "layer_index", "strength", "seed"]
@@ -248,8 +252,12 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial():
 def test_collapse_rule_on_synthetic_draws():
     # ResNet20 with BN kept at 10% noise: two of three seeds near chance.
     assert collapsed([11.0, 13.0, 86.0], clean=91.7, chance=10.0).tolist() == [True, True, False]
-    # All draws near chance, or all near the top, or falling together: seed jitter, not collapse.
-    assert not collapsed([11.0, 13.0, 10.5], clean=91.7, chance=10.0).any()
+    # All draws at chance (a BN layer at 14%, pcm without compensation at 11%): every one collapsed (the chance
+    # band: less than a tenth of 91.7 - 10 above chance, i.e. below 18.17%), though none is far below the best.
+    assert collapsed([11.0, 13.0, 10.5], clean=91.7, chance=10.0).all()
+    assert collapsed([14.0], clean=91.7, chance=10.0).tolist() == [True]  # a single draw at chance too
+    assert collapsed([18.1, 18.2], clean=91.7, chance=10.0).tolist() == [True, False]  # the band's edge: 18.17
+    # All near the top, or falling together (20-35%: degraded, not at chance): not collapse.
     assert not collapsed([88.2, 88.9, 88.5], clean=91.7, chance=10.0).any()
     assert not collapsed([20.0, 35.0, 25.0], clean=91.7, chance=10.0).any()
     # One draw of five far below the rest; a failed draw (NaN) is never collapsed.
@@ -263,7 +271,79 @@ def test_collapse_rule_on_synthetic_draws():
     assert not collapsed([0.0], clean=0.0, chance=0.1).any()
     assert not collapsed([0.0, 0.0, 0.0], clean=0.0, chance=0.1).any()
     assert not collapsed([0.1, 0.0, 0.2], clean=0.1, chance=0.1).any()
-    assert not collapsed([5.0, 5.0], clean=90.0, chance=10.0).any()
+    # Equal draws never collapse relative to each other, but equal draws below chance are at chance.
+    assert not collapsed([50.0, 50.0], clean=90.0, chance=10.0).any()
+    assert collapsed([5.0, 5.0], clean=90.0, chance=10.0).all()
+    # Chance 0 (unknown classes) flags no more than the true chance here either: 9% is at chance 10 only.
+    assert collapsed([9.0, 9.5], clean=91.7, chance=10.0).all() and not collapsed([9.5], clean=91.7).any()
+    assert collapsed([9.0], clean=91.7).all()  # below 0.1 x 91.7 = 9.17 without a chance level
+
+
+def test_summary_counts_every_draw_at_chance_as_collapsed():
+    """Exact counts (tests._frames.draws_frame: clean 900/1000, 10 classes, so chance 10% and the chance band
+    ends at 10 + 0.1 x 80 = 18%): a group at chance is all collapsed, the relative rule still flags one low
+    draw among good ones, smooth degradation and good groups flag nothing."""
+    frame = draws_frame({10.0: [100, 110, 140], 5.0: [95, 60, 130], 20.0: [880, 120, 870], 100.0: [890, 880, 895],
+                         3.0: [300, 350, 250], 2.0: [179, 181]})
+    summary = summarize_trials(frame, chance=10.0).filter(pl.col("mode") == "all")
+    counts = dict(zip(summary["strength"].to_list(), summary["collapsed"].to_list()))
+    assert counts == {10.0: 3, 5.0: 3, 20.0: 1, 100.0: 0, 3.0: 0, 2.0: 1}
+    assert summary.filter(pl.col("strength") == 10.0)["collapse_rate"].item() == 1.0
+    # Without the chance level (unknown classes) the band ends at 0.1 x 90 = 9%: only draws below it.
+    unknown = summarize_trials(frame).filter(pl.col("mode") == "all")
+    assert dict(zip(unknown["strength"].to_list(), unknown["collapsed"].to_list())) == \
+        {10.0: 0, 5.0: 1, 20.0: 1, 100.0: 0, 3.0: 0, 2.0: 0}
+    # The check gate uses the same rule on its draws.
+    assert collapse_flags([10.0, 11.0, 14.0], clean=90.0, chance=10.0) == [True, True, True]
+
+
+def test_pcm_without_compensation_that_collapses_gets_the_compensation_hint():
+    at_chance = {31536000.0: [100, 105, 98], 3600.0: [880, 870, 875]}
+    summary = summarize_trials(draws_frame(at_chance, noise_model="pcm", noise=PCM_NONE), chance=10.0)
+    (line,) = collapse_hints(summary)
+    assert line.startswith("pcm: 3 of 6 draws collapsed to chance or far below the others; pcm without drift "
+                           "compensation (compensation=none)")
+    assert "`--noise pcm:compensation=global`" in line
+    # Compensated pcm, pcm that did not collapse, and a model without advice: no hint.
+    assert collapse_hints(summarize_trials(draws_frame(at_chance, noise_model="pcm", noise=PCM_GLOBAL),
+                                           chance=10.0)) == []
+    assert collapse_hints(summarize_trials(draws_frame({3600.0: [880, 870]}, noise_model="pcm", noise=PCM_NONE),
+                                           chance=10.0)) == []
+    assert collapse_hints(summarize_trials(draws_frame(at_chance), chance=10.0)) == []
+
+
+def test_bench_and_report_warn_with_the_models_advice_when_its_draws_collapse(labeled, tmp_path, zeroing_model):
+    """A zeroed head predicts nothing (0% top-1, below chance): both draws collapse and the model's advice is a
+    warning of the bench run and of report.md."""
+    path, data, _ = labeled
+    config = _config(path, data, NoiseConfig(model="test-zero-all", strengths=(1.0,), seeds=2), layer_regex="^fc$")
+    result = run_bench(config)
+    row = result.summary.filter(pl.col("mode") == "all").row(0, named=True)
+    assert (row["top1_acc_mean"], row["collapsed"], row["seeds"]) == (0.0, 2, 2)
+    expected = f"test-zero-all: 2 of 2 draws collapsed to chance or far below the others; {ZERO_ALL_HINT}"
+    assert expected in result.meta["warnings"]
+    run_dir = tmp_path / "run"
+    with open_store(run_dir / "trials.sqlite") as store:
+        run_sweep(SweepConfig(config, modes=("all",)), store)
+    files = write_report(collect_trials([run_dir]), collect_runs([run_dir]), tmp_path / "report")
+    assert expected in files.warnings
+    assert f"- **WARNING**: {expected}" in files.markdown.read_text()
+
+
+def test_committed_collapse_counts_of_correct_groups_do_not_move():
+    """reports/cifar10-resnet-seeds (10 draws per group, every group had a draw that escaped or none collapsed):
+    the counts recomputed from its results.parquet equal its committed summary.parquet, e.g. ResNet56 5/10 at
+    SNR 10 (the chance band adds nothing there: no draw below 18% went unflagged)."""
+    folder = Path(__file__).resolve().parents[2] / "reports" / "cifar10-resnet-seeds"
+    committed = pl.read_parquet(folder / "summary.parquet").filter(pl.col("mode") != "baseline")
+    now = summarize_trials(pl.read_parquet(folder / "results.parquet"), chance=10.0)
+    now = now.filter(pl.col("mode") != "baseline")
+    key = ["model", "strength"]
+    joined = committed.select(*key, "collapsed").join(now.select(*key, pl.col("collapsed").alias("now")), on=key)
+    assert joined.height == committed.height == 20
+    assert joined["collapsed"].to_list() == joined["now"].to_list()
+    resnet56 = joined.filter(pl.col("model").str.contains("resnet56") & (pl.col("strength") == 10.0))
+    assert resnet56["now"].to_list() == [5]
 
 
 def _synthetic_trials() -> pl.DataFrame:
