@@ -266,14 +266,35 @@ def _model_outputs(model: Path, score_output: str | None) -> int | None:
     return io.num_classes
 
 
+def _check_not_shadowed(text: str) -> None:
+    """Refuse a ``--data`` value that is both an existing path and a registered name of another folder.
+
+    Raises:
+        DataError: Naming both and the spelling that chooses each.
+    """
+    try:
+        entry = load_registry().get(text)
+    except DataError:  # an unreadable registry cannot make a given path ambiguous
+        return
+    if entry is None:
+        return
+    here = Path(text).expanduser().resolve()
+    if Path(entry.path).expanduser().resolve() == here:
+        return
+    raise DataError(f"--data {text} is ambiguous: `{text}` in the current directory ({here}) and the registered "
+                    f"dataset `{text}` ({entry.path}); pass ./{text} for the one here, or {entry.path} for the "
+                    "registered one")
+
+
 def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[str],
                  *, score_output: str | None = None) -> DataChoice:
     """Turn a ``--data`` value into a dataset path.
 
     Args:
         data: A dataset path, a registered name, or None (pick by the model's outputs).
-            An existing path wins over a registered name of the same spelling; a value
-            that is neither is returned as a path, so the loader reports it.
+            A value that is both a path in the current directory and a registered name
+            is refused as ambiguous unless both are the same folder; a value that is
+            neither is returned as a path, so the loader reports it.
         model: The ONNX model (read only when ``data`` is None).
         score_output: Name of the score output (default: the first graph output).
 
@@ -281,14 +302,18 @@ def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[s
         The path to open, the registered name used (or None) and a one-line note.
 
     Raises:
-        DataError: ``data`` is None and no registered dataset has as many classes as the
+        DataError: ``data`` names both a path and a registered dataset elsewhere
+            (:func:`_check_not_shadowed`), ``data`` is None and no registered dataset has as many classes as the
             model has outputs (the message says how to register or download one), the
             model's output size is unknown, or the chosen entry's path is gone.
         GraphError: The model cannot be loaded (``data`` None only).
     """
     if data is not None:
         text = os.fspath(data)
-        if Path(text).expanduser().exists() or not _NAME.match(text):
+        if not _NAME.match(text):
+            return DataChoice(Path(text))
+        if Path(text).expanduser().exists():
+            _check_not_shadowed(text)
             return DataChoice(Path(text))
         entry = lookup_dataset(text)
         if entry is None:
