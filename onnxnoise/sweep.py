@@ -183,7 +183,7 @@ def run_sweep(
         "config": {**config.to_dict(), **{k: facts[k] for k in (
             "layers_total", "layers_noised", "params_total", "params_noised", "images", "skipped_images",
             "label_offset", "batch_size", "provider")}, "chance_classes": chance_classes(context.data.labels),
-                   "model_outputs": context.io.num_classes},
+                   "model_outputs": context.score_width},
         "context": context.key_fields(), "versions": context.versions,
     })
     own = executor is None

@@ -182,7 +182,7 @@ class CheckSession:
 
     def __init__(self, context, settings: GateSettings, *, progress: Progress | None = None,
                  on_look: Callable[[GateResult], None] | None = None) -> None:
-        fixed = fixed_top5(context.io.num_classes) if settings.metric == "top5" else None
+        fixed = fixed_top5(context.score_width) if settings.metric == "top5" else None
         if fixed:  # a gate on a metric that cannot move passes any noise
             raise ConfigError(f"--metric top5 cannot gate this model: {fixed.split('; ')[0]}; use --metric top1")
         self.context = context

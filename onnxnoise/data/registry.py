@@ -29,13 +29,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
 import platformdirs
 
 from onnxnoise.data.dataset import open_dataset
 from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
-from onnxnoise.model import get_model_io, load_model
+from onnxnoise.model import get_model_io, load_model, score_width
 
 __all__ = [
     "CONFIG_ENV",
@@ -254,16 +253,9 @@ def matches_outputs(num_classes: int, num_outputs: int) -> bool:
 
 
 def _model_outputs(model: Path, score_output: str | None) -> int | None:
-    """Size of the model's score output (last dimension), with shape inference when the graph omits it."""
+    """Class scores per image of the model's score output, with shape inference when the graph omits it."""
     proto = load_model(model)
-    io = get_model_io(proto, output=score_output)
-    if io.num_classes is None:
-        try:
-            inferred = onnx.shape_inference.infer_shapes(proto)
-            io = get_model_io(inferred, output=score_output)
-        except Exception:  # shape inference is best effort here; the caller says what to do
-            return None
-    return io.num_classes
+    return score_width(proto, get_model_io(proto, output=score_output))
 
 
 def _check_not_shadowed(text: str) -> None:

@@ -37,7 +37,8 @@ from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
-    Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, select_layers,
+    Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, score_width,
+    select_layers,
 )
 
 __all__ = ["RunContext", "prepare_context", "package_versions"]
@@ -83,6 +84,8 @@ class RunContext:
         versions: Package versions (onnxruntime, onnx, numpy, ...).
         warnings: Things the user should know about the run's numbers (e.g. a preset
             that overrides the model's own preprocessing), shown in summaries.
+        score_width: Class scores per image (:func:`onnxnoise.model.score_width`: the
+            score output's class count, inferred where the graph leaves it symbolic), or None.
         clean_outcomes: The clean model's per-image outcomes, set by the baseline trial
             (or :func:`onnxnoise.engine.trial.clean_outcomes`): the reference of every
             trial's paired counts.
@@ -107,6 +110,7 @@ class RunContext:
     provider_options: dict[str, str]
     versions: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    score_width: int | None = None
     clean_outcomes: Outcomes | None = field(default=None, repr=False)
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
@@ -186,7 +190,7 @@ class RunContext:
             "dataset_fingerprint": self.dataset_fingerprint,
             "images": len(self.data),
             "skipped_images": self.skipped_images,
-            "model_outputs": self.io.num_classes,
+            "model_outputs": self.score_width,
             "dataset_classes": self.dataset.num_classes,
             "input_layout": self.data_config.layout,
             "fixed_batch": self.io.batch_size,
@@ -385,7 +389,8 @@ def prepare_context(config: RunConfig) -> RunContext:
     io = get_model_io(model, output=config.score_output)
     data_config, source, warnings = _preprocessing(config, model, io)
     warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings
-    warnings += [line for line in [fixed_top5(io.num_classes)] if line]
+    width = score_width(model, io)
+    warnings += [line for line in [fixed_top5(width)] if line]
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     _check_labels(dataset, io, offset)
@@ -407,4 +412,5 @@ def prepare_context(config: RunConfig) -> RunContext:
         dataset_fingerprint=dataset.fingerprint(), data_config=data_config,
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
         provider=probe.provider, provider_options=precision, versions=package_versions(), warnings=warnings,
+        score_width=width,
     )

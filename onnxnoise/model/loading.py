@@ -23,6 +23,7 @@ __all__ = [
     "load_model",
     "get_initializers",
     "get_model_io",
+    "score_width",
     "get_metadata",
     "tensor_array",
     "tensor_numel",
@@ -294,6 +295,26 @@ def get_model_io(model: onnx.ModelProto, *, output: str | None = None) -> ModelI
         batch_size=in_shape[0] if in_shape else None,
         score_outputs=tuple(float_text),
     )
+
+
+def score_width(model: onnx.ModelProto, io: ModelIO) -> int | None:
+    """Class scores per image of ``io``'s score output, by ONNX shape inference where the graph leaves it symbolic.
+
+    Args:
+        model: The model ``io`` describes (not changed: inference works on a copy).
+        io: From :func:`get_model_io`.
+
+    Returns:
+        ``io.num_classes`` when known, else the inferred count, else None (inference is
+        best effort: a model it cannot handle, e.g. over 2 GiB, gives None).
+    """
+    if io.num_classes is not None:
+        return io.num_classes
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        return get_model_io(inferred, output=io.output_name).num_classes
+    except Exception:  # onnx raises many kinds; unknown stays unknown
+        return None
 
 
 def get_metadata(model: onnx.ModelProto) -> dict[str, str]:
