@@ -288,7 +288,7 @@ def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[s
             is refused as ambiguous unless both are the same folder; a value that is
             neither is returned as a path, so the loader reports it.
         model: The ONNX model (read only when ``data`` is None).
-        score_output: Name of the score output (default: the first graph output).
+        score_output: Name of the score output (default: the first float graph output).
 
     Returns:
         The path to open, the registered name used (or None) and a one-line note.
