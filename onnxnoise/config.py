@@ -110,7 +110,7 @@ class RunConfig:
             :data:`onnxnoise.data.PREPROCESS_KEYS`); validated with the preset by
             :func:`onnxnoise.data.resolve_data_config` once the model's input is known.
         ground_truth: ImageNet flat-val ground-truth file, if not found automatically.
-        score_output: Name of the score output (default: the first graph output).
+        score_output: Name of the score output (default: the first float graph output).
         label_offset: Output index of label 0; ``None`` detects it (1 for a
             1001-output model on 1000-class data, else 0).
         strict: Fail on unreadable images instead of skipping them.
@@ -192,7 +192,8 @@ class RunConfig:
                          "~/.cache/onnxnoise)")
     score_output: str | None = option(None, flag="--score-output", metavar="NAME", group=RUNTIME, files=("sweeps",),
                                       trial_key="score_output",
-                                      help="name of the model's score output (default: the first)")
+                                      help="name of the model's score output (default: the first float output; "
+                                      "integer outputs such as class ids are skipped)")
     label_offset: int | None = option(
         None, flag="--label-offset", type=int, group=RUNTIME, files=("sweeps",), trial_key="label_offset",
         help="add to every label to index the model's outputs (default: 1 for 1001-output models with a background "

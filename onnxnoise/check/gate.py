@@ -26,6 +26,7 @@ from onnxnoise.check.sequential import (
 )
 from onnxnoise.engine.baseline_checks import chance_classes, check_baseline
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
+from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.report.paired import collapse_hint_line, collapsed, mcnemar_p
@@ -173,10 +174,17 @@ class CheckSession:
         settings: What a gate tests.
         progress: Progress receiver for every trial (default silent).
         on_look: Called after every noisy draw with ``(GateResult so far)``.
+
+    Raises:
+        ConfigError: ``settings.metric`` is ``top5`` and the model has five outputs or fewer
+            (:func:`onnxnoise.engine.metrics.fixed_top5`: such a gate would pass any noise).
     """
 
     def __init__(self, context, settings: GateSettings, *, progress: Progress | None = None,
                  on_look: Callable[[GateResult], None] | None = None) -> None:
+        fixed = fixed_top5(context.score_width) if settings.metric == "top5" else None
+        if fixed:  # a gate on a metric that cannot move passes any noise
+            raise ConfigError(f"--metric top5 cannot gate this model: {fixed.split('; ')[0]}; use --metric top1")
         self.context = context
         self.settings = settings
         self.progress = progress or Progress()

@@ -11,6 +11,7 @@ Typical use::
         ...                                        # x float32 NCHW, y int64
 
 Modules: :mod:`~onnxnoise.data.config` (``DataConfig``, presets, merging),
+:mod:`~onnxnoise.data.assumed` (what a model that states no preprocessing gets),
 :mod:`~onnxnoise.data.decode` (image decoding, geometry, normalization),
 :mod:`~onnxnoise.data.dataset` (``Dataset``, ``open_dataset``, subsets),
 :mod:`~onnxnoise.data.formats` (the dataset-format protocol: ``DatasetFormat``,
@@ -22,6 +23,7 @@ batches) and :mod:`~onnxnoise.data.cache` (decoded images on disk).
 
 from __future__ import annotations
 
+from onnxnoise.data.assumed import assumed_warning, input_geometry, static_size
 from onnxnoise.data.config import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -76,4 +78,7 @@ __all__ = [
     "unit_mismatch",
     "config_differences",
     "layout_conflict",
+    "assumed_warning",
+    "input_geometry",
+    "static_size",
 ]

@@ -30,14 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
 import platformdirs
 
 from onnxnoise.data.dataset import open_dataset
 from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
 from onnxnoise.files import atomic_write, locked
-from onnxnoise.model import get_model_io, load_model
+from onnxnoise.model import get_model_io, load_model, score_width
 
 __all__ = [
     "CONFIG_ENV",
@@ -267,16 +266,29 @@ def matches_outputs(num_classes: int, num_outputs: int) -> bool:
 
 
 def _model_outputs(model: Path, score_output: str | None) -> int | None:
-    """Size of the model's score output (last dimension), with shape inference when the graph omits it."""
+    """Class scores per image of the model's score output, with shape inference when the graph omits it."""
     proto = load_model(model)
-    io = get_model_io(proto, output=score_output)
-    if io.num_classes is None:
-        try:
-            inferred = onnx.shape_inference.infer_shapes(proto)
-            io = get_model_io(inferred, output=score_output)
-        except Exception:  # shape inference is best effort here; the caller says what to do
-            return None
-    return io.num_classes
+    return score_width(proto, get_model_io(proto, output=score_output))
+
+
+def _check_not_shadowed(text: str) -> None:
+    """Refuse a ``--data`` value that is both an existing path and a registered name of another folder.
+
+    Raises:
+        DataError: Naming both and the spelling that chooses each.
+    """
+    try:
+        entry = load_registry().get(text)
+    except DataError:  # an unreadable registry cannot make a given path ambiguous
+        return
+    if entry is None:
+        return
+    here = Path(text).expanduser().resolve()
+    if Path(entry.path).expanduser().resolve() == here:
+        return
+    raise DataError(f"--data {text} is ambiguous: `{text}` in the current directory ({here}) and the registered "
+                    f"dataset `{text}` ({entry.path}); pass ./{text} for the one here, or {entry.path} for the "
+                    "registered one")
 
 
 def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[str],
@@ -285,23 +297,28 @@ def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[s
 
     Args:
         data: A dataset path, a registered name, or None (pick by the model's outputs).
-            An existing path wins over a registered name of the same spelling; a value
-            that is neither is returned as a path, so the loader reports it.
+            A value that is both a path in the current directory and a registered name
+            is refused as ambiguous unless both are the same folder; a value that is
+            neither is returned as a path, so the loader reports it.
         model: The ONNX model (read only when ``data`` is None).
-        score_output: Name of the score output (default: the first graph output).
+        score_output: Name of the score output (default: the first float graph output).
 
     Returns:
         The path to open, the registered name used (or None) and a one-line note.
 
     Raises:
-        DataError: ``data`` is None and no registered dataset has as many classes as the
+        DataError: ``data`` names both a path and a registered dataset elsewhere
+            (:func:`_check_not_shadowed`), ``data`` is None and no registered dataset has as many classes as the
             model has outputs (the message says how to register or download one), the
             model's output size is unknown, or the chosen entry's path is gone.
         GraphError: The model cannot be loaded (``data`` None only).
     """
     if data is not None:
         text = os.fspath(data)
-        if Path(text).expanduser().exists() or not _NAME.match(text):
+        if not _NAME.match(text):
+            return DataChoice(Path(text))
+        if Path(text).expanduser().exists():
+            _check_not_shadowed(text)
             return DataChoice(Path(text))
         entry = lookup_dataset(text)
         if entry is None:

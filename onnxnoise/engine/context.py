@@ -24,19 +24,21 @@ import onnxruntime as ort
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
 from onnxnoise.data import (
-    DataConfig, Dataset, config_differences, layout_conflict, load_images, open_dataset, resolve_data_config,
-    unit_mismatch,
+    DataConfig, Dataset, assumed_warning, config_differences, input_geometry, layout_conflict, load_images,
+    open_dataset, resolve_data_config, unit_mismatch,
 )
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
 from onnxnoise.engine.labels import resolve_label_offset
+from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
-    Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, select_layers,
+    Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, score_width,
+    select_layers,
 )
 
 __all__ = ["RunContext", "prepare_context", "package_versions"]
@@ -82,6 +84,8 @@ class RunContext:
         versions: Package versions (onnxruntime, onnx, numpy, ...).
         warnings: Things the user should know about the run's numbers (e.g. a preset
             that overrides the model's own preprocessing), shown in summaries.
+        score_width: Class scores per image (:func:`onnxnoise.model.score_width`: the
+            score output's class count, inferred where the graph leaves it symbolic), or None.
         clean_outcomes: The clean model's per-image outcomes, set by the baseline trial
             (or :func:`onnxnoise.engine.trial.clean_outcomes`): the reference of every
             trial's paired counts.
@@ -106,6 +110,7 @@ class RunContext:
     provider_options: dict[str, str]
     versions: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    score_width: int | None = None
     clean_outcomes: Outcomes | None = field(default=None, repr=False)
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
@@ -185,7 +190,7 @@ class RunContext:
             "dataset_fingerprint": self.dataset_fingerprint,
             "images": len(self.data),
             "skipped_images": self.skipped_images,
-            "model_outputs": self.io.num_classes,
+            "model_outputs": self.score_width,
             "dataset_classes": self.dataset.num_classes,
             "input_layout": self.data_config.layout,
             "fixed_batch": self.io.batch_size,
@@ -251,9 +256,12 @@ def _with_input_shape(defaults: dict[str, Any], io: ModelIO) -> dict[str, Any]:
 def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tuple[DataConfig, str, list[str]]:
     """Precedence: single settings > a named preset > the model's metadata > torchvision.
 
-    The model's input shape decides channels and layout over any preset. Returns the
-    config, where it came from, and warnings: a named preset that overrides different
-    preprocessing stored in the model's metadata is named with the settings that differ.
+    The model's input shape decides channels and layout over any preset; with neither
+    metadata nor a preset, a square static input also decides the geometry
+    (:func:`onnxnoise.data.input_geometry`). Returns the config, where it came from, and
+    warnings: a named preset that overrides different preprocessing stored in the model's
+    metadata is named with the settings that differ; preprocessing assumed because the
+    model states none is named with how to set it (:func:`onnxnoise.data.assumed_warning`).
 
     Raises:
         DataError: Unreadable metadata, an invalid setting, or mean/std in other units
@@ -277,13 +285,18 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
             source = "model metadata"
     if config.preset is not None:
         source = "--preprocess"
-    given_layout = dict(config.preprocess).get("layout")
-    conflict = layout_conflict(given_layout, io.input_shape) if given_layout else None
+    given = {key: value for key, value in dict(config.preprocess).items() if value is not None}
+    conflict = layout_conflict(given["layout"], io.input_shape) if given.get("layout") else None
     if conflict:
         raise DataError(conflict)
+    size = None
+    if source == "default":  # nothing stated: geometry from a static input, as timm takes it
+        geometry, size = input_geometry(io.input_shape, given)
+        defaults = {**defaults, **geometry}
     data_config = resolve_data_config(config.preset, model_defaults=_with_input_shape(defaults, io),
                                       **dict(config.preprocess))
-    warnings = []
+    assumed = assumed_warning(data_config, given, normalized=io.input_dtype != np.uint8, size=size)
+    warnings = [assumed] if source == "default" and assumed else []
     if config.preset is not None and isinstance(stored, dict):
         try:
             own = resolve_data_config(None, model_defaults=_with_input_shape(stored, io), **dict(config.preprocess))
@@ -317,7 +330,8 @@ def _check_labels(dataset: Dataset, io: ModelIO, offset: int) -> None:
         msg = (
             f"the dataset has labels up to {max(top, dataset.num_classes - 1)} ({dataset.num_classes} classes"
             + (f", label offset {offset}" if offset else "")
-            + f") but the model has {io.num_classes} outputs; use a dataset of the model's classes"
+            + f") but the model's score output `{io.output_name}` has {io.num_classes} outputs; use a dataset of "
+            "the model's classes" + io.other_outputs()
         )
         raise DataError(msg)
 
@@ -375,6 +389,8 @@ def prepare_context(config: RunConfig) -> RunContext:
     io = get_model_io(model, output=config.score_output)
     data_config, source, warnings = _preprocessing(config, model, io)
     warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings
+    width = score_width(model, io)
+    warnings += [line for line in [fixed_top5(width)] if line]
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     _check_labels(dataset, io, offset)
@@ -401,4 +417,5 @@ def prepare_context(config: RunConfig) -> RunContext:
         dataset_fingerprint=dataset.fingerprint(), data_config=data_config,
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
         provider=probe.provider, provider_options=precision, versions=package_versions(), warnings=warnings,
+        score_width=width,
     )

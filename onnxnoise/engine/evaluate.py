@@ -210,7 +210,8 @@ class EvalSet:
         if len(targets) and int(targets.max()) >= scores.shape[1]:
             msg = (
                 f"label {int(targets.max())} (label offset {self.label_offset}) is beyond the model's "
-                f"{scores.shape[1]} outputs"
+                f"{scores.shape[1]} outputs; if the model has another float output of class scores, choose it "
+                "with --score-output NAME"
             )
             raise DataError(msg)
         if scores.ndim != 2 or scores.shape[0] != len(targets):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Counts", "count_correct", "image_results"]
+__all__ = ["Counts", "count_correct", "image_results", "fixed_top5"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,22 @@ def image_results(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     top1 = finite & (rank < 1)
     top5 = finite & (rank < min(5, logits.shape[1]))
     return top1_class, top1, top5, finite
+
+
+def fixed_top5(outputs: int | None) -> str | None:
+    """Why top-5 cannot change on a model with ``outputs`` class scores, or None when it can.
+
+    With five outputs or fewer every label is among the five highest scores whatever the
+    noise does (:func:`image_results`), so only a non-finite score row can miss: top-5 is
+    100% clean and noisy, and a gate on it passes any noise.
+
+    Args:
+        outputs: Class scores per image (``ModelIO.num_classes``), None when unknown.
+
+    Returns:
+        One line starting ``top-5 cannot change: ...``, or None (more than five outputs, or unknown).
+    """
+    if outputs is None or outputs > 5:
+        return None
+    return (f"top-5 cannot change: the model has {outputs} outputs, so every label is always among its 5 highest "
+            "scores (only non-finite scores miss); its top-5 numbers say nothing about the noise, read top-1")

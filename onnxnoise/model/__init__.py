@@ -29,6 +29,7 @@ from onnxnoise.model.loading import (
     get_metadata,
     get_model_io,
     load_model,
+    score_width,
     tensor_array,
     tensor_numel,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "list_layers",
     "load_model",
     "requantize",
+    "score_width",
     "select_layers",
     "SetAside",
     "tensor_array",

@@ -23,6 +23,7 @@ __all__ = [
     "load_model",
     "get_initializers",
     "get_model_io",
+    "score_width",
     "get_metadata",
     "tensor_array",
     "tensor_numel",
@@ -37,8 +38,12 @@ class ModelIO:
         input_shape: Its shape; symbolic or unknown dimensions are ``None``.
         input_dtype: numpy dtype of the input (``float32``, ``uint8``, ...).
         output_name: Name of the score output (logits or probabilities).
-        num_classes: Size of the output's last dimension, or ``None`` if symbolic.
+        num_classes: Number of class scores per image: the one non-batch dimension above 1
+            (``[N, C]``, ``[N, C, 1, 1]`` and ``[N, 1, 1, C]`` all give ``C``; ``[N]`` and
+            ``[N, 1]`` give 1), or ``None`` when it is symbolic.
         batch_size: The fixed batch dimension, or ``None`` when it is dynamic.
+        score_outputs: The model's float outputs (the ones that can hold class scores), each
+            as ``name [dims]`` text, graph order: for messages that offer ``--score-output``.
     """
 
     input_name: str
@@ -47,6 +52,12 @@ class ModelIO:
     output_name: str
     num_classes: int | None
     batch_size: int | None
+    score_outputs: tuple[str, ...] = ()
+
+    def other_outputs(self) -> str:
+        """``"; other float outputs: b [N, 4]; choose one with --score-output NAME"``, or ``""`` when none."""
+        others = [text for text in self.score_outputs if text.split(" ", 1)[0] != self.output_name]
+        return f"; other float outputs: {', '.join(others)}; choose one with --score-output NAME" if others else ""
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -176,19 +187,69 @@ def _dims(value_info: onnx.ValueInfoProto) -> tuple[int | None, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in shape.dim)
 
 
+#: Element types of an output that can hold class scores (logits or probabilities); an output
+#: whose type the graph leaves undefined is given the benefit of the doubt.
+_SCORE_TYPES = frozenset({onnx.TensorProto.UNDEFINED, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                          onnx.TensorProto.BFLOAT16})
+
+
+def _describe(value_info: onnx.ValueInfoProto) -> str:
+    """``name [N, 1000]`` (symbolic dimensions by their name, unknown ones as ``?``)."""
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in value_info.type.tensor_type.shape.dim]
+    return f"{value_info.name} [{', '.join(map(str, dims))}]"
+
+
+def _type_name(value_info: onnx.ValueInfoProto) -> str:
+    elem = value_info.type.tensor_type.elem_type
+    try:
+        return onnx.TensorProto.DataType.Name(elem).lower()
+    except ValueError:
+        return f"type {elem}"
+
+
+def _class_count(out: onnx.ValueInfoProto, floats: list[str]) -> int | None:
+    """Class scores per image of a score output: its one non-batch dimension above 1.
+
+    Raises:
+        GraphError: Two or more static non-batch dimensions above 1 (a feature map, not scores).
+    """
+    dims = _dims(out)
+    if not dims:
+        return None
+    wide = [d for d in dims[1:] if d != 1]
+    if not wide:
+        return 1
+    if len(wide) == 1:
+        return wide[0]
+    if all(d is not None for d in wide):
+        msg = (f"score output {_describe(out)} has more than one dimension above 1 besides the batch, so it is not "
+               f"one score per class ([N, C], [N, C, 1, 1] or [N, 1, 1, C]); choose the class-score output with "
+               f"--score-output NAME (float outputs: {', '.join(floats)})")
+        raise GraphError(msg)
+    return None
+
+
 def get_model_io(model: onnx.ModelProto, *, output: str | None = None) -> ModelIO:
     """Find the image input and the class-score output of a classifier.
 
+    The score output is ``output``, else the first float graph output: integer outputs
+    (class ids, as TensorFlow serving signatures put first) are skipped. Its class count
+    squeezes dimensions of size 1 (``[N, C, 1, 1]``, ``[N, 1, 1, C]``: the runtime flattens
+    every score row, see :meth:`onnxnoise.engine.evaluate.EvalSet.count`).
+
     Args:
         model: A model from :func:`load_model`.
-        output: Name of the score output; default the first graph output.
+        output: Name of the score output; default the first float graph output.
 
     Returns:
         The :class:`ModelIO` description.
 
     Raises:
-        GraphError: If the model has no non-initializer input, no graph output, an
-            image input without a tensor element type, or ``output`` is unknown.
+        GraphError: If the model has no non-initializer input, no graph output, no float
+            output (the message names the outputs), an image input without a tensor
+            element type, ``output`` is unknown or not float, or the score output has two
+            static dimensions above 1 besides the batch.
     """
     init_names = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init_names]
@@ -200,15 +261,22 @@ def get_model_io(model: onnx.ModelProto, *, output: str | None = None) -> ModelI
     if not outputs:
         msg = "the model has no graph output, so it has no class scores; export it with its logits as an output"
         raise GraphError(msg)
-    if output is None:
-        out = model.graph.output[0]
-    elif output in outputs:
-        out = outputs[output]
-    else:
+    floats = [o for o in model.graph.output if o.type.tensor_type.elem_type in _SCORE_TYPES]
+    float_text = [_describe(o) for o in floats]
+    if output is not None and output not in outputs:
         msg = f"`--score-output` {output!r} is not a graph output; choose one of {sorted(outputs)}"
         raise GraphError(msg)
+    if not floats:
+        listed = ", ".join(f"{_describe(o)} ({_type_name(o)})" for o in model.graph.output)
+        msg = (f"the model has no float output to read class scores from (its outputs: {listed}); "
+               "export it with its logits or probabilities as an output")
+        raise GraphError(msg)
+    out = outputs[output] if output is not None else floats[0]
+    if out.type.tensor_type.elem_type not in _SCORE_TYPES:
+        msg = (f"`--score-output` {_describe(out)} is {_type_name(out)}, not class scores (class ids?); "
+               f"choose a float output: {', '.join(float_text)}")
+        raise GraphError(msg)
     in_shape = _dims(image)
-    out_shape = _dims(out)
     elem = image.type.tensor_type.elem_type
     try:
         input_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
@@ -223,9 +291,30 @@ def get_model_io(model: onnx.ModelProto, *, output: str | None = None) -> ModelI
         input_shape=in_shape,
         input_dtype=input_dtype,
         output_name=out.name,
-        num_classes=out_shape[-1] if out_shape else None,
+        num_classes=_class_count(out, float_text),
         batch_size=in_shape[0] if in_shape else None,
+        score_outputs=tuple(float_text),
     )
+
+
+def score_width(model: onnx.ModelProto, io: ModelIO) -> int | None:
+    """Class scores per image of ``io``'s score output, by ONNX shape inference where the graph leaves it symbolic.
+
+    Args:
+        model: The model ``io`` describes (not changed: inference works on a copy).
+        io: From :func:`get_model_io`.
+
+    Returns:
+        ``io.num_classes`` when known, else the inferred count, else None (inference is
+        best effort: a model it cannot handle, e.g. over 2 GiB, gives None).
+    """
+    if io.num_classes is not None:
+        return io.num_classes
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        return get_model_io(inferred, output=io.output_name).num_classes
+    except Exception:  # onnx raises many kinds; unknown stays unknown
+        return None
 
 
 def get_metadata(model: onnx.ModelProto) -> dict[str, str]:

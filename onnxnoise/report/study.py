@@ -16,6 +16,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from onnxnoise.engine.baseline_checks import chance_warning
+from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.errors import StoreError
 from onnxnoise.files import atomic_write, folder_name, write_text
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
@@ -201,7 +202,20 @@ def report_warnings(trials: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     for row in failed.iter_rows(named=True):
         lines.append(f"{row['model']}: {row['failed']} of {row['total']} {row['mode']} trials failed (first error: "
                      f"{row['first']}); the numbers they belong to are marked and average fewer seeds or layers")
-    return lines
+    return lines + _fixed_top5_lines(runs)
+
+
+def _fixed_top5_lines(runs: pl.DataFrame) -> list[str]:
+    """``model: top-5 cannot change ...`` once per model whose runs recorded <= 5 ``model_outputs``.
+
+    Stores written before ``model_outputs`` was recorded give nothing.
+    """
+    lines = {}
+    for row in runs.iter_rows(named=True):
+        line = fixed_top5(json.loads(row["config"] or "{}").get("model_outputs"))
+        if line:
+            lines.setdefault(row["model_sha256"], f"{row['model']}: {line}")
+    return list(lines.values())
 
 
 def _seeds_cell(seeds: int, errors: int | None) -> str:

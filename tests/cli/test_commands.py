@@ -118,7 +118,7 @@ def _no_weights_model(path: Path) -> Path:
     ("missing_data", "does not exist"),
     ("empty_folder", "empty"),
     ("unknown_layout", "dataset"),
-    ("labels_beyond", "but the model has 10 outputs"),
+    ("labels_beyond", "but the model's score output `logits` has 10 outputs"),
 ])
 def test_bad_input_one_line_exit_2(case, expected, tiny, tmp_path, capsys):
     model, data = tiny

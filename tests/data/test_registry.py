@@ -144,9 +144,11 @@ def test_resolution_prefers_the_conventional_name_then_any_matching_class_count(
     choice = resolve_data(None, model10)
     assert (choice.name, choice.path) == ("cifar10", (tmp_path / "c.npz").resolve())
     assert resolve_data(None, model7).name == "seven"
-    # An existing path wins over a registered name spelled the same; a path is returned as given.
+    # A folder here spelled like a registered name is ambiguous (see the test below); a path is returned as given.
     (tmp_path / "cifar10").mkdir()
-    assert resolve_data("cifar10", model10).name is None
+    with pytest.raises(DataError, match="--data cifar10 is ambiguous"):
+        resolve_data("cifar10", model10)
+    assert resolve_data("./cifar10", model10).name is None
     assert resolve_data(tmp_path / "x.npz", model10).path == tmp_path / "x.npz"
 
 
@@ -274,3 +276,27 @@ def test_full_disk_while_registering_keeps_the_registry_and_says_so(tmp_path, co
     assert code == 2 and err == (f"onnxnoise: error: No space left on device: {config_dir / 'datasets.json'} (the "
                                  "dataset registry is as it was; fix it and run the same command again)\n")
     assert (config_dir / "datasets.json").read_bytes() == before and leftovers(config_dir) == []
+
+
+def test_a_folder_here_shadowing_a_registered_name_is_refused_as_ambiguous(tmp_path, capsys):
+    model = _model(tmp_path / "m.onnx", 10, favourite=0)
+    (tmp_path / "elsewhere").mkdir()
+    registered = _npz(tmp_path / "elsewhere" / "digits.npz", 10)
+    register_dataset("digits", registered)
+    here = tmp_path / "digits"  # the working folder is tmp_path (autouse fixture)
+    here.mkdir()
+    _npz(here / "d.npz", 10, n=30)
+    expected = (f"--data digits is ambiguous: `digits` in the current directory ({here}) and the registered dataset "
+                f"`digits` ({registered}); pass ./digits for the one here, or {registered} for the registered one")
+    with pytest.raises(DataError) as info:
+        resolve_data("digits", model)
+    assert str(info.value) == expected
+    code, _, err = run_cli(capsys, "bench", model, "--data", "digits", "--snr", "5", "--seeds", "1")
+    assert code == 2 and err.splitlines() == [f"onnxnoise: error: {expected}"]
+    assert resolve_data("./digits", model).path == Path("./digits")  # each spelling chooses one
+    assert resolve_data(str(registered), model).path == registered
+    shutil.rmtree(here)
+    assert resolve_data("digits", model).path == registered
+    # A file here registered under its own name: the name and the file are one dataset, not ambiguous.
+    register_dataset("same.npz", _npz(tmp_path / "same.npz", 10))
+    assert resolve_data("same.npz", model).path == Path("same.npz")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxnoise.engine.metrics import Counts, count_correct
+from onnxnoise.engine.metrics import Counts, count_correct, fixed_top5
 
 
 def test_counts_known_values():
@@ -26,3 +26,12 @@ def test_fewer_than_five_classes():
 
 def test_counts_add():
     assert Counts(1, 1, 1, 0) + Counts(2, 0, 1, 1) == Counts(3, 1, 2, 1)
+
+
+def test_fixed_top5_when_five_outputs_or_fewer():
+    assert fixed_top5(4) == ("top-5 cannot change: the model has 4 outputs, so every label is always among its 5 "
+                             "highest scores (only non-finite scores miss); its top-5 numbers say nothing about the "
+                             "noise, read top-1")
+    assert fixed_top5(5) is not None and fixed_top5(6) is None and fixed_top5(None) is None
+    scrambled = np.array([[9.0, 1.0, 2.0, 3.0, 4.0]] * 5, np.float32)  # label 0 wins; any other label is still top-5
+    assert count_correct(scrambled, np.arange(5)) == Counts(5, 1, 5, 0)

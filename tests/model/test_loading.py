@@ -7,10 +7,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxnoise.errors import GraphError
+from onnxnoise.config import RunConfig
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.evaluate import evaluate
+from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model, select_layers
 
 from tests._builders import tiny_cnn
+from tests._colour import CLASSES, colour_model, colour_npz
 
 
 def _save(model: onnx.ModelProto, path) -> str:
@@ -201,3 +205,71 @@ def test_exception_classes_live_in_errors(package):
         for name, obj in vars(module).items():
             if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__:
                 pytest.fail(f"{info.name}.{name} is an exception class; define it in onnxnoise/errors.py")
+
+
+# ------------------------------------------------------------------ score outputs not shaped [N, C]
+
+
+def _colour_with_outputs(layout: str, *, ids_first: bool) -> onnx.ModelProto:
+    """The colour classifier (100% top-1 by construction) with its scores in ``layout``, optionally after
+    an int64 class-id output (``ids [N]``, as TF serving signatures put first)."""
+    model = colour_model()
+    shape = {"NC": [0, CLASSES], "NC11": [0, CLASSES, 1, 1], "N11C": [0, 1, 1, CLASSES]}[layout]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(shape, np.int64), "score.shape"))
+    model.graph.node.extend([
+        helper.make_node("Reshape", ["logits", "score.shape"], ["scores"], name="to_layout"),
+        helper.make_node("ArgMax", ["logits"], ["ids"], axis=1, keepdims=0, name="class_ids"),
+    ])
+    dims = ["N", *shape[1:]]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, dims)]
+    if ids_first:
+        outputs.insert(0, helper.make_tensor_value_info("ids", TensorProto.INT64, ["N"]))
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("ids_first", [False, True])
+@pytest.mark.parametrize("layout", ["NC", "NC11", "N11C"])
+def test_score_output_layouts_are_squeezed_and_integer_outputs_skipped(layout, ids_first, tmp_path):
+    model = _colour_with_outputs(layout, ids_first=ids_first)
+    io = get_model_io(model)
+    assert (io.output_name, io.num_classes) == ("scores", CLASSES)
+    path = _save(model, tmp_path / "m.onnx")
+    for shift, expected in ((0, 60), (1, 0)):  # right labels: every image; shifted labels: none
+        data = colour_npz(tmp_path / f"d{shift}.npz", shift=shift)
+        context = prepare_context(RunConfig(model=path, data=data, preset="raw", device="cpu"))
+        counts = evaluate(context.factory.create(), context.data)
+        assert (counts.images, counts.top1_correct) == (60, expected)
+        assert context.key_fields()["score_output"] == "scores"
+
+
+def test_score_output_messages_name_the_float_outputs(tmp_path):
+    model = _colour_with_outputs("NC11", ids_first=True)
+    with pytest.raises(GraphError) as info:
+        get_model_io(model, output="ids")
+    assert str(info.value) == ("`--score-output` ids [N] is int64, not class scores (class ids?); choose a float "
+                               "output: scores [N, 12, 1, 1]")
+    ids_only = _colour_with_outputs("NC", ids_first=True)
+    ids_only.graph.output.pop()
+    with pytest.raises(GraphError, match=r"^the model has no float output to read class scores from \(its outputs: "
+                       r"ids \[N\] \(int64\)\); export it with its logits or probabilities as an output$"):
+        get_model_io(ids_only)
+    feature_map = _colour_with_outputs("NC", ids_first=False)
+    feature_map.graph.output[0].CopyFrom(helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 7, 7, 12]))
+    with pytest.raises(GraphError, match=r"score output scores \[N, 7, 7, 12\] has more than one dimension above 1"):
+        get_model_io(feature_map)
+    # A [N, 1] float output first (a single logit) and the class scores second: the label check names the other.
+    two = _colour_with_outputs("NC", ids_first=False)
+    two.graph.node.append(helper.make_node("ReduceMax", ["logits"], ["best"], keepdims=1, axes=[1], name="best"))
+    two.graph.output.insert(0, helper.make_tensor_value_info("best", TensorProto.FLOAT, ["N", 1]))
+    path = _save(two, tmp_path / "two.onnx")
+    data = colour_npz(tmp_path / "d.npz")
+    with pytest.raises(DataError) as info:
+        prepare_context(RunConfig(model=path, data=data, preset="raw", device="cpu"))
+    assert str(info.value) == ("the dataset has labels up to 11 (12 classes) but the model's score output `best` has 1 "
+                               "outputs; use a dataset of the model's classes; other float outputs: scores [N, 12]; "
+                               "choose one with --score-output NAME")
+    context = prepare_context(RunConfig(model=path, data=data, preset="raw", device="cpu", score_output="scores"))
+    assert evaluate(context.factory.create(), context.data).top1_correct == 60
