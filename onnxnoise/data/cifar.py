@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView
-from onnxnoise.errors import DataError, UnsafePickleError
+from onnxnoise.errors import DataError, PickleExpansionError, UnsafePickleError
 
 __all__ = ["CifarFormat", "EXPANSION_FACTOR", "EXPANSION_SLACK", "detect_cifar", "load_cifar", "load_pickle"]
 
@@ -83,15 +83,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return getattr(self, f"_{found}") if isinstance(found, str) else found
 
     def _take(self, nbytes: int, what: str) -> None:
-        """Count ``nbytes`` against the budget; past it, raise :class:`_ExpansionError`."""
+        """Count ``nbytes`` against the budget; past it, raise :class:`PickleExpansionError`."""
         self.budget -= nbytes
         if self.budget < 0:
-            raise _ExpansionError(what)
+            raise PickleExpansionError(what)
 
     def _array_bytes(self, shape: Any, dtype: Any, what: str) -> None:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if any(not isinstance(d, int) or d < 0 for d in shape):
-            raise _ExpansionError(f"{what} of shape {shape!r}")
+            raise PickleExpansionError(f"{what} of shape {shape!r}")
         self._take(math.prod(shape) * np.dtype(dtype).itemsize, f"{what} of shape {shape!r}")
 
     def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
@@ -113,10 +113,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return codecs.encode(obj, "latin1", errors)
 
 
-class _ExpansionError(Exception):
-    """The unpickler's callables built more bytes than the file's budget allows."""
-
-
 def load_pickle(path: Path) -> Any:
     """Loads a CIFAR pickle with the restricted unpickler (``encoding="bytes"``).
 
@@ -135,7 +131,7 @@ def load_pickle(path: Path) -> Any:
         with open(path, "rb") as fh:
             budget = EXPANSION_FACTOR * os.fstat(fh.fileno()).st_size + EXPANSION_SLACK
             obj = _RestrictedUnpickler(fh, budget=budget).load()
-    except _ExpansionError as exc:
+    except PickleExpansionError as exc:
         raise DataError(
             f"refusing to load cifar file `{path}`: unpickling it would build more than {budget} bytes "
             f"({EXPANSION_FACTOR} x its size + {EXPANSION_SLACK}; stopped at {exc}), so it is not a cifar batch; "
