@@ -13,11 +13,11 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from onnxnoise.data.registry import load_registry, register_dataset, resolve_data
+from onnxnoise.data.registry import load_registry, register_dataset, registry_path, resolve_data
 from onnxnoise.errors import DataError
 
 from tests._builders import tiny_cnn
-from tests._checks import run_cli
+from tests._checks import one_line, run_cli
 
 #: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
 WNIDS = ("n01440764", "n01443537", "n01484850")
@@ -225,3 +225,12 @@ def test_add_never_silently_replaces_a_name(tmp_path, capsys):
     assert load_registry()["cifar10"].num_classes == 10
     assert run_cli(capsys, "data", "add", "--replace", "cifar10", other)[0] == 0
     assert load_registry()["cifar10"].num_classes == 100
+
+
+def test_a_deeply_nested_registry_is_one_line_exit_2(config_dir, capsys):
+    config_dir.mkdir(parents=True, exist_ok=True)
+    registry_path().write_text('{"version": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    code, _, err = run_cli(capsys, "data", "list")
+    assert code == 2
+    assert one_line(err) == (f"onnxnoise: error: cannot read the dataset registry `{registry_path()}` (the JSON text "
+                             "nests arrays or objects more than 64 levels deep); fix or delete the file")

@@ -19,6 +19,8 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_model_io
 
 from tests._builders import tiny_cnn
+from tests._checks import one_line
+from tests._limits import run_limited
 
 #: x / 255 with no mean/std: the float twin of the uint8 model below.
 RAW = resolve_data_config("cifar", mean=(0.0,), std=(1.0,), scale=1 / 255, resize=None, crop=None)
@@ -207,3 +209,22 @@ def test_nhwc_layout_detected_from_model_input(tmp_path):
     x, _ = next(context.data.batches())
     assert x.shape == (20, 8, 8, 3)
     assert evaluate(context.factory.create(), context.data).top1_correct == 10
+
+
+@pytest.mark.parametrize(("stored", "line"), [
+    ('{"resize": 100000, "crop": 224}', "invalid preprocessing setting `resize`=100000: 100000 pixels is more than "
+     "the 8192 allowed"),
+    ('{"crop": 224, "crop_pct": 1e-7}', "invalid preprocessing setting `resize`=2240000000: 2240000000 pixels "
+     "(floor(crop 224 / crop_pct 1e-07)) is more than the 8192 allowed"),
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "the model's `onnxnoise.preprocess` metadata is not a JSON object of "
+     "preprocessing settings; name a preset with `--preprocess` to ignore it"),
+])
+def test_hostile_preprocessing_metadata_is_one_line_exit_2_under_a_memory_limit(tmp_path, tiny_float_int8, stored,
+                                                                                line):
+    _, _, data = tiny_float_int8
+    model = tiny_cnn()
+    helper.set_model_props(model, {"onnxnoise.preprocess": stored})
+    onnx.save(model, tmp_path / "m.onnx")
+    done = run_limited(["bench", str(tmp_path / "m.onnx"), "--data", str(data), "--snr", "10"])
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr).startswith(f"onnxnoise: error: {line}")
