@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import Message
 
 from onnxnoise.errors import GraphError
 from onnxnoise.model.lifting import lift_weights
@@ -66,8 +67,8 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         The model with all tensor data in memory.
 
     Raises:
-        GraphError: If the file is missing, is not an ONNX model, has no graph,
-            refers to external data outside the model's folder or missing on disk, or
+        GraphError: If the file is missing, is not an ONNX model, has no graph, holds
+            a name or text that is not valid UTF-8 (a tensor, node or metadata name), refers to external data outside the model's folder or missing on disk, or
             declares tensor sizes its data cannot back (negative dimensions, a shape
             that disagrees with the stored values, sparse tensors too large to densify:
             :func:`onnxnoise.model.sizes.check_tensor_sizes`), before building any tensor.
@@ -87,10 +88,29 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     if not model.HasField("graph") or len(model.graph.node) == 0 or not model.opset_import:
         msg = f"{path} is not an ONNX model: it has no graph nodes or no opset (is it an ONNX file?)"
         raise GraphError(msg)
+    _check_text(model, path)
     _load_external_data(model, path.parent)
     check_tensor_sizes(model)
     lift_weights(model)
     return model
+
+
+def _check_text(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse a string field (tensor, node, graph or metadata name, op type, doc string...) that is not valid
+    UTF-8: protobuf hands it over as ``bytes``, which every name lookup and report downstream would trip on."""
+    stack: list[Message] = [model]
+    while stack:
+        message = stack.pop()
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_MESSAGE:
+                stack.extend([value] if isinstance(value, Message) else value)
+            elif field.type == field.TYPE_STRING:
+                items = [value] if isinstance(value, (str, bytes)) else value
+                bad = next((item for item in items if isinstance(item, bytes)), None)
+                if bad is not None:
+                    msg = (f"{path} holds a {type(message).__name__}.{field.name} that is not valid UTF-8 ({bad!r}); "
+                           "ONNX names and text are UTF-8: rename it where the model is exported and save it again")
+                    raise GraphError(msg)
 
 
 def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:

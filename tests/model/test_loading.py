@@ -11,6 +11,7 @@ from onnxnoise.errors import GraphError
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model, select_layers
 
 from tests._builders import tiny_cnn
+from tests._checks import one_line, run_cli
 
 
 def _save(model: onnx.ModelProto, path) -> str:
@@ -203,3 +204,26 @@ def test_exception_classes_live_in_errors(package):
         for name, obj in vars(module).items():
             if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__:
                 pytest.fail(f"{info.name}.{name} is an exception class; define it in onnxnoise/errors.py")
+
+
+@pytest.mark.parametrize(("good", "bad", "field"), [
+    (b"conv.weight", b"conv.weig\xff\xfe", "TensorProto.name"),  # an initializer and the Conv input naming it
+    (b"fc_node", b"fc_no\xc3\x28", "NodeProto.name"),
+])
+def test_a_name_that_is_not_utf8_is_one_line_exit_2(tmp_path, tiny_float_int8, capsys, good, bad, field):
+    # protobuf hands such a string over as bytes; every noisy trial used to fail with an AttributeError
+    model = tiny_cnn()
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            node.name = "fc_node"
+    raw = model.SerializeToString()
+    assert raw.count(good) >= 1 and len(good) == len(bad)
+    path = tmp_path / "latin.onnx"
+    path.write_bytes(raw.replace(good, bad))
+    with pytest.raises(GraphError, match=rf"^{path} holds a {field} that is not valid UTF-8 \(b'"):
+        load_model(path)
+    code, _, err = run_cli(capsys, "bench", path, "--data", tiny_float_int8[2], "--snr", "10", "--crop", "8",
+                           "--resize", "0")
+    assert code == 2
+    assert one_line(err) == (f"onnxnoise: error: {path} holds a {field} that is not valid UTF-8 ({bad!r}); ONNX names "
+                             "and text are UTF-8: rename it where the model is exported and save it again")
