@@ -186,6 +186,19 @@ def test_fixed_batch_pads_last_batch_and_drops_padding(fixed):
     assert evaluate(_session(model), data) == expected == Counts(10, 5, expected.top5_correct, 0)
 
 
+def test_a_fixed_batch_beyond_the_bound_is_refused_before_padding(tmp_path, tiny_float_int8):
+    with pytest.raises(DataError, match=r"^the model's input has a fixed batch of 4097 images, more than the 4096 "
+                       r"allowed; export it with a dynamic \(or smaller\) batch dimension$"):
+        EvalSet(_images(3), np.zeros(3, np.int64), RAW, fixed_batch=4097)
+    assert EvalSet(_images(3), np.zeros(3, np.int64), RAW, fixed_batch=4096).batch_size == 4096
+    onnx.save(tiny_cnn(batch=2_000_000_000), tmp_path / "m.onnx")  # 2e9 images of 3x8x8 float32 once padded
+    done = run_limited(["bench", str(tmp_path / "m.onnx"), "--data", str(tiny_float_int8[2]), "--snr", "10",
+                        "--preprocess", "raw"])
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == ("onnxnoise: error: the model's input has a fixed batch of 2000000000 images, "
+                                     "more than the 4096 allowed; export it with a dynamic (or smaller) batch dimension")
+
+
 # ------------------------------------------------------------------ NHWC layout chosen from the input shape
 
 
