@@ -55,8 +55,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 DEFAULT_PRESET = "torchvision"
 
-#: Most pixels a ``resize`` (short side) or ``crop`` (side) may ask for: 8192 x 8192 x 3 float32 is 805 MB
-#: per image, far beyond any classifier's input (ImageNet models take 224 to 600).
+#: Most pixels a ``resize`` (short side) or ``crop`` (side) may ask for: 805 MB per image as float32 RGB.
 MAX_SIDE = 8192
 
 #: Names of the resampling filters ``DataConfig.interpolation`` accepts (PIL's filters of those names).
