@@ -11,8 +11,9 @@ main graph, subgraphs, model-local functions) and refuses, with one :class:`Grap
   data once read) are not the number its shape declares: a dense tensor's declared bytes are
   thus at most the bytes the files hold;
 - sparse tensors whose densified sizes (shape x element size) total more than half the memory
-  available (:func:`available_memory`): densifying them (see :mod:`onnxnoise.model.lifting`)
-  would exhaust the machine.
+  available (:func:`available_memory`), or more than :data:`SPARSE_EXPANSION` times the bytes
+  their values and indices hold plus :data:`SPARSE_SLACK` (a pruned model keeps at least 1 value
+  in 1000): densifying them (see :mod:`onnxnoise.model.lifting`) would exhaust the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ import onnx
 
 from onnxnoise.errors import GraphError
 
-__all__ = ["all_tensors", "available_memory", "check_tensor_sizes", "declared_numel", "sparse_tensors"]
+__all__ = ["SPARSE_EXPANSION", "SPARSE_SLACK", "all_tensors", "available_memory", "check_tensor_sizes", "declared_numel", "sparse_tensors"]
+
+#: Sparse tensors may densify to at most this many times the bytes of their stored values and indices ...
+SPARSE_EXPANSION = 1000
+#: ... plus this many bytes.
+SPARSE_SLACK = 64 << 20
 
 _PACKED_4BIT = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, n)}
 _COMPLEX = {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128}
@@ -145,7 +151,8 @@ def check_tensor_sizes(model: onnx.ModelProto, *, memory: int | None = None) -> 
 
     Raises:
         GraphError: A negative dimension, a dense tensor whose stored data is not what its shape
-            declares, or sparse tensors too large to densify; one line naming the tensor and sizes.
+            declares, or sparse tensors too large to densify (past ``SPARSE_EXPANSION`` x their
+            bytes + ``SPARSE_SLACK``, or half of ``memory``); one line naming the tensor and sizes.
     """
     for tensor in all_tensors(model):
         declared_numel(tensor.name, tensor.dims)
@@ -155,7 +162,7 @@ def check_tensor_sizes(model: onnx.ModelProto, *, memory: int | None = None) -> 
             msg = (f"tensor {tensor.name!r} of shape {list(tensor.dims)} needs {counts[1]} {unit} of data but the "
                    f"model holds {counts[0]}; the model file is damaged, export it again")
             raise GraphError(msg)
-    dense_bytes = 0
+    dense_bytes = stored_bytes = 0
     largest = None
     for sparse in sparse_tensors(model):
         name = sparse.values.name
@@ -166,11 +173,19 @@ def check_tensor_sizes(model: onnx.ModelProto, *, memory: int | None = None) -> 
             itemsize = 8
         size = numel * itemsize
         dense_bytes += size
+        stored_bytes += sparse.values.ByteSize() + sparse.indices.ByteSize()
         if largest is None or size > largest[1]:
             largest = (f"{name!r} of shape {[int(d) for d in sparse.dims]}", size)
+    if largest is None:
+        return
+    what = f"the model's sparse tensors densify to {dense_bytes} bytes (the largest, {largest[0]}, to {largest[1]})"
+    bound = SPARSE_EXPANSION * stored_bytes + SPARSE_SLACK
+    if dense_bytes > bound:
+        msg = (f"{what}, more than {SPARSE_EXPANSION} x the {stored_bytes} bytes of values and indices they hold "
+               f"+ {SPARSE_SLACK}; the model file is damaged, export it again")
+        raise GraphError(msg)
     memory = available_memory() if memory is None else memory
-    if largest is not None and memory is not None and 2 * dense_bytes > memory:
-        msg = (f"the model's sparse tensors densify to {dense_bytes} bytes (the largest, {largest[0]}, to "
-               f"{largest[1]}), more than half the {memory} bytes of memory available; the model file is damaged "
-               "or needs a larger machine")
+    if memory is not None and 2 * dense_bytes > memory:
+        msg = (f"{what}, more than half the {memory} bytes of memory available; the model needs a larger machine "
+               "(or its weights stored dense)")
         raise GraphError(msg)
