@@ -20,7 +20,8 @@ The allowed callables are bounded too, so a small file cannot expand without lim
 memoized string encoded a million times, an array whose declared shape is huge): together
 they may build at most :data:`EXPANSION_FACTOR` times the file's size plus
 :data:`EXPANSION_SLACK` bytes, ``_codecs.encode`` only with ``latin1`` (what Python 3 writes),
-and ``numpy.ndarray`` only as the type ``_reconstruct`` builds. Past the bound the load stops
+``numpy.ndarray`` only as the type ``_reconstruct`` builds, and ``numpy.dtype`` never of Python
+objects (an object array allocates its declared shape before its data is checked). Past the bound the load stops
 with a :class:`~onnxnoise.errors.DataError` before the memory is taken.
 """
 
@@ -57,7 +58,7 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"): "frombuffer",
     ("numpy._core.numeric", "_frombuffer"): "frombuffer",
     ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): "dtype",
     ("_codecs", "encode"): "encode",  # bytes written by Python 3 with protocol 2
 }
 
@@ -103,6 +104,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any) -> Any:
         self._array_bytes(shape, dtype, "an array")
         return _FROMBUFFER(buf, dtype, shape, order)
+
+    def _dtype(self, spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+        dtype = np.dtype(spec, align=bool(align), copy=bool(copy))
+        if dtype.hasobject:  # an object array's __setstate__ allocates its declared shape before any check
+            raise UnsafePickleError("numpy object arrays are not allowed")
+        return dtype
 
     def _encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
         if not isinstance(encoding, str) or encoding.lower() not in _LATIN1:

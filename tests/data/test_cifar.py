@@ -209,3 +209,18 @@ def test_codecs_encode_takes_latin1_strings_only(tmp_path: Path):
     path.write_bytes(_expanding_pickle(1, 4).replace(b"\x06\x00\x00\x00latin1", b"\x03\x00\x00\x00hex"))
     with pytest.raises(DataError, match=r"`_codecs.encode` with encoding 'hex' is not allowed \(only latin1\)"):
         load_pickle(path)
+
+
+def test_an_object_array_declared_huge_is_refused(tmp_path: Path):
+    # an object array's __setstate__ allocates its declared shape (80 GB here) before it looks at the data
+    path = tmp_path / "p"
+    array = np.empty((1,), dtype=object)
+    array[0] = 1
+    data = pickle.dumps(array, protocol=2)
+    assert data.count(b"K\x01\x85") == 1  # the state's shape (1,) ...
+    path.write_bytes(data.replace(b"K\x01\x85", b"J\xa0\x86\x01\x00J\xa0\x86\x01\x00\x86"))  # ... as (100000, 100000)
+    code = f"from onnxnoise.data.cifar import load_pickle\nload_pickle({str(path)!r})"
+    done = run_limited([], code=code)  # under the memory limit: no machine-wide allocation if the check failed
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        "onnxnoise.errors.DataError: refusing to load cifar file"), done.stderr
+    assert "numpy object arrays are not allowed" in done.stderr
