@@ -32,7 +32,8 @@ from onnxnoise.settings import (
 )
 
 __all__ = [
-    "MAX_BATCH_SIZE", "MAX_THREADS_PER_CPU", "max_threads", "DEVICES", "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig",
+    "MAX_BATCH_SIZE", "MAX_THREADS_PER_CPU", "max_threads",
+    "DEVICES", "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig",
     "RunConfig", "SweepConfig", "PREPROCESS_SETTINGS",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
     "parse_noise", "parse_time", "is_time_strength", "TIME_UNITS",
@@ -200,8 +201,8 @@ class RunConfig:
     threads: int = option(
         0, flag="--threads", type=int, group=RUNTIME, files=("sweeps",),
         help="CPU threads: intra-op threads of each session (default: onnxruntime's choice); per-layer trials with "
-        "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable CPU); "
-        f"at most {MAX_THREADS_PER_CPU} per usable CPU")
+        "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable "
+        f"CPU); at most {MAX_THREADS_PER_CPU} per usable CPU")
     tf32: bool = option(
         False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key="provider_options",
         help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and newer GPUs, not "

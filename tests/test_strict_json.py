@@ -25,7 +25,8 @@ def test_nesting_is_bounded_not_a_recursion_error(parse):
     assert MAX_NESTING == 64
     assert parse("[" * 63 + "1" + "]" * 63) is not None  # 63 arrays (64 levels with a TOML table): read as before
     for depth in (65, 100_000):  # 100000 levels: Python's parsers raise RecursionError
-        with pytest.raises(ValueError, match=r"^the (JSON|TOML) text nests arrays or objects more than 64 levels deep$"):
+        with pytest.raises(ValueError, match=r"^the (JSON|TOML) text nests arrays or objects more than 64 levels "
+                           r"deep$"):
             parse("[" * depth + "1" + "]" * depth)
     with pytest.raises(ValueError):  # a syntax error is a ValueError as well
         parse("[1,")

@@ -68,7 +68,8 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
 
     Raises:
         GraphError: If the file is missing, is not an ONNX model, has no graph, holds
-            a name or text that is not valid UTF-8 (a tensor, node or metadata name), refers to external data outside the model's folder or missing on disk, or
+            a name or text that is not valid UTF-8 (a tensor, node or metadata name),
+            refers to external data outside the model's folder or missing on disk, or
             declares tensor sizes its data cannot back (negative dimensions, a shape
             that disagrees with the stored values, sparse tensors too large to densify:
             :func:`onnxnoise.model.sizes.check_tensor_sizes`), before building any tensor.

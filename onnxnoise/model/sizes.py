@@ -26,7 +26,8 @@ import onnx
 
 from onnxnoise.errors import GraphError
 
-__all__ = ["SPARSE_EXPANSION", "SPARSE_SLACK", "all_tensors", "available_memory", "check_tensor_sizes", "declared_numel", "sparse_tensors"]
+__all__ = ["SPARSE_EXPANSION", "SPARSE_SLACK", "all_tensors", "available_memory", "check_tensor_sizes", "declared_numel",
+           "sparse_tensors"]
 
 #: Sparse tensors may densify to at most this many times the bytes of their stored values and indices ...
 SPARSE_EXPANSION = 1000

@@ -196,7 +196,8 @@ def test_a_fixed_batch_beyond_the_bound_is_refused_before_padding(tmp_path, tiny
                         "--preprocess", "raw"])
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr) == ("onnxnoise: error: the model's input has a fixed batch of 2000000000 images, "
-                                     "more than the 4096 allowed; export it with a dynamic (or smaller) batch dimension")
+                                     "more than the 4096 allowed; export it with a dynamic (or smaller) batch "
+                                     "dimension")
 
 
 # ------------------------------------------------------------------ NHWC layout chosen from the input shape

@@ -52,8 +52,8 @@ def test_negative_sparse_dims_are_one_line_exit_2(tmp_path, dims):
     path = save_model(_gemm(sparse=[_sparse(dims)]), tmp_path / "neg.onnx")
     done = run_limited(["layers", path])
     assert done.returncode == 2, done.stderr
-    assert one_line(done.stderr) == (f"onnxnoise: error: sparse tensor 'W' declares a negative dimension in its shape {dims}; "
-                                     "the model file is damaged, export it again")
+    assert one_line(done.stderr) == (f"onnxnoise: error: sparse tensor 'W' declares a negative dimension in its shape "
+                                     f"{dims}; the model file is damaged, export it again")
 
 
 def test_negative_dense_dims_are_refused(tmp_path):
@@ -81,4 +81,5 @@ def test_tensors_whose_data_fits_their_shape_load_as_before(tmp_path):
     dense[[0, 5]] = 1
     np.testing.assert_array_equal(get_initializers(model)["W"], dense.reshape(4, 4))
     typed = helper.make_tensor("W", TensorProto.FLOAT, [4, 4], w.reshape(-1).tolist())
-    np.testing.assert_array_equal(get_initializers(load_model(save_model(_gemm(inits=[typed]), tmp_path / "t.onnx")))["W"], w)
+    typed_model = load_model(save_model(_gemm(inits=[typed]), tmp_path / "t.onnx"))
+    np.testing.assert_array_equal(get_initializers(typed_model)["W"], w)
