@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxnoise.data import INTERPOLATIONS, list_presets
+from onnxnoise.data.loading import usable_cpus
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise_config import NoiseConfig
 from onnxnoise.options import (
@@ -31,6 +32,7 @@ from onnxnoise.settings import (
 )
 
 __all__ = [
+    "MAX_BATCH_SIZE", "MAX_THREADS_PER_CPU", "max_threads",
     "DEVICES", "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig",
     "RunConfig", "SweepConfig", "PREPROCESS_SETTINGS",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
@@ -39,6 +41,21 @@ __all__ = [
 
 #: Execution providers a run may ask for: ``auto`` (CUDA when usable, else CPU), ``cpu``, ``cuda``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+#: Most images per ONNX Runtime call (``--batch-size``, and a model's fixed batch dimension): far above where
+#: larger batches stop paying, far below what exhausts a machine's memory on ImageNet-size inputs (2.4 GB at
+#: 224 x 224 x 3 float32).
+MAX_BATCH_SIZE = 4096
+
+#: ``--threads`` may be at most this many per CPU this process may use (:func:`max_threads`): more only
+#: oversubscribes (10,000 threads once held a 2-core machine at a load average of 1,000 for minutes).
+MAX_THREADS_PER_CPU = 4
+
+
+def max_threads() -> int:
+    """The most ``--threads`` a run may ask for: :data:`MAX_THREADS_PER_CPU` x the CPUs this process may use."""
+    return MAX_THREADS_PER_CPU * usable_cpus()
+
 
 #: Modes a sweep can ask for (the clean baseline is always run first).
 SWEEP_MODES: tuple[str, ...] = ("all", "per-layer", "cumulative")
@@ -101,10 +118,11 @@ class RunConfig:
             (:func:`onnxnoise.model.list_layers`).
         limit: Evaluate a class-stratified subset of this many images.
         device: ``auto``, ``cpu`` or ``cuda``.
-        batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it).
-        threads: CPU EP intra-op threads (``0``: ONNX Runtime's default). Per-layer trials
-            with prefix reuse run this many single-threaded suffix sessions side by side
-            instead (``0``: one per usable CPU).
+        batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it), 1 to
+            :data:`MAX_BATCH_SIZE`.
+        threads: CPU EP intra-op threads (``0``: ONNX Runtime's default), at most
+            :func:`max_threads`. Per-layer trials with prefix reuse run this many
+            single-threaded suffix sessions side by side instead (``0``: one per usable CPU).
         preset: Preprocessing preset, or ``None`` for the model's own / torchvision.
         preprocess: Single preprocessing overrides (names from
             :data:`onnxnoise.data.PREPROCESS_KEYS`); validated with the preset by
@@ -178,11 +196,13 @@ class RunConfig:
                          trial_key="provider",
                          help="execution provider (default {default})")
     batch_size: int = option(128, flag="--batch-size", type=int, group=RUNTIME, files=("sweeps",), unit="images",
-                             trial_key="batch_size", help="images per ONNX Runtime call (default {default})")
+                             trial_key="batch_size",
+                             help=f"images per ONNX Runtime call, at most {MAX_BATCH_SIZE} (default {{default}})")
     threads: int = option(
         0, flag="--threads", type=int, group=RUNTIME, files=("sweeps",),
         help="CPU threads: intra-op threads of each session (default: onnxruntime's choice); per-layer trials with "
-        "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable CPU)")
+        "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable "
+        f"CPU); at most {MAX_THREADS_PER_CPU} per usable CPU")
     tf32: bool = option(
         False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key="provider_options",
         help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and newer GPUs, not "
@@ -226,8 +246,9 @@ class RunConfig:
         if self.op_types is not None:
             object.__setattr__(self, "op_types", parse_names(self.op_types))
         _check_int("--limit", self.limit, minimum=1, optional=True)
-        _check_int("--batch-size", self.batch_size, minimum=1)
-        _check_int("--threads", self.threads, minimum=0)
+        _check_int("--batch-size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+        _check_int("--threads", self.threads, minimum=0, maximum=max_threads(),
+                   why=f" ({MAX_THREADS_PER_CPU} per CPU this process may use: {usable_cpus()})")
         _check_int("--label-offset", self.label_offset, minimum=0, optional=True)
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
@@ -367,11 +388,17 @@ def _check_gib(flag: str, value: Any) -> None:
     _check_positive(flag, value, unit="GiB")
 
 
-def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:
+def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False, maximum: int | None = None,
+               why: str = "") -> None:
+    """Raise ``ConfigError`` unless ``value`` is an integer from ``minimum`` to ``maximum`` (``why`` says whence
+    the maximum), or ``None`` when ``optional``."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         msg = f"`{name}` must be an integer >= {minimum}, got {value!r}"
+        raise ConfigError(msg)
+    if maximum is not None and value > maximum:
+        msg = f"`{name}` must be at most {maximum}{why}, got {value!r}"
         raise ConfigError(msg)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "BaselineExpectationError",
     "ExperimentError",
     "UnsafePickleError",
+    "PickleExpansionError",
 ]
 
 
@@ -59,6 +60,14 @@ class UnsafePickleError(DataError):
 
     Raised while unpickling, so the file may be malicious; the loader turns it into a
     :class:`DataError` naming the file.
+    """
+
+
+class PickleExpansionError(UnsafePickleError):
+    """A pickled dataset file's allowed callables would build more bytes than its size allows (CIFAR batch).
+
+    Raised while unpickling, before the memory is taken; the loader turns it into a
+    :class:`DataError` naming the file and the bound.
     """
 
 

@@ -30,7 +30,6 @@ Relative paths are resolved against the folder of the TOML file.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,7 @@ from onnxnoise.errors import ExperimentError, OnnxNoiseError
 from onnxnoise.files import check_folder_name
 from onnxnoise.options import strength_options
 from onnxnoise.settings import Setting, config_values, declared
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from onnxnoise.strict_json import parse_toml
 
 __all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
 
@@ -169,8 +164,8 @@ def load_experiment(path: str | Path) -> Experiment:
         msg = f"experiment file not found: {path}"
         raise ExperimentError(msg)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        doc = parse_toml(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # not TOML, nested too deep, not UTF-8
         msg = f"{path} is not valid TOML: {exc}"
         raise ExperimentError(msg) from None
     base = path.resolve().parent

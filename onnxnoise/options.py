@@ -8,7 +8,6 @@ one seed validation, used by both).
 
 from __future__ import annotations
 
-import json
 import numbers
 import re
 from collections.abc import Mapping, Sequence
@@ -17,11 +16,12 @@ from typing import Any
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise import NOISE_MODELS, get_noise_model
 from onnxnoise.noise.axis import TIME_STRENGTHS, StrengthAxis, axis_label, axis_of, strength_flag_owners
+from onnxnoise.strict_json import parse_json
 
 __all__ = [
     "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time",
     "parse_strengths",
-    "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS",
+    "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS", "MAX_SEEDS",
     "DEFAULT_NOISE_MODEL",
     "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
@@ -37,6 +37,11 @@ DEFAULT_NOISE_MODEL = "gaussian-snr"
 
 #: ``--seeds auto``: most draws per (strength, layer) group unless ``--max-seeds`` says otherwise.
 AUTO_MAX_SEEDS = 20
+
+#: Most seeds (noise draws per strength and layer) a run may ask for: a count, a list or ``--max-seeds``.
+#: Far beyond any useful interval (the t-interval's half-width shrinks as 1 / sqrt(draws)); a count of
+#: 1e9 would build a list of a billion seeds and a plan of billions of trials before the first ran.
+MAX_SEEDS = 10_000
 
 
 def given(**options: Any) -> dict[str, Any]:
@@ -263,7 +268,7 @@ def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
 
     Raises:
         ConfigError: ``ci_halfwidth`` missing, not a finite number > 0 (accuracy points), or
-            ``max_seeds`` not an integer >= 3.
+            ``max_seeds`` not an integer from 3 to :data:`MAX_SEEDS`.
     """
     if ci_halfwidth is None:
         msg = "`--seeds auto` needs `--ci-halfwidth X` (ci_halfwidth): the 95% interval half-width in top-1 points"
@@ -280,6 +285,9 @@ def check_auto_seeds(ci_halfwidth: Any, max_seeds: Any) -> int:
     if count is None or count < 3:
         msg = f"`--max-seeds` must be an integer >= 3 (at least 3 draws per group), got {max_seeds!r}"
         raise ConfigError(msg)
+    if count > MAX_SEEDS:
+        msg = f"`--max-seeds` must be at most {MAX_SEEDS} draws per group, got {max_seeds!r}"
+        raise ConfigError(msg)
     return count
 
 
@@ -287,16 +295,23 @@ def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
     """The list of seeds: ``0 .. N-1`` for a count, else the given seeds without duplicates.
 
     Raises:
-        ConfigError: If the count is < 1, a seed is negative or not an integer, or the list is empty.
+        ConfigError: If the count is < 1 or above :data:`MAX_SEEDS`, a seed is negative or not an
+            integer, or the list is empty or longer than :data:`MAX_SEEDS`.
     """
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = int(seeds)
         if seeds < 1:
             msg = f"seeds count must be >= 1, got {seeds!r} (a count N runs seeds 0..N-1; a count of 1 runs seed 0)"
             raise ConfigError(msg)
+        if seeds > MAX_SEEDS:
+            msg = f"seeds count must be at most {MAX_SEEDS} (noise draws per strength and layer), got {seeds!r}"
+            raise ConfigError(msg)
         return list(range(seeds))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
         msg = f"seeds must be a count or a list of seeds, got {seeds!r}"
+        raise ConfigError(msg)
+    if len(seeds) > MAX_SEEDS:
+        msg = f"seeds list must hold at most {MAX_SEEDS} seeds (noise draws per strength and layer), got {len(seeds)}"
         raise ConfigError(msg)
     chosen: list[int] = []
     for seed in seeds:
@@ -341,8 +356,8 @@ def parse_params(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, A
             msg = f"noise parameter {item!r} must look like NAME=VALUE, e.g. eta=0.05"
             raise ConfigError(msg)
         try:
-            params[name.strip()] = json.loads(text)
-        except json.JSONDecodeError:
+            params[name.strip()] = parse_json(text)
+        except ValueError:
             params[name.strip()] = text.strip()
     return params
 
@@ -401,7 +416,7 @@ def parse_noise(spec: Any = None, *, model: str | None = None,
             msg = f"`--noise` parameter {key!r} is given twice in {spec!r}"
             raise ConfigError(msg)
         try:
-            params_out[key] = json.loads(text)
-        except json.JSONDecodeError:
+            params_out[key] = parse_json(text)
+        except ValueError:
             params_out[key] = text.strip()
     return name, params_out

@@ -1,16 +1,31 @@
-"""Strict JSON text: every non-finite number becomes ``null`` (never a bare ``NaN`` token a strict parser refuses).
+"""Strict JSON text: every non-finite number becomes ``null`` (never a bare ``NaN`` token a strict parser refuses),
+and JSON / TOML read with bounded nesting.
 
 Every JSON file or line onnxnoise writes goes through :func:`json_text` (``bench.json``,
-``check.json``, ``--json`` output).
+``check.json``, ``--json`` output). Every JSON or TOML text a user gives (a model's
+``onnxnoise.preprocess`` metadata, ``datasets.json``, an experiment file, ``--noise`` parameter
+values) is read with :func:`parse_json` / :func:`parse_toml`: a document nested deeper than
+:data:`MAX_NESTING` is a ``ValueError`` like any syntax error (Python's parsers would raise
+``RecursionError`` past about 1000 levels, and code walking a parsed document recursively earlier).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
-__all__ = ["json_text"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["MAX_NESTING", "json_text", "parse_json", "parse_toml"]
+
+#: Deepest nesting of arrays and objects (tables) a JSON or TOML document read by onnxnoise may have;
+#: the tool's own files nest at most 4 levels.
+MAX_NESTING = 64
 
 
 def _finite(obj: Any) -> Any:
@@ -29,3 +44,43 @@ def _finite(obj: Any) -> Any:
 def json_text(obj: Any, *, indent: int | None = None) -> str:
     """Strict JSON text of ``obj``: non-finite numbers become ``null`` (never a bare ``NaN`` token)."""
     return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def _too_deep(what: str) -> ValueError:
+    return ValueError(f"the {what} text nests arrays or objects more than {MAX_NESTING} levels deep")
+
+
+def _check_nesting(value: Any, what: str) -> Any:
+    """``value`` when its arrays and objects nest at most :data:`MAX_NESTING` deep, else a ValueError."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and depth > MAX_NESTING:
+            raise _too_deep(what)
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads(text)`` of bounded nesting.
+
+    Raises:
+        ValueError: Not JSON (``json.JSONDecodeError``), or nested deeper than :data:`MAX_NESTING`.
+    """
+    try:
+        return _check_nesting(json.loads(text), "JSON")
+    except RecursionError:
+        raise _too_deep("JSON") from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads(text)`` of bounded nesting.
+
+    Raises:
+        ValueError: Not TOML (``tomllib.TOMLDecodeError``), or nested deeper than :data:`MAX_NESTING`.
+    """
+    try:
+        return _check_nesting(tomllib.loads(text), "TOML")
+    except RecursionError:
+        raise _too_deep("TOML") from None

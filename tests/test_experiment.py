@@ -9,6 +9,7 @@ import pytest
 
 from onnxnoise.errors import ExperimentError
 from onnxnoise.experiment import load_experiment
+from tests._checks import one_line, run_cli
 
 
 def test_experiment_file_messages_use_the_file_syntax(tmp_path):
@@ -52,3 +53,14 @@ def test_study_name_is_refused_only_where_it_names_the_folder(tmp_path):
     assert experiment.out == tmp_path / "runs" and experiment.run_dir("m") == tmp_path / "runs" / "m"
     plain = load_experiment(_experiment(tmp_path, "resnet20", top='name = "my study"\n'))
     assert plain.out == tmp_path / "runs" / "my study" and plain.run_dir("resnet20").parent == plain.out
+
+
+def test_a_deeply_nested_experiment_file_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(ExperimentError, match=r"deep.toml is not valid TOML: the TOML text nests arrays or objects "
+                       "more than 64 levels deep$"):
+        load_experiment(path)
+    code, _, err = run_cli(capsys, "sweep", "--config", path)
+    assert code == 2 and one_line(err).endswith("is not valid TOML: the TOML text nests arrays or objects more than "
+                                                "64 levels deep")

@@ -199,3 +199,18 @@ def test_negative_strength_reaches_the_range_check(argv, expected, tmp_path, cap
     code, _, err = run_cli(capsys, "bench", ROOT / "models/demo/fashion_mnist_cnn.onnx", *argv, "--out", tmp_path)
     assert code == 2
     assert one_line(err) == f"onnxnoise: error: {expected}"
+
+
+def test_seed_counts_and_lists_are_bounded():
+    from onnxnoise.options import MAX_SEEDS, check_auto_seeds, parse_seeds, resolve_seeds
+
+    assert MAX_SEEDS == 10_000 and len(resolve_seeds(MAX_SEEDS)) == MAX_SEEDS
+    with pytest.raises(ConfigError, match=r"^seeds count must be at most 10000 \(noise draws per strength and layer\), "
+                       r"got 1000000000$"):
+        parse_seeds("1000000000")
+    with pytest.raises(ConfigError, match=r"^seeds list must hold at most 10000 seeds .*, got 10001$"):
+        resolve_seeds(list(range(MAX_SEEDS + 1)))
+    with pytest.raises(ConfigError, match=r"^`--max-seeds` must be at most 10000 draws per group, got 1000000000$"):
+        check_auto_seeds(0.5, 1_000_000_000)
+    with pytest.raises(ConfigError, match=r"seeds must be a count N"):
+        parse_seeds("1e9")

@@ -15,11 +15,21 @@ a real batch references (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray
 ``numpy.dtype``), plus numpy's protocol-5 ``_frombuffer`` and ``_codecs.encode`` (used by
 Python 3 re-pickled copies); anything else (``os.system``, ``builtins.eval``...) raises
 :class:`~onnxnoise.errors.DataError` before it can run.
+
+The allowed callables are bounded too, so a small file cannot expand without limit (a
+memoized string encoded a million times, an array whose declared shape is huge): together
+they may build at most :data:`EXPANSION_FACTOR` times the file's size plus
+:data:`EXPANSION_SLACK` bytes, ``_codecs.encode`` only with ``latin1`` (what Python 3 writes),
+``numpy.ndarray`` only as the type ``_reconstruct`` builds, and ``numpy.dtype`` never of Python
+objects (an object array allocates its declared shape before its data is checked). Past the bound the load stops
+with a :class:`~onnxnoise.errors.DataError` before the memory is taken.
 """
 
 from __future__ import annotations
 
 import codecs
+import math
+import os
 import pickle
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,21 +37,29 @@ from typing import Any, ClassVar
 import numpy as np
 
 from onnxnoise.data.formats import FOLDER, DatasetContents, DatasetFormat, PathView, open_regular
-from onnxnoise.errors import DataError, UnsafePickleError
+from onnxnoise.errors import DataError, PickleExpansionError, UnsafePickleError
 
-__all__ = ["CifarFormat", "detect_cifar", "load_cifar", "load_pickle"]
+__all__ = ["CifarFormat", "EXPANSION_FACTOR", "EXPANSION_SLACK", "detect_cifar", "load_cifar", "load_pickle"]
+
+#: Most bytes the unpickler's callables may build together, as a multiple of the file's size
+#: (a real batch builds about its own size once: its pixel bytes) ...
+EXPANSION_FACTOR = 2
+#: ... plus this many bytes (small headers, a tiny file's few arrays).
+EXPANSION_SLACK = 1 << 20
 
 _RECONSTRUCT = np.zeros(1).__reduce_ex__(2)[0]  # numpy(._)core.multiarray._reconstruct
 _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
+_NDARRAY = object()  # what `numpy.ndarray` resolves to: only `_reconstruct` takes it (as np.ndarray)
+_LATIN1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1"}
 # Everything a CIFAR batch (Python 2 era) or a Python 3 re-pickled copy needs; all side-effect free.
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,  # bytes written by Python 3 with protocol 2
+    ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy.core.numeric", "_frombuffer"): "frombuffer",
+    ("numpy._core.numeric", "_frombuffer"): "frombuffer",
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): "dtype",
+    ("_codecs", "encode"): "encode",  # bytes written by Python 3 with protocol 2
 }
 
 # variant -> (meta file, label-names key, labels key, split -> batch file)
@@ -52,13 +70,54 @@ _VARIANTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the numpy globals a CIFAR batch needs."""
+    """Unpickler that resolves only the numpy globals a CIFAR batch needs, each bounded by ``budget`` bytes."""
+
+    def __init__(self, fh: Any, *, budget: int) -> None:
+        super().__init__(fh, encoding="bytes")
+        self.budget = budget
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            found = _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise UnsafePickleError(f"global `{module}.{name}` is not allowed") from None
+        return getattr(self, f"_{found}") if isinstance(found, str) else found
+
+    def _take(self, nbytes: int, what: str) -> None:
+        """Count ``nbytes`` against the budget; past it, raise :class:`PickleExpansionError`."""
+        self.budget -= nbytes
+        if self.budget < 0:
+            raise PickleExpansionError(what)
+
+    def _array_bytes(self, shape: Any, dtype: Any, what: str) -> None:
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if any(not isinstance(d, int) or d < 0 for d in shape):
+            raise PickleExpansionError(f"{what} of shape {shape!r}")
+        self._take(math.prod(shape) * np.dtype(dtype).itemsize, f"{what} of shape {shape!r}")
+
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+        if subtype is not _NDARRAY:
+            raise UnsafePickleError("`_reconstruct` of a type other than numpy.ndarray is not allowed")
+        self._array_bytes(shape, dtype.decode("latin1") if isinstance(dtype, bytes) else dtype, "an array")
+        return _RECONSTRUCT(np.ndarray, shape, dtype)
+
+    def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        self._array_bytes(shape, dtype, "an array")
+        return _FROMBUFFER(buf, dtype, shape, order)
+
+    def _dtype(self, spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+        dtype = np.dtype(spec, align=bool(align), copy=bool(copy))
+        if dtype.hasobject:  # an object array's __setstate__ allocates its declared shape before any check
+            raise UnsafePickleError("numpy object arrays are not allowed")
+        return dtype
+
+    def _encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+        if not isinstance(encoding, str) or encoding.lower() not in _LATIN1:
+            raise UnsafePickleError(f"`_codecs.encode` with encoding {encoding!r} is not allowed (only latin1)")
+        if not isinstance(obj, str):
+            raise UnsafePickleError("`_codecs.encode` of a non-string is not allowed")
+        self._take(len(obj), f"a string of {len(obj)} characters")
+        return codecs.encode(obj, "latin1", errors)
 
 
 def load_pickle(path: Path) -> Any:
@@ -71,12 +130,20 @@ def load_pickle(path: Path) -> Any:
         The unpickled object; dict keys are decoded from bytes to str.
 
     Raises:
-        DataError: The file cannot be read, is not a valid pickle, or references a
-            global outside the numpy allow-list (the file may be malicious).
+        DataError: The file cannot be read, is not a valid pickle, references a
+            global outside the numpy allow-list (the file may be malicious), or would
+            build more than ``EXPANSION_FACTOR`` x its size + ``EXPANSION_SLACK`` bytes.
     """
     try:
         with open_regular(path) as fh:
-            obj = _RestrictedUnpickler(fh, encoding="bytes").load()
+            budget = EXPANSION_FACTOR * os.fstat(fh.fileno()).st_size + EXPANSION_SLACK
+            obj = _RestrictedUnpickler(fh, budget=budget).load()
+    except PickleExpansionError as exc:
+        raise DataError(
+            f"refusing to load cifar file `{path}`: unpickling it would build more than {budget} bytes "
+            f"({EXPANSION_FACTOR} x its size + {EXPANSION_SLACK}; stopped at {exc}), so it is not a cifar batch; "
+            "download the dataset again"
+        ) from None
     except UnsafePickleError as exc:
         raise DataError(
             f"refusing to load cifar file `{path}`: {exc}; a real cifar batch only needs numpy "

@@ -11,6 +11,8 @@ Geometry follows torchvision's ``Resize(resize)`` + ``CenterCrop(crop)`` on PIL 
 * center crop: ``top = int(round((h - crop) / 2))``, ``left = int(round((w - crop) / 2))``;
   an image smaller than ``crop`` is first zero-padded, torchvision style.
 * ``crop_pct`` (timm): when set and ``resize`` is not, ``resize = floor(crop / crop_pct)``.
+* ``resize`` and ``crop`` (given, from a preset, from a model's metadata, or derived from
+  ``crop_pct``) are at most :data:`MAX_SIDE` pixels; more is refused before any image is built.
 
 Settings are merged in timm's order by :func:`resolve_data_config`: explicit arguments,
 then the model's own defaults, then the preset.
@@ -29,6 +31,7 @@ import numpy as np
 from onnxnoise.errors import DataError
 
 __all__ = [
+    "MAX_SIDE",
     "DataConfig",
     "PRESETS",
     "DEFAULT_PRESET",
@@ -52,6 +55,9 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 DEFAULT_PRESET = "torchvision"
 
+#: Most pixels a ``resize`` (short side) or ``crop`` (side) may ask for: 805 MB per image as float32 RGB.
+MAX_SIDE = 8192
+
 #: Names of the resampling filters ``DataConfig.interpolation`` accepts (PIL's filters of those names).
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "lanczos")
 _CHANNEL_ORDERS = ("RGB", "BGR")
@@ -67,8 +73,8 @@ class DataConfig:
 
     Attributes:
         preset: Name of the preset the settings started from (informational).
-        resize: Short side in pixels after resizing, or None for no resize.
-        crop: Side in pixels of the square center crop, or None for no crop.
+        resize: Short side in pixels after resizing (1 to :data:`MAX_SIDE`), or None for no resize.
+        crop: Side in pixels of the square center crop (1 to :data:`MAX_SIDE`), or None for no crop.
         crop_pct: timm's crop fraction; when set and ``resize`` is None,
             ``resize = floor(crop / crop_pct)`` is filled in on construction.
         interpolation: PIL resampling filter: ``bilinear``, ``bicubic``, ``nearest``
@@ -136,6 +142,13 @@ def _field_error(name: str, value: object, why: str) -> DataError:
     return DataError(f"invalid preprocessing setting `{name}`={value!r}: {why}")
 
 
+def _check_side(name: str, value: int, whence: str = "") -> None:
+    """Refuse a ``resize`` / ``crop`` of more than :data:`MAX_SIDE` pixels (one line, before any image is built)."""
+    if value > MAX_SIDE:
+        raise _field_error(name, value, f"{value} pixels{whence} is more than the {MAX_SIDE} allowed; ImageNet "
+                           "models take 224 to 600 (set --resize / --crop, or 0 to turn one off)")
+
+
 def _as_float_tuple(name: str, value: object) -> tuple[float, ...]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value,)
@@ -166,6 +179,7 @@ def _validate(cfg: DataConfig) -> None:
                 raise _field_error(name, value, "expected a whole number of pixels or none")
         if value <= 0:
             raise _field_error(name, value, "expected a positive number of pixels")
+        _check_side(name, value)
         put(cfg, name, int(value))
     if cfg.crop_pct is not None:
         try:
@@ -178,7 +192,9 @@ def _validate(cfg: DataConfig) -> None:
         if cfg.resize is None:
             if cfg.crop is None:
                 raise _field_error("crop_pct", cfg.crop_pct, "needs `crop` to derive `resize`; set --crop")
-            put(cfg, "resize", int(math.floor(cfg.crop / pct)))
+            resize = int(math.floor(cfg.crop / pct))
+            _check_side("resize", resize, f" (floor(crop {cfg.crop} / crop_pct {pct}))")
+            put(cfg, "resize", resize)
     interp = str(cfg.interpolation).lower()
     if interp not in INTERPOLATIONS:
         raise _field_error("interpolation", cfg.interpolation, f"expected one of {', '.join(INTERPOLATIONS)}")

@@ -123,6 +123,16 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img if img.mode == mode else img.convert(mode)
 
 
+def _check_resized(size: tuple[int, int], original: tuple[int, int]) -> None:
+    """Refuse a resize whose output would be a decompression bomb (PIL's own limit, 2 x ``MAX_IMAGE_PIXELS``):
+    a 1 x 100 image resized to a short side of 8192 is 8192 x 819200 pixels."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > 2 * limit:
+        msg = (f"resizing a {original[0]}x{original[1]} image to {size[0]}x{size[1]} would exceed the limit of "
+               f"{2 * limit} pixels, could be decompression bomb DOS attack")
+        raise Image.DecompressionBombError(msg)
+
+
 def _pil_pipeline(img: Image.Image, config: DataConfig) -> np.ndarray:
     """Mode conversion, resize, crop and channel order for one PIL image."""
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
@@ -130,6 +140,7 @@ def _pil_pipeline(img: Image.Image, config: DataConfig) -> np.ndarray:
     img = to_mode(img, "L" if config.channels == 1 else "RGB")
     if config.resize is not None:
         size = _resized_size(img.width, img.height, config.resize)
+        _check_resized(size, img.size)
         if size != img.size:
             img = img.resize(size, _RESAMPLING[config.interpolation])
     arr = np.asarray(img)

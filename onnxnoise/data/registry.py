@@ -37,6 +37,7 @@ from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
 from onnxnoise.files import atomic_write, locked
 from onnxnoise.model import get_model_io, load_model, score_width
+from onnxnoise.strict_json import parse_json
 
 __all__ = [
     "CONFIG_ENV",
@@ -136,7 +137,7 @@ def load_registry() -> dict[str, RegisteredDataset]:
     """
     path = registry_path()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:

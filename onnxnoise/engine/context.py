@@ -11,7 +11,6 @@ a count is in the key by construction.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +35,7 @@ from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.settings import own_key_values
+from onnxnoise.strict_json import parse_json
 from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, score_width,
     select_layers,
@@ -273,8 +273,8 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
     stored = None
     if "onnxnoise.preprocess" in metadata_props:
         try:
-            stored = json.loads(metadata_props["onnxnoise.preprocess"])
-        except json.JSONDecodeError:
+            stored = parse_json(metadata_props["onnxnoise.preprocess"])
+        except ValueError:  # not JSON, or nested too deep
             stored = None
         if config.preset is None:
             if not isinstance(stored, dict):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
+from onnxnoise.config import MAX_BATCH_SIZE
 from onnxnoise.engine.labels import shift_labels
 from onnxnoise.data import DataConfig, normalize
 from onnxnoise.errors import DataError
@@ -110,6 +111,10 @@ class EvalSet:
             sets are bound from host memory batch by batch.
         label_offset: Output index of label 0 (1 for models with a background class
             at output 0, see :func:`onnxnoise.engine.labels.resolve_label_offset`).
+
+    Raises:
+        DataError: Images and labels differ in number or are none, a bad ``label_offset`` or
+            ``batch_size``, or a ``fixed_batch`` above :data:`onnxnoise.config.MAX_BATCH_SIZE`.
     """
 
     images: np.ndarray
@@ -132,6 +137,10 @@ class EvalSet:
             msg = "no images to evaluate (the dataset is empty after decoding and `--limit`)"
             raise DataError(msg)
         if self.fixed_batch is not None:
+            if self.fixed_batch > MAX_BATCH_SIZE:
+                msg = (f"the model's input has a fixed batch of {self.fixed_batch} images, more than the "
+                       f"{MAX_BATCH_SIZE} allowed; export it with a dynamic (or smaller) batch dimension")
+                raise DataError(msg)
             self.batch_size = self.fixed_batch
         if isinstance(self.label_offset, bool) or not isinstance(self.label_offset, int) or self.label_offset < 0:
             msg = f"`label_offset` must be a non-negative integer, got {self.label_offset!r}"

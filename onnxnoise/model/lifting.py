@@ -28,6 +28,7 @@ from onnx import numpy_helper
 
 from onnxnoise.errors import GraphError
 from onnxnoise.model.graph_view import subgraphs
+from onnxnoise.model.sizes import declared_numel
 from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_numel
 
 __all__ = ["all_graphs", "densify", "left_out", "lift_weights"]
@@ -46,9 +47,10 @@ def densify(sparse: onnx.SparseTensorProto) -> onnx.TensorProto:
     """The dense ``TensorProto`` of a sparse tensor (missing values are 0), named like its values.
 
     Raises:
-        GraphError: If its indices do not fit its shape.
+        GraphError: If its shape has a negative dimension or its indices do not fit it.
     """
     name = sparse.values.name
+    declared_numel(name, sparse.dims, "sparse tensor")
     values = numpy_helper.to_array(sparse.values)
     indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
     dims = tuple(int(d) for d in sparse.dims)

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import Message
 
 from onnxnoise.errors import GraphError
 from onnxnoise.model.lifting import lift_weights
+from onnxnoise.model.sizes import all_tensors, check_tensor_sizes
 from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_array, tensor_numel
 
 __all__ = [
@@ -76,8 +78,12 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         The model with all tensor data in memory.
 
     Raises:
-        GraphError: If the file is missing, is not an ONNX model, has no graph, or
-            refers to external data outside the model's folder or missing on disk.
+        GraphError: If the file is missing, is not an ONNX model, has no graph, holds
+            a name or text that is not valid UTF-8 (a tensor, node or metadata name),
+            refers to external data outside the model's folder or missing on disk, or
+            declares tensor sizes its data cannot back (negative dimensions, a shape
+            that disagrees with the stored values, sparse tensors too large to densify:
+            :func:`onnxnoise.model.sizes.check_tensor_sizes`), before building any tensor.
     """
     path = Path(path)
     if not path.exists():
@@ -94,15 +100,35 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     if not model.HasField("graph") or len(model.graph.node) == 0 or not model.opset_import:
         msg = f"{path} is not an ONNX model: it has no graph nodes or no opset (is it an ONNX file?)"
         raise GraphError(msg)
+    _check_text(model, path)
     _load_external_data(model, path.parent)
+    check_tensor_sizes(model)
     lift_weights(model)
     return model
+
+
+def _check_text(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse a string field (tensor, node, graph or metadata name, op type, doc string...) that is not valid
+    UTF-8: protobuf hands it over as ``bytes``, which every name lookup and report downstream would trip on."""
+    stack: list[Message] = [model]
+    while stack:
+        message = stack.pop()
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_MESSAGE:
+                stack.extend([value] if isinstance(value, Message) else value)
+            elif field.type == field.TYPE_STRING:
+                items = [value] if isinstance(value, (str, bytes)) else value
+                bad = next((item for item in items if isinstance(item, bytes)), None)
+                if bad is not None:
+                    msg = (f"{path} holds a {type(message).__name__}.{field.name} that is not valid UTF-8 ({bad!r}); "
+                           "ONNX names and text are UTF-8: rename it where the model is exported and save it again")
+                    raise GraphError(msg)
 
 
 def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
     """Read external tensor data, refusing locations that escape ``base_dir``."""
     base = base_dir.resolve()
-    external = [t for t in _all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
+    external = [t for t in all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
     for tensor in external:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
@@ -134,32 +160,6 @@ def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
         except Exception as exc:  # onnx's checker errors, short files
             msg = f"cannot read external data of the model in {base}: {exc}"
             raise GraphError(msg) from exc
-
-
-def _all_tensors(model: onnx.ModelProto):
-    """Every tensor that may hold external data: initializers, sparse ones and attribute
-    tensors, in the main graph, every subgraph and every model-local function."""
-
-    def graph_tensors(graph):
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield from (sparse.values, sparse.indices)
-        yield from node_tensors(graph.node)
-
-    def node_tensors(nodes):
-        for node in nodes:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("sparse_tensor"):
-                    yield from (attr.sparse_tensor.values, attr.sparse_tensor.indices)
-                for graph in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    yield from graph_tensors(graph)
-
-    yield from graph_tensors(model.graph)
-    for function in model.functions:
-        yield from node_tensors(function.node)
 
 
 def get_initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:

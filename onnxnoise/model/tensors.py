@@ -5,6 +5,8 @@ The lowest module of :mod:`onnxnoise.model`: it imports nothing of the package b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -25,8 +27,8 @@ FLOAT_DTYPES: frozenset[int] = frozenset(
 
 
 def tensor_numel(tensor: onnx.TensorProto) -> int:
-    """Number of elements of ``tensor`` according to its ``dims`` (1 for a scalar)."""
-    return int(np.prod(tensor.dims, dtype=np.int64))
+    """Number of elements of ``tensor`` according to its ``dims`` (1 for a scalar; exact, no int64 overflow)."""
+    return math.prod(int(d) for d in tensor.dims)
 
 
 def tensor_array(tensor: onnx.TensorProto) -> np.ndarray:

@@ -317,12 +317,14 @@ def test_full_disk_at_bench_json_keeps_the_previous_file_and_says_what_is_kept(d
 
 
 def test_full_disk_at_check_outputs_keeps_the_previous_files(tmp_path, monkeypatch, capsys):
+    """A PASS run first (60 images: the exact image term alone is about 5 points, so the budget is 10), then the same
+    run on a full disk: check.json, junit.xml and check.md stay as they were."""
     model_path, data = tmp_path / "m.onnx", tmp_path / "d.npz"
     model = conv_bn_resnet(seed=0)
     onnx.save(model, model_path)
     labeled_npz(model, data, n=60)
     out = tmp_path / "out"
-    argv = ["check", model_path, "--data", data, "--preprocess", "raw", "--snr", "1e6", "--max-drop", "1",
+    argv = ["check", model_path, "--data", data, "--preprocess", "raw", "--snr", "1e6", "--max-drop", "10",
             "--out", out]
     assert run_cli(capsys, *argv)[0] == 0
     before = {name: (out / name).read_bytes() for name in ("junit.xml", "check.md")}

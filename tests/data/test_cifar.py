@@ -13,6 +13,8 @@ from PIL import Image
 from onnxnoise.data import load_images, open_dataset, resolve_data_config
 from onnxnoise.data.cifar import detect_cifar, load_cifar, load_pickle
 from onnxnoise.errors import DataError
+from tests._checks import one_line
+from tests._limits import run_limited
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -162,3 +164,63 @@ def test_cifar100_layout(tmp_path: Path):
     assert ds.class_names[99] == "c99"
     with pytest.raises(DataError, match=r"unknown cifar-100 split `val`; choose one of test, train"):
         load_cifar(folder, split="val")
+
+
+def _expanding_pickle(repeats: int, chars: int) -> bytes:
+    """A protocol-2 pickle of ``repeats`` calls of ``_codecs.encode`` on one memoized string of ``chars``
+    characters: ``8 * repeats + chars`` bytes on disk, ``repeats * chars`` bytes once unpickled."""
+    text = b"x" * chars
+    body = (b"\x80\x02c_codecs\nencode\nq\x00X" + len(text).to_bytes(4, "little") + text + b"q\x01"
+            b"X\x06\x00\x00\x00latin1q\x02]q\x03(" + b"h\x00h\x01h\x02\x86R" * repeats + b"e.")
+    return body
+
+
+def _huge_array_pickle() -> bytes:
+    """A protocol-2 pickle whose only array is declared 100000 x 100000 uint8 (10 GB) in 90 bytes."""
+    return (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01"
+            b"J\xa0\x86\x01\x00J\xa0\x86\x01\x00\x86q\x02U\x01bq\x03\x87R.")
+
+
+def test_a_small_pickle_that_expands_is_refused_before_its_memory_is_taken(tmp_path: Path):
+    # 80 kB on disk, 10 GB unpickled: refused once the callables have built 2 x its size + 1 MiB
+    path = tmp_path / "test_batch"
+    path.write_bytes(_expanding_pickle(10_000, 1 << 20))
+    with pytest.raises(DataError, match=r"^refusing to load cifar file `.*test_batch`: unpickling it would build "
+                       r"more than \d+ bytes \(2 x its size \+ 1048576; stopped at a string of 1048576 characters\)"):
+        load_pickle(path)
+    path.write_bytes(_huge_array_pickle())
+    with pytest.raises(DataError, match=r"stopped at an array of shape \(100000, 100000\)"):
+        load_pickle(path)
+    # the same calls within the bound load as before
+    path.write_bytes(_expanding_pickle(3, 100))
+    assert load_pickle(path) == [b"x" * 100] * 3
+
+
+def test_an_expanding_cifar_batch_is_one_line_and_exit_2_under_a_memory_limit(tmp_path: Path, tiny_float_int8):
+    folder = _fake_cifar(tmp_path / "cifar-10-batches-py", {b"labels": [0]})
+    (folder / "test_batch").write_bytes(_expanding_pickle(10_000, 1 << 20))
+    done = run_limited(["bench", str(tiny_float_int8[0]), "--data", str(folder), "--snr", "10"])
+    assert done.returncode == 2, done.stderr
+    assert "unpickling it would build more than" in one_line(done.stderr)
+
+
+def test_codecs_encode_takes_latin1_strings_only(tmp_path: Path):
+    path = tmp_path / "p"
+    path.write_bytes(_expanding_pickle(1, 4).replace(b"\x06\x00\x00\x00latin1", b"\x03\x00\x00\x00hex"))
+    with pytest.raises(DataError, match=r"`_codecs.encode` with encoding 'hex' is not allowed \(only latin1\)"):
+        load_pickle(path)
+
+
+def test_an_object_array_declared_huge_is_refused(tmp_path: Path):
+    # an object array's __setstate__ allocates its declared shape (80 GB here) before it looks at the data
+    path = tmp_path / "p"
+    array = np.empty((1,), dtype=object)
+    array[0] = 1
+    data = pickle.dumps(array, protocol=2)
+    assert data.count(b"K\x01\x85") == 1  # the state's shape (1,) ...
+    path.write_bytes(data.replace(b"K\x01\x85", b"J\xa0\x86\x01\x00J\xa0\x86\x01\x00\x86"))  # ... as (100000, 100000)
+    code = f"from onnxnoise.data.cifar import load_pickle\nload_pickle({str(path)!r})"
+    done = run_limited([], code=code)  # under the memory limit: no machine-wide allocation if the check failed
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        "onnxnoise.errors.DataError: refusing to load cifar file"), done.stderr
+    assert "numpy object arrays are not allowed" in done.stderr

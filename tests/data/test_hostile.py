@@ -71,3 +71,18 @@ def test_crafted_cifar_pickle_is_refused_and_not_run(tmp_path: Path, protocol: i
     with pytest.raises(DataError, match=r"global `(subprocess|commands)\.Popen` is not allowed"):
         open_dataset(folder)
     assert not target.exists()
+
+
+def test_a_resize_whose_output_is_a_bomb_is_skipped_or_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # a 100 x 1 image resized to a short side of 8192 (the most --resize takes) is 819200 x 8192 = 6.7e9 pixels,
+    # past PIL's limit (2 x 89478485); here the same at a smaller scale: 6400 x 64 past 2 x 10000
+    _img(tmp_path / "ds" / "a" / "small.png", size=(8, 6))
+    _img(tmp_path / "ds" / "a" / "thin.png", size=(100, 1))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # small.png becomes 85 x 64: kept
+    ds = open_dataset(tmp_path / "ds")
+    config = resolve_data_config("raw", resize=64)
+    loaded = load_images(ds, config)
+    assert [s.path.name for s in loaded.skipped] == ["thin.png"] and len(loaded) == 1
+    assert "resizing a 100x1 image to 6400x64 would exceed the limit of 20000 pixels" in loaded.skipped[0].reason
+    with pytest.raises(DataError, match=r"cannot decode image `.*thin\.png`"):
+        load_images(ds, config, strict=True)

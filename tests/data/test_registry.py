@@ -16,11 +16,11 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from onnxnoise.data.registry import load_registry, register_dataset, resolve_data
+from onnxnoise.data.registry import load_registry, register_dataset, registry_path, resolve_data
 from onnxnoise.errors import DataError
 
 from tests._builders import tiny_cnn
-from tests._checks import run_cli
+from tests._checks import one_line, run_cli
 from tests._disk import fill_disk, leftovers
 
 #: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
@@ -300,3 +300,12 @@ def test_a_folder_here_shadowing_a_registered_name_is_refused_as_ambiguous(tmp_p
     # A file here registered under its own name: the name and the file are one dataset, not ambiguous.
     register_dataset("same.npz", _npz(tmp_path / "same.npz", 10))
     assert resolve_data("same.npz", model).path == Path("same.npz")
+
+
+def test_a_deeply_nested_registry_is_one_line_exit_2(config_dir, capsys):
+    config_dir.mkdir(parents=True, exist_ok=True)
+    registry_path().write_text('{"version": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    code, _, err = run_cli(capsys, "data", "list")
+    assert code == 2
+    assert one_line(err) == (f"onnxnoise: error: cannot read the dataset registry `{registry_path()}` (the JSON text "
+                             "nests arrays or objects more than 64 levels deep); fix or delete the file")

@@ -19,6 +19,8 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_model_io
 
 from tests._builders import tiny_cnn
+from tests._checks import one_line
+from tests._limits import run_limited
 
 #: x / 255 with no mean/std: the float twin of the uint8 model below.
 RAW = resolve_data_config("cifar", mean=(0.0,), std=(1.0,), scale=1 / 255, resize=None, crop=None)
@@ -184,6 +186,20 @@ def test_fixed_batch_pads_last_batch_and_drops_padding(fixed):
     assert evaluate(_session(model), data) == expected == Counts(10, 5, expected.top5_correct, 0)
 
 
+def test_a_fixed_batch_beyond_the_bound_is_refused_before_padding(tmp_path, tiny_float_int8):
+    with pytest.raises(DataError, match=r"^the model's input has a fixed batch of 4097 images, more than the 4096 "
+                       r"allowed; export it with a dynamic \(or smaller\) batch dimension$"):
+        EvalSet(_images(3), np.zeros(3, np.int64), RAW, fixed_batch=4097)
+    assert EvalSet(_images(3), np.zeros(3, np.int64), RAW, fixed_batch=4096).batch_size == 4096
+    onnx.save(tiny_cnn(batch=2_000_000_000), tmp_path / "m.onnx")  # 2e9 images of 3x8x8 float32 once padded
+    done = run_limited(["bench", str(tmp_path / "m.onnx"), "--data", str(tiny_float_int8[2]), "--snr", "10",
+                        "--preprocess", "raw"])
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == ("onnxnoise: error: the model's input has a fixed batch of 2000000000 images, "
+                                     "more than the 4096 allowed; export it with a dynamic (or smaller) batch "
+                                     "dimension")
+
+
 # ------------------------------------------------------------------ NHWC layout chosen from the input shape
 
 
@@ -207,3 +223,22 @@ def test_nhwc_layout_detected_from_model_input(tmp_path):
     x, _ = next(context.data.batches())
     assert x.shape == (20, 8, 8, 3)
     assert evaluate(context.factory.create(), context.data).top1_correct == 10
+
+
+@pytest.mark.parametrize(("stored", "line"), [
+    ('{"resize": 100000, "crop": 224}', "invalid preprocessing setting `resize`=100000: 100000 pixels is more than "
+     "the 8192 allowed"),
+    ('{"crop": 224, "crop_pct": 1e-7}', "invalid preprocessing setting `resize`=2240000000: 2240000000 pixels "
+     "(floor(crop 224 / crop_pct 1e-07)) is more than the 8192 allowed"),
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "the model's `onnxnoise.preprocess` metadata is not a JSON object of "
+     "preprocessing settings; name a preset with `--preprocess` to ignore it"),
+])
+def test_hostile_preprocessing_metadata_is_one_line_exit_2_under_a_memory_limit(tmp_path, tiny_float_int8, stored,
+                                                                                line):
+    _, _, data = tiny_float_int8
+    model = tiny_cnn()
+    helper.set_model_props(model, {"onnxnoise.preprocess": stored})
+    onnx.save(model, tmp_path / "m.onnx")
+    done = run_limited(["bench", str(tmp_path / "m.onnx"), "--data", str(data), "--snr", "10"])
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr).startswith(f"onnxnoise: error: {line}")

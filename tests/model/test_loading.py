@@ -14,6 +14,7 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_initializers, get_model_io, list_layers, load_model, select_layers
 
 from tests._builders import tiny_cnn
+from tests._checks import one_line, run_cli
 from tests._colour import CLASSES, colour_model, colour_npz
 
 
@@ -159,9 +160,11 @@ def test_damaged_initializer_is_a_graph_error(tmp_path):
     model = tiny_cnn()
     weight = next(t for t in model.graph.initializer if t.name == "conv.weight")
     weight.raw_data = weight.raw_data[:10]  # truncated: not a whole number of float32 values
-    model = load_model(_save(model, tmp_path / "m.onnx"))
+    with pytest.raises(GraphError, match=r"^tensor 'conv.weight' of shape \[4, 3, 3, 3\] needs 432 bytes of data but "
+                       "the model holds 10; the model file is damaged"):
+        load_model(_save(model, tmp_path / "m.onnx"))  # refused at load (model/sizes.py) ...
     with pytest.raises(GraphError, match="initializer 'conv.weight' .* cannot be read"):
-        get_initializers(model)
+        get_initializers(model)  # ... and where a model not loaded by load_model is read
     with pytest.raises(GraphError, match="initializer 'conv.weight' .* cannot be read"):
         list_layers(model)
 
@@ -273,3 +276,26 @@ def test_score_output_messages_name_the_float_outputs(tmp_path):
                                "choose one with --score-output NAME")
     context = prepare_context(RunConfig(model=path, data=data, preset="raw", device="cpu", score_output="scores"))
     assert evaluate(context.factory.create(), context.data).top1_correct == 60
+
+
+@pytest.mark.parametrize(("good", "bad", "field"), [
+    (b"conv.weight", b"conv.weig\xff\xfe", "TensorProto.name"),  # an initializer and the Conv input naming it
+    (b"fc_node", b"fc_no\xc3\x28", "NodeProto.name"),
+])
+def test_a_name_that_is_not_utf8_is_one_line_exit_2(tmp_path, tiny_float_int8, capsys, good, bad, field):
+    # protobuf hands such a string over as bytes; every noisy trial used to fail with an AttributeError
+    model = tiny_cnn()
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            node.name = "fc_node"
+    raw = model.SerializeToString()
+    assert raw.count(good) >= 1 and len(good) == len(bad)
+    path = tmp_path / "latin.onnx"
+    path.write_bytes(raw.replace(good, bad))
+    with pytest.raises(GraphError, match=rf"^{path} holds a {field} that is not valid UTF-8 \(b'"):
+        load_model(path)
+    code, _, err = run_cli(capsys, "bench", path, "--data", tiny_float_int8[2], "--snr", "10", "--crop", "8",
+                           "--resize", "0")
+    assert code == 2
+    assert one_line(err) == (f"onnxnoise: error: {path} holds a {field} that is not valid UTF-8 ({bad!r}); ONNX names "
+                             "and text are UTF-8: rename it where the model is exported and save it again")
