@@ -31,6 +31,7 @@ from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.report.paired import collapse_hints, short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.tables import with_planned_provider
+from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store.schema import COUNTER, column_names
 
 __all__ = ["BenchResult", "BaselineExpectationError", "chance_warning", "check_expected_top1", "run_bench"]
@@ -50,8 +51,9 @@ class BenchResult:
         meta: Run facts (:meth:`onnxnoise.engine.context.RunContext.facts`) plus
             ``failed`` (trials that ended with an error), the counters' totals (every column
             of role :data:`~onnxnoise.store.schema.COUNTER`, summed over the trials),
-            ``warnings`` (``RunContext.warnings``, a baseline at chance level and the noise
-            model's advice where draws collapsed, :func:`~onnxnoise.report.paired.collapse_hints`) and, with
+            ``warnings`` (``RunContext.warnings``, a baseline at chance level, the noise model's advice where
+            draws collapsed, :func:`~onnxnoise.report.paired.collapse_hints`, noised layers a draw left
+            unchanged: :func:`onnxnoise.report.unchanged.unchanged_layers_warnings`) and, with
             ``--seeds auto``, ``seeds_auto`` (target, max draws, and the groups that
             stopped at the max short of the target:
             :func:`onnxnoise.report.paired.short_of_target`).
@@ -95,7 +97,7 @@ def run_bench(
                                  recorder.find)
     trials = with_planned_provider(recorder.frame())
     meta = context.facts()
-    meta["warnings"] = [*context.warnings, *checked.warnings]
+    meta["warnings"] = [*context.warnings, *checked.warnings, *unchanged_layers_warnings(trials)]
     totals = {c: int(trials[c].fill_null(0).sum()) for c in column_names(COUNTER)}
     meta.update(totals, failed=int(trials["error"].is_not_null().sum()))
     if meta["quantization"]:

@@ -37,6 +37,7 @@ from onnxnoise.engine.trial import run_trial
 from onnxnoise.noise import make_noise_model
 from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
+from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store import TrialStore
 from onnxnoise.store.migrate import v1_make_context, v1_trial_key
 from onnxnoise.store.schema import PAIRED, column_names
@@ -57,7 +58,8 @@ class SweepResult:
         taken: Trials another process recorded while this one was running.
         run_id: The store's id for this invocation.
         warnings: Baseline warnings (a clean top-1 at chance level,
-            :func:`onnxnoise.engine.baseline_checks.chance_warning`).
+            :func:`onnxnoise.engine.baseline_checks.chance_warning`) and noised layers a draw
+            of the plan left unchanged (:func:`onnxnoise.report.unchanged.unchanged_layers_warnings`).
         settled: ``--seeds auto``: planned draws not run because their group had enough.
         short_of_target: ``--seeds auto``: groups that stopped at ``max_seeds`` short of
             ``ci_halfwidth`` (:func:`onnxnoise.report.paired.short_of_target`).
@@ -196,13 +198,14 @@ def run_sweep(
             executor.close()
     result = checked.result
     noise, short = config.run.noise, ()
+    keys = [item.key for item in planned]
+    rows = store.to_frame().filter(pl.col("key").is_in(keys))
     if noise.seeds == "auto":
-        keys = [item.key for item in planned]
-        summary = summarize_trials(store.to_frame().filter(pl.col("key").is_in(keys)),
-                                   chance=100.0 / max(chance_classes(context.data.labels), 1))
+        summary = summarize_trials(rows, chance=100.0 / max(chance_classes(context.data.labels), 1))
         short = tuple(short_of_target(summary, noise.ci_halfwidth, noise.max_seeds))
+    warnings = (*checked.warnings, *unchanged_layers_warnings(rows))
     return SweepResult(planned=len(planned), done=len(planned) - len(todo), adopted=adopted, ran=result.ran,
-                       failed=result.failed, taken=result.taken, run_id=run_id, warnings=tuple(checked.warnings),
+                       failed=result.failed, taken=result.taken, run_id=run_id, warnings=warnings,
                        settled=len(todo) - result.ran - result.taken, short_of_target=short)
 
 

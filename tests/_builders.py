@@ -333,3 +333,80 @@ def qdq_matmul(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, bias_q: np.nd
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
+
+
+#: Ways :func:`routed_classifier` stores its weight and brings it to its matrix op.
+WEIGHT_ROUTES = ("direct", "transpose", "transpose-gemm", "reshape", "flatten", "squeeze", "unsqueeze", "chain",
+                 "einsum")
+
+
+def routed_classifier(route: str, *, seed: int = 0, classes: int = 10, size: int = 8) -> onnx.ModelProto:
+    """A linear classifier ``Flatten(input [N, 3, size, size]) @ W + b`` whose weight reaches its op by ``route``.
+
+    The layer is always named ``fc``; ``W`` has ``K = 3 size^2`` inputs and ``classes`` outputs,
+    no zero (so a device model that zeroes every weight changes all ``K * classes`` values):
+
+    * ``direct``: ``W [K, C]`` -> ``MatMul`` (output axis 1), bias ``Add``;
+    * ``transpose``: ``W [C, K]`` -> ``Transpose`` -> ``MatMul`` (axis 0);
+    * ``transpose-gemm``: ``W [C, K]`` -> ``Transpose`` -> ``Gemm`` (``transB=0``, bias input; axis 0);
+    * ``reshape``: ``W [K C]`` (flat) -> ``Reshape [K, C]`` -> ``MatMul`` (no single axis: ``None``);
+    * ``flatten``: ``W [C, 3, size, size]`` -> ``Flatten`` -> ``Gemm`` (``transB=1``; axis 0);
+    * ``squeeze``: ``W [1, K, C]`` -> ``Squeeze(0)`` -> ``MatMul`` (axis 2);
+    * ``unsqueeze``: ``W [K, C]`` -> ``Unsqueeze(0)`` -> ``MatMul``, bias ``Add``, ``Squeeze(0)`` of the logits (axis 2 of
+      the ``[1, K, C]`` operand, 1 of ``W``);
+    * ``chain``: ``W [C, 3, size^2]`` -> ``Reshape [C, K]`` -> ``Transpose`` -> ``Identity`` -> ``MatMul`` (axis 0);
+    * ``einsum``: ``W [C, K]`` -> ``Einsum("nk,ck->nc")`` (TensorFlow ``EinsumDense``; axis 0), bias ``Add``.
+    """
+    rng = np.random.default_rng(seed)
+    k = 3 * size * size
+    w = rng.normal(0, 1.0 / np.sqrt(k), (k, classes)).astype(np.float32)
+    w[w == 0] = 1e-3
+    b = rng.normal(0, 0.5, classes).astype(np.float32)
+    stored = {"direct": w, "transpose": w.T, "transpose-gemm": w.T, "reshape": w.reshape(-1),
+              "flatten": w.T.reshape(classes, 3, size, size), "squeeze": w[None], "unsqueeze": w,
+              "chain": w.T.reshape(classes, 3, size * size), "einsum": w.T}[route]
+    inits = [numpy_helper.from_array(np.ascontiguousarray(stored), "W"), numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(np.array([k, classes], np.int64), "shape_kc"),
+             numpy_helper.from_array(np.array([classes, k], np.int64), "shape_ck"),
+             numpy_helper.from_array(np.array([0], np.int64), "axis0")]
+    nodes = [helper.make_node("Flatten", ["input"], ["x"], name="flatten", axis=1)]
+    matmul = [helper.make_node("MatMul", ["x", "Wv"], ["mm"], name="fc"),
+              helper.make_node("Add", ["mm", "b"], ["logits"], name="fc_bias")]
+    if route == "direct":
+        nodes += [helper.make_node("MatMul", ["x", "W"], ["mm"], name="fc"),
+                  helper.make_node("Add", ["mm", "b"], ["logits"], name="fc_bias")]
+    elif route == "transpose":
+        nodes += [helper.make_node("Transpose", ["W"], ["Wv"], name="w_t", perm=[1, 0]), *matmul]
+    elif route == "transpose-gemm":
+        nodes += [helper.make_node("Transpose", ["W"], ["Wv"], name="w_t", perm=[1, 0]),
+                  helper.make_node("Gemm", ["x", "Wv", "b"], ["logits"], name="fc")]
+    elif route == "reshape":
+        nodes += [helper.make_node("Reshape", ["W", "shape_kc"], ["Wv"], name="w_r"), *matmul]
+    elif route == "flatten":
+        nodes += [helper.make_node("Flatten", ["W"], ["Wv"], name="w_f", axis=1),
+                  helper.make_node("Gemm", ["x", "Wv", "b"], ["logits"], name="fc", transB=1)]
+    elif route == "squeeze":
+        nodes += [helper.make_node("Squeeze", ["W", "axis0"], ["Wv"], name="w_s"), *matmul]
+    elif route == "unsqueeze":
+        nodes += [helper.make_node("Unsqueeze", ["W", "axis0"], ["Wv"], name="w_u"),
+                  helper.make_node("MatMul", ["x", "Wv"], ["mm"], name="fc"),
+                  helper.make_node("Add", ["mm", "b"], ["biased"], name="fc_bias"),
+                  helper.make_node("Squeeze", ["biased", "axis0"], ["logits"], name="squeeze_out")]
+    elif route == "chain":
+        nodes += [helper.make_node("Reshape", ["W", "shape_ck"], ["Wr"], name="w_r"),
+                  helper.make_node("Transpose", ["Wr"], ["Wt"], name="w_t", perm=[1, 0]),
+                  helper.make_node("Identity", ["Wt"], ["Wv"], name="w_i"), *matmul]
+    elif route == "einsum":
+        nodes += [helper.make_node("Einsum", ["x", "W"], ["mm"], name="fc", equation="nk,ck->nc"),
+                  helper.make_node("Add", ["mm", "b"], ["logits"], name="fc_bias")]
+    else:
+        raise ValueError(f"unknown route {route!r}; one of {', '.join(WEIGHT_ROUTES)}")
+    used = {name for node in nodes for name in node.input}
+    inits = [tensor for tensor in inits if tensor.name in used]
+    graph = helper.make_graph(nodes, f"routed_{route}",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import onnx
 import polars as pl
 import pytest
+from onnx import numpy_helper
 
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig
@@ -18,6 +21,7 @@ from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.trial import run_trial
 
+from tests._builders import WEIGHT_ROUTES, labeled_npz, routed_classifier
 from tests._checks import run_cli, strict_json
 from tests._colour import colour_npz
 
@@ -136,3 +140,57 @@ def test_zero_baseline_writes_null_not_nan(colour_onnx, tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, "layers", colour_onnx, "--json")
     assert code == 0 and strict_json(out)["total_layers"] == 1
+
+
+# ---------------------------------------------------------------- device noise reaches every analog weight
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    """``route -> (model path, npz path, labels)`` of :func:`routed_classifier` models, clean top-1 100%."""
+    folder = tmp_path_factory.mktemp("routed")
+
+    def get(route: str):
+        model = routed_classifier(route)
+        path = folder / f"{route}.onnx"
+        onnx.save(model, path)
+        data = labeled_npz(model, folder / f"{route}.npz", n=60, relabel=0.0)
+        bias = next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "b")
+        return path, data, int(np.argmax(bias))
+    return get
+
+
+@pytest.mark.parametrize("route", WEIGHT_ROUTES)
+def test_stuck_at_moves_accuracy_whatever_route_the_weight_takes(routed, route):
+    path, data, bias_class = routed(route)
+    noise = NoiseConfig(model="stuck-at", params={"sa1_fraction": 0.0}, strengths=(0.0, 1.0), seeds=(0,))
+    result = run_bench(RunConfig(model=path, data=data.path, noise=noise, preset="raw", device="cpu"))
+    rows = {r["strength"]: r for r in result.trials.iter_rows(named=True)}
+    assert rows[None]["top1_correct"] == 60  # clean: 100% by construction
+    # rate 0 changes nothing; rate 1 sticks every device off: every weight 0, the logits are the (digital) bias
+    assert (rows[0.0]["top1_correct"], json.loads(rows[0.0]["changed_values"])) == (60, {"fc": 0})
+    assert json.loads(rows[1.0]["changed_values"]) == {"fc": 1920}
+    assert rows[1.0]["top1_correct"] == int((data.labels == bias_class).sum()) < 60
+    assert json.loads(rows[None]["changed_values"]) == {}
+    model = path.name
+    assert result.meta["warnings"] == [
+        f"{model}: stuck-at changed no stored value of 1 noised layer(s) ('fc') in 1 of 2 noisy trial(s), at "
+        "p = 0% faulty devices: those trials ran those layers' clean values (column changed_values). A strength that "
+        "changes nothing by definition (a fault rate of 0, a levels grid the weights already sit on) or an all-zero "
+        "tensor does that; otherwise the layer is not noised as the run says"]
+
+
+def test_bench_shows_the_unchanged_layer_warning_in_console_and_bench_json(routed, tmp_path, capsys):
+    path, data, _ = routed("einsum")
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "bench", path, "--data", data.path, "--preprocess", "raw", "--noise",
+                                "stuck-at", "--rate", "0,0.5", "--seeds", "1", "--device", "cpu", "--out", out)
+    assert code == 0, err
+    summary = strict_json((out / "bench.json").read_text())
+    (warning,) = summary["warnings"]
+    assert warning.startswith("einsum.onnx: stuck-at changed no stored value of 1 noised layer(s) ('fc') in 1 of 2 "
+                              "noisy trial(s), at p = 0% faulty devices: ")
+    assert f"WARNING: {warning}" in " ".join(stdout.split())
+    trials = pl.read_parquet(out / "trials.parquet")
+    changed = dict(zip(trials["strength"].to_list(), trials["changed_values"].to_list()))
+    assert changed[None] == "{}" and changed[0.0] == '{"fc":0}' and 0 < json.loads(changed[0.5])["fc"] < 1920

@@ -14,6 +14,7 @@ Modules: :mod:`~onnxnoise.model.loading` (file, tensors, input/output, metadata)
 :mod:`~onnxnoise.model.graph_view` (nodes, consumers, constants),
 :mod:`~onnxnoise.model.tensor_roles` (which float tensors are parameters, input preprocessing),
 :mod:`~onnxnoise.model.layer_groups` (which op owns which tensors),
+:mod:`~onnxnoise.model.weight_chains` (weights behind Transpose / Reshape / ... chains, Einsum weights),
 :mod:`~onnxnoise.model.quant` (integer weights: parameters, dequantize/requantize),
 :mod:`~onnxnoise.model.quant_patterns` (the QDQ / QLinear / Cast weight patterns) and
 :mod:`~onnxnoise.model.integer_ops` (dynamic quantization, QGemm; refusals).

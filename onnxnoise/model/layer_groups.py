@@ -1,5 +1,12 @@
 """Group parameter tensors into layers: which op owns which tensors (see :func:`onnxnoise.model.list_layers`).
 
+A weight seen through ``Cast`` / ``Identity`` / ``DequantizeLinear`` (:func:`~onnxnoise.model.quant_patterns.weight_paths`)
+or through a chain of layout ops that ends in an op's weight slot (``Transpose(W) -> MatMul``,
+``Reshape -> Gemm``, ``Unsqueeze``, ``Flatten``, ``Squeeze``:
+:func:`~onnxnoise.model.weight_chains.layout_chains`) belongs to the op applying it, with that
+op's role and output-channel axis mapped back to the stored tensor; an ``Einsum`` operand
+contracted with the data is a ``weight`` with its axis read from the equation.
+
 Used by :mod:`onnxnoise.model.layers`; pure functions over a
 :class:`~onnxnoise.model.graph_view.GraphView`.
 """
@@ -13,6 +20,7 @@ from onnxnoise.model.integer_ops import IntegerLayer
 from onnxnoise.model.quant import QuantParams
 from onnxnoise.model.quant_patterns import is_qlinear, qlinear_params, weight_paths
 from onnxnoise.model.tensor_roles import NON_PARAMETER_INPUTS
+from onnxnoise.model.weight_chains import Chain, einsum_axis, layout_chains, weight_slot
 
 __all__ = ["channel_axis", "parameter_groups"]
 
@@ -30,7 +38,7 @@ _ROLES: dict[str, tuple[str, ...]] = {
 }
 
 #: Layers that a following ``Add`` of an initializer joins as their bias.
-_BIAS_TAKERS = frozenset({"MatMul", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"})
+_BIAS_TAKERS = frozenset({"MatMul", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Einsum"})
 
 
 def parameter_groups(view: GraphView, parameters: frozenset[str],
@@ -52,6 +60,8 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
     """
     tensors = view.tensors
     alias, path_nodes = weight_paths(view.nodes, tensors)
+    chains = layout_chains(view, alias, parameters)
+    path_nodes |= _chain_nodes(view, chains)
     for found in integer.values():
         path_nodes |= found.path_nodes
     owned: set[str] = set()
@@ -88,17 +98,21 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
             for slot, name in enumerate(node.input):
                 if slot in skip:
                     continue
-                params = None
+                params, chain = None, chains.get(name)
                 if name in alias:
                     name, params = alias[name]
+                elif chain is not None and chain.nodes[-1] in path_nodes:
+                    name, params = chain.source, chain.params
+                else:
+                    chain = None
                 if name in owned or name in names or name not in tensors:
                     continue
                 if params is None and name not in parameters:
                     continue
                 names.append(name)
-                roles.append(role_names[slot] if slot < len(role_names) else f"input{slot}")
+                roles.append(_role(view, position, slot, role_names))
                 quant.append(params)
-                axes.append(channel_axis(node, slot, len(tensors[name].dims)))
+                axes.append(_axis(view, position, slot, chain, len(tensors[name].dims)))
         if not names:
             continue
         owned.update(names)
@@ -117,6 +131,44 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
         for out in outputs:
             by_output[out] = group
     return groups, alias
+
+
+def _chain_nodes(view: GraphView, chains: dict[str, Chain]) -> set[int]:
+    """Positions of the layout nodes of every chain from an initializer that some chain brings to a weight slot
+    (or, as a bias, to an ``Add`` after a MatMul / Einsum): those nodes are paths, not layers."""
+    sources = set()
+    for name, chain in chains.items():
+        for position, slot in view.consumers.get(name, ()):
+            if weight_slot(view, position, slot) or _bias_add(view, position, slot):
+                sources.add(chain.source)
+    return {n for chain in chains.values() if chain.source in sources for n in chain.nodes}
+
+
+def _bias_add(view: GraphView, position: int, slot: int) -> bool:
+    """An ``Add`` whose other operand is the output of a MatMul / Einsum (the ``Add`` then joins that layer)."""
+    node = view.nodes[position]
+    if node.op_type != "Add" or len(node.input) != 2:
+        return False
+    other = view.producer.get(node.input[1 - slot])
+    return other is not None and view.nodes[other].op_type in _BIAS_TAKERS
+
+
+def _role(view: GraphView, position: int, slot: int, role_names: tuple[str, ...]) -> str:
+    if view.nodes[position].op_type == "Einsum":
+        return "weight" if weight_slot(view, position, slot) else f"input{slot}"
+    return role_names[slot] if slot < len(role_names) else f"input{slot}"
+
+
+def _axis(view: GraphView, position: int, slot: int, chain: Chain | None, ndim: int) -> int | None:
+    """The output-channel axis of the stored tensor read at ``slot`` (directly or through ``chain``)."""
+    node = view.nodes[position]
+    if node.op_type == "Einsum":
+        axis = einsum_axis(node, slot) if weight_slot(view, position, slot) else None
+    elif chain is not None:
+        axis = None if chain.shape is None else channel_axis(node, slot, len(chain.shape))
+    else:
+        return channel_axis(node, slot, ndim)
+    return axis if chain is None else chain.source_axis(axis)
 
 
 def channel_axis(node: onnx.NodeProto, slot: int, ndim: int) -> int | None:

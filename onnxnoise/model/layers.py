@@ -60,8 +60,11 @@ class Layer:
             ConvTranspose weight ``[C_in, C_out/g, k...]``: 1; Gemm ``B``: 0 with
             ``transB=1`` (``[N, K]``), 1 with ``transB=0`` (``[K, N]``); MatMul /
             QLinearMatMul ``B`` ``[..., K, N]``: its last axis, a MatMul ``A`` initializer
-            ``[..., M, K]``: its second-to-last. Biases, 1-D tensors, normalization
-            parameters and other ops: ``None``.
+            ``[..., M, K]``: its second-to-last. A weight read through layout ops
+            (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``) gets the
+            stored tensor's axis that becomes that axis (``None`` when a reshape merges it
+            with others); an ``Einsum`` weight the one index only it brings to the output.
+            Biases, 1-D tensors, normalization parameters and other ops: ``None``.
     """
 
     index: int
@@ -159,7 +162,9 @@ def list_layers(model: onnx.ModelProto, *, include_preprocessing: bool = False) 
     initializer to the output of a ``MatMul`` layer joins that layer as its bias. A
     float weight reached through ``Cast`` (fp16/bf16 weights cast to float32),
     ``Identity`` or ``QuantizeLinear -> DequantizeLinear`` belongs to the op consuming
-    it. Weights inside ``If`` / ``Loop`` / ``Scan`` bodies are listed when
+    it; so does a weight reaching a Conv / ConvTranspose / Gemm / MatMul / Einsum weight
+    slot through ``Transpose`` / ``Reshape`` / ``Flatten`` / ``Squeeze`` / ``Unsqueeze``
+    (role ``weight``; see :mod:`onnxnoise.model.weight_chains`). Weights inside ``If`` / ``Loop`` / ``Scan`` bodies are listed when
     :func:`onnxnoise.model.load_model` could move them to the main graph; anything left
     where discovery does not look is logged as a warning (see :func:`layer_report`).
 

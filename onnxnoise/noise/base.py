@@ -224,6 +224,22 @@ class NoiseModel(ABC):
                "quantize_static, see README 'Integer weights for bit-flip') or choose another --noise")
         raise NoiseConfigError(msg)
 
+    def acts_on(self, role: str, op_type: str, quantized: bool) -> bool:
+        """Whether this model may change a tensor of ``role`` in a layer of ``op_type`` at some strength.
+
+        The default: every tensor. A model that leaves some tensors exact by design says so here
+        (device models: only analog tensors, :func:`onnxnoise.noise.device.is_analog`; bit-flip:
+        only integer-quantized ones). :func:`onnxnoise.noise.draw_noise` counts the values changed
+        in each layer holding such a tensor (``NoiseDraw.changed_values``), and device models
+        refuse layers holding none (:meth:`check_layers`).
+
+        Args:
+            role: The tensor's role in its layer (``weight``, ``bias``, ``scale``, ...).
+            op_type: The layer's op type.
+            quantized: The tensor is an integer-quantized weight.
+        """
+        return True
+
     def describe_quantization(self, layers: Iterable[Any], clipped_count: int | None = None) -> str | None:
         """One caption line on how this model treats the integer-quantized weights of ``layers``.
 

@@ -137,6 +137,10 @@ class BitFlip(NoiseModel):
                      "left exact, not integer memory")
         return text
 
+    def acts_on(self, role: str, op_type: str, quantized: bool) -> bool:
+        """Only integer-quantized tensors are integer memory; float tensors stay exact."""
+        return quantized
+
     def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
         """``dequantize(flip_bits(q, BER))`` of an integer-quantized tensor, else ``w`` itself.
 

@@ -37,6 +37,15 @@ Which tensors are analog (parameter ``analog``, :data:`ANALOG_CHOICES`): ``weigh
 and exact, as in aihwkit's analog layers (digital bias) and in IBM's PCM studies. ``all``
 maps every tensor the trial noises, each on its own pair mapping with its own ``w_max``.
 A layer has one weight tensor, so per tensor is per layer under ``weights``.
+A weight read through layout ops (``Transpose(W) -> MatMul``, ``Reshape``, ``Unsqueeze``...) or
+as an ``Einsum`` operand has the role ``weight`` too (:mod:`onnxnoise.model.weight_chains`).
+
+Under ``weights``, a run whose selected layers leave nothing analog is refused before any
+trial (:meth:`DeviceModel.check_layers`): a selection without any weight matrix, or a selected
+layer holding none that is not a normalization layer (:data:`DIGITAL_OPS`, digital by design:
+a ``Concat`` of a class token, an ``Add`` of a positional embedding, a ``PRelu`` slope, a
+weight reached through an op discovery does not follow). Noising such a layer would change
+nothing while the run says it noised it.
 
 Shared parameters are declared once here: ``analog`` (:class:`DeviceModel`) and ``levels``
 (:class:`QuantizedDeviceModel`, the models whose strength is not the number of levels).
@@ -54,19 +63,27 @@ scale) belong in :meth:`~DeviceModel.read_back`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.base import NoiseModel, TensorInfo
 from onnxnoise.noise.params import check_choice, check_levels
 
-__all__ = ["ANALOG_CHOICES", "STAGES", "DeviceModel", "Devices", "QuantizedDeviceModel", "Tile", "is_analog",
+__all__ = ["ANALOG_CHOICES", "DIGITAL_OPS", "STAGES", "DeviceModel", "Devices", "QuantizedDeviceModel", "Tile", "is_analog",
            "pair_targets", "quantize_conductance", "weight_max"]
 
 #: Values of the device models' ``analog`` parameter (see the module docstring).
 ANALOG_CHOICES: tuple[str, ...] = ("weights", "all")
+
+#: Op types of layers that stay digital under ``analog="weights"`` by design (normalization, as in
+#: aihwkit's analog networks); other layers without a weight matrix are refused (:meth:`DeviceModel.check_layers`).
+DIGITAL_OPS: frozenset[str] = frozenset({"BatchNormalization", "InstanceNormalization", "LayerNormalization",
+                                         "GroupNormalization"})
 
 #: The template's stage hooks, in the order they run (``<stage>_stage`` methods of :class:`DeviceModel`).
 STAGES: tuple[str, ...] = ("program", "drift", "fault", "read")
@@ -75,6 +92,11 @@ STAGES: tuple[str, ...] = ("program", "drift", "fault", "read")
 def is_analog(tensor: TensorInfo, analog: str) -> bool:
     """Whether ``tensor`` is stored on devices under the ``analog`` choice."""
     return analog == "all" or tensor.role == "weight"
+
+
+def _names(layers: Sequence[Any], shown: int = 5) -> str:
+    text = ", ".join(f"{layer.name!r} ({layer.op_type})" for layer in layers[:shown])
+    return text + (f" and {len(layers) - shown} more" if len(layers) > shown else "")
 
 
 def weight_max(w: np.ndarray) -> float:
@@ -178,6 +200,33 @@ class DeviceModel(NoiseModel):
 
     def __post_init__(self) -> None:
         check_choice("analog", self.analog, ANALOG_CHOICES)
+
+    def acts_on(self, role: str, op_type: str, quantized: bool) -> bool:
+        """Only analog tensors: every tensor under ``analog="all"``, else weight matrices (role ``weight``)."""
+        return self.analog == "all" or role == "weight"
+
+    def check_layers(self, layers: Sequence[Any]) -> None:
+        """Refuse a selection in which noise could change nothing (see the module docstring).
+
+        Raises:
+            NoiseConfigError: One line naming the selected layers without an analog tensor and
+                how to leave them out or map them.
+        """
+        super().check_layers(layers)
+        layers = list(layers)
+        digital = [layer for layer in layers if not any(
+            self.acts_on(role, layer.op_type, False) for role in layer.roles)]
+        everything = len(digital) == len(layers)
+        refused = digital if everything else [layer for layer in digital if layer.op_type not in DIGITAL_OPS]
+        if not refused:
+            return
+        what = f"none of the {len(layers)} selected layer(s) holds one" if everything else (
+            f"{len(refused)} selected layer(s) hold none")
+        msg = (f"{self.name} treats only weight matrices as analog (analog=weights) and {what}, so noise would "
+               f"change nothing there: {_names(refused)}; select layers with a weight (e.g. --op-types "
+               f"Conv,ConvTranspose,Gemm,MatMul,Einsum or --layer-regex) or treat every tensor as analog "
+               f"(--noise {self.name}:analog=all)")
+        raise NoiseConfigError(msg)
 
     # ---------------------------------------------------------------- hooks
 

@@ -12,14 +12,17 @@ each noised layer, in order:
    are clamped to 0, reflected (``abs``) or kept (they then give NaN logits);
 5. **store**: quantized weights are requantized onto their own grid and clipped to
    the integer range (``clipped_count``); narrow floats (float16, bfloat16) are cast
-   back and values that overflow to inf are counted (``overflow_count``).
+   back and values that overflow to inf are counted (``overflow_count``);
+6. **count** (``changed_values``): per layer holding a tensor the model acts on
+   (:meth:`~onnxnoise.noise.base.NoiseModel.acts_on`), how many stored values differ from
+   the clean ones, so a draw that changed nothing in a noised layer can be told apart.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 import numpy as np
@@ -29,7 +32,7 @@ from onnxnoise.model.quant import QuantParams, dequantize, requantize
 from onnxnoise.noise.base import NoiseModel, TensorInfo
 from onnxnoise.noise.rng import tensor_rng
 
-__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "draw_noise"]
+__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise"]
 
 #: What to do with BatchNormalization running variances that noise made negative.
 #: ``clamp``: set them to 0 (the op then divides by sqrt(epsilon)); ``abs``: reflect
@@ -73,6 +76,11 @@ class NoiseDraw:
         overflow_count: Elements that became non-finite when cast back to a narrow float dtype.
         clipped_count: Requantized elements clipped to their integer range.
         zeros_kept: Exactly-zero elements held at zero by ``keep_zeros``.
+        changed_values: ``layer name -> number of its stored values that differ from the
+            clean ones`` (NaN equal to NaN), for every noised layer holding a tensor the model
+            acts on (:meth:`~onnxnoise.noise.base.NoiseModel.acts_on`); a layer the model leaves
+            exact by design (BatchNormalization under a device model's ``analog=weights``, a
+            float layer under bit-flip) is not a key. 0 means the draw changed nothing there.
     """
 
     arrays: dict[str, np.ndarray]
@@ -80,14 +88,24 @@ class NoiseDraw:
     overflow_count: int = 0
     clipped_count: int = 0
     zeros_kept: int = 0
+    changed_values: dict[str, int] = field(default_factory=dict)
 
     def counters(self) -> dict[str, int]:
-        """Every counter field (all but ``arrays``) by name: the trial-row columns of source ``draw``."""
+        """Every counter field (the ints: all but ``arrays`` and ``changed_values``) by name."""
         return {name: getattr(self, name) for name in _counter_names()}
 
 
 def _counter_names() -> list[str]:
-    return [f.name for f in fields(NoiseDraw) if f.name != "arrays"]
+    return [f.name for f in fields(NoiseDraw) if f.name not in ("arrays", "changed_values")]
+
+
+def changed_count(noisy: np.ndarray, clean: np.ndarray) -> int:
+    """How many elements of ``noisy`` differ from ``clean`` (same shape); NaN equals NaN, -0.0 equals 0.0."""
+    differ = noisy != clean
+    if np.issubdtype(clean.dtype, np.integer) or np.issubdtype(clean.dtype, np.bool_):
+        return int(np.count_nonzero(differ))
+    a, b = noisy[differ], clean[differ]
+    return int(np.count_nonzero(~(np.isnan(a.astype(np.float32)) & np.isnan(b.astype(np.float32)))))
 
 
 class _Values(Mapping):
@@ -155,6 +173,7 @@ def draw_noise(
         raise NoiseConfigError(msg)
     arrays: dict[str, np.ndarray] = {}
     counts = dict.fromkeys(_counter_names(), 0)
+    changed: dict[str, int] = {}
     model_layers = tuple(model_layers)
     model_values = _Values(model_layers, initializers)
     for layer in layers:
@@ -164,6 +183,8 @@ def draw_noise(
             raise NoiseConfigError(msg)
         values = _Values([layer], initializers)
         quant = tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)
+        if any(model.acts_on(role, layer.op_type, params is not None) for role, params in zip(layer.roles, quant)):
+            changed[layer.name] = 0
         for name, role, params in zip(layer.tensors, layer.roles, quant):
             clean = initializers[name]
             w = values[name]
@@ -178,7 +199,10 @@ def draw_noise(
                 arrays[name] = clean
                 continue
             arrays[name] = _store(noisy, w, clean, params, initializers, layer.op_type, role, policies, counts)
-    return NoiseDraw(arrays=arrays, **counts)
+            moved = changed_count(arrays[name], clean)
+            if moved or layer.name in changed:
+                changed[layer.name] = changed.get(layer.name, 0) + moved
+    return NoiseDraw(arrays=arrays, **counts, changed_values=changed)
 
 
 def _store(noisy: np.ndarray, w: np.ndarray, clean: np.ndarray, params: QuantParams | None,

@@ -26,6 +26,7 @@ from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_inter
 from onnxnoise.report.console import format_interval, lead_columns, setting_columns
 from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
+from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "report_warnings",
@@ -177,7 +178,8 @@ def report_warnings(trials: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     * a clean baseline at chance level (:func:`~onnxnoise.engine.baseline_checks.chance_warning`,
       classes from the runs' recorded ``chance_classes``), or a failed baseline;
     * per model and mode, how many trials failed and the first error: their seeds are
-      missing from the means, intervals and ``A_avr`` (the tables mark those cells).
+      missing from the means, intervals and ``A_avr`` (the tables mark those cells);
+    * noised layers a draw left unchanged (:func:`onnxnoise.report.unchanged.unchanged_layers_warnings`).
 
     Args:
         trials: Output of :func:`collect_trials`.
@@ -202,7 +204,7 @@ def report_warnings(trials: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     for row in failed.iter_rows(named=True):
         lines.append(f"{row['model']}: {row['failed']} of {row['total']} {row['mode']} trials failed (first error: "
                      f"{row['first']}); the numbers they belong to are marked and average fewer seeds or layers")
-    return lines + _fixed_top5_lines(runs)
+    return lines + _fixed_top5_lines(runs) + unchanged_layers_warnings(trials)
 
 
 def _fixed_top5_lines(runs: pl.DataFrame) -> list[str]:

@@ -31,7 +31,7 @@ Version history:
 * 2, additive: nullable columns declared later (the paired counts of role :data:`PAIRED`:
   ``flips``, ``lost_top1``, ``gained_top1``, ``lost_top5``, ``gained_top5``), added to an
   older version 2 file with ``ALTER TABLE`` when it is opened: any declared column the file
-  lacks is added (its rows keep NULL there). The version stays 2: keys are unchanged, and an
+  lacks is added (its rows keep NULL there). Later: ``changed_values`` (role :data:`CHANGED`). The version stays 2: keys are unchanged, and an
   onnxnoise without these columns still reads and writes the file (naming its columns, it
   ignores the new ones).
 """
@@ -51,7 +51,7 @@ from onnxnoise.config import SWEEP_MODES
 
 __all__ = [
     "SCHEMA_VERSION", "APPLICATION_ID", "KEY_VERSION", "STORE_NAME", "MODES",
-    "IDENTITY", "SETTING", "TRIAL", "COUNT", "COUNTER", "PAIRED", "TIMING", "OUTCOME", "ROLES", "MEASURED_ROLES",
+    "IDENTITY", "SETTING", "TRIAL", "COUNT", "COUNTER", "CHANGED", "PAIRED", "TIMING", "OUTCOME", "ROLES", "MEASURED_ROLES",
     "SOURCES", "Column", "TRIAL_COLUMNS", "RUN_COLUMNS", "columns", "column_names", "json_columns", "measured_values",
     "register_column", "unregister_column", "create_sql", "create_schema", "canonical_json", "trial_frame", "now",
 ]
@@ -80,15 +80,16 @@ SETTING = "setting"  # the run's model, data and settings (the trial key's conte
 TRIAL = "trial"  # what the trial noised: mode, layers, strength, seed
 COUNT = "count"  # evaluation counts the accuracy comes from
 COUNTER = "counter"  # things counted per trial, summed over seeds by bench and the reports
+CHANGED = "changed"  # what the draw changed in each noised layer (JSON), read for no-op warnings
 PAIRED = "paired"  # counts against the clean model on the same images (McNemar's discordant pairs)
 TIMING = "timing"  # how long and when
 OUTCOME = "outcome"  # the error of a failed trial
 
 #: Every role, in table order.
-ROLES: tuple[str, ...] = (IDENTITY, SETTING, TRIAL, COUNT, COUNTER, PAIRED, TIMING, OUTCOME)
+ROLES: tuple[str, ...] = (IDENTITY, SETTING, TRIAL, COUNT, COUNTER, CHANGED, PAIRED, TIMING, OUTCOME)
 
 #: Roles of the columns a finished trial measures (:func:`measured_values`; null in a failed trial's row).
-MEASURED_ROLES: tuple[str, ...] = (COUNT, COUNTER, PAIRED)
+MEASURED_ROLES: tuple[str, ...] = (COUNT, COUNTER, CHANGED, PAIRED)
 
 #: Where a measured column's value is read, by the column's name: ``evaluation`` (an attribute of
 #: :class:`onnxnoise.engine.evaluate.Outcomes`), ``draw`` (of :class:`onnxnoise.noise.NoiseDraw`),
@@ -204,6 +205,9 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("clipped_count", COUNTER, *_INT, "requantized values clipped to the integer range", source="draw",
            header="clipped"),
     Column("zeros_kept", COUNTER, *_INT, "exact zeros held at zero by keep_zeros", source="draw"),
+    Column("changed_values", CHANGED, *_TEXT, "stored values the draw changed, per noised layer (JSON {layer: "
+           "count}; a layer the noise model leaves exact by design is not a key; {} for the baseline)",
+           json=True, source="draw"),
     # Paired with the clean model on the same images (0 for the baseline; NULL for failed trials and rows
     # recorded before these columns existed).
     Column("flips", PAIRED, *_INT, "images whose top-1 class changed", source="paired"),

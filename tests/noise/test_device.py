@@ -5,6 +5,9 @@ with one stage hook and its own :class:`~onnxnoise.noise.axis.StrengthAxis`; the
 Without any edit elsewhere it must appear in ``onnxnoise noise-models``, in the ``--noise`` help with its
 own strength option, be accepted by ``onnxnoise bench --noise test-toy-device --strength ...`` and in an
 experiment file, land in the store's ``noise_model`` column, and label the report's axes and headers.
+
+Also: the device models noise every analog weight, whatever layout ops bring it to its matrix op
+(exact counts of changed values), and refuse a selection in which they could change nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import polars as pl
 import pytest
 
 from onnxnoise.cli import main
+from onnxnoise.errors import NoiseConfigError
 from onnxnoise.experiment import load_experiment
-from onnxnoise.model import list_layers
+from onnxnoise.model import get_initializers, list_layers
 from onnxnoise.noise import NOISE_MODELS, StrengthAxis, axis_of, draw_noise, make_noise_model
 from onnxnoise.report import plots, strength as strength_module
 from onnxnoise.report.plots import plot_accuracy_vs_noise
@@ -26,8 +30,8 @@ from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import add_strength_text, noise_axis, strength_header
 from onnxnoise.store import open_store
 
-from tests._builders import conv_bn_resnet, labeled_npz
-from tests._checks import run_cli
+from tests._builders import WEIGHT_ROUTES, conv_bn_resnet, labeled_npz, routed_classifier
+from tests._checks import one_line, run_cli
 from tests._noise_models import Db, Drift, ToyDevice, toy_device_model  # noqa: F401  (the fixture)
 
 NAME = ToyDevice.name
@@ -139,3 +143,92 @@ def test_no_display_code_tests_a_model_name():
     for module in (plots, strength_module):
         source = open(module.__file__, encoding="utf-8").read()
         assert '"gaussian-snr"' not in source and "'gaussian-snr'" not in source, module.__name__
+
+
+# ---------------------------------------------------------------- every analog weight, or a refusal
+
+
+@pytest.mark.parametrize("route", WEIGHT_ROUTES)
+def test_device_models_change_a_weight_reached_through_layout_ops(route):
+    model = routed_classifier(route)
+    layers, inits = list_layers(model), get_initializers(model)
+    w = inits["W"]
+    assert np.count_nonzero(w) == w.size == 1920
+    # every device stuck off (rate 1, only SA0): every weight reads 0, the digital bias stays exact
+    draw = draw_noise(make_noise_model("stuck-at", {"sa1_fraction": 0.0}), 1.0, 0, layers, inits)
+    assert draw.changed_values == {"fc": 1920} and not draw.arrays["W"].any()
+    assert draw.arrays["b"] is inits["b"]
+    # 2 conductance levels: every weight becomes -w_max, 0 or w_max; only the largest |w| was on that grid
+    levels = draw_noise(make_noise_model("conductance-levels"), 2, 0, layers, inits)
+    on_grid = int(np.count_nonzero(np.abs(w) == np.abs(w).max()))
+    assert levels.changed_values == {"fc": 1920 - on_grid} and on_grid == 1
+    pcm = draw_noise(make_noise_model("pcm"), 86400.0, 0, layers, inits)
+    assert pcm.changed_values == {"fc": 1920}
+
+
+@pytest.mark.parametrize("noise", ["pcm", "stuck-at", "conductance-levels"])
+def test_a_selection_without_a_weight_matrix_is_refused_naming_it(noise):
+    layers = list_layers(conv_bn_resnet(seed=1, size=8, width=4))
+    model = make_noise_model(noise)
+    model.check_layers(layers)  # BatchNormalization layers stay digital by design beside the Conv weights
+    bns = [layer for layer in layers if layer.op_type == "BatchNormalization"]
+    with pytest.raises(NoiseConfigError) as refused:
+        model.check_layers(bns[:2])
+    assert str(refused.value) == (
+        f"{noise} treats only weight matrices as analog (analog=weights) and none of the 2 selected layer(s) holds "
+        "one, so noise would change nothing there: 'stem.bn' (BatchNormalization), 'block1.a.bn' (BatchNormalization)"
+        "; select layers with a weight (e.g. --op-types Conv,ConvTranspose,Gemm,MatMul,Einsum or --layer-regex) or "
+        f"treat every tensor as analog (--noise {noise}:analog=all)")
+    make_noise_model(noise, {"analog": "all"}).check_layers(bns)  # every tensor analog: accepted
+
+
+def _sliced_weight_model():
+    """``Flatten -> Gemm(transB=1)`` whose weight is a ``Slice`` of a larger initializer, then ``Mul`` by a scale."""
+    rng = np.random.default_rng(3)
+    inits = [onnx.numpy_helper.from_array(rng.normal(size=(20, 192)).astype(np.float32), "W_all"),
+             onnx.numpy_helper.from_array(rng.normal(size=10).astype(np.float32), "b"),
+             onnx.numpy_helper.from_array(np.array([0], np.int64), "starts"),
+             onnx.numpy_helper.from_array(np.array([10], np.int64), "ends")]
+    nodes = [onnx.helper.make_node("Flatten", ["input"], ["x"], name="flatten"),
+             onnx.helper.make_node("Slice", ["W_all", "starts", "ends"], ["W"], name="w_rows"),
+             onnx.helper.make_node("Gemm", ["x", "W", "b"], ["logits"], name="fc", transB=1)]
+    graph = onnx.helper.make_graph(
+        nodes, "sliced", [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])], inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_layer_a_device_model_cannot_map_is_refused_before_any_trial(tmp_path, capsys):
+    model = _sliced_weight_model()  # W reaches the Gemm through a Slice: discovery lists the Slice as its layer
+    assert [(layer.name, layer.op_type, layer.roles) for layer in list_layers(model)] == [
+        ("w_rows", "Slice", ("input0",)), ("fc", "Gemm", ("bias",))]
+    onnx.save(model, tmp_path / "sliced.onnx")
+    data = labeled_npz(model, tmp_path / "d.npz", n=20, relabel=0.0).path
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "bench", tmp_path / "sliced.onnx", "--data", data, "--preprocess", "raw",
+                           "--noise", "pcm", "--t", "1d", "--seeds", "1", "--device", "cpu", "--out", out)
+    assert code == 2
+    assert one_line(err) == (
+        "onnxnoise: error: pcm treats only weight matrices as analog (analog=weights) and none of the 2 selected "
+        "layer(s) holds one, so noise would change nothing there: 'w_rows' (Slice), 'fc' (Gemm); select layers with "
+        "a weight (e.g. --op-types Conv,ConvTranspose,Gemm,MatMul,Einsum or --layer-regex) or treat every tensor as "
+        "analog (--noise pcm:analog=all)")
+    assert not out.exists()  # not even the baseline ran
+
+
+def test_a_non_normalization_layer_without_a_weight_is_refused_beside_weight_layers():
+    model = routed_classifier("transpose")
+    scale = onnx.helper.make_node("Mul", ["logits_raw", "gamma"], ["logits"], name="layer_scale")
+    for node in model.graph.node:
+        node.output[:] = ["logits_raw" if o == "logits" else o for o in node.output]
+    model.graph.node.append(scale)
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.linspace(0.5, 1.5, 10).astype(np.float32), "gamma"))
+    layers = list_layers(model)
+    assert [(layer.name, layer.roles) for layer in layers] == [("fc", ("weight", "bias")), ("layer_scale", ("input1",))]
+    with pytest.raises(NoiseConfigError, match=r"^stuck-at treats only weight matrices as analog \(analog=weights\) "
+                       r"and 1 selected layer\(s\) hold none, so noise would change nothing there: 'layer_scale' "
+                       r"\(Mul\); select layers"):
+        make_noise_model("stuck-at").check_layers(layers)
+    make_noise_model("stuck-at").check_layers(layers[:1])  # --op-types MatMul: accepted

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from onnxnoise.model import list_layers
 from onnxnoise.noise import NoisePolicies, draw_noise, make_noise_model
+from onnxnoise.noise.draw import changed_count
 
 from tests._builders import qdq_matmul, tiny_cnn
 from tests._noise_inputs import conv_weight
@@ -276,3 +277,26 @@ def test_same_seed_same_draw(name, params, strength):
         np.testing.assert_array_equal(first[tensor], again[tensor])
     if name != "conductance-levels":  # deterministic: the seed does not matter
         assert not np.array_equal(first["conv.w"], other["conv.w"])
+
+
+def test_changed_count_compares_values():
+    clean = np.array([0.0, 1.0, np.nan, 2.0, -3.0], np.float32)
+    noisy = np.array([-0.0, 1.5, np.nan, np.nan, -3.0], np.float32)
+    assert changed_count(noisy, clean) == 2  # -0.0 == 0.0 and NaN == NaN are not changes; 1 -> 1.5, 2 -> NaN are
+    assert changed_count(np.array([1, 2, 3], np.int8), np.array([1, 0, 3], np.int8)) == 1
+    assert changed_count(clean.astype(np.float16), clean.astype(np.float16)) == 0
+
+
+def test_changed_values_per_noised_layer_the_model_acts_on():
+    model = tiny_cnn()
+    layers = list_layers(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    gauss = draw_noise(make_noise_model("gaussian-snr"), 10.0, 0, layers, inits)
+    sizes = {layer.name: sum(inits[n].size for n in layer.tensors) for layer in layers}
+    assert gauss.changed_values == sizes == {"conv": 112, "bn": 16, "fc": 50}  # every value moves
+    # pcm maps only the weight matrices: BatchNormalization is digital by design, not a key; biases stay exact
+    assert draw_noise(make_noise_model("pcm"), 60.0, 0, layers, inits).changed_values == {"conv": 108, "fc": 40}
+    # bit-flip acts on integer weights only: a float model has no key at all
+    assert draw_noise(make_noise_model("bit-flip"), 0.5, 0, layers, inits).changed_values == {}
+    # a strength that changes nothing by definition gives 0 for the layers it would act on
+    assert draw_noise(make_noise_model("stuck-at"), 0.0, 0, layers, inits).changed_values == {"conv": 0, "fc": 0}

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from onnxnoise.model import get_initializers, list_layers
 from onnxnoise.noise import draw_noise, make_noise_model, tensor_rng
 from onnxnoise.noise.pcm import PROG_COEFF, T0, T_READ, summed_response
 
+from tests._builders import routed_classifier
 from tests._noise_inputs import KS_P, conv_weight, make_layer, tensor_info
 
 
@@ -179,3 +181,15 @@ def test_pcm_analog_weights_only_and_levels():
 # ---------------------------------------------------------------- determinism
 
 
+
+
+@pytest.mark.parametrize("route", ["transpose", "flatten", "squeeze", "einsum"])
+def test_global_compensation_sums_along_the_output_axis_of_a_weight_behind_layout_ops(route):
+    model = routed_classifier(route)
+    layers, inits = list_layers(model), get_initializers(model)
+    axis = layers[0].channel_axes[0]
+    pcm = make_noise_model("pcm", {"compensation": "global", "programming": False, "read_noise": False})
+    noisy = draw_noise(pcm, 86400.0, 0, layers, inits, model_layers=layers).arrays["W"]
+    # drift only: compensation restores the clean summed response over each of the 10 outputs exactly
+    assert summed_response(noisy, axis) == pytest.approx(summed_response(inits["W"], axis), rel=1e-5)
+    assert noisy.shape[axis] == 10 and not np.allclose(noisy, inits["W"])

@@ -31,6 +31,7 @@ from onnxnoise.store.schema import (
     APPLICATION_ID,
     COUNT,
     COUNTER,
+    CHANGED,
     Column,
     MEASURED_ROLES,
     PAIRED,
@@ -60,10 +61,13 @@ def test_every_column_has_a_role_type_dtype_and_description():
                                      "zeros_kept"]
     assert column_names(PAIRED) == ["flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5"]
     assert column_names(source="evaluation") == ["images", "top1_correct", "top5_correct", "nan_count"]
-    assert column_names(source="draw") == ["bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept"]
+    assert column_names(CHANGED) == ["changed_values"]
+    assert column_names(source="draw") == ["bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept",
+                                           "changed_values"]
     # Each source holds exactly the columns read from it: a new counter in one needs its column, and back.
     assert column_names(source="evaluation") == [f.name for f in dataclasses.fields(Counts)]
-    assert column_names(source="draw") == list(NoiseDraw(arrays={}).counters())
+    assert column_names(source="draw") == [*NoiseDraw(arrays={}).counters(), "changed_values"]
+    assert TRIAL_COLUMNS["changed_values"].json and NoiseDraw(arrays={}).changed_values == {}
     one = Outcomes(1, 1, 1, 0, np.zeros(1, np.int32), np.ones(1, bool), np.ones(1, bool))
     assert column_names(source="paired") == list(paired_counts(one, one))
 
