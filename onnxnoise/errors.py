@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "BaselineError",
     "BaselineExpectationError",
+    "NotRegularFileError",
     "ExperimentError",
     "UnsafePickleError",
     "PickleExpansionError",
@@ -77,3 +78,12 @@ class BaselineError(OnnxNoiseError):
 
 class BaselineExpectationError(OnnxNoiseError):
     """The clean baseline is outside ``--expect-top1 V +- --tolerance T``; no noisy trial was run (CLI: exit 1)."""
+
+
+class NotRegularFileError(OSError):
+    """A dataset path is a FIFO, device, socket or folder where a regular file was expected.
+
+    An ``OSError`` (not an :class:`OnnxNoiseError`): it is raised where opening a file fails, and
+    readers report it as they report any file that cannot be opened (skipped, or one line).
+    """
+

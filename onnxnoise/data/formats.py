@@ -32,7 +32,7 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from onnxnoise.errors import DataError
+from onnxnoise.errors import DataError, NotRegularFileError
 
 __all__ = [
     "FILE",
@@ -56,10 +56,6 @@ FOLDER = "folder"
 SUB_FOLDERS = "sub-folders"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
-
-
-class NotRegularFileError(OSError):
-    """A dataset path is a FIFO, device, socket or folder where a regular file was expected."""
 
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
