@@ -9,6 +9,7 @@ derived tables against the declarations: the parsers, the experiment-file keys, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -16,12 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from onnxnoise.check.gate import GateSettings
+from onnxnoise.check.request import CheckRequest
 from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 from onnxnoise.cli.options_doc import options_markdown
 from onnxnoise.cli.parser import CHECK_SETTINGS, build_parser
 from onnxnoise.config import PREPROCESS_SETTINGS, RunConfig, SweepConfig
 from onnxnoise.data import PREPROCESS_KEYS
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.plan import Trial
 from onnxnoise.errors import ConfigError, ExperimentError
 from onnxnoise.experiment import load_experiment
 from onnxnoise.noise import NOISE_MODELS, get_noise_model
@@ -191,3 +196,14 @@ def test_flags_a_command_only_refuses_are_not_in_its_help(capsys):
     assert "--seeds SEEDS noise draws per strength" in bench and "--ci-halfwidth POINTS" in bench
     assert main(["check", "m.onnx", "--snr", "10", "--max-drop", "1", "--seeds", "5"]) == 2
     assert "check chooses its number of draws itself; drop --seeds and use --max-seeds N" in capsys.readouterr().err
+
+
+def test_every_keyed_setting_names_an_entry_the_trial_key_has(resnet_npz):
+    """A setting declared ``trial_key="entry"`` relies on that entry of the key: it must exist (in the run's
+    ``key_fields`` or the trial's fields), or the setting would change counts without changing keys."""
+    model, data = resnet_npz
+    context = prepare_context(RunConfig(model=model, data=data, preset="raw", device="cpu"))
+    entries = set(context.key_fields()) | {f.name for f in dataclasses.fields(Trial)}
+    named = {s.key: s.trial_key for cls in (SweepConfig, GateSettings, CheckRequest) for s in declared(cls)
+             if isinstance(s.trial_key, str)}
+    assert named and {key: entry for key, entry in named.items() if entry not in entries} == {}
