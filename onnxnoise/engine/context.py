@@ -85,7 +85,9 @@ class RunContext:
         warnings: Things the user should know about the run's numbers (e.g. a preset
             that overrides the model's own preprocessing), shown in summaries.
         score_width: Class scores per image (:func:`onnxnoise.model.score_width`: the
-            score output's class count, inferred where the graph leaves it symbolic), or None.
+            score output's class count, inferred where the graph leaves it symbolic; where
+            inference cannot tell, the width of the clean model's scores on the first batch),
+            or None when even that run fails.
         clean_outcomes: The clean model's per-image outcomes, set by the baseline trial
             (or :func:`onnxnoise.engine.trial.clean_outcomes`): the reference of every
             trial's paired counts.
@@ -364,6 +366,19 @@ def _precision_options(probe, factory: SessionFactory) -> dict[str, str]:
     return precision
 
 
+def _observed_width(probe, data: EvalSet) -> int | None:
+    """Class scores per image in the clean model's output on the first batch, or None when that run fails
+    (the baseline trial then reports the failure in its own words)."""
+    batches = data.batches()
+    try:
+        x, _ = next(batches)
+        return int(probe.run(x).shape[1])
+    except Exception:  # noqa: BLE001 - the baseline trial runs the same batch and reports any error
+        return None
+    finally:
+        batches.close()
+
+
 def prepare_context(config: RunConfig) -> RunContext:
     """Load, resolve and decode everything a run needs, once.
 
@@ -391,6 +406,7 @@ def prepare_context(config: RunConfig) -> RunContext:
     warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings
     width = score_width(model, io)
     warnings += [line for line in [fixed_top5(width)] if line]
+    known_width = width is not None
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     _check_labels(dataset, io, offset)
@@ -411,6 +427,9 @@ def prepare_context(config: RunConfig) -> RunContext:
                              device=config.device, threads=config.threads, tf32=config.tf32)
     probe = factory.create()  # the provider a session really gets (CUDA may fall back) and its options
     precision = _precision_options(probe, factory)
+    if not known_width:  # a width the graph never states: the clean model's first batch shows it
+        width = _observed_width(probe, data)
+        warnings += [line for line in [fixed_top5(width)] if line]
     return RunContext(
         config=config, model=model, model_sha256=_sha256(config.model), io=io, layers=layers, selected=selected,
         initializers=get_initializers(model), factory=factory, data=data, dataset=dataset,
