@@ -216,7 +216,7 @@ class CheckSession:
             config = self.context.config
             classes = chance_classes(self.context.data.labels)
             self.chance = 100.0 / classes if classes > 0 else 0.0
-            self.warnings += check_baseline(row, classes, config.expect_top1, config.tolerance)
+            self.warnings += check_baseline(row, classes, config.expect_top1, config.tolerance, self.context.io)
             self._baseline = row
         return self._baseline
 
