@@ -292,13 +292,15 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
     if conflict:
         raise DataError(conflict)
     size = None
-    if source == "default":  # nothing stated: geometry from a static input, as timm takes it
-        geometry, size = input_geometry(io.input_shape, given)
+    partial = source == "model metadata" and not defaults.get("preset")  # the rest comes from torchvision
+    stated = {**(_stated(defaults) if partial else {}), **given}
+    if source == "default" or partial:  # geometry not stated: from a static input, as timm takes it
+        geometry, size = input_geometry(io.input_shape, stated)
         defaults = {**defaults, **geometry}
     data_config = resolve_data_config(config.preset, model_defaults=_with_input_shape(defaults, io),
                                       **dict(config.preprocess))
-    assumed = assumed_warning(data_config, given, normalized=io.input_dtype != np.uint8, size=size)
-    warnings = [assumed] if source == "default" and assumed else []
+    assumed = assumed_warning(data_config, stated, normalized=io.input_dtype != np.uint8, size=size, partial=partial)
+    warnings = [assumed] if (source == "default" or partial) and assumed else []
     if config.preset is not None and isinstance(stored, dict):
         try:
             own = resolve_data_config(None, model_defaults=_with_input_shape(stored, io), **dict(config.preprocess))
@@ -310,6 +312,13 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
                             f"(the model's metadata -> preset {config.preset}): {'; '.join(differences)}")
     _check_units(config, data_config, io)
     return data_config, source, warnings
+
+
+def _stated(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The settings a model's metadata states, as given settings (a null ``resize`` / ``crop`` / ``crop_pct``
+    states "off", see :func:`onnxnoise.data.resolve_data_config`)."""
+    return {key: ("off" if value is None else value) for key, value in metadata.items()
+            if value is not None or key in ("resize", "crop", "crop_pct")}
 
 
 def _check_units(config: RunConfig, data_config: DataConfig, io: ModelIO) -> None:
