@@ -353,10 +353,10 @@ def _check_size(images: np.ndarray, data_config: DataConfig, shape: tuple) -> No
     h, w = (shape[2], shape[3]) if data_config.layout == "NCHW" else (shape[1], shape[2])
     got = images.shape[1:3]
     if h is not None and w is not None and (h, w) != tuple(got):
-        msg = (
-            f"preprocessing gives {got[0]}x{got[1]} images but the model expects {h}x{w}; "
-            f"pass `--crop {h}` (and `--resize`) or choose the model's `--preprocess` preset"
-        )
+        fix = (f"pass `--crop {h}` (and `--resize`) or choose the model's `--preprocess` preset" if h == w else
+               f"--crop gives square images only, so give images of {h}x{w} pixels (height x width) and pass "
+               "`--resize 0 --crop 0`")
+        msg = f"preprocessing gives {got[0]}x{got[1]} images but the model expects {h}x{w}; {fix}"
         raise DataError(msg)
 
 

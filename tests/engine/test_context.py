@@ -19,7 +19,7 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_model_io
 
 from tests._builders import tiny_cnn
-from tests._checks import flat, one_line, run_cli
+from tests._checks import flat, one_line, run_cli, strict_json
 from tests._colour import colour_images, colour_model
 from tests._limits import run_limited
 
@@ -275,3 +275,26 @@ def test_score_width_no_shape_inference_can_tell_is_read_from_the_clean_scores(t
     code, _, err = run_cli(capsys, "check", tmp_path / "five.onnx", *common, "--max-drop", "1", "--metric", "top5",
                            "--out", tmp_path / "c")
     assert code == 2 and "--metric top5 cannot gate this model: top-5 cannot change" in one_line(err)
+
+
+def test_a_non_square_static_input_is_refused_with_advice_that_works(tmp_path, capsys):
+    """A 32x48 (H x W) model: ``--crop`` makes square images only, so the advice is images of that size with no
+    resize or crop (it was ``--crop 32``, refused again the same way); following it gives 100% by construction."""
+    model = colour_model()
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 48]))
+    onnx.save(model, str(tmp_path / "rect.onnx"))
+    small = np.concatenate([colour_images(k, 5) for k in range(12)])
+    images = np.ascontiguousarray(np.broadcast_to(small[:, :1, :1], (60, 32, 48, 3)))
+    np.savez(tmp_path / "d.npz", images=images, labels=np.repeat(np.arange(12), 5))
+    common = ["bench", tmp_path / "rect.onnx", "--data", tmp_path / "d.npz", "--mean", "0", "--std", "1",
+              "--snr", "1000", "--seeds", "1", "--device", "cpu", "--out", tmp_path / "o"]
+    advice = ("--crop gives square images only, so give images of 32x48 pixels (height x width) and pass "
+              "`--resize 0 --crop 0`")
+    for extra, got in (([], "224x224"), (["--crop", "32"], "32x32")):
+        code, _, err = run_cli(capsys, *common, *extra)
+        assert code == 2
+        assert one_line(err) == f"onnxnoise: error: preprocessing gives {got} images but the model expects 32x48; " \
+                                + advice
+    code, out, err = run_cli(capsys, *common, "--resize", "0", "--crop", "0", "--json")
+    assert code == 0, err
+    assert strict_json(out)["baseline"]["top1_acc"] == 100.0
