@@ -317,8 +317,11 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
 def _stated(metadata: dict[str, Any]) -> dict[str, Any]:
     """The settings a model's metadata states, as given settings (a null ``resize`` / ``crop`` / ``crop_pct``
     states "off", see :func:`onnxnoise.data.resolve_data_config`)."""
-    return {key: ("off" if value is None else value) for key, value in metadata.items()
-            if value is not None or key in ("resize", "crop", "crop_pct")}
+    stated = {key: ("off" if value is None else value) for key, value in metadata.items()
+              if value is not None or key in ("resize", "crop", "crop_pct")}
+    if isinstance(stated.get("layout"), str):  # DataConfig reads "nchw" as NCHW; so does the geometry
+        stated["layout"] = stated["layout"].upper()
+    return stated
 
 
 def _check_units(config: RunConfig, data_config: DataConfig, io: ModelIO) -> None:

@@ -109,6 +109,9 @@ PARTIAL = "the model's `onnxnoise.preprocess` metadata names no preset and leave
                                                                "RGB"),
     # geometry stated, no mean/std: torchvision's were taken without a word
     ({"resize": 40, "crop": 32}, "RGB, x/255, mean 0.485,0.456,0.406, std 0.229,0.224,0.225"),
+    # the layout in lower case, as DataConfig accepts it
+    ({"scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1], "layout": "nchw"},
+     "resize 36 bilinear, crop 32 (the model's 32x32 input), RGB"),
 ])
 def test_metadata_without_a_preset_gets_the_same_geometry_and_warning_for_what_it_leaves_out(stored, named, tmp_path):
     model = tmp_path / "m.onnx"
