@@ -21,7 +21,7 @@ from typing import Any
 
 from onnxnoise.data.config import DEFAULT_PRESET, DataConfig, get_preset, list_presets
 
-__all__ = ["static_size", "input_geometry", "assumed_warning"]
+__all__ = ["static_size", "input_geometry", "assumed_warning", "stated_settings"]
 
 _GEOMETRY_KEYS = ("resize", "crop", "crop_pct")
 
@@ -112,3 +112,21 @@ def assumed_warning(config: DataConfig, given: Mapping[str, Any], *, normalized:
     return (f"{where} and no --preprocess given: "
             f"assumed {config.preset}'s {', '.join(parts)}; if the model was trained otherwise, pass --preprocess "
             f"PRESET ({', '.join(list_presets())}) or --mean/--std/--scale/--resize/--crop")
+
+
+def stated_settings(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The settings a model's ``onnxnoise.preprocess`` metadata states, spelled as given settings for
+    :func:`input_geometry` and :func:`assumed_warning`: a null ``resize`` / ``crop`` / ``crop_pct`` states
+    "off" (as in :func:`onnxnoise.data.resolve_data_config`), a layout is upper-cased as ``DataConfig`` reads it.
+
+    Args:
+        metadata: The parsed JSON object.
+
+    Returns:
+        ``setting -> value`` of every setting stated (None values of other settings dropped).
+    """
+    stated = {key: ("off" if value is None else value) for key, value in metadata.items()
+              if value is not None or key in _GEOMETRY_KEYS}
+    if isinstance(stated.get("layout"), str):  # DataConfig reads "nchw" as NCHW; so does the geometry
+        stated["layout"] = stated["layout"].upper()
+    return stated

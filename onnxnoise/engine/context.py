@@ -26,6 +26,7 @@ from onnxnoise.data import (
     DataConfig, Dataset, assumed_warning, config_differences, input_geometry, layout_conflict, load_images,
     open_dataset, resolve_data_config, unit_mismatch,
 )
+from onnxnoise.data.assumed import stated_settings
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
@@ -293,7 +294,7 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
         raise DataError(conflict)
     size = None
     partial = source == "model metadata" and not defaults.get("preset")  # the rest comes from torchvision
-    stated = {**(_stated(defaults) if partial else {}), **given}
+    stated = {**(stated_settings(defaults) if partial else {}), **given}
     if source == "default" or partial:  # geometry not stated: from a static input, as timm takes it
         geometry, size = input_geometry(io.input_shape, stated)
         defaults = {**defaults, **geometry}
@@ -312,16 +313,6 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
                             f"(the model's metadata -> preset {config.preset}): {'; '.join(differences)}")
     _check_units(config, data_config, io)
     return data_config, source, warnings
-
-
-def _stated(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The settings a model's metadata states, as given settings (a null ``resize`` / ``crop`` / ``crop_pct``
-    states "off", see :func:`onnxnoise.data.resolve_data_config`)."""
-    stated = {key: ("off" if value is None else value) for key, value in metadata.items()
-              if value is not None or key in ("resize", "crop", "crop_pct")}
-    if isinstance(stated.get("layout"), str):  # DataConfig reads "nchw" as NCHW; so does the geometry
-        stated["layout"] = stated["layout"].upper()
-    return stated
 
 
 def _check_units(config: RunConfig, data_config: DataConfig, io: ModelIO) -> None:
