@@ -28,7 +28,7 @@ from onnxnoise.engine.baseline_checks import chance_classes, check_baseline
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
-from onnxnoise.errors import ConfigError, NoiseConfigError
+from onnxnoise.errors import ConfigError, DataError, NoiseConfigError
 from onnxnoise.report.paired import collapse_hint_line, collapsed, mcnemar_p
 from onnxnoise.settings import GATE, option
 
@@ -176,12 +176,16 @@ class CheckSession:
         on_look: Called after every noisy draw with ``(GateResult so far)``.
 
     Raises:
+        DataError: Fewer than 2 images (no paired drop can be bounded on one).
         ConfigError: ``settings.metric`` is ``top5`` and the model has five outputs or fewer
             (:func:`onnxnoise.engine.metrics.fixed_top5`: such a gate would pass any noise).
     """
 
     def __init__(self, context, settings: GateSettings, *, progress: Progress | None = None,
                  on_look: Callable[[GateResult], None] | None = None) -> None:
+        if len(context.data) < 2:  # a paired drop has no variance on one image (Draw.from_counts)
+            raise DataError(f"check needs at least 2 images to bound a drop, got {len(context.data)}; evaluate more "
+                            "images (a larger --limit or dataset)")
         fixed = fixed_top5(context.score_width) if settings.metric == "top5" else None
         if fixed:  # a gate on a metric that cannot move passes any noise
             raise ConfigError(f"--metric top5 cannot gate this model: {fixed.split('; ')[0]}; use --metric top1")
@@ -216,7 +220,7 @@ class CheckSession:
             config = self.context.config
             classes = chance_classes(self.context.data.labels)
             self.chance = 100.0 / classes if classes > 0 else 0.0
-            self.warnings += check_baseline(row, classes, config.expect_top1, config.tolerance)
+            self.warnings += check_baseline(row, classes, config.expect_top1, config.tolerance, self.context.io)
             self._baseline = row
         return self._baseline
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from onnxnoise.data.config import DEFAULT_PRESET, DataConfig, get_preset, list_presets
 
-__all__ = ["static_size", "input_geometry", "assumed_warning"]
+__all__ = ["static_size", "input_geometry", "assumed_warning", "stated_settings"]
 
 _GEOMETRY_KEYS = ("resize", "crop", "crop_pct")
 
@@ -77,15 +77,16 @@ def _values(values: Sequence[float]) -> str:
 
 
 def assumed_warning(config: DataConfig, given: Mapping[str, Any], *, normalized: bool = True,
-                    size: tuple[int, int] | None = None) -> str | None:
+                    size: tuple[int, int] | None = None, partial: bool = False) -> str | None:
     """One line naming the preprocessing assumed for a model that states none, and how to set it.
 
     Args:
         config: The resolved preprocessing.
         given: The single settings given on the command line or in the experiment file
-            (not assumed, so not named).
+            (not assumed, so not named), and with ``partial`` those the model's metadata states.
         normalized: False for a uint8-input model (no scale, mean or std is applied).
         size: The model's static ``(H, W)`` input, named next to the geometry taken from it.
+        partial: The model's metadata states some settings but no preset (the line says so).
 
     Returns:
         e.g. ``"no preprocessing stored in the model (metadata `onnxnoise.preprocess`) and no
@@ -106,6 +107,26 @@ def assumed_warning(config: DataConfig, given: Mapping[str, Any], *, normalized:
         parts += [f"{key} {_values(getattr(config, key))}" for key in ("mean", "std") if given.get(key) is None]
     if not parts:
         return None
-    return (f"no preprocessing stored in the model (metadata `onnxnoise.preprocess`) and no --preprocess given: "
+    where = ("the model's `onnxnoise.preprocess` metadata names no preset and leaves settings out" if partial
+             else "no preprocessing stored in the model (metadata `onnxnoise.preprocess`)")
+    return (f"{where} and no --preprocess given: "
             f"assumed {config.preset}'s {', '.join(parts)}; if the model was trained otherwise, pass --preprocess "
             f"PRESET ({', '.join(list_presets())}) or --mean/--std/--scale/--resize/--crop")
+
+
+def stated_settings(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The settings a model's ``onnxnoise.preprocess`` metadata states, spelled as given settings for
+    :func:`input_geometry` and :func:`assumed_warning`: a null ``resize`` / ``crop`` / ``crop_pct`` states
+    "off" (as in :func:`onnxnoise.data.resolve_data_config`), a layout is upper-cased as ``DataConfig`` reads it.
+
+    Args:
+        metadata: The parsed JSON object.
+
+    Returns:
+        ``setting -> value`` of every setting stated (None values of other settings dropped).
+    """
+    stated = {key: ("off" if value is None else value) for key, value in metadata.items()
+              if value is not None or key in _GEOMETRY_KEYS}
+    if isinstance(stated.get("layout"), str):  # DataConfig reads "nchw" as NCHW; so does the geometry
+        stated["layout"] = stated["layout"].upper()
+    return stated

@@ -133,8 +133,25 @@ def _check_resized(size: tuple[int, int], original: tuple[int, int]) -> None:
         raise Image.DecompressionBombError(msg)
 
 
+def _check_integer_width(img: Image.Image) -> None:
+    """Refuse a mode ``I`` TIFF of 32-bit integer samples: ``I`` is scaled as 16-bit (``v >> 8``), which would turn
+    a 32-bit image of 0..255 values black; such samples have no standard 8-bit scale (as ``F`` has none).
+
+    Raises:
+        ValueError: Naming the mode and the bits per sample.
+    """
+    if img.mode != "I" or img.format != "TIFF":
+        return
+    bits = getattr(img, "tag_v2", {}).get(258, (16,))
+    bits = max(bits) if isinstance(bits, tuple) else int(bits)
+    if bits > 16:
+        raise ValueError(f"mode I TIFF with {bits}-bit integer samples has no standard 8-bit scale; "
+                         "save it as 8 or 16 bit")
+
+
 def _pil_pipeline(img: Image.Image, config: DataConfig) -> np.ndarray:
     """Mode conversion, resize, crop and channel order for one PIL image."""
+    _check_integer_width(img)
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
     img = to_mode(img, "L" if config.channels == 1 else "RGB")

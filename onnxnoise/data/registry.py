@@ -272,8 +272,12 @@ def _model_outputs(model: Path, score_output: str | None) -> int | None:
     return score_width(proto, get_model_io(proto, output=score_output))
 
 
-def _check_not_shadowed(text: str) -> None:
+def _check_not_shadowed(text: str) -> bool:
     """Refuse a ``--data`` value that is both an existing path and a registered name of another folder.
+
+    Returns:
+        True when the path here is the registered dataset itself (a symlink to it, or the
+        registered path is relative and this one): the registered entry is then used.
 
     Raises:
         DataError: Naming both and the spelling that chooses each.
@@ -281,12 +285,12 @@ def _check_not_shadowed(text: str) -> None:
     try:
         entry = load_registry().get(text)
     except DataError:  # an unreadable registry cannot make a given path ambiguous
-        return
+        return False
     if entry is None:
-        return
+        return False
     here = Path(text).expanduser().resolve()
     if Path(entry.path).expanduser().resolve() == here:
-        return
+        return True
     raise DataError(f"--data {text} is ambiguous: `{text}` in the current directory ({here}) and the registered "
                     f"dataset `{text}` ({entry.path}); pass ./{text} for the one here, or {entry.path} for the "
                     "registered one")
@@ -318,8 +322,7 @@ def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[s
         text = os.fspath(data)
         if not _NAME.match(text):
             return DataChoice(Path(text))
-        if Path(text).expanduser().exists():
-            _check_not_shadowed(text)
+        if Path(text).expanduser().exists() and not _check_not_shadowed(text):
             return DataChoice(Path(text))
         entry = lookup_dataset(text)
         if entry is None:

@@ -68,8 +68,13 @@ def check_expected_top1(top1_acc: float, expected: float | None, tolerance: floa
     raise BaselineExpectationError(msg)
 
 
-def check_baseline(row: dict[str, Any], classes: int, expect_top1: float | None, tolerance: float) -> list[str]:
+def check_baseline(row: dict[str, Any], classes: int, expect_top1: float | None, tolerance: float,
+                   io=None) -> list[str]:
     """Both checks on a finished baseline row (``top1_correct``, ``images``).
+
+    ``io`` (the run's :class:`~onnxnoise.model.ModelIO`) names, in a chance-level warning of a
+    model with several float outputs, the one read and the others (``--score-output``): a
+    feature output first in the graph scores at chance.
 
     Returns:
         The warnings (a baseline at chance level), possibly empty.
@@ -79,6 +84,9 @@ def check_baseline(row: dict[str, Any], classes: int, expect_top1: float | None,
     """
     check_expected_top1(100.0 * row["top1_correct"] / row["images"], expect_top1, tolerance)
     warning = chance_warning(row["top1_correct"], row["images"], classes)
+    others = io.other_outputs() if io is not None and warning else ""
+    if others:
+        warning += f"; the scores were read from `{io.output_name}`{others}"
     return [warning] if warning else []
 
 
@@ -150,7 +158,8 @@ def run_baseline_first(
     row = find_row(key)
     if row is not None and row.get("error") is None and row.get("images"):
         config = context.config
-        warnings = check_baseline(row, chance_classes(context.data.labels), config.expect_top1, config.tolerance)
+        warnings = check_baseline(row, chance_classes(context.data.labels), config.expect_top1, config.tolerance,
+                                  context.io)
     more = executor.run(context, rest, recorder, each) if rest else ExecutionResult(0, 0, 0)
     result = ExecutionResult(ran=done.ran + more.ran, failed=done.failed + more.failed, taken=done.taken + more.taken)
     return CheckedRun(result=result, warnings=warnings)

@@ -26,6 +26,7 @@ from onnxnoise.data import (
     DataConfig, Dataset, assumed_warning, config_differences, input_geometry, layout_conflict, load_images,
     open_dataset, resolve_data_config, unit_mismatch,
 )
+from onnxnoise.data.assumed import stated_settings
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
@@ -85,7 +86,9 @@ class RunContext:
         warnings: Things the user should know about the run's numbers (e.g. a preset
             that overrides the model's own preprocessing), shown in summaries.
         score_width: Class scores per image (:func:`onnxnoise.model.score_width`: the
-            score output's class count, inferred where the graph leaves it symbolic), or None.
+            score output's class count, inferred where the graph leaves it symbolic; where
+            inference cannot tell, the width of the clean model's scores on the first batch),
+            or None when even that run fails.
         clean_outcomes: The clean model's per-image outcomes, set by the baseline trial
             (or :func:`onnxnoise.engine.trial.clean_outcomes`): the reference of every
             trial's paired counts.
@@ -290,13 +293,15 @@ def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tu
     if conflict:
         raise DataError(conflict)
     size = None
-    if source == "default":  # nothing stated: geometry from a static input, as timm takes it
-        geometry, size = input_geometry(io.input_shape, given)
+    partial = source == "model metadata" and not defaults.get("preset")  # the rest comes from torchvision
+    stated = {**(stated_settings(defaults) if partial else {}), **given}
+    if source == "default" or partial:  # geometry not stated: from a static input, as timm takes it
+        geometry, size = input_geometry(io.input_shape, stated)
         defaults = {**defaults, **geometry}
     data_config = resolve_data_config(config.preset, model_defaults=_with_input_shape(defaults, io),
                                       **dict(config.preprocess))
-    assumed = assumed_warning(data_config, given, normalized=io.input_dtype != np.uint8, size=size)
-    warnings = [assumed] if source == "default" and assumed else []
+    assumed = assumed_warning(data_config, stated, normalized=io.input_dtype != np.uint8, size=size, partial=partial)
+    warnings = [assumed] if (source == "default" or partial) and assumed else []
     if config.preset is not None and isinstance(stored, dict):
         try:
             own = resolve_data_config(None, model_defaults=_with_input_shape(stored, io), **dict(config.preprocess))
@@ -342,10 +347,10 @@ def _check_size(images: np.ndarray, data_config: DataConfig, shape: tuple) -> No
     h, w = (shape[2], shape[3]) if data_config.layout == "NCHW" else (shape[1], shape[2])
     got = images.shape[1:3]
     if h is not None and w is not None and (h, w) != tuple(got):
-        msg = (
-            f"preprocessing gives {got[0]}x{got[1]} images but the model expects {h}x{w}; "
-            f"pass `--crop {h}` (and `--resize`) or choose the model's `--preprocess` preset"
-        )
+        fix = (f"pass `--crop {h}` (and `--resize`) or choose the model's `--preprocess` preset" if h == w else
+               f"--crop gives square images only, so give images of {h}x{w} pixels (height x width) and pass "
+               "`--resize 0 --crop 0`")
+        msg = f"preprocessing gives {got[0]}x{got[1]} images but the model expects {h}x{w}; {fix}"
         raise DataError(msg)
 
 
@@ -362,6 +367,19 @@ def _precision_options(probe, factory: SessionFactory) -> dict[str, str]:
         index = factory.providers.index(probe.provider)
         precision["use_tf32"] = factory.provider_options[index]["use_tf32"]
     return precision
+
+
+def _observed_width(probe, data: EvalSet) -> int | None:
+    """Class scores per image in the clean model's output on the first batch, or None when that run fails
+    (the baseline trial then reports the failure in its own words)."""
+    batches = data.batches()
+    try:
+        x, _ = next(batches)
+        return int(probe.run(x).shape[1])
+    except Exception:  # noqa: BLE001 - the baseline trial runs the same batch and reports any error
+        return None
+    finally:
+        batches.close()
 
 
 def prepare_context(config: RunConfig) -> RunContext:
@@ -391,6 +409,7 @@ def prepare_context(config: RunConfig) -> RunContext:
     warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings
     width = score_width(model, io)
     warnings += [line for line in [fixed_top5(width)] if line]
+    known_width = width is not None
     dataset = open_dataset(config.data, ground_truth=config.ground_truth, limit=config.limit, strict=config.strict)
     offset = resolve_label_offset(io.num_classes, dataset.num_classes, config.label_offset)
     _check_labels(dataset, io, offset)
@@ -411,6 +430,9 @@ def prepare_context(config: RunConfig) -> RunContext:
                              device=config.device, threads=config.threads, tf32=config.tf32)
     probe = factory.create()  # the provider a session really gets (CUDA may fall back) and its options
     precision = _precision_options(probe, factory)
+    if not known_width:  # a width the graph never states: the clean model's first batch shows it
+        width = _observed_width(probe, data)
+        warnings += [line for line in [fixed_top5(width)] if line]
     return RunContext(
         config=config, model=model, model_sha256=_sha256(config.model), io=io, layers=layers, selected=selected,
         initializers=get_initializers(model), factory=factory, data=data, dataset=dataset,

@@ -212,8 +212,14 @@ class EvalSet:
             and hits); non-finite rows count as wrong.
 
         Raises:
-            DataError: If a shifted label is beyond the model's outputs.
+            DataError: If a shifted label is beyond the model's outputs, or the scores have
+                fewer rows than the batch has images (the output's first axis is not the batch).
         """
+        if scores.ndim == 0 or scores.shape[0] < len(labels):
+            msg = (f"the score output gave {scores.shape[0] if scores.ndim else 0} score row(s) for a batch of "
+                   f"{len(labels)} images: its first axis is not the batch (e.g. [1, N, C] or [C, N]); choose an "
+                   "output shaped [N, C] with --score-output NAME, or export the model with the batch first")
+            raise DataError(msg)
         scores = scores.reshape(scores.shape[0], -1)[: len(labels)]
         targets = shift_labels(labels, self.label_offset) if self.label_offset else labels
         if len(targets) and int(targets.max()) >= scores.shape[1]:

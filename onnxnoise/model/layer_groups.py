@@ -156,6 +156,8 @@ def _bias_add(view: GraphView, position: int, slot: int) -> bool:
 def _role(view: GraphView, position: int, slot: int, role_names: tuple[str, ...]) -> str:
     if view.nodes[position].op_type == "Einsum":
         return "weight" if weight_slot(view, position, slot) else f"input{slot}"
+    if view.nodes[position].op_type == "Gemm" and slot == 0 and weight_slot(view, position, slot):
+        return "weight"
     return role_names[slot] if slot < len(role_names) else f"input{slot}"
 
 
@@ -188,6 +190,9 @@ def channel_axis(node: onnx.NodeProto, slot: int, ndim: int) -> int | None:
     if op == "Gemm" and slot == 1:
         trans_b = next((int(a.i) for a in node.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
+    if op == "Gemm" and slot == 0:  # A [M, K] (transA: [K, M]) gives the output's rows
+        trans_a = next((int(a.i) for a in node.attribute if a.name == "transA"), 0)
+        return 1 if trans_a else 0
     if op in ("MatMul", "QLinearMatMul") and slot == 1:
         return ndim - 1
     if op == "MatMul" and slot == 0:

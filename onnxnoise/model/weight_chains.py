@@ -79,7 +79,8 @@ class Chain:
 def weight_slot(view: GraphView, position: int, slot: int) -> bool:
     """Whether input ``slot`` of the node at ``position`` is a weight its op applies to the data.
 
-    Conv / ConvTranspose / Gemm input 1, MatMul input 0 or 1, and an ``Einsum`` operand
+    Conv / ConvTranspose / Gemm input 1, Gemm input 0 when input 1 is computed from the
+    image (``Gemm(W, X, transB=1)``), MatMul input 0 or 1, and an ``Einsum`` operand
     that shares a summed index with an operand that is not a constant (a contraction with
     the data, not an elementwise product).
     """
@@ -93,6 +94,8 @@ def weight_slot(view: GraphView, position: int, slot: int) -> bool:
         inputs, output = terms
         data = {c for i, term in enumerate(inputs) if i != slot and node.input[i] not in view.static for c in term}
         return bool((set(inputs[slot]) & data) - set(output) - {"."})
+    if node.op_type == "Gemm" and slot == 0:  # Gemm(W, X, transB=1) = W X^T: the weight is A, the data B
+        return len(node.input) > 1 and node.input[1] not in view.static
     return slot in _WEIGHT_SLOTS.get(node.op_type, ())
 
 

@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 from onnxnoise.engine.metrics import fixed_top5
 
 from tests._checks import flat, one_line, run_cli, strict_json
-from tests._colour import colour_images, colour_model
+from tests._colour import colour_images, colour_model, colour_npz
 
 FOUR = fixed_top5(4)
 
@@ -68,3 +68,19 @@ def test_bench_sweep_and_report_warn_that_top5_cannot_change(four_outputs, tmp_p
     assert code == 0, err
     assert f"WARNING: four.onnx: {FOUR}" in flat(out)
     assert f"- **WARNING**: four.onnx: {FOUR}" in (tmp_path / "s" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("limit", ["1", None])
+def test_check_on_one_image_is_one_line_exit_2(limit, tmp_path, capsys):
+    """One image has no paired variance: check said so with a ValueError traceback (exit 1)."""
+    onnx.save(colour_model(), str(tmp_path / "m.onnx"))
+    if limit is None:  # a dataset of one image
+        np.savez(tmp_path / "d.npz", images=colour_images(3, 1), labels=np.array([3]), num_classes=np.int64(12))
+        data, extra = tmp_path / "d.npz", []
+    else:
+        data, extra = colour_npz(tmp_path / "d.npz"), ["--limit", limit]
+    code, _, err = run_cli(capsys, "check", tmp_path / "m.onnx", "--data", data, "--preprocess", "raw", "--snr", "10",
+                           "--max-drop", "50", "--device", "cpu", "--out", tmp_path / "c", *extra)
+    assert code == 2
+    assert one_line(err) == ("onnxnoise: error: check needs at least 2 images to bound a drop, got 1; evaluate more "
+                             "images (a larger --limit or dataset)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import onnx
 import pytest
@@ -96,3 +97,30 @@ def test_224_model_without_metadata_keeps_torchvision_exactly(tmp_path):
     context = prepare_context(RunConfig(model=model, data=_solid_npz(tmp_path / "d.npz", 224), device="cpu"))
     assert context.data_config.to_dict() == resolve_data_config("torchvision").to_dict()  # trial keys unchanged
     assert len(context.warnings) == 1 and context.warnings[0].startswith(HEAD + "torchvision's resize 256 bilinear")
+
+
+PARTIAL = "the model's `onnxnoise.preprocess` metadata names no preset and leaves settings out and no --preprocess " \
+          "given: assumed "
+
+
+@pytest.mark.parametrize(("stored", "named"), [
+    # mean/std/scale stated, no geometry: the 32x32 input gives it (was refused "224x224 but the model expects 32x32")
+    ({"scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1]}, "resize 36 bilinear, crop 32 (the model's 32x32 input), "
+                                                               "RGB"),
+    # geometry stated, no mean/std: torchvision's were taken without a word
+    ({"resize": 40, "crop": 32}, "RGB, x/255, mean 0.485,0.456,0.406, std 0.229,0.224,0.225"),
+    # the layout in lower case, as DataConfig accepts it
+    ({"scale": 1 / 255, "mean": [0, 0, 0], "std": [1, 1, 1], "layout": "nchw"},
+     "resize 36 bilinear, crop 32 (the model's 32x32 input), RGB"),
+])
+def test_metadata_without_a_preset_gets_the_same_geometry_and_warning_for_what_it_leaves_out(stored, named, tmp_path):
+    model = tmp_path / "m.onnx"
+    proto = _colour_at(32)
+    helper.set_model_props(proto, {"onnxnoise.preprocess": json.dumps(stored)})
+    onnx.save(proto, str(model))
+    data = _solid_npz(tmp_path / "d.npz", 32)
+    context = prepare_context(RunConfig(model=model, data=data, device="cpu"))
+    assert (context.data_config.resize, context.data_config.crop) == (stored.get("resize", 36), 32)
+    assert context.warnings == [PARTIAL + "torchvision's " + named + TAIL]
+    if "mean" in stored:  # x/255 with mean 0, std 1: 100% by construction
+        assert evaluate(context.factory.create(), context.data).top1_correct == 60

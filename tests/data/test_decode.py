@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from onnxnoise.data import decode_image, iter_batches, load_images, open_dataset, resolve_data_config
+from onnxnoise.data.decode import to_mode
 
 from tests._checks import run_cli, strict_json
 from tests._colour import CLASSES, colour_images, colour_model
@@ -157,8 +158,9 @@ def test_mixed_modes_in_one_run_give_100_percent(colour_onnx, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("pixels", "message"), [
-    (np.full((4, 4), 70000, np.int32), "mode I (32-bit integer) image has samples 70000..70000, outside the "
-                                       "16-bit range 0..65535"),
+    # a 32-bit integer TIFF, whatever its values (200 was scaled as 16-bit: black, 0 instead of 200)
+    (np.full((4, 4), 70000, np.int32), "mode I TIFF with 32-bit integer samples has no standard 8-bit scale"),
+    (np.full((4, 4), 200, np.int32), "mode I TIFF with 32-bit integer samples has no standard 8-bit scale"),
     (np.full((4, 4), 0.5, np.float32), "mode F (32-bit float) image has no standard 8-bit scale"),
 ])
 def test_modes_without_an_8_bit_scale_are_skipped_naming_the_mode(tmp_path, pixels, message):
@@ -169,3 +171,11 @@ def test_modes_without_an_8_bit_scale_are_skipped_naming_the_mode(tmp_path, pixe
     assert len(loaded) == 1 and [s.path.name for s in loaded.skipped] == ["wide.tif"]
     assert loaded.skipped[0].reason.startswith(f"ValueError: {message}")
 
+
+
+def test_mode_i_outside_16_bits_is_refused_where_the_file_does_not_say_its_width():
+    # an in-memory mode I image (no TIFF bits-per-sample to read): its samples decide
+    with pytest.raises(ValueError, match=r"^mode I \(32-bit integer\) image has samples 70000..70000, outside the "
+                                         r"16-bit range 0..65535"):
+        to_mode(Image.fromarray(np.full((4, 4), 70000, np.int32)), "RGB")
+    assert np.asarray(to_mode(Image.fromarray(np.full((4, 4), 200 * 257, np.int32)), "RGB"))[0, 0].tolist() == [200] * 3

@@ -20,7 +20,7 @@ from onnxnoise.data.registry import load_registry, register_dataset, registry_pa
 from onnxnoise.errors import DataError
 
 from tests._builders import tiny_cnn
-from tests._checks import one_line, run_cli
+from tests._checks import one_line, run_cli, strict_json
 from tests._disk import fill_disk, leftovers
 
 #: The first three ImageNet-1k wnids: labels 0, 1, 2 in the 1000-class index.
@@ -299,7 +299,19 @@ def test_a_folder_here_shadowing_a_registered_name_is_refused_as_ambiguous(tmp_p
     assert resolve_data("digits", model).path == registered
     # A file here registered under its own name: the name and the file are one dataset, not ambiguous.
     register_dataset("same.npz", _npz(tmp_path / "same.npz", 10))
-    assert resolve_data("same.npz", model).path == Path("same.npz")
+    assert resolve_data("same.npz", model).path == tmp_path / "same.npz"
+    # A symlink here to the registered file, named without its suffix: the registered dataset (the symlink's name
+    # made it "not a .npz file"): the same numbers as the file itself.
+    (tmp_path / "fav").symlink_to(tmp_path / "same.npz")
+    register_dataset("fav", tmp_path / "same.npz")
+    choice = resolve_data("fav", model)
+    assert (choice.path, choice.name) == (tmp_path / "same.npz", "fav")
+    runs = []
+    for data in ("fav", tmp_path / "same.npz"):
+        code, out, err = run_cli(capsys, "bench", model, "--data", data, "--snr", "5", "--seeds", "1", "--json")
+        assert code == 0, err
+        runs.append(strict_json(out)["baseline"])
+    assert runs[0] == runs[1]
 
 
 def test_a_deeply_nested_registry_is_one_line_exit_2(config_dir, capsys):

@@ -27,7 +27,7 @@ from onnxnoise.store import open_store
 
 from tests._builders import tiny_cnn
 from tests._checks import flat, run_cli, stored_frame, strict_json
-from tests._colour import CLASSES, colour_folder, colour_npz
+from tests._colour import CLASSES, colour_folder, colour_model, colour_npz
 
 ORT_MESSAGE = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Reshape node."
 
@@ -203,3 +203,26 @@ def test_expect_top1_bad_value_is_bad_input(colour_onnx, tmp_path, capsys):
                         "--expect-top1", "120", "--device", "cpu")
     assert code == 2
     assert err == "onnxnoise: error: `expect_top1` must be a percentage from 0 to 100, got 120.0\n"
+
+
+def test_chance_warning_names_the_float_outputs_when_a_feature_output_comes_first(tmp_path, capsys):
+    """A model whose first float output is a feature vector ``feat [N, 192]`` and whose class scores come second:
+    scored from ``feat``, the colour classifier (100% by construction on its labels) is at 0%, and the chance
+    warning names the output read, the other one and ``--score-output``, which gives 100%."""
+    model = colour_model()
+    model.graph.node.append(onnx.helper.make_node("Flatten", ["input"], ["feat"], name="feat"))
+    model.graph.output.insert(0, onnx.helper.make_tensor_value_info("feat", onnx.TensorProto.FLOAT, ["N", 192]))
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    data = colour_npz(tmp_path / "d.npz")
+    common = ["bench", tmp_path / "two.onnx", "--data", data, "--preprocess", "raw", "--snr", "10", "--seeds", "1",
+              "--device", "cpu", "--json"]
+    code, out, err = run_cli(capsys, *common, "--out", tmp_path / "a")
+    assert code == 0, err
+    summary = strict_json(out)
+    assert summary["results"][0]["top1_acc_mean"] == 0.0
+    assert summary["warnings"] == [chance_warning(0, 60, CLASSES) + "; the scores were read from `feat`; other float "
+                                   "outputs: logits [N, 12]; choose one with --score-output NAME"]
+    code, out, err = run_cli(capsys, *common, "--score-output", "logits", "--out", tmp_path / "b")
+    assert code == 0, err
+    summary = strict_json(out)
+    assert summary["results"][0]["top1_acc_mean"] == 100.0 and summary["warnings"] == []

@@ -19,7 +19,8 @@ from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_model_io
 
 from tests._builders import tiny_cnn
-from tests._checks import one_line
+from tests._checks import flat, one_line, run_cli, strict_json
+from tests._colour import colour_images, colour_model
 from tests._limits import run_limited
 
 #: x / 255 with no mean/std: the float twin of the uint8 model below.
@@ -242,3 +243,58 @@ def test_hostile_preprocessing_metadata_is_one_line_exit_2_under_a_memory_limit(
     done = run_limited(["bench", str(tmp_path / "m.onnx"), "--data", str(data), "--snr", "10"])
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr).startswith(f"onnxnoise: error: {line}")
+
+
+# ------------------------------------------------------------------ score width the graph never states
+
+
+def test_score_width_no_shape_inference_can_tell_is_read_from_the_clean_scores(tmp_path, capsys):
+    """A 5-output model whose class count only exists at run time (``Reshape`` by its own ``Shape``, output
+    ``[N, C]``): top-5 cannot change, so bench warns and ``check --metric top5`` refuses, as for a stated width."""
+    model = colour_model()
+    nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+             for name, v in (("st", [0]), ("en", [5]), ("ax", [1]))]
+    nodes += [helper.make_node("Slice", ["logits", "st", "en", "ax"], ["five"]),
+              helper.make_node("Shape", ["five"], ["shape"]),
+              helper.make_node("Reshape", ["five", "shape"], ["scores"])]
+    model.graph.node.extend(nodes)
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", "C"]))
+    onnx.save(model, str(tmp_path / "five.onnx"))
+    images = np.concatenate([colour_images(k, 4) for k in range(5)])
+    np.savez(tmp_path / "d.npz", images=images, labels=np.repeat(np.arange(5), 4))
+    assert get_model_io(onnx.shape_inference.infer_shapes(model)).num_classes is None  # inference cannot tell
+    raw = {"mean": (0.0,), "std": (1.0,), "scale": 1 / 255}
+    context = prepare_context(RunConfig(model=tmp_path / "five.onnx", data=tmp_path / "d.npz", device="cpu",
+                                        preset="raw", preprocess=raw))
+    assert context.score_width == 5 and context.facts()["model_outputs"] == 5
+    assert [w for w in context.warnings if w.startswith("top-5 cannot change: the model has 5 outputs")]
+    common = ["--data", tmp_path / "d.npz", "--preprocess", "raw", "--snr", "0.5", "--device", "cpu"]
+    code, out, err = run_cli(capsys, "bench", tmp_path / "five.onnx", *common, "--seeds", "1", "--out", tmp_path / "b")
+    assert code == 0 and "WARNING: top-5 cannot change: the model has 5 outputs" in flat(out + err)
+    code, _, err = run_cli(capsys, "check", tmp_path / "five.onnx", *common, "--max-drop", "1", "--metric", "top5",
+                           "--out", tmp_path / "c")
+    assert code == 2 and "--metric top5 cannot gate this model: top-5 cannot change" in one_line(err)
+
+
+def test_a_non_square_static_input_is_refused_with_advice_that_works(tmp_path, capsys):
+    """A 32x48 (H x W) model: ``--crop`` makes square images only, so the advice is images of that size with no
+    resize or crop (it was ``--crop 32``, refused again the same way); following it gives 100% by construction."""
+    model = colour_model()
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 48]))
+    onnx.save(model, str(tmp_path / "rect.onnx"))
+    small = np.concatenate([colour_images(k, 5) for k in range(12)])
+    images = np.ascontiguousarray(np.broadcast_to(small[:, :1, :1], (60, 32, 48, 3)))
+    np.savez(tmp_path / "d.npz", images=images, labels=np.repeat(np.arange(12), 5))
+    common = ["bench", tmp_path / "rect.onnx", "--data", tmp_path / "d.npz", "--mean", "0", "--std", "1",
+              "--snr", "1000", "--seeds", "1", "--device", "cpu", "--out", tmp_path / "o"]
+    advice = ("--crop gives square images only, so give images of 32x48 pixels (height x width) and pass "
+              "`--resize 0 --crop 0`")
+    for extra, got in (([], "224x224"), (["--crop", "32"], "32x32")):
+        code, _, err = run_cli(capsys, *common, *extra)
+        assert code == 2
+        assert one_line(err) == f"onnxnoise: error: preprocessing gives {got} images but the model expects 32x48; " \
+                                + advice
+    code, out, err = run_cli(capsys, *common, "--resize", "0", "--crop", "0", "--json")
+    assert code == 0, err
+    assert strict_json(out)["baseline"]["top1_acc"] == 100.0

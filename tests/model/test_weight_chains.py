@@ -94,3 +94,24 @@ def test_a_bias_reshaped_into_the_add_after_a_matmul_joins_the_layer():
                                                  int_init("shape", [1, 4])])
     (layer,) = list_layers(model)
     assert (layer.name, layer.tensors, layer.roles) == ("fc", ("W", "b"), ("weight", "bias"))
+
+
+@pytest.mark.parametrize(("trans_a", "axis"), [(0, 0), (1, 1)])
+def test_a_gemm_whose_weight_is_its_first_operand_is_a_weight_with_its_output_axis(trans_a, axis):
+    """``Gemm(W, X, transB=1) = W X^T``: the weight is A, its rows (columns with transA) the outputs; it was role
+    ``a`` without an axis, so device models refused the only layer with advice to select a Gemm."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(5, 12)).astype(np.float32)  # 5 outputs, 12 inputs
+    stored = w.T.copy() if trans_a else w
+    nodes = [helper.make_node("Gemm", ["W", "x"], ["yt"], name="fc", transA=trans_a, transB=1)]
+    model = graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 12])],
+                        [helper.make_tensor_value_info("yt", TensorProto.FLOAT, [5, "N"])], [float_init("W", stored)])
+    (layer,) = list_layers(model)
+    assert (layer.roles, layer.channel_axes) == (("weight",), (axis,)) and stored.shape[axis] == 5
+    x = rng.normal(size=(3, 12)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(model, {"x": x}), w @ x.T, rtol=1e-5)  # the axis really is the outputs
+    # a Gemm of two constants (folded or not) has no data operand: A stays `a`
+    const = graph_model([helper.make_node("Gemm", ["W", "V"], ["y"], name="fold", transB=1)], [],
+                        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 5])],
+                        [float_init("W", w), float_init("V", w)])
+    assert [(layer.roles, layer.channel_axes) for layer in list_layers(const)] == [(("a", "weight"), (0, 0))]
