@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -65,15 +66,30 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         with (os.fdopen(fd, "w", encoding="utf-8", newline="\n") if text else os.fdopen(fd, "wb")) as fh:
             yield fh
             fh.flush()
+            if hasattr(os, "fchmod"):  # POSIX (Windows has no mode bits to set)
+                os.fchmod(fh.fileno(), _mode_for(target))
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(target)  # the error line names the file, not a temporary one
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            exc.filename, exc.filename2 = str(target), None  # the error line names the file, not a temporary one
         raise
     _sync_folder(target.parent)
+
+
+def _mode_for(target: Path) -> int:
+    """Permission bits for the new ``target``: those of the file it replaces, else ``0o666`` less the umask.
+
+    ``mkstemp`` creates its file ``0o600``; without this every output would be private to its
+    writer, where a plain ``open`` gives the umask's mode (usually ``0o644``).
+    """
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(os.stat(target).st_mode)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _remove_stale(target: Path) -> None:
