@@ -74,9 +74,21 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.filename in (None, tmp):
-            exc.filename, exc.filename2 = str(target), None  # the error line names the file, not a temporary one
+            raise _naming(exc, target) from exc
         raise
     _sync_folder(target.parent)
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """``exc`` naming ``target`` instead of a temporary file or nothing, its message kept.
+
+    Polars raises ``OSError("No space left on device (os error 28)")`` with no ``errno``: setting
+    ``filename`` on it would print ``[Errno None] None``. The subclass follows the errno
+    (``IsADirectoryError`` ...), as ``OSError(errno, ...)`` builds it.
+    """
+    match = re.search(r"\(os error (\d+)\)", str(exc)) if exc.errno is None else None
+    code = int(match.group(1)) if match else exc.errno
+    return OSError(code, exc.strerror or str(exc), str(target))
 
 
 def _mode_for(target: Path) -> int:

@@ -50,6 +50,14 @@ def test_full_disk_keeps_the_previous_file_or_none(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         write_text(target, "a,b\n1,2\n3,4\n")
     assert target.read_bytes() == b"a,b\n1,2\n" and _left(tmp_path) == ["summary.csv"]
+    monkeypatch.undo()
+    with pytest.raises(OSError) as err, atomic_write(target) as fh:  # polars' OSError has no errno
+        fh.write(b"a,b\n")
+        raise OSError("No space left on device (os error 28)")
+    assert (err.value.errno, err.value.strerror, err.value.filename) == (
+        errno.ENOSPC, "No space left on device (os error 28)", str(target))
+    assert target.read_bytes() == b"a,b\n1,2\n" and _left(tmp_path) == ["summary.csv"]
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
         write_text(tmp_path / "new.json", "{}")
     assert _left(tmp_path) == ["summary.csv"]  # no new file at all, never an empty one
@@ -74,6 +82,7 @@ def test_a_target_that_is_a_folder_is_named_in_the_error_not_the_temporary_file(
     with pytest.raises(OSError) as err:
         write_text(tmp_path / "bench.json", "{}")
     assert err.value.filename == str(tmp_path / "bench.json") and err.value.filename2 is None
+    assert isinstance(err.value, IsADirectoryError)
     assert files.TEMP_PREFIX not in str(err.value) and _left(tmp_path) == ["bench.json"]
 
 
