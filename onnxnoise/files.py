@@ -172,7 +172,8 @@ def locked(path: str | os.PathLike[str], *, timeout: float = 60.0) -> Iterator[N
         OSError: The lock file cannot be created.
     """
     lock_path = Path(f"{os.fspath(path)}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a lock path planted as a symbolic link must not create a file where it points.
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         _acquire(fd, lock_path, timeout)
         try:
