@@ -7,6 +7,8 @@ bad value, say what is wrong and how to fix it, and are lowercase, polars style.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "error_line",
     "MAX_ERROR_CHARS",
@@ -96,8 +98,10 @@ MAX_ERROR_CHARS = 2000
 
 
 def error_line(text: str) -> str:
-    """``text`` if it has at most :data:`MAX_ERROR_CHARS` characters, else its start and end around
+    """``text`` as one line: line breaks (urllib's redirect-loop reason has two) become spaces, and a
+    text of more than :data:`MAX_ERROR_CHARS` characters keeps its start and end around
     ``[... N characters left out ...]`` (a message echoing a huge value stays readable, its advice kept)."""
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
     if len(text) <= MAX_ERROR_CHARS:
         return text
     head, tail = MAX_ERROR_CHARS * 3 // 5, MAX_ERROR_CHARS // 5

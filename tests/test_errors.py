@@ -33,3 +33,11 @@ def test_a_10_mb_preset_name_in_a_models_metadata_is_one_short_line_exit_2(tmp_p
     line = one_line(err)
     assert code == 2 and len(line) < MAX_ERROR_CHARS + 100
     assert line.startswith("onnxnoise: error: unknown preprocessing preset `aaa") and line.endswith("torchvision")
+
+
+def test_a_message_with_line_breaks_is_one_line():
+    reason = ("download of http://m/x.tar.gz failed: HTTP 302 The HTTP server returned a redirect error that would "
+              "lead to an infinite loop.\nThe last 30x error message was:\nFound; check the URL")
+    assert error_line(reason) == ("download of http://m/x.tar.gz failed: HTTP 302 The HTTP server returned a redirect "
+                                  "error that would lead to an infinite loop. The last 30x error message was: Found; "
+                                  "check the URL")

@@ -32,6 +32,7 @@ class _Server:
     ``announce``: URL path -> the Content-Length to announce instead of the true one. ``unsized``: URL
     paths sent without a Content-Length (the end is the connection's close); ``endless``: of those, the
     ones whose body is sent 100 times over (as good as endless for a client that does not stop itself).
+    ``redirect``: URL path -> the Location of a 302 sent instead of the file.
     """
 
     def __init__(self) -> None:
@@ -42,6 +43,7 @@ class _Server:
         self.announce: dict[str, int] = {}
         self.unsized: set[str] = set()
         self.endless: set[str] = set()
+        self.redirect: dict[str, str] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +53,11 @@ class _Server:
             def do_GET(self) -> None:  # noqa: N802
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
+                if self.path in server.redirect:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect[self.path])
+                    self.end_headers()
+                    return
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -320,3 +327,17 @@ def test_unknown_name_and_unreachable_server_are_one_line(dirs, capsys):
     code, _, err = _get(capsys, "cifar10", "--mirror", "http://127.0.0.1:9/")  # discard port: refused
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("onnxnoise: error: cannot download http://127.0.0.1:9/cifar-10-python.tar.gz")
+
+
+def test_a_redirect_loop_or_a_redirect_to_a_local_file_is_one_line(server, dirs, monkeypatch, capsys):
+    archive = _catalogue(monkeypatch, server, _tinyset())
+    server.redirect["/tinyset.tar.gz"] = "/tinyset.tar.gz"
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 2 and one_line(err) == (
+        f"onnxnoise: error: download of {archive.url} failed: HTTP 302 The HTTP server returned a redirect error that "
+        "would lead to an infinite loop. The last 30x error message was: Found; check the URL or "
+        "$ONNXNOISE_DATA_MIRROR")
+    server.redirect["/tinyset.tar.gz"] = "file:///etc/passwd"
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 2 and "Redirection to url 'file:///etc/passwd' is not allowed" in one_line(err)
+    assert load_registry() == {} and _files(dirs[1] / "datasets") == []
