@@ -17,7 +17,7 @@ from PIL import Image
 
 from onnxnoise.cli import main
 from onnxnoise.data import download, open_dataset
-from onnxnoise.data.download import Archive, extract_folder
+from onnxnoise.data.download import Archive, download_file, extract_folder
 from onnxnoise.data.registry import load_registry
 from onnxnoise.errors import DataError
 
@@ -32,7 +32,8 @@ class _Server:
     ``announce``: URL path -> the Content-Length to announce instead of the true one. ``unsized``: URL
     paths sent without a Content-Length (the end is the connection's close); ``endless``: of those, the
     ones whose body is sent 100 times over (as good as endless for a client that does not stop itself).
-    ``redirect``: URL path -> the Location of a 302 sent instead of the file.
+    ``redirect``: URL path -> the Location of a 302 sent instead of the file. ``drip``: URL paths whose
+    body is sent 10 bytes every 0.05 s (200 bytes per second).
     """
 
     def __init__(self) -> None:
@@ -44,6 +45,7 @@ class _Server:
         self.unsized: set[str] = set()
         self.endless: set[str] = set()
         self.redirect: dict[str, str] = {}
+        self.drip: set[str] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,6 +82,15 @@ class _Server:
                     try:
                         for _ in range(100):
                             self.wfile.write(body)
+                    except OSError:  # the client hung up
+                        pass
+                    return
+                if self.path in server.drip:
+                    try:
+                        for at in range(start, len(body), 10):
+                            self.wfile.write(body[at:at + 10])
+                            self.wfile.flush()
+                            time.sleep(0.05)
                     except OSError:  # the client hung up
                         pass
                     return
@@ -341,3 +352,23 @@ def test_a_redirect_loop_or_a_redirect_to_a_local_file_is_one_line(server, dirs,
     code, _, err = _get(capsys, "tinyset")
     assert code == 2 and "Redirection to url 'file:///etc/passwd' is not allowed" in one_line(err)
     assert load_registry() == {} and _files(dirs[1] / "datasets") == []
+
+
+def test_a_server_dripping_bytes_within_every_timeout_is_stopped_and_resumable(server, dirs, monkeypatch):
+    body = bytes(range(256)) * 40  # 10,240 bytes: 51 s at the drip's 200 bytes per second
+    server.files["/slow.bin"] = body
+    server.drip.add("/slow.bin")
+    dest = dirs[1] / "slow.bin"
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"^download of .*/slow\.bin stalled: \d+ bytes in 1 s, under 1,024 bytes per "
+                                        r"second; the partial file .*slow\.bin\.part is kept: run the same command "
+                                        r"again to resume, or set \$ONNXNOISE_DATA_MIRROR to a faster mirror$"):
+        download_file(f"{server.base}/slow.bin", dest, sha256=hashlib.sha256(body).hexdigest(), size=len(body),
+                      timeout=0.6)
+    assert time.monotonic() - started < 5 and not dest.exists()
+    kept = dest.with_name("slow.bin.part").read_bytes()
+    assert 0 < len(kept) < len(body) and body.startswith(kept)
+    server.drip.clear()
+    assert download_file(f"{server.base}/slow.bin", dest, sha256=hashlib.sha256(body).hexdigest(),
+                         size=len(body)).read_bytes() == body
+    assert server.requests[-1] == ("/slow.bin", f"bytes={len(kept)}-")
