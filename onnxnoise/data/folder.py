@@ -108,20 +108,40 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-def list_images(folder: Path, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the folder ``path`` (links followed), or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def list_images(folder: Path, *, recursive: bool = True, above: Path | None = None) -> tuple[list[Path], list[Path]]:
     """Lists the files under ``folder``, split into images and other files.
 
     Args:
         folder: Directory to scan; hidden entries (``.name``) are ignored.
         recursive: Also scan sub-folders.
+        above: A folder a symbolic link under ``folder`` must not lead back into (the dataset
+            root, whose other classes would be listed again under this one).
 
     Returns:
         (images, others): sorted absolute-or-relative paths as joined from ``folder``.
+        Symbolic links to folders are followed, each folder once: a link back to a folder
+        above it (a loop) is not entered again, so no image is listed twice.
     """
     images: list[Path] = []
     others: list[Path] = []
     if recursive:
+        seen = {_identity(str(above))} - {None} if above is not None else set()
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            here = _identity(dirpath)
+            if here in seen:  # reached again through a symbolic link: a loop or a second way in
+                dirnames[:] = []
+                continue
+            if here is not None:
+                seen.add(here)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in filenames:
                 if name.startswith("."):
@@ -235,7 +255,7 @@ def load_image_folder(root: Path, *, strict: bool = False) -> DatasetContents:
     ignored: list[Path] = []
     empty: list[str] = []
     for name, label in sorted(zip(names, index), key=lambda t: t[1]):
-        images, others = list_images(root / name)
+        images, others = list_images(root / name, above=root)
         ignored.extend(others)
         if not images:
             empty.append(name)
