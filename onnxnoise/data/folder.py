@@ -38,6 +38,7 @@ from onnxnoise.data.formats import (
     PathView,
     has_any_image,
     is_image_file,
+    walk_files,
 )
 from onnxnoise.errors import DataError
 
@@ -108,15 +109,6 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-def _identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of the folder ``path`` (links followed), or None when it cannot be read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def list_images(folder: Path, *, recursive: bool = True, above: Path | None = None) -> tuple[list[Path], list[Path]]:
     """Lists the files under ``folder``, split into images and other files.
 
@@ -134,19 +126,8 @@ def list_images(folder: Path, *, recursive: bool = True, above: Path | None = No
     images: list[Path] = []
     others: list[Path] = []
     if recursive:
-        seen = {_identity(str(above))} - {None} if above is not None else set()
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            here = _identity(dirpath)
-            if here in seen:  # reached again through a symbolic link: a loop or a second way in
-                dirnames[:] = []
-                continue
-            if here is not None:
-                seen.add(here)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.startswith("."):
-                    continue
-                (images if is_image_file(name) else others).append(Path(dirpath, name))
+        for entry in walk_files(folder, above=above):
+            (images if is_image_file(entry.name) else others).append(Path(entry.path))
     else:
         with os.scandir(folder) as it:
             for entry in it:

@@ -113,3 +113,18 @@ def test_a_symlink_loop_in_a_class_folder_lists_each_image_once(colour_onnx, tmp
     assert code == 0, err
     summary = strict_json(out)
     assert summary["images"] == 2 * CLASSES + 2 and summary["baseline"]["top1_acc"] == 100.0
+
+
+def test_a_class_folder_1200_levels_deep_is_listed_without_recursion_error(colour_onnx, tmp_path, capsys):
+    root = colour_folder(tmp_path / "deep", {str(k): k for k in range(CLASSES)})
+    bottom = root / "6"
+    for _ in range(1200):  # os.walk (Python 3.11) recursed once per level
+        bottom = bottom / "d"
+        bottom.mkdir()
+    (root / "6" / "0.png").rename(bottom / "0.png")
+    ds = open_dataset(root)
+    assert len(ds) == 2 * CLASSES and ds.files.count(bottom / "0.png") == 1
+    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr", "1000",
+                             "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+    assert code == 0, err
+    assert strict_json(out)["baseline"]["top1_acc"] == 100.0
