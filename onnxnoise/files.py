@@ -37,6 +37,17 @@ TEMP_PREFIX = ".onnxnoise-"
 _UNSAFE = re.compile(r"[^\w.-]+")
 
 
+def _read_umask() -> int:
+    """The process's umask, read once at import (``os.umask`` can only be read by setting it, which
+    would briefly change it for every thread)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` whole.
@@ -99,9 +110,7 @@ def _mode_for(target: Path) -> int:
     """
     with contextlib.suppress(OSError):
         return stat.S_IMODE(os.stat(target).st_mode)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_UMASK
 
 
 def _remove_stale(target: Path) -> None:

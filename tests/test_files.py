@@ -64,17 +64,15 @@ def test_full_disk_keeps_the_previous_file_or_none(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX mode bits")
-def test_a_new_file_gets_the_umask_mode_and_a_replaced_file_keeps_its_mode(tmp_path):
-    old = os.umask(0o027)
-    try:
-        write_text(tmp_path / "report.md", "x\n")  # mkstemp alone would give 0o600
-        assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o640
-        (tmp_path / "datasets.json").write_text("{}")
-        (tmp_path / "datasets.json").chmod(0o604)
-        write_text(tmp_path / "datasets.json", "{}\n")
-        assert stat.S_IMODE((tmp_path / "datasets.json").stat().st_mode) == 0o604
-    finally:
-        os.umask(old)
+def test_a_new_file_gets_the_umask_mode_and_a_replaced_file_keeps_its_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "_UMASK", 0o027)  # the umask read at import
+    write_text(tmp_path / "report.md", "x\n")  # mkstemp alone would give 0o600
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o640
+    (tmp_path / "datasets.json").write_text("{}")
+    (tmp_path / "datasets.json").chmod(0o604)
+    write_text(tmp_path / "datasets.json", "{}\n")
+    assert stat.S_IMODE((tmp_path / "datasets.json").stat().st_mode) == 0o604
+    assert files._read_umask() == files._read_umask()  # reading it leaves it as it was
 
 
 def test_a_target_that_is_a_folder_is_named_in_the_error_not_the_temporary_file(tmp_path):

@@ -122,9 +122,15 @@ def test_a_class_folder_1200_levels_deep_is_listed_without_recursion_error(colou
         bottom = bottom / "d"
         bottom.mkdir()
     (root / "6" / "0.png").rename(bottom / "0.png")
-    ds = open_dataset(root)
-    assert len(ds) == 2 * CLASSES and ds.files.count(bottom / "0.png") == 1
-    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr", "1000",
-                             "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
-    assert code == 0, err
-    assert strict_json(out)["baseline"]["top1_acc"] == 100.0
+    try:
+        ds = open_dataset(root)
+        assert len(ds) == 2 * CLASSES and ds.files.count(bottom / "0.png") == 1
+        code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr",
+                                 "1000", "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+        assert code == 0, err
+        assert strict_json(out)["baseline"]["top1_acc"] == 100.0
+    finally:  # bottom up: shutil.rmtree (pytest's clean-up of old tmp folders) recurses once per level too
+        (bottom / "0.png").unlink()
+        while bottom != root / "6":
+            bottom.rmdir()
+            bottom = bottom.parent
