@@ -7,7 +7,11 @@ bad value, say what is wrong and how to fix it, and are lowercase, polars style.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "error_line",
+    "MAX_ERROR_CHARS",
     "OnnxNoiseError",
     "GraphError",
     "NoiseConfigError",
@@ -87,3 +91,18 @@ class NotRegularFileError(OSError):
     readers report it as they report any file that cannot be opened (skipped, or one line).
     """
 
+
+#: Longest error line printed: a value echoed from a hostile input (a 10 MB preset name in a
+#: model's metadata) is cut in the middle, so the line keeps its start and its advice.
+MAX_ERROR_CHARS = 2000
+
+
+def error_line(text: str) -> str:
+    """``text`` as one line: line breaks (urllib's redirect-loop reason has two) become spaces, and a
+    text of more than :data:`MAX_ERROR_CHARS` characters keeps its start and end around
+    ``[... N characters left out ...]`` (a message echoing a huge value stays readable, its advice kept)."""
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    head, tail = MAX_ERROR_CHARS * 3 // 5, MAX_ERROR_CHARS // 5
+    return f"{text[:head]} [... {len(text) - head - tail} characters left out ...] {text[-tail:]}"

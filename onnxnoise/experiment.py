@@ -163,9 +163,17 @@ def load_experiment(path: str | Path) -> Experiment:
     if not path.is_file():
         msg = f"experiment file not found: {path}"
         raise ExperimentError(msg)
+    raw = path.read_bytes()
     try:
-        doc = parse_toml(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # not TOML, nested too deep, not UTF-8
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the TOML
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        msg = (f"{path} is not valid TOML: line {line} holds byte 0x{raw[exc.start]:02x}, which is not UTF-8 "
+               "(TOML files are UTF-8: save it as UTF-8)")
+        raise ExperimentError(msg) from None
+    try:
+        doc = parse_toml(text)
+    except ValueError as exc:  # not TOML, nested too deep
         msg = f"{path} is not valid TOML: {exc}"
         raise ExperimentError(msg) from None
     base = path.resolve().parent

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +35,17 @@ __all__ = ["atomic_write", "write_text", "locked", "folder_name", "check_folder_
 TEMP_PREFIX = ".onnxnoise-"
 
 _UNSAFE = re.compile(r"[^\w.-]+")
+
+
+def _read_umask() -> int:
+    """The process's umask, read once at import (``os.umask`` can only be read by setting it, which
+    would briefly change it for every thread)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -65,15 +77,40 @@ def atomic_write(path: str | os.PathLike[str], *, text: bool = False) -> Iterato
         with (os.fdopen(fd, "w", encoding="utf-8", newline="\n") if text else os.fdopen(fd, "wb")) as fh:
             yield fh
             fh.flush()
+            if hasattr(os, "fchmod"):  # POSIX (Windows has no mode bits to set)
+                os.fchmod(fh.fileno(), _mode_for(target))
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(target)  # the error line names the file, not a temporary one
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            raise _naming(exc, target) from exc
         raise
     _sync_folder(target.parent)
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """``exc`` naming ``target`` instead of a temporary file or nothing, its message kept.
+
+    Polars raises ``OSError("No space left on device (os error 28)")`` with no ``errno``: setting
+    ``filename`` on it would print ``[Errno None] None``. The subclass follows the errno
+    (``IsADirectoryError`` ...), as ``OSError(errno, ...)`` builds it.
+    """
+    match = re.search(r"\(os error (\d+)\)", str(exc)) if exc.errno is None else None
+    code = int(match.group(1)) if match else exc.errno
+    return OSError(code, exc.strerror or str(exc), str(target))
+
+
+def _mode_for(target: Path) -> int:
+    """Permission bits for the new ``target``: those of the file it replaces, else ``0o666`` less the umask.
+
+    ``mkstemp`` creates its file ``0o600``; without this every output would be private to its
+    writer, where a plain ``open`` gives the umask's mode (usually ``0o644``).
+    """
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(os.stat(target).st_mode)
+    return 0o666 & ~_UMASK
 
 
 def _remove_stale(target: Path) -> None:
@@ -144,7 +181,8 @@ def locked(path: str | os.PathLike[str], *, timeout: float = 60.0) -> Iterator[N
         OSError: The lock file cannot be created.
     """
     lock_path = Path(f"{os.fspath(path)}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a lock path planted as a symbolic link must not create a file where it points.
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         _acquire(fd, lock_path, timeout)
         try:

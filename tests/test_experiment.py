@@ -64,3 +64,18 @@ def test_a_deeply_nested_experiment_file_is_one_line_exit_2(tmp_path, capsys):
     code, _, err = run_cli(capsys, "sweep", "--config", path)
     assert code == 2 and one_line(err).endswith("is not valid TOML: the TOML text nests arrays or objects more than "
                                                 "64 levels deep")
+
+
+def test_a_byte_order_mark_is_read_and_invalid_utf_8_names_its_line(tmp_path, capsys):
+    path = _experiment(tmp_path, top='name = "study"\n')
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # Windows Notepad's UTF-8
+    assert load_experiment(path).out == tmp_path / "runs" / "study"
+    path.write_bytes(b'# caf\xe9 (Latin-1)\n' + path.read_bytes()[3:])
+    message = (f"{path} is not valid TOML: line 1 holds byte 0xe9, which is not UTF-8 (TOML files are UTF-8: save it "
+               "as UTF-8)")
+    with pytest.raises(ExperimentError, match=f"^{re.escape(message)}$"):
+        load_experiment(path)
+    path.write_bytes(path.read_bytes().replace(b"\xe9", b"e").replace(b'"study"', b'"st\xffudy"'))
+    code, _, err = run_cli(capsys, "sweep", "--config", path)
+    assert code == 2 and one_line(err).endswith("line 2 holds byte 0xff, which is not UTF-8 (TOML files are UTF-8: "
+                                                "save it as UTF-8)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -48,9 +50,38 @@ def test_full_disk_keeps_the_previous_file_or_none(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         write_text(target, "a,b\n1,2\n3,4\n")
     assert target.read_bytes() == b"a,b\n1,2\n" and _left(tmp_path) == ["summary.csv"]
+    monkeypatch.undo()
+    with pytest.raises(OSError) as err, atomic_write(target) as fh:  # polars' OSError has no errno
+        fh.write(b"a,b\n")
+        raise OSError("No space left on device (os error 28)")
+    assert (err.value.errno, err.value.strerror, err.value.filename) == (
+        errno.ENOSPC, "No space left on device (os error 28)", str(target))
+    assert target.read_bytes() == b"a,b\n1,2\n" and _left(tmp_path) == ["summary.csv"]
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
         write_text(tmp_path / "new.json", "{}")
     assert _left(tmp_path) == ["summary.csv"]  # no new file at all, never an empty one
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX mode bits")
+def test_a_new_file_gets_the_umask_mode_and_a_replaced_file_keeps_its_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "_UMASK", 0o027)  # the umask read at import
+    write_text(tmp_path / "report.md", "x\n")  # mkstemp alone would give 0o600
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o640
+    (tmp_path / "datasets.json").write_text("{}")
+    (tmp_path / "datasets.json").chmod(0o604)
+    write_text(tmp_path / "datasets.json", "{}\n")
+    assert stat.S_IMODE((tmp_path / "datasets.json").stat().st_mode) == 0o604
+    assert files._read_umask() == files._read_umask()  # reading it leaves it as it was
+
+
+def test_a_target_that_is_a_folder_is_named_in_the_error_not_the_temporary_file(tmp_path):
+    (tmp_path / "bench.json").mkdir()
+    with pytest.raises(OSError) as err:
+        write_text(tmp_path / "bench.json", "{}")
+    assert err.value.filename == str(tmp_path / "bench.json") and err.value.filename2 is None
+    assert isinstance(err.value, IsADirectoryError)
+    assert files.TEMP_PREFIX not in str(err.value) and _left(tmp_path) == ["bench.json"]
 
 
 _WRITER = textwrap.dedent("""

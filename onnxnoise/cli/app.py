@@ -9,7 +9,7 @@ from rich.console import Console
 
 from onnxnoise.cli.commands import COMMANDS
 from onnxnoise.cli.parser import EXIT_BASELINE_UNEXPECTED, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
-from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError
+from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError, error_line
 
 __all__ = ["main", "KEPT_AFTER_OS_ERROR"]
 
@@ -30,18 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except BaselineExpectationError as exc:
-        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        print(f"onnxnoise: error: {error_line(str(exc))}", file=sys.stderr)
         return EXIT_BASELINE_UNEXPECTED
     except OnnxNoiseError as exc:
-        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        print(f"onnxnoise: error: {error_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the file system refused (disk full, permissions, a path that became a file)
         if args.verbose:
             logging.exception("file system error")
         where = f": {exc.filename}" if exc.filename else ""
         kept = KEPT_AFTER_OS_ERROR.get(args.command, "no file was left half-written")
-        print(f"onnxnoise: error: {exc.strerror or exc}{where} ({kept}; fix it and run the same command again)",
-              file=sys.stderr)
+        print(f"onnxnoise: error: {error_line(f'{exc.strerror or exc}{where}')} ({kept}; fix it and run the same "
+              "command again)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         out = getattr(args, "out", None)

@@ -36,7 +36,7 @@ from onnxnoise.cli.flags import command_settings, flag_words, given_options
 from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.parser import CHECK_SETTINGS
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.errors import BaselineExpectationError, ConfigError
+from onnxnoise.errors import BaselineExpectationError, ConfigError, error_line
 from onnxnoise.files import folder_name
 from onnxnoise.noise_config import strength_settings
 from onnxnoise.options import strength_example, strength_flag, strength_flag_models
@@ -176,7 +176,7 @@ def run_check(args: argparse.Namespace, console: Console,
     except BaselineExpectationError as exc:
         report.update(verdict=FAIL, exit_code=EXIT_CODES[FAIL], error=str(exc), seconds=time.perf_counter() - started)
         write_outputs(report, out)
-        print(f"onnxnoise: error: {exc}", file=sys.stderr)
+        print(f"onnxnoise: error: {error_line(str(exc))}", file=sys.stderr)
         return EXIT_CODES[FAIL]
     report["baseline"] = {"top1_acc": 100.0 * base["top1_correct"] / base["images"],
                           "top5_acc": 100.0 * base["top5_correct"] / base["images"]}

@@ -73,7 +73,8 @@ class Dataset:
         Covers the format, ``num_classes``, the labels, and either the pixel bytes
         (in-memory formats) or each file's path relative to ``root``, size and
         modification time (ns) (file formats; the files are not read, so a copied
-        dataset with new modification times gets a new fingerprint).
+        dataset with new modification times gets a new fingerprint); a file that cannot be
+        looked at (a symbolic-link loop) counts by its path and error number.
         """
         h = hashlib.sha256()
         h.update(f"onnxnoise-dataset-v1\0{self.format}\0{self.num_classes}\0".encode())
@@ -82,11 +83,15 @@ class Dataset:
             h.update(f"{self.images.shape}\0{self.images.dtype.str}\0".encode())
             h.update(np.ascontiguousarray(self.images).data)
         for path in self.files or ():
-            st = os.stat(path)
             try:
                 rel = path.relative_to(self.root).as_posix()
             except ValueError:
                 rel = path.as_posix()
+            try:
+                st = os.stat(path)
+            except OSError as exc:  # a symbolic-link loop, a dangling link: skipped when decoded
+                h.update(f"{rel}\0unreadable {exc.errno}\n".encode())
+                continue
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
 

@@ -28,6 +28,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -46,6 +47,10 @@ __all__ = ["Archive", "CATALOGUE", "MIRROR_ENV", "archive_url", "datasets_dir", 
 #: Environment variable replacing the folder part of every catalogue URL (mirrors, tests).
 MIRROR_ENV = "ONNXNOISE_DATA_MIRROR"
 _CHUNK = 1 << 20
+#: Slowest transfer kept up, in bytes per second, averaged over each ``timeout`` seconds: a
+#: server that drips a byte within every socket timeout would otherwise keep ``data get``
+#: waiting for ever (170 MB at 1 byte a second is five years).
+MIN_RATE = 1024
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,24 @@ def _wrong_file(url: str, what: str, part: Path, advice: str) -> DataError:
                      f"archive; nothing was kept or registered; {advice}")
 
 
+def _check_rate(url: str, part: Path, window: tuple[float, int], done: int, timeout: float) -> tuple[float, int]:
+    """The rate window after ``done`` bytes: unchanged until ``timeout`` seconds have passed, then restarted.
+
+    Raises:
+        DataError: Fewer than :data:`MIN_RATE` bytes per second came in the window that ended
+            (the partial file is kept for the next try).
+    """
+    started, at_start = window
+    now = time.monotonic()
+    if now - started < timeout:
+        return window
+    if done - at_start < MIN_RATE * (now - started):
+        raise DataError(f"download of {url} stalled: {done - at_start:,} bytes in {now - started:.0f} s, under "
+                        f"{MIN_RATE:,} bytes per second; the partial file {part} is kept: run the same command again "
+                        f"to resume, or set ${MIRROR_ENV} to a faster mirror")
+    return now, done
+
+
 def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
                   progress: ProgressFn | None = None, timeout: float = 60.0,
                   advice: str = "check the URL") -> Path:
@@ -170,7 +193,8 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
     With ``size`` known the download is bounded: a response announcing another size
     (``Content-Length``, or a 206's ``Content-Range`` total) is refused before its body is
     read, and a response without a length is read to ``size`` bytes and one more at most
-    (one more is refused). Every socket wait (connect, each read) lasts at most ``timeout``.
+    (one more is refused). Every socket wait (connect, each read) lasts at most ``timeout``,
+    and a transfer slower than :data:`MIN_RATE` bytes per second over ``timeout`` seconds stops.
 
     Args:
         url: http(s) URL.
@@ -179,7 +203,7 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
         size: Expected size in bytes, or None (then neither the announced size nor the
             number of bytes read is bounded).
         progress: Called as ``progress(done, total)`` after every chunk (total None if unknown).
-        timeout: Socket timeout in seconds.
+        timeout: Socket timeout in seconds, and the window over which the rate is measured.
         advice: What to do when the server sends another file (size or checksum mismatch),
             the tail of that error.
 
@@ -187,8 +211,8 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
         ``dest``, complete and verified.
 
     Raises:
-        DataError: Network or HTTP error, a transfer cut short (``dest.part`` is kept and
-            resumed by the next call), another size announced or sent, or a checksum
+        DataError: Network or HTTP error, a transfer cut short or stalled (``dest.part`` is
+            kept and resumed by the next call), another size announced or sent, or a checksum
             mismatch (``dest.part`` is deleted, the message ends with ``advice``).
     """
     part = dest.with_name(dest.name + ".part")
@@ -215,9 +239,11 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
                                       part, advice)
                 total = have + body if body is not None else size
                 done, overflow = have, False
+                window = (time.monotonic(), done)  # start of the current rate window: time, bytes
                 try:
                     with open(part, "ab" if have else "wb") as fh:
-                        while chunk := response.read(_CHUNK if size is None else min(_CHUNK, size - done + 1)):
+                        # read1: what one socket read brings, so a dripping server is seen between reads
+                        while chunk := response.read1(_CHUNK if size is None else min(_CHUNK, size - done + 1)):
                             if size is not None and done + len(chunk) > size:  # read at most one byte too many
                                 overflow = True
                                 break
@@ -225,6 +251,7 @@ def download_file(url: str, dest: Path, *, sha256: str, size: int | None = None,
                             done += len(chunk)
                             if progress is not None:
                                 progress(done, total)
+                            window = _check_rate(url, part, window, done, timeout)
                 except (http.client.IncompleteRead, ConnectionError, TimeoutError, OSError) as exc:
                     of = f"{total:,}" if total is not None else "?"
                     raise DataError(f"download of {url} stopped at {done:,} of {of} bytes "

@@ -38,6 +38,7 @@ from onnxnoise.data.formats import (
     PathView,
     has_any_image,
     is_image_file,
+    walk_files,
 )
 from onnxnoise.errors import DataError
 
@@ -108,25 +109,25 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-def list_images(folder: Path, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+def list_images(folder: Path, *, recursive: bool = True, above: Path | None = None) -> tuple[list[Path], list[Path]]:
     """Lists the files under ``folder``, split into images and other files.
 
     Args:
         folder: Directory to scan; hidden entries (``.name``) are ignored.
         recursive: Also scan sub-folders.
+        above: A folder a symbolic link under ``folder`` must not lead back into (the dataset
+            root, whose other classes would be listed again under this one).
 
     Returns:
         (images, others): sorted absolute-or-relative paths as joined from ``folder``.
+        Symbolic links to folders are followed, each folder once: a link back to a folder
+        above it (a loop) is not entered again, so no image is listed twice.
     """
     images: list[Path] = []
     others: list[Path] = []
     if recursive:
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.startswith("."):
-                    continue
-                (images if is_image_file(name) else others).append(Path(dirpath, name))
+        for entry in walk_files(folder, above=above):
+            (images if is_image_file(entry.name) else others).append(Path(entry.path))
     else:
         with os.scandir(folder) as it:
             for entry in it:
@@ -235,7 +236,7 @@ def load_image_folder(root: Path, *, strict: bool = False) -> DatasetContents:
     ignored: list[Path] = []
     empty: list[str] = []
     for name, label in sorted(zip(names, index), key=lambda t: t[1]):
-        images, others = list_images(root / name)
+        images, others = list_images(root / name, above=root)
         ignored.extend(others)
         if not images:
             empty.append(name)

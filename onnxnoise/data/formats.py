@@ -28,6 +28,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO, Any, ClassVar
 
 import numpy as np
@@ -43,6 +44,7 @@ __all__ = [
     "DatasetFormat",
     "PathView",
     "has_any_image",
+    "walk_files",
     "has_direct_images",
     "is_image_file",
     "NotRegularFileError",
@@ -137,12 +139,57 @@ def has_direct_images(folder: Path) -> bool:
 
 
 def has_any_image(folder: Path) -> bool:
-    """True when a visible image file lies anywhere under ``folder`` (links followed)."""
-    for _, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(is_image_file(f) and not f.startswith(".") for f in filenames):
-            return True
-    return False
+    """True when a visible image file lies anywhere under ``folder`` (links followed, :func:`walk_files`)."""
+    return any(is_image_file(entry.name) for entry in walk_files(folder))
+
+
+def walk_files(folder: Path, *, above: Path | None = None) -> Iterator[os.DirEntry]:
+    """Every visible entry under ``folder`` that is not a folder, depth first in name order.
+
+    Symbolic links to folders are followed, each folder once: a link back to a folder already
+    walked (a loop) or into ``above`` (the dataset root, whose other classes would be listed
+    again under this one) is not entered. An explicit stack, not ``os.walk``: Python 3.11's
+    ``os.walk`` recurses once per level and raised RecursionError on a tree 1,000 folders deep.
+    Hidden entries (``.name``) and folders that cannot be listed are skipped, as ``os.walk`` does.
+    """
+    seen = {_identity(os.fspath(above))} - {None} if above is not None else set()
+    stack = [os.fspath(folder)]
+    while stack:
+        dirpath = stack.pop()
+        here = _identity(dirpath)
+        if here in seen:
+            continue
+        if here is not None:
+            seen.add(here)
+        try:
+            with os.scandir(dirpath) as it:
+                entries = sorted((entry for entry in it if not entry.name.startswith(".")), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            if _is_dir(entry):
+                subdirs.append(entry.path)
+            else:
+                yield entry
+        stack.extend(reversed(subdirs))
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the folder ``path`` (links followed), or None when it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a folder, links followed (False when it cannot be looked at, as in os.walk)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 class PathView:

@@ -13,6 +13,7 @@ Without either, ``num_classes = max(labels) + 1``. The file is read with
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 from typing import IO, ClassVar
@@ -21,6 +22,7 @@ import numpy as np
 
 from onnxnoise.data.formats import FILE, DatasetContents, DatasetFormat, PathView, open_regular
 from onnxnoise.errors import DataError
+from onnxnoise.model.sizes import available_memory
 
 __all__ = ["NpzFormat", "load_npz"]
 
@@ -41,6 +43,64 @@ class NpzFormat(DatasetFormat):
         return load_npz(where)
 
 
+def _declared_bytes(member: IO[bytes]) -> tuple[tuple[int, ...], int] | None:
+    """The shape an ``.npy`` member's header declares and the bytes it needs; None when the header
+    cannot be read here (``np.load`` then says what is wrong)."""
+    try:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(member)
+    except (ValueError, OSError, EOFError, TypeError):
+        return None
+    if dtype.hasobject:
+        return None  # refused by allow_pickle=False with its own message
+    return shape, math.prod(shape) * dtype.itemsize
+
+
+def _check_sizes(path: Path, fh: IO[bytes], *, memory: int | None = None) -> None:
+    """Refuse an array whose header declares more bytes than the archive member holds (a 50-byte member
+    declaring 2.6 PiB made ``np.load`` raise MemoryError), or arrays that together need more than the
+    available memory (a compressed member expands to its declared size), before anything is allocated.
+
+    Args:
+        path: The file, for messages.
+        fh: The open file, at any position.
+        memory: Bytes available (default: :func:`onnxnoise.model.sizes.available_memory`).
+
+    Raises:
+        DataError: One line naming the array, its declared shape and the bytes it holds or needs.
+    """
+    memory = available_memory() if memory is None else memory
+    total = 0
+    try:
+        archive = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return  # np.load reports it
+    with archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with archive.open(info) as member:
+                    declared = _declared_bytes(member)
+                    header = member.tell()
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
+                continue  # np.load reports it
+            if declared is not None and declared[1] > info.file_size - header:
+                raise DataError(
+                    f"`{info.filename[:-4]}` in `{path}` declares shape {declared[0]} ({declared[1]:,} bytes) but the "
+                    f"file holds {max(info.file_size - header, 0):,} bytes of it; the file is damaged or forged, "
+                    "save it again with np.savez(path, images=..., labels=...)"
+                )
+            total += declared[1] if declared is not None else 0
+            if memory is not None and total > memory:
+                raise DataError(
+                    f"`{info.filename[:-4]}` in `{path}` declares shape {declared[0]}: the arrays need "
+                    f"{total / 2**30:,.1f} GiB, more than the {memory / 2**30:,.1f} GiB of memory available; "
+                    "use a smaller subset of the dataset"
+                )
+
+
 def _read_arrays(path: Path, fh: IO[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``images``, ``labels``, ``class_names`` and ``num_classes`` (the last two None when absent) of an open file."""
     if not zipfile.is_zipfile(fh):
@@ -48,6 +108,8 @@ def _read_arrays(path: Path, fh: IO[bytes]) -> tuple[np.ndarray, np.ndarray, np.
             f"cannot read dataset file `{path}` as .npz: it is not a zip archive; save it with "
             "np.savez(path, images=..., labels=...)"
         )
+    fh.seek(0)
+    _check_sizes(path, fh)
     fh.seek(0)
     try:
         with np.load(fh, allow_pickle=False) as npz:

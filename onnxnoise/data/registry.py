@@ -160,9 +160,13 @@ def _changing() -> Iterator[dict[str, RegisteredDataset]]:
     (:func:`onnxnoise.files.locked`), so concurrent ``data add`` / ``data get`` /
     ``data remove`` commands never lose each other's entries, and the file is replaced
     whole (:func:`onnxnoise.files.atomic_write`): a full disk or ``kill -9`` leaves the
-    previous registry.
+    previous registry. A registry file that is a symbolic link (a config kept with one's
+    dotfiles) is written, and locked, where the link points: replacing the link by a file
+    would leave the linked registry behind and two configs linked to one registry unlocked.
     """
     path = registry_path()
+    if path.is_symlink():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         try:

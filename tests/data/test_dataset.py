@@ -18,6 +18,8 @@ from onnxnoise.data import (
     stratified_indices,
 )
 from onnxnoise.errors import DataError
+from tests._checks import run_cli, strict_json
+from tests._colour import CLASSES, colour_folder
 
 RAW = resolve_data_config("raw")
 
@@ -285,3 +287,19 @@ def test_dataset_to_dict_and_len():
     expected = {"name": "x", "root": "x", "format": "npz", "images": 2, "num_classes": 2, "label_source": ""}
     assert ds.to_dict() == expected
     assert ds.subset(np.array([1])).labels.tolist() == [1]
+
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX symbolic links")
+def test_an_image_that_is_a_symlink_loop_is_skipped_not_a_file_system_error(colour_onnx, tmp_path, capsys):
+    root = colour_folder(tmp_path / "v", {str(k): k for k in range(CLASSES)})
+    (root / "4" / "a.png").symlink_to("b.png")  # os.stat: ELOOP (the fingerprint raised it as a disk error)
+    (root / "4" / "b.png").symlink_to("a.png")
+    ds = open_dataset(root)
+    assert len(ds) == 2 * CLASSES + 2 and ds.fingerprint() == open_dataset(root).fingerprint()
+    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr", "1000",
+                             "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+    assert code == 0, err
+    summary = strict_json(out)
+    assert (summary["images"], summary["skipped_images"]) == (2 * CLASSES, 2)
+    assert summary["baseline"]["top1_acc"] == 100.0

@@ -17,7 +17,7 @@ from PIL import Image
 
 from onnxnoise.cli import main
 from onnxnoise.data import download, open_dataset
-from onnxnoise.data.download import Archive, extract_folder
+from onnxnoise.data.download import Archive, download_file, extract_folder
 from onnxnoise.data.registry import load_registry
 from onnxnoise.errors import DataError
 
@@ -32,6 +32,8 @@ class _Server:
     ``announce``: URL path -> the Content-Length to announce instead of the true one. ``unsized``: URL
     paths sent without a Content-Length (the end is the connection's close); ``endless``: of those, the
     ones whose body is sent 100 times over (as good as endless for a client that does not stop itself).
+    ``redirect``: URL path -> the Location of a 302 sent instead of the file. ``drip``: URL paths whose
+    body is sent 10 bytes every 0.05 s (200 bytes per second).
     """
 
     def __init__(self) -> None:
@@ -42,6 +44,8 @@ class _Server:
         self.announce: dict[str, int] = {}
         self.unsized: set[str] = set()
         self.endless: set[str] = set()
+        self.redirect: dict[str, str] = {}
+        self.drip: set[str] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +55,11 @@ class _Server:
             def do_GET(self) -> None:  # noqa: N802
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
+                if self.path in server.redirect:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect[self.path])
+                    self.end_headers()
+                    return
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -73,6 +82,15 @@ class _Server:
                     try:
                         for _ in range(100):
                             self.wfile.write(body)
+                    except OSError:  # the client hung up
+                        pass
+                    return
+                if self.path in server.drip:
+                    try:
+                        for at in range(start, len(body), 10):
+                            self.wfile.write(body[at:at + 10])
+                            self.wfile.flush()
+                            time.sleep(0.05)
                     except OSError:  # the client hung up
                         pass
                     return
@@ -320,3 +338,37 @@ def test_unknown_name_and_unreachable_server_are_one_line(dirs, capsys):
     code, _, err = _get(capsys, "cifar10", "--mirror", "http://127.0.0.1:9/")  # discard port: refused
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("onnxnoise: error: cannot download http://127.0.0.1:9/cifar-10-python.tar.gz")
+
+
+def test_a_redirect_loop_or_a_redirect_to_a_local_file_is_one_line(server, dirs, monkeypatch, capsys):
+    archive = _catalogue(monkeypatch, server, _tinyset())
+    server.redirect["/tinyset.tar.gz"] = "/tinyset.tar.gz"
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 2 and one_line(err) == (
+        f"onnxnoise: error: download of {archive.url} failed: HTTP 302 The HTTP server returned a redirect error that "
+        "would lead to an infinite loop. The last 30x error message was: Found; check the URL or "
+        "$ONNXNOISE_DATA_MIRROR")
+    server.redirect["/tinyset.tar.gz"] = "file:///etc/passwd"
+    code, _, err = _get(capsys, "tinyset")
+    assert code == 2 and "Redirection to url 'file:///etc/passwd' is not allowed" in one_line(err)
+    assert load_registry() == {} and _files(dirs[1] / "datasets") == []
+
+
+def test_a_server_dripping_bytes_within_every_timeout_is_stopped_and_resumable(server, dirs, monkeypatch):
+    body = bytes(range(256)) * 40  # 10,240 bytes: 51 s at the drip's 200 bytes per second
+    server.files["/slow.bin"] = body
+    server.drip.add("/slow.bin")
+    dest = dirs[1] / "slow.bin"
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"^download of .*/slow\.bin stalled: \d+ bytes in \d+ s, under 1,024 bytes per "
+                                        r"second; the partial file .*slow\.bin\.part is kept: run the same command "
+                                        r"again to resume, or set \$ONNXNOISE_DATA_MIRROR to a faster mirror$"):
+        download_file(f"{server.base}/slow.bin", dest, sha256=hashlib.sha256(body).hexdigest(), size=len(body),
+                      timeout=0.6)
+    assert time.monotonic() - started < 5 and not dest.exists()
+    kept = dest.with_name("slow.bin.part").read_bytes()
+    assert 0 < len(kept) < len(body) and body.startswith(kept)
+    server.drip.clear()
+    assert download_file(f"{server.base}/slow.bin", dest, sha256=hashlib.sha256(body).hexdigest(),
+                         size=len(body)).read_bytes() == body
+    assert server.requests[-1] == ("/slow.bin", f"bytes={len(kept)}-")

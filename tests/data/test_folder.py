@@ -97,3 +97,40 @@ def test_fifo_in_a_class_folder_is_skipped_and_named_and_the_run_finishes(colour
 # ---------------------------------------------------------------- class 7: strict JSON
 
 
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX symbolic links")
+def test_a_symlink_loop_in_a_class_folder_lists_each_image_once(colour_onnx, tmp_path, capsys):
+    root = colour_folder(tmp_path / "loop", {str(k): k for k in range(CLASSES)})
+    (root / "3" / "again").symlink_to(root / "3")  # 3/again/again/... up to the kernel's 40 links
+    (root / "5" / "up").symlink_to(root)  # the whole dataset again, under class 5
+    outside = colour_folder(tmp_path / "elsewhere", {"7": 7})
+    (root / "7" / "more").symlink_to(outside / "7")  # a link to another folder is still followed, once
+    ds = open_dataset(root)
+    assert len(ds) == 2 * CLASSES + 2 and sorted(ds.labels.tolist()) == sorted([*range(CLASSES)] * 2 + [7, 7])
+    code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr", "1000",
+                             "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+    assert code == 0, err
+    summary = strict_json(out)
+    assert summary["images"] == 2 * CLASSES + 2 and summary["baseline"]["top1_acc"] == 100.0
+
+
+def test_a_class_folder_1200_levels_deep_is_listed_without_recursion_error(colour_onnx, tmp_path, capsys):
+    root = colour_folder(tmp_path / "deep", {str(k): k for k in range(CLASSES)})
+    bottom = root / "6"
+    for _ in range(1200):  # os.walk (Python 3.11) recursed once per level
+        bottom = bottom / "d"
+        bottom.mkdir()
+    (root / "6" / "0.png").rename(bottom / "0.png")
+    try:
+        ds = open_dataset(root)
+        assert len(ds) == 2 * CLASSES and ds.files.count(bottom / "0.png") == 1
+        code, out, err = run_cli(capsys, "bench", colour_onnx, "--data", root, "--preprocess", "raw", "--snr",
+                                 "1000", "--seeds", "1", "--device", "cpu", "--out", tmp_path / "run", "--json")
+        assert code == 0, err
+        assert strict_json(out)["baseline"]["top1_acc"] == 100.0
+    finally:  # bottom up: shutil.rmtree (pytest's clean-up of old tmp folders) recurses once per level too
+        (bottom / "0.png").unlink()
+        while bottom != root / "6":
+            bottom.rmdir()
+            bottom = bottom.parent

@@ -321,3 +321,25 @@ def test_a_deeply_nested_registry_is_one_line_exit_2(config_dir, capsys):
     assert code == 2
     assert one_line(err) == (f"onnxnoise: error: cannot read the dataset registry `{registry_path()}` (the JSON text "
                              "nests arrays or objects more than 64 levels deep); fix or delete the file")
+
+
+def test_a_registry_that_is_a_symlink_is_written_and_locked_where_it_points(tmp_path, config_dir):
+    kept = tmp_path / "dotfiles" / "datasets.json"
+    kept.parent.mkdir()
+    config_dir.mkdir()
+    (config_dir / "datasets.json").symlink_to(kept)  # dangling: the dotfiles registry does not exist yet
+    register_dataset("first", _npz(tmp_path / "a.npz", 10))
+    register_dataset("second", _npz(tmp_path / "b.npz", 100))
+    assert (config_dir / "datasets.json").is_symlink()
+    assert sorted(json.loads(kept.read_text())["datasets"]) == ["first", "second"]
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["datasets.json", "datasets.json.lock"]
+    assert sorted(load_registry()) == ["first", "second"]
+
+
+def test_a_lock_path_planted_as_a_symlink_creates_nothing_where_it_points(tmp_path, config_dir, capsys):
+    config_dir.mkdir()
+    (config_dir / "datasets.json.lock").symlink_to(tmp_path / "elsewhere")
+    code, _, err = run_cli(capsys, "data", "add", "x", str(_npz(tmp_path / "a.npz", 10)))
+    assert code == 2 and one_line(err).endswith("(the dataset registry is as it was; fix it and run the same "
+                                                "command again)")
+    assert not (tmp_path / "elsewhere").exists() and not (config_dir / "datasets.json").exists()
