@@ -17,8 +17,9 @@ __all__ = ["main", "KEPT_AFTER_OS_ERROR"]
 #: it stay on disk for the sweep (its trial store) and bench (its trials table, rewritten
 #: whole after each trial); `data` writes the registry last, whole or not at all; every
 #: other output is written whole or not at all (onnxnoise.files), so the line promises only that.
-KEPT_AFTER_OS_ERROR = {"bench": "rows already written are kept", "sweep": "rows already written are kept",
-                       "data": "the dataset registry is as it was"}
+#: "any": the first write may be the one that failed, and then nothing was kept.
+_ROWS_KEPT = "any trial rows written before it are kept"
+KEPT_AFTER_OS_ERROR = {"bench": _ROWS_KEPT, "sweep": _ROWS_KEPT, "data": "the dataset registry is as it was"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -310,8 +310,8 @@ def test_full_disk_at_bench_json_keeps_the_previous_file_and_says_what_is_kept(d
     refused = fill_disk(monkeypatch, "bench.json")
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and refused == ["bench.json"]
-    assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'bench.json'} (rows already written are "
-                   "kept; fix it and run the same command again)\n")
+    assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'bench.json'} (any trial rows written "
+                   "before it are kept; fix it and run the same command again)\n")
     assert (tmp_path / "bench.json").read_bytes() == old and leftovers(tmp_path) == []
     assert pl.read_csv(tmp_path / "trials.csv").height == 2  # the rows written before the full disk: kept
 

@@ -84,8 +84,8 @@ def test_file_system_error_during_a_command_is_one_line(tmp_path, capsys, monkey
     monkeypatch.setitem(commands.COMMANDS, "sweep", full)
     assert main(["sweep", "--config", str(tmp_path / "exp.toml")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'trials.sqlite'} (rows already written "
-                   "are kept; fix it and run the same command again)\n")
+    assert err == (f"onnxnoise: error: No space left on device: {tmp_path / 'trials.sqlite'} (any trial rows written "
+                   "before it are kept; fix it and run the same command again)\n")
 
 
 @pytest.mark.parametrize("command", ["bench", "check", "sweep"])
