@@ -402,11 +402,18 @@ def routed_classifier(route: str, *, seed: int = 0, classes: int = 10, size: int
     else:
         raise ValueError(f"unknown route {route!r}; one of {', '.join(WEIGHT_ROUTES)}")
     used = {name for node in nodes for name in node.input}
-    inits = [tensor for tensor in inits if tensor.name in used]
-    graph = helper.make_graph(nodes, f"routed_{route}",
+    return image_classifier(nodes, [t for t in inits if t.name in used], f"routed_{route}", size=size, classes=classes)
+
+
+def image_classifier(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], name: str, *, size: int,
+                     classes: int, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """A checked opset-17 model of ``nodes`` from ``input`` [N, 3, size, size] float32 to ``logits`` [N, classes]."""
+    graph = helper.make_graph(nodes, name,
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    if metadata:
+        helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     return model

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from PIL import Image
+
+from tests._builders import image_classifier
 
 #: Classes of the colour classifier (output width, and the labels of :func:`colour_npz`).
 CLASSES = 12
@@ -45,18 +47,8 @@ def colour_model(*, metadata: dict | None = None) -> onnx.ModelProto:
         helper.make_node("Flatten", ["pool"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "colour",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if metadata:
-        helper.set_model_props(model, {k: json.dumps(v) for k, v in metadata.items()})
-    onnx.checker.check_model(model)
-    return model
+    return image_classifier(nodes, inits, "colour", size=SIZE, classes=CLASSES,
+                            metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
 
 
 def colour_images(k: int, n: int) -> np.ndarray:

@@ -16,12 +16,12 @@ import numpy as np
 import onnx
 import polars as pl
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 
-from tests._builders import conv_bn_resnet, labeled_npz
+from tests._builders import conv_bn_resnet, image_classifier, labeled_npz
 from tests._noise_models import ZERO_ALL_HINT, zeroing_model  # noqa: F401  (a fixture)
 
 
@@ -50,13 +50,7 @@ def fragile_mlp(*, seed: int = 0, size: int = 8, hidden: int = 32, classes: int 
              helper.make_node("Gemm", ["x", "fragile.weight", "fragile.bias"], ["h"], name="fragile", transB=1),
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
              helper.make_node("Gemm", ["r", "head.weight", "head.bias"], ["logits"], name="head", transB=1)]
-    graph = helper.make_graph(nodes, "fragile_mlp",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return image_classifier(nodes, inits, "fragile_mlp", size=size, classes=classes)
 
 
 @pytest.fixture(scope="module")
