@@ -68,10 +68,7 @@ def parse_json(text: str | bytes) -> Any:
     Raises:
         ValueError: Not JSON (``json.JSONDecodeError``), or nested deeper than :data:`MAX_NESTING`.
     """
-    try:
-        return _check_nesting(json.loads(text), "JSON")
-    except RecursionError:
-        raise _too_deep("JSON") from None
+    return _parse(json.loads, text, "JSON")
 
 
 def parse_toml(text: str) -> dict[str, Any]:
@@ -80,7 +77,12 @@ def parse_toml(text: str) -> dict[str, Any]:
     Raises:
         ValueError: Not TOML (``tomllib.TOMLDecodeError``), or nested deeper than :data:`MAX_NESTING`.
     """
+    return _parse(tomllib.loads, text, "TOML")
+
+
+def _parse(loads: Any, text: str | bytes, what: str) -> Any:
+    """``loads(text)`` whose nesting is checked; a RecursionError inside the parser is the same refusal."""
     try:
-        return _check_nesting(tomllib.loads(text), "TOML")
+        return _check_nesting(loads(text), what)
     except RecursionError:
-        raise _too_deep("TOML") from None
+        raise _too_deep(what) from None
