@@ -88,8 +88,8 @@ class NoiseConfig:
     strengths: tuple[float, ...] | None = option_inputs(strength_settings, default=None)
     seeds: int | tuple[int, ...] = option(
         3, flag="--seeds", parse=parse_seeds, group=NOISE, files=("sweeps",), trial_key="seed", recheck=False,
-        hidden=("check",), help="noise draws per strength: a count N (seeds 0..N-1), seeds like 40,30, or auto: seeds 0,1,... until "
-        "the 95% interval of the mean top-1 is under --ci-halfwidth (default {default})")
+        hidden=("check",), help="noise draws per strength (default {default}): a count N (seeds 0..N-1), seeds like "
+        "40,30, or auto: seeds 0,1,... until the 95% interval of the mean top-1 is under --ci-halfwidth")
     ci_halfwidth: float | None = option(
         None, flag="--ci-halfwidth", type=float, metavar="POINTS", parse=_halfwidth, group=NOISE, files=("sweeps",),
         unit="accuracy points", recheck=False, hidden=("check",),
