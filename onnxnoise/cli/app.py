@@ -9,6 +9,7 @@ from rich.console import Console
 
 from onnxnoise.cli.commands import COMMANDS
 from onnxnoise.cli.parser import EXIT_BASELINE_UNEXPECTED, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
+from onnxnoise.cli.ray_driver import driver_channel, run_driver_process, wants_driver_process
 from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError, error_line
 
 __all__ = ["main", "KEPT_AFTER_OS_ERROR"]
@@ -23,8 +24,21 @@ KEPT_AFTER_OS_ERROR = {"bench": _ROWS_KEPT, "sweep": _ROWS_KEPT, "data": "the da
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
+    """Run the CLI; returns the process exit code.
+
+    ``sweep --executor ray`` runs its Ray driver in a watched child process
+    (:mod:`onnxnoise.cli.ray_driver`): this process returns the child's exit code, or
+    one line and exit code 2 when Ray's core or a signal ended the child.
+    """
     args = build_parser().parse_args(argv)
+    with driver_channel() as in_driver:
+        if not in_driver and wants_driver_process(args):
+            return run_driver_process(list(sys.argv[1:] if argv is None else argv), getattr(args, "out", None))
+        return _run(args)
+
+
+def _run(args) -> int:
+    """The command of parsed ``args``, its errors as one line and an exit code."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     # With --json, stdout carries only the JSON; everything human goes to stderr.
     console = Console(stderr=bool(getattr(args, "json", False)))

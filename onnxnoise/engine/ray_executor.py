@@ -32,6 +32,7 @@ from typing import Any
 from onnxnoise.engine.context import RunContext
 from onnxnoise.engine.executor import DrawHistory, ExecutionResult, Executor, Progress, Recorder
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, draw_group, seed_rule, trial_key
+from onnxnoise.engine.ray_reaper import start_reaper
 from onnxnoise.engine.ray_worker import TrialWorker, WorkerPool, describe_trial, group_trials, import_ray
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL
@@ -145,6 +146,7 @@ class RayExecutor(Executor):
             if self.workers is not None:
                 cpus = max(cpus, self.workers * self.threads)  # the user asked for this many
             options.update(address="local", num_cpus=cpus)
+            start_reaper()  # a killed driver leaves no Ray process (where it leads its process group)
         else:
             options.update(address=self.address)
         try:

@@ -8,6 +8,11 @@ that changes nothing by definition: a fault rate of 0, a levels grid the weights
 on; an all-zero or constant tensor) or a sign that the layer is not noised as the run says; the
 line says what was seen and lets the reader tell which. ``bench`` (console, ``bench.json``),
 ``sweep`` and ``report`` (console, report.md) show it where their other warnings go.
+
+A per-layer trial whose layer holds no tensor its noise model acts on (``changed_values``
+is ``{}``: a BatchNormalization layer under a device model's ``analog=weights``, digital by
+design, :data:`onnxnoise.noise.device.DIGITAL_OPS`) ran the clean model: one more line names
+those layers and how to leave them out or treat them as analog.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import json
 
 import polars as pl
 
+from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.noise.base import get_noise_model
+from onnxnoise.noise.device import DeviceModel
 from onnxnoise.report.strength import add_strength_text
 
 __all__ = ["unchanged_layers_warnings"]
@@ -44,6 +52,7 @@ def unchanged_layers_warnings(trials: pl.DataFrame) -> list[str]:
     if rows.is_empty():
         return []
     rows = add_strength_text(rows)
+    lines = _digital_layer_lines(rows)
     groups: dict[tuple[str, str], dict] = {}
     for row in rows.iter_rows(named=True):
         group = groups.setdefault((row["model"], row["noise_model"]), {"trials": 0, "hit": 0, "layers": {},
@@ -54,7 +63,31 @@ def unchanged_layers_warnings(trials: pl.DataFrame) -> list[str]:
             group["hit"] += 1
             group["layers"].update(dict.fromkeys(zero))
             group["at"][row["strength_text"]] = None
-    return [_line(model, noise, group) for (model, noise), group in groups.items() if group["hit"]]
+    return [_line(model, noise, group) for (model, noise), group in groups.items() if group["hit"]] + lines
+
+
+def _digital_layer_lines(rows: pl.DataFrame) -> list[str]:
+    """Per (model, noise model): the per-layer trials whose layer held nothing the noise acts on."""
+    empty = rows.filter((pl.col("mode") == "per-layer") & (pl.col("changed_values") == "{}"))
+    lines = []
+    for (model, noise), group in empty.group_by(["model", "noise_model"], maintain_order=True):
+        names = list(dict.fromkeys(name for text in group["layers"] for name in json.loads(text)))
+        shown = ", ".join(repr(n) for n in names[:SHOWN]) + (
+            f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+        fix = (f"leave them out (--op-types Conv,ConvTranspose,Gemm,MatMul,Einsum: normalization layers stay "
+               f"digital under analog=weights) or treat every tensor as analog (--noise {noise}:analog=all)"
+               if _is_device_model(noise) else "leave them out (--op-types or --layer-regex)")
+        line = (f"{model}: {noise} acts on no tensor of {len(names)} layer(s) ({shown}): their {group.height} "
+                f"per-layer trial(s) ran the clean model; {fix}")
+        lines.append(line)
+    return lines
+
+
+def _is_device_model(name: str) -> bool:
+    try:
+        return issubclass(get_noise_model(name), DeviceModel)
+    except OnnxNoiseError:  # a store may hold a noise model not registered here
+        return False
 
 
 def _line(model: str, noise: str, group: dict) -> str:

@@ -194,12 +194,12 @@ def test_without_ray_the_ray_executor_is_one_line(files, monkeypatch, capsys):
 
 @pytest.mark.parametrize(("address", "reason"), [("127.0.0.1:1", "Connection refused"),
                                                  ("no-such-host.invalid:6379", "")])
-def test_unreachable_address_is_one_line_at_once(files, capsys, address, reason):
+def test_unreachable_address_is_one_line_at_once(files, capfd, address, reason):
     model, data, _ = files
     started = time.monotonic()
     code = main(["sweep", str(model), "--data", str(data), "--preprocess", "raw", "--executor", "ray",
                  "--address", address, "--out", str(data.parent / "unreachable")])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert code == 2 and time.monotonic() - started < 60  # Ray alone retries for minutes
     assert len(err) == 1 and err[0].startswith(f"onnxnoise: error: cannot reach the Ray cluster at {address} ({reason}")
     assert "leave out --address to start a local Ray instance" in err[0]
@@ -240,7 +240,7 @@ def not_ray():
 
 @pytest.mark.parametrize(("kind", "reason"), [("silent", "no answer within 5 s"),
                                               ("http1", "it answered something else than HTTP/2")])
-def test_a_port_that_is_not_ray_is_one_line_within_seconds(files, capsys, not_ray, kind, reason):
+def test_a_port_that_is_not_ray_is_one_line_within_seconds(files, capfd, not_ray, kind, reason):
     """Ray alone waits minutes on a port where something else listens (measured: over 150 s)."""
     model, data, _ = files
     address = not_ray[kind]
@@ -248,7 +248,7 @@ def test_a_port_that_is_not_ray_is_one_line_within_seconds(files, capsys, not_ra
     code = main(["sweep", str(model), "--data", str(data), "--preprocess", "raw", "--executor", "ray",
                  "--address", address, "--out", str(data.parent / "not-ray")])
     elapsed = time.monotonic() - started
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert code == 2 and elapsed < 30, elapsed
     assert err == [f"onnxnoise: error: {address} is not a Ray cluster: what listens there does not answer as Ray's "
                    f"gRPC server ({reason}); give the head node's address as `ray start --head` printed it "

@@ -11,7 +11,7 @@ import polars as pl
 from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store.schema import trial_frame
 
-from tests._builders import labeled_npz, routed_classifier
+from tests._builders import conv_bn_resnet, labeled_npz, routed_classifier
 from tests._checks import run_cli
 
 TAIL = ("those trials ran those layers' clean values (column changed_values). A strength that changes nothing by "
@@ -60,3 +60,40 @@ def test_sweep_and_report_show_the_warning(tmp_path, capsys):
     assert code == 0, err
     assert f"WARNING: {line}" in " ".join(stdout.split())
     assert f"- **WARNING**: {line}" in (out / "report.md").read_text()
+
+
+def test_per_layer_trials_of_layers_the_noise_cannot_touch_are_named_with_the_fix():
+    """A per-layer trial whose layer holds no tensor the noise model acts on (``changed_values`` ``{}``) ran the
+    clean model: a BatchNormalization layer under pcm's analog=weights, a float layer under bit-flip."""
+    def per_layer(layer, changed, noise_model="pcm"):
+        return {**_row(changed, noise_model=noise_model, strength=60.0, mode="per-layer"),
+                "layers": json.dumps([layer])}
+
+    rows = [per_layer("conv", {"conv": 9}), per_layer("bn1", {}), per_layer("bn1", {}), per_layer("bn2", {}),
+            per_layer("fc", {}, noise_model="bitflip"), {**_row({}, noise_model="pcm"), "layers": "[]"}]
+    for row in rows:
+        row["noise"] = json.dumps({"params": {}})
+    lines = unchanged_layers_warnings(trial_frame(rows))
+    assert lines == [
+        "net: pcm acts on no tensor of 2 layer(s) ('bn1', 'bn2'): their 3 per-layer trial(s) ran the clean model; "
+        "leave them out (--op-types Conv,ConvTranspose,Gemm,MatMul,Einsum: normalization layers stay digital under "
+        "analog=weights) or treat every tensor as analog (--noise pcm:analog=all)",
+        "net: bitflip acts on no tensor of 1 layer(s) ('fc'): their 1 per-layer trial(s) ran the clean model; leave "
+        "them out (--op-types or --layer-regex)"]
+
+
+def test_a_per_layer_pcm_sweep_of_a_conv_bn_network_names_its_batchnorm_layers(tmp_path, capsys):
+    """The default selection of a Conv+BN network is not refused by pcm (BN layers are digital by design); the
+    per-layer trials of its 6 BN layers ran the clean model, and the sweep says so (the 7 others change values)."""
+    model = conv_bn_resnet()
+    onnx.save(model, tmp_path / "bn.onnx")
+    data = labeled_npz(model, tmp_path / "bn.npz", n=20).path
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "sweep", tmp_path / "bn.onnx", "--data", data, "--preprocess", "raw",
+                                "--noise", "pcm", "--t", "1d", "--seeds", "1", "--mode", "per-layer",
+                                "--device", "cpu", "--out", out)
+    assert code == 0, err
+    text = " ".join(stdout.split())
+    assert "14 trials planned" in text  # the baseline and 13 layers: 6 Conv, 6 BatchNormalization, 1 Gemm
+    assert "WARNING: bn.onnx: pcm acts on no tensor of 6 layer(s) (" in text
+    assert "their 6 per-layer trial(s) ran the clean model" in text
