@@ -337,7 +337,7 @@ def qdq_matmul(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, bias_q: np.nd
 
 #: Ways :func:`routed_classifier` stores its weight and brings it to its matrix op.
 WEIGHT_ROUTES = ("direct", "transpose", "transpose-gemm", "reshape", "flatten", "squeeze", "unsqueeze", "chain",
-                 "einsum")
+                 "einsum", "bias-reshape")
 
 
 def routed_classifier(route: str, *, seed: int = 0, classes: int = 10, size: int = 8) -> onnx.ModelProto:
@@ -355,7 +355,9 @@ def routed_classifier(route: str, *, seed: int = 0, classes: int = 10, size: int
     * ``unsqueeze``: ``W [K, C]`` -> ``Unsqueeze(0)`` -> ``MatMul``, bias ``Add``, ``Squeeze(0)`` of the logits (axis 2 of
       the ``[1, K, C]`` operand, 1 of ``W``);
     * ``chain``: ``W [C, 3, size^2]`` -> ``Reshape [C, K]`` -> ``Transpose`` -> ``Identity`` -> ``MatMul`` (axis 0);
-    * ``einsum``: ``W [C, K]`` -> ``Einsum("nk,ck->nc")`` (TensorFlow ``EinsumDense``; axis 0), bias ``Add``.
+    * ``einsum``: ``W [C, K]`` -> ``Einsum("nk,ck->nc")`` (TensorFlow ``EinsumDense``; axis 0), bias ``Add``;
+    * ``bias-reshape``: ``W [K, C]`` -> ``MatMul`` (axis 1) -> ``Reshape [-1, C]`` -> bias ``Add`` (the bias Add is
+      not directly after the MatMul, as TensorFlow writes a Dense layer over a sequence).
     """
     rng = np.random.default_rng(seed)
     k = 3 * size * size
@@ -364,10 +366,11 @@ def routed_classifier(route: str, *, seed: int = 0, classes: int = 10, size: int
     b = rng.normal(0, 0.5, classes).astype(np.float32)
     stored = {"direct": w, "transpose": w.T, "transpose-gemm": w.T, "reshape": w.reshape(-1),
               "flatten": w.T.reshape(classes, 3, size, size), "squeeze": w[None], "unsqueeze": w,
-              "chain": w.T.reshape(classes, 3, size * size), "einsum": w.T}[route]
+              "chain": w.T.reshape(classes, 3, size * size), "einsum": w.T, "bias-reshape": w}[route]
     inits = [numpy_helper.from_array(np.ascontiguousarray(stored), "W"), numpy_helper.from_array(b, "b"),
              numpy_helper.from_array(np.array([k, classes], np.int64), "shape_kc"),
              numpy_helper.from_array(np.array([classes, k], np.int64), "shape_ck"),
+             numpy_helper.from_array(np.array([-1, classes], np.int64), "shape_nc"),
              numpy_helper.from_array(np.array([0], np.int64), "axis0")]
     nodes = [helper.make_node("Flatten", ["input"], ["x"], name="flatten", axis=1)]
     matmul = [helper.make_node("MatMul", ["x", "Wv"], ["mm"], name="fc"),
@@ -399,6 +402,10 @@ def routed_classifier(route: str, *, seed: int = 0, classes: int = 10, size: int
     elif route == "einsum":
         nodes += [helper.make_node("Einsum", ["x", "W"], ["mm"], name="fc", equation="nk,ck->nc"),
                   helper.make_node("Add", ["mm", "b"], ["logits"], name="fc_bias")]
+    elif route == "bias-reshape":
+        nodes += [helper.make_node("MatMul", ["x", "W"], ["mm"], name="fc"),
+                  helper.make_node("Reshape", ["mm", "shape_nc"], ["mm_r"], name="fc_reshape"),
+                  helper.make_node("Add", ["mm_r", "b"], ["logits"], name="fc_bias")]
     else:
         raise ValueError(f"unknown route {route!r}; one of {', '.join(WEIGHT_ROUTES)}")
     used = {name for node in nodes for name in node.input}

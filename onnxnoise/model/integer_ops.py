@@ -15,6 +15,14 @@ Supported, with the ``dequantize-noise-requantize`` policy of :mod:`onnxnoise.mo
 - ``com.microsoft`` ``QGemm`` (weight at input 3, scale 4, zero point 5, per-channel along
   ``N``; the int32 bias at input 6 has scale ``a_scale * b_scale`` and zero point 0).
 
+An integer weight that reaches one of these ops, ``QLinearConv`` or ``QLinearMatMul`` through
+layout ops (``Transpose`` / ``Reshape`` / ``Flatten`` / ``Squeeze`` / ``Unsqueeze`` / ``Identity``
+/ ``Cast``, :data:`~onnxnoise.model.weight_chains.LAYOUT_OPS`) is refused naming the op, the
+weight and the path: its scale's axis would have to be mapped through the layout, which is not
+done for integer weights (float and QDQ weights behind layout ops are noised:
+:mod:`onnxnoise.model.weight_chains`). Without this check such a weight was silently neither
+listed nor noised.
+
 Other ops that hold integer weights (:data:`UNSUPPORTED`: ``QAttention``, ``MatMulNBits``,
 ``DynamicQuantizeLSTM``, ...) and a weight whose scale cannot be found are refused with a
 :class:`~onnxnoise.errors.GraphError`: the tool never reports their scales and biases as the
@@ -32,6 +40,7 @@ from onnxnoise.model.graph_view import GraphView
 from onnxnoise.model.tensors import FLOAT_DTYPES, tensor_numel
 from onnxnoise.model.quant import INT_DTYPES, QuantParams
 from onnxnoise.model.quant_patterns import ONNX_DOMAINS, _quant_ok
+from onnxnoise.model.weight_chains import LAYOUT_OPS
 
 __all__ = ["DYNAMIC_FORMAT", "IntegerLayer", "UNSUPPORTED", "integer_layers"]
 
@@ -49,6 +58,12 @@ UNSUPPORTED: dict[str, tuple[int, ...]] = {
     "QAttention": (1,), "DynamicQuantizeLSTM": (1, 2), "MatMulNBits": (1,), "MatMulBnb4": (1,),
     "QLinearAdd": (0, 3), "QLinearMul": (0, 3), "GatherBlockQuantized": (0,), "QEmbedLayerNormalization": (2, 3, 4),
     "QOrderedMatMul": (4,), "QLinearConvTranspose": (3,),
+}
+
+#: Integer-weight ops and the input slots where an integer weight may sit (checked for layout ops before them).
+_WEIGHT_SLOTS: dict[str, tuple[int, ...]] = {
+    "MatMulInteger": (0, 1), "ConvInteger": (1,), "DynamicQuantizeMatMul": (1,), "MatMulIntegerToFloat": (1,),
+    "QGemm": (3,), "QLinearConv": (3,), "QLinearMatMul": (0, 3),
 }
 
 #: Ops a bias initializer may pass through before its ``Add``.
@@ -103,6 +118,8 @@ def integer_layers(view: GraphView) -> dict[int, IntegerLayer]:
             continue
         op, label = node.op_type, f"{node.op_type} {view.names[position]!r}"
         inputs = list(node.input) + [""] * 10
+        for slot in _WEIGHT_SLOTS.get(op, ()):
+            _refuse_layout_path(view, label, inputs[slot])
         if op in UNSUPPORTED:
             weights = [inputs[s] for s in UNSUPPORTED[op] if _is_int_weight(view, inputs[s])]
             if weights:
@@ -133,6 +150,23 @@ def integer_layers(view: GraphView) -> dict[int, IntegerLayer]:
             continue
         found[position] = layer
     return found
+
+
+def _refuse_layout_path(view: GraphView, label: str, name: str) -> None:
+    """Raise when ``name`` is an integer initializer seen through layout ops (see the module docstring)."""
+    path: list[str] = []
+    while name and name not in view.tensors and len(path) < 16:
+        position = view.producer.get(name)
+        if position is None or view.nodes[position].op_type not in LAYOUT_OPS or not view.nodes[position].input:
+            return
+        path.append(view.nodes[position].op_type)
+        name = view.nodes[position].input[0]
+    if path and _is_int_weight(view, name):
+        msg = (f"{label} reads its integer weight {name!r} through {' -> '.join(reversed(path))}: onnxnoise cannot "
+               "noise an integer weight behind layout ops (its scale's channel axis is not mapped through them) and "
+               "will not leave it exact while reporting the layer as noised; quantize the model with the weight in "
+               "the layout the op reads (onnxruntime's quantize_dynamic / quantize_static do) or in QDQ format")
+        raise GraphError(msg)
 
 
 def _layer(view: GraphView, node: onnx.NodeProto, label: str, weight: str, scale: str, zero: str, axis: int,

@@ -5,7 +5,10 @@ or through a chain of layout ops that ends in an op's weight slot (``Transpose(W
 ``Reshape -> Gemm``, ``Unsqueeze``, ``Flatten``, ``Squeeze``:
 :func:`~onnxnoise.model.weight_chains.layout_chains`) belongs to the op applying it, with that
 op's role and output-channel axis mapped back to the stored tensor; an ``Einsum`` operand
-contracted with the data is a ``weight`` with its axis read from the equation.
+contracted with the data is a ``weight`` with its axis read from the equation. The ``Add`` of an
+initializer after a MatMul / Einsum (or a dynamically quantized MatMul) joins that layer as its
+``bias``, also when layout ops carry the product to it (``MatMul -> Reshape -> Add(b)``, as
+TensorFlow conversions write a Dense layer over a sequence).
 
 Used by :mod:`onnxnoise.model.layers`; pure functions over a
 :class:`~onnxnoise.model.graph_view.GraphView`.
@@ -20,7 +23,7 @@ from onnxnoise.model.integer_ops import IntegerLayer
 from onnxnoise.model.quant import QuantParams
 from onnxnoise.model.quant_patterns import is_qlinear, qlinear_params, weight_paths
 from onnxnoise.model.tensor_roles import NON_PARAMETER_INPUTS
-from onnxnoise.model.weight_chains import Chain, einsum_axis, layout_chains, weight_slot
+from onnxnoise.model.weight_chains import LAYOUT_OPS, Chain, einsum_axis, layout_chains, weight_slot
 
 __all__ = ["channel_axis", "parameter_groups"]
 
@@ -114,6 +117,9 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
                 quant.append(params)
                 axes.append(_axis(view, position, slot, chain, len(tensors[name].dims)))
         if not names:
+            carried = by_output.get(node.input[0]) if node.op_type in LAYOUT_OPS and node.input else None
+            if carried is not None and carried["op_type"] in _BIAS_TAKERS:
+                by_output.update(dict.fromkeys(node.output, carried))  # a bias Add after it still joins the layer
             continue
         owned.update(names)
         taker = next((by_output[i] for i in node.input if i in by_output), None)
@@ -145,11 +151,14 @@ def _chain_nodes(view: GraphView, chains: dict[str, Chain]) -> set[int]:
 
 
 def _bias_add(view: GraphView, position: int, slot: int) -> bool:
-    """An ``Add`` whose other operand is the output of a MatMul / Einsum (the ``Add`` then joins that layer)."""
+    """An ``Add`` whose other operand is the output of a MatMul / Einsum, directly or through layout ops (the
+    ``Add`` then joins that layer)."""
     node = view.nodes[position]
     if node.op_type != "Add" or len(node.input) != 2:
         return False
     other = view.producer.get(node.input[1 - slot])
+    while other is not None and view.nodes[other].op_type in LAYOUT_OPS and view.nodes[other].input:
+        other = view.producer.get(view.nodes[other].input[0])  # the product carried by Reshape / Squeeze ...
     return other is not None and view.nodes[other].op_type in _BIAS_TAKERS
 
 

@@ -162,3 +162,62 @@ def test_unsupported_qdq_weight_is_reported_left_out(caplog):
     assert layer_report(model).left_out == [
         "INT8 weight 'Wq' of DequantizeLinear 'dq' (blocked, 4-bit or malformed quantization is not supported)"]
     assert "weight left out (not listed, not noised): INT8 weight 'Wq'" in caplog.text
+
+
+def _integer_weight_behind(op: str, path: str) -> onnx.ModelProto:
+    """``MatMulInteger`` / ``QLinearMatMul`` whose int8 weight ``Wq`` reaches it through ``path`` (Transpose or
+    Reshape of a flat initializer)."""
+    if path == "Transpose":
+        inits = [numpy_helper.from_array(np.arange(16, dtype=np.int8).reshape(4, 4), "Wq")]
+        route = [helper.make_node("Transpose", ["Wq"], ["Wv"], perm=[1, 0], name="w_t")]
+    else:
+        inits = [numpy_helper.from_array(np.arange(16, dtype=np.int8), "Wq"),
+                 numpy_helper.from_array(np.array([4, 4], np.int64), "shape")]
+        route = [helper.make_node("Reshape", ["Wq", "shape"], ["Wv"], name="w_r")]
+    if op == "MatMulInteger":
+        inits += [numpy_helper.from_array(np.int8(0), "Wzp"), float_init("w_scale", 0.1)]
+        nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xzp"], name="dql"), *route,
+                 helper.make_node("MatMulInteger", ["xq", "Wv", "xzp", "Wzp"], ["acc"], name="mmi"),
+                 helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT, name="cast"),
+                 helper.make_node("Mul", ["xs", "w_scale"], ["scales"], name="scales"),
+                 helper.make_node("Mul", ["accf", "scales"], ["logits"], name="rescale")]
+    else:
+        inits += [float_init("a_s", 0.05), numpy_helper.from_array(np.uint8(128), "a_z"), float_init("b_s", 0.1),
+                  numpy_helper.from_array(np.int8(0), "b_z"), float_init("y_s", 0.2),
+                  numpy_helper.from_array(np.uint8(128), "y_z")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"], name="q"), *route,
+                 helper.make_node("QLinearMatMul", ["xq", "a_s", "a_z", "Wv", "b_s", "b_z", "y_s", "y_z"], ["yq"],
+                                  name="qmm"),
+                 helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["logits"], name="dq")]
+    return graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
+
+
+@pytest.mark.parametrize(("op", "name", "path"), [("MatMulInteger", "mmi", "Transpose"),
+                                                  ("MatMulInteger", "mmi", "Reshape"),
+                                                  ("QLinearMatMul", "qmm", "Transpose")])
+def test_an_integer_weight_behind_layout_ops_is_refused_naming_it(op, name, path):
+    """Before: no layer was listed, nothing was left out, and the weight stayed exact in every noisy trial."""
+    model = _integer_weight_behind(op, path)
+    onnx.checker.check_model(model)
+    with pytest.raises(GraphError) as refused:
+        list_layers(model)
+    assert str(refused.value) == (
+        f"{op} {name!r} reads its integer weight 'Wq' through {path}: onnxnoise cannot noise an integer weight behind "
+        "layout ops (its scale's channel axis is not mapped through them) and will not leave it exact while "
+        "reporting the layer as noised; quantize the model with the weight in the layout the op reads "
+        "(onnxruntime's quantize_dynamic / quantize_static do) or in QDQ format")
+
+
+def test_a_dynamic_matmul_bias_after_a_reshape_joins_its_layer():
+    """``MatMulInteger -> Cast -> Mul -> Reshape -> Add(b)``: b is the layer's bias (was a layer 'Add' of its own)."""
+    model = _matmul_integer(scale_from_input=False)
+    model.graph.node[-1].output[0] = "scaled"
+    model.graph.node.extend([helper.make_node("Reshape", ["scaled", "shape"], ["flat"], name="r"),
+                             helper.make_node("Add", ["flat", "b"], ["logits"], name="bias")])
+    model.graph.initializer.extend([numpy_helper.from_array(np.array([-1, 4], np.int64), "shape"),
+                                    float_init("b", np.arange(4.0))])
+    onnx.checker.check_model(model)
+    (layer,) = list_layers(model)
+    assert (layer.name, layer.op_type, layer.tensors, layer.roles) == ("mmi", "MatMulInteger", ("Wq", "b"),
+                                                                       ("weight", "bias"))

@@ -16,7 +16,8 @@ from tests._graphs import float_init, graph_model, int_init, run_onnx, xy_model
 #: route -> (op type of the layer ``fc``, output-channel axis of the stored ``W``).
 EXPECTED = {"direct": ("MatMul", 1), "transpose": ("MatMul", 0), "transpose-gemm": ("Gemm", 0),
             "reshape": ("MatMul", None), "flatten": ("Gemm", 0), "squeeze": ("MatMul", 2),
-            "unsqueeze": ("MatMul", 1), "chain": ("MatMul", 0), "einsum": ("Einsum", 0)}
+            "unsqueeze": ("MatMul", 1), "chain": ("MatMul", 0), "einsum": ("Einsum", 0),
+            "bias-reshape": ("MatMul", 1)}  # before: the bias Add after the Reshape was a layer of its own
 
 
 @pytest.mark.parametrize("route", WEIGHT_ROUTES)
