@@ -346,6 +346,24 @@ def test_committed_collapse_counts_of_correct_groups_do_not_move():
     assert resnet56["now"].to_list() == [5]
 
 
+@pytest.mark.parametrize(("report", "chance", "total", "whole_model"), [("analog-devices", 10.0, 32, 32),
+                                                                      ("imagenet-paper", 0.0, 425, 10)])
+def test_restated_committed_collapse_counts_equal_a_recomputation(report, chance, total, whole_model):
+    """reports/analog-devices and imagenet-paper were restated under issue 20's rule (a draw at chance is collapsed):
+    their committed summary.parquet holds today's counts (analog-devices: 0 before, every fallen group fell whole;
+    stuck-at at 1% is 3 of 5 draws, pcm without compensation at 1 h 4 of 5)."""
+    folder = Path(__file__).resolve().parents[2] / "reports" / report
+    committed = pl.read_parquet(folder / "summary.parquet")
+    now = summarize_trials(pl.read_parquet(folder / "results.parquet"), chance=chance)
+    assert committed["collapsed"].to_list() == now["collapsed"].to_list()
+    assert committed["collapsed"].sum() == total
+    assert committed.filter(pl.col("mode") == "all")["collapsed"].sum() == whole_model
+    if report == "analog-devices":
+        rows = {(r["noise_model"], r["strength"]): r["collapsed"] for r in committed.iter_rows(named=True)
+                if r["mode"] == "all" and "compensation\":\"global" not in r["noise"]}
+        assert rows[("stuck-at", 0.01)] == 3 and rows[("pcm", 3600.0)] == 4
+
+
 def _synthetic_trials() -> pl.DataFrame:
     """Baseline 90% and three draws at two strengths (100 images), one store-era row without paired counts."""
     rows = [("baseline", None, None, 90, 0, 0, 0)]
