@@ -10,7 +10,8 @@ Modules: :mod:`~onnxnoise.cli.parser` (subcommands), :mod:`~onnxnoise.cli.flags`
 from the declared settings, and back), :mod:`~onnxnoise.cli.commands` (one function per
 subcommand), :mod:`~onnxnoise.cli.check_command` and :mod:`~onnxnoise.cli.check_summary`
 (``check``), :mod:`~onnxnoise.cli.data_command` (``data``), :mod:`~onnxnoise.cli.output` (notes,
-progress), :mod:`~onnxnoise.cli.options_doc` (docs/options.md), :mod:`~onnxnoise.cli.app` (``main``).
+progress), :mod:`~onnxnoise.cli.options_doc` (docs/options.md), :mod:`~onnxnoise.cli.ray_driver` (the Ray driver of
+``sweep --executor ray`` in a watched child process), :mod:`~onnxnoise.cli.app` (``main``).
 """
 
 from onnxnoise.cli.app import main
