@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def run_driver_process(argv: list[str], out: Path | None) -> int:
                                 start_new_session=True)
     finally:
         os.close(write)
-    previous = {sig: signal.signal(sig, lambda signum, _frame: _forward(proc, signum)) for sig in _FORWARDED}
+    previous = ({sig: signal.signal(sig, lambda signum, _frame: _forward(proc, signum)) for sig in _FORWARDED}
+                if threading.current_thread() is threading.main_thread() else {})  # handlers: main thread only
     try:
         status = b""
         with os.fdopen(read, "rb") as channel:

@@ -146,7 +146,7 @@ class RayExecutor(Executor):
             if self.workers is not None:
                 cpus = max(cpus, self.workers * self.threads)  # the user asked for this many
             options.update(address="local", num_cpus=cpus)
-            start_reaper()  # a killed driver leaves no Ray process (where it leads its process group)
+            start_reaper()  # a killed driver leaves no Ray process (where it leads its own session)
         else:
             options.update(address=self.address)
         try:

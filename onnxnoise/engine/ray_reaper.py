@@ -12,10 +12,11 @@ holds the read end of a pipe whose write end only the driver holds (it is close-
 so no Ray process inherits it). The read returns end-of-file the moment the driver
 process ends, however it ends (a normal exit, Ray's C++ core ending it, ``kill -9``), and
 the watcher then sends ``SIGKILL`` to the driver's process group: every process the driver
-started there, the watcher included. It only runs where the driver leads its own process
-group (the CLI starts the Ray driver so: :mod:`onnxnoise.cli.ray_driver`), so it never
-signals a group it shares with its caller, and only for a local instance started by this
-run (a cluster joined with ``--address`` is never touched).
+started there, the watcher included. It only runs where the driver leads its own session
+(the CLI starts the Ray driver so: :mod:`onnxnoise.cli.ray_driver`), so it never signals a
+group it shares with anything else (a script started from a shell leads its process group,
+which a pipeline's other commands share, but not its session), and only for a local instance
+started by this run (a cluster joined with ``--address`` is never touched).
 """
 
 from __future__ import annotations
@@ -51,15 +52,15 @@ _held: list[int] = []
 def start_reaper() -> int | None:
     """Start the watcher for this process's group, once; its pid, or None where it does not apply.
 
-    Applies only on POSIX and where this process leads its own process group
-    (``os.getpgrp() == os.getpid()``); call it before ``ray.init()`` starts a local
+    Applies only on POSIX and where this process leads its own session, hence its process
+    group (``os.getsid(0) == os.getpid()``); call it before ``ray.init()`` starts a local
     instance.
 
     Returns:
-        The watcher's process id, or None when not started (not a group leader, not
+        The watcher's process id, or None when not started (not a session leader, not
         POSIX, or already started).
     """
-    if os.name != "posix" or _held or os.getpgrp() != os.getpid():
+    if os.name != "posix" or _held or os.getsid(0) != os.getpid():
         return None
     read, write = os.pipe()  # both close-on-exec (PEP 446); the watcher gets `read` through pass_fds
     try:

@@ -8,7 +8,8 @@ op's role and output-channel axis mapped back to the stored tensor; an ``Einsum`
 contracted with the data is a ``weight`` with its axis read from the equation. The ``Add`` of an
 initializer after a MatMul / Einsum (or a dynamically quantized MatMul) joins that layer as its
 ``bias``, also when layout ops carry the product to it (``MatMul -> Reshape -> Add(b)``, as
-TensorFlow conversions write a Dense layer over a sequence).
+TensorFlow conversions write a Dense layer over a sequence); there only an initializer with at most one
+axis longer than 1 joins (a ``[1, N, D]`` positional embedding added after a ``Reshape`` stays its own layer).
 
 Used by :mod:`onnxnoise.model.layers`; pure functions over a
 :class:`~onnxnoise.model.graph_view.GraphView`.
@@ -70,6 +71,7 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
     owned: set[str] = set()
     groups: list[dict] = []
     by_output: dict[str, dict] = {}
+    laid_out: set[str] = set()  # products carried by layout ops: only a vector joins as their bias
     for position, node in enumerate(view.nodes):
         if position in path_nodes:
             continue
@@ -120,10 +122,13 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
             carried = by_output.get(node.input[0]) if node.op_type in LAYOUT_OPS and node.input else None
             if carried is not None and carried["op_type"] in _BIAS_TAKERS:
                 by_output.update(dict.fromkeys(node.output, carried))  # a bias Add after it still joins the layer
+                laid_out.update(node.output)
             continue
         owned.update(names)
         taker = next((by_output[i] for i in node.input if i in by_output), None)
-        if node.op_type == "Add" and taker is not None and taker["op_type"] in _BIAS_TAKERS:
+        through_layout = any(i in laid_out for i in node.input)
+        if node.op_type == "Add" and taker is not None and taker["op_type"] in _BIAS_TAKERS and (
+                not through_layout or all(_bias_shaped(tensors[n]) for n in names)):
             taker["tensors"] += names
             taker["roles"] += ["bias"] * len(names)
             taker["quant"] += quant
@@ -137,6 +142,11 @@ def parameter_groups(view: GraphView, parameters: frozenset[str],
         for out in outputs:
             by_output[out] = group
     return groups, alias
+
+
+def _bias_shaped(tensor: onnx.TensorProto) -> bool:
+    """At most one axis longer than 1 (``[C]``, ``[1, C]``): a bias, not a positional embedding ``[1, N, D]``."""
+    return sum(1 for d in tensor.dims if d > 1) <= 1
 
 
 def _chain_nodes(view: GraphView, chains: dict[str, Chain]) -> set[int]:

@@ -116,3 +116,18 @@ def test_a_gemm_whose_weight_is_its_first_operand_is_a_weight_with_its_output_ax
                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 5])],
                         [float_init("W", w), float_init("V", w)])
     assert [(layer.roles, layer.channel_axes) for layer in list_layers(const)] == [(("a", "weight"), (0, 0))]
+
+
+def test_an_embedding_added_after_layout_ops_is_not_taken_for_a_bias():
+    """``MatMul -> Reshape [N, 2, 4] -> Add(pos [1, 2, 4])``: a positional embedding (two axes longer than 1) stays
+    a layer of its own; a ``[4]`` vector there is the MatMul's bias (the ``bias-reshape`` route)."""
+    rng = np.random.default_rng(0)
+    for added, layers in (((1, 2, 4), [("fc", ("W",)), ("pos", ("e",))]), ((4,), [("fc", ("W", "e"))])):
+        nodes = [helper.make_node("MatMul", ["x", "W"], ["mm"], name="fc"),
+                 helper.make_node("Reshape", ["mm", "shape"], ["r"], name="r"),
+                 helper.make_node("Add", ["r", "e"], ["y"], name="pos")]
+        model = graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4])],
+                            [float_init("W", rng.normal(size=(8, 8))), float_init("e", rng.normal(size=added)),
+                             numpy_helper.from_array(np.array([-1, 2, 4], np.int64), "shape")])
+        assert [(layer.name, layer.tensors) for layer in list_layers(model)] == layers
