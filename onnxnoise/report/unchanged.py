@@ -72,8 +72,7 @@ def _digital_layer_lines(rows: pl.DataFrame) -> list[str]:
     lines = []
     for (model, noise), group in empty.group_by(["model", "noise_model"], maintain_order=True):
         names = list(dict.fromkeys(name for text in group["layers"] for name in json.loads(text)))
-        shown = ", ".join(repr(n) for n in names[:SHOWN]) + (
-            f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+        shown = _shown(names)
         fix = (f"leave them out (--op-types Conv,ConvTranspose,Gemm,MatMul,Einsum: normalization layers stay "
                f"digital under analog=weights) or treat every tensor as analog (--noise {noise}:analog=all)"
                if _is_device_model(noise) else "leave them out (--op-types or --layer-regex)")
@@ -92,9 +91,14 @@ def _is_device_model(name: str) -> bool:
 
 def _line(model: str, noise: str, group: dict) -> str:
     names = list(group["layers"])
-    shown = ", ".join(repr(n) for n in names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+    shown = _shown(names)
     return (f"{model}: {noise} changed no stored value of {len(names)} noised layer(s) ({shown}) in {group['hit']} of "
             f"{group['trials']} noisy trial(s), at {'; '.join(group['at'])}: those trials ran those layers' clean "
             "values (column changed_values). A strength that changes nothing by definition (a fault rate of 0, "
             "a levels grid the weights already sit on) or an all-zero tensor does that; otherwise the layer is "
             "not noised as the run says")
+
+
+def _shown(names: list[str]) -> str:
+    """The first :data:`SHOWN` names, quoted, and how many more."""
+    return ", ".join(repr(n) for n in names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
