@@ -50,10 +50,10 @@ def weight_max(w: np.ndarray) -> float:
     return w_max if np.isfinite(w_max) else 0.0
 
 
-def _no_axis(tensor_name: str, layer: str, op_type: str, mapping: str) -> NoiseConfigError:
+def _no_axis(tensor_name: str, layer: str, op_type: str, spelled: tuple[str, str]) -> NoiseConfigError:
     return NoiseConfigError(
-        f"mapping={mapping} needs the output-channel axis of tensor {tensor_name!r} (layer {layer!r}, {op_type}), "
-        f"which is not known; use mapping=tensor, or leave the layer out (--layer-regex / --op-types)")
+        f"{spelled[0]} needs the output-channel axis of tensor {tensor_name!r} (layer {layer!r}, {op_type}), "
+        f"which is not known; use {spelled[1]}, or leave the layer out (--layer-regex / --op-types)")
 
 
 def input_axes(shape: tuple[int, ...], op_type: str, out_axis: int) -> tuple[int, tuple[int, ...]]:
@@ -90,13 +90,16 @@ def _tile_column_max(a: np.ndarray, in_axis: int, kernel_axes: tuple[int, ...], 
     return out
 
 
-def full_scale(w: np.ndarray, tensor: TensorInfo, mapping: str) -> float | np.ndarray:
+def full_scale(w: np.ndarray, tensor: TensorInfo, mapping: str, *,
+               spelled: tuple[str, str] | None = None) -> float | np.ndarray:
     """``w_max`` of ``w`` under ``mapping`` (:data:`MAPPINGS`).
 
     Args:
         w: The tensor's clean values (float64 for exact maxima; any float dtype works).
         tensor: Facts about it (its layer's channel axes, ``tile_rows``).
         mapping: ``tensor``, ``channel`` or ``tile-column``.
+        spelled: How the user spelled the setting and its per-tensor fix, for messages
+            (default ``("mapping=<mapping>", "mapping=tensor")``; gaussian-max: ``scope=row``...).
 
     Returns:
         ``tensor``: a float, ``max|w|`` (0 for an empty, all-zero or non-finite tensor).
@@ -111,12 +114,13 @@ def full_scale(w: np.ndarray, tensor: TensorInfo, mapping: str) -> float | np.nd
         return weight_max(w)
     if mapping not in MAPPINGS:
         raise NoiseConfigError(f"unknown mapping {mapping!r}; choose from {', '.join(MAPPINGS)}")
+    spelled = spelled or (f"mapping={mapping}", "mapping=tensor")
     if mapping == "tile-column" and tensor.tile_rows <= 0:
-        raise NoiseConfigError(f"mapping=tile-column needs the tile size: set --tile-rows R (input rows per tile; "
+        raise NoiseConfigError(f"{spelled[0]} needs the tile size: set --tile-rows R (input rows per tile; "
                                f"tensor {tensor.name!r})")
     axis = channel_axis(tensor, w.ndim, strict=False)
     if axis is None:
-        raise _no_axis(tensor.name, tensor.layer, tensor.op_type, mapping)
+        raise _no_axis(tensor.name, tensor.layer, tensor.op_type, spelled)
     a = np.abs(w.astype(np.float64, copy=False))
     if mapping == "channel":
         others = tuple(i for i in range(w.ndim) if i != axis)
@@ -125,13 +129,13 @@ def full_scale(w: np.ndarray, tensor: TensorInfo, mapping: str) -> float | np.nd
         try:
             in_axis, kernel_axes = input_axes(w.shape, tensor.op_type, axis)
         except ValueError:
-            raise _no_axis(tensor.name, tensor.layer, tensor.op_type, mapping) from None
+            raise _no_axis(tensor.name, tensor.layer, tensor.op_type, spelled) from None
         out = _tile_column_max(a, in_axis, kernel_axes, tensor.tile_rows)
     return np.where(np.isfinite(out), out, 0.0)
 
 
 def check_mapping_layers(name: str, mapping: str, layers: Sequence[Any],
-                         acts_on: Callable[[str, str, bool], bool]) -> None:
+                         acts_on: Callable[[str, str, bool], bool], *, spelled: tuple[str, str] | None = None) -> None:
     """Refuse, before any trial, a ``channel`` / ``tile-column`` mapping of a tensor without a channel axis.
 
     Only layers that know their axes (:attr:`~onnxnoise.model.Layer.channel_axes` not empty) are
@@ -142,6 +146,7 @@ def check_mapping_layers(name: str, mapping: str, layers: Sequence[Any],
         mapping: The mapping asked for.
         layers: The selected layers.
         acts_on: The model's :meth:`~onnxnoise.noise.base.NoiseModel.acts_on`.
+        spelled: As for :func:`full_scale`.
 
     Raises:
         NoiseConfigError: One line naming the first such tensor and how to avoid it.
@@ -154,4 +159,5 @@ def check_mapping_layers(name: str, mapping: str, layers: Sequence[Any],
             continue
         for tensor, role, axis in zip(layer.tensors, layer.roles, axes):
             if acts_on(role, layer.op_type, False) and axis is None:
-                raise NoiseConfigError(f"{name}: {_no_axis(tensor, layer.name, layer.op_type, mapping)}")
+                spelled = spelled or (f"mapping={mapping}", "mapping=tensor")
+                raise NoiseConfigError(f"{name}: {_no_axis(tensor, layer.name, layer.op_type, spelled)}")
