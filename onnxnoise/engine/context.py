@@ -35,6 +35,7 @@ from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.errors import DataError, GraphError
+from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
 from onnxnoise.strict_json import parse_json
 from onnxnoise.model import (
@@ -219,6 +220,7 @@ class RunContext:
             "keep_zeros": noise.keep_zeros,
             "provider": self.provider,
             "versions": self.versions,
+            "analog_preset": self.config.analog_preset and expand_preset(self.config.analog_preset).to_dict(),
         }
 
 

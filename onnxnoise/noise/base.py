@@ -71,6 +71,9 @@ class TensorInfo:
         stored: The clean tensor as stored (the integers of a quantized weight), read-only.
         dequantize: For a quantized weight, its own integer-to-float map
             (``(q - zero_point) * scale``, per tensor or per axis); ``None`` for float tensors.
+        tile_rows: Input rows per analog tile (the run's ``--tile-rows``), or 0 when the run
+            does not tile its weight matrices: the ``tile-column`` mapping and ``gaussian-max``'s
+            ``tile`` scope need it (:mod:`onnxnoise.noise.mapping`).
     """
 
     name: str
@@ -84,6 +87,7 @@ class TensorInfo:
     model_values: Mapping[str, np.ndarray] | None = None
     stored: np.ndarray | None = None
     dequantize: Callable[[np.ndarray], np.ndarray] | None = None
+    tile_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,14 @@ class NoiseModel(ABC):
         """One line for captions: the formula in words and the parameters."""
         params = ", ".join(f"{k}={v}" for k, v in self.params().items())
         return f"{self.name}" + (f" ({params})" if params else "")
+
+    def tile_rows_needed(self) -> str | None:
+        """The parameter (``mapping=tile-column``, ``scope=tile``) for which this model needs ``--tile-rows``, or ``None``.
+
+        A run whose ``--tile-rows`` is 0 is refused before any trial when this is not ``None``
+        (:func:`onnxnoise.noise_config.check_tile_rows`); the default needs none.
+        """
+        return None
 
     def collapse_hint(self) -> str | None:
         """Advice for when draws of this model collapse to chance, or ``None`` (the default).
