@@ -68,7 +68,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = output_folder(args.out or Path("reports") / f"{folder_name(model)}-{stamp}")
     with console.status("loading model and decoding images"):
-        context = prepare_context(config)
+        context = prepare_context(config, calibration_dir=out)
     progress = RichProgress(console, config.noise.noise_model)
     try:
         result = run_bench(config, progress=progress, context=context,
@@ -122,7 +122,7 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   + f" -> {out}/{STORE_NAME}")
     executor = make_executor(config)  # before loading anything: `--executor ray` without Ray is one line
     with console.status("loading model and decoding images"):
-        context = prepare_context(config.run)
+        context = prepare_context(config.run, calibration_dir=out)
     for warning in context.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}")
     with open_store(out / STORE_NAME) as store:
@@ -140,6 +140,8 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   + (f", {result.settled} draws not needed (--seeds auto)" if result.settled else ""))
     for line in result.short_of_target:
         console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
+    for line in result.stages:
+        console.print(line, highlight=False, markup=False)
     for warning in result.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     return failed_exit(result.failed, console)
