@@ -158,7 +158,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
     sites = []
     for layer in layers:
         if layer.op_type in REFUSED_OPS:
-            msg = f"layer {layer.name!r}: the tile stages cannot split a {layer.op_type} (use Conv, Gemm or MatMul)"
+            msg = f"layer {layer.name!r}: the tile stages cannot split an {layer.op_type} op (they take Conv, ConvTranspose, Gemm, MatMul and their quantized forms)"
             raise ValueError(msg)
         if layer.op_type not in MATRIX_OPS | QUANTIZED_OPS:
             continue  # digital (normalization, PRelu, an elementwise weight)
