@@ -11,25 +11,17 @@ place a :class:`~onnxnoise.tile.settings.TileSettings` is built from a run's set
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
 from onnxnoise.errors import ConfigError
-from onnxnoise.settings import TILE, config_values, option, own_key_values
-from onnxnoise.tile.settings import TileSettings
+from onnxnoise.settings import TILE, config_values, declared, option, own_key_values
+from onnxnoise.tile.settings import ADC_SCOPES, CALIBRATIONS, MAX_BITS, TileSettings
 
-__all__ = ["TileConfig", "ADC_SCOPES", "CALIBRATIONS"]
+__all__ = ["TileConfig"]
 
-#: ``--adc-scope``: one ADC range per layer, or one per output column (channel).
-ADC_SCOPES: tuple[str, ...] = ("layer", "column")
-
-#: ``--calibration``: how a stage's range is taken from clean activations.
-CALIBRATIONS: tuple[str, ...] = ("max", "percentile")
-
-#: Most bits of a DAC or an ADC (a 2**24-level converter is already float32's mantissa).
-MAX_BITS = 24
+#: Setting keys whose field of :class:`TileSettings` has another name.
+_KEYS = {"percentile": "calibration_percentile"}
 
 
 def _tile(default: Any, flag: str, **setting: Any) -> Any:
@@ -40,17 +32,21 @@ def _tile(default: Any, flag: str, **setting: Any) -> Any:
 class TileConfig:
     """The input/output stages every noisy trial applies to the layers it noises (all off by default).
 
+    The meaning and units of each field are :class:`~onnxnoise.tile.settings.TileSettings`'
+    (aihwkit's forward-pass parameters, ../shared/PARITY.md sec. 1); this class declares them as
+    settings and says a bad value with its flag.
+
     Attributes:
-        dac_bits: Input (DAC) bits of every staged layer; 0: no input quantization.
-        adc_bits: Output (ADC) bits of every staged layer (of each tile's partial sum); 0: none.
-        read_noise: Standard deviation of the additive Gaussian read noise on each product,
-            relative to the layer's calibrated output range; drawn anew per image and per read;
-            0: none.
-        tile_rows: Input rows per tile: a weight with more is split into tiles of this many rows
-            whose partial sums are quantized and noised separately, then summed; 0: one tile.
-        adc_bound: Fixed ADC range (+-bound, the layer output's unit) instead of the calibrated
-            one; 0: calibrated.
-        adc_scope: ``layer`` (one ADC range per layer) or ``column`` (one per output column).
+        dac_bits: Input (DAC) bits of every staged layer: 0 (off) or 2 to 24.
+        adc_bits: Output (ADC) bits of each tile's partial sum: 0 (off) or 2 to 24.
+        read_noise: Std of the additive Gaussian noise on each tile's partial sum, per read, in
+            units of ``x_max * w_max`` (aihwkit's ``out_noise``); drawn anew per image and per
+            read; 0: off.
+        tile_rows: Most input rows per tile: a weight with more is split into tiles whose partial
+            sums are digitized and noised separately, then summed; 0: one tile.
+        adc_bound: 0: ADC range calibrated from clean partial sums; > 0: fixed at
+            ``adc_bound * x_max * w_max`` (aihwkit's ``out_bound``).
+        adc_scope: ``layer`` (one ADC range per tile) or ``column`` (per tile and output column).
         calibration: ``max`` (largest absolute clean activation) or ``percentile``.
         percentile: With ``calibration = percentile``: the percentile of absolute clean
             activations, in percent (0, 100].
@@ -62,21 +58,23 @@ class TileConfig:
     """
 
     dac_bits: int = _tile(0, "--dac-bits", type=int, metavar="BITS", unit="bits",
-                          help="quantize each staged layer's input to BITS bits (signed, calibrated range, clipped "
-                          "inputs counted); default {default}: off")
+                          help="quantize each staged layer's input to BITS bits, 2 to " + str(MAX_BITS) + " "
+                          "(symmetric, calibrated range, clipped inputs counted); default {default}: off")
     adc_bits: int = _tile(0, "--adc-bits", type=int, metavar="BITS", unit="bits",
-                          help="quantize each staged layer's output (each tile's partial sum) to BITS bits, "
+                          help="quantize each tile's partial sum to BITS bits, 2 to " + str(MAX_BITS) + ", "
                           "clipped outputs counted; default {default}: off")
-    read_noise: float = _tile(0.0, "--read-noise", type=float, metavar="SIGMA", unit="fraction of the output range",
-                              help="Gaussian read noise on every product, std relative to the layer's calibrated "
-                              "output range, new per image and read (seeded by the trial); default {default}: off")
+    read_noise: float = _tile(0.0, "--read-noise", type=float, metavar="SIGMA", unit="x_max * w_max",
+                              help="Gaussian read noise on each tile's partial sum, std in units of x_max * w_max "
+                              "(aihwkit's out_noise, e.g. 0.04), new per image and read, seeded by the trial; "
+                              "default {default}: off")
     tile_rows: int = _tile(0, "--tile-rows", type=int, metavar="R", unit="rows",
                            help="split weights with more than R input rows into R-row tiles whose partial sums are "
                            "digitized separately (e.g. 256 to 1152); default {default}: one tile")
-    adc_bound: float = _tile(0.0, "--adc-bound", type=float, metavar="B",
-                             help="fixed ADC range +-B instead of the calibrated one; default {default}: calibrated")
+    adc_bound: float = _tile(0.0, "--adc-bound", type=float, metavar="B", unit="x_max * w_max",
+                             help="fixed ADC range +-B * x_max * w_max (aihwkit's out_bound, e.g. 10) instead of the "
+                             "calibrated one; default {default}: calibrated")
     adc_scope: str = _tile("layer", "--adc-scope", choices=ADC_SCOPES,
-                           help="one ADC range per layer or per output column (default {default})")
+                           help="one ADC range per tile, or per tile and output column (default {default})")
     calibration: str = _tile("max", "--calibration", choices=CALIBRATIONS,
                              help="DAC/ADC ranges from clean activations: their max or a percentile (default "
                              "{default})")
@@ -89,30 +87,14 @@ class TileConfig:
                                     "training images; default {default})")
 
     def __post_init__(self) -> None:
-        for flag, value in (("--dac-bits", self.dac_bits), ("--adc-bits", self.adc_bits)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BITS:
-                msg = f"`{flag}` must be an integer from 1 to {MAX_BITS} bits, or 0 for off, got {value!r}"
-                raise ConfigError(msg)
-        for flag, value in (("--read-noise", self.read_noise), ("--adc-bound", self.adc_bound)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                msg = f"`{flag}` must be a number >= 0 (0: off), e.g. 0.02, got {value!r}"
-                raise ConfigError(msg)
-        if isinstance(self.tile_rows, bool) or not isinstance(self.tile_rows, int) or self.tile_rows < 0:
-            msg = f"`--tile-rows` must be an integer >= 0 (0: one tile), e.g. 256, got {self.tile_rows!r}"
-            raise ConfigError(msg)
-        for flag, value, choices in (("--adc-scope", self.adc_scope, ADC_SCOPES),
-                                     ("--calibration", self.calibration, CALIBRATIONS)):
-            if value not in choices:
-                msg = f"`{flag}` must be one of {', '.join(choices)}, got {value!r}"
-                raise ConfigError(msg)
-        pct = self.percentile
-        if isinstance(pct, bool) or not isinstance(pct, numbers.Real) or not math.isfinite(pct) or not 0 < pct <= 100:
-            msg = f"`--calibration-percentile` must be a percentage in (0, 100], e.g. 99.99, got {pct!r}"
-            raise ConfigError(msg)
-        images = self.calibration_images
-        if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-            msg = f"`--calibration-images` must be an integer >= 1, e.g. 500, got {images!r}"
-            raise ConfigError(msg)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        try:
+            settings = TileSettings(**values)
+        except ValueError as exc:  # "dac_bits must be ...": said with the flag
+            name, _, rest = str(exc).partition(" ")
+            flag = {s.key: s.flag for s in declared(TileConfig)}.get(_KEYS.get(name, name), name)
+            raise ConfigError(f"`{flag}` {rest}") from None
+        object.__setattr__(self, "_settings", settings)
 
     @classmethod
     def from_options(cls, **options: Any) -> TileConfig:
@@ -121,11 +103,12 @@ class TileConfig:
 
     def settings(self) -> TileSettings:
         """The :class:`~onnxnoise.tile.settings.TileSettings` of these values (the one place it is built)."""
-        return TileSettings(**{f.name: getattr(self, f.name) for f in fields(self)})
+        return self._settings  # type: ignore[attr-defined]
 
     @property
     def active(self) -> bool:
-        """Whether any stage is on (:attr:`TileSettings.active <onnxnoise.tile.settings.TileSettings.active>`)."""
+        """Whether any stage is on, a tile split included (:attr:`TileSettings.active
+        <onnxnoise.tile.settings.TileSettings.active>`)."""
         return self.settings().active
 
     def key_values(self) -> dict[str, Any]:

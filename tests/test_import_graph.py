@@ -25,8 +25,8 @@ ARCHITECTURE_DOC = PACKAGE.parent / "docs" / "architecture.md"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("onnxnoise", "errors", "files", "intervals", "strict_json"),
     ("model",),
-    ("noise", "data", "tile"),
-    ("settings", "options", "noise_config", "tile_config", "config"),
+    ("noise", "data"),
+    ("settings", "options", "noise_config", "tile", "tile_config", "config"),
     ("store",),
     ("engine",),
     ("report",),

@@ -152,7 +152,7 @@ class RunContext:
             "noise_model": noise.model,
             "noise": noise.settings(),
             **({"settings": own} if own else {}),
-            **({"calibration": self.stages.fingerprint} if self.stages is not None else {}),
+            **({"calibration": self.stages.fingerprint} if self.stages and self.stages.fingerprint else {}),
         }
 
     def own_settings(self) -> dict[str, Any]:

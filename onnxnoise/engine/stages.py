@@ -31,7 +31,7 @@ import onnx
 
 from onnxnoise.engine.evaluate import EvalSet
 from onnxnoise.engine.graph_edit import GraphEdit
-from onnxnoise.errors import DataError
+from onnxnoise.errors import ConfigError, DataError
 from onnxnoise.files import write_text
 from onnxnoise.model import Layer
 from onnxnoise.strict_json import parse_json
@@ -54,7 +54,8 @@ class RunStages:
 
     Attributes:
         settings: The tile settings (:meth:`onnxnoise.tile_config.TileConfig.settings`).
-        calibration: The calibrated ranges of the selected layers.
+        calibration: The calibrated ranges of the selected layers; ``None`` when no stage needs
+            ranges (a tile split alone, :attr:`TileSettings.needs_calibration`).
         layers: Selected layers by name (the layers a trial may stage).
         weights: Clean initializers ``name -> array`` (shapes and values of the weights the
             skeleton lacks).
@@ -65,7 +66,7 @@ class RunStages:
     """
 
     settings: TileSettings
-    calibration: Calibration
+    calibration: Calibration | None
     layers: dict[str, Layer]
     weights: Mapping[str, np.ndarray] = field(repr=False)
     reused: bool = False
@@ -73,9 +74,9 @@ class RunStages:
     rewrite: Callable[..., Any] = insert_stages
 
     @property
-    def fingerprint(self) -> str:
-        """The calibration's fingerprint (it enters every trial key)."""
-        return self.calibration.fingerprint()
+    def fingerprint(self) -> str | None:
+        """The calibration's fingerprint (it enters every trial key); ``None`` without a calibration."""
+        return None if self.calibration is None else self.calibration.fingerprint()
 
     def facts(self) -> dict[str, Any]:
         """What summaries and reports say about the stages."""
@@ -140,14 +141,34 @@ def prepare_stages(settings: TileSettings, *, model: onnx.ModelProto, selected: 
 
     Raises:
         DataError: :data:`CALIBRATION_FILE` exists but is not a calibration file.
+        ConfigError: The stages cannot be put on a selected layer (an op the rewrite cannot split,
+            an opset too old): one line, before any trial runs.
     """
     if not settings.active:
         return None
+    by_name = {layer.name: layer for layer in selected}
+    images = min(settings.calibration_images, len(data))
+    try:
+        if not settings.needs_calibration:  # a tile split alone: no ranges
+            stages = RunStages(settings, None, by_name, weights, images=0)
+        else:
+            stages = _calibrated(settings, model=model, selected=selected, data=data, weights=weights,
+                                 input_name=input_name, identity=identity, folder=folder, images=images)
+        _apply(stages, list(selected), 0, model)  # a layer the rewrite refuses: refused now, not in every trial
+    except ValueError as exc:
+        msg = f"the tile stages cannot run on the selected layers: {exc}; select other layers (--layer-regex)"
+        raise ConfigError(msg) from None
+    return stages
+
+
+def _calibrated(settings: TileSettings, *, model: onnx.ModelProto, selected: Sequence[Layer], data: EvalSet,
+                weights: Mapping[str, np.ndarray], input_name: str, identity: Mapping[str, Any],
+                folder: Path | None, images: int) -> RunStages:
+    """The stages with the calibration kept in ``folder`` for these inputs, else measured now (and kept)."""
     entry_id = _entry_id({**identity, "tile": settings.to_dict()})
     path = None if folder is None else Path(folder) / CALIBRATION_FILE
     stored = _read(path)
     by_name = {layer.name: layer for layer in selected}
-    images = min(settings.calibration_images, len(data))
     if entry_id in stored:
         calibration = Calibration.from_dict(stored[entry_id]["calibration"])
         return RunStages(settings, calibration, by_name, weights, reused=True, images=images)
