@@ -20,7 +20,7 @@ from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
-from onnxnoise.config import RunConfig, SweepConfig, is_time_strength
+from onnxnoise.config import RunConfig, SweepConfig, TileConfig, is_time_strength
 from onnxnoise.data.registry import resolve_data
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
@@ -275,8 +275,10 @@ def noise_model_list() -> list[dict]:
 
 def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
     models = noise_model_list()
+    stages = {"flags": [s.flag for s in declared(TileConfig)], "alone": "--noise none --dac-bits 8 --adc-bits 8",
+              "note": TILE_STAGES_NOTE}
     if args.json:
-        print(json_text({"noise_models": models}, indent=2))
+        print(json_text({"noise_models": models, "tile_stages": stages}, indent=2))
         return 0
     for m in models:
         axis = m["strength"]
@@ -293,7 +295,15 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  parameters: {params}", highlight=False, markup=False)
     console.print("choose one with --noise MODEL[:key=value,...] and give its strengths with its own option "
                   "(or --strength), e.g. --noise pcm:compensation=global --t 1s,1h,1d,30d,1y", highlight=False)
+    console.print(f"[bold]tile stages[/]: {TILE_STAGES_NOTE}; flags {', '.join(stages['flags'])}; alone: "
+                  f"{stages['alone']}", highlight=False)
     return 0
+
+
+#: What ``noise-models`` says about the analog tile's input/output stages.
+TILE_STAGES_NOTE = ("the analog tile's input/output stages (DAC, ADC, read noise, tiles of R input rows) compose "
+                    "with every model above: each noisy trial applies them to the layers it noises, with ranges "
+                    "calibrated once on clean activations")
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:

@@ -1,7 +1,7 @@
 """The analog tile's input/output stages in words: which are on, and what fraction each clipped.
 
 One line for bench's and sweep's terminal summary and for report.md, e.g. ``input/output stages:
-8-bit DAC, 8-bit ADC (one range per layer); ranges calibrated (max) on the first 500 evaluation images,
+8-bit DAC, 8-bit ADC (one range per tile); ranges calibrated (max) on the first 500 evaluation images,
 clean model; clipped: DAC 0.12% of 1,000,000 inputs, ADC 0.0312% of 922,600 outputs``. The fractions are the trial columns
 ``dac_clipped / dac_values`` and ``adc_clipped / adc_values`` summed over the trials with stages.
 """
@@ -27,11 +27,11 @@ def stages_text(tile: Mapping[str, Any]) -> str:
     if tile.get("dac_bits"):
         parts.append(f"{tile['dac_bits']}-bit DAC")
     if tile.get("adc_bits"):
-        scope = "per output column" if tile.get("adc_scope") == "column" else "one range per layer"
+        scope = "per tile and output column" if tile.get("adc_scope") == "column" else "one range per tile"
         bound = f"fixed range +-{tile['adc_bound']:g}" if tile.get("adc_bound") else scope
         parts.append(f"{tile['adc_bits']}-bit ADC ({bound})")
     if tile.get("read_noise"):
-        parts.append(f"read noise {tile['read_noise']:g} of the output range")
+        parts.append(f"read noise {tile['read_noise']:g} x_max*w_max")
     if not parts:
         return ""
     if tile.get("tile_rows"):
