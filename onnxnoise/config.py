@@ -21,15 +21,16 @@ from typing import Any
 from onnxnoise.data import INTERPOLATIONS, list_presets
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.errors import ConfigError
-from onnxnoise.noise_config import NoiseConfig
+from onnxnoise.noise.presets import PRESETS
+from onnxnoise.noise_config import NoiseConfig, apply_analog_preset
 from onnxnoise.tile_config import TileConfig
 from onnxnoise.options import (
     TIME_UNITS, given, is_time_strength, parse_float_list, parse_names, parse_noise, parse_numbers, parse_params,
     parse_seeds, parse_strengths, parse_time, resolve_seeds,
 )
 from onnxnoise.settings import (
-    BASELINE, DATA, EXECUTOR, NOISE, PREPROCESSING, RUNTIME, Setting, extra_settings, nested, option, option_map,
-    registered_settings,
+    BASELINE, DATA, EXECUTOR, NOISE, PREPROCESSING, RUNTIME, Setting, declared, extra_settings, nested, option,
+    option_map, registered_settings,
 )
 
 __all__ = [
@@ -111,6 +112,9 @@ class RunConfig:
     Attributes:
         model: ONNX classifier file.
         data: Dataset (CIFAR batch folder, class folders, ImageNet flat val, ``.npz``).
+        analog_preset: The ``--analog-preset`` the settings were expanded from
+            (:data:`onnxnoise.noise.presets.PRESETS`), or ``None``; the expansion itself is in the other
+            fields (:meth:`expand_options`), so the name enters no trial key.
         noise: Noise settings.
         tile: The analog tile's input/output stages every noisy trial applies to the layers it
             noises (:class:`onnxnoise.tile_config.TileConfig`; all off by default).
@@ -171,6 +175,10 @@ class RunConfig:
         help="dataset: CIFAR batch folder, class folders, ImageNet flat val "
         "folder, .npz, or a name from `onnxnoise data list` (default: the registered dataset whose class count "
         "matches the model's outputs)")
+    analog_preset: str | None = option(
+        None, flag="--analog-preset", metavar="NAME", choices=tuple(PRESETS), group=NOISE, files=("sweeps",),
+        help=f"an anchor's analog setting ({', '.join(PRESETS)}): expands to --noise, its strengths and tile-stage "
+        "settings; flags given explicitly override it (`onnxnoise noise-models --presets` shows each expansion)")
     noise: NoiseConfig = nested(NoiseConfig, default_factory=NoiseConfig)
     tile: TileConfig = nested(TileConfig, default_factory=TileConfig)
     layer_regex: str | None = option(None, flag="--layer-regex", metavar="REGEX", group=NOISE, files=("sweeps",),
@@ -270,6 +278,17 @@ class RunConfig:
                 msg = f"`{name}` must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
                 raise ConfigError(msg)
         object.__setattr__(self, "extra", _extra_values(self.extra))
+
+    @classmethod
+    def expand_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with ``--analog-preset``'s settings where the user gave none (:func:`apply_analog_preset`).
+
+        :func:`onnxnoise.settings.config_values` calls it first: the one place a preset expands.
+
+        Raises:
+            ConfigError: An unknown preset, or one whose settings this build lacks.
+        """
+        return apply_analog_preset(options, [s.key for s in declared(cls)])[0]
 
     def to_dict(self) -> dict[str, Any]:
         """All settings, JSON-ready."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
+from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.errors import ExperimentError, OnnxNoiseError
 from onnxnoise.files import check_folder_name
 from onnxnoise.options import strength_options
@@ -207,10 +207,9 @@ def load_experiment(path: str | Path) -> Experiment:
                 raise ExperimentError(msg)
         shared, own = _given(data, "data", base), _given(sweep, "sweeps", base)
         try:
-            noise = NoiseConfig.from_options(**{s.key: own.get(s.key) for s in declared(NoiseConfig)})
-            for name in names:
+            for name in names:  # noise keys (and analog_preset) are a sweep's own: the same for every model
                 options = {**shared, **models[name].settings, **own}  # a sweep's own key wins
-                run = RunConfig(**config_values(RunConfig, options, noise=noise), model=models[name].path,
+                run = RunConfig(**config_values(RunConfig, options), model=models[name].path,
                                 data=_resolve(base, data["path"]))
                 sweeps.append((name, SweepConfig(**config_values(SweepConfig, options, run=run))))
         except OnnxNoiseError as exc:  # messages name CLI flags and values; say them as the file spells them

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onnxnoise.errors import ConfigError, NoiseConfigError
+from onnxnoise.noise.presets import PresetExpansion, expand_preset
 from onnxnoise.noise import (
     BN_VARIANCE_POLICIES, NOISE_MODELS, NoiseModel, NoisePolicies, get_noise_model, make_noise_model,
 )
@@ -22,7 +23,7 @@ from onnxnoise.options import (
 )
 from onnxnoise.settings import NOISE, Setting, config_values, declared, option, option_inputs
 
-__all__ = ["NoiseConfig", "noise_choice_settings", "strength_settings"]
+__all__ = ["NoiseConfig", "apply_analog_preset", "noise_choice_settings", "strength_settings"]
 
 
 def noise_choice_settings() -> list[Setting]:
@@ -204,3 +205,49 @@ class NoiseConfig:
                                     **{k: v for k, v in own.items() if v is not None})
         return cls(**given(model=model, params=params, strengths=strengths), **config_values(cls, options))
 
+
+
+def apply_analog_preset(options: Mapping[str, Any], known: Sequence[str]) -> tuple[dict[str, Any], PresetExpansion | None]:
+    """Options with ``options["analog_preset"]``'s settings filled in where the user gave none.
+
+    The expansion (:func:`onnxnoise.noise.presets.expand_preset`): each preset setting whose key
+    the user left unset (``None``) takes the preset's value; the noise is the preset's, or with
+    ``--noise`` of the same model its parameters updated by the user's (``--noise`` of another
+    model replaces it, and the preset's strengths with it); the preset's strengths apply unless a
+    strength option, or a strength inside ``--noise``, is given.
+
+    Args:
+        options: Given values by setting key (``None``: not given), as
+            :func:`onnxnoise.settings.config_values` takes them.
+        known: Every setting key of the config the options are for (a preset key outside it is refused).
+
+    Returns:
+        ``(options, expansion)``; ``options`` unchanged (a copy) and ``None`` without a preset.
+
+    Raises:
+        ConfigError: An unknown preset, or one setting keys this build does not have (one line).
+    """
+    out = dict(options)
+    name = out.get("analog_preset")
+    if name is None:
+        return out, None
+    preset = expand_preset(str(name))
+    missing = [key for key in preset.settings if key not in known]
+    if missing:
+        raise ConfigError(f"--analog-preset {preset.name} sets {', '.join(missing)}, which this onnxnoise does not "
+                          "have (the analog tile stages); choose another preset or update onnxnoise")
+    for key, value in preset.settings.items():
+        if out.get(key) is None:
+            out[key] = value
+    model, params = parse_noise(out.pop("noise", None), model=out.pop("noise_model", None),
+                                params=out.pop("noise_params", None))
+    own_model, own_params = parse_noise(preset.noise)
+    ours = model is None or get_noise_model(model).name == get_noise_model(own_model).name
+    if ours:
+        model, params = own_model, {**(own_params or {}), **(params or {})}
+    out.update(noise_model=model, noise_params=params)
+    strength_keys = [s.key for s in strength_settings()]
+    inline = ours and params and get_noise_model(model).split_params(params)[1] is not None
+    if ours and preset.strengths and not inline and all(out.get(key) is None for key in strength_keys):
+        out["strength"] = preset.strengths
+    return out, preset

@@ -270,12 +270,17 @@ def config_values(cls: type, options: Mapping[str, Any], **fixed: Any) -> dict[s
     Each value is ``parse``d (:meth:`Setting.value`); a mapping field gets the dict of its
     given settings; a nested config is built by its class's ``from_options`` from the same
     ``options``. Fields that combine several inputs are left to the class's ``from_options``.
+    A class with a classmethod ``expand_options(options) -> options`` gets its options through it
+    first (``RunConfig``: ``--analog-preset`` expands there).
 
     Args:
         cls: The config class.
         options: Given values by setting key.
         **fixed: Field values taken as they are (a nested config built already: ``run=...``).
     """
+    expand = getattr(cls, "expand_options", None)
+    if expand is not None:
+        options = expand(options)
     out: dict[str, Any] = {}
     for f, meta, settings in _fields(cls):
         if f.name in fixed:

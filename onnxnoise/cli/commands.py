@@ -30,6 +30,7 @@ from onnxnoise.files import folder_name, write_text
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
+from onnxnoise.noise.presets import PRESETS, expand_preset
 from onnxnoise.options import strength_example
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
@@ -48,6 +49,10 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     """
     options = given_options(args, args.command, RunConfig)
     values = config_values(RunConfig, options)  # the noise settings first: their errors come before the data's
+    if options.get("analog_preset") is not None:  # the user sees what the preset stands for
+        flags = " ".join(expand_preset(options["analog_preset"]).flags())
+        print(f"onnxnoise: --analog-preset {options['analog_preset']} = {flags} (flags given explicitly override it)",
+              file=sys.stderr)
     choice = resolve_data(data, model, score_output=options.get("score_output"))
     if choice.note:
         print(f"onnxnoise: {choice.note}", file=sys.stderr)
@@ -273,7 +278,31 @@ def noise_model_list() -> list[dict]:
     return out
 
 
+def preset_list() -> list[dict]:
+    """Every ``--analog-preset``: name, summary, source, its expansion (flags) and each parameter's citation."""
+    return [{**expand_preset(name).to_dict(), "summary": preset.summary, "source": preset.source,
+             "cites": dict(preset.cites)} for name, preset in PRESETS.items()]
+
+
+def _print_presets(args: argparse.Namespace, console: Console) -> int:
+    presets = preset_list()
+    if args.json:
+        print(json_text({"presets": presets}, indent=2))
+        return 0
+    for p in presets:
+        console.print(f"[bold]{p['name']}[/]: {p['summary']}", highlight=False)
+        console.print(f"  = {p['flags']}", highlight=False, markup=False)
+        console.print(f"  source: {p['source']}", highlight=False, markup=False)
+        for key, text in p["cites"].items():
+            console.print(f"  {key}: {text}", highlight=False, markup=False)
+    console.print("use one with --analog-preset NAME (bench, sweep, check); flags given explicitly override its "
+                  "settings", highlight=False)
+    return 0
+
+
 def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
+    if getattr(args, "presets", False):
+        return _print_presets(args, console)
     models = noise_model_list()
     stages = {"flags": [s.flag for s in declared(TileConfig)], "alone": "--noise none --dac-bits 8 --adc-bits 8",
               "note": TILE_STAGES_NOTE}

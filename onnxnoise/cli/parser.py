@@ -105,4 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("noise-models", help="list the registered noise models, their strength axis and parameters")
     models.add_argument("--json", action="store_true", help="print the list as JSON")
+    models.add_argument("--presets", action="store_true",
+                        help="list the --analog-preset presets instead: each one's settings and their sources")
     return parser

@@ -33,6 +33,7 @@ from onnxnoise.engine.preprocessing import resolve_preprocessing
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
+from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_model_io, layer_report, load_model, score_width, select_layers,
@@ -228,6 +229,7 @@ class RunContext:
             "provider": self.provider,
             "versions": self.versions,
             "stages": None if self.stages is None else self.stages.facts(),
+            "analog_preset": self.config.analog_preset and expand_preset(self.config.analog_preset).to_dict(),
         }
 
 

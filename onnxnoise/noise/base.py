@@ -71,6 +71,9 @@ class TensorInfo:
         stored: The clean tensor as stored (the integers of a quantized weight), read-only.
         dequantize: For a quantized weight, its own integer-to-float map
             (``(q - zero_point) * scale``, per tensor or per axis); ``None`` for float tensors.
+        tile_rows: Input rows per analog tile (the run's ``--tile-rows``), or 0 when the run
+            does not tile its weight matrices: the ``tile-column`` mapping and ``gaussian-max``'s
+            ``tile`` scope need it (:mod:`onnxnoise.noise.mapping`).
     """
 
     name: str
@@ -84,6 +87,7 @@ class TensorInfo:
     model_values: Mapping[str, np.ndarray] | None = None
     stored: np.ndarray | None = None
     dequantize: Callable[[np.ndarray], np.ndarray] | None = None
+    tile_rows: int = 0
 
 
 @dataclass(frozen=True)

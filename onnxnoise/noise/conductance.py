@@ -42,6 +42,8 @@ class ConductanceLevels(DeviceModel):
     Attributes:
         analog: The device template's: ``weights`` (default: only weight matrices; biases and
             normalization parameters exact) or ``all`` (see :mod:`onnxnoise.noise.device`).
+        mapping: The device template's: ``w_max`` per ``tensor`` (default), ``channel`` or
+            ``tile-column`` (each with its own grid; :mod:`onnxnoise.noise.mapping`).
     """
 
     name: ClassVar[str] = "conductance-levels"
@@ -60,9 +62,9 @@ class ConductanceLevels(DeviceModel):
 
     def describe(self) -> str:
         """The formula in words."""
-        return f"conductance quantization to n levels per device, w_max = max|w| per tensor (analog={self.analog})"
+        return f"conductance quantization to n levels per device, {self.mapping_text()} (analog={self.analog})"
 
-    def conductance_unit(self, w_max: float) -> float:
+    def conductance_unit(self, w_max: float | np.ndarray) -> float | np.ndarray:
         """``w_max``: conductances in weight units, so the grid is ``k * w_max / (n - 1)``."""
         return w_max
 
@@ -77,4 +79,4 @@ class ConductanceLevels(DeviceModel):
         rounded to level 0 reads ``-0.0``, as this model has always stored it.
         """
         tile = devices.tile
-        return np.sign(tile.w) * ((devices.now[0] + devices.now[1]) * (tile.w_max / tile.g_max))
+        return np.sign(tile.w) * ((devices.now[0] + devices.now[1]) * tile.unit)

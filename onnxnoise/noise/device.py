@@ -5,18 +5,25 @@ subclass) share one skeleton, :meth:`DeviceModel.perturb`, as aihwkit's analog t
 their conductance converter:
 
 1. **map** (:meth:`DeviceModel.tile`): a tensor stored on devices (parameter ``analog``)
-   with ``w_max = max|w| > 0`` becomes a :class:`Tile`; each weight is a pair of devices,
-   ``g+`` for positive and ``g-`` for negative values, the other device at 0
+   with ``w_max > 0`` becomes a :class:`Tile`; each weight is a pair of devices,
+   ``g+`` for positive and ``g-`` for negative values, the other device at ``g_min``
    (../shared/NOISE-MODELS.md sec. 4; Joshi et al., Nat. Commun. 11, 2473 (2020); IBM
-   aihwkit "Inference and PCM statistical model")::
+   aihwkit "Inference and PCM statistical model"; CrossSim's BALANCED core for ``g_min > 0``,
+   ../shared/PARITY.md sec. 2)::
 
-       g+_T = max(w, 0) / w_max * g_max,   g-_T = max(-w, 0) / w_max * g_max
+       g+_T = g_min + max(w, 0) / w_max * (g_max - g_min),   g-_T = g_min + max(-w, 0) / w_max * (g_max - g_min)
 
    ``g_max`` is the model's conductance unit (:meth:`DeviceModel.conductance_unit`: pcm's
    ``g_max`` in uS; 1 for stuck-at, whose stages are relative; ``w_max`` for
-   conductance-levels, i.e. conductances in weight units). Digital tensors, and empty,
-   all-zero or non-finite ones, are returned unchanged.
-2. **quantize**: targets rounded to ``levels`` even steps ``k * g_max / (levels - 1)``
+   conductance-levels, i.e. conductances in weight units) and ``g_min``
+   (:meth:`DeviceModel.conductance_floor`) 0 for all of them but crosssim. ``w_max`` is
+   taken over the set the parameter ``mapping`` names (:mod:`onnxnoise.noise.mapping`):
+   ``tensor`` (default: ``max|w|`` of the tensor, a float), ``channel`` (one per output
+   channel, aihwkit's channel-wise remap) or ``tile-column`` (one per output column of each
+   tile of ``--tile-rows`` input rows); the last two give an array broadcast over the tensor,
+   and a channel of zeros (``w_max = 0``) reads back 0. Digital tensors, and empty, all-zero
+   or non-finite ones, are returned unchanged.
+2. **quantize**: targets rounded to ``levels`` even steps ``g_min + k * (g_max - g_min) / (levels - 1)``
    (NOISE-MODELS.md sec. 6; half to even), when :meth:`DeviceModel.levels_at` is not 0.
 3. **stages**, hooks called in this order (:data:`STAGES`), each returning the pairs'
    conductances ``(2, *w.shape)`` float64 after it; the default leaves them as they are:
@@ -25,7 +32,7 @@ their conductance converter:
    :meth:`~DeviceModel.drift_stage`, :meth:`~DeviceModel.fault_stage`,
    :meth:`~DeviceModel.read_stage`. Each stage gets its own generator from
    :meth:`~DeviceModel.stage_rngs` (default: the tensor's generator for every stage).
-4. **map back** (:meth:`DeviceModel.read_back`): by default ``w' = (g+ - g-) / g_max *
+4. **map back** (:meth:`DeviceModel.read_back`): by default ``w' = (g+ - g-) / (g_max - g_min) *
    w_max`` (:meth:`Tile.weights`); pcm reads the change from the exact targets instead
    (:meth:`Tile.shifted`, so ``w`` comes back bit for bit when no stage acts) and applies
    global drift compensation there; stuck-at reads back only the pairs its faults changed.
@@ -47,8 +54,11 @@ a ``Concat`` of a class token, an ``Add`` of a positional embedding, a ``PRelu``
 weight reached through an op discovery does not follow). Noising such a layer would change
 nothing while the run says it noised it.
 
-Shared parameters are declared once here: ``analog`` (:class:`DeviceModel`) and ``levels``
+Shared parameters are declared once here: ``analog`` (:class:`AnalogModel`, which
+``gaussian-max`` shares), ``mapping`` (:class:`DeviceModel`) and ``levels``
 (:class:`QuantizedDeviceModel`, the models whose strength is not the number of levels).
+``mapping=tensor`` is left out of :meth:`DeviceModel.params`, so runs that do not set it
+keep their stored parameters and trial keys.
 
 **Input and output stages of an analog tile** (DAC on the inputs, ADC and read noise on
 the outputs; a later issue) act on a layer's activations, not on its stored weights, so
@@ -72,10 +82,11 @@ import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.base import NoiseModel, TensorInfo
+from onnxnoise.noise.mapping import MAPPINGS, check_mapping_layers, full_scale, weight_max
 from onnxnoise.noise.params import check_choice, check_levels
 
-__all__ = ["ANALOG_CHOICES", "DIGITAL_OPS", "STAGES", "DeviceModel", "Devices", "QuantizedDeviceModel", "Tile", "is_analog",
-           "pair_targets", "quantize_conductance", "weight_max"]
+__all__ = ["ANALOG_CHOICES", "DIGITAL_OPS", "STAGES", "AnalogModel", "DeviceModel", "Devices", "QuantizedDeviceModel",
+           "Tile", "is_analog", "pair_targets", "quantize_conductance", "weight_max", "MAPPINGS"]
 
 #: Values of the device models' ``analog`` parameter (see the module docstring).
 ANALOG_CHOICES: tuple[str, ...] = ("weights", "all")
@@ -99,31 +110,45 @@ def _names(layers: Sequence[Any], shown: int = 5) -> str:
     return text + (f" and {len(layers) - shown} more" if len(layers) > shown else "")
 
 
-def weight_max(w: np.ndarray) -> float:
-    """``max|w|``, the mapping's full-scale weight; 0 for an empty, all-zero or non-finite tensor (left unchanged)."""
-    w_max = float(np.max(np.abs(w))) if w.size else 0.0
-    return w_max if np.isfinite(w_max) else 0.0
+def _ratio(num: float | np.ndarray, den: float | np.ndarray) -> float | np.ndarray:
+    """``num / den``, 0 where ``den`` is 0 (a channel of zeros); plain division when both are floats (bit for bit)."""
+    if np.ndim(num) == 0 and np.ndim(den) == 0:
+        return num / den
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    out = np.zeros(np.broadcast_shapes(num.shape, den.shape))
+    return np.divide(num, den, out=out, where=np.broadcast_to(den != 0, out.shape))
 
 
-def pair_targets(w: np.ndarray, w_max: float, g_max: float) -> np.ndarray:
+def pair_targets(w: np.ndarray, w_max: float | np.ndarray, g_max: float | np.ndarray,
+                 g_min: float = 0.0) -> np.ndarray:
     """Target conductances of the differential pairs.
 
     Args:
         w: Weights, any shape (float64).
-        w_max: ``max|w|`` (> 0).
-        g_max: Full-scale conductance (the model's unit; uS for pcm).
+        w_max: The full-scale weight: a float > 0, or an array broadcast over ``w`` (entries >= 0;
+            0 for a channel of zeros, whose targets are ``g_min``) (:func:`onnxnoise.noise.mapping.full_scale`).
+        g_max: Full-scale conductance (the model's unit; uS for pcm), a float or an array like ``w_max``.
+        g_min: Conductance of a device holding 0 (default 0; crosssim's ``g_ratio * g_max``).
 
     Returns:
-        float64 ``(2, *w.shape)``: ``[g+_T, g-_T]``, ``max(±w, 0) * (g_max / w_max)``.
+        float64 ``(2, *w.shape)``: ``[g+_T, g-_T]``, ``g_min + max(±w, 0) * ((g_max - g_min) / w_max)``.
     """
-    scale = g_max / w_max
-    return np.stack([np.maximum(w, 0.0) * scale, np.maximum(-w, 0.0) * scale])
+    scale = _ratio(g_max - g_min if g_min else g_max, w_max)
+    targets = np.stack([np.maximum(w, 0.0) * scale, np.maximum(-w, 0.0) * scale])
+    return targets + g_min if g_min else targets
 
 
-def quantize_conductance(g: np.ndarray, g_max: float, levels: int) -> np.ndarray:
-    """Round conductances in ``[0, g_max]`` to the nearest of ``levels`` even steps (``0`` and ``g_max`` exact)."""
+def quantize_conductance(g: np.ndarray, g_max: float | np.ndarray, levels: int, g_min: float = 0.0) -> np.ndarray:
+    """Round conductances in ``[g_min, g_max]`` to the nearest of ``levels`` even steps (the bounds exact).
+
+    ``g_max`` may be an array broadcast over ``g``'s last axes (a mapping per channel); where it
+    is 0 (a channel of zeros) the result is 0.
+    """
     steps = levels - 1
-    return np.rint(g / g_max * steps) / steps * g_max
+    if g_min:
+        span = g_max - g_min
+        return g_min + np.rint(_ratio(g - g_min, span) * steps) / steps * span
+    return np.rint(_ratio(g, g_max) * steps) / steps * g_max
 
 
 @dataclass(frozen=True)
@@ -132,31 +157,41 @@ class Tile:
 
     Attributes:
         w: Clean weights, float64, the tensor's shape.
-        w_max: ``max|w|`` (> 0, finite): the weight that maps to ``g_max``.
-        g_max: Full-scale conductance, in the model's unit (:meth:`DeviceModel.conductance_unit`).
+        w_max: The weight that maps to ``g_max`` (finite): a float > 0 under ``mapping=tensor``
+            (``max|w|``), else a float64 array broadcast over ``w`` (one entry per output channel
+            or tile column, >= 0; :func:`onnxnoise.noise.mapping.full_scale`).
+        g_max: Full-scale conductance, in the model's unit (:meth:`DeviceModel.conductance_unit`):
+            a float, or an array like ``w_max`` (conductance-levels, whose unit is ``w_max``).
         tensor: Facts about the tensor (name, role, layer, op type).
+        g_min: Conductance of a device holding 0 (:meth:`DeviceModel.conductance_floor`; default 0).
     """
 
     w: np.ndarray
-    w_max: float
-    g_max: float
+    w_max: float | np.ndarray
+    g_max: float | np.ndarray
     tensor: TensorInfo
+    g_min: float = 0.0
 
     @cached_property
     def targets(self) -> np.ndarray:
         """Exact targets ``[g+_T, g-_T]``, float64 ``(2, *w.shape)`` (:func:`pair_targets`); stages leave them as is."""
-        return pair_targets(self.w, self.w_max, self.g_max)
+        return pair_targets(self.w, self.w_max, self.g_max, self.g_min)
+
+    @cached_property
+    def unit(self) -> float | np.ndarray:
+        """``w_max / (g_max - g_min)``: the weight of one conductance unit (0 where ``w_max`` is 0)."""
+        return _ratio(self.w_max, self.g_max - self.g_min if self.g_min else self.g_max)
 
     def weights(self, g: np.ndarray) -> np.ndarray:
-        """``(g+ - g-) * (w_max / g_max)``: the weights pairs ``g`` (``(2, *w.shape)``) hold, float64."""
-        return (g[0] - g[1]) * (self.w_max / self.g_max)
+        """``(g+ - g-) * unit``: the weights pairs ``g`` (``(2, *w.shape)``) hold, float64."""
+        return (g[0] - g[1]) * self.unit
 
     def shifted(self, g: np.ndarray) -> np.ndarray:
-        """``w + ((g+ - g+_T) - (g- - g-_T)) * (w_max / g_max)``: ``w`` moved by the pairs' change from their targets.
+        """``w + ((g+ - g+_T) - (g- - g-_T)) * unit``: ``w`` moved by the pairs' change from their targets.
 
         Equal to :meth:`weights` in exact arithmetic; returns ``w`` bit for bit where ``g`` is the targets.
         """
-        return self.w + ((g[0] - self.targets[0]) - (g[1] - self.targets[1])) * (self.w_max / self.g_max)
+        return self.w + ((g[0] - self.targets[0]) - (g[1] - self.targets[1])) * self.unit
 
 
 @dataclass
@@ -180,12 +215,12 @@ class Devices:
 
 
 @dataclass(frozen=True)
-class DeviceModel(NoiseModel):
-    """Template of the noise models of devices on differential conductance pairs (see :mod:`onnxnoise.noise.device`).
+class AnalogModel(NoiseModel):
+    """Base of the models that noise only the tensors stored on analog devices (parameter ``analog``).
 
-    A device model subclasses it (or :class:`QuantizedDeviceModel`), declares ``name`` and
-    ``strength_axis`` like any :class:`~onnxnoise.noise.base.NoiseModel`, and implements
-    the hooks it needs; :meth:`perturb` is the skeleton and is not overridden.
+    Shared by the device template (:class:`DeviceModel`) and ``gaussian-max``
+    (:class:`onnxnoise.noise.gaussian_max.GaussianMax`): which tensors are analog, and the
+    refusal of a selection in which nothing is (module docstring).
 
     Attributes:
         analog: ``weights`` (default: weight matrices only; biases and normalization
@@ -228,11 +263,60 @@ class DeviceModel(NoiseModel):
                f"(--noise {self.name}:analog=all)")
         raise NoiseConfigError(msg)
 
+
+@dataclass(frozen=True)
+class DeviceModel(AnalogModel):
+    """Template of the noise models of devices on differential conductance pairs (see :mod:`onnxnoise.noise.device`).
+
+    A device model subclasses it (or :class:`QuantizedDeviceModel`), declares ``name`` and
+    ``strength_axis`` like any :class:`~onnxnoise.noise.base.NoiseModel`, and implements
+    the hooks it needs; :meth:`perturb` is the skeleton and is not overridden.
+
+    Attributes:
+        analog: :class:`AnalogModel`'s: ``weights`` (default) or ``all``.
+        mapping: Over what set ``w_max`` is taken (:data:`~onnxnoise.noise.mapping.MAPPINGS`,
+            :mod:`onnxnoise.noise.mapping`): ``tensor`` (default), ``channel`` or ``tile-column``
+            (needs the run's ``--tile-rows``). The default is left out of :meth:`params`.
+
+    Raises:
+        ValueError: On a bad parameter (one line naming it).
+        NoiseConfigError: From :meth:`check_layers` / :meth:`perturb`: a ``channel`` or
+            ``tile-column`` mapping of a tensor without a known output-channel axis, or
+            ``tile-column`` without ``--tile-rows``.
+    """
+
+    mapping: str = "tensor"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("mapping", self.mapping, MAPPINGS)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters, without ``mapping`` at its default ``tensor`` (stored rows and trial keys unchanged)."""
+        out = super().params()
+        if out.get("mapping") == "tensor":
+            del out["mapping"]
+        return out
+
+    def check_layers(self, layers: Sequence[Any]) -> None:
+        """:meth:`AnalogModel.check_layers`, then refuse a per-channel mapping of a tensor without a channel axis."""
+        super().check_layers(layers)
+        check_mapping_layers(self.name, self.mapping, list(layers), self.acts_on)
+
+    def mapping_text(self) -> str:
+        """The mapping in words for :meth:`describe`: ``w_max = max|w| per tensor`` (per output channel, ...)."""
+        return "w_max = max|w| per " + {"tensor": "tensor", "channel": "output channel",
+                                        "tile-column": "tile column"}[self.mapping]
+
     # ---------------------------------------------------------------- hooks
 
-    def conductance_unit(self, w_max: float) -> float:
+    def conductance_unit(self, w_max: float | np.ndarray) -> float | np.ndarray:
         """``g_max`` of a tile whose full-scale weight is ``w_max``: the unit of its conductances (default 1)."""
         return 1.0
+
+    def conductance_floor(self, g_max: float | np.ndarray) -> float:
+        """``g_min``, the conductance of a device holding 0, for a tile of full scale ``g_max`` (default 0)."""
+        return 0.0
 
     def levels_at(self, strength: float) -> int:
         """Conductance levels per device at ``strength`` (integer >= 2), or 0 for continuous targets (default)."""
@@ -276,8 +360,11 @@ class DeviceModel(NoiseModel):
         if not is_analog(tensor, self.analog):
             return None
         w64 = w.astype(np.float64, copy=False)
-        w_max = weight_max(w64)
-        return None if w_max == 0.0 else Tile(w=w64, w_max=w_max, g_max=self.conductance_unit(w_max), tensor=tensor)
+        w_max = full_scale(w64, tensor, self.mapping)
+        if not np.any(w_max):
+            return None
+        g_max = self.conductance_unit(w_max)
+        return Tile(w=w64, w_max=w_max, g_max=g_max, tensor=tensor, g_min=self.conductance_floor(g_max))
 
     def perturb(self, w: np.ndarray, strength: float, rng: np.random.Generator, tensor: TensorInfo) -> np.ndarray:
         """Map, quantize, run the stages, map back and cast (module docstring); ``w`` itself when it stays exact."""
@@ -285,7 +372,8 @@ class DeviceModel(NoiseModel):
         if tile is None:
             return w
         levels = self.levels_at(strength)
-        devices = Devices(tile, quantize_conductance(tile.targets, tile.g_max, levels) if levels else tile.targets)
+        devices = Devices(tile, quantize_conductance(tile.targets, tile.g_max, levels, tile.g_min) if levels
+                          else tile.targets)
         rngs = self.stage_rngs(rng)
         devices.programmed = devices.now = self.program_stage(devices, strength, rngs.get("program"))
         devices.now = self.drift_stage(devices, strength, rngs.get("drift"))

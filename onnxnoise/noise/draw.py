@@ -146,6 +146,7 @@ def draw_noise(
     policies: NoisePolicies = NoisePolicies(),
     *,
     model_layers: Iterable = (),
+    tile_rows: int = 0,
 ) -> NoiseDraw:
     """Perturb the tensors of ``layers`` with ``model`` at ``strength`` (see module docstring).
 
@@ -158,18 +159,24 @@ def draw_noise(
         policies: Zeros and BatchNormalization-variance policies.
         model_layers: Every parameter layer of the model, for models that take
             statistics over the whole model (:attr:`TensorInfo.model_values`).
+        tile_rows: Input rows per analog tile (the run's ``--tile-rows``; 0: no tiles), passed to
+            every tensor as :attr:`TensorInfo.tile_rows` (the ``tile-column`` mapping, ``gaussian-max``'s
+            ``tile`` scope).
 
     Returns:
         A :class:`NoiseDraw` with new arrays for the perturbed tensors only;
         ``initializers`` is never modified.
 
     Raises:
-        NoiseConfigError: Invalid strength or seed, or a layer naming a tensor that is
+        NoiseConfigError: Invalid strength, seed or ``tile_rows``, or a layer naming a tensor that is
             not an initializer of the model.
     """
     strength = model.check_strength(strength)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         msg = f"`seed` must be a non-negative integer, got {seed!r}"
+        raise NoiseConfigError(msg)
+    if isinstance(tile_rows, bool) or not isinstance(tile_rows, numbers.Integral) or tile_rows < 0:
+        msg = f"`tile_rows` must be a non-negative integer (0: no tiles), got {tile_rows!r}"
         raise NoiseConfigError(msg)
     arrays: dict[str, np.ndarray] = {}
     counts = dict.fromkeys(_counter_names(), 0)
@@ -191,6 +198,7 @@ def draw_noise(
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
                               stored_dtype=clean.dtype, quantized=params is not None, layer_values=values,
                               model_layers=model_layers, model_values=model_values, stored=clean,
+                              tile_rows=int(tile_rows),
                               dequantize=None if params is None else partial(dequantize, params=params,
                                                                              initializers=initializers))
             noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)

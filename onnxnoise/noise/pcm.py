@@ -8,8 +8,9 @@ microsiemens (uS), times in seconds.
 
 The template :class:`onnxnoise.noise.device.DeviceModel` maps each weight to a
 differential pair ``(g+, g-)``: ``g_T = |w| / w_max * g_max`` on the device of the
-weight's sign, 0 on the other, ``w_max = max|w|`` of the tensor, optionally on a
-``levels`` grid. Both devices of every pair go through pcm's three stage hooks (as in
+weight's sign, 0 on the other, ``w_max = max|w|`` of the tensor (or of each output
+channel or tile column: the template's ``mapping``, :mod:`onnxnoise.noise.mapping`; aihwkit's
+inference preset maps per channel), optionally on a ``levels`` grid. Both devices of every pair go through pcm's three stage hooks (as in
 aihwkit: a device programmed to 0 also gets programming noise, clipped at 0),
 ``x = g_T / g_max``:
 
@@ -111,9 +112,10 @@ class PCM(QuantizedDeviceModel):
         drift: Apply drift (default true).
         read_noise: Apply 1/f read noise (default true). With ``programming``,
             ``drift`` and ``read_noise`` all false the tensor comes back bit-identical.
-        levels, analog: The device template's (:class:`~onnxnoise.noise.device.QuantizedDeviceModel`):
-            a levels grid for the targets before programming (0, default: continuous), and
-            ``weights`` (default: weight matrices only) or ``all``.
+        levels, analog, mapping: The device template's (:class:`~onnxnoise.noise.device.QuantizedDeviceModel`):
+            a levels grid for the targets before programming (0, default: continuous),
+            ``weights`` (default: weight matrices only) or ``all``, and ``w_max`` per ``tensor``
+            (default), ``channel`` or ``tile-column``.
 
     Random numbers: three streams per tensor (programming, drift exponents, read),
     split from the tensor's generator, so the same seed gives the same devices at
@@ -149,7 +151,8 @@ class PCM(QuantizedDeviceModel):
                                   ("read noise", self.read_noise)) if on]
         extra = f", {self.levels} levels" if self.levels else ""
         return (f"PCM ({' + '.join(stages) or 'no noise'}; g_max={self.g_max:g} uS, "
-                f"compensation={self.compensation}{extra}, analog={self.analog}; IBM statistical model)")
+                f"compensation={self.compensation}{extra}, analog={self.analog}, {self.mapping_text()}; "
+                "IBM statistical model)")
 
     def collapse_hint(self) -> str | None:
         """With drift on and no compensation: name ``compensation=global`` (else ``None``)."""

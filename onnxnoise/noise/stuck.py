@@ -51,8 +51,9 @@ class StuckAt(QuantizedDeviceModel):
             and study); set it for the technology you model.
         levels, analog: The device template's (:class:`~onnxnoise.noise.device.QuantizedDeviceModel`):
             a levels grid for the healthy devices (0, default: continuous; the targets are
-            quantized first, then faults applied), and ``weights`` (default: weight
-            matrices only) or ``all``.
+            quantized first, then faults applied), ``weights`` (default: weight
+            matrices only) or ``all``, and ``mapping`` (``w_max`` per ``tensor``, default,
+            ``channel`` or ``tile-column``; :mod:`onnxnoise.noise.mapping`).
 
     Random numbers: one uniform ``u`` per device from the tensor's generator; the device
     is SA1 when ``u < p * sa1_fraction`` and SA0 when ``p * sa1_fraction <= u < p``. The
@@ -122,8 +123,7 @@ class StuckAt(QuantizedDeviceModel):
         """The model and its parameters in words; the stuck-on share as a percentage (``9.09% of them stuck-on``)."""
         extra = f", {self.levels} levels" if self.levels else ""
         return (f"stuck-at faults per device, {100.0 * self.sa1_fraction:.3g}% of them stuck-on (the rest stuck-off), "
-                "differential pairs, "
-                f"w_max = max|w| per tensor (analog={self.analog}{extra})")
+                f"differential pairs, {self.mapping_text()} (analog={self.analog}{extra})")
 
     def faults(self, shape: tuple[int, ...], p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(sa0, sa1)`` boolean masks of shape ``(2, *shape)`` (``[g+, g-]`` devices)."""
@@ -143,7 +143,7 @@ class StuckAt(QuantizedDeviceModel):
         sa0, sa1 = self.faults(devices.tile.w.shape, strength, rng)
         g = devices.now.copy()
         g[sa0] = 0.0
-        g[sa1] = devices.tile.g_max
+        g[sa1] = np.broadcast_to(devices.tile.g_max, g.shape)[sa1]
         return g
 
     def read_back(self, devices: Devices, strength: float) -> np.ndarray:

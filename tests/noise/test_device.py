@@ -69,7 +69,7 @@ def test_toy_device_in_cli_store_and_report(toy_device_model, files, tmp_path, c
         "name": "loss", "label": "conductance loss", "more_noise_when": "higher", "time": False,
         "long_name": "toy conductance loss per device", "options": ["--toy-loss", "--strength"], "unit": "fraction",
         "log": False}
-    assert listing[NAME]["params"] == {"analog": "weights", "floor": 0.0}
+    assert listing[NAME]["params"] == {"analog": "weights", "mapping": "tensor", "floor": 0.0}
     assert listing[NAME]["default_strengths_text"] == ["loss 10%", "loss 50%"]
 
     # the --noise help names it, and its own option is a flag
