@@ -386,6 +386,11 @@ def test_sweep_with_stages_resumes_with_the_kept_calibration(resnet, tmp_path, c
     assert code == 0, err
     assert "0 run now" in out  # every key is the same: the calibration was reused, not measured again
     assert (tmp_path / "run" / "calibration.json").read_text() == calibration
+    code, _, err = run_cli(capsys, "report", tmp_path / "run")
+    assert code == 0, err
+    report = " ".join((tmp_path / "run" / "report.md").read_text().split())
+    assert "- input/output stages: 6-bit ADC (one range per tile), read noise 0.02 x_max*w_max, tiles of 16 rows" in report
+    assert '"adc_bits":6' in report  # with the other settings that change counts
 
 
 def test_noise_models_mentions_the_tile_stages(capsys):

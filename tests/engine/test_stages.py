@@ -14,6 +14,7 @@ from onnxnoise.config import NoiseConfig, RunConfig, TileConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.engine.stages import CALIBRATION_FILE, STAGE_COUNTERS, stage_edit
+from onnxnoise.engine import trial as trial_module
 from onnxnoise.engine.trial import run_trial, run_trials
 from onnxnoise.errors import ConfigError
 
@@ -171,3 +172,15 @@ def test_a_layer_the_rewrite_refuses_is_one_line_before_any_trial(tmp_path):
              labels=np.arange(4, dtype=np.int64))
     with pytest.raises(ConfigError, match="^the tile stages cannot run on the selected layers: .*Einsum"):
         prepare_context(_linear_config(tmp_path, dac_bits=8))
+
+
+def test_the_runs_tile_rows_reach_the_noise_draw(tmp_path, monkeypatch):
+    """--tile-rows is passed to draw_noise (TensorInfo.tile_rows: the tile-column mapping, gaussian-max per tile)."""
+    _linear(tmp_path)
+    seen = []
+    real = trial_module.draw_noise
+    monkeypatch.setattr(trial_module, "draw_noise", lambda *a, **k: seen.append(k["tile_rows"]) or real(*a, **k))
+    for rows in (0, 4):
+        context = prepare_context(_linear_config(tmp_path, tile_rows=rows))
+        run_trial(context, plan_trials(context, ("all",))[1].trial)
+    assert seen == [0, 4]
