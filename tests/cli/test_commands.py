@@ -205,10 +205,10 @@ def test_failed_trial_exits_1_and_writes_error_rows(tiny, tmp_path, capsys, monk
 
     create = SessionFactory.create
 
-    def failing_with_noise(self, replacements=None):
+    def failing_with_noise(self, replacements=None, **options):
         if replacements:
             raise SessionError("injected failure for noisy weights")
-        return create(self, replacements)
+        return create(self, replacements, **options)
 
     monkeypatch.setattr(SessionFactory, "create", failing_with_noise)
     model, data = tiny
