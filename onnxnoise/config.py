@@ -22,7 +22,7 @@ from onnxnoise.data import INTERPOLATIONS, list_presets
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise.presets import PRESETS
-from onnxnoise.noise_config import NoiseConfig, apply_analog_preset
+from onnxnoise.noise_config import NoiseConfig, apply_analog_preset, check_tile_rows
 from onnxnoise.tile_config import TileConfig
 from onnxnoise.options import (
     TIME_UNITS, given, is_time_strength, parse_float_list, parse_names, parse_noise, parse_numbers, parse_params,
@@ -278,16 +278,12 @@ class RunConfig:
                 msg = f"`{name}` must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
                 raise ConfigError(msg)
         object.__setattr__(self, "extra", _extra_values(self.extra))
+        check_tile_rows(self.noise, self.tile.tile_rows)
 
     @classmethod
     def expand_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``options`` with ``--analog-preset``'s settings where the user gave none (:func:`apply_analog_preset`).
-
-        :func:`onnxnoise.settings.config_values` calls it first: the one place a preset expands.
-
-        Raises:
-            ConfigError: An unknown preset, or one whose settings this build lacks.
-        """
+        """``options`` with ``--analog-preset``'s settings where the user gave none (:func:`apply_analog_preset`);
+        :func:`onnxnoise.settings.config_values` calls it first, the one place a preset expands."""
         return apply_analog_preset(options, [s.key for s in declared(cls)])[0]
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from onnxnoise.options import (
 )
 from onnxnoise.settings import NOISE, Setting, config_values, declared, option, option_inputs
 
-__all__ = ["NoiseConfig", "apply_analog_preset", "noise_choice_settings", "strength_settings"]
+__all__ = ["NoiseConfig", "apply_analog_preset", "check_tile_rows", "noise_choice_settings", "strength_settings"]
 
 
 def noise_choice_settings() -> list[Setting]:
@@ -251,3 +251,19 @@ def apply_analog_preset(options: Mapping[str, Any], known: Sequence[str]) -> tup
     if ours and preset.strengths and not inline and all(out.get(key) is None for key in strength_keys):
         out["strength"] = preset.strengths
     return out, preset
+
+
+def check_tile_rows(noise: NoiseConfig, tile_rows: int) -> None:
+    """Refuse, before any trial, a noise model that needs ``--tile-rows`` in a run without tiles.
+
+    Args:
+        noise: The run's noise settings.
+        tile_rows: The run's ``--tile-rows`` (0: no tiles).
+
+    Raises:
+        ConfigError: One line naming the parameter and the flag to set.
+    """
+    needed = noise.noise_model.tile_rows_needed()
+    if needed and not tile_rows:
+        raise ConfigError(f"--noise {noise.model}:{needed} takes one full scale per tile: set --tile-rows R (input "
+                          "rows per tile, e.g. 512)")

@@ -79,3 +79,17 @@ def test_a_byte_order_mark_is_read_and_invalid_utf_8_names_its_line(tmp_path, ca
     code, _, err = run_cli(capsys, "sweep", "--config", path)
     assert code == 2 and one_line(err).endswith("line 2 holds byte 0xff, which is not UTF-8 (TOML files are UTF-8: "
                                                 "save it as UTF-8)")
+
+
+def test_a_sweeps_analog_preset_expands_and_its_own_keys_win(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text(f'[data]\npath = "{tmp_path / "d.npz"}"\n[models.a]\npath = "{tmp_path / "a.onnx"}"\n'
+                    f'[models.b]\npath = "{tmp_path / "b.onnx"}"\n'
+                    '[[sweeps]]\nanalog_preset = "aihwkit-pcm-weights"\n'
+                    '[[sweeps]]\nanalog_preset = "afm"\nnoise = "gaussian-max:analog=all"\ngamma = [0.02]\n')
+    sweeps = load_experiment(path).sweeps
+    pcm = [config.run.noise for name, config in sweeps if config.run.analog_preset == "aihwkit-pcm-weights"]
+    assert len(pcm) == 2 and all(n.model == "pcm" and n.params["mapping"] == "channel" for n in pcm)
+    assert pcm[0].strengths == (60.0, 3600.0, 86400.0, 2592000.0, 31104000.0)
+    afm = [config.run.noise for name, config in sweeps if config.run.analog_preset == "afm"]
+    assert afm[0].params == {"analog": "all", "scope": "row"} and afm[0].strengths == (0.02,)

@@ -6,6 +6,7 @@ import pytest
 
 from onnxnoise.config import NoiseConfig
 from onnxnoise.errors import ConfigError, NoiseConfigError
+from onnxnoise.noise_config import check_tile_rows
 
 
 @pytest.mark.parametrize(("alias", "model"), [("gaussian", "gaussian-snr"), ("stuck", "stuck-at")])
@@ -60,3 +61,13 @@ def test_bad_inline_strengths(spec: str, message: str) -> None:
     with pytest.raises(NoiseConfigError) as info:
         NoiseConfig.from_options(noise=spec)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("noise", ["pcm:mapping=tile-column", "crosssim:mapping=tile-column", "gaussian-max:scope=tile"])
+def test_a_per_tile_full_scale_without_tile_rows_is_refused_before_any_trial(noise):
+    config = NoiseConfig.from_options(noise=noise)
+    with pytest.raises(ConfigError, match=r"^--noise .*(mapping=tile-column|scope=tile) takes one full scale per "
+                                          r"tile: set --tile-rows R"):
+        check_tile_rows(config, 0)
+    check_tile_rows(config, 512)
+    check_tile_rows(NoiseConfig.from_options(noise="pcm:mapping=channel"), 0)  # needs no tiles

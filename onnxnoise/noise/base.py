@@ -195,6 +195,14 @@ class NoiseModel(ABC):
         params = ", ".join(f"{k}={v}" for k, v in self.params().items())
         return f"{self.name}" + (f" ({params})" if params else "")
 
+    def tile_rows_needed(self) -> str | None:
+        """The parameter (``mapping=tile-column``, ``scope=tile``) for which this model needs ``--tile-rows``, or ``None``.
+
+        A run whose ``--tile-rows`` is 0 is refused before any trial when this is not ``None``
+        (:func:`onnxnoise.noise_config.check_tile_rows`); the default needs none.
+        """
+        return None
+
     def collapse_hint(self) -> str | None:
         """Advice for when draws of this model collapse to chance, or ``None`` (the default).
 

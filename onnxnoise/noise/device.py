@@ -303,6 +303,10 @@ class DeviceModel(AnalogModel):
         super().check_layers(layers)
         check_mapping_layers(self.name, self.mapping, list(layers), self.acts_on)
 
+    def tile_rows_needed(self) -> str | None:
+        """``mapping=tile-column`` needs ``--tile-rows``."""
+        return "mapping=tile-column" if self.mapping == "tile-column" else None
+
     def mapping_text(self) -> str:
         """The mapping in words for :meth:`describe`: ``w_max = max|w| per tensor`` (per output channel, ...)."""
         return "w_max = max|w| per " + {"tensor": "tensor", "channel": "output channel",

@@ -88,6 +88,10 @@ class GaussianMax(AnalogModel):
         super().check_layers(layers)
         check_mapping_layers(self.name, MAX_SCOPES[self.scope], list(layers), self.acts_on, spelled=self._spelled())
 
+    def tile_rows_needed(self) -> str | None:
+        """``scope=tile`` needs ``--tile-rows``."""
+        return "scope=tile" if self.scope == "tile" else None
+
     def _spelled(self) -> tuple[str, str]:
         return f"scope={self.scope}", "scope=tensor"
 

@@ -18,7 +18,8 @@ the devices' noise floor. The device models (:mod:`onnxnoise.noise.device`, para
   kw`` rows per group and a tile holds ``floor(R / (kh * kw))`` (at least 1) input channels of
   it, whole kernels together (ConvTranspose ``[C_in, C_out/g, kh, kw]`` the same along its
   input axis 0); a Gemm / MatMul weight has ``K`` rows (the axis other than the output one)
-  and a tile holds ``R`` of them.
+  and a tile holds ``R`` of them. (A grouped ConvTranspose is cut along its stored input axis as a
+  whole: the same tiles as the stages' when ``C_in/g`` is a multiple of a tile's channels.)
 
 A channel (or tile column) whose weights are all 0 gets ``w_max = 0``: it maps to no
 conductance and reads back exactly 0 whatever its devices do.

@@ -129,6 +129,7 @@ def _crosssim(error: str, sigma: str) -> Preset:
                            "also quantizes weights to 8 bits (add levels=N to --noise for a grid); no drift, no read "
                            "noise, no parasitics",
                "error": f"{error}: sigma = {sigma}",
+               "mapping": "tensor (default): one weight range per layer, as CrossSim scales each layer's matrix",
                "dac_bits": "8 bits: the tutorial's 8-bit DAC",
                "adc_bits": "8 bits: the tutorial's 8-bit sign-magnitude ADC (onnxnoise's ADC is symmetric)",
                "tile_rows": "576 rows: arrays of 576 x 256",

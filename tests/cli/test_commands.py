@@ -20,7 +20,7 @@ from onnxnoise.engine.context import prepare_context
 from onnxnoise.noise import NOISE_MODELS
 
 from tests._builders import conv_bn_resnet, labeled_npz, tiny_cnn
-from tests._checks import run_cli
+from tests._checks import one_line, run_cli
 from tests._disk import fill_disk, leftovers
 from tests._graphs import if_model, normalized_inside, save_model
 
@@ -401,3 +401,45 @@ def test_noise_models_mentions_the_tile_stages(capsys):
     assert stages["alone"] == "--noise none --dac-bits 8 --adc-bits 8"
     code, out, _ = run_cli(capsys, "noise-models")
     assert "tile stages: the analog tile's input/output stages" in " ".join(out.split())
+
+
+def test_bench_with_an_analog_preset_shows_and_runs_its_expansion(tiny, tmp_path, capsys):
+    """``--analog-preset afm``: gaussian-max per output row at gamma 0.05, said on stderr and in bench.json."""
+    model, data = tiny
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--analog-preset", "afm", "--seeds", "1",
+                             "--preprocess", "raw", "--out", tmp_path / "run", "--json", "--device", "cpu")
+    assert code == 0, err
+    assert ("onnxnoise: --analog-preset afm = --noise gaussian-max:scope=row --strength 0.05 (flags given explicitly "
+            "override it)") in err
+    summary = json.loads(out)
+    assert summary["noise_model"] == "gaussian-max" and summary["strengths"] == [0.05]
+    assert summary["noise"]["params"] == {"analog": "weights", "scope": "row"}
+    assert summary["analog_preset"]["flags"] == "--noise gaussian-max:scope=row --strength 0.05"
+    assert summary["config"]["analog_preset"] == "afm"
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--analog-preset", "afm", "--gamma", "0.1",
+                             "--seeds", "1", "--preprocess", "raw", "--out", tmp_path / "run2", "--json",
+                             "--device", "cpu")
+    assert code == 0, err
+    assert json.loads(out)["strengths"] == [0.1]  # an explicit strength wins over the preset's
+
+
+def test_noise_models_presets_lists_every_expansion_with_sources(capsys):
+    code, out, _ = run_cli(capsys, "noise-models", "--presets", "--json")
+    assert code == 0
+    presets = {p["name"]: p for p in json.loads(out)["presets"]}
+    assert list(presets) == ["aihwkit-pcm", "aihwkit-pcm-weights", "afm", "afm-tile", "crosssim-independent",
+                             "crosssim-proportional", "noisynn", "paper"]
+    assert presets["aihwkit-pcm"]["flags"] == (
+        "--noise pcm:compensation=global,mapping=channel --dac-bits 8 --adc-bits 8 --read-noise 0.04 --adc-bound 10.0 "
+        "--tile-rows 512 --adc-scope layer --strength 60s,1h,1d,30d,360d")
+    assert "PARITY.md sec. 1" in presets["aihwkit-pcm"]["source"] and "w_noise 0.0175" in presets["aihwkit-pcm"][
+        "cites"]["pcm"]
+    code, out, _ = run_cli(capsys, "noise-models", "--presets")
+    assert code == 0 and "crosssim-proportional" in out and "--analog-preset NAME" in out
+
+
+def test_unknown_analog_preset_is_one_line_exit_2(tiny, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, "bench", tiny[0], "--data", tiny[1], "--analog-preset", "aihwkit")
+    assert exit_info.value.code == 2
+    assert "argument --analog-preset: invalid choice: 'aihwkit'" in one_line(capsys.readouterr().err)

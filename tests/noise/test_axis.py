@@ -28,6 +28,7 @@ from tests._checks import run_cli
 OWN_OPTIONS = {
     "gaussian-snr": ["--snr", "--noise-pct"], "gaussian-global-db": ["--snr-db"], "multiplicative": ["--eta"],
     "pcm": ["--t"], "stuck-at": ["--rate"], "conductance-levels": ["--levels"], "bit-flip": ["--ber"],
+    "gaussian-max": ["--gamma"], "crosssim": ["--alpha"],
 }
 
 
@@ -55,7 +56,7 @@ def test_every_model_declares_its_own_option():
             if name in OWN_OPTIONS} == OWN_OPTIONS
     # one option belongs to one model: a flag names its model
     options = strength_options()
-    assert set(options) == {"snr", "noise-pct", "snr-db", "eta", "t", "rate", "levels", "ber"}
+    assert set(options) == {"snr", "noise-pct", "snr-db", "eta", "t", "rate", "levels", "ber", "gamma", "alpha"}
     assert options["t"].startswith("pcm: time after programming")
     assert options["rate"].startswith("stuck-at: device fault rate")
 
@@ -71,6 +72,8 @@ def test_every_model_declares_its_own_option():
     ("conductance-levels", ["--levels", "8,64"], (64.0, 8.0)),
     ("gaussian-snr", ["--snr", "10,100"], (100.0, 10.0)),
     ("gaussian-snr", ["--noise-pct", "10,1"], (100.0, 10.0)),  # SNR = 100 / pct
+    ("gaussian-max", ["--gamma", "0.1,0.05"], (0.05, 0.1)),
+    ("crosssim", ["--alpha", "0.3,0.01"], (0.01, 0.3)),
     ("pcm", ["--strength", "1h,1d"], (3600.0, 86400.0)),  # the generic spelling stays
 ])
 def test_own_option_parses_to_stored_strengths(model, argv, stored, tiny):
