@@ -109,6 +109,8 @@ def insert_stages(model: onnx.ModelProto, layers: Sequence[Layer], settings: Til
     if settings.needs_calibration and calibration is None:
         msg = "tile stages with a DAC, an ADC or read noise need a calibration (onnxnoise.tile.calibrate)"
         raise ValueError(msg)
+    if calibration is not None:
+        calibration.check(settings)
     sites = analog_ops(model, layers, settings.tile_rows, weights)
     counters: dict[str, str] = {}
     for site in sites:

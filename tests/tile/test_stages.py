@@ -102,5 +102,12 @@ def test_off_settings_return_the_model_itself_and_missing_calibration_is_refused
     assert result.model is model and result.counters == {}
     with pytest.raises(ValueError, match="need a calibration"):
         staged(model, TileSettings(dac_bits=8), None)
-    with pytest.raises(ValueError, match="recalibrate with the same tile_rows"):
+    with pytest.raises(ValueError, match="made with tile_rows = 0, the stages have 16"):
         staged(model, TileSettings(adc_bits=8, tile_rows=16), fixed("op", 1.0, [[1.0]]))
+    with pytest.raises(ValueError, match="made with adc_scope = 'layer', the stages have 'column'"):
+        staged(model, TileSettings(adc_bits=8, adc_scope="column"), fixed("op", 1.0, [[1.0]]))
+    with pytest.raises(ValueError, match="recalibrate with the same tile_rows"):  # ranges of another tiling
+        staged(model, TileSettings(adc_bits=8, tile_rows=16), fixed("op", 1.0, [[1.0]], tile_rows=16))
+    old = one_op("MatMul", {"w": np.eye(2, dtype=np.float32)}, ["x", "w"], ["N", 2], opset=9)
+    with pytest.raises(ValueError, match="need opset 11 or later, the model has 9"):
+        staged(old, TileSettings(tile_rows=1), None)
