@@ -35,10 +35,10 @@ def test_a_layer_of_1000_rows_is_4_tiles_and_the_adc_clips_each_partial_sum():
     assert [site.op.rows(t) for t in range(site.op.tiles)] == [256, 256, 256, 232]
     out = run(staged(model, settings, fixed("op", 1.0, [[250.0]] * 4, tile_rows=256)).model,
               np.ones((1, 1000), np.float32))
-    grid = np.float32(step(250.0, 8))
-    q = lambda p: np.float32(np.round(np.float32(min(max(p, -250), 250)) / grid) * grid)  # noqa: E731
+    grid, inverse = np.float32(step(250.0, 8)), np.float32(1 / step(250.0, 8))
+    q = lambda p: np.round(np.float32(min(max(p, -250), 250)) * inverse) * grid  # noqa: E731
     expected = [q(256) + q(-256) + q(256) + q(-232), 3 * q(np.float32(25.6)) + q(np.float32(23.2))]
-    assert out["y"][0] == pytest.approx(expected, abs=1e-4)
+    assert out["y"][0] == pytest.approx(expected, rel=1e-6)  # the tiles' sum in float32
     assert out["y"][0, 0] != pytest.approx(24.0, abs=1.0)  # the full sum (24) would not have clipped
     assert out["onnxnoise.tile/op/adc_clipped"] == 3 and out["onnxnoise.tile/op/adc_values"] == 8
 
