@@ -76,6 +76,18 @@ class StagedModel:
     model: onnx.ModelProto
     counters: dict[str, str]
 
+    def totals(self, values: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Each counter kind summed over the layers: ``{kind: int}`` for every kind of :data:`COUNTERS`.
+
+        Args:
+            values: Output name -> value of one run (or already summed over batches); names
+                missing from ``values`` count 0.
+        """
+        totals = dict.fromkeys(COUNTERS, 0)
+        for name, kind in self.counters.items():
+            totals[kind] += int(values.get(name, 0))
+        return totals
+
 
 @dataclass(frozen=True)
 class _Site:

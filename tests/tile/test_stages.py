@@ -18,11 +18,14 @@ def test_step_is_aihwkit_full_range_resolution():
 def test_dac_rounds_to_the_grid_and_counts_clips():
     model = one_op("MatMul", {"w": np.eye(4, dtype=np.float32)}, ["x", "w"], ["N", 4])
     x = np.array([[0.1, 0.2, 0.45, -0.9], [1.5, -2.0, 0.7, -0.3]], np.float32)
-    out = run(staged(model, TileSettings(dac_bits=3), fixed("op", 1.0, [[0.0]])).model, x)
+    result = staged(model, TileSettings(dac_bits=3), fixed("op", 1.0, [[0.0]]))
+    out = run(result.model, x)
     # 3 bits, x_max 1: step 1/3, levels k/3 for k = -3..3; x/step = .3 .6 1.35 -2.7 | clip 3, clip -3, 2.1 -0.9
     k = np.array([[0, 1, 1, -3], [3, -3, 2, -1]], np.float32)
     assert np.array_equal(out["y"], k * np.float32(1 / 3))
     assert out["onnxnoise.tile/op/dac_clipped"] == 2 and out["onnxnoise.tile/op/dac_values"] == 8
+    assert result.counters == {"onnxnoise.tile/op/dac_clipped": "dac_clipped", "onnxnoise.tile/op/dac_values": "dac_values"}
+    assert result.totals(out) == {"dac_clipped": 2, "dac_values": 8, "adc_clipped": 0, "adc_values": 0}
 
 
 def test_a_layer_of_1000_rows_is_4_tiles_and_the_adc_clips_each_partial_sum():
