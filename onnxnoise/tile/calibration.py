@@ -78,6 +78,25 @@ class Calibration:
                     lines.append(f"{name}: tile {t} ADC, {zeros} of {len(tile)} columns")
         return tuple(lines)
 
+    def check(self, settings) -> None:
+        """Refuse stages whose settings differ from the ones these ranges were made with.
+
+        Args:
+            settings: A :class:`onnxnoise.tile.TileSettings`.
+
+        Raises:
+            ValueError: One line naming the first setting that differs.
+        """
+        made = {"tile_rows": self.tile_rows, "adc_scope": self.adc_scope, "adc_bound": self.adc_bound,
+                "calibration": self.method}
+        if self.method == "percentile":
+            made["percentile"] = self.percentile
+        for name, value in made.items():
+            if getattr(settings, name) != value:
+                msg = (f"the calibration was made with {name} = {value!r}, the stages have "
+                       f"{getattr(settings, name)!r}; recalibrate with the stages' settings")
+                raise ValueError(msg)
+
     def ranges(self, layer: str, tiles: int, width: int) -> LayerRanges:
         """The ranges of ``layer``, checked against its tiling (``tiles`` tiles of ``width`` values each).
 

@@ -72,12 +72,10 @@ class TileSettings:
         if not _is_int(self.tile_rows) or self.tile_rows < 0:
             msg = f"tile_rows must be an integer >= 0 (0 = no split), got {self.tile_rows!r}"
             raise ValueError(msg)
-        if self.adc_scope not in ADC_SCOPES:
-            msg = f"adc_scope must be one of {', '.join(ADC_SCOPES)}, got {self.adc_scope!r}"
-            raise ValueError(msg)
-        if self.calibration not in CALIBRATIONS:
-            msg = f"calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}"
-            raise ValueError(msg)
+        for name, choices in (("adc_scope", ADC_SCOPES), ("calibration", CALIBRATIONS)):
+            if getattr(self, name) not in choices:
+                msg = f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                raise ValueError(msg)
         p = self.percentile
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0 < p <= 100):
             msg = f"percentile must be a number in (0, 100], got {p!r}"

@@ -5,8 +5,8 @@ The model handed to :func:`onnxnoise.tile.insert_stages` may lack the weight ini
 is an initializer of the model, a name in ``weights`` (name -> clean array), a ``Constant``
 output, or the output of a node whose inputs are all constant. A weight reaches its op
 directly, or through ``Cast`` / ``DequantizeLinear`` / layout ops (``Transpose(W) -> MatMul``);
-:func:`constant_value` evaluates that chain on the clean arrays with ONNX's reference
-evaluator (only the chain's few nodes, once per layer).
+:func:`constant_value` evaluates that chain on the clean arrays with ONNX Runtime's CPU
+provider (only the chain's few nodes, once per layer).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
 
 __all__ = ["constant_names", "constant_value"]
 
@@ -78,4 +78,7 @@ def constant_value(model: onnx.ModelProto, name: str, weights: Mapping[str, np.n
     graph = helper.make_graph(order, "constant", [], [helper.make_value_info(name, onnx.TypeProto())],
                               initializers)
     sub = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    return np.asarray(ReferenceEvaluator(sub).run(None, {})[0])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    found = ort.InferenceSession(sub.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return np.asarray(found.run([name], {})[0])

@@ -1,8 +1,8 @@
 """Tiles without quantization or noise equal the untiled op (float tolerance), for every op kind."""
 
 import numpy as np
-import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.model import list_layers
 from onnxnoise.tile import TileSettings, insert_stages
@@ -66,7 +66,7 @@ def test_a_replaced_weight_of_the_same_name_reaches_every_tile():
     result = insert_stages(stripped, list_layers(model), TileSettings(tile_rows=16), None, seed=0, weights=weights)
     assert [t.name for t in result.model.graph.initializer if t.name == "w"] == []
     noisy = w + _f(40, 7)
-    result.model.graph.initializer.append(onnx.numpy_helper.from_array(noisy, "w"))
+    result.model.graph.initializer.append(numpy_helper.from_array(noisy, "w"))
     x = _f(3, 40)
     np.testing.assert_allclose(session(result.model).run(["y"], {"x": x})[0], x @ noisy, rtol=1e-5, atol=1e-5)
 
@@ -75,3 +75,28 @@ def test_einsum_is_refused_with_the_layer_name():
     model = one_op("Einsum", {"w": _f(4, 3)}, ["x", "w"], [2, 4], equation="ij,jk->ik", name="mix")
     with pytest.raises(ValueError, match="layer 'mix': the tile stages cannot split an Einsum op"):
         staged(model, TileSettings(tile_rows=2), None)
+
+
+@pytest.mark.parametrize("chain", ["transpose", "dequantize"])
+def test_a_weight_reached_through_a_chain_is_split_in_the_graph(chain):
+    """``Transpose(W) -> MatMul`` and QDQ ``DequantizeLinear(W_int8) -> MatMul``: the chain's output is sliced."""
+    if chain == "transpose":
+        inits = [numpy_helper.from_array(_f(7, 40), "w")]
+        pre = [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0])]
+    else:
+        inits = [numpy_helper.from_array(RNG.integers(-127, 128, (40, 7), dtype=np.int8), "w"),
+                 numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.int8(0), "z")]
+        pre = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wt"])]
+    graph = helper.make_graph(pre + [helper.make_node("MatMul", ["x", "wt"], ["y"], name="mm")], "chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 40])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 7])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (site,) = analog_ops(model, list_layers(model), 16, weights_of(model))
+    assert site.op.tiles == 3 and site.op.w == "wt"
+    x = _f(3, 40)
+    w = weights_of(model)["w"]
+    # numpy's float product (ONNX Runtime may run the untiled DQ -> MatMul with a dynamically quantized input)
+    expected = x @ (w.T if chain == "transpose" else w.astype(np.float32) * np.float32(0.02))
+    np.testing.assert_allclose(run(staged(model, TileSettings(tile_rows=16), None).model, x)["y"], expected,
+                               rtol=1e-5, atol=1e-5)

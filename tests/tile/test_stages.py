@@ -18,11 +18,14 @@ def test_step_is_aihwkit_full_range_resolution():
 def test_dac_rounds_to_the_grid_and_counts_clips():
     model = one_op("MatMul", {"w": np.eye(4, dtype=np.float32)}, ["x", "w"], ["N", 4])
     x = np.array([[0.1, 0.2, 0.45, -0.9], [1.5, -2.0, 0.7, -0.3]], np.float32)
-    out = run(staged(model, TileSettings(dac_bits=3), fixed("op", 1.0, [[0.0]])).model, x)
+    result = staged(model, TileSettings(dac_bits=3), fixed("op", 1.0, [[0.0]]))
+    out = run(result.model, x)
     # 3 bits, x_max 1: step 1/3, levels k/3 for k = -3..3; x/step = .3 .6 1.35 -2.7 | clip 3, clip -3, 2.1 -0.9
     k = np.array([[0, 1, 1, -3], [3, -3, 2, -1]], np.float32)
     assert np.array_equal(out["y"], k * np.float32(1 / 3))
     assert out["onnxnoise.tile/op/dac_clipped"] == 2 and out["onnxnoise.tile/op/dac_values"] == 8
+    assert result.counters == {"onnxnoise.tile/op/dac_clipped": "dac_clipped", "onnxnoise.tile/op/dac_values": "dac_values"}
+    assert result.totals(out) == {"dac_clipped": 2, "dac_values": 8, "adc_clipped": 0, "adc_values": 0}
 
 
 def test_a_layer_of_1000_rows_is_4_tiles_and_the_adc_clips_each_partial_sum():
@@ -35,10 +38,10 @@ def test_a_layer_of_1000_rows_is_4_tiles_and_the_adc_clips_each_partial_sum():
     assert [site.op.rows(t) for t in range(site.op.tiles)] == [256, 256, 256, 232]
     out = run(staged(model, settings, fixed("op", 1.0, [[250.0]] * 4, tile_rows=256)).model,
               np.ones((1, 1000), np.float32))
-    grid = np.float32(step(250.0, 8))
-    q = lambda p: np.float32(np.round(np.float32(min(max(p, -250), 250)) / grid) * grid)  # noqa: E731
+    grid, inverse = np.float32(step(250.0, 8)), np.float32(1 / step(250.0, 8))
+    q = lambda p: np.round(np.float32(min(max(p, -250), 250)) * inverse) * grid  # noqa: E731
     expected = [q(256) + q(-256) + q(256) + q(-232), 3 * q(np.float32(25.6)) + q(np.float32(23.2))]
-    assert out["y"][0] == pytest.approx(expected, abs=1e-4)
+    assert out["y"][0] == pytest.approx(expected, rel=1e-6)  # the tiles' sum in float32
     assert out["y"][0, 0] != pytest.approx(24.0, abs=1.0)  # the full sum (24) would not have clipped
     assert out["onnxnoise.tile/op/adc_clipped"] == 3 and out["onnxnoise.tile/op/adc_values"] == 8
 
@@ -102,5 +105,12 @@ def test_off_settings_return_the_model_itself_and_missing_calibration_is_refused
     assert result.model is model and result.counters == {}
     with pytest.raises(ValueError, match="need a calibration"):
         staged(model, TileSettings(dac_bits=8), None)
-    with pytest.raises(ValueError, match="recalibrate with the same tile_rows"):
+    with pytest.raises(ValueError, match="made with tile_rows = 0, the stages have 16"):
         staged(model, TileSettings(adc_bits=8, tile_rows=16), fixed("op", 1.0, [[1.0]]))
+    with pytest.raises(ValueError, match="made with adc_scope = 'layer', the stages have 'column'"):
+        staged(model, TileSettings(adc_bits=8, adc_scope="column"), fixed("op", 1.0, [[1.0]]))
+    with pytest.raises(ValueError, match="recalibrate with the same tile_rows"):  # ranges of another tiling
+        staged(model, TileSettings(adc_bits=8, tile_rows=16), fixed("op", 1.0, [[1.0]], tile_rows=16))
+    old = one_op("MatMul", {"w": np.eye(2, dtype=np.float32)}, ["x", "w"], ["N", 2], opset=9)
+    with pytest.raises(ValueError, match="need opset 11 or later, the model has 9"):
+        staged(old, TileSettings(tile_rows=1), None)
