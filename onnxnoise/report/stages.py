@@ -32,10 +32,12 @@ def stages_text(tile: Mapping[str, Any]) -> str:
         parts.append(f"{tile['adc_bits']}-bit ADC ({bound})")
     if tile.get("read_noise"):
         parts.append(f"read noise {tile['read_noise']:g} x_max*w_max")
-    if not parts:
-        return ""
     if tile.get("tile_rows"):
         parts.append(f"tiles of {tile['tile_rows']} rows")
+    if not parts:
+        return ""
+    if len(parts) == 1 and tile.get("tile_rows"):  # a split alone: partial sums added in float, no ranges
+        return parts[0] + " (partial sums added in float, no converters)"
     how = "max" if tile.get("calibration", "max") == "max" else f"{tile.get('percentile', 99.99):g}th percentile"
     images = tile.get("calibrated_on")
     images = f"the first {images:,}" if images else f"up to the first {tile.get('calibration_images', 500):,}"

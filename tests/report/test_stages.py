@@ -11,6 +11,7 @@ from onnxnoise.store.schema import trial_frame
 
 def test_stages_in_words():
     assert stages_text({}) == "" and stages_line({"calibration_images": 50}, {}) is None
+    assert stages_text({"tile_rows": 256}) == "tiles of 256 rows (partial sums added in float, no converters)"
     assert stages_text({"dac_bits": 8, "adc_bits": 6, "adc_scope": "column", "read_noise": 0.04, "tile_rows": 512,
                         "calibration": "percentile", "percentile": 99.9, "calibrated_on": 200}) == (
         "8-bit DAC, 6-bit ADC (per tile and output column), read noise 0.04 x_max*w_max, tiles of 512 rows; "
