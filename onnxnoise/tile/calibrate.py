@@ -124,7 +124,7 @@ def _peak(a: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 def _histogram(a: np.ndarray, axis: int | None, peak: np.ndarray) -> np.ndarray:
-    """Counts ``(columns, BINS)`` of ``a`` in equal bins over ``[0, peak]`` per column (all in bin 0 where peak is 0)."""
+    """Counts ``(columns, BINS)`` of ``a`` in equal bins over ``[0, peak]`` per column (bin 0 where peak is 0)."""
     flat = _columns_last(a, axis).astype(np.float64)
     scale = np.where(peak > 0, BINS / np.where(peak > 0, peak, 1.0), 0.0)
     bins = np.minimum((flat * scale).astype(np.int64), BINS - 1)

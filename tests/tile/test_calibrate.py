@@ -94,8 +94,8 @@ def test_a_dead_layer_is_listed_and_stays_exact():
     dead_w1 = -np.abs(W1)  # x @ dead_w1 with x >= 0 ... make h <= 0 on every image: relu(h) = 0
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(dead_w1, "w1"))
     positive = np.abs(X)
-    cal = calibrate(model, list_layers(model), [positive], input_name="x", settings=TileSettings(dac_bits=8, adc_bits=8),
-                    weights=weights_of(model))
+    cal = calibrate(model, list_layers(model), [positive], input_name="x",
+                    settings=TileSettings(dac_bits=8, adc_bits=8), weights=weights_of(model))
     assert cal.dead == ("l2: DAC input", "l2: tile 0 ADC")
     out = run(staged(model, TileSettings(dac_bits=8, adc_bits=8), cal).model, positive)
     assert np.array_equal(out["y"], np.zeros((300, 3), np.float32))
