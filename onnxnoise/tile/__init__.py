@@ -5,11 +5,11 @@ kept with the run) and ``insert_stages`` (the model with DAC, tiles, read noise 
 each matrix op, and its clip counters: a ``StagedModel``). See :mod:`onnxnoise.tile.rewrite`.
 """
 
-from onnxnoise.tile.calibrate import BINS, calibrate
+from onnxnoise.tile.calibrate import BINS, COLUMN_BINS, calibrate
 from onnxnoise.tile.calibration import Calibration, LayerRanges
 from onnxnoise.tile.rewrite import COUNTERS, StagedModel, insert_stages
 from onnxnoise.tile.settings import ADC_SCOPES, CALIBRATIONS, TileSettings
 from onnxnoise.tile.stages import noise_seed, step
 
-__all__ = ["ADC_SCOPES", "BINS", "CALIBRATIONS", "COUNTERS", "Calibration", "LayerRanges", "StagedModel",
+__all__ = ["ADC_SCOPES", "BINS", "CALIBRATIONS", "COLUMN_BINS", "COUNTERS", "Calibration", "LayerRanges", "StagedModel",
            "TileSettings", "calibrate", "insert_stages", "noise_seed", "step"]

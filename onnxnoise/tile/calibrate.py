@@ -14,10 +14,13 @@ CrossSim ships ranges calibrated this way from 500 clean images (PARITY.md sec. 
 
 **Percentile** (``calibration = "percentile"``, ``p``): the ``inverted_cdf`` percentile of |value|
 (the ``k``-th smallest, ``k = ceil(p / 100 * n)``), from two passes: pass 1 finds ``max``, pass 2
-counts values in :data:`BINS` equal bins over ``[0, max]`` and returns the upper edge of the bin
-holding the ``k``-th value. The result ``r`` satisfies ``v_k <= r <= v_k + max / BINS`` (``p = 100``
-gives ``max`` exactly). Batches are kept in memory between the passes (the caller passes only
-the calibration images).
+counts values in ``B`` equal bins over ``[0, max]`` and returns the upper edge of the bin
+holding the ``k``-th value. The result ``r`` satisfies ``v_k <= r <= v_k + max / B`` (``p = 100``
+gives ``max`` exactly), with ``B`` = :data:`BINS` (2**14) for a range over all of a stage's values
+and :data:`COLUMN_BINS` (2**10) per output column (``adc_scope = "column"``: every column's
+histogram is held at once, 8 KiB each). Batches are kept in memory between the passes (the
+caller passes only the calibration images). Both passes run the images in pieces whose observed
+values take at most :data:`OBSERVE_BYTES` (every layer's input and partial sums come back at once).
 """
 
 from __future__ import annotations
@@ -35,10 +38,22 @@ from onnxnoise.tile.ops import AnalogOp
 from onnxnoise.tile.rewrite import observe_model
 from onnxnoise.tile.settings import TileSettings
 
-__all__ = ["BINS", "calibrate"]
+__all__ = ["BINS", "COLUMN_BINS", "bins_for", "calibrate"]
 
-#: Histogram bins of the percentile pass (resolution ``max / BINS``).
+#: Histogram bins of the percentile pass for a range over all of a stage's values (resolution ``max / BINS``).
 BINS = 1 << 14
+
+#: Histogram bins per output column under ``adc_scope = "column"`` (resolution ``max / COLUMN_BINS``).
+COLUMN_BINS = 1 << 10
+
+
+#: Most bytes of observed values one calibration run returns (batches are cut to stay below it).
+OBSERVE_BYTES = 256 << 20
+
+
+def bins_for(columns: int) -> int:
+    """Histogram bins of a stage with ``columns`` ranges: :data:`BINS` for one, :data:`COLUMN_BINS` per column."""
+    return BINS if columns == 1 else COLUMN_BINS
 
 
 def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable[np.ndarray], *,
@@ -73,15 +88,16 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
     by_layer = {op.layer: op for op in ops}
     axes = {name: _column_axis(by_layer[layer], settings, tile) for name, (layer, tile) in taps.items()}
     names = list(taps)
+    fixed = _fixed_batch(observed, input_name)
     peaks: dict[str, np.ndarray] = {}
-    for batch in batches:
-        for name, value in zip(names, session.run(names, {input_name: batch})):
+    for values in _observe(session, names, input_name, batches, fixed):
+        for name, value in zip(names, values):
             peak = _peak(np.abs(value), axes[name])
             peaks[name] = peak if name not in peaks else np.maximum(peaks[name], peak)
     if settings.calibration == "percentile" and settings.percentile < 100:
-        counts = {name: np.zeros((peaks[name].size, BINS), dtype=np.int64) for name in names}
-        for batch in batches:
-            for name, value in zip(names, session.run(names, {input_name: batch})):
+        counts = {name: np.zeros((peaks[name].size, bins_for(peaks[name].size)), dtype=np.int64) for name in names}
+        for values in _observe(session, names, input_name, batches, fixed):
+            for name, value in zip(names, values):
                 counts[name] += _histogram(np.abs(value), axes[name], peaks[name])
         ranges = {name: _percentile(counts[name], peaks[name], settings.percentile) for name in names}
     else:
@@ -101,6 +117,37 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
         result[op.layer] = LayerRanges(x_max, tuple(adc))
     return Calibration(settings.calibration, float(settings.percentile), settings.adc_scope, settings.tile_rows,
                        float(settings.adc_bound), int(sum(len(b) for b in batches)), result)
+
+
+def _fixed_batch(model: onnx.ModelProto, input_name: str) -> bool:
+    """True when the model's input has a fixed batch dimension (its batches cannot be cut)."""
+    for value in model.graph.input:
+        if value.name == input_name and value.type.tensor_type.shape.dim:
+            return value.type.tensor_type.shape.dim[0].dim_value > 0
+    return False
+
+
+def _observe(session: ort.InferenceSession, names: list[str], input_name: str, batches: list[np.ndarray],
+             fixed: bool):
+    """Yield the observed values of each run; a batch is cut so one run returns at most :data:`OBSERVE_BYTES`.
+
+    The first image runs alone to measure the bytes one image's observed values take (a model
+    with a fixed batch dimension runs its batches as they are).
+    """
+    per_image = None
+    for batch in batches:
+        if fixed:
+            yield session.run(names, {input_name: batch})
+            continue
+        start = 0
+        if per_image is None:
+            values = session.run(names, {input_name: batch[:1]})
+            per_image = max(1, sum(v.nbytes for v in values))
+            start = 1
+            yield values
+        step = max(1, OBSERVE_BYTES // per_image)
+        for s in range(start, len(batch), step):
+            yield session.run(names, {input_name: batch[s:s + step]})
 
 
 def _column_axis(op: AnalogOp, settings: TileSettings, tile) -> int | None:
@@ -124,12 +171,13 @@ def _peak(a: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 def _histogram(a: np.ndarray, axis: int | None, peak: np.ndarray) -> np.ndarray:
-    """Counts ``(columns, BINS)`` of ``a`` in equal bins over ``[0, peak]`` per column (all in bin 0 where peak is 0)."""
+    """Counts ``(columns, B)`` of ``a`` in ``B`` equal bins over ``[0, peak]`` per column (bin 0 where peak is 0)."""
     flat = _columns_last(a, axis).astype(np.float64)
-    scale = np.where(peak > 0, BINS / np.where(peak > 0, peak, 1.0), 0.0)
-    bins = np.minimum((flat * scale).astype(np.int64), BINS - 1)
-    index = bins + np.arange(flat.shape[1], dtype=np.int64) * BINS
-    return np.bincount(index.reshape(-1), minlength=flat.shape[1] * BINS).reshape(flat.shape[1], BINS)
+    count = bins_for(flat.shape[1])
+    scale = np.where(peak > 0, count / np.where(peak > 0, peak, 1.0), 0.0)
+    bins = np.minimum((flat * scale).astype(np.int64), count - 1)
+    index = bins + np.arange(flat.shape[1], dtype=np.int64) * count
+    return np.bincount(index.reshape(-1), minlength=flat.shape[1] * count).reshape(flat.shape[1], count)
 
 
 def _percentile(counts: np.ndarray, peak: np.ndarray, p: float) -> np.ndarray:
@@ -138,4 +186,4 @@ def _percentile(counts: np.ndarray, peak: np.ndarray, p: float) -> np.ndarray:
     k = np.maximum(np.ceil(p / 100.0 * n), 1)
     cumulative = np.cumsum(counts, axis=1)
     j = (cumulative < k[:, None]).sum(axis=1)
-    return np.minimum(peak * (j + 1) / BINS, peak)
+    return np.minimum(peak * (j + 1) / counts.shape[1], peak)

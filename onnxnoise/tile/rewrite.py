@@ -34,7 +34,7 @@ initializer of the same name reaches every tile. New names lie under ``onnxnoise
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +50,8 @@ from onnxnoise.tile.stages import (Builder, count_clipped, count_values, noise_s
                                    read_noise)
 from onnxnoise.tile.values import constant_names, constant_value
 
-__all__ = ["COUNTERS", "MIN_OPSET", "REFUSED_OPS", "StagedModel", "analog_ops", "insert_stages", "observe_model"]
+__all__ = ["COUNTERS", "MIN_OPSET", "REFUSED_OPS", "Site", "StagedModel", "analog_ops", "insert_stages",
+           "observe_model"]
 
 #: Counter kinds of :attr:`StagedModel.counters`.
 COUNTERS: tuple[str, ...] = ("dac_clipped", "dac_values", "adc_clipped", "adc_values")
@@ -90,14 +91,23 @@ class StagedModel:
 
 
 @dataclass(frozen=True)
-class _Site:
-    """One layer's op in the graph, its float form and its tiles."""
+class Site:
+    """One analog layer's op in the graph, ready to be rewritten.
+
+    Attributes:
+        layer: The layer name.
+        position: The op's position in the main graph's node list.
+        builder: Collects the nodes that replace the op (a quantized op's dequantizing nodes first).
+        op: The float op and its tiles.
+        finish: ``finish(y)`` maps the float result ``y`` back to the op's output name (``Identity``,
+            or requantize / round for a quantized op) and returns that name.
+    """
 
     layer: str
     position: int
     builder: Builder
     op: AnalogOp
-    finish: object  # Callable[[str], str]: float result -> the node's output name
+    finish: Callable[[str], str]
 
 
 def insert_stages(model: onnx.ModelProto, layers: Sequence[Layer], settings: TileSettings,
@@ -162,7 +172,7 @@ def observe_model(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: in
 
 
 def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
-               weights: Mapping[str, np.ndarray]) -> list[_Site]:
+               weights: Mapping[str, np.ndarray]) -> list[Site]:
     """The matrix op of each analog layer of ``layers``, in graph order, ready to be rewritten.
 
     Raises:
@@ -178,7 +188,8 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
     sites = []
     for layer in layers:
         if layer.op_type in REFUSED_OPS:
-            msg = f"layer {layer.name!r}: the tile stages cannot split an {layer.op_type} op (they take Conv, ConvTranspose, Gemm, MatMul and their quantized forms)"
+            msg = (f"layer {layer.name!r}: the tile stages cannot split an {layer.op_type} op "
+                   "(they take Conv, ConvTranspose, Gemm, MatMul and their quantized forms)")
             raise ValueError(msg)
         if layer.op_type not in MATRIX_OPS | QUANTIZED_OPS:
             continue  # digital (normalization, PRelu, an elementwise weight)
@@ -198,7 +209,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
             value_of = lambda name: constant_value(model, name, weights)  # noqa: E731
             finish = lambda y, b=b, out=node.output[0]: b.op("Identity", [y], output=out)  # noqa: E731
         op = plan_op(layer.name, float_node, known, value_of, tile_rows)
-        sites.append(_Site(layer.name, position, b, op, finish))
+        sites.append(Site(layer.name, position, b, op, finish))
     return sorted(sites, key=lambda s: s.position)
 
 
@@ -206,7 +217,7 @@ def _width(settings: TileSettings, op: AnalogOp) -> int:
     return op.columns if settings.adc_scope == "column" else 1
 
 
-def _stage(site: _Site, settings: TileSettings, ranges: LayerRanges | None, seed: int) -> dict[str, str]:
+def _stage(site: Site, settings: TileSettings, ranges: LayerRanges | None, seed: int) -> dict[str, str]:
     """Build one layer's stages (module docstring); returns its counter outputs."""
     b, op, counters = site.builder, site.op, {}
     x_max = ranges.x_max if ranges is not None else 0.0
@@ -249,7 +260,7 @@ def _sum(b: Builder, names: list[str], op: str = "Sum") -> str:
     return total
 
 
-def _assemble(model: onnx.ModelProto, sites: list[_Site], outputs: list[onnx.ValueInfoProto]) -> onnx.ModelProto:
+def _assemble(model: onnx.ModelProto, sites: list[Site], outputs: list[onnx.ValueInfoProto]) -> onnx.ModelProto:
     """A copy of ``model`` with each site's node replaced by its builder's nodes, and ``outputs`` added."""
     new = onnx.ModelProto()
     new.CopyFrom(model)

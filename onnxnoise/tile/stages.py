@@ -29,7 +29,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["PREFIX", "SEED_RANGE", "Builder", "count_clipped", "count_values", "noise_seed", "quantize", "read_noise", "step"]
+__all__ = ["PREFIX", "SEED_RANGE", "Builder", "count_clipped", "count_values", "noise_seed", "quantize", "read_noise",
+           "step"]
 
 #: Prefix of every name the rewrite adds.
 PREFIX = "onnxnoise.tile"

@@ -1,5 +1,6 @@
 """Calibration: ranges equal numpy's on the same activations; lossless dict; fingerprint; dead layers."""
 
+import importlib
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.model import list_layers
-from onnxnoise.tile import BINS, Calibration, TileSettings, calibrate
+from onnxnoise.tile import BINS, COLUMN_BINS, Calibration, TileSettings, calibrate
 from tests.tile._tile_models import run, staged, weights_of
 
 RNG = np.random.default_rng(11)
@@ -68,7 +69,8 @@ def test_percentile_is_numpys_within_one_histogram_bin(scope):
         out = out.reshape(-1, 1) if scope == "layer" else out
         for column, got in enumerate(cal.layers[name].adc[0]):
             ref = np.percentile(out[:, column], p, method="inverted_cdf")
-            assert ref * (1 - 1e-6) <= got <= ref * (1 + 1e-6) + out[:, column].max() / BINS
+            bins = BINS if scope == "layer" else COLUMN_BINS
+            assert ref * (1 - 1e-6) <= got <= ref * (1 + 1e-6) + out[:, column].max() / bins
 
 
 def test_fixed_adc_bound_is_bound_times_x_max_times_w_max():
@@ -94,8 +96,8 @@ def test_a_dead_layer_is_listed_and_stays_exact():
     dead_w1 = -np.abs(W1)  # x @ dead_w1 with x >= 0 ... make h <= 0 on every image: relu(h) = 0
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(dead_w1, "w1"))
     positive = np.abs(X)
-    cal = calibrate(model, list_layers(model), [positive], input_name="x", settings=TileSettings(dac_bits=8, adc_bits=8),
-                    weights=weights_of(model))
+    cal = calibrate(model, list_layers(model), [positive], input_name="x",
+                    settings=TileSettings(dac_bits=8, adc_bits=8), weights=weights_of(model))
     assert cal.dead == ("l2: DAC input", "l2: tile 0 ADC")
     out = run(staged(model, TileSettings(dac_bits=8, adc_bits=8), cal).model, positive)
     assert np.array_equal(out["y"], np.zeros((300, 3), np.float32))
@@ -107,3 +109,10 @@ def test_no_images_is_refused():
     with pytest.raises(ValueError, match="at least one image"):
         calibrate(model, list_layers(model), [], input_name="x", settings=TileSettings(dac_bits=8),
                   weights=weights_of(model))
+
+
+def test_batches_cut_to_bound_memory_give_the_same_ranges(monkeypatch):
+    calibrate_module = importlib.import_module("onnxnoise.tile.calibrate")
+    whole = _calibrate(TileSettings(adc_bits=8, calibration="percentile", percentile=99.0, tile_rows=8))
+    monkeypatch.setattr(calibrate_module, "OBSERVE_BYTES", 1)  # one image per run
+    assert _calibrate(TileSettings(adc_bits=8, calibration="percentile", percentile=99.0, tile_rows=8)) == whole

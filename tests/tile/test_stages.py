@@ -24,7 +24,8 @@ def test_dac_rounds_to_the_grid_and_counts_clips():
     k = np.array([[0, 1, 1, -3], [3, -3, 2, -1]], np.float32)
     assert np.array_equal(out["y"], k * np.float32(1 / 3))
     assert out["onnxnoise.tile/op/dac_clipped"] == 2 and out["onnxnoise.tile/op/dac_values"] == 8
-    assert result.counters == {"onnxnoise.tile/op/dac_clipped": "dac_clipped", "onnxnoise.tile/op/dac_values": "dac_values"}
+    assert result.counters == {"onnxnoise.tile/op/dac_clipped": "dac_clipped",
+                               "onnxnoise.tile/op/dac_values": "dac_values"}
     assert result.totals(out) == {"dac_clipped": 2, "dac_values": 8, "adc_clipped": 0, "adc_values": 0}
 
 
