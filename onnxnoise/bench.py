@@ -102,7 +102,8 @@ def run_bench(
     meta = context.facts()
     meta["warnings"] = [*context.warnings, *checked.warnings, *unchanged_layers_warnings(trials)]
     totals = {c: int(trials[c].fill_null(0).sum()) for c in column_names(COUNTER)}
-    meta.update(totals, failed=int(trials["error"].is_not_null().sum()), stages_line=stages_line(meta["stages"], totals))
+    meta.update(totals, failed=int(trials["error"].is_not_null().sum()),
+                stages_line=stages_line(meta["stages"], totals))
     if meta["quantization"]:
         meta["quantization"] = config.noise.noise_model.describe_quantization(context.selected,
                                                                               totals["clipped_count"])

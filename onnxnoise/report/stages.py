@@ -2,8 +2,9 @@
 
 One line for bench's and sweep's terminal summary and for report.md, e.g. ``input/output stages:
 8-bit DAC, 8-bit ADC (one range per tile); ranges calibrated (max) on the first 500 evaluation images,
-clean model; clipped: DAC 0.12% of 1,000,000 inputs, ADC 0.0312% of 922,600 outputs``. The fractions are the trial columns
-``dac_clipped / dac_values`` and ``adc_clipped / adc_values`` summed over the trials with stages.
+clean model; clipped: DAC 0.12% of 1,000,000 inputs, ADC 0.0312% of 922,600 outputs``. The fractions are
+the trial columns ``dac_clipped / dac_values`` and ``adc_clipped / adc_values`` summed over the trials with
+stages.
 """
 
 from __future__ import annotations
