@@ -29,6 +29,7 @@ from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.report.paired import collapse_hints, short_of_target
+from onnxnoise.report.stages import stages_line
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
@@ -50,7 +51,9 @@ class BenchResult:
             classes among the images).
         meta: Run facts (:meth:`onnxnoise.engine.context.RunContext.facts`) plus
             ``failed`` (trials that ended with an error), the counters' totals (every column
-            of role :data:`~onnxnoise.store.schema.COUNTER`, summed over the trials),
+            of role :data:`~onnxnoise.store.schema.COUNTER`, summed over the trials), ``stages_line``
+            (the tile's stages that are on and the fractions they clipped,
+            :func:`onnxnoise.report.stages.stages_line`; ``None`` when none is on),
             ``warnings`` (``RunContext.warnings``, a baseline at chance level, the noise model's advice where
             draws collapsed, :func:`~onnxnoise.report.paired.collapse_hints`, noised layers a draw left
             unchanged: :func:`onnxnoise.report.unchanged.unchanged_layers_warnings`) and, with
@@ -99,7 +102,8 @@ def run_bench(
     meta = context.facts()
     meta["warnings"] = [*context.warnings, *checked.warnings, *unchanged_layers_warnings(trials)]
     totals = {c: int(trials[c].fill_null(0).sum()) for c in column_names(COUNTER)}
-    meta.update(totals, failed=int(trials["error"].is_not_null().sum()))
+    meta.update(totals, failed=int(trials["error"].is_not_null().sum()),
+                stages_line=stages_line(meta["stages"], totals))
     if meta["quantization"]:
         meta["quantization"] = config.noise.noise_model.describe_quantization(context.selected,
                                                                               totals["clipped_count"])

@@ -23,6 +23,7 @@ from onnxnoise.data.loading import usable_cpus
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise.presets import PRESETS
 from onnxnoise.noise_config import NoiseConfig, apply_analog_preset, check_tile_rows
+from onnxnoise.tile_config import TileConfig
 from onnxnoise.options import (
     TIME_UNITS, given, is_time_strength, parse_float_list, parse_names, parse_noise, parse_numbers, parse_params,
     parse_seeds, parse_strengths, parse_time, resolve_seeds,
@@ -35,6 +36,7 @@ from onnxnoise.settings import (
 __all__ = [
     "MAX_BATCH_SIZE", "MAX_THREADS_PER_CPU", "max_threads",
     "DEVICES", "SWEEP_MODES", "EXECUTORS", "DEFAULT_PREFIX_MEMORY_GIB", "DEFAULT_LOCKSTEP_MEMORY_GIB", "NoiseConfig",
+    "TileConfig",
     "RunConfig", "SweepConfig", "PREPROCESS_SETTINGS",
     "parse_numbers", "parse_strengths", "parse_seeds", "resolve_seeds", "parse_names", "parse_params", "given",
     "parse_noise", "parse_time", "is_time_strength", "TIME_UNITS",
@@ -114,6 +116,8 @@ class RunConfig:
             (:data:`onnxnoise.noise.presets.PRESETS`), or ``None``; the expansion itself is in the other
             fields (:meth:`expand_options`), so the name enters no trial key.
         noise: Noise settings.
+        tile: The analog tile's input/output stages every noisy trial applies to the layers it
+            noises (:class:`onnxnoise.tile_config.TileConfig`; all off by default).
         layer_regex: Regular expression over layer names / op types selecting the
             noised layers; ``None`` = all layers.
         op_types: Keep only layers of these op types.
@@ -176,6 +180,7 @@ class RunConfig:
         help=f"an anchor's analog setting ({', '.join(PRESETS)}): expands to --noise, its strengths and tile-stage "
         "settings; flags given explicitly override it (`onnxnoise noise-models --presets` shows each expansion)")
     noise: NoiseConfig = nested(NoiseConfig, default_factory=NoiseConfig)
+    tile: TileConfig = nested(TileConfig, default_factory=TileConfig)
     layer_regex: str | None = option(None, flag="--layer-regex", metavar="REGEX", group=NOISE, files=("sweeps",),
                                      trial_key="layers", help="noise only layers whose name or op type matches")
     op_types: tuple[str, ...] | None = option(None, flag="--op-types", parse=parse_names, group=NOISE,
@@ -268,11 +273,12 @@ class RunConfig:
         if not isinstance(self.tf32, bool):
             msg = f"`tf32` must be true or false, got {self.tf32!r}"
             raise ConfigError(msg)
-        if not isinstance(self.noise, NoiseConfig):
-            msg = f"`noise` must be a NoiseConfig, got {type(self.noise).__name__}"
-            raise ConfigError(msg)
+        for name, cls in (("noise", NoiseConfig), ("tile", TileConfig)):
+            if not isinstance(getattr(self, name), cls):
+                msg = f"`{name}` must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
+                raise ConfigError(msg)
         object.__setattr__(self, "extra", _extra_values(self.extra))
-        check_tile_rows(self.noise, getattr(getattr(self, "tile", None), "tile_rows", 0))  # 0 until the tile stages
+        check_tile_rows(self.noise, self.tile.tile_rows)
 
     @classmethod
     def expand_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,7 +293,7 @@ class RunConfig:
             value = getattr(self, f.name)
             if isinstance(value, Path):
                 value = str(value)
-            elif isinstance(value, NoiseConfig):
+            elif isinstance(value, (NoiseConfig, TileConfig)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)

@@ -28,7 +28,7 @@ __all__ = [
     "Setting", "option", "option_map", "option_inputs", "nested", "extra_settings", "declared", "config_values",
     "show_default", "register_setting", "unregister_setting", "registered_settings", "own_key_values",
     "RUN_COMMANDS", "FILE_TABLES", "NOISE", "DATA", "PREPROCESSING", "RUNTIME", "BASELINE", "EXECUTOR", "GATE",
-    "SEARCH", "GROUPS",
+    "SEARCH", "TILE", "GROUPS",
 ]
 
 #: The commands that run a model: every setting of a run applies to them unless it says otherwise.
@@ -46,7 +46,8 @@ RUNTIME = "runtime and output"
 BASELINE = "baseline check"
 GATE = "gate"
 SEARCH = "tolerance search and protection plan"
-GROUPS: tuple[str, ...] = (EXECUTOR, NOISE, DATA, PREPROCESSING, RUNTIME, BASELINE, GATE, SEARCH)
+TILE = "analog tile input/output stages (DAC, ADC, read noise, tiles; all off by default)"
+GROUPS: tuple[str, ...] = (EXECUTOR, NOISE, TILE, DATA, PREPROCESSING, RUNTIME, BASELINE, GATE, SEARCH)
 
 _KEY = "onnxnoise.settings"
 

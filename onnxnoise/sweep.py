@@ -39,6 +39,7 @@ from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store import TrialStore
+from onnxnoise.report.stages import stages_lines
 from onnxnoise.store.migrate import v1_make_context, v1_trial_key
 from onnxnoise.store.schema import PAIRED, column_names
 
@@ -63,6 +64,8 @@ class SweepResult:
         settled: ``--seeds auto``: planned draws not run because their group had enough.
         short_of_target: ``--seeds auto``: groups that stopped at ``max_seeds`` short of
             ``ci_halfwidth`` (:func:`onnxnoise.report.paired.short_of_target`).
+        stages: The analog tile's stages that are on and the fractions they clipped over the
+            sweep's trials (:func:`onnxnoise.report.stages.stages_lines`); empty when none is on.
     """
 
     planned: int
@@ -75,6 +78,7 @@ class SweepResult:
     warnings: tuple[str, ...] = ()
     settled: int = 0
     short_of_target: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
 
 
 class StoreRecorder:
@@ -206,7 +210,8 @@ def run_sweep(
     warnings = (*checked.warnings, *unchanged_layers_warnings(rows))
     return SweepResult(planned=len(planned), done=len(planned) - len(todo), adopted=adopted, ran=result.ran,
                        failed=result.failed, taken=result.taken, run_id=run_id, warnings=warnings,
-                       settled=len(todo) - result.ran - result.taken, short_of_target=short)
+                       settled=len(todo) - result.ran - result.taken, short_of_target=short,
+                       stages=tuple(stages_lines(rows)))
 
 
 def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: int = 0,

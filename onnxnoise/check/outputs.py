@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxnoise.files import write_text
+from onnxnoise.report.stages import stages_text
 from onnxnoise.strict_json import json_text
 
 __all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points"]
@@ -106,6 +107,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# onnxnoise check: {report['verdict']}", "",
              f"**{report['question']}** — {report['model']} on {report['dataset']} ({report['images']} images), "
              f"noise {report['noise_model']} {report.get('noise_settings', '')}".rstrip(), ""]
+    stages = stages_text((report.get("facts") or {}).get("stages") or {})
+    if stages:
+        lines += [f"Input/output stages in every noisy trial: {stages}.", ""]
     if report.get("error"):
         lines += [f"Stopped: {report['error']}", ""]
     base = report.get("baseline") or {}

@@ -151,7 +151,7 @@ def run_check(args: argparse.Namespace, console: Console,
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = output_folder(args.out or Path("reports") / f"check-{folder_name(config.model)}-{stamp}")
     with console.status("loading model and decoding images"):
-        context = prepare_context(config)
+        context = prepare_context(config, calibration_dir=out)
     if request.protect and request.protect != "auto":
         protected_layers(context.selected, request.protect)  # a bad REGEX is bad input before any trial runs
     session = CheckSession(context, settings, on_look=look_printer(console, noise_model, settings.metric))

@@ -20,7 +20,7 @@ from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
-from onnxnoise.config import RunConfig, SweepConfig, is_time_strength
+from onnxnoise.config import RunConfig, SweepConfig, TileConfig, is_time_strength
 from onnxnoise.data.registry import resolve_data
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
@@ -73,7 +73,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = output_folder(args.out or Path("reports") / f"{folder_name(model)}-{stamp}")
     with console.status("loading model and decoding images"):
-        context = prepare_context(config)
+        context = prepare_context(config, calibration_dir=out)
     progress = RichProgress(console, config.noise.noise_model)
     try:
         result = run_bench(config, progress=progress, context=context,
@@ -127,7 +127,7 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   + f" -> {out}/{STORE_NAME}")
     executor = make_executor(config)  # before loading anything: `--executor ray` without Ray is one line
     with console.status("loading model and decoding images"):
-        context = prepare_context(config.run)
+        context = prepare_context(config.run, calibration_dir=out)
     for warning in context.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}")
     with open_store(out / STORE_NAME) as store:
@@ -145,6 +145,8 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
                   + (f", {result.settled} draws not needed (--seeds auto)" if result.settled else ""))
     for line in result.short_of_target:
         console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
+    for line in result.stages:
+        console.print(line, highlight=False, markup=False)
     for warning in result.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     return failed_exit(result.failed, console)
@@ -302,8 +304,10 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "presets", False):
         return _print_presets(args, console)
     models = noise_model_list()
+    stages = {"flags": [s.flag for s in declared(TileConfig)], "alone": "--noise none --dac-bits 8 --adc-bits 8",
+              "note": TILE_STAGES_NOTE}
     if args.json:
-        print(json_text({"noise_models": models}, indent=2))
+        print(json_text({"noise_models": models, "tile_stages": stages}, indent=2))
         return 0
     for m in models:
         axis = m["strength"]
@@ -320,7 +324,15 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  parameters: {params}", highlight=False, markup=False)
     console.print("choose one with --noise MODEL[:key=value,...] and give its strengths with its own option "
                   "(or --strength), e.g. --noise pcm:compensation=global --t 1s,1h,1d,30d,1y", highlight=False)
+    console.print(f"[bold]tile stages[/]: {TILE_STAGES_NOTE}; flags {', '.join(stages['flags'])}; alone: "
+                  f"{stages['alone']}", highlight=False)
     return 0
+
+
+#: What ``noise-models`` says about the analog tile's input/output stages.
+TILE_STAGES_NOTE = ("the analog tile's input/output stages (DAC, ADC, read noise, tiles of R input rows) compose "
+                    "with every model above: each noisy trial applies them to the layers it noises, with ranges "
+                    "calibrated once on clean activations")
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:

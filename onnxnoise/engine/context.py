@@ -22,25 +22,21 @@ import onnxruntime as ort
 
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
-from onnxnoise.data import (
-    DataConfig, Dataset, assumed_warning, config_differences, input_geometry, layout_conflict, load_images,
-    open_dataset, resolve_data_config, unit_mismatch,
-)
-from onnxnoise.data.assumed import stated_settings
+from onnxnoise.data import DataConfig, Dataset, load_images, open_dataset
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
 from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.prefix import PrefixRunner
+from onnxnoise.engine.preprocessing import resolve_preprocessing
 from onnxnoise.engine.runtime import SessionFactory, resolve_providers
+from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
-from onnxnoise.strict_json import parse_json
 from onnxnoise.model import (
-    Layer, ModelIO, get_initializers, get_metadata, get_model_io, layer_report, load_model, score_width,
-    select_layers,
+    Layer, ModelIO, get_initializers, get_model_io, layer_report, load_model, score_width, select_layers,
 )
 
 __all__ = ["RunContext", "prepare_context", "package_versions"]
@@ -93,6 +89,9 @@ class RunContext:
         clean_outcomes: The clean model's per-image outcomes, set by the baseline trial
             (or :func:`onnxnoise.engine.trial.clean_outcomes`): the reference of every
             trial's paired counts.
+        stages: The analog tile's input/output stages every noisy trial applies to the layers
+            it noises, with their calibration (:class:`onnxnoise.engine.stages.RunStages`);
+            ``None`` when every stage is off.
     """
 
     config: RunConfig
@@ -116,6 +115,7 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     score_width: int | None = None
     clean_outcomes: Outcomes | None = field(default=None, repr=False)
+    stages: RunStages | None = field(default=None, repr=False)
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
     @property
@@ -131,11 +131,13 @@ class RunContext:
         onnxruntime version, noise model, its parameters and policies, and under
         ``settings`` every setting declared with ``trial_key=True`` whose value is not its
         default (:func:`onnxnoise.settings.own_key_values`; absent when there is none, so
-        keys made before such a setting existed stay valid). The trial key hashes this
+        keys made before such a setting existed stay valid; the tile settings only while a
+        stage is on, :meth:`onnxnoise.tile_config.TileConfig.key_values`), and with stages on
+        ``calibration``, the fingerprint of their calibration. The trial key hashes this
         dict (see :func:`onnxnoise.engine.plan.trial_key`).
         """
         noise = self.config.noise
-        own = own_key_values(self.config)
+        own = self.own_settings()
         return {
             "model_sha256": self.model_sha256,
             "dataset_fingerprint": self.dataset_fingerprint,
@@ -151,7 +153,13 @@ class RunContext:
             "noise_model": noise.model,
             "noise": noise.settings(),
             **({"settings": own} if own else {}),
+            **({"calibration": self.stages.fingerprint} if self.stages and self.stages.fingerprint else {}),
         }
+
+    def own_settings(self) -> dict[str, Any]:
+        """Settings keyed as themselves that differ from their defaults (the ``settings`` column):
+        :func:`onnxnoise.settings.own_key_values` of the run, then its tile settings while a stage is on."""
+        return {**own_key_values(self.config), **self.config.tile.key_values()}
 
     def row_fields(self) -> dict[str, Any]:
         """The columns every trial row of this run shares (identity and settings)."""
@@ -165,7 +173,7 @@ class RunContext:
             "noise": self.config.noise.settings(),
             "label_offset": self.label_offset,
             "batch_size": self.data.batch_size,
-            "settings": own_key_values(self.config) or None,
+            "settings": self.own_settings() or None,
             "context": self.key_fields(),
             "versions": self.versions,
         }
@@ -220,6 +228,7 @@ class RunContext:
             "keep_zeros": noise.keep_zeros,
             "provider": self.provider,
             "versions": self.versions,
+            "stages": None if self.stages is None else self.stages.facts(),
             "analog_preset": self.config.analog_preset and expand_preset(self.config.analog_preset).to_dict(),
         }
 
@@ -244,89 +253,6 @@ def _select(config: RunConfig, layers: list[Layer]) -> list[Layer]:
             msg = f"`op_types` {','.join(config.op_types)} matches no selected layer; the model has {', '.join(present)}"
             raise GraphError(msg)
     return selected
-
-
-def _with_input_shape(defaults: dict[str, Any], io: ModelIO) -> dict[str, Any]:
-    """The model's input shape decides channels and layout over any preset."""
-    shape = io.input_shape
-    if len(shape) == 4 and "channels" not in defaults:
-        nchw = shape[1] in (1, 3)
-        channels = shape[1] if nchw else shape[3]
-        if channels in (1, 3):
-            defaults = {**defaults, "channels": channels}
-            defaults.setdefault("layout", "NCHW" if nchw else "NHWC")
-    return defaults
-
-
-def _preprocessing(config: RunConfig, model: onnx.ModelProto, io: ModelIO) -> tuple[DataConfig, str, list[str]]:
-    """Precedence: single settings > a named preset > the model's metadata > torchvision.
-
-    The model's input shape decides channels and layout over any preset; with neither
-    metadata nor a preset, a square static input also decides the geometry
-    (:func:`onnxnoise.data.input_geometry`). Returns the config, where it came from, and
-    warnings: a named preset that overrides different preprocessing stored in the model's
-    metadata is named with the settings that differ; preprocessing assumed because the
-    model states none is named with how to set it (:func:`onnxnoise.data.assumed_warning`).
-
-    Raises:
-        DataError: Unreadable metadata, an invalid setting, or mean/std in other units
-            than the scale gives (:func:`_check_units`).
-    """
-    metadata_props = get_metadata(model)
-    defaults: dict[str, Any] = {}
-    source = "default"
-    stored = None
-    if "onnxnoise.preprocess" in metadata_props:
-        try:
-            stored = parse_json(metadata_props["onnxnoise.preprocess"])
-        except ValueError:  # not JSON, or nested too deep
-            stored = None
-        if config.preset is None:
-            if not isinstance(stored, dict):
-                msg = ("the model's `onnxnoise.preprocess` metadata is not a JSON object of preprocessing settings; "
-                       "name a preset with `--preprocess` to ignore it")
-                raise DataError(msg)
-            defaults = stored
-            source = "model metadata"
-    if config.preset is not None:
-        source = "--preprocess"
-    given = {key: value for key, value in dict(config.preprocess).items() if value is not None}
-    conflict = layout_conflict(given["layout"], io.input_shape) if given.get("layout") else None
-    if conflict:
-        raise DataError(conflict)
-    size = None
-    partial = source == "model metadata" and not defaults.get("preset")  # the rest comes from torchvision
-    stated = {**(stated_settings(defaults) if partial else {}), **given}
-    if source == "default" or partial:  # geometry not stated: from a static input, as timm takes it
-        geometry, size = input_geometry(io.input_shape, stated)
-        defaults = {**defaults, **geometry}
-    data_config = resolve_data_config(config.preset, model_defaults=_with_input_shape(defaults, io),
-                                      **dict(config.preprocess))
-    assumed = assumed_warning(data_config, stated, normalized=io.input_dtype != np.uint8, size=size, partial=partial)
-    warnings = [assumed] if (source == "default" or partial) and assumed else []
-    if config.preset is not None and isinstance(stored, dict):
-        try:
-            own = resolve_data_config(None, model_defaults=_with_input_shape(stored, io), **dict(config.preprocess))
-        except DataError:
-            own = None
-        differences = [] if own is None else config_differences(own, data_config)
-        if differences:  # the metadata's own preset name may equal config.preset (CIFAR exports): not named
-            warnings.append(f"--preprocess {config.preset} replaces the preprocessing stored in the model's metadata "
-                            f"(the model's metadata -> preset {config.preset}): {'; '.join(differences)}")
-    _check_units(config, data_config, io)
-    return data_config, source, warnings
-
-
-def _check_units(config: RunConfig, data_config: DataConfig, io: ModelIO) -> None:
-    """Mean/std in other units than the scale gives the pixels (0..1 vs 0..255) cannot be right.
-
-    Skipped for uint8-input models (no normalization runs) and with ``force_preprocess``.
-    """
-    if config.force_preprocess or io.input_dtype == np.uint8:
-        return
-    problem = unit_mismatch(data_config)
-    if problem:
-        raise DataError(problem)
 
 
 def _check_labels(dataset: Dataset, io: ModelIO, offset: int) -> None:
@@ -384,11 +310,14 @@ def _observed_width(probe, data: EvalSet) -> int | None:
         batches.close()
 
 
-def prepare_context(config: RunConfig) -> RunContext:
+def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -> RunContext:
     """Load, resolve and decode everything a run needs, once.
 
     Args:
         config: The run settings.
+        calibration_dir: With a tile stage on: the run folder whose
+            :data:`~onnxnoise.engine.stages.CALIBRATION_FILE` keeps the calibration (reused on
+            resume); ``None``: calibrated in memory.
 
     Returns:
         The :class:`RunContext`.
@@ -407,7 +336,7 @@ def prepare_context(config: RunConfig) -> RunContext:
     selected = _select(config, layers)
     config.noise.noise_model.check_layers(selected)  # e.g. bit-flip on a float model: refused before any trial
     io = get_model_io(model, output=config.score_output)
-    data_config, source, warnings = _preprocessing(config, model, io)
+    data_config, source, warnings = resolve_preprocessing(config, model, io)
     warnings = [f"weight left out (not listed, not noised): {line}" for line in report.left_out] + warnings
     width = score_width(model, io)
     warnings += [line for line in [fixed_top5(width)] if line]
@@ -435,11 +364,17 @@ def prepare_context(config: RunConfig) -> RunContext:
     if not known_width:  # a width the graph never states: the clean model's first batch shows it
         width = _observed_width(probe, data)
         warnings += [line for line in [fixed_top5(width)] if line]
+    sha, fingerprint, initializers = _sha256(config.model), dataset.fingerprint(), get_initializers(model)
+    stages = prepare_stages(config.tile.settings(), model=model, selected=selected, data=data, weights=initializers,
+                            input_name=io.input_name, folder=calibration_dir, identity={
+                                "model_sha256": sha, "dataset_fingerprint": fingerprint, "limit": config.limit,
+                                "preprocess": data_config.to_dict(), "layers": [layer.name for layer in selected],
+                                "provider": probe.provider, "onnxruntime": ort.__version__})
     return RunContext(
-        config=config, model=model, model_sha256=_sha256(config.model), io=io, layers=layers, selected=selected,
-        initializers=get_initializers(model), factory=factory, data=data, dataset=dataset,
-        dataset_fingerprint=dataset.fingerprint(), data_config=data_config,
+        config=config, model=model, model_sha256=sha, io=io, layers=layers, selected=selected,
+        initializers=initializers, factory=factory, data=data, dataset=dataset,
+        dataset_fingerprint=fingerprint, data_config=data_config,
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
         provider=probe.provider, provider_options=precision, versions=package_versions(), warnings=warnings,
-        score_width=width,
+        score_width=width, stages=stages,
     )

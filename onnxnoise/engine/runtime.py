@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -34,6 +33,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from onnxnoise.config import DEVICES
+from onnxnoise.engine.graph_edit import GraphEdit, StagedSkeletons
+from onnxnoise.engine.session import DEVICE_ID, Session
 from onnxnoise.errors import SessionError
 
 __all__ = [
@@ -50,9 +51,6 @@ log = logging.getLogger(__name__)
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
-
-#: The CUDA device sessions, inputs and kept activations use (ONNX Runtime's default ``device_id``).
-DEVICE_ID = 0
 
 
 def cuda_options(tf32: bool = False) -> dict[str, str]:
@@ -102,89 +100,6 @@ def resolve_providers(device: str) -> list[str]:
         )
         raise SessionError(msg)
     return [_CPU]
-
-
-@dataclass(frozen=True)
-class Session:
-    """One ONNX Runtime inference session of a (possibly perturbed) classifier.
-
-    Attributes:
-        session: The underlying ``onnxruntime.InferenceSession``.
-        input_name: Name of the image input.
-        output_name: Name of the score output.
-        provider: The execution provider that actually runs the model
-            (``CUDAExecutionProvider`` or ``CPUExecutionProvider``).
-    """
-
-    session: ort.InferenceSession
-    input_name: str
-    output_name: str
-    provider: str
-    keepalive: tuple = field(default=(), repr=False, compare=False)
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch.
-
-        Args:
-            batch: Model input, e.g. ``(N, 3, H, W) float32 NCHW``.
-
-        Returns:
-            ``(N, C)`` scores as returned by the model (logits or probabilities),
-            flattened to 2-D when the output has extra unit dimensions.
-        """
-        (out,) = self.session.run([self.output_name], {self.input_name: batch})
-        return out.reshape(out.shape[0], -1)
-
-    @property
-    def on_cuda(self) -> bool:
-        """Whether the CUDA execution provider runs this session."""
-        return self.provider == _CUDA
-
-    def run_bound(self, batch: ort.OrtValue) -> np.ndarray:
-        """Run one batch already on the device, through an ``IOBinding``.
-
-        The input stays where it is (uploaded once by the caller, see
-        :meth:`onnxnoise.engine.evaluate.EvalSet.device_batches`); weights live on the device
-        since session creation, so nothing but the small score output crosses to
-        the host.
-
-        Args:
-            batch: ``OrtValue`` holding the model input (e.g. on ``cuda``).
-
-        Returns:
-            ``(N, C)`` scores on the host.
-        """
-        (out,) = self.run_values({self.input_name: batch}, [self.output_name])
-        return out.reshape(out.shape[0], -1)
-
-    def run_values(self, feeds: Mapping[str, ort.OrtValue], outputs: Sequence[str], *,
-                   device: str = "cpu") -> list:
-        """Run with every input bound as an ``OrtValue`` (``IOBinding``), outputs kept where asked.
-
-        Used on the CUDA provider, where inputs (images, kept prefix-reuse activations) already
-        live on the GPU: nothing is copied to or from the host but the outputs bound to ``cpu``.
-
-        Args:
-            feeds: ``input name -> OrtValue`` (any device the provider can read).
-            outputs: Names of the outputs to compute.
-            device: ``cpu``: outputs copied to host numpy arrays; ``cuda``: outputs left on
-                GPU :data:`DEVICE_ID` as ``OrtValue`` s (e.g. cut activations for later runs).
-
-        Returns:
-            One value per name of ``outputs``: ``np.ndarray`` (``cpu``) or ``OrtValue`` (``cuda``).
-        """
-        binding = self.session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_ortvalue_input(name, value)
-        for name in outputs:
-            if device == "cpu":
-                binding.bind_output(name, "cpu")
-            else:
-                binding.bind_output(name, device, DEVICE_ID)
-        self.session.run_with_iobinding(binding)
-        if device == "cpu":
-            return list(binding.copy_outputs_to_cpu())
-        return list(binding.get_outputs())
 
 
 #: Above this many initializer bytes, :class:`SessionFactory` passes weights as
@@ -310,6 +225,7 @@ class SessionFactory:
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         self._versions = f"model IR version {model.ir_version}, opset {opset}; onnxruntime {ort.__version__}"
         self._clean_bytes = {name: _graph_bytes([t]) for name, t in self._clean.items()}
+        self._staged = StagedSkeletons(self._skeleton)
 
     @staticmethod
     def _externalizable(tensor: onnx.TensorProto, replaceable: bool) -> bool:
@@ -318,12 +234,15 @@ class SessionFactory:
             return False
         return replaceable or _tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES
 
-    def model_bytes(self, replacements: Mapping[str, np.ndarray] | None = None) -> bytes:
+    def model_bytes(self, replacements: Mapping[str, np.ndarray] | None = None, *,
+                    edit: GraphEdit | None = None) -> bytes:
         """Serialized model with ``replacements`` swapped in (the rest stay clean).
 
         Args:
             replacements: ``name -> array``; names must be among ``replaceable`` and
                 arrays must keep the clean tensor's shape and dtype.
+            edit: Rewrite the skeleton first (the tile's stages; rewritten once per
+                ``edit.key``, :class:`~onnxnoise.engine.graph_edit.StagedSkeletons`).
 
         Returns:
             Bytes ``onnxruntime.InferenceSession`` can load.
@@ -332,7 +251,7 @@ class SessionFactory:
             KeyError: If a name is not replaceable.
         """
         replacements = replacements or {}
-        parts = [self._skeleton]
+        parts = [self._skeleton if edit is None else self._staged.get(edit)[0]]
         for name, clean in self._clean_bytes.items():
             if name in replacements:
                 parts.append(_graph_bytes([numpy_helper.from_array(np.asarray(replacements[name]), name)]))
@@ -343,8 +262,12 @@ class SessionFactory:
             raise KeyError(f"not replaceable: {sorted(unknown)[:5]}")
         return b"".join(parts)
 
-    def create(self, replacements: Mapping[str, np.ndarray] | None = None) -> Session:
+    def create(self, replacements: Mapping[str, np.ndarray] | None = None, *,
+               edit: GraphEdit | None = None) -> Session:
         """Create a session of the model with ``replacements`` swapped in.
+
+        With ``edit``, the session runs the rewritten graph (the tile's stages), fetches its
+        counters at every run and adds them to ``edit.tally``.
 
         Raises:
             KeyError: If a name in ``replacements`` is not replaceable.
@@ -378,8 +301,8 @@ class SessionFactory:
             options.add_external_initializers(list(self._external), values)
             keepalive = (arrays, values)  # ONNX Runtime may keep pointing at these buffers
         try:
-            session = ort.InferenceSession(self.model_bytes(replacements), options, providers=self.providers,
-                                           provider_options=self.provider_options)
+            session = ort.InferenceSession(self.model_bytes(replacements, edit=edit), options,
+                                           providers=self.providers, provider_options=self.provider_options)
         except Exception as exc:  # onnxruntime raises several unrelated types
             msg = f"onnxruntime could not load the model: {ort_message(exc)} ({self._versions})"
             raise SessionError(msg) from exc
@@ -393,7 +316,9 @@ class SessionFactory:
                 )
                 raise SessionError(msg)
             log.warning("CUDA execution provider unavailable at session creation; running on the CPU")
-        return Session(session, self.input_name, self.output_name, provider, keepalive)
+        counters = {} if edit is None else self._staged.get(edit)[1]
+        return Session(session, self.input_name, self.output_name, provider, keepalive, counters=counters,
+                       tally={} if edit is None else edit.tally)
 
 
 def ort_message(exc: BaseException) -> str:

@@ -16,8 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from onnxnoise.engine.evaluate import Outcomes, evaluate, paired_counts
+from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.runtime import ort_message
+from onnxnoise.engine.stages import stage_edit
 from onnxnoise.errors import BaselineError
 from onnxnoise.noise import NoiseDraw, draw_noise
 from onnxnoise.store.schema import IDENTITY, PAIRED, TRIAL_COLUMNS, column_names, measured_values
@@ -66,17 +68,18 @@ def run_trial(
     started = time.perf_counter()
     try:
         draw = _draw(context, trial)
+        edit = _edit(context, trial)
         if prefix_reuse and trial.mode == "per-layer":
             runner = context.prefix_runner()
-            counts = runner.evaluate(draw.arrays, on_batch=on_batch)
+            counts = runner.evaluate(draw.arrays, on_batch=on_batch, edit=edit)
             provider = runner.provider
         else:
-            session = context.factory.create(draw.arrays)
+            session = context.factory.create(draw.arrays, edit=edit)
             counts = evaluate(session, context.data, on_batch=on_batch)
             provider = session.provider
     except Exception as exc:  # noqa: BLE001 - every failure becomes a visible error row
         return _error_row(row, exc, time.perf_counter() - started)
-    return _finish_row(context, row, counts, draw, reference, provider, time.perf_counter() - started)
+    return _finish_row(context, row, counts, draw, reference, provider, time.perf_counter() - started, edit)
 
 
 def run_trials(
@@ -106,6 +109,7 @@ def run_trials(
     reference = clean_outcomes(context)
     rows = [_start_row(context, t) for t in trials]
     draws: list[NoiseDraw | None] = [None] * len(trials)
+    edits: list[GraphEdit | None] = [_edit(context, t) for t in trials]
     spent = [0.0] * len(trials)
     failed: dict[int, Exception] = {}
     for i, trial in enumerate(trials):
@@ -119,7 +123,8 @@ def run_trials(
     todo = [i for i in range(len(trials)) if i not in failed]
     before = runner.stats.prefix_seconds
     started = time.perf_counter()
-    results = runner.evaluate_lockstep([draws[i].arrays for i in todo], on_batch=on_batch)
+    results = runner.evaluate_lockstep([draws[i].arrays for i in todo], on_batch=on_batch,
+                                       edits=[edits[i] for i in todo])
     elapsed = time.perf_counter() - started
     share = (runner.stats.prefix_seconds - before) / max(len(todo), 1)
     own = (elapsed - (runner.stats.prefix_seconds - before)) / max(len(todo), 1)
@@ -131,7 +136,8 @@ def run_trials(
         if isinstance(result, Exception):
             out.append(_error_row(rows[i], result, seconds))
         else:
-            out.append(_finish_row(context, rows[i], result, draws[i], reference, runner.provider, seconds))
+            out.append(_finish_row(context, rows[i], result, draws[i], reference, runner.provider, seconds,
+                                   edits[i]))
     return out
 
 
@@ -155,8 +161,9 @@ def _error_row(row: dict[str, Any], exc: Exception, seconds: float) -> dict[str,
 
 
 def _finish_row(context, row: dict[str, Any], counts: Outcomes, draw: NoiseDraw, reference: Outcomes | None,
-                provider: str | None, seconds: float) -> dict[str, Any]:
-    """``row`` with the measured columns: evaluation counts, the draw's counters and the paired counts.
+                provider: str | None, seconds: float, edit: GraphEdit | None = None) -> dict[str, Any]:
+    """``row`` with the measured columns: evaluation counts, the draw's counters, the paired counts and the
+    counters of the tile's stages (``edit.tally``; NULL without stages).
 
     The baseline (no ``reference``) becomes the context's clean reference, paired counts 0.
     """
@@ -165,8 +172,9 @@ def _finish_row(context, row: dict[str, Any], counts: Outcomes, draw: NoiseDraw,
         paired = dict.fromkeys(column_names(PAIRED), 0)
     else:
         paired = paired_counts(reference, counts)
-    row.update(measured_values({"evaluation": counts, "draw": draw, "paired": paired}), provider=provider,
-               seconds=seconds, error=None)
+    stages = None if edit is None else edit.tally
+    row.update(measured_values({"evaluation": counts, "draw": draw, "paired": paired, "stages": stages}),
+               provider=provider, seconds=seconds, error=None)
     return row
 
 
@@ -208,6 +216,11 @@ def clean_outcomes(context, *, stored: Mapping[str, Any] | None = None) -> Outco
     return context.clean_outcomes
 
 
+def _edit(context, trial: Trial) -> GraphEdit | None:
+    """The trial's graph edit: the tile's stages in the layers it noises (``None``: baseline, stages off)."""
+    return stage_edit(getattr(context, "stages", None), trial.layers, trial.seed)
+
+
 def _draw(context, trial: Trial) -> NoiseDraw:
     if trial.mode == "baseline":
         return NoiseDraw(arrays={})
@@ -215,4 +228,4 @@ def _draw(context, trial: Trial) -> NoiseDraw:
     layers = [by_name[name] for name in trial.layers]
     noise = context.config.noise
     return draw_noise(noise.noise_model, trial.strength, trial.seed, layers, context.initializers, noise.policies,
-                      model_layers=context.layers)
+                      model_layers=context.layers, tile_rows=context.config.tile.tile_rows)

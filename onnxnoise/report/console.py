@@ -95,6 +95,8 @@ def bench_caption(meta: dict) -> Text:
         lines.append("exact zeros kept at zero (--keep-zeros, pruned weights)")
     if meta.get("quantization"):
         lines.append(meta["quantization"])
+    if meta.get("stages_line"):
+        lines.append(meta["stages_line"])
     if meta.get("label_offset"):
         lines.append(f"labels shifted by {meta['label_offset']} (background class at output 0)")
     text = Text("\n".join(lines))

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from onnxnoise.intervals import binomial_interval, check_level, t_half_width
+from onnxnoise.report.stages import add_clipped_fractions
 from onnxnoise.store.schema import COUNTER, MODES, PAIRED, TRIAL_COLUMNS, column_names
 from onnxnoise.report.paired import add_paired_columns
 from onnxnoise.report.strength import add_strength_text, noise_rank
@@ -187,7 +188,9 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
         (the noise model's ``format_strength``, ``clean`` for the baseline),
         ``layers`` and ``layers_noised`` (first of the group), ``seeds`` (successful
         trials), ``errors`` (failed trials), ``images``, the counters present (columns of
-        role :data:`~onnxnoise.store.schema.COUNTER`) summed over seeds, and the metric columns. Normalized accuracies use the
+        role :data:`~onnxnoise.store.schema.COUNTER`) summed over seeds, ``dac_clipped_pct`` and
+        ``adc_clipped_pct`` with the tile's stages (:func:`onnxnoise.report.stages.add_clipped_fractions`),
+        and the metric columns. Normalized accuracies use the
         baseline of the same model file, dataset and preprocessing (eq. 2), whatever
         its noise settings.
     """
@@ -218,7 +221,7 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     for c in column_names(COUNTER):
         if c in trials.columns:
             aggs.append(pl.col(c).sum().alias(c))
-    summary = trials.group_by(keys, maintain_order=True).agg(aggs)
+    summary = add_clipped_fractions(trials.group_by(keys, maintain_order=True).agg(aggs))
     summary = summary.with_columns(
         pl.when((pl.col("mode") != "baseline") & (pl.col("seeds") > 0))
         .then(pl.col("collapsed") / pl.col("seeds")).alias("collapse_rate"))

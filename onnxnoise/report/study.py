@@ -26,6 +26,7 @@ from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_inter
 from onnxnoise.report.console import format_interval, lead_columns, setting_columns
 from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
+from onnxnoise.report.stages import stages_lines
 from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store.store import open_store
 
@@ -358,6 +359,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         f"- preprocessing: {'; '.join(preprocess)}",
         f"- execution providers: {', '.join(sorted(set(trials['provider'].drop_nulls().to_list())))}",
         *([f"- other settings that change counts: {'; '.join(keyed)}"] if keyed else []),
+        *(f"- {line}" for line in stages_lines(trials)),
         f"- versions: {'; '.join(versions)}",
         "- intervals: ± is the 95% Student-t interval over seeds; per-trial accuracy intervals (results.parquet) "
         "are 95% Wilson intervals over images.",

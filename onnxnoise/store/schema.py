@@ -93,8 +93,10 @@ MEASURED_ROLES: tuple[str, ...] = (COUNT, COUNTER, CHANGED, PAIRED)
 
 #: Where a measured column's value is read, by the column's name: ``evaluation`` (an attribute of
 #: :class:`onnxnoise.engine.evaluate.Outcomes`), ``draw`` (of :class:`onnxnoise.noise.NoiseDraw`),
-#: ``paired`` (a key of :func:`onnxnoise.engine.evaluate.paired_counts`; 0 for the baseline).
-SOURCES: tuple[str, ...] = ("evaluation", "draw", "paired")
+#: ``paired`` (a key of :func:`onnxnoise.engine.evaluate.paired_counts`; 0 for the baseline), ``stages``
+#: (a key of the counters the analog tile's stages added up, :attr:`onnxnoise.engine.session.Session.tally`;
+#: ``None``, so NULL columns, for a trial without stages).
+SOURCES: tuple[str, ...] = ("evaluation", "draw", "paired", "stages")
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class Column:
         json: The column holds sorted-key JSON text (``record`` also takes a JSON-ready object).
         source: For a measured column (:data:`MEASURED_ROLES`): one of :data:`SOURCES`, read by name.
         measure: For a measured column, instead of ``source``: computes the value from
-            ``{"evaluation": Outcomes, "draw": NoiseDraw, "paired": {name: int}}``.
+            ``{"evaluation": Outcomes, "draw": NoiseDraw, "paired": {name: int}, "stages": {name: int} | None}``.
         header: Short header in the summary tables: a :data:`COUNTER` with one is shown where
             it is non-zero, a :data:`SETTING` with one where rows differ in it (model, noise
             model and noise settings have their own columns).
@@ -159,7 +161,9 @@ class Column:
         """The value a finished trial measured (see ``source`` and ``measure``)."""
         if self.measure is not None:
             return self.measure(sources)
-        found = sources[self.source]
+        found = sources.get(self.source)
+        if found is None:  # a source a trial does not have (no stages): NULL
+            return None
         return found[self.name] if isinstance(found, Mapping) else getattr(found, self.name)
 
 
@@ -205,6 +209,15 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("clipped_count", COUNTER, *_INT, "requantized values clipped to the integer range", source="draw",
            header="clipped"),
     Column("zeros_kept", COUNTER, *_INT, "exact zeros held at zero by keep_zeros", source="draw"),
+    # The analog tile's input/output stages (--dac-bits, --adc-bits, --read-noise): summed over every
+    # staged layer and batch; NULL for a trial without stages (the clean baseline, runs with them off).
+    Column("dac_clipped", COUNTER, *_INT, "staged layers' input values clipped to the DAC range", source="stages",
+           header="DAC clipped"),
+    Column("dac_values", COUNTER, *_INT, "staged layers' input values through a DAC", source="stages"),
+    Column("adc_clipped", COUNTER, *_INT, "staged layers' output values (partial sums) clipped to the ADC range",
+           source="stages", header="ADC clipped"),
+    Column("adc_values", COUNTER, *_INT, "staged layers' output values (partial sums) through an ADC",
+           source="stages"),
     Column("changed_values", CHANGED, *_TEXT, "stored values the draw changed, per noised layer (JSON {layer: "
            "count}; a layer the noise model leaves exact by design is not a key; {} for the baseline)",
            json=True, source="draw"),

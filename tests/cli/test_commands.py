@@ -205,10 +205,10 @@ def test_failed_trial_exits_1_and_writes_error_rows(tiny, tmp_path, capsys, monk
 
     create = SessionFactory.create
 
-    def failing_with_noise(self, replacements=None):
+    def failing_with_noise(self, replacements=None, **options):
         if replacements:
             raise SessionError("injected failure for noisy weights")
-        return create(self, replacements)
+        return create(self, replacements, **options)
 
     monkeypatch.setattr(SessionFactory, "create", failing_with_noise)
     model, data = tiny
@@ -334,6 +334,73 @@ def test_full_disk_at_check_outputs_keeps_the_previous_files(tmp_path, monkeypat
     assert err == (f"onnxnoise: error: No space left on device: {out / 'junit.xml'} (no file was left half-written; "
                    "fix it and run the same command again)\n")
     assert {name: (out / name).read_bytes() for name in before} == before  # check.md comes after: not reached
+
+
+@pytest.fixture()
+def resnet(tmp_path) -> tuple[Path, Path]:
+    """A small Conv+BN residual network and 40 labeled images whose clean top-1 is 70% (28 images)."""
+    model = conv_bn_resnet()
+    onnx.save(model, tmp_path / "resnet.onnx")
+    labeled_npz(model, tmp_path / "resnet.npz", n=40)
+    return tmp_path / "resnet.onnx", tmp_path / "resnet.npz"
+
+
+def test_bench_with_8_bit_dac_and_adc_shows_the_stage_columns(resnet, tmp_path, capsys):
+    model, data = resnet
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--preprocess", "raw", "--device", "cpu",
+                             "--noise", "none", "--dac-bits", "8", "--adc-bits", "8", "--seeds", "2",
+                             "--calibration-images", "20", "--out", out_dir, "--json")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert ("input/output stages: 8-bit DAC, 8-bit ADC (one range per tile); ranges calibrated (max) on the first 20 "
+            "evaluation images, clean model; clipped: DAC") in text
+    trials = pl.read_csv(out_dir / "trials.csv")
+    assert trials["mode"].to_list() == ["baseline", "all", "all"]
+    assert trials["dac_values"].to_list()[0] is None and trials["adc_values"].to_list()[0] is None
+    staged = trials.filter(pl.col("mode") == "all")
+    # Inputs of the staged (weight) layers per image: stem conv 3x16x16, four 8x16x16 convs (block 1's two, block
+    # 2's first and its shortcut), block 2's second conv 16x8x8, the Gemm's 16 features: 10,000.
+    assert staged["dac_values"].to_list() == [40 * (768 + 4 * 2048 + 1024 + 16)] * 2
+    assert staged["adc_values"][0] > 0 and staged["dac_clipped"][0] >= 0 and staged["adc_clipped"][0] >= 0
+    assert staged["top1_correct"].to_list()[0] == staged["top1_correct"].to_list()[1]  # no read noise: same draws
+    written = json.loads((out_dir / "bench.json").read_text())
+    assert written["stages"]["dac_bits"] == 8 and written["stages"]["calibrated_on"] == 20
+    assert written["config"]["tile"]["adc_bits"] == 8 and written["dac_values"] == 2 * staged["dac_values"][0]
+    assert written["results"][1]["dac_clipped_pct"] == pytest.approx(
+        100.0 * staged["dac_clipped"].sum() / staged["dac_values"].sum())
+    assert (out_dir / "calibration.json").is_file()
+
+
+def test_sweep_with_stages_resumes_with_the_kept_calibration(resnet, tmp_path, capsys):
+    model, data = resnet
+    argv = ["sweep", model, "--data", data, "--preprocess", "raw", "--device", "cpu", "--snr", "20", "--seeds", "1",
+            "--mode", "all,per-layer", "--adc-bits", "6", "--read-noise", "0.02", "--tile-rows", "16",
+            "--calibration-images", "20", "--out", tmp_path / "run"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "input/output stages: 6-bit ADC (one range per tile), read noise 0.02 x_max*w_max, tiles of 16 rows" in " ".join(
+        out.split())
+    calibration = (tmp_path / "run" / "calibration.json").read_text()
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "0 run now" in out  # every key is the same: the calibration was reused, not measured again
+    assert (tmp_path / "run" / "calibration.json").read_text() == calibration
+    code, _, err = run_cli(capsys, "report", tmp_path / "run")
+    assert code == 0, err
+    report = " ".join((tmp_path / "run" / "report.md").read_text().split())
+    assert "- input/output stages: 6-bit ADC (one range per tile), read noise 0.02 x_max*w_max, tiles of 16 rows" in report
+    assert '"adc_bits":6' in report  # with the other settings that change counts
+
+
+def test_noise_models_mentions_the_tile_stages(capsys):
+    code, out, _ = run_cli(capsys, "noise-models", "--json")
+    assert code == 0
+    stages = json.loads(out)["tile_stages"]
+    assert stages["flags"][:3] == ["--dac-bits", "--adc-bits", "--read-noise"]
+    assert stages["alone"] == "--noise none --dac-bits 8 --adc-bits 8"
+    code, out, _ = run_cli(capsys, "noise-models")
+    assert "tile stages: the analog tile's input/output stages" in " ".join(out.split())
 
 
 def test_bench_with_an_analog_preset_shows_and_runs_its_expansion(tiny, tmp_path, capsys):

@@ -155,12 +155,12 @@ def _fail_noisy_sessions(monkeypatch, fail) -> None:
     create = SessionFactory.create
     seen = {"noisy": 0}
 
-    def maybe_failing(self, replacements=None):
+    def maybe_failing(self, replacements=None, **options):
         if replacements:
             seen["noisy"] += 1
             if fail(seen["noisy"], replacements):
                 raise ort_state.Fail("[ONNXRuntimeError] : 1 : FAIL : injected")
-        return create(self, replacements)
+        return create(self, replacements, **options)
 
     monkeypatch.setattr(SessionFactory, "create", maybe_failing)
 

@@ -53,5 +53,5 @@ def test_every_model_module_of_the_package_registers_itself():
     defined = {cls.name for name in modules for _, cls in inspect.getmembers(sys.modules[name], inspect.isclass)
                if issubclass(cls, NoiseModel) and cls.__module__ == name and vars(cls).get("name")}
     assert defined == {"gaussian-snr", "gaussian-global-db", "multiplicative", "pcm", "stuck-at",
-                       "conductance-levels", "bit-flip", "gaussian-max", "crosssim"}
+                       "conductance-levels", "bit-flip", "gaussian-max", "crosssim", "none"}
     assert defined <= set(NOISE_MODELS)

@@ -22,6 +22,7 @@ from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.evaluate import Outcomes, paired_counts
 from onnxnoise.engine.metrics import Counts
+from onnxnoise.engine.stages import STAGE_COUNTERS
 from onnxnoise.errors import StoreError
 from onnxnoise.noise import NoiseDraw
 from onnxnoise.report.console import summary_table
@@ -40,6 +41,7 @@ from onnxnoise.store.schema import (
     column_names,
     columns,
     create_sql,
+    measured_values,
     register_column,
     unregister_column,
 )
@@ -58,7 +60,8 @@ def test_every_column_has_a_role_type_dtype_and_description():
         assert (column.role in MEASURED_ROLES) == (column.source is not None or column.measure is not None), column.name
     assert column_names(COUNT) == ["images", "top1_correct", "top5_correct"]
     assert column_names(COUNTER) == ["nan_count", "bn_variance_changed", "overflow_count", "clipped_count",
-                                     "zeros_kept"]
+                                     "zeros_kept", "dac_clipped", "dac_values", "adc_clipped", "adc_values"]
+    assert column_names(source="stages") == list(STAGE_COUNTERS)
     assert column_names(PAIRED) == ["flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5"]
     assert column_names(source="evaluation") == ["images", "top1_correct", "top5_correct", "nan_count"]
     assert column_names(CHANGED) == ["changed_values"]
@@ -68,6 +71,15 @@ def test_every_column_has_a_role_type_dtype_and_description():
     assert column_names(source="evaluation") == [f.name for f in dataclasses.fields(Counts)]
     assert column_names(source="draw") == [*NoiseDraw(arrays={}).counters(), "changed_values"]
     assert TRIAL_COLUMNS["changed_values"].json and NoiseDraw(arrays={}).changed_values == {}
+    # A trial without the tile's stages has no `stages` source: those columns are NULL, the others measured.
+    values = measured_values({"evaluation": Counts(4, 3, 4, 0), "draw": NoiseDraw(arrays={}),
+                              "paired": dict.fromkeys(column_names(PAIRED), 0), "stages": None})
+    assert {name: values[name] for name in STAGE_COUNTERS} == dict.fromkeys(STAGE_COUNTERS, None)
+    assert values["top1_correct"] == 3
+    with_stages = measured_values({"evaluation": Counts(4, 3, 4, 0), "draw": NoiseDraw(arrays={}),
+                                   "paired": dict.fromkeys(column_names(PAIRED), 0),
+                                   "stages": {"dac_clipped": 1, "dac_values": 96, "adc_clipped": 2, "adc_values": 40}})
+    assert [with_stages[name] for name in STAGE_COUNTERS] == [1, 96, 2, 40]
     one = Outcomes(1, 1, 1, 0, np.zeros(1, np.int32), np.ones(1, bool), np.ones(1, bool))
     assert column_names(source="paired") == list(paired_counts(one, one))
 

@@ -173,8 +173,8 @@ def test_public_names_and_schema_v2_columns():
         "key", "key_version", "run_id", "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess",
         "mode", "layer_index", "layers", "layers_noised", "noise_model", "noise", "strength", "seed",
         "label_offset", "batch_size", "provider", "settings", "images", "top1_correct", "top5_correct", "nan_count",
-        "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept", "changed_values",
-        "flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5", "seconds", "context", "versions",
+        "bn_variance_changed", "overflow_count", "clipped_count", "zeros_kept", "dac_clipped", "dac_values",
+        "adc_clipped", "adc_values", "changed_values", "flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5", "seconds", "context", "versions",
         "error", "finished_at",
     ]
     assert (TRIAL_COLUMNS["strength"].sql, TRIAL_COLUMNS["strength"].dtype) == ("REAL", pl.Float64)

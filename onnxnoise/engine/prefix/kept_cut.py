@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxnoise.data.cache import get_cache_dir
+from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.prefix.cut_store import DISK, MEMORY, RECOMPUTE, CutStore, Slot, SpillFile
 from onnxnoise.engine.prefix.sessions import SplitSessions
 from onnxnoise.engine.prefix.stats import PrefixStats
@@ -120,11 +121,13 @@ class KeptCut:
         """The cut kept now (``None``: none, e.g. the last trial ran on the full model)."""
         return self._cut
 
-    def iter_scores(self, replacements: Mapping[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_scores(self, replacements: Mapping[str, np.ndarray], *,
+                    edit: GraphEdit | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``((n, C) scores, (n,) labels)`` per batch in dataset order, padding rows dropped.
 
         Args:
             replacements: ``tensor name -> noisy array``.
+            edit: The suffix graph's rewrite (the tile's stages), counters to ``edit.tally``.
 
         Raises:
             SessionError: ONNX Runtime rejects the suffix model or a replacement.
@@ -132,7 +135,7 @@ class KeptCut:
         sessions = self.sessions
         position = sessions.position(replacements)
         started = time.perf_counter()
-        session = sessions.suffix(position, replacements)
+        session = sessions.suffix(position, replacements, edit=edit)
         if self._store is None:
             self._store = CutStore(self.memory_limit_bytes, self._spill_folder(), sessions.values)
         self.stats.build_seconds += time.perf_counter() - started

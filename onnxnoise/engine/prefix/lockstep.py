@@ -22,6 +22,7 @@ import numpy as np
 
 from onnxnoise.config import DEFAULT_LOCKSTEP_MEMORY_GIB
 from onnxnoise.engine.evaluate import Outcomes
+from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.prefix.sessions import SplitSessions
 from onnxnoise.engine.prefix.stats import PrefixStats
 from onnxnoise.engine.runtime import Session
@@ -85,6 +86,7 @@ def run_lockstep(
     parallel: int,
     stats: PrefixStats,
     on_batch: Callable[[int], None] | None = None,
+    edits: Sequence[GraphEdit | None] | None = None,
 ) -> list[Outcomes | Exception]:
     """Evaluate several trials together, batch by batch, without keeping any cut (module doc).
 
@@ -99,12 +101,16 @@ def run_lockstep(
             On the CUDA provider they run one after another (one stream).
         stats: Where the work done is added up.
         on_batch: Called with the number of images evaluated (all trials of a batch together).
+        edits: Per trial, its suffix graph's rewrite (the tile's stages) or ``None``; counters go
+            to each edit's ``tally``. Each suffix session sees the batches in dataset order, as on
+            the kept-cut path and the full model, so read noise is the same on every path.
 
     Returns:
         Per trial, in the given order, its :class:`~onnxnoise.engine.evaluate.Outcomes`, or the
         exception that stopped it (the others go on).
     """
     n = len(replacements)
+    edits = list(edits) if edits is not None else [None] * n
     positions = [sessions.position(r) for r in replacements]
     order = sorted(range(n), key=lambda i: positions[i])
     results: list[Outcomes | Exception | None] = [None] * n
@@ -113,7 +119,8 @@ def run_lockstep(
     for i in order:
         started = time.perf_counter()
         try:
-            suffixes[i] = sessions.suffix(positions[i], replacements[i], threads=1 if workers > 1 else None)
+            suffixes[i] = sessions.suffix(positions[i], replacements[i], threads=1 if workers > 1 else None,
+                                          edit=edits[i])
         except Exception as exc:  # noqa: BLE001 - that trial's error row; the others run
             results[i] = exc
         stats.build_seconds += time.perf_counter() - started

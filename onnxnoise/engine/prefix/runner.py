@@ -20,6 +20,7 @@ import onnx
 
 from onnxnoise.config import DEFAULT_PREFIX_MEMORY_GIB
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
+from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.metrics import Counts
 from onnxnoise.engine.prefix.cut_store import CutStore
 from onnxnoise.engine.prefix.graph_split import GraphSplitter
@@ -140,12 +141,15 @@ class PrefixRunner:
         replacements: Mapping[str, np.ndarray],
         *,
         on_batch: Callable[[int], None] | None = None,
+        edit: GraphEdit | None = None,
     ) -> Counts:
         """Top-1 / top-5 counts of the model with ``replacements`` swapped in, on the kept cut.
 
         Args:
             replacements: ``tensor name -> noisy array`` (e.g. ``NoiseResult.arrays``).
             on_batch: Called with the number of images after each batch.
+            edit: The suffix graph's rewrite (the tile's stages in the noised layer); its
+                counters go to ``edit.tally``.
 
         Returns:
             Summed :class:`~onnxnoise.engine.metrics.Counts` over ``data``, counted by
@@ -155,20 +159,22 @@ class PrefixRunner:
         Raises:
             SessionError: ONNX Runtime rejects the suffix model or a replacement.
         """
-        return self.data.count_all(self.iter_scores(replacements), on_batch=on_batch)
+        return self.data.count_all(self.iter_scores(replacements, edit=edit), on_batch=on_batch)
 
-    def iter_scores(self, replacements: Mapping[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_scores(self, replacements: Mapping[str, np.ndarray], *,
+                    edit: GraphEdit | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``((n, C) scores, (n,) labels)`` per batch in dataset order, padding rows dropped (kept cut)."""
         if self._kept is None:
             self._kept = KeptCut(self.sessions, self.stats, memory_limit_bytes=self.memory_limit_bytes,
                                  spill_dir=self.spill_dir, overflow=self.overflow)
-        return self._kept.iter_scores(replacements)
+        return self._kept.iter_scores(replacements, edit=edit)
 
     def evaluate_lockstep(
         self,
         replacements: Sequence[Mapping[str, np.ndarray]],
         *,
         on_batch: Callable[[int], None] | None = None,
+        edits: Sequence[GraphEdit | None] | None = None,
     ) -> list[Outcomes | Exception]:
         """Evaluate several trials together, batch by batch, without keeping any cut.
 
@@ -178,9 +184,11 @@ class PrefixRunner:
         Args:
             replacements: Per trial, ``tensor name -> noisy array``.
             on_batch: Called with the number of images evaluated (all trials of a batch together).
+            edits: Per trial, its suffix graph's rewrite or ``None`` (:func:`run_lockstep`).
 
         Returns:
             Per trial, in the given order, its :class:`~onnxnoise.engine.evaluate.Outcomes`,
             or the exception that stopped it (the others go on).
         """
-        return run_lockstep(self.sessions, replacements, parallel=self.parallel, stats=self.stats, on_batch=on_batch)
+        return run_lockstep(self.sessions, replacements, parallel=self.parallel, stats=self.stats, on_batch=on_batch,
+                            edits=edits)

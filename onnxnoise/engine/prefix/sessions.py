@@ -18,6 +18,7 @@ import onnx
 
 from onnxnoise.engine.evaluate import EvalSet
 from onnxnoise.engine.prefix.cut_store import DeviceValues, HostValues
+from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.prefix.graph_split import GraphSplitter
 from onnxnoise.engine.runtime import Session, SessionFactory
 
@@ -102,14 +103,18 @@ class SplitSessions:
         self._factory = ((position, threads), factory)
         return factory
 
-    def suffix(self, position: int, replacements: Mapping[str, np.ndarray], threads: int | None = None) -> Session:
+    def suffix(self, position: int, replacements: Mapping[str, np.ndarray], threads: int | None = None, *,
+               edit: GraphEdit | None = None) -> Session:
         """A suffix session at ``position`` with ``replacements`` swapped in; sets :attr:`provider` (and
         :attr:`values` the first time).
+
+        ``edit`` rewrites the suffix graph (the tile's stages in the noised layer, which the suffix
+        holds); its counters go to ``edit.tally``.
 
         Raises:
             SessionError: ONNX Runtime rejects the model or a replacement (e.g. a wrong shape).
         """
-        session = self.suffix_factory(position, threads).create(replacements)
+        session = self.suffix_factory(position, threads).create(replacements, edit=edit)
         self.provider = session.provider
         if self.values is None:
             self.values = DeviceValues() if session.on_cuda else HostValues()
@@ -142,10 +147,9 @@ class SplitSessions:
         return values
 
     def scores(self, session: Session, feed: dict) -> np.ndarray:
-        """The score output of a suffix ``session`` on one batch's cut values ``feed``, as a host array."""
-        if self.on_device:
-            return session.run_values(feed, [self.output_name], device="cpu")[0]
-        return session.session.run([self.output_name], feed)[0]
+        """The score output of a suffix ``session`` on one batch's cut values ``feed``, as a host array
+        (its counters, if any, tallied: :meth:`~onnxnoise.engine.session.Session.run_feed`)."""
+        return session.run_feed(feed, bound=self.on_device)
 
     def retain_segment(self, start: int, stop: int) -> None:
         """Drop every cached segment session but ``[start, stop)`` (a kept cut needs no other)."""

@@ -1,0 +1,82 @@
+"""tile_config.py: the tile stages' settings, their flags, validation (one line, exit 2) and key values."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxnoise.config import RunConfig, TileConfig
+from onnxnoise.errors import ConfigError
+from onnxnoise.experiment import load_experiment
+from onnxnoise.settings import declared
+from onnxnoise.tile import TileSettings
+
+from tests._builders import tiny_cnn
+from tests._checks import help_words, one_line, run_cli
+
+FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--adc-scope", "--calibration",
+         "--calibration-percentile", "--calibration-images"]
+
+
+def test_one_setting_per_tile_settings_field_off_by_default():
+    assert [s.flag for s in declared(TileConfig)] == FLAGS
+    assert all(s.trial_key is True and s.commands == ("bench", "sweep", "check") for s in declared(TileConfig))
+    assert TileConfig().settings() == TileSettings() and not TileConfig().active
+    assert TileConfig().key_values() == {}
+    assert TileConfig(calibration_images=100, adc_scope="column").key_values() == {}  # no stage on: no key
+    assert TileConfig(dac_bits=8, percentile=99.0).key_values() == {"dac_bits": 8, "calibration_percentile": 99.0}
+    assert TileConfig(tile_rows=256).active  # a tile split alone changes partial sums' rounding
+    given = TileConfig(dac_bits=8, adc_bits=6, read_noise=0.04, tile_rows=512, adc_bound=10.0, adc_scope="column",
+                       calibration="percentile", percentile=99.9, calibration_images=50)
+    assert given.settings() == TileSettings(8, 6, 0.04, 512, 10.0, "column", "percentile", 99.9, 50)
+    assert RunConfig(model="m.onnx", data="d", tile=given).to_dict()["tile"] == given.to_dict()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--dac-bits", "1"], "`--dac-bits` must be 0 (off) or an integer from 2 to 24, got 1"),
+    (["--adc-bits", "25"], "`--adc-bits` must be 0 (off) or an integer from 2 to 24, got 25"),
+    (["--read-noise", "-0.1"], "`--read-noise` must be a finite number >= 0 (0 = off), got -0.1"),
+    (["--tile-rows", "-4"], "`--tile-rows` must be an integer >= 0 (0 = no split), got -4"),
+    (["--calibration-percentile", "0"], "`--calibration-percentile` must be a number in (0, 100], got 0.0"),
+    (["--calibration-images", "0"], "`--calibration-images` must be an integer >= 1, got 0"),
+])
+def test_bad_values_are_one_line_exit_2(argv, expected, tmp_path, capsys):
+    onnx.save(tiny_cnn(), tmp_path / "tiny.onnx")
+    np.savez(tmp_path / "d.npz", images=np.zeros((10, 8, 8, 3), np.uint8), labels=np.arange(10))
+    code, _, err = run_cli(capsys, "bench", tmp_path / "tiny.onnx", "--data", tmp_path / "d.npz", *argv,
+                           "--out", tmp_path / "out")
+    assert code == 2
+    assert expected in one_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_choices_are_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(capsys, "bench", tmp_path / "m.onnx", "--adc-scope", "row")
+    assert exit_.value.code == 2
+    assert "argument --adc-scope: invalid choice: 'row'" in one_line(capsys.readouterr().err)
+
+
+def test_flags_in_help_of_every_command_that_runs_trials(capsys):
+    for command in ("bench", "sweep", "check"):
+        words = help_words(capsys, command)
+        assert all(flag in words for flag in FLAGS), command
+        assert "analog tile input/output stages" in words
+
+
+def test_experiment_file_keys(tmp_path):
+    (tmp_path / "exp.toml").write_text(
+        '[data]\npath = "d.npz"\n[models.m]\npath = "m.onnx"\n'
+        '[[sweeps]]\nsnr = [10]\ndac_bits = 8\nadc_bits = 8\ncalibration_percentile = 99.5\ncalibration = "percentile"\n')
+    (_, sweep), = load_experiment(tmp_path / "exp.toml").sweeps
+    assert sweep.run.tile == TileConfig(dac_bits=8, adc_bits=8, calibration="percentile", percentile=99.5)
+    (tmp_path / "bad.toml").write_text('[data]\npath = "d.npz"\n[models.m]\npath = "m.onnx"\n'
+                                       '[[sweeps]]\nsnr = [10]\nadc_bits = 1\n')
+    with pytest.raises(Exception, match="adc_bits"):
+        load_experiment(tmp_path / "bad.toml")
+
+
+def test_a_bad_value_in_python_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^`--adc-scope` must be one of layer, column, got 'row'$"):
+        TileConfig(adc_scope="row")

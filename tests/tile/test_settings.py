@@ -1,0 +1,34 @@
+"""TileSettings: what is on, its dict, and one-line errors for bad values."""
+
+import pytest
+
+from onnxnoise.tile import TileSettings
+
+
+def test_default_is_off_and_each_stage_turns_it_on():
+    assert not TileSettings().active
+    for on in (dict(dac_bits=8), dict(adc_bits=4), dict(read_noise=0.04), dict(tile_rows=256)):
+        assert TileSettings(**on).active
+    assert not TileSettings(tile_rows=256).needs_calibration
+    assert TileSettings(read_noise=0.04).needs_calibration
+
+
+def test_to_dict_lists_every_field():
+    d = TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04, tile_rows=512, adc_bound=10).to_dict()
+    assert d == {"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "tile_rows": 512, "adc_bound": 10.0,
+                 "adc_scope": "layer", "calibration": "max", "percentile": 99.99, "calibration_images": 500}
+    assert isinstance(d["adc_bound"], float)
+
+
+@pytest.mark.parametrize("bad, word", [
+    (dict(dac_bits=1), "dac_bits"), (dict(adc_bits=25), "adc_bits"), (dict(dac_bits=8.0), "dac_bits"),
+    (dict(read_noise=-0.1), "read_noise"), (dict(read_noise=float("inf")), "read_noise"),
+    (dict(adc_bound=float("nan")), "adc_bound"), (dict(tile_rows=-1), "tile_rows"),
+    (dict(adc_scope="row"), "adc_scope"), (dict(calibration="mean"), "calibration"),
+    (dict(percentile=0), "percentile"), (dict(percentile=100.5), "percentile"),
+    (dict(calibration_images=0), "calibration_images"),
+])
+def test_bad_values_are_one_line_errors(bad, word):
+    with pytest.raises(ValueError) as info:
+        TileSettings(**bad)
+    assert str(info.value).startswith(word) and "\n" not in str(info.value)
