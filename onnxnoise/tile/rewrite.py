@@ -197,7 +197,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
             msg = f"layer {layer.name!r} is not a node of the main graph (a subgraph op cannot take tile stages)"
             raise ValueError(msg)
         position = positions[layer.name]
-        node, b = model.graph.node[position], Builder(layer.name)
+        node, b = model.graph.node[position], Builder(layer.name, opset)
         if node.op_type in QUANTIZED_OPS:
             rank = lambda name: len(constant_value(model, name, weights).shape)  # noqa: E731
             float_node, finish = as_float(b, node, constants, rank)
