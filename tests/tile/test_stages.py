@@ -55,7 +55,7 @@ def test_column_scope_quantizes_each_column_on_its_own_range_and_a_zero_range_st
     out = run(staged(model, TileSettings(adc_bits=2, adc_scope="column"), cal).model, x)
     # 2 bits: levels -r, 0, r; 0.26 -> 0 on range 1, -> 0.5 on range 0.5, exact on range 0.
     assert out["y"][0].tolist() == pytest.approx([0.0, 0.5, 0.26])
-    # 0.6 passes the gate (above the lowest live range, 0.5) and clips column 1 only
+    # 0.6 clips column 1 (range 0.5) only: 2 of 6 values
     wide = run(staged(model, TileSettings(adc_bits=2, adc_scope="column"), cal).model, np.full((2, 3), 0.6, np.float32))
     assert wide["onnxnoise.tile/op/adc_clipped"] == 2 and wide["onnxnoise.tile/op/adc_values"] == 6
     assert cal.dead == ("op: tile 0 ADC, 1 of 3 columns",)
@@ -133,7 +133,7 @@ def test_clip_counts_are_exact_on_a_4d_output_and_a_1d_input(opset):
     expected_adc = int((np.abs(dac.sum(axis=1)) > 2.5).sum())
     assert out["onnxnoise.tile/op/adc_clipped"] == expected_adc > 0
     quiet = run(staged(model, TileSettings(dac_bits=8, adc_bits=8), fixed("op", 2.5, [[5.0]])).model, x)
-    assert quiet["onnxnoise.tile/op/dac_clipped"] == 0 and quiet["onnxnoise.tile/op/adc_clipped"] == 0  # gate shut
+    assert quiet["onnxnoise.tile/op/dac_clipped"] == 0 and quiet["onnxnoise.tile/op/adc_clipped"] == 0
     vector = one_op("MatMul", {"w": np.eye(5, dtype=np.float32)}, ["x", "w"], [5], opset=opset)
     out = run(staged(vector, TileSettings(dac_bits=4), fixed("op", 1.0, [[0.0]])).model,
               np.array([0.5, -3.0, 1.0, 1.01, -0.2], np.float32))
