@@ -4,7 +4,7 @@
 Usage::
 
     python scripts/bench_stages.py [--model ONNX] [--data DIR] [--images N] [--batch-size B]
-        [--rounds R] [--threads T] [--calibration-images C]
+        [--rounds R] [--threads T] [--calibration-images C] [--sides tiles,dac+adc,...]
 
 Without ``--model`` the script exports CIFAR-10 ResNet20 (akamaster weights, BN folded) from
 ``../shared/models/cifar10-resnet/resnet20.th`` with ``scripts/export_models.py`` (needs torch, the
@@ -26,17 +26,34 @@ side and its ratio to the clean side *of the same round*; each ratio is printed 
 rounds with a two-sided 95% Student t interval (:func:`ratio_summary`). Stages only add work, so a
 ratio above 1 measures the machine, not the stages: it is flagged as a measuring error.
 
-Measured (ResNet20, CIFAR-10 first 1,000 test images, batches of 250, 5 rounds, onnxruntime 1.32, a
-2-core Xeon VM shared with five other agents' jobs; load average about 5 during the runs, so the
-absolute rates move by tens of percent; the ratios are interleaved against that):
+Measured 2026-12-05 (ResNet20, first 1,000 CIFAR-10 test images, batches of 250, onnxruntime 1.32,
+a 2-core Xeon VM shared with five other agents' jobs: load average 5 to 6 during every run, so
+absolute rates move by tens of percent from round to round; the ratios are paired per round):
 
-=================  =====================  =====================
-side               1 thread               2 threads (default)
-=================  =====================  =====================
-clean              see the report         see the report
-=================  =====================  =====================
+================  ===========================  ==============================
+ratio to clean    1 thread, 7 rounds           threads 0 (the default), 7 rounds
+================  ===========================  ==============================
+clean             1,828 images/s               941 images/s
+tiles (512 rows)  0.892 +- 0.131               1.015 +- 0.249 (flagged)
+dac+adc           0.489 +- 0.050               0.493 +- 0.179
+dac+adc+noise     0.196 +- 0.020               0.207 +- 0.058
+aihwkit-like      0.196 +- 0.023               0.174 +- 0.053
+================  ===========================  ==============================
 
-(filled in below by the last measurement: see MEASURED.)
+(With ``threads 0`` onnxruntime takes both cores, which the other jobs also use: the clean model
+ran slower than on one thread.)
+
+Before this branch (same 1-thread A/B, models of both versions built, 7 rounds):
+dac+adc 0.380 +- 0.060 -> 0.506 +- 0.158, aihwkit-like 0.154 +- 0.032 -> 0.166 +- 0.034, with
+scores and every counter bit-identical between the versions. Issue 23 asks 0.5x for all stages:
+not reached. ``RandomNormalLike`` is ONNX Runtime's only Gaussian generator and draws one value
+at a time on one thread (6.5 to 10 ns per value); ResNet20 needs about 190k per image, more than
+twice the clean model's whole time per image. Tried and dropped (measured, no gain worth it): a
+Box-Muller transform from ``RandomUniformLike`` pairs (5.9 to 6.3 ns per value against 6.6 to 6.7
+for ``RandomNormalLike`` + ``Add``), the noise drawn on shape-only inputs so that
+``ORT_PARALLEL`` can overlap it with the convolutions (2 threads here: ratio 0.115 to 0.145
+against 0.234 sequential; it may pay on a quiet many-core machine, unmeasured), an ``If`` gate
+that counts clips only when ``max|x|`` passes the bound (no measurable gain, a host sync on CUDA).
 """
 
 from __future__ import annotations
