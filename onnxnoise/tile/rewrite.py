@@ -21,10 +21,13 @@ onnxruntime 1.32, 1 and 2 threads), so the noise is new for every image and ever
 trial is reproducible from (seed, the sequence of batches it runs). The CUDA provider has its own
 generator: its draws differ from the CPU provider's (not measured here: no GPU in this session).
 
-Cost (ResNet20, CIFAR-10, batches of 250, one CPU thread, interleaved rounds, onnxruntime 1.32):
-tiles of 512 rows alone 1.0x the clean model's throughput, 8-bit DAC + ADC with counters 0.41x,
-with read noise 0.17x: ``RandomNormalLike`` costs about 12 ns per value on the CPU, about 2.3 ms
-per image for ResNet20's 190k partial-sum values.
+Cost (``scripts/bench_stages.py``: ResNet20, CIFAR-10, 1,000 images in batches of 250, one CPU
+thread, 7 interleaved rounds, onnxruntime 1.32, a shared 2-core VM; ratio to the clean model's
+throughput, 95% interval): 512-row tiles alone 0.89 +- 0.13, 8-bit DAC + ADC with counters
+0.49 +- 0.05, with read noise 0.04 0.20 +- 0.02, all of it (aihwkit-like) 0.20 +- 0.02.
+``RandomNormalLike`` is most of the rest: ONNX Runtime's CPU kernel draws one value at a time on
+one thread (6.5 to 10 ns per value measured), and ResNet20 has about 190k partial-sum values per
+image, so read noise alone caps a whole-model trial at 0.25x to 0.3x the clean throughput here.
 
 The model may lack weight initializers (the session factory strips those it swaps in per
 trial): shapes and clean values come from ``weights``; weights are sliced in the graph
@@ -197,7 +200,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
             msg = f"layer {layer.name!r} is not a node of the main graph (a subgraph op cannot take tile stages)"
             raise ValueError(msg)
         position = positions[layer.name]
-        node, b = model.graph.node[position], Builder(layer.name)
+        node, b = model.graph.node[position], Builder(layer.name, opset)
         if node.op_type in QUANTIZED_OPS:
             rank = lambda name: len(constant_value(model, name, weights).shape)  # noqa: E731
             float_node, finish = as_float(b, node, constants, rank)

@@ -55,6 +55,9 @@ def test_column_scope_quantizes_each_column_on_its_own_range_and_a_zero_range_st
     out = run(staged(model, TileSettings(adc_bits=2, adc_scope="column"), cal).model, x)
     # 2 bits: levels -r, 0, r; 0.26 -> 0 on range 1, -> 0.5 on range 0.5, exact on range 0.
     assert out["y"][0].tolist() == pytest.approx([0.0, 0.5, 0.26])
+    # 0.6 clips column 1 (range 0.5) only: 2 of 6 values
+    wide = run(staged(model, TileSettings(adc_bits=2, adc_scope="column"), cal).model, np.full((2, 3), 0.6, np.float32))
+    assert wide["onnxnoise.tile/op/adc_clipped"] == 2 and wide["onnxnoise.tile/op/adc_values"] == 6
     assert cal.dead == ("op: tile 0 ADC, 1 of 3 columns",)
 
 
@@ -115,3 +118,37 @@ def test_off_settings_return_the_model_itself_and_missing_calibration_is_refused
     old = one_op("MatMul", {"w": np.eye(2, dtype=np.float32)}, ["x", "w"], ["N", 2], opset=9)
     with pytest.raises(ValueError, match="need opset 11 or later, the model has 9"):
         staged(old, TileSettings(tile_rows=1), None)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_clip_counts_are_exact_on_a_4d_output_and_a_1d_input(opset):
+    """The count sums float32 along the last axis, then float64: known counts at both ReduceSum forms."""
+    x = np.random.default_rng(5).uniform(-1.0, 1.0, size=(3, 2, 5, 7)).astype(np.float32)
+    x.reshape(-1)[::4] = 2.0                                   # 53 of 210 inputs above x_max = 1.5
+    model = one_op("Conv", {"w": np.ones((1, 2, 1, 1), np.float32)}, ["x", "w"], [3, 2, 5, 7], opset=opset)
+    out = run(staged(model, TileSettings(dac_bits=8, adc_bits=8), fixed("op", 1.5, [[2.5]])).model, x)
+    assert out["onnxnoise.tile/op/dac_clipped"] == 53 and out["onnxnoise.tile/op/dac_values"] == 210
+    grid, inverse = np.float32(step(1.5, 8)), np.float32(1 / step(1.5, 8))
+    dac = np.round(np.clip(x, -1.5, 1.5) * inverse) * grid    # the DAC's output, the 1x1 conv sums its 2 channels
+    expected_adc = int((np.abs(dac.sum(axis=1)) > 2.5).sum())
+    assert out["onnxnoise.tile/op/adc_clipped"] == expected_adc > 0
+    quiet = run(staged(model, TileSettings(dac_bits=8, adc_bits=8), fixed("op", 2.5, [[5.0]])).model, x)
+    assert quiet["onnxnoise.tile/op/dac_clipped"] == 0 and quiet["onnxnoise.tile/op/adc_clipped"] == 0
+    vector = one_op("MatMul", {"w": np.eye(5, dtype=np.float32)}, ["x", "w"], [5], opset=opset)
+    out = run(staged(vector, TileSettings(dac_bits=4), fixed("op", 1.0, [[0.0]])).model,
+              np.array([0.5, -3.0, 1.0, 1.01, -0.2], np.float32))
+    assert out["onnxnoise.tile/op/dac_clipped"] == 2 and out["onnxnoise.tile/op/dac_values"] == 5
+
+
+def test_one_noise_std_is_the_generators_scale_bit_for_bit_the_unit_draw_times_the_std():
+    """Layer scope: RandomNormalLike(scale = s) equals RandomNormalLike(scale = 1) * float32(s), every bit."""
+    model, w = _noise_model()
+    x_max, sigma = 2.0, 0.05
+    out = session(staged(model, TileSettings(read_noise=sigma), fixed("op", x_max, [[0.0]])).model)
+    zeros = np.zeros((7, 64), np.float32)
+    draws = [out.run(["y"], {"x": zeros})[0] for _ in range(2)]
+    unit = one_op("RandomNormalLike", {}, ["x"], [7, 32], seed=float(noise_seed(0, "op", 0)))
+    reference = session(unit)
+    s = np.float32(sigma * x_max * np.abs(w.astype(np.float64)).max())
+    for draw in draws:
+        assert np.array_equal(draw, reference.run(["y"], {"x": np.zeros((7, 32), np.float32)})[0] * s)
