@@ -15,11 +15,12 @@ the devices' noise floor. The device models (:mod:`onnxnoise.noise.device`, para
   (``R = TensorInfo.tile_rows``, the run's ``--tile-rows``): the weight matrix is cut into
   tiles of at most ``R`` input rows, and each tile's column has its own full scale. Input rows
   as the tile stages define them: a Conv weight ``[C_out, C_in/g, kh, kw]`` has ``C_in/g * kh *
-  kw`` rows per group and a tile holds ``floor(R / (kh * kw))`` (at least 1) input channels of
-  it, whole kernels together (ConvTranspose ``[C_in, C_out/g, kh, kw]`` the same along its
-  input axis 0); a Gemm / MatMul weight has ``K`` rows (the axis other than the output one)
-  and a tile holds ``R`` of them. (A grouped ConvTranspose is cut along its stored input axis as a
-  whole: the same tiles as the stages' when ``C_in/g`` is a multiple of a tile's channels.)
+  kw`` rows per group, cut into the fewest tiles of at most ``floor(R / (kh * kw))`` (at least 1)
+  whole kernels, spread evenly (:func:`onnxnoise.model.tiles.tile_chunks`; ConvTranspose
+  ``[C_in, C_out/g, kh, kw]`` the same along its input axis 0); a Gemm / MatMul weight has ``K``
+  rows (the axis other than the output one), cut the same way into tiles of at most ``R``. (A
+  grouped ConvTranspose is cut along its stored input axis as a whole: the same tiles as the
+  stages' only when each group's channels fall on tile boundaries.)
 
 A channel (or tile column) whose weights are all 0 gets ``w_max = 0``: it maps to no
 conductance and reads back exactly 0 whatever its devices do.
@@ -34,6 +35,7 @@ import numpy as np
 
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.noise.base import TensorInfo
+from onnxnoise.model.tiles import tile_chunks
 from onnxnoise.noise.scope import channel_axis
 
 __all__ = ["MAPPINGS", "CONV_OPS", "check_mapping_layers", "full_scale", "input_axes", "weight_max"]
@@ -81,11 +83,10 @@ def input_axes(shape: tuple[int, ...], op_type: str, out_axis: int) -> tuple[int
 def _tile_column_max(a: np.ndarray, in_axis: int, kernel_axes: tuple[int, ...], rows: int) -> np.ndarray:
     """``max`` of ``a`` over each tile's input rows (and kernel axes), broadcast back to ``a``'s shape."""
     kernel = int(np.prod([a.shape[i] for i in kernel_axes])) if kernel_axes else 1
-    step = max(1, rows // kernel)
     out = np.empty_like(a)
-    for start in range(0, a.shape[in_axis], step):
+    for start, stop in tile_chunks(a.shape[in_axis], kernel, rows):
         where = [slice(None)] * a.ndim
-        where[in_axis] = slice(start, start + step)
+        where[in_axis] = slice(start, stop)
         block = a[tuple(where)]
         out[tuple(where)] = np.max(block, axis=(in_axis, *kernel_axes), keepdims=True)
     return out

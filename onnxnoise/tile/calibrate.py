@@ -12,6 +12,15 @@ layer's DAC input and each tile's partial sum exposed) on ONNX Runtime's CPU pro
 
 CrossSim ships ranges calibrated this way from 500 clean images (PARITY.md sec. 2).
 
+**Margin**: every measured range (``x_max`` and each calibrated ADC range) is the measured
+value times ``1 + MARGIN`` (:data:`MARGIN` = 2**-12, 0.024%). The calibration images are usually
+among the evaluated ones, so the largest of them sits exactly on an unmargined range, and
+whether it then counts as clipped depends on the last bit of its rounding, which differs
+between execution paths (the full model, a kept prefix cut, a Ray worker's cut: measured, one
+DAC value counted on one path and not on the other). With the margin it sits inside the range
+on every path; the margin is far above float32 rounding (2**-23) and far below any quantization
+step (2**-7 of the range at 8 bits).
+
 **Percentile** (``calibration = "percentile"``, ``p``): the ``inverted_cdf`` percentile of |value|
 (the ``k``-th smallest, ``k = ceil(p / 100 * n)``), from two passes: pass 1 finds ``max``, pass 2
 counts values in ``B`` equal bins over ``[0, max]`` and returns the upper edge of the bin
@@ -38,7 +47,7 @@ from onnxnoise.tile.ops import AnalogOp
 from onnxnoise.tile.rewrite import observe_model
 from onnxnoise.tile.settings import TileSettings
 
-__all__ = ["BINS", "COLUMN_BINS", "bins_for", "calibrate"]
+__all__ = ["BINS", "COLUMN_BINS", "MARGIN", "bins_for", "calibrate"]
 
 #: Histogram bins of the percentile pass for a range over all of a stage's values (resolution ``max / BINS``).
 BINS = 1 << 14
@@ -46,6 +55,9 @@ BINS = 1 << 14
 #: Histogram bins per output column under ``adc_scope = "column"`` (resolution ``max / COLUMN_BINS``).
 COLUMN_BINS = 1 << 10
 
+
+#: Relative margin added to every measured range (module docstring): ``range = measured * (1 + MARGIN)``.
+MARGIN = 2.0 ** -12
 
 #: Most bytes of observed values one calibration run returns (batches are cut to stay below it).
 OBSERVE_BYTES = 256 << 20
@@ -105,14 +117,14 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
     by_tap = {taps[name]: ranges[name] for name in names}
     result = {}
     for op in ops:
-        x_max = float(by_tap[(op.layer, "dac")][0])
+        x_max = float(by_tap[(op.layer, "dac")][0]) * (1.0 + MARGIN)
         adc = []
         for t in range(op.tiles):
             if settings.adc_bound > 0:
                 w_max = op.w_max(t) if settings.adc_scope == "column" else op.w_max(t).max(keepdims=True)
                 values = settings.adc_bound * x_max * w_max
             else:
-                values = by_tap[(op.layer, t)]
+                values = by_tap[(op.layer, t)] * (1.0 + MARGIN)
             adc.append(tuple(float(v) for v in values))
         result[op.layer] = LayerRanges(x_max, tuple(adc))
     return Calibration(settings.calibration, float(settings.percentile), settings.adc_scope, settings.tile_rows,

@@ -4,13 +4,14 @@ Input rows (the rows of the crossbar a weight occupies; aihwkit ``max_input_size
 array rows):
 
 - ``Conv`` (weight ``[C_out, C_in/g, k...]``) and ``ConvTranspose`` (``[C_in, C_out/g, k...]``):
-  ``C_in/g * prod(k)``. A tile holds whole kernels: ``max(1, R // prod(k))`` input channels of
-  every group, so a tile of a grouped conv gathers those channels of each group (``Gather`` on
+  ``C_in/g * prod(k)``. A tile holds whole kernels, at most ``max(1, R // prod(k))`` input channels
+  of every group, the channels spread evenly over the fewest such tiles
+  (:func:`onnxnoise.model.tiles.tile_chunks`, the rule the tile-column mapping shares), so a tile of a grouped conv gathers those channels of each group (``Gather`` on
   the input's axis 1) with the matching weight slice (``Slice`` on the weight's input-channel
   axis for Conv, ``Gather`` on axis 0 for ConvTranspose) and keeps the group count.
 - ``Gemm`` (weight ``B``; ``alpha``, ``transA``, ``transB`` honoured) and ``MatMul`` (a 2-D weight
-  as ``B`` ``[K, N]`` or as ``A`` ``[M, K]``): ``K``, cut into ``R``-row slices (``Slice`` on K);
-  1,000 rows with ``R = 256`` give tiles of 256, 256, 256 and 232 rows.
+  as ``B`` ``[K, N]`` or as ``A`` ``[M, K]``): ``K``, cut the same way (``Slice`` on K);
+  1,000 rows with ``R = 256`` give 4 tiles of 250 rows (aihwkit's equal parts).
 
 ``R = 0`` is one tile holding every row. Tiles slice the weight *tensor feeding the op* in the
 graph (never a copy of an initializer), so a per-trial replacement of the initializer reaches
@@ -26,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from onnxnoise.model.tiles import tile_chunks
 from onnxnoise.tile.stages import Builder
 
 __all__ = ["MATRIX_OPS", "AnalogOp", "plan_op"]
@@ -195,8 +197,7 @@ def plan_op(layer: str, node: onnx.NodeProto, constants: set[str], w_value_of, t
             units, column_shape = w_value.shape[0], (w_value.shape[1],)
         else:
             units, column_shape = w_value.shape[1], (w_value.shape[0], 1)
-    per = units if tile_rows == 0 else max(1, tile_rows // unit_rows)
-    chunks = tuple((s, min(s + per, units)) for s in range(0, units, per))
+    chunks = tile_chunks(units, unit_rows, tile_rows)
     return AnalogOp(layer, node, x, w, w_value, kind, chunks, unit_rows, tuple(int(c) for c in column_shape))
 
 

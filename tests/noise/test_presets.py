@@ -20,8 +20,9 @@ from onnxnoise.noise.presets import PRESETS, expand_preset
 from onnxnoise.noise_config import apply_analog_preset
 from onnxnoise.options import parse_noise, parse_strengths
 from onnxnoise.settings import config_values, declared
+from onnxnoise.tile_config import TileConfig
 
-KNOWN = {s.key for s in declared(RunConfig)}
+KNOWN = {s.key for s in declared(RunConfig)} | {s.key for s in declared(TileConfig)}
 DAY = 86400.0
 
 
@@ -32,13 +33,10 @@ def _noise(name):
 
 
 def _settings(name, expected):
-    """The preset's settings equal ``expected``; a key RunConfig lacks on this branch skips the run-time part."""
+    """The preset's settings equal ``expected``, every one a declared setting that a run takes from the preset."""
     expansion = expand_preset(name)
     assert dict(expansion.settings) == expected
-    missing = sorted(set(expected) - KNOWN)
-    if missing:
-        pytest.skip(f"RunConfig has no setting(s) {', '.join(missing)} yet (the tile stages' branch); remove this "
-                    "skip once they are merged")
+    assert set(expected) <= KNOWN
     values = config_values(RunConfig, {"analog_preset": name})
     run = RunConfig(**values, model=Path("m.onnx"), data=Path("d.npz"))
     flat = {**run.to_dict(), **run.to_dict().get("tile", {})}

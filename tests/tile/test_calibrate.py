@@ -9,6 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxnoise.model import list_layers
+from onnxnoise.model.tiles import tile_chunks
+from onnxnoise.tile.calibrate import MARGIN
 from onnxnoise.tile import BINS, COLUMN_BINS, Calibration, TileSettings, calibrate
 from tests.tile._tile_models import run, staged, weights_of
 
@@ -36,6 +38,10 @@ def _calibrate(settings, model=None):
                      weights=weights_of(model))
 
 
+#: Every measured range carries the calibration's margin (onnxnoise.tile.calibrate.MARGIN).
+M = 1.0 + MARGIN
+
+
 def _activations(w2=W2):
     h = X @ W1
     return {"l1": (X, W1), "l2": (np.maximum(h, 0), w2)}
@@ -45,16 +51,16 @@ def test_max_ranges_equal_numpy_per_layer_and_tile():
     cal = _calibrate(TileSettings(adc_bits=8, tile_rows=8))
     assert cal.images == 300 and cal.dead == ()
     for name, (x, w) in _activations().items():
-        assert cal.layers[name].x_max == pytest.approx(np.abs(x).max(), rel=1e-6)  # l2: ORT's float32 matmul
-        rows = range(0, w.shape[0], 8)
-        expected = [np.abs(x[:, s:s + 8] @ w[s:s + 8]).max() for s in rows]
+        assert cal.layers[name].x_max == pytest.approx(np.abs(x).max() * M, rel=1e-6)  # l2: ORT's float32 matmul
+        tiles = tile_chunks(w.shape[0], 1, 8)  # 20 rows: 7 + 7 + 6
+        expected = [np.abs(x[:, a:b] @ w[a:b]).max() * M for a, b in tiles]
         assert [t[0] for t in cal.layers[name].adc] == pytest.approx(expected, rel=1e-6)
 
 
 def test_column_scope_has_one_range_per_output_column():
     cal = _calibrate(TileSettings(adc_bits=8, adc_scope="column"))
     x, w = _activations()["l1"]
-    assert cal.layers["l1"].adc[0] == pytest.approx(np.abs(x @ w).max(axis=0), rel=1e-6)
+    assert cal.layers["l1"].adc[0] == pytest.approx(np.abs(x @ w).max(axis=0) * M, rel=1e-6)
 
 
 @pytest.mark.parametrize("scope", ["layer", "column"])
@@ -64,19 +70,19 @@ def test_percentile_is_numpys_within_one_histogram_bin(scope):
     for name, (x, w) in _activations().items():
         values = np.abs(x).astype(np.float64)
         ours, exact, peak = cal.layers[name].x_max, np.percentile(values, p, method="inverted_cdf"), values.max()
-        assert exact * (1 - 1e-6) <= ours <= exact * (1 + 1e-6) + peak / BINS and ours < peak
+        assert exact * M * (1 - 1e-6) <= ours <= (exact * (1 + 1e-6) + peak / BINS) * M and ours < peak
         out = np.abs((x @ w).astype(np.float64))
         out = out.reshape(-1, 1) if scope == "layer" else out
         for column, got in enumerate(cal.layers[name].adc[0]):
             ref = np.percentile(out[:, column], p, method="inverted_cdf")
             bins = BINS if scope == "layer" else COLUMN_BINS
-            assert ref * (1 - 1e-6) <= got <= ref * (1 + 1e-6) + out[:, column].max() / bins
+            assert ref * M * (1 - 1e-6) <= got <= (ref * (1 + 1e-6) + out[:, column].max() / bins) * M
 
 
 def test_fixed_adc_bound_is_bound_times_x_max_times_w_max():
     cal = _calibrate(TileSettings(adc_bits=8, adc_bound=10.0, tile_rows=8))
     x, w = _activations()["l1"]
-    expected = [10.0 * float(np.abs(x).max()) * float(np.abs(w[s:s + 8]).max()) for s in (0, 8, 16)]
+    expected = [10.0 * float(np.abs(x).max()) * M * float(np.abs(w[a:b]).max()) for a, b in tile_chunks(20, 1, 8)]
     assert [t[0] for t in cal.layers["l1"].adc] == pytest.approx(expected, rel=1e-12)
 
 

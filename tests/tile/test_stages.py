@@ -31,19 +31,19 @@ def test_dac_rounds_to_the_grid_and_counts_clips():
 
 def test_a_layer_of_1000_rows_is_4_tiles_and_the_adc_clips_each_partial_sum():
     w = np.zeros((1000, 2), np.float32)
-    w[:, 0] = np.repeat([1.0, -1.0, 1.0, -1.0], [256, 256, 256, 232])  # partial sums 256, -256, 256, -232
-    w[:, 1] = 0.1                                                       # 25.6, 25.6, 25.6, 23.2
+    w[:, 0] = np.repeat([1.0, -1.0, 1.0, -1.0, 0.0], [250, 250, 250, 230, 20])  # partial sums 250, -250, 250, -230
+    w[:, 1] = 0.1                                                            # 25 in every tile
     model = one_op("MatMul", {"w": w}, ["x", "w"], ["N", 1000])
     settings = TileSettings(adc_bits=8, tile_rows=256)
     (site,) = analog_ops(model, list_layers(model), 256, weights_of(model))
-    assert [site.op.rows(t) for t in range(site.op.tiles)] == [256, 256, 256, 232]
-    out = run(staged(model, settings, fixed("op", 1.0, [[250.0]] * 4, tile_rows=256)).model,
+    assert [site.op.rows(t) for t in range(site.op.tiles)] == [250, 250, 250, 250]  # ceil(1000 / 256) equal parts
+    out = run(staged(model, settings, fixed("op", 1.0, [[240.0]] * 4, tile_rows=256)).model,
               np.ones((1, 1000), np.float32))
-    grid, inverse = np.float32(step(250.0, 8)), np.float32(1 / step(250.0, 8))
-    q = lambda p: np.round(np.float32(min(max(p, -250), 250)) * inverse) * grid  # noqa: E731
-    expected = [q(256) + q(-256) + q(256) + q(-232), 3 * q(np.float32(25.6)) + q(np.float32(23.2))]
+    grid, inverse = np.float32(step(240.0, 8)), np.float32(1 / step(240.0, 8))
+    q = lambda p: np.round(np.float32(min(max(p, -240), 240)) * inverse) * grid  # noqa: E731
+    expected = [q(250) + q(-250) + q(250) + q(-230), 4 * q(np.float32(25.0))]
     assert out["y"][0] == pytest.approx(expected, rel=1e-6)  # the tiles' sum in float32
-    assert out["y"][0, 0] != pytest.approx(24.0, abs=1.0)  # the full sum (24) would not have clipped
+    assert out["y"][0, 0] != pytest.approx(20.0, abs=1.0)  # the full sum (20) would not have clipped
     assert out["onnxnoise.tile/op/adc_clipped"] == 3 and out["onnxnoise.tile/op/adc_values"] == 8
 
 
