@@ -6,7 +6,7 @@ file) stands for a noise spec (``--noise``), values of run settings (the tile st
 resolved (:meth:`onnxnoise.config.RunConfig.expand_options`): every setting the user gives
 explicitly wins over the preset's, and ``--noise`` of the preset's model merges its parameters
 into the preset's (``--analog-preset aihwkit-pcm --noise pcm:levels=16`` keeps
-``compensation=global,mapping=channel``); ``--noise`` of another model replaces the preset's noise
+``compensation=global,mapping=tile-column``); ``--noise`` of another model replaces the preset's noise
 and its strengths. ``onnxnoise noise-models --presets`` prints every expansion with its sources;
 the run's facts name the preset and its expansion.
 
@@ -94,11 +94,11 @@ _PCM_CITES = {
            "read noise per forward (w_noise 0.0175, PCM_READ) and IR drop (ir_drop 1.0), not modelled here",
     "compensation": "global: GlobalDriftCompensation (one scalar per layer from the summed absolute response to "
                     "all-ones inputs; aihwkit computes it per analog tile)",
-    "mapping": "channel: WeightRemapType.CHANNELWISE_SYMMETRIC (each output column scaled to the full conductance "
-               "range). aihwkit remaps each analog tile of <= 512 inputs on its own (TileModuleArray splits the "
+    "mapping": "tile-column: WeightRemapType.CHANNELWISE_SYMMETRIC (each output column scaled to the full "
+               "conductance range), done by each analog tile of <= 512 inputs on its own (TileModuleArray splits the "
                "flattened C_in*kh*kw rows into ceil(rows / 512) equal parts), so a layer of more rows (ResNet-32's "
-               "64-channel 3x3 convs: 576) has one full scale per column of each part; mapping=tile-column with "
-               "--tile-rows 512 is that reading, with whole-kernel tiles (504 + 72 rows instead of 288 + 288)",
+               "64-channel 3x3 convs: 576, two tiles of 288) has one full scale per column of each tile; onnxnoise "
+               "cuts tiles by the same rule (onnxnoise.model.tiles)",
     "strengths": "60 s, 1 h, 1 d, 30 d, 360 d (31,104,000 s): the notebook's inference times, t_inf after programming",
 }
 _IO_CITES = {
@@ -108,8 +108,9 @@ _IO_CITES = {
     "read_noise": "0.04 x_max * w_max: forward.out_noise (std of additive output noise per read, relative to the "
                   "output range)",
     "adc_bound": "10 x_max * w_max: forward.out_bound (output clipping)",
-    "tile_rows": "512 rows: mapping.max_input_size (aihwkit splits rows into equal parts; onnxnoise's tiles hold "
-                 "whole kernels, floor(512 / (kh kw)) input channels)",
+    "tile_rows": "512 rows: mapping.max_input_size (the fewest tiles of <= 512 rows, rows spread evenly, as "
+                 "aihwkit's TileModuleArray; onnxnoise keeps each kernel whole, the same cut for power-of-two "
+                 "channel counts)",
     "adc_scope": "layer: one output range per tile (out_bound is one bound for every column)",
 }
 
@@ -143,14 +144,16 @@ def _crosssim(error: str, sigma: str) -> Preset:
 #: Every preset by name (``--analog-preset``), each with its source and per-parameter citations.
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     Preset(name="aihwkit-pcm", summary="aihwkit's PCM inference setting: programming noise, drift and 1/f read noise "
-           "with global drift compensation, per-channel mapping, 8-bit DAC and ADC, output noise, 512-input tiles",
-           source=_AIHWKIT, noise="pcm:compensation=global,mapping=channel",
+           "with global drift compensation, each tile's columns mapped to the full range, 8-bit DAC and ADC, output "
+           "noise, 512-input tiles", source=_AIHWKIT, noise="pcm:compensation=global,mapping=tile-column",
            settings={"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "adc_bound": 10.0, "tile_rows": 512,
                      "adc_scope": "layer"},
            strengths="60s,1h,1d,30d,360d", cites={**_PCM_CITES, **_IO_CITES}),
     Preset(name="aihwkit-pcm-weights", summary="the aihwkit-pcm weight side with a perfect forward pass "
-           "(forward.is_perfect = True): no DAC, ADC, output noise or tiles", source=_AIHWKIT,
-           noise="pcm:compensation=global,mapping=channel", strengths="60s,1h,1d,30d,360d", cites=_PCM_CITES),
+           "(forward.is_perfect = True): no DAC, ADC or output noise; the same 512-input tiles, each mapping its "
+           "own columns, read exactly", source=_AIHWKIT, noise="pcm:compensation=global,mapping=tile-column",
+           settings={"tile_rows": 512}, strengths="60s,1h,1d,30d,360d",
+           cites={**_PCM_CITES, "tile_rows": _IO_CITES["tile_rows"]}),
     Preset(name="afm", summary="Analog Foundation Models weight noise: sigma = 0.05 max|W_row| per output row",
            source="IBM Analog Foundation Models (2025), apply_noise_model.py; aihwkit-lightning ADD_NORMAL_PER_CHANNEL; "
            "../shared/PARITY.md sec. 3", noise="gaussian-max:scope=row", strengths="0.05",

@@ -47,8 +47,8 @@ def _settings(name, expected):
 
 def test_aihwkit_pcm_weight_side_matches_pcmlikenoisemodel_defaults():
     model, expansion = _noise("aihwkit-pcm")
-    assert expansion.noise == "pcm:compensation=global,mapping=channel"
-    assert (model.g_max, model.compensation, model.mapping, model.levels) == (25.0, "global", "channel", 0)
+    assert expansion.noise == "pcm:compensation=global,mapping=tile-column"
+    assert (model.g_max, model.compensation, model.mapping, model.levels) == (25.0, "global", "tile-column", 0)
     assert model.programming and model.drift and model.read_noise
     assert PROG_COEFF == (0.26348, 1.9650, -1.1731) and G_MAX_REF == 25.0 and T0 == 20.0 and T_READ == 250e-9
     # 60 s, 1 h, 1 d, 30 d, 360 d = 31,104,000 s (the notebook's last time point)
@@ -64,7 +64,7 @@ def test_aihwkit_pcm_forward_settings_are_aihwkits():
 
 
 def test_aihwkit_pcm_weights_has_a_perfect_forward_pass():
-    _settings("aihwkit-pcm-weights", {})
+    _settings("aihwkit-pcm-weights", {"tile_rows": 512})
 
 
 def test_afm_presets_are_five_percent_of_the_row_max():
@@ -112,7 +112,7 @@ def test_explicit_options_override_the_preset_and_same_model_noise_merges():
                                          known)
     assert expansion.name == "aihwkit-pcm" and out["dac_bits"] == 6 and out["adc_bits"] == 8
     assert out["noise_model"] == "pcm"
-    assert out["noise_params"] == {"compensation": "global", "mapping": "channel", "levels": 16}
+    assert out["noise_params"] == {"compensation": "global", "mapping": "tile-column", "levels": 16}
     assert out["strength"] == "60s,1h,1d,30d,360d"
     out, _ = apply_analog_preset({"analog_preset": "aihwkit-pcm", "t": "1d"}, known)
     assert out.get("strength") is None and out["t"] == "1d"  # the user's own strength option wins
