@@ -61,14 +61,15 @@ Shared parameters are declared once here: ``analog`` (:class:`AnalogModel`, whic
 keep their stored parameters and trial keys.
 
 **Input and output stages of an analog tile** (DAC on the inputs, ADC and read noise on
-the outputs; a later issue) act on a layer's activations, not on its stored weights, so
-they cannot run inside :meth:`~DeviceModel.perturb`. Their seam is this template: their
-parameters are declared here beside ``analog`` (every device model takes them), and they
-read a layer's mapping from :meth:`DeviceModel.tile` (which tensors are analog, ``w_max``
-and the conductance unit ``g_max``: an ADC's full scale is set by the largest output
-``g_max * x_max * fan_in``), the same mapping the weight stages use; output corrections
-that are weight-equivalent (pcm's global drift compensation, a per-column digital
-scale) belong in :meth:`~DeviceModel.read_back`.
+each tile's partial sums, tiles of ``--tile-rows`` input rows) act on a layer's activations,
+not on its stored weights, so they do not run inside :meth:`~DeviceModel.perturb`: they are
+graph nodes inserted around every noised layer (:mod:`onnxnoise.tile`, wired into the run by
+:mod:`onnxnoise.engine.stages`), and compose with any weight-side model in one trial. The
+weight side and the stages cut a weight into tiles by one rule
+(:func:`onnxnoise.model.tiles.tile_chunks`), so ``mapping=tile-column`` gives each tile the
+full scale of its own columns, as aihwkit's per-tile remap does. Output corrections that are
+weight-equivalent (pcm's global drift compensation, a per-column digital scale) belong in
+:meth:`~DeviceModel.read_back`.
 """
 
 from __future__ import annotations

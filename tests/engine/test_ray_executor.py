@@ -95,15 +95,15 @@ def test_ray_sweep_counts_equal_local(cluster, files, reference, tmp_path):
 
 
 def test_ray_counts_equal_local_with_the_tile_stages_and_read_noise(cluster, files, tmp_path):
-    """ADC on tiles with a fixed range, read noise: Ray workers (prefix reuse on their kept cuts) give the local rows.
+    """Calibrated DAC, ADC on tiles with a fixed range, read noise: Ray workers (prefix reuse on their kept cuts)
+    give the local rows, clip counts included.
 
-    No calibrated DAC here: the largest calibration activation sits exactly on a calibrated range, and a
-    worker's kept cut (other segments) may round it one ulp above it, so one value more is counted clipped
-    (seen: the Gemm's input, 1 of 2 runs in 3; predictions equal). tests/engine/test_stages.py compares every
-    stage, calibrated DAC included, across the in-process paths.
+    The largest calibration activation is also evaluated; without the calibration's margin
+    (onnxnoise.tile.calibrate.MARGIN) it sat exactly on the DAC's range and a worker's kept cut, rounding it
+    one ulp higher, counted one value more clipped (seen: the Gemm's input, 1 of 2 runs in 3).
     """
     config = _config(files, seeds="1", snr="10", modes=("all", "per-layer"))
-    tile = TileConfig(adc_bits=6, adc_bound=0.5, read_noise=0.04, tile_rows=16, calibration_images=50)
+    tile = TileConfig(dac_bits=8, adc_bits=6, adc_bound=0.5, read_noise=0.04, tile_rows=16, calibration_images=50)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, tile=tile))
     stores = {}
     for name in ("local", "ray"):
