@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -95,6 +96,16 @@ def rpu_config(variant: str) -> StandardHWATrainingPreset:
     if variant == "weight-only":
         config.forward.is_perfect = True
     return config
+
+
+def all_fields(value: object) -> object:
+    """A dataclass (an rpu_config and its parts) as nested dicts with every field, defaults included;
+    other values as ``str``. ``str(rpu_config)`` shows only the fields that differ from their defaults."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: all_fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [all_fields(v) for v in value]
+    return value if isinstance(value, (bool, int, float, type(None))) else str(value)
 
 
 def count_correct(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, batch: int) -> int:
@@ -193,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                      "model.drift_analog_weights(t); top-1 on the images. seed = d."),
         "times_s": TIMES,
         "rpu_config": {v: str(rpu_config(v)) for v in VARIANTS},
+        "rpu_config_all_fields": {v: all_fields(rpu_config(v)) for v in VARIANTS},
         "input_range_note": INPUT_RANGE_NOTE,
     }
     write_atomic(settings_path, json.dumps(settings, indent=2) + "\n")
