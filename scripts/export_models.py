@@ -7,6 +7,10 @@ never imports torch.
 Subcommands:
     cifar-resnet  CIFAR-10 ResNet20/32/44/56 from the akamaster/pytorch_resnet_cifar10 checkpoints
                   (``../shared/models/cifar10-resnet/resnet{20,32,44,56}.th``).
+    crosssim-resnet
+                  CIFAR-10 ResNet14/20/32/56 of Sandia's CrossSim (1x1-conv + BN projection
+                  shortcuts; ``../shared/models/crosssim-cifar10-resnet/resnet{14,20,32,56}_cifar10.pth``,
+                  architecture in ``scripts/_crosssim_resnet.py``), same input, output and metadata.
     torchvision   ImageNet ResNet18..152, VGG11..19 (and _bn), ShuffleNetV2 0.5x..2.0x from
                   torchvision: ``--weights default|NAME|FILE``, none = random weights (layer tables
                   only); see ``scripts/_torchvision.py`` and ``models/README.md``.
@@ -18,6 +22,8 @@ Example::
         --checkpoint ../shared/models/cifar10-resnet/resnet20.th --out resnet20.onnx
     python scripts/export_models.py cifar-resnet --depth 20 --keep-batchnorm \\
         --checkpoint ../shared/models/cifar10-resnet/resnet20.th --out resnet20_bn.onnx
+    python scripts/export_models.py crosssim-resnet --depth 14 \\
+        --checkpoint ../shared/models/crosssim-cifar10-resnet/resnet14_cifar10.pth --out resnet14.onnx
     python scripts/export_models.py torchvision --arch vgg16 --weights default --out models/vgg16.onnx
 
 The ONNX file has input ``input`` ``(N, 3, 32, 32) float32 NCHW`` (RGB, ``(x / 255 - mean) / std`` with
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _SCRIPTS_DIR = Path(__file__).resolve().parent
@@ -45,6 +52,12 @@ if str(_SCRIPTS_DIR) not in sys.path:
 
 import torch  # noqa: E402
 from _cifar_resnet import DEPTHS, CifarResNet, build_cifar_resnet, fold_batchnorm  # noqa: E402
+from _crosssim_resnet import (  # noqa: E402
+    CROSSSIM_DEPTHS,
+    CrossSimResNet,
+    build_crosssim_resnet,
+    fold_crosssim_batchnorm,
+)
 from _onnx_export import (  # noqa: E402
     DEFAULT_OPSET,
     ExportError,
@@ -62,13 +75,16 @@ from _torchvision import FAMILIES, export_imagenet  # noqa: E402
 
 __all__ = [
     "CIFAR_PREPROCESS",
+    "CROSSSIM_DEPTHS",
     "DEPTHS",
     "ExportError",
     "ExportSummary",
     "build_cifar_resnet",
     "export_cifar_resnet",
+    "export_crosssim_resnet",
     "export_imagenet",
     "load_cifar_resnet",
+    "load_crosssim_resnet",
     "main",
 ]
 
@@ -81,6 +97,7 @@ CIFAR_PREPROCESS: dict[str, object] = {
 }
 
 _UPSTREAM = "github.com/akamaster/pytorch_resnet_cifar10@d5489e8995e81e91ce6b1d69dcc98ad579b0b153"
+_CROSSSIM_UPSTREAM = "github.com/sandialabs/cross-sim@0a2eb1e (3.2.0), applications/dnn/torch/cifar10_resnet"
 
 #: Largest |ONNX Runtime - torch| logit difference accepted by the post-export check.
 _MAX_ABS_DIFF = 1e-4
@@ -142,7 +159,6 @@ def export_cifar_resnet(
             ONNX Runtime's logits differ from torch's by more than 1e-4.
     """
     model = load_cifar_resnet(depth, checkpoint)
-    export_model = model if keep_batchnorm else fold_batchnorm(model)
     checkpoint = Path(checkpoint)
     source = {
         "checkpoint": checkpoint.name,
@@ -151,14 +167,102 @@ def export_cifar_resnet(
         "architecture": f"cifar-resnet{depth}",
         "batchnorm": "kept" if keep_batchnorm else "folded",
     }
+    intro = (
+        f"CIFAR-10 ResNet{depth} (He et al. 2016, option-A shortcuts), pretrained weights from "
+        f"{_UPSTREAM} ({checkpoint.name})"
+    )
+    return _export_cifar10(
+        model, fold_batchnorm, source, intro, out, keep_batchnorm=keep_batchnorm, opset=opset
+    )
+
+
+def load_crosssim_resnet(depth: int, checkpoint: str | Path) -> CrossSimResNet:
+    """Build a CrossSim CIFAR ResNet of ``depth`` and load its state dict into it (eval mode).
+
+    The file (``resnet<depth>_cifar10.pth``, a bare state dict) is read with
+    ``torch.load(weights_only=True)``; the keys must match the model exactly.
+
+    Raises:
+        ExportError: if ``depth`` is unsupported, the file is missing or not a state dict, or its
+            tensors do not match the architecture (e.g. a ResNet20 file with ``depth=14``).
+    """
+    if depth not in CROSSSIM_DEPTHS:
+        msg = f"unsupported `--depth` {depth}; expected one of {', '.join(map(str, CROSSSIM_DEPTHS))}"
+        raise ExportError(msg)
+    state = read_state_dict(checkpoint, "checkpoint")
+    blocks = {key.split(".")[1] for key in state if key.startswith("res1.") and key.count(".") >= 2}
+    if blocks and 6 * len(blocks) + 2 != depth:
+        msg = f"checkpoint {str(checkpoint)!r} is a ResNet{6 * len(blocks) + 2}, but `--depth` is {depth}"
+        raise ExportError(msg)
+    return load_state_dict_strict(
+        build_crosssim_resnet(depth), state, f"checkpoint {str(checkpoint)!r}", f"CrossSim ResNet{depth}"
+    )
+
+
+def export_crosssim_resnet(
+    depth: int,
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    keep_batchnorm: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> ExportSummary:
+    """Export one of CrossSim's CIFAR-10 ResNet state dicts to ONNX (``scripts/_crosssim_resnet.py``).
+
+    Same file layout, preprocessing metadata (ImageNet mean/std on x / 255, as CrossSim's own
+    inference scripts) and checks as :func:`export_cifar_resnet`; folded, ResNet14 has 15 Conv
+    (13 + 2 ``downsample`` 1x1) with weight and bias + 1 Gemm.
+
+    Args:
+        depth: 14, 20, 32 or 56; must match the checkpoint.
+        checkpoint: ``resnet<depth>_cifar10.pth`` (torch.save of a plain state dict).
+        out: Destination ``.onnx`` file (written atomically; parent folders are created).
+        keep_batchnorm: Keep BatchNormalization as separate ops instead of folding them.
+        opset: ONNX opset (18 or newer).
+
+    Returns:
+        An ``ExportSummary``.
+
+    Raises:
+        ExportError: as :func:`export_cifar_resnet`.
+    """
+    model = load_crosssim_resnet(depth, checkpoint)
+    checkpoint = Path(checkpoint)
+    source = {
+        "checkpoint": checkpoint.name,
+        "sha256": sha256_file(checkpoint),
+        "upstream": _CROSSSIM_UPSTREAM,
+        "architecture": f"crosssim-resnet{depth}",
+        "batchnorm": "kept" if keep_batchnorm else "folded",
+    }
+    intro = (
+        f"CIFAR-10 ResNet{depth} of CrossSim (ResNet v1, 1x1-conv + BN projection shortcuts), "
+        f"pretrained weights from {_CROSSSIM_UPSTREAM} ({checkpoint.name}, BSD-3-Clause)"
+    )
+    return _export_cifar10(
+        model, fold_crosssim_batchnorm, source, intro, out, keep_batchnorm=keep_batchnorm, opset=opset
+    )
+
+
+def _export_cifar10(
+    model: torch.nn.Module,
+    fold: Callable[[torch.nn.Module], torch.nn.Module],
+    source: dict[str, str],
+    intro: str,
+    out: str | Path,
+    *,
+    keep_batchnorm: bool,
+    opset: int,
+) -> ExportSummary:
+    """The shared tail of the CIFAR-10 exports: export, metadata, ORT-vs-torch check, atomic write."""
+    export_model = model if keep_batchnorm else fold(model)
     bn_text = (
         "BatchNormalization kept as separate ops"
         if keep_batchnorm
         else "BatchNormalization folded into the conv weights and biases"
     )
     doc = (
-        f"CIFAR-10 ResNet{depth} (He et al. 2016, option-A shortcuts), pretrained weights from "
-        f"{_UPSTREAM} ({checkpoint.name}); {bn_text}. Input 'input' (N, 3, 32, 32) float32 NCHW, RGB, "
+        f"{intro}; {bn_text}. Input 'input' (N, 3, 32, 32) float32 NCHW, RGB, "
         "(x / 255 - mean) / std with ImageNet mean/std; output 'logits' (N, 10) float32, classes in "
         "CIFAR-10 order (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck)."
     )
@@ -190,22 +294,26 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Export pretrained PyTorch classifiers to ONNX for onnxnoise.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    cifar = sub.add_parser(
-        "cifar-resnet",
-        help="CIFAR-10 ResNet20/32/44/56 (akamaster/pytorch_resnet_cifar10 checkpoints)",
-        description="Export an akamaster CIFAR-10 ResNet checkpoint to ONNX.",
-    )
-    cifar.add_argument("--depth", type=int, required=True, choices=DEPTHS, help="ResNet depth")
-    cifar.add_argument("--checkpoint", type=Path, required=True, help="resnet<depth>.th file")
-    cifar.add_argument("--out", type=Path, required=True, help="output .onnx file")
-    cifar.add_argument(
-        "--keep-batchnorm",
-        action="store_true",
-        help="keep BatchNormalization as separate ops (default: fold into conv weights)",
-    )
-    cifar.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
-    )
+    for name, depths, what, file in (
+        ("cifar-resnet", DEPTHS, "akamaster/pytorch_resnet_cifar10 checkpoints", "resnet<depth>.th"),
+        ("crosssim-resnet", CROSSSIM_DEPTHS, "CrossSim's own state dicts", "resnet<depth>_cifar10.pth"),
+    ):
+        cifar = sub.add_parser(
+            name,
+            help=f"CIFAR-10 ResNet{'/'.join(map(str, depths))} ({what})",
+            description=f"Export a CIFAR-10 ResNet ({what}) to ONNX.",
+        )
+        cifar.add_argument("--depth", type=int, required=True, choices=depths, help="ResNet depth")
+        cifar.add_argument("--checkpoint", type=Path, required=True, help=f"{file} file")
+        cifar.add_argument("--out", type=Path, required=True, help="output .onnx file")
+        cifar.add_argument(
+            "--keep-batchnorm",
+            action="store_true",
+            help="keep BatchNormalization as separate ops (default: fold into conv weights)",
+        )
+        cifar.add_argument(
+            "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+        )
     for family, what in (("torchvision", "ResNet, VGG, ShuffleNetV2"), ("timm", "SE-ResNet50")):
         imagenet = sub.add_parser(
             family,
@@ -234,8 +342,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> ExportSummary:
-    if args.command == "cifar-resnet":
-        return export_cifar_resnet(
+    cifar_exports = {"cifar-resnet": export_cifar_resnet, "crosssim-resnet": export_crosssim_resnet}
+    if args.command in cifar_exports:
+        return cifar_exports[args.command](
             args.depth, args.checkpoint, args.out, keep_batchnorm=args.keep_batchnorm, opset=args.opset
         )
     if args.weights is None:
