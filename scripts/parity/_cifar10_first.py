@@ -1,8 +1,10 @@
-"""The first N CIFAR-10 test images in the original ``test_batch`` order, for the parity scripts.
+"""The first N CIFAR-10 test images in ``test_batch`` order, for the parity scripts.
 
-``../shared/data/cifar-10-batches-py/test_batch`` (the python pickle of Krizhevsky's CIFAR-10 page)
-holds the 10,000 test images in their original order; "the first N" in reports/parity means the
-first N of that file. Needs only numpy, so it runs in the aihwkit environment as well as in
+``../shared/data/cifar-10-batches-py/test_batch`` holds the 10,000 test images in the format of
+Krizhevsky's python pickle, but NOT in the original order: this copy is grouped by class (1,000
+airplanes first, file names ``aeroplane_s_000002.png``...), so "the first 1,000" are all of class 0.
+"The first N" in reports/parity means the first N of that file: the same images for both tools,
+one class only (say so beside every number measured on them). Needs only numpy, so it runs in the aihwkit environment as well as in
 onnxnoise's. Preprocessing (:func:`normalize`) is the one the CIFAR-10 ONNX exports store in their
 metadata (``scripts/export_models.py``, ``CIFAR_PREPROCESS``): RGB, ``(x / 255 - mean) / std`` with
 ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), float32, NCHW.
