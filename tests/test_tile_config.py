@@ -15,7 +15,7 @@ from onnxnoise.tile import TileSettings
 from tests._builders import tiny_cnn
 from tests._checks import help_words, one_line, run_cli
 
-FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--adc-scope", "--calibration",
+FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--dac-bound", "--adc-scope", "--calibration",
          "--calibration-percentile", "--calibration-images"]
 
 
@@ -37,6 +37,8 @@ def test_one_setting_per_tile_settings_field_off_by_default():
     (["--dac-bits", "1"], "`--dac-bits` must be 0 (off) or an integer from 2 to 24, got 1"),
     (["--adc-bits", "25"], "`--adc-bits` must be 0 (off) or an integer from 2 to 24, got 25"),
     (["--read-noise", "-0.1"], "`--read-noise` must be a finite number >= 0 (0 = off), got -0.1"),
+    (["--dac-bound", "-3"], "`--dac-bound` must be a finite number >= 0 (0 = calibrated), got -3.0"),
+    (["--dac-bound", "nan"], "`--dac-bound` must be a finite number >= 0 (0 = calibrated), got nan"),
     (["--tile-rows", "-4"], "`--tile-rows` must be an integer >= 0 (0 = no split), got -4"),
     (["--calibration-percentile", "0"], "`--calibration-percentile` must be a number in (0, 100], got 0.0"),
     (["--calibration-images", "0"], "`--calibration-images` must be an integer >= 1, got 0"),
