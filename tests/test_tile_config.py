@@ -15,8 +15,8 @@ from onnxnoise.tile import TileSettings
 from tests._builders import tiny_cnn
 from tests._checks import help_words, one_line, run_cli
 
-FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--dac-bound", "--adc-scope", "--calibration",
-         "--calibration-percentile", "--calibration-images"]
+FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--dac-bound", "--adc-scope",
+         "--calibration", "--calibration-percentile", "--calibration-images"]
 
 
 def test_one_setting_per_tile_settings_field_off_by_default():
@@ -70,9 +70,11 @@ def test_flags_in_help_of_every_command_that_runs_trials(capsys):
 def test_experiment_file_keys(tmp_path):
     (tmp_path / "exp.toml").write_text(
         '[data]\npath = "d.npz"\n[models.m]\npath = "m.onnx"\n'
-        '[[sweeps]]\nsnr = [10]\ndac_bits = 8\nadc_bits = 8\ncalibration_percentile = 99.5\ncalibration = "percentile"\n')
+        '[[sweeps]]\nsnr = [10]\ndac_bits = 8\nadc_bits = 8\ncalibration_percentile = 99.5\n'
+        'calibration = "percentile"\ndac_bound = 3.0\n')
     (_, sweep), = load_experiment(tmp_path / "exp.toml").sweeps
-    assert sweep.run.tile == TileConfig(dac_bits=8, adc_bits=8, calibration="percentile", percentile=99.5)
+    assert sweep.run.tile == TileConfig(dac_bits=8, adc_bits=8, calibration="percentile", percentile=99.5,
+                                        dac_bound=3.0)
     (tmp_path / "bad.toml").write_text('[data]\npath = "d.npz"\n[models.m]\npath = "m.onnx"\n'
                                        '[[sweeps]]\nsnr = [10]\nadc_bits = 1\n')
     with pytest.raises(Exception, match="adc_bits"):

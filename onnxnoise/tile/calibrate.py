@@ -95,7 +95,8 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
         its ``dead`` (those stages stay exact).
 
     Raises:
-        ValueError: No batches where a range is measured, or a layer the rewrite cannot split (see :func:`onnxnoise.tile.insert_stages`).
+        ValueError: No batches where a range is measured, or a layer the rewrite cannot split (see
+            :func:`onnxnoise.tile.insert_stages`).
     """
     observed, ops, taps = observe_model(model, layers, settings.tile_rows, weights)
     batches = [np.asarray(b) for b in batches] if settings.measures else []

@@ -74,7 +74,8 @@ class TileSettings:
         for name in ("read_noise", "adc_bound", "dac_bound"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                msg = f"{name} must be a finite number >= 0 (0 = {'calibrated' if name == 'dac_bound' else 'off'}), got {value!r}"
+                zero = "calibrated" if name == "dac_bound" else "off"
+                msg = f"{name} must be a finite number >= 0 (0 = {zero}), got {value!r}"
                 raise ValueError(msg)
         if not _is_int(self.tile_rows) or self.tile_rows < 0:
             msg = f"tile_rows must be an integer >= 0 (0 = no split), got {self.tile_rows!r}"
