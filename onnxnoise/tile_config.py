@@ -2,7 +2,7 @@
 
 :class:`TileConfig` is ``RunConfig.tile``: one declared setting per field of
 :class:`onnxnoise.tile.settings.TileSettings` (``--dac-bits``, ``--adc-bits``, ``--read-noise``,
-``--tile-rows``, ``--adc-bound``, ``--adc-scope``, ``--calibration``, ``--calibration-percentile``,
+``--tile-rows``, ``--adc-bound``, ``--dac-bound``, ``--adc-scope``, ``--calibration``, ``--calibration-percentile``,
 ``--calibration-images``), each with a default that means "off", so the trial keys of runs made
 before the stages existed stay valid: the settings enter the key (``key_fields()["settings"]``)
 only while a stage is on (:meth:`TileConfig.key_values`). :meth:`TileConfig.settings` is the one
@@ -46,6 +46,9 @@ class TileConfig:
             sums are digitized and noised separately, then summed; 0: one tile.
         adc_bound: 0: ADC range calibrated from clean partial sums; > 0: fixed at
             ``adc_bound * x_max * w_max`` (aihwkit's ``out_bound``).
+        dac_bound: 0: DAC range ``x_max`` calibrated from clean activations; > 0: ``x_max`` fixed
+            at ``dac_bound`` (activation units) for every staged layer (aihwkit's learned input
+            ranges left at ``init_value`` 3.0 without analog training, ../shared/PARITY.md sec. 1).
         adc_scope: ``layer`` (one ADC range per tile) or ``column`` (per tile and output column).
         calibration: ``max`` (largest absolute clean activation) or ``percentile``.
         percentile: With ``calibration = percentile``: the percentile of absolute clean
@@ -73,6 +76,10 @@ class TileConfig:
     adc_bound: float = _tile(0.0, "--adc-bound", type=float, metavar="B", unit="x_max * w_max",
                              help="fixed ADC range +-B * x_max * w_max (aihwkit's out_bound, e.g. 10) instead of the "
                              "calibrated one; default {default}: calibrated")
+    dac_bound: float = _tile(0.0, "--dac-bound", type=float, metavar="X", unit="activation units",
+                             help="fix every staged layer's DAC range x_max at +-X (input units; aihwkit's input "
+                             "ranges at their init 3.0 on a model not trained in analog); it also scales "
+                             "--read-noise and --adc-bound; default {default}: calibrated")
     adc_scope: str = _tile("layer", "--adc-scope", choices=ADC_SCOPES,
                            help="one ADC range per tile, or per tile and output column (default {default})")
     calibration: str = _tile("max", "--calibration", choices=CALIBRATIONS,

@@ -15,8 +15,8 @@ from onnxnoise.tile import TileSettings
 from tests._builders import tiny_cnn
 from tests._checks import help_words, one_line, run_cli
 
-FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--adc-scope", "--calibration",
-         "--calibration-percentile", "--calibration-images"]
+FLAGS = ["--dac-bits", "--adc-bits", "--read-noise", "--tile-rows", "--adc-bound", "--dac-bound", "--adc-scope",
+         "--calibration", "--calibration-percentile", "--calibration-images"]
 
 
 def test_one_setting_per_tile_settings_field_off_by_default():
@@ -37,6 +37,8 @@ def test_one_setting_per_tile_settings_field_off_by_default():
     (["--dac-bits", "1"], "`--dac-bits` must be 0 (off) or an integer from 2 to 24, got 1"),
     (["--adc-bits", "25"], "`--adc-bits` must be 0 (off) or an integer from 2 to 24, got 25"),
     (["--read-noise", "-0.1"], "`--read-noise` must be a finite number >= 0 (0 = off), got -0.1"),
+    (["--dac-bound", "-3"], "`--dac-bound` must be a finite number >= 0 (0 = calibrated), got -3.0"),
+    (["--dac-bound", "nan"], "`--dac-bound` must be a finite number >= 0 (0 = calibrated), got nan"),
     (["--tile-rows", "-4"], "`--tile-rows` must be an integer >= 0 (0 = no split), got -4"),
     (["--calibration-percentile", "0"], "`--calibration-percentile` must be a number in (0, 100], got 0.0"),
     (["--calibration-images", "0"], "`--calibration-images` must be an integer >= 1, got 0"),
@@ -68,9 +70,11 @@ def test_flags_in_help_of_every_command_that_runs_trials(capsys):
 def test_experiment_file_keys(tmp_path):
     (tmp_path / "exp.toml").write_text(
         '[data]\npath = "d.npz"\n[models.m]\npath = "m.onnx"\n'
-        '[[sweeps]]\nsnr = [10]\ndac_bits = 8\nadc_bits = 8\ncalibration_percentile = 99.5\ncalibration = "percentile"\n')
+        '[[sweeps]]\nsnr = [10]\ndac_bits = 8\nadc_bits = 8\ncalibration_percentile = 99.5\n'
+        'calibration = "percentile"\ndac_bound = 3.0\n')
     (_, sweep), = load_experiment(tmp_path / "exp.toml").sweeps
-    assert sweep.run.tile == TileConfig(dac_bits=8, adc_bits=8, calibration="percentile", percentile=99.5)
+    assert sweep.run.tile == TileConfig(dac_bits=8, adc_bits=8, calibration="percentile", percentile=99.5,
+                                        dac_bound=3.0)
     (tmp_path / "bad.toml").write_text('[data]\npath = "d.npz"\n[models.m]\npath = "m.onnx"\n'
                                        '[[sweeps]]\nsnr = [10]\nadc_bits = 1\n')
     with pytest.raises(Exception, match="adc_bits"):

@@ -7,7 +7,10 @@ model and the first ``--calibration-images`` images of the evaluation data
 (:data:`CALIBRATION_FILE`, one entry per calibration input: model, data, preprocessing, layers,
 tile settings), so a resumed run reuses it instead of measuring again; its fingerprint enters every
 trial key (:meth:`onnxnoise.engine.context.RunContext.key_fields`). The field calibrates on a small
-clean subset of the evaluation images; CrossSim calibrates on 500 training images.
+clean subset of the evaluation images; CrossSim calibrates on 500 training images. With a fixed DAC
+range (``--dac-bound``) and no calibrated ADC range (:attr:`TileSettings.measures
+<onnxnoise.tile.settings.TileSettings.measures>` False) the ranges follow from the settings and the
+weights: no calibration run, nothing kept, ``images = 0``; the fingerprint still enters the keys.
 
 Every noisy trial then applies the stages to the layers it noises (the clean baseline stays the
 float model: the reference of normalized accuracy and of the paired counts): :func:`stage_edit`
@@ -60,7 +63,8 @@ class RunStages:
         weights: Clean initializers ``name -> array`` (shapes and values of the weights the
             skeleton lacks).
         reused: Whether the calibration was read from :data:`CALIBRATION_FILE` (not measured now).
-        images: Images the calibration used (``calibration_images``, or all when the data has fewer).
+        images: Images the calibration used (``calibration_images``, or all when the data has fewer;
+            0 when nothing was measured).
         rewrite: ``insert_stages`` (:func:`onnxnoise.tile.rewrite.insert_stages`); a test may
             give its own with the same signature.
     """
@@ -151,6 +155,10 @@ def prepare_stages(settings: TileSettings, *, model: onnx.ModelProto, selected: 
     try:
         if not settings.needs_calibration:  # a tile split alone: no ranges
             stages = RunStages(settings, None, by_name, weights, images=0)
+        elif not settings.measures:  # --dac-bound and no calibrated ADC: ranges from settings and weights
+            calibration = calibrate(model, list(selected), (), input_name=input_name, settings=settings,
+                                    weights=weights)
+            stages = RunStages(settings, calibration, by_name, weights, images=0)
         else:
             stages = _calibrated(settings, model=model, selected=selected, data=data, weights=weights,
                                  input_name=input_name, identity=identity, folder=folder, images=images)

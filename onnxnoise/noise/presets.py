@@ -149,6 +149,18 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
            settings={"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "adc_bound": 10.0, "tile_rows": 512,
                      "adc_scope": "layer"},
            strengths="60s,1h,1d,30d,360d", cites={**_PCM_CITES, **_IO_CITES}),
+    Preset(name="aihwkit-pcm-untrained", summary="aihwkit-pcm on a model converted without analog training: "
+           "every tile's input range left at its initial +-3.0 (inputs clipped there; read noise and output bound "
+           "scale with it)", source=_AIHWKIT, noise="pcm:compensation=global,mapping=tile-column",
+           settings={"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "adc_bound": 10.0, "tile_rows": 512,
+                     "adc_scope": "layer", "dac_bound": 3.0},
+           strengths="60s,1h,1d,30d,360d",
+           cites={**_PCM_CITES, **_IO_CITES,
+                  "dac_bits": "8 bits: forward.inp_res = 254 levels (2^8 - 2, symmetric around 0) over the fixed "
+                              "input range +-3.0 (dac_bound)",
+                  "dac_bound": "3.0 input units: forward.inp_range learned input ranges left at init_value 3.0 (no "
+                               "analog training): aihwkit's own behaviour on a model converted without training "
+                               "(reports/parity/README.md: the [-3, 3] input clamp confirmed inside aihwkit)"}),
     Preset(name="aihwkit-pcm-weights", summary="the aihwkit-pcm weight side with a perfect forward pass "
            "(forward.is_perfect = True): no DAC, ADC or output noise; the same 512-input tiles, each mapping its "
            "own columns, read exactly", source=_AIHWKIT, noise="pcm:compensation=global,mapping=tile-column",

@@ -39,6 +39,10 @@ def stages_text(tile: Mapping[str, Any]) -> str:
         return ""
     if len(parts) == 1 and tile.get("tile_rows"):  # a split alone: partial sums added in float, no ranges
         return parts[0] + " (partial sums added in float, no converters)"
+    if tile.get("dac_bound"):
+        parts.append(f"DAC range fixed +-{tile['dac_bound']:g}")
+        if not tile.get("adc_bits") or tile.get("adc_bound"):  # no range measured (TileSettings.measures)
+            return ", ".join(parts) + "; no range calibrated"
     how = "max" if tile.get("calibration", "max") == "max" else f"{tile.get('percentile', 99.99):g}th percentile"
     images = tile.get("calibrated_on")
     images = f"the first {images:,}" if images else f"up to the first {tile.get('calibration_images', 500):,}"

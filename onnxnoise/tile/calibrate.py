@@ -12,6 +12,14 @@ layer's DAC input and each tile's partial sum exposed) on ONNX Runtime's CPU pro
 
 CrossSim ships ranges calibrated this way from 500 clean images (PARITY.md sec. 2).
 
+**Fixed DAC range** (``dac_bound > 0``): every layer's ``x_max`` is ``dac_bound`` (no margin), as
+aihwkit's learned input ranges left at ``init_value = 3.0`` (PARITY.md sec. 1); the read noise and a
+fixed ADC bound then scale with it. When no range is left to measure (the ADC off or fixed by
+``adc_bound``, :attr:`TileSettings.measures <onnxnoise.tile.settings.TileSettings.measures>` False),
+the model is not run at all and ``batches`` is not read (``images = 0``). A calibrated ADC range
+is still measured on the clean, unclipped partial sums (the observe mode has no DAC), so with a
+``dac_bound`` below the inputs' max it is wider than the clipped sums need.
+
 **Margin**: every measured range (``x_max`` and each calibrated ADC range) is the measured
 value times ``1 + MARGIN`` (:data:`MARGIN` = 2**-12, 0.024%). The calibration images are usually
 among the evaluated ones, so the largest of them sits exactly on an unmargined range, and
@@ -78,7 +86,8 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
         batches: Input batches (float32 ``[N, ...]`` as ``input_name`` takes them): the
             ``settings.calibration_images`` first images.
         input_name: The model's image input.
-        settings: ``tile_rows``, ``adc_scope``, ``calibration``, ``percentile``, ``adc_bound``.
+        settings: ``tile_rows``, ``adc_scope``, ``calibration``, ``percentile``, ``adc_bound``,
+            ``dac_bound``.
         weights: Clean arrays by initializer name.
 
     Returns:
@@ -86,13 +95,46 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
         its ``dead`` (those stages stay exact).
 
     Raises:
-        ValueError: No batches, or a layer the rewrite cannot split (see :func:`onnxnoise.tile.insert_stages`).
+        ValueError: No batches where a range is measured, or a layer the rewrite cannot split (see
+            :func:`onnxnoise.tile.insert_stages`).
     """
-    batches = [np.asarray(b) for b in batches]
+    observed, ops, taps = observe_model(model, layers, settings.tile_rows, weights)
+    batches = [np.asarray(b) for b in batches] if settings.measures else []
+    by_tap = _measure(observed, ops, taps, batches, input_name=input_name, settings=settings,
+                      weights=weights) if settings.measures else {}
+    result = {}
+    for op in ops:
+        x_max = float(settings.dac_bound) or float(by_tap[(op.layer, "dac")][0]) * (1.0 + MARGIN)
+        adc = []
+        for t in range(op.tiles):
+            if settings.adc_bound > 0:
+                w_max = op.w_max(t) if settings.adc_scope == "column" else op.w_max(t).max(keepdims=True)
+                values = settings.adc_bound * x_max * w_max
+            elif by_tap:
+                values = by_tap[(op.layer, t)] * (1.0 + MARGIN)
+            else:  # the ADC is off and nothing was measured: its ranges are never read
+                values = np.zeros(op.columns if settings.adc_scope == "column" else 1)
+            adc.append(tuple(float(v) for v in values))
+        result[op.layer] = LayerRanges(x_max, tuple(adc))
+    return Calibration(settings.calibration, float(settings.percentile), settings.adc_scope, settings.tile_rows,
+                       float(settings.adc_bound), int(sum(len(b) for b in batches)), result,
+                       float(settings.dac_bound))
+
+
+def _measure(observed: onnx.ModelProto, ops: Sequence[AnalogOp], taps: Mapping[str, tuple],
+             batches: list[np.ndarray], *, input_name: str, settings: TileSettings,
+             weights: Mapping[str, np.ndarray]) -> dict[tuple, np.ndarray]:
+    """Run the observed model on ``batches`` and reduce each tap (max or percentile of |value|).
+
+    Returns:
+        ``(layer, "dac")`` or ``(layer, tile)`` -> float64 ``(columns,)`` ranges, unmargined.
+
+    Raises:
+        ValueError: No images.
+    """
     if not batches or not sum(len(b) for b in batches):
         msg = "calibration needs at least one image"
         raise ValueError(msg)
-    observed, ops, taps = observe_model(model, layers, settings.tile_rows, weights)
     present = {t.name for t in observed.graph.initializer}
     observed.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in weights.items()
                                       if k not in present)
@@ -114,21 +156,7 @@ def calibrate(model: onnx.ModelProto, layers: Sequence[Layer], batches: Iterable
         ranges = {name: _percentile(counts[name], peaks[name], settings.percentile) for name in names}
     else:
         ranges = peaks
-    by_tap = {taps[name]: ranges[name] for name in names}
-    result = {}
-    for op in ops:
-        x_max = float(by_tap[(op.layer, "dac")][0]) * (1.0 + MARGIN)
-        adc = []
-        for t in range(op.tiles):
-            if settings.adc_bound > 0:
-                w_max = op.w_max(t) if settings.adc_scope == "column" else op.w_max(t).max(keepdims=True)
-                values = settings.adc_bound * x_max * w_max
-            else:
-                values = by_tap[(op.layer, t)] * (1.0 + MARGIN)
-            adc.append(tuple(float(v) for v in values))
-        result[op.layer] = LayerRanges(x_max, tuple(adc))
-    return Calibration(settings.calibration, float(settings.percentile), settings.adc_scope, settings.tile_rows,
-                       float(settings.adc_bound), int(sum(len(b) for b in batches)), result)
+    return {taps[name]: ranges[name] for name in names}
 
 
 def _fixed_batch(model: onnx.ModelProto, input_name: str) -> bool:

@@ -51,8 +51,11 @@ class Calibration:
         tile_rows: The ``R`` the tiles were cut with (0: one tile per layer).
         adc_bound: 0 when the ADC ranges were calibrated, else the fixed bound they were
             computed from (``adc_bound * x_max * w_max``).
-        images: Calibration images seen.
+        images: Calibration images seen (0: nothing was measured, every range fixed by the settings).
         layers: Ranges by layer name, in graph order.
+        dac_bound: 0 when each layer's ``x_max`` was calibrated, else the fixed ``x_max`` of every
+            layer (:attr:`onnxnoise.tile.TileSettings.dac_bound`); in :meth:`to_dict` (and so in
+            the fingerprint) only when set, so the fingerprints of earlier calibrations stay valid.
     """
 
     method: str
@@ -62,6 +65,7 @@ class Calibration:
     adc_bound: float
     images: int
     layers: Mapping[str, LayerRanges] = field(default_factory=dict)
+    dac_bound: float = 0.0
 
     @property
     def dead(self) -> tuple[str, ...]:
@@ -88,7 +92,7 @@ class Calibration:
             ValueError: One line naming the first setting that differs.
         """
         made = {"tile_rows": self.tile_rows, "adc_scope": self.adc_scope, "adc_bound": self.adc_bound,
-                "calibration": self.method}
+                "dac_bound": self.dac_bound, "calibration": self.method}
         if self.method == "percentile":
             made["percentile"] = self.percentile
         for name, value in made.items():
@@ -115,10 +119,13 @@ class Calibration:
         return ranges
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (floats as JSON numbers, lossless)."""
-        return {"method": self.method, "percentile": float(self.percentile), "adc_scope": self.adc_scope,
-                "tile_rows": int(self.tile_rows), "adc_bound": float(self.adc_bound), "images": int(self.images),
-                "layers": {name: r.to_dict() for name, r in self.layers.items()}}
+        """JSON-ready dict (floats as JSON numbers, lossless; ``dac_bound`` only when set)."""
+        d = {"method": self.method, "percentile": float(self.percentile), "adc_scope": self.adc_scope,
+             "tile_rows": int(self.tile_rows), "adc_bound": float(self.adc_bound), "images": int(self.images),
+             "layers": {name: r.to_dict() for name, r in self.layers.items()}}
+        if self.dac_bound:
+            d["dac_bound"] = float(self.dac_bound)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Calibration:
@@ -130,7 +137,8 @@ class Calibration:
         try:
             return cls(str(d["method"]), float(d["percentile"]), str(d["adc_scope"]), int(d["tile_rows"]),
                        float(d["adc_bound"]), int(d["images"]),
-                       {str(k): LayerRanges.from_dict(v) for k, v in d["layers"].items()})
+                       {str(k): LayerRanges.from_dict(v) for k, v in d["layers"].items()},
+                       float(d.get("dac_bound", 0.0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not a tile calibration (to_dict of onnxnoise.tile.Calibration): {exc!r}"
             raise ValueError(msg) from exc

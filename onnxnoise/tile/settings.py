@@ -4,7 +4,9 @@ One frozen value, :class:`TileSettings`, read by :func:`onnxnoise.tile.calibrate
 :func:`onnxnoise.tile.insert_stages`. Units follow aihwkit's forward-pass parameters
 (../shared/PARITY.md sec. 1, ``StandardHWATrainingPreset``: ``inp_res = out_res`` for 8 bits,
 ``out_noise = 0.04``, ``out_bound = 10``, ``max_input_size = 512``): noise and a fixed ADC bound
-are in units of ``x_max * w_max``, one full-range input on one full-scale weight.
+are in units of ``x_max * w_max``, one full-range input on one full-scale weight. ``x_max`` (the DAC
+range) is calibrated from clean activations, or fixed by ``dac_bound`` (aihwkit's learned input
+ranges left at their ``init_value`` 3.0 on a model not trained in analog, PARITY.md sec. 1).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class TileSettings:
         calibration: ``"max"`` or ``"percentile"`` (of |value| over the calibration images).
         percentile: In (0, 100]; used when ``calibration == "percentile"``.
         calibration_images: Images the ranges are calibrated on (the caller passes that many), >= 1.
+        dac_bound: 0 = DAC range ``x_max`` calibrated from clean activations; > 0 = ``x_max`` fixed
+            at ``dac_bound`` (activation units) for every staged layer, which then also scales the
+            read noise and a fixed ADC bound (aihwkit's ``forward.inp_range`` learned input ranges
+            left at ``init_value = 3.0``, PARITY.md sec. 1); finite, >= 0.
 
     Raises:
         ValueError: One line naming the bad field and the allowed values.
@@ -56,6 +62,7 @@ class TileSettings:
     calibration: str = "max"
     percentile: float = 99.99
     calibration_images: int = 500
+    dac_bound: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("dac_bits", "adc_bits"):
@@ -64,10 +71,11 @@ class TileSettings:
                 msg = (f"{name} must be 0 (off) or an integer from 2 to {MAX_BITS}, got {bits!r} "
                        "(a symmetric grid of 2**bits - 1 levels needs at least 2 bits)")
                 raise ValueError(msg)
-        for name in ("read_noise", "adc_bound"):
+        for name in ("read_noise", "adc_bound", "dac_bound"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                msg = f"{name} must be a finite number >= 0 (0 = off), got {value!r}"
+                zero = "calibrated" if name == "dac_bound" else "off"
+                msg = f"{name} must be a finite number >= 0 (0 = {zero}), got {value!r}"
                 raise ValueError(msg)
         if not _is_int(self.tile_rows) or self.tile_rows < 0:
             msg = f"tile_rows must be an integer >= 0 (0 = no split), got {self.tile_rows!r}"
@@ -94,11 +102,24 @@ class TileSettings:
         """True when the rewrite needs ranges: a DAC, an ADC or read noise (a tile split alone does not)."""
         return bool(self.dac_bits or self.adc_bits or self.read_noise)
 
+    @property
+    def measures(self) -> bool:
+        """True when the ranges need a clean calibration run: ranges are needed
+        (:attr:`needs_calibration`) and one of them is measured, i.e. the DAC range is not fixed
+        (``dac_bound == 0``) or an ADC is on with a calibrated range (``adc_bound == 0``). With
+        ``dac_bound > 0`` and the ADC off or fixed, every range follows from the settings and the
+        weights (:func:`onnxnoise.tile.calibrate` builds them without running the model)."""
+        calibrated_adc = bool(self.adc_bits) and not self.adc_bound
+        return self.needs_calibration and (not self.dac_bound or calibrated_adc)
+
     def to_dict(self) -> dict:
-        """The settings as a JSON-ready dict (every field, floats as floats)."""
+        """The settings as a JSON-ready dict (every field, floats as floats; ``dac_bound`` only when
+        set, so the calibration entries of runs made before it existed keep their names)."""
         d = asdict(self)
-        for name in ("read_noise", "adc_bound", "percentile"):
+        for name in ("read_noise", "adc_bound", "percentile", "dac_bound"):
             d[name] = float(d[name])
+        if not self.dac_bound:
+            del d["dac_bound"]
         return d
 
 

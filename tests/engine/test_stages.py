@@ -74,6 +74,25 @@ def test_counters_in_the_trial_rows_have_the_known_values(tmp_path):
     assert trial["changed_values"] == {}  # `none` leaves every weight exact and acts on none
 
 
+def test_a_fixed_dac_range_clips_the_known_inputs_with_no_calibration_run(tmp_path):
+    """--dac-bound 0.5 with a fixed ADC bound: x_max = 0.5 (pixels above 127.5 clipped), nothing measured or kept."""
+    _linear(tmp_path)
+    images = np.load(tmp_path / "linear.npz")["images"]
+    clipped = int((images / 255.0 > 0.5).sum())
+    assert 0 < clipped < IMAGES * ROWS
+    config = _linear_config(tmp_path, dac_bits=8, adc_bits=8, adc_bound=1000.0, tile_rows=4, dac_bound=0.5)
+    context = prepare_context(config, calibration_dir=tmp_path / "run")
+    assert context.stages.images == 0 and not (tmp_path / "run" / CALIBRATION_FILE).exists()
+    assert {r.x_max for r in context.stages.calibration.layers.values()} == {0.5}
+    fields = context.key_fields()
+    assert fields["settings"]["dac_bound"] == 0.5 and fields["calibration"] == context.stages.fingerprint
+    _, trial = (run_trial(context, item.trial) for item in plan_trials(context, ("all",)))
+    assert [trial[c] for c in STAGE_COUNTERS] == [clipped, IMAGES * ROWS, 0, 3 * IMAGES * CLASSES]
+    other = prepare_context(_linear_config(tmp_path, dac_bits=8, adc_bits=8, adc_bound=1000.0, tile_rows=4,
+                                           dac_bound=0.25))
+    assert other.key_fields()["calibration"] != fields["calibration"]
+
+
 def test_stages_off_change_no_key_and_each_stage_on_does(tmp_path):
     _linear(tmp_path)
     off = prepare_context(_linear_config(tmp_path, calibration_images=3, adc_scope="column"))

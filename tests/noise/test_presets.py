@@ -63,6 +63,18 @@ def test_aihwkit_pcm_forward_settings_are_aihwkits():
                               "adc_scope": "layer"})
 
 
+def test_aihwkit_pcm_untrained_is_aihwkit_pcm_with_the_input_range_at_its_init_value():
+    _settings("aihwkit-pcm-untrained", {"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "adc_bound": 10.0,
+                                        "tile_rows": 512, "adc_scope": "layer", "dac_bound": 3.0})
+    untrained, base = expand_preset("aihwkit-pcm-untrained"), expand_preset("aihwkit-pcm")
+    assert (untrained.noise, untrained.strengths) == (base.noise, base.strengths)
+    assert "init_value 3.0" in PRESETS["aihwkit-pcm-untrained"].cites["dac_bound"]
+    # every range follows from the settings: no calibration run
+    run = RunConfig(**config_values(RunConfig, {"analog_preset": "aihwkit-pcm-untrained"}), model=Path("m.onnx"),
+                    data=Path("d.npz"))
+    assert run.tile.settings().dac_bound == 3.0 and run.tile.settings().measures is False
+
+
 def test_aihwkit_pcm_weights_has_a_perfect_forward_pass():
     _settings("aihwkit-pcm-weights", {"tile_rows": 512})
 

@@ -18,6 +18,10 @@ def test_stages_in_words():
         "ranges calibrated (99.9th percentile) on the first 200 evaluation images, clean model")
     assert stages_text({"adc_bits": 8, "adc_bound": 10.0}).startswith("8-bit ADC (fixed range +-10); ranges "
                                                                        "calibrated (max) on up to the first 500")
+    assert stages_text({"dac_bits": 8, "adc_bits": 8, "adc_bound": 10.0, "dac_bound": 3.0}) == (
+        "8-bit DAC, 8-bit ADC (fixed range +-10), DAC range fixed +-3; no range calibrated")
+    assert stages_text({"dac_bits": 8, "adc_bits": 8, "dac_bound": 3.0}).startswith(
+        "8-bit DAC, 8-bit ADC (one range per tile), DAC range fixed +-3; ranges calibrated (max)")
     assert clipped_text({"dac_clipped": 3, "dac_values": 1000, "adc_clipped": 0, "adc_values": 40}) == (
         "DAC 0.3% of 1,000 inputs, ADC 0% of 40 outputs")
     assert stages_line({"dac_bits": 4}, {"dac_clipped": 1, "dac_values": 8}).endswith("; clipped: DAC 12.5% of 8 "

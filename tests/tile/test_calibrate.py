@@ -12,7 +12,7 @@ from onnxnoise.model import list_layers
 from onnxnoise.model.tiles import tile_chunks
 from onnxnoise.tile.calibrate import MARGIN
 from onnxnoise.tile import BINS, COLUMN_BINS, Calibration, TileSettings, calibrate
-from tests.tile._tile_models import run, staged, weights_of
+from tests.tile._tile_models import one_op, run, staged, weights_of
 
 RNG = np.random.default_rng(11)
 W1 = RNG.normal(size=(20, 6)).astype(np.float32)
@@ -122,3 +122,53 @@ def test_batches_cut_to_bound_memory_give_the_same_ranges(monkeypatch):
     whole = _calibrate(TileSettings(adc_bits=8, calibration="percentile", percentile=99.0, tile_rows=8))
     monkeypatch.setattr(calibrate_module, "OBSERVE_BYTES", 1)  # one image per run
     assert _calibrate(TileSettings(adc_bits=8, calibration="percentile", percentile=99.0, tile_rows=8)) == whole
+
+
+def _eye_model(rows=4):
+    """``y = x @ I``: the staged output is the DAC's quantized input itself."""
+    return one_op("MatMul", {"w": np.eye(rows, dtype=np.float32)}, ["x", "w"], ["N", rows])
+
+
+def test_dac_bound_fixes_x_max_without_a_calibration_run():
+    model = _eye_model()
+    settings = TileSettings(dac_bits=8, dac_bound=3.0)
+    cal = calibrate(model, list_layers(model), [], input_name="x", settings=settings, weights=weights_of(model))
+    assert settings.measures is False and cal.images == 0  # no images needed: nothing measured
+    assert cal.layers["op"].x_max == 3.0 and cal.dac_bound == 3.0 and cal.to_dict()["dac_bound"] == 3.0
+    x = np.array([[-5.0, -3.0, 0.1, 4.0], [2.9, 3.5, -3.01, 0.0]], np.float32)
+    out = run(staged(model, settings, cal).model, x)
+    # clipped: |x| > 3 -> -5, 4, 3.5, -3.01 (the boundary -3.0 is inside)
+    assert out["onnxnoise.tile/op/dac_clipped"] == 4 and out["onnxnoise.tile/op/dac_values"] == 8
+    step = 2 * 3.0 / (2**8 - 2)  # 254 levels over [-3, 3]
+    expected = np.round(np.clip(x.astype(np.float64), -3.0, 3.0) / step) * step
+    assert out["y"] == pytest.approx(expected, abs=1e-6)
+    assert out["y"][0, 2] == pytest.approx(4 * step, abs=1e-7)  # 0.1 / (6/254) = 4.23 -> 4 steps
+    other = calibrate(model, list_layers(model), [], input_name="x", settings=TileSettings(dac_bits=8, dac_bound=2.5),
+                      weights=weights_of(model))
+    assert other.fingerprint() != cal.fingerprint()
+    with pytest.raises(ValueError, match="dac_bound = 3.0"):
+        staged(model, TileSettings(dac_bits=8), cal)  # ranges made for another DAC range
+
+
+def test_dac_bound_sets_the_fixed_adc_bound_and_the_read_noise_scale():
+    w = np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32)
+    model = one_op("MatMul", {"w": w}, ["x", "w"], ["N", 8])
+    settings = TileSettings(adc_bits=8, adc_bound=10.0, read_noise=0.05, tile_rows=4, dac_bound=3.0)
+    cal = calibrate(model, list_layers(model), [], input_name="x", settings=settings, weights=weights_of(model))
+    w_max = np.abs(w).reshape(2, 4, 3).max(axis=(1, 2)).astype(np.float64)  # per tile
+    assert [t[0] for t in cal.layers["op"].adc] == pytest.approx(10.0 * 3.0 * w_max, rel=1e-12)
+    noise_only = TileSettings(read_noise=0.05, tile_rows=4, dac_bound=3.0)
+    cal = calibrate(model, list_layers(model), [], input_name="x", settings=noise_only, weights=weights_of(model))
+    y = run(staged(model, noise_only, cal).model, np.zeros((4000, 8), np.float32))["y"]  # the noise alone
+    expected = 0.05 * 3.0 * np.sqrt((w_max ** 2).sum())  # two independent tiles
+    # 4000 draws per column, 3 columns: the std's relative standard error is 1/sqrt(24000) = 0.65%; allow 5%.
+    assert y.std(axis=0) == pytest.approx(np.full(3, expected), rel=0.05)
+
+
+def test_dac_bound_with_a_calibrated_adc_measures_only_the_adc():
+    fixed_dac = _calibrate(TileSettings(adc_bits=8, tile_rows=8, dac_bound=3.0))
+    measured = _calibrate(TileSettings(adc_bits=8, tile_rows=8))
+    assert fixed_dac.images == 300 and fixed_dac.dac_bound == 3.0
+    for name in ("l1", "l2"):
+        assert fixed_dac.layers[name].x_max == 3.0 and fixed_dac.layers[name].adc == measured.layers[name].adc
+    assert "dac_bound" not in measured.to_dict()  # 0: the dict and fingerprint of earlier calibrations
