@@ -90,7 +90,8 @@ def test_a_sweeps_analog_preset_expands_and_its_own_keys_win(tmp_path):
     sweeps = load_experiment(path).sweeps
     pcm = [config.run.noise for name, config in sweeps if config.run.analog_preset == "aihwkit-pcm-weights"]
     assert len(pcm) == 2 and all(n.model == "pcm" and n.params["mapping"] == "tile-column" for n in pcm)
-    assert all(config.run.tile.tile_rows == 512 for name, config in sweeps if config.run.analog_preset == "aihwkit-pcm-weights")
+    tiles = [config.run.tile.tile_rows for name, config in sweeps if config.run.analog_preset == "aihwkit-pcm-weights"]
+    assert tiles == [512, 512]
     assert pcm[0].strengths == (60.0, 3600.0, 86400.0, 2592000.0, 31104000.0)
     afm = [config.run.noise for name, config in sweeps if config.run.analog_preset == "afm"]
     assert afm[0].params == {"analog": "all", "scope": "row"} and afm[0].strengths == (0.02,)
