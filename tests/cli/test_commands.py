@@ -431,9 +431,9 @@ def test_noise_models_presets_lists_every_expansion_with_sources(capsys):
                              "crosssim-independent", "crosssim-proportional", "noisynn", "paper"]
     assert presets["aihwkit-pcm"]["flags"] == (
         "--noise pcm:compensation=global,mapping=tile-column --dac-bits 8 --adc-bits 8 --read-noise 0.04 --adc-bound 10.0 "
-        "--tile-rows 512 --adc-scope layer --strength 60s,1h,1d,30d,360d")
+        "--tile-rows 512 --adc-scope column --strength 60s,1h,1d,30d,360d")
     assert presets["aihwkit-pcm-untrained"]["flags"] == presets["aihwkit-pcm"]["flags"].replace(
-        "--adc-scope layer", "--adc-scope layer --dac-bound 3.0")
+        "--adc-scope column", "--adc-scope column --dac-bound 3.0")
     assert "PARITY.md sec. 1" in presets["aihwkit-pcm"]["source"] and "w_noise 0.0175" in presets["aihwkit-pcm"][
         "cites"]["pcm"]
     code, out, _ = run_cli(capsys, "noise-models", "--presets")

@@ -60,12 +60,12 @@ def test_aihwkit_pcm_weight_side_matches_pcmlikenoisemodel_defaults():
 
 def test_aihwkit_pcm_forward_settings_are_aihwkits():
     _settings("aihwkit-pcm", {"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "adc_bound": 10.0, "tile_rows": 512,
-                              "adc_scope": "layer"})
+                              "adc_scope": "column"})
 
 
 def test_aihwkit_pcm_untrained_is_aihwkit_pcm_with_the_input_range_at_its_init_value():
     _settings("aihwkit-pcm-untrained", {"dac_bits": 8, "adc_bits": 8, "read_noise": 0.04, "adc_bound": 10.0,
-                                        "tile_rows": 512, "adc_scope": "layer", "dac_bound": 3.0})
+                                        "tile_rows": 512, "adc_scope": "column", "dac_bound": 3.0})
     untrained, base = expand_preset("aihwkit-pcm-untrained"), expand_preset("aihwkit-pcm")
     assert (untrained.noise, untrained.strengths) == (base.noise, base.strengths)
     assert "init_value 3.0" in PRESETS["aihwkit-pcm-untrained"].cites["dac_bound"]
