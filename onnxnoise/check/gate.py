@@ -74,11 +74,12 @@ class GateSettings:
     confidence: float = option(0.95, flag="--confidence", type=float, metavar="C", **_GATE,
                                help="confidence of each bound (default {default}: false-pass rate at most 1 - C)")
     max_draws: int = option(MAX_DRAWS, key="max_seeds", flag="--max-seeds", type=int, metavar="N", **_GATE,
-                            help=f"most noisy draws before INCONCLUSIVE (default {{default}}, at least {MIN_DRAWS})")
+                            help=f"most noisy draws before INCONCLUSIVE (default {{default}}, {MIN_DRAWS} to "
+                            f"{MAX_SEEDS})")
     min_draws: int = MIN_DRAWS
     first_seed: int = option(0, flag="--first-seed", type=int, metavar="S", **_GATE,
-                             help="seed of the first draw (default {default}); re-run with another to check that a "
-                             "verdict holds for other draws")
+                             help="seed of the first draw (default {default}; its last draw at most 2**63 - 1); re-run "
+                             "with another to check that a verdict holds for other draws")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.budget, (int, float)) and np.isfinite(self.budget) and 0 <= self.budget <= 100):
@@ -91,7 +92,8 @@ class GateSettings:
             raise ConfigError(f"`--max-seeds` must be an integer from {self.min_draws} (the minimum number of draws) "
                               f"to {MAX_SEEDS}, got {self.max_draws!r}")
         last = MAX_SEED - self.max_draws + 1  # draw i uses seed first_seed + i; the store holds 64-bit seeds
-        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, int) or not 0 <= self.first_seed <= last:
+        seed = self.first_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= last:
             raise ConfigError(f"`--first-seed` must be an integer from 0 to {last} (2**63 - 1 less --max-seeds "
                               f"{self.max_draws} plus 1: seeds are 64-bit), got {self.first_seed!r}")
 
