@@ -36,7 +36,7 @@ from typing import Any
 
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.errors import ExperimentError, OnnxNoiseError
-from onnxnoise.files import check_folder_name
+from onnxnoise.files import check_folder_name, folder_name
 from onnxnoise.options import strength_options
 from onnxnoise.settings import Setting, config_values, declared
 from onnxnoise.strict_json import parse_toml
@@ -214,9 +214,18 @@ def load_experiment(path: str | Path) -> Experiment:
                 sweeps.append((name, SweepConfig(**config_values(SweepConfig, options, run=run))))
         except OnnxNoiseError as exc:  # messages name CLI flags and values; say them as the file spells them
             raise ExperimentError(f"{path}: {where}: {file_syntax(str(exc))}") from None
-    name = str(doc.get("name", path.stem))
+    name = str(doc["name"]) if "name" in doc else _name_from_file(path)
     out = _resolve(base, doc["out"] if "out" in doc else Path("runs") / _folder_name(name, "`name`", path, out=True))
     return Experiment(name=name, out=out, models=models, sweeps=sweeps, source=path)
+
+
+def _name_from_file(path: Path) -> str:
+    """The experiment name when the file gives none: its file name's stem, made one plain folder name
+    (:func:`onnxnoise.files.folder_name`; ``...toml`` -> ``experiment``) when the stem is not one."""
+    try:
+        return check_folder_name(path.stem, "`name`")
+    except ValueError:
+        return folder_name(path.stem, fallback="experiment")
 
 
 def _folder_name(name: str, what: str, path: Path, *, out: bool = False) -> str:

@@ -21,7 +21,7 @@ from onnxnoise.strict_json import parse_json
 __all__ = [
     "TIME_UNITS", "TIME_STRENGTHS", "given", "parse_numbers", "parse_float_list", "is_time_strength", "parse_time",
     "parse_strengths",
-    "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS", "MAX_SEEDS",
+    "strength_options", "strength_flag", "strength_flag_models", "strength_example", "AUTO_MAX_SEEDS", "MAX_SEEDS", "MAX_SEED",
     "DEFAULT_NOISE_MODEL",
     "parse_seeds", "resolve_seeds", "check_auto_seeds", "parse_names", "parse_params", "parse_noise",
 ]
@@ -42,6 +42,10 @@ AUTO_MAX_SEEDS = 20
 #: Far beyond any useful interval (the t-interval's half-width shrinks as 1 / sqrt(draws)); a count of
 #: 1e9 would build a list of a billion seeds and a plan of billions of trials before the first ran.
 MAX_SEEDS = 10_000
+
+#: Largest seed a run may use: the trial store's ``seed`` column is a signed 64-bit integer
+#: (SQLite INTEGER, Polars Int64); the noise generator itself takes any non-negative integer.
+MAX_SEED = 2**63 - 1
 
 
 def given(**options: Any) -> dict[str, Any]:
@@ -295,8 +299,8 @@ def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
     """The list of seeds: ``0 .. N-1`` for a count, else the given seeds without duplicates.
 
     Raises:
-        ConfigError: If the count is < 1 or above :data:`MAX_SEEDS`, a seed is negative or not an
-            integer, or the list is empty or longer than :data:`MAX_SEEDS`.
+        ConfigError: If the count is < 1 or above :data:`MAX_SEEDS`, a seed is not an integer
+            from 0 to :data:`MAX_SEED`, or the list is empty or longer than :data:`MAX_SEEDS`.
     """
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = int(seeds)
@@ -317,6 +321,10 @@ def resolve_seeds(seeds: int | Sequence[int]) -> list[int]:
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             msg = f"seed {seed!r} must be a non-negative integer"
+            raise ConfigError(msg)
+        if seed > MAX_SEED:
+            msg = (f"`--seeds` (`seeds`): seed {seed} is above 2**63 - 1 = {MAX_SEED}, the largest seed the trial "
+                   "store holds; use smaller seeds")
             raise ConfigError(msg)
         seed = int(seed)
         if seed not in chosen:

@@ -55,6 +55,17 @@ def test_study_name_is_refused_only_where_it_names_the_folder(tmp_path):
     assert plain.out == tmp_path / "runs" / "my study" and plain.run_dir("resnet20").parent == plain.out
 
 
+@pytest.mark.parametrize(("file_name", "name"), [
+    ("...toml", "experiment"),  # was refused: "`name` '..' would not stay one folder", a name the user never set
+    ("..toml", "experiment"), (".hidden.toml", "hidden"), ("-x.toml", "x"), ("my study.toml", "my study"),
+    ("exp.toml", "exp"),
+])
+def test_a_file_without_name_takes_a_plain_folder_name_from_its_file_name(tmp_path, file_name, name):
+    path = _experiment(tmp_path).rename(tmp_path / file_name)
+    experiment = load_experiment(path)
+    assert experiment.name == name and experiment.out == tmp_path / "runs" / name
+
+
 def test_a_deeply_nested_experiment_file_is_one_line_exit_2(tmp_path, capsys):
     path = tmp_path / "deep.toml"
     path.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")

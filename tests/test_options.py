@@ -214,3 +214,11 @@ def test_seed_counts_and_lists_are_bounded():
         check_auto_seeds(0.5, 1_000_000_000)
     with pytest.raises(ConfigError, match=r"seeds must be a count N"):
         parse_seeds("1e9")
+    # Seeds beyond the store's signed 64-bit column (a Polars i128 traceback once): refused at parse time.
+    assert parse_seeds("9223372036854775807,0") == (2**63 - 1, 0)
+    with pytest.raises(ConfigError) as info:
+        parse_seeds("99999999999999999999999,1")
+    assert str(info.value) == ("`--seeds` (`seeds`): seed 99999999999999999999999 is above 2**63 - 1 = "
+                               "9223372036854775807, the largest seed the trial store holds; use smaller seeds")
+    with pytest.raises(ConfigError, match=r"^`--seeds` \(`seeds`\): seed 9223372036854775808 is above"):
+        resolve_seeds([2**63])

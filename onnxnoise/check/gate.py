@@ -29,6 +29,7 @@ from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
 from onnxnoise.errors import ConfigError, DataError, NoiseConfigError
+from onnxnoise.options import MAX_SEED, MAX_SEEDS
 from onnxnoise.report.paired import collapse_hint_line, collapsed, mcnemar_p
 from onnxnoise.settings import GATE, option
 
@@ -56,9 +57,11 @@ class GateSettings:
         budget: Largest allowed accuracy drop, percentage points (``--max-drop``).
         metric: ``top1`` or ``top5``.
         confidence: ``1 - alpha``: bound of the false-PASS and of the false-FAIL rate.
-        max_draws: Most noisy draws (``--max-seeds``), then INCONCLUSIVE.
+        max_draws: Most noisy draws (``--max-seeds``, at most :data:`~onnxnoise.options.MAX_SEEDS`),
+            then INCONCLUSIVE.
         min_draws: Fewest draws before a verdict (:data:`MIN_DRAWS`).
-        first_seed: Seed of the first draw; draw ``i`` uses ``first_seed + i``.
+        first_seed: Seed of the first draw; draw ``i`` uses ``first_seed + i``, so the last
+            one, ``first_seed + max_draws - 1``, must be at most :data:`~onnxnoise.options.MAX_SEED`.
 
     Raises:
         ConfigError: On a value out of range (one line naming the option).
@@ -71,11 +74,12 @@ class GateSettings:
     confidence: float = option(0.95, flag="--confidence", type=float, metavar="C", **_GATE,
                                help="confidence of each bound (default {default}: false-pass rate at most 1 - C)")
     max_draws: int = option(MAX_DRAWS, key="max_seeds", flag="--max-seeds", type=int, metavar="N", **_GATE,
-                            help=f"most noisy draws before INCONCLUSIVE (default {{default}}, at least {MIN_DRAWS})")
+                            help=f"most noisy draws before INCONCLUSIVE (default {{default}}, {MIN_DRAWS} to "
+                            f"{MAX_SEEDS})")
     min_draws: int = MIN_DRAWS
     first_seed: int = option(0, flag="--first-seed", type=int, metavar="S", **_GATE,
-                             help="seed of the first draw (default {default}); re-run with another to check that a "
-                             "verdict holds for other draws")
+                             help="seed of the first draw (default {default}; its last draw at most 2**63 - 1); re-run "
+                             "with another to check that a verdict holds for other draws")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.budget, (int, float)) and np.isfinite(self.budget) and 0 <= self.budget <= 100):
@@ -84,11 +88,14 @@ class GateSettings:
             raise ConfigError(f"`--metric` must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if not (isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1):
             raise ConfigError(f"`--confidence` must be at least 0.5 and below 1 (e.g. 0.95), got {self.confidence!r}")
-        if not isinstance(self.max_draws, int) or self.max_draws < self.min_draws:
-            raise ConfigError(f"`--max-seeds` must be an integer >= {self.min_draws} (the minimum number of draws), "
-                              f"got {self.max_draws!r}")
-        if isinstance(self.first_seed, bool) or not isinstance(self.first_seed, int) or self.first_seed < 0:
-            raise ConfigError(f"`--first-seed` must be an integer >= 0, got {self.first_seed!r}")
+        if not isinstance(self.max_draws, int) or not self.min_draws <= self.max_draws <= MAX_SEEDS:
+            raise ConfigError(f"`--max-seeds` must be an integer from {self.min_draws} (the minimum number of draws) "
+                              f"to {MAX_SEEDS}, got {self.max_draws!r}")
+        last = MAX_SEED - self.max_draws + 1  # draw i uses seed first_seed + i; the store holds 64-bit seeds
+        seed = self.first_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= last:
+            raise ConfigError(f"`--first-seed` must be an integer from 0 to {last} (2**63 - 1 less --max-seeds "
+                              f"{self.max_draws} plus 1: seeds are 64-bit), got {self.first_seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""

@@ -202,8 +202,10 @@ def run_check(args: argparse.Namespace, console: Console,
                     exact, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
     report["warnings"] = session.warnings + image_term_warnings(report, settings.budget)
     report.update(verdict=verdict, exit_code=EXIT_CODES[verdict], seconds=time.perf_counter() - started)
-    paths = write_outputs(report, out)
+    # The trial tables first: a write that fails leaves the previous verdict files with their own trial tables,
+    # or (failing at the verdict files) the new tables beside the previous verdict, never a verdict without its rows.
     write_table(session.frame(), out, "trials")
+    paths = write_outputs(report, out)
     print_summary(console, report)
     console.print(f"wrote {paths['json']}, {paths['junit']}, {paths['markdown']}, {out}/trials.parquet", highlight=False)
     if args.json:

@@ -36,7 +36,7 @@ from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, p
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
 from onnxnoise.settings import config_values, declared
-from onnxnoise.store import STORE_NAME, open_store
+from onnxnoise.store import STORE_NAME, run_store
 from onnxnoise.store.schema import json_columns
 from onnxnoise.sweep import make_executor, run_sweep
 
@@ -130,7 +130,7 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
         context = prepare_context(config.run, calibration_dir=out)
     for warning in context.warnings:
         console.print(f"[bold red]WARNING:[/] {warning}")
-    with open_store(out / STORE_NAME) as store:
+    with run_store(out / STORE_NAME) as store:
         progress = RichProgress(console, noise.noise_model)
         try:
             result = run_sweep(config, store, progress=progress, context=context, executor=executor)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -47,7 +48,8 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
     if action == "list":
         return _list(args, console)
     if action == "add":
-        entry = register_dataset(args.name, args.path, replace=args.replace)
+        entry = register_dataset(args.name, args.path, replace=args.replace, on_skipped=lambda line: console.print(
+            f"[bold red]WARNING:[/] {escape(line)}", highlight=False))
         console.print(f"registered `{entry.name}`: {entry.path} ({entry.format}, {entry.num_classes} classes, "
                       f"{entry.images:,} images)", highlight=False, markup=False)
         return 0

@@ -25,14 +25,15 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from onnxnoise.data.dataset import open_dataset
+from onnxnoise.data.dataset import Dataset, open_dataset
+from onnxnoise.data.formats import special_file
 from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
 from onnxnoise.files import atomic_write, locked
@@ -191,7 +192,7 @@ def check_name(name: str) -> str:
 
 
 def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "added",
-                     replace: bool = False) -> RegisteredDataset:
+                     replace: bool = False, on_skipped: Callable[[str], None] | None = None) -> RegisteredDataset:
     """Validate ``path`` with :func:`onnxnoise.data.open_dataset` and register it as ``name``.
 
     An existing entry of that name for the same path is refreshed; one for another path is
@@ -203,9 +204,12 @@ def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "
         path: Dataset folder or ``.npz`` file; stored absolute.
         source: Where it came from (``added``, or the download URL and sha256).
         replace: Replace an entry of that name that points elsewhere.
+        on_skipped: Called with one line naming the image files a run skips without decoding
+            (a FIFO, device or socket, a dangling link or link loop), when there are any.
 
     Returns:
-        The new entry (class count and image count as the loader reports them).
+        The new entry (class count as the loader reports it; image count without the files
+        a run skips unread, so it is what ``bench`` evaluates when every image decodes).
 
     Raises:
         DataError: Bad name, a path the dataset loader cannot open (its one-line reason), or
@@ -218,13 +222,37 @@ def register_dataset(name: str, path: str | os.PathLike[str], *, source: str = "
         dataset = open_dataset(root)
     except DataError as exc:
         raise DataError(f"cannot register `{name}`: {exc}") from None
+    unread = _unread_files(dataset)
+    if unread and on_skipped is not None:
+        on_skipped(f"{len(unread)} file(s) with an image name are not images a run can read and are not counted, "
+                   f"e.g. `{unread[0][0]}` ({unread[0][1]})")
     entry = RegisteredDataset(name=name, path=str(root), num_classes=int(dataset.num_classes),
-                              images=len(dataset), format=dataset.format, source=source,
+                              images=len(dataset) - len(unread), format=dataset.format, source=source,
                               added_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with _changing() as entries:
         _check_replace(entries, name, root, replace)  # again: another command may have added it meanwhile
         entries[name] = entry
     return entry
+
+
+def _unread_files(dataset: Dataset) -> list[tuple[Path, str]]:
+    """``(path, what it is)`` of the dataset's files that a run skips without decoding them.
+
+    A FIFO, device or socket (``formats.special_file``) and a path that cannot be looked at
+    (a dangling link, a link loop): ``data.loading`` skips them as unreadable, so the
+    registered image count leaves them out.
+    """
+    unread = []
+    for path in dataset.files or ():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            unread.append((path, exc.strerror or str(exc)))
+            continue
+        kind = special_file(path)
+        if kind is not None:
+            unread.append((path, kind))
+    return unread
 
 
 def _check_replace(entries: dict[str, RegisteredDataset], name: str, root: Path, replace: bool) -> None:

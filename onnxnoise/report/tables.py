@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -31,7 +32,10 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
 
     Each file is written to a temporary file beside it, flushed and renamed
     (:func:`onnxnoise.files.atomic_write`), so a full disk or a run killed mid-write
-    leaves the previous complete table in place, and no temporary file.
+    leaves the previous complete table in place, and no temporary file. Each table is
+    encoded in memory first and its bytes written by Python: Polars writing to the file
+    itself reports a full disk as a ``ComputeError`` ("Invalid thrift: transport error"),
+    not as the ``OSError`` every other write raises and the CLI prints as one line.
 
     Args:
         frame: The table, one row per trial (or per summary group).
@@ -40,13 +44,19 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
 
     Returns:
         The two paths written.
+
+    Raises:
+        OSError: A file could not be written (full disk, file size limit, permissions);
+            its ``filename`` is the table's path, which holds its previous content.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix, writer in ((".parquet", frame.write_parquet), (".csv", frame.write_csv)):
         final = out / f"{stem}{suffix}"
+        encoded = io.BytesIO()
+        writer(encoded)
         with atomic_write(final) as fh:
-            writer(fh)
+            fh.write(encoded.getbuffer())
         paths.append(final)
     return paths

@@ -186,7 +186,13 @@ def test_other_seeds_keep_a_clear_verdict(resnet, tmp_path):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--snr", "10,20", "--max-drop", "1"], "check tests one strength; got 2"),
     (["--max-drop", "1"], "give the one strength to check, e.g. --snr 10"),
-    (["--snr", "10", "--max-drop", "1", "--max-seeds", "2"], "`--max-seeds` must be an integer >= 3"),
+    (["--snr", "10", "--max-drop", "1", "--max-seeds", "2"],
+     "`--max-seeds` must be an integer from 3 (the minimum number of draws) to 10000, got 2"),
+    (["--snr", "10", "--max-drop", "1", "--max-seeds", "1000000000"],  # sized arrays by it: 7 GB in 25 s
+     "`--max-seeds` must be an integer from 3 (the minimum number of draws) to 10000, got 1000000000"),
+    (["--snr", "10", "--max-drop", "1", "--first-seed", "99999999999999999999999999"],  # a Polars i128 traceback
+     "`--first-seed` must be an integer from 0 to 9223372036854775798 (2**63 - 1 less --max-seeds 10 plus 1: seeds "
+     "are 64-bit), got 99999999999999999999999999"),
     (["--snr", "10", "--max-drop", "-1"], "`--max-drop` must be percentage points from 0 to 100"),
     (["--snr", "10", "--max-drop", "1", "--seeds", "5"], "check chooses its number of draws itself"),
     (["--snr", "10", "--max-drop", "1", "--find-limit"], "the search range is two strengths"),

@@ -336,6 +336,27 @@ def test_full_disk_at_check_outputs_keeps_the_previous_files(tmp_path, monkeypat
     assert {name: (out / name).read_bytes() for name in before} == before  # check.md comes after: not reached
 
 
+def test_full_disk_at_check_trial_tables_keeps_the_previous_verdict_files(tmp_path, monkeypatch, capsys):
+    """The trial tables are written before the verdict files: a full disk at trials.parquet leaves check.json,
+    junit.xml and check.md of the previous run beside its own trial tables (no mixed set)."""
+    model_path, data = tmp_path / "m.onnx", tmp_path / "d.npz"
+    model = conv_bn_resnet(seed=0)
+    onnx.save(model, model_path)
+    labeled_npz(model, data, n=60)
+    out = tmp_path / "out"
+    argv = ["check", model_path, "--data", data, "--preprocess", "raw", "--snr", "1e6", "--max-drop", "10",
+            "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    names = ("check.json", "junit.xml", "check.md", "trials.parquet", "trials.csv")
+    before = {name: (out / name).read_bytes() for name in names}
+    refused = fill_disk(monkeypatch, "trials.parquet")
+    code, _, err = run_cli(capsys, *argv[:-4], "--snr", "1e5", "--max-drop", "10", "--out", out)
+    assert code == 2 and refused == ["trials.parquet"] and leftovers(tmp_path) == []
+    assert err == (f"onnxnoise: error: No space left on device: {out / 'trials.parquet'} (no file was left "
+                   "half-written; fix it and run the same command again)\n")
+    assert {name: (out / name).read_bytes() for name in names} == before
+
+
 @pytest.fixture()
 def resnet(tmp_path) -> tuple[Path, Path]:
     """A small Conv+BN residual network and 40 labeled images whose clean top-1 is 70% (28 images)."""

@@ -4,7 +4,9 @@ registered dataset whose class count matches the model's outputs (or saying how 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -343,3 +345,27 @@ def test_a_lock_path_planted_as_a_symlink_creates_nothing_where_it_points(tmp_pa
     assert code == 2 and one_line(err).endswith("(the dataset registry is as it was; fix it and run the same "
                                                 "command again)")
     assert not (tmp_path / "elsewhere").exists() and not (config_dir / "datasets.json").exists()
+
+
+def test_data_add_counts_the_images_a_run_reads_and_names_the_special_files(tmp_path, capsys, monkeypatch):
+    """2 classes x 3 PNGs, plus a FIFO and a socket named like images: bench skips both unread, so the
+    registered count is 6, not 8, and a WARNING line names what was left out."""
+    root = tmp_path / "ds"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (4, 4), (i, 0, 0)).save(root / cls / f"{i}.png")
+    os.mkfifo(root / "a" / "pipe.png")
+    server = socket.socket(socket.AF_UNIX)
+    monkeypatch.chdir(root / "b")
+    server.bind("sock.jpg")  # relative: a socket path is limited to 108 bytes
+    try:
+        code, out, err = run_cli(capsys, "data", "add", "ds", root)
+    finally:
+        server.close()
+    assert code == 0, err
+    assert " ".join(out.split()) == (
+        f"WARNING: 2 file(s) with an image name are not images a run can read and are not counted, e.g. "
+        f"`{root / 'a' / 'pipe.png'}` (a FIFO (named pipe)) registered `ds`: {root} (image-folder, 2 classes, "
+        "6 images)")
+    assert load_registry()["ds"].images == 6

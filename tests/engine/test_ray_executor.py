@@ -235,6 +235,7 @@ def test_unreachable_address_is_one_line_at_once(files, capfd, address, reason):
     assert code == 2 and time.monotonic() - started < 60  # Ray alone retries for minutes
     assert len(err) == 1 and err[0].startswith(f"onnxnoise: error: cannot reach the Ray cluster at {address} ({reason}")
     assert "leave out --address to start a local Ray instance" in err[0]
+    assert list((data.parent / "unreachable").iterdir()) == []  # no empty trials.sqlite left behind
 
 
 @pytest.fixture()

@@ -26,6 +26,7 @@ from onnxnoise.store import (
     TRIAL_COLUMNS,
     TrialStore,
     open_store,
+    run_store,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +167,8 @@ def test_kill_inside_an_open_write_transaction_rolls_it_back(tmp_path):
 
 def test_public_names_and_schema_v2_columns():
     assert onnxnoise.store.__all__ == [
-        "SCHEMA_VERSION", "APPLICATION_ID", "TRIAL_COLUMNS", "RUN_COLUMNS", "STORE_NAME", "TrialStore", "open_store"
+        "SCHEMA_VERSION", "APPLICATION_ID", "TRIAL_COLUMNS", "RUN_COLUMNS", "STORE_NAME", "TrialStore", "open_store",
+        "run_store",
     ]
     assert (SCHEMA_VERSION, APPLICATION_ID, STORE_NAME) == (2, 0x6F6E6E78, "trials.sqlite")
     assert list(TRIAL_COLUMNS) == [
@@ -418,3 +420,42 @@ def test_two_processes_write_overlapping_keys(tmp_path):
     assert frame["error"].null_count() == N_CONCURRENT  # every failed row of A was replaced or refused
     assert sorted(frame["top1_correct"].to_list()) == sorted(i % 101 for i in range(N_CONCURRENT))
     assert sum(len(r) for r in refused) + sum(len(k) for k in skipped) >= len(overlap) - len(fail_a)
+
+
+_RUN = {"model": "m", "model_sha256": "s", "noise_model": "gaussian-snr"}
+
+
+@pytest.mark.parametrize(("rows", "kept"), [
+    ((), False),  # only the failed run's own record: removed (an unreachable Ray --address left it)
+    (("baseline",), True),  # a trial row: kept, the same command resumes
+])
+def test_a_store_created_by_a_run_that_failed_is_removed_only_while_it_holds_no_trial(tmp_path, rows, kept):
+    path = tmp_path / STORE_NAME
+    with pytest.raises(RuntimeError, match="^cannot reach Ray$"), run_store(path) as store:
+        run = store.record_run(_RUN)
+        for key in rows:
+            store.record({"key": key, "mode": "baseline", "noise_model": "gaussian-snr", "run_id": run})
+        raise RuntimeError("cannot reach Ray")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([STORE_NAME] if kept else [])
+    if kept:
+        with open_store(path) as store:
+            assert store.done_keys() == {"baseline"}
+
+
+def test_a_store_that_existed_or_that_another_run_joined_is_kept_after_a_failure(tmp_path):
+    existing = tmp_path / "old" / STORE_NAME
+    open_store(existing).close()
+    with pytest.raises(RuntimeError), run_store(existing) as store:
+        store.record_run(_RUN)
+        raise RuntimeError("failed")
+    assert existing.exists()
+    joined = tmp_path / "joined" / STORE_NAME
+    with pytest.raises(RuntimeError), run_store(joined) as store:
+        store.record_run(_RUN)
+        with open_store(joined) as other:  # a concurrent sweep of the same folder recorded its run
+            other.record_run(_RUN)
+        raise RuntimeError("failed")
+    assert joined.exists()
+    with run_store(tmp_path / "ok" / STORE_NAME) as store:  # no failure: an empty new store stays
+        pass
+    assert (tmp_path / "ok" / STORE_NAME).exists()
