@@ -8,7 +8,10 @@
 #      the count differences and the largest logit difference against the CPU; the effective use_tf32 that
 #      the trial key records;
 #   3. clean vs sweep throughput on the GPU (scripts/bench_throughput.py, interleaved rounds with intervals),
-#      ResNet56 whole-model and per-layer (prefix reuse with cuts on the device, and without), efficientnet-lite0.
+#      ResNet56 whole-model and per-layer (prefix reuse with cuts on the device, and without), efficientnet-lite0;
+#   4. the analog tile's stages (issue 23) on the GPU: ResNet56 with 8-bit DAC/ADC on 512-row tiles, weights
+#      exact, CPU vs GPU top-1 and clip counts; with read noise 0.04 twice on the GPU (the same counts: the
+#      CUDA RandomNormalLike repeats its sequence in a fresh session) and its seconds against the clean trial.
 # Set REPEATS (default 3) for the throughput rounds.
 set -euo pipefail
 SHARED=${SHARED:-../shared}
@@ -68,3 +71,35 @@ B="python scripts/bench_throughput.py --device cuda --repeats $REPEATS --cache-r
 $B "$R56" --data "$CIFAR" --mode all --trials 10
 $B "$R56" --data "$CIFAR" --mode per-layer
 $B "$EFF" --data "$IMAGENETTE" --preprocess tf-lite --mode all --trials 10 --batch-size 100
+
+stages_cpu_vs_gpu() {  # MODEL DATA
+  for run in "cpu io" "cuda io" "cuda noise-a" "cuda noise-b"; do
+    set -- $run; device=$1; name=$2; extra=""
+    case $name in noise-*) extra="--read-noise 0.04";; esac
+    python -m onnxnoise.cli bench "$R56" --data "$CIFAR" --device "$device" --noise none --dac-bits 8 --adc-bits 8 \
+      --tile-rows 512 $extra --seeds 1 --json --out "$OUT/stages-$device-$name" > "$OUT/stages-$device-$name.json"
+  done
+  python - "$OUT" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+
+out = Path(sys.argv[1])
+rows = {}
+for name in ("cpu-io", "cuda-io", "cuda-noise-a", "cuda-noise-b"):
+    table = pl.read_parquet(out / f"stages-{name}" / "trials.parquet")
+    noisy, clean = table.filter(pl.col("mode") != "baseline").row(0, named=True), table.filter(
+        pl.col("mode") == "baseline").row(0, named=True)
+    rows[name] = noisy
+    print(f"  {name:13}: top-1 {noisy['top1_correct']} (clean {clean['top1_correct']}), DAC clipped "
+          f"{noisy['dac_clipped']}, ADC clipped {noisy['adc_clipped']}, {noisy['seconds']:.2f} s "
+          f"(clean trial {clean['seconds']:.2f} s), provider {noisy['provider']}")
+a, b = rows["cuda-noise-a"], rows["cuda-noise-b"]
+assert (a["top1_correct"], a["adc_clipped"]) == (b["top1_correct"], b["adc_clipped"]), "read noise not reproducible"
+print("  read noise on CUDA: two runs equal; CPU vs CUDA 8-bit I/O top-1 difference",
+      rows["cuda-io"]["top1_correct"] - rows["cpu-io"]["top1_correct"])
+PY
+}
+stages_cpu_vs_gpu
