@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["DEPTHS", "BasicBlock", "CifarResNet", "build_cifar_resnet", "fold_batchnorm"]
+__all__ = [
+    "DEPTHS", "BasicBlock", "CifarResNet", "blocks_per_stage", "build_cifar_resnet", "fold_batchnorm",
+    "fold_resnet_batchnorm",
+]
 
 DEPTHS = (20, 32, 44, 56)
 
@@ -88,32 +91,52 @@ class CifarResNet(nn.Module):
         return self.linear(out)
 
 
+def blocks_per_stage(depth: int, depths: tuple[int, ...]) -> int:
+    """Blocks per stage ``n`` of a ``6n + 2``-layer CIFAR ResNet of ``depth``, one of ``depths``.
+
+    Raises:
+        ValueError: if ``depth`` is not one of ``depths``.
+    """
+    if depth not in depths:
+        msg = f"unsupported `depth` {depth!r}; expected one of {list(depths)}"
+        raise ValueError(msg)
+    return (depth - 2) // 6
+
+
 def build_cifar_resnet(depth: int) -> CifarResNet:
     """Build an untrained CIFAR ResNet of ``depth`` (20, 32, 44 or 56) layers.
 
     Raises:
         ValueError: if ``depth`` is not one of ``DEPTHS``.
     """
-    if depth not in DEPTHS:
-        msg = f"unsupported `depth` {depth!r}; expected one of {list(DEPTHS)}"
-        raise ValueError(msg)
-    return CifarResNet((depth - 2) // 6)
+    return CifarResNet(blocks_per_stage(depth, DEPTHS))
 
 
-def fold_batchnorm(model: CifarResNet) -> CifarResNet:
-    """Return an eval-mode copy of ``model`` with every BatchNorm folded into the conv before it.
+def fold_resnet_batchnorm(model: nn.Module, stages: tuple[str, ...]) -> nn.Module:
+    """Return an eval-mode copy of a CIFAR ResNet with every BatchNorm folded into the conv before it.
 
     ``conv(x) * gamma / sqrt(var + eps) + (beta - mean * gamma / sqrt(var + eps))`` becomes one conv
-    with weight and bias (``torch.nn.utils.fusion.fuse_conv_bn_eval``, float32); each folded BatchNorm
-    is replaced by ``nn.Identity``. ``model`` itself is not changed.
+    with weight and bias (``torch.nn.utils.fusion.fuse_conv_bn_eval``, float32, each BN's own eps):
+    the stem ``conv1``/``bn1``, then in every block of the attributes ``stages`` its ``conv1``/``bn1``,
+    ``conv2``/``bn2`` and, where the block has one, its ``downsample`` conv + BN pair. Each folded
+    BatchNorm is replaced by ``nn.Identity`` in place (``downsample.1`` stays, so the conv keeps its
+    name ``downsample.0``). ``model`` itself is not changed.
     """
     folded = copy.deepcopy(model).eval()
     folded.conv1 = fuse_conv_bn_eval(folded.conv1, folded.bn1)
     folded.bn1 = nn.Identity()
-    for layer in (folded.layer1, folded.layer2, folded.layer3):
-        for block in layer:
+    for stage in stages:
+        for block in getattr(folded, stage):
             block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
             block.bn1 = nn.Identity()
             block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
             block.bn2 = nn.Identity()
+            if getattr(block, "downsample", None) is not None:
+                block.downsample[0] = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
+                block.downsample[1] = nn.Identity()
     return folded
+
+
+def fold_batchnorm(model: CifarResNet) -> CifarResNet:
+    """:func:`fold_resnet_batchnorm` of an akamaster CIFAR ResNet (stages ``layer1`` to ``layer3``)."""
+    return fold_resnet_batchnorm(model, ("layer1", "layer2", "layer3"))

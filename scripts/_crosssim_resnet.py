@@ -17,12 +17,11 @@ Only ``scripts/`` and ``tests/`` import this module (torch is not a dependency o
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from _cifar_resnet import blocks_per_stage, fold_resnet_batchnorm
 
 __all__ = [
     "CROSSSIM_DEPTHS",
@@ -91,30 +90,13 @@ def build_crosssim_resnet(depth: int) -> CrossSimResNet:
     Raises:
         ValueError: if ``depth`` is not one of ``CROSSSIM_DEPTHS``.
     """
-    if depth not in CROSSSIM_DEPTHS:
-        msg = f"unsupported `depth` {depth!r}; expected one of {list(CROSSSIM_DEPTHS)}"
-        raise ValueError(msg)
-    return CrossSimResNet((depth - 2) // 6)
+    return CrossSimResNet(blocks_per_stage(depth, CROSSSIM_DEPTHS))
 
 
 def fold_crosssim_batchnorm(model: CrossSimResNet) -> CrossSimResNet:
-    """Return an eval-mode copy of ``model`` with every BatchNorm folded into the conv before it.
+    """:func:`_cifar_resnet.fold_resnet_batchnorm` of a CrossSim ResNet (stages ``res1`` to ``res3``).
 
-    Same folding as ``_cifar_resnet.fold_batchnorm`` (``torch.nn.utils.fusion.fuse_conv_bn_eval``,
-    float32, each BN's own eps), also for the ``downsample`` conv + BN pairs; a folded BatchNorm
-    becomes ``nn.Identity`` (``downsample.1`` stays in place, so the conv keeps its name
-    ``downsample.0``). ``model`` itself is not changed.
+    The same folding as the akamaster export's, also for the ``downsample`` conv + BN pairs
+    (``downsample.1`` stays in place as ``nn.Identity``, so the conv keeps its name ``downsample.0``).
     """
-    folded = copy.deepcopy(model).eval()
-    folded.conv1 = fuse_conv_bn_eval(folded.conv1, folded.bn1)
-    folded.bn1 = nn.Identity()
-    for stage in (folded.res1, folded.res2, folded.res3):
-        for block in stage:
-            block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
-            block.bn1 = nn.Identity()
-            block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
-            block.bn2 = nn.Identity()
-            if block.downsample is not None:
-                block.downsample[0] = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
-                block.downsample[1] = nn.Identity()
-    return folded
+    return fold_resnet_batchnorm(model, ("res1", "res2", "res3"))

@@ -103,10 +103,33 @@ _CROSSSIM_UPSTREAM = "github.com/sandialabs/cross-sim@0a2eb1e (3.2.0), applicati
 _MAX_ABS_DIFF = 1e-4
 
 
-def _checkpoint_depth(state: dict[str, torch.Tensor]) -> int | None:
-    """Depth ``6n + 2`` implied by the number of ``layer1.<i>.`` blocks, or ``None``."""
-    blocks = {key.split(".")[1] for key in state if key.startswith("layer1.") and key.count(".") >= 2}
+def _checkpoint_depth(state: dict[str, torch.Tensor], stage: str) -> int | None:
+    """Depth ``6n + 2`` implied by the number of ``<stage>.<i>.`` blocks of ``state``, or ``None``."""
+    blocks = {key.split(".")[1] for key in state if key.startswith(f"{stage}.") and key.count(".") >= 2}
     return 6 * len(blocks) + 2 if blocks else None
+
+
+def _load_resnet(
+    depth: int, depths: tuple[int, ...], checkpoint: str | Path, stage: str,
+    build: Callable[[int], torch.nn.Module], name: str,
+) -> torch.nn.Module:
+    """``build(depth)`` with the state dict of ``checkpoint`` loaded strictly (both CIFAR ResNet exports).
+
+    ``stage`` is the attribute of the first stage, whose block count tells the checkpoint's depth.
+
+    Raises:
+        ExportError: ``depth`` not in ``depths``; the file missing or not a state dict; a checkpoint
+            of another depth; tensors that do not match ``build(depth)``.
+    """
+    if depth not in depths:
+        msg = f"unsupported `--depth` {depth}; expected one of {', '.join(map(str, depths))}"
+        raise ExportError(msg)
+    state = read_state_dict(checkpoint, "checkpoint")
+    found = _checkpoint_depth(state, stage)
+    if found is not None and found != depth:
+        msg = f"checkpoint {str(checkpoint)!r} is a ResNet{found}, but `--depth` is {depth}"
+        raise ExportError(msg)
+    return load_state_dict_strict(build(depth), state, f"checkpoint {str(checkpoint)!r}", f"{name}{depth}")
 
 
 def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
@@ -120,17 +143,7 @@ def load_cifar_resnet(depth: int, checkpoint: str | Path) -> CifarResNet:
         ExportError: if ``depth`` is unsupported, the file is missing or not a checkpoint, or its
             tensors do not match the architecture (e.g. a ResNet32 checkpoint with ``depth=20``).
     """
-    if depth not in DEPTHS:
-        msg = f"unsupported `--depth` {depth}; expected one of {', '.join(map(str, DEPTHS))}"
-        raise ExportError(msg)
-    state = read_state_dict(checkpoint, "checkpoint")
-    found = _checkpoint_depth(state)
-    if found is not None and found != depth:
-        msg = f"checkpoint {str(checkpoint)!r} is a ResNet{found}, but `--depth` is {depth}"
-        raise ExportError(msg)
-    return load_state_dict_strict(
-        build_cifar_resnet(depth), state, f"checkpoint {str(checkpoint)!r}", f"CIFAR ResNet{depth}"
-    )
+    return _load_resnet(depth, DEPTHS, checkpoint, "layer1", build_cifar_resnet, "CIFAR ResNet")
 
 
 def export_cifar_resnet(
@@ -186,17 +199,7 @@ def load_crosssim_resnet(depth: int, checkpoint: str | Path) -> CrossSimResNet:
         ExportError: if ``depth`` is unsupported, the file is missing or not a state dict, or its
             tensors do not match the architecture (e.g. a ResNet20 file with ``depth=14``).
     """
-    if depth not in CROSSSIM_DEPTHS:
-        msg = f"unsupported `--depth` {depth}; expected one of {', '.join(map(str, CROSSSIM_DEPTHS))}"
-        raise ExportError(msg)
-    state = read_state_dict(checkpoint, "checkpoint")
-    blocks = {key.split(".")[1] for key in state if key.startswith("res1.") and key.count(".") >= 2}
-    if blocks and 6 * len(blocks) + 2 != depth:
-        msg = f"checkpoint {str(checkpoint)!r} is a ResNet{6 * len(blocks) + 2}, but `--depth` is {depth}"
-        raise ExportError(msg)
-    return load_state_dict_strict(
-        build_crosssim_resnet(depth), state, f"checkpoint {str(checkpoint)!r}", f"CrossSim ResNet{depth}"
-    )
+    return _load_resnet(depth, CROSSSIM_DEPTHS, checkpoint, "res1", build_crosssim_resnet, "CrossSim ResNet")
 
 
 def export_crosssim_resnet(
