@@ -6,7 +6,7 @@ import pytest
 
 from onnxnoise.config import NoiseConfig
 from onnxnoise.errors import ConfigError, NoiseConfigError
-from onnxnoise.noise_config import check_tile_rows
+from onnxnoise.noise_config import check_tile_rows, preset_overrides
 
 
 @pytest.mark.parametrize(("alias", "model"), [("gaussian", "gaussian-snr"), ("stuck", "stuck-at")])
@@ -71,3 +71,13 @@ def test_a_per_tile_full_scale_without_tile_rows_is_refused_before_any_trial(noi
         check_tile_rows(config, 0)
     check_tile_rows(config, 512)
     check_tile_rows(NoiseConfig.from_options(noise="pcm:mapping=channel"), 0)  # needs no tiles
+
+
+def test_preset_overrides_are_the_given_flags_that_replace_the_presets():
+    """What the stderr line of ``--analog-preset`` names: --noise, the preset's own settings and a strength option,
+    in the expansion's order; settings the preset does not set (``--limit``) and flags not given are not listed."""
+    given = {"analog_preset": "aihwkit-pcm", "adc_bits": 6, "t": "60s", "noise": "pcm:levels=16", "limit": 100,
+             "dac_bits": None, "read_noise": 0.0}
+    assert preset_overrides(given) == ["--noise pcm:levels=16", "--adc-bits 6", "--read-noise 0", "--t 60s"]
+    assert preset_overrides({"analog_preset": "afm", "limit": 100}) == []
+    assert preset_overrides({"adc_bits": 6}) == []  # no preset
