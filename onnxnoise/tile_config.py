@@ -76,19 +76,20 @@ class TileConfig:
                            "digitized separately (e.g. 256 to 1152); default {default}: one tile")
     adc_bound: float = _tile(0.0, "--adc-bound", type=float, metavar="B", unit="x_max * w_max",
                              help="fixed ADC range +-B * x_max * w_max (aihwkit's out_bound, e.g. 10) instead of the "
-                             "calibrated one; default {default}: calibrated")
+                             "calibrated one; with --adc-bits; default {default}: calibrated")
     dac_bound: float = _tile(0.0, "--dac-bound", type=float, metavar="X", unit="activation units",
                              help="fix every staged layer's DAC range x_max at +-X (input units; aihwkit's input "
                              "ranges at their init 3.0 on a model not trained in analog); it also scales "
                              "--read-noise and --adc-bound; default {default}: calibrated")
     adc_scope: str = _tile("layer", "--adc-scope", choices=ADC_SCOPES,
-                           help="one ADC range per tile, or per tile and output column (default {default})")
+                           help="one ADC range per tile, or per tile and output column (there also the read noise's w_max); "
+                           "with --adc-bits or --read-noise (default {default})")
     calibration: str = _tile("max", "--calibration", choices=CALIBRATIONS,
                              help="DAC/ADC ranges from clean activations: their max or a percentile (default "
                              "{default})")
     percentile: float = _tile(99.99, "--calibration-percentile", type=float, metavar="PCT", unit="%",
                               key="calibration_percentile",
-                              help="--calibration percentile: the percentile of absolute activations (default "
+                              help="with --calibration percentile: the percentile of absolute activations (default "
                               "{default})")
     calibration_images: int = _tile(500, "--calibration-images", type=int, metavar="N", unit="images",
                                     help="calibrate on the first N evaluation images, clean model (CrossSim uses 500 "
