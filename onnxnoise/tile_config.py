@@ -82,8 +82,8 @@ class TileConfig:
                              "ranges at their init 3.0 on a model not trained in analog); it also scales "
                              "--read-noise and --adc-bound; default {default}: calibrated")
     adc_scope: str = _tile("layer", "--adc-scope", choices=ADC_SCOPES,
-                           help="one ADC range per tile, or per tile and output column (there also the read noise's w_max); "
-                           "with --adc-bits or --read-noise (default {default})")
+                           help="one ADC range per tile, or per tile and output column (there also the read "
+                           "noise's w_max); with --adc-bits or --read-noise (default {default})")
     calibration: str = _tile("max", "--calibration", choices=CALIBRATIONS,
                              help="DAC/ADC ranges from clean activations: their max or a percentile (default "
                              "{default})")

@@ -106,7 +106,8 @@ FIXED = "no range is calibrated: `--dac-bound` fixes the DAC range"
     (TileSettings(dac_bits=8, dac_bound=3.0, calibration_images=50, percentile=99.0),  # every range fixed
      {"calibration_images": FIXED, "calibration_percentile": FIXED}),
     (TileSettings(dac_bits=8, dac_bound=3.0, adc_bits=8, calibration_images=50), {}),  # the ADC range is measured
-    (TileSettings(adc_bits=8, percentile=99.0), {"calibration_percentile": "the ranges are the clean activations' max"}),
+    (TileSettings(adc_bits=8, percentile=99.0),
+     {"calibration_percentile": "the ranges are the clean activations' max"}),
     (TileSettings(adc_bits=8, calibration="percentile", percentile=99.0), {}),
 ])
 def test_settings_that_no_stage_reads(settings, unused):
