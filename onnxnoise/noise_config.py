@@ -250,6 +250,11 @@ def apply_analog_preset(options: Mapping[str, Any], known: Sequence[str]) -> tup
         model, params = own_model, {**(own_params or {}), **(params or {})}
     out.update(noise_model=model, noise_params=params)
     strength_keys = [s.key for s in strength_settings()]
+    if ours:  # another model's strength option: say that the preset chose the model the user did not name
+        try:
+            parse_strengths(noise_model=get_noise_model(model), **{key: out.get(key) for key in strength_keys})
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (--analog-preset {preset.name} sets --noise {preset.noise})") from None
     inline = ours and params and get_noise_model(model).split_params(params)[1] is not None
     if ours and preset.strengths and not inline and all(out.get(key) is None for key in strength_keys):
         out["strength"] = preset.strengths

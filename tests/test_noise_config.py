@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from onnxnoise.config import NoiseConfig
+from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.errors import ConfigError, NoiseConfigError
 from onnxnoise.noise_config import check_tile_rows, preset_overrides
+from onnxnoise.settings import config_values
 
 
 @pytest.mark.parametrize(("alias", "model"), [("gaussian", "gaussian-snr"), ("stuck", "stuck-at")])
@@ -81,3 +82,14 @@ def test_preset_overrides_are_the_given_flags_that_replace_the_presets():
     assert preset_overrides(given) == ["--noise pcm:levels=16", "--adc-bits 6", "--read-noise 0", "--t 60s"]
     assert preset_overrides({"analog_preset": "afm", "limit": 100}) == []
     assert preset_overrides({"adc_bits": 6}) == []  # no preset
+
+
+def test_another_models_strength_under_a_preset_names_the_presets_noise() -> None:
+    """``--analog-preset noisynn --snr 10``: the user never typed --noise, so the one line says where it came from."""
+    with pytest.raises(ConfigError) as info:
+        config_values(RunConfig, {"analog_preset": "noisynn", "snr": "10"})
+    assert str(info.value) == (
+        "`--snr` is the strength of gaussian-snr, not of gaussian-global-db; give gaussian-global-db's SNR over the "
+        "whole model (dB) with `--snr-db` or `--strength` (e.g. --snr-db 40,30,20,10) (--analog-preset noisynn sets "
+        "--noise gaussian-global-db)")
+    assert config_values(RunConfig, {"analog_preset": "noisynn", "snr_db": "20"})["noise"].strengths == (20.0,)
