@@ -339,14 +339,19 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
         return 0
     for m in models:
         axis = m["strength"]
-        console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
-        console.print(f"  strength: {axis['name']} ({axis['label']}), given with {' or '.join(axis['options'])}"
-                      + ("; takes time units s, min, h, d, w, y" if axis["time"] else "")
-                      + f"; unit {axis['unit'] or '-'}, {'log' if axis['log'] else 'linear'} axis, "
-                      f"more noise when {axis['more_noise_when']}", highlight=False, markup=False)
-        if m["example"]:
-            console.print(f"  e.g. --noise {m['name']} {m['example']}", highlight=False, markup=False)
         defaults = m["default_strengths_text"] or [f"{v:g}" for v in m["default_strengths"]]
+        console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
+        if m["name"] == "none":  # one fixed strength and no option of its own: nothing to give
+            console.print(f"  strength: none to give (its one strength is 0: {defaults[0]})", highlight=False,
+                          markup=False)
+            console.print(f"  e.g. {stages['alone']}", highlight=False, markup=False)
+        else:
+            console.print(f"  strength: {axis['name']} ({axis['label']}), given with {' or '.join(axis['options'])}"
+                          + ("; takes time units s, min, h, d, w, y" if axis["time"] else "")
+                          + f"; unit {axis['unit'] or '-'}, {'log' if axis['log'] else 'linear'} axis, "
+                          f"more noise when {axis['more_noise_when']}", highlight=False, markup=False)
+        if m["example"] and m["name"] != "none":
+            console.print(f"  e.g. --noise {m['name']} {m['example']}", highlight=False, markup=False)
         console.print(f"  default strengths: {', '.join(defaults)}", highlight=False)
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["params"].items()) or "(none)"
         console.print(f"  parameters: {params}", highlight=False, markup=False)

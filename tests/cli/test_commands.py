@@ -422,6 +422,9 @@ def test_noise_models_mentions_the_tile_stages(capsys):
     assert stages["alone"] == "--noise none --dac-bits 8 --adc-bits 8"
     code, out, _ = run_cli(capsys, "noise-models")
     assert "tile stages: the analog tile's input/output stages" in " ".join(out.split())
+    # none has no strength to give: its entry shows the stages alone, not `--noise none --strength 0`
+    assert ("none: Weights left exact (strength 0 only): the tile's input/output stages alone. strength: none to give "
+            "(its one strength is 0: weights exact) e.g. --noise none --dac-bits 8 --adc-bits 8") in " ".join(out.split())
 
 
 def test_bench_with_an_analog_preset_shows_and_runs_its_expansion(tiny, tmp_path, capsys):
