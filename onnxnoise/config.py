@@ -23,7 +23,7 @@ from onnxnoise.data.loading import usable_cpus
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise.presets import PRESETS
 from onnxnoise.noise_config import NoiseConfig, apply_analog_preset, check_tile_rows
-from onnxnoise.tile_config import TileConfig
+from onnxnoise.tile_config import TileConfig, check_given_tile_options
 from onnxnoise.options import (
     TIME_UNITS, given, is_time_strength, parse_float_list, parse_names, parse_noise, parse_numbers, parse_params,
     parse_seeds, parse_strengths, parse_time, resolve_seeds,
@@ -283,8 +283,16 @@ class RunConfig:
     @classmethod
     def expand_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` with ``--analog-preset``'s settings where the user gave none (:func:`apply_analog_preset`);
-        :func:`onnxnoise.settings.config_values` calls it first, the one place a preset expands."""
-        return apply_analog_preset(options, [s.key for s in declared(cls)])[0]
+        :func:`onnxnoise.settings.config_values` calls it first, the one place a preset expands.
+
+        Raises:
+            ConfigError: A bad preset or tile value, or a tile setting the user gave that acts on nothing
+                in this run (:func:`onnxnoise.tile_config.check_given_tile_options`).
+        """
+        expanded = apply_analog_preset(options, [s.key for s in declared(cls)])[0]
+        check_given_tile_options(options, TileConfig.from_options(**{s.key: expanded.get(s.key)
+                                                                     for s in declared(TileConfig)}))
+        return expanded
 
     def to_dict(self) -> dict[str, Any]:
         """All settings, JSON-ready."""

@@ -21,9 +21,12 @@ from onnxnoise.options import (
     AUTO_MAX_SEEDS, DEFAULT_NOISE_MODEL, check_auto_seeds, given, parse_noise, parse_numbers, parse_seeds,
     parse_strengths, resolve_seeds, strength_options,
 )
-from onnxnoise.settings import NOISE, Setting, config_values, declared, option, option_inputs
+from onnxnoise.settings import NOISE, Setting, config_values, declared, option, option_inputs, show_default
 
-__all__ = ["NoiseConfig", "apply_analog_preset", "check_tile_rows", "noise_choice_settings", "strength_settings"]
+__all__ = [
+    "NoiseConfig", "apply_analog_preset", "check_tile_rows", "noise_choice_settings", "preset_overrides",
+    "strength_settings",
+]
 
 
 def noise_choice_settings() -> list[Setting]:
@@ -247,10 +250,43 @@ def apply_analog_preset(options: Mapping[str, Any], known: Sequence[str]) -> tup
         model, params = own_model, {**(own_params or {}), **(params or {})}
     out.update(noise_model=model, noise_params=params)
     strength_keys = [s.key for s in strength_settings()]
+    if ours:  # another model's strength option: say that the preset chose the model the user did not name
+        try:
+            parse_strengths(noise_model=get_noise_model(model), **{key: out.get(key) for key in strength_keys})
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (--analog-preset {preset.name} sets --noise {preset.noise})") from None
     inline = ours and params and get_noise_model(model).split_params(params)[1] is not None
     if ours and preset.strengths and not inline and all(out.get(key) is None for key in strength_keys):
         out["strength"] = preset.strengths
     return out, preset
+
+
+def preset_overrides(options: Mapping[str, Any]) -> list[str]:
+    """The flags the user gave that replace or change ``options["analog_preset"]``'s settings, as typed.
+
+    What :func:`apply_analog_preset` lets win over the preset: ``--noise`` (of the preset's model it
+    merges its parameters, of another it replaces the noise), a strength option (``--t``,
+    ``--strength``...) and each of the preset's run settings the user set (``--adc-bits 6``).
+
+    Args:
+        options: Given values by setting key (``None``: not given), as :func:`apply_analog_preset` takes them.
+
+    Returns:
+        ``["--adc-bits 6", "--t 60s"]`` in the order of the preset's expansion; ``[]`` without a preset
+        or when no flag overrides it.
+    """
+    name = options.get("analog_preset")
+    if name is None:
+        return []
+    preset = expand_preset(str(name))
+    keys = ["noise", "noise_model", "noise_params", *preset.settings, *(s.key for s in strength_settings())]
+    out = []
+    for key in dict.fromkeys(keys):
+        value = options.get(key)
+        if value is not None:
+            shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else show_default(value)
+            out.append(f"--{key.replace('_', '-')} {shown}")
+    return out
 
 
 def check_tile_rows(noise: NoiseConfig, tile_rows: int) -> None:

@@ -222,6 +222,9 @@ def _not_its_option(key: str, model: Any, axis: StrengthAxis) -> str:
     """The message for another model's strength option: whose it is and the chosen model's own."""
     owners = strength_flag_models(key.replace("_", "-"))
     whose = f"the strength of {', '.join(owners)}" if owners else "no noise model's strength"
+    if not axis.flags and len(model.default_strengths) == 1:  # `none`: one fixed strength, nothing to give
+        return (f"`{_option(key)}` is {whose}; --noise {model.name} has no strength to set "
+                f"({axis.text_of(model.default_strengths[0])}): drop `{_option(key)}`")
     example = strength_example(model, model.default_strengths) if model.default_strengths else ""
     return (f"`{_option(key)}` is {whose}, not of {model.name}; give {model.name}'s {axis_label(model)} with "
             f"{_one_of([*(f'`--{f}`' for f in axis.flags), '`--strength`'])}" + (f" (e.g. {example})" if example else ""))

@@ -118,7 +118,7 @@ def test_runs_under_other_keyed_settings_stay_apart_in_a_report(toy_gain, resnet
     assert summary.filter(pl.col("mode") == "all").height == 2  # one row per setting, never one mixed row
     report = (out / "report.md").read_text()
     assert "| model | dataset | settings | images |" in report
-    assert "| m.onnx | d | default | 40 |" in report and '| m.onnx | d | {"toy_gain":2.5} | 40 |' in report
+    assert "| m.onnx | d | default | 40 |" in report and "| m.onnx | d | toy_gain=2.5 | 40 |" in report
     assert "seeds used: 0" in report
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from onnxnoise.config import NoiseConfig
+from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.errors import ConfigError, NoiseConfigError
-from onnxnoise.noise_config import check_tile_rows
+from onnxnoise.noise_config import check_tile_rows, preset_overrides
+from onnxnoise.settings import config_values
 
 
 @pytest.mark.parametrize(("alias", "model"), [("gaussian", "gaussian-snr"), ("stuck", "stuck-at")])
@@ -71,3 +72,24 @@ def test_a_per_tile_full_scale_without_tile_rows_is_refused_before_any_trial(noi
         check_tile_rows(config, 0)
     check_tile_rows(config, 512)
     check_tile_rows(NoiseConfig.from_options(noise="pcm:mapping=channel"), 0)  # needs no tiles
+
+
+def test_preset_overrides_are_the_given_flags_that_replace_the_presets():
+    """What the stderr line of ``--analog-preset`` names: --noise, the preset's own settings and a strength option,
+    in the expansion's order; settings the preset does not set (``--limit``) and flags not given are not listed."""
+    given = {"analog_preset": "aihwkit-pcm", "adc_bits": 6, "t": "60s", "noise": "pcm:levels=16", "limit": 100,
+             "dac_bits": None, "read_noise": 0.0}
+    assert preset_overrides(given) == ["--noise pcm:levels=16", "--adc-bits 6", "--read-noise 0", "--t 60s"]
+    assert preset_overrides({"analog_preset": "afm", "limit": 100}) == []
+    assert preset_overrides({"adc_bits": 6}) == []  # no preset
+
+
+def test_another_models_strength_under_a_preset_names_the_presets_noise() -> None:
+    """``--analog-preset noisynn --snr 10``: the user never typed --noise, so the one line says where it came from."""
+    with pytest.raises(ConfigError) as info:
+        config_values(RunConfig, {"analog_preset": "noisynn", "snr": "10"})
+    assert str(info.value) == (
+        "`--snr` is the strength of gaussian-snr, not of gaussian-global-db; give gaussian-global-db's SNR over the "
+        "whole model (dB) with `--snr-db` or `--strength` (e.g. --snr-db 40,30,20,10) (--analog-preset noisynn sets "
+        "--noise gaussian-global-db)")
+    assert config_values(RunConfig, {"analog_preset": "noisynn", "snr_db": "20"})["noise"].strengths == (20.0,)

@@ -38,6 +38,7 @@ from onnxnoise.cli.parser import CHECK_SETTINGS
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import BaselineExpectationError, ConfigError, error_line
 from onnxnoise.files import folder_name
+from onnxnoise.noise import axis_of
 from onnxnoise.noise_config import strength_settings
 from onnxnoise.options import strength_example, strength_flag, strength_flag_models
 from onnxnoise.report.tables import write_table
@@ -106,7 +107,8 @@ def _range_or_strength(args: argparse.Namespace, config, find: bool) -> tuple[fl
         if len(values) < 2:
             raise ConfigError(f"give the search range as two strengths, {strength_flag(model)} LOW,HIGH")
         return values[0], values[-1]
-    if not given:
+    fixed = not axis_of(model).flags and len(model.default_strengths) == 1  # `none`: its one strength, nothing to give
+    if not given and not fixed:
         raise ConfigError(f"give the one strength to check, e.g. {example} (or --find-limit to search for it)")
     if len(noise.strengths) != 1:
         raise ConfigError(f"check tests one strength; got {len(noise.strengths)}: give one value, e.g. {example}")

@@ -31,6 +31,7 @@ from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
 from onnxnoise.noise.presets import PRESETS, expand_preset
+from onnxnoise.noise_config import preset_overrides
 from onnxnoise.options import strength_example
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
@@ -49,14 +50,40 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     """
     options = given_options(args, args.command, RunConfig)
     values = config_values(RunConfig, options)  # the noise settings first: their errors come before the data's
-    if options.get("analog_preset") is not None:  # the user sees what the preset stands for
+    if options.get("analog_preset") is not None:  # the user sees what the preset stands for, and what replaced it
         flags = " ".join(expand_preset(options["analog_preset"]).flags())
-        print(f"onnxnoise: --analog-preset {options['analog_preset']} = {flags} (flags given explicitly override it)",
-              file=sys.stderr)
+        given = preset_overrides(options)
+        note = f"overridden here by {', '.join(given)}" if given else "flags given explicitly override it"
+        print(f"onnxnoise: --analog-preset {options['analog_preset']} = {flags} ({note})", file=sys.stderr)
     choice = resolve_data(data, model, score_output=options.get("score_output"))
     if choice.note:
         print(f"onnxnoise: {choice.note}", file=sys.stderr)
-    return RunConfig(**{**values, "model": model, "data": choice.path})
+    config = RunConfig(**{**values, "model": model, "data": choice.path})
+    for line in _no_weight_noise_notes(config, args.command):
+        print(f"onnxnoise: WARNING: {line}", file=sys.stderr)
+    return config
+
+
+def _no_weight_noise_notes(config: RunConfig, command: str) -> list[str]:
+    """What ``--noise none`` (weights exact) measures in this run, when that is less than the user may think.
+
+    Without a DAC, an ADC or read noise every trial equals the clean model (a tile split alone only
+    reorders the float sums); without read noise nothing is drawn at random, so every seed gives the
+    same trial (:mod:`onnxnoise.noise.none`, :attr:`onnxnoise.tile.TileSettings.needs_calibration`); said
+    for ``bench`` and ``sweep``, whose ``--seeds`` set the draws (``check`` draws until its bounds settle).
+    """
+    if config.noise.model != "none":
+        return []
+    tile, notes = config.tile.settings(), []
+    if not tile.needs_calibration:
+        notes.append("--noise none leaves the weights exact and no DAC, ADC or read noise is on, so every trial "
+                     "equals the clean model; add --dac-bits, --adc-bits or --read-noise to measure the tile's "
+                     "stages")
+    seeds = config.noise.seed_list if command in ("bench", "sweep") and config.noise.seeds != "auto" else ()
+    if not tile.read_noise and len(seeds) > 1:
+        notes.append(f"--noise none without --read-noise draws nothing at random: its {len(seeds)} seeds give the "
+                     "same trial; --seeds 1 gives the same numbers")
+    return notes
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -118,10 +145,11 @@ def failed_exit(failed: int, console: Console) -> int:
 
 
 def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
-    noise = config.run.noise
+    noise, axis = config.run.noise, axis_of(config.run.noise.noise_model)
+    strengths = (f"({', '.join(axis.text_of(v) for v in noise.strengths)})" if not axis.flags  # none: weights exact
+                 else f"{axis_label(noise.noise_model)} {', '.join(axis.format_value(v) for v in noise.strengths)}")
     console.print(f"[bold]sweep[/] {config.run.model.name} on {config.run.data}: modes {', '.join(config.modes)}, "
-                  f"{noise.model} {axis_label(noise.noise_model)} "
-                  f"{', '.join(axis_of(noise.noise_model).format_value(v) for v in noise.strengths)}, "
+                  f"{noise.model} {strengths}, "
                   + (f"seeds auto (95% half-width < {noise.ci_halfwidth:g} points, 3 to {noise.max_seeds} draws)"
                      if noise.seeds == "auto" else f"seeds {', '.join(map(str, noise.seed_list))}")
                   + f" -> {out}/{STORE_NAME}")
@@ -311,14 +339,19 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
         return 0
     for m in models:
         axis = m["strength"]
-        console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
-        console.print(f"  strength: {axis['name']} ({axis['label']}), given with {' or '.join(axis['options'])}"
-                      + ("; takes time units s, min, h, d, w, y" if axis["time"] else "")
-                      + f"; unit {axis['unit'] or '-'}, {'log' if axis['log'] else 'linear'} axis, "
-                      f"more noise when {axis['more_noise_when']}", highlight=False, markup=False)
-        if m["example"]:
-            console.print(f"  e.g. --noise {m['name']} {m['example']}", highlight=False, markup=False)
         defaults = m["default_strengths_text"] or [f"{v:g}" for v in m["default_strengths"]]
+        console.print(f"[bold]{m['name']}[/]: {m['source']}", highlight=False)
+        if m["name"] == "none":  # one fixed strength and no option of its own: nothing to give
+            console.print(f"  strength: none to give (its one strength is 0: {defaults[0]})", highlight=False,
+                          markup=False)
+            console.print(f"  e.g. {stages['alone']}", highlight=False, markup=False)
+        else:
+            console.print(f"  strength: {axis['name']} ({axis['label']}), given with {' or '.join(axis['options'])}"
+                          + ("; takes time units s, min, h, d, w, y" if axis["time"] else "")
+                          + f"; unit {axis['unit'] or '-'}, {'log' if axis['log'] else 'linear'} axis, "
+                          f"more noise when {axis['more_noise_when']}", highlight=False, markup=False)
+        if m["example"] and m["name"] != "none":
+            console.print(f"  e.g. --noise {m['name']} {m['example']}", highlight=False, markup=False)
         console.print(f"  default strengths: {', '.join(defaults)}", highlight=False)
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["params"].items()) or "(none)"
         console.print(f"  parameters: {params}", highlight=False, markup=False)

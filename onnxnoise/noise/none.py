@@ -38,7 +38,7 @@ class NoWeightNoise(NoiseModel):
 
     def describe(self) -> str:
         """The model in words."""
-        return "none: weights exact (no weight noise; the tile's input/output stages alone)"
+        return "weights exact (no weight noise; the tile's input/output stages alone)"
 
     def check_strength(self, value: Any) -> float:
         """Only 0.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -236,8 +237,19 @@ def setting_columns(rows: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def _setting_cell(value: object) -> str:
-    """A run setting's cell: NULL is ``default`` (e.g. no keyed setting away from its default)."""
-    return "default" if value is None else str(value)
+    """A run setting's cell: NULL is ``default`` (e.g. no keyed setting away from its default); a JSON object (the
+    ``settings`` column) is ``key=value, ...``, which a narrow column wraps between settings, not inside a key."""
+    if value is None:
+        return "default"
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, dict):
+            return ", ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
+                             for k, v in parsed.items()) or "default"
+    return str(value)
 
 
 def _noise_settings_column(rows: pl.DataFrame) -> list[str] | None:

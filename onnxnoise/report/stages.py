@@ -28,8 +28,11 @@ def stages_text(tile: Mapping[str, Any]) -> str:
     if tile.get("dac_bits"):
         parts.append(f"{tile['dac_bits']}-bit DAC")
     if tile.get("adc_bits"):
-        scope = "per tile and output column" if tile.get("adc_scope") == "column" else "one range per tile"
-        bound = f"fixed range +-{tile['adc_bound']:g}" if tile.get("adc_bound") else scope
+        column = tile.get("adc_scope") == "column"
+        scope = "per tile and output column" if column else "one range per tile"
+        fixed = f"fixed range +-{tile.get('adc_bound') or 0:g} x_max*w_max per tile" + (" and output column" if column
+                                                                                        else "")
+        bound = fixed if tile.get("adc_bound") else scope
         parts.append(f"{tile['adc_bits']}-bit ADC ({bound})")
     if tile.get("read_noise"):
         parts.append(f"read noise {tile['read_noise']:g} x_max*w_max")

@@ -481,12 +481,14 @@ def test_too_few_images_for_the_budget_is_said_out_loud(resnet, tmp_path, capsys
 
 def test_a_check_with_the_tile_stages_applies_and_names_them(resnet, tmp_path):
     """`--noise none --dac-bits 8 --adc-bits 8`: the gate measures the converters alone, check.md names them,
-    the re-check command repeats them, the calibration is kept in the check's folder."""
-    assert _check(resnet, tmp_path, "--noise", "none", "--strength", "0", "--dac-bits", "8", "--adc-bits", "8",
+    the re-check command repeats them, the calibration is kept in the check's folder. No `--strength`: none's one
+    strength (0) is the one checked, written in the re-check command."""
+    assert _check(resnet, tmp_path, "--noise", "none", "--dac-bits", "8", "--adc-bits", "8",
                   "--max-drop", "50", "--device", "cpu") == 0
     report = _strict_json(tmp_path / "check.json")
     assert report["facts"]["stages"]["dac_bits"] == 8 and (tmp_path / "calibration.json").is_file()
     assert "--dac-bits 8 --adc-bits 8" in report["recheck_command"]
+    assert report["recheck_command"].endswith(" --strength 0.0")
     assert ("Input/output stages in every noisy trial: 8-bit DAC, 8-bit ADC (one range per tile); ranges calibrated "
             "(max) on the first 300 evaluation images") in (tmp_path / "check.md").read_text()
     trials = pl.read_parquet(tmp_path / "trials.parquet")

@@ -422,6 +422,9 @@ def test_noise_models_mentions_the_tile_stages(capsys):
     assert stages["alone"] == "--noise none --dac-bits 8 --adc-bits 8"
     code, out, _ = run_cli(capsys, "noise-models")
     assert "tile stages: the analog tile's input/output stages" in " ".join(out.split())
+    # none has no strength to give: its entry shows the stages alone, not `--noise none --strength 0`
+    assert ("none: Weights left exact (strength 0 only): the tile's input/output stages alone. strength: none to give "
+            "(its one strength is 0: weights exact) e.g. --noise none --dac-bits 8 --adc-bits 8") in " ".join(out.split())
 
 
 def test_bench_with_an_analog_preset_shows_and_runs_its_expansion(tiny, tmp_path, capsys):
@@ -442,6 +445,34 @@ def test_bench_with_an_analog_preset_shows_and_runs_its_expansion(tiny, tmp_path
                              "--device", "cpu")
     assert code == 0, err
     assert json.loads(out)["strengths"] == [0.1]  # an explicit strength wins over the preset's
+    assert ("onnxnoise: --analog-preset afm = --noise gaussian-max:scope=row --strength 0.05 (overridden here by "
+            "--gamma 0.1)") in err  # the line names what replaced the preset's settings
+
+
+def test_noise_none_says_what_its_trials_measure(tiny, tmp_path, capsys):
+    """``--noise none``: with no DAC, ADC or read noise every trial is the clean model, and without read noise every
+    seed is the same trial; both said on stderr (WARNING lines), and the sweep header names no strength axis."""
+    model, data = tiny
+    common = ["--data", data, "--noise", "none", "--preprocess", "raw", "--device", "cpu", "--limit", "20"]
+    code, out, err = run_cli(capsys, "bench", model, *common, "--seeds", "2", "--out", tmp_path / "a", "--json")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("onnxnoise: WARNING:")]
+    assert warnings == [
+        "onnxnoise: WARNING: --noise none leaves the weights exact and no DAC, ADC or read noise is on, so every "
+        "trial equals the clean model; add --dac-bits, --adc-bits or --read-noise to measure the tile's stages",
+        "onnxnoise: WARNING: --noise none without --read-noise draws nothing at random: its 2 seeds give the same "
+        "trial; --seeds 1 gives the same numbers"]
+    summary = json.loads(out)
+    assert {r["top1_acc_mean"] for r in summary["results"]} == {summary["baseline"]["top1_acc"]}  # as said
+    code, _, err = run_cli(capsys, "bench", model, *common, "--read-noise", "0.05", "--seeds", "2",
+                           "--out", tmp_path / "b")
+    assert code == 0, err
+    assert "WARNING" not in err  # read noise: a stage, and random per seed
+    code, out, err = run_cli(capsys, "sweep", model, *common, "--adc-bits", "4", "--seeds", "1",
+                             "--out", tmp_path / "c")
+    assert code == 0, err
+    assert "WARNING" not in err
+    assert "modes all, none (weights exact), seeds 0 ->" in " ".join(out.split())
 
 
 def test_noise_models_presets_lists_every_expansion_with_sources(capsys):

@@ -104,6 +104,8 @@ def test_defaults_are_the_models_grid(model, tiny):
     (["--t", "1h"],  # no --noise: the default gaussian-snr
      "`--t` is the strength of pcm, not of gaussian-snr; give gaussian-snr's SNR with `--snr`, `--noise-pct` or "
      "`--strength` (e.g. --snr 100,50,20,10)"),
+    (["--noise", "none", "--snr", "10"],  # one fixed strength: nothing to give, not "give none's ... with --strength"
+     "`--snr` is the strength of gaussian-snr; --noise none has no strength to set (weights exact): drop `--snr`"),
     (["--noise", "pcm", "--t", "1h", "--strength", "1d"], "give only one of --t or --strength, got --t, --strength"),
     (["--noise", "stuck-at", "--rate", "1h"],
      "`--rate` value '1h' has a time unit, but the stuck-at strength `p` (fault rate) is not a time; "

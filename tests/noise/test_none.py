@@ -24,6 +24,7 @@ def test_weights_stay_exact_and_nothing_is_reported_unchanged():
 
 def test_its_one_strength_is_0():
     config = NoiseConfig.from_options(noise="none")
-    assert config.strengths == (0.0,) and config.noise_model.describe().startswith("none: weights exact")
+    # describe() without the model's name, which the report puts before it ("none: weights exact", once)
+    assert config.strengths == (0.0,) and config.noise_model.describe().startswith("weights exact (no weight noise")
     with pytest.raises(NoiseConfigError, match=r"^noise model none has one strength, 0 \(no weight noise\), got 3"):
         NoiseConfig.from_options(noise="none", strength="3")

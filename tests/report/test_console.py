@@ -122,6 +122,17 @@ def test_one_model_on_two_datasets_is_two_labelled_rows_not_duplicates():
     assert lead_columns(rows.head(1)) == ([], [[]])
 
 
+def test_the_settings_cell_is_key_value_text_not_json():
+    """Two tile-stage runs told apart by their ``settings`` JSON: cells ``adc_bits=4`` and
+    ``adc_bits=6, calibration=percentile, ...`` (they wrap between settings in a narrow column), NULL ``default``."""
+    from onnxnoise.report.console import setting_columns
+
+    rows = pl.DataFrame({"settings": ['{"adc_bits":4}', '{"adc_bits":6,"calibration":"percentile","read_noise":0.04}',
+                                      None]})
+    assert setting_columns(rows) == (["settings"], [["adc_bits=4"], ["adc_bits=6, calibration=percentile, "
+                                                                       "read_noise=0.04"], ["default"]])
+
+
 def test_caption_says_which_preprocessing_values_came_from_where():
     meta = {"model": "m.onnx", "layers_noised": 1, "layers_total": 1, "params_noised": 10, "dataset": "d",
             "images": 10, "preprocess": {"preset": "cifar", "scale": 1 / 255, "mean": [0.5], "std": [0.25],

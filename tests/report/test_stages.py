@@ -16,10 +16,12 @@ def test_stages_in_words():
                         "calibration": "percentile", "percentile": 99.9, "calibrated_on": 200}) == (
         "8-bit DAC, 6-bit ADC (per tile and output column), read noise 0.04 x_max*w_max, tiles of 512 rows; "
         "ranges calibrated (99.9th percentile) on the first 200 evaluation images, clean model")
-    assert stages_text({"adc_bits": 8, "adc_bound": 10.0}).startswith("8-bit ADC (fixed range +-10); ranges "
-                                                                       "calibrated (max) on up to the first 500")
-    assert stages_text({"dac_bits": 8, "adc_bits": 8, "adc_bound": 10.0, "dac_bound": 3.0}) == (
-        "8-bit DAC, 8-bit ADC (fixed range +-10), DAC range fixed +-3; no range calibrated")
+    assert stages_text({"adc_bits": 8, "adc_bound": 10.0}).startswith(
+        "8-bit ADC (fixed range +-10 x_max*w_max per tile); ranges calibrated (max) on up to the first 500")
+    # aihwkit-pcm-untrained: the bound's unit and its scope (each column's w_max) are said
+    assert stages_text({"dac_bits": 8, "adc_bits": 8, "adc_bound": 10.0, "dac_bound": 3.0, "adc_scope": "column"}) == (
+        "8-bit DAC, 8-bit ADC (fixed range +-10 x_max*w_max per tile and output column), DAC range fixed +-3; no "
+        "range calibrated")
     assert stages_text({"dac_bits": 8, "adc_bits": 8, "dac_bound": 3.0}).startswith(
         "8-bit DAC, 8-bit ADC (one range per tile), DAC range fixed +-3; ranges calibrated (max)")
     assert clipped_text({"dac_clipped": 3, "dac_values": 1000, "adc_clipped": 0, "adc_values": 40}) == (
