@@ -104,6 +104,8 @@ class Site:
         op: The float op and its tiles.
         finish: ``finish(y)`` maps the float result ``y`` back to the op's output name (``Identity``,
             or requantize / round for a quantized op) and returns that name.
+        nonnegative_input: The op's activation input is the output of a ``Relu`` node (``>= 0`` or
+            NaN), so the DAC's clip counter needs no ``Abs`` (:func:`onnxnoise.tile.stages.count_clipped`).
     """
 
     layer: str
@@ -111,6 +113,7 @@ class Site:
     builder: Builder
     op: AnalogOp
     finish: Callable[[str], str]
+    nonnegative_input: bool = False
 
 
 def insert_stages(model: onnx.ModelProto, layers: Sequence[Layer], settings: TileSettings,
@@ -187,6 +190,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
                "(convert it with onnx.version_converter.convert_version(model, 13))")
         raise ValueError(msg)
     positions = {node.name or f"{node.op_type}_{i}": i for i, node in enumerate(model.graph.node)}
+    relu_outputs = {node.output[0] for node in model.graph.node if node.op_type == "Relu" and node.output}
     constants = constant_names(model, weights)
     sites = []
     for layer in layers:
@@ -212,7 +216,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
             value_of = lambda name: constant_value(model, name, weights)  # noqa: E731
             finish = lambda y, b=b, out=node.output[0]: b.op("Identity", [y], output=out)  # noqa: E731
         op = plan_op(layer.name, float_node, known, value_of, tile_rows)
-        sites.append(Site(layer.name, position, b, op, finish))
+        sites.append(Site(layer.name, position, b, op, finish, nonnegative_input=op.x in relu_outputs))
     return sorted(sites, key=lambda s: s.position)
 
 
@@ -226,8 +230,8 @@ def _stage(site: Site, settings: TileSettings, ranges: LayerRanges | None, seed:
     x_max = ranges.x_max if ranges is not None else 0.0
     x = op.x
     if settings.dac_bits:
-        counters[b.op("Identity", [count_clipped(b, x, np.float64(x_max))], output=f"{b.prefix}dac_clipped")] = \
-            "dac_clipped"
+        clipped = count_clipped(b, x, np.float64(x_max), nonnegative=site.nonnegative_input)
+        counters[b.op("Identity", [clipped], output=f"{b.prefix}dac_clipped")] = "dac_clipped"
         counters[b.op("Identity", [count_values(b, x)], output=f"{b.prefix}dac_values")] = "dac_values"
         x = quantize(b, x, np.float64(x_max), settings.dac_bits)
     partials, clipped, seen = [], [], []
