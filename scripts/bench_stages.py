@@ -68,12 +68,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_stages_extras import TableNoise, fed_noise_model, profile_ops  # noqa: E402
 from onnxnoise.config import RunConfig  # noqa: E402
 from onnxnoise.engine.context import prepare_context  # noqa: E402
 from onnxnoise.engine.runtime import SessionFactory  # noqa: E402
@@ -90,7 +93,11 @@ SIDES: dict[str, TileSettings] = {
     "dac+adc": TileSettings(dac_bits=8, adc_bits=8),
     "dac+adc+noise": TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04),
     "aihwkit-like": TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04, tile_rows=512),
+    "noise-fed": TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04),
 }
+
+#: Sides measured by default (``noise-fed`` is a prototype, not the engine's path: ``--sides`` adds it).
+DEFAULT_SIDES = ("tiles", "dac+adc", "dac+adc+noise", "aihwkit-like")
 
 #: A staged side does the clean model's work and more: its throughput ratio to clean is at most this.
 PHYSICAL_MAX = 1.0
@@ -136,13 +143,25 @@ def _export_resnet20(folder: Path) -> Path:
     return out
 
 
-def _run_side(session, names: list[str], feeds: list[dict]) -> float:
-    """Images/s of one pass over ``feeds``."""
-    images = sum(next(iter(f.values())).shape[0] for f in feeds)
-    start = time.perf_counter()
-    for feed in feeds:
-        session.run(names, feed)
-    return images / (time.perf_counter() - start)
+@dataclass
+class _Side:
+    """One measured side: a warm session, the outputs it fetches, and (``noise-fed``) its per-run noise."""
+
+    session: object
+    names: list[str]
+    model: object
+    threads: int
+    noise: TableNoise | None = None
+
+    def run(self, feeds: list[dict]) -> float:
+        """Images/s of one pass over ``feeds`` (a ``noise-fed`` side draws its noise inside the pass)."""
+        images = sum(next(iter(f.values())).shape[0] for f in feeds)
+        start = time.perf_counter()
+        for feed in feeds:
+            if self.noise is not None:
+                feed = {**feed, **self.noise.draw(next(iter(feed.values())).shape[0])}
+            self.session.run(self.names, feed)
+        return images / (time.perf_counter() - start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,8 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=RunConfig.__dataclass_fields__["threads"].default,
                         help="intra-op threads (default: the engine's, 0 = onnxruntime's choice)")
+    parser.add_argument("--clean-threads", type=int, default=None,
+                        help="also time the clean model with this many threads (side clean@N): is the reference "
+                             "the best clean layout?")
     parser.add_argument("--calibration-images", type=int, default=500)
-    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)}")
+    parser.add_argument("--sides", default=",".join(DEFAULT_SIDES), help=f"comma-separated subset of {', '.join(SIDES)}")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the rounds, print ONNX Runtime's kernel time per op type of every side")
     args = parser.parse_args(argv)
     sides = [s for s in args.sides.split(",") if s]
     unknown = [s for s in sides if s not in SIDES]
@@ -176,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         cal_batches.append(x[: args.calibration_images - seen])
         seen += cal_batches[-1].shape[0]
-    sessions = {"clean": (_session(context.model, name, output, args.threads), [output])}
+    sessions = {"clean": _Side(_session(context.model, name, output, args.threads), [output], context.model,
+                               args.threads)}
+    if args.clean_threads is not None:
+        sessions[f"clean@{args.clean_threads}"] = _Side(_session(context.model, name, output, args.clean_threads),
+                                                        [output], context.model, args.clean_threads)
     calibrations = {}
     for side in sides:
         settings = SIDES[side]
@@ -188,16 +216,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           settings=full, weights=context.initializers)
         staged = insert_stages(context.model, context.selected, settings, calibrations.get(key), seed=0,
                                weights=context.initializers)
-        sessions[side] = (_session(staged.model, name, output, args.threads), [output, *staged.counters])
+        model, noise = staged.model, None
+        if side == "noise-fed":
+            model, specs = fed_noise_model(model, name, images[0][:1])
+            noise = TableNoise(specs)
+        sessions[side] = _Side(_session(model, name, output, args.threads), [output, *staged.counters], model,
+                               args.threads, noise)
     order = list(sessions)
     load_before = os.getloadavg()
     for side in order:  # warm-up
-        _run_side(sessions[side][0], sessions[side][1], feeds)
+        sessions[side].run(feeds)
     rates: dict[str, list[float]] = {side: [] for side in order}
     for r in range(args.rounds):
         turn = order[r % len(order):] + order[: r % len(order)]
         for side in turn:
-            rates[side].append(_run_side(sessions[side][0], sessions[side][1], feeds))
+            rates[side].append(sessions[side].run(feeds))
     load_after = os.getloadavg()
     print(f"{Path(model_path).name}: {len(images)} batches, {sum(len(x) for x in images)} "
           f"images, threads {args.threads} (0 = onnxruntime's choice), {args.rounds} rounds, "
@@ -208,10 +241,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if side != "clean":
             s = ratio_summary(rates["clean"], r)
             line += f"  ratio {s['mean']:.3f} +- {s['half_width']:.3f} (95% CI {s['low']:.3f} .. {s['high']:.3f})"
-            if s["measuring_error"]:
+            if s["measuring_error"] and not side.startswith("clean@"):
                 line += f"\n    {s['measuring_error']}"
         print(line)
+    if args.profile:
+        _print_profiles(sessions, feeds, sum(len(x) for x in images))
     return 0
+
+
+def _print_profiles(sessions: dict[str, _Side], feeds: list[dict], images: int, top: int = 12) -> None:
+    """ONNX Runtime's kernel time per op type of every side: microseconds per image and share of the side's total."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, s in sessions.items():
+            side_feeds = feeds if s.noise is None else [{**f, **s.noise.draw(next(iter(f.values())).shape[0])}
+                                                        for f in feeds]
+            times = profile_ops(s.model, s.names, side_feeds, s.threads, str(Path(tmp) / "profile"))
+            total = sum(times.values())
+            ranked = sorted(times.items(), key=lambda kv: -kv[1])
+            shown = ", ".join(f"{op} {t / images:.0f} ({100 * t / total:.0f}%)" for op, t in ranked[:top])
+            print(f"profile {side}: {total / images:.0f} us/image in kernels; {shown}")
 
 
 def _session(model, input_name: str, output_name: str, threads: int):
