@@ -4,7 +4,8 @@
 Usage::
 
     python scripts/bench_stages.py [--model ONNX] [--data DIR] [--images N] [--batch-size B]
-        [--rounds R] [--threads T] [--calibration-images C] [--sides tiles,dac+adc,...]
+        [--rounds R] [--threads T] [--clean-threads N] [--calibration-images C]
+        [--sides tiles,dac+adc,...] [--profile]
 
 Without ``--model`` the script exports CIFAR-10 ResNet20 (akamaster weights, BN folded) from
 ``../shared/models/cifar10-resnet/resnet20.th`` with ``scripts/export_models.py`` (needs torch, the
@@ -15,9 +16,13 @@ threads; the default is the engine's own, ``0``: ONNX Runtime's choice).
 
 Sides: ``clean``; ``tiles`` (512-row tiles); ``dac+adc`` (8-bit DAC and ADC, clip counters);
 ``dac+adc+noise`` (with read noise 0.04); ``aihwkit-like`` (8-bit DAC/ADC, read noise 0.04, 512-row
-tiles: aihwkit's ``StandardHWATrainingPreset`` forward pass, ../shared/PARITY.md sec. 1). Ranges are
-calibrated (max) on the first ``--calibration-images`` images. A staged run fetches the scores and
-every clip counter, as a trial does.
+tiles: aihwkit's ``StandardHWATrainingPreset`` forward pass, ../shared/PARITY.md sec. 1);
+``noise-fed`` (only when named in ``--sides``: ``dac+adc+noise`` with each ``RandomNormalLike``
+replaced by a graph input drawn per run in numpy, a prototype measuring noise drawn outside ONNX
+Runtime, not the engine's path: ``_bench_stages_extras.py``); ``clean@N`` with ``--clean-threads N``.
+Ranges are calibrated (max) on the first ``--calibration-images`` images. A staged run fetches the
+scores and every clip counter, as a trial does. ``--profile``: after the rounds, ONNX Runtime's kernel
+time per op type of every side (one untimed pass, one profiled pass).
 
 Method: each side runs every image once untimed (warm-up), then ``--rounds`` rounds; in each round
 every side runs every image once on its warm session (no session builds timed), in an order rotated
@@ -26,37 +31,38 @@ side and its ratio to the clean side *of the same round*; each ratio is printed 
 rounds with a two-sided 95% Student t interval (:func:`ratio_summary`). Stages only add work, so a
 ratio above 1 measures the machine, not the stages: it is flagged as a measuring error.
 
-Measured 2026-12-05 (ResNet20, first 1,000 CIFAR-10 test images, batches of 250, onnxruntime 1.32,
-a 2-core Xeon VM shared with five other agents' jobs: load average 5 to 6 during every run, so
-absolute rates move by tens of percent from round to round; the ratios are paired per round):
+Measured 2026-12-05 04:41-04:49 UTC (ResNet20, first 1,000 CIFAR-10 test images, batches of 250,
+onnxruntime 1.32, a 2-core AMD EPYC VM shared with other agents' jobs: load average 4.7 to 7.8, so
+absolute rates moved by up to 2x from round to round; the ratios are paired per round), 7 rounds:
 
-================  ===========================  ==============================
-ratio to clean    1 thread, 7 rounds           threads 0 (the default), 7 rounds
-================  ===========================  ==============================
-clean             1,828 images/s               941 images/s
-tiles (512 rows)  0.892 +- 0.131               1.015 +- 0.249 (flagged)
-dac+adc           0.489 +- 0.050               0.493 +- 0.179
-dac+adc+noise     0.196 +- 0.020               0.207 +- 0.058
-aihwkit-like      0.196 +- 0.023               0.174 +- 0.053
-================  ===========================  ==============================
+==================  ==============================  ==============================
+ratio to clean      1 thread (clean@2 alongside)    2 threads (clean@1 alongside)
+==================  ==============================  ==============================
+clean, other count  0.645 +- 0.025                  1.444 +- 0.262
+tiles (512 rows)    0.911 +- 0.028                  -
+dac+adc             0.497 +- 0.027                  0.399 +- 0.089
+dac+adc+noise       0.190 +- 0.035                  0.149 +- 0.022
+aihwkit-like        0.185 +- 0.042                  0.150 +- 0.017
+noise-fed           0.355 +- 0.037                  -
+==================  ==============================  ==============================
 
-(With ``threads 0`` onnxruntime takes both cores, which the other jobs also use: the clean model
-ran slower than on one thread.)
-
-Before this branch (same 1-thread A/B, models of both versions built, 7 rounds):
-dac+adc 0.380 +- 0.060 -> 0.506 +- 0.158, aihwkit-like 0.154 +- 0.032 -> 0.166 +- 0.034, with
-scores and every counter bit-identical between the versions. Issue 23 asks 0.5x for all stages:
-not reached. ``RandomNormalLike`` is ONNX Runtime's only Gaussian generator and draws one value
-at a time on one thread (6.5 to 10 ns per value); ResNet20 needs about 190k per image, more than
-twice the clean model's whole time per image. Tried and dropped (measured, no gain worth it): a
-Box-Muller transform from ``RandomUniformLike`` pairs (5.9 to 6.3 ns per value against 6.6 to 6.7
-for ``RandomNormalLike`` + ``Add``), the noise drawn on shape-only inputs so that
-``ORT_PARALLEL`` can overlap it with the convolutions (2 threads here: ratio 0.115 to 0.145
-against 0.234 sequential; it may pay on a quiet many-core machine, unmeasured), an ``If`` gate
-that counts clips only when ``max|x|`` passes the bound (no measurable gain, a host sync on CUDA).
+One thread is the best layout, clean and staged. Issue 23 asks 0.5x for all stages: not reached,
+and not reachable on this CPU by any noise generator, since 8-bit DAC + ADC with counters alone sit
+at 0.497 (95% interval 0.469 .. 0.524) and noise only adds work (docs/performance.md has the
+per-op-type profile). ``RandomNormalLike`` is ONNX Runtime's only Gaussian generator and draws one
+value at a time on one thread (6.5 to 10 ns per value, 54% of the dac+adc+noise kernel time);
+ResNet20 needs 188,426 per image. Tried and dropped (measured, no gain worth it): a Box-Muller
+transform from ``RandomUniformLike`` pairs (5.9 to 6.3 ns per value against 6.6 to 6.7 for
+``RandomNormalLike`` + ``Add``), the noise drawn on shape-only inputs so that ``ORT_PARALLEL`` can
+overlap it with the convolutions (2 threads here: ratio 0.115 to 0.145 against 0.234 sequential; it
+may pay on a quiet many-core machine, unmeasured), an ``If`` gate that counts clips only when
+``max|x|`` passes the bound (no measurable gain, a host sync on CUDA), ``Equal(x, Clip(x))`` or
+``NonZero`` as the clip counter (slower), the blocked layout off (slower), the ``noise-fed``
+prototype's draws on a background thread (no gain on this loaded VM: 0.335 against 0.361 in line).
 ``QuantizeLinear`` / ``DequantizeLinear`` in place of ``Mul`` / ``Round`` / ``Mul`` is not the same grid
 bit for bit (it divides by the step; the stages multiply by the float32 reciprocal): of 1M values
-built as half-step ties 182,775 differed, of 3M uniform values 10, so it was not used.
+built as half-step ties 182,775 differed, of 3M uniform values 10, so it was not used. Kept: a DAC fed
+by a ``Relu`` counts without ``Abs`` (bit-identical scores and counters).
 """
 
 from __future__ import annotations

@@ -21,13 +21,15 @@ onnxruntime 1.32, 1 and 2 threads), so the noise is new for every image and ever
 trial is reproducible from (seed, the sequence of batches it runs). The CUDA provider has its own
 generator: its draws differ from the CPU provider's (not measured here: no GPU in this session).
 
-Cost (``scripts/bench_stages.py``: ResNet20, CIFAR-10, 1,000 images in batches of 250, one CPU
-thread, 7 interleaved rounds, onnxruntime 1.32, a shared 2-core VM; ratio to the clean model's
-throughput, 95% interval): 512-row tiles alone 0.89 +- 0.13, 8-bit DAC + ADC with counters
-0.49 +- 0.05, with read noise 0.04 0.20 +- 0.02, all of it (aihwkit-like) 0.20 +- 0.02.
-``RandomNormalLike`` is most of the rest: ONNX Runtime's CPU kernel draws one value at a time on
-one thread (6.5 to 10 ns per value measured), and ResNet20 has about 190k partial-sum values per
-image, so read noise alone caps a whole-model trial at 0.25x to 0.3x the clean throughput here.
+Cost (``scripts/bench_stages.py``, measured 2026-12-05: ResNet20, CIFAR-10, 1,000 images in batches
+of 250, one CPU thread, 7 interleaved rounds, onnxruntime 1.32, a shared 2-core VM; ratio to the
+clean model's throughput, 95% interval): 512-row tiles alone 0.91 +- 0.03, 8-bit DAC + ADC with
+counters 0.50 +- 0.03 (each stage is 7 to 8 elementwise passes over the tensor, together more
+kernel time than the convolutions), with read noise 0.04 0.19 +- 0.04, all of it (aihwkit-like)
+0.19 +- 0.04. ``RandomNormalLike`` is 54% of the read-noise kernel time: ONNX Runtime's CPU kernel
+draws one value at a time on one thread (6.5 to 10 ns per value measured), and ResNet20 has about
+190k partial-sum values per image. A DAC fed by a ``Relu`` counts its clips without the ``Abs``
+pass (``|x| > r`` is ``x > r`` there, NaN included).
 
 The model may lack weight initializers (the session factory strips those it swaps in per
 trial): shapes and clean values come from ``weights``; weights are sliced in the graph
