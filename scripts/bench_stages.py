@@ -4,7 +4,8 @@
 Usage::
 
     python scripts/bench_stages.py [--model ONNX] [--data DIR] [--images N] [--batch-size B]
-        [--rounds R] [--threads T] [--calibration-images C] [--sides tiles,dac+adc,...]
+        [--rounds R] [--threads T] [--clean-threads N] [--calibration-images C]
+        [--sides tiles,dac+adc,...] [--profile]
 
 Without ``--model`` the script exports CIFAR-10 ResNet20 (akamaster weights, BN folded) from
 ``../shared/models/cifar10-resnet/resnet20.th`` with ``scripts/export_models.py`` (needs torch, the
@@ -15,9 +16,13 @@ threads; the default is the engine's own, ``0``: ONNX Runtime's choice).
 
 Sides: ``clean``; ``tiles`` (512-row tiles); ``dac+adc`` (8-bit DAC and ADC, clip counters);
 ``dac+adc+noise`` (with read noise 0.04); ``aihwkit-like`` (8-bit DAC/ADC, read noise 0.04, 512-row
-tiles: aihwkit's ``StandardHWATrainingPreset`` forward pass, ../shared/PARITY.md sec. 1). Ranges are
-calibrated (max) on the first ``--calibration-images`` images. A staged run fetches the scores and
-every clip counter, as a trial does.
+tiles: aihwkit's ``StandardHWATrainingPreset`` forward pass, ../shared/PARITY.md sec. 1);
+``noise-fed`` (only when named in ``--sides``: ``dac+adc+noise`` with each ``RandomNormalLike``
+replaced by a graph input drawn per run in numpy, a prototype measuring noise drawn outside ONNX
+Runtime, not the engine's path: ``_bench_stages_extras.py``); ``clean@N`` with ``--clean-threads N``.
+Ranges are calibrated (max) on the first ``--calibration-images`` images. A staged run fetches the
+scores and every clip counter, as a trial does. ``--profile``: after the rounds, ONNX Runtime's kernel
+time per op type of every side (one untimed pass, one profiled pass).
 
 Method: each side runs every image once untimed (warm-up), then ``--rounds`` rounds; in each round
 every side runs every image once on its warm session (no session builds timed), in an order rotated
@@ -26,37 +31,38 @@ side and its ratio to the clean side *of the same round*; each ratio is printed 
 rounds with a two-sided 95% Student t interval (:func:`ratio_summary`). Stages only add work, so a
 ratio above 1 measures the machine, not the stages: it is flagged as a measuring error.
 
-Measured 2026-12-05 (ResNet20, first 1,000 CIFAR-10 test images, batches of 250, onnxruntime 1.32,
-a 2-core Xeon VM shared with five other agents' jobs: load average 5 to 6 during every run, so
-absolute rates move by tens of percent from round to round; the ratios are paired per round):
+Measured 2026-12-05 04:41-04:49 UTC (ResNet20, first 1,000 CIFAR-10 test images, batches of 250,
+onnxruntime 1.32, a 2-core AMD EPYC VM shared with other agents' jobs: load average 4.7 to 7.8, so
+absolute rates moved by up to 2x from round to round; the ratios are paired per round), 7 rounds:
 
-================  ===========================  ==============================
-ratio to clean    1 thread, 7 rounds           threads 0 (the default), 7 rounds
-================  ===========================  ==============================
-clean             1,828 images/s               941 images/s
-tiles (512 rows)  0.892 +- 0.131               1.015 +- 0.249 (flagged)
-dac+adc           0.489 +- 0.050               0.493 +- 0.179
-dac+adc+noise     0.196 +- 0.020               0.207 +- 0.058
-aihwkit-like      0.196 +- 0.023               0.174 +- 0.053
-================  ===========================  ==============================
+==================  ==============================  ==============================
+ratio to clean      1 thread (clean@2 alongside)    2 threads (clean@1 alongside)
+==================  ==============================  ==============================
+clean, other count  0.645 +- 0.025                  1.444 +- 0.262
+tiles (512 rows)    0.911 +- 0.028                  -
+dac+adc             0.497 +- 0.027                  0.399 +- 0.089
+dac+adc+noise       0.190 +- 0.035                  0.149 +- 0.022
+aihwkit-like        0.185 +- 0.042                  0.150 +- 0.017
+noise-fed           0.355 +- 0.037                  -
+==================  ==============================  ==============================
 
-(With ``threads 0`` onnxruntime takes both cores, which the other jobs also use: the clean model
-ran slower than on one thread.)
-
-Before this branch (same 1-thread A/B, models of both versions built, 7 rounds):
-dac+adc 0.380 +- 0.060 -> 0.506 +- 0.158, aihwkit-like 0.154 +- 0.032 -> 0.166 +- 0.034, with
-scores and every counter bit-identical between the versions. Issue 23 asks 0.5x for all stages:
-not reached. ``RandomNormalLike`` is ONNX Runtime's only Gaussian generator and draws one value
-at a time on one thread (6.5 to 10 ns per value); ResNet20 needs about 190k per image, more than
-twice the clean model's whole time per image. Tried and dropped (measured, no gain worth it): a
-Box-Muller transform from ``RandomUniformLike`` pairs (5.9 to 6.3 ns per value against 6.6 to 6.7
-for ``RandomNormalLike`` + ``Add``), the noise drawn on shape-only inputs so that
-``ORT_PARALLEL`` can overlap it with the convolutions (2 threads here: ratio 0.115 to 0.145
-against 0.234 sequential; it may pay on a quiet many-core machine, unmeasured), an ``If`` gate
-that counts clips only when ``max|x|`` passes the bound (no measurable gain, a host sync on CUDA).
+One thread is the best layout, clean and staged. Issue 23 asks 0.5x for all stages: not reached,
+and not reachable on this CPU by any noise generator, since 8-bit DAC + ADC with counters alone sit
+at 0.497 (95% interval 0.469 .. 0.524) and noise only adds work (docs/performance.md has the
+per-op-type profile). ``RandomNormalLike`` is ONNX Runtime's only Gaussian generator and draws one
+value at a time on one thread (6.5 to 10 ns per value, 54% of the dac+adc+noise kernel time);
+ResNet20 needs 188,426 per image. Tried and dropped (measured, no gain worth it): a Box-Muller
+transform from ``RandomUniformLike`` pairs (5.9 to 6.3 ns per value against 6.6 to 6.7 for
+``RandomNormalLike`` + ``Add``), the noise drawn on shape-only inputs so that ``ORT_PARALLEL`` can
+overlap it with the convolutions (2 threads here: ratio 0.115 to 0.145 against 0.234 sequential; it
+may pay on a quiet many-core machine, unmeasured), an ``If`` gate that counts clips only when
+``max|x|`` passes the bound (no measurable gain, a host sync on CUDA), ``Equal(x, Clip(x))`` or
+``NonZero`` as the clip counter (slower), the blocked layout off (slower), the ``noise-fed``
+prototype's draws on a background thread (no gain on this loaded VM: 0.335 against 0.361 in line).
 ``QuantizeLinear`` / ``DequantizeLinear`` in place of ``Mul`` / ``Round`` / ``Mul`` is not the same grid
 bit for bit (it divides by the step; the stages multiply by the float32 reciprocal): of 1M values
-built as half-step ties 182,775 differed, of 3M uniform values 10, so it was not used.
+built as half-step ties 182,775 differed, of 3M uniform values 10, so it was not used. Kept: a DAC fed
+by a ``Relu`` counts without ``Abs`` (bit-identical scores and counters).
 """
 
 from __future__ import annotations
@@ -68,12 +74,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_stages_extras import TableNoise, fed_noise_model, profile_ops  # noqa: E402
 from onnxnoise.config import RunConfig  # noqa: E402
 from onnxnoise.engine.context import prepare_context  # noqa: E402
 from onnxnoise.engine.runtime import SessionFactory  # noqa: E402
@@ -90,7 +99,11 @@ SIDES: dict[str, TileSettings] = {
     "dac+adc": TileSettings(dac_bits=8, adc_bits=8),
     "dac+adc+noise": TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04),
     "aihwkit-like": TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04, tile_rows=512),
+    "noise-fed": TileSettings(dac_bits=8, adc_bits=8, read_noise=0.04),
 }
+
+#: Sides measured by default (``noise-fed`` is a prototype, not the engine's path: ``--sides`` adds it).
+DEFAULT_SIDES = ("tiles", "dac+adc", "dac+adc+noise", "aihwkit-like")
 
 #: A staged side does the clean model's work and more: its throughput ratio to clean is at most this.
 PHYSICAL_MAX = 1.0
@@ -136,13 +149,25 @@ def _export_resnet20(folder: Path) -> Path:
     return out
 
 
-def _run_side(session, names: list[str], feeds: list[dict]) -> float:
-    """Images/s of one pass over ``feeds``."""
-    images = sum(next(iter(f.values())).shape[0] for f in feeds)
-    start = time.perf_counter()
-    for feed in feeds:
-        session.run(names, feed)
-    return images / (time.perf_counter() - start)
+@dataclass
+class _Side:
+    """One measured side: a warm session, the outputs it fetches, and (``noise-fed``) its per-run noise."""
+
+    session: object
+    names: list[str]
+    model: object
+    threads: int
+    noise: TableNoise | None = None
+
+    def run(self, feeds: list[dict]) -> float:
+        """Images/s of one pass over ``feeds`` (a ``noise-fed`` side draws its noise inside the pass)."""
+        images = sum(next(iter(f.values())).shape[0] for f in feeds)
+        start = time.perf_counter()
+        for feed in feeds:
+            if self.noise is not None:
+                feed = {**feed, **self.noise.draw(next(iter(feed.values())).shape[0])}
+            self.session.run(self.names, feed)
+        return images / (time.perf_counter() - start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,8 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=RunConfig.__dataclass_fields__["threads"].default,
                         help="intra-op threads (default: the engine's, 0 = onnxruntime's choice)")
+    parser.add_argument("--clean-threads", type=int, default=None,
+                        help="also time the clean model with this many threads (side clean@N): is the reference "
+                             "the best clean layout?")
     parser.add_argument("--calibration-images", type=int, default=500)
-    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)}")
+    parser.add_argument("--sides", default=",".join(DEFAULT_SIDES), help=f"comma-separated subset of {', '.join(SIDES)}")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the rounds, print ONNX Runtime's kernel time per op type of every side")
     args = parser.parse_args(argv)
     sides = [s for s in args.sides.split(",") if s]
     unknown = [s for s in sides if s not in SIDES]
@@ -176,7 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         cal_batches.append(x[: args.calibration_images - seen])
         seen += cal_batches[-1].shape[0]
-    sessions = {"clean": (_session(context.model, name, output, args.threads), [output])}
+    sessions = {"clean": _Side(_session(context.model, name, output, args.threads), [output], context.model,
+                               args.threads)}
+    if args.clean_threads is not None:
+        sessions[f"clean@{args.clean_threads}"] = _Side(_session(context.model, name, output, args.clean_threads),
+                                                        [output], context.model, args.clean_threads)
     calibrations = {}
     for side in sides:
         settings = SIDES[side]
@@ -188,16 +222,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           settings=full, weights=context.initializers)
         staged = insert_stages(context.model, context.selected, settings, calibrations.get(key), seed=0,
                                weights=context.initializers)
-        sessions[side] = (_session(staged.model, name, output, args.threads), [output, *staged.counters])
+        model, noise = staged.model, None
+        if side == "noise-fed":
+            model, specs = fed_noise_model(model, name, images[0][:1])
+            noise = TableNoise(specs)
+        sessions[side] = _Side(_session(model, name, output, args.threads), [output, *staged.counters], model,
+                               args.threads, noise)
     order = list(sessions)
     load_before = os.getloadavg()
     for side in order:  # warm-up
-        _run_side(sessions[side][0], sessions[side][1], feeds)
+        sessions[side].run(feeds)
     rates: dict[str, list[float]] = {side: [] for side in order}
     for r in range(args.rounds):
         turn = order[r % len(order):] + order[: r % len(order)]
         for side in turn:
-            rates[side].append(_run_side(sessions[side][0], sessions[side][1], feeds))
+            rates[side].append(sessions[side].run(feeds))
     load_after = os.getloadavg()
     print(f"{Path(model_path).name}: {len(images)} batches, {sum(len(x) for x in images)} "
           f"images, threads {args.threads} (0 = onnxruntime's choice), {args.rounds} rounds, "
@@ -208,10 +247,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if side != "clean":
             s = ratio_summary(rates["clean"], r)
             line += f"  ratio {s['mean']:.3f} +- {s['half_width']:.3f} (95% CI {s['low']:.3f} .. {s['high']:.3f})"
-            if s["measuring_error"]:
+            if s["measuring_error"] and not side.startswith("clean@"):
                 line += f"\n    {s['measuring_error']}"
         print(line)
+    if args.profile:
+        _print_profiles(sessions, feeds, sum(len(x) for x in images))
     return 0
+
+
+def _print_profiles(sessions: dict[str, _Side], feeds: list[dict], images: int, top: int = 12) -> None:
+    """ONNX Runtime's kernel time per op type of every side: microseconds per image and share of the side's total."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, s in sessions.items():
+            side_feeds = feeds if s.noise is None else [{**f, **s.noise.draw(next(iter(f.values())).shape[0])}
+                                                        for f in feeds]
+            times = profile_ops(s.model, s.names, side_feeds, s.threads, str(Path(tmp) / "profile"))
+            total = sum(times.values())
+            ranked = sorted(times.items(), key=lambda kv: -kv[1])
+            shown = ", ".join(f"{op} {t / images:.0f} ({100 * t / total:.0f}%)" for op, t in ranked[:top])
+            print(f"profile {side}: {total / images:.0f} us/image in kernels; {shown}")
 
 
 def _session(model, input_name: str, output_name: str, threads: int):

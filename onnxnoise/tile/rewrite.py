@@ -21,13 +21,15 @@ onnxruntime 1.32, 1 and 2 threads), so the noise is new for every image and ever
 trial is reproducible from (seed, the sequence of batches it runs). The CUDA provider has its own
 generator: its draws differ from the CPU provider's (not measured here: no GPU in this session).
 
-Cost (``scripts/bench_stages.py``: ResNet20, CIFAR-10, 1,000 images in batches of 250, one CPU
-thread, 7 interleaved rounds, onnxruntime 1.32, a shared 2-core VM; ratio to the clean model's
-throughput, 95% interval): 512-row tiles alone 0.89 +- 0.13, 8-bit DAC + ADC with counters
-0.49 +- 0.05, with read noise 0.04 0.20 +- 0.02, all of it (aihwkit-like) 0.20 +- 0.02.
-``RandomNormalLike`` is most of the rest: ONNX Runtime's CPU kernel draws one value at a time on
-one thread (6.5 to 10 ns per value measured), and ResNet20 has about 190k partial-sum values per
-image, so read noise alone caps a whole-model trial at 0.25x to 0.3x the clean throughput here.
+Cost (``scripts/bench_stages.py``, measured 2026-12-05: ResNet20, CIFAR-10, 1,000 images in batches
+of 250, one CPU thread, 7 interleaved rounds, onnxruntime 1.32, a shared 2-core VM; ratio to the
+clean model's throughput, 95% interval): 512-row tiles alone 0.91 +- 0.03, 8-bit DAC + ADC with
+counters 0.50 +- 0.03 (each stage is 7 to 8 elementwise passes over the tensor, together more
+kernel time than the convolutions), with read noise 0.04 0.19 +- 0.04, all of it (aihwkit-like)
+0.19 +- 0.04. ``RandomNormalLike`` is 54% of the read-noise kernel time: ONNX Runtime's CPU kernel
+draws one value at a time on one thread (6.5 to 10 ns per value measured), and ResNet20 has about
+190k partial-sum values per image. A DAC fed by a ``Relu`` counts its clips without the ``Abs``
+pass (``|x| > r`` is ``x > r`` there, NaN included).
 
 The model may lack weight initializers (the session factory strips those it swaps in per
 trial): shapes and clean values come from ``weights``; weights are sliced in the graph
@@ -104,6 +106,8 @@ class Site:
         op: The float op and its tiles.
         finish: ``finish(y)`` maps the float result ``y`` back to the op's output name (``Identity``,
             or requantize / round for a quantized op) and returns that name.
+        nonnegative_input: The op's activation input is the output of a ``Relu`` node (``>= 0`` or
+            NaN), so the DAC's clip counter needs no ``Abs`` (:func:`onnxnoise.tile.stages.count_clipped`).
     """
 
     layer: str
@@ -111,6 +115,7 @@ class Site:
     builder: Builder
     op: AnalogOp
     finish: Callable[[str], str]
+    nonnegative_input: bool = False
 
 
 def insert_stages(model: onnx.ModelProto, layers: Sequence[Layer], settings: TileSettings,
@@ -187,6 +192,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
                "(convert it with onnx.version_converter.convert_version(model, 13))")
         raise ValueError(msg)
     positions = {node.name or f"{node.op_type}_{i}": i for i, node in enumerate(model.graph.node)}
+    relu_outputs = {node.output[0] for node in model.graph.node if node.op_type == "Relu" and node.output}
     constants = constant_names(model, weights)
     sites = []
     for layer in layers:
@@ -212,7 +218,7 @@ def analog_ops(model: onnx.ModelProto, layers: Sequence[Layer], tile_rows: int,
             value_of = lambda name: constant_value(model, name, weights)  # noqa: E731
             finish = lambda y, b=b, out=node.output[0]: b.op("Identity", [y], output=out)  # noqa: E731
         op = plan_op(layer.name, float_node, known, value_of, tile_rows)
-        sites.append(Site(layer.name, position, b, op, finish))
+        sites.append(Site(layer.name, position, b, op, finish, nonnegative_input=op.x in relu_outputs))
     return sorted(sites, key=lambda s: s.position)
 
 
@@ -226,8 +232,8 @@ def _stage(site: Site, settings: TileSettings, ranges: LayerRanges | None, seed:
     x_max = ranges.x_max if ranges is not None else 0.0
     x = op.x
     if settings.dac_bits:
-        counters[b.op("Identity", [count_clipped(b, x, np.float64(x_max))], output=f"{b.prefix}dac_clipped")] = \
-            "dac_clipped"
+        clipped = count_clipped(b, x, np.float64(x_max), nonnegative=site.nonnegative_input)
+        counters[b.op("Identity", [clipped], output=f"{b.prefix}dac_clipped")] = "dac_clipped"
         counters[b.op("Identity", [count_values(b, x)], output=f"{b.prefix}dac_values")] = "dac_values"
         x = quantize(b, x, np.float64(x_max), settings.dac_bits)
     partials, clipped, seen = [], [], []

@@ -134,17 +134,20 @@ def read_noise(b: Builder, x: str, scale: np.ndarray, seed: int) -> str:
     return b.op("Add", [x, noise], "noisy")
 
 
-def count_clipped(b: Builder, x: str, bound: np.ndarray) -> str:
+def count_clipped(b: Builder, x: str, bound: np.ndarray, *, nonnegative: bool = False) -> str:
     """int64 scalar: elements of ``x`` with ``|x| > bound`` (0 where ``bound`` is 0: exact there).
 
     Exact while the last axis of ``x`` holds at most ``2**24`` values (a partial sum's width or
-    columns; the float32 step) and the whole tensor fewer than ``2**53``.
+    columns; the float32 step) and the whole tensor fewer than ``2**53``. ``nonnegative``: the
+    caller knows ``x`` is ``>= 0`` or NaN (a ``Relu`` output), so ``|x| > bound`` is ``x > bound``
+    for every value (NaN: false both ways) and the ``Abs`` pass is left out (the same count).
     """
     bound = np.asarray(bound, dtype=np.float64)
     dead = bound <= 0
     if dead.all():
         return b.const(0, "no_clips", dtype=np.int64)
-    over = b.op("Greater", [b.op("Abs", [x]), b.const(np.where(dead, np.inf, bound), "count_bound")])
+    magnitude = x if nonnegative else b.op("Abs", [x])
+    over = b.op("Greater", [magnitude, b.const(np.where(dead, np.inf, bound), "count_bound")])
     # Summed in two steps: float32 along the last axis (every partial sum is an integer of at most
     # the axis length, exact in float32 up to 2**24 values in any order), then float64 over the
     # rest (exact below 2**53). Half the bytes of one float64 pass: ONNX Runtime's Cast to float64

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from onnx import helper, numpy_helper
 
 from onnxnoise.tile import TileSettings, noise_seed, step
 from onnxnoise.tile.rewrite import analog_ops
@@ -152,3 +153,20 @@ def test_one_noise_std_is_the_generators_scale_bit_for_bit_the_unit_draw_times_t
     s = np.float32(sigma * x_max * np.abs(w.astype(np.float64)).max())
     for draw in draws:
         assert np.array_equal(draw, reference.run(["y"], {"x": np.zeros((7, 32), np.float32)})[0] * s)
+
+
+def test_a_relu_fed_dac_counts_without_abs_and_the_same_clips_as_abs():
+    """After a Relu the DAC counter is ``x > r`` (no Abs node); other inputs keep ``|x| > r``: known counts."""
+    relu = one_op("Relu", {}, ["x"], ["N", 4], name="act")
+    relu.graph.node[0].output[0] = "h"
+    relu.graph.node.append(helper.make_node("MatMul", ["h", "w"], ["y"], name="op"))
+    relu.graph.initializer.append(numpy_helper.from_array(np.eye(4, dtype=np.float32), "w"))
+    x = np.array([[-3.0, 0.5, 1.5, 2.0], [-0.5, -1.2, 0.9, np.nan]], np.float32)  # relu: 0 .5 1.5 2 | 0 0 .9 nan
+    settings, ranges = TileSettings(dac_bits=8), fixed("op", 1.0, [[0.0]])
+    fed = staged(relu, settings, ranges).model
+    assert not any(n.op_type == "Abs" for n in fed.graph.node)
+    assert run(fed, x)["onnxnoise.tile/op/dac_clipped"] == 2      # 1.5 and 2.0; NaN > 1 is false, as |NaN| > 1
+    plain = one_op("MatMul", {"w": np.eye(4, dtype=np.float32)}, ["x", "w"], ["N", 4])
+    direct = staged(plain, settings, ranges).model
+    assert sum(n.op_type == "Abs" for n in direct.graph.node) == 1
+    assert run(direct, x)["onnxnoise.tile/op/dac_clipped"] == 4   # -3, 1.5, 2.0, -1.2
