@@ -32,6 +32,7 @@ from onnxnoise.model.quant import describe_quantization
 from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
 from onnxnoise.noise.presets import PRESETS, expand_preset
 from onnxnoise.options import strength_example
+from onnxnoise.report.blame_view import blame_console
 from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
 from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
 from onnxnoise.report.tables import write_table
@@ -187,6 +188,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     out = output_folder(args.out or args.run_dir[0])
     trials = collect_trials(args.run_dir)
     files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
+    for table in blame_console(files.blame, args.top) if files.blame is not None else ():
+        console.print(table)
     models = files.summary["model"].unique().sort().to_list()
     console.print(summary_table(files.summary, title=f"whole-model and baseline trials: {', '.join(models)}"))
     paired = paired_table(files.summary)

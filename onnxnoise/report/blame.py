@@ -83,7 +83,7 @@ def layer_drops(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
 
     Returns:
         One row per (:func:`~onnxnoise.report.stats.group_keys` but ``mode``) of the successful
-        per-layer trials: the keys, ``layer_name``, ``draws`` (successful trials), ``drop_mean``
+        per-layer trials: the keys, ``layer_name``, ``top1_base`` (``a_0``, percent), ``draws`` (successful trials), ``drop_mean``
         (points, ``a_0 - a`` averaged over draws; positive = top-1 lost), ``drop_ci`` (points,
         half-width: t over draws with two or more, else :func:`paired_image_half_width`; null
         when neither is defined) and ``interval`` (``"draws"``, ``"images"`` or null).
@@ -95,7 +95,8 @@ def layer_drops(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
     rows = trials.filter(ok).with_columns((pl.col("top1_base") - pl.col("top1_acc")).alias("_drop"))
     paired = all(c in rows.columns for c in ("lost_top1", "gained_top1", "images"))
     agg = [pl.len().cast(pl.Int64).alias("draws"), pl.col("_drop").mean().alias("drop_mean"),
-           pl.col("_drop").std(ddof=1).alias("_sd"), pl.col("layers").first().alias("_layers")]
+           pl.col("_drop").std(ddof=1).alias("_sd"), pl.col("layers").first().alias("_layers"),
+           pl.col("top1_base").first()]
     if paired:
         agg += [pl.col("lost_top1").first().alias("_b"), pl.col("gained_top1").first().alias("_c"),
                 pl.col("images").first().alias("_n")]
@@ -166,7 +167,7 @@ def blame_table(trials: pl.DataFrame, summary: pl.DataFrame, facts: pl.DataFrame
         model, noise, strength (:func:`~onnxnoise.report.stats.sort_by_noise`) then ``rank`` (1 =
         largest drop; ties by layer index): the keys, ``strength_text``, ``rank``, ``layer_index``,
         ``layer_name``, ``layers`` (``List(String)``), ``op_type``, ``parameters``, ``params_share``
-        (0..1), ``draws``, ``drop_mean``, ``drop_ci``, ``interval``, ``collapsed``, ``nan_count``,
+        (0..1), ``top1_base``, ``draws``, ``drop_mean``, ``drop_ci``, ``interval``, ``collapsed``, ``nan_count``,
         ``bn_variance_changed``, ``channel_std_ratio``, ``narrow_snr_fraction``, ``narrow_channels``,
         ``channels`` (:mod:`onnxnoise.report.layer_facts`) and ``flags``
         (``List(String)``, :func:`layer_flags`). Empty when there is no per-layer trial.
@@ -192,7 +193,7 @@ def blame_table(trials: pl.DataFrame, summary: pl.DataFrame, facts: pl.DataFrame
                                .cast(pl.Int64).alias("rank"))
     table = table.sort(["layer_index"]).sort([*lead, noise_rank(table), "rank"], maintain_order=True)
     cols = ["strength", "strength_text", "rank", "layer_index", "layer_name", "layers", "op_type", "parameters",
-            "params_share", "draws", "drop_mean", "drop_ci", "interval", "collapsed", "nan_count",
+            "params_share", "top1_base", "draws", "drop_mean", "drop_ci", "interval", "collapsed", "nan_count",
             "bn_variance_changed", "channel_std_ratio", "narrow_snr_fraction", "narrow_channels", "channels", "flags"]
     return table.select([*lead, *[c for c in cols if c in table.columns]])
 

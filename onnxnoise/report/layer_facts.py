@@ -168,12 +168,12 @@ def narrow_note(fraction: float | None, narrow: int | None = None, channels: int
     """The table's words for a layer whose narrowest channel is far below the nominal SNR, else ``None``.
 
     ``fraction`` is :attr:`ChannelSpread.narrowest`; below :data:`NARROW_SNR_FRACTION` the note reads
-    ``"2/16 channels < 0.25x SNR (narrowest 0.08x)"``, and with a linear SNR strength (``unit``
-    ``"ratio"``, gaussian-snr) the narrowest channel's effective SNR, ``"... (narrowest at SNR 0.4)"``.
+    ``"2/16 channels below 0.25x SNR (min 0.08x)"``, and with a linear SNR strength (``unit``
+    ``"ratio"``, gaussian-snr) the narrowest channel's effective SNR, ``"... (min SNR 0.4)"``.
     """
     if fraction is None or fraction != fraction or fraction >= NARROW_SNR_FRACTION:
         return None
     count = f"{narrow}/{channels} channels" if narrow is not None and channels else "channels"
-    at = (f"narrowest at SNR {strength * fraction:.2g}" if strength is not None and unit == "ratio"
-          else f"narrowest {fraction:.2g}x")
-    return f"{count} < {NARROW_SNR_FRACTION:g}x SNR ({at})"
+    at = (f"min SNR {strength * fraction:.2g}" if strength is not None and unit == "ratio"
+          else f"min {fraction:.2g}x")
+    return f"{count} below {NARROW_SNR_FRACTION:g}x SNR ({at})"

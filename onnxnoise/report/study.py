@@ -28,6 +28,9 @@ from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_ce
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.report.stages import stages_lines
 from onnxnoise.report.unchanged import unchanged_layers_warnings
+from onnxnoise.report.blame import blame_table, typed_layers
+from onnxnoise.report.blame_view import blame_groups, blame_markdown, plot_blame
+from onnxnoise.report.layer_facts import facts_of_runs
 from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "report_warnings",
@@ -94,6 +97,8 @@ class ReportFiles:
         summary: The per-(model, noise model, mode, layer, strength) summary frame.
         a_avr: The per-(model, noise model, strength) ``A_avr`` frame (eq. 3; empty
             without per-layer trials).
+        blame: The layers ranked by their top-1 drop (:func:`onnxnoise.report.blame.blame_table`;
+            empty without per-layer trials).
         warnings: :func:`report_warnings` (baselines at chance level, failed trials) and the
             noise models' advice where draws collapsed (:func:`~onnxnoise.report.paired.collapse_hints`).
     """
@@ -103,6 +108,7 @@ class ReportFiles:
     markdown: Path | None = None
     summary: pl.DataFrame | None = None
     a_avr: pl.DataFrame | None = None
+    blame: pl.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -258,13 +264,21 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     classes = set(_chance_classes(runs).values())  # one class count: its chance; else 0 (see paired.collapsed)
     summary = summarize_trials(trials, chance=100.0 / classes.pop() if len(classes) == 1 else 0.0)
     a_avr = average_normalized_accuracy(trials)
-    files.summary, files.a_avr = summary, a_avr
+    blame = blame_table(trials, summary, facts_of_runs(runs))
+    files.summary, files.a_avr, files.blame = summary, a_avr, blame
     files.warnings = report_warnings(trials, runs) + collapse_hints(summary)
-    files.tables += write_table(trials, out, "results")
-    files.tables += write_table(summary, out, "summary")
+    files.tables += write_table(typed_layers(trials), out, "results")
+    files.tables += write_table(typed_layers(summary), out, "summary")
     if not a_avr.is_empty():
         files.tables += write_table(a_avr, out, "a_avr")
     figures = out / "figures"
+    if not blame.is_empty():
+        files.tables += write_table(blame, out, "blame")
+        groups = blame_groups(blame)
+        for i, (_, part) in enumerate(groups):
+            first = part.row(0, named=True)
+            suffix = "" if len(groups) == 1 else f"-{i + 1}"
+            _save(plot_blame(part, blame), figures, f"blame-{folder_name(first['model'])}{suffix}", files.figures)
     noisy = summary.filter(pl.col("mode") != "baseline")
     for suffix, part in _by_noise_model(noisy.filter(pl.col("mode") == "all")):
         if not part.is_empty():
@@ -348,6 +362,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     errors = trials.filter(pl.col("error").is_not_null()).height
     keyed = sorted(set(trials["settings"].drop_nulls().to_list())) if "settings" in trials.columns else []
     parts = [f"# {title}", ""]
+    if files.blame is not None and not files.blame.is_empty():  # the first table: which layers to blame
+        parts += blame_markdown(files.blame)
     if files.warnings:
         parts += ["## Warnings", "", *(f"- **WARNING**: {line}" for line in files.warnings), ""]
     parts += [
@@ -426,4 +442,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
               "mode, layer, strength"]
     if not a_avr.is_empty():
         parts += ["- `a_avr.parquet` / `a_avr.csv`: A_avr and degradation per model, noise model and strength"]
+    if files.blame is not None and not files.blame.is_empty():
+        parts += ["- `blame.parquet` / `blame.csv`: every layer ranked by its top-1 drop per strength, with op type, "
+                  "parameters, channel spread and flags (`layers`, `flags`: List(String); JSON text in the CSV)"]
     return "\n".join(parts) + "\n"

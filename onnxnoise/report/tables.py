@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import polars as pl
 
 from onnxnoise.files import atomic_write
 
-__all__ = ["write_table", "with_planned_provider"]
+__all__ = ["write_table", "with_planned_provider", "csv_ready"]
+
+
+def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each list column as JSON text (``["a", "b"]``): CSV holds no nested values."""
+    lists = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
+    return frame.with_columns(pl.col(c).map_elements(lambda v: json.dumps(list(v)), return_dtype=pl.String)
+                              for c in lists) if lists else frame
 
 
 def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
@@ -30,7 +38,8 @@ def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
 def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> list[Path]:
     """Write ``frame`` as ``<stem>.parquet`` and ``<stem>.csv`` in ``out_dir``, atomically.
 
-    Each file is written to a temporary file beside it, flushed and renamed
+    List columns (layer names, flags: ``List(String)``) stay typed in Parquet and are JSON text
+    in the CSV (:func:`csv_ready`). Each file is written to a temporary file beside it, flushed and renamed
     (:func:`onnxnoise.files.atomic_write`), so a full disk or a run killed mid-write
     leaves the previous complete table in place, and no temporary file. Each table is
     encoded in memory first and its bytes written by Python: Polars writing to the file
@@ -52,7 +61,7 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix, writer in ((".parquet", frame.write_parquet), (".csv", frame.write_csv)):
+    for suffix, writer in ((".parquet", frame.write_parquet), (".csv", csv_ready(frame).write_csv)):
         final = out / f"{stem}{suffix}"
         encoded = io.BytesIO()
         writer(encoded)
