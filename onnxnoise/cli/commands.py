@@ -18,7 +18,7 @@ from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.out_dir import output_folder
-from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
+from onnxnoise.cli.output import RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
 from onnxnoise.config import RunConfig, SweepConfig, TileConfig, is_time_strength
 from onnxnoise.data.registry import resolve_data
@@ -33,8 +33,10 @@ from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
 from onnxnoise.noise.presets import PRESETS, expand_preset
 from onnxnoise.options import strength_example
 from onnxnoise.report.blame_view import blame_console
-from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
-from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
+from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, paired_table, summary_table,
+                                     verdicts_table)
+from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
+from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.report.tables import write_table
 from onnxnoise.settings import config_values, declared
 from onnxnoise.store import STORE_NAME, run_store
@@ -203,15 +205,25 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
                   f"in {out}")
+    if len(models) > 1:
+        console.print(f"differences with intervals and a verdict: onnxnoise compare "
+                      f"{' '.join(str(d) for d in args.run_dir)}", highlight=False, markup=False)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     out = output_folder(args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
-    console.print(a_avr_table(files.summary))
-    console.print(INTERVALS, markup=False, highlight=False)
-    console.print(f"wrote {len(files.tables)} files of tables, {len(files.figures)} figure files in {out}")
+    if files.a_avr is not None:
+        console.print(a_avr_table(files.a_avr))
+    console.print(verdicts_table(files.summary))
+    for sentence in files.summary["sentence"].to_list():
+        console.print(f"- {sentence}", markup=False, highlight=False)
+    console.print(INTERVAL_NOTE, markup=False, highlight=False)
+    console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
+                  f"in {out}")
+    if args.json:
+        print(json_text(comparison_json(files.summary)))
     return 0
 
 

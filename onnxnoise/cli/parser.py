@@ -97,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="layers shown in the terminal's blame table of a per-layer sweep (report.md has all; "
                         "default 10)")
 
-    compare = sub.add_parser("compare", help="models side by side: A_avr and degradation per SNR")
-    compare.add_argument("run_dir", type=Path, nargs="+", help="run folders with per-layer sweeps")
+    compare = sub.add_parser("compare", help="models side by side: the difference per strength to the first model, "
+                             "with a paired interval and a verdict (whole-model and per-layer sweeps)")
+    compare.add_argument("run_dir", type=Path, nargs="+", help="run folders of two or more models (whole-model "
+                         "and/or per-layer sweeps); the first model is the reference")
+    compare.add_argument("--json", action="store_true", help="print compare.json on stdout")
     compare.add_argument("--out", type=Path, help="where to write (default: reports/compare-<timestamp>/)")
 
     layers = sub.add_parser("layers", help="list the parameter layers of a model")

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from onnxnoise.report.blame import worst_strength
 from onnxnoise.report.strength import noise_rank
+from onnxnoise.report.tables import markdown_table
 
 __all__ = ["DROP_NOTE", "drop_cell", "blame_groups", "blame_console", "blame_markdown", "plot_blame"]
 
@@ -85,11 +86,6 @@ def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
     return tables
 
 
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(row) + " |" for row in rows)])
-
-
 def blame_markdown(blame: pl.DataFrame) -> list[str]:
     """report.md's blame section: one table per model and noise setting, every layer, worst first.
 
@@ -120,7 +116,7 @@ def blame_markdown(blame: pl.DataFrame) -> list[str]:
                          drop_cell(r["drop_mean"], r["drop_ci"], r.get("top1_base")),
                          *(drop_cell(by.get((t, r["layer_index"])), None) for t in texts),
                          "-" if ratio is None or ratio != ratio else f"{ratio:.3g}", "; ".join(r["flags"])])
-        lines += [f"### {title}", "", _md(["rank", "layer", "op type", "parameters", "share %",
+        lines += [f"### {title}", "", markdown_table(["rank", "layer", "op type", "parameters", "share %",
                                            f"drop at {first['strength_text']}", *(f"drop at {t}" for t in texts),
                                            "channel std max/min", "flags"], rows), ""]
     return lines

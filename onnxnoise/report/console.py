@@ -16,7 +16,7 @@ from onnxnoise.report.strength import noise_model_for, strength_header, varying_
 from onnxnoise.store.schema import COUNTER, SETTING, columns
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
-           "format_interval", "lead_columns"]
+           "format_interval", "lead_columns", "verdicts_table"]
 
 
 def shown_counters(rows: pl.DataFrame) -> list[tuple[str, str]]:
@@ -281,4 +281,22 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)
+    return table
+
+
+def verdicts_table(verdicts: pl.DataFrame, *, title: str | None = "difference to the first model") -> Table:
+    """The rows of :func:`onnxnoise.report.versus.compare_models`: mode, strength, models, means, difference ± interval.
+
+    The difference is model B minus model A in points (top-1 % for noise in all layers, top-1
+    degradation % of ``A_avr`` for one layer at a time); ``±`` the 95% interval, paired over
+    shared seeds where the ``paired`` column says so.
+    """
+    table = Table(title=title)
+    for name in ("mode", "strength", "model A", "model B", "A", "B", "B - A", "paired"):
+        table.add_column(name, justify="left" if name in ("mode", "strength", "paired") else "right", overflow="fold")
+    for r in verdicts.iter_rows(named=True):
+        diff = f"{r['difference']:+.2f}" + ("" if r["ci"] is None else f" ± {r['ci']:.2f}")
+        table.add_row(r["mode"] + (" (top-1 %)" if r["mode"] == "all" else " (degr. %)"), r["strength_text"],
+                      r["model_a"], r["model_b"], f"{r['value_a']:.2f}", f"{r['value_b']:.2f}", diff,
+                      f"{r['seeds']} seeds" if r["paired"] else "no")
     return table

@@ -1,4 +1,4 @@
-"""Trial tables: written to disk (Parquet and CSV), failed rows grouped with their seeds."""
+"""Tables: trial tables written to disk (Parquet and CSV; failed rows grouped with their seeds) and markdown tables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import polars as pl
 
 from onnxnoise.files import atomic_write
 
-__all__ = ["write_table", "with_planned_provider", "csv_ready"]
+__all__ = ["write_table", "with_planned_provider", "csv_ready", "markdown_table"]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table: header row, separator, one line per row of cells (text as given)."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
 
 
 def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
