@@ -249,6 +249,11 @@ class RunConfig:
         files=("sweeps",), unit="GiB",
         help="most memory the suffix sessions of one lockstep group of per-layer trials take together; bounds how "
         "many run batch by batch together; same counts (default {default})")
+    scope_check: int = option(
+        0, flag="--scope-check", type=int, metavar="N", group=NOISE, commands=("bench",),
+        help="after the run, re-run the N strengths that lost the most top-1 with sigma per output channel "
+        "(scope=channel, same seeds) and say whether the answer depends on the scope; for noise models with a "
+        "`scope` parameter, e.g. gaussian-snr (default 0: off)")
     extra: Mapping[str, Any] = extra_settings()
 
     def __post_init__(self) -> None:
@@ -263,6 +268,7 @@ class RunConfig:
         _check_int("--threads", self.threads, minimum=0, maximum=max_threads(),
                    why=f" ({MAX_THREADS_PER_CPU} per CPU this process may use: {usable_cpus()})")
         _check_int("--label-offset", self.label_offset, minimum=0, optional=True)
+        _check_int("--scope-check", self.scope_check, minimum=0)
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
             raise ConfigError(msg)

@@ -98,15 +98,24 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             for row in result.summary.iter_rows(named=True)
         ],
     }
+    if result.scope_check is not None:
+        summary["scope_check"] = result.scope_check.to_dict()
+        write_table(result.scope_check.trials, out, "scope-check")
     write_text(Path(out) / "bench.json", json_text(summary, indent=2) + "\n")
     console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
     paired = paired_table(result.summary)
     if paired is not None:
         console.print(paired)
     console.print(bench_caption(result.meta))
+    if result.scope_check is not None:
+        console.print(f"[bold]scope check[/] (--scope-check {config.scope_check}: the worst strengths again with "
+                      f"sigma per output channel, same seeds and images; paired 95% interval):")
+        for line in result.scope_check.lines:
+            console.print(f"  {line}", highlight=False, markup=False)
     for line in result.meta.get("seeds_auto", {}).get("short_of_target", []):
         console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
-    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
+    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv"
+                  + (f"; scope check: {out}/scope-check.parquet" if result.scope_check is not None else ""))
     if args.json:
         print(json_text(summary))
     return failed_exit(result.meta["failed"], console)
