@@ -27,7 +27,7 @@ from scipy import stats as _sps
 
 from onnxnoise.intervals import check_level, t_half_width
 from onnxnoise.report.layer_facts import FACT_SCHEMA, narrow_note
-from onnxnoise.report.stats import group_keys
+from onnxnoise.report.stats import group_keys, normalized_accuracy
 from onnxnoise.report.strength import noise_rank
 
 __all__ = ["paired_image_half_width", "layer_drops", "blame_table", "worst_strength", "layer_flags",
@@ -76,8 +76,8 @@ def layer_drops(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
     """Per layer and strength of the per-layer trials: the top-1 drop against the clean model, with its interval.
 
     Args:
-        trials: One row per trial with ``top1_base`` and ``top1_acc`` (percent;
-            :func:`onnxnoise.report.stats.normalized_accuracy`), ``mode``, ``layer_index``, ``layers``,
+        trials: One row per trial with ``top1_acc`` (percent) and ``top1_base`` (added by
+            :func:`onnxnoise.report.stats.normalized_accuracy` when absent), ``mode``, ``layer_index``, ``layers``,
             ``seed``, and optionally ``lost_top1``, ``gained_top1``, ``images``, ``error``.
         level: Confidence level in (0, 1).
 
@@ -88,6 +88,8 @@ def layer_drops(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
         half-width: t over draws with two or more, else :func:`paired_image_half_width`; null
         when neither is defined) and ``interval`` (``"draws"``, ``"images"`` or null).
     """
+    if "top1_base" not in trials.columns:
+        trials = normalized_accuracy(trials)
     keys = [c for c in group_keys() if c in trials.columns and c != "mode"]
     ok = (pl.col("mode") == "per-layer") & pl.col("top1_acc").is_not_null() & pl.col("top1_base").is_not_null()
     if "error" in trials.columns:

@@ -276,11 +276,14 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     figures = out / "figures"
     if not blame.is_empty():
         files.tables += write_table(blame, out, "blame")
-        groups = blame_groups(blame)
-        for i, (_, part) in enumerate(groups):
+        seen: dict[str, int] = {}
+        for _, part in blame_groups(blame):
             first = part.row(0, named=True)
-            suffix = "" if len(groups) == 1 else f"-{i + 1}"
-            save_figure(plot_blame(part, blame), figures, f"blame-{folder_name(first['model'])}{suffix}", files.figures)
+            stem = f"blame-{folder_name(first['model'])}" + (
+                f"-{folder_name(str(first['noise_model']))}" if _several_noise_models(blame) else "")
+            seen[stem] = seen.get(stem, 0) + 1
+            stem += f"-{seen[stem]}" if seen[stem] > 1 else ""
+            save_figure(plot_blame(part, blame), figures, stem, files.figures)
     noisy = summary.filter(pl.col("mode") != "baseline")
     for suffix, part in by_noise_model(noisy.filter(pl.col("mode") == "all")):
         if not part.is_empty():

@@ -25,7 +25,7 @@ from scipy import stats as _sps
 
 from onnxnoise.intervals import check_level
 from onnxnoise.report.strength import add_strength_text
-from onnxnoise.report.stats import sort_by_noise
+from onnxnoise.report.stats import normalized_accuracy, sort_by_noise
 
 __all__ = ["paired_difference", "welch_difference", "model_draws", "compare_models", "verdict_sentence"]
 
@@ -86,12 +86,15 @@ def model_draws(trials: pl.DataFrame) -> pl.DataFrame:
     the layers (eq. 3 for one seed; seeds that miss a layer are left out) and ``clean`` is 0.
 
     Args:
-        trials: Output of :func:`onnxnoise.report.study.collect_trials` (``top1_norm``, ``top1_base``).
+        trials: Output of :func:`onnxnoise.report.study.collect_trials` (``top1_norm``, ``top1_base``; added by
+            :func:`onnxnoise.report.stats.normalized_accuracy` when absent).
 
     Returns:
         Columns ``model``, ``model_sha256``, ``dataset_fingerprint``, ``images``, ``mode``, the noise
         keys, ``seed``, ``value``, ``clean``.
     """
+    if "top1_norm" not in trials.columns:
+        trials = normalized_accuracy(trials)
     ok = pl.col("top1_acc").is_not_null() & pl.col("top1_base").is_not_null()
     if "error" in trials.columns:
         ok = ok & pl.col("error").is_null()
