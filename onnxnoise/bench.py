@@ -28,12 +28,13 @@ from onnxnoise.engine.baseline_checks import chance_classes, chance_warning, che
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
-from onnxnoise.errors import BaselineExpectationError, ConfigError
+from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.noise_config import NoiseConfig
 from onnxnoise.report.paired import collapse_hints, short_of_target
 from onnxnoise.report.scope_effect import scope_effect, scope_sentence
 from onnxnoise.report.stages import stages_line
 from onnxnoise.report.stats import summarize_trials
+from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store.schema import COUNTER, column_names
@@ -118,8 +119,6 @@ def run_bench(
             outside ``expect_top1 +- tolerance`` (raised after the baseline, before any
             noisy trial; the baseline row is recorded).
     """
-    if config.scope_check:
-        scope_check_config(config)  # a refused --scope-check stops before anything runs
     context = context or prepare_context(config)
     recorder = MemoryRecorder(on_record=None if on_trial is None else lambda rows: on_trial(recorder.frame()))
     planned = plan_trials(context, ("all",))
@@ -151,21 +150,9 @@ def run_bench(
 def scope_check_config(config: RunConfig) -> NoiseConfig:
     """The noise settings of ``--scope-check``: the run's with ``scope=channel``.
 
-    Raises:
-        ConfigError: The noise model has no ``scope`` parameter, or the run already uses sigma per
-            output channel (nothing to compare).
+    ``RunConfig`` has refused a noise model without a ``scope`` parameter or one already per channel.
     """
-    noise = config.noise
-    scope = getattr(noise.noise_model, "scope", None)
-    if scope is None:
-        msg = (f"--scope-check needs a noise model with a `scope` parameter (e.g. gaussian-snr, gaussian-max); "
-               f"{noise.model} has none: drop --scope-check or choose such a model with --noise")
-        raise ConfigError(msg)
-    if scope in ("channel", "row"):
-        msg = ("--scope-check compares the run's scope with scope=channel, and this run already takes sigma per "
-               f"output channel ({noise.model}:scope={scope}); drop one of them")
-        raise ConfigError(msg)
-    return dataclasses.replace(noise, params={**noise.params, "scope": "channel"})
+    return dataclasses.replace(config.noise, params={**config.noise.params, "scope": "channel"})
 
 
 def run_scope_check(config: RunConfig, result: BenchResult, context: RunContext,
@@ -177,15 +164,13 @@ def run_scope_check(config: RunConfig, result: BenchResult, context: RunContext,
     (``context`` is reused, only its noise settings change). The comparison is paired by seed
     (:mod:`onnxnoise.report.scope_effect`).
 
-    Raises:
-        ConfigError: As :func:`scope_check_config`.
     """
     noise = scope_check_config(config)
     noisy = result.summary.filter((pl.col("mode") == "all") & (pl.col("seeds") > 0))
-    worst = noisy.sort("top1_acc_mean").head(config.scope_check)
+    worst = noisy.sort([pl.col("top1_acc_mean"), noise_rank(noisy)], descending=[False, True]).head(config.scope_check)
     strengths = tuple(worst["strength"].to_list())
     channel = dataclasses.replace(context, config=dataclasses.replace(
-        config, noise=dataclasses.replace(noise, strengths=strengths)), _prefix=None)
+        config, noise=dataclasses.replace(noise, strengths=strengths), scope_check=0), _prefix=None)
     recorder = MemoryRecorder()
     planned = [item for item in plan_trials(channel, ("all",)) if item.trial.mode != "baseline"]
     LocalExecutor(prefix_reuse=False).run(channel, planned, recorder, progress)

@@ -269,6 +269,8 @@ class RunConfig:
                    why=f" ({MAX_THREADS_PER_CPU} per CPU this process may use: {usable_cpus()})")
         _check_int("--label-offset", self.label_offset, minimum=0, optional=True)
         _check_int("--scope-check", self.scope_check, minimum=0)
+        if self.scope_check:
+            _check_scope_check(self.noise)
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
             raise ConfigError(msg)
@@ -401,6 +403,23 @@ def _extra_values(values: Mapping[str, Any]) -> dict[str, Any]:
         msg = f"unknown setting(s) {', '.join(unknown)}; registered: {', '.join(registered) or 'none'}"
         raise ConfigError(msg)
     return {key: s.value(values[key]) if values.get(key) is not None else s.default for key, s in registered.items()}
+
+
+def _check_scope_check(noise: NoiseConfig) -> None:
+    """Raise ``ConfigError`` unless ``--scope-check`` can compare ``noise``'s scope with ``scope=channel``.
+
+    The noise model needs a ``scope`` parameter (gaussian-snr, gaussian-max), and the run must not
+    already take sigma per output channel (``channel``, or gaussian-max's ``row``).
+    """
+    scope = getattr(noise.noise_model, "scope", None)
+    if scope is None:
+        msg = (f"--scope-check needs a noise model with a `scope` parameter (e.g. gaussian-snr, gaussian-max); "
+               f"{noise.model} has none: drop --scope-check or choose such a model with --noise")
+        raise ConfigError(msg)
+    if scope in ("channel", "row"):
+        msg = ("--scope-check compares the run's scope with scope=channel, and this run already takes sigma per "
+               f"output channel ({noise.model}:scope={scope}); drop one of them")
+        raise ConfigError(msg)
 
 
 def _check_positive(flag: str, value: Any, *, unit: str = "", example: str = "2 or 0.5") -> None:

@@ -225,10 +225,13 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
     if files.a_avr is not None:
         console.print(a_avr_table(files.a_avr))
-    console.print(verdicts_table(files.summary))
-    for sentence in files.summary["sentence"].to_list():
-        console.print(f"- {sentence}", markup=False, highlight=False)
-    console.print(INTERVAL_NOTE, markup=False, highlight=False)
+    if files.summary.is_empty():
+        console.print("one model, or none sharing a strength: no difference to give (compare.md says so)")
+    else:
+        console.print(verdicts_table(files.summary))
+        for sentence in files.summary["sentence"].to_list():
+            console.print(f"- {sentence}", markup=False, highlight=False)
+        console.print(INTERVAL_NOTE, markup=False, highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
                   f"in {out}")
     if args.json:

@@ -45,24 +45,25 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
         (:func:`onnxnoise.report.versus.compare_models` plus ``sentence``), ``a_avr`` the per-layer table.
 
     Raises:
-        StoreError: If the runs hold fewer than two models, or no whole-model or per-layer trials that
-            two models share (same noise setting and strength).
+        StoreError: If the runs hold no per-layer trials and no whole-model or per-layer trials that two
+            models share (same noise setting and strength). One model's per-layer sweep gives its ``A_avr``
+            table and figures, and no verdict.
     """
-    models = trials.select("model", "model_sha256").unique().height
-    if models < 2:
-        msg = f"`compare` needs the runs of two or more models, these hold {models}; give one run folder per model"
-        raise StoreError(msg)
     verdicts = compare_models(trials, level=level)
-    if verdicts.is_empty():
-        msg = ("no whole-model (`--mode all`) or per-layer (`--mode per-layer`) trials that two models share at the "
-               "same noise and strength; sweep both models with the same noise settings")
+    a_avr = average_normalized_accuracy(trials, level=level)
+    if verdicts.is_empty() and a_avr.is_empty():
+        models = trials.select("model", "model_sha256").unique().height
+        msg = (f"nothing to compare: these runs hold {models} model(s) and no whole-model (`--mode all`) or "
+               "per-layer (`--mode per-layer`) trials two models share at the same noise and strength; give the run "
+               "folders of two or more models swept with the same noise settings")
         raise StoreError(msg)
-    verdicts = verdicts.with_columns(pl.Series("sentence", [verdict_sentence(r) for r in verdicts.iter_rows(
-        named=True)], dtype=pl.String))
+    if not verdicts.is_empty():
+        verdicts = verdicts.with_columns(pl.Series("sentence", [verdict_sentence(r) for r in verdicts.iter_rows(
+            named=True)], dtype=pl.String))
     out = Path(out_dir)
     files = ReportFiles(summary=verdicts)
-    files.tables += write_table(verdicts, out, "verdicts")
-    a_avr = average_normalized_accuracy(trials, level=level)
+    if not verdicts.is_empty():
+        files.tables += write_table(verdicts, out, "verdicts")
     facts = model_facts(runs)
     if not a_avr.is_empty():
         files.a_avr = a_avr
@@ -80,14 +81,14 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
             save_figure(plot_accuracy_vs_noise(pl.concat([base, part])), out / "figures",
                         f"compare-accuracy-vs-noise{suffix}", files.figures)
     files.markdown = out / "compare.md"
-    write_text(files.markdown, _markdown(verdicts, facts, files, out))
+    write_text(files.markdown, _markdown(verdicts, trials, facts, files, out))
     write_text(out / "compare.json", json_text(comparison_json(verdicts), indent=2) + "\n")
     return files
 
 
 def comparison_json(verdicts: pl.DataFrame) -> dict:
     """compare.json (and ``compare --json``): the reference model, the interval's reading, one entry per verdict row."""
-    rows = verdicts.to_dicts()
+    rows = verdicts.to_dicts() if "sentence" in verdicts.columns else []
     return {"reference": rows[0]["model_a"] if rows else None, "interval": INTERVAL_NOTE, "verdicts": rows}
 
 
@@ -98,11 +99,16 @@ def _cell(value, ci=None, digits: int = 2, sign: bool = False) -> str:
     return text if ci is None else f"{text} ± {ci:.{digits}f}"
 
 
-def _markdown(verdicts: pl.DataFrame, facts: pl.DataFrame, files: ReportFiles, out: Path) -> str:
-    first = verdicts.row(0, named=True)
-    others = ", ".join(verdicts["model_b"].unique(maintain_order=True).to_list())
-    parts = [f"# onnxnoise compare: {others} against {first['model_a']}", "", "## Verdicts", "",
-             *(f"- {s}" for s in verdicts["sentence"].to_list()), "", INTERVAL_NOTE + ".", ""]
+def _markdown(verdicts: pl.DataFrame, trials: pl.DataFrame, facts: pl.DataFrame, files: ReportFiles, out: Path) -> str:
+    models = trials["model"].unique(maintain_order=True).to_list()
+    parts = [f"# onnxnoise compare: {', '.join(models[1:]) or models[0]} against {models[0]}" if len(models) > 1
+             else f"# onnxnoise compare: {models[0]}", "", "## Verdicts", ""]
+    if verdicts.is_empty():
+        parts += ["- no two models share a whole-model or per-layer sweep at the same noise and strength: nothing to "
+                  "set side by side (give the run folders of two or more models swept with the same settings)", ""]
+        verdicts = pl.DataFrame(schema={"mode": pl.String, "noise_model": pl.String, "noise": pl.String})
+    else:
+        parts += [*(f"- {s}" for s in verdicts["sentence"].to_list()), "", INTERVAL_NOTE + ".", ""]
     several_noise = verdicts.select("noise_model", "noise").unique().height > 1
     for mode, heading, value, drop in (
             ("all", "Noise in all layers: top-1 kept", "top-1 %", True),
@@ -133,9 +139,10 @@ def _markdown(verdicts: pl.DataFrame, facts: pl.DataFrame, files: ReportFiles, o
     if files.figures:
         parts += ["## Figures", "", *(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in files.figures
                                       if p.suffix == ".png"), ""]
-    parts += ["## Files", "", "- `compare.json`: the verdicts as JSON (`onnxnoise compare --json` prints it)",
-              "- `verdicts.parquet` / `verdicts.csv`: one row per model, mode and strength: means, difference, "
-              "interval, pairing, sentence"]
+    parts += ["## Files", "", "- `compare.json`: the verdicts as JSON (`onnxnoise compare --json` prints it)"]
+    if "sentence" in verdicts.columns:
+        parts += ["- `verdicts.parquet` / `verdicts.csv`: one row per model, mode and strength: means, difference, "
+                  "interval, pairing, sentence"]
     if files.a_avr is not None:
         parts += ["- `compare.parquet` / `compare.csv`: A_avr and degradation per model and strength, with layer "
                   "and parameter counts"]
