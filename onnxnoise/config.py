@@ -251,9 +251,8 @@ class RunConfig:
         "many run batch by batch together; same counts (default {default})")
     scope_check: int = option(
         0, flag="--scope-check", type=int, metavar="N", group=NOISE, commands=("bench",),
-        help="after the run, re-run the N strengths that lost the most top-1 with sigma per output channel "
-        "(scope=channel, same seeds) and say whether the answer depends on the scope; for noise models with a "
-        "`scope` parameter, e.g. gaussian-snr (default 0: off)")
+        help="after the run, re-run the N strengths that lost the most top-1 with sigma per output channel (scope="
+        "channel, same seeds) and say whether the answer depends on the scope, e.g. gaussian-snr (default 0: off)")
     extra: Mapping[str, Any] = extra_settings()
 
     def __post_init__(self) -> None:
@@ -406,20 +405,12 @@ def _extra_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_scope_check(noise: NoiseConfig) -> None:
-    """Raise ``ConfigError`` unless ``--scope-check`` can compare ``noise``'s scope with ``scope=channel``.
-
-    The noise model needs a ``scope`` parameter (gaussian-snr, gaussian-max), and the run must not
-    already take sigma per output channel (``channel``, or gaussian-max's ``row``).
-    """
+    """Raise ``ConfigError`` unless ``noise`` has a ``scope`` (gaussian-snr, gaussian-max) not yet per channel."""
     scope = getattr(noise.noise_model, "scope", None)
-    if scope is None:
-        msg = (f"--scope-check needs a noise model with a `scope` parameter (e.g. gaussian-snr, gaussian-max); "
-               f"{noise.model} has none: drop --scope-check or choose such a model with --noise")
-        raise ConfigError(msg)
-    if scope in ("channel", "row"):
-        msg = ("--scope-check compares the run's scope with scope=channel, and this run already takes sigma per "
-               f"output channel ({noise.model}:scope={scope}); drop one of them")
-        raise ConfigError(msg)
+    if scope is None or scope in ("channel", "row"):
+        why = (f"needs a noise model with a `scope` parameter (e.g. gaussian-snr), {noise.model} has none" if scope is None
+               else f"compares with scope=channel, which this run already uses ({noise.model}:scope={scope})")
+        raise ConfigError(f"--scope-check {why}; drop --scope-check or change --noise")
 
 
 def _check_positive(flag: str, value: Any, *, unit: str = "", example: str = "2 or 0.5") -> None:

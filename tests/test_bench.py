@@ -216,8 +216,8 @@ def test_bench_scope_check_says_the_folded_model_depends_on_the_scope(tmp_path, 
 
 
 @pytest.mark.parametrize(("noise", "expected"), [
-    ("bit-flip", "--scope-check needs a noise model with a `scope` parameter"),
-    ("gaussian-snr:scope=channel", "this run already takes sigma per output channel"),
+    ("bit-flip", "--scope-check needs a noise model with a `scope` parameter (e.g. gaussian-snr), bit-flip has none"),
+    ("gaussian-snr:scope=channel", "compares with scope=channel, which this run already uses"),
 ])
 def test_scope_check_refused_one_line_exit_2(noise, expected, tmp_path, capsys):
     model, data = tmp_path / "folded.onnx", colour_npz(tmp_path / "colour.npz")
