@@ -12,6 +12,7 @@ import math
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from onnxnoise.report.blame import worst_strength
@@ -149,6 +150,7 @@ def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, titl
         left.plot(x, y, marker=marker, markersize=3, linewidth=1.1, label=sub["strength_text"][0],
                   color=f"C{i % 10}")
     left.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("noised layer index (graph order, 0-based)")
     left.set_ylabel("top-1 drop (points)")
     left.grid(True, alpha=0.3)

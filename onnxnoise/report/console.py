@@ -284,19 +284,23 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
     return table
 
 
-def verdicts_table(verdicts: pl.DataFrame, *, title: str | None = "difference to the first model") -> Table:
-    """The rows of :func:`onnxnoise.report.versus.compare_models`: mode, strength, models, means, difference ± interval.
+def verdicts_table(verdicts: pl.DataFrame) -> Table:
+    """The rows of :func:`onnxnoise.report.versus.compare_models`: mode, strength, means, difference ± interval.
 
     The difference is model B minus model A in points (top-1 % for noise in all layers, top-1
     degradation % of ``A_avr`` for one layer at a time); ``±`` the 95% interval, paired over
-    shared seeds where the ``paired`` column says so.
+    shared seeds where the ``paired`` column says so. The models are named in the title; a
+    ``model B`` column appears when several models are set beside the first.
     """
-    table = Table(title=title)
-    for name in ("mode", "strength", "model A", "model B", "A", "B", "B - A", "paired"):
-        table.add_column(name, justify="left" if name in ("mode", "strength", "paired") else "right", overflow="fold")
+    others = verdicts["model_b"].unique(maintain_order=True).to_list()
+    table = Table(title=f"{', '.join(others)} minus {verdicts['model_a'][0]}, per strength")
+    names = ("mode", "strength", *(("model B",) if len(others) > 1 else ()), "A", "B", "B - A", "paired")
+    for name in names:
+        table.add_column(name, justify="left" if name in ("mode", "strength", "model B", "paired") else "right",
+                         overflow="fold")
     for r in verdicts.iter_rows(named=True):
         diff = f"{r['difference']:+.2f}" + ("" if r["ci"] is None else f" ± {r['ci']:.2f}")
-        table.add_row(r["mode"] + (" (top-1 %)" if r["mode"] == "all" else " (degr. %)"), r["strength_text"],
-                      r["model_a"], r["model_b"], f"{r['value_a']:.2f}", f"{r['value_b']:.2f}", diff,
-                      f"{r['seeds']} seeds" if r["paired"] else "no")
+        table.add_row("top-1 %, all" if r["mode"] == "all" else "degr. %, per-layer", r["strength_text"],
+                      *((r["model_b"],) if len(others) > 1 else ()), f"{r['value_a']:.2f}", f"{r['value_b']:.2f}",
+                      diff, f"{r['seeds']} seeds" if r["paired"] else "no")
     return table
