@@ -175,8 +175,8 @@ def run_scope_check(config: RunConfig, result: BenchResult, context: RunContext,
     planned = [item for item in plan_trials(channel, ("all",)) if item.trial.mode != "baseline"]
     LocalExecutor(prefix_reuse=False).run(channel, planned, recorder, progress)
     trials = recorder.frame()
-    effect = scope_effect(result.trials, trials).join(worst.select("strength", "strength_text"), on="strength",
-                                                       how="left", maintain_order="left")
+    order = worst.select("strength", "strength_text").with_row_index("_worst")
+    effect = scope_effect(result.trials, trials).join(order, on="strength", how="left").sort("_worst").drop("_worst")
     scope = str(config.noise.noise_model.scope)
     lines = [scope_sentence(row, row["strength_text"], scope) for row in effect.iter_rows(named=True)]
     return ScopeCheck(scope=scope, trials=trials, effect=effect, lines=lines)
