@@ -139,9 +139,10 @@ def layer_flags(row: dict, unit: str | None = None) -> list[str]:
     changed = row.get("bn_variance_changed") or 0
     if changed:
         policy = json.loads(row.get("noise") or "{}").get("bn_variance", "clamp")
-        flags.append(f"BN variances {'left negative' if policy == 'keep' else 'fixed'}: {changed}")
+        flags.append(f"BN variances {'left negative' if policy == 'keep' else 'fixed'}: {changed} in "
+                     f"{row.get('draws')} draws")
     if row.get("nan_count"):
-        flags.append(f"NaN logits: {row['nan_count']} images")
+        flags.append(f"NaN logits: {row['nan_count']} images in {row.get('draws')} draws")
     if row.get("collapsed"):
         bn = changed or row.get("op_type") == "BatchNormalization"
         flags.append(f"{BN_COLLAPSE if bn else 'collapsed'} {row['collapsed']}/{row['draws']}")

@@ -14,6 +14,7 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.table import Table
+from rich.text import Text
 
 from onnxnoise.report.blame import worst_strength
 from onnxnoise.report.strength import noise_rank
@@ -62,11 +63,16 @@ def _share(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
-    """One rich table per model and noise setting: the ``top`` worst layers, columns that fit 80 characters.
+#: Op types shortened in the terminal table (the markdown and the tables keep the full name).
+_SHORT_OPS = {"BatchNormalization": "BatchNorm", "ConvTranspose": "ConvT", "QLinearConv": "QLConv",
+              "QLinearMatMul": "QLMatMul"}
 
-    Columns: rank, layer name (folded when long), op type, share of the model's parameters (%),
-    drop (:data:`DROP_NOTE`), flags.
+
+def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
+    """One rich table per model and noise setting: the ``top`` worst layers, readable at 80 columns.
+
+    Columns: rank, layer name with its flags on the line below (folded when long), op type,
+    share of the model's parameters (%), drop (:data:`DROP_NOTE`).
     """
     tables = []
     for title, part in blame_groups(blame):
@@ -74,15 +80,17 @@ def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
         table = Table(title=f"layers to blame: {title} (worst {shown.height} of {part.height})",
                       caption=DROP_NOTE, caption_justify="left")
         table.add_column("#", justify="right")
-        table.add_column("layer", overflow="fold", max_width=28)
+        table.add_column("layer (flags)", overflow="fold", ratio=1)
         table.add_column("op")
         table.add_column("params %", justify="right")
         table.add_column("drop (pts)", justify="right", no_wrap=True)
-        table.add_column("flags", overflow="fold", max_width=22)
         for r in shown.iter_rows(named=True):
-            table.add_row(str(r["rank"]), r["layer_name"] or f"#{r['layer_index']}", r.get("op_type") or "-",
-                          _share(r.get("params_share")), drop_cell(r["drop_mean"], r["drop_ci"], r.get("top1_base")),
-                          "; ".join(r["flags"]) or "")
+            name = Text(r["layer_name"] or f"#{r['layer_index']}")
+            if r["flags"]:
+                name.append("\n" + "; ".join(r["flags"]), style="yellow")
+            op = r.get("op_type") or "-"
+            table.add_row(str(r["rank"]), name, _SHORT_OPS.get(op, op), _share(r.get("params_share")),
+                          drop_cell(r["drop_mean"], r["drop_ci"], r.get("top1_base")))
         tables.append(table)
     return tables
 

@@ -358,6 +358,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         "are 95% Wilson intervals over images.",
         "",
         "## Models and baselines", "",
+        *(["Differences between these models with intervals and a verdict per strength: `onnxnoise compare` with "
+           "their run folders (compare.md).", ""] if len(models) > 1 else []),
     ]
     # One clean baseline per sweep: the same measurement when only the noise settings differ.
     base = summary.filter(pl.col("mode") == "baseline")

@@ -69,7 +69,7 @@ def test_blame_table_ranks_by_drop_with_facts_and_flags():
     bn = at5.row(0, named=True)
     assert bn["layers"] == ["bn1"] and bn["op_type"] == "BatchNormalization" and bn["params_share"] == 0.1
     # seed 0 at 10% top-1 (chance) collapsed; BN variances were fixed: named BatchNorm-variance collapse
-    assert bn["flags"] == ["BN variances fixed: 6", "NaN logits: 8 images", f"{BN_COLLAPSE} 1/2"]
+    assert bn["flags"] == ["BN variances fixed: 6 in 2 draws", "NaN logits: 8 images in 2 draws", f"{BN_COLLAPSE} 1/2"]
     conv = at5.row(1, named=True)
     assert conv["flags"] == ["2/16 channels below 0.25x SNR (min SNR 0.25)"]
     assert at5.row(2, named=True)["flags"] == []
@@ -82,7 +82,7 @@ def test_layer_flags_without_bn_names_plain_collapse_and_kept_variances():
     row = {"collapsed": 2, "draws": 3, "bn_variance_changed": 0, "nan_count": 0, "op_type": "Conv"}
     assert layer_flags(row) == ["collapsed 2/3"]
     kept = {**row, "bn_variance_changed": 5, "noise": json.dumps({"bn_variance": "keep"})}
-    assert layer_flags(kept) == ["BN variances left negative: 5", f"{BN_COLLAPSE} 2/3"]
+    assert layer_flags(kept) == ["BN variances left negative: 5 in 3 draws", f"{BN_COLLAPSE} 2/3"]
 
 
 def test_blame_table_is_empty_without_per_layer_trials_and_typed_layers():
