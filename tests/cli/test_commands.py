@@ -491,7 +491,8 @@ def two_sweeps(tmp_path, capsys):
 def test_report_prints_the_top_n_layers_and_writes_all(two_sweeps, tmp_path, capsys):
     code, out, err = run_cli(capsys, "report", two_sweeps[0], "--out", tmp_path / "rep", "--top", "2")
     assert code == 0, err
-    assert "layers to blame: tiny0.onnx at SNR 2" in " ".join(out.split()) and "(worst 2 of" in out
+    words = " ".join(out.split())
+    assert "layers to blame: tiny0.onnx at SNR 2 (50% noise) (worst 2 of 3)" in words
     md = (tmp_path / "rep" / "report.md").read_text()
     first = next(line for line in md.splitlines() if line.startswith("| "))
     assert first.startswith("| rank | layer | op type | parameters | share % | drop at SNR 2")
