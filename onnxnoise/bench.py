@@ -17,6 +17,7 @@ warning in ``meta["warnings"]``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,14 +29,18 @@ from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
+from onnxnoise.noise_config import NoiseConfig
 from onnxnoise.report.paired import collapse_hints, short_of_target
+from onnxnoise.report.scope_effect import scope_effect, scope_sentence
 from onnxnoise.report.stages import stages_line
 from onnxnoise.report.stats import summarize_trials
+from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
 from onnxnoise.store.schema import COUNTER, column_names
 
-__all__ = ["BenchResult", "BaselineExpectationError", "chance_warning", "check_expected_top1", "run_bench"]
+__all__ = ["BenchResult", "ScopeCheck", "BaselineExpectationError", "chance_warning", "check_expected_top1",
+           "run_bench", "scope_check_config", "run_scope_check"]
 
 
 @dataclass
@@ -65,6 +70,28 @@ class BenchResult:
     trials: pl.DataFrame
     summary: pl.DataFrame
     meta: dict
+    scope_check: ScopeCheck | None = None
+
+
+@dataclass
+class ScopeCheck:
+    """Outcome of ``--scope-check`` (:func:`run_scope_check`).
+
+    Attributes:
+        scope: The run's own scope (``tensor`` unless ``--noise MODEL:scope=layer``).
+        trials: The re-run trials with ``scope=channel`` (mode ``all``, the run's seeds), trial-table schema.
+        effect: :func:`onnxnoise.report.scope_effect.scope_effect` per strength, plus ``strength_text``.
+        lines: One sentence per strength (:func:`onnxnoise.report.scope_effect.scope_sentence`).
+    """
+
+    scope: str
+    trials: pl.DataFrame
+    effect: pl.DataFrame
+    lines: list[str]
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ``scope``, ``strengths`` (the effect rows) and ``lines``."""
+        return {"scope": self.scope, "strengths": self.effect.to_dicts(), "lines": self.lines}
 
 
 def run_bench(
@@ -113,5 +140,43 @@ def run_bench(
     if noise.seeds == "auto":
         meta["seeds_auto"] = {"ci_halfwidth": noise.ci_halfwidth, "max_seeds": noise.max_seeds, "min_seeds": 3,
                               "short_of_target": short_of_target(summary, noise.ci_halfwidth, noise.max_seeds)}
-    return BenchResult(trials=trials, summary=summary, meta=meta)
+    result = BenchResult(trials=trials, summary=summary, meta=meta)
+    if config.scope_check:
+        result.scope_check = run_scope_check(config, result, context, progress)
+    return result
 
+
+
+def scope_check_config(config: RunConfig) -> NoiseConfig:
+    """The noise settings of ``--scope-check``: the run's with ``scope=channel``.
+
+    ``RunConfig`` has refused a noise model without a ``scope`` parameter or one already per channel.
+    """
+    return dataclasses.replace(config.noise, params={**config.noise.params, "scope": "channel"})
+
+
+def run_scope_check(config: RunConfig, result: BenchResult, context: RunContext,
+                    progress: Progress | None = None) -> ScopeCheck:
+    """Re-run the ``config.scope_check`` strengths that lost the most top-1 with ``scope=channel``.
+
+    The strengths are those of ``result.summary``'s noisy rows with the lowest mean top-1 (ties: more
+    noise first), each with the run's own seeds; the clean baseline and the images are the run's
+    (``context`` is reused, only its noise settings change). The comparison is paired by seed
+    (:mod:`onnxnoise.report.scope_effect`).
+
+    """
+    noise = scope_check_config(config)
+    noisy = result.summary.filter((pl.col("mode") == "all") & (pl.col("seeds") > 0))
+    worst = noisy.sort([pl.col("top1_acc_mean"), noise_rank(noisy)], descending=[False, True]).head(config.scope_check)
+    strengths = tuple(worst["strength"].to_list())
+    channel = dataclasses.replace(context, config=dataclasses.replace(
+        config, noise=dataclasses.replace(noise, strengths=strengths), scope_check=0), _prefix=None)
+    recorder = MemoryRecorder()
+    planned = [item for item in plan_trials(channel, ("all",)) if item.trial.mode != "baseline"]
+    LocalExecutor(prefix_reuse=False).run(channel, planned, recorder, progress)
+    trials = recorder.frame()
+    order = worst.select("strength", "strength_text").with_row_index("_worst")
+    effect = scope_effect(result.trials, trials).join(order, on="strength", how="left").sort("_worst").drop("_worst")
+    scope = str(config.noise.noise_model.scope)
+    lines = [scope_sentence(row, row["strength_text"], scope) for row in effect.iter_rows(named=True)]
+    return ScopeCheck(scope=scope, trials=trials, effect=effect, lines=lines)

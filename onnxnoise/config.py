@@ -249,6 +249,10 @@ class RunConfig:
         files=("sweeps",), unit="GiB",
         help="most memory the suffix sessions of one lockstep group of per-layer trials take together; bounds how "
         "many run batch by batch together; same counts (default {default})")
+    scope_check: int = option(
+        0, flag="--scope-check", type=int, metavar="N", group=NOISE, commands=("bench",),
+        help="after the run, re-run the N strengths that lost the most top-1 with sigma per output channel (scope="
+        "channel, same seeds) and say whether the answer depends on the scope, e.g. gaussian-snr (default 0: off)")
     extra: Mapping[str, Any] = extra_settings()
 
     def __post_init__(self) -> None:
@@ -263,6 +267,9 @@ class RunConfig:
         _check_int("--threads", self.threads, minimum=0, maximum=max_threads(),
                    why=f" ({MAX_THREADS_PER_CPU} per CPU this process may use: {usable_cpus()})")
         _check_int("--label-offset", self.label_offset, minimum=0, optional=True)
+        _check_int("--scope-check", self.scope_check, minimum=0)
+        if self.scope_check:
+            _check_scope_check(self.noise)
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
             raise ConfigError(msg)
@@ -403,6 +410,15 @@ def _extra_values(values: Mapping[str, Any]) -> dict[str, Any]:
         msg = f"unknown setting(s) {', '.join(unknown)}; registered: {', '.join(registered) or 'none'}"
         raise ConfigError(msg)
     return {key: s.value(values[key]) if values.get(key) is not None else s.default for key, s in registered.items()}
+
+
+def _check_scope_check(noise: NoiseConfig) -> None:
+    """Raise ``ConfigError`` unless ``noise`` has a ``scope`` (gaussian-snr, gaussian-max) not yet per channel."""
+    scope = getattr(noise.noise_model, "scope", None)
+    if scope is None or scope in ("channel", "row"):
+        why = (f"needs a noise model with a `scope` parameter (e.g. gaussian-snr), {noise.model} has none" if scope is None
+               else f"compares with scope=channel, which this run already uses ({noise.model}:scope={scope})")
+        raise ConfigError(f"--scope-check {why}; drop --scope-check or change --noise")
 
 
 def _check_positive(flag: str, value: Any, *, unit: str = "", example: str = "2 or 0.5") -> None:

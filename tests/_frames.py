@@ -2,6 +2,8 @@
 
 :func:`trial_frame`: one seed, baseline 900/1000 top-1, noisy 700, per-layer 800, for any noise model and
 parameters. :func:`seeded_trial_frame`: baseline 90 %, mode ``all`` and per-layer over 2 layers with 2 seeds.
+:func:`layer_frame`: per-layer (and mode ``all``) draws with given hits and paired counts, for blame tables and
+comparisons.
 """
 
 from __future__ import annotations
@@ -82,6 +84,40 @@ def draws_frame(groups: dict[float, list[int]], *, noise_model: str = "gaussian-
     rows = [{**common, "mode": "baseline", "layer_index": None, "strength": None, "seed": None, "top1_correct": clean}]
     rows += [{**common, "mode": "all", "layer_index": None, "strength": strength, "seed": seed, "top1_correct": hits}
              for strength, draws in groups.items() for seed, hits in enumerate(draws)]
+    frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
+                                                 "strength": pl.Float64})
+    return with_accuracy(frame)
+
+
+def layer_frame(per_layer: dict[tuple[float, int], list[int]], *, whole: dict[float, list[int]] | None = None,
+                clean: int = 900, images: int = 1000, model: str = "net", gained: int = 0,
+                names: dict[int, str] | None = None, counters: dict[tuple[float, int], dict] | None = None,
+                noise: str = GAUSS) -> pl.DataFrame:
+    """A baseline of ``clean`` top-1 hits, per-layer draws and optionally mode-``all`` draws, with paired counts.
+
+    ``per_layer`` maps ``(strength, layer index)`` to the top-1 hits of its draws (seeds 0, 1, ...);
+    ``whole`` maps a strength to its mode-``all`` draws. Every draw gains ``gained`` images and loses
+    ``clean - hits + gained`` (so ``lost - gained`` is the drop in images). ``names`` names the layers
+    (default ``conv<i>``); ``counters`` adds per-row values (e.g. ``bn_variance_changed``, ``nan_count``)
+    to the draws of a ``(strength, layer)``.
+    """
+    common = {"model": model, "model_sha256": f"sha-{model}", "dataset": "d", "dataset_fingerprint": "fp",
+              "preprocess": "{}", "noise_model": "gaussian-snr", "noise": noise, "images": images,
+              "nan_count": 0, "bn_variance_changed": 0, "error": None, "provider": "CPUExecutionProvider",
+              "top5_correct": images, "flips": 0, "gained_top1": 0, "lost_top1": 0}
+    rows = [{**common, "mode": "baseline", "layer_index": None, "strength": None, "seed": None,
+             "top1_correct": clean, "layers": "[]"}]
+    for (strength, layer), draws in per_layer.items():
+        name = (names or {}).get(layer, f"conv{layer}")
+        for seed, hits in enumerate(draws):
+            rows.append({**common, "mode": "per-layer", "layer_index": layer, "strength": strength, "seed": seed,
+                         "top1_correct": hits, "layers": json.dumps([name]), "gained_top1": gained,
+                         "lost_top1": clean - hits + gained, "flips": clean - hits + 2 * gained,
+                         **(counters or {}).get((strength, layer), {})})
+    for strength, draws in (whole or {}).items():
+        rows += [{**common, "mode": "all", "layer_index": None, "strength": strength, "seed": seed,
+                  "top1_correct": hits, "layers": "[]", "gained_top1": gained, "lost_top1": clean - hits + gained,
+                  "flips": clean - hits + 2 * gained} for seed, hits in enumerate(draws)]
     frame = pl.DataFrame(rows, schema_overrides={"layer_index": pl.Int64, "seed": pl.Int64, "error": pl.String,
                                                  "strength": pl.Float64})
     return with_accuracy(frame)

@@ -2,7 +2,8 @@
 
 Exact checks on full test sets where they are cheap (CIFAR-10 ResNets), the ImageNet
 models on the 500-image Imagenette validation subset as 1000-way classification. Also: the
-preprocessing settings given on the command line are recorded, and a zero baseline is JSON null."""
+preprocessing settings given on the command line are recorded, a zero baseline is JSON null, and --scope-check
+says whether a BN-folded model's answer depends on the scope of sigma."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.trial import run_trial
 
 from tests._builders import WEIGHT_ROUTES, labeled_npz, routed_classifier
-from tests._checks import run_cli, strict_json
+from tests._checks import one_line, run_cli, strict_json
 from tests._colour import colour_npz
+from tests._folded import folded_colour_model
 
 BASELINE = Trial("baseline", None, (), None, None)
 
@@ -194,3 +196,35 @@ def test_bench_shows_the_unchanged_layer_warning_in_console_and_bench_json(route
     trials = pl.read_parquet(out / "trials.parquet")
     changed = dict(zip(trials["strength"].to_list(), trials["changed_values"].to_list()))
     assert changed[None] == "{}" and changed[0.0] == '{"fc":0}' and 0 < json.loads(changed[0.5])["fc"] < 1920
+
+
+def test_bench_scope_check_says_the_folded_model_depends_on_the_scope(tmp_path, capsys):
+    model, data = tmp_path / "folded.onnx", colour_npz(tmp_path / "colour.npz")
+    onnx.save(folded_colour_model(), str(model))
+    code, out, err = run_cli(capsys, "bench", model, "--data", data, "--preprocess", "raw", "--snr", "10000,100000",
+                             "--seeds", "3", "--layer-regex", "^fold$", "--scope-check", "1", "--device", "cpu",
+                             "--out", tmp_path / "b", "--json")
+    assert code == 0, err
+    check = json.loads(out)["scope_check"]
+    (row,) = check["strengths"]
+    # the worst strength is SNR 10000; per output channel every draw keeps 100% (module doc of tests/_folded.py)
+    assert row["strength"] == 10000.0 and row["top1_channel"] == 100.0 and row["seeds"] == 3
+    assert row["top1_scope"] < 50.0 and row["depends"] is True
+    assert check["lines"][0].endswith("the answer depends on the scope")
+    assert "the answer depends on the scope" in " ".join(err.split())
+    assert (tmp_path / "b" / "scope-check.parquet").is_file()
+
+
+@pytest.mark.parametrize(("noise", "expected"), [
+    ("bit-flip", "--scope-check needs a noise model with a `scope` parameter (e.g. gaussian-snr), bit-flip has none"),
+    ("gaussian-snr:scope=channel", "compares with scope=channel, which this run already uses"),
+])
+def test_scope_check_refused_one_line_exit_2(noise, expected, tmp_path, capsys):
+    model, data = tmp_path / "folded.onnx", colour_npz(tmp_path / "colour.npz")
+    onnx.save(folded_colour_model(), str(model))
+    strength = ["--ber", "0.001"] if noise == "bit-flip" else ["--snr", "10"]
+    code, _, err = run_cli(capsys, "bench", model, "--data", data, "--preprocess", "raw", "--noise", noise, *strength,
+                           "--scope-check", "1", "--out", tmp_path / "b")
+    assert code == 2 and expected in one_line(err)
+    code, _, err = run_cli(capsys, "bench", model, "--data", data, "--scope-check", "-1", "--out", tmp_path / "c")
+    assert code == 2 and "`--scope-check` must be an integer >= 0, got -1" in one_line(err)

@@ -18,7 +18,7 @@ from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.out_dir import output_folder
-from onnxnoise.cli.output import INTERVALS, RichProgress, intervals_note, json_text
+from onnxnoise.cli.output import RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
 from onnxnoise.config import RunConfig, SweepConfig, TileConfig, is_time_strength
 from onnxnoise.data.registry import resolve_data
@@ -33,8 +33,11 @@ from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
 from onnxnoise.noise.presets import PRESETS, expand_preset
 from onnxnoise.noise_config import preset_overrides
 from onnxnoise.options import strength_example
-from onnxnoise.report.console import a_avr_table, bench_caption, layers_table, paired_table, summary_table
-from onnxnoise.report.study import collect_runs, collect_trials, write_comparison, write_report
+from onnxnoise.report.blame_view import blame_console
+from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, paired_table, summary_table,
+                                     verdicts_table)
+from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
+from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.report.tables import write_table
 from onnxnoise.settings import config_values, declared
 from onnxnoise.store import STORE_NAME, run_store
@@ -122,15 +125,24 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             for row in result.summary.iter_rows(named=True)
         ],
     }
+    if result.scope_check is not None:
+        summary["scope_check"] = result.scope_check.to_dict()
+        write_table(result.scope_check.trials, out, "scope-check")
     write_text(Path(out) / "bench.json", json_text(summary, indent=2) + "\n")
     console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
     paired = paired_table(result.summary)
     if paired is not None:
         console.print(paired)
     console.print(bench_caption(result.meta))
+    if result.scope_check is not None:
+        console.print(f"[bold]scope check[/] (--scope-check {config.scope_check}: the worst strengths again with "
+                      f"sigma per output channel, same seeds and images; paired 95% interval):")
+        for line in result.scope_check.lines:
+            console.print(f"  {line}", highlight=False, markup=False)
     for line in result.meta.get("seeds_auto", {}).get("short_of_target", []):
         console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
-    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv")
+    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv"
+                  + (f"; scope check: {out}/scope-check.parquet" if result.scope_check is not None else ""))
     if args.json:
         print(json_text(summary))
     return failed_exit(result.meta["failed"], console)
@@ -215,6 +227,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     out = output_folder(args.out or args.run_dir[0])
     trials = collect_trials(args.run_dir)
     files = write_report(trials, collect_runs(args.run_dir), out, title=args.title)
+    for table in blame_console(files.blame, args.top) if files.blame is not None else ():
+        console.print(table)
     models = files.summary["model"].unique().sort().to_list()
     console.print(summary_table(files.summary, title=f"whole-model and baseline trials: {', '.join(models)}"))
     paired = paired_table(files.summary)
@@ -228,15 +242,28 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
     console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
                   f"in {out}")
+    if len(models) > 1:
+        console.print(f"differences with intervals and a verdict: onnxnoise compare "
+                      f"{' '.join(str(d) for d in args.run_dir)}", highlight=False, markup=False)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     out = output_folder(args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
-    console.print(a_avr_table(files.summary))
-    console.print(INTERVALS, markup=False, highlight=False)
-    console.print(f"wrote {len(files.tables)} files of tables, {len(files.figures)} figure files in {out}")
+    if files.a_avr is not None:
+        console.print(a_avr_table(files.a_avr))
+    if files.summary.is_empty():
+        console.print("one model, or none sharing a strength: no difference to give (compare.md says so)")
+    else:
+        console.print(verdicts_table(files.summary))
+        for sentence in files.summary["sentence"].to_list():
+            console.print(f"- {sentence}", markup=False, highlight=False)
+        console.print(INTERVAL_NOTE, markup=False, highlight=False)
+    console.print(f"wrote {files.markdown}, {len(files.tables)} files of tables, {len(files.figures)} figure files "
+                  f"in {out}")
+    if args.json:
+        print(json_text(comparison_json(files.summary)))
     return 0
 
 

@@ -45,6 +45,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _positive_int(text: str) -> int:
+    """An integer >= 1 (``report --top``); argparse turns the error into one line and exit 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 #: Where each run command writes when ``--out`` is not given.
 _OUT = {"bench": "reports/<model>-<timestamp>/", "check": "reports/check-<model>-<timestamp>/",
         "sweep": "runs/<model>/; with --config, the file's `out`, one folder per model"}
@@ -82,9 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, nargs="+", help="run folder(s) holding trials.sqlite")
     report.add_argument("--out", type=Path, help="where to write (default: the first RUN_DIR)")
     report.add_argument("--title", help="report title")
+    report.add_argument("--top", type=_positive_int, default=10, metavar="N",
+                        help="layers shown in the terminal's blame table of a per-layer sweep (report.md has all; "
+                        "default 10)")
 
-    compare = sub.add_parser("compare", help="models side by side: A_avr and degradation per SNR")
-    compare.add_argument("run_dir", type=Path, nargs="+", help="run folders with per-layer sweeps")
+    compare = sub.add_parser("compare", help="models side by side: the difference per strength to the first model, "
+                             "with a paired interval and a verdict (whole-model and per-layer sweeps)")
+    compare.add_argument("run_dir", type=Path, nargs="+", help="run folders of two or more models (whole-model "
+                         "and/or per-layer sweeps); the first model is the reference")
+    compare.add_argument("--json", action="store_true", help="print compare.json on stdout")
     compare.add_argument("--out", type=Path, help="where to write (default: reports/compare-<timestamp>/)")
 
     layers = sub.add_parser("layers", help="list the parameter layers of a model")

@@ -17,7 +17,7 @@ from onnxnoise.report.strength import noise_model_for, strength_header, varying_
 from onnxnoise.store.schema import COUNTER, SETTING, columns
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
-           "format_interval", "lead_columns"]
+           "format_interval", "lead_columns", "verdicts_table"]
 
 
 def shown_counters(rows: pl.DataFrame) -> list[tuple[str, str]]:
@@ -293,4 +293,26 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)
+    return table
+
+
+def verdicts_table(verdicts: pl.DataFrame) -> Table:
+    """The rows of :func:`onnxnoise.report.versus.compare_models`: mode, strength, means, difference ± interval.
+
+    The difference is model B minus model A in points (top-1 % for noise in all layers, top-1
+    degradation % of ``A_avr`` for one layer at a time); ``±`` the 95% interval, paired over
+    shared seeds where the ``paired`` column says so. The models are named in the title; a
+    ``model B`` column appears when several models are set beside the first.
+    """
+    others = verdicts["model_b"].unique(maintain_order=True).to_list()
+    table = Table(title=f"{', '.join(others)} minus {verdicts['model_a'][0]}, per strength")
+    names = ("mode", "strength", *(("model B",) if len(others) > 1 else ()), "A", "B", "B - A", "paired")
+    for name in names:
+        table.add_column(name, justify="left" if name in ("mode", "strength", "model B", "paired") else "right",
+                         overflow="fold")
+    for r in verdicts.iter_rows(named=True):
+        diff = f"{r['difference']:+.2f}" + ("" if r["ci"] is None else f" ± {r['ci']:.2f}")
+        table.add_row("top-1 %, all" if r["mode"] == "all" else "degr. %, per-layer", r["strength_text"],
+                      *((r["model_b"],) if len(others) > 1 else ()), f"{r['value_a']:.2f}", f"{r['value_b']:.2f}",
+                      diff, f"{r['seeds']} seeds" if r["paired"] else "no")
     return table

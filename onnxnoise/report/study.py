@@ -1,7 +1,7 @@
 """Reports of sweep runs: tables, figures and a markdown summary from trial stores.
 
 ``onnxnoise report RUN_DIR`` and ``onnxnoise compare RUN_DIR...`` call
-:func:`collect_trials`, then :func:`write_report` / :func:`write_comparison`.
+:func:`collect_trials`, then :func:`write_report` / :func:`onnxnoise.report.comparison.write_comparison`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.errors import StoreError
 from onnxnoise.files import atomic_write, folder_name, write_text
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
-from onnxnoise.report.tables import with_planned_provider, write_table
+from onnxnoise.report.tables import markdown_table, with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
 from onnxnoise.report.console import format_interval, lead_columns, setting_columns
@@ -28,10 +28,13 @@ from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_ce
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.report.stages import stages_lines
 from onnxnoise.report.unchanged import unchanged_layers_warnings
+from onnxnoise.report.blame import blame_table, typed_layers
+from onnxnoise.report.blame_view import blame_groups, blame_markdown, plot_blame
+from onnxnoise.report.layer_facts import facts_of_runs
 from onnxnoise.store.store import open_store
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "report_warnings",
-           "write_report", "write_comparison"]
+           "write_report", "save_figure", "model_facts", "by_noise_model"]
 
 #: File name of a run folder's trial store.
 STORE_NAME = "trials.sqlite"
@@ -94,6 +97,8 @@ class ReportFiles:
         summary: The per-(model, noise model, mode, layer, strength) summary frame.
         a_avr: The per-(model, noise model, strength) ``A_avr`` frame (eq. 3; empty
             without per-layer trials).
+        blame: The layers ranked by their top-1 drop (:func:`onnxnoise.report.blame.blame_table`;
+            empty without per-layer trials).
         warnings: :func:`report_warnings` (baselines at chance level, failed trials) and the
             noise models' advice where draws collapsed (:func:`~onnxnoise.report.paired.collapse_hints`).
     """
@@ -103,10 +108,12 @@ class ReportFiles:
     markdown: Path | None = None
     summary: pl.DataFrame | None = None
     a_avr: pl.DataFrame | None = None
+    blame: pl.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
 
 
-def _save(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
+def save_figure(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
+    """Write ``fig`` as ``out/stem.png`` and ``.svg`` (each whole, :func:`onnxnoise.files.atomic_write`); append the paths."""
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".png", ".svg"):
         path = out / f"{stem}{suffix}"
@@ -119,7 +126,7 @@ def _several_noise_models(frame: pl.DataFrame) -> bool:
     return "noise_model" in frame.columns and frame["noise_model"].n_unique() > 1
 
 
-def _by_noise_model(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+def by_noise_model(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     """``(file-name suffix, part)`` per noise model: no suffix when there is only one."""
     if not _several_noise_models(frame):
         return [("", frame)]
@@ -134,7 +141,7 @@ def _by_noise(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     measurements and get separate figures, like different noise settings.
     """
     out = []
-    for suffix, part in _by_noise_model(frame):
+    for suffix, part in by_noise_model(frame):
         varying = [c for c in ("noise", "batch_size", "label_offset", "provider")
                    if c in part.columns and part[c].n_unique() > 1]
         if varying:
@@ -145,8 +152,9 @@ def _by_noise(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     return out
 
 
-def _model_facts(runs: pl.DataFrame) -> pl.DataFrame:
-    """Layer and parameter counts per model from the runs' recorded config."""
+def model_facts(runs: pl.DataFrame) -> pl.DataFrame:
+    """Layer and parameter counts per model from the runs' recorded config: ``model``, ``model_sha256``, ``layers``,
+    ``parameters``, ``images``."""
     rows = {}
     for row in runs.iter_rows(named=True):
         config = json.loads(row["config"] or "{}")
@@ -258,51 +266,40 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     classes = set(_chance_classes(runs).values())  # one class count: its chance; else 0 (see paired.collapsed)
     summary = summarize_trials(trials, chance=100.0 / classes.pop() if len(classes) == 1 else 0.0)
     a_avr = average_normalized_accuracy(trials)
-    files.summary, files.a_avr = summary, a_avr
+    blame = blame_table(trials, summary, facts_of_runs(runs))
+    files.summary, files.a_avr, files.blame = summary, a_avr, blame
     files.warnings = report_warnings(trials, runs) + collapse_hints(summary)
-    files.tables += write_table(trials, out, "results")
-    files.tables += write_table(summary, out, "summary")
+    files.tables += write_table(typed_layers(trials), out, "results")
+    files.tables += write_table(typed_layers(summary), out, "summary")
     if not a_avr.is_empty():
         files.tables += write_table(a_avr, out, "a_avr")
     figures = out / "figures"
+    if not blame.is_empty():
+        files.tables += write_table(blame, out, "blame")
+        seen: dict[str, int] = {}
+        for _, part in blame_groups(blame):
+            first = part.row(0, named=True)
+            stem = f"blame-{folder_name(first['model'])}" + (
+                f"-{folder_name(str(first['noise_model']))}" if _several_noise_models(blame) else "")
+            seen[stem] = seen.get(stem, 0) + 1
+            stem += f"-{seen[stem]}" if seen[stem] > 1 else ""
+            save_figure(plot_blame(part, blame), figures, stem, files.figures)
     noisy = summary.filter(pl.col("mode") != "baseline")
-    for suffix, part in _by_noise_model(noisy.filter(pl.col("mode") == "all")):
+    for suffix, part in by_noise_model(noisy.filter(pl.col("mode") == "all")):
         if not part.is_empty():
             base = summary.filter(pl.col("mode") == "baseline")
-            _save(plot_accuracy_vs_noise(pl.concat([base, part])), figures, f"accuracy-vs-noise{suffix}", files.figures)
+            save_figure(plot_accuracy_vs_noise(pl.concat([base, part])), figures, f"accuracy-vs-noise{suffix}", files.figures)
     for (model, _dataset), part in noisy.group_by(["model", "dataset"], maintain_order=True):
         single = part.filter(pl.col("model_sha256") == part["model_sha256"][0])
         for mode, plot in (("per-layer", plot_layer_sensitivity), ("cumulative", plot_cumulative)):
             for suffix, sub in _by_noise(single.filter(pl.col("mode") == mode)):
                 if not sub.is_empty():
-                    _save(plot(sub), figures, f"{mode}-{folder_name(model)}{suffix}", files.figures)
+                    save_figure(plot(sub), figures, f"{mode}-{folder_name(model)}{suffix}", files.figures)
     if not a_avr.is_empty():
-        for suffix, part in _by_noise_model(a_avr):
-            _save(plot_compare(part), figures, f"degradation-by-model{suffix}", files.figures)
+        for suffix, part in by_noise_model(a_avr):
+            save_figure(plot_compare(part), figures, f"degradation-by-model{suffix}", files.figures)
     files.markdown = out / "report.md"
     write_text(files.markdown, render_markdown(trials, summary, a_avr, runs, files, out, title=title))
-    return files
-
-
-def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.PathLike) -> ReportFiles:
-    """Models side by side: A_avr (eq. 3) per strength table and figures, with layer and parameter counts.
-
-    Raises:
-        StoreError: If the runs hold no per-layer trials (A_avr needs them).
-    """
-    a_avr = average_normalized_accuracy(trials)
-    if a_avr.is_empty():
-        msg = "no per-layer trials in these runs; `compare` needs `onnxnoise sweep --mode per-layer` results"
-        raise StoreError(msg)
-    out = Path(out_dir)
-    files = ReportFiles(a_avr=a_avr)
-    table = a_avr.join(_model_facts(runs).drop("images"), on=["model", "model_sha256"], how="left",
-                       suffix="_model")
-    files.tables += write_table(table, out, "compare")
-    for suffix, part in _by_noise_model(a_avr):
-        _save(plot_compare(part), out / "figures", f"compare-degradation{suffix}", files.figures)
-        _save(plot_compare(part, value="a_avr", kind="line"), out / "figures", f"compare-a-avr{suffix}", files.figures)
-    files.summary = table
     return files
 
 
@@ -310,12 +307,6 @@ def _fmt(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 #: The noise model of Fagbohungbe & Qian (arXiv 2011.11840): only its sections cite the paper's tables and figures.
@@ -341,13 +332,15 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
     """The ``report.md`` text: provenance, baselines, whole-model and per-layer results, figures."""
     models = summary["model"].unique(maintain_order=True).to_list()
     title = title or f"onnxnoise report: {', '.join(models)}"
-    facts = _model_facts(runs)
+    facts = model_facts(runs)
     preprocess = sorted(set(trials["preprocess"].drop_nulls().to_list()))
     versions = sorted(set(runs["versions"].drop_nulls().to_list()))
     seeds = sorted(set(trials["seed"].drop_nulls().to_list()))
     errors = trials.filter(pl.col("error").is_not_null()).height
     keyed = sorted(set(trials["settings"].drop_nulls().to_list())) if "settings" in trials.columns else []
     parts = [f"# {title}", ""]
+    if files.blame is not None and not files.blame.is_empty():  # the first table: which layers to blame
+        parts += blame_markdown(files.blame)
     if files.warnings:
         parts += ["## Warnings", "", *(f"- **WARNING**: {line}" for line in files.warnings), ""]
     parts += [
@@ -365,6 +358,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         "are 95% Wilson intervals over images.",
         "",
         "## Models and baselines", "",
+        *(["Differences between these models with intervals and a verdict per strength: `onnxnoise compare` with "
+           "their run folders (compare.md).", ""] if len(models) > 1 else []),
     ]
     # One clean baseline per sweep: the same measurement when only the noise settings differ.
     base = summary.filter(pl.col("mode") == "baseline")
@@ -379,7 +374,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         rows.append([row["model"], row["dataset"], *run_cells[i], str(row["images"] or "-"),
                      _fmt(row["top1_acc_mean"]) + failed, _fmt(row["top5_acc_mean"]) + failed, str(layers),
                      f"{params:,}" if params else "-", row["model_sha256"][:12]])
-    parts += [_md_table(["model", "dataset", *run_headers, "images", "top-1 %", "top-5 %", "layers", "parameters",
+    parts += [markdown_table(["model", "dataset", *run_headers, "images", "top-1 %", "top-5 %", "layers", "parameters",
                          "sha256"], rows), ""]
     whole = summary.filter(pl.col("mode") == "all")  # summarize_trials order: increasing noise
     if whole.height:
@@ -391,7 +386,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                  format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), collapsed_cell(r),
                  str(r["nan_count"])]
                 for i, r in enumerate(whole.iter_rows(named=True))]
-        parts += [_md_table([*lead, strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0",
+        parts += [markdown_table([*lead, strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0",
                              "collapsed", "NaN logits"], rows), ""]
         if has_paired(whole):
             parts += ["Paired with the clean model on the same images (top-1): flips % = images whose top-1 class "
@@ -399,7 +394,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                       "exact McNemar p (McNemar 1947, two-sided binomial on lost vs gained) is below 0.05, collapsed = "
                       "draws closer to chance than to the best draw and a quarter of the clean accuracy below it, "
                       "or at chance (less than a tenth of the clean accuracy above chance kept).", "",
-                      _md_table([*lead, strength_header(whole), "seeds", *PAIRED_HEADERS],
+                      markdown_table([*lead, strength_header(whole), "seeds", *PAIRED_HEADERS],
                                 [[*lead_cells[i], r["strength_text"], str(r["seeds"]), *paired_cells(r)]
                                  for i, r in enumerate(whole.iter_rows(named=True))]), ""]
     if not a_avr.is_empty():
@@ -415,7 +410,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                  _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci"], 4, upper=None),
                  _fmt(r["top5_degradation_pct"])]
                 for i, r in enumerate(flagged.iter_rows(named=True))]
-        parts += [_md_table([*lead, strength_header(a_avr), "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
+        parts += [markdown_table([*lead, strength_header(a_avr), "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
                              "top-5 A_avr", "top-5 degradation %"], rows), ""]
     if files.figures:
         parts += ["## Figures", ""]
@@ -426,4 +421,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
               "mode, layer, strength"]
     if not a_avr.is_empty():
         parts += ["- `a_avr.parquet` / `a_avr.csv`: A_avr and degradation per model, noise model and strength"]
+    if files.blame is not None and not files.blame.is_empty():
+        parts += ["- `blame.parquet` / `blame.csv`: every layer ranked by its top-1 drop per strength, with op type, "
+                  "parameters, channel spread and flags (`layers`, `flags`: List(String); JSON text in the CSV)"]
     return "\n".join(parts) + "\n"

@@ -1,8 +1,9 @@
-"""Trial tables: written to disk (Parquet and CSV), failed rows grouped with their seeds."""
+"""Tables: trial tables written to disk (Parquet and CSV; failed rows grouped with their seeds) and markdown tables."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,20 @@ import polars as pl
 
 from onnxnoise.files import atomic_write
 
-__all__ = ["write_table", "with_planned_provider"]
+__all__ = ["write_table", "with_planned_provider", "csv_ready", "markdown_table"]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table: header row, separator, one line per row of cells (text as given)."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each list column as JSON text (``["a", "b"]``): CSV holds no nested values."""
+    lists = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
+    return frame.with_columns(pl.col(c).map_elements(lambda v: json.dumps(list(v)), return_dtype=pl.String)
+                              for c in lists) if lists else frame
 
 
 def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
@@ -30,7 +44,8 @@ def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
 def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> list[Path]:
     """Write ``frame`` as ``<stem>.parquet`` and ``<stem>.csv`` in ``out_dir``, atomically.
 
-    Each file is written to a temporary file beside it, flushed and renamed
+    List columns (layer names, flags: ``List(String)``) stay typed in Parquet and are JSON text
+    in the CSV (:func:`csv_ready`). Each file is written to a temporary file beside it, flushed and renamed
     (:func:`onnxnoise.files.atomic_write`), so a full disk or a run killed mid-write
     leaves the previous complete table in place, and no temporary file. Each table is
     encoded in memory first and its bytes written by Python: Polars writing to the file
@@ -52,7 +67,7 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix, writer in ((".parquet", frame.write_parquet), (".csv", frame.write_csv)):
+    for suffix, writer in ((".parquet", frame.write_parquet), (".csv", csv_ready(frame).write_csv)):
         final = out / f"{stem}{suffix}"
         encoded = io.BytesIO()
         writer(encoded)

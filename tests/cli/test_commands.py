@@ -1,4 +1,5 @@
-"""CLI commands: bench end to end on a tiny model, layers (and what it set aside, and why), and bad input -> one line, exit 2."""
+"""CLI commands: bench end to end on a tiny model, layers (and what it set aside, and why), report's blame
+table and compare's verdicts on two tiny sweeps, and bad input -> one line, exit 2."""
 
 from __future__ import annotations
 
@@ -497,3 +498,51 @@ def test_unknown_analog_preset_is_one_line_exit_2(tiny, capsys):
         run_cli(capsys, "bench", tiny[0], "--data", tiny[1], "--analog-preset", "aihwkit")
     assert exit_info.value.code == 2
     assert "argument --analog-preset: invalid choice: 'aihwkit'" in one_line(capsys.readouterr().err)
+
+
+@pytest.fixture()
+def two_sweeps(tmp_path, capsys):
+    """Two tiny models swept on the same 40 images, modes all and per-layer, SNR 2 and 10, seeds 0 and 1."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, images=rng.integers(0, 256, size=(40, 8, 8, 3), dtype=np.uint8),
+             labels=np.arange(40, dtype=np.int64) % 10)
+    runs = []
+    for seed in (0, 1):
+        model = tmp_path / f"tiny{seed}.onnx"
+        onnx.save(tiny_cnn(seed=seed), str(model))
+        run = tmp_path / f"run{seed}"
+        code, _, err = run_cli(capsys, "sweep", model, "--data", data, "--preprocess", "raw", "--snr", "2,10",
+                               "--seeds", "2", "--mode", "all,per-layer", "--device", "cpu", "--out", run)
+        assert code == 0, err
+        runs.append(run)
+    return runs
+
+
+def test_report_prints_the_top_n_layers_and_writes_all(two_sweeps, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "report", two_sweeps[0], "--out", tmp_path / "rep", "--top", "2")
+    assert code == 0, err
+    words = " ".join(out.split())
+    assert "layers to blame: tiny0.onnx at SNR 2 (50% noise) (worst 2 of 3)" in words
+    md = (tmp_path / "rep" / "report.md").read_text()
+    first = next(line for line in md.splitlines() if line.startswith("| "))
+    assert first.startswith("| rank | layer | op type | parameters | share % | drop at SNR 2")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, "report", two_sweeps[0], "--top", "0")
+    assert exit_info.value.code == 2
+    assert "argument --top: expected a whole number >= 1, got '0'" in one_line(capsys.readouterr().err)
+
+
+def test_compare_two_models_json_and_compare_md(two_sweeps, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "compare", *two_sweeps, "--out", tmp_path / "cmp", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["reference"] == "tiny0.onnx"
+    modes = sorted((v["mode"], v["strength"]) for v in data["verdicts"])
+    assert modes == [("all", 2.0), ("all", 10.0), ("per-layer", 2.0), ("per-layer", 10.0)]
+    assert all(v["paired"] and v["seeds"] == 2 and v["images"] == 40 for v in data["verdicts"])
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert md.startswith("# onnxnoise compare: tiny1.onnx against tiny0.onnx\n\n## Verdicts\n\n- ")
+    assert all(f"- {v['sentence']}" in md for v in data["verdicts"])
+    code, out, _ = run_cli(capsys, "report", *two_sweeps, "--out", tmp_path / "both")
+    assert code == 0 and "differences with intervals and a verdict: onnxnoise compare" in out

@@ -13,7 +13,7 @@ from onnxnoise.report.study import write_report
 
 from tests._checks import run_cli
 from tests._disk import fill_disk, leftovers
-from tests._frames import DRIFT, seeded_trial_frame, trial_frame
+from tests._frames import DRIFT, layer_frame, seeded_trial_frame, trial_frame
 import tests._noise_models  # noqa: F401  (registers test-drift and test-db)
 
 
@@ -53,7 +53,7 @@ def test_write_report_tables_and_figures_per_noise_model(tmp_path):
     files = write_report(trials, runs, tmp_path)
     names = sorted(p.name for p in files.figures if p.suffix == ".png")
     assert names == sorted(f"{stem}-{suffix}.png" for suffix in ("gaussian-snr", "test-drift")
-                           for stem in ("accuracy-vs-noise", "degradation-by-model", "per-layer-net"))
+                           for stem in ("accuracy-vs-noise", "degradation-by-model", "per-layer-net", "blame-net"))
     md = files.markdown.read_text()
     assert "| model | noise model | strength | seeds | top-1 % |" in md
     assert "| net | gaussian-snr | SNR 100 (1% noise) | 2 | 71.00 ± 12.71 |" in md
@@ -65,8 +65,30 @@ def test_write_report_tables_and_figures_per_noise_model(tmp_path):
     assert "noise_pct" not in summary.columns and "snr" not in summary.columns
     one = write_report(seeded_trial_frame(), runs, tmp_path / "one")  # one noise model: today's file names and headers
     assert sorted(p.name for p in one.figures if p.suffix == ".png") == [
-        "accuracy-vs-noise.png", "degradation-by-model.png", "per-layer-net.png"]
+        "accuracy-vs-noise.png", "blame-net.png", "degradation-by-model.png", "per-layer-net.png"]
     assert "| model | SNR | seeds |" in one.markdown.read_text()
+
+
+def test_report_md_first_table_names_the_worst_layers_and_tables_carry_typed_layer_names(tmp_path):
+    per_layer = {(s, i): hits for s in (5.0, 10.0) for i, hits in enumerate(([880, 870], [700, 720], [895, 890]))}
+    trials = layer_frame(per_layer, names={0: "conv1", 1: "layer2.0.conv2", 2: "fc"}, whole={5.0: [600, 650]})
+    trials = trials.with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
+    files = write_report(trials, _runs(), tmp_path)
+    md = files.markdown.read_text()
+    first = next(line for line in md.splitlines() if line.startswith("| "))
+    assert first.startswith("| rank | layer | op type | parameters | share % | drop at SNR 5 (20% noise) |")
+    rows = [line for line in md.splitlines() if line.startswith("| 1 | ") or line.startswith("| 2 | ")]
+    # layer2.0.conv2 at SNR 5: clean 90%, draws 70% and 72%: drop 19 points
+    assert rows[0].startswith("| 1 | `layer2.0.conv2` | - | - | - | 19.00 ± 12.71 |")
+    assert rows[1].startswith("| 2 | `conv1` |")
+    assert md.index("## Layers to blame") < md.index("## Provenance")
+    for stem in ("results", "summary", "blame"):
+        table = pl.read_parquet(tmp_path / f"{stem}.parquet")
+        assert table.schema["layers"] == pl.List(pl.String), stem
+    blame = pl.read_parquet(tmp_path / "blame.parquet")
+    assert blame.filter(pl.col("rank") == 1)["layers"].to_list() == [["layer2.0.conv2"], ["layer2.0.conv2"]]
+    assert pl.read_csv(tmp_path / "blame.csv")["layers"][0].startswith('["')  # JSON text in the CSV
+    assert (tmp_path / "figures" / "blame-net.png").is_file()
 
 
 def test_report_md_names_the_run_setting_that_differs(tmp_path):

@@ -8,7 +8,7 @@ import resource
 import polars as pl
 import pytest
 
-from onnxnoise.report.tables import write_table
+from onnxnoise.report.tables import csv_ready, markdown_table, write_table
 from tests._disk import leftovers
 
 
@@ -35,3 +35,16 @@ def test_tables_are_written_whole(tmp_path):
     paths = write_table(frame, tmp_path / "new", "summary")
     assert [p.name for p in paths] == ["summary.parquet", "summary.csv"]
     assert pl.read_parquet(paths[0]).equals(frame) and pl.read_csv(paths[1]).equals(frame)
+
+
+def test_list_columns_stay_typed_in_parquet_and_are_json_text_in_csv(tmp_path):
+    frame = pl.DataFrame({"layers": [["conv1"], ["a", "b"], []], "n": [1, 2, 3]},
+                         schema={"layers": pl.List(pl.String), "n": pl.Int64})
+    write_table(frame, tmp_path, "t")
+    assert pl.read_parquet(tmp_path / "t.parquet").equals(frame)
+    assert pl.read_csv(tmp_path / "t.csv")["layers"].to_list() == ['["conv1"]', '["a", "b"]', "[]"]
+    assert csv_ready(frame.drop("layers")).equals(frame.drop("layers"))
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [["1", "2"], ["x", ""]]) == "| a | b |\n|---|---|\n| 1 | 2 |\n| x |  |"

@@ -1,0 +1,62 @@
+"""compare.md, compare.json and the verdict table written from two models' trials; one model; nothing to compare."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from onnxnoise.errors import StoreError
+from onnxnoise.report.comparison import write_comparison
+from tests._frames import layer_frame
+
+
+def _runs(*models: str) -> pl.DataFrame:
+    return pl.DataFrame({"model": list(models), "model_sha256": [f"sha-{m}" for m in models],
+                         "config": [json.dumps({"layers_total": 2, "params_total": 100 * (i + 1), "images": 1000})
+                                    for i, _ in enumerate(models)]})
+
+
+def _trials(per_layer: bool = True) -> pl.DataFrame:
+    a = layer_frame({(5.0, 0): [880, 860, 870], (5.0, 1): [800, 820, 790]} if per_layer else {},
+                    whole={5.0: [700, 650, 720], 10.0: [850, 860, 840]}, model="resnet20.onnx")
+    b = layer_frame({(5.0, 0): [895, 890, 900], (5.0, 1): [880, 870, 890]} if per_layer else {},
+                    whole={5.0: [800, 760, 830], 10.0: [860, 850, 845]}, model="resnet32.onnx", clean=920)
+    return pl.concat([a, b], how="vertical")
+
+
+def test_compare_md_leads_with_the_verdicts_and_json_holds_them(tmp_path):
+    files = write_comparison(_trials(), _runs("resnet20.onnx", "resnet32.onnx"), tmp_path)
+    md = files.markdown.read_text()
+    assert md.startswith("# onnxnoise compare: resnet32.onnx against resnet20.onnx\n\n## Verdicts\n\n- ")
+    # SNR 5, all layers: 80, 76, 83 vs 70, 65, 72: differences 10, 11, 11: +10.67, t(.975, 2) 0.577 / sqrt(3) = 1.43
+    assert ("- resnet32 keeps 10.7 +- 1.4 points more top-1 than resnet20 at SNR 5 (20% noise) (paired over 3 seeds "
+            "on the same 1000 images)") in md
+    # SNR 10: 86.0, 85.0, 84.5 vs 85, 86, 84: +0.17 points, the interval holds 0
+    assert "- no difference shown: resnet32 keeps +0.2 +- " in md
+    assert "| SNR 5 (20% noise) | resnet20.onnx | resnet32.onnx | 69.00 | 79.67 | +10.67 ± 1.43 | -8.67 ± 1.43 |" in md
+    assert "## Noise in one layer at a time" in md and "resnet32 loses " in md
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert data["reference"] == "resnet20.onnx" and len(data["verdicts"]) == 3
+    assert {v["mode"] for v in data["verdicts"]} == {"all", "per-layer"}
+    assert pl.read_parquet(tmp_path / "verdicts.parquet").height == 3
+    assert (tmp_path / "compare.parquet").is_file()
+
+
+def test_whole_model_sweeps_alone_are_compared(tmp_path):
+    files = write_comparison(_trials(per_layer=False), _runs("resnet20.onnx", "resnet32.onnx"), tmp_path)
+    assert files.a_avr is None and set(files.summary["mode"]) == {"all"}
+    assert not (tmp_path / "compare.parquet").exists()
+    assert (tmp_path / "figures" / "compare-accuracy-vs-noise.png").is_file()
+
+
+def test_one_model_per_layer_keeps_its_a_avr_table_and_no_verdict(tmp_path):
+    trials = _trials().filter(pl.col("model") == "resnet20.onnx")
+    files = write_comparison(trials, _runs("resnet20.onnx"), tmp_path)
+    assert files.summary.is_empty() and files.a_avr is not None
+    assert "- no two models share" in files.markdown.read_text()
+    assert json.loads((tmp_path / "compare.json").read_text())["verdicts"] == []
+    with pytest.raises(StoreError, match="nothing to compare: these runs hold 1 model"):
+        write_comparison(_trials(per_layer=False).filter(pl.col("model") == "resnet20.onnx"),
+                         _runs("resnet20.onnx"), tmp_path / "none")
