@@ -206,14 +206,28 @@ class CheckSession:
         self.warnings: list[str] = list(context.warnings)
         self._baseline: dict[str, Any] | None = None
         self.chance = 0.0  # chance top-1 in percent, set with the baseline
+        self._last: Any = None  # the per-image outcomes of the trial that just ran
+        self._hits: dict[str, np.ndarray] = {}  # trial key -> (N,) bool hits of the metric
+        context.outcome_sink = self._keep
+
+    def _keep(self, row: dict[str, Any], outcomes) -> None:
+        """The context's ``outcome_sink``: remember the per-image outcomes of the trial that just ran."""
+        self._last = outcomes
 
     # ------------------------------------------------------------------ trials
 
     def run(self, trial: Trial) -> dict[str, Any]:
         """Run one trial through the executor (once: a recorded key is not run again); its row."""
         key = trial_key(trial, self.fields)
+        self._last = None
         self.executor.run(self.context, [PlannedTrial(key, trial)], self.recorder, self.progress)
+        if self._last is not None:
+            self._hits[key] = getattr(self._last, f"{self.settings.metric}_hit").copy()
         return next(row for row in self.recorder.rows if row["key"] == key)
+
+    def hits(self, row: dict[str, Any]) -> np.ndarray | None:
+        """``(N,) bool``: which images a noisy trial run by :meth:`run` got right (the gate's metric), or None."""
+        return self._hits.get(row.get("key"))
 
     def baseline(self) -> dict[str, Any]:
         """The clean baseline row, run first and checked before any noisy trial.
@@ -250,7 +264,10 @@ class CheckSession:
         if lost - gained != drop:
             raise RuntimeError(f"paired counts disagree with the accuracies: lost {lost} - gained {gained} "
                                f"!= clean - noisy {drop} (a bug: please report it)")
-        return Draw.from_counts(row["images"], lost, gained)
+        hits = self.hits(row)
+        clean = getattr(self.context.clean_outcomes, f"{metric}_hit", None)
+        diff = None if hits is None or clean is None else clean.astype(np.int8) - hits.astype(np.int8)
+        return Draw.from_counts(row["images"], lost, gained, clean=base[f"{metric}_correct"], diff=diff)
 
     # ------------------------------------------------------------------ the gate
 

@@ -51,14 +51,14 @@ EXIT_CODES: dict[str, int] = {PASS: 0, FAIL: 1, INCONCLUSIVE: 3}
 
 #: How the verdict is computed, for check.md and check.json (details: docs/check.md).
 METHOD = (
-    "Verdict: one-sided bounds of the accuracy drop, over noise draws (Student t over draws) plus over images "
-    "(paired per-image variance from the lost/gained counts, and in the upper bound at least the exact binomial "
-    "(Clopper-Pearson) bound of the discordant images, so few or no discordant images do not pass a large drop; "
-    "images are shared, so this term does not shrink with draws), added under a union bound; PASS when the upper "
-    "bound < budget, FAIL when the lower bound > budget, else one more draw up to --max-seeds (then "
-    "INCONCLUSIVE). Repeated looks spend alpha with Bonferroni weights (repeated confidence intervals, Jennison "
-    "& Turnbull 1989), so false-PASS and false-FAIL rates are each at most 1 - confidence. Minimum draws: "
-    f"{MIN_DRAWS}. A draw flagged as collapsed (far below the others, or at chance) withholds PASS."
+    "Verdict: one-sided bounds of the paired accuracy drop with images and noise draws as crossed random factors: "
+    "variance var_i(m_i)/n + var_s(D_s)/S (m_i each image's mean difference over the draws, D_s each draw's drop; "
+    "Owen 2007), Welch-Satterthwaite t quantile, exact Clopper-Pearson floors when few images ever change, clipped "
+    "to the possible range [-(100 - clean), clean]; PASS when the upper bound < budget, FAIL when the lower bound > "
+    "budget, else one more draw up to --max-seeds (then INCONCLUSIVE). Repeated looks spend alpha = 1 - confidence "
+    "with Bonferroni weights (repeated confidence intervals, Jennison & Turnbull 1989), so false-PASS and false-FAIL "
+    f"rates are each at most 1 - confidence (simulated: docs/check.md). Minimum draws: {MIN_DRAWS}. A draw flagged "
+    "as collapsed (far below the others, or at chance) withholds PASS."
 )
 
 
