@@ -36,7 +36,8 @@ share*: with ``u`` images discordant in any draw so far and ``mu`` their mean ``
 floor is ``100 mu (q_U - u / n)`` with ``q_U = B^-1(1 - alpha; u + 1, n - u)`` the one-sided
 Clopper-Pearson bound (C. J. Clopper & E. S. Pearson, Biometrika 26, 1934), and the lower floor
 ``100 mu (u / n - q_L)``, ``q_L = B^-1(alpha; u, n - u + 1)``. Each floor enters as the image
-variance ``(floor / z_{1 - alpha})^2`` when that exceeds ``A``. At ``u = 0`` the upper floor is
+variance ``(floor / t_{1 - alpha, n - 1})^2`` when that exceeds ``A`` (so with no draw variance the
+half-width is the floor itself). At ``u = 0`` the upper floor is
 the rule of three, ``100 (1 - alpha^(1/n))``; when every discordant image flips in every draw
 (``mu = 1``) the bound is the exact binomial one.
 
@@ -180,9 +181,9 @@ def paired_bounds(drops: np.ndarray, stats: ImageStats | None, images, clean, al
         a = np.broadcast_to(np.asarray(stats.variance, dtype=np.float64), (runs,)) / n
         lo_floor, hi_floor = exact_floors(stats.fragile, stats.effect, n, alpha)
         lo_floor, hi_floor = np.broadcast_to(lo_floor, (runs,)), np.broadcast_to(hi_floor, (runs,))
-    z = _sps.norm.ppf(1.0 - alpha)
-    lo_half, t_lo = _half(np.maximum(a, (lo_floor / z) ** 2), b, n, s, alpha)
-    hi_half, t_hi = _half(np.maximum(a, (hi_floor / z) ** 2), b, n, s, alpha)
+    q = _sps.t.ppf(1.0 - alpha, np.maximum(n - 1.0, 1.0))  # a floor alone (no draw variance) is the half-width
+    lo_half, t_lo = _half(np.maximum(a, (lo_floor / q) ** 2), b, n, s, alpha)
+    hi_half, t_hi = _half(np.maximum(a, (hi_floor / q) ** 2), b, n, s, alpha)
     c = np.broadcast_to(np.asarray(clean, dtype=np.float64), (runs,))
     top = np.where(np.isfinite(c), c, 100.0)
     bottom = np.where(np.isfinite(c), c - 100.0, -100.0)

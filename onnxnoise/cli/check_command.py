@@ -27,7 +27,7 @@ from rich.console import Console
 from onnxnoise import __version__
 from onnxnoise.check.gate import CheckSession, GateSettings
 from onnxnoise.check.outputs import write_outputs
-from onnxnoise.check.protect import layers_regex, plan_protection, protected_layers
+from onnxnoise.check.protect import LAYERS_FILE, plan_protection, protected_layers, read_layers_file, write_layers_file
 from onnxnoise.check.request import CheckRequest
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MIN_DRAWS, PASS
 from onnxnoise.check.tolerance import find_limit
@@ -68,7 +68,7 @@ def _strength_keys() -> set[str]:
 
 
 def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
-                    protect: str | None = None, first_seed: int | None = None) -> str:
+                    protect_file: Path | None = None, first_seed: int | None = None) -> str:
     """The ``onnxnoise check`` command line that re-checks ``strength`` with the same settings and seeds.
 
     Rebuilt from the parsed options of every setting ``check`` takes (:mod:`onnxnoise.settings`;
@@ -77,7 +77,7 @@ def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
     (``repr``) in the model's own option: the same trials, so the same verdict.
 
     Args:
-        protect: A ``--protect`` regular expression to add (a protection plan's layers).
+        protect_file: A ``--protect-file`` to add (a protection plan's layers, one name per line).
         first_seed: ``--first-seed`` instead of the parsed one (a plan's verification seeds).
     """
     if first_seed is not None:
@@ -86,8 +86,8 @@ def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
     for setting in command_settings("check", *CHECK_SETTINGS):
         if setting.recheck:
             parts += flag_words(setting, getattr(args, setting.key, None))
-    if protect is not None:
-        parts += ["--protect", protect]
+    if protect_file is not None:
+        parts += ["--protect-file", str(protect_file)]
     parts += [strength_flag(noise_model), repr(float(strength))]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -154,6 +154,7 @@ def run_check(args: argparse.Namespace, console: Console,
         context = prepare_context(config, calibration_dir=out)
     if request.protect and request.protect != "auto":
         protected_layers(context.selected, request.protect)  # a bad REGEX is bad input before any trial runs
+    from_file = None if request.protect_file is None else read_layers_file(request.protect_file, context.selected)
     session = CheckSession(context, settings, on_look=look_printer(console, noise_model, settings.metric))
     label = "top-1" if settings.metric == "top1" else "top-5"
     where = (f"{noise_model.format_strength(values[0])}..{noise_model.format_strength(values[1])}" if find
@@ -192,14 +193,17 @@ def run_check(args: argparse.Namespace, console: Console,
         report["gate"] = gate.to_dict()
         verdict = gate.verdict
         report["recheck_command"] = recheck_command(exact, values[0], noise_model)
-        if verdict != PASS and request.protect:
-            console.print(f"[bold]protection plan[/] ({request.protect})", highlight=False)
-            plan = plan_protection(session, values[0], request.protect)
+        if verdict != PASS and (request.protect or from_file):
+            spec = request.protect or f"file {request.protect_file}"
+            console.print(f"[bold]protection plan[/] ({spec})", highlight=False)
+            plan = plan_protection(session, values[0], spec, kept=from_file, unprotected=gate)
             report["protection"] = plan.to_dict()
             if plan.verification is not None:
                 seed = plan.verification.seeds[0] if plan.verification.seeds else None
+                layers = write_layers_file(out / LAYERS_FILE, plan.kept)
+                report["protection"]["layers_file"] = str(layers)
                 report["protection"]["recheck_command"] = recheck_command(
-                    exact, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
+                    exact, values[0], noise_model, protect_file=layers, first_seed=seed)
     report["warnings"] = session.warnings + image_term_warnings(report, settings.budget)
     report.update(verdict=verdict, exit_code=EXIT_CODES[verdict], seconds=time.perf_counter() - started)
     # The trial tables first: a write that fails leaves the previous verdict files with their own trial tables,

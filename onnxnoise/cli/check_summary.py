@@ -61,9 +61,11 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
                      f"{len(search['steps'])} gates")
     plan = report.get("protection")
     if plan:
+        kept = plan["kept"]
+        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more ({plan.get('layers_file')})" if len(kept) > 5 else "")
         lines.append(f"protection plan ({plan['spec']}): [{_verdict_style(plan['verdict'])}]{plan['verdict']}[/] "
-                     f"keeping {', '.join(plan['kept']) or '(none found)'} noise-free: {plan['kept_params']} "
-                     f"parameters, {points(plan['kept_percent'])}% of all")
+                     + (f"keeping {len(kept)} layer(s) noise-free: {shown}; {plan['kept_params']} parameters, "
+                        f"{points(plan['kept_percent'])}% of all" if kept else plan.get("note") or "no plan"))
         if plan.get("recheck_command"):
             lines.append(f"re-check the plan: {plan['recheck_command']}")
     if report.get("recheck_command"):
