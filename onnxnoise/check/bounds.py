@@ -41,18 +41,50 @@ half-width is the floor itself). At ``u = 0`` the upper floor is
 the rule of three, ``100 (1 - alpha^(1/n))``; when every discordant image flips in every draw
 (``mu = 1``) the bound is the exact binomial one.
 
+**Skewed draws.** Noise draws are right-skewed: most draws cost a little, a few cost a lot
+(ResNet20 at SNR 10 on 10,000 images, 20 draws: sample skewness 1.2). A t bound on few skewed
+draws errs on the low side: for the studentized mean of ``S`` draws with skewness ``g``,
+``P(T < -z) = Phi(-z) + g (2 z^2 + 1) phi(z) / (6 sqrt(S)) + O(1/S)`` (Edgeworth expansion;
+P. Hall, *The Bootstrap and Edgeworth Expansion*, 1992, sec. 2.6), so the upper bound's error
+exceeds its nominal ``alpha`` (measured: 8-9% instead of 5%). The upper bound therefore uses the
+quantile ``z'`` that solves ``Phi(-z') + g' (2 z'^2 + 1) phi(z') / 6 = alpha``, with
+``g' = max(sample skewness, DRAW_SKEW) * (B / (A + B))^(3/2) / sqrt(S)`` (only the draws' share of the
+variance is skewed), as the level of its t quantile. The lower bound (FAIL) is left as it is:
+right skew makes it conservative.
+
 **Range.** A drop on ``n`` images with clean accuracy ``c`` percent lies in ``[-(100 - c), c]``
 (every clean miss gained, every clean hit lost); both bounds are clipped to it.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as _sps
 
-__all__ = ["ImageStats", "image_variance", "image_stats", "count_stats", "exact_floors", "paired_bounds"]
+__all__ = ["DRAW_SKEW", "ImageStats", "skew_level", "image_variance", "image_stats", "count_stats", "exact_floors", "paired_bounds"]
+
+
+#: Skewness of the draws' drops assumed at least (the sample's when larger): the upper bound's Edgeworth correction.
+DRAW_SKEW: float = 1.5
+
+
+def skew_level(alpha: float, skew) -> np.ndarray:
+    """The level ``Phi(-z')`` whose one-sided Edgeworth error is ``alpha`` at skewness ``skew`` of the mean.
+
+    Solves ``Phi(-z) + skew (2 z^2 + 1) phi(z) / 6 = alpha`` for ``z >= z_alpha`` (bisection, 60 steps;
+    Hall 1992, sec. 2.6). ``skew <= 0`` returns ``alpha``. Arrays broadcast; returns float64 in (0, alpha].
+    """
+    g = np.maximum(np.asarray(skew, dtype=np.float64), 0.0)
+    z0 = _sps.norm.isf(alpha)
+    lo, hi = np.full_like(g, z0), np.full_like(g, z0 + 8.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        err = _sps.norm.sf(mid) + g * (2.0 * mid * mid + 1.0) * _sps.norm.pdf(mid) / 6.0
+        lo, hi = np.where(err > alpha, mid, lo), np.where(err > alpha, hi, mid)
+    return np.where(g > 0, _sps.norm.sf(hi), alpha)
 
 
 def image_variance(images, lost, gained) -> np.ndarray:
@@ -142,7 +174,7 @@ def exact_floors(fragile, effect, images, alpha) -> tuple[np.ndarray, np.ndarray
     return np.maximum(100.0 * mu * (u / n - low), 0.0), np.maximum(100.0 * mu * (high - u / n), 0.0)
 
 
-def _half(a: np.ndarray, b: np.ndarray, n: np.ndarray, s: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def _half(a: np.ndarray, b: np.ndarray, n: np.ndarray, s: int, alpha) -> tuple[np.ndarray, np.ndarray]:
     """``t_{1-alpha, nu} sqrt(a + b)`` with Welch-Satterthwaite ``nu``; also returns the quantile."""
     total = a + b
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,7 +197,8 @@ def paired_bounds(drops: np.ndarray, stats: ImageStats | None, images, clean, al
 
     Returns:
         ``(R,)`` float64 arrays: ``mean``, ``lower``, ``upper``, ``se_draws`` (``sqrt(B)``),
-        ``se_images`` (``sqrt(A)``), ``t_lower`` / ``t_upper`` (the quantiles used),
+        ``se_images`` (``sqrt(A)``), ``t_lower`` / ``t_upper`` (the quantiles used; the upper one at the
+        skew-corrected level :func:`skew_level`),
         ``floor_lower`` / ``floor_upper`` (:func:`exact_floors`, 0 without stats).
     """
     drops = np.atleast_2d(np.asarray(drops, dtype=np.float64))
@@ -183,7 +216,14 @@ def paired_bounds(drops: np.ndarray, stats: ImageStats | None, images, clean, al
         lo_floor, hi_floor = np.broadcast_to(lo_floor, (runs,)), np.broadcast_to(hi_floor, (runs,))
     q = _sps.t.ppf(1.0 - alpha, np.maximum(n - 1.0, 1.0))  # a floor alone (no draw variance) is the half-width
     lo_half, t_lo = _half(np.maximum(a, (lo_floor / q) ** 2), b, n, s, alpha)
-    hi_half, t_hi = _half(np.maximum(a, (hi_floor / q) ** 2), b, n, s, alpha)
+    a_hi = np.maximum(a, (hi_floor / q) ** 2)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # identical draws: skewness NaN, read as 0
+        sample = _sps.skew(drops, axis=1, bias=False) if s > 2 else np.zeros(runs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(a_hi + b > 0, b / np.where(a_hi + b > 0, a_hi + b, 1.0), 0.0)
+    skew = np.fmax(np.nan_to_num(sample, nan=0.0), DRAW_SKEW) * share ** 1.5 / np.sqrt(s)
+    hi_half, t_hi = _half(a_hi, b, n, s, skew_level(alpha, skew))
     c = np.broadcast_to(np.asarray(clean, dtype=np.float64), (runs,))
     top = np.where(np.isfinite(c), c, 100.0)
     bottom = np.where(np.isfinite(c), c - 100.0, -100.0)

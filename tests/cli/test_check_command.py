@@ -102,10 +102,10 @@ def test_pass_at_huge_snr_in_the_minimum_draws(resnet, tmp_path):
     report = _strict_json(tmp_path / "check.json")
     assert report["verdict"] == "PASS" and report["exit_code"] == 0
     gate = report["gate"]
-    assert gate["draws"] == 3 and gate["seeds"] == [0, 1, 2]
+    assert gate["draws"] == 5 and gate["seeds"] == [0, 1, 2, 3, 4]
     assert gate["bounds"]["lower"] == 0.0 and gate["bounds"]["upper"] == pytest.approx(NOTHING_CHANGED_UPPER)
     assert NOTHING_CHANGED_UPPER == pytest.approx(1.2221, abs=1e-4)
-    assert [d["lost"] for d in gate["per_draw"]] == [0, 0, 0]
+    assert [d["lost"] for d in gate["per_draw"]] == [0] * 5
     assert report["baseline"]["top1_acc"] == pytest.approx(70.0)
     suite = _case(tmp_path)
     assert suite.get("tests") == "1" and suite.get("failures") == "0" and suite.get("errors") == "0"
@@ -113,18 +113,18 @@ def test_pass_at_huge_snr_in_the_minimum_draws(resnet, tmp_path):
     assert case.find("failure") is None and case.find("error") is None
     assert "# onnxnoise check: PASS" in (tmp_path / "check.md").read_text()
     trials = pl.read_parquet(tmp_path / "trials.parquet")
-    assert trials["mode"].to_list() == ["baseline", "all", "all", "all"]
+    assert trials["mode"].to_list() == ["baseline"] + ["all"] * 5
 
 
 def test_nothing_discordant_on_few_images_does_not_pass_a_budget_below_the_exact_bound(resnet, tmp_path, capsys):
     """No image changes under the noise, but 300 images cannot show a drop below 1.22 points: a 1-point
     budget is INCONCLUSIVE after --max-seeds draws (it used to PASS at [0.00, 0.00]), with the image term
     warning."""
-    assert _check(resnet, tmp_path, "--snr", "1e6", "--max-drop", "1", "--max-seeds", "4") == 3
+    assert _check(resnet, tmp_path, "--snr", "1e6", "--max-drop", "1", "--max-seeds", "6") == 3
     report = _strict_json(tmp_path / "check.json")
     gate = report["gate"]
-    assert report["verdict"] == "INCONCLUSIVE" and gate["draws"] == 4
-    assert [d["lost"] + d["gained"] for d in gate["per_draw"]] == [0, 0, 0, 0]
+    assert report["verdict"] == "INCONCLUSIVE" and gate["draws"] == 6
+    assert [d["lost"] + d["gained"] for d in gate["per_draw"]] == [0] * 6
     assert gate["bounds"]["upper"] == pytest.approx(NOTHING_CHANGED_UPPER) and gate["bounds"]["lower"] == 0.0
     assert gate["bounds"]["floor_upper"] == pytest.approx(NOTHING_CHANGED_UPPER)
     warning = next(w for w in report["warnings"] if "image term" in w)
@@ -141,8 +141,8 @@ def test_draws_at_chance_are_collapsed_and_bring_the_models_advice(resnet, tmp_p
     gate = report["gate"]
     assert code == 1 and report["verdict"] == "FAIL"
     assert [d["top1_acc"] for d in gate["per_draw"]] == [0.0] * gate["draws"]
-    assert gate["collapsed"] == gate["draws"] == 3 and gate["collapse_rate"] == 1.0
-    expected = f"test-zero-all: 3 of 3 draws at zeroed 1 collapsed to chance or far below the others; {ZERO_ALL_HINT}"
+    assert gate["collapsed"] == gate["draws"] == 5 and gate["collapse_rate"] == 1.0
+    expected = f"test-zero-all: 5 of 5 draws at zeroed 1 collapsed to chance or far below the others; {ZERO_ALL_HINT}"
     assert expected in report["warnings"]
     assert "test advice" in " ".join(capsys.readouterr().out.split())
 
@@ -151,7 +151,7 @@ def test_fail_at_low_snr_with_failure_element(resnet, tmp_path, capsys):
     assert _check(resnet, tmp_path, "--snr", "0.5", "--max-drop", "1") == 1
     report = _strict_json(tmp_path / "check.json")
     gate = report["gate"]
-    assert report["verdict"] == "FAIL" and gate["draws"] == 3
+    assert report["verdict"] == "FAIL" and gate["draws"] == 5
     assert gate["bounds"]["lower"] > 1.0
     # the drop of each draw is its paired counts: 100 (lost - gained) / images
     for d in gate["per_draw"]:
@@ -165,13 +165,13 @@ def test_fail_at_low_snr_with_failure_element(resnet, tmp_path, capsys):
     # (collapsed) even though no draw is far below the others.
     flags = [d["collapsed"] for d in gate["per_draw"]]
     assert flags == [d["top1_acc"] < 16.0 for d in gate["per_draw"]] and gate["collapsed"] == sum(flags)
-    assert "FAIL" in out and f"collapsed draws {sum(flags)}/3" in out
+    assert "FAIL" in out and f"collapsed draws {sum(flags)}/5" in out
 
 
 def test_inconclusive_near_the_budget_with_few_draws(resnet, tmp_path):
-    assert _check(resnet, tmp_path, "--snr", "300", "--max-drop", "1", "--max-seeds", "4") == 3
+    assert _check(resnet, tmp_path, "--snr", "300", "--max-drop", "1", "--max-seeds", "6") == 3
     report = _strict_json(tmp_path / "check.json")
-    assert report["verdict"] == "INCONCLUSIVE" and report["gate"]["draws"] == 4
+    assert report["verdict"] == "INCONCLUSIVE" and report["gate"]["draws"] == 6
     bounds = report["gate"]["bounds"]
     assert bounds["lower"] < 1.0 < bounds["upper"]
     error = _case(tmp_path).find("testcase/error")
@@ -180,16 +180,16 @@ def test_inconclusive_near_the_budget_with_few_draws(resnet, tmp_path):
 
 def test_other_seeds_keep_a_clear_verdict(resnet, tmp_path):
     assert _check(resnet, tmp_path, "--snr", "0.5", "--max-drop", "1", "--first-seed", "50") == 1
-    assert _strict_json(tmp_path / "check.json")["gate"]["seeds"] == [50, 51, 52]
+    assert _strict_json(tmp_path / "check.json")["gate"]["seeds"] == [50, 51, 52, 53, 54]
 
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--snr", "10,20", "--max-drop", "1"], "check tests one strength; got 2"),
     (["--max-drop", "1"], "give the one strength to check, e.g. --snr 10"),
     (["--snr", "10", "--max-drop", "1", "--max-seeds", "2"],
-     "`--max-seeds` must be an integer from 3 (the minimum number of draws) to 10000, got 2"),
+     "`--max-seeds` must be an integer from 5 (the minimum number of draws) to 10000, got 2"),
     (["--snr", "10", "--max-drop", "1", "--max-seeds", "1000000000"],  # sized arrays by it: 7 GB in 25 s
-     "`--max-seeds` must be an integer from 3 (the minimum number of draws) to 10000, got 1000000000"),
+     "`--max-seeds` must be an integer from 5 (the minimum number of draws) to 10000, got 1000000000"),
     (["--snr", "10", "--max-drop", "1", "--first-seed", "99999999999999999999999999"],  # a Polars i128 traceback
      "`--first-seed` must be an integer from 0 to 9223372036854775798 (2**63 - 1 less --max-seeds 10 plus 1: seeds "
      "are 64-bit), got 99999999999999999999999999"),
@@ -523,7 +523,7 @@ def test_find_limit_direction_and_bracket_from_the_axis(model, low, high, limit)
 
 def test_find_limit_on_a_rate_axis_returns_the_highest_passing_value(mlp, tmp_path):
     """multiplicative noise: a higher eta is more noise, so the search returns the largest passing eta."""
-    args = ["--noise", "multiplicative", "--find-limit", "--eta", "0.001,0.5", "--max-drop", "5", "--max-seeds", "4"]
+    args = ["--noise", "multiplicative", "--find-limit", "--eta", "0.001,0.5", "--max-drop", "5", "--max-seeds", "6"]
     assert _check(mlp, tmp_path / "search", *args) == 0
     report = _strict_json(tmp_path / "search" / "check.json")
     found, noisier = report["search"]["bracket"]
@@ -574,7 +574,7 @@ def test_bounds_near_the_budget_show_which_side_they_are_on():
 def test_a_fail_gets_no_image_term_warning_and_its_bounds_stay_in_range(resnet, tmp_path, capsys):
     """SNR 3 on 300 images loses ~55 points: FAIL at the third draw; the image-term warning ("may stay
     INCONCLUSIVE") is for an undecided gate only, and both bounds lie in [-(100 - clean), clean]."""
-    assert _check(resnet, tmp_path, "--snr", "3", "--max-drop", "1", "--max-seeds", "3") == 1
+    assert _check(resnet, tmp_path, "--snr", "3", "--max-drop", "1", "--max-seeds", "5") == 1
     report = _strict_json(tmp_path / "check.json")
     bounds = report["gate"]["bounds"]
     clean = report["baseline"]["top1_acc"]
@@ -596,4 +596,4 @@ def test_a_check_with_the_tile_stages_applies_and_names_them(resnet, tmp_path):
     assert ("Input/output stages in every noisy trial: 8-bit DAC, 8-bit ADC (one range per tile); ranges calibrated "
             "(max) on the first 300 evaluation images") in (tmp_path / "check.md").read_text()
     trials = pl.read_parquet(tmp_path / "trials.parquet")
-    assert trials["dac_values"][0] is None and trials["dac_values"][1:].to_list() == [300 * 10_000] * 3
+    assert trials["dac_values"][0] is None and trials["dac_values"][1:].to_list() == [300 * 10_000] * 5
