@@ -137,14 +137,17 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     plan = report.get("protection")
     if plan:
-        lines += ["## Protection plan", "",
-                  f"Keep noise-free: {', '.join(plan['kept']) or '(none found)'} — {plan['kept_params']} of "
-                  f"{plan['total_params']} parameters ({points(plan['kept_percent'])}%). "
-                  + ("Verified with new seeds" if plan.get("steps") else "Gate with these layers kept")
-                  + f": **{plan['verdict']}**"
-                  + (f" ({_bounds_line(plan['verification'])})" if plan.get("verification") else "") + ".", ""]
-        if plan.get("note"):
-            lines += [f"**No plan proposed:** {plan['note']}." if not plan.get("verification") else plan["note"], ""]
+        lines += ["## Protection plan", ""]
+        if plan.get("verification"):
+            lines += [f"Keep noise-free: {', '.join(plan['kept'])} — {plan['kept_params']} of {plan['total_params']} "
+                      f"parameters ({points(plan['kept_percent'])}%). "
+                      + ("Verified with new seeds" if plan.get("steps") else "Gate with these layers kept")
+                      + f": **{plan['verdict']}** ({_bounds_line(plan['verification'])}).", ""]
+            if plan.get("undecided"):
+                lines += [f"Keeping {plan['undecided'][0]} to {plan['undecided'][1]} layers was inconclusive: fewer "
+                          "might suffice, more images would tell.", ""]
+        else:
+            lines += [f"No plan proposed (**{plan['verdict']}**): {plan.get('note') or 'no configuration passed'}.", ""]
         if plan["ranking"]:
             level = f"{100 * (plan.get('rank_confidence') or 0.95):g}%"
             lines += [f"| layer | drop alone (points) | {level} interval |", "|---|---|---|"]
