@@ -240,8 +240,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def tables(results: dict, reps: int) -> str:
     lines = ["Error rates at a true drop equal to the budget (1 point), "
-             f"{reps} replications per point (binomial standard error of 5%: {100 * math.sqrt(0.05 * 0.95 / reps):.2f}):",
-             "", "| population | images | P(PASS) at drop = budget | P(FAIL) at drop = budget | max P(PASS), drop >= budget "
+             f"{reps} replications per point (binomial standard error of 5%: "
+             f"{100 * math.sqrt(0.05 * 0.95 / reps):.2f}):", "",
+             "| population | images | P(PASS) at drop = budget | P(FAIL) at drop = budget | max P(PASS), drop >= budget "
              "| max P(FAIL), drop <= budget | P(PASS) at drop 0.5 | P(FAIL) at drop 2 | mean draws at drop 2 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in ("resnet20", "measured", "fixed"):

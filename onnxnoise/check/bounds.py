@@ -64,11 +64,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _sps
 
-__all__ = ["DRAW_SKEW", "ImageStats", "skew_level", "image_variance", "image_stats", "count_stats", "exact_floors", "paired_bounds"]
+__all__ = ["DRAW_SKEW", "ImageStats", "skew_level", "image_variance", "image_stats", "count_stats", "exact_floors",
+           "paired_bounds"]
 
 
 #: Skewness of the draws' drops assumed at least (the sample's when larger): the upper bound's Edgeworth correction.
-DRAW_SKEW: float = 1.5
+DRAW_SKEW: float = 2.0
 
 
 def skew_level(alpha: float, skew) -> np.ndarray:

@@ -62,7 +62,8 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
     plan = report.get("protection")
     if plan:
         kept = plan["kept"]
-        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more ({plan.get('layers_file')})" if len(kept) > 5 else "")
+        more = f" and {len(kept) - 5} more ({plan.get('layers_file')})" if len(kept) > 5 else ""
+        shown = ", ".join(kept[:5]) + more
         lines.append(f"protection plan ({plan['spec']}): [{_verdict_style(plan['verdict'])}]{plan['verdict']}[/] "
                      + (f"keeping {len(kept)} layer(s) noise-free: {shown}; {plan['kept_params']} parameters, "
                         f"{points(plan['kept_percent'])}% of all" if kept else plan.get("note") or "no plan"))
