@@ -259,7 +259,8 @@ def plan_protection(session: CheckSession, strength: float, spec: str, *, kept: 
             plan.note = (f"the gate cannot decide on {len(session.context.data)} images: even keeping {len(names) - 1} "
                          f"of {len(names)} layers noise-free, the drop {b.mean:.2f} has bounds [{b.lower:.2f}, "
                          f"{b.upper:.2f}] against the search's {plan.search_budget:g} points; no plan proposed: "
-                         "evaluate more images (a larger --limit or dataset) or check a larger --max-drop")
+                         "evaluate more images (a larger --limit or dataset), allow more draws (--max-seeds) or check a "
+                         "larger --max-drop")
         else:
             plan.note = (f"no configuration passes: even keeping {len(names) - 1} of {len(names)} layers noise-free "
                          f"fails {plan.search_budget:g} points")
@@ -271,9 +272,11 @@ def plan_protection(session: CheckSession, strength: float, spec: str, *, kept: 
         plan.undecided = ((failing + 1) if failing is not None else min(open_), k - 1)
     if plan.undecided is not None and k > len(names) / 2:
         images = len(session.context.data)
+        tried = ", ".join(str(j) for j in sorted(open_))
         plan.note = (f"the gate cannot decide on {images} images which layers suffice: keeping {plan.undecided[0]} to "
-                     f"{plan.undecided[1]} of {len(names)} layers was inconclusive, and only keeping {k} passed; "
-                     "no plan proposed: evaluate more images (a larger --limit or dataset)")
+                     f"{plan.undecided[1]} of {len(names)} layers is undecided (inconclusive with {tried} kept), and "
+                     f"only keeping {k} passed; no plan proposed: evaluate more images (a larger --limit or dataset) "
+                     "or allow more draws (--max-seeds)")
         return plan
     plan.kept = best.kept
     plan.kept_params = _params(session, best.kept)

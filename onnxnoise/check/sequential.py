@@ -27,8 +27,8 @@ look's bound holds (normal approximation with exact floors; measured by
 ``scripts/simulate_gate.py``, docs/check.md).
 
 Minimum draws: :data:`MIN_DRAWS` = 5: fewer, skewed draws make the upper bound err too often even
-with the skew correction (simulated on the resnet20 population at 2,000 images: 6.0% false PASS with the first look at 3
-draws, 4.3% at 5).
+with the skew correction (simulated on the resnet20 population at 2,000 images, skew floor 1.5:
+6.0% false PASS with the first look at 3 draws, 4.3% at 5).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 from onnxnoise.check.outputs import junit_xml, markdown
 
-NOTE = ("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8 layers was inconclusive, "
-        "and only keeping 7 passed; no plan proposed: evaluate more images (a larger --limit or dataset)")
+NOTE = ("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8 layers is undecided "
+        "(inconclusive with 3, 5, 6 kept), and only keeping 7 passed; no plan proposed: evaluate more images")
 
 
 def _report() -> dict:

@@ -385,7 +385,8 @@ def test_protect_withholds_a_plan_the_images_cannot_decide():
     plan = plan_protection(session, 10.0, "auto")
     assert calls == [7, 3, 5, 6] and plan.kept == () and plan.verification is None
     assert plan.verdict == "INCONCLUSIVE" and plan.undecided == (3, 6)
-    assert plan.note.startswith("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8")
+    assert plan.note.startswith("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8 "
+                                "layers is undecided (inconclusive with 3, 5, 6 kept), and only keeping 7 passed")
     # a range with lower bound below the mean: the interval of each layer is the gate's paired bound (t, 1 df)
     top = plan.ranking[0]
     assert top.layer == "l7" and top.drop == 7.5 and top.lower < 7.5 < top.upper
