@@ -14,8 +14,8 @@
    at the budget, which an independent re-check then passes only half the time;
 3. the boundary is *decided* when the configuration with one layer fewer kept (or the
    unprotected gate) FAILs. When it is not (INCONCLUSIVE below the passing ``k``: the images
-   cannot tell those configurations apart) and the plan would keep more than half of the layers,
-   no plan is proposed: the verdict is INCONCLUSIVE and the report names the undecided range of
+   cannot tell those configurations apart) and the plan would keep more than :data:`WITHHOLD_SHARE`
+   of the layers, no plan is proposed: the verdict is INCONCLUSIVE and the report names the undecided range of
    ``k`` and asks for more images, instead of proposing to keep almost everything;
 4. otherwise verify the plan with a fresh gate at the real budget on the same configuration
    with independent seeds (``first_seed + VERIFY_SEED_OFFSET``, ...): the search tried several
@@ -44,9 +44,9 @@ from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, PASS, Draw, stream_st
 from onnxnoise.errors import ConfigError
 from onnxnoise.files import write_text
 
-__all__ = ["RANK_SEEDS", "RANK_CONFIDENCE", "VERIFY_SEED_OFFSET", "SEARCH_MARGIN", "LAYERS_FILE", "LayerRank",
-           "ProtectionPlan", "plan_protection", "protected_layers", "layer_interval", "write_layers_file",
-           "read_layers_file"]
+__all__ = ["RANK_SEEDS", "RANK_CONFIDENCE", "VERIFY_SEED_OFFSET", "SEARCH_MARGIN", "WITHHOLD_SHARE", "LAYERS_FILE",
+           "LayerRank", "ProtectionPlan", "plan_protection", "protected_layers", "layer_interval",
+           "write_layers_file", "read_layers_file"]
 
 #: Seeds per layer for the sensitivity ranking.
 RANK_SEEDS: int = 3
@@ -56,6 +56,8 @@ RANK_CONFIDENCE: float = 0.95
 VERIFY_SEED_OFFSET: int = 1000
 #: The search's gates test this fraction of ``--max-drop`` (a margin for the verification).
 SEARCH_MARGIN: float = 0.75
+#: An undecided plan (fewer kept layers inconclusive) keeping more than this share of the layers is not proposed.
+WITHHOLD_SHARE: float = 0.75
 #: File name of the kept layers ``--protect auto`` writes next to the reports.
 LAYERS_FILE: str = "protect-layers.txt"
 
@@ -259,8 +261,8 @@ def plan_protection(session: CheckSession, strength: float, spec: str, *, kept: 
             plan.note = (f"the gate cannot decide on {len(session.context.data)} images: even keeping {len(names) - 1} "
                          f"of {len(names)} layers noise-free, the drop {b.mean:.2f} has bounds [{b.lower:.2f}, "
                          f"{b.upper:.2f}] against the search's {plan.search_budget:g} points; no plan proposed: "
-                         "evaluate more images (a larger --limit or dataset), allow more draws (--max-seeds) or check a "
-                         "larger --max-drop")
+                         "evaluate more images (a larger --limit or dataset), allow more draws (--max-seeds) or check "
+                         "a larger --max-drop")
         else:
             plan.note = (f"no configuration passes: even keeping {len(names) - 1} of {len(names)} layers noise-free "
                          f"fails {plan.search_budget:g} points")
@@ -270,7 +272,7 @@ def plan_protection(session: CheckSession, strength: float, spec: str, *, kept: 
     open_ = [j for j, v in verdicts.items() if j < k and v != FAIL and v != PASS and (failing is None or j > failing)]
     if open_:
         plan.undecided = ((failing + 1) if failing is not None else min(open_), k - 1)
-    if plan.undecided is not None and k > len(names) / 2:
+    if plan.undecided is not None and k > WITHHOLD_SHARE * len(names):
         images = len(session.context.data)
         tried = ", ".join(str(j) for j in sorted(open_))
         plan.note = (f"the gate cannot decide on {images} images which layers suffice: keeping {plan.undecided[0]} to "
