@@ -4,7 +4,7 @@ Runs, each through the real CLI (``python -m onnxnoise.cli check ...``), writing
 junit.xml, check.md and trial table under ``OUT/<case>/``:
 
 * ``pass-snr100`` / ``pass-snr100-seed100``: folded export, SNR 100, budget 1 point: PASS in the
-  minimum number of draws (3), with seeds 0.. and again with seeds 100..;
+  minimum number of draws (5), with seeds 0.. and again with seeds 100..;
 * ``fail-snr5`` / ``fail-snr5-seed100``: folded, SNR 5, budget 1: FAIL, both seed blocks;
 * ``bn-snr10`` / ``bn-snr10-seed100``: the BatchNormalization-kept export, SNR 10, budget 1:
   FAIL or INCONCLUSIVE, collapse rate shown, both seed blocks;
@@ -99,9 +99,9 @@ def main() -> int:
         rows.append(result)
         return report
 
-    min_draws = lambda r: (r.get("gate") or {}).get("draws") == 3  # noqa: E731
+    min_draws = lambda r: (r.get("gate") or {}).get("draws") == 5  # noqa: E731
     for suffix, seed in (("", []), ("-seed100", ["--first-seed", "100"])):
-        case(f"pass-snr100{suffix}", folded, ["--snr", "100", *seed], "PASS in 3 draws",
+        case(f"pass-snr100{suffix}", folded, ["--snr", "100", *seed], "PASS in 5 draws",
              lambda c, r: c == 0 and min_draws(r))
         case(f"fail-snr5{suffix}", folded, ["--snr", "5", *seed], "FAIL", lambda c, r: c == 1)
         case(f"bn-snr10{suffix}", bn, ["--snr", "10", *seed], "FAIL or INCONCLUSIVE, collapse rate shown",

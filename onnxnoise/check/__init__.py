@@ -1,7 +1,8 @@
 """``onnxnoise check``: a pass / fail gate on the accuracy drop under noise, fit for CI.
 
-* :mod:`onnxnoise.check.sequential`: the decision rule (bounds over draws and images,
-  repeated looks), pure functions;
+* :mod:`onnxnoise.check.bounds`: the bounds of a paired drop (images and draws as crossed
+  factors, exact floors, skew correction, possible range), pure functions;
+* :mod:`onnxnoise.check.sequential`: the decision rule (repeated looks), pure functions;
 * :mod:`onnxnoise.check.gate`: baseline and noisy draws through the trial engine until
   the rule decides;
 * :mod:`onnxnoise.check.tolerance`: the noisiest strength that still passes (bisection);

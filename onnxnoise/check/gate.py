@@ -206,14 +206,28 @@ class CheckSession:
         self.warnings: list[str] = list(context.warnings)
         self._baseline: dict[str, Any] | None = None
         self.chance = 0.0  # chance top-1 in percent, set with the baseline
+        self._fresh: list[tuple[dict[str, Any], np.ndarray]] = []  # (row, hits) of the trials that just ran
+        self._hits: dict[str, np.ndarray] = {}  # trial key -> (N,) bool hits of the metric
+        context.outcome_sink = self._keep
+
+    def _keep(self, row: dict[str, Any], outcomes) -> None:
+        """The context's ``outcome_sink``: keep the per-image hits of a trial that just ran."""
+        self._fresh.append((row, getattr(outcomes, f"{self.settings.metric}_hit").copy()))
 
     # ------------------------------------------------------------------ trials
 
     def run(self, trial: Trial) -> dict[str, Any]:
         """Run one trial through the executor (once: a recorded key is not run again); its row."""
         key = trial_key(trial, self.fields)
+        self._fresh = []
         self.executor.run(self.context, [PlannedTrial(key, trial)], self.recorder, self.progress)
+        if self._fresh:
+            self._hits[key] = self._fresh[-1][1]
         return next(row for row in self.recorder.rows if row["key"] == key)
+
+    def hits(self, row: dict[str, Any]) -> np.ndarray | None:
+        """``(N,) bool``: which images a noisy trial run by :meth:`run` got right (the gate's metric), or None."""
+        return self._hits.get(row.get("key"))
 
     def baseline(self) -> dict[str, Any]:
         """The clean baseline row, run first and checked before any noisy trial.
@@ -250,7 +264,10 @@ class CheckSession:
         if lost - gained != drop:
             raise RuntimeError(f"paired counts disagree with the accuracies: lost {lost} - gained {gained} "
                                f"!= clean - noisy {drop} (a bug: please report it)")
-        return Draw.from_counts(row["images"], lost, gained)
+        hits = self.hits(row)
+        clean = getattr(self.context.clean_outcomes, f"{metric}_hit", None)
+        diff = None if hits is None or clean is None else clean.astype(np.int8) - hits.astype(np.int8)
+        return Draw.from_counts(row["images"], lost, gained, clean=base[f"{metric}_correct"], diff=diff)
 
     # ------------------------------------------------------------------ the gate
 
@@ -328,27 +345,37 @@ class CheckSession:
         if line and not any(w.startswith(f"{model.name}: ") and "collapsed" in w for w in self.warnings):
             self.warnings.append(line)
 
-    def per_layer(self, strength: float, seeds: Sequence[int]) -> dict[str, list[float]]:
-        """Drop (points) with noise in one selected layer at a time: layer name -> drops over ``seeds``.
+    def per_layer(self, strength: float, seeds: Sequence[int]) -> dict[str, list[Draw]]:
+        """Draws with noise in one selected layer at a time: layer name -> its draws over ``seeds``.
 
         Per-layer trials (mode ``per-layer``) run with prefix reuse, walking the layers
-        forward for each seed (the order prefix reuse computes cheapest). A failed trial
-        counts as a drop of the whole clean accuracy (the layer cannot be noised).
+        forward for each seed (the order prefix reuse computes cheapest); each draw carries
+        its per-image differences (:class:`~onnxnoise.check.sequential.Draw`). A failed trial
+        counts as every clean hit lost (the layer cannot be noised).
         """
         strength = self.check_strength(strength)
         base = self.baseline()
         metric = self.settings.metric
-        drops: dict[str, list[float]] = {layer.name: [] for layer in self.context.selected}
+        clean = getattr(self.context.clean_outcomes, f"{metric}_hit")
+        out: dict[str, list[Draw]] = {layer.name: [] for layer in self.context.selected}
         for seed in seeds:  # one pass over the layers per seed: the executor runs it in lockstep
             trials = [Trial("per-layer", layer.index, (layer.name,), strength, seed) for layer in self.context.selected]
             keys = [trial_key(trial, self.fields) for trial in trials]
+            self._fresh = []
             self.executor.run(self.context, [PlannedTrial(k, t) for k, t in zip(keys, trials)], self.recorder,
                               self.progress)
-            for layer, key in zip(self.context.selected, keys):
+            fresh = {(tuple(row["layers"]), row["seed"]): hits for row, hits in self._fresh}
+            for trial, key in zip(trials, keys):
+                if (trial.layers, seed) in fresh:
+                    self._hits[key] = fresh[(trial.layers, seed)]
                 row = self.recorder.find(key)
-                correct = 0 if row["error"] is not None else row[f"{metric}_correct"]
-                drops[layer.name].append(100.0 * (base[f"{metric}_correct"] - correct) / base["images"])
-        return drops
+                if row["error"] is not None:
+                    n, hit = base["images"], int(base[f"{metric}_correct"])
+                    draw = Draw.from_counts(n, hit, 0, clean=hit, diff=clean.astype(np.int8))
+                else:
+                    draw = self._draw(row)
+                out[trial.layers[0]].append(draw)
+        return out
 
     def frame(self):
         """Every trial run so far as a trial table (:meth:`MemoryRecorder.frame`)."""

@@ -81,7 +81,10 @@ def junit_xml(report: dict[str, Any]) -> str:
         detail = report.get("error") or _bounds_line(report.get("gate"))
         cases.append((report["question"], report["verdict"], f"{report['verdict']}: {detail}", detail))
     plan = report.get("protection")
-    if plan is not None:
+    if plan is not None and plan.get("note") and not plan.get("verification"):
+        detail = plan["note"]
+        cases.append((f"protection plan ({plan['spec']})", plan["verdict"], f"{plan['verdict']}: {detail}", detail))
+    elif plan is not None:
         detail = (f"keep {len(plan['kept'])} layers noise-free ({plan['kept_params']} parameters, "
                   f"{points(plan['kept_percent'])}% of all): {', '.join(plan['kept']) or '-'}; "
                   + (_bounds_line(plan["verification"]) if plan.get("verification") else "no configuration passed")
@@ -134,15 +137,22 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     plan = report.get("protection")
     if plan:
-        lines += ["## Protection plan", "",
-                  f"Keep noise-free: {', '.join(plan['kept']) or '(none found)'} — {plan['kept_params']} of "
-                  f"{plan['total_params']} parameters ({points(plan['kept_percent'])}%). "
-                  + ("Verified with new seeds" if plan.get("steps") else "Gate with these layers kept")
-                  + f": **{plan['verdict']}**"
-                  + (f" ({_bounds_line(plan['verification'])})" if plan.get("verification") else "") + ".", ""]
+        lines += ["## Protection plan", ""]
+        if plan.get("verification"):
+            lines += [f"Keep noise-free: {', '.join(plan['kept'])} — {plan['kept_params']} of {plan['total_params']} "
+                      f"parameters ({points(plan['kept_percent'])}%). "
+                      + ("Verified with new seeds" if plan.get("steps") else "Gate with these layers kept")
+                      + f": **{plan['verdict']}** ({_bounds_line(plan['verification'])}).", ""]
+            if plan.get("undecided"):
+                lines += [f"Keeping {plan['undecided'][0]} to {plan['undecided'][1]} layers was inconclusive: fewer "
+                          "might suffice, more images would tell.", ""]
+        else:
+            lines += [f"No plan proposed (**{plan['verdict']}**): {plan.get('note') or 'no configuration passed'}.", ""]
         if plan["ranking"]:
-            lines += ["| layer | drop alone (points) |", "|---|---|"]
-            lines += [f"| {r['layer']} | {points(r['drop'])} |" for r in plan["ranking"]]
+            level = f"{100 * (plan.get('rank_confidence') or 0.95):g}%"
+            lines += [f"| layer | drop alone (points) | {level} interval |", "|---|---|---|"]
+            lines += [f"| {r['layer']} | {points(r['drop'])} | [{points(r.get('lower'))}, {points(r.get('upper'))}] |"
+                      for r in plan["ranking"]]
             lines.append("")
         if plan.get("steps"):
             lines += [f"Search (bisection over the number of layers kept, most sensitive first; each gate tests a "

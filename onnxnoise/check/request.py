@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from onnxnoise.check.tolerance import RESOLUTION, check_resolution
 from onnxnoise.errors import ConfigError
@@ -27,9 +28,12 @@ class CheckRequest:
         find_resolution: The search's stopping ratio minus 1; ``None``: :data:`RESOLUTION`.
         protect: ``auto`` or a layer regular expression: layers to keep noise-free when the
             gate does not pass (:func:`onnxnoise.check.protect.plan_protection`).
+        protect_file: A text file of layer names to keep noise-free, one per line (what
+            ``--protect auto`` writes; :func:`onnxnoise.check.protect.read_layers_file`).
 
     Raises:
-        ConfigError: ``protect`` with a search, or ``find_resolution`` without one or not > 0.
+        ConfigError: ``protect`` or ``protect_file`` with a search or with each other, or
+            ``find_resolution`` without a search or not > 0.
     """
 
     find_limit: bool = option(
@@ -45,10 +49,16 @@ class CheckRequest:
         None, flag="--protect", metavar="auto|REGEX", **_SEARCH,
         help="when the gate does not pass: keep layers noise-free (digital) so it does; auto ranks layers by "
         "sensitivity and keeps the fewest, REGEX keeps the matching layers")
+    protect_file: Path | None = option(
+        None, flag="--protect-file", type=Path, metavar="FILE", **_SEARCH,
+        help="when the gate does not pass: keep the layers named in FILE noise-free, one name per line (the file "
+        "--protect auto writes, protect-layers.txt)")
 
     def __post_init__(self) -> None:
-        if self.search and self.protect:
-            raise ConfigError("--protect goes with a gate at one strength, not with --find-limit")
+        if self.protect and self.protect_file is not None:
+            raise ConfigError("give either --protect or --protect-file, not both")
+        if self.search and (self.protect or self.protect_file is not None):
+            raise ConfigError("--protect and --protect-file go with a gate at one strength, not with --find-limit")
         if self.find_resolution is not None:
             if not self.search:
                 raise ConfigError("--find-resolution sets the search's stopping point; use it with --find-limit "

@@ -27,7 +27,7 @@ from rich.console import Console
 from onnxnoise import __version__
 from onnxnoise.check.gate import CheckSession, GateSettings
 from onnxnoise.check.outputs import write_outputs
-from onnxnoise.check.protect import layers_regex, plan_protection, protected_layers
+from onnxnoise.check.protect import LAYERS_FILE, plan_protection, protected_layers, read_layers_file, write_layers_file
 from onnxnoise.check.request import CheckRequest
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MIN_DRAWS, PASS
 from onnxnoise.check.tolerance import find_limit
@@ -52,14 +52,14 @@ EXIT_CODES: dict[str, int] = {PASS: 0, FAIL: 1, INCONCLUSIVE: 3}
 
 #: How the verdict is computed, for check.md and check.json (details: docs/check.md).
 METHOD = (
-    "Verdict: one-sided bounds of the accuracy drop, over noise draws (Student t over draws) plus over images "
-    "(paired per-image variance from the lost/gained counts, and in the upper bound at least the exact binomial "
-    "(Clopper-Pearson) bound of the discordant images, so few or no discordant images do not pass a large drop; "
-    "images are shared, so this term does not shrink with draws), added under a union bound; PASS when the upper "
-    "bound < budget, FAIL when the lower bound > budget, else one more draw up to --max-seeds (then "
-    "INCONCLUSIVE). Repeated looks spend alpha with Bonferroni weights (repeated confidence intervals, Jennison "
-    "& Turnbull 1989), so false-PASS and false-FAIL rates are each at most 1 - confidence. Minimum draws: "
-    f"{MIN_DRAWS}. A draw flagged as collapsed (far below the others, or at chance) withholds PASS."
+    "Verdict: one-sided bounds of the paired accuracy drop with images and noise draws as crossed random factors: "
+    "variance var_i(m_i)/n + var_s(D_s)/S (m_i each image's mean difference over the draws, D_s each draw's drop; "
+    "Owen 2007), Welch-Satterthwaite t quantile, exact Clopper-Pearson floors when few images ever change, clipped "
+    "to the possible range [-(100 - clean), clean]; PASS when the upper bound < budget, FAIL when the lower bound > "
+    "budget, else one more draw up to --max-seeds (then INCONCLUSIVE). Repeated looks spend alpha = 1 - confidence "
+    "with Bonferroni weights (repeated confidence intervals, Jennison & Turnbull 1989), so false-PASS and false-FAIL "
+    f"rates are each at most 1 - confidence (simulated: docs/check.md). Minimum draws: {MIN_DRAWS}. A draw flagged "
+    "as collapsed (far below the others, or at chance) withholds PASS."
 )
 
 
@@ -69,7 +69,7 @@ def _strength_keys() -> set[str]:
 
 
 def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
-                    protect: str | None = None, first_seed: int | None = None) -> str:
+                    protect_file: Path | None = None, first_seed: int | None = None) -> str:
     """The ``onnxnoise check`` command line that re-checks ``strength`` with the same settings and seeds.
 
     Rebuilt from the parsed options of every setting ``check`` takes (:mod:`onnxnoise.settings`;
@@ -78,7 +78,7 @@ def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
     (``repr``) in the model's own option: the same trials, so the same verdict.
 
     Args:
-        protect: A ``--protect`` regular expression to add (a protection plan's layers).
+        protect_file: A ``--protect-file`` to add (a protection plan's layers, one name per line).
         first_seed: ``--first-seed`` instead of the parsed one (a plan's verification seeds).
     """
     if first_seed is not None:
@@ -87,8 +87,8 @@ def recheck_command(args: argparse.Namespace, strength: float, noise_model, *,
     for setting in command_settings("check", *CHECK_SETTINGS):
         if setting.recheck:
             parts += flag_words(setting, getattr(args, setting.key, None))
-    if protect is not None:
-        parts += ["--protect", protect]
+    if protect_file is not None:
+        parts += ["--protect-file", str(protect_file)]
     parts += [strength_flag(noise_model), repr(float(strength))]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -156,6 +156,7 @@ def run_check(args: argparse.Namespace, console: Console,
         context = prepare_context(config, calibration_dir=out)
     if request.protect and request.protect != "auto":
         protected_layers(context.selected, request.protect)  # a bad REGEX is bad input before any trial runs
+    from_file = None if request.protect_file is None else read_layers_file(request.protect_file, context.selected)
     session = CheckSession(context, settings, on_look=look_printer(console, noise_model, settings.metric))
     label = "top-1" if settings.metric == "top1" else "top-5"
     where = (f"{noise_model.format_strength(values[0])}..{noise_model.format_strength(values[1])}" if find
@@ -194,14 +195,17 @@ def run_check(args: argparse.Namespace, console: Console,
         report["gate"] = gate.to_dict()
         verdict = gate.verdict
         report["recheck_command"] = recheck_command(exact, values[0], noise_model)
-        if verdict != PASS and request.protect:
-            console.print(f"[bold]protection plan[/] ({request.protect})", highlight=False)
-            plan = plan_protection(session, values[0], request.protect)
+        if verdict != PASS and (request.protect or from_file):
+            spec = request.protect or f"file {request.protect_file}"
+            console.print(f"[bold]protection plan[/] ({spec})", highlight=False)
+            plan = plan_protection(session, values[0], spec, kept=from_file, unprotected=gate)
             report["protection"] = plan.to_dict()
             if plan.verification is not None:
                 seed = plan.verification.seeds[0] if plan.verification.seeds else None
+                layers = write_layers_file(out / LAYERS_FILE, plan.kept)
+                report["protection"]["layers_file"] = str(layers)
                 report["protection"]["recheck_command"] = recheck_command(
-                    exact, values[0], noise_model, protect=layers_regex(plan.kept), first_seed=seed)
+                    exact, values[0], noise_model, protect_file=layers, first_seed=seed)
     report["warnings"] = session.warnings + image_term_warnings(report, settings.budget)
     report.update(verdict=verdict, exit_code=EXIT_CODES[verdict], seconds=time.perf_counter() - started)
     # The trial tables first: a write that fails leaves the previous verdict files with their own trial tables,

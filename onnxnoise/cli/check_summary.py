@@ -10,7 +10,7 @@ from rich.panel import Panel
 
 from onnxnoise.check.gate import GateResult
 from onnxnoise.check.outputs import bound_points, points
-from onnxnoise.check.sequential import FAIL, PASS
+from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, PASS
 
 __all__ = ["look_printer", "print_summary", "image_term_warnings"]
 
@@ -61,9 +61,12 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
                      f"{len(search['steps'])} gates")
     plan = report.get("protection")
     if plan:
+        kept = plan["kept"]
+        more = f" and {len(kept) - 5} more ({plan.get('layers_file')})" if len(kept) > 5 else ""
+        shown = ", ".join(kept[:5]) + more
         lines.append(f"protection plan ({plan['spec']}): [{_verdict_style(plan['verdict'])}]{plan['verdict']}[/] "
-                     f"keeping {', '.join(plan['kept']) or '(none found)'} noise-free: {plan['kept_params']} "
-                     f"parameters, {points(plan['kept_percent'])}% of all")
+                     + (f"keeping {len(kept)} layer(s) noise-free: {shown}; {plan['kept_params']} parameters, "
+                        f"{points(plan['kept_percent'])}% of all" if kept else plan.get("note") or "no plan"))
         if plan.get("recheck_command"):
             lines.append(f"re-check the plan: {plan['recheck_command']}")
     if report.get("recheck_command"):
@@ -74,17 +77,20 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
 
 
 def image_term_warnings(report: dict[str, Any], budget: float) -> list[str]:
-    """A warning when the gate's image term alone exceeds half the budget (too few images to settle it).
+    """A warning when an INCONCLUSIVE gate's image term alone exceeds half the budget (too few images).
 
-    The term is the upper bound's: ``max(z_quantile * se_images, exact_images)``
+    The term is the upper bound's: ``max(t_upper * se_images, floor_upper)``
     (:class:`~onnxnoise.check.sequential.Bounds`), so a sample with nothing discordant is said too.
+    A PASS or FAIL settled the question, so it gets no such warning.
     """
     gate = report.get("gate") or {}
+    if gate.get("verdict") != INCONCLUSIVE:
+        return []
     bounds = gate.get("bounds") or {}
-    term = max(float(bounds.get("z_quantile") or 0.0) * float(bounds.get("se_images") or 0.0),
-               float(bounds.get("exact_images") or 0.0))
+    term = max(float(bounds.get("t_upper") or 0.0) * float(bounds.get("se_images") or 0.0),
+               float(bounds.get("floor_upper") or 0.0))
     if not term > budget / 2:
         return []
     return [f"with {report['images']} images the image term alone is ±{term:.2f} points, more than half the budget "
-            f"({budget:g}); it does not shrink with more draws, so the verdict may stay INCONCLUSIVE however the "
-            "model does: evaluate more images (a larger --limit or dataset) or check a larger --max-drop"]
+            f"({budget:g}); it shrinks with more images, not with more draws: evaluate more images (a larger --limit "
+            "or dataset) or check a larger --max-drop"]

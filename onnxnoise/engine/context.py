@@ -11,6 +11,7 @@ a count is in the key by construction.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -92,6 +93,10 @@ class RunContext:
         stages: The analog tile's input/output stages every noisy trial applies to the layers
             it noises, with their calibration (:class:`onnxnoise.engine.stages.RunStages`);
             ``None`` when every stage is off.
+        outcome_sink: Called as ``outcome_sink(row, outcomes)`` with every noisy trial's
+            row and its per-image :class:`~onnxnoise.engine.evaluate.Outcomes` when the
+            trial finishes without error (``check`` keeps them for its per-image
+            variance decomposition, :mod:`onnxnoise.check.paired_images`); ``None``: not kept.
     """
 
     config: RunConfig
@@ -116,6 +121,7 @@ class RunContext:
     score_width: int | None = None
     clean_outcomes: Outcomes | None = field(default=None, repr=False)
     stages: RunStages | None = field(default=None, repr=False)
+    outcome_sink: Callable[[dict[str, Any], Outcomes], None] | None = field(default=None, repr=False)
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
     @property

@@ -172,6 +172,8 @@ def _finish_row(context, row: dict[str, Any], counts: Outcomes, draw: NoiseDraw,
         paired = dict.fromkeys(column_names(PAIRED), 0)
     else:
         paired = paired_counts(reference, counts)
+        if context.outcome_sink is not None:
+            context.outcome_sink(row, counts)
     stages = None if edit is None else edit.tally
     row.update(measured_values({"evaluation": counts, "draw": draw, "paired": paired, "stages": stages}),
                provider=provider, seconds=seconds, error=None)

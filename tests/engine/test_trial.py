@@ -160,3 +160,27 @@ def test_two_sweeps_into_one_store_at_once(tmp_path):
     assert trials.height == 1 + 3 * 2 * 13 and trials["key"].n_unique() == trials.height
     assert trials["error"].is_null().all()
     assert np.all(trials["images"].to_numpy() == IMAGES)
+
+
+def test_outcome_sink_receives_every_noisy_trials_per_image_outcomes(tmp_path):
+    """``RunContext.outcome_sink`` gets (row, Outcomes) of each noisy trial, in both trial paths (one trial, and
+    per-layer trials in lockstep), never the baseline's; the hits agree with the row's paired counts."""
+    from onnxnoise.engine.plan import Trial
+    from onnxnoise.engine.trial import BASELINE_TRIAL, run_trial, run_trials
+
+    model_path, labeled = _setup(tmp_path, 10, 0)
+    context = prepare_context(_run_config(model_path, labeled.path))
+    seen = []
+    context.outcome_sink = lambda row, outcomes: seen.append((row, outcomes))
+    run_trial(context, BASELINE_TRIAL)
+    assert seen == []
+    clean = context.clean_outcomes.top1_hit
+    names = tuple(layer.name for layer in context.selected)
+    row = run_trial(context, Trial("all", None, names, 3.0, 0))
+    trials = [Trial("per-layer", layer.index, (layer.name,), 3.0, 1) for layer in context.selected[:3]]
+    rows = run_trials(context, trials, prefix_reuse=True)
+    assert [r["layers"] for r, _ in seen] == [list(names)] + [[t.layers[0]] for t in trials]
+    for got, (sunk, outcomes) in zip([row, *rows], seen):
+        assert sunk is got and len(outcomes.top1_hit) == IMAGES
+        assert int((clean & ~outcomes.top1_hit).sum()) == got["lost_top1"]
+        assert int((~clean & outcomes.top1_hit).sum()) == got["gained_top1"]
