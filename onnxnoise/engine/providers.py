@@ -18,6 +18,7 @@ run whose requested provider runs no node.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from onnxnoise.provider_config import ProviderConfig
 
 __all__ = [
     "CPU", "CUDA", "RECORD_ASSIGNMENT", "ProviderChoice", "NodeShare", "cuda_options", "resolve_providers",
-    "choose_providers", "register_library", "plugin_version", "node_share", "check_node_share",
+    "choose_providers", "register_library", "ort_message", "plugin_version", "node_share", "check_node_share",
 ]
 
 CPU = "CPUExecutionProvider"
@@ -171,11 +172,17 @@ def register_library(library: Path | str, name: str) -> None:
     try:
         ort.register_execution_provider_library(name, path)
     except Exception as exc:  # onnxruntime raises its own Fail / RuntimeError types
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        msg = (f"onnxruntime {ort.__version__} could not register `--provider-library {library}`: {text}; "
-               "pass the plugin's shared library, built for this onnxruntime version")
+        msg = (f"onnxruntime {ort.__version__} could not register `--provider-library {library}`: "
+               f"{ort_message(exc)}; pass the plugin's shared library, built for this onnxruntime version")
         raise SessionError(msg) from exc
     _REGISTERED[name] = path
+
+
+def ort_message(exc: BaseException) -> str:
+    """First line of an error's text; for onnxruntime errors without the status code and C++ source location."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return re.sub(r"^/\S+:\d+ .*?\) (?=[A-Z])", "", text)
 
 
 def choose_providers(device: str = "auto", provider: ProviderConfig | None = None, *,
@@ -274,10 +281,15 @@ def node_share(session: ort.InferenceSession, provider: str) -> NodeShare:
         provider: The provider asked about.
 
     Raises:
-        SessionError: The session recorded no placement (built without :data:`RECORD_ASSIGNMENT`).
+        SessionError: The session recorded no placement (built without :data:`RECORD_ASSIGNMENT`, or
+            a graph without nodes).
     """
     counts: Counter[str] = Counter()
-    for subgraph in session.get_provider_graph_assignment_info():
+    try:
+        subgraphs = session.get_provider_graph_assignment_info()
+    except Exception as exc:  # onnxruntime's Fail when the session did not record it
+        raise SessionError(f"the session recorded no node placement ({ort_message(exc)})") from exc
+    for subgraph in subgraphs:
         counts[subgraph.ep_name] += len(subgraph.get_nodes())
     if not counts:
         raise SessionError(f"the session recorded no node placement; build it with {RECORD_ASSIGNMENT}=1")

@@ -24,7 +24,6 @@ the results are bit-identical to the in-proto path.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -35,7 +34,7 @@ from onnx import numpy_helper
 from onnxnoise.config import DEVICES
 from onnxnoise.engine.graph_edit import GraphEdit, StagedSkeletons
 from onnxnoise.engine.providers import (
-    CUDA, RECORD_ASSIGNMENT, ProviderChoice, choose_providers, cuda_options, resolve_providers,
+    CUDA, RECORD_ASSIGNMENT, ProviderChoice, choose_providers, cuda_options, ort_message, resolve_providers,
 )
 from onnxnoise.engine.session import DEVICE_ID, Session
 from onnxnoise.errors import SessionError
@@ -285,13 +284,6 @@ class SessionFactory:
         counters = {} if edit is None else self._staged.get(edit)[1]
         return Session(session, self.input_name, self.output_name, provider, keepalive, counters=counters,
                        tally={} if edit is None else edit.tally)
-
-
-def ort_message(exc: BaseException) -> str:
-    """First line of an error's text; for onnxruntime errors without the status code and C++ source location."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    return re.sub(r"^/\S+:\d+ .*?\) (?=[A-Z])", "", text)
 
 
 def _make_external_reference(tensor: onnx.TensorProto, nbytes: int) -> None:
