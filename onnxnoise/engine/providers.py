@@ -123,12 +123,15 @@ class ProviderChoice:
         """An ``InferenceSession`` of ``model`` on these providers (``options`` gains the plugin's devices).
 
         Raises:
-            SessionError: A plugin provider that no longer offers a device (its library unregistered).
+            SessionError: A plugin provider whose library cannot be registered in this process, or that
+                offers no device.
             Exception: Whatever ONNX Runtime raises for a model it rejects.
         """
         if not self.plugin:
             return ort.InferenceSession(model, options, providers=list(self.names),
                                         provider_options=[dict(o) for o in self.options])
+        if self.library is not None:  # a new process (a Ray worker) registers the library itself
+            register_library(self.library, self.names[0])
         options.add_provider_for_devices(_plugin_devices(self.names[0], self.library), dict(self.options[0]))
         return ort.InferenceSession(model, options)
 

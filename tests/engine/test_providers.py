@@ -174,6 +174,12 @@ def test_a_plugin_with_a_device_is_chosen_per_device(monkeypatch, tmp_path):
     assert len(fake.registered) == 1
     # once registered, the provider is known by name alone
     assert choose_providers("auto", ProviderConfig(name="OpenVINOExecutionProvider")).plugin
+    # a process that has not registered it (a Ray worker) registers it before its first session
+    monkeypatch.setattr(providers, "_REGISTERED", {})
+    options = SimpleNamespace(added=[], add_provider_for_devices=lambda d, o: options.added.append((d, o)))
+    monkeypatch.setattr(fake, "InferenceSession", lambda model, opts: ("session", model), raising=False)
+    assert choice.session(b"model", options) == ("session", b"model")
+    assert len(fake.registered) == 2 and options.added == [([device], {"device_type": "GPU"})]
 
 
 @pytest.fixture(scope="module")
