@@ -204,6 +204,8 @@ def test_cpu_by_name_keeps_the_keys_and_counts_of_device_cpu(capsys, tiny_run):
     named = pl.read_parquet(tiny_run / "named" / "trials.parquet").select(columns)
     assert device.height == 2 and device.equals(named)
     assert named["provider"].to_list() == [CPU, CPU]
+    facts = json.loads((tiny_run / "named" / "bench.json").read_text(encoding="utf-8"))
+    assert facts["provider_nodes"] == {"provider": CPU, "nodes": 5, "total": 5, "share": 1.0, "by_provider": {CPU: 5}}
 
 
 def _contexts(rows: pl.DataFrame) -> list[dict]:
