@@ -23,6 +23,7 @@ from onnxnoise.data.loading import usable_cpus
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise.presets import PRESETS
 from onnxnoise.noise_config import NoiseConfig, apply_analog_preset, check_tile_rows
+from onnxnoise.provider_config import ProviderConfig
 from onnxnoise.tile_config import TileConfig, check_given_tile_options
 from onnxnoise.options import (
     TIME_UNITS, given, is_time_strength, parse_float_list, parse_names, parse_noise, parse_numbers, parse_params,
@@ -126,6 +127,8 @@ class RunConfig:
             (:func:`onnxnoise.model.list_layers`).
         limit: Evaluate a class-stratified subset of this many images.
         device: ``auto``, ``cpu`` or ``cuda``.
+        provider: An execution provider asked for by name, its options and plugin library
+            (:class:`onnxnoise.provider_config.ProviderConfig`; not given by default: ``device`` decides).
         batch_size: Images per ONNX Runtime call (a fixed-batch model overrides it), 1 to
             :data:`MAX_BATCH_SIZE`.
         threads: CPU EP intra-op threads (``0``: ONNX Runtime's default), at most
@@ -207,7 +210,8 @@ class RunConfig:
         "instead of refusing them")
     device: str = option("auto", flag="--device", choices=DEVICES, group=RUNTIME, files=("sweeps",),
                          trial_key="provider",
-                         help="execution provider (default {default})")
+                         help="execution provider (default {default}); --provider names any other")
+    provider: ProviderConfig = nested(ProviderConfig, default_factory=ProviderConfig)
     batch_size: int = option(128, flag="--batch-size", type=int, group=RUNTIME, files=("sweeps",), unit="images",
                              trial_key="batch_size",
                              help=f"images per ONNX Runtime call, at most {MAX_BATCH_SIZE} (default {{default}})")
@@ -273,6 +277,8 @@ class RunConfig:
         if self.device not in DEVICES:
             msg = f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}"
             raise ConfigError(msg)
+        if self.provider.name is not None and self.device != "auto":
+            raise ConfigError(f"pass `--provider {self.provider.name}` or `--device {self.device}`, not both")
         _check_percent("expect_top1", self.expect_top1, optional=True)
         _check_percent("tolerance", self.tolerance)
         _check_gib("--prefix-memory", self.prefix_memory)
@@ -280,7 +286,7 @@ class RunConfig:
         if not isinstance(self.tf32, bool):
             msg = f"`tf32` must be true or false, got {self.tf32!r}"
             raise ConfigError(msg)
-        for name, cls in (("noise", NoiseConfig), ("tile", TileConfig)):
+        for name, cls in (("noise", NoiseConfig), ("tile", TileConfig), ("provider", ProviderConfig)):
             if not isinstance(getattr(self, name), cls):
                 msg = f"`{name}` must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
                 raise ConfigError(msg)
@@ -308,7 +314,7 @@ class RunConfig:
             value = getattr(self, f.name)
             if isinstance(value, Path):
                 value = str(value)
-            elif isinstance(value, (NoiseConfig, TileConfig)):
+            elif isinstance(value, (NoiseConfig, TileConfig, ProviderConfig)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)

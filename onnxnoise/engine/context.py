@@ -31,7 +31,8 @@ from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.preprocessing import resolve_preprocessing
-from onnxnoise.engine.runtime import SessionFactory, resolve_providers
+from onnxnoise.engine.providers import NodeShare, check_node_share, choose_providers, node_share, plugin_version
+from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.noise.presets import expand_preset
@@ -79,7 +80,8 @@ class RunContext:
         skipped_images: Unreadable images skipped while decoding.
         label_offset: Output index of label 0.
         provider: Execution provider a session of this model actually runs on.
-        provider_options: That provider's options that can change numbers.
+        provider_options: That provider's options that can change numbers, and every option
+            given with ``--provider-option``.
         versions: Package versions (onnxruntime, onnx, numpy, ...).
         warnings: Things the user should know about the run's numbers (e.g. a preset
             that overrides the model's own preprocessing), shown in summaries.
@@ -96,7 +98,10 @@ class RunContext:
         outcome_sink: Called as ``outcome_sink(row, outcomes)`` with every noisy trial's
             row and its per-image :class:`~onnxnoise.engine.evaluate.Outcomes` when the
             trial finishes without error (``check`` keeps them for its per-image
-            variance decomposition, :mod:`onnxnoise.check.paired_images`); ``None``: not kept.
+            variance decomposition, :mod:`onnxnoise.check.bounds`); ``None``: not kept.
+        provider_nodes: Where the clean model's nodes run: the share of the provider asked for
+            (``--provider``, ``--device cuda``), else of the provider the session runs on
+            (:class:`onnxnoise.engine.providers.NodeShare`).
     """
 
     config: RunConfig
@@ -122,6 +127,7 @@ class RunContext:
     clean_outcomes: Outcomes | None = field(default=None, repr=False)
     stages: RunStages | None = field(default=None, repr=False)
     outcome_sink: Callable[[dict[str, Any], Outcomes], None] | None = field(default=None, repr=False)
+    provider_nodes: NodeShare | None = None
     _prefix: PrefixRunner | None = field(default=None, repr=False)
 
     @property
@@ -155,6 +161,7 @@ class RunContext:
             "batch_size": self.data.batch_size,
             "provider": self.provider,
             "provider_options": self.provider_options,
+            **({"provider_version": self.versions[self.provider]} if self.provider in self.versions else {}),
             "onnxruntime": self.versions.get("onnxruntime"),
             "noise_model": noise.model,
             "noise": noise.settings(),
@@ -192,7 +199,7 @@ class RunContext:
                                         replaceable=names, device=self.config.device, threads=self.config.threads,
                                         parallel=self.config.threads or usable_cpus(),
                                         memory_limit_bytes=int(self.config.prefix_memory * 2**30),
-                                        tf32=self.config.tf32)
+                                        tf32=self.config.tf32, choice=self.factory.choice)
         return self._prefix
 
     def facts(self) -> dict[str, Any]:
@@ -233,6 +240,7 @@ class RunContext:
             "bn_variance": noise.bn_variance,
             "keep_zeros": noise.keep_zeros,
             "provider": self.provider,
+            "provider_nodes": None if self.provider_nodes is None else self.provider_nodes.to_dict(),
             "versions": self.versions,
             "stages": None if self.stages is None else self.stages.facts(),
             "analog_preset": self.config.analog_preset and expand_preset(self.config.analog_preset).to_dict(),
@@ -333,9 +341,10 @@ def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -
         NoiseConfigError: The noise model cannot noise the selected layers
             (:meth:`onnxnoise.noise.NoiseModel.check_layers`: bit-flip on float weights).
         DataError: Bad dataset, preprocessing, or labels beyond the model's outputs.
-        SessionError: Device not available, or ONNX Runtime rejects the model.
+        SessionError: Device or provider not available, the provider asked for runs none of the
+            model's nodes, or ONNX Runtime rejects the model.
     """
-    resolve_providers(config.device)  # fail before decoding anything
+    choice = choose_providers(config.device, config.provider, tf32=config.tf32)  # fail before decoding anything
     model = load_model(config.model)
     report = layer_report(model, include_preprocessing=config.include_preprocessing)
     layers = report.layers
@@ -364,9 +373,14 @@ def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -
                    fixed_batch=io.batch_size, input_dtype=io.input_dtype, label_offset=offset)
     replaceable = [name for layer in selected for name in layer.tensors]
     factory = SessionFactory(model, replaceable, input_name=io.input_name, output_name=io.output_name,
-                             device=config.device, threads=config.threads, tf32=config.tf32)
-    probe = factory.create()  # the provider a session really gets (CUDA may fall back) and its options
-    precision = _precision_options(probe, factory)
+                             device=config.device, threads=config.threads, tf32=config.tf32, choice=choice)
+    probe = factory.create(record=True)  # the provider a session really gets (CUDA may fall back) and its options
+    nodes = node_share(probe.session, choice.requested or probe.provider)
+    check_node_share(nodes, choice.requested)  # no silent fallback: the provider asked for runs some node
+    if choice.requested is not None and nodes.nodes < nodes.total:
+        warnings.append(f"not every node runs on the provider asked for: {nodes.describe()}")
+    precision = {**_precision_options(probe, factory), **choice.given}
+    versions = {**package_versions(), **plugin_version(choice)}
     if not known_width:  # a width the graph never states: the clean model's first batch shows it
         width = _observed_width(probe, data)
         warnings += [line for line in [fixed_top5(width)] if line]
@@ -381,6 +395,6 @@ def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -
         initializers=initializers, factory=factory, data=data, dataset=dataset,
         dataset_fingerprint=fingerprint, data_config=data_config,
         preprocess_source=source, skipped_images=len(decoded.skipped), label_offset=offset,
-        provider=probe.provider, provider_options=precision, versions=package_versions(), warnings=warnings,
-        score_width=width, stages=stages,
+        provider=probe.provider, provider_options=precision, versions=versions, warnings=warnings,
+        score_width=width, stages=stages, provider_nodes=nodes,
     )

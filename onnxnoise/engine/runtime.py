@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions for clean and perturbed models, on the CPU or CUDA EP.
+"""ONNX Runtime sessions for clean and perturbed models, on any execution provider.
 
 A perturbed model is the clean model with some initializers replaced. Rather than
 copying and re-serializing the whole ``ModelProto`` per trial, :class:`SessionFactory`
@@ -24,7 +24,6 @@ the results are bit-identical to the in-proto path.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -34,6 +33,9 @@ from onnx import numpy_helper
 
 from onnxnoise.config import DEVICES
 from onnxnoise.engine.graph_edit import GraphEdit, StagedSkeletons
+from onnxnoise.engine.providers import (
+    CUDA, RECORD_ASSIGNMENT, ProviderChoice, choose_providers, cuda_options, ort_message, resolve_providers,
+)
 from onnxnoise.engine.session import DEVICE_ID, Session
 from onnxnoise.errors import SessionError
 
@@ -48,59 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_CPU = "CPUExecutionProvider"
-_CUDA = "CUDAExecutionProvider"
-
-
-def cuda_options(tf32: bool = False) -> dict[str, str]:
-    """CUDA execution provider options of every session: exact float32 unless ``tf32``.
-
-    ONNX Runtime's CUDA provider runs float32 convolutions and matrix products in TF32
-    (10-bit mantissa inputs) on Ampere and newer GPUs unless ``use_tf32`` is ``0``
-    (provider option since onnxruntime 1.18), so a "float32" run there would not be
-    float32. Exact float32 is the default; ``--tf32`` opts in to the faster mode.
-
-    Args:
-        tf32: Allow TF32 math.
-
-    Returns:
-        ``{"use_tf32": "1" | "0"}`` (ONNX Runtime takes provider options as strings).
-    """
-    return {"use_tf32": "1" if tf32 else "0"}
-
-
-def resolve_providers(device: str) -> list[str]:
-    """Map ``--device`` to an ONNX Runtime execution provider list.
-
-    Args:
-        device: ``auto`` (CUDA EP when this onnxruntime build has it, else CPU),
-            ``cpu``, or ``cuda``.
-
-    Returns:
-        Provider names, most preferred first.
-
-    Raises:
-        SessionError: If ``device`` is unknown, or ``cuda`` is asked for and the CUDA
-            EP is not available in the installed onnxruntime.
-    """
-    if device not in DEVICES:
-        msg = f"`--device` must be one of {', '.join(DEVICES)}, got {device!r}"
-        raise SessionError(msg)
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return [_CPU]
-    if _CUDA in available:
-        return [_CUDA, _CPU]
-    if device == "cuda":
-        msg = (
-            "`--device cuda` but this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {', '.join(available)}); install the gpu extra: "
-            "pip uninstall -y onnxruntime && pip install 'onnxnoise[gpu]'"
-        )
-        raise SessionError(msg)
-    return [_CPU]
-
 
 #: Above this many initializer bytes, :class:`SessionFactory` passes weights as
 #: external initializers instead of serializing them (protobuf's limit is 2 GiB).
@@ -134,7 +83,7 @@ class SessionFactory:
         replaceable: Names of the initializers that trials may replace.
         input_name: Name of the image input.
         output_name: Name of the score output.
-        device: ``auto``, ``cpu`` or ``cuda`` (see :func:`resolve_providers`).
+        device: ``auto``, ``cpu`` or ``cuda`` (see :func:`resolve_providers`); ignored with ``choice``.
         threads: Intra-op threads for the CPU EP; ``0`` lets ONNX Runtime choose.
         external_above_bytes: When the model's initializers total more bytes than
             this, weights go to ONNX Runtime as external initializers instead of
@@ -155,13 +104,17 @@ class SessionFactory:
             an idle session holds its weights only and the working memory of one batch is
             reused by the next session (ResNet56 BN, 111 suffix sessions, batch 128: peak
             RSS grew by 5,140 MiB with arenas).
+        choice: The providers (:func:`onnxnoise.engine.providers.choose_providers`, ``--provider``);
+            ``None``: from ``device`` and ``tf32``.
 
     Attributes:
         external: Whether the external-initializer path is in use.
+        choice: The :class:`~onnxnoise.engine.providers.ProviderChoice` every session is built with.
+        providers: Its provider names, most preferred first.
         provider_options: Options passed with each provider of ``providers`` (same order).
 
     Raises:
-        SessionError: See :func:`resolve_providers`.
+        SessionError: See :func:`onnxnoise.engine.providers.choose_providers`.
     """
 
     def __init__(
@@ -177,13 +130,15 @@ class SessionFactory:
         tf32: bool = False,
         spinning: bool = True,
         arena: bool = True,
+        choice: ProviderChoice | None = None,
     ) -> None:
         self.device = device
         self.spinning = spinning
         self.arena = arena
-        self.providers = resolve_providers(device)
+        self.choice = choice if choice is not None else choose_providers(device, tf32=tf32)
+        self.providers = list(self.choice.names)
         self.tf32 = tf32
-        self.provider_options = [cuda_options(tf32) if p == _CUDA else {} for p in self.providers]
+        self.provider_options = [dict(o) for o in self.choice.options]
         self.input_name = input_name
         self.output_name = output_name
         self.threads = threads
@@ -263,16 +218,17 @@ class SessionFactory:
         return b"".join(parts)
 
     def create(self, replacements: Mapping[str, np.ndarray] | None = None, *,
-               edit: GraphEdit | None = None) -> Session:
+               edit: GraphEdit | None = None, record: bool = False) -> Session:
         """Create a session of the model with ``replacements`` swapped in.
 
         With ``edit``, the session runs the rewritten graph (the tile's stages), fetches its
-        counters at every run and adds them to ``edit.tally``.
+        counters at every run and adds them to ``edit.tally``. With ``record``, ONNX Runtime
+        records which provider runs each node (:func:`onnxnoise.engine.providers.node_share`).
 
         Raises:
             KeyError: If a name in ``replacements`` is not replaceable.
-            SessionError: If ONNX Runtime rejects the model, or ``cuda`` was asked for
-                and the session fell back to the CPU (e.g. CUDA libraries missing).
+            SessionError: If ONNX Runtime rejects the model, or a requested provider (``--provider``,
+                ``--device cuda``) is not among the session's (e.g. CUDA libraries missing).
         """
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -281,6 +237,8 @@ class SessionFactory:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.enable_cpu_mem_arena = self.arena
         options.log_severity_level = 4  # errors reach the caller as exceptions; ORT's own log would add lines
+        if record:
+            options.add_session_config_entry(RECORD_ASSIGNMENT, "1")
         keepalive: tuple = ()
         unknown = (replacements or {}).keys() - self._replaceable
         if unknown:
@@ -301,16 +259,23 @@ class SessionFactory:
             options.add_external_initializers(list(self._external), values)
             keepalive = (arrays, values)  # ONNX Runtime may keep pointing at these buffers
         try:
-            session = ort.InferenceSession(self.model_bytes(replacements, edit=edit), options,
-                                           providers=self.providers, provider_options=self.provider_options)
+            session = self.choice.session(self.model_bytes(replacements, edit=edit), options)
+        except SessionError:
+            raise
         except Exception as exc:  # onnxruntime raises several unrelated types
             msg = f"onnxruntime could not load the model: {ort_message(exc)} ({self._versions})"
             raise SessionError(msg) from exc
         provider = session.get_providers()[0]
-        if self.providers[0] == _CUDA and provider != _CUDA:
-            if self.device == "cuda":
+        requested = self.choice.requested
+        if requested is not None and requested != CUDA and requested not in session.get_providers():
+            msg = (f"`--provider {requested}` but onnxruntime built the session on "
+                   f"{', '.join(session.get_providers())}; check the provider's libraries and options")
+            raise SessionError(msg)
+        if self.providers[0] == CUDA and provider != CUDA:
+            if requested == CUDA:
+                flag = "--device cuda" if self.device == "cuda" else f"--provider {CUDA}"
                 msg = (
-                    "`--device cuda` but onnxruntime fell back to the CPU when creating the session "
+                    f"`{flag}` but onnxruntime fell back to the CPU when creating the session "
                     "(CUDA or cuDNN libraries not loadable); check `nvidia-smi` and the onnxruntime-gpu "
                     "CUDA requirements"
                 )
@@ -319,13 +284,6 @@ class SessionFactory:
         counters = {} if edit is None else self._staged.get(edit)[1]
         return Session(session, self.input_name, self.output_name, provider, keepalive, counters=counters,
                        tally={} if edit is None else edit.tally)
-
-
-def ort_message(exc: BaseException) -> str:
-    """First line of an error's text; for onnxruntime errors without the status code and C++ source location."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    return re.sub(r"^/\S+:\d+ .*?\) (?=[A-Z])", "", text)
 
 
 def _make_external_reference(tensor: onnx.TensorProto, nbytes: int) -> None:

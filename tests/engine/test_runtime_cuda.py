@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -95,6 +96,11 @@ class _FakeCudaSession:
         if not self.report_tf32:
             cuda.pop("use_tf32")
         return {CUDA: cuda, CPU: {}}
+
+    def get_provider_graph_assignment_info(self):
+        """The nodes the CPU session placed, reported on the CUDA EP (where a real CUDA session puts them)."""
+        placed = self.real.get_provider_graph_assignment_info()
+        return [SimpleNamespace(ep_name=CUDA, get_nodes=s.get_nodes) for s in placed]
 
     def run(self, *args, **kwargs):
         raise AssertionError("a CUDA session must be run through IOBinding")

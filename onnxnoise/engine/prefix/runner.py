@@ -28,6 +28,7 @@ from onnxnoise.engine.prefix.kept_cut import Cut, KeptCut, check_overflow
 from onnxnoise.engine.prefix.lockstep import run_lockstep
 from onnxnoise.engine.prefix.sessions import SplitSessions
 from onnxnoise.engine.prefix.stats import PrefixStats
+from onnxnoise.engine.providers import ProviderChoice
 
 __all__ = ["PrefixRunner", "DEFAULT_MEMORY_BYTES"]
 
@@ -67,6 +68,7 @@ class PrefixRunner:
         overflow: Where batches beyond the bound go: ``auto`` (the cheaper of disk and
             recomputing, measured), ``disk`` or ``recompute``.
         tf32: Let the CUDA provider use TF32 (:func:`onnxnoise.engine.runtime.cuda_options`).
+        choice: The run's providers (``--provider``); ``None``: from ``device`` and ``tf32``.
 
     Attributes:
         sessions: The shared :class:`~onnxnoise.engine.prefix.sessions.SplitSessions`.
@@ -96,13 +98,14 @@ class PrefixRunner:
     spill_dir: Path | bool | None = None
     overflow: str = "auto"
     tf32: bool = False
+    choice: ProviderChoice | None = None
     stats: PrefixStats = field(default_factory=PrefixStats)
 
     def __post_init__(self) -> None:
         check_overflow(self.overflow)
         self.sessions = SplitSessions(self.model, self.data, self.input_name, self.output_name,
                                       replaceable=self.replaceable, device=self.device, threads=self.threads,
-                                      tf32=self.tf32)
+                                      tf32=self.tf32, choice=self.choice)
         self._kept: KeptCut | None = None
 
     @property

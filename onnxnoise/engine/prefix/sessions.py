@@ -20,6 +20,7 @@ from onnxnoise.engine.evaluate import EvalSet
 from onnxnoise.engine.prefix.cut_store import DeviceValues, HostValues
 from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.prefix.graph_split import GraphSplitter
+from onnxnoise.engine.providers import ProviderChoice
 from onnxnoise.engine.runtime import Session, SessionFactory
 
 __all__ = ["SplitSessions"]
@@ -38,6 +39,8 @@ class SplitSessions:
         threads: CPU intra-op threads of every session (``0``: ONNX Runtime's default), unless a
             suffix asks for its own.
         tf32: Let the CUDA provider use TF32 (:func:`onnxnoise.engine.runtime.cuda_options`).
+        choice: The run's providers (``--provider``, :func:`onnxnoise.engine.providers.choose_providers`);
+            ``None``: from ``device`` and ``tf32``.
 
     Attributes:
         splitter: The :class:`~onnxnoise.engine.prefix.graph_split.GraphSplitter` of ``model``.
@@ -52,12 +55,12 @@ class SplitSessions:
 
     def __init__(self, model: onnx.ModelProto, data: EvalSet, input_name: str, output_name: str, *,
                  replaceable: Iterable[str] | None = None, device: str = "auto", threads: int = 0,
-                 tf32: bool = False) -> None:
+                 tf32: bool = False, choice: ProviderChoice | None = None) -> None:
         self.splitter = GraphSplitter(model, output_name=output_name)
         self.data, self.input_name, self.output_name = data, input_name, output_name
         inits = {t.name for t in model.graph.initializer}
         self.replaceable = inits if replaceable is None else set(replaceable)
-        self.device, self.threads, self.tf32 = device, threads, tf32
+        self.device, self.threads, self.tf32, self.choice = device, threads, tf32, choice
         self.provider: str | None = None
         self.values: HostValues | DeviceValues | None = None
         self._factory: tuple[tuple[int, int], SessionFactory] | None = None
@@ -98,7 +101,7 @@ class SplitSessions:
         suffix_inits = {t.name for t in suffix.graph.initializer}
         factory = SessionFactory(
             suffix, sorted(self.replaceable & suffix_inits), input_name=names[0], output_name=self.output_name,
-            device=self.device, threads=threads, tf32=self.tf32, spinning=False, arena=False,
+            device=self.device, threads=threads, tf32=self.tf32, spinning=False, arena=False, choice=self.choice,
         )
         self._factory = ((position, threads), factory)
         return factory
@@ -161,7 +164,8 @@ class SplitSessions:
         if key not in self._segments:
             segment = self.splitter.submodel(start, stop, outputs)
             factory = SessionFactory(segment, (), input_name=outputs[0], output_name=outputs[0], device=self.device,
-                                     threads=self.threads, tf32=self.tf32, spinning=False, arena=False)
+                                     threads=self.threads, tf32=self.tf32, spinning=False, arena=False,
+                                     choice=self.choice)
             self._segments[key] = (factory.create(), [i.name for i in segment.graph.input])
         return self._segments[key]
 
