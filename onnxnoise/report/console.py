@@ -53,6 +53,14 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
     return table
 
 
+
+def _node_share(nodes: dict | None) -> str:
+    """`` (runs 45 of 45 nodes)``: the recorded node share of the provider (``bench.json``'s
+    ``provider_nodes``, :meth:`onnxnoise.engine.providers.NodeShare.to_dict`); empty when not recorded."""
+    if not nodes:
+        return ""
+    return f" (runs {nodes['nodes']} of {nodes['total']} nodes)"
+
 def bench_caption(meta: dict) -> Text:
     """One-paragraph description of what a bench run measured.
 
@@ -83,7 +91,8 @@ def bench_caption(meta: dict) -> Text:
         + f"), preprocessing {_preprocessing_source(meta)}"
         + f" ({geometry}, {colour}, "
         f"x * {pre.get('scale'):.6g} - mean {pre.get('mean')}, / std {pre.get('std')})",
-        f"noise: {model.describe()}, {seeds}, {policy}; execution provider {meta.get('provider')}",
+        f"noise: {model.describe()}, {seeds}, {policy}; execution provider {meta.get('provider')}"
+        + _node_share(meta.get("provider_nodes")),
         "top-1 / top-5 / a/a0: mean over seeds ± 95% Student t interval ([low, high] when it leaves the possible range: below 0, above 100%)",
         "paired with the clean model on the same images: flips % = top-1 class changed, lost / gained = top-1 hits "
         "(mean images), p<.05 = draws whose exact McNemar p < 0.05, collapsed = draws closer to chance than to the "

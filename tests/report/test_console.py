@@ -83,6 +83,17 @@ def test_bench_caption_describes_the_noise_model():
     assert "Gaussian" not in text and "exact zeros" not in text
 
 
+def test_bench_caption_gives_the_providers_node_share():
+    noise = {"params": {}, "bn_variance": "clamp", "keep_zeros": False}
+    shared = {"provider": "CPUExecutionProvider", "nodes": 40, "total": 45, "share": 0.888889,
+              "by_provider": {"CPUExecutionProvider": 40, "OtherExecutionProvider": 5}}
+    text = " ".join(bench_caption({**META, "noise_model": "gaussian-snr", "noise": noise,
+                                   "provider_nodes": shared}).plain.split())
+    assert "execution provider CPUExecutionProvider (runs 40 of 45 nodes)" in text
+    text = bench_caption({**META, "noise_model": "gaussian-snr", "noise": noise}).plain
+    assert "runs" not in text and "nodes)" not in text
+
+
 @pytest.mark.parametrize("model", ["gaussian-snr", "test-drift"])
 def test_single_seed_has_no_interval(model):
     trials = seeded_trial_frame(model, GAUSS if model == "gaussian-snr" else DRIFT, (1.0,)).filter(
