@@ -20,6 +20,7 @@ from typing import Any
 
 from onnxnoise.data import INTERPOLATIONS, list_presets
 from onnxnoise.data.loading import usable_cpus
+from onnxnoise.config_checks import check_gib, check_int, check_percent
 from onnxnoise.errors import ConfigError
 from onnxnoise.noise.presets import PRESETS
 from onnxnoise.noise_config import NoiseConfig, apply_analog_preset, check_tile_rows
@@ -266,12 +267,12 @@ class RunConfig:
             object.__setattr__(self, "ground_truth", Path(self.ground_truth))
         if self.op_types is not None:
             object.__setattr__(self, "op_types", parse_names(self.op_types))
-        _check_int("--limit", self.limit, minimum=1, optional=True)
-        _check_int("--batch-size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
-        _check_int("--threads", self.threads, minimum=0, maximum=max_threads(),
+        check_int("--limit", self.limit, minimum=1, optional=True)
+        check_int("--batch-size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+        check_int("--threads", self.threads, minimum=0, maximum=max_threads(),
                    why=f" ({MAX_THREADS_PER_CPU} per CPU this process may use: {usable_cpus()})")
-        _check_int("--label-offset", self.label_offset, minimum=0, optional=True)
-        _check_int("--scope-check", self.scope_check, minimum=0)
+        check_int("--label-offset", self.label_offset, minimum=0, optional=True)
+        check_int("--scope-check", self.scope_check, minimum=0)
         if self.scope_check:
             _check_scope_check(self.noise)
         if self.device not in DEVICES:
@@ -279,10 +280,10 @@ class RunConfig:
             raise ConfigError(msg)
         if self.provider.name is not None and self.device != "auto":
             raise ConfigError(f"pass `--provider {self.provider.name}` or `--device {self.device}`, not both")
-        _check_percent("expect_top1", self.expect_top1, optional=True)
-        _check_percent("tolerance", self.tolerance)
-        _check_gib("--prefix-memory", self.prefix_memory)
-        _check_gib("--lockstep-memory", self.lockstep_memory)
+        check_percent("expect_top1", self.expect_top1, optional=True)
+        check_percent("tolerance", self.tolerance)
+        check_gib("--prefix-memory", self.prefix_memory)
+        check_gib("--lockstep-memory", self.lockstep_memory)
         if not isinstance(self.tf32, bool):
             msg = f"`tf32` must be true or false, got {self.tf32!r}"
             raise ConfigError(msg)
@@ -389,7 +390,7 @@ class SweepConfig:
         if self.executor not in EXECUTORS:
             msg = f"`--executor` must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
             raise ConfigError(msg)
-        _check_int("--workers", self.workers, minimum=1, optional=True)
+        check_int("--workers", self.workers, minimum=1, optional=True)
         gpus = self.gpus_per_trial
         if isinstance(gpus, bool) or not isinstance(gpus, numbers.Real) or not math.isfinite(gpus) or gpus < 0:
             msg = f"`--gpus-per-trial` must be a number >= 0 (e.g. 1 or 0.5), got {gpus!r}"
@@ -425,38 +426,3 @@ def _check_scope_check(noise: NoiseConfig) -> None:
         why = (f"needs a noise model with a `scope` parameter (e.g. gaussian-snr), {noise.model} has none" if scope is None
                else f"compares with scope=channel, which this run already uses ({noise.model}:scope={scope})")
         raise ConfigError(f"--scope-check {why}; drop --scope-check or change --noise")
-
-
-def _check_positive(flag: str, value: Any, *, unit: str = "", example: str = "2 or 0.5") -> None:
-    """Raise ``ConfigError`` unless ``value`` is a positive, finite number (of ``unit``, named in the message)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        msg = f"`{flag}` must be a positive number{f' of {unit}' if unit else ''} (e.g. {example}), got {value!r}"
-        raise ConfigError(msg)
-
-
-def _check_gib(flag: str, value: Any) -> None:
-    """Raise ``ConfigError`` unless ``value`` is a positive, finite number of GiB."""
-    _check_positive(flag, value, unit="GiB")
-
-
-def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False, maximum: int | None = None,
-               why: str = "") -> None:
-    """Raise ``ConfigError`` unless ``value`` is an integer from ``minimum`` to ``maximum`` (``why`` says whence
-    the maximum), or ``None`` when ``optional``."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        msg = f"`{name}` must be an integer >= {minimum}, got {value!r}"
-        raise ConfigError(msg)
-    if maximum is not None and value > maximum:
-        msg = f"`{name}` must be at most {maximum}{why}, got {value!r}"
-        raise ConfigError(msg)
-
-
-def _check_percent(name: str, value: Any, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or not 0 <= value <= 100):
-        msg = f"`{name}` must be a percentage from 0 to 100, got {value!r}"
-        raise ConfigError(msg)

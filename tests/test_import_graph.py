@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("onnxnoise", "errors", "files", "intervals", "strict_json"),
     ("model",),
     ("noise", "data"),
-    ("settings", "options", "noise_config", "tile", "tile_config", "provider_config", "config"),
+    ("settings", "options", "noise_config", "tile", "tile_config", "provider_config", "config_checks", "config"),
     ("store",),
     ("engine",),
     ("report",),
