@@ -64,7 +64,7 @@ def _bounds_line(gate: dict[str, Any] | None) -> str:
     failed = f"a noisy trial failed ({gate['error']}); " if gate.get("error") else ""
     return (f"{failed}drop {points(b['mean'])} points, one-sided {100 * b['confidence']:g}% bounds "
             f"[{bound_points(b['lower'], b['budget'])}, {bound_points(b['upper'], b['budget'])}] vs budget {points(b['budget'])}, "
-            f"{gate['draws']} draws (seeds {', '.join(map(str, gate['seeds']))}), "
+            f"{gate['draws']} draw{'s' if gate['draws'] != 1 else ''} (seeds {', '.join(map(str, gate['seeds']))}), "
             f"collapsed {gate['collapsed']}")
 
 
