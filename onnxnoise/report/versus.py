@@ -42,7 +42,8 @@ def paired_difference(a, b, level: float = 0.95, *, images: int | None = None) -
     ``(A + B)^2 / (A^2 / (n - 1) + B^2 / (S - 1))``. ``A`` is the smallest image term the counts
     allow (per-image outcomes would give its real size), so the interval no longer shrinks to ±0
     when every pair differs by the same image or two: 50 images, two pairs both -2 points gives
-    ``-2 ± t_{.975, 49} 2 = ±4.02`` instead of ``±0``.
+    ``-2 ± t_{.975, 49} 2 = ±4.02`` instead of ``±0``. The half-width is never below the draws' own
+    ``t_{S-1}`` one (the larger degrees of freedom of a small added ``A`` could otherwise narrow it).
 
     Args:
         a: ``(S,)`` values of the reference model, one per shared seed.
@@ -67,15 +68,16 @@ def paired_difference(a, b, level: float = 0.95, *, images: int | None = None) -
     if d.size < 2:
         return float(d.mean()), float("nan")
     draws = d.var(ddof=1) / d.size
+    by_draws = float(_sps.t.ppf((1 + level) / 2, d.size - 1) * math.sqrt(draws))
     if images is None:
-        return float(d.mean()), float(_sps.t.ppf((1 + level) / 2, d.size - 1) * math.sqrt(draws))
+        return float(d.mean()), by_draws
     n = float(images)
     k = np.minimum(np.abs(d) / 100.0, 1.0)
     image = float((1e4 * (k - k * k) * n / (n - 1.0)).mean() / n)
     total = image + draws
     denom = image * image / (n - 1.0) + draws * draws / (d.size - 1.0)
     nu = total * total / denom if denom > 0 else math.inf
-    return float(d.mean()), float(_sps.t.ppf((1 + level) / 2, nu) * math.sqrt(total))
+    return float(d.mean()), max(by_draws, float(_sps.t.ppf((1 + level) / 2, nu) * math.sqrt(total)))
 
 
 def welch_difference(a, b, level: float = 0.95) -> tuple[float, float]:

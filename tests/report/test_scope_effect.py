@@ -55,7 +55,8 @@ def test_the_same_one_image_in_every_seed_is_not_a_dependence():
 def test_the_images_term_keeps_a_large_scope_effect():
     """200 images, channel minus tensor +8, +10, +12 points: A = mean(1e4 (k - k^2) 200/199) / 200 with
     k = .08, .10, .12 -> (736 + 900 + 1056) / 3 / 199 = 4.5092; B = var(8, 10, 12) / 3 = 4/3; nu =
-    (A + B)^2 / (A^2/199 + B^2/2) = 34.4; half-width t(.975, 34.4) sqrt(5.8425) = 4.91: still a dependence."""
+    (A + B)^2 / (A^2/199 + B^2/2) = 34.4; t(.975, 34.4) sqrt(5.8425) = 4.91, below the draws' own t(.975, 2)
+    sqrt(4/3) = 4.97, which it keeps (an added variance never narrows the interval): still a dependence."""
     tensor, channel = _frame({30.0: [40.0, 40.0, 40.0]}), _frame({30.0: [48.0, 50.0, 52.0]})
     with_n = [f.with_columns(pl.lit(200).alias("images")) for f in (tensor, channel)]
     row = scope_effect(*with_n).row(0, named=True)
@@ -63,6 +64,7 @@ def test_the_images_term_keeps_a_large_scope_effect():
     b = 4.0 / 3.0
     nu = (a + b) ** 2 / (a * a / 199.0 + b * b / 2.0)
     assert a == pytest.approx(4.5092, abs=1e-4) and nu == pytest.approx(34.44, abs=0.01)
-    assert row["ci"] == pytest.approx(stats.t.ppf(0.975, nu) * (a + b) ** 0.5)
-    assert row["ci"] == pytest.approx(4.91, abs=0.01)
+    assert stats.t.ppf(0.975, nu) * (a + b) ** 0.5 == pytest.approx(4.91, abs=0.01)
+    assert row["ci"] == pytest.approx(stats.t.ppf(0.975, 2) * (4.0 / 3.0) ** 0.5)
+    assert row["ci"] == pytest.approx(4.969, abs=1e-3)
     assert row["difference"] == pytest.approx(10.0) and row["depends"] is True
