@@ -33,7 +33,7 @@ from onnxnoise.options import MAX_SEED, MAX_SEEDS
 from onnxnoise.report.paired import collapse_hint_line, collapsed, mcnemar_p
 from onnxnoise.settings import GATE, option
 
-__all__ = ["METRICS", "GateSettings", "GateResult", "CheckSession", "collapse_flags"]
+__all__ = ["METRICS", "IDENTICAL_NOTE", "GateSettings", "GateResult", "CheckSession", "collapse_flags", "identical_draws"]
 
 
 class _TrialFailed(Exception):
@@ -173,6 +173,25 @@ def collapse_flags(top1: Sequence[float], *, clean: float, chance: float) -> lis
     return [bool(x) for x in collapsed(np.asarray(top1, dtype=np.float64), clean=clean, chance=chance)]
 
 
+#: Said (check.json ``warnings``, terminal) when the gate takes one draw because every draw is the same trial.
+IDENTICAL_NOTE: str = ("--noise none without --read-noise draws nothing at random: every seed gives the same trial, so "
+                       "the gate took one draw and bounds the drop over the images alone (one look at the full "
+                       "1 - confidence); more images narrow the bounds, more draws cannot")
+
+
+def identical_draws(config) -> bool:
+    """Whether every noisy draw of a run is the same trial by construction, whatever its seed.
+
+    True for the ``none`` noise model (weights exact, :mod:`onnxnoise.noise.none`) without read noise
+    (``config.tile.read_noise == 0``): the DAC and ADC stages quantize deterministically with ranges
+    calibrated once on the clean model, so nothing depends on the seed.
+
+    Args:
+        config: A :class:`~onnxnoise.config.RunConfig`.
+    """
+    return config.noise.noise_model.name == "none" and not config.tile.read_noise
+
+
 class CheckSession:
     """One model on one evaluation set, ready to run gates at any strength and layer set.
 
@@ -204,6 +223,9 @@ class CheckSession:
         self.executor = LocalExecutor(prefix_reuse=True)
         self.fields = context.key_fields()
         self.warnings: list[str] = list(context.warnings)
+        self.identical = identical_draws(context.config)  # one draw settles it: see IDENTICAL_NOTE
+        if self.identical:
+            self.warnings.append(IDENTICAL_NOTE)
         self._baseline: dict[str, Any] | None = None
         self.chance = 0.0  # chance top-1 in percent, set with the baseline
         self._fresh: list[tuple[dict[str, Any], np.ndarray]] = []  # (row, hits) of the trials that just ran
@@ -280,6 +302,9 @@ class CheckSession:
              budget: float | None = None) -> GateResult:
         """Draw at ``strength`` with noise in every selected layer except ``kept`` until decided.
 
+        When every draw is the same trial (:func:`identical_draws`), one draw decides, at one look
+        (``min_draws = max_draws = 1``: the bounds are the images' alone).
+
         Args:
             strength: The noise model's strength (validated by the model).
             kept: Selected layers left noise-free.
@@ -305,8 +330,9 @@ class CheckSession:
         base = self.baseline()
         base_acc = 100.0 * base[f"{s.metric}_correct"] / base["images"]
         rows: list[dict[str, Any]] = []
-        result = GateResult(INCONCLUSIVE, decide([], budget, confidence=s.confidence, min_draws=s.min_draws,
-                                                  max_draws=s.max_draws),
+        looks = (1, 1) if self.identical else (s.min_draws, s.max_draws)  # (min, max) draws
+        result = GateResult(INCONCLUSIVE, decide([], budget, confidence=s.confidence, min_draws=looks[0],
+                                                  max_draws=looks[1]),
                             strength, layers, kept_in_order, [], [], rows, base_acc)
 
         def next_draw(i: int) -> Draw:
@@ -330,8 +356,8 @@ class CheckSession:
                 self.on_look(result)
 
         try:
-            decision, draws = run_sequential(next_draw, budget, confidence=s.confidence, min_draws=s.min_draws,
-                                             max_draws=s.max_draws, flag=flag, on_look=on_look)
+            decision, draws = run_sequential(next_draw, budget, confidence=s.confidence, min_draws=looks[0],
+                                             max_draws=looks[1], flag=flag, on_look=on_look)
         except _TrialFailed:
             return result
         result.verdict, result.decision, result.draws = decision.verdict, decision, draws

@@ -64,7 +64,7 @@ def _bounds_line(gate: dict[str, Any] | None) -> str:
     failed = f"a noisy trial failed ({gate['error']}); " if gate.get("error") else ""
     return (f"{failed}drop {points(b['mean'])} points, one-sided {100 * b['confidence']:g}% bounds "
             f"[{bound_points(b['lower'], b['budget'])}, {bound_points(b['upper'], b['budget'])}] vs budget {points(b['budget'])}, "
-            f"{gate['draws']} draws (seeds {', '.join(map(str, gate['seeds']))}), "
+            f"{gate['draws']} draw{'s' if gate['draws'] != 1 else ''} (seeds {', '.join(map(str, gate['seeds']))}), "
             f"collapsed {gate['collapsed']}")
 
 
@@ -147,7 +147,9 @@ def markdown(report: dict[str, Any]) -> str:
                 lines += [f"Keeping {plan['undecided'][0]} to {plan['undecided'][1]} layers was inconclusive: fewer "
                           "might suffice, more images would tell.", ""]
         else:
-            lines += [f"No plan proposed (**{plan['verdict']}**): {plan.get('note') or 'no configuration passed'}.", ""]
+            note = plan.get("note")  # the note says "no plan proposed" and why; without one, say it here
+            lines += [f"**{plan['verdict']}**: {note}." if note else
+                      f"No plan proposed (**{plan['verdict']}**): no configuration passed.", ""]
         if plan["ranking"]:
             level = f"{100 * (plan.get('rank_confidence') or 0.95):g}%"
             lines += [f"| layer | drop alone (points) | {level} interval |", "|---|---|---|"]

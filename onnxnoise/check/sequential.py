@@ -29,6 +29,12 @@ look's bound holds (normal approximation with exact floors; measured by
 Minimum draws: :data:`MIN_DRAWS` = 5: fewer, skewed draws make the upper bound err too often even
 with the skew correction (simulated on the resnet20 population at 2,000 images, skew floor 1.5:
 6.0% false PASS with the first look at 3 draws, 4.3% at 5).
+
+Identical draws: when every draw is the same trial by construction (no weight noise and no read
+noise: ``--noise none`` with deterministic DAC/ADC stages), more draws add no information and every
+look only spends ``alpha``. The rule then runs with ``min_draws = max_draws = 1``: one look on one
+draw at the whole ``alpha``, the draw term ``B`` exactly 0, so the bounds are the images' alone
+(``t_{1 - alpha, n - 1} sqrt(var_i(d_i) / n)`` with the exact binomial floors).
 """
 
 from __future__ import annotations
@@ -131,8 +137,10 @@ def _check(budget: float, confidence: float, min_draws: int, max_draws: int) -> 
     if not (isinstance(confidence, (int, float)) and 0.5 <= confidence < 1):
         msg = f"the confidence must be in [0.5, 1), e.g. 0.95, got {confidence!r}"
         raise ValueError(msg)
-    if not (isinstance(min_draws, int) and isinstance(max_draws, int) and 2 <= min_draws <= max_draws):
-        msg = f"draws need 2 <= min_draws <= max_draws, got min {min_draws!r}, max {max_draws!r}"
+    ints = isinstance(min_draws, int) and isinstance(max_draws, int)
+    if not (ints and (2 <= min_draws <= max_draws or min_draws == max_draws == 1)):
+        msg = (f"draws need 2 <= min_draws <= max_draws (or min_draws = max_draws = 1 for identical draws), got min "
+               f"{min_draws!r}, max {max_draws!r}")
         raise ValueError(msg)
 
 

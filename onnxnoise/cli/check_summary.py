@@ -46,7 +46,7 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
         lines.append(f"drop {points(b['mean'])} points, bounds [{bound_points(b['lower'], b['budget'])}, "
                      f"{bound_points(b['upper'], b['budget'])}] "
                      f"(one-sided {100 * b['confidence']:g}% each) vs budget {points(b['budget'])}; "
-                     f"{gate['draws']} draws")
+                     f"{gate['draws']} draw{'s' if gate['draws'] != 1 else ''}")
         if gate.get("error"):
             lines.append(f"[bold red]a noisy trial failed:[/] {gate['error']}")
         rate = gate.get("collapse_rate")

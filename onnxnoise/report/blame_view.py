@@ -20,11 +20,24 @@ from onnxnoise.report.blame import worst_strength
 from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import markdown_table
 
-__all__ = ["DROP_NOTE", "drop_cell", "blame_groups", "blame_console", "blame_markdown", "plot_blame"]
+__all__ = ["DROP_NOTE", "drop_limits", "drop_cell", "blame_groups", "blame_console", "blame_markdown", "plot_blame"]
 
 #: What the drop column and its interval mean (console caption and report.md).
 DROP_NOTE = ("drop = clean top-1 minus top-1 with noise in that layer alone, points, mean over draws ± 95% "
              "Student t interval over draws (one draw: paired interval over its images); ranked by the mean")
+
+
+def drop_limits(mean, ci, base) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``: ``mean -/+ ci`` clipped to the possible drops ``[base - 100, base]``, points.
+
+    A drop (clean minus noisy top-1) on images whose clean top-1 is ``base`` percent cannot leave that
+    range (every clean miss gained, every clean hit lost). Arrays broadcast (float64); a NaN ``base``
+    clips nothing.
+    """
+    mean, ci, base = (np.asarray(v, dtype=np.float64) for v in (mean, ci, base))
+    low, high = mean - ci, mean + ci
+    known = np.isfinite(base)
+    return np.where(known, np.maximum(low, base - 100.0), low), np.where(known, np.minimum(high, base), high)
 
 
 def drop_cell(mean, ci, base=None, digits: int = 2) -> str:
@@ -39,9 +52,9 @@ def drop_cell(mean, ci, base=None, digits: int = 2) -> str:
         return "-"
     if ci is None or (isinstance(ci, float) and math.isnan(ci)):
         return f"{mean:.{digits}f}"
-    low, high = mean - ci, mean + ci
-    if base is not None and (low < base - 100.0 or high > base):
-        return f"{mean:.{digits}f} [{max(low, base - 100.0):.{digits}f}, {min(high, base):.{digits}f}]"
+    low, high = (float(v) for v in drop_limits(mean, ci, math.nan if base is None else base))
+    if (low, high) != (mean - ci, mean + ci):
+        return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
@@ -165,8 +178,10 @@ def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, titl
     left.legend(fontsize="small")
     names = [n or f"#{i}" for n, i in zip(shown["layer_name"].to_list(), shown["layer_index"].to_list())]
     y = np.arange(shown.height)
-    err = shown["drop_ci"].fill_null(0.0).to_numpy()
-    right.barh(y, shown["drop_mean"].to_numpy(), xerr=err, color="C3", alpha=0.8, capsize=2)
+    mean = shown["drop_mean"].to_numpy()
+    base = shown["top1_base"].to_numpy() if "top1_base" in shown.columns else np.full(shown.height, np.nan)
+    low, high = drop_limits(mean, shown["drop_ci"].fill_null(0.0).to_numpy(), base)  # as the tables print them
+    right.barh(y, mean, xerr=np.vstack([mean - low, high - mean]), color="C3", alpha=0.8, capsize=2)
     right.set_yticks(y, [f"{n} (#{i})" for n, i in zip(names, shown["layer_index"].to_list())], fontsize="small")
     right.invert_yaxis()
     right.axvline(0.0, color="0.5", linewidth=0.8)

@@ -6,7 +6,9 @@ compares with the run's own scope (``tensor`` by default). ``gaussian-snr`` draw
 ``z`` in every scope (common random numbers; :class:`onnxnoise.noise.gaussian.GaussianSnr`), so
 seed ``s`` of both runs differs only by the sigma each channel gets, and the per-seed
 difference ``d_s = a_channel,s - a_tensor,s`` (top-1 points, same images) is paired: its
-interval is the paired Student t interval (:func:`onnxnoise.report.versus.paired_difference`).
+interval is the paired Student t interval with the images' term where the trials carry their
+image count (:func:`onnxnoise.report.versus.paired_difference` with ``images``: the fewest images
+that can differ, so a difference of the same one image in every seed is not a "depends").
 The answer *depends on the scope* when that 95% interval excludes 0 (the issue 21 case:
 MobileNetV2 with BatchNorm folded into depthwise kernels, 21.4% top-1 per tensor vs 65.6% per
 channel at 1% noise).
@@ -26,7 +28,8 @@ def scope_effect(tensor: pl.DataFrame, channel: pl.DataFrame, *, level: float = 
 
     Args:
         tensor: Noisy trials (mode ``all``) of the run's own scope: ``strength``, ``seed``, ``top1_acc``
-            (percent), ``error``; the strengths of ``channel`` are compared.
+            (percent), ``error`` and optionally ``images`` (adds the images' term to the interval); the
+            strengths of ``channel`` are compared.
         channel: The same strengths and seeds re-run with ``scope=channel``.
         level: Confidence level.
 
@@ -43,12 +46,15 @@ def scope_effect(tensor: pl.DataFrame, channel: pl.DataFrame, *, level: float = 
     tensor, channel = ok(tensor), ok(channel)
     rows = []
     for strength in channel["strength"].unique(maintain_order=True).to_list():
-        a = tensor.filter(pl.col("strength") == strength).select("seed", "top1_acc")
-        b = channel.filter(pl.col("strength") == strength).select("seed", "top1_acc")
+        cols = ["seed", "top1_acc"] + (["images"] if "images" in tensor.columns else [])
+        a = tensor.filter(pl.col("strength") == strength).select(cols)
+        b = channel.filter(pl.col("strength") == strength).select(cols)
         both = a.join(b, on="seed", suffix="_channel").sort("seed")
         if both.is_empty():
             continue
-        diff, ci = paired_difference(both["top1_acc"].to_numpy(), both["top1_acc_channel"].to_numpy(), level)
+        n = int(both["images"][0]) if "images" in both.columns and both["images"][0] is not None else None
+        diff, ci = paired_difference(both["top1_acc"].to_numpy(), both["top1_acc_channel"].to_numpy(), level,
+                                     images=n)
         ci = None if ci != ci else ci
         rows.append({"strength": strength, "seeds": both.height, "top1_scope": float(both["top1_acc"].mean()),
                      "top1_channel": float(both["top1_acc_channel"].mean()), "difference": diff, "ci": ci,

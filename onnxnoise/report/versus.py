@@ -30,29 +30,54 @@ from onnxnoise.report.stats import normalized_accuracy, sort_by_noise
 __all__ = ["paired_difference", "welch_difference", "model_draws", "compare_models", "verdict_sentence"]
 
 
-def paired_difference(a, b, level: float = 0.95) -> tuple[float, float]:
+def paired_difference(a, b, level: float = 0.95, *, images: int | None = None) -> tuple[float, float]:
     """``(mean, half-width)`` of ``b - a`` paired element by element, Student t over the pairs.
+
+    With ``images`` (the ``n`` images both ran on; ``a`` and ``b`` accuracies in percent), the images'
+    term is added as the gate adds it (:mod:`onnxnoise.check.bounds`, counts only): pair ``s`` differs
+    by ``|d_s|`` points, so at least ``k_s = |d_s| / 100`` of the images give different answers, and
+    with exactly those, all one way, the per-image variance is ``v_s = 1e4 (k_s - k_s^2) n / (n - 1)``
+    (points^2). The variance of the mean is ``A + B`` with ``A = mean_s(v_s) / n`` and
+    ``B = var_s(d_s) / S``, the quantile Student t with Welch-Satterthwaite degrees of freedom
+    ``(A + B)^2 / (A^2 / (n - 1) + B^2 / (S - 1))``. ``A`` is the smallest image term the counts
+    allow (per-image outcomes would give its real size), so the interval no longer shrinks to ±0
+    when every pair differs by the same image or two: 50 images, two pairs both -2 points gives
+    ``-2 ± t_{.975, 49} 2 = ±4.02`` instead of ``±0``. The half-width is never below the draws' own
+    ``t_{S-1}`` one (the larger degrees of freedom of a small added ``A`` could otherwise narrow it).
 
     Args:
         a: ``(S,)`` values of the reference model, one per shared seed.
         b: ``(S,)`` values of the other model, same seeds in the same order.
         level: Confidence level in (0, 1).
+        images: ``n >= 2`` images both were evaluated on (values in percent), or ``None`` (draws only).
 
     Returns:
         The mean difference and the half-width of its interval; the half-width is NaN with fewer than two pairs.
 
     Raises:
-        ValueError: If ``a`` and ``b`` differ in length or are empty.
+        ValueError: If ``a`` and ``b`` differ in length or are empty, or ``images`` is below 2.
     """
     check_level(level)
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.size == 0:
         msg = f"paired difference needs two equal, non-empty lists, got {a.size} and {b.size} values"
         raise ValueError(msg)
+    if images is not None and images < 2:
+        raise ValueError(f"the images' term needs at least 2 images, got {images}")
     d = b - a
     if d.size < 2:
         return float(d.mean()), float("nan")
-    return float(d.mean()), float(_sps.t.ppf((1 + level) / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    draws = d.var(ddof=1) / d.size
+    by_draws = float(_sps.t.ppf((1 + level) / 2, d.size - 1) * math.sqrt(draws))
+    if images is None:
+        return float(d.mean()), by_draws
+    n = float(images)
+    k = np.minimum(np.abs(d) / 100.0, 1.0)
+    image = float((1e4 * (k - k * k) * n / (n - 1.0)).mean() / n)
+    total = image + draws
+    denom = image * image / (n - 1.0) + draws * draws / (d.size - 1.0)
+    nu = total * total / denom if denom > 0 else math.inf
+    return float(d.mean()), max(by_draws, float(_sps.t.ppf((1 + level) / 2, nu) * math.sqrt(total)))
 
 
 def welch_difference(a, b, level: float = 0.95) -> tuple[float, float]:

@@ -10,6 +10,10 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from onnxnoise.check.gate import identical_draws
+from onnxnoise.config import RunConfig
+from onnxnoise.noise_config import NoiseConfig
+from onnxnoise.tile_config import TileConfig
 from onnxnoise.engine.metrics import fixed_top5
 
 from tests._checks import flat, one_line, run_cli, strict_json
@@ -84,3 +88,12 @@ def test_check_on_one_image_is_one_line_exit_2(limit, tmp_path, capsys):
     assert code == 2
     assert one_line(err) == ("onnxnoise: error: check needs at least 2 images to bound a drop, got 1; evaluate more "
                              "images (a larger --limit or dataset)")
+
+
+@pytest.mark.parametrize(("noise", "read_noise", "identical"), [
+    ("none", 0.0, True), ("none", 0.04, False), ("gaussian-snr", 0.0, False)])
+def test_identical_draws_only_without_weight_and_read_noise(noise, read_noise, identical, tmp_path):
+    """Every draw is the same trial only for `--noise none` without read noise (DAC/ADC are deterministic)."""
+    config = RunConfig(model=tmp_path / "m.onnx", data=tmp_path / "d.npz", noise=NoiseConfig(model=noise),
+                       tile=TileConfig(dac_bits=8, adc_bits=8, read_noise=read_noise))
+    assert identical_draws(config) is identical

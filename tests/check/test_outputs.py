@@ -23,7 +23,10 @@ def _report() -> dict:
 
 def test_a_withheld_plan_says_why_and_keeps_the_ranking_with_intervals():
     text = markdown(_report())
-    assert f"No plan proposed (**INCONCLUSIVE**): {NOTE}." in text
+    assert f"**INCONCLUSIVE**: {NOTE}." in text and text.lower().count("no plan proposed") == 1  # said once
+    report = _report()
+    report["protection"]["note"] = None
+    assert "No plan proposed (**INCONCLUSIVE**): no configuration passed." in markdown(report)
     assert "Keep noise-free" not in text
     assert "| layer | drop alone (points) | 95% interval |" in text and "| l7 | 7.50 | [1.25, 13.75] |" in text
 

@@ -165,3 +165,27 @@ def test_bad_settings_raise_one_line():
         decide(draws, 1.0, min_draws=1)
     with pytest.raises(ValueError, match="max_draws is 3"):
         drop_bounds(draws, min_draws=2, max_draws=3)
+
+
+def test_identical_draws_decide_at_one_look_on_the_image_bound():
+    """`--noise none --dac-bits 8 --adc-bits 8` on ResNet20 (500 images): every draw is 3 lost, 5 gained, clean 457.
+    Ten looks on ten copies ended INCONCLUSIVE ([-1.86, 1.68] at the 10th look, alpha 0.005); one look on one draw
+    at the whole alpha = 0.05 is the paired image bound alone: lower = M - t_{0.95, 499} sqrt(var(d)/n), upper =
+    M + the exact Clopper-Pearson floor 100 (B^-1(0.95; 9, 492) - 8/500) (the floor's variance exceeds var(d)/n)."""
+    d = np.zeros(500, dtype=np.int8)
+    d[:3], d[3:8] = 1, -1
+    mean = -0.4
+    lower = mean - stats.t.ppf(0.95, 499) * math.sqrt(1e4 * d.astype(float).var(ddof=1) / 500)
+    upper = mean + 100 * (stats.beta.ppf(0.95, 9, 492) - 8 / 500)
+    assert (lower, upper) == pytest.approx((-1.333, 0.868), abs=1e-3)  # by hand: -0.4 - 0.566 * 1.648; -0.4 + 1.268
+    decision, draws = run_sequential(lambda i: _draws(d[None, :], 457)[0], 1.0, min_draws=1, max_draws=1)
+    b = decision.bounds
+    assert decision.verdict == PASS and len(draws) == 1 and b.alpha_look == pytest.approx(0.05)
+    assert (b.lower, b.upper) == pytest.approx((lower, upper), rel=1e-9)
+    assert b.se_draws == 0.0 and b.t_upper == pytest.approx(stats.t.ppf(0.95, 499))  # no draw term, no skew
+    assert decide(draws, 0.5, min_draws=1, max_draws=1).verdict == INCONCLUSIVE  # 0.868 is not below 0.5
+    ten = _draws(np.repeat(d[None, :], 10, axis=0), 457)  # the rule with ten looks: wider, undecided
+    wide = decide(ten, 1.0)
+    assert wide.verdict == INCONCLUSIVE and wide.bounds.upper == pytest.approx(1.676, abs=1e-3)
+    with pytest.raises(ValueError, match="min_draws = max_draws = 1"):
+        decide(draws, 1.0, min_draws=1, max_draws=2)

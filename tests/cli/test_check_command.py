@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from onnx import helper, numpy_helper
 
+from onnxnoise.check.gate import IDENTICAL_NOTE
 from onnxnoise.cli.app import main
 from onnxnoise.cli.check_command import recheck_command
 
@@ -599,4 +600,9 @@ def test_a_check_with_the_tile_stages_applies_and_names_them(resnet, tmp_path):
     assert ("Input/output stages in every noisy trial: 8-bit DAC, 8-bit ADC (one range per tile); ranges calibrated "
             "(max) on the first 300 evaluation images") in (tmp_path / "check.md").read_text()
     trials = pl.read_parquet(tmp_path / "trials.parquet")
-    assert trials["dac_values"][0] is None and trials["dac_values"][1:].to_list() == [300 * 10_000] * 5
+    assert trials["dac_values"][0] is None and trials["dac_values"][1:].to_list() == [300 * 10_000]
+    # nothing random (no weight noise, no read noise): one draw, one look at the whole alpha, and it says so
+    gate = report["gate"]
+    assert gate["draws"] == 1 and gate["seeds"] == [0] and gate["bounds"]["alpha_look"] == pytest.approx(0.05)
+    assert gate["bounds"]["se_draws"] == 0.0 and IDENTICAL_NOTE in report["warnings"]
+    assert "1 draw (seeds 0)" in (tmp_path / "check.md").read_text()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+import pytest
 from rich.console import Console
 
 from onnxnoise.report.blame import blame_table
-from onnxnoise.report.blame_view import blame_console, blame_markdown, drop_cell, plot_blame, blame_groups
+from onnxnoise.report.blame_view import (
+    blame_console, blame_groups, blame_markdown, drop_cell, drop_limits, plot_blame,
+)
 from onnxnoise.report.stats import summarize_trials
 from tests._frames import layer_frame
 
@@ -66,3 +70,22 @@ def test_plot_blame_labels_the_worst_layers_by_name():
     labels = [t.get_text() for t in right.get_yticklabels()]
     assert len(labels) == 15 and labels[0] == "block7.conv (#7)"
     assert len(left.get_lines()) == 2 + 1  # one line per strength and the zero line
+
+
+def test_plot_blame_error_bars_stay_in_the_possible_drops():
+    """A layer whose two draws lose 80 and 0 points (clean 90%): mean 40 ± t(.975, 1) 56.57 / sqrt(2) = 508.2; the
+    table prints [-10.00, 90.00] and the bar's whiskers end there too (they reached -468 and 548 before)."""
+    frame = layer_frame({(3.0, 0): [100, 900], (3.0, 1): [890, 880]})
+    blame = blame_table(frame, summarize_trials(frame))
+    (_, part), = blame_groups(blame)
+    row = part.row(0, named=True)
+    assert row["drop_ci"] == pytest.approx(12.7062 * 40.0, rel=1e-4)
+    assert drop_cell(row["drop_mean"], row["drop_ci"], row["top1_base"]) == "40.00 [-10.00, 90.00]"
+    fig = plot_blame(part, blame, worst=2)
+    _, right = fig.axes
+    whiskers = [seg for coll in right.collections for seg in coll.get_segments()]
+    ends = sorted(((float(min(s[:, 0])), float(max(s[:, 0]))) for s in whiskers if np.ptp(s[:, 0]) > 0),
+                  key=lambda e: e[1] - e[0])
+    assert len(ends) == 2 and ends[-1] == pytest.approx((-10.0, 90.0))  # layer 0's whisker, the widest
+    low, high = drop_limits([40.0, 1.5], [508.2, 0.5], [90.0, float("nan")])
+    assert low.tolist() == [-10.0, 1.0] and high.tolist() == [90.0, 2.0]
