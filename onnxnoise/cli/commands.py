@@ -6,41 +6,34 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
-
-import polars as pl
 
 from rich.console import Console
 
-from onnxnoise.bench import run_bench
+from onnxnoise.bench import bench_in_folder
 from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.flags import given_options
 from onnxnoise.cli.output import RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
-from onnxnoise.config import RunConfig, SweepConfig, TileConfig, is_time_strength
-from onnxnoise.data.registry import resolve_data
+from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
-from onnxnoise.files import folder_name, write_text
+from onnxnoise.files import output_folder
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
-from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
-from onnxnoise.noise.presets import PRESETS, expand_preset
-from onnxnoise.noise_config import preset_overrides
-from onnxnoise.options import strength_example
+from onnxnoise.noise import axis_label, axis_of
+from onnxnoise.noise_catalog import noise_model_list, preset_list, tile_stages
 from onnxnoise.report.blame_view import blame_console
 from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, paired_table, summary_table,
                                      verdicts_table)
 from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
-from onnxnoise.report.tables import write_table
+from onnxnoise.run_setup import default_out_dir, run_setup
 from onnxnoise.settings import config_values, declared
 from onnxnoise.store import STORE_NAME, run_store
-from onnxnoise.store.schema import json_columns
 from onnxnoise.sweep import make_executor, run_sweep
 
 
