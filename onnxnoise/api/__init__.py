@@ -15,7 +15,7 @@ module from ``import onnxnoise.report.stats as stats`` and from ``mock.patch("on
 from __future__ import annotations
 
 from onnxnoise.api.results import BenchRun, CompareRun, LayerList, NoiseModelInfo, ReportRun, SweepRun
-from onnxnoise.api.runs import bench_model, sweep_model
+from onnxnoise.api.measure import bench_model, sweep_model
 from onnxnoise.api.views import compare_runs, make_report, model_layers, noise_models
 
 __all__ = ["bench_model", "sweep_model", "make_report", "compare_runs", "model_layers", "noise_models",
