@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from onnxnoise.config import RunConfig
+from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.data.registry import resolve_data
 from onnxnoise.errors import ConfigError
 from onnxnoise.files import folder_name
@@ -29,7 +29,7 @@ from onnxnoise.noise.presets import expand_preset
 from onnxnoise.noise_config import preset_overrides
 from onnxnoise.settings import Setting, config_values, declared
 
-__all__ = ["RunSetup", "run_setup", "option_settings", "keyword_options", "no_weight_noise_notes",
+__all__ = ["RunSetup", "run_setup", "sweep_config", "option_settings", "keyword_options", "no_weight_noise_notes",
            "default_out_dir"]
 
 
@@ -115,6 +115,16 @@ def run_setup(model: str | os.PathLike[str], data: str | os.PathLike[str] | None
         notes.append(choice.note)
     config = RunConfig(**{**values, "model": Path(model), "data": choice.path})
     return RunSetup(config, tuple(notes), tuple(no_weight_noise_notes(config, command)))
+
+
+def sweep_config(run: RunConfig, options: Mapping[str, Any]) -> SweepConfig:
+    """The sweep of ``run`` with the sweep's own options from ``options`` (``modes``, ``prefix_reuse``, ``executor``,
+    ``address``, ``workers``, ``gpus_per_trial``; ``None`` or missing: the default; the run's keys are ignored).
+
+    Raises:
+        ConfigError: A bad mode or executor setting.
+    """
+    return SweepConfig(**config_values(SweepConfig, options, run=run))
 
 
 def no_weight_noise_notes(config: RunConfig, command: str) -> list[str]:

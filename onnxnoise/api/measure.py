@@ -27,8 +27,7 @@ from onnxnoise.errors import ConfigError
 from onnxnoise.files import output_folder
 from onnxnoise.noise import NoiseModel
 from onnxnoise.report.progress import RichProgress
-from onnxnoise.run_setup import default_out_dir, keyword_options, run_setup
-from onnxnoise.settings import config_values, declared
+from onnxnoise.run_setup import default_out_dir, keyword_options, run_setup, sweep_config
 from onnxnoise.store import STORE_NAME, run_store
 from onnxnoise.sweep import run_sweep
 
@@ -81,8 +80,10 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
 
     Example:
         >>> import onnxnoise
-        >>> run = onnxnoise.bench_model(snr=10, seeds=1)       # the demo: 1,000 Fashion-MNIST images
-        >>> run.baseline_top1                            # doctest: +SKIP
+        >>> run = onnxnoise.bench_model(snr=10, seeds=1)  # the demo: 1,000 Fashion-MNIST images, seed 0
+        >>> run.trials["top1_correct"].to_list()           # clean, then SNR 10
+        [932, 903]
+        >>> run.baseline_top1
         93.2
     """
     demo = model is None
@@ -132,8 +133,7 @@ def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
     """
     given = keyword_options("sweep", options, SweepConfig)
     setup = run_setup(model, data, given, command="sweep")
-    own = {s.key: given.get(s.key) for s in declared(SweepConfig, "sweep", nested=False)}
-    config = SweepConfig(**config_values(SweepConfig, own, run=setup.config))
+    config = sweep_config(setup.config, given)
     folder = output_folder(out if out is not None else default_out_dir("sweep", model), option="out")
     with run_store(folder / STORE_NAME) as store, _progress(progress, config.run.noise.noise_model) as receiver:
         result = run_sweep(config, store, progress=receiver, context=prepare_context(config.run,

@@ -31,7 +31,7 @@ from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, 
                                      verdicts_table)
 from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
-from onnxnoise.run_setup import default_out_dir, run_setup
+from onnxnoise.run_setup import default_out_dir, run_setup, sweep_config
 from onnxnoise.settings import config_values, declared
 from onnxnoise.store import STORE_NAME, run_store
 from onnxnoise.sweep import make_executor, run_sweep
@@ -157,7 +157,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     if args.model is None:
         raise OnnxNoiseError("`sweep` needs MODEL (with `--data`, or a registered dataset), or `--config FILE.toml`")
     run = _run_config(args, args.model, args.data)
-    config = SweepConfig(**config_values(SweepConfig, given_options(args, "sweep", SweepConfig), run=run))
+    config = sweep_config(run, given_options(args, "sweep", SweepConfig))
     out = output_folder(args.out or default_out_dir("sweep", args.model))
     code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
