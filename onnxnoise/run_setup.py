@@ -25,6 +25,7 @@ from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.data.registry import resolve_data
 from onnxnoise.errors import ConfigError
 from onnxnoise.files import folder_name
+from onnxnoise.noise import NoiseModel
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.noise_config import preset_overrides
 from onnxnoise.settings import Setting, config_values, declared
@@ -57,7 +58,9 @@ def keyword_options(command: str, options: Mapping[str, Any], *classes: type) ->
     """``options`` given by keyword (the Python API) as the CLI's parsed flags give them: ``key -> value``.
 
     A text value of a setting whose flag converts its text (``limit="100"``, ``batch_size="64"``) is
-    converted as the flag would; other values pass as given (the config classes parse them).
+    converted as the flag would; other values pass as given (the config classes parse them). ``noise`` may be
+    a noise model object (``GaussianSNR(scope="channel")``, :mod:`onnxnoise.noise`) as well as its text
+    (``"gaussian-snr:scope=channel"``): it is given as its name and parameters (``noise_model``, ``noise_params``).
 
     Raises:
         ConfigError: A key that ``command`` does not take (the message lists the keys it takes), or a
@@ -77,6 +80,11 @@ def keyword_options(command: str, options: Mapping[str, Any], *classes: type) ->
             except (ValueError, TypeError):
                 raise ConfigError(f"{key}={value!r} is not a valid {settings[key].flag} value") from None
         out[key] = value
+    if isinstance(out.get("noise"), NoiseModel):
+        if out.get("noise_model") is not None or out.get("noise_params") is not None:
+            raise ConfigError("give the noise model either as `noise` or as `noise_model`/`noise_params`, not both")
+        model = out.pop("noise")
+        out.update(noise=None, noise_model=model.name, noise_params=model.params())
     return out
 
 

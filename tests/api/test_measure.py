@@ -11,6 +11,7 @@ import pytest
 import onnxnoise
 from onnxnoise.data.registry import register_dataset
 from onnxnoise.errors import ConfigError, DataError
+from onnxnoise.noise.gaussian import GaussianSNR
 from tests._checks import run_cli
 
 
@@ -98,3 +99,17 @@ def test_compare_of_one_model_under_two_names_finds_no_difference(demo_files, tm
     assert (top1["difference"].to_list(), top1["ci"].to_list()) == ([0.0], [0.0])  # same weights, seeds, images
     assert top1["value_a"].to_list() == top1["value_b"].to_list()
     assert compared.json["verdicts"][0]["model_b"] == "twin.onnx"
+
+
+def test_a_noise_model_object_runs_as_its_text(demo_files):
+    """``noise=GaussianSNR(scope="channel")`` is ``noise="gaussian-snr:scope=channel"``: same trial keys, counts."""
+    model, data = demo_files
+    common = {"snr": 10, "seeds": 1, "limit": 100}
+    text = onnxnoise.bench_model(model, data, noise="gaussian-snr:scope=channel", **common)
+    obj = onnxnoise.bench_model(model, data, noise=GaussianSNR(scope="channel"), **common)
+    plain = onnxnoise.bench_model(model, data, noise=GaussianSNR(), **common)
+    assert obj.trials["key"].to_list() == text.trials["key"].to_list()
+    assert obj.trials["top1_correct"].to_list() == text.trials["top1_correct"].to_list()
+    assert plain.trials["key"].to_list() == onnxnoise.bench_model(model, data, **common).trials["key"].to_list()
+    with pytest.raises(ConfigError, match="either as `noise` or as `noise_model`"):
+        onnxnoise.bench_model(model, data, noise=GaussianSNR(), noise_model="pcm")
