@@ -18,8 +18,11 @@ warning in ``meta["warnings"]``.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
@@ -29,6 +32,8 @@ from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
+from onnxnoise.files import write_text
+from onnxnoise.noise import axis_of
 from onnxnoise.noise_config import NoiseConfig
 from onnxnoise.report.paired import collapse_hints, short_of_target
 from onnxnoise.report.scope_effect import scope_effect, scope_sentence
@@ -37,10 +42,12 @@ from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
-from onnxnoise.store.schema import COUNTER, column_names
+from onnxnoise.report.tables import write_table
+from onnxnoise.store.schema import COUNTER, column_names, json_columns
+from onnxnoise.strict_json import json_text
 
 __all__ = ["BenchResult", "ScopeCheck", "BaselineExpectationError", "chance_warning", "check_expected_top1",
-           "run_bench", "scope_check_config", "run_scope_check"]
+           "run_bench", "bench_in_folder", "bench_record", "scope_check_config", "run_scope_check"]
 
 
 @dataclass
@@ -144,6 +151,59 @@ def run_bench(
     if config.scope_check:
         result.scope_check = run_scope_check(config, result, context, progress)
     return result
+
+
+def bench_record(result: BenchResult, config: RunConfig, out: str | os.PathLike[str] | None, *,
+                 demo: bool = False) -> dict:
+    """The JSON-ready record of a bench run: what ``bench.json`` holds and ``bench --json`` prints.
+
+    Keys: ``demo``, every key of ``result.meta``, ``config`` (:meth:`RunConfig.to_dict`),
+    ``strength_unit``, ``out_dir`` (``None`` when nothing was written), ``baseline`` (clean ``top1_acc``
+    and ``top5_acc`` in percent) and ``results`` (the summary's rows, its JSON-text cells as values);
+    ``scope_check`` with ``--scope-check``.
+    """
+    base = result.summary.filter(pl.col("mode") == "baseline")
+    record = {
+        "demo": demo,
+        **result.meta,
+        "config": config.to_dict(),
+        "strength_unit": axis_of(config.noise.noise_model).unit,
+        "out_dir": None if out is None else str(out),
+        "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
+                     "top5_acc": base["top5_acc_mean"][0] if base.height else None},
+        "results": [
+            {k: (json.loads(v) if k in json_columns() and isinstance(v, str) else v) for k, v in row.items()}
+            for row in result.summary.iter_rows(named=True)
+        ],
+    }
+    if result.scope_check is not None:
+        record["scope_check"] = result.scope_check.to_dict()
+    return record
+
+
+def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress: Progress | None = None,
+                    context: RunContext | None = None, demo: bool = False) -> tuple[BenchResult, dict]:
+    """:func:`run_bench` writing its files in ``out`` (the CLI's ``bench`` and the API's ``bench(out=...)``).
+
+    Writes ``trials.parquet``/``trials.csv`` after every trial (a half-finished run loses nothing),
+    then ``summary.parquet``/``summary.csv``, ``scope-check.parquet``/``.csv`` with ``--scope-check``,
+    and ``bench.json`` (:func:`bench_record`); every file whole or not at all (:mod:`onnxnoise.files`).
+
+    Returns:
+        ``(result, record)``: the :class:`BenchResult` and the ``bench.json`` record.
+
+    Raises:
+        As :func:`run_bench`; OSError: a file could not be written.
+    """
+    context = context or prepare_context(config, calibration_dir=Path(out))
+    result = run_bench(config, progress=progress, context=context,
+                       on_trial=lambda frame: write_table(frame, out, "trials"))
+    write_table(result.summary, out, "summary")
+    if result.scope_check is not None:
+        write_table(result.scope_check.trials, out, "scope-check")
+    record = bench_record(result, config, out, demo=demo)
+    write_text(Path(out) / "bench.json", json_text(record, indent=2) + "\n")
+    return result, record
 
 
 

@@ -9,7 +9,8 @@ failed write removes its temporary file, and the next write of a file removes on
 writer left. :func:`locked` serializes read-modify-write cycles of one
 file across processes (the dataset registry). :func:`folder_name` turns a model file name
 into a folder name that stays where it is put; :func:`check_folder_name` refuses a name
-that would not.
+that would not; :func:`output_folder` checks an output folder before any work (the CLI's ``--out``,
+the Python API's ``out=``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from onnxnoise.errors import ConfigError
+
 if os.name == "nt":  # pragma: no cover - Windows only
     import msvcrt
 else:
     import fcntl
 
-__all__ = ["atomic_write", "write_text", "locked", "folder_name", "check_folder_name", "TEMP_PREFIX"]
+__all__ = ["atomic_write", "write_text", "locked", "folder_name", "check_folder_name", "output_folder", "TEMP_PREFIX"]
 
 #: Prefix of the temporary files :func:`atomic_write` creates (hidden, beside the target).
 TEMP_PREFIX = ".onnxnoise-"
@@ -255,3 +258,45 @@ def check_folder_name(name: str, what: str) -> str:
                "`_`, `.` or `-` (no path separators, not starting with `.` or `-`)")
         raise ValueError(msg)
     return name
+
+
+def output_folder(path: Path | str, *, option: str = "--out") -> Path:
+    """Check that ``path`` is a folder files can be written in, or one that can be created.
+
+    Called by every command that writes results (bench, sweep, check, report, compare)
+    before it loads a model or runs a trial. Folders it had to create for the check are
+    removed again (the command creates them when it writes), so a run that stops before
+    writing leaves nothing behind.
+
+    Args:
+        path: The folder.
+        option: The option or key that named it, for the message.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ConfigError: One line: ``path`` is a file, cannot be created, or is not writable.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder} is a file, not a folder; give a folder path (it is created if missing)")
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {folder} ({exc.strerror or exc}); "
+                          f"give a writable folder with {option}") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write in the output folder {folder} ({exc.strerror or exc}); "
+                          f"give a writable folder with {option}") from None
+    finally:
+        for created in missing:  # leaf first
+            try:
+                created.rmdir()
+            except OSError:
+                break
+    return folder

@@ -66,6 +66,10 @@ class SweepResult:
             ``ci_halfwidth`` (:func:`onnxnoise.report.paired.short_of_target`).
         stages: The analog tile's stages that are on and the fractions they clipped over the
             sweep's trials (:func:`onnxnoise.report.stages.stages_lines`); empty when none is on.
+        trials: The store's rows of this sweep's plan (run now or before), trial-table schema
+            (:data:`onnxnoise.store.TRIAL_COLUMNS`), one row per trial.
+        summary: :func:`onnxnoise.report.stats.summarize_trials` of ``trials``: one row per (mode, layer,
+            strength), mean and 95% interval over seeds.
     """
 
     planned: int
@@ -79,6 +83,8 @@ class SweepResult:
     settled: int = 0
     short_of_target: tuple[str, ...] = ()
     stages: tuple[str, ...] = ()
+    trials: pl.DataFrame | None = None
+    summary: pl.DataFrame | None = None
 
 
 class StoreRecorder:
@@ -204,14 +210,14 @@ def run_sweep(
     noise, short = config.run.noise, ()
     keys = [item.key for item in planned]
     rows = store.to_frame().filter(pl.col("key").is_in(keys))
+    summary = summarize_trials(rows, chance=100.0 / max(chance_classes(context.data.labels), 1))
     if noise.seeds == "auto":
-        summary = summarize_trials(rows, chance=100.0 / max(chance_classes(context.data.labels), 1))
         short = tuple(short_of_target(summary, noise.ci_halfwidth, noise.max_seeds))
     warnings = (*checked.warnings, *unchanged_layers_warnings(rows))
     return SweepResult(planned=len(planned), done=len(planned) - len(todo), adopted=adopted, ran=result.ran,
                        failed=result.failed, taken=result.taken, run_id=run_id, warnings=warnings,
                        settled=len(todo) - result.ran - result.taken, short_of_target=short,
-                       stages=tuple(stages_lines(rows)))
+                       stages=tuple(stages_lines(rows)), trials=rows, summary=summary)
 
 
 def recheck_sweep(config: SweepConfig, store: TrialStore, *, sample: int, seed: int = 0,

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The package as a user gets it: build the sdist and the wheel, install the wheel into a fresh virtual
 # environment (its dependencies from the package index, nothing from this repository), and run the demo
-# bench from an empty folder. Checks: LICENSE in both archives, `onnxnoise --version` equal to
-# onnxnoise/__init__.py's __version__, the demo's baseline at its known 932 of 1,000 images (93.2%) and
-# SNR 10 seed 0 at 903.
+# bench and the Python API example of docs/api.md from an empty folder. Checks: LICENSE in both archives,
+# py.typed in the wheel, `onnxnoise --version` equal to onnxnoise/__init__.py's __version__, the demo's
+# baseline at its known 932 of 1,000 images (93.2%) and SNR 10 seed 0 at 903 (the API example asserts the same).
 # Usage: scripts/check_wheel.sh [PYTHON]   (PYTHON: an interpreter with `build` installed, the test extra;
 #        default .venv/bin/python). Called by .ci/run after the test suite. 2 to 7 minutes (pip downloads).
 set -euo pipefail
@@ -22,6 +22,7 @@ wheel, sdist, version = sys.argv[1:]
 names = zipfile.ZipFile(wheel).namelist()
 assert f"onnxnoise-{version}.dist-info/licenses/LICENSE" in names, "LICENSE missing from the wheel"
 assert "onnxnoise/_demo/fashion_mnist_cnn.onnx" in names, "demo model missing from the wheel"
+assert "onnxnoise/py.typed" in names and "onnxnoise/__init__.pyi" in names, "py.typed or __init__.pyi missing from the wheel"
 members = tarfile.open(sdist).getnames()
 assert f"onnxnoise-{version}/LICENSE" in members, "LICENSE missing from the sdist"
 assert f"onnxnoise-{version}/CHANGELOG.md" in members, "CHANGELOG.md missing from the sdist"
@@ -44,4 +45,15 @@ assert noisy[0]["top1_acc_mean"] == 90.3, noisy[0]
 print(f"demo bench from the installed wheel: baseline {record['baseline']['top1_acc']}%, SNR 10 seed 0 "
       f"{noisy[0]['top1_acc_mean']}% on {record['images']} images")
 PY
+# The API example of docs/api.md, copied out of the repository first, run from another empty folder.
+"$py" - "$repo/docs/api.md" "$work/api_example.py" <<'PY'
+import re, sys
+blocks = re.findall(r"^```python\n(.*?)^```$", open(sys.argv[1], encoding="utf-8").read(), flags=re.MULTILINE | re.DOTALL)
+assert len(blocks) == 1, f"docs/api.md should hold one python example, found {len(blocks)}"
+open(sys.argv[2], "w", encoding="utf-8").write(blocks[0])
+PY
+mkdir "$work/api" && cd "$work/api"
+"$work/venv/bin/python" "$work/api_example.py" >"$work/api.log" 2>&1 || { cat "$work/api.log"; exit 1; }
+test -z "$(ls -A "$work/api")" || { echo "the API example left files in its folder"; ls -A "$work/api"; exit 1; }
+echo "API example of docs/api.md from the installed wheel: OK"
 echo "check_wheel: OK ($(basename "$wheel"), $(basename "$sdist"))"

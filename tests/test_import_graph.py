@@ -26,11 +26,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("onnxnoise", "errors", "files", "intervals", "strict_json"),
     ("model",),
     ("noise", "data"),
-    ("settings", "options", "noise_config", "tile", "tile_config", "provider_config", "config_checks", "config"),
+    ("settings", "options", "noise_config", "tile", "tile_config", "provider_config", "config_checks", "config",
+     "run_setup",
+     "noise_catalog"),
     ("store",),
     ("engine",),
     ("report",),
     ("bench", "sweep", "check", "experiment", "demo"),
+    ("api",),
     ("cli",),
 )
 

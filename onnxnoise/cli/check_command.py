@@ -33,15 +33,15 @@ from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MIN_DRAWS, PASS
 from onnxnoise.check.tolerance import find_limit
 from onnxnoise.cli.check_summary import image_term_warnings, look_printer, print_summary
 from onnxnoise.cli.flags import command_settings, flag_words, given_options
-from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.parser import CHECK_SETTINGS
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import BaselineExpectationError, ConfigError, error_line
-from onnxnoise.files import folder_name
+from onnxnoise.files import output_folder
 from onnxnoise.noise import axis_of
 from onnxnoise.noise_config import strength_settings
 from onnxnoise.options import strength_example, strength_flag, strength_flag_models
 from onnxnoise.report.tables import write_table
+from onnxnoise.run_setup import default_out_dir
 from onnxnoise.settings import config_values
 from onnxnoise.strict_json import json_text
 
@@ -151,8 +151,7 @@ def run_check(args: argparse.Namespace, console: Console,
     request = CheckRequest(**config_values(CheckRequest, given_options(args, "check", CheckRequest)))
     find = request.search
     values = _range_or_strength(args, config, find)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = output_folder(args.out or Path("reports") / f"check-{folder_name(config.model)}-{stamp}")
+    out = output_folder(args.out or default_out_dir("check", config.model))
     with console.status("loading model and decoding images"):
         context = prepare_context(config, calibration_dir=out)
     if request.protect and request.protect != "auto":

@@ -6,87 +6,49 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
-
-import polars as pl
 
 from rich.console import Console
 
-from onnxnoise.bench import run_bench
+from onnxnoise.bench import bench_in_folder
 from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.flags import given_options
-from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.cli.output import RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
-from onnxnoise.config import RunConfig, SweepConfig, TileConfig, is_time_strength
-from onnxnoise.data.registry import resolve_data
+from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.experiment import load_experiment
-from onnxnoise.files import folder_name, write_text
+from onnxnoise.files import output_folder
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
-from onnxnoise.noise import NOISE_MODELS, axis_label, axis_of, make_noise_model
-from onnxnoise.noise.presets import PRESETS, expand_preset
-from onnxnoise.noise_config import preset_overrides
-from onnxnoise.options import strength_example
+from onnxnoise.noise import axis_label, axis_of
+from onnxnoise.noise_catalog import noise_model_list, preset_list, tile_stages
 from onnxnoise.report.blame_view import blame_console
 from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, paired_table, summary_table,
                                      verdicts_table)
 from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
-from onnxnoise.report.tables import write_table
+from onnxnoise.run_setup import default_out_dir, run_setup, sweep_config
 from onnxnoise.settings import config_values, declared
 from onnxnoise.store import STORE_NAME, run_store
-from onnxnoise.store.schema import json_columns
 from onnxnoise.sweep import make_executor, run_sweep
 
 
 def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> RunConfig:
-    """The RunConfig of parsed arguments: the settings ``args.command`` takes; those not given keep their defaults.
+    """The RunConfig of parsed arguments (:func:`onnxnoise.run_setup.run_setup`); its notes and warnings on stderr.
 
     ``data`` may be a registered name, or None for the registered dataset matching the
-    model's outputs (:func:`onnxnoise.data.registry.resolve_data`); which one is said on stderr.
+    model's outputs (:func:`onnxnoise.data.registry.resolve_data`).
     """
-    options = given_options(args, args.command, RunConfig)
-    values = config_values(RunConfig, options)  # the noise settings first: their errors come before the data's
-    if options.get("analog_preset") is not None:  # the user sees what the preset stands for, and what replaced it
-        flags = " ".join(expand_preset(options["analog_preset"]).flags())
-        given = preset_overrides(options)
-        note = f"overridden here by {', '.join(given)}" if given else "flags given explicitly override it"
-        print(f"onnxnoise: --analog-preset {options['analog_preset']} = {flags} ({note})", file=sys.stderr)
-    choice = resolve_data(data, model, score_output=options.get("score_output"))
-    if choice.note:
-        print(f"onnxnoise: {choice.note}", file=sys.stderr)
-    config = RunConfig(**{**values, "model": model, "data": choice.path})
-    for line in _no_weight_noise_notes(config, args.command):
+    setup = run_setup(model, data, given_options(args, args.command, RunConfig), command=args.command)
+    for line in setup.notes:
+        print(f"onnxnoise: {line}", file=sys.stderr)
+    for line in setup.warnings:
         print(f"onnxnoise: WARNING: {line}", file=sys.stderr)
-    return config
-
-
-def _no_weight_noise_notes(config: RunConfig, command: str) -> list[str]:
-    """What ``--noise none`` (weights exact) measures in this run, when that is less than the user may think.
-
-    Without a DAC, an ADC or read noise every trial equals the clean model (a tile split alone only
-    reorders the float sums); without read noise nothing is drawn at random, so every seed gives the
-    same trial (:mod:`onnxnoise.noise.none`, :attr:`onnxnoise.tile.TileSettings.needs_calibration`); said
-    for ``bench`` and ``sweep``, whose ``--seeds`` set the draws (``check`` draws until its bounds settle).
-    """
-    if config.noise.model != "none":
-        return []
-    tile, notes = config.tile.settings(), []
-    if not tile.needs_calibration:
-        notes.append("--noise none leaves the weights exact and no DAC, ADC or read noise is on, so every trial "
-                     "equals the clean model; add --dac-bits, --adc-bits or --read-noise to measure the tile's "
-                     "stages")
-    seeds = config.noise.seed_list if command in ("bench", "sweep") and config.noise.seeds != "auto" else ()
-    if not tile.read_noise and len(seeds) > 1:
-        notes.append(f"--noise none without --read-noise draws nothing at random: its {len(seeds)} seeds give the "
-                     "same trial; --seeds 1 gives the same numbers")
-    return notes
+    return setup.config
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -100,35 +62,14 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     else:
         model, data = args.model, args.data  # no --data: the registered dataset matching the model's outputs
     config = _run_config(args, model, data)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = output_folder(args.out or Path("reports") / f"{folder_name(model)}-{stamp}")
+    out = output_folder(args.out or default_out_dir("bench", model))
     with console.status("loading model and decoding images"):
         context = prepare_context(config, calibration_dir=out)
     progress = RichProgress(console, config.noise.noise_model)
     try:
-        result = run_bench(config, progress=progress, context=context,
-                           on_trial=lambda frame: write_table(frame, out, "trials"))
+        result, summary = bench_in_folder(config, out, progress=progress, context=context, demo=demo)
     finally:
         progress.stop()
-    write_table(result.summary, out, "summary")
-    base = result.summary.filter(pl.col("mode") == "baseline")
-    summary = {
-        "demo": demo,
-        **result.meta,
-        "config": config.to_dict(),
-        "strength_unit": axis_of(config.noise.noise_model).unit,
-        "out_dir": str(out),
-        "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
-                     "top5_acc": base["top5_acc_mean"][0] if base.height else None},
-        "results": [
-            {k: (json.loads(v) if k in json_columns() and isinstance(v, str) else v) for k, v in row.items()}
-            for row in result.summary.iter_rows(named=True)
-        ],
-    }
-    if result.scope_check is not None:
-        summary["scope_check"] = result.scope_check.to_dict()
-        write_table(result.scope_check.trials, out, "scope-check")
-    write_text(Path(out) / "bench.json", json_text(summary, indent=2) + "\n")
     console.print(summary_table(result.summary, title=f"{result.meta['model']} on {result.meta['dataset']}"))
     paired = paired_table(result.summary)
     if paired is not None:
@@ -216,8 +157,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     if args.model is None:
         raise OnnxNoiseError("`sweep` needs MODEL (with `--data`, or a registered dataset), or `--config FILE.toml`")
     run = _run_config(args, args.model, args.data)
-    config = SweepConfig(**config_values(SweepConfig, given_options(args, "sweep", SweepConfig), run=run))
-    out = output_folder(args.out or Path("runs") / folder_name(args.model))
+    config = sweep_config(run, given_options(args, "sweep", SweepConfig))
+    out = output_folder(args.out or default_out_dir("sweep", args.model))
     code = _run_one_sweep(config, out, console)
     console.print(f"report: onnxnoise report {out}")
     return code
@@ -249,7 +190,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    out = output_folder(args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = output_folder(args.out or default_out_dir("compare"))
     files = write_comparison(collect_trials(args.run_dir), collect_runs(args.run_dir), out)
     if files.a_avr is not None:
         console.print(a_avr_table(files.a_avr))
@@ -291,54 +232,6 @@ def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def noise_model_list() -> list[dict]:
-    """Every registered noise model: name, strength axis, default strengths, parameters with defaults, source.
-
-    ``source`` is the first line of the class docstring (formula family and source).
-    """
-    out = []
-    for name in sorted(NOISE_MODELS):
-        cls = NOISE_MODELS[name]
-        try:
-            instance = make_noise_model(name)
-        except OnnxNoiseError:
-            instance = None
-        params = {}
-        for f in dataclasses.fields(cls):
-            if instance is not None:
-                value = getattr(instance, f.name)
-            elif f.default is not dataclasses.MISSING:
-                value = f.default
-            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                value = f.default_factory()  # type: ignore[misc]
-            else:
-                value = None
-            params[f.name] = list(value) if isinstance(value, tuple) else value
-        doc = (cls.__doc__ or "").strip().splitlines()
-        strengths = list(cls.default_strengths)
-        axis = axis_of(cls)
-        out.append({
-            "name": name,
-            "strength": {"name": cls.strength_name, "label": cls.strength_label,
-                         "more_noise_when": cls.more_noise_when, "time": is_time_strength(cls),
-                         "long_name": axis.name or cls.strength_label,
-                         "options": [f"--{f}" for f in axis.flags] + ["--strength"], "unit": axis.unit,
-                         "log": axis.log},
-            "example": strength_example(cls, strengths) if strengths else "",
-            "default_strengths": strengths,
-            "default_strengths_text": [instance.format_strength(v) for v in strengths] if instance else [],
-            "params": params,
-            "source": doc[0].strip() if doc else "",
-        })
-    return out
-
-
-def preset_list() -> list[dict]:
-    """Every ``--analog-preset``: name, summary, source, its expansion (flags) and each parameter's citation."""
-    return [{**expand_preset(name).to_dict(), "summary": preset.summary, "source": preset.source,
-             "cites": dict(preset.cites)} for name, preset in PRESETS.items()]
-
-
 def _print_presets(args: argparse.Namespace, console: Console) -> int:
     presets = preset_list()
     if args.json:
@@ -359,8 +252,7 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "presets", False):
         return _print_presets(args, console)
     models = noise_model_list()
-    stages = {"flags": [s.flag for s in declared(TileConfig)], "alone": "--noise none --dac-bits 8 --adc-bits 8",
-              "note": TILE_STAGES_NOTE}
+    stages = tile_stages()
     if args.json:
         print(json_text({"noise_models": models, "tile_stages": stages}, indent=2))
         return 0
@@ -384,15 +276,9 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  parameters: {params}", highlight=False, markup=False)
     console.print("choose one with --noise MODEL[:key=value,...] and give its strengths with its own option "
                   "(or --strength), e.g. --noise pcm:compensation=global --t 1s,1h,1d,30d,1y", highlight=False)
-    console.print(f"[bold]tile stages[/]: {TILE_STAGES_NOTE}; flags {', '.join(stages['flags'])}; alone: "
+    console.print(f"[bold]tile stages[/]: {stages['note']}; flags {', '.join(stages['flags'])}; alone: "
                   f"{stages['alone']}", highlight=False)
     return 0
-
-
-#: What ``noise-models`` says about the analog tile's input/output stages.
-TILE_STAGES_NOTE = ("the analog tile's input/output stages (DAC, ADC, read noise, tiles of R input rows) compose "
-                    "with every model above: each noisy trial applies them to the layers it noises, with ranges "
-                    "calibrated once on clean activations")
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:

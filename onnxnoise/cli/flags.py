@@ -15,14 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from onnxnoise.errors import ConfigError
-from onnxnoise.settings import GROUPS, Setting, declared
+from onnxnoise.run_setup import option_settings as command_settings
+from onnxnoise.settings import GROUPS, Setting
 
 __all__ = ["add_settings", "command_settings", "given_options", "flag_words"]
-
-
-def command_settings(command: str, *classes: type) -> list[Setting]:
-    """The settings of ``classes`` that ``command`` takes as flags, in declaration order."""
-    return [s for cls in classes for s in declared(cls, command) if s.flag is not None]
 
 
 def _type(convert: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from onnxnoise.config import RunConfig
 from onnxnoise.data import DataConfig, Dataset, load_images, open_dataset
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.data.loading import usable_cpus
+from onnxnoise.data.registry import resolve_data
 from onnxnoise.engine.evaluate import EvalSet, Outcomes
 from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.metrics import fixed_top5
@@ -328,7 +329,9 @@ def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -
     """Load, resolve and decode everything a run needs, once.
 
     Args:
-        config: The run settings.
+        config: The run settings; ``config.data`` may be a registered dataset name (``onnxnoise data list``),
+            resolved here as the CLI resolves ``--data`` (:func:`onnxnoise.data.registry.resolve_data`), so
+            ``run_bench(RunConfig(model, "cifar10"))`` runs what ``onnxnoise bench MODEL --data cifar10`` does.
         calibration_dir: With a tile stage on: the run folder whose
             :data:`~onnxnoise.engine.stages.CALIBRATION_FILE` keeps the calibration (reused on
             resume); ``None``: calibrated in memory.
@@ -344,6 +347,7 @@ def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -
         SessionError: Device or provider not available, the provider asked for runs none of the
             model's nodes, or ONNX Runtime rejects the model.
     """
+    config = replace(config, data=resolve_data(config.data, config.model).path)  # a name: its registered path
     choice = choose_providers(config.device, config.provider, tf32=config.tf32)  # fail before decoding anything
     model = load_model(config.model)
     report = layer_report(model, include_preprocessing=config.include_preprocessing)

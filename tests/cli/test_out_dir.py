@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from onnxnoise.cli.app import main
-from onnxnoise.cli.out_dir import output_folder
 from onnxnoise.demo import demo_paths
 from onnxnoise.errors import ConfigError
+from onnxnoise.files import output_folder
 
 
 @pytest.fixture()

@@ -8,8 +8,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxnoise.bench import run_bench
 from onnxnoise.config import RunConfig
 from onnxnoise.data import resolve_data_config
+from onnxnoise.data.registry import register_dataset
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.evaluate import EvalSet, evaluate
 from onnxnoise.engine.labels import resolve_label_offset, shift_labels
@@ -17,6 +19,7 @@ from onnxnoise.engine.metrics import Counts
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.model import get_model_io
+from onnxnoise.noise_config import NoiseConfig
 
 from tests._builders import tiny_cnn
 from tests._checks import flat, one_line, run_cli, strict_json
@@ -298,3 +301,16 @@ def test_a_non_square_static_input_is_refused_with_advice_that_works(tmp_path, c
     code, out, err = run_cli(capsys, *common, "--resize", "0", "--crop", "0", "--json")
     assert code == 0, err
     assert strict_json(out)["baseline"]["top1_acc"] == 100.0
+
+
+def test_a_registered_dataset_name_in_run_config_is_resolved(demo_files, tmp_path, monkeypatch):
+    """``run_bench(RunConfig(model, NAME))`` runs as ``bench MODEL --data NAME`` does (issue 22): the context
+    opens the registered path (:func:`onnxnoise.data.registry.resolve_data`)."""
+    monkeypatch.setenv("ONNXNOISE_CONFIG_DIR", str(tmp_path))
+    model, data = demo_files
+    register_dataset("fm-demo", data)
+    config = RunConfig(model=model, data="fm-demo", noise=NoiseConfig(strengths=(10.0,), seeds=1))
+    assert prepare_context(config).config.data == data.resolve()
+    assert run_bench(config).trials["top1_correct"].to_list() == [932, 903]  # the demo's counts with its path
+    with pytest.raises(DataError, match="`fm-other` does not exist as a path and is not a registered dataset name"):
+        prepare_context(RunConfig(model=model, data="fm-other"))

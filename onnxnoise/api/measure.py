@@ -1,0 +1,144 @@
+"""The Python API's runs: :func:`bench` and :func:`sweep`, on the functions the CLI's commands call.
+
+Each takes what the command line takes: a model path, a dataset path or a registered dataset name
+(``onnxnoise data list``; ``None``: the registered dataset matching the model's outputs), and every
+option by its setting key (docs/options.md: ``noise="pcm:compensation=global"``, ``snr="10,100"`` or
+``snr=[10, 100]``, ``seeds=3``, ``limit=500``...). They are silent: nothing is printed, the notes the CLI
+would print are returned; ``progress=True`` shows rich progress bars on stderr. Bad input raises an
+:class:`onnxnoise.errors.OnnxNoiseError` subclass with the one-line message the CLI would print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+
+from onnxnoise.api.results import BenchRun, SweepRun
+from onnxnoise.bench import bench_in_folder, bench_record, run_bench
+from onnxnoise.config import RunConfig, SweepConfig
+from onnxnoise.demo import demo_paths
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.executor import Progress
+from onnxnoise.errors import ConfigError
+from onnxnoise.files import output_folder
+from onnxnoise.noise import NoiseModel
+from onnxnoise.report.progress import RichProgress
+from onnxnoise.run_setup import default_out_dir, keyword_options, run_setup, sweep_config
+from onnxnoise.store import STORE_NAME, run_store
+from onnxnoise.sweep import run_sweep
+
+__all__ = ["bench_model", "sweep_model"]
+
+PathLike = str | os.PathLike[str]
+
+
+@contextmanager
+def _progress(progress: bool | Progress, noise_model: NoiseModel) -> Iterator[Progress | None]:
+    """The progress receiver ``progress`` asks for: none (``False``), rich bars on stderr (``True``), or its own."""
+    if progress is False or progress is None:
+        yield None
+        return
+    if progress is True:
+        bars = RichProgress(Console(stderr=True), noise_model)
+        try:
+            yield bars
+        finally:
+            bars.stop()
+        return
+    yield progress
+
+
+def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, out: PathLike | None = None,
+          progress: bool | Progress = False, **options: Any) -> BenchRun:
+    """Bench one model: the clean baseline, then noise in all selected layers, for each strength and seed.
+
+    As ``onnxnoise bench`` (same trials, same counts, same trial keys): the trial table and summary
+    the command writes, returned as Polars DataFrames.
+
+    Args:
+        model: ONNX classifier file; ``None`` (with ``data`` ``None``): the built-in Fashion-MNIST demo
+            (:func:`onnxnoise.demo.demo_paths`).
+        data: Dataset path (CIFAR batch folder, class folders, ImageNet flat val, ``.npz``), a registered
+            dataset name, or ``None`` for the registered dataset whose class count matches the model.
+        out: Folder to write ``trials``, ``summary`` (Parquet and CSV) and ``bench.json`` in, as the CLI;
+            ``None``: write nothing.
+        progress: ``True``: progress bars on stderr; an :class:`onnxnoise.engine.executor.Progress`: yours.
+        **options: Any ``bench`` option by setting key (docs/options.md), e.g. ``noise="gaussian-snr"``,
+            ``snr="10,100"`` (linear SNR), ``seeds="0-4"``, ``limit=500`` (images), ``device="cpu"``.
+
+    Returns:
+        The :class:`~onnxnoise.api.results.BenchRun`.
+
+    Raises:
+        ConfigError: An option ``bench`` does not take, or a bad value; ``data`` without ``model``.
+        NoiseConfigError, DataError, GraphError, SessionError: Bad noise settings, dataset or model.
+        BaselineExpectationError: ``expect_top1`` is set and the clean top-1 is outside its tolerance.
+
+    Example:
+        >>> import onnxnoise
+        >>> run = onnxnoise.bench_model(snr=10, seeds=1)  # the demo: 1,000 Fashion-MNIST images, seed 0
+        >>> run.trials["top1_correct"].to_list()           # clean, then SNR 10
+        [932, 903]
+        >>> run.baseline_top1
+        93.2
+    """
+    demo = model is None
+    if demo:
+        if data is not None:
+            raise ConfigError("`data` given without `model`; pass the ONNX model too (or neither for the demo)")
+        model, data = demo_paths()
+    setup = run_setup(model, data, keyword_options("bench", options, RunConfig), command="bench")
+    config = setup.config
+    folder = None if out is None else output_folder(out, option="out")
+    with _progress(progress, config.noise.noise_model) as receiver:
+        if folder is None:
+            result = run_bench(config, progress=receiver)
+            record = bench_record(result, config, None, demo=demo)
+        else:
+            result, record = bench_in_folder(config, folder, progress=receiver, demo=demo)
+    stems = ("trials", "summary") + (("scope-check",) if result.scope_check is not None else ())
+    files = () if folder is None else (*(folder / f"{s}.{x}" for s in stems for x in ("parquet", "csv")),
+                                       folder / "bench.json")
+    return BenchRun(config=config, trials=result.trials, summary=result.summary, meta=result.meta, record=record,
+                    notes=setup.notes, warnings=(*setup.warnings, *result.meta["warnings"]), out=folder,
+                    files=files, scope_check=result.scope_check)
+
+
+def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike | None = None,
+          progress: bool | Progress = False, **options: Any) -> SweepRun:
+    """Run a resumable sweep into ``out/trials.sqlite``: modes ``all``, ``per-layer``, ``cumulative``.
+
+    As ``onnxnoise sweep MODEL``: trials already in the store are not run again; a change to a setting
+    that can change a count gives new trials. Modes after Fagbohungbe & Qian (arXiv 2011.11840, Sec. IV).
+
+    Args:
+        model: ONNX classifier file.
+        data: Dataset path, registered dataset name, or ``None`` (the registered dataset matching the model).
+        out: Run folder (default ``runs/<model>``, as the CLI).
+        progress: ``True``: progress bars on stderr; an :class:`onnxnoise.engine.executor.Progress`: yours.
+        **options: Any ``sweep`` option by setting key (docs/options.md), e.g. ``modes="all,per-layer"``,
+            ``snr="10,100"``, ``seeds=3``, ``executor="local"``.
+
+    Returns:
+        The :class:`~onnxnoise.api.results.SweepRun`.
+
+    Raises:
+        ConfigError, NoiseConfigError, DataError, GraphError, SessionError: Bad input (before any trial runs).
+        StoreError: The store cannot be written, or belongs to another experiment.
+        BaselineExpectationError, BaselineError: The clean baseline is off or failed.
+    """
+    given = keyword_options("sweep", options, SweepConfig)
+    setup = run_setup(model, data, given, command="sweep")
+    config = sweep_config(setup.config, given)
+    folder = output_folder(out if out is not None else default_out_dir("sweep", model), option="out")
+    with run_store(folder / STORE_NAME) as store, _progress(progress, config.run.noise.noise_model) as receiver:
+        result = run_sweep(config, store, progress=receiver, context=prepare_context(config.run,
+                                                                                     calibration_dir=folder))
+    return SweepRun(config=config, trials=result.trials, summary=result.summary, out=folder,
+                    store=folder / STORE_NAME, planned=result.planned, done=result.done, ran=result.ran,
+                    failed=result.failed, taken=result.taken, notes=setup.notes,
+                    warnings=(*setup.warnings, *result.warnings))

@@ -1,0 +1,202 @@
+"""What the Python API's functions return: frozen dataclasses holding Polars DataFrames and the paths written.
+
+Accuracies are in percent (0 to 100) and counts in images, as in the trial store
+(:mod:`onnxnoise.store.schema`); strengths in the noise model's own unit (SNR linear for
+``gaussian-snr``, seconds for ``pcm``'s ``t``; ``noise_models()`` says each unit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from onnxnoise.bench import ScopeCheck
+from onnxnoise.config import RunConfig, SweepConfig
+from onnxnoise.model import Layer, SetAside
+
+__all__ = ["BenchRun", "SweepRun", "ReportRun", "CompareRun", "LayerList", "NoiseModelInfo", "baseline_top1"]
+
+
+def baseline_top1(summary: pl.DataFrame) -> float | None:
+    """The clean model's top-1 accuracy in percent from a summary (its ``baseline`` row), or ``None``."""
+    base = summary.filter(pl.col("mode") == "baseline")
+    return float(base["top1_acc_mean"][0]) if base.height else None
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """The outcome of :func:`onnxnoise.bench_model`: the clean baseline and noise in all selected layers.
+
+    Attributes:
+        config: The run's settings (the dataset resolved to its path).
+        trials: One row per trial, the baseline first: the trial store's columns
+            (:data:`onnxnoise.store.TRIAL_COLUMNS`: ``mode``, ``strength`` Float64, ``seed`` Int64,
+            ``images``/``top1_correct``/``top5_correct`` Int64 counts, ...) plus ``top1_acc``/``top5_acc``
+            (Float64, percent).
+        summary: One row per (mode, strength): ``top1_acc_mean`` (percent), its 95% interval over seeds,
+            ``seeds``, paired statistics against the clean model (:func:`onnxnoise.report.stats.summarize_trials`).
+        meta: Run facts (model, dataset, images, layers, provider...) and ``warnings``
+            (:class:`onnxnoise.bench.BenchResult`).
+        record: What ``bench.json`` holds (:func:`onnxnoise.bench.bench_record`).
+        notes: How settings were chosen (a registered dataset, an analog preset's expansion).
+        warnings: What the run measures when that is less than it seems, and ``meta["warnings"]``.
+        out: The folder written, or ``None`` (``out`` not given: nothing written).
+        files: The files written in ``out`` (``trials``/``summary`` Parquet and CSV, ``bench.json``).
+        scope_check: The ``scope_check=N`` re-run with ``scope=channel``, or ``None``.
+    """
+
+    config: RunConfig
+    trials: pl.DataFrame
+    summary: pl.DataFrame
+    meta: dict[str, Any]
+    record: dict[str, Any]
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    out: Path | None = None
+    files: tuple[Path, ...] = ()
+    scope_check: ScopeCheck | None = None
+
+    @property
+    def baseline_top1(self) -> float | None:
+        """Clean top-1 accuracy in percent (the ``baseline`` row of :attr:`summary`)."""
+        return baseline_top1(self.summary)
+
+    @property
+    def failed(self) -> int:
+        """Trials that ended with an error (their rows carry it in column ``error``)."""
+        return int(self.meta["failed"])
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """The outcome of :func:`onnxnoise.sweep_model`: a resumable sweep recorded in ``out/trials.sqlite``.
+
+    Attributes:
+        config: The sweep's settings (``config.run``: the run's, dataset resolved).
+        trials: The store's rows of this sweep's plan (run now or before), trial-table schema.
+        summary: One row per (mode, layer, strength): mean top-1/top-5 in percent with 95% intervals.
+        out: The run folder.
+        store: The trial store file (``out/trials.sqlite``).
+        planned, done, ran, failed, taken: Trial counts: in the plan, already in the store, run now, ended
+            with an error now, recorded meanwhile by another process.
+        notes: How settings were chosen (a registered dataset, an analog preset's expansion).
+        warnings: Baseline and unchanged-layer warnings, and what the run measures when that is less than it seems.
+    """
+
+    config: SweepConfig
+    trials: pl.DataFrame
+    summary: pl.DataFrame
+    out: Path
+    store: Path
+    planned: int
+    done: int
+    ran: int
+    failed: int
+    taken: int
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def baseline_top1(self) -> float | None:
+        """Clean top-1 accuracy in percent (the ``baseline`` row of :attr:`summary`)."""
+        return baseline_top1(self.summary)
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """The outcome of :func:`onnxnoise.make_report`: tables, figures and ``report.md`` of one or more run folders.
+
+    Attributes:
+        trials: Every trial of the run folders (trial-table schema plus ``top1_acc``/``top5_acc``).
+        summary: One row per (model, noise model, mode, layer, strength), percent with 95% intervals.
+        a_avr: ``A_avr`` (paper eq. 3) per (model, noise model, strength); empty without per-layer trials.
+        blame: Layers ranked by their top-1 drop; empty without per-layer trials.
+        out: The folder written.
+        markdown: ``report.md``.
+        tables: Parquet/CSV files written.
+        figures: PNG/SVG files written.
+        warnings: Baselines at chance level, failed trials, collapsed draws.
+    """
+
+    trials: pl.DataFrame
+    summary: pl.DataFrame
+    a_avr: pl.DataFrame
+    blame: pl.DataFrame
+    out: Path
+    markdown: Path
+    tables: tuple[Path, ...] = ()
+    figures: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """The outcome of :func:`onnxnoise.compare_runs`: paired differences of two or more models with a verdict.
+
+    Attributes:
+        trials: Every trial of the run folders; the first model is the reference.
+        verdicts: One row per (model, noise setting, strength) shared with the reference: difference in
+            percentage points with its 95% interval and ``sentence``; empty with one model.
+        a_avr: Per-layer ``A_avr`` table, or an empty frame.
+        json: What ``compare --json`` prints (:func:`onnxnoise.report.comparison.comparison_json`).
+        out, markdown, tables, figures: The folder and files written (``compare.md``...).
+    """
+
+    trials: pl.DataFrame
+    verdicts: pl.DataFrame
+    a_avr: pl.DataFrame
+    json: dict[str, Any]
+    out: Path
+    markdown: Path
+    tables: tuple[Path, ...] = ()
+    figures: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerList:
+    """The outcome of :func:`onnxnoise.model_layers`: a model's parameter layers, as ``onnxnoise layers`` lists them.
+
+    Attributes:
+        model: The ONNX file.
+        table: One row per layer in graph order: ``index`` (Int64), ``name``, ``op_type`` (String),
+            ``num_params`` (Int64, elements), ``sigma_w`` (Float64, the layer's weight standard deviation),
+            ``tensors`` (List(String)), ``quantization_policy`` (String or null).
+        layers: The same layers as :class:`onnxnoise.model.Layer` objects (shapes, roles, channel axes).
+        set_aside: Float initializers that are not parameters, with the reason.
+        left_out: Weights stored where discovery does not look (not listed, not noised).
+    """
+
+    model: Path
+    table: pl.DataFrame
+    layers: tuple[Layer, ...]
+    set_aside: tuple[SetAside, ...] = ()
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def total_params(self) -> int:
+        """Parameters (elements) over all layers."""
+        return sum(layer.num_params for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class NoiseModelInfo:
+    """One registered noise model (:func:`onnxnoise.noise_models`), as ``noise-models --json`` gives it.
+
+    Attributes:
+        name: The ``noise=`` name (``gaussian-snr``, ``pcm``...).
+        strength: Its strength axis: ``name``, ``label``, ``unit``, ``log``, ``more_noise_when``, ``options``.
+        default_strengths: Strengths run when none is given, in the axis's unit.
+        params: Parameters (``noise="NAME:key=value"``) with their defaults.
+        source: The formula family and its source (first line of the class docstring).
+        example: A strength option as given on the command line (``--snr 10,100``).
+    """
+
+    name: str
+    strength: dict[str, Any]
+    default_strengths: tuple[float, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    example: str = ""

@@ -1,0 +1,54 @@
+"""onnxnoise/run_setup.py: one path from a model, a dataset (path or registered name) and options to a
+RunConfig, for the CLI and the Python API alike."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from onnxnoise.config import RunConfig, SweepConfig
+from onnxnoise.data.registry import register_dataset
+from onnxnoise.errors import ConfigError
+from onnxnoise.run_setup import default_out_dir, keyword_options, option_settings, run_setup
+
+
+def test_keyword_options_convert_text_as_the_flag_does():
+    options = keyword_options("bench", {"limit": "100", "snr": "10,100", "batch_size": 64, "cache": False}, RunConfig)
+    assert (options["limit"], options["snr"], options["batch_size"], options["cache"]) == (100, "10,100", 64, False)
+    assert options["seeds"] is None  # not given
+    assert set(options) == {s.key for s in option_settings("bench", RunConfig)}
+
+
+def test_keyword_options_refuse_what_the_command_does_not_take():
+    with pytest.raises(ConfigError, match=r"^bench takes no option 'modes'; its options are"):
+        keyword_options("bench", {"modes": "all"}, RunConfig)  # a sweep's option
+    assert keyword_options("sweep", {"modes": "all"}, SweepConfig)["modes"] == "all"
+    with pytest.raises(ConfigError, match=r"^batch_size='x' is not a valid --batch-size value$"):
+        keyword_options("bench", {"batch_size": "x"}, RunConfig)
+
+
+def test_run_setup_resolves_a_registered_name_and_says_so(demo_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONNXNOISE_CONFIG_DIR", str(tmp_path))
+    model, data = demo_files
+    register_dataset("fm", data)
+    setup = run_setup(model, "fm", {"snr": "10", "seeds": 2}, command="bench")
+    assert setup.config.data == data.resolve() and setup.config.noise.strengths == (10.0,)
+    assert setup.notes == (f"--data fm: registered dataset `fm` ({data.resolve()}, 10 classes)",)
+    assert setup.warnings == ()
+    assert run_setup(model, None, {}, command="bench").config.data == data.resolve()  # 10 outputs: the 10-class set
+
+
+def test_run_setup_says_what_noise_none_measures(demo_files):
+    model, data = demo_files
+    setup = run_setup(model, data, {"noise": "none", "seeds": 3}, command="sweep")
+    assert len(setup.warnings) == 2 and setup.warnings[0].startswith("--noise none leaves the weights exact")
+    assert "its 3 seeds give the same trial" in setup.warnings[1]
+
+
+def test_default_out_dirs():
+    assert default_out_dir("sweep", "models/My Net.onnx") == Path("runs/My-Net")
+    assert re.fullmatch(r"reports/net-\d{8}-\d{6}", default_out_dir("bench", "net.onnx").as_posix())
+    assert re.fullmatch(r"reports/check-net-\d{8}-\d{6}", default_out_dir("check", "net.onnx").as_posix())
+    assert re.fullmatch(r"reports/compare-\d{8}-\d{6}", default_out_dir("compare").as_posix())
