@@ -9,9 +9,11 @@ The pairing: a sweep's draw ``s`` of every model runs on the same images (same d
 fingerprint and image count) with the same seed. For the seeds both models have,
 ``d_s = m_B,s - m_A,s`` and the interval is the paired Student t interval of the mean of the
 ``d_s`` (``t_{(1+level)/2, S-1} sd(d) / sqrt(S)``; e.g. ``scipy.stats.ttest_rel(...)
-.confidence_interval()``). It covers the noise draws. The images are the same for both models
-and fixed: the verdict is about these images (per-image outcomes are not stored, so the
-sampling of images cannot be resampled here). Without two shared seeds, or on different images,
+.confidence_interval()``). It covers the noise draws. For noise in all layers (top-1 % of the
+shared images) the images' term of :func:`paired_difference` is added: the smallest per-image
+variance the counts allow (per-image outcomes are not stored), so a gap that a few images make
+is not called certain because every draw repeats it. Per-layer A_avr comparisons keep the
+draws-only interval. Without two shared seeds, or on different images,
 the interval is Welch's for two independent means (B. L. Welch, Biometrika 34, 1947).
 """
 
@@ -180,7 +182,9 @@ def _row(name_a: str, name_b: str, key: dict, a: pl.DataFrame, b: pl.DataFrame, 
     if paired:
         av = a.filter(pl.col("seed").is_in(shared)).sort("seed")["value"].to_numpy()
         bv = b.filter(pl.col("seed").is_in(shared)).sort("seed")["value"].to_numpy()
-        diff, ci = paired_difference(av, bv, level)
+        # whole-model values are top-1 % of the shared images: the images' term applies (per-layer
+        # A_avr degradations are averages over layers, whose image term this count cannot bound)
+        diff, ci = paired_difference(av, bv, level, images=int(a["images"].max()) if key["mode"] == "all" else None)
     else:
         av, bv = a["value"].to_numpy(), b["value"].to_numpy()
         diff, ci = welch_difference(av, bv, level)

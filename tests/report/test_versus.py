@@ -59,7 +59,13 @@ def test_compare_models_pairs_by_seed_on_the_same_images():
     a, b = [70.0, 65.0, 72.0], [80.0, 76.0, 83.0]
     assert (whole["model_a"], whole["model_b"]) == ("resnet20.onnx", "resnet32.onnx")
     assert whole["difference"] == pytest.approx(np.mean(b) - np.mean(a))
-    assert whole["ci"] == pytest.approx(_half(stats.ttest_rel(b, a)))
+    # draws term var(d)/S = (1/3)/3 with d = 10, 11, 11 points; images term: at least 10%, 11%, 11% of the 1,000
+    # images differ, per-image variance 1e4 k (1 - k) n / (n - 1), its mean over draws / n; Welch-Satterthwaite df
+    draws = np.var([10.0, 11.0, 11.0], ddof=1) / 3
+    image = np.mean([1e4 * k * (1 - k) * 1000 / 999 for k in (0.10, 0.11, 0.11)]) / 1000
+    df = (image + draws) ** 2 / (image ** 2 / 999 + draws ** 2 / 2)
+    assert whole["ci"] == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(image + draws))  # 2.038
+    assert whole["ci"] == pytest.approx(2.038, abs=1e-3) and whole["ci"] > _half(stats.ttest_rel(b, a))
     assert whole["paired"] and whole["seeds"] == 3 and whole["images"] == 1000
     assert (whole["clean_a"], whole["clean_b"]) == (90.0, 92.0)
     layer = rows.filter(pl.col("mode") == "per-layer").row(0, named=True)
