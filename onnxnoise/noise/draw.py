@@ -21,7 +21,7 @@ each noised layer, in order:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import partial
 
@@ -30,6 +30,7 @@ import numpy as np
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model.quant import QuantParams, dequantize, requantize
 from onnxnoise.noise.base import NoiseModel, TensorInfo
+from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.rng import tensor_rng
 
 __all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise"]
@@ -100,41 +101,24 @@ def _counter_names() -> list[str]:
 
 
 def changed_count(noisy: np.ndarray, clean: np.ndarray) -> int:
-    """How many elements of ``noisy`` differ from ``clean`` (same shape); NaN equals NaN, -0.0 equals 0.0."""
-    differ = noisy != clean
-    if np.issubdtype(clean.dtype, np.integer) or np.issubdtype(clean.dtype, np.bool_):
-        return int(np.count_nonzero(differ))
-    a, b = noisy[differ], clean[differ]
-    return int(np.count_nonzero(~(np.isnan(a.astype(np.float32)) & np.isnan(b.astype(np.float32)))))
+    """How many elements of ``noisy`` differ from ``clean`` (same shape); NaN equals NaN, -0.0 equals 0.0.
+
+    Two passes over the tensor, no copy: the elements that compare unequal, less those NaN in both
+    (NaN never compares equal, and both-NaN positions are among the clean NaNs, looked up only
+    when the clean tensor has any).
+    """
+    differ = int(np.count_nonzero(noisy != clean))
+    if differ == 0 or np.issubdtype(clean.dtype, np.integer) or np.issubdtype(clean.dtype, np.bool_):
+        return differ
+    clean_nan = _isnan(clean)
+    if not clean_nan.any():
+        return differ
+    return differ - int(np.count_nonzero(clean_nan & _isnan(noisy)))
 
 
-class _Values(Mapping):
-    """Clean float values of the tensors of some layers, dequantized on first access."""
-
-    def __init__(self, layers: Iterable, initializers: Mapping[str, np.ndarray]) -> None:
-        self._initializers = initializers
-        self._quant = {name: params for layer in layers for name, params in
-                       zip(layer.tensors, tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors))}
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._quant:
-            raise KeyError(name)
-        if name not in self._cache:
-            self._cache[name] = _values(self._initializers[name], self._quant[name], self._initializers)
-        return self._cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._quant)
-
-    def __len__(self) -> int:
-        return len(self._quant)
-
-
-def _values(clean: np.ndarray, params: QuantParams | None, initializers: Mapping[str, np.ndarray]) -> np.ndarray:
-    if params is not None:
-        return dequantize(clean, params, initializers)
-    return clean.astype(np.float64 if clean.dtype == np.float64 else np.float32, copy=False)
+def _isnan(a: np.ndarray) -> np.ndarray:
+    """``isnan`` of any float array (narrow floats numpy has no ufunc for, e.g. bfloat16, via float32)."""
+    return np.isnan(a) if a.dtype.kind == "f" else np.isnan(a.astype(np.float32))
 
 
 def draw_noise(
@@ -147,6 +131,7 @@ def draw_noise(
     *,
     model_layers: Iterable = (),
     tile_rows: int = 0,
+    stats: CleanStats | None = None,
 ) -> NoiseDraw:
     """Perturb the tensors of ``layers`` with ``model`` at ``strength`` (see module docstring).
 
@@ -162,6 +147,10 @@ def draw_noise(
         tile_rows: Input rows per analog tile (the run's ``--tile-rows``; 0: no tiles), passed to
             every tensor as :attr:`TensorInfo.tile_rows` (the ``tile-column`` mapping, ``gaussian-max``'s
             ``tile`` scope).
+        stats: The run's :class:`~onnxnoise.noise.clean.CleanStats` of ``initializers`` (and of
+            ``model_layers``, which it replaces when given): clean values and statistics computed
+            by an earlier draw are reused (same values, no recomputation). ``None``: a fresh one
+            for this draw.
 
     Returns:
         A :class:`NoiseDraw` with new arrays for the perturbed tensors only;
@@ -170,6 +159,7 @@ def draw_noise(
     Raises:
         NoiseConfigError: Invalid strength, seed or ``tile_rows``, or a layer naming a tensor that is
             not an initializer of the model.
+        ValueError: ``stats`` was built for other initializers.
     """
     strength = model.check_strength(strength)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -181,14 +171,18 @@ def draw_noise(
     arrays: dict[str, np.ndarray] = {}
     counts = dict.fromkeys(_counter_names(), 0)
     changed: dict[str, int] = {}
-    model_layers = tuple(model_layers)
-    model_values = _Values(model_layers, initializers)
+    if stats is None:
+        stats = CleanStats(initializers, model_layers)
+    elif stats.initializers is not initializers:
+        msg = "`stats` holds the statistics of other initializers than the draw's"
+        raise ValueError(msg)
+    model_layers, model_values = stats.model_layers, stats.model_values
     for layer in layers:
         missing = [n for n in layer.tensors if n not in initializers]
         if missing:
             msg = f"layer {layer.name!r} names tensor(s) {', '.join(missing)} that are not initializers of the model"
             raise NoiseConfigError(msg)
-        values = _Values([layer], initializers)
+        values = stats.layer_values(layer)
         quant = tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)
         if any(model.acts_on(role, layer.op_type, params is not None) for role, params in zip(layer.roles, quant)):
             changed[layer.name] = 0
@@ -198,7 +192,7 @@ def draw_noise(
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
                               stored_dtype=clean.dtype, quantized=params is not None, layer_values=values,
                               model_layers=model_layers, model_values=model_values, stored=clean,
-                              tile_rows=int(tile_rows),
+                              tile_rows=int(tile_rows), memo=stats.memo,
                               dequantize=None if params is None else partial(dequantize, params=params,
                                                                              initializers=initializers))
             noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)

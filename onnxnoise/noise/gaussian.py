@@ -152,13 +152,13 @@ class GaussianSNR(NoiseModel):
             noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is counted by the caller
                 noise *= w.dtype.type(sigma_w / strength)
-                return w + noise
+                return np.add(w, noise, out=noise)  # w + noise, in the draw's buffer
         if not np.any(sigma_w):
             return w
         noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
         with np.errstate(over="ignore", invalid="ignore"):
             noise *= (sigma_w / strength).astype(w.dtype)
-            return w + noise
+            return np.add(w, noise, out=noise)
 
 
 #: One-entry cache of the model's mean square: (weak reference to the draw's

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 
+import ml_dtypes
 import numpy as np
 import pytest
 from onnx import numpy_helper
 
 from onnxnoise.model import list_layers
-from onnxnoise.noise import NoisePolicies, draw_noise, make_noise_model
+from onnxnoise.noise import CleanStats, NoisePolicies, draw_noise, make_noise_model
 from onnxnoise.noise.draw import changed_count
 
 from tests._builders import qdq_matmul, tiny_cnn
@@ -66,19 +67,22 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def draw_hashes() -> dict[str, str]:
-    """``"model params strength seed graph" -> hash`` of every case."""
+def draw_hashes(shared: bool = False) -> dict[str, str]:
+    """``"model params strength seed graph" -> hash`` of every case (``shared``: every draw of a graph
+    reuses one :class:`~onnxnoise.noise.CleanStats`, as the trials of a run do)."""
     out = {}
     for graph, proto in _models().items():
         layers = list_layers(proto)
         inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+        stats = CleanStats(inits, layers) if shared else None
         for name, params, strengths in CASES:
             model = make_noise_model(name, params)
             if model.needs_integer_weights and graph != "qdq":
                 continue
             for strength in strengths:
                 for seed in (0, 7):
-                    draw = draw_noise(model, strength, seed, layers, inits, NoisePolicies(), model_layers=layers)
+                    draw = draw_noise(model, strength, seed, layers, inits, NoisePolicies(), model_layers=layers,
+                                      stats=stats)
                     counts = ",".join(str(v) for v in draw.counters().values())
                     key = f"{name} {sorted(params.items())} {strength:g} {seed} {graph}"
                     out[key] = f"{_digest(draw.arrays)} {counts}"
@@ -301,6 +305,12 @@ def test_draws_are_bit_identical_to_the_pinned_ones():
     assert draw_hashes() == PINNED
 
 
+def test_draws_sharing_the_runs_statistics_are_the_pinned_ones():
+    # sigma_w, channel stds, the model's mean square and dequantized values computed by the first
+    # draw and reused by every later one (strengths, seeds, models): the same bits.
+    assert draw_hashes(shared=True) == PINNED
+
+
 @pytest.mark.parametrize(("name", "params", "strength"), [
     ("gaussian-snr", {"scope": "channel"}, 10.0), ("gaussian-snr", {"scope": "layer"}, 10.0),
     ("gaussian-global-db", {}, 10.0), ("multiplicative", {}, 0.1), ("pcm", {"compensation": "global"}, 3600.0),
@@ -324,6 +334,8 @@ def test_changed_count_compares_values():
     assert changed_count(noisy, clean) == 2  # -0.0 == 0.0 and NaN == NaN are not changes; 1 -> 1.5, 2 -> NaN are
     assert changed_count(np.array([1, 2, 3], np.int8), np.array([1, 0, 3], np.int8)) == 1
     assert changed_count(clean.astype(np.float16), clean.astype(np.float16)) == 0
+    assert changed_count(noisy.astype(ml_dtypes.bfloat16), clean.astype(ml_dtypes.bfloat16)) == 2
+    assert changed_count(noisy[[0, 1, 3]], clean[[0, 1, 3]]) == 2  # no NaN in the clean tensor
 
 
 def test_changed_values_per_noised_layer_the_model_acts_on():
