@@ -190,10 +190,20 @@ class SessionFactory:
 
     @staticmethod
     def _externalizable(tensor: onnx.TensorProto, replaceable: bool) -> bool:
+        """Whether ``tensor`` becomes an external reference: a weight-like array ONNX Runtime can take from numpy.
+
+        int64 tensors (shapes, axes, indices) stay in the model: ONNX Runtime's shape inference reads
+        them from the graph when it loads it, before external initializers are attached (a Reshape's
+        shape given externally fails with "Cannot parse data from external tensors"). Other integer
+        and bool tensors go external only when replaceable (integer-quantized weights), floats when
+        replaceable or at least :data:`_EXTERNAL_MIN_BYTES` large.
+        """
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
-        if dtype not in _ORT_NUMPY_DTYPES or len(tensor.dims) == 0:
+        if dtype not in _ORT_NUMPY_DTYPES or len(tensor.dims) == 0 or dtype == np.int64:
             return False
-        return replaceable or _tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES
+        if replaceable:
+            return True
+        return dtype.kind == "f" and _tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES
 
     def model_bytes(self, replacements: Mapping[str, np.ndarray] | None = None, *,
                     edit: GraphEdit | None = None) -> bytes:
