@@ -129,9 +129,15 @@ class NoiseModel(ABC):
         needs_integer_weights: The model acts on stored integers (bit flips): a run whose
             noised layers hold no integer-quantized tensor is refused before any trial
             (:meth:`check_layers`), and float tensors of the noised layers are left exact.
+        parallel_draw: :meth:`perturb` may run for several tensors at once in threads
+            (:func:`onnxnoise.noise.draw_noise`): it reads only its arguments and the run's memo,
+            and numpy releases the GIL in its bulk generation. Each tensor keeps its own generator,
+            so values and counts are those of a sequential draw. Off by default (a plug-in with
+            state of its own is drawn one tensor at a time).
     """
 
     name: ClassVar[str] = ""
+    parallel_draw: ClassVar[bool] = False
     strength_axis: ClassVar[StrengthAxis] = GENERIC_AXIS
     strength_name: ClassVar[str] = GENERIC_AXIS.symbol
     strength_label: ClassVar[str] = GENERIC_AXIS.label

@@ -21,6 +21,8 @@ each noised layer, in order:
 from __future__ import annotations
 
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -33,7 +35,7 @@ from onnxnoise.noise.base import NoiseModel, TensorInfo
 from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.rng import tensor_rng
 
-__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise"]
+__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise", "draw_threads"]
 
 #: What to do with BatchNormalization running variances that noise made negative.
 #: ``clamp``: set them to 0 (the op then divides by sqrt(epsilon)); ``abs``: reflect
@@ -177,6 +179,7 @@ def draw_noise(
         msg = "`stats` holds the statistics of other initializers than the draw's"
         raise ValueError(msg)
     model_layers, model_values = stats.model_layers, stats.model_values
+    jobs = []
     for layer in layers:
         missing = [n for n in layer.tensors if n not in initializers]
         if missing:
@@ -188,23 +191,52 @@ def draw_noise(
             changed[layer.name] = 0
         for name, role, params in zip(layer.tensors, layer.roles, quant):
             clean = initializers[name]
-            w = values[name]
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
                               stored_dtype=clean.dtype, quantized=params is not None, layer_values=values,
                               model_layers=model_layers, model_values=model_values, stored=clean,
                               tile_rows=int(tile_rows), memo=stats.memo,
                               dequantize=None if params is None else partial(dequantize, params=params,
                                                                              initializers=initializers))
-            noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)
-            if noisy is w:  # the model left the tensor unchanged
-                counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
-                arrays[name] = clean
-                continue
-            arrays[name] = _store(noisy, w, clean, params, initializers, layer.op_type, role, policies, counts)
-            moved = changed_count(arrays[name], clean)
-            if moved or layer.name in changed:
-                changed[layer.name] = changed.get(layer.name, 0) + moved
+            jobs.append((layer, info, values[name], params))  # values read here: dequantized once, in order
+    one = partial(_draw_tensor, model, strength, int(seed), initializers, policies)
+    workers = min(len(jobs), draw_threads()) if model.parallel_draw else 1
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="onnxnoise-draw") as pool:
+            results = list(pool.map(one, jobs))  # in job order; the first failing tensor raises
+    else:
+        results = [one(job) for job in jobs]
+    for (layer, info, _, _), (array, delta, moved) in zip(jobs, results):
+        arrays[info.name] = array
+        for counter, value in delta.items():
+            counts[counter] += value
+        if moved is not None and (moved or layer.name in changed):
+            changed[layer.name] = changed.get(layer.name, 0) + moved
     return NoiseDraw(arrays=arrays, **counts, changed_values=changed)
+
+
+def draw_threads() -> int:
+    """Threads a draw may use: the CPUs this process may run on (``os.sched_getaffinity``, else ``os.cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _draw_tensor(model: NoiseModel, strength: float, seed: int, initializers: Mapping[str, np.ndarray],
+                 policies: NoisePolicies, job: tuple) -> tuple[np.ndarray, dict[str, int], int | None]:
+    """One tensor's draw (its own generator), policies and store: ``(array, counter increments, changed count)``.
+
+    The changed count is ``None`` when the model left the tensor unchanged (the clean array is returned).
+    """
+    layer, info, w, params = job
+    clean = initializers[info.name]
+    counts = dict.fromkeys(_counter_names(), 0)
+    noisy = model.perturb(w, strength, tensor_rng(seed, info.name), info)
+    if noisy is w:  # the model left the tensor unchanged
+        counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
+        return clean, counts, None
+    array = _store(noisy, w, clean, params, initializers, layer.op_type, info.role, policies, counts)
+    return array, counts, changed_count(array, clean)
 
 
 def _store(noisy: np.ndarray, w: np.ndarray, clean: np.ndarray, params: QuantParams | None,

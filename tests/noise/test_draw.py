@@ -10,12 +10,14 @@ of stored sweeps would no longer be reproducible.
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import ml_dtypes
 import numpy as np
 import pytest
 from onnx import numpy_helper
 
+import onnxnoise.noise.draw as draw_module
 from onnxnoise.model import list_layers
 from onnxnoise.noise import CleanStats, NoisePolicies, draw_noise, make_noise_model
 from onnxnoise.noise.draw import changed_count
@@ -351,3 +353,25 @@ def test_changed_values_per_noised_layer_the_model_acts_on():
     assert draw_noise(make_noise_model("bit-flip"), 0.5, 0, layers, inits).changed_values == {}
     # a strength that changes nothing by definition gives 0 for the layers it would act on
     assert draw_noise(make_noise_model("stuck-at"), 0.0, 0, layers, inits).changed_values == {"conv": 0, "fc": 0}
+
+
+@pytest.mark.parametrize(("name", "params"), [("gaussian-snr", {}), ("gaussian-snr", {"scope": "channel"}),
+                                               ("gaussian-global-db", {})])
+def test_parallel_draw_equals_one_tensor_at_a_time(monkeypatch, name, params):
+    model = make_noise_model(name, params)
+    assert model.parallel_draw
+    proto = tiny_cnn(seed=3)
+    layers = list_layers(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    threads = set()
+    real = type(model).perturb
+    monkeypatch.setattr(type(model), "perturb", lambda *a: threads.add(threading.current_thread().name) or real(*a))
+    runs = {}
+    for workers in (1, 4):
+        monkeypatch.setattr(draw_module, "draw_threads", lambda workers=workers: workers)
+        threads.clear()
+        runs[workers] = draw_noise(model, 20.0, 7, layers, inits, model_layers=layers)
+        assert all(t.startswith("onnxnoise-draw") for t in threads) == (workers > 1)
+    one, four = runs[1], runs[4]
+    assert _digest(one.arrays) == _digest(four.arrays) and list(one.arrays) == list(four.arrays)
+    assert one.counters() == four.counters() and one.changed_values == four.changed_values
