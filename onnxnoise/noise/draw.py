@@ -5,7 +5,9 @@ each noised layer, in order:
 
 1. **values**: float tensors are read in float32 (float64 stays float64); integer-
    quantized weights are dequantized (:data:`onnxnoise.model.quant.QUANT_POLICY`);
-2. **draw**: ``model.perturb(w, strength, tensor_rng(seed, name), info)``;
+2. **draw**: ``model.perturb(w, strength, tensor_rng(seed, name), info)`` (tensors in parallel
+   threads for a ``parallel_draw`` model and a draw of :data:`PARALLEL_MIN_ELEMENTS` or more; each tensor
+   has its own generator, so the values are those of a sequential draw);
 3. **keep zeros** (``keep_zeros``): elements with ``w == 0`` stay exactly 0
    (pruned weights; counted in ``zeros_kept``);
 4. **BatchNormalization variance** (``bn_variance``): negative running variances
@@ -42,6 +44,11 @@ __all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count"
 #: them to their absolute value; ``keep``: leave them negative (sqrt of a negative
 #: number gives NaN logits, which are counted as wrong).
 BN_VARIANCE_POLICIES: tuple[str, ...] = ("clamp", "abs", "keep")
+
+#: A draw of fewer elements than this runs one tensor at a time even for a ``parallel_draw`` model:
+#: starting the threads costs more than they save (ResNet20, 0.27M parameters: 4.4 ms in 2 threads,
+#: 3.5 ms in one; VGG16, 138M: see docs/performance.md, "Big models").
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,8 @@ def draw_noise(
                                                                              initializers=initializers))
             jobs.append((layer, info, values[name], params))  # values read here: dequantized once, in order
     one = partial(_draw_tensor, model, strength, int(seed), initializers, policies)
-    workers = min(len(jobs), draw_threads()) if model.parallel_draw else 1
+    big = sum(job[2].size for job in jobs) >= PARALLEL_MIN_ELEMENTS
+    workers = min(len(jobs), draw_threads()) if model.parallel_draw and big else 1
     if workers > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="onnxnoise-draw") as pool:
             results = list(pool.map(one, jobs))  # in job order; the first failing tensor raises

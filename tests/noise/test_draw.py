@@ -364,6 +364,7 @@ def test_parallel_draw_equals_one_tensor_at_a_time(monkeypatch, name, params):
     layers = list_layers(proto)
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     threads = set()
+    monkeypatch.setattr(draw_module, "PARALLEL_MIN_ELEMENTS", 0)  # tiny_cnn is below the real threshold
     real = type(model).perturb
     monkeypatch.setattr(type(model), "perturb", lambda *a: threads.add(threading.current_thread().name) or real(*a))
     runs = {}
@@ -375,3 +376,14 @@ def test_parallel_draw_equals_one_tensor_at_a_time(monkeypatch, name, params):
     one, four = runs[1], runs[4]
     assert _digest(one.arrays) == _digest(four.arrays) and list(one.arrays) == list(four.arrays)
     assert one.counters() == four.counters() and one.changed_values == four.changed_values
+
+
+def test_small_draws_stay_on_one_thread(monkeypatch):
+    model = make_noise_model("gaussian-snr")
+    layer, inits = conv_weight(np.random.default_rng(3), shape=(16, 8, 3, 3))  # 1,168 elements, below 2^20
+    monkeypatch.setattr(draw_module, "draw_threads", lambda: 4)
+    threads = set()
+    real = type(model).perturb
+    monkeypatch.setattr(type(model), "perturb", lambda *a: threads.add(threading.current_thread().name) or real(*a))
+    draw_noise(model, 10.0, 0, [layer], inits, model_layers=[layer])
+    assert threads == {threading.current_thread().name}
