@@ -48,8 +48,9 @@ def one_trial(context, seed: int | None, snr: float) -> dict[str, float]:
     t0 = time.perf_counter()
     arrays = {}
     if seed is not None:
+        stats = getattr(context, "noise_stats", None)  # absent before issue 24: lets the script time older trees
         arrays = draw_noise(noise.noise_model, snr, seed, context.selected, context.initializers, noise.policies,
-                            model_layers=context.layers, stats=context.noise_stats).arrays
+                            model_layers=context.layers, **({} if stats is None else {"stats": stats})).arrays
     t1 = time.perf_counter()
     session = context.factory.create(arrays)
     t2 = time.perf_counter()
