@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/bench_trial_breakdown.py MODEL --data DATA [--limit N] [--snr S] [--repeats R]
+    python scripts/bench_trial_breakdown.py MODEL --data DATA [--limit N (default 32, 0: all)] [--snr S] [--repeats R]
         [--batch-size B] [--threads T] [--preprocess P] [--json]
 
 The run context is prepared once (:func:`onnxnoise.engine.context.prepare_context`); then, for
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--limit", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=32, help="images (class-stratified subset; 0: all)")
     parser.add_argument("--snr", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     config = RunConfig(model=args.model, data=args.data, noise=NoiseConfig(strengths=(args.snr,), seeds=1),
-                       batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, limit=args.limit)
+                       batch_size=args.batch_size, threads=args.threads, preset=args.preprocess, limit=args.limit or None)
     t0 = time.perf_counter()
     context = prepare_context(config)
     prepare = time.perf_counter() - t0
@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             for step, seconds in steps.items():
                 rounds[side][step].append(seconds)
         ratios.append(got["noisy"]["trial"] / got["clean"]["trial"])
-        print(f"round {r}: " + "; ".join(f"{side} " + " ".join(f"{s} {v:.2f}" for s, v in got[side].items())
-                                         for side in ("clean", "noisy")), flush=True)
+        if not args.json:
+            print(f"round {r}: " + "; ".join(f"{side} " + " ".join(f"{s} {v:.2f}" for s, v in got[side].items())
+                                             for side in ("clean", "noisy")), flush=True)
     summary = {side: {s: mean_ci(v) for s, v in steps.items()} for side, steps in rounds.items()}
     ratio = mean_ci(ratios)
     if args.json:
