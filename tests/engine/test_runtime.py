@@ -235,3 +235,20 @@ def test_uncached_batches_prefetched_equal_cached():
         np.testing.assert_array_equal(y1, y2)
     session = _factory(tiny_cnn(), ["conv.weight"]).create()
     assert evaluate(session, cached) == evaluate(session, streamed)
+
+
+def test_arrays_handed_to_ort_are_never_written():
+    # tiny_cnn's Conv + BatchNormalization are fused by ONNX Runtime: the fused weights are new
+    # tensors, the arrays given as external initializers (clean and noisy) keep their bytes.
+    model = tiny_cnn()
+    layers = list_layers(model)
+    factory = _factory(model, [t for layer in layers for t in layer.tensors])
+    inits = get_initializers(model)
+    noisy = draw_noise(GAUSS, 2.0, 3, layers, inits).arrays
+    before = {name: a.tobytes() for name, a in noisy.items()}
+    whole = factory.standalone_bytes()  # serialized from the factory's own clean arrays
+    clean = factory.create().run(_x())
+    factory.create(noisy).run(_x())
+    np.testing.assert_array_equal(factory.create().run(_x()), clean)
+    assert {name: a.tobytes() for name, a in noisy.items()} == before
+    assert factory.standalone_bytes() == whole
