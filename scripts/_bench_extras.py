@@ -92,7 +92,7 @@ def weights_as_inputs(context, strength: float) -> dict:
 
 def tune(context) -> list[dict]:
     """Clean throughput (one ``evaluate`` pass after a warm-up) over intra-op threads x graph optimization level."""
-    model_bytes = context.factory.model_bytes(None)
+    model_bytes = context.factory.standalone_bytes(None)
     rows = []
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

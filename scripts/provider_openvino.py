@@ -75,7 +75,7 @@ def main() -> None:
     draw = draw_noise(noise, args.snr, args.seed, context.selected, context.initializers)
     output = context.io.output_name
     for label, replacements in (("clean", {}), (f"snr {args.snr:g}, seed {args.seed}", draw.arrays)):
-        model_bytes = context.factory.model_bytes(replacements)
+        model_bytes = context.factory.standalone_bytes(replacements)
         session = context.factory.create(replacements)
         cpu = _count(session.run, context.data)
         with tempfile.TemporaryDirectory() as folder:

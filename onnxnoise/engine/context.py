@@ -36,6 +36,7 @@ from onnxnoise.engine.providers import NodeShare, check_node_share, choose_provi
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
+from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
@@ -130,6 +131,15 @@ class RunContext:
     outcome_sink: Callable[[dict[str, Any], Outcomes], None] | None = field(default=None, repr=False)
     provider_nodes: NodeShare | None = None
     _prefix: PrefixRunner | None = field(default=None, repr=False)
+    _noise_stats: CleanStats | None = field(default=None, repr=False)
+
+    @property
+    def noise_stats(self) -> CleanStats:
+        """The run's clean values and their statistics (``sigma_w``...), shared by every trial's draw
+        (:class:`onnxnoise.noise.clean.CleanStats`, built on first use)."""
+        if self._noise_stats is None or self._noise_stats.initializers is not self.initializers:
+            self._noise_stats = CleanStats(self.initializers, self.layers)
+        return self._noise_stats
 
     @property
     def layers_by_name(self) -> dict[str, Layer]:

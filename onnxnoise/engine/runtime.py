@@ -1,24 +1,27 @@
 """ONNX Runtime sessions for clean and perturbed models, on any execution provider.
 
-A perturbed model is the clean model with some initializers replaced. Rather than
-copying and re-serializing the whole ``ModelProto`` per trial, :class:`SessionFactory`
-serializes once a *skeleton* (the model without the perturbable initializers) and,
-per trial, appends only the serialized replacement tensors. Protobuf parses the
-concatenation of two serialized messages as their merge, and a merge appends to
-repeated fields, so ``skeleton + GraphProto(initializer=[...])`` is exactly the model
-with those initializers swapped in. ONNX Runtime then builds the session (graph
-optimizations such as Conv+BatchNormalization fusion see the noisy values).
+A perturbed model is the clean model with some initializers replaced. No protobuf holding
+the weights is serialized per trial: :class:`SessionFactory` serializes once a *skeleton* of
+the model in which every initializer ONNX Runtime can take from numpy (and every replaceable
+one) is an *external data reference* (``data_location = EXTERNAL``, a placeholder location, no
+bytes), and each session receives the arrays, clean or noisy, as ``OrtValue`` s through
+``SessionOptions.add_external_initializers``, which ONNX Runtime matches by name against those
+references (the arrays are wrapped, not copied, and kept alive with the session). ONNX Runtime
+then builds the session (graph optimizations such as Conv+BatchNormalization fusion see the
+noisy values); results are bit-identical to serializing the noisy model (same graph, same
+arrays; ``tests/model/test_formats.py``). On VGG16 (553 MB of weights) this removed 4.5 s of
+serialization from each noisy session build and the parse of the weights from every build
+(docs/performance.md, "Big models").
+
+Initializers ONNX Runtime cannot take from numpy (bfloat16, float8) and scalars stay in the
+serialized model: per trial, only the replaced ones among them are serialized and appended.
+Protobuf parses the concatenation of two serialized messages as their merge, and a merge
+appends to repeated fields, so ``skeleton + GraphProto(initializer=[...])`` is exactly the
+model with those initializers swapped in. The same in-proto path serves every initializer
+when ``external_above_bytes`` is ``None`` or above the model's total.
 
 ``SessionOptions.add_initializer`` is deliberately not used: whether it overrides an
 initializer already in the model has varied between ONNX Runtime versions.
-
-Large models (protobuf messages are limited to 2 GiB): when the initializers total
-more than ``external_above_bytes``, the skeleton keeps every large initializer as an
-*external data reference* (``data_location = EXTERNAL``, a placeholder location, no
-bytes) and each session receives the arrays, clean or noisy, through
-``SessionOptions.add_external_initializers``, which ONNX Runtime matches by name
-against those references. No protobuf holding the weights is ever serialized, and
-the results are bit-identical to the in-proto path.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Above this many initializer bytes, :class:`SessionFactory` passes weights as
-#: external initializers instead of serializing them (protobuf's limit is 2 GiB).
-EXTERNAL_ABOVE_BYTES = 1 << 30
+#: external initializers instead of serializing them (protobuf's limit is 2 GiB). 0: every model
+#: with weights takes the external path (it was ``1 << 30`` until the VGG16 measurements in
+#: docs/performance.md, "Big models": serializing 553 MB of noisy weights cost 4.5 s per trial).
+EXTERNAL_ABOVE_BYTES = 0
 
 #: Initializers smaller than this stay inline in the skeleton on the external path.
 _EXTERNAL_MIN_BYTES = 1024
@@ -87,8 +92,9 @@ class SessionFactory:
         threads: Intra-op threads for the CPU EP; ``0`` lets ONNX Runtime choose.
         external_above_bytes: When the model's initializers total more bytes than
             this, weights go to ONNX Runtime as external initializers instead of
-            being serialized (required above protobuf's 2 GiB limit); ``0`` forces
-            that path, ``None`` never takes it.
+            being serialized (required above protobuf's 2 GiB limit); ``0`` (the
+            default, :data:`EXTERNAL_ABOVE_BYTES`) takes that path for every model,
+            ``None`` never takes it.
         tf32: Let the CUDA provider use TF32 for float32 convolutions and matrix
             products (:func:`cuda_options`); default exact float32. No effect on the CPU.
         spinning: Let the CPU intra-op threads spin between operators
@@ -184,10 +190,20 @@ class SessionFactory:
 
     @staticmethod
     def _externalizable(tensor: onnx.TensorProto, replaceable: bool) -> bool:
+        """Whether ``tensor`` becomes an external reference: a weight-like array ONNX Runtime can take from numpy.
+
+        int64 tensors (shapes, axes, indices) stay in the model: ONNX Runtime's shape inference reads
+        them from the graph when it loads it, before external initializers are attached (a Reshape's
+        shape given externally fails with "Cannot parse data from external tensors"). Other integer
+        and bool tensors go external only when replaceable (integer-quantized weights), floats when
+        replaceable or at least :data:`_EXTERNAL_MIN_BYTES` large.
+        """
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
-        if dtype not in _ORT_NUMPY_DTYPES or len(tensor.dims) == 0:
+        if dtype not in _ORT_NUMPY_DTYPES or len(tensor.dims) == 0 or dtype == np.int64:
             return False
-        return replaceable or _tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES
+        if replaceable:
+            return True
+        return dtype.kind == "f" and _tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES
 
     def model_bytes(self, replacements: Mapping[str, np.ndarray] | None = None, *,
                     edit: GraphEdit | None = None) -> bytes:
@@ -200,7 +216,8 @@ class SessionFactory:
                 ``edit.key``, :class:`~onnxnoise.engine.graph_edit.StagedSkeletons`).
 
         Returns:
-            Bytes ``onnxruntime.InferenceSession`` can load.
+            Bytes ``onnxruntime.InferenceSession`` can load, given the arrays of the external
+            references (:meth:`create` passes them); :meth:`standalone_bytes` holds every weight.
 
         Raises:
             KeyError: If a name is not replaceable.
@@ -216,6 +233,24 @@ class SessionFactory:
         if unknown:
             raise KeyError(f"not replaceable: {sorted(unknown)[:5]}")
         return b"".join(parts)
+
+    def standalone_bytes(self, replacements: Mapping[str, np.ndarray] | None = None) -> bytes:
+        """The whole model with ``replacements`` swapped in, every weight in the bytes (no external reference).
+
+        For tools that load the model on their own (another runtime, a file on disk); sessions of
+        this factory are built from :meth:`model_bytes` plus the arrays instead. Limited to
+        protobuf's 2 GiB.
+
+        Raises:
+            KeyError: If a name is not replaceable.
+        """
+        replacements = replacements or {}
+        model = onnx.load_from_string(self.model_bytes(replacements))
+        for tensor in model.graph.initializer:
+            if tensor.name in self._external:
+                array = np.asarray(replacements.get(tensor.name, self._external[tensor.name]))
+                tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+        return model.SerializeToString()
 
     def create(self, replacements: Mapping[str, np.ndarray] | None = None, *,
                edit: GraphEdit | None = None, record: bool = False) -> Session:

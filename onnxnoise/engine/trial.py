@@ -230,4 +230,4 @@ def _draw(context, trial: Trial) -> NoiseDraw:
     layers = [by_name[name] for name in trial.layers]
     noise = context.config.noise
     return draw_noise(noise.noise_model, trial.strength, trial.seed, layers, context.initializers, noise.policies,
-                      model_layers=context.layers, tile_rows=context.config.tile.tile_rows)
+                      model_layers=context.layers, tile_rows=context.config.tile.tile_rows, stats=context.noise_stats)

@@ -21,6 +21,7 @@ import pkgutil
 from onnxnoise.noise.axis import PlotAs, StrengthAxis, axis_label, axis_of, format_seconds
 from onnxnoise.noise.base import NOISE_MODELS, NoiseModel, TensorInfo, get_noise_model, make_noise_model, register
 from onnxnoise.noise.bitflip import BitFlip
+from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.draw import BN_VARIANCE_POLICIES, NoiseDraw, NoisePolicies, draw_noise
 from onnxnoise.noise.conductance import ConductanceLevels
 from onnxnoise.noise.crosssim import CrossSim
@@ -39,7 +40,7 @@ __all__ = [
     "BN_VARIANCE_POLICIES", "NoiseDraw", "NoisePolicies", "draw_noise", "GaussianSNR", "tensor_rng",
     "GaussianGlobalDb", "Multiplicative", "PCM", "StuckAt", "ConductanceLevels", "BitFlip", "SCOPES",
     "StrengthAxis", "PlotAs", "axis_of", "axis_label", "format_seconds", "DeviceModel", "QuantizedDeviceModel",
-    "Devices", "Tile", "AnalogModel", "GaussianMax", "CrossSim", "MAPPINGS",
+    "Devices", "Tile", "AnalogModel", "GaussianMax", "CrossSim", "MAPPINGS", "CleanStats",
 ]
 
 for _module in pkgutil.iter_modules(__path__):  # a new model file registers itself

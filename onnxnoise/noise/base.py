@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -74,6 +74,10 @@ class TensorInfo:
         tile_rows: Input rows per analog tile (the run's ``--tile-rows``), or 0 when the run
             does not tile its weight matrices: the ``tile-column`` mapping and ``gaussian-max``'s
             ``tile`` scope need it (:mod:`onnxnoise.noise.mapping`).
+        memo: The run's memo of statistics of clean values,
+            ``memo(key, compute) -> compute()`` computed once per key and run
+            (:meth:`onnxnoise.noise.clean.CleanStats.memo`): for statistics that depend on the
+            clean tensors alone (:meth:`clean_statistic`); ``None``: nothing is kept.
     """
 
     name: str
@@ -88,6 +92,20 @@ class TensorInfo:
     stored: np.ndarray | None = None
     dequantize: Callable[[np.ndarray], np.ndarray] | None = None
     tile_rows: int = 0
+    memo: Callable[[Hashable, Callable[[], Any]], Any] | None = None
+
+    def clean_statistic(self, kind: Hashable, w: np.ndarray, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept for the run when ``w`` is this tensor's clean values.
+
+        Args:
+            kind: What ``compute`` computes (with the tensor's name, the memo key), e.g. ``("std", "tensor")``.
+            w: The array ``compute`` reads: memoized only when it is ``layer_values[name]``, the
+                clean values (a transformed array is computed every time).
+            compute: No-argument function returning the statistic.
+        """
+        if self.memo is None or self.layer_values is None or self.layer_values.get(self.name) is not w:
+            return compute()
+        return self.memo((kind, self.name), compute)
 
 
 @dataclass(frozen=True)
@@ -111,9 +129,15 @@ class NoiseModel(ABC):
         needs_integer_weights: The model acts on stored integers (bit flips): a run whose
             noised layers hold no integer-quantized tensor is refused before any trial
             (:meth:`check_layers`), and float tensors of the noised layers are left exact.
+        parallel_draw: :meth:`perturb` may run for several tensors at once in threads
+            (:func:`onnxnoise.noise.draw_noise`): it reads only its arguments and the run's memo,
+            and numpy releases the GIL in its bulk generation. Each tensor keeps its own generator,
+            so values and counts are those of a sequential draw. Off by default (a plug-in with
+            state of its own is drawn one tensor at a time).
     """
 
     name: ClassVar[str] = ""
+    parallel_draw: ClassVar[bool] = False
     strength_axis: ClassVar[StrengthAxis] = GENERIC_AXIS
     strength_name: ClassVar[str] = GENERIC_AXIS.symbol
     strength_label: ClassVar[str] = GENERIC_AXIS.label

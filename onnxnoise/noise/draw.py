@@ -5,7 +5,9 @@ each noised layer, in order:
 
 1. **values**: float tensors are read in float32 (float64 stays float64); integer-
    quantized weights are dequantized (:data:`onnxnoise.model.quant.QUANT_POLICY`);
-2. **draw**: ``model.perturb(w, strength, tensor_rng(seed, name), info)``;
+2. **draw**: ``model.perturb(w, strength, tensor_rng(seed, name), info)`` (tensors in parallel
+   threads for a ``parallel_draw`` model and a draw of :data:`PARALLEL_MIN_ELEMENTS` or more; each tensor
+   has its own generator, so the values are those of a sequential draw);
 3. **keep zeros** (``keep_zeros``): elements with ``w == 0`` stay exactly 0
    (pruned weights; counted in ``zeros_kept``);
 4. **BatchNormalization variance** (``bn_variance``): negative running variances
@@ -21,7 +23,9 @@ each noised layer, in order:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Iterator, Mapping
+import os
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import partial
 
@@ -30,15 +34,21 @@ import numpy as np
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model.quant import QuantParams, dequantize, requantize
 from onnxnoise.noise.base import NoiseModel, TensorInfo
+from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.rng import tensor_rng
 
-__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise"]
+__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise", "draw_threads"]
 
 #: What to do with BatchNormalization running variances that noise made negative.
 #: ``clamp``: set them to 0 (the op then divides by sqrt(epsilon)); ``abs``: reflect
 #: them to their absolute value; ``keep``: leave them negative (sqrt of a negative
 #: number gives NaN logits, which are counted as wrong).
 BN_VARIANCE_POLICIES: tuple[str, ...] = ("clamp", "abs", "keep")
+
+#: A draw of fewer elements than this runs one tensor at a time even for a ``parallel_draw`` model:
+#: starting the threads costs more than they save (ResNet20, 0.27M parameters: 4.4 ms in 2 threads,
+#: 3.5 ms in one; VGG16, 138M: see docs/performance.md, "Big models").
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -100,41 +110,24 @@ def _counter_names() -> list[str]:
 
 
 def changed_count(noisy: np.ndarray, clean: np.ndarray) -> int:
-    """How many elements of ``noisy`` differ from ``clean`` (same shape); NaN equals NaN, -0.0 equals 0.0."""
-    differ = noisy != clean
-    if np.issubdtype(clean.dtype, np.integer) or np.issubdtype(clean.dtype, np.bool_):
-        return int(np.count_nonzero(differ))
-    a, b = noisy[differ], clean[differ]
-    return int(np.count_nonzero(~(np.isnan(a.astype(np.float32)) & np.isnan(b.astype(np.float32)))))
+    """How many elements of ``noisy`` differ from ``clean`` (same shape); NaN equals NaN, -0.0 equals 0.0.
+
+    Two passes over the tensor, no copy: the elements that compare unequal, less those NaN in both
+    (NaN never compares equal, and both-NaN positions are among the clean NaNs, looked up only
+    when the clean tensor has any).
+    """
+    differ = int(np.count_nonzero(noisy != clean))
+    if differ == 0 or np.issubdtype(clean.dtype, np.integer) or np.issubdtype(clean.dtype, np.bool_):
+        return differ
+    clean_nan = _isnan(clean)
+    if not clean_nan.any():
+        return differ
+    return differ - int(np.count_nonzero(clean_nan & _isnan(noisy)))
 
 
-class _Values(Mapping):
-    """Clean float values of the tensors of some layers, dequantized on first access."""
-
-    def __init__(self, layers: Iterable, initializers: Mapping[str, np.ndarray]) -> None:
-        self._initializers = initializers
-        self._quant = {name: params for layer in layers for name, params in
-                       zip(layer.tensors, tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors))}
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._quant:
-            raise KeyError(name)
-        if name not in self._cache:
-            self._cache[name] = _values(self._initializers[name], self._quant[name], self._initializers)
-        return self._cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._quant)
-
-    def __len__(self) -> int:
-        return len(self._quant)
-
-
-def _values(clean: np.ndarray, params: QuantParams | None, initializers: Mapping[str, np.ndarray]) -> np.ndarray:
-    if params is not None:
-        return dequantize(clean, params, initializers)
-    return clean.astype(np.float64 if clean.dtype == np.float64 else np.float32, copy=False)
+def _isnan(a: np.ndarray) -> np.ndarray:
+    """``isnan`` of any float array (narrow floats numpy has no ufunc for, e.g. bfloat16, via float32)."""
+    return np.isnan(a) if a.dtype.kind == "f" else np.isnan(a.astype(np.float32))
 
 
 def draw_noise(
@@ -147,6 +140,7 @@ def draw_noise(
     *,
     model_layers: Iterable = (),
     tile_rows: int = 0,
+    stats: CleanStats | None = None,
 ) -> NoiseDraw:
     """Perturb the tensors of ``layers`` with ``model`` at ``strength`` (see module docstring).
 
@@ -162,6 +156,10 @@ def draw_noise(
         tile_rows: Input rows per analog tile (the run's ``--tile-rows``; 0: no tiles), passed to
             every tensor as :attr:`TensorInfo.tile_rows` (the ``tile-column`` mapping, ``gaussian-max``'s
             ``tile`` scope).
+        stats: The run's :class:`~onnxnoise.noise.clean.CleanStats` of ``initializers`` (and of
+            ``model_layers``, which it replaces when given): clean values and statistics computed
+            by an earlier draw are reused (same values, no recomputation). ``None``: a fresh one
+            for this draw.
 
     Returns:
         A :class:`NoiseDraw` with new arrays for the perturbed tensors only;
@@ -170,6 +168,7 @@ def draw_noise(
     Raises:
         NoiseConfigError: Invalid strength, seed or ``tile_rows``, or a layer naming a tensor that is
             not an initializer of the model.
+        ValueError: ``stats`` was built for other initializers.
     """
     strength = model.check_strength(strength)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -181,36 +180,71 @@ def draw_noise(
     arrays: dict[str, np.ndarray] = {}
     counts = dict.fromkeys(_counter_names(), 0)
     changed: dict[str, int] = {}
-    model_layers = tuple(model_layers)
-    model_values = _Values(model_layers, initializers)
+    if stats is None:
+        stats = CleanStats(initializers, model_layers)
+    elif stats.initializers is not initializers:
+        msg = "`stats` holds the statistics of other initializers than the draw's"
+        raise ValueError(msg)
+    model_layers, model_values = stats.model_layers, stats.model_values
+    jobs = []
     for layer in layers:
         missing = [n for n in layer.tensors if n not in initializers]
         if missing:
             msg = f"layer {layer.name!r} names tensor(s) {', '.join(missing)} that are not initializers of the model"
             raise NoiseConfigError(msg)
-        values = _Values([layer], initializers)
+        values = stats.layer_values(layer)
         quant = tuple(getattr(layer, "quant", ())) or (None,) * len(layer.tensors)
         if any(model.acts_on(role, layer.op_type, params is not None) for role, params in zip(layer.roles, quant)):
             changed[layer.name] = 0
         for name, role, params in zip(layer.tensors, layer.roles, quant):
             clean = initializers[name]
-            w = values[name]
             info = TensorInfo(name=name, role=role, op_type=layer.op_type, layer=layer.name,
                               stored_dtype=clean.dtype, quantized=params is not None, layer_values=values,
                               model_layers=model_layers, model_values=model_values, stored=clean,
-                              tile_rows=int(tile_rows),
+                              tile_rows=int(tile_rows), memo=stats.memo,
                               dequantize=None if params is None else partial(dequantize, params=params,
                                                                              initializers=initializers))
-            noisy = model.perturb(w, strength, tensor_rng(int(seed), name), info)
-            if noisy is w:  # the model left the tensor unchanged
-                counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
-                arrays[name] = clean
-                continue
-            arrays[name] = _store(noisy, w, clean, params, initializers, layer.op_type, role, policies, counts)
-            moved = changed_count(arrays[name], clean)
-            if moved or layer.name in changed:
-                changed[layer.name] = changed.get(layer.name, 0) + moved
+            jobs.append((layer, info, values[name], params))  # values read here: dequantized once, in order
+    one = partial(_draw_tensor, model, strength, int(seed), initializers, policies)
+    big = sum(job[2].size for job in jobs) >= PARALLEL_MIN_ELEMENTS
+    workers = min(len(jobs), draw_threads()) if model.parallel_draw and big else 1
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="onnxnoise-draw") as pool:
+            results = list(pool.map(one, jobs))  # in job order; the first failing tensor raises
+    else:
+        results = [one(job) for job in jobs]
+    for (layer, info, _, _), (array, delta, moved) in zip(jobs, results):
+        arrays[info.name] = array
+        for counter, value in delta.items():
+            counts[counter] += value
+        if moved is not None and (moved or layer.name in changed):
+            changed[layer.name] = changed.get(layer.name, 0) + moved
     return NoiseDraw(arrays=arrays, **counts, changed_values=changed)
+
+
+def draw_threads() -> int:
+    """Threads a draw may use: the CPUs this process may run on (``os.sched_getaffinity``, else ``os.cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _draw_tensor(model: NoiseModel, strength: float, seed: int, initializers: Mapping[str, np.ndarray],
+                 policies: NoisePolicies, job: tuple) -> tuple[np.ndarray, dict[str, int], int | None]:
+    """One tensor's draw (its own generator), policies and store: ``(array, counter increments, changed count)``.
+
+    The changed count is ``None`` when the model left the tensor unchanged (the clean array is returned).
+    """
+    layer, info, w, params = job
+    clean = initializers[info.name]
+    counts = dict.fromkeys(_counter_names(), 0)
+    noisy = model.perturb(w, strength, tensor_rng(seed, info.name), info)
+    if noisy is w:  # the model left the tensor unchanged
+        counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
+        return clean, counts, None
+    array = _store(noisy, w, clean, params, initializers, layer.op_type, info.role, policies, counts)
+    return array, counts, changed_count(array, clean)
 
 
 def _store(noisy: np.ndarray, w: np.ndarray, clean: np.ndarray, params: QuantParams | None,

@@ -103,6 +103,7 @@ class GaussianSNR(NoiseModel):
     """
 
     name: ClassVar[str] = "gaussian-snr"
+    parallel_draw: ClassVar[bool] = True
     aliases: ClassVar[tuple[str, ...]] = ("gaussian",)
     #: Defaults: the paper's whole-model grid, noise 1, 2, 5, 10 % of sigma_w (Table III); figures in noise percent.
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
@@ -152,13 +153,13 @@ class GaussianSNR(NoiseModel):
             noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is counted by the caller
                 noise *= w.dtype.type(sigma_w / strength)
-                return w + noise
+                return np.add(w, noise, out=noise)  # w + noise, in the draw's buffer
         if not np.any(sigma_w):
             return w
         noise = rng.standard_normal(w.shape, dtype=_draw_dtype(tensor)).astype(w.dtype, copy=False)
         with np.errstate(over="ignore", invalid="ignore"):
             noise *= (sigma_w / strength).astype(w.dtype)
-            return w + noise
+            return np.add(w, noise, out=noise)
 
 
 #: One-entry cache of the model's mean square: (weak reference to the draw's
@@ -192,6 +193,7 @@ class GaussianGlobalDb(NoiseModel):
     """
 
     name: ClassVar[str] = "gaussian-global-db"
+    parallel_draw: ClassVar[bool] = True
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
         symbol="snr_db", label="SNR (dB)", more_noise_when="lower", defaults=(40.0, 30.0, 20.0, 10.0), flag="snr-db",
         unit="dB", name="SNR over the whole model (dB)", text="SNR {} dB",

@@ -88,17 +88,25 @@ def _pooled_std(arrays) -> float:
 def scoped_std(w: np.ndarray, tensor: TensorInfo, scope: str) -> float | np.ndarray:
     """``sigma_w`` of ``w`` under ``scope`` (one of :data:`SCOPES`).
 
+    Computed once per run when ``w`` is the tensor's clean values and the draw has the run's
+    statistics (:meth:`~onnxnoise.noise.base.TensorInfo.clean_statistic`); the same value either way.
+
     Returns:
         A float for ``tensor`` and ``layer`` scope (and for ``channel`` scope on a
         tensor without a channel axis); for ``channel`` scope a float64 array of
         ``w.ndim`` dimensions, the channel axis full and every other axis 1
-        (broadcasts against ``w``).
+        (broadcasts against ``w``), read-only when kept for the run.
 
     Raises:
         NoiseConfigError: ``channel`` scope on a weight whose channel axis cannot be known.
     """
-    if scope == "tensor":
-        return float(np.std(w, dtype=np.float64))
+    if scope not in SCOPES:
+        msg = f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}"
+        raise NoiseConfigError(msg)
+    return tensor.clean_statistic(("std", scope), w, lambda: _scoped_std(w, tensor, scope))
+
+
+def _scoped_std(w: np.ndarray, tensor: TensorInfo, scope: str) -> float | np.ndarray:
     if scope == "layer":
         values = tensor.layer_values
         if not values:
@@ -109,6 +117,7 @@ def scoped_std(w: np.ndarray, tensor: TensorInfo, scope: str) -> float | np.ndar
         if axis is None:
             return float(np.std(w, dtype=np.float64))
         others = tuple(i for i in range(w.ndim) if i != axis)
-        return np.std(w, axis=others, dtype=np.float64, keepdims=True)
-    msg = f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}"
-    raise NoiseConfigError(msg)
+        std = np.std(w, axis=others, dtype=np.float64, keepdims=True)
+        std.setflags(write=False)
+        return std
+    return float(np.std(w, dtype=np.float64))

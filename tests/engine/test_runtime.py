@@ -49,13 +49,28 @@ def test_noisy_session_differs_from_clean_and_equals_reference_rewrite():
     np.testing.assert_array_equal(noisy, reference.run(None, {"input": _x()})[0])
 
 
+def test_weights_reach_ort_as_arrays_and_standalone_bytes_hold_them():
+    model = tiny_cnn()
+    layers = list_layers(model)
+    names = [t for layer in layers for t in layer.tensors]
+    factory = _factory(model, names)
+    assert factory.external  # every model size: no weight serialized per session
+    noisy = draw_noise(GAUSS, 2.0, 0, layers, get_initializers(model)).arrays
+    skeleton = onnx.load_from_string(factory.model_bytes(noisy))
+    assert {t.name for t in skeleton.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL} >= set(names)
+    whole = factory.standalone_bytes(noisy)
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in onnx.load_from_string(whole).graph.initializer)
+    alone = ort.InferenceSession(whole, providers=["CPUExecutionProvider"]).run(None, {"input": _x()})[0]
+    np.testing.assert_array_equal(factory.create(noisy).run(_x()), alone)
+
+
 def test_untouched_initializers_are_bit_identical():
     model = tiny_cnn()
     layers = list_layers(model)
     factory = _factory(model, [t for layer in layers for t in layer.tensors])
     noisy = draw_noise(GAUSS, 2.0, 0, layers[:1], get_initializers(model)).arrays
     assert set(noisy) == {"conv.weight", "conv.bias"}
-    merged = onnx.load_from_string(factory.model_bytes(noisy))
+    merged = onnx.load_from_string(factory.standalone_bytes(noisy))
     got = {t.name: numpy_helper.to_array(t) for t in merged.graph.initializer}
     clean = get_initializers(model)
     assert set(got) == set(clean)
@@ -184,12 +199,12 @@ def test_cuda_path_uploads_inputs_once_and_binds_them(monkeypatch):
         uploads.append((device, device_id, array.shape))
         return real_from_numpy(array)  # host memory stands in for the GPU here
 
-    monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", staticmethod(fake_from_numpy))
     model = tiny_cnn()
     rng = np.random.default_rng(0)
     data = EvalSet(rng.integers(0, 256, size=(50, 8, 8, 3), dtype=np.uint8), np.arange(50) % 10,
                    resolve_data_config("raw"), batch_size=16)
-    cpu = _factory(model, ["conv.weight"]).create()
+    cpu = _factory(model, ["conv.weight"]).create()  # its weights are OrtValues too: built before counting uploads
+    monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", staticmethod(fake_from_numpy))
     expected = evaluate(cpu, data)
     fake = _FakeCudaOrtSession(cpu.session)
     cuda = Session(fake, "input", "logits", "CUDAExecutionProvider")
@@ -220,3 +235,20 @@ def test_uncached_batches_prefetched_equal_cached():
         np.testing.assert_array_equal(y1, y2)
     session = _factory(tiny_cnn(), ["conv.weight"]).create()
     assert evaluate(session, cached) == evaluate(session, streamed)
+
+
+def test_arrays_handed_to_ort_are_never_written():
+    # tiny_cnn's Conv + BatchNormalization are fused by ONNX Runtime: the fused weights are new
+    # tensors, the arrays given as external initializers (clean and noisy) keep their bytes.
+    model = tiny_cnn()
+    layers = list_layers(model)
+    factory = _factory(model, [t for layer in layers for t in layer.tensors])
+    inits = get_initializers(model)
+    noisy = draw_noise(GAUSS, 2.0, 3, layers, inits).arrays
+    before = {name: a.tobytes() for name, a in noisy.items()}
+    whole = factory.standalone_bytes()  # serialized from the factory's own clean arrays
+    clean = factory.create().run(_x())
+    factory.create(noisy).run(_x())
+    np.testing.assert_array_equal(factory.create().run(_x()), clean)
+    assert {name: a.tobytes() for name, a in noisy.items()} == before
+    assert factory.standalone_bytes() == whole

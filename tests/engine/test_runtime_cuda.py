@@ -121,8 +121,11 @@ class _FakeCudaSession:
 def fake_cuda(monkeypatch):
     """CUDA EP 'available', sessions faked, uploads make device values; returns the upload log."""
     uploads = []
+    real_from_numpy = ort.OrtValue.ortvalue_from_numpy
 
     def from_numpy(array, device="cpu", device_id=0):
+        if device == "cpu":  # the weights a session gets as external initializers: real host OrtValues
+            return real_from_numpy(array)
         uploads.append((device, device_id, array.shape))
         return _DeviceValue(array, device)
 

@@ -430,7 +430,7 @@ def test_external_initializer_path_equals_in_proto_path():
     model = _wide_model()
     layers = list_layers(model)
     assert [l.name for l in layers] == ["conv", "bn", "fc", "wide", "narrow"]
-    inline = _factory(model, layers[:4])
+    inline = _factory(model, layers[:4], external_above_bytes=None)
     external = _factory(model, layers[:4], external_above_bytes=0)
     assert not inline.external and external.external
     noisy = _noise(get_initializers(model), layers[:4], 3, seed=2).arrays
@@ -463,7 +463,7 @@ def test_external_path_keeps_bf16_inline_and_stays_exact():
     assert tensor.name == "W" and tensor.data_location == TensorProto.DEFAULT
     assert numpy_helper.to_array(tensor).tobytes() == noisy["W"].tobytes()
     x = _x((2, 64))
-    np.testing.assert_array_equal(factory.create(noisy).run(x), _factory(model, layers).create(noisy).run(x))
+    np.testing.assert_array_equal(factory.create(noisy).run(x), _factory(model, layers, external_above_bytes=None).create(noisy).run(x))
 
 
 def test_keep_zeros_on_pruned_squeezenet(shared_path):

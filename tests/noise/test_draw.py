@@ -10,13 +10,16 @@ of stored sweeps would no longer be reproducible.
 from __future__ import annotations
 
 import hashlib
+import threading
 
+import ml_dtypes
 import numpy as np
 import pytest
 from onnx import numpy_helper
 
+import onnxnoise.noise.draw as draw_module
 from onnxnoise.model import list_layers
-from onnxnoise.noise import NoisePolicies, draw_noise, make_noise_model
+from onnxnoise.noise import CleanStats, NoisePolicies, draw_noise, make_noise_model
 from onnxnoise.noise.draw import changed_count
 
 from tests._builders import qdq_matmul, tiny_cnn
@@ -66,19 +69,22 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def draw_hashes() -> dict[str, str]:
-    """``"model params strength seed graph" -> hash`` of every case."""
+def draw_hashes(shared: bool = False) -> dict[str, str]:
+    """``"model params strength seed graph" -> hash`` of every case (``shared``: every draw of a graph
+    reuses one :class:`~onnxnoise.noise.CleanStats`, as the trials of a run do)."""
     out = {}
     for graph, proto in _models().items():
         layers = list_layers(proto)
         inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+        stats = CleanStats(inits, layers) if shared else None
         for name, params, strengths in CASES:
             model = make_noise_model(name, params)
             if model.needs_integer_weights and graph != "qdq":
                 continue
             for strength in strengths:
                 for seed in (0, 7):
-                    draw = draw_noise(model, strength, seed, layers, inits, NoisePolicies(), model_layers=layers)
+                    draw = draw_noise(model, strength, seed, layers, inits, NoisePolicies(), model_layers=layers,
+                                      stats=stats)
                     counts = ",".join(str(v) for v in draw.counters().values())
                     key = f"{name} {sorted(params.items())} {strength:g} {seed} {graph}"
                     out[key] = f"{_digest(draw.arrays)} {counts}"
@@ -301,6 +307,12 @@ def test_draws_are_bit_identical_to_the_pinned_ones():
     assert draw_hashes() == PINNED
 
 
+def test_draws_sharing_the_runs_statistics_are_the_pinned_ones():
+    # sigma_w, channel stds, the model's mean square and dequantized values computed by the first
+    # draw and reused by every later one (strengths, seeds, models): the same bits.
+    assert draw_hashes(shared=True) == PINNED
+
+
 @pytest.mark.parametrize(("name", "params", "strength"), [
     ("gaussian-snr", {"scope": "channel"}, 10.0), ("gaussian-snr", {"scope": "layer"}, 10.0),
     ("gaussian-global-db", {}, 10.0), ("multiplicative", {}, 0.1), ("pcm", {"compensation": "global"}, 3600.0),
@@ -324,6 +336,8 @@ def test_changed_count_compares_values():
     assert changed_count(noisy, clean) == 2  # -0.0 == 0.0 and NaN == NaN are not changes; 1 -> 1.5, 2 -> NaN are
     assert changed_count(np.array([1, 2, 3], np.int8), np.array([1, 0, 3], np.int8)) == 1
     assert changed_count(clean.astype(np.float16), clean.astype(np.float16)) == 0
+    assert changed_count(noisy.astype(ml_dtypes.bfloat16), clean.astype(ml_dtypes.bfloat16)) == 2
+    assert changed_count(noisy[[0, 1, 3]], clean[[0, 1, 3]]) == 2  # no NaN in the clean tensor
 
 
 def test_changed_values_per_noised_layer_the_model_acts_on():
@@ -339,3 +353,37 @@ def test_changed_values_per_noised_layer_the_model_acts_on():
     assert draw_noise(make_noise_model("bit-flip"), 0.5, 0, layers, inits).changed_values == {}
     # a strength that changes nothing by definition gives 0 for the layers it would act on
     assert draw_noise(make_noise_model("stuck-at"), 0.0, 0, layers, inits).changed_values == {"conv": 0, "fc": 0}
+
+
+@pytest.mark.parametrize(("name", "params"), [("gaussian-snr", {}), ("gaussian-snr", {"scope": "channel"}),
+                                               ("gaussian-global-db", {})])
+def test_parallel_draw_equals_one_tensor_at_a_time(monkeypatch, name, params):
+    model = make_noise_model(name, params)
+    assert model.parallel_draw
+    proto = tiny_cnn(seed=3)
+    layers = list_layers(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    threads = set()
+    monkeypatch.setattr(draw_module, "PARALLEL_MIN_ELEMENTS", 0)  # tiny_cnn is below the real threshold
+    real = type(model).perturb
+    monkeypatch.setattr(type(model), "perturb", lambda *a: threads.add(threading.current_thread().name) or real(*a))
+    runs = {}
+    for workers in (1, 4):
+        monkeypatch.setattr(draw_module, "draw_threads", lambda workers=workers: workers)
+        threads.clear()
+        runs[workers] = draw_noise(model, 20.0, 7, layers, inits, model_layers=layers)
+        assert all(t.startswith("onnxnoise-draw") for t in threads) == (workers > 1)
+    one, four = runs[1], runs[4]
+    assert _digest(one.arrays) == _digest(four.arrays) and list(one.arrays) == list(four.arrays)
+    assert one.counters() == four.counters() and one.changed_values == four.changed_values
+
+
+def test_small_draws_stay_on_one_thread(monkeypatch):
+    model = make_noise_model("gaussian-snr")
+    layer, inits = conv_weight(np.random.default_rng(3), shape=(16, 8, 3, 3))  # 1,168 elements, below 2^20
+    monkeypatch.setattr(draw_module, "draw_threads", lambda: 4)
+    threads = set()
+    real = type(model).perturb
+    monkeypatch.setattr(type(model), "perturb", lambda *a: threads.add(threading.current_thread().name) or real(*a))
+    draw_noise(model, 10.0, 0, [layer], inits, model_layers=[layer])
+    assert threads == {threading.current_thread().name}
