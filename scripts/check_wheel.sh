@@ -9,6 +9,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${1:-$repo/.venv/bin/python}
+# a path (not a name on PATH) made absolute: the checks below run from other folders
+if [[ $py == */* ]]; then py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
