@@ -31,7 +31,13 @@ def points(value: float | None, digits: int = 2) -> str:
     """A number of percentage points for text (``-`` for None / NaN)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
-    return f"{value:.{digits}f}"
+    return _fixed(value, digits)
+
+
+def _fixed(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals, never ``-0.00`` (a small negative that rounds to zero reads ``0.00``)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def bound_points(value: float | None, budget: float) -> str:
@@ -44,7 +50,7 @@ def bound_points(value: float | None, budget: float) -> str:
     digits = 2
     while digits < 6 and value != budget and f"{value:.{digits}f}" == f"{budget:.{digits}f}":
         digits += 1
-    return f"{value:.{digits}f}"
+    return _fixed(value, digits)
 
 
 def _case(parent: ET.Element, classname: str, name: str, verdict: str, message: str, detail: str,

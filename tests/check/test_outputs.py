@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from onnxnoise.check.outputs import junit_xml, markdown
+from onnxnoise.check.outputs import bound_points, junit_xml, markdown, points
 
 NOTE = ("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8 layers is undecided "
         "(inconclusive with 3, 5, 6 kept), and only keeping 7 passed; no plan proposed: evaluate more images")
@@ -37,3 +37,10 @@ def test_a_withheld_plan_is_an_error_case_in_junit():
     assert [c.get("name") for c in cases] == ["top-1 drop < 1 points at SNR 10", "protection plan (auto)"]
     error = cases[1].find("error")
     assert error is not None and error.get("type") == "INCONCLUSIVE" and error.get("message") == f"INCONCLUSIVE: {NOTE}"
+
+
+def test_numbers_that_round_to_zero_carry_no_minus_sign():
+    # a lower bound of -0.004 points printed as "[-0.00, 1.65]" (fresh-user finding)
+    assert points(-0.004) == "0.00" and bound_points(-0.004, 1.0) == "0.00"
+    assert points(-0.006) == "-0.01" and bound_points(-0.25, 1.0) == "-0.25"
+    assert bound_points(0.9987, 1.0) == "0.999" and points(None) == "-"
