@@ -172,20 +172,13 @@ def export_cifar_resnet(
             ONNX Runtime's logits differ from torch's by more than 1e-4.
     """
     model = load_cifar_resnet(depth, checkpoint)
-    checkpoint = Path(checkpoint)
-    source = {
-        "checkpoint": checkpoint.name,
-        "sha256": sha256_file(checkpoint),
-        "upstream": _UPSTREAM,
-        "architecture": f"cifar-resnet{depth}",
-        "batchnorm": "kept" if keep_batchnorm else "folded",
-    }
     intro = (
         f"CIFAR-10 ResNet{depth} (He et al. 2016, option-A shortcuts), pretrained weights from "
-        f"{_UPSTREAM} ({checkpoint.name})"
+        f"{_UPSTREAM} ({Path(checkpoint).name})"
     )
     return _export_cifar10(
-        model, fold_batchnorm, source, intro, out, keep_batchnorm=keep_batchnorm, opset=opset
+        model, fold_batchnorm, (Path(checkpoint), _UPSTREAM, f"cifar-resnet{depth}"), intro, out,
+        keep_batchnorm=keep_batchnorm, opset=opset,
     )
 
 
@@ -230,34 +223,39 @@ def export_crosssim_resnet(
         ExportError: as :func:`export_cifar_resnet`.
     """
     model = load_crosssim_resnet(depth, checkpoint)
-    checkpoint = Path(checkpoint)
-    source = {
-        "checkpoint": checkpoint.name,
-        "sha256": sha256_file(checkpoint),
-        "upstream": _CROSSSIM_UPSTREAM,
-        "architecture": f"crosssim-resnet{depth}",
-        "batchnorm": "kept" if keep_batchnorm else "folded",
-    }
     intro = (
         f"CIFAR-10 ResNet{depth} of CrossSim (ResNet v1, 1x1-conv + BN projection shortcuts), "
-        f"pretrained weights from {_CROSSSIM_UPSTREAM} ({checkpoint.name}, BSD-3-Clause)"
+        f"pretrained weights from {_CROSSSIM_UPSTREAM} ({Path(checkpoint).name}, BSD-3-Clause)"
     )
     return _export_cifar10(
-        model, fold_crosssim_batchnorm, source, intro, out, keep_batchnorm=keep_batchnorm, opset=opset
+        model, fold_crosssim_batchnorm, (Path(checkpoint), _CROSSSIM_UPSTREAM, f"crosssim-resnet{depth}"), intro,
+        out, keep_batchnorm=keep_batchnorm, opset=opset,
     )
 
 
 def _export_cifar10(
     model: torch.nn.Module,
     fold: Callable[[torch.nn.Module], torch.nn.Module],
-    source: dict[str, str],
+    origin: tuple[Path, str, str],
     intro: str,
     out: str | Path,
     *,
     keep_batchnorm: bool,
     opset: int,
 ) -> ExportSummary:
-    """The shared tail of the CIFAR-10 exports: export, metadata, ORT-vs-torch check, atomic write."""
+    """The shared tail of the CIFAR-10 exports: export, metadata, ORT-vs-torch check, atomic write.
+
+    ``origin`` is ``(checkpoint, upstream, architecture)``: the ``onnxnoise.source`` metadata records the
+    checkpoint's name and sha256, the upstream, the architecture and whether BatchNorm was kept or folded.
+    """
+    checkpoint, upstream, architecture = origin
+    source = {
+        "checkpoint": checkpoint.name,
+        "sha256": sha256_file(checkpoint),
+        "upstream": upstream,
+        "architecture": architecture,
+        "batchnorm": "kept" if keep_batchnorm else "folded",
+    }
     export_model = model if keep_batchnorm else fold(model)
     bn_text = (
         "BatchNormalization kept as separate ops"
