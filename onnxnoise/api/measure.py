@@ -78,7 +78,7 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
         NoiseConfigError, DataError, GraphError, SessionError: Bad noise settings, dataset or model.
         BaselineExpectationError: ``expect_top1`` is set and the clean top-1 is outside its tolerance.
 
-    Example:
+    Examples:
         >>> import onnxnoise
         >>> run = onnxnoise.bench_model(snr=10, seeds=1)  # the demo: 1,000 Fashion-MNIST images, seed 0
         >>> run.trials["top1_correct"].to_list()           # clean, then SNR 10

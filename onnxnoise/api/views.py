@@ -97,7 +97,7 @@ def model_layers(model: PathLike) -> LayerList:
     Raises:
         GraphError: The file cannot be loaded or validated.
 
-    Example:
+    Examples:
         >>> import onnxnoise
         >>> listed = onnxnoise.model_layers(onnxnoise.demo_paths()[0])
         >>> listed.table.columns[:4]
@@ -117,7 +117,7 @@ def model_layers(model: PathLike) -> LayerList:
 def noise_models() -> tuple[NoiseModelInfo, ...]:
     """Every registered noise model, by name, as ``onnxnoise noise-models --json`` lists them.
 
-    Example:
+    Examples:
         >>> import onnxnoise
         >>> "gaussian-snr" in [m.name for m in onnxnoise.noise_models()]
         True

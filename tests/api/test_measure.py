@@ -26,7 +26,7 @@ def test_bench_with_a_registered_name_counts_as_with_the_path(demo_files, regist
     model, data = demo_files
     register_dataset("fashion-demo", data)
     run = onnxnoise.bench_model(model, "fashion-demo", snr=10, seeds=1)
-    assert run.trials["top1_correct"].to_list() == [932, 903]  # the demo's known counts (README)
+    assert run.trials["top1_correct"].to_list() == [932, 903]  # the demo's known counts (docs/api.md)
     assert run.config.data == data.resolve()
     assert run.notes == (f"--data fashion-demo: registered dataset `fashion-demo` ({data.resolve()}, 10 classes)",)
     assert run.out is None and run.files == ()
