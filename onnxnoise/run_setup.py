@@ -31,7 +31,7 @@ from onnxnoise.noise_config import preset_overrides
 from onnxnoise.settings import Setting, config_values, declared
 
 __all__ = ["RunSetup", "run_setup", "sweep_config", "option_settings", "keyword_options", "no_weight_noise_notes",
-           "default_out_dir"]
+           "default_out_dir", "flag_words"]
 
 
 @dataclass(frozen=True)
@@ -172,3 +172,21 @@ def default_out_dir(command: str, model: str | os.PathLike[str] | None = None) -
     if command not in folders:
         raise ValueError(f"no default output folder for {command!r}")
     return Path(folders[command])
+
+
+def _word(value: Any) -> str:
+    """A value as command-line text: floats exactly (``repr``)."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def flag_words(setting: Setting, value: Any) -> list[str]:
+    """``setting`` given as ``value`` on the command line: ``["--limit", "100"]``, ``["--no-cache"]``, ``[]``."""
+    if value is None or setting.flag is None:
+        return []
+    if setting.action in ("store_true", "store_false"):
+        return [setting.flag] if value is (setting.action == "store_true") else []
+    if isinstance(value, list):
+        return [word for item in value for word in (setting.flag, _word(item))]
+    if isinstance(value, tuple):
+        return [setting.flag, ",".join(_word(v) for v in value)]
+    return [setting.flag, _word(value)]
