@@ -6,10 +6,10 @@ option by its setting key), prints nothing (``progress=True`` shows progress bar
 :class:`onnxnoise.errors.OnnxNoiseError` subclasses on bad input, and returns a frozen dataclass holding
 Polars DataFrames and the paths it wrote.
 
-The verbs carry a noun (``bench_model``, ``check_model``, not ``bench``, ``check``): ``onnxnoise.bench``, ``onnxnoise.sweep``,
-``onnxnoise.report`` and ``onnxnoise.check`` are the package's modules, and a function of the same name on
-the package would be replaced by its module whenever that module is first imported (or would hide the
-module from ``import onnxnoise.report.stats as stats`` and from ``mock.patch("onnxnoise.report...")``).
+The verbs carry a noun (``bench_model``, ``check_model``, not ``bench``, ``check``): ``onnxnoise.bench``,
+``onnxnoise.sweep``, ``onnxnoise.report`` and ``onnxnoise.check`` are the package's modules, and a function of
+the same name on the package would be replaced by its module whenever that module is first imported (or would
+hide the module from ``import onnxnoise.report.stats as stats`` and from ``mock.patch("onnxnoise.report...")``).
 """
 
 from __future__ import annotations

@@ -60,9 +60,9 @@ METHOD = (
     "to the possible range [-(100 - clean), clean]; PASS when the upper bound < budget, FAIL when the lower bound > "
     "budget, else one more draw up to --max-seeds (then INCONCLUSIVE). Repeated looks spend alpha = 1 - confidence "
     "with Bonferroni weights (repeated confidence intervals, Jennison & Turnbull 1989), so false-PASS and false-FAIL "
-    f"rates are each at most 1 - confidence (simulated: docs/check.md). Minimum draws: {MIN_DRAWS} (one when every draw is "
-    "the same trial: --noise none without --read-noise). A draw flagged "
-    "as collapsed (far below the others, or at chance) withholds PASS."
+    f"rates are each at most 1 - confidence (simulated: docs/check.md). Minimum draws: {MIN_DRAWS} (one when every "
+    "draw is the same trial: --noise none without --read-noise). A draw flagged as collapsed (far below the others, "
+    "or at chance) withholds PASS."
 )
 
 
