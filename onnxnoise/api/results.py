@@ -158,16 +158,16 @@ class CheckRun:
             and the opposite), ``flips`` (Int64, null when not counted), ``mcnemar_p`` (Float64),
             ``collapsed`` (Boolean); empty without a gate.
         report: What ``check.json`` holds (written or not).
+        out: The folder written, or ``None`` (``out`` not given: nothing written).
+        files: ``trials`` Parquet and CSV, ``check.json``, ``junit.xml``, ``check.md`` (and the plan's
+            ``protect-layers.txt``) in ``out``.
         gate: The deciding gate (with a search: the found strength's), or ``None``.
         search: The strength search (``find_limit=True`` / ``find_min_snr=True``), or ``None``.
         protection: The protection plan (``protect=`` / ``protect_file=``, when the gate did not pass), or ``None``.
         recheck_command: The ``onnxnoise check`` command line that re-checks the gate's strength, or ``None``.
+        error: Why the check stopped before any noisy draw (a baseline off ``expect_top1``), or ``None``.
         notes: How settings were chosen (a registered dataset, an analog preset's expansion).
         warnings: What the verdict rests on when that is less than it seems (collapsed draws, too few images).
-        out: The folder written, or ``None`` (``out`` not given: nothing written).
-        files: ``trials`` Parquet and CSV, ``check.json``, ``junit.xml``, ``check.md`` (and the plan's
-            ``protect-layers.txt``) in ``out``.
-        error: Why the check stopped before any noisy draw (a baseline off ``expect_top1``), or ``None``.
     """
 
     verdict: str
@@ -178,25 +178,25 @@ class CheckRun:
     trials: pl.DataFrame
     per_draw: pl.DataFrame
     report: dict[str, Any]
+    out: Path | None = None
+    files: tuple[Path, ...] = ()
     gate: GateResult | None = None
     search: SearchResult | None = None
     protection: ProtectionPlan | None = None
     recheck_command: str | None = None
+    error: str | None = None
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    out: Path | None = None
-    files: tuple[Path, ...] = ()
-    error: str | None = None
-
-    @property
-    def baseline_top1(self) -> float | None:
-        """Clean top-1 accuracy in percent, or ``None`` (the baseline missed ``expect_top1``)."""
-        return self.report["baseline"].get("top1_acc")
 
     @property
     def strength(self) -> float | None:
         """The gate's strength in the noise model's unit (SNR linear for ``gaussian-snr``), or ``None``."""
         return None if self.gate is None else self.gate.strength
+
+    @property
+    def baseline_top1(self) -> float | None:
+        """Clean top-1 accuracy in percent, or ``None`` (the baseline missed ``expect_top1``)."""
+        return self.report["baseline"].get("top1_acc")
 
     @property
     def draws(self) -> int:
