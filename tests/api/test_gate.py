@@ -94,6 +94,17 @@ def test_protect_auto_plans_the_fewest_layers(demo_files, tmp_path):
     assert " --protect-file " in run.report["protection"]["recheck_command"]
 
 
+def test_find_limit_returns_the_search_and_the_found_strengths_gate(demo_files):
+    """On 300 images the bisection over SNR 3..100 (both ends first) stops at 43.96 (passes) against 42.77 (not)."""
+    model, data = demo_files
+    run = onnxnoise.check_model(model, data, snr="3,100", max_drop=1.0, find_limit=True, limit=300)
+    assert (run.verdict, run.exit_code, run.search.outcome) == ("PASS", 0, "found")
+    assert run.search.bracket == (43.96, 42.77) and len(run.search.steps) == 9
+    assert [(g.strength, g.verdict) for g in run.search.steps[:2]] == [(100.0, "PASS"), (3.0, "FAIL")]
+    assert run.strength == 43.96 and run.gate.verdict == "PASS" and run.upper < 1.0
+    assert run.recheck_command.endswith(" --limit 300 --max-drop 1.0 --snr 43.96")
+    assert "--find-limit" not in run.recheck_command
+
 def test_progress_prints_one_line_per_draw_on_stderr(demo_files, capfd):
     model, data = demo_files
     onnxnoise.check_model(model, data, snr=100, max_drop=5, progress=True)

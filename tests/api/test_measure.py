@@ -148,6 +148,7 @@ def test_sweep_experiment_runs_what_sweep_config_runs(demo_files, tmp_path, caps
     model, data = demo_files
     path = _demo_experiment(tmp_path, model, data)
     done = onnxnoise.sweep_experiment(path, out=tmp_path / "api")
+    assert capsys.readouterr() == ("", "")  # silent by default
     assert done.experiment.name == "demo-study" and done.out == tmp_path / "api"
     assert [run.config.run.model.name for run in done.runs] == ["fashion_mnist_cnn.onnx", "twin.onnx",
                                                                  "fashion_mnist_cnn.onnx"]
