@@ -126,3 +126,14 @@ def test_bad_input_raises_one_line(demo_files):
         onnxnoise.check_model(model, data, snr=100, budget=1)
     with pytest.raises(ConfigError, match="go with a gate at one strength"):
         onnxnoise.check_model(model, data, snr="10,100", max_drop=1, find_limit=True, protect="auto")
+
+
+def test_a_baseline_off_its_expectation_fails_before_any_draw(demo_files, tmp_path):
+    model, data = demo_files
+    run = onnxnoise.check_model(model, data, out=tmp_path, snr=100, max_drop=5, expect_top1=50)
+    assert (run.verdict, run.exit_code, run.draws, run.gate) == ("FAIL", 1, 0, None)
+    assert run.error == ("clean top-1 93.20% is outside the expected 50% ± 0.5 (--expect-top1 50 --tolerance 0.5); "
+                         "no noisy trial was run")
+    assert run.baseline_top1 is None and run.report["error"] == run.error
+    assert run.trials.height == 1 and run.per_draw.is_empty()  # the baseline only
+    assert sorted(p.name for p in run.files) == ["check.json", "check.md", "junit.xml"]  # no trial tables
