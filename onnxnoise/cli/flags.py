@@ -4,8 +4,7 @@
 section; :func:`given_options` reads them back from the parsed arguments as the
 ``key -> value`` options the config builders take; :func:`flag_words` (defined in
 :mod:`onnxnoise.run_setup`, which the check layer's re-check command uses too) writes one back as
-command-line words. Every flag defaults to ``None`` (not
-given): the config dataclasses own the defaults.
+command-line words. Every flag defaults to ``None`` (not given): the config dataclasses own the defaults.
 """
 
 from __future__ import annotations

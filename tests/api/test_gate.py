@@ -114,8 +114,12 @@ def test_progress_prints_one_line_per_draw_on_stderr(demo_files, capfd):
     assert lines[-1].endswith("[-0.31, 0.38] PASS")
 
 
-def test_bad_input_raises_one_line(demo_files):
+def test_bad_input_raises_one_line(demo_files, tmp_path):
     model, data = demo_files
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match=r"^out .*afile is a file, not a folder"):
+        onnxnoise.check_model(model, data, out=afile, snr=100, max_drop=1)
     with pytest.raises(ConfigError, match=r"^check needs max_drop"):
         onnxnoise.check_model(model, data, snr=100)
     with pytest.raises(ConfigError, match=r"^check chooses its number of draws itself; drop --seeds"):
