@@ -134,6 +134,19 @@ def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
         ConfigError, NoiseConfigError, DataError, GraphError, SessionError: Bad input (before any trial runs).
         StoreError: The store cannot be written, or belongs to another experiment.
         BaselineExpectationError, BaselineError: The clean baseline is off or failed.
+
+    Example:
+        >>> import onnxnoise, tempfile
+        >>> model, data = onnxnoise.demo_paths()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> options = {"modes": "per-layer", "snr": 10, "seeds": 1, "limit": 100}  # 100 images, seed 0
+        >>> run = onnxnoise.sweep_model(model, data, out=tmp.name, **options)
+        >>> run.planned, run.ran       # the baseline, then noise in each of the demo's 6 layers alone
+        (7, 7)
+        >>> again = onnxnoise.sweep_model(model, data, out=tmp.name, **options)
+        >>> again.done, again.ran      # resumed: every trial is in the store already
+        (7, 0)
+        >>> tmp.cleanup()
     """
     given = keyword_options("sweep", options, SweepConfig)
     setup = run_setup(model, data, given, command="sweep")
