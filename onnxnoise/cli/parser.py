@@ -22,11 +22,14 @@ from onnxnoise.settings import RUNTIME
 #: The config classes whose settings ``check`` takes: the run's, the gate's, the search and protection's.
 CHECK_SETTINGS: tuple[type, ...] = (RunConfig, GateSettings, CheckRequest)
 
-#: Exit codes: a trial failed / the baseline missed ``--expect-top1`` (1), bad input (2), interrupted (130).
+#: Exit codes: a trial failed / the baseline missed ``--expect-top1`` (1), bad input (2), interrupted (130),
+#: stdout closed by its reader (141 = 128 + SIGPIPE, as a shell reports a tool that SIGPIPE ended:
+#: ``onnxnoise layers model.onnx | head -1``; nothing is printed about it).
 EXIT_FAILED_TRIALS = 1
 EXIT_BASELINE_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
 
 
 class _Parser(argparse.ArgumentParser):
