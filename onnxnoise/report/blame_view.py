@@ -19,6 +19,7 @@ from rich.text import Text
 from onnxnoise.report.blame import worst_strength
 from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import markdown_table
+from onnxnoise.report.terminal import TerminalTable
 
 __all__ = ["DROP_NOTE", "drop_limits", "drop_cell", "blame_groups", "blame_console", "blame_markdown", "plot_blame"]
 
@@ -90,8 +91,8 @@ def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
     tables = []
     for title, part in blame_groups(blame):
         shown = part.head(top)
-        table = Table(title=f"layers to blame: {title} (worst {shown.height} of {part.height})",
-                      caption=DROP_NOTE, caption_justify="left")
+        table = TerminalTable(title=f"layers to blame: {title} (worst {shown.height} of {part.height})",
+                              caption=DROP_NOTE, caption_justify="left", lead=2, fold=("layer (flags)",))
         table.add_column("#", justify="right")
         table.add_column("layer (flags)", overflow="fold", ratio=1)
         table.add_column("op")
