@@ -14,7 +14,7 @@ from onnxnoise.model import Layer
 from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
-from onnxnoise.report.terminal import TerminalTable
+from onnxnoise.report.terminal import TerminalTable, short_op
 from onnxnoise.store.schema import COUNTER, SETTING, columns
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
@@ -37,7 +37,8 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
         title: Optional table title (e.g. the model file name).
 
     Returns:
-        A rich ``Table``: index, name, op type, tensors, parameters, sigma_w.
+        A rich ``Table``: index, name, op type (long ones shortened:
+        :data:`~onnxnoise.report.terminal.SHORT_OPS`), tensors, parameters, sigma_w.
     """
     table = TerminalTable(title=title, show_footer=True, lead=2, fold=("layer",))
     table.add_column("#", justify="right", footer="")
@@ -49,7 +50,8 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
     for layer in layers:
         tensors = ", ".join(f"{role}{list(shape)}" for role, shape in zip(layer.roles, layer.shapes))
         table.add_row(
-            str(layer.index), layer.name, layer.op_type, tensors, f"{layer.num_params:,}", f"{layer.sigma_w:.4g}"
+            str(layer.index), layer.name, short_op(layer.op_type), tensors, f"{layer.num_params:,}",
+            f"{layer.sigma_w:.4g}"
         )
     return table
 

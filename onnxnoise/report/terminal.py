@@ -16,7 +16,8 @@ pushes the table past the width, where the console cuts it off. :class:`Terminal
 3. not even that fits: the table is stacked, as several tables of the same rows, each with the ``lead``
    columns and others that fit (as few tables as can be, the columns spread evenly over them;
    ``(continued)`` in the title of the later ones, the caption under the last), each laid out as in 2.
-   Only when the labels and any one other column do not fit is a label allowed to wrap between its words.
+   When one-line labels would take more than one part more than labels wrapped between their words (or
+   leave no room for another column), the labels wrap.
 
 A column listed in ``fold`` holds identifiers that have no word to keep whole (layer names, file paths):
 it counts a word of at most :data:`FOLD_WIDTH` characters, and rich folds longer ones at the column's edge
@@ -34,7 +35,12 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.table import Column, Table
 
-__all__ = ["FOLD_WIDTH", "TerminalTable", "column_widths"]
+__all__ = ["FOLD_WIDTH", "SHORT_OPS", "TerminalTable", "column_widths", "short_op"]
+
+#: Long ONNX op types shortened in terminal tables (markdown, CSV, Parquet and JSON keep the full name).
+SHORT_OPS = {"BatchNormalization": "BatchNorm", "ConvTranspose": "ConvT", "QLinearConv": "QLConv",
+             "QLinearMatMul": "QLMatMul", "InstanceNormalization": "InstanceNorm",
+             "LayerNormalization": "LayerNorm", "GroupNormalization": "GroupNorm"}
 
 #: The most a ``fold`` column's identifiers count as one word, characters (longer ones fold at the edge
 #: when the width leaves them no more room).
@@ -73,12 +79,14 @@ class TerminalTable(Table):
         # a row's label on one line (lead columns but those that fold) while that leaves room for a column
         labels = [Measurement(r.maximum, r.maximum) if i in lead and self.columns[i].header not in self.fold
                   else r for i, r in enumerate(ranges)]
-        for ranges in (labels, ranges):
-            groups = _stack(ranges, lead, width, lambda n: _borders(self, n))
-            if groups is not None:
-                break
-        else:
+        one_line = _stack(labels, lead, width, lambda n: _borders(self, n))
+        wrapped = _stack(ranges, lead, width, lambda n: _borders(self, n))
+        if wrapped is None:
             return [self]
+        if one_line is not None and len(one_line) <= len(wrapped) + 1:  # one more part for one-line labels
+            ranges, groups = labels, one_line
+        else:
+            groups = wrapped
         parts = []
         for number, group in enumerate(groups):
             widths = column_widths([ranges[i] for i in group], len(lead), width - _borders(self, len(group)))
@@ -107,6 +115,11 @@ class TerminalTable(Table):
             word = max(min(word, FOLD_WIDTH), head)
         pad = self._padding_of(column._index)
         return Measurement(word + pad, longest + pad)
+
+
+def short_op(op_type: str) -> str:
+    """``op_type`` as a terminal table shows it (:data:`SHORT_OPS`, e.g. ``BatchNorm``)."""
+    return SHORT_OPS.get(op_type, op_type)
 
 
 def _borders(table: Table, columns: int) -> int:

@@ -212,22 +212,39 @@ def test_check_re_check_commands_are_whole_lines_under_the_panel(printers):
     assert "and 14 more (None)" not in text and "and 14 more;" in " ".join(text.split())
 
 
+def _common_tables() -> dict[str, object]:
+    """The tables of the common case: one noise model (SNRs); one model, but two for the comparison."""
+    trials = _trials().filter(pl.col("noise_model") == "gaussian-snr")
+    one = trials.filter(pl.col("model") == MODELS[1])
+    summary = summarize_trials(one)
+    return {"summary_table": summary_table(summary), "paired_table": paired_table(summary),
+            "a_avr_table": a_avr_table(average_normalized_accuracy(trials)),
+            "verdicts_table": verdicts_table(compare_models(trials))}
+
+
 @pytest.mark.parametrize("width", WIDTHS)
-def test_strength_labels_stay_on_one_line(printers, width):
-    """``SNR 3 (33.3% noise)`` whole on one line of each table that labels rows by strength (at 80: not three)."""
-    for name in ("summary_table", "paired_table", "a_avr_table", "verdicts_table"):
-        text = _render(printers[f"onnxnoise.report.console:{name}"], width)
+def test_strength_labels_stay_on_one_line(width):
+    """``SNR 3 (33.3% noise)`` whole on one line of each table that labels rows by strength (not three lines)."""
+    for name, table in _common_tables().items():
+        text = _render(lambda console: console.print(table), width)
+        assert max(len(line) for line in text.splitlines()) <= width
         for label in ("SNR 10 (10% noise)", "SNR 5 (20% noise)", "SNR 3 (33.3% noise)"):
             assert label in text, f"{name} at {width}:\n{text}"
 
 
 def test_a_table_too_wide_for_80_columns_is_stacked_with_its_lead_columns_repeated(printers):
-    text = _render(printers["onnxnoise.report.console:summary_table"], 80)
-    assert "(continued)" in text
-    parts = text.split("(continued)")
-    for part in parts:  # each part names the model and the strength of its rows
-        assert "resnet20_cifar10.onnx" in part and "SNR 3 (33.3% noise)" in part
-    assert "(continued)" not in _render(printers["onnxnoise.report.console:summary_table"], 400)
+    table = _captured(printers["onnxnoise.report.console:summary_table"])[0]
+    headers = [c.header for c in table.columns]
+    assert headers[:3] == ["model", "noise model", "strength"] and table.lead == 3
+    console = Console(file=io.StringIO(), width=80)
+    parts = table.parts(console, console.options)
+    assert len(parts) > 1
+    shown = [[c.header for c in part.columns] for part in parts]
+    assert all(part[:3] == headers[:3] for part in shown)  # each part says which row it is
+    assert [h for part in shown for h in part[3:]] == headers[3:]  # every other column once, in order
+    assert [part.title.endswith("(continued)") for part in parts] == [False] + [True] * (len(parts) - 1)
+    wide = Console(file=io.StringIO(), width=400)
+    assert table.parts(wide, wide.options) == [table]
 
 
 def test_column_widths_give_words_first_then_the_lead_then_the_least_wanting():
