@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
 
 from onnxnoise.engine.executor import Progress as _Progress
 from onnxnoise.noise import NoiseModel
@@ -30,10 +31,14 @@ class RichProgress(_Progress):
 
     def __init__(self, console: Console, noise_model: NoiseModel) -> None:
         self.noise_model = noise_model
+        # the last trial's status last, cut with an ellipsis at the terminal's edge: at 80 columns it would
+        # otherwise squeeze out the bar and the times
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=True,
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)), BarColumn(bar_width=24),
+            TextColumn("{task.fields[count]}", table_column=Column(no_wrap=True)), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[status]}", table_column=Column(
+                no_wrap=True, overflow="ellipsis", ratio=1)),
+            console=console, transient=True, expand=True,
         )
         self.task = None
         self.trials = self.done = self.per_trial = 0

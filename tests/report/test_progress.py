@@ -65,3 +65,22 @@ def test_per_layer_lockstep_progress_counts_images_and_trials(demo_files, tmp_pa
     middle = [(done, images) for done, _, images, total in progress.seen if total == LAYERS * IMAGES
               and 0 < images < total]
     assert middle and all(done % IMAGES for done, _ in middle), progress.seen
+
+
+def test_bars_at_80_columns_keep_counts_and_times_and_cut_the_status():
+    progress = RichProgress(Console(file=io.StringIO(), width=80), make_noise_model("pcm"))
+    progress.start(1234, 10_000)
+    progress.group(12)
+    progress.advance(1500)
+    progress.trial_done({"strength": 86400.0, "seed": 3, "mode": "per-layer", "layer_index": 112, "error": None,
+                         "top1_correct": 4557, "images": 10_000})
+    progress.stop()
+    for width in (80, 120):
+        console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+        console.print(progress.bar.make_tasks_table(progress.bar.tasks))
+        lines = console.export_text().splitlines()
+        assert len(lines) == 2 and all(len(line) <= width for line in lines)
+        assert "1/1,234" in lines[0] and "1,500/120,000" in lines[1] and "images, 12 trials" in lines[1]
+        assert all(line.count("0:00:00") == 1 for line in lines)  # elapsed shown on both rows
+    status = "per-layer 112 t = 1 d seed 3: top-1 45.57%"
+    assert status in lines[0]  # whole at 120; at 80 cut with an ellipsis at the edge
