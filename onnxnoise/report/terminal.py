@@ -44,7 +44,7 @@ SHORT_OPS = {"BatchNormalization": "BatchNorm", "ConvTranspose": "ConvT", "QLine
 
 #: The most a ``fold`` column's identifiers count as one word, characters (longer ones fold at the edge
 #: when the width leaves them no more room).
-FOLD_WIDTH = 20
+FOLD_WIDTH = 24
 
 
 class TerminalTable(Table):
@@ -89,7 +89,8 @@ class TerminalTable(Table):
             groups = wrapped
         parts = []
         for number, group in enumerate(groups):
-            widths = column_widths([ranges[i] for i in group], len(lead), width - _borders(self, len(group)))
+            widths = column_widths([ranges[i] for i in group], len(lead), width - _borders(self, len(group)),
+                                   later=[k for k, i in enumerate(group) if self.columns[i].header in self.fold])
             part = copy.copy(self)
             part.columns = [dataclasses.replace(self.columns[i], _index=k, width=w - self._padding_of(i))
                             for k, (i, w) in enumerate(zip(group, widths))]
@@ -164,20 +165,24 @@ def _packed(others: list[int], lead: list[int], most: int, fits) -> list[list[in
     return groups if all(fits(g) for g in groups) else None
 
 
-def column_widths(ranges: Sequence[Measurement], lead: int, room: int) -> list[int]:
+def column_widths(ranges: Sequence[Measurement], lead: int, room: int, later: Iterable[int] = ()) -> list[int]:
     """Widths (padding included) of columns whose ``(longest word, longest line)`` are ``ranges`` in ``room``.
 
     Each column gets its longest word (``room`` must hold them all); what is left goes first to the
-    ``lead`` leading columns, then to the others, in each by what they lack to fit on one line, least
-    first, each up to its longest line. E.g. ranges ``(6, 21), (5, 5), (7, 14)``, ``lead=1``, room 35: the
-    words take 18, the label gets its 15 more (21), the last column the 2 left (9): ``[21, 5, 9]``.
+    ``lead`` leading columns but those listed in ``later`` (identifiers that fold: a long file name does
+    not take the room of the numbers), then to the others, in each by what they lack to fit on one line,
+    least first, each up to its longest line. E.g. ranges ``(6, 21), (5, 5), (7, 14)``,
+    ``lead=1``, room 35: the words take 18, the label gets its 15 more (21), the last column the 2 left
+    (9): ``[21, 5, 9]``.
     """
     widths = [r.minimum for r in ranges]
     left = room - sum(widths)
+    first = [i for i in range(lead) if i not in set(later)]
+
     def lacking(i: int) -> int:
         return ranges[i].maximum - ranges[i].minimum
 
-    order = [*sorted(range(lead), key=lacking), *sorted(range(lead, len(ranges)), key=lacking)]
+    order = [*sorted(first, key=lacking), *sorted((i for i in range(len(ranges)) if i not in first), key=lacking)]
     for i in order:
         give = max(0, min(left, ranges[i].maximum - widths[i]))
         widths[i] += give

@@ -253,6 +253,9 @@ def test_column_widths_give_words_first_then_the_lead_then_the_least_wanting():
     assert column_widths([m(6, 21), m(5, 5), m(7, 14)], 1, 35) == [21, 5, 9]
     # no lead: the column that needs 2 to fit on one line gets them before the one that needs 7
     assert column_widths([m(5, 12), m(5, 7)], 0, 14) == [7, 7]
+    # a lead column that folds (a file name) gets room after the numbers, not before
+    assert column_widths([m(24, 43), m(10, 17)], 1, 41, later=[0]) == [24, 17]
+    assert column_widths([m(24, 43), m(10, 17)], 1, 41) == [31, 10]
 
 
 def test_a_terminal_table_at_its_natural_width_is_rich_s_own():
