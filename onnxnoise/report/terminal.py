@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.table import Column, Table
@@ -73,6 +74,10 @@ class TerminalTable(Table):
             return [self]
         ranges = [self._range(console, options, c) for c in self.columns]
         width = options.max_width
+        words = [[[[cell_len(word) for word in line.split()] for line in console.render_str(cell).plain.splitlines()
+                    or [""]] if isinstance(cell, str) else [[cell_len(w) for w in line.split()] for line in
+                                                            getattr(cell, "plain", str(cell)).splitlines() or [""]]
+                  for cell in self._cells_of(c)] for c in self.columns]
         if sum(r.maximum for r in ranges) + _borders(self, len(ranges)) <= width:
             return [self]
         lead = list(range(min(self.lead, len(self.columns))))
@@ -90,7 +95,8 @@ class TerminalTable(Table):
         parts = []
         for number, group in enumerate(groups):
             widths = column_widths([ranges[i] for i in group], len(lead), width - _borders(self, len(group)),
-                                   later=[k for k, i in enumerate(group) if self.columns[i].header in self.fold])
+                                   later=[k for k, i in enumerate(group) if self.columns[i].header in self.fold],
+                                   lines=lambda k, w: _heights(words[group[k]], w - self._padding_of(group[k])))
             part = copy.copy(self)
             part.columns = [dataclasses.replace(self.columns[i], _index=k, width=w - self._padding_of(i))
                             for k, (i, w) in enumerate(zip(group, widths))]
@@ -104,10 +110,14 @@ class TerminalTable(Table):
     def _padding_of(self, index: int) -> int:
         return self._get_padding_width(index)
 
+    def _cells_of(self, column: Column) -> list:
+        """A column's header (when shown), cells and footer (when shown): one per row drawn."""
+        return [*([column.header] if self.show_header else []), *column.cells,
+                *([column.footer] if self.show_footer else [])]
+
     def _range(self, console: Console, options: ConsoleOptions, column: Column) -> Measurement:
         """``(longest word, longest line)`` of a column's cells and header (and footer), padding included."""
-        cells = [*([column.header] if self.show_header else []), *column.cells,
-                 *([column.footer] if self.show_footer else [])]
+        cells = self._cells_of(column)
         sizes = [Measurement.get(console, options.update(no_wrap=False), cell) for cell in cells]
         longest = max((s.maximum for s in sizes), default=1)
         word = longest if column.no_wrap else max((s.minimum for s in sizes), default=1)
@@ -165,26 +175,76 @@ def _packed(others: list[int], lead: list[int], most: int, fits) -> list[list[in
     return groups if all(fits(g) for g in groups) else None
 
 
-def column_widths(ranges: Sequence[Measurement], lead: int, room: int, later: Iterable[int] = ()) -> list[int]:
+def column_widths(ranges: Sequence[Measurement], lead: int, room: int, later: Iterable[int] = (),
+                  lines: Callable[[int, int], list[int]] | None = None) -> list[int]:
     """Widths (padding included) of columns whose ``(longest word, longest line)`` are ``ranges`` in ``room``.
 
     Each column gets its longest word (``room`` must hold them all); what is left goes first to the
     ``lead`` leading columns but those listed in ``later`` (identifiers that fold: a long file name does
-    not take the room of the numbers), then to the others, in each by what they lack to fit on one line,
-    least first, each up to its longest line. E.g. ranges ``(6, 21), (5, 5), (7, 14)``,
-    ``lead=1``, room 35: the words take 18, the label gets its 15 more (21), the last column the 2 left
-    (9): ``[21, 5, 9]``.
+    not take the room of the numbers), each up to its longest line, least lacking first; then, with
+    ``lines(column, width)`` (the lines each row's cell takes at that width), so that the tallest cell of
+    the table is as short as can be; then to the columns by what they lack to fit on one line, least
+    first. E.g. ranges ``(6, 21), (5, 5), (7, 14)``, ``lead=1``, room 35: the words
+    take 18, the label gets its 15 more (21), the last column the 2 left (9): ``[21, 5, 9]``.
     """
     widths = [r.minimum for r in ranges]
     left = room - sum(widths)
     first = [i for i in range(lead) if i not in set(later)]
 
     def lacking(i: int) -> int:
-        return ranges[i].maximum - ranges[i].minimum
+        return ranges[i].maximum - widths[i]
 
-    order = [*sorted(first, key=lacking), *sorted((i for i in range(len(ranges)) if i not in first), key=lacking)]
-    for i in order:
-        give = max(0, min(left, ranges[i].maximum - widths[i]))
-        widths[i] += give
-        left -= give
+    def give(i: int, most: int) -> None:
+        nonlocal left
+        step = max(0, min(left, most, lacking(i)))
+        widths[i] += step
+        left -= step
+
+    for i in sorted(first, key=lacking):
+        give(i, left)
+    if lines is not None:
+        for i, w in enumerate(_as_tall(ranges, widths, left, lines)):
+            give(i, w - widths[i])
+    for i in sorted(range(len(ranges)), key=lacking):
+        give(i, left)
     return widths
+
+
+def _as_tall(ranges, widths: list[int], left: int, lines) -> list[int]:
+    """The widths (at least ``widths``, at most the longest lines, ``left`` more in all) that make the tallest
+    cell of the table the shortest, each column as narrow as that height allows."""
+    def need(i: int, height: int) -> int:
+        return next((w for w in range(widths[i], ranges[i].maximum + 1) if max(lines(i, w), default=1) <= height),
+                    ranges[i].maximum)
+
+    tallest = max((max(lines(i, w), default=1) for i, w in enumerate(widths)), default=1)
+    best = widths
+    for height in range(tallest, 0, -1):
+        wanted = [need(i, height) for i in range(len(widths))]
+        if sum(wanted) - sum(widths) > left or any(max(lines(i, w), default=1) > height
+                                                   for i, w in enumerate(wanted)):
+            break
+        best = wanted
+    return best
+
+
+def _heights(cells: list[list[list[int]]], width: int) -> list[int]:
+    """Lines each cell takes wrapped at ``width``: its lines' words (cell lengths) filled greedily, a word
+    longer than the width folded (as rich wraps and folds them)."""
+    width = max(width, 1)
+    out = []
+    for cell in cells:
+        count = 0
+        for words in cell:
+            count += 1
+            used = 0
+            for size in words:
+                if used and used + 1 + size <= width:
+                    used += 1 + size
+                    continue
+                if used:
+                    count += 1
+                count += (size - 1) // width if size else 0
+                used = size - width * ((size - 1) // width) if size else 0
+        out.append(count)
+    return out

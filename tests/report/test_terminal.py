@@ -33,7 +33,7 @@ from onnxnoise.report.blame import blame_table
 from onnxnoise.report.blame_view import blame_console
 from onnxnoise.report.console import a_avr_table, layers_table, paired_table, summary_table, verdicts_table
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
-from onnxnoise.report.terminal import TerminalTable, column_widths
+from onnxnoise.report.terminal import TerminalTable, _heights, column_widths
 from onnxnoise.report.versus import compare_models
 from tests._frames import layer_frame
 
@@ -256,6 +256,22 @@ def test_column_widths_give_words_first_then_the_lead_then_the_least_wanting():
     # a lead column that folds (a file name) gets room after the numbers, not before
     assert column_widths([m(24, 43), m(10, 17)], 1, 41, later=[0]) == [24, 17]
     assert column_widths([m(24, 43), m(10, 17)], 1, 41) == [31, 10]
+
+
+def test_column_widths_make_the_tallest_cell_short_rather_than_one_column_one_line():
+    """Two interval columns ``69.67 [0.00, 100.00]`` (words of 5, 6 and 7; no padding) in 26 characters: one
+    on one line and the other on three, or both on two lines (each row is as tall as its tallest cell)."""
+    cell = [[[5, 6, 7]]]  # one row, one line of three words
+
+    def lines(i: int, width: int) -> list[int]:
+        return _heights(cell, width)
+
+    assert _heights(cell, 20) == [1] and _heights(cell, 12) == [2] and _heights(cell, 7) == [3]
+    ranges = [Measurement(7, 20), Measurement(7, 20)]
+    greedy = column_widths(ranges, 0, 26)
+    assert greedy == [19, 7] and [lines(0, w)[0] for w in greedy] == [2, 3]
+    even = column_widths(ranges, 0, 26, lines=lines)
+    assert even == [14, 12] and [lines(0, w)[0] for w in even] == [2, 2]
 
 
 def test_a_terminal_table_at_its_natural_width_is_rich_s_own():
