@@ -74,10 +74,7 @@ class TerminalTable(Table):
             return [self]
         ranges = [self._range(console, options, c) for c in self.columns]
         width = options.max_width
-        words = [[[[cell_len(word) for word in line.split()] for line in console.render_str(cell).plain.splitlines()
-                    or [""]] if isinstance(cell, str) else [[cell_len(w) for w in line.split()] for line in
-                                                            getattr(cell, "plain", str(cell)).splitlines() or [""]]
-                  for cell in self._cells_of(c)] for c in self.columns]
+        words = [[_word_sizes(console, cell) for cell in self._cells_of(c)] for c in self.columns]
         if sum(r.maximum for r in ranges) + _borders(self, len(ranges)) <= width:
             return [self]
         lead = list(range(min(self.lead, len(self.columns))))
@@ -226,6 +223,12 @@ def _as_tall(ranges, widths: list[int], left: int, lines) -> list[int]:
             break
         best = wanted
     return best
+
+
+def _word_sizes(console: Console, cell) -> list[list[int]]:
+    """A cell's lines as the cell lengths of their words (a string cell read as rich markup)."""
+    text = console.render_str(cell).plain if isinstance(cell, str) else getattr(cell, "plain", str(cell))
+    return [[cell_len(word) for word in line.split()] for line in text.splitlines() or [""]]
 
 
 def _heights(cells: list[list[list[int]]], width: int) -> list[int]:
