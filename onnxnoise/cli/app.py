@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from rich.console import Console
 
 from onnxnoise.cli.commands import COMMANDS
-from onnxnoise.cli.parser import EXIT_BASELINE_UNEXPECTED, EXIT_INTERRUPTED, EXIT_USAGE, build_parser
+from onnxnoise.cli.parser import (EXIT_BASELINE_UNEXPECTED, EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, EXIT_USAGE,
+                                  build_parser)
 from onnxnoise.cli.ray_driver import driver_channel, run_driver_process, wants_driver_process
 from onnxnoise.errors import BaselineExpectationError, OnnxNoiseError, error_line
 
@@ -29,21 +31,51 @@ def main(argv: list[str] | None = None) -> int:
     ``sweep --executor ray`` runs its Ray driver in a watched child process
     (:mod:`onnxnoise.cli.ray_driver`): this process returns the child's exit code, or
     one line and exit code 2 when Ray's core or a signal ended the child.
+
+    A reader that closes stdout early (``onnxnoise layers model.onnx | head -1``) ends the
+    command quietly with :data:`~onnxnoise.cli.parser.EXIT_CLOSED_PIPE` (141, as a shell
+    reports a tool ended by SIGPIPE): no error line, no traceback, and nothing more is written
+    to stdout (:func:`_closed_pipe`).
     """
-    args = build_parser().parse_args(argv)
-    with driver_channel() as in_driver:
-        if not in_driver and wants_driver_process(args):
-            return run_driver_process(list(sys.argv[1:] if argv is None else argv), getattr(args, "out", None))
-        return _run(args)
+    try:
+        args = build_parser().parse_args(argv)  # `--help | head -1` writes here
+        with driver_channel() as in_driver:
+            if not in_driver and wants_driver_process(args):
+                return run_driver_process(list(sys.argv[1:] if argv is None else argv), getattr(args, "out", None))
+            return _run(args)
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+class _PipeConsole(Console):
+    """A rich console whose closed stdout raises :class:`BrokenPipeError` (rich's own handler exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("stdout closed by its reader")
+
+
+def _closed_pipe() -> int:
+    """Stdout's reader went away: point stdout at the null device, so that Python's flush at exit
+    writes nowhere instead of reporting the pipe again (the Python docs' note on SIGPIPE), and give
+    :data:`~onnxnoise.cli.parser.EXIT_CLOSED_PIPE`."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (a test's capture): nothing to redirect
+        pass
+    return EXIT_CLOSED_PIPE
 
 
 def _run(args) -> int:
     """The command of parsed ``args``, its errors as one line and an exit code."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     # With --json, stdout carries only the JSON; everything human goes to stderr.
-    console = Console(stderr=bool(getattr(args, "json", False)))
+    console = _PipeConsole(stderr=bool(getattr(args, "json", False)))
     try:
         return COMMANDS[args.command](args, console)
+    except BrokenPipeError:
+        raise  # not a file-system error: main() ends quietly
     except BaselineExpectationError as exc:
         print(f"onnxnoise: error: {error_line(str(exc))}", file=sys.stderr)
         return EXIT_BASELINE_UNEXPECTED

@@ -28,8 +28,11 @@ def _verdict_style(verdict: str) -> str:
 
 
 def print_summary(console: Console, report: dict[str, Any]) -> None:
-    """The check's result panel (verdict, baseline, bounds, search, plan, re-check command) and its warnings."""
+    """The check's result panel (verdict, baseline, bounds, search, plan), its re-check commands under it (each
+    printed whole, for the terminal to wrap: a command folded inside the panel's border could not be copied),
+    and its warnings."""
     lines = [f"[{_verdict_style(report['verdict'])}]{report['verdict']}[/]  {report['question']}"]
+    commands: list[str] = []
     base = report["baseline"]
     lines.append(f"clean top-1 {points(base.get('top1_acc'))}%, top-5 {points(base.get('top5_acc'))}% "
                  f"on {report['images']} images")
@@ -55,15 +58,18 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
     plan = report.get("protection")
     if plan:
         kept = plan["kept"]
-        more = f" and {len(kept) - 5} more ({plan.get('layers_file')})" if len(kept) > 5 else ""
+        listed = f" ({plan['layers_file']})" if plan.get("layers_file") else ""
+        more = f" and {len(kept) - 5} more{listed}" if len(kept) > 5 else ""
         shown = ", ".join(kept[:5]) + more
         lines.append(f"protection plan ({plan['spec']}): [{_verdict_style(plan['verdict'])}]{plan['verdict']}[/] "
                      + (f"keeping {len(kept)} layer(s) noise-free: {shown}; {plan['kept_params']} parameters, "
                         f"{points(plan['kept_percent'])}% of all" if kept else plan.get("note") or "no plan"))
         if plan.get("recheck_command"):
-            lines.append(f"re-check the plan: {plan['recheck_command']}")
+            commands.append(f"re-check the plan: {plan['recheck_command']}")
     if report.get("recheck_command"):
-        lines.append(f"re-check: {report['recheck_command']}")
+        commands.append(f"re-check: {report['recheck_command']}")
     console.print(Panel("\n".join(lines), title="onnxnoise check", expand=False), highlight=False)
+    for line in commands:  # whole lines, never broken inside the panel: the terminal wraps them, a copy is one line
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     for warning in report.get("warnings") or []:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)

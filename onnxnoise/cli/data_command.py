@@ -8,11 +8,11 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
 from onnxnoise.cli.output import json_text
 from onnxnoise.data.download import CATALOGUE, MIRROR_ENV, datasets_dir, get_dataset
 from onnxnoise.data.registry import load_registry, register_dataset, registry_path, unregister_dataset
+from onnxnoise.report.terminal import TerminalTable
 
 __all__ = ["add_data_parser", "cmd_data"]
 
@@ -94,7 +94,7 @@ def _list(args: argparse.Namespace, console: Console) -> int:
         }, indent=2))
         return 0
     if entries:
-        table = Table(title=f"registered datasets ({registry_path()})")
+        table = TerminalTable(title=f"registered datasets ({registry_path()})", lead=1, fold=("path",))
         for column in ("name", "path", "classes", "images", "source"):
             table.add_column(column, justify="right" if column in ("classes", "images") else "left",
                              overflow="fold")

@@ -18,11 +18,14 @@ from onnxnoise.cli.flags import add_settings
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.settings import RUNTIME
 
-#: Exit codes: a trial failed / the baseline missed ``--expect-top1`` (1), bad input (2), interrupted (130).
+#: Exit codes: a trial failed / the baseline missed ``--expect-top1`` (1), bad input (2), interrupted (130),
+#: stdout closed by its reader (141 = 128 + SIGPIPE, as a shell reports a tool that SIGPIPE ended:
+#: ``onnxnoise layers model.onnx | head -1``; nothing is printed about it).
 EXIT_FAILED_TRIALS = 1
 EXIT_BASELINE_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
 
 
 class _Parser(argparse.ArgumentParser):

@@ -96,6 +96,9 @@ class _Continued(Progress):
     def __init__(self, inner: Progress) -> None:
         self.inner = inner
 
+    def group(self, trials: int) -> None:
+        self.inner.group(trials)
+
     def advance(self, images: int) -> None:
         self.inner.advance(images)
 

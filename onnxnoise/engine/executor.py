@@ -39,8 +39,13 @@ class Progress:
     def start(self, trials: int, images_per_trial: int) -> None:
         """Called once before the first trial."""
 
+    def group(self, trials: int) -> None:
+        """Called before ``trials`` trials run together (per-layer trials in lockstep: each batch of images
+        goes through all of them); until their last :meth:`trial_done`, :meth:`advance` counts the images
+        of all of them, up to ``trials x images_per_trial``. Without this call a trial runs alone."""
+
     def advance(self, images: int) -> None:
-        """Called after each batch with its number of images."""
+        """Called after each batch with its number of images (summed over the trials of a :meth:`group`)."""
 
     def trial_done(self, row: dict) -> None:
         """Called with each finished trial's row (``key`` included)."""
@@ -220,6 +225,7 @@ class LocalExecutor(Executor):
     def _run_group(self, context, items: list[PlannedTrial], recorder: Recorder, progress: Progress,
                    draws: DrawHistory, counts: dict[str, int]) -> None:
         """Run ``items`` (one trial, or per-layer trials of one pass in lockstep) and record their rows."""
+        progress.group(len(items))
         rows = run_trials(context, [item.trial for item in items], prefix_reuse=self.prefix_reuse,
                           on_batch=progress.advance)
         for item, row in zip(items, rows):

@@ -17,8 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from onnxnoise.report.blame import worst_strength
-from onnxnoise.report.strength import noise_rank
+from onnxnoise.report.strength import noise_rank, varying_settings_text
 from onnxnoise.report.tables import markdown_table
+from onnxnoise.report.terminal import TerminalTable, short_op
 
 __all__ = ["DROP_NOTE", "drop_limits", "drop_cell", "blame_groups", "blame_console", "blame_markdown", "plot_blame"]
 
@@ -63,11 +64,15 @@ def blame_groups(blame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     worst = worst_strength(blame)
     keys = [c for c in ("model", "model_sha256", "dataset_fingerprint", "noise_model", "noise") if c in worst.columns]
     several = worst.select(keys).unique().height > 1 and worst["noise"].n_unique() > 1
+    # the noise setting as `pcm compensation=global` (the settings that differ), not its JSON
+    settings = dict(zip(zip(worst["noise_model"], worst["noise"]), varying_settings_text(worst["noise"],
+                                                                                       worst["noise_model"])))
     out = []
     for _, part in worst.group_by(keys, maintain_order=True):
         part = part.sort("rank")
         first = part.row(0, named=True)
-        noise = f", {first['noise_model']} {first['noise']}" if several else ""
+        setting = settings[(first["noise_model"], first["noise"])]
+        noise = f", {first['noise_model']}" + (f" {setting}" if setting else "") if several else ""
         out.append((f"{first['model']}{noise} at {first['strength_text']}", part))
     return out
 
@@ -75,10 +80,6 @@ def blame_groups(blame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
 def _share(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
-
-#: Op types shortened in the terminal table (the markdown and the tables keep the full name).
-_SHORT_OPS = {"BatchNormalization": "BatchNorm", "ConvTranspose": "ConvT", "QLinearConv": "QLConv",
-              "QLinearMatMul": "QLMatMul"}
 
 
 def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
@@ -90,8 +91,8 @@ def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
     tables = []
     for title, part in blame_groups(blame):
         shown = part.head(top)
-        table = Table(title=f"layers to blame: {title} (worst {shown.height} of {part.height})",
-                      caption=DROP_NOTE, caption_justify="left")
+        table = TerminalTable(title=f"layers to blame: {title} (worst {shown.height} of {part.height})",
+                              caption=DROP_NOTE, caption_justify="left", lead=2, fold=("layer (flags)",))
         table.add_column("#", justify="right")
         table.add_column("layer (flags)", overflow="fold", ratio=1)
         table.add_column("op")
@@ -102,7 +103,7 @@ def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
             if r["flags"]:
                 name.append("\n" + "; ".join(r["flags"]), style="yellow")
             op = r.get("op_type") or "-"
-            table.add_row(str(r["rank"]), name, _SHORT_OPS.get(op, op), _share(r.get("params_share")),
+            table.add_row(str(r["rank"]), name, short_op(op), _share(r.get("params_share")),
                           drop_cell(r["drop_mean"], r["drop_ci"], r.get("top1_base")))
         tables.append(table)
     return tables

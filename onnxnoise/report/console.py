@@ -14,6 +14,7 @@ from onnxnoise.model import Layer
 from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
+from onnxnoise.report.terminal import TerminalTable, short_op
 from onnxnoise.store.schema import COUNTER, SETTING, columns
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
@@ -36,9 +37,10 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
         title: Optional table title (e.g. the model file name).
 
     Returns:
-        A rich ``Table``: index, name, op type, tensors, parameters, sigma_w.
+        A rich ``Table``: index, name, op type (long ones shortened:
+        :data:`~onnxnoise.report.terminal.SHORT_OPS`), tensors, parameters, sigma_w.
     """
-    table = Table(title=title, show_footer=True)
+    table = TerminalTable(title=title, show_footer=True, lead=2, fold=("layer",))
     table.add_column("#", justify="right", footer="")
     table.add_column("layer", footer="total", overflow="fold")
     table.add_column("op type", footer=f"{len(layers)} layers")
@@ -48,7 +50,8 @@ def layers_table(layers: Sequence[Layer], *, title: str | None = None) -> Table:
     for layer in layers:
         tensors = ", ".join(f"{role}{list(shape)}" for role, shape in zip(layer.roles, layer.shapes))
         table.add_row(
-            str(layer.index), layer.name, layer.op_type, tensors, f"{layer.num_params:,}", f"{layer.sigma_w:.4g}"
+            str(layer.index), layer.name, short_op(layer.op_type), tensors, f"{layer.num_params:,}",
+            f"{layer.sigma_w:.4g}"
         )
     return table
 
@@ -175,8 +178,8 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     failed = "errors" in rows.columns and (rows["errors"].fill_null(0) > 0).any()
     collapse = "collapsed" in rows.columns and (rows["collapsed"].fill_null(0) > 0).any()
     counters = shown_counters(rows)
-    table = Table(title=title)
     lead, lead_cells = lead_columns(rows)
+    table = TerminalTable(title=title, lead=len(lead) + 1, fold=("model",))
     headers = [*lead, strength_header(rows), "seeds", *(["failed"] if failed else []), "top-1 %", "top-5 %",
                "top-1 a/a0", *(["collapsed"] if collapse else []), "NaN", *(header for _, header in counters)]
     for i, name in enumerate(headers):
@@ -205,8 +208,8 @@ def paired_table(summary: pl.DataFrame, *, title: str | None = "noise in all lay
     rows = sort_by_noise(summary.filter(pl.col("mode") == "all"))
     if not has_paired(rows):
         return None
-    table = Table(title=title)
     lead, lead_cells = lead_columns(rows)
+    table = TerminalTable(title=title, lead=len(lead) + 1, fold=("model",))
     for i, name in enumerate([*lead, strength_header(rows), "seeds", *PAIRED_HEADERS]):
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
@@ -287,14 +290,13 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         degradation %, top-5 A_avr ± CI, [parameters].
     """
     rows = sort_by_noise(a_avr)
-    table = Table(title=title)
     lead, lead_cells = lead_columns(rows, model=True)
+    table = TerminalTable(title=title, lead=len(lead) + 1, fold=("model",))
     headers = [*lead, strength_header(rows), "layers", "seeds", "top-1 A_avr", "top-1 degradation %", "top-5 A_avr"]
     if "parameters" in rows.columns:
         headers.append("parameters")
     for i, name in enumerate(headers):
-        table.add_column(name, justify="left" if i < len(lead) else "right",
-                         overflow="fold", min_width=9 if name == "model" else None)
+        table.add_column(name, justify="left" if i < len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*lead_cells[i], row["strength_text"], str(row["layers"]), str(row["seeds"]),
                  format_interval(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
@@ -314,8 +316,9 @@ def verdicts_table(verdicts: pl.DataFrame) -> Table:
     ``model B`` column appears when several models are set beside the first.
     """
     others = verdicts["model_b"].unique(maintain_order=True).to_list()
-    table = Table(title=f"{', '.join(others)} minus {verdicts['model_a'][0]}, per strength")
     names = ("mode", "strength", *(("model B",) if len(others) > 1 else ()), "A", "B", "B - A", "paired")
+    table = TerminalTable(title=f"{', '.join(others)} minus {verdicts['model_a'][0]}, per strength",
+                          lead=3 if len(others) > 1 else 2, fold=("model B",))
     for name in names:
         table.add_column(name, justify="left" if name in ("mode", "strength", "model B", "paired") else "right",
                          overflow="fold")
