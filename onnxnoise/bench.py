@@ -42,6 +42,7 @@ from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
+from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.report.tables import write_table
 from onnxnoise.store.schema import COUNTER, column_names, json_columns
 from onnxnoise.strict_json import json_text
@@ -186,7 +187,8 @@ def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress:
     """:func:`run_bench` writing its files in ``out`` (the CLI's ``bench`` and the API's ``bench(out=...)``).
 
     Writes ``trials.parquet``/``trials.csv`` after every trial (a half-finished run loses nothing),
-    then ``summary.parquet``/``summary.csv``, ``scope-check.parquet``/``.csv`` with ``--scope-check``,
+    then ``summary.parquet``/``summary.csv``, ``results.parquet``/``results.csv`` (one row per strength in
+    timm's columns, :func:`onnxnoise.report.results.results_table`), ``scope-check.parquet``/``.csv`` with ``--scope-check``,
     and ``bench.json`` (:func:`bench_record`); every file whole or not at all (:mod:`onnxnoise.files`).
 
     Returns:
@@ -199,6 +201,8 @@ def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress:
     result = run_bench(config, progress=progress, context=context,
                        on_trial=lambda frame: write_table(frame, out, "trials"))
     write_table(result.summary, out, "summary")
+    write_table(results_table(result.summary, facts_by_model([result.meta])), out, "results",
+                json_text=False)
     if result.scope_check is not None:
         write_table(result.scope_check.trials, out, "scope-check")
     record = bench_record(result, config, out, demo=demo)

@@ -87,9 +87,9 @@ def table_iii(trials: pl.DataFrame) -> list[str]:
             cells = []
             for pct in NOISE_PCT:
                 row = part.filter((pl.col("strength") - 100.0 / pct).abs() < 1e-9)
-                cells.append(_pm(row[f"{metric}_acc_mean"][0], row[f"{metric}_acc_ci"][0]) if row.height else "-")
+                cells.append(_pm(row[f"{metric}_acc_mean"][0], row[f"{metric}_acc_ci_half"][0]) if row.height else "-")
             last = part.filter((pl.col("strength") - 10.0).abs() < 1e-9)
-            norm = _pm(last[f"{metric}_norm_mean"][0], last[f"{metric}_norm_ci"][0], 3) if last.height else "-"
+            norm = _pm(last[f"{metric}_norm_mean"][0], last[f"{metric}_norm_ci_half"][0], 3) if last.height else "-"
             clean = f"{base[f'{metric}_acc_mean'][0]:.2f}" if base.height else "-"
             lines.append(f"| {_label(model)} | {dataset} | {_variant(noise)} | top-{metric[-1]} | {clean} | "
                          + " | ".join(cells) + f" | {norm} |")
@@ -127,8 +127,8 @@ def per_layer(trials: pl.DataFrame) -> list[str]:
         return [*lines, "", "(no complete per-layer sweep yet)", ""]
     for row in a_avr.iter_rows(named=True):
         lines.append(f"| {_label(row['model'])} | {row['dataset']} | {row['strength']:g} | {row['layers']} | "
-                     f"{row['seeds']} | {_pm(row['top1_a_avr'], row['top1_a_avr_ci'], 4)} | "
-                     f"{_pm(row['top5_a_avr'], row['top5_a_avr_ci'], 4)} | {row['top1_degradation_pct']:.2f} |")
+                     f"{row['seeds']} | {_pm(row['top1_a_avr'], row['top1_a_avr_ci_half'], 4)} | "
+                     f"{_pm(row['top5_a_avr'], row['top5_a_avr_ci_half'], 4)} | {row['top1_degradation_pct']:.2f} |")
     lines += ["", "Early vs late layers (PAPER.md finding 2): per seed, mean a_i/a0 over the first third of the "
               "layers minus the mean over the last third; negative = early layers more sensitive.", "",
               "| model | dataset | SNR | first third | last third | early − late | verdict |", "|---|---|---|---|---|---|---|"]

@@ -124,8 +124,8 @@ def _markdown(verdicts: pl.DataFrame, trials: pl.DataFrame, facts: pl.DataFrame,
             clean = r["clean_b"] - r["clean_a"]
             body.append([*([f"{r['noise_model']} {r['noise']}"] if several_noise else []), r["strength_text"],
                          r["model_a"], r["model_b"], _cell(r["value_a"]), _cell(r["value_b"]),
-                         _cell(r["difference"], r["ci"], sign=True),
-                         *([_cell(clean - r["difference"], r["ci"], sign=True)] if drop else []), str(r["seeds"]),
+                         _cell(r["difference"], r["ci_half"], sign=True),
+                         *([_cell(clean - r["difference"], r["ci_half"], sign=True)] if drop else []), str(r["seeds"]),
                          f"yes, {r['images']} images" if r["paired"] else "no"])
         parts += [f"## {heading}", "", markdown_table(header, body), ""]
         if drop:

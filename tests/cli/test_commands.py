@@ -74,7 +74,7 @@ def test_bench_tiny_json(tiny, tmp_path, capsys):
     assert table["seeds"].to_list() == [1, 2, 2]
     assert table["top1_norm_mean"][0] == pytest.approx(1.0)
     assert table["top1_acc_mean"][0] == pytest.approx(expected)
-    assert table["top1_acc_ci"][0] is None and table["top1_acc_ci"][1] is not None
+    assert table["top1_acc_ci_half"][0] is None and table["top1_acc_ci_half"][1] is not None
     assert pl.read_csv(out_dir / "summary.csv").height == 3
     written = json.loads((out_dir / "bench.json").read_text())
     assert [(r["mode"], r["strength"], r["seeds"]) for r in written["results"]] == [
