@@ -18,7 +18,6 @@ warning in ``meta["warnings"]``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,9 +41,10 @@ from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
+from onnxnoise.report.nested import json_rows
 from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.report.tables import write_table
-from onnxnoise.store.schema import COUNTER, column_names, json_columns
+from onnxnoise.store.schema import COUNTER, column_names
 from onnxnoise.strict_json import json_text
 
 __all__ = ["BenchResult", "ScopeCheck", "BaselineExpectationError", "chance_warning", "check_expected_top1",
@@ -172,10 +172,7 @@ def bench_record(result: BenchResult, config: RunConfig, out: str | os.PathLike[
         "out_dir": None if out is None else str(out),
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
                      "top5_acc": base["top5_acc_mean"][0] if base.height else None},
-        "results": [
-            {k: (json.loads(v) if k in json_columns() and isinstance(v, str) else v) for k, v in row.items()}
-            for row in result.summary.iter_rows(named=True)
-        ],
+        "results": json_rows(result.summary),
     }
     if result.scope_check is not None:
         record["scope_check"] = result.scope_check.to_dict()

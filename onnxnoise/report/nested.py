@@ -30,7 +30,7 @@ import polars as pl
 
 from onnxnoise.store.schema import canonical_json, json_columns
 
-__all__ = ["MAP_COLUMNS", "typed_nested", "flat_text"]
+__all__ = ["MAP_COLUMNS", "typed_nested", "flat_text", "json_rows"]
 
 #: JSON columns whose objects are keyed by data (a layer name): column -> (key field, value field, value dtype).
 MAP_COLUMNS: dict[str, tuple[str, str, Any]] = {"changed_values": ("layer", "count", pl.Int64)}
@@ -129,3 +129,9 @@ def _no_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_no_nulls(v) for v in value]
     return value
+
+
+def json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """``frame``'s rows as JSON-ready dicts, the store's JSON-text cells as the values they hold (``--json`` outputs)."""
+    return [{k: json.loads(v) if k in json_columns() and isinstance(v, str) else v for k, v in row.items()}
+            for row in frame.iter_rows(named=True)]

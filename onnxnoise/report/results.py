@@ -10,14 +10,17 @@ tables (docs/outputs.md).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from onnxnoise import __version__
+from onnxnoise.report.nested import json_rows
 from onnxnoise.report.strength import series_settings_text
 
-__all__ = ["RESULT_COLUMNS", "results_table", "facts_by_model"]
+__all__ = ["RESULT_COLUMNS", "results_table", "facts_by_model", "report_json"]
 
 #: Columns of :func:`results_table`, in order, with their dtypes.
 RESULT_COLUMNS: dict[str, Any] = {
@@ -113,3 +116,17 @@ def _img_size(pre: Mapping[str, Any], input_size: list[int] | None) -> int | Non
     if input_size and len(input_size) == 2 and input_size[0] == input_size[1]:
         return int(input_size[0])
     return None
+
+
+def report_json(results: pl.DataFrame, a_avr: pl.DataFrame | None, warnings: Sequence[str], out: Path,
+                files: Sequence[Path]) -> dict[str, Any]:
+    """What ``report --json`` prints: the results table, ``A_avr``, the warnings and the files written.
+
+    Keys: ``tool``, ``version``, ``out_dir``, ``results`` (:func:`results_table`'s rows), ``a_avr`` (the
+    per-layer sweeps' ``A_avr`` rows, settings as objects; ``[]`` without per-layer trials), ``warnings``
+    (one line each) and ``files`` (paths written, relative to ``out_dir``). Non-finite numbers are written
+    as ``null`` by :func:`onnxnoise.strict_json.json_text`.
+    """
+    return {"tool": "onnxnoise report", "version": __version__, "out_dir": str(out),
+            "results": results.to_dicts(), "a_avr": [] if a_avr is None else json_rows(a_avr),
+            "warnings": list(warnings), "files": sorted(str(p.relative_to(out)) for p in files)}
