@@ -14,7 +14,6 @@ the model as given is what the gate judged.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -167,7 +166,7 @@ def run_check(args: argparse.Namespace, console: Console,
     report: dict[str, Any] = {
         "tool": "onnxnoise check", "version": __version__, "verdict": None, "exit_code": None, "question": question,
         "model": facts["model"], "model_sha256": facts["model_sha256"], "dataset": facts["dataset"],
-        "images": facts["images"], "noise_model": config.noise.model, "noise_settings": json.dumps(config.noise.settings(), sort_keys=True),
+        "images": facts["images"], "noise_model": config.noise.model, "noise_settings": config.noise.settings(),
         "strength_name": noise_model.strength_name, "settings": settings.to_dict(), "baseline": {},
         "gate": None, "search": None, "protection": None, "recheck_command": None, "warnings": [], "error": None,
         "method": METHOD, "facts": facts, "out_dir": str(out),

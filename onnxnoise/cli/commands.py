@@ -13,13 +13,13 @@ from rich.console import Console
 from onnxnoise.bench import bench_in_folder
 from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
-from onnxnoise.cli.flags import given_options
+from onnxnoise.cli.flags import command_settings, given_options
 from onnxnoise.cli.output import RichProgress, intervals_note, json_text
 from onnxnoise.cli.parser import CHECK_SETTINGS, EXIT_FAILED_TRIALS
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.errors import ConfigError, OnnxNoiseError
 from onnxnoise.experiment import load_experiment, load_settings_file
 from onnxnoise.files import output_folder
 from onnxnoise.model import layer_report, load_model
@@ -57,12 +57,17 @@ def with_settings_file(args: argparse.Namespace, *classes: type) -> argparse.Nam
 
     Raises:
         ExperimentError: A bad settings file (:func:`onnxnoise.experiment.load_settings_file`).
+        ConfigError: A required setting given neither way.
     """
-    if getattr(args, "config", None) is None:
-        return args
-    values = load_settings_file(args.config, args.command, *classes)
-    return argparse.Namespace(**{**vars(args), **{k: v for k, v in values.items()
-                                                   if v is not None and getattr(args, k, None) is None}})
+    if getattr(args, "config", None) is not None:
+        values = load_settings_file(args.config, args.command, *classes)
+        args = argparse.Namespace(**{**vars(args), **{k: v for k, v in values.items()
+                                                      if v is not None and getattr(args, k, None) is None}})
+    missing = [s for s in command_settings(args.command, *classes) if s.required and getattr(args, s.key) is None]
+    if missing:
+        raise ConfigError(f"{args.command} needs {missing[0].flag} {missing[0].metavar or 'VALUE'} (or "
+                          f"`{missing[0].key} = ...` in its --config file)")
+    return args
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:

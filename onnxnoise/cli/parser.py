@@ -68,7 +68,13 @@ def _add_run_args(parser: argparse.ArgumentParser, command: str, *classes: type)
 
 
 def _add_config(parser: argparse.ArgumentParser, command: str) -> None:
-    """``--config FILE.toml``: the command's settings from a file (:func:`onnxnoise.experiment.load_settings_file`)."""
+    """``--config FILE.toml``: the command's settings from a file (:func:`onnxnoise.experiment.load_settings_file`).
+
+    A required setting (check's ``--max-drop``) may come from the file, so argparse does not require its flag;
+    :func:`onnxnoise.cli.commands.with_settings_file` does, once the file is read.
+    """
+    for action in parser._actions:
+        action.required = action.required and not action.option_strings
     parser.add_argument("--config", type=Path, metavar="FILE.toml",
                         help=f"settings from a TOML file: the setting keys of {command} (docs/options.md), `model` and "
                         "`out`, e.g. snr = [100, 10]; flags given on the command line override the file")

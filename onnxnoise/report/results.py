@@ -63,7 +63,7 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
         millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the image fed
         (the crop, else the resize, else the model's static input height when square; null when none is
         known), ``crop_pct`` and ``interpolation`` of the preprocessing (null: no crop), ``noise`` the noise
-        model with its settings that differ from their defaults (``pcm:compensation=global``; ``none`` for the
+        model with its settings that differ from their defaults (``pcm:compensation=global``; ``clean`` for the
         clean baseline), ``strength`` (null for the baseline) and ``strength_text``, ``top1_ci_half`` /
         ``top5_ci_half`` the Student t half-widths over seeds at ``ci_level`` (null with one seed), ``seeds``
         (successful draws), ``images`` and ``dataset``.
@@ -86,7 +86,7 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
             "param_count": None if params is None else params / 1e6,
             "img_size": _img_size(pre, fact.get("input_size")),
             "crop_pct": pre.get("crop_pct"), "interpolation": pre.get("interpolation"),
-            "noise": "none" if clean else str(row["noise_model"]) + (f":{own.replace(', ', ',')}" if own else ""),
+            "noise": "clean" if clean else str(row["noise_model"]) + (f":{own.replace(', ', ',')}" if own else ""),
             "strength": None if clean else row["strength"],
             "strength_text": "clean" if clean else row["strength_text"],
             "top1_ci_half": row["top1_acc_ci_half"], "top5_ci_half": row["top5_acc_ci_half"],

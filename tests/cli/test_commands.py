@@ -546,3 +546,41 @@ def test_compare_two_models_json_and_compare_md(two_sweeps, tmp_path, capsys):
     assert all(f"- {v['sentence']}" in md for v in data["verdicts"])
     code, out, _ = run_cli(capsys, "report", *two_sweeps, "--out", tmp_path / "both")
     assert code == 0 and "differences with intervals and a verdict: onnxnoise compare" in out
+
+
+def test_bench_config_file_gives_the_keys_of_the_same_flags_and_flags_override_it(tiny, tmp_path, capsys):
+    model, data = tiny
+    (tmp_path / "cfg").mkdir()
+    settings = tmp_path / "cfg" / "bench.toml"  # model and data relative to the file's folder
+    settings.write_text('model = "../tiny.onnx"\ndata = "../tiny.npz"\nsnr = [100, 10]\nseeds = 2\nbatch_size = 16\n'
+                        'preprocess = "raw"\nout = "from-file"\n')
+    code, _, err = run_cli(capsys, "bench", "--config", settings)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "bench", model, "--data", data, "--snr", "100,10", "--seeds", "2", "--batch-size",
+                           "16", "--preprocess", "raw", "--out", tmp_path / "flags")
+    assert code == 0, err
+    from_file = pl.read_parquet(tmp_path / "cfg" / "from-file" / "trials.parquet")
+    flags = pl.read_parquet(tmp_path / "flags" / "trials.parquet")
+    assert from_file.height == 5 and from_file["key"].to_list() == flags["key"].to_list()
+    code, _, err = run_cli(capsys, "bench", "--config", settings, "--snr", "5", "--out", tmp_path / "override")
+    assert code == 0, err
+    assert pl.read_parquet(tmp_path / "override" / "trials.parquet")["strength"].drop_nulls().unique().to_list() == [5.0]
+
+
+@pytest.mark.parametrize("command", ["bench", "check"])
+def test_config_file_with_an_unknown_key_is_one_line_naming_it_and_the_valid_keys(tiny, tmp_path, capsys, command):
+    model, _ = tiny
+    settings = tmp_path / "s.toml"
+    settings.write_text("snr = [10]\nsnrr = 5\n")
+    code, out, err = run_cli(capsys, command, model, "--config", settings)
+    line = one_line(err)
+    assert code == 2 and out == ""
+    assert line.startswith(f"onnxnoise: error: {settings}: unknown key(s) snrr; {command} --config takes model, out, ")
+    assert ", snr, " in line and (", max_drop, " in line) == (command == "check")
+
+
+def test_check_without_model_anywhere_is_one_line(tmp_path, capsys):
+    settings = tmp_path / "s.toml"
+    settings.write_text("snr = [10]\n")
+    code, _, err = run_cli(capsys, "check", "--config", settings)
+    assert code == 2 and "needs MODEL (or `model = " in one_line(err)
