@@ -108,8 +108,8 @@ def test_report_md_names_the_run_setting_that_differs(tmp_path):
     assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md
 
 
-@pytest.mark.parametrize("name", ["results.parquet", "summary.csv", "accuracy-vs-noise.png", "per-layer-net.svg",
-                                  "report.md"])
+@pytest.mark.parametrize("name", ["results.parquet", "trials.parquet", "summary.csv", "accuracy-vs-noise.png",
+                                  "per-layer-net.svg", "report.md"])
 def test_full_disk_while_writing_a_report_leaves_every_previous_file_whole(tmp_path, monkeypatch, name):
     trials = seeded_trial_frame().with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
     write_report(trials, _runs(), tmp_path)
