@@ -309,7 +309,7 @@ def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):
     trials = pl.read_parquet(tmp_path / "trials.parquet")
     plan_rows = trials.filter((pl.col("mode") == "all") & (pl.col("seed") >= 1000))
     assert plan_rows.height == verification["draws"]
-    assert set(plan_rows["layers"].to_list()) == {'["head"]'}
+    assert {tuple(layers) for layers in plan_rows["layers"].to_list()} == {("head",)}  # List(String)
 
 
 def test_protect_search_bisects_on_a_tighter_budget_and_verifies_with_new_seeds():

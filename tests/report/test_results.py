@@ -40,7 +40,7 @@ def test_img_size_is_the_crop_then_the_resize_then_the_square_input():
         "model": ["a", "b", "c"], "model_sha256": ["A", "B", "C"], "dataset": ["d"] * 3, "mode": ["all"] * 3,
         "preprocess": ['{"crop":224,"crop_pct":0.875,"interpolation":"bicubic","resize":256}', '{"resize":32}', "{}"],
         "noise_model": ["gaussian-snr"] * 3, "noise": ['{"params":{}}'] * 3, "strength": [10.0] * 3,
-        "strength_text": ["SNR 10"] * 3, "top1_acc_mean": [75.12345, 50.0, None], "top5_acc_mean": [92.0, 80.0, None],
+        "strength_text": ["SNR 10"] * 3, "top1_acc_mean": [75.12344, 50.0, None], "top5_acc_mean": [92.0, 80.0, None],
         "top1_acc_ci_half": [0.5, None, None], "top5_acc_ci_half": [0.1, None, None], "ci_level": [0.95] * 3,
         "seeds": [3, 1, 0], "images": [1000, 1000, None]})
     facts = facts_by_model([{"model_sha256": "A", "params_total": 25_557_032}, {"model_sha256": "C"},
