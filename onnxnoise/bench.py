@@ -185,7 +185,8 @@ def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress:
 
     Writes ``trials.parquet``/``trials.csv`` after every trial (a half-finished run loses nothing),
     then ``summary.parquet``/``summary.csv``, ``results.parquet``/``results.csv`` (one row per strength in
-    timm's columns, :func:`onnxnoise.report.results.results_table`), ``scope-check.parquet``/``.csv`` with ``--scope-check``,
+    timm's columns, :func:`onnxnoise.report.results.results_table`), ``scope-check.parquet``/``.csv`` with
+    ``--scope-check``,
     and ``bench.json`` (:func:`bench_record`); every file whole or not at all (:mod:`onnxnoise.files`).
 
     Returns:

@@ -239,7 +239,8 @@ def load_settings_file(path: str | Path, command: str, *classes: type) -> dict[s
     Its keys are the setting keys ``command`` takes (docs/options.md: ``snr = [100, 10]``,
     ``seeds = 3``, ``noise = "pcm:compensation=global"``, ``data = "cifar10"``), plus ``model`` and
     ``out``; values as an experiment file spells them (a TOML array for a comma-separated flag). Relative
-    paths are resolved against the file's folder (a ``data`` that is no file there stays a name). The command line's flags override the file's values.
+    paths are resolved against the file's folder (a ``data`` that is no file there stays a name). The command
+    line's flags override the file's values.
 
     Args:
         path: The ``.toml`` file.

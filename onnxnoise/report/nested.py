@@ -132,6 +132,6 @@ def _no_nulls(value: Any) -> Any:
 
 
 def json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """``frame``'s rows as JSON-ready dicts, the store's JSON-text cells as the values they hold (``--json`` outputs)."""
+    """``frame``'s rows as JSON-ready dicts, the store's JSON-text cells as the values they hold (``--json``)."""
     return [{k: json.loads(v) if k in json_columns() and isinstance(v, str) else v for k, v in row.items()}
             for row in frame.iter_rows(named=True)]

@@ -59,8 +59,8 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
     Returns:
         :data:`RESULT_COLUMNS`, in the summary's order, one baseline row per model whatever the noise:
         ``top1`` / ``top5`` the mean accuracy over seeds (percent), ``top1_err = 100 - top1`` and
-        ``top5_err = 100 - top5`` (percent; these four rounded to 4 decimals as timm does), ``param_count`` the parameters of the model's weight layers in
-        millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the image fed
+        ``top5_err = 100 - top5`` (percent; these four rounded to 4 decimals as timm does), ``param_count`` the parameters
+        of the model's weight layers in millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the image fed
         (the crop, else the resize, else the model's static input height when square; null when none is
         known), ``crop_pct`` and ``interpolation`` of the preprocessing (null: no crop), ``noise`` the noise
         model with its settings that differ from their defaults (``pcm:compensation=global``; ``clean`` for the

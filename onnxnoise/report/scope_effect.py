@@ -57,7 +57,8 @@ def scope_effect(tensor: pl.DataFrame, channel: pl.DataFrame, *, level: float = 
                                      images=n)
         ci = None if ci != ci else ci
         rows.append({"strength": strength, "seeds": both.height, "top1_scope": float(both["top1_acc"].mean()),
-                     "top1_channel": float(both["top1_acc_channel"].mean()), "difference": diff, "ci_half": ci, "ci_level": level,
+                     "top1_channel": float(both["top1_acc_channel"].mean()), "difference": diff,
+                     "ci_half": ci, "ci_level": level,
                      "depends": None if ci is None else abs(diff) > ci})
     schema = {"strength": pl.Float64, "seeds": pl.Int64, "top1_scope": pl.Float64, "top1_channel": pl.Float64,
               "difference": pl.Float64, "ci_half": pl.Float64, "ci_level": pl.Float64, "depends": pl.Boolean}

@@ -579,8 +579,13 @@ def test_config_file_with_an_unknown_key_is_one_line_naming_it_and_the_valid_key
     assert ", snr, " in line and (", max_drop, " in line) == (command == "check")
 
 
-def test_check_without_model_anywhere_is_one_line(tmp_path, capsys):
+def test_check_without_model_or_max_drop_anywhere_is_one_line(tmp_path, capsys):
     settings = tmp_path / "s.toml"
     settings.write_text("snr = [10]\n")
     code, _, err = run_cli(capsys, "check", "--config", settings)
-    assert code == 2 and "needs MODEL (or `model = " in one_line(err)
+    assert code == 2 and one_line(err) == ("onnxnoise: error: check needs --max-drop POINTS (or `max_drop = ...` in its "
+                                           "--config file)")
+    settings.write_text("snr = [10]\nmax_drop = 2\n")
+    code, _, err = run_cli(capsys, "check", "--config", settings)
+    assert code == 2
+    assert one_line(err) == 'onnxnoise: error: `check` needs MODEL (or `model = "FILE.onnx"` in its --config file)'
