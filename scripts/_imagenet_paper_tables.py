@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from onnxnoise.report.stats import average_normalized_accuracy, normalized_accuracy, summarize_trials, t_half_width
-from onnxnoise.report.written import read_table
+from onnxnoise.report.written import read_table, trial_table
 
 #: PAPER.md, Table III: accuracy % (ImageNet top-5, PAPER.md "Metrics") with noise in all layers, noise std
 #: 0, 1, 2, 5, 10 % of sigma_w.
@@ -184,7 +184,7 @@ def bn_question(trials: pl.DataFrame, bn_kept_results: Path) -> list[str]:
              "1 Gemm, negative running variances clamped to 0, seeds 0, 1, 2); the same with negative variances "
              "kept (NaN logits, scored wrong; this study re-ran the 43 BN layers with the same draws, the Conv and "
              "Gemm layers are the clamped sweep's); BN folded (resnet44-folded, 44 layers, seeds 0, 1, 2).", ""]
-    kept = read_table(bn_kept_results).rename({"snr": "strength"}) if bn_kept_results.is_file() else None
+    kept = read_table(trial_table(bn_kept_results.parent)).rename({"snr": "strength"}) if bn_kept_results.is_file() else None
     if kept is not None:
         kept = kept.filter((pl.col("model") == "resnet44-bn.onnx") & (pl.col("mode") == "per-layer")
                            & pl.col("error").is_null())

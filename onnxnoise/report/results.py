@@ -57,16 +57,16 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
         facts: :func:`facts_by_model` of the runs.
 
     Returns:
-        :data:`RESULT_COLUMNS`, in the summary's order, one baseline row per model whatever the noise:
-        ``top1`` / ``top5`` the mean accuracy over seeds (percent), ``top1_err = 100 - top1`` and
-        ``top5_err = 100 - top5`` (percent; these four rounded to 4 decimals as timm does), ``param_count`` the parameters
-        of the model's weight layers in millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the image fed
-        (the crop, else the resize, else the model's static input height when square; null when none is
-        known), ``crop_pct`` and ``interpolation`` of the preprocessing (null: no crop), ``noise`` the noise
-        model with its settings that differ from their defaults (``pcm:compensation=global``; ``clean`` for the
-        clean baseline), ``strength`` (null for the baseline) and ``strength_text``, ``top1_ci_half`` /
-        ``top5_ci_half`` the Student t half-widths over seeds at ``ci_level`` (null with one seed), ``seeds``
-        (successful draws), ``images`` and ``dataset``.
+        :data:`RESULT_COLUMNS`, in the summary's order, one baseline row per model whatever the noise: ``top1`` /
+        ``top5`` the mean accuracy over seeds (percent), ``top1_err = 100 - top1`` and ``top5_err = 100 - top5``
+        (percent; these four rounded to 4 decimals as timm does), ``param_count`` the parameters of the model's
+        weight layers in millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the
+        image fed (the crop, else the resize, else the model's static input height when square; null when none is
+        known), ``crop_pct`` and ``interpolation`` of the preprocessing (null: no crop), ``noise`` the noise model
+        with its settings that differ from their defaults (``pcm:compensation=global``; ``clean`` for the clean
+        baseline), ``strength`` (null for the baseline) and ``strength_text``, ``top1_ci_half`` / ``top5_ci_half``
+        the Student t half-widths over seeds at ``ci_level`` (null with one seed), ``seeds`` (successful draws),
+        ``images`` and ``dataset``.
     """
     rows = summary.filter(pl.col("mode").is_in(["baseline", "all"]))
     if rows.is_empty():
