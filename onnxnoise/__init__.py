@@ -22,10 +22,12 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _LAZY = {
-    **dict.fromkeys(("bench_model", "sweep_model", "make_report", "compare_runs", "model_layers", "noise_models",
-                     "BenchRun", "SweepRun", "ReportRun", "CompareRun", "LayerList", "NoiseModelInfo"), "onnxnoise.api"),
+    **dict.fromkeys(("bench_model", "sweep_model", "sweep_experiment", "check_model", "make_report", "compare_runs",
+                     "model_layers", "noise_models", "BenchRun", "SweepRun", "ExperimentRun", "CheckRun", "ReportRun",
+                     "CompareRun", "LayerList", "NoiseModelInfo"), "onnxnoise.api"),
     **dict.fromkeys(("OnnxNoiseError", "ConfigError", "DataError", "GraphError", "NoiseConfigError", "SessionError",
-                     "StoreError", "BaselineError", "BaselineExpectationError"), "onnxnoise.errors"),
+                     "StoreError", "BaselineError", "BaselineExpectationError", "ExperimentError"),
+                    "onnxnoise.errors"),
     "demo_paths": "onnxnoise.demo",
 }
 

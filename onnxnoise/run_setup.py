@@ -14,6 +14,7 @@ or the flag's text itself (``snr="10,20"`` or ``snr=[10, 20]``, ``limit=100`` or
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -31,7 +32,8 @@ from onnxnoise.noise_config import preset_overrides
 from onnxnoise.settings import Setting, config_values, declared
 
 __all__ = ["RunSetup", "run_setup", "sweep_config", "option_settings", "keyword_options", "no_weight_noise_notes",
-           "default_out_dir"]
+           "default_out_dir", "flag_words", "sweep_file_free_settings",
+           "sweep_overrides"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,24 @@ def sweep_config(run: RunConfig, options: Mapping[str, Any]) -> SweepConfig:
     return SweepConfig(**config_values(SweepConfig, options, run=run))
 
 
+def sweep_file_free_settings() -> list[Setting]:
+    """The sweep's own settings an experiment file cannot hold (``executor``, ``address``, ``workers``...)."""
+    return [s for s in declared(SweepConfig, "sweep", nested=False) if not s.files]
+
+
+def sweep_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep settings an experiment file cannot hold (``executor``, ``address``, ``workers``...: those
+    declared with no file key), as ``SweepConfig`` field values from ``options`` (``None`` or missing: the
+    default), to replace in each sweep of the file (``dataclasses.replace``).
+
+    Raises:
+        ConfigError: A bad executor setting.
+    """
+    values = config_values(SweepConfig, {s.key: options.get(s.key) for s in sweep_file_free_settings()}, run=None)
+    del values["run"]  # each sweep of the file has its own
+    return values
+
+
 def no_weight_noise_notes(config: RunConfig, command: str) -> list[str]:
     """What ``--noise none`` (weights exact) measures in this run, when that is less than the user may think.
 
@@ -172,3 +192,31 @@ def default_out_dir(command: str, model: str | os.PathLike[str] | None = None) -
     if command not in folders:
         raise ValueError(f"no default output folder for {command!r}")
     return Path(folders[command])
+
+
+def _word(value: Any) -> str:
+    """A value as command-line text: floats exactly (``repr``)."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def flag_words(setting: Setting, value: Any) -> list[str]:
+    """``setting`` given as ``value`` on the command line: ``["--limit", "100"]``, ``["--no-cache"]``, ``[]``.
+
+    ``value`` is what the flag parses to, or what the Python API takes for it (:func:`keyword_options`): a
+    mapping (``noise_params`` of a noise model object) becomes ``key=value`` items with JSON values (as
+    ``--noise-param`` reads them), a list of a flag that is not repeated (``mean=[0.5, 0.5, 0.5]``) one
+    comma-separated value.
+    """
+    if value is None or setting.flag is None:
+        return []
+    if isinstance(value, Mapping):
+        value = [f"{key}={json.dumps(item)}" for key, item in value.items()]
+    if isinstance(value, list) and setting.action != "append":
+        value = tuple(value)
+    if setting.action in ("store_true", "store_false"):
+        return [setting.flag] if value is (setting.action == "store_true") else []
+    if isinstance(value, list):
+        return [word for item in value for word in (setting.flag, _word(item))]
+    if isinstance(value, tuple):
+        return [setting.flag, ",".join(_word(v) for v in value)]
+    return [setting.flag, _word(value)]

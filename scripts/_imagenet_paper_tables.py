@@ -236,6 +236,6 @@ def beside_paper(trials: pl.DataFrame, runs: pl.DataFrame, bn_kept_results: Path
     lines = ["## The paper beside ours (issue 13, point 4)", "",
              "Published numbers from ../shared/PAPER.md (arXiv 2011.11840); ± is a 95% Student t interval over "
              "noise seeds. The paper's own ImageNet models (VGG16, ResNet18/34/50, SE-ResNet50, ShuffleNetV2) have "
-             "no weights in ../shared and could not be re-measured here; see README.md for the command that does.",
+             "no weights in ../shared and could not be re-measured here; see docs/models.md for the command that does.",
              "", *table_iii(trials), *layer_counts(runs, trials), *per_layer(trials), *bn_question(trials, bn_kept_results)]
     return "\n".join(lines)

@@ -42,7 +42,7 @@ record = json.load(open(sys.argv[1]))
 assert record["baseline"]["top1_acc"] == 93.2, record["baseline"]
 noisy = [row for row in record["results"] if row["mode"] == "all"]
 assert record["images"] == 1000 and len(noisy) == 1, (record["images"], noisy)
-# seed 0 at SNR 10: 903 of 1,000, the count the repository's own demo run gives (README)
+# seed 0 at SNR 10: 903 of 1,000, the count the repository's own demo run gives (docs/api.md)
 assert noisy[0]["top1_acc_mean"] == 90.3, noisy[0]
 print(f"demo bench from the installed wheel: baseline {record['baseline']['top1_acc']}%, SNR 10 seed 0 "
       f"{noisy[0]['top1_acc_mean']}% on {record['images']} images")

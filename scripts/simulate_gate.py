@@ -29,7 +29,7 @@ Populations (docs/check.md, "Simulation"):
 Common random numbers: every point of a curve uses the same image samples and uniforms.
 
 Writes ``OUT/results.json`` (resumable: points already there are not recomputed), the power
-figures ``OUT/power-<population>.png`` and prints the tables of docs/check.md and README.md.
+figures ``OUT/power-<population>.png`` and prints the tables of docs/check.md.
 
 Usage::
 

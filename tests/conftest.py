@@ -7,7 +7,7 @@ for the demo model built by ``scripts/train_demo_model.py``, and :func:`export_m
 (the ``export`` extra; the ``onnxnoise`` package never imports torch). Tests do not call
 ``pytest.skip`` / ``importorskip`` on data or packages themselves. Fixtures on models built in
 the test, used by several folders, are here too: :func:`colour_onnx` (the colour classifier of
-``tests/_colour.py``) and :func:`tiny_float_int8` (a tiny CNN, its int8 version made by README's
+``tests/_colour.py``) and :func:`tiny_float_int8` (a tiny CNN, its int8 version made by docs/usage.md's
 quantization snippet, and labeled data).
 
 ``tests/`` mirrors the package (``tests/engine/prefix/test_lockstep.py`` tests
@@ -161,15 +161,15 @@ def colour_onnx(tmp_path: Path) -> Path:
 
 
 def _readme_quantization_snippet() -> str:
-    """The Python block of README's 'Integer weights for bit-flip' section."""
-    text = (REPO_ROOT / "README.md").read_text()
-    section = text.split("#### Integer weights for bit-flip", 1)[1]
+    """The Python block of docs/usage.md's 'Integer weights for bit-flip' section."""
+    text = (REPO_ROOT / "docs" / "usage.md").read_text()
+    section = text.split("## Integer weights for bit-flip", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture(scope="session")
 def tiny_float_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """``(float, int8, data)`` paths: ``tiny_cnn`` (input [N, 3, 8, 8]), its int8 version made by README's
+    """``(float, int8, data)`` paths: ``tiny_cnn`` (input [N, 3, 8, 8]), its int8 version made by docs/usage.md's
     quantization snippet (so the snippet is tested too), and a labeled .npz of 60 images. Read-only."""
     folder = tmp_path_factory.mktemp("findings")
     float_path, int8_path = folder / "tiny.onnx", folder / "tiny-int8.onnx"
@@ -178,7 +178,7 @@ def tiny_float_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     code = _readme_quantization_snippet()
     assert '"resnet20.onnx"' in code and '"resnet20-int8.onnx"' in code
     code = code.replace('"resnet20.onnx"', repr(str(float_path))).replace('"resnet20-int8.onnx"', repr(str(int8_path)))
-    exec(compile(code, "README.md", "exec"), {})  # the README's own code path, on a tiny model
+    exec(compile(code, "docs/usage.md", "exec"), {})  # the doc's own code path, on a tiny model
     data = labeled_npz(model, folder / "d.npz", n=60)
     return float_path, int8_path, data.path
 

@@ -14,7 +14,7 @@ its object); a function or class must be defined there, not only imported (a pac
 In README.md and every docs/*.md, inline code is checked too: a dotted reference whose first
 part is a module of the package (``engine.plan.trial_key``, ``evaluate.EvalSet``) resolves, a
 test function cited by name exists under tests/, a repository path (``scripts/check_cuda.sh``)
-and a relative link exist, and README's table of noise models repeats each model's declared
+and a relative link exist, and docs/usage.md's table of noise models repeats each model's declared
 strength options.
 """
 
@@ -216,9 +216,9 @@ def test_cited_repository_paths_exist():
     assert missing == []
 
 
-def test_readme_strength_options_are_the_models_declared_axes():
-    """README's table of noise models and their strength options repeats each model's ``StrengthAxis``."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_usage_doc_strength_options_are_the_models_declared_axes():
+    """docs/usage.md's table of noise models and their strength options repeats each model's ``StrengthAxis``."""
+    text = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `([a-z0-9-]+)` \| ([^|]+) \|", text.split("| model | option |", 1)[1], flags=re.MULTILINE)
     documented = {model: set(re.findall(r"`--([a-z0-9-]+)`", options)) for model, options in rows}
     declared = {name: {flag for flag in (axis.flag, axis.alt_flag) if flag}  # `none`: no option of its own

@@ -11,7 +11,8 @@ import pytest
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.data.registry import register_dataset
 from onnxnoise.errors import ConfigError
-from onnxnoise.run_setup import default_out_dir, keyword_options, option_settings, run_setup
+from onnxnoise.run_setup import (default_out_dir, flag_words, keyword_options, option_settings, run_setup,
+                                 sweep_file_free_settings, sweep_overrides)
 
 
 def test_keyword_options_convert_text_as_the_flag_does():
@@ -52,3 +53,23 @@ def test_default_out_dirs():
     assert re.fullmatch(r"reports/net-\d{8}-\d{6}", default_out_dir("bench", "net.onnx").as_posix())
     assert re.fullmatch(r"reports/check-net-\d{8}-\d{6}", default_out_dir("check", "net.onnx").as_posix())
     assert re.fullmatch(r"reports/compare-\d{8}-\d{6}", default_out_dir("compare").as_posix())
+
+
+def test_flag_words_write_a_value_back_as_the_flag_reads_it():
+    settings = {s.key: s for s in option_settings("check", RunConfig)}
+    assert flag_words(settings["limit"], 100) == ["--limit", "100"]
+    assert flag_words(settings["cache"], False) == ["--no-cache"] and flag_words(settings["cache"], True) == []
+    assert flag_words(settings["mean"], (0.5, 0.25, 0.125)) == ["--mean", "0.5,0.25,0.125"]
+    assert flag_words(settings["mean"], [0.5, 0.25, 0.125]) == ["--mean", "0.5,0.25,0.125"]  # the API's list
+    assert flag_words(settings["noise_params"], ["scope=layer"]) == ["--noise-param", "scope=layer"]
+    # a noise model object's parameters (keyword_options): one --noise-param each, JSON values
+    assert flag_words(settings["noise_params"], {"scope": "channel", "levels": [1, 2], "on": True}) == [
+        "--noise-param", 'scope="channel"', "--noise-param", "levels=[1, 2]", "--noise-param", "on=true"]
+    assert flag_words(settings["limit"], None) == []
+
+
+def test_sweep_overrides_are_the_settings_a_file_cannot_hold():
+    assert {s.key for s in sweep_file_free_settings()} >= {"executor", "address", "workers"}
+    assert not {"snr", "modes", "seeds", "limit"} & {s.key for s in sweep_file_free_settings()}
+    assert sweep_overrides({"executor": "local", "snr": "10"})["executor"] == "local"  # snr: not a file-free key
+    assert "run" not in sweep_overrides({}) and "snr" not in sweep_overrides({"snr": "10"})

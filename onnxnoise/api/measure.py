@@ -10,28 +10,32 @@ would print are returned; ``progress=True`` shows rich progress bars on stderr. 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from onnxnoise.api.results import BenchRun, SweepRun
+from onnxnoise.api.results import BenchRun, ExperimentRun, SweepRun
 from onnxnoise.bench import bench_in_folder, bench_record, run_bench
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import Progress
 from onnxnoise.errors import ConfigError
+from onnxnoise.experiment import load_experiment
 from onnxnoise.files import output_folder
 from onnxnoise.noise import NoiseModel
 from onnxnoise.report.progress import RichProgress
-from onnxnoise.run_setup import default_out_dir, keyword_options, run_setup, sweep_config
+from onnxnoise.run_setup import (default_out_dir, keyword_options, run_setup, sweep_config,
+                                 sweep_file_free_settings, sweep_overrides)
 from onnxnoise.store import STORE_NAME, run_store
 from onnxnoise.sweep import run_sweep
 
-__all__ = ["bench_model", "sweep_model"]
+__all__ = ["bench_model", "sweep_model", "sweep_experiment"]
 
 PathLike = str | os.PathLike[str]
 
@@ -78,7 +82,7 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
         NoiseConfigError, DataError, GraphError, SessionError: Bad noise settings, dataset or model.
         BaselineExpectationError: ``expect_top1`` is set and the clean top-1 is outside its tolerance.
 
-    Example:
+    Examples:
         >>> import onnxnoise
         >>> run = onnxnoise.bench_model(snr=10, seeds=1)  # the demo: 1,000 Fashion-MNIST images, seed 0
         >>> run.trials["top1_correct"].to_list()           # clean, then SNR 10
@@ -130,15 +134,97 @@ def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
         ConfigError, NoiseConfigError, DataError, GraphError, SessionError: Bad input (before any trial runs).
         StoreError: The store cannot be written, or belongs to another experiment.
         BaselineExpectationError, BaselineError: The clean baseline is off or failed.
+
+    Examples:
+        >>> import onnxnoise, tempfile
+        >>> model, data = onnxnoise.demo_paths()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> options = {"modes": "per-layer", "snr": 10, "seeds": 1, "limit": 100}  # 100 images, seed 0
+        >>> run = onnxnoise.sweep_model(model, data, out=tmp.name, **options)
+        >>> run.planned, run.ran       # the baseline, then noise in each of the demo's 6 layers alone
+        (7, 7)
+        >>> again = onnxnoise.sweep_model(model, data, out=tmp.name, **options)
+        >>> again.done, again.ran      # resumed: every trial is in the store already
+        (7, 0)
+        >>> tmp.cleanup()
     """
     given = keyword_options("sweep", options, SweepConfig)
     setup = run_setup(model, data, given, command="sweep")
     config = sweep_config(setup.config, given)
     folder = output_folder(out if out is not None else default_out_dir("sweep", model), option="out")
+    return _sweep_into(config, folder, progress, notes=setup.notes, warnings=setup.warnings)
+
+
+def _sweep_into(config: SweepConfig, folder: Path, progress: bool | Progress, *, notes: tuple[str, ...] = (),
+                warnings: tuple[str, ...] = ()) -> SweepRun:
+    """Run ``config`` into ``folder/trials.sqlite`` (checked already): the :class:`SweepRun`."""
+    context = prepare_context(config.run, calibration_dir=folder)
     with run_store(folder / STORE_NAME) as store, _progress(progress, config.run.noise.noise_model) as receiver:
-        result = run_sweep(config, store, progress=receiver, context=prepare_context(config.run,
-                                                                                     calibration_dir=folder))
+        result = run_sweep(config, store, progress=receiver, context=context)
     return SweepRun(config=config, trials=result.trials, summary=result.summary, out=folder,
                     store=folder / STORE_NAME, planned=result.planned, done=result.done, ran=result.ran,
-                    failed=result.failed, taken=result.taken, notes=setup.notes,
-                    warnings=(*setup.warnings, *result.warnings))
+                    failed=result.failed, taken=result.taken, notes=notes,
+                    warnings=(*warnings, *context.warnings, *result.warnings))
+
+
+def sweep_experiment(path: PathLike, *, out: PathLike | None = None, progress: bool | Progress = False,
+                     **options: Any) -> ExperimentRun:
+    """Run every sweep of an experiment TOML file, as ``onnxnoise sweep --config FILE.toml``.
+
+    The file gives the models, the dataset, the preprocessing and each sweep's modes, noise, strengths and
+    seeds (:mod:`onnxnoise.experiment`; ``experiments/*.toml``); each model's trials go to its run folder
+    ``<out>/<model>/trials.sqlite`` (resumable: the same trials and keys as the command on the same file).
+
+    Args:
+        path: The experiment ``.toml`` file (relative paths in it are read from its folder).
+        out: The folder holding one run folder per model, instead of the file's ``out``.
+        progress: ``True``: progress bars on stderr; an :class:`onnxnoise.engine.executor.Progress`: yours.
+        **options: The sweep options a file cannot hold, by setting key: ``executor``, ``address``,
+            ``workers``, ``gpus_per_trial`` (docs/options.md); the run's settings come from the file.
+
+    Returns:
+        The :class:`~onnxnoise.api.results.ExperimentRun`: one :class:`SweepRun` per (model, sweep).
+
+    Raises:
+        ExperimentError: The file is missing, not TOML, or holds an unknown key or a bad setting.
+        ConfigError: An option a file can hold (give it in the file) or a bad one; a run folder that cannot be
+            written (checked for every model before any trial runs).
+        DataError, GraphError, SessionError, StoreError, BaselineExpectationError: As :func:`sweep_model`.
+
+    Examples:
+        >>> import onnxnoise, tempfile
+        >>> from pathlib import Path
+        >>> model, data = onnxnoise.demo_paths()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = Path(tmp.name)
+        >>> _ = (folder / "demo.toml").write_text(f'''
+        ... [data]
+        ... path = "{data.as_posix()}"
+        ... limit = 200
+        ... [models.demo]
+        ... path = "{model.as_posix()}"
+        ... [[sweeps]]
+        ... modes = ["all"]
+        ... snr = [10, 100]
+        ... seeds = 1
+        ... ''')
+        >>> done = onnxnoise.sweep_experiment(folder / "demo.toml", out=folder / "runs")
+        >>> [(run.planned, run.ran) for run in done.runs]        # the baseline and two strengths
+        [(3, 3)]
+        >>> done.runs[0].store == folder / "runs" / "demo" / "trials.sqlite"
+        True
+        >>> tmp.cleanup()
+    """
+    own = {s.key for s in sweep_file_free_settings()}
+    extra = sorted(set(options) - own)
+    if extra:
+        raise ConfigError(f"sweep_experiment takes no option {', '.join(map(repr, extra))}: the experiment file "
+                          f"gives the run's settings; its options are {', '.join(sorted(own))}")
+    overrides = sweep_overrides(keyword_options("sweep", options, SweepConfig))
+    experiment = load_experiment(path)
+    base = None if out is None else Path(out)
+    folders = [output_folder(base / name if base is not None else experiment.run_dir(name), option="out")
+               for name, _ in experiment.sweeps]  # every run folder checked before any trial runs
+    runs = tuple(_sweep_into(dataclasses.replace(config, **overrides), folder, progress)
+                 for (_, config), folder in zip(experiment.sweeps, folders))
+    return ExperimentRun(experiment=experiment, runs=runs, out=experiment.out if base is None else base)

@@ -14,10 +14,15 @@ from typing import Any
 import polars as pl
 
 from onnxnoise.bench import ScopeCheck
+from onnxnoise.check.gate import GateResult, GateSettings
+from onnxnoise.check.protect import ProtectionPlan
+from onnxnoise.check.tolerance import SearchResult
 from onnxnoise.config import RunConfig, SweepConfig
+from onnxnoise.experiment import Experiment
 from onnxnoise.model import Layer, SetAside
 
-__all__ = ["BenchRun", "SweepRun", "ReportRun", "CompareRun", "LayerList", "NoiseModelInfo", "baseline_top1"]
+__all__ = ["BenchRun", "SweepRun", "ExperimentRun", "CheckRun", "ReportRun", "CompareRun", "LayerList",
+           "NoiseModelInfo", "baseline_top1"]
 
 
 def baseline_top1(summary: pl.DataFrame) -> float | None:
@@ -103,6 +108,115 @@ class SweepRun:
     def baseline_top1(self) -> float | None:
         """Clean top-1 accuracy in percent (the ``baseline`` row of :attr:`summary`)."""
         return baseline_top1(self.summary)
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """The outcome of :func:`onnxnoise.sweep_experiment`: every sweep of an experiment file, in file order.
+
+    Attributes:
+        experiment: The parsed file (:class:`onnxnoise.experiment.Experiment`: ``name``, ``models``, ``out``...).
+        runs: One :class:`SweepRun` per (model, ``[[sweeps]]`` entry), file order; a model's sweeps share its
+            run folder (``out/<model>/trials.sqlite``).
+        out: The folder holding the run folders (the file's ``out``, or the ``out`` given).
+    """
+
+    experiment: Experiment
+    runs: tuple[SweepRun, ...]
+    out: Path
+
+    @property
+    def trials(self) -> pl.DataFrame:
+        """Every run's trials in one frame (trial-table schema, missing columns null)."""
+        frames = [run.trials for run in self.runs if run.trials.height]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+    @property
+    def failed(self) -> int:
+        """Trials that ended with an error, over all runs."""
+        return sum(run.failed for run in self.runs)
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """The outcome of :func:`onnxnoise.check_model`: the CI gate's verdict on the accuracy drop under noise.
+
+    The drop is the clean accuracy of the gate's metric minus the noisy one, in percentage points (positive:
+    noise costs accuracy); its bounds are one-sided at ``settings.confidence`` each (docs/check.md).
+
+    Attributes:
+        verdict: ``PASS`` (upper bound < budget), ``FAIL`` (lower bound > budget, or a baseline off
+            ``expect_top1``) or ``INCONCLUSIVE`` (``max_seeds`` draws could not decide). With a search, ``PASS``
+            when a passing strength was found.
+        exit_code: What ``onnxnoise check`` exits with: 0 PASS, 1 FAIL, 3 INCONCLUSIVE.
+        question: What was checked, in words (``top-1 drop < 5 points at SNR 100 (1% noise)``).
+        config: The run's settings (dataset resolved to its path).
+        settings: The gate's settings (``budget`` = ``max_drop`` in points, ``metric``, ``confidence``...).
+        trials: Every trial run (baseline, draws, search and plan gates), trial-table columns.
+        per_draw: One row per draw of :attr:`gate`: ``seed``, ``images`` (Int64), ``top1_acc`` (Float64,
+            percent), ``drop`` (Float64, points), ``lost``/``gained`` (Int64: images right clean and wrong noisy,
+            and the opposite), ``flips`` (Int64, null when not counted), ``mcnemar_p`` (Float64),
+            ``collapsed`` (Boolean); empty without a gate.
+        report: What ``check.json`` holds (written or not).
+        out: The folder written, or ``None`` (``out`` not given: nothing written).
+        files: ``trials`` Parquet and CSV, ``check.json``, ``junit.xml``, ``check.md`` (and the plan's
+            ``protect-layers.txt``) in ``out``.
+        gate: The deciding gate (with a search: the found strength's), or ``None``.
+        search: The strength search (``find_limit=True`` / ``find_min_snr=True``), or ``None``.
+        protection: The protection plan (``protect=`` / ``protect_file=``, when the gate did not pass), or ``None``.
+        recheck_command: The ``onnxnoise check`` command line that re-checks the gate's strength, or ``None``.
+        error: Why the check stopped before any noisy draw (a baseline off ``expect_top1``), or ``None``.
+        notes: How settings were chosen (a registered dataset, an analog preset's expansion).
+        warnings: What the verdict rests on when that is less than it seems (collapsed draws, too few images).
+    """
+
+    verdict: str
+    exit_code: int
+    question: str
+    config: RunConfig
+    settings: GateSettings
+    trials: pl.DataFrame
+    per_draw: pl.DataFrame
+    report: dict[str, Any]
+    out: Path | None = None
+    files: tuple[Path, ...] = ()
+    gate: GateResult | None = None
+    search: SearchResult | None = None
+    protection: ProtectionPlan | None = None
+    recheck_command: str | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def strength(self) -> float | None:
+        """The gate's strength in the noise model's unit (SNR linear for ``gaussian-snr``), or ``None``."""
+        return None if self.gate is None else self.gate.strength
+
+    @property
+    def baseline_top1(self) -> float | None:
+        """Clean top-1 accuracy in percent, or ``None`` (the baseline missed ``expect_top1``)."""
+        return self.report["baseline"].get("top1_acc")
+
+    @property
+    def draws(self) -> int:
+        """Noisy draws the gate took (0 without a gate)."""
+        return 0 if self.gate is None else len(self.gate.draws)
+
+    @property
+    def drop(self) -> float | None:
+        """The gate's mean drop over its draws, percentage points, or ``None``."""
+        return None if self.gate is None else self.gate.decision.bounds.mean
+
+    @property
+    def lower(self) -> float | None:
+        """The drop's lower bound (one-sided, ``settings.confidence``), percentage points, or ``None``."""
+        return None if self.gate is None else self.gate.decision.bounds.lower
+
+    @property
+    def upper(self) -> float | None:
+        """The drop's upper bound (one-sided, ``settings.confidence``), percentage points, or ``None``."""
+        return None if self.gate is None else self.gate.decision.bounds.upper
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,18 @@ def make_report(run_dirs: PathLike | Sequence[PathLike], *, out: PathLike | None
     Raises:
         StoreError: A folder holds no trials, or a store cannot be read.
         ConfigError: ``out`` cannot be written.
+
+    Examples:
+        >>> import onnxnoise, tempfile
+        >>> model, data = onnxnoise.demo_paths()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = onnxnoise.sweep_model(model, data, out=tmp.name, modes="all", snr="10,100", seeds=1, limit=100)
+        >>> report = onnxnoise.make_report(tmp.name)
+        >>> report.summary.sort("strength", nulls_last=False)["mode"].to_list()  # clean, SNR 10, SNR 100
+        ['baseline', 'all', 'all']
+        >>> report.markdown.name, report.a_avr.is_empty()  # no per-layer trials: no A_avr
+        ('report.md', True)
+        >>> tmp.cleanup()
     """
     folders = _folders(run_dirs)
     folder = output_folder(out if out is not None else folders[0], option="out")
@@ -74,6 +86,20 @@ def compare_runs(run_dirs: Sequence[PathLike], *, out: PathLike | None = None) -
     Raises:
         StoreError: No trials, or no strength two models share and no per-layer trials.
         ConfigError: ``out`` cannot be written.
+
+    Examples:
+        >>> import onnxnoise, shutil, tempfile
+        >>> model, data = onnxnoise.demo_paths()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> twin = shutil.copy(model, f"{tmp.name}/twin.onnx")  # the same weights under another name
+        >>> for path, name in ((model, "a"), (twin, "b")):
+        ...     _ = onnxnoise.sweep_model(path, data, out=f"{tmp.name}/{name}", modes="all", snr=10, seeds=2,
+        ...                               limit=100)
+        >>> compared = onnxnoise.compare_runs([f"{tmp.name}/a", f"{tmp.name}/b"], out=f"{tmp.name}/cmp")
+        >>> top1 = compared.verdicts.filter(compared.verdicts["metric"] == "top-1 %")
+        >>> top1["difference"].to_list()  # percentage points: same weights, seeds and images
+        [0.0]
+        >>> tmp.cleanup()
     """
     folders = _folders(run_dirs)
     folder = output_folder(out if out is not None else default_out_dir("compare"), option="out")
@@ -97,7 +123,7 @@ def model_layers(model: PathLike) -> LayerList:
     Raises:
         GraphError: The file cannot be loaded or validated.
 
-    Example:
+    Examples:
         >>> import onnxnoise
         >>> listed = onnxnoise.model_layers(onnxnoise.demo_paths()[0])
         >>> listed.table.columns[:4]
@@ -117,7 +143,7 @@ def model_layers(model: PathLike) -> LayerList:
 def noise_models() -> tuple[NoiseModelInfo, ...]:
     """Every registered noise model, by name, as ``onnxnoise noise-models --json`` lists them.
 
-    Example:
+    Examples:
         >>> import onnxnoise
         >>> "gaussian-snr" in [m.name for m in onnxnoise.noise_models()]
         True

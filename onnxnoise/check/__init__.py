@@ -8,7 +8,9 @@
 * :mod:`onnxnoise.check.tolerance`: the noisiest strength that still passes (bisection);
 * :mod:`onnxnoise.check.protect`: layers to keep noise-free so the gate passes;
 * :mod:`onnxnoise.check.request`: what one check asks beyond a gate (search, protection);
-* :mod:`onnxnoise.check.outputs`: ``check.json``, ``junit.xml``, ``check.md``.
+* :mod:`onnxnoise.check.outputs`: ``check.json``, ``junit.xml``, ``check.md``;
+* :mod:`onnxnoise.check.job`: one whole check, from its settings to its verdict, report and files
+  (what ``onnxnoise check`` and :func:`onnxnoise.check_model` both run).
 
 The ``onnxnoise check`` command itself (options, printing, exit codes) is
 ``onnxnoise/cli/check_command.py``; this package never imports the CLI.

@@ -1,6 +1,6 @@
 """What ``onnxnoise check`` writes: ``check.json``, ``junit.xml`` and ``check.md``, from one report dict.
 
-The report dict is built by :mod:`onnxnoise.cli.check_command` (keys: ``verdict``,
+The report dict is built by :class:`onnxnoise.check.job.CheckJob` (keys: ``verdict``,
 ``exit_code``, ``question``, ``model``, ``dataset``, ``images``, ``settings``,
 ``baseline``, ``gate``, ``search``, ``protection``, ``recheck_command``, ``warnings``,
 ``error``, ``seconds``...). JSON is strict (NaN and infinities become ``null``).
@@ -25,7 +25,7 @@ from onnxnoise.files import write_text
 from onnxnoise.report.stages import stages_text
 from onnxnoise.strict_json import json_text
 
-__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points"]
+__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points", "look_line"]
 
 
 def points(value: float | None, digits: int = 2) -> str:
@@ -52,6 +52,25 @@ def bound_points(value: float | None, budget: float) -> str:
     while digits < 6 and value != budget and f"{value:.{digits}f}" == f"{budget:.{digits}f}":
         digits += 1
     return _fixed(value, digits)
+
+
+def look_line(result, noise_model, metric: str) -> str:
+    """One draw of a gate as a line: strength (and layers kept), seed, accuracy, drop, lost and gained images, the
+    bounds once there are any, and the rule's answer (``  SNR 100 seed 4: top-1 93.20%, drop 0.00 (-2 +2)
+    [-0.31, 0.38] PASS``).
+
+    Args:
+        result: The :class:`~onnxnoise.check.gate.GateResult` so far (its last draw is the one told).
+        noise_model: The :class:`~onnxnoise.noise.NoiseModel` (formats the strength).
+        metric: ``top1`` or ``top5``.
+    """
+    label = "top-1" if metric == "top1" else "top-5"
+    d, seed, b = result.draws[-1], result.seeds[-1], result.decision.bounds
+    where = noise_model.format_strength(result.strength) + (f", {len(result.kept)} kept" if result.kept else "")
+    budget = result.decision.budget  # enough digits that a bound next to the budget is not shown equal to it
+    bounds = f" [{bound_points(b.lower, budget)}, {bound_points(b.upper, budget)}]" if b.upper == b.upper else ""
+    return (f"  {where} seed {seed}: {label} {points(result.baseline - d.drop)}%, drop {points(d.drop)} "
+            f"(-{d.lost} +{d.gained}{', collapsed' if d.collapsed else ''}){bounds} {result.decision.verdict}")
 
 
 def _case(parent: ET.Element, classname: str, name: str, verdict: str, message: str, detail: str,

@@ -9,24 +9,17 @@ from rich.console import Console
 from rich.panel import Panel
 
 from onnxnoise.check.gate import GateResult
-from onnxnoise.check.outputs import bound_points, points
-from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, PASS
+from onnxnoise.check.job import image_term_warnings
+from onnxnoise.check.outputs import bound_points, look_line, points
+from onnxnoise.check.sequential import FAIL, PASS
 
 __all__ = ["look_printer", "print_summary", "image_term_warnings"]
 
 
 def look_printer(console: Console, noise_model, metric: str) -> Callable[[GateResult], None]:
-    """The ``on_look`` of a check session: one line per draw (strength, seed, accuracy, drop, bounds, verdict)."""
-    label = "top-1" if metric == "top1" else "top-5"
-
+    """The ``on_look`` of a check session: one line per draw (:func:`onnxnoise.check.outputs.look_line`)."""
     def on_look(result: GateResult) -> None:
-        d, seed, b = result.draws[-1], result.seeds[-1], result.decision.bounds
-        where = noise_model.format_strength(result.strength) + (f", {len(result.kept)} kept" if result.kept else "")
-        budget = result.decision.budget  # enough digits that a bound next to the budget is not shown equal to it
-        bounds = f" [{bound_points(b.lower, budget)}, {bound_points(b.upper, budget)}]" if b.upper == b.upper else ""
-        console.print(f"  {where} seed {seed}: {label} {points(result.baseline - d.drop)}%, drop {points(d.drop)} "
-                      f"(-{d.lost} +{d.gained}{', collapsed' if d.collapsed else ''}){bounds} "
-                      f"{result.decision.verdict}", highlight=False)
+        console.print(look_line(result, noise_model, metric), highlight=False)
     return on_look
 
 
@@ -74,23 +67,3 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
     console.print(Panel("\n".join(lines), title="onnxnoise check", expand=False), highlight=False)
     for warning in report.get("warnings") or []:
         console.print(f"[bold red]WARNING:[/] {warning}", highlight=False)
-
-
-def image_term_warnings(report: dict[str, Any], budget: float) -> list[str]:
-    """A warning when an INCONCLUSIVE gate's image term alone exceeds half the budget (too few images).
-
-    The term is the upper bound's: ``max(t_upper * se_images, floor_upper)``
-    (:class:`~onnxnoise.check.sequential.Bounds`), so a sample with nothing discordant is said too.
-    A PASS or FAIL settled the question, so it gets no such warning.
-    """
-    gate = report.get("gate") or {}
-    if gate.get("verdict") != INCONCLUSIVE:
-        return []
-    bounds = gate.get("bounds") or {}
-    term = max(float(bounds.get("t_upper") or 0.0) * float(bounds.get("se_images") or 0.0),
-               float(bounds.get("floor_upper") or 0.0))
-    if not term > budget / 2:
-        return []
-    return [f"with {report['images']} images the image term alone is ±{term:.2f} points, more than half the budget "
-            f"({budget:g}); it shrinks with more images, not with more draws: evaluate more images (a larger --limit "
-            "or dataset) or check a larger --max-drop"]

@@ -32,8 +32,7 @@ from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, 
 from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
 from onnxnoise.report.results import report_json
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
-from onnxnoise.run_setup import default_out_dir, run_setup, sweep_config
-from onnxnoise.settings import config_values, declared
+from onnxnoise.run_setup import default_out_dir, run_setup, sweep_config, sweep_overrides
 from onnxnoise.store import STORE_NAME, run_store
 from onnxnoise.sweep import make_executor, run_sweep
 
@@ -153,20 +152,12 @@ def _run_one_sweep(config: SweepConfig, out: Path, console: Console) -> int:
     return failed_exit(result.failed, console)
 
 
-def _command_line_only(args: argparse.Namespace) -> dict:
-    """The sweep settings an experiment file cannot hold (``--executor``, ``--address``...), as given."""
-    own = [s for s in declared(SweepConfig, "sweep", nested=False) if not s.files]
-    values = config_values(SweepConfig, {s.key: getattr(args, s.key, None) for s in own}, run=None)
-    del values["run"]  # each sweep of the file has its own
-    return values
-
-
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     if args.config is not None:
         if args.model is not None or args.data is not None:
             raise OnnxNoiseError("give either `--config FILE.toml` or MODEL with `--data`, not both")
         experiment = load_experiment(args.config)
-        where = _command_line_only(args)
+        where = sweep_overrides(vars(args))  # --executor, --address...: not in the file
         for name, _ in experiment.sweeps:
             output_folder(args.out / name if args.out else experiment.run_dir(name))
         codes = [_run_one_sweep(dataclasses.replace(config, **where), args.out / name if args.out

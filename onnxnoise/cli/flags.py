@@ -2,9 +2,9 @@
 
 :func:`add_settings` adds every setting a command takes to its parser, in its ``--help``
 section; :func:`given_options` reads them back from the parsed arguments as the
-``key -> value`` options the config builders take; :func:`flag_words` writes one back as
-command-line words (``check``'s re-check command). Every flag defaults to ``None`` (not
-given): the config dataclasses own the defaults.
+``key -> value`` options the config builders take; :func:`flag_words` (defined in
+:mod:`onnxnoise.run_setup`, which the check layer's re-check command uses too) writes one back as
+command-line words. Every flag defaults to ``None`` (not given): the config dataclasses own the defaults.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from onnxnoise.errors import ConfigError
+from onnxnoise.run_setup import flag_words
 from onnxnoise.run_setup import option_settings as command_settings
 from onnxnoise.settings import GROUPS, Setting
 
@@ -70,21 +71,3 @@ def add_settings(parser: argparse.ArgumentParser, command: str, *classes: type) 
 def given_options(args: argparse.Namespace, command: str, *classes: type) -> dict[str, Any]:
     """The options ``command`` took for ``classes``, ``key -> value`` as parsed (``None``: not given)."""
     return {s.key: getattr(args, s.key, None) for s in command_settings(command, *classes)}
-
-
-def _word(value: Any) -> str:
-    """A value as command-line text: floats exactly (``repr``)."""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def flag_words(setting: Setting, value: Any) -> list[str]:
-    """``setting`` given as ``value`` on the command line: ``["--limit", "100"]``, ``["--no-cache"]``, ``[]``."""
-    if value is None or setting.flag is None:
-        return []
-    if setting.action in ("store_true", "store_false"):
-        return [setting.flag] if value is (setting.action == "store_true") else []
-    if isinstance(value, list):
-        return [word for item in value for word in (setting.flag, _word(item))]
-    if isinstance(value, tuple):
-        return [setting.flag, ",".join(_word(v) for v in value)]
-    return [setting.flag, _word(value)]

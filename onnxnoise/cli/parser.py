@@ -12,15 +12,11 @@ import re
 from pathlib import Path
 
 from onnxnoise import __version__
-from onnxnoise.check.gate import GateSettings
-from onnxnoise.check.request import CheckRequest
+from onnxnoise.check.job import CHECK_SETTINGS
 from onnxnoise.cli.data_command import add_data_parser
 from onnxnoise.cli.flags import add_settings
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.settings import RUNTIME
-
-#: The config classes whose settings ``check`` takes: the run's, the gate's, the search and protection's.
-CHECK_SETTINGS: tuple[type, ...] = (RunConfig, GateSettings, CheckRequest)
 
 #: Exit codes: a trial failed / the baseline missed ``--expect-top1`` (1), bad input (2), interrupted (130).
 EXIT_FAILED_TRIALS = 1

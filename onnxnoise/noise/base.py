@@ -257,7 +257,7 @@ class NoiseModel(ABC):
         layers = list(layers)
         msg = (f"{self.name} noise needs integer-quantized weights, but the {len(layers)} selected layer(s) hold only "
                "float tensors; quantize the model first (onnxruntime.quantization.quantize_dynamic or "
-               "quantize_static, see README 'Integer weights for bit-flip') or choose another --noise")
+               "quantize_static, see docs/usage.md 'Integer weights for bit-flip') or choose another --noise")
         raise NoiseConfigError(msg)
 
     def acts_on(self, role: str, op_type: str, quantized: bool) -> bool:

@@ -18,8 +18,10 @@ def api_example() -> str:
 
 
 def test_the_api_example_runs_with_the_demo_counts(tmp_path, monkeypatch, capsys):
-    """The example asserts the demo's known counts itself (932 clean, 903 at SNR 10 seed 0); run from an
-    empty folder it writes nothing there and prints only what it prints (the API is silent)."""
+    """The example asserts the demo's known counts itself (932 clean, 903 at SNR 10 seed 0; the gate at SNR 100
+    passes a 5-point budget on its 5 draws, losing 2, 0, 5, 1, 2 images; the experiment file's sweep has the
+    sweep's trial keys); run from an empty folder it writes nothing there and prints only what it prints (the
+    API is silent)."""
     script = tmp_path / "example.py"
     script.write_text(api_example(), encoding="utf-8")
     work = tmp_path / "work"
@@ -28,11 +30,15 @@ def test_the_api_example_runs_with_the_demo_counts(tmp_path, monkeypatch, capsys
     namespace = runpy.run_path(str(script), run_name="__main__")
     assert namespace["run"].baseline_top1 == 93.2
     assert namespace["noisy"]["top1_correct"].to_list() == [903]
+    gate = namespace["gate"]
+    assert (gate.verdict, gate.draws, gate.out) == ("PASS", 5, None)
+    assert [run.ran for run in namespace["done"].runs] == [3]
     assert list(work.iterdir()) == []
     out, err = capsys.readouterr()
     assert "refused: SNR must be finite and > 0" in out
-    lines = out.splitlines()  # the 9-line summary table (2 rows) and the refusal: no progress, no notes
-    assert len(lines) == 10 and lines[0] == "shape: (2, 3)" and lines[-1].startswith("refused: ")
+    lines = out.splitlines()  # the 9-line summary table (2 rows), the gate's line, the refusal: no progress, no notes
+    assert len(lines) == 11 and lines[0] == "shape: (2, 3)" and lines[-1].startswith("refused: ")
+    assert lines[9] == "check: PASS, drop 0.00 points, bounds [-0.31, 0.38]"
     assert err == ""
 
 

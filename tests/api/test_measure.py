@@ -1,10 +1,11 @@
-"""The Python API's runs (onnxnoise/api/measure.py): bench_model and sweep_model give the CLI's counts,
-take registered dataset names and options by setting key, print nothing, and raise the project's errors."""
+"""The Python API's runs (onnxnoise/api/measure.py): bench_model, sweep_model and sweep_experiment give the CLI's
+counts, take registered dataset names and options by setting key, print nothing, and raise the project's errors."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ import onnxnoise
 from onnxnoise.data.registry import register_dataset
 from onnxnoise.errors import ConfigError, DataError
 from onnxnoise.noise.gaussian import GaussianSNR
+from onnxnoise.report.study import collect_trials
 from tests._checks import run_cli
 
 
@@ -26,7 +28,7 @@ def test_bench_with_a_registered_name_counts_as_with_the_path(demo_files, regist
     model, data = demo_files
     register_dataset("fashion-demo", data)
     run = onnxnoise.bench_model(model, "fashion-demo", snr=10, seeds=1)
-    assert run.trials["top1_correct"].to_list() == [932, 903]  # the demo's known counts (README)
+    assert run.trials["top1_correct"].to_list() == [932, 903]  # the demo's known counts (docs/api.md)
     assert run.config.data == data.resolve()
     assert run.notes == (f"--data fashion-demo: registered dataset `fashion-demo` ({data.resolve()}, 10 classes)",)
     assert run.out is None and run.files == ()
@@ -113,3 +115,66 @@ def test_a_noise_model_object_runs_as_its_text(demo_files):
     assert plain.trials["key"].to_list() == onnxnoise.bench_model(model, data, **common).trials["key"].to_list()
     with pytest.raises(ConfigError, match="either as `noise` or as `noise_model`"):
         onnxnoise.bench_model(model, data, noise=GaussianSNR(), noise_model="pcm")
+
+
+def _demo_experiment(folder: Path, model: Path, data: Path) -> Path:
+    """An experiment file on the demo and its copy ``twin``: whole-model SNR 10 and 100 on both, then
+    per-layer SNR 10 on the demo; 100 images, seed 0."""
+    twin = folder / "twin.onnx"
+    shutil.copy(model, twin)
+    path = folder / "demo.toml"
+    path.write_text(f"""name = "demo-study"
+[data]
+path = "{data.as_posix()}"
+limit = 100
+[models.demo]
+path = "{model.as_posix()}"
+[models.twin]
+path = "twin.onnx"
+[[sweeps]]
+modes = ["all"]
+snr = [10, 100]
+seeds = 1
+[[sweeps]]
+models = ["demo"]
+modes = ["per-layer"]
+snr = [10]
+seeds = 1
+""")
+    return path
+
+
+def test_sweep_experiment_runs_what_sweep_config_runs(demo_files, tmp_path, capsys):
+    model, data = demo_files
+    path = _demo_experiment(tmp_path, model, data)
+    done = onnxnoise.sweep_experiment(path, out=tmp_path / "api")
+    assert capsys.readouterr() == ("", "")  # silent by default
+    assert done.experiment.name == "demo-study" and done.out == tmp_path / "api"
+    assert [run.config.run.model.name for run in done.runs] == ["fashion_mnist_cnn.onnx", "twin.onnx",
+                                                                 "fashion_mnist_cnn.onnx"]
+    # whole-model: the baseline and two strengths; per-layer: the baseline (done by the first sweep) and 6 layers
+    assert [(run.planned, run.done, run.ran, run.failed) for run in done.runs] == [(3, 0, 3, 0), (3, 0, 3, 0),
+                                                                                  (7, 1, 6, 0)]
+    assert [run.out.name for run in done.runs] == ["demo", "twin", "demo"] and done.failed == 0
+    assert done.trials.height == 13
+    code, _, _ = run_cli(capsys, "sweep", "--config", path, "--out", tmp_path / "cli")
+    assert code == 0
+    for name in ("demo", "twin"):
+        api = collect_trials([tmp_path / "api" / name]).sort("key")
+        cli = collect_trials([tmp_path / "cli" / name]).sort("key")
+        assert api["key"].to_list() == cli["key"].to_list()
+        assert api["top1_correct"].to_list() == cli["top1_correct"].to_list()
+        assert api.height == (9 if name == "demo" else 3)
+    again = onnxnoise.sweep_experiment(path, out=tmp_path / "api", executor="local")
+    assert [(run.done, run.ran) for run in again.runs] == [(3, 0), (3, 0), (7, 0)]
+
+
+def test_sweep_experiment_takes_only_what_a_file_cannot_hold(demo_files, tmp_path):
+    model, data = demo_files
+    path = _demo_experiment(tmp_path, model, data)
+    with pytest.raises(ConfigError, match=r"^sweep_experiment takes no option 'snr': the experiment file gives the "
+                                          r"run's settings; its options are .*\bexecutor\b"):
+        onnxnoise.sweep_experiment(path, snr=10)
+    with pytest.raises(onnxnoise.ExperimentError, match="experiment file not found"):
+        onnxnoise.sweep_experiment(tmp_path / "missing.toml")
+    assert not (tmp_path / "runs").exists()

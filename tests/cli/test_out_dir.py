@@ -17,15 +17,15 @@ from onnxnoise.files import output_folder
 @pytest.fixture()
 def no_loading(monkeypatch):
     """Fail the test if a command gets as far as loading a model."""
-    import onnxnoise.cli.check_command as check_command
+    import onnxnoise.check.job as check_job
     import onnxnoise.cli.commands as commands
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before --out was checked")
 
     monkeypatch.setattr(commands, "prepare_context", refuse)
-    monkeypatch.setattr(check_command, "prepare_context", refuse)
-    return check_command
+    monkeypatch.setattr(check_job, "prepare_context", refuse)  # the check's run (CheckJob) loads it
+    return check_job
 
 
 @pytest.mark.parametrize("command", ["bench", "check", "sweep"])

@@ -1,5 +1,5 @@
 """noise/bitflip.py: bit flips in integer-quantized weights (NOISE-MODELS.md sec. 7) through the real draw path;
-refused on a float model before any trial; on README's int8 model floats stay exact and bench says so."""
+refused on a float model before any trial; on docs/usage.md's int8 model floats stay exact and bench says so."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_bitflip_on_a_float_model_is_refused_before_any_trial(tiny_float_int8, t
     assert one_line(err) == (
         "onnxnoise: error: bit-flip noise needs integer-quantized weights, but the 3 selected layer(s) hold only "
         "float tensors; quantize the model first (onnxruntime.quantization.quantize_dynamic or quantize_static, "
-        "see README 'Integer weights for bit-flip') or choose another --noise")
+        "see docs/usage.md 'Integer weights for bit-flip') or choose another --noise")
     assert not out.exists()  # not even the baseline ran
 
 
