@@ -18,7 +18,6 @@ warning in ``meta["warnings"]``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +41,10 @@ from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.strength import noise_rank
 from onnxnoise.report.tables import with_planned_provider
 from onnxnoise.report.unchanged import unchanged_layers_warnings
+from onnxnoise.report.nested import json_rows
+from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.report.tables import write_table
-from onnxnoise.store.schema import COUNTER, column_names, json_columns
+from onnxnoise.store.schema import COUNTER, column_names
 from onnxnoise.strict_json import json_text
 
 __all__ = ["BenchResult", "ScopeCheck", "BaselineExpectationError", "chance_warning", "check_expected_top1",
@@ -171,10 +172,7 @@ def bench_record(result: BenchResult, config: RunConfig, out: str | os.PathLike[
         "out_dir": None if out is None else str(out),
         "baseline": {"top1_acc": base["top1_acc_mean"][0] if base.height else None,
                      "top5_acc": base["top5_acc_mean"][0] if base.height else None},
-        "results": [
-            {k: (json.loads(v) if k in json_columns() and isinstance(v, str) else v) for k, v in row.items()}
-            for row in result.summary.iter_rows(named=True)
-        ],
+        "results": json_rows(result.summary),
     }
     if result.scope_check is not None:
         record["scope_check"] = result.scope_check.to_dict()
@@ -186,7 +184,9 @@ def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress:
     """:func:`run_bench` writing its files in ``out`` (the CLI's ``bench`` and the API's ``bench(out=...)``).
 
     Writes ``trials.parquet``/``trials.csv`` after every trial (a half-finished run loses nothing),
-    then ``summary.parquet``/``summary.csv``, ``scope-check.parquet``/``.csv`` with ``--scope-check``,
+    then ``summary.parquet``/``summary.csv``, ``results.parquet``/``results.csv`` (one row per strength in
+    timm's columns, :func:`onnxnoise.report.results.results_table`), ``scope-check.parquet``/``.csv`` with
+    ``--scope-check``,
     and ``bench.json`` (:func:`bench_record`); every file whole or not at all (:mod:`onnxnoise.files`).
 
     Returns:
@@ -199,6 +199,8 @@ def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress:
     result = run_bench(config, progress=progress, context=context,
                        on_trial=lambda frame: write_table(frame, out, "trials"))
     write_table(result.summary, out, "summary")
+    write_table(results_table(result.summary, facts_by_model([result.meta])), out, "results",
+                json_text=False)
     if result.scope_check is not None:
         write_table(result.scope_check.trials, out, "scope-check")
     record = bench_record(result, config, out, demo=demo)

@@ -38,10 +38,11 @@ from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.errors import ExperimentError, OnnxNoiseError
 from onnxnoise.files import check_folder_name, folder_name
 from onnxnoise.options import strength_options
+from onnxnoise.run_setup import keyword_options, option_settings
 from onnxnoise.settings import Setting, config_values, declared
 from onnxnoise.strict_json import parse_toml
 
-__all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment"]
+__all__ = ["ExperimentError", "ModelEntry", "Experiment", "load_experiment", "load_settings_file", "SETTINGS_FILE_KEYS"]
 
 _TOP_KEYS = {"name", "out", "data", "models", "sweeps", "description"}
 #: Keys of each table that are the file's structure, not settings (:mod:`onnxnoise.settings` gives the rest).
@@ -160,22 +161,7 @@ def load_experiment(path: str | Path) -> Experiment:
             undefined model, or invalid noise settings.
     """
     path = Path(path)
-    if not path.is_file():
-        msg = f"experiment file not found: {path}"
-        raise ExperimentError(msg)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the TOML
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        msg = (f"{path} is not valid TOML: line {line} holds byte 0x{raw[exc.start]:02x}, which is not UTF-8 "
-               "(TOML files are UTF-8: save it as UTF-8)")
-        raise ExperimentError(msg) from None
-    try:
-        doc = parse_toml(text)
-    except ValueError as exc:  # not TOML, nested too deep
-        msg = f"{path} is not valid TOML: {exc}"
-        raise ExperimentError(msg) from None
+    doc = _read_toml(path, "experiment file")
     base = path.resolve().parent
     _check_keys(doc, _TOP_KEYS, "the top level", path)
     for key in ("data", "models", "sweeps"):
@@ -217,6 +203,88 @@ def load_experiment(path: str | Path) -> Experiment:
     name = str(doc["name"]) if "name" in doc else _name_from_file(path)
     out = _resolve(base, doc["out"] if "out" in doc else Path("runs") / _folder_name(name, "`name`", path, out=True))
     return Experiment(name=name, out=out, models=models, sweeps=sweeps, source=path)
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document of ``path`` (UTF-8, a byte-order mark allowed).
+
+    Raises:
+        ExperimentError: A missing file, bytes that are not UTF-8, or text that is not TOML.
+    """
+    if not path.is_file():
+        msg = f"{what} not found: {path}"
+        raise ExperimentError(msg)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the TOML
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        msg = (f"{path} is not valid TOML: line {line} holds byte 0x{raw[exc.start]:02x}, which is not UTF-8 "
+               "(TOML files are UTF-8: save it as UTF-8)")
+        raise ExperimentError(msg) from None
+    try:
+        return parse_toml(text)
+    except ValueError as exc:  # not TOML, nested too deep
+        msg = f"{path} is not valid TOML: {exc}"
+        raise ExperimentError(msg) from None
+
+
+#: Keys of a settings file besides the command's settings: the positional MODEL and ``--out``.
+SETTINGS_FILE_KEYS: tuple[str, ...] = ("model", "out")
+
+
+def load_settings_file(path: str | Path, command: str, *classes: type) -> dict[str, Any]:
+    """The settings of ``bench --config FILE`` / ``check --config FILE``: one flat TOML table.
+
+    Its keys are the setting keys ``command`` takes (docs/options.md: ``snr = [100, 10]``,
+    ``seeds = 3``, ``noise = "pcm:compensation=global"``, ``data = "cifar10"``), plus ``model`` and
+    ``out``; values as an experiment file spells them (a TOML array for a comma-separated flag). Relative
+    paths are resolved against the file's folder (a ``data`` that is no file there stays a name). The command
+    line's flags override the file's values.
+
+    Args:
+        path: The ``.toml`` file.
+        command: ``bench`` or ``check``.
+        classes: The config classes whose settings ``command`` takes (``RunConfig``; check's gate and request).
+
+    Returns:
+        ``key -> value`` as the command's parsed flags give them (:func:`onnxnoise.run_setup.keyword_options`;
+        every setting key, ``None`` when the file does not give it; an array as a tuple, as a comma list
+        parses), with ``model`` and ``out`` (``Path`` or ``None``).
+
+    Raises:
+        ExperimentError: As :func:`_read_toml`; a key that is not one of the command's (one line naming it
+            and the valid keys), a table where a value belongs, or a value its flag refuses.
+    """
+    path = Path(path)
+    doc = _read_toml(path, "settings file")
+    base = path.resolve().parent
+    settings = {s.key: s for s in option_settings(command, *classes)}
+    unknown = sorted(set(doc) - set(settings) - set(SETTINGS_FILE_KEYS))
+    if unknown:
+        msg = (f"{path}: unknown key(s) {', '.join(unknown)}; {command} --config takes "
+               f"{', '.join([*SETTINGS_FILE_KEYS, *sorted(settings)])} (the setting keys of docs/options.md)")
+        raise ExperimentError(msg)
+    nested = sorted(k for k, v in doc.items() if isinstance(v, dict))
+    if nested:
+        msg = f"{path}: {', '.join(nested)} is a table; {command} --config takes one value per key, no [sections]"
+        raise ExperimentError(msg)
+    given = {k: _file_path(base, v, k == "out") if k in SETTINGS_FILE_KEYS or settings[k].type is Path else v
+             for k, v in doc.items()}
+    given = {k: tuple(v) if isinstance(v, list) and k in settings and settings[k].action != "append" else v
+             for k, v in given.items()}
+    try:
+        values = keyword_options(command, {k: v for k, v in given.items() if k in settings}, *classes)
+    except OnnxNoiseError as exc:
+        raise ExperimentError(f"{path}: {file_syntax(str(exc))}") from None
+    return {**values, **{k: given.get(k) for k in SETTINGS_FILE_KEYS}}
+
+
+def _file_path(base: Path, value: Any, new: bool) -> Path:
+    """A path of a settings file: relative to the file's folder when it is there (or, ``new``, an output folder);
+    else as given (``data = "cifar10"``: a registered dataset name)."""
+    resolved = _resolve(base, value)
+    return resolved if new or resolved.exists() else Path(str(value))
 
 
 def _name_from_file(path: Path) -> str:

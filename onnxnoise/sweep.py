@@ -194,7 +194,7 @@ def run_sweep(
         "noise_model": config.run.noise.model, "noise": config.run.noise.settings(),
         "config": {**config.to_dict(), **{k: facts[k] for k in (
             "layers_total", "layers_noised", "params_total", "params_noised", "images", "skipped_images",
-            "label_offset", "batch_size", "provider", "provider_nodes")}, "chance_classes": chance_classes(context.data.labels),
+            "label_offset", "batch_size", "provider", "provider_nodes", "input_size")}, "chance_classes": chance_classes(context.data.labels),
                    "model_outputs": context.score_width},
         "context": context.key_fields(), "versions": context.versions,
     })

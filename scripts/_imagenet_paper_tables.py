@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from onnxnoise.report.stats import average_normalized_accuracy, normalized_accuracy, summarize_trials, t_half_width
+from onnxnoise.report.written import read_table, trial_table
 
 #: PAPER.md, Table III: accuracy % (ImageNet top-5, PAPER.md "Metrics") with noise in all layers, noise std
 #: 0, 1, 2, 5, 10 % of sigma_w.
@@ -87,9 +88,9 @@ def table_iii(trials: pl.DataFrame) -> list[str]:
             cells = []
             for pct in NOISE_PCT:
                 row = part.filter((pl.col("strength") - 100.0 / pct).abs() < 1e-9)
-                cells.append(_pm(row[f"{metric}_acc_mean"][0], row[f"{metric}_acc_ci"][0]) if row.height else "-")
+                cells.append(_pm(row[f"{metric}_acc_mean"][0], row[f"{metric}_acc_ci_half"][0]) if row.height else "-")
             last = part.filter((pl.col("strength") - 10.0).abs() < 1e-9)
-            norm = _pm(last[f"{metric}_norm_mean"][0], last[f"{metric}_norm_ci"][0], 3) if last.height else "-"
+            norm = _pm(last[f"{metric}_norm_mean"][0], last[f"{metric}_norm_ci_half"][0], 3) if last.height else "-"
             clean = f"{base[f'{metric}_acc_mean'][0]:.2f}" if base.height else "-"
             lines.append(f"| {_label(model)} | {dataset} | {_variant(noise)} | top-{metric[-1]} | {clean} | "
                          + " | ".join(cells) + f" | {norm} |")
@@ -127,8 +128,8 @@ def per_layer(trials: pl.DataFrame) -> list[str]:
         return [*lines, "", "(no complete per-layer sweep yet)", ""]
     for row in a_avr.iter_rows(named=True):
         lines.append(f"| {_label(row['model'])} | {row['dataset']} | {row['strength']:g} | {row['layers']} | "
-                     f"{row['seeds']} | {_pm(row['top1_a_avr'], row['top1_a_avr_ci'], 4)} | "
-                     f"{_pm(row['top5_a_avr'], row['top5_a_avr_ci'], 4)} | {row['top1_degradation_pct']:.2f} |")
+                     f"{row['seeds']} | {_pm(row['top1_a_avr'], row['top1_a_avr_ci_half'], 4)} | "
+                     f"{_pm(row['top5_a_avr'], row['top5_a_avr_ci_half'], 4)} | {row['top1_degradation_pct']:.2f} |")
     lines += ["", "Early vs late layers (PAPER.md finding 2): per seed, mean a_i/a0 over the first third of the "
               "layers minus the mean over the last third; negative = early layers more sensitive.", "",
               "| model | dataset | SNR | first third | last third | early − late | verdict |", "|---|---|---|---|---|---|---|"]
@@ -183,7 +184,7 @@ def bn_question(trials: pl.DataFrame, bn_kept_results: Path) -> list[str]:
              "1 Gemm, negative running variances clamped to 0, seeds 0, 1, 2); the same with negative variances "
              "kept (NaN logits, scored wrong; this study re-ran the 43 BN layers with the same draws, the Conv and "
              "Gemm layers are the clamped sweep's); BN folded (resnet44-folded, 44 layers, seeds 0, 1, 2).", ""]
-    kept = pl.read_parquet(bn_kept_results).rename({"snr": "strength"}) if bn_kept_results.is_file() else None
+    kept = read_table(trial_table(bn_kept_results.parent)).rename({"snr": "strength"}) if bn_kept_results.is_file() else None
     if kept is not None:
         kept = kept.filter((pl.col("model") == "resnet44-bn.onnx") & (pl.col("mode") == "per-layer")
                            & pl.col("error").is_null())

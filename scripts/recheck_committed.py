@@ -2,7 +2,7 @@
 """Re-run a random sample of committed report trials with today's engine: same keys, same counts.
 
 For each ``REPORT=EXPERIMENT`` pair (default: every committed report made from an experiment file
-here), reads ``REPORT/results.parquet`` (the committed trials, whatever engine wrote them), plans
+here), reads the report's trial table (``REPORT/trials.parquet``; ``results.parquet`` before the rename: the committed trials, whatever engine wrote them), plans
 each sweep of ``EXPERIMENT`` with today's engine, and
 
 * counts the committed rows whose ``key`` today's plan still produces (trial keys unchanged), and
@@ -52,6 +52,7 @@ from onnxnoise.errors import OnnxNoiseError
 from onnxnoise.settings import config_values
 from onnxnoise.store.schema import COUNT, COUNTER, PAIRED, canonical_json, column_names
 from onnxnoise.experiment import load_experiment
+from onnxnoise.report.written import read_table, trial_table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -137,7 +138,7 @@ def recheck_check_report(folder: Path, per_report: int, rng: random.Random) -> t
     args = build_parser().parse_args(shlex.split(report["recheck_command"])[1:])
     options = given_options(args, "check", RunConfig)
     base = RunConfig(**{**config_values(RunConfig, options), "model": args.model, "data": args.data})
-    committed = pl.read_parquet(folder / "trials.parquet").filter(pl.col("error").is_null() & (pl.col("mode") == "all"))
+    committed = read_table(folder / "trials.parquet").filter(pl.col("error").is_null() & (pl.col("mode") == "all"))
     loaded = prepare_context(base)
     matched = []
     for row in committed.rows(named=True):
@@ -159,7 +160,7 @@ def recheck(report: Path, experiment_path: Path, per_sweep: int, rng: random.Ran
     """``(trials re-run, of them different, sweeps without a committed row, sweeps matched without keys)``."""
     experiment = load_experiment(experiment_path)
     _export_missing(experiment)
-    committed = pl.read_parquet(report / "results.parquet").filter(pl.col("error").is_null())
+    committed = read_table(trial_table(report)).filter(pl.col("error").is_null())
     checked = different = unmatched = rekeyed = 0
     for name, config in experiment.sweeps:
         context = prepare_context(config.run)

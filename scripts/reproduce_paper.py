@@ -277,7 +277,7 @@ def findings_markdown(trials: pl.DataFrame, runs: pl.DataFrame) -> str:
         for m in models:
             row = bn.filter((pl.col("model") == m) & (pl.col("strength") == snr))
             if row.height:
-                v, h = row["top1_a_avr"][0], row["top1_a_avr_ci"][0] or float("nan")
+                v, h = row["top1_a_avr"][0], row["top1_a_avr_ci_half"][0] or float("nan")
                 cells.append(f"{v:.4f} ± {h:.4f}")
                 bounds.append((v - h, v + h, v))
             else:

@@ -195,7 +195,9 @@ def test_bench_shows_the_unchanged_layer_warning_in_console_and_bench_json(route
     assert f"WARNING: {warning}" in " ".join(stdout.split())
     trials = pl.read_parquet(out / "trials.parquet")
     changed = dict(zip(trials["strength"].to_list(), trials["changed_values"].to_list()))
-    assert changed[None] == "{}" and changed[0.0] == '{"fc":0}' and 0 < json.loads(changed[0.5])["fc"] < 1920
+    assert trials.schema["changed_values"] == pl.List(pl.Struct({"layer": pl.String, "count": pl.Int64}))
+    assert changed[None] == [] and changed[0.0] == [{"layer": "fc", "count": 0}]  # typed: report/nested.py
+    assert [e["layer"] for e in changed[0.5]] == ["fc"] and 0 < changed[0.5][0]["count"] < 1920
 
 
 def test_bench_scope_check_says_the_folded_model_depends_on_the_scope(tmp_path, capsys):

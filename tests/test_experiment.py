@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from onnxnoise.errors import ExperimentError
-from onnxnoise.experiment import load_experiment
+from onnxnoise.config import RunConfig
+from onnxnoise.experiment import load_experiment, load_settings_file
 from tests._checks import one_line, run_cli
 
 
@@ -106,3 +107,22 @@ def test_a_sweeps_analog_preset_expands_and_its_own_keys_win(tmp_path):
     assert pcm[0].strengths == (60.0, 3600.0, 86400.0, 2592000.0, 31104000.0)
     afm = [config.run.noise for name, config in sweeps if config.run.analog_preset == "afm"]
     assert afm[0].params == {"analog": "all", "scope": "row"} and afm[0].strengths == (0.02,)
+
+
+def test_settings_file_values_parse_as_the_flags_do(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    path = tmp_path / "s.toml"
+    path.write_text('model = "m.onnx"\ndata = "cifar10"\nsnr = [100, 10]\nmean = [0.5, 0.25]\nlimit = "100"\n'
+                    'keep_zeros = true\nout = "o"\n')
+    values = load_settings_file(path, "bench", RunConfig)
+    assert values["model"] == tmp_path / "m.onnx" and values["out"] == tmp_path / "o"
+    assert values["data"] == Path("cifar10")  # no such file beside it: a registered dataset name
+    assert values["snr"] == (100, 10) and values["mean"] == (0.5, 0.25) and values["limit"] == 100
+    assert values["keep_zeros"] is True and values["seeds"] is None
+
+
+def test_settings_file_refuses_a_table(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[data]\npath = 'x'\n")
+    with pytest.raises(ExperimentError, match="data is a table; bench --config takes one value per key"):
+        load_settings_file(path, "bench", RunConfig)

@@ -125,7 +125,8 @@ def test_toy_setting_in_bench_json_and_the_store(toy_setting, resnet_npz, tmp_pa
 def test_parsers_take_exactly_the_declared_settings():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - the test looks, the code does not
-    own = {"bench": {"--out", "--json"}, "sweep": {"--out", "--config"}, "check": {"--out", "--json"}}
+    own = {"bench": {"--out", "--json", "--config"}, "sweep": {"--out", "--config"},
+           "check": {"--out", "--json", "--config"}}
     classes = {"bench": (RunConfig,), "sweep": (SweepConfig,), "check": CHECK_SETTINGS}
     for command, sub in ((c, commands[c]) for c in own):
         flags = {o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"}

@@ -14,7 +14,6 @@ CLI passes its printer as ``on_look`` / ``on_plan`` and prints the report; the A
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import time
@@ -229,7 +228,7 @@ class CheckJob:
             "tool": "onnxnoise check", "version": __version__, "verdict": None, "exit_code": None,
             "question": self.question, "model": facts["model"], "model_sha256": facts["model_sha256"],
             "dataset": facts["dataset"], "images": facts["images"], "noise_model": noise.model,
-            "noise_settings": json.dumps(noise.settings(), sort_keys=True),
+            "noise_settings": noise.settings(),
             "strength_name": self.noise_model.strength_name, "settings": self.settings.to_dict(), "baseline": {},
             "gate": None, "search": None, "protection": None, "recheck_command": None, "warnings": [],
             "error": None, "method": METHOD, "facts": facts, "out_dir": None if self.out is None else str(self.out),

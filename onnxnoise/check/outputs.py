@@ -15,6 +15,7 @@ a pass: it must not look green). A protection plan adds a second test case.
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -132,9 +133,11 @@ def junit_xml(report: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The ``check.md`` summary of a check report."""
+    settings = report.get("noise_settings", "")  # an object; JSON text in check.json files written before
+    settings = settings if isinstance(settings, str) else json.dumps(settings, sort_keys=True)
     lines = [f"# onnxnoise check: {report['verdict']}", "",
              f"**{report['question']}** — {report['model']} on {report['dataset']} ({report['images']} images), "
-             f"noise {report['noise_model']} {report.get('noise_settings', '')}".rstrip(), ""]
+             f"noise {report['noise_model']} {settings}".rstrip(), ""]
     stages = stages_text((report.get("facts") or {}).get("stages") or {})
     if stages:
         lines += [f"Input/output stages in every noisy trial: {stages}.", ""]

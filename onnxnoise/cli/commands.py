@@ -13,14 +13,14 @@ from rich.console import Console
 from onnxnoise.bench import bench_in_folder
 from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
-from onnxnoise.cli.flags import given_options
+from onnxnoise.cli.flags import command_settings, given_options
 from onnxnoise.cli.output import RichProgress, intervals_note, json_text
-from onnxnoise.cli.parser import EXIT_FAILED_TRIALS
+from onnxnoise.cli.parser import CHECK_SETTINGS, EXIT_FAILED_TRIALS
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.errors import OnnxNoiseError
-from onnxnoise.experiment import load_experiment
+from onnxnoise.errors import ConfigError, OnnxNoiseError
+from onnxnoise.experiment import load_experiment, load_settings_file
 from onnxnoise.files import output_folder
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.model.quant import describe_quantization
@@ -30,6 +30,7 @@ from onnxnoise.report.blame_view import blame_console
 from onnxnoise.report.console import (a_avr_table, bench_caption, layers_table, paired_table, summary_table,
                                      verdicts_table)
 from onnxnoise.report.comparison import INTERVAL_NOTE, comparison_json, write_comparison
+from onnxnoise.report.results import report_json
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.run_setup import default_out_dir, run_setup, sweep_config, sweep_overrides
 from onnxnoise.store import STORE_NAME, run_store
@@ -50,7 +51,26 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     return setup.config
 
 
+def with_settings_file(args: argparse.Namespace, *classes: type) -> argparse.Namespace:
+    """``args`` with the values of ``--config FILE`` where no flag was given (flags override the file).
+
+    Raises:
+        ExperimentError: A bad settings file (:func:`onnxnoise.experiment.load_settings_file`).
+        ConfigError: A required setting given neither way.
+    """
+    if getattr(args, "config", None) is not None:
+        values = load_settings_file(args.config, args.command, *classes)
+        args = argparse.Namespace(**{**vars(args), **{k: v for k, v in values.items()
+                                                      if v is not None and getattr(args, k, None) is None}})
+    missing = [s for s in command_settings(args.command, *classes) if s.required and getattr(args, s.key) is None]
+    if missing:
+        raise ConfigError(f"{args.command} needs {missing[0].flag} {missing[0].metavar or 'VALUE'} (or "
+                          f"`{missing[0].key} = ...` in its --config file)")
+    return args
+
+
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    args = with_settings_file(args, RunConfig)
     demo = args.model is None
     if demo:
         if args.data is not None:
@@ -177,6 +197,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if len(models) > 1:
         console.print(f"differences with intervals and a verdict: onnxnoise compare "
                       f"{' '.join(str(d) for d in args.run_dir)}", highlight=False, markup=False)
+    if args.json:
+        print(json_text(report_json(files.results, files.a_avr, files.warnings, out,
+                                    [*files.tables, *files.figures, files.markdown])))
     return 0
 
 
@@ -274,6 +297,9 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """``onnxnoise check``: the CI gate (:func:`onnxnoise.cli.check_command.run_check`); exit 0 / 1 / 3."""
+    args = with_settings_file(args, *CHECK_SETTINGS)
+    if args.model is None:
+        raise OnnxNoiseError("`check` needs MODEL (or `model = \"FILE.onnx\"` in its --config file)")
     return run_check(args, console, lambda options: _run_config(options, options.model, options.data))
 
 

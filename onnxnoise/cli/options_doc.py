@@ -44,6 +44,14 @@ test adds one without editing the package with
 Columns: **commands** that take the flag; **file key**: the key in an experiment file and its tables
 (`[data]`, `[models.NAME]`, `[[sweeps]]`; a sweep's own key wins), `-` when files do not take it;
 **trial key**: a change gives new trial keys (new trials, never reused ones). Defaults are the config's own.
+
+`bench --config FILE.toml` and `check --config FILE.toml` read one flat TOML table: a key per setting the
+command takes, named by its setting key (the flag without its dashes, `-` as `_`: `--batch-size` ->
+`batch_size`, `--max-drop` -> `max_drop`), plus `model` and `out`; a comma-separated flag's values as an
+array (`snr = [100, 10]`, `mean = [0.485, 0.456, 0.406]`); relative paths from the file's folder (a `data`
+that is no file there is a registered dataset name). Flags given on the command line override the file; an
+unknown key is one line naming it and the keys the command takes (exit 2). The same values give the same
+trial keys as the flags. `sweep --config` takes an experiment file instead (onnxnoise/experiment.py).
 """
 
 

@@ -66,6 +66,19 @@ def _add_run_args(parser: argparse.ArgumentParser, command: str, *classes: type)
     groups[RUNTIME].add_argument("--out", type=Path, help=f"output folder (default {_OUT[command]})")
 
 
+def _add_config(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--config FILE.toml``: the command's settings from a file (:func:`onnxnoise.experiment.load_settings_file`).
+
+    A required setting (check's ``--max-drop``) may come from the file, so argparse does not require its flag;
+    :func:`onnxnoise.cli.commands.with_settings_file` does, once the file is read.
+    """
+    for action in parser._actions:
+        action.required = action.required and not action.option_strings
+    parser.add_argument("--config", type=Path, metavar="FILE.toml",
+                        help=f"settings from a TOML file: the setting keys of {command} (docs/options.md), `model` and "
+                        "`out`, e.g. snr = [100, 10]; flags given on the command line override the file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``onnxnoise`` argument parser."""
     parser = _Parser(prog="onnxnoise", description="Accuracy of ONNX classifiers under SNR-scaled weight noise.")
@@ -78,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "layers at once. With no MODEL, runs the built-in Fashion-MNIST demo.")
     bench.add_argument("model", nargs="?", type=Path, help="ONNX classifier (omit for the demo)")
     _add_run_args(bench, "bench", RunConfig)
+    _add_config(bench, "bench")
     bench.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
 
     sweep = sub.add_parser("sweep", help="the paper's experiments, resumable: all / per-layer / cumulative",
@@ -95,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=_positive_int, default=10, metavar="N",
                         help="layers shown in the terminal's blame table of a per-layer sweep (report.md has all; "
                         "default 10)")
+    report.add_argument("--json", action="store_true", help="print the results table, A_avr, warnings and the files "
+                        "written as one JSON object on stdout (the tables go to stderr)")
 
     compare = sub.add_parser("compare", help="models side by side: the difference per strength to the first model, "
                              "with a paired interval and a verdict (whole-model and per-layer sweeps)")
@@ -115,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "accuracy drop's confidence bounds settle the verdict: PASS when the upper bound is below --max-drop, FAIL "
         "when the lower bound is above it, INCONCLUSIVE after --max-seeds draws. Writes check.json, junit.xml and "
         "check.md. Exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE, 2 bad input.")
-    check.add_argument("model", type=Path, help="ONNX classifier")
+    check.add_argument("model", nargs="?", type=Path, help="ONNX classifier (or `model` in --config FILE)")
     _add_run_args(check, "check", *CHECK_SETTINGS)
+    _add_config(check, "check")
     check.add_argument("--json", action="store_true", help="print check.json on stdout")
 
     models = sub.add_parser("noise-models", help="list the registered noise models, their strength axis and parameters")

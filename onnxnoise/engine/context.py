@@ -24,6 +24,7 @@ import onnxruntime as ort
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
 from onnxnoise.data import DataConfig, Dataset, load_images, open_dataset
+from onnxnoise.data.assumed import static_size
 from onnxnoise.data.cache import load_images_cached
 from onnxnoise.data.loading import usable_cpus
 from onnxnoise.data.registry import resolve_data
@@ -229,6 +230,7 @@ class RunContext:
             "model_outputs": self.score_width,
             "dataset_classes": self.dataset.num_classes,
             "input_layout": self.data_config.layout,
+            "input_size": _input_size(self.io.input_shape, self.data_config.layout),
             "fixed_batch": self.io.batch_size,
             "batch_size": self.data.batch_size,
             "layers_total": len(self.layers),
@@ -256,6 +258,12 @@ class RunContext:
             "stages": None if self.stages is None else self.stages.facts(),
             "analog_preset": self.config.analog_preset and expand_preset(self.config.analog_preset).to_dict(),
         }
+
+
+def _input_size(shape, layout: str | None) -> list[int] | None:
+    """``[height, width]`` of the model's image input when both are static, else None (timm's ``img_size``)."""
+    size = static_size(shape, layout)
+    return None if size is None else [int(v) for v in size]
 
 
 def _sha256(path: Path) -> str:

@@ -31,7 +31,7 @@ from onnxnoise.report.stats import group_keys, normalized_accuracy
 from onnxnoise.report.strength import noise_rank
 
 __all__ = ["paired_image_half_width", "layer_drops", "blame_table", "worst_strength", "layer_flags",
-           "typed_layers", "BN_COLLAPSE"]
+           "BN_COLLAPSE"]
 
 #: The flag of collapsed draws in a layer whose BatchNorm variances the noise pushed to or below zero.
 BN_COLLAPSE = "BatchNorm-variance collapse"
@@ -84,7 +84,7 @@ def layer_drops(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
     Returns:
         One row per (:func:`~onnxnoise.report.stats.group_keys` but ``mode``) of the successful
         per-layer trials: the keys, ``layer_name``, ``top1_base`` (``a_0``, percent), ``draws`` (successful trials), ``drop_mean``
-        (points, ``a_0 - a`` averaged over draws; positive = top-1 lost), ``drop_ci`` (points,
+        (points, ``a_0 - a`` averaged over draws; positive = top-1 lost), ``drop_ci_half`` (points, at ``ci_level``,
         half-width: t over draws with two or more, else :func:`paired_image_half_width`; null
         when neither is defined) and ``interval`` (``"draws"``, ``"images"`` or null).
     """
@@ -110,7 +110,8 @@ def layer_drops(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame:
                  if paired else np.full(out.height, np.nan))
     ci = np.where(draws >= 2, by_draws, by_images)
     source = np.where(draws >= 2, "draws", np.where(np.isfinite(by_images), "images", None))
-    out = out.with_columns(pl.Series("drop_ci", ci).fill_nan(None), pl.Series("interval", source, dtype=pl.String),
+    out = out.with_columns(pl.Series("drop_ci_half", ci).fill_nan(None), pl.lit(level).alias("ci_level"),
+                           pl.Series("interval", source, dtype=pl.String),
                            pl.Series("layer_name", [_name(v) for v in out["_layers"].to_list()], dtype=pl.String))
     return out.drop([c for c in ("_sd", "_layers", "_b", "_c", "_n") if c in out.columns])
 
@@ -170,7 +171,7 @@ def blame_table(trials: pl.DataFrame, summary: pl.DataFrame, facts: pl.DataFrame
         model, noise, strength (:func:`~onnxnoise.report.stats.sort_by_noise`) then ``rank`` (1 =
         largest drop; ties by layer index): the keys, ``strength_text``, ``rank``, ``layer_index``,
         ``layer_name``, ``layers`` (``List(String)``), ``op_type``, ``parameters``, ``params_share``
-        (0..1), ``top1_base``, ``draws``, ``drop_mean``, ``drop_ci``, ``interval``, ``collapsed``, ``nan_count``,
+        (0..1), ``top1_base``, ``draws``, ``drop_mean``, ``drop_ci_half``, ``interval``, ``collapsed``, ``nan_count``,
         ``bn_variance_changed``, ``channel_std_ratio``, ``narrow_snr_fraction``, ``narrow_channels``,
         ``channels`` (:mod:`onnxnoise.report.layer_facts`) and ``flags``
         (``List(String)``, :func:`layer_flags`). Empty when there is no per-layer trial.
@@ -196,13 +197,8 @@ def blame_table(trials: pl.DataFrame, summary: pl.DataFrame, facts: pl.DataFrame
                                .cast(pl.Int64).alias("rank"))
     table = table.sort(["layer_index"]).sort([*lead, noise_rank(table), "rank"], maintain_order=True)
     cols = ["strength", "strength_text", "rank", "layer_index", "layer_name", "layers", "op_type", "parameters",
-            "params_share", "top1_base", "draws", "drop_mean", "drop_ci", "interval", "collapsed", "nan_count",
+            "params_share", "top1_base", "draws", "drop_mean", "drop_ci_half", "ci_level", "interval", "collapsed",
+            "nan_count",
             "bn_variance_changed", "channel_std_ratio", "narrow_snr_fraction", "narrow_channels", "channels", "flags"]
     return table.select([*lead, *[c for c in cols if c in table.columns]])
 
-
-def typed_layers(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with its ``layers`` column (JSON text in the store) as ``List(String)``; unchanged without one."""
-    if "layers" not in frame.columns or frame.schema["layers"] != pl.String:
-        return frame
-    return frame.with_columns(pl.col("layers").str.json_decode(pl.List(pl.String)))

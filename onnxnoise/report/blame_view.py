@@ -104,7 +104,7 @@ def blame_console(blame: pl.DataFrame, top: int = 10) -> list[Table]:
                 name.append("\n" + "; ".join(r["flags"]), style="yellow")
             op = r.get("op_type") or "-"
             table.add_row(str(r["rank"]), name, short_op(op), _share(r.get("params_share")),
-                          drop_cell(r["drop_mean"], r["drop_ci"], r.get("top1_base")))
+                          drop_cell(r["drop_mean"], r["drop_ci_half"], r.get("top1_base")))
         tables.append(table)
     return tables
 
@@ -136,7 +136,7 @@ def blame_markdown(blame: pl.DataFrame) -> list[str]:
             ratio = r.get("channel_std_ratio")
             rows.append([str(r["rank"]), f"`{r['layer_name']}`", r.get("op_type") or "-",
                          "-" if params is None else f"{params:,}", _share(r.get("params_share")),
-                         drop_cell(r["drop_mean"], r["drop_ci"], r.get("top1_base")),
+                         drop_cell(r["drop_mean"], r["drop_ci_half"], r.get("top1_base")),
                          *(drop_cell(by.get((t, r["layer_index"])), None) for t in texts),
                          "-" if ratio is None or ratio != ratio else f"{ratio:.3g}", "; ".join(r["flags"])])
         lines += [f"### {title}", "", markdown_table(["rank", "layer", "op type", "parameters", "share %",
@@ -181,7 +181,7 @@ def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, titl
     y = np.arange(shown.height)
     mean = shown["drop_mean"].to_numpy()
     base = shown["top1_base"].to_numpy() if "top1_base" in shown.columns else np.full(shown.height, np.nan)
-    low, high = drop_limits(mean, shown["drop_ci"].fill_null(0.0).to_numpy(), base)  # as the tables print them
+    low, high = drop_limits(mean, shown["drop_ci_half"].fill_null(0.0).to_numpy(), base)  # as the tables print them
     right.barh(y, mean, xerr=np.vstack([mean - low, high - mean]), color="C3", alpha=0.8, capsize=2)
     right.set_yticks(y, [f"{n} (#{i})" for n, i in zip(names, shown["layer_index"].to_list())], fontsize="small")
     right.invert_yaxis()

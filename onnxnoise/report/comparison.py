@@ -17,6 +17,7 @@ from onnxnoise.files import write_text
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 from onnxnoise.report.study import ReportFiles, by_noise_model, model_facts, save_figure
+from onnxnoise.report.nested import json_rows
 from onnxnoise.report.tables import markdown_table, write_table
 from onnxnoise.report.versus import compare_models, verdict_sentence
 from onnxnoise.strict_json import json_text
@@ -87,8 +88,9 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
 
 
 def comparison_json(verdicts: pl.DataFrame) -> dict:
-    """compare.json (and ``compare --json``): the reference model, the interval's reading, one entry per verdict row."""
-    rows = verdicts.to_dicts() if "sentence" in verdicts.columns else []
+    """compare.json (and ``compare --json``): the reference model, the interval's reading, one entry per verdict row
+    (its ``noise`` settings an object)."""
+    rows = json_rows(verdicts) if "sentence" in verdicts.columns else []  # noise settings as objects
     return {"reference": rows[0]["model_a"] if rows else None, "interval": INTERVAL_NOTE, "verdicts": rows}
 
 
@@ -124,8 +126,8 @@ def _markdown(verdicts: pl.DataFrame, trials: pl.DataFrame, facts: pl.DataFrame,
             clean = r["clean_b"] - r["clean_a"]
             body.append([*([f"{r['noise_model']} {r['noise']}"] if several_noise else []), r["strength_text"],
                          r["model_a"], r["model_b"], _cell(r["value_a"]), _cell(r["value_b"]),
-                         _cell(r["difference"], r["ci"], sign=True),
-                         *([_cell(clean - r["difference"], r["ci"], sign=True)] if drop else []), str(r["seeds"]),
+                         _cell(r["difference"], r["ci_half"], sign=True),
+                         *([_cell(clean - r["difference"], r["ci_half"], sign=True)] if drop else []), str(r["seeds"]),
                          f"yes, {r['images']} images" if r["paired"] else "no"])
         parts += [f"## {heading}", "", markdown_table(header, body), ""]
         if drop:

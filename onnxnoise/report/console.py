@@ -186,8 +186,8 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
         table.add_column(name, justify="left" if i <= len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*lead_cells[i], row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
-                 format_interval(row["top1_acc_mean"], row["top1_acc_ci"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci"]),
-                 format_interval(row["top1_norm_mean"], row["top1_norm_ci"], 4, upper=None),
+                 format_interval(row["top1_acc_mean"], row["top1_acc_ci_half"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci_half"]),
+                 format_interval(row["top1_norm_mean"], row["top1_norm_ci_half"], 4, upper=None),
                  *([collapsed_cell(row)] if collapse else []), _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c, _ in counters))
     return table
@@ -299,8 +299,8 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         table.add_column(name, justify="left" if i < len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*lead_cells[i], row["strength_text"], str(row["layers"]), str(row["seeds"]),
-                 format_interval(row["top1_a_avr"], row["top1_a_avr_ci"], 4, upper=None),
-                 f"{row['top1_degradation_pct']:.2f}", format_interval(row["top5_a_avr"], row["top5_a_avr_ci"], 4, upper=None)]
+                 format_interval(row["top1_a_avr"], row["top1_a_avr_ci_half"], 4, upper=None),
+                 f"{row['top1_degradation_pct']:.2f}", format_interval(row["top5_a_avr"], row["top5_a_avr_ci_half"], 4, upper=None)]
         if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)
@@ -323,7 +323,7 @@ def verdicts_table(verdicts: pl.DataFrame) -> Table:
         table.add_column(name, justify="left" if name in ("mode", "strength", "model B", "paired") else "right",
                          overflow="fold")
     for r in verdicts.iter_rows(named=True):
-        diff = f"{r['difference']:+.2f}" + ("" if r["ci"] is None else f" ± {r['ci']:.2f}")
+        diff = f"{r['difference']:+.2f}" + ("" if r["ci_half"] is None else f" ± {r['ci_half']:.2f}")
         table.add_row("top-1 %, all" if r["mode"] == "all" else "degr. %, per-layer", r["strength_text"],
                       *((r["model_b"],) if len(others) > 1 else ()), f"{r['value_a']:.2f}", f"{r['value_b']:.2f}",
                       diff, f"{r['seeds']} seeds" if r["paired"] else "no")

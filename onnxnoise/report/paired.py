@@ -269,7 +269,7 @@ def short_of_target(summary: pl.DataFrame, half_width: float, max_seeds: int) ->
     """``--seeds auto`` groups that stopped at ``max_seeds`` draws without reaching ``half_width``.
 
     Args:
-        summary: Output of :func:`onnxnoise.report.stats.summarize_trials` (``top1_acc_ci``
+        summary: Output of :func:`onnxnoise.report.stats.summarize_trials` (``top1_acc_ci_half``
             is the 95% t half-width of the mean top-1, accuracy points).
         half_width: The target ``--ci-halfwidth``, points.
         max_seeds: ``--max-seeds``.
@@ -280,14 +280,14 @@ def short_of_target(summary: pl.DataFrame, half_width: float, max_seeds: int) ->
         95% half-width 3.41 points (target 0.5)``.
     """
     rows = summary.filter((pl.col("mode") != "baseline") & (pl.col("seeds") >= max_seeds)
-                          & (pl.col("top1_acc_ci").is_null() | (pl.col("top1_acc_ci") >= half_width)))
+                          & (pl.col("top1_acc_ci_half").is_null() | (pl.col("top1_acc_ci_half") >= half_width)))
     several = "model" in rows.columns and rows["model"].n_unique() > 1
     lines = []
     for row in rows.iter_rows(named=True):
         where = ", ".join(str(v) for v in (row["model"] if several else None, row["mode"], row["strength_text"],
                                            None if row.get("layer_index") is None else f"layer {row['layer_index']}")
                           if v is not None)
-        ci = row["top1_acc_ci"]
+        ci = row["top1_acc_ci_half"]
         lines.append(f"{where}: {row['seeds']} draws, 95% half-width "
                      f"{'-' if ci is None else f'{ci:.2f}'} points (target {half_width:g})")
     return lines

@@ -43,7 +43,7 @@ __all__ = [
     "plot_compare",
 ]
 
-#: Y-axis label of each summary metric (``<metric>_mean`` / ``<metric>_ci`` columns).
+#: Y-axis label of each summary metric (``<metric>_mean`` / ``<metric>_ci_half`` columns).
 METRIC_LABELS: dict[str, str] = {
     "top1_acc": "top-1 accuracy (%)",
     "top5_acc": "top-5 accuracy (%)",
@@ -66,7 +66,7 @@ def plot_layer_sensitivity(
         summary: Output of :func:`onnxnoise.report.stats.summarize_trials` for one model and
             dataset; its ``per-layer`` rows are drawn.
         metric: One of :data:`METRIC_LABELS`; ``<metric>_mean`` is the line and
-            ``<metric>_ci`` (seed confidence interval) the shaded band.
+            ``<metric>_ci_half`` (seed confidence interval) the shaded band.
         title: Figure title; default names the model, dataset and number of seeds.
 
     Returns:
@@ -94,7 +94,7 @@ def plot_cumulative(
     Args:
         summary: Output of :func:`onnxnoise.report.stats.summarize_trials` for one model and
             dataset; its ``cumulative`` rows are drawn (``layer_index`` = ``L``).
-        metric: One of :data:`METRIC_LABELS`; the band is ``<metric>_ci``.
+        metric: One of :data:`METRIC_LABELS`; the band is ``<metric>_ci_half``.
         title: Figure title; default names the model, dataset and number of seeds.
 
     Returns:
@@ -122,7 +122,7 @@ def plot_accuracy_vs_noise(
     Each line runs over the model's ``all`` rows by increasing noise (x from
     :func:`onnxnoise.report.strength.noise_axis`) and starts at its baseline where the
     axis places it (0 % noise for ``gaussian-snr``); otherwise the baseline is a dotted
-    horizontal line in the model's colour. Error bars are ``<metric>_ci`` (seed CI).
+    horizontal line in the model's colour. Error bars are ``<metric>_ci_half`` (seed CI).
 
     Args:
         summary: Output of :func:`onnxnoise.report.stats.summarize_trials`, any number of
@@ -156,7 +156,7 @@ def plot_accuracy_vs_noise(
         y0 = float(np.nanmean(_values(b, f"{metric}_mean"))) if b.height else None
         x = np.array([axis.x(v) for v in sub["strength"].to_list()], dtype=float)
         y = _values(sub, f"{metric}_mean")
-        err = np.nan_to_num(_values(sub, f"{metric}_ci"), nan=0.0)
+        err = np.nan_to_num(_values(sub, f"{metric}_ci_half"), nan=0.0)
         if y0 is not None and axis.baseline_x is not None:  # the clean model: one run, no seed spread
             x, y, err = (np.concatenate([[first], rest]) for first, rest in ((axis.baseline_x, x), (y0, y), (0.0, err)))
         # Few-seed t-intervals can pass the possible range [0, 100 %]: clip them there.
@@ -237,7 +237,7 @@ def plot_compare(
     for i, (key, label) in enumerate(series):
         sub = sort_by_noise(a_avr.filter(*(pl.col(c).eq_missing(v) for c, v in key.items())))
         y = _values(sub, column)
-        err = np.nan_to_num(scale * _values(sub, f"{metric}_a_avr_ci"), nan=0.0)
+        err = np.nan_to_num(scale * _values(sub, f"{metric}_a_avr_ci_half"), nan=0.0)
         # Few-seed t-intervals can reach past the possible range: clip them there
         # (degradation and A_avr are both >= 0; A_avr rarely exceeds 1 by much).
         high = 100.0 if value == "degradation" else max(1.0, float(np.nanmax(y)) if np.isfinite(y).any() else 1.0)
@@ -288,7 +288,7 @@ def _plot_over_layers(
         sub = data.filter(pl.col("strength") == strength).sort("layer_index")
         x = sub["layer_index"].to_numpy()
         y = _values(sub, f"{metric}_mean")
-        ci = _values(sub, f"{metric}_ci")
+        ci = _values(sub, f"{metric}_ci_half")
         color = cmap(0.85 * i / max(len(levels) - 1, 1))
         marker = "o" if len(x) <= 60 else None
         ax.plot(x, y, color=color, marker=marker, markersize=3, linewidth=1.2, label=axis.legend(strength))

@@ -36,7 +36,7 @@ def scope_effect(tensor: pl.DataFrame, channel: pl.DataFrame, *, level: float = 
     Returns:
         One row per strength of ``channel`` (in its order): ``strength``, ``seeds`` (seeds both have),
         ``top1_scope`` and ``top1_channel`` (means over those seeds, percent), ``difference`` (channel minus
-        the run's scope, points), ``ci`` (half-width; null with fewer than two seeds) and ``depends``
+        the run's scope, points), ``ci_half`` (half-width at ``ci_level``; null with fewer than two seeds) and ``depends``
         (the interval excludes 0; null without an interval).
     """
     def ok(frame: pl.DataFrame) -> pl.DataFrame:
@@ -57,10 +57,11 @@ def scope_effect(tensor: pl.DataFrame, channel: pl.DataFrame, *, level: float = 
                                      images=n)
         ci = None if ci != ci else ci
         rows.append({"strength": strength, "seeds": both.height, "top1_scope": float(both["top1_acc"].mean()),
-                     "top1_channel": float(both["top1_acc_channel"].mean()), "difference": diff, "ci": ci,
+                     "top1_channel": float(both["top1_acc_channel"].mean()), "difference": diff,
+                     "ci_half": ci, "ci_level": level,
                      "depends": None if ci is None else abs(diff) > ci})
     schema = {"strength": pl.Float64, "seeds": pl.Int64, "top1_scope": pl.Float64, "top1_channel": pl.Float64,
-              "difference": pl.Float64, "ci": pl.Float64, "depends": pl.Boolean}
+              "difference": pl.Float64, "ci_half": pl.Float64, "ci_level": pl.Float64, "depends": pl.Boolean}
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -71,7 +72,7 @@ def scope_sentence(row: dict, strength_text: str, scope: str = "tensor") -> str:
     5 seeds): the answer depends on the scope"``; ``"... does not depend on the scope here (the interval
     holds 0)"``; with one seed, ``"... no interval (one seed): run --seeds 2 or more"``.
     """
-    ci = row["ci"]
+    ci = row["ci_half"]
     diff = f"{row['difference']:+.1f}" + ("" if ci is None else f" +- {ci:.1f}")
     head = (f"{strength_text}: top-1 {row['top1_scope']:.1f}% with sigma per {scope}, {row['top1_channel']:.1f}% "
             f"per output channel ({diff} points, paired over {row['seeds']} seed{'s' if row['seeds'] != 1 else ''})")

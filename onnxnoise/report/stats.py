@@ -161,9 +161,9 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     Groups by :func:`group_keys` present in the frame (model, dataset, their hashes,
     preprocessing, noise model and settings, mode, layer_index, strength) and aggregates the
     successful trials (``error`` null) over seeds. For each metric ``m`` in
-    :data:`METRICS`: ``m_mean``, ``m_std`` (sample std, ``ddof = 1``) and ``m_ci``,
+    :data:`METRICS`: ``m_mean``, ``m_std`` (sample std, ``ddof = 1``) and ``m_ci_half``,
     the half-width of the two-sided Student t interval of the mean at ``level``
-    (:func:`t_half_width`); std and ci are null with fewer than two seeds.
+    (:func:`t_half_width`); std and ci_half are null with fewer than two seeds; ``ci_level`` is ``level``.
 
     Paired statistics (:mod:`onnxnoise.report.paired`) per configuration:
     ``collapsed`` (draws far below the group's others, :func:`~onnxnoise.report.paired.collapsed`)
@@ -225,9 +225,10 @@ def summarize_trials(trials: pl.DataFrame, *, level: float = 0.95, chance: float
     summary = summary.with_columns(
         pl.when((pl.col("mode") != "baseline") & (pl.col("seeds") > 0))
         .then(pl.col("collapsed") / pl.col("seeds")).alias("collapse_rate"))
-    summary = summary.with_columns(_ci_expr(f"{m}_std", "seeds", level).alias(f"{m}_ci") for m in METRICS)
+    summary = summary.with_columns(*(_ci_expr(f"{m}_std", "seeds", level).alias(f"{m}_ci_half") for m in METRICS),
+                                   pl.lit(level).alias("ci_level"))
     summary = add_strength_text(summary)
-    order = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci")]
+    order = [*(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci_half")), "ci_level"]
     rest = [c for c in summary.columns if c not in keys and c not in order and c != "strength_text"]
     summary = summary.select([*keys, "strength_text", *rest, *order])
     return sort_by_noise(summary)
@@ -243,9 +244,9 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
     * ``A_avr = (1/N) sum_i A_i`` over the ``N`` layers with at least one
       successful trial (eq. 3); ``degradation_pct = 100 (1 - A_avr)``;
     * CI: for each seed that has all ``N`` layers, ``A_avr,s = (1/N) sum_i A_{i,s}``;
-      ``*_a_avr_ci`` is the Student t half-width over these per-seed values
+      ``*_a_avr_ci_half`` is the Student t half-width over these per-seed values
       (:func:`t_half_width`). It covers noise-draw variation only, not the
-      sampling of images. The CI of the degradation is ``100 * *_a_avr_ci``.
+      sampling of images. The CI of the degradation is ``100 * *_a_avr_ci_half``.
 
     Args:
         trials: One row per trial (see module doc); normalized accuracies are added
@@ -257,7 +258,7 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
         settings, strength) - those present - ordered by :func:`sort_by_noise`
         (model, noise model, increasing noise), with ``strength_text``, ``layers``
         (N), ``seeds`` (complete seeds used for the CI),
-        and for ``top1`` and ``top5``: ``*_a_avr`` (ratio), ``*_a_avr_ci`` (ratio,
+        and for ``top1`` and ``top5``: ``*_a_avr`` (ratio), ``*_a_avr_ci_half`` (ratio,
         null with fewer than two complete seeds), ``*_degradation_pct`` (percent).
     """
     check_level(level)
@@ -284,12 +285,13 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
     )
     out = model.join(per_seed, on=keys, how="left", nulls_equal=True).with_columns(pl.col("seeds").fill_null(0))
     out = out.with_columns(
-        *(_ci_expr(f"_{c}_std", "seeds", level).alias(c.replace("_norm", "_a_avr_ci")) for c in norms),
+        *(_ci_expr(f"_{c}_std", "seeds", level).alias(c.replace("_norm", "_a_avr_ci_half")) for c in norms),
         *((100.0 * (1.0 - pl.col(f"{t}_a_avr"))).alias(f"{t}_degradation_pct") for t in ("top1", "top5")),
+        pl.lit(level).alias("ci_level"),
     )
-    metrics = [f"{t}_{s}" for t in ("top1", "top5") for s in ("a_avr", "a_avr_ci", "degradation_pct")]
+    metrics = [f"{t}_{s}" for t in ("top1", "top5") for s in ("a_avr", "a_avr_ci_half", "degradation_pct")]
     out = add_strength_text(out)
-    return sort_by_noise(out.select([*keys, "strength_text", "layers", "seeds", *metrics]))
+    return sort_by_noise(out.select([*keys, "strength_text", "layers", "seeds", *metrics, "ci_level"]))
 
 
 def _ci_expr(std_col: str, n_col: str, level: float) -> pl.Expr:

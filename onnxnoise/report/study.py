@@ -28,7 +28,8 @@ from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_ce
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.report.stages import stages_lines
 from onnxnoise.report.unchanged import unchanged_layers_warnings
-from onnxnoise.report.blame import blame_table, typed_layers
+from onnxnoise.report.blame import blame_table
+from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.report.blame_view import blame_groups, blame_markdown, plot_blame
 from onnxnoise.report.layer_facts import facts_of_runs
 from onnxnoise.store.store import open_store
@@ -99,6 +100,8 @@ class ReportFiles:
             without per-layer trials).
         blame: The layers ranked by their top-1 drop (:func:`onnxnoise.report.blame.blame_table`;
             empty without per-layer trials).
+        results: One row per model and whole-model strength in timm's columns
+            (:func:`onnxnoise.report.results.results_table`).
         warnings: :func:`report_warnings` (baselines at chance level, failed trials) and the
             noise models' advice where draws collapsed (:func:`~onnxnoise.report.paired.collapse_hints`).
     """
@@ -109,6 +112,7 @@ class ReportFiles:
     summary: pl.DataFrame | None = None
     a_avr: pl.DataFrame | None = None
     blame: pl.DataFrame | None = None
+    results: pl.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -166,6 +170,13 @@ def model_facts(runs: pl.DataFrame) -> pl.DataFrame:
             "images": config.get("images"),
         }
     return pl.DataFrame(list(rows.values()))
+
+
+def run_facts(runs: pl.DataFrame) -> list[dict]:
+    """Each run's ``model_sha256`` with its recorded config (``params_total``, ``input_size``...), for
+    :func:`onnxnoise.report.results.facts_by_model`."""
+    return [{**json.loads(row["config"] or "{}"), "model_sha256": row["model_sha256"]}
+            for row in runs.iter_rows(named=True)]
 
 
 def _chance_classes(runs: pl.DataFrame) -> dict[tuple[str, str], int]:
@@ -269,8 +280,10 @@ def write_report(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os.Pat
     blame = blame_table(trials, summary, facts_of_runs(runs))
     files.summary, files.a_avr, files.blame = summary, a_avr, blame
     files.warnings = report_warnings(trials, runs) + collapse_hints(summary)
-    files.tables += write_table(typed_layers(trials), out, "results")
-    files.tables += write_table(typed_layers(summary), out, "summary")
+    files.results = results_table(summary, facts_by_model(run_facts(runs)))
+    files.tables += write_table(files.results, out, "results", json_text=False)
+    files.tables += write_table(trials, out, "trials")
+    files.tables += write_table(summary, out, "summary")
     if not a_avr.is_empty():
         files.tables += write_table(a_avr, out, "a_avr")
     figures = out / "figures"
@@ -354,7 +367,7 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         *([f"- other settings that change counts: {'; '.join(keyed)}"] if keyed else []),
         *(f"- {line}" for line in stages_lines(trials)),
         f"- versions: {'; '.join(versions)}",
-        "- intervals: ± is the 95% Student-t interval over seeds; per-trial accuracy intervals (results.parquet) "
+        "- intervals: ± is the 95% Student-t interval over seeds; per-trial accuracy intervals (trials.parquet) "
         "are 95% Wilson intervals over images.",
         "",
         "## Models and baselines", "",
@@ -381,9 +394,9 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         lead, lead_cells = lead_columns(whole, model=True)
         parts += [f"## Noise in all layers ({_reference(whole, 'paper Table III, Fig. 2')})", ""]
         rows = [[*lead_cells[i], r["strength_text"], _seeds_cell(r["seeds"], r.get("errors")),
-                 format_interval(r["top1_acc_mean"], r["top1_acc_ci"]),
-                 format_interval(r["top5_acc_mean"], r["top5_acc_ci"]),
-                 format_interval(r["top1_norm_mean"], r["top1_norm_ci"], 4, upper=None), collapsed_cell(r),
+                 format_interval(r["top1_acc_mean"], r["top1_acc_ci_half"]),
+                 format_interval(r["top5_acc_mean"], r["top5_acc_ci_half"]),
+                 format_interval(r["top1_norm_mean"], r["top1_norm_ci_half"], 4, upper=None), collapsed_cell(r),
                  str(r["nan_count"])]
                 for i, r in enumerate(whole.iter_rows(named=True))]
         parts += [markdown_table([*lead, strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0",
@@ -406,8 +419,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                  str(r["layers"]) if r["layers"] == (r["layers_planned"] or r["layers"])
                  else f"{r['layers']} of {r['layers_planned']}; {r['layers_planned'] - r['layers']} all failed",
                  str(r["seeds"]) + (f"; {r['failed']} trials failed" if r["failed"] else ""),
-                 format_interval(r["top1_a_avr"], r["top1_a_avr_ci"], 4, upper=None),
-                 _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci"], 4, upper=None),
+                 format_interval(r["top1_a_avr"], r["top1_a_avr_ci_half"], 4, upper=None),
+                 _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci_half"], 4, upper=None),
                  _fmt(r["top5_degradation_pct"])]
                 for i, r in enumerate(flagged.iter_rows(named=True))]
         parts += [markdown_table([*lead, strength_header(a_avr), "layers", "seeds", "top-1 A_avr", "top-1 degradation %",
@@ -416,12 +429,15 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         parts += ["## Figures", ""]
         parts += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in files.figures if p.suffix == ".png"]
         parts += [""]
-    parts += ["## Files", "", "- `results.parquet` / `results.csv`: one row per trial",
-              "- `summary.parquet` / `summary.csv`: mean, std and 95% CI over seeds per model, noise model, "
-              "mode, layer, strength"]
+    parts += ["## Files (columns: docs/outputs.md)", "",
+              "- `results.parquet` / `results.csv`: one row per model and whole-model strength in timm's columns "
+              "(top1, top1_err, top5, top5_err, param_count, img_size, crop_pct, interpolation, noise, strength)",
+              "- `trials.parquet` / `trials.csv`: one row per trial",
+              "- `summary.parquet` / `summary.csv`: mean, std and the half-width of the Student t interval "
+              "(`*_ci_half` at `ci_level`) over seeds per model, noise model, mode, layer, strength"]
     if not a_avr.is_empty():
         parts += ["- `a_avr.parquet` / `a_avr.csv`: A_avr and degradation per model, noise model and strength"]
     if files.blame is not None and not files.blame.is_empty():
         parts += ["- `blame.parquet` / `blame.csv`: every layer ranked by its top-1 drop per strength, with op type, "
-                  "parameters, channel spread and flags (`layers`, `flags`: List(String); JSON text in the CSV)"]
+                  "parameters, channel spread and flags"]
     return "\n".join(parts) + "\n"

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 import polars as pl
 
 from onnxnoise.files import atomic_write
+from onnxnoise.report.nested import flat_text, typed_nested
 
-__all__ = ["write_table", "with_planned_provider", "csv_ready", "markdown_table"]
+__all__ = ["write_table", "with_planned_provider", "markdown_table"]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured markdown table: header row, separator, one line per row of cells (text as given)."""
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                       *("| " + " | ".join(row) + " |" for row in rows)])
-
-
-def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with each list column as JSON text (``["a", "b"]``): CSV holds no nested values."""
-    lists = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
-    return frame.with_columns(pl.col(c).map_elements(lambda v: json.dumps(list(v)), return_dtype=pl.String)
-                              for c in lists) if lists else frame
 
 
 def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
@@ -41,11 +34,12 @@ def with_planned_provider(trials: pl.DataFrame) -> pl.DataFrame:
     return trials.with_columns(pl.coalesce(pl.col("provider"), planned).alias("provider"))
 
 
-def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> list[Path]:
+def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str, *, json_text: bool = True) -> list[Path]:
     """Write ``frame`` as ``<stem>.parquet`` and ``<stem>.csv`` in ``out_dir``, atomically.
 
-    List columns (layer names, flags: ``List(String)``) stay typed in Parquet and are JSON text
-    in the CSV (:func:`csv_ready`). Each file is written to a temporary file beside it, flushed and renamed
+    Nested values are typed in Parquet: the store's JSON-text columns become List/Struct columns
+    (:func:`onnxnoise.report.nested.typed_nested`), list columns (layer names, flags) stay
+    ``List(String)``; the CSV holds them as JSON text (:func:`onnxnoise.report.nested.flat_text`). Each file is written to a temporary file beside it, flushed and renamed
     (:func:`onnxnoise.files.atomic_write`), so a full disk or a run killed mid-write
     leaves the previous complete table in place, and no temporary file. Each table is
     encoded in memory first and its bytes written by Python: Polars writing to the file
@@ -56,6 +50,8 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
         frame: The table, one row per trial (or per summary group).
         out_dir: Folder to write into; created if missing.
         stem: File name without extension.
+        json_text: The frame's columns named as the store's JSON columns hold JSON text to type; ``False``
+            for a table whose columns of those names hold plain text (the results table's ``noise``).
 
     Returns:
         The two paths written.
@@ -67,7 +63,8 @@ def write_table(frame: pl.DataFrame, out_dir: str | os.PathLike, stem: str) -> l
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix, writer in ((".parquet", frame.write_parquet), (".csv", csv_ready(frame).write_csv)):
+    parquet = typed_nested(frame) if json_text else frame
+    for suffix, writer in ((".parquet", parquet.write_parquet), (".csv", flat_text(frame).write_csv)):
         final = out / f"{stem}{suffix}"
         encoded = io.BytesIO()
         writer(encoded)

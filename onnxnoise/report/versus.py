@@ -150,7 +150,7 @@ def compare_models(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame
         One row per (other model ``B``, mode, noise setting, strength) that both have: ``model_a``,
         ``model_b``, ``mode``, ``noise_model``, ``noise``, ``strength``, ``strength_text``,
         ``metric`` (``top-1 %`` or ``top-1 degradation % (A_avr)``), ``value_a``, ``value_b``
-        (means over draws), ``clean_a``, ``clean_b``, ``difference`` (``B - A``), ``ci`` (half-width,
+        (means over draws), ``clean_a``, ``clean_b``, ``difference`` (``B - A``), ``ci_half`` (half-width at ``ci_level``,
         null with too few draws), ``paired`` (bool), ``seeds`` (pairs, or draws of the smaller side),
         ``images``, ``sentence`` (:func:`verdict_sentence`). Empty when there is one model.
     """
@@ -191,7 +191,7 @@ def _row(name_a: str, name_b: str, key: dict, a: pl.DataFrame, b: pl.DataFrame, 
     metric = "top-1 %" if key["mode"] == "all" else "top-1 degradation % (A_avr)"
     row = {"model_a": name_a, "model_b": name_b, **key, "metric": metric, "value_a": float(av.mean()),
            "value_b": float(bv.mean()), "clean_a": float(a["clean"][0]), "clean_b": float(b["clean"][0]),
-           "difference": diff, "ci": None if math.isnan(ci) else ci, "paired": paired,
+           "difference": diff, "ci_half": None if math.isnan(ci) else ci, "ci_level": level, "paired": paired,
            "seeds": len(shared) if paired else int(min(av.size, bv.size)),
            "images": int(a["images"].max()) if same_images else None}
     return row
@@ -206,7 +206,7 @@ def verdict_sentence(row: dict, digits: int = 1) -> str:
     interval, the difference and why there is none.
     """
     a, b = _short(row["model_a"]), _short(row["model_b"])
-    diff, ci = row["difference"], row["ci"]
+    diff, ci = row["difference"], row["ci_half"]
     where = f"at {row.get('strength_text') or row['strength']}"
     how = (f"paired over {row['seeds']} seeds on the same {row['images']} images" if row["paired"]
            else f"unpaired, {row['seeds']} draws" + ("" if row.get("images") else ", different images"))

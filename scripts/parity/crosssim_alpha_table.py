@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Markdown table of parity study b: CrossSim's ResNets, top-1 against alpha for its two programming errors.
 
-Reads the ``results.parquet`` that ``onnxnoise report runs/parity-crosssim --out DIR`` writes (one row per
-trial; ``experiments/parity-crosssim.toml``) and prints, per model and error definition, one row with a cell
+Reads the trial table that ``onnxnoise report runs/parity-crosssim --out DIR`` writes (one row per
+trial; ``experiments/parity-crosssim.toml``): ``DIR/trials.parquet``, or the ``results.parquet`` of a report written
+before the tables were renamed (``onnxnoise.report.written``; give the folder or either file) and prints, per model and error definition, one row with a cell
 per alpha: top-1 % mean ± 95% Student-t half-width over the draws, the draws that collapsed to chance
 (top-1 <= 11%: 10 classes) and ``a/a0`` with ``a0`` the model's clean top-1 on the same images.
 
@@ -14,8 +15,14 @@ from __future__ import annotations
 import json
 import sys
 
+from pathlib import Path
+
 import polars as pl
 from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's onnxnoise
+
+from onnxnoise.report.written import read_table, trial_table  # noqa: E402
 
 #: Top-1 % at or below which a CIFAR-10 draw counts as collapsed (chance is 10%).
 CHANCE_TOP1 = 11.0
@@ -39,7 +46,9 @@ def cell(values: list[float], a0: float) -> str:
 
 
 def main(path: str) -> None:
-    rows = pl.read_parquet(path)
+    given = Path(path)
+    per_trial = given.is_file() and "seed" in pl.read_parquet_schema(given)  # a new report's results.parquet: timm's
+    rows = read_table(given if per_trial else trial_table(given if given.is_dir() else given.parent))
     clean = {r["model"]: r["top1_acc"] for r in rows.filter(pl.col("mode") == "baseline").iter_rows(named=True)}
     noisy = rows.filter((pl.col("mode") == "all") & (pl.col("noise_model") == "crosssim"))
     noisy = noisy.with_columns(pl.col("noise").map_elements(error_of, return_dtype=pl.Utf8).alias("error"))

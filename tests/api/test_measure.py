@@ -98,7 +98,7 @@ def test_compare_of_one_model_under_two_names_finds_no_difference(demo_files, tm
     assert compared.markdown == tmp_path / "cmp" / "compare.md" and compared.markdown.is_file()
     top1 = compared.verdicts.filter(compared.verdicts["metric"] == "top-1 %")
     assert top1.height == 1 and top1["paired"].to_list() == [True]
-    assert (top1["difference"].to_list(), top1["ci"].to_list()) == ([0.0], [0.0])  # same weights, seeds, images
+    assert (top1["difference"].to_list(), top1["ci_half"].to_list()) == ([0.0], [0.0])  # same weights, seeds, images
     assert top1["value_a"].to_list() == top1["value_b"].to_list()
     assert compared.json["verdicts"][0]["model_b"] == "twin.onnx"
 

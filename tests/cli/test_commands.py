@@ -74,7 +74,7 @@ def test_bench_tiny_json(tiny, tmp_path, capsys):
     assert table["seeds"].to_list() == [1, 2, 2]
     assert table["top1_norm_mean"][0] == pytest.approx(1.0)
     assert table["top1_acc_mean"][0] == pytest.approx(expected)
-    assert table["top1_acc_ci"][0] is None and table["top1_acc_ci"][1] is not None
+    assert table["top1_acc_ci_half"][0] is None and table["top1_acc_ci_half"][1] is not None
     assert pl.read_csv(out_dir / "summary.csv").height == 3
     written = json.loads((out_dir / "bench.json").read_text())
     assert [(r["mode"], r["strength"], r["seeds"]) for r in written["results"]] == [
@@ -546,3 +546,46 @@ def test_compare_two_models_json_and_compare_md(two_sweeps, tmp_path, capsys):
     assert all(f"- {v['sentence']}" in md for v in data["verdicts"])
     code, out, _ = run_cli(capsys, "report", *two_sweeps, "--out", tmp_path / "both")
     assert code == 0 and "differences with intervals and a verdict: onnxnoise compare" in out
+
+
+def test_bench_config_file_gives_the_keys_of_the_same_flags_and_flags_override_it(tiny, tmp_path, capsys):
+    model, data = tiny
+    (tmp_path / "cfg").mkdir()
+    settings = tmp_path / "cfg" / "bench.toml"  # model and data relative to the file's folder
+    settings.write_text('model = "../tiny.onnx"\ndata = "../tiny.npz"\nsnr = [100, 10]\nseeds = 2\nbatch_size = 16\n'
+                        'preprocess = "raw"\nout = "from-file"\n')
+    code, _, err = run_cli(capsys, "bench", "--config", settings)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "bench", model, "--data", data, "--snr", "100,10", "--seeds", "2", "--batch-size",
+                           "16", "--preprocess", "raw", "--out", tmp_path / "flags")
+    assert code == 0, err
+    from_file = pl.read_parquet(tmp_path / "cfg" / "from-file" / "trials.parquet")
+    flags = pl.read_parquet(tmp_path / "flags" / "trials.parquet")
+    assert from_file.height == 5 and from_file["key"].to_list() == flags["key"].to_list()
+    code, _, err = run_cli(capsys, "bench", "--config", settings, "--snr", "5", "--out", tmp_path / "override")
+    assert code == 0, err
+    assert pl.read_parquet(tmp_path / "override" / "trials.parquet")["strength"].drop_nulls().unique().to_list() == [5.0]
+
+
+@pytest.mark.parametrize("command", ["bench", "check"])
+def test_config_file_with_an_unknown_key_is_one_line_naming_it_and_the_valid_keys(tiny, tmp_path, capsys, command):
+    model, _ = tiny
+    settings = tmp_path / "s.toml"
+    settings.write_text("snr = [10]\nsnrr = 5\n")
+    code, out, err = run_cli(capsys, command, model, "--config", settings)
+    line = one_line(err)
+    assert code == 2 and out == ""
+    assert line.startswith(f"onnxnoise: error: {settings}: unknown key(s) snrr; {command} --config takes model, out, ")
+    assert ", snr, " in line and (", max_drop, " in line) == (command == "check")
+
+
+def test_check_without_model_or_max_drop_anywhere_is_one_line(tmp_path, capsys):
+    settings = tmp_path / "s.toml"
+    settings.write_text("snr = [10]\n")
+    code, _, err = run_cli(capsys, "check", "--config", settings)
+    assert code == 2 and one_line(err) == ("onnxnoise: error: check needs --max-drop POINTS (or `max_drop = ...` in its "
+                                           "--config file)")
+    settings.write_text("snr = [10]\nmax_drop = 2\n")
+    code, _, err = run_cli(capsys, "check", "--config", settings)
+    assert code == 2
+    assert one_line(err) == 'onnxnoise: error: `check` needs MODEL (or `model = "FILE.onnx"` in its --config file)'

@@ -131,7 +131,7 @@ def test_bench_auto_reports_groups_short_of_the_target(setup):
     auto = result.meta["seeds_auto"]
     assert (auto["ci_halfwidth"], auto["max_seeds"], auto["min_seeds"]) == (1e-6, 4, 3)
     (line,) = auto["short_of_target"]
-    ci = result.summary.filter(pl.col("mode") == "all")["top1_acc_ci"][0]
+    ci = result.summary.filter(pl.col("mode") == "all")["top1_acc_ci_half"][0]
     assert line == f"all, SNR 2 (50% noise): 4 draws, 95% half-width {ci:.2f} points (target 1e-06)"
     assert result.meta["seeds"] == "auto"
 

@@ -196,7 +196,7 @@ def test_pcm_sweep_stores_seconds_and_report_prints_human_time(tiny, tmp_path, c
     assert "pcm time after programming t_inf 1 h, 1 d, seeds 0" in " ".join(out.split())
     code, out, err = run_cli(capsys, "report", run)
     assert code == 0, err
-    results = pl.read_csv(run / "results.csv")
+    results = pl.read_csv(run / "trials.csv")
     noisy = results.filter(pl.col("mode") == "all").sort("strength")
     assert noisy["strength"].to_list() == [3600.0, 86400.0]  # CSV keeps seconds
     summary = pl.read_csv(run / "summary.csv").filter(pl.col("mode") == "all").sort("strength")

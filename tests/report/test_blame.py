@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from onnxnoise.report.blame import (BN_COLLAPSE, blame_table, layer_drops, layer_flags, paired_image_half_width,
-                                    typed_layers, worst_strength)
+                                    worst_strength)
 from onnxnoise.report.layer_facts import FACT_SCHEMA
 from onnxnoise.report.stats import summarize_trials
 from tests._frames import layer_frame
@@ -38,12 +38,12 @@ def test_layer_drops_t_over_draws_and_paired_images_for_one_draw():
     d0 = np.array([90 - 85.0, 90 - 87.0, 90 - 80.0])
     first, second = drops.row(0, named=True), drops.row(1, named=True)
     assert first["drop_mean"] == pytest.approx(d0.mean()) and first["draws"] == 3
-    assert first["drop_ci"] == pytest.approx(_t_half(d0)) and first["interval"] == "draws"
+    assert first["drop_ci_half"] == pytest.approx(_t_half(d0)) and first["interval"] == "draws"
     assert first["layer_name"] == "conv0" and first["top1_base"] == pytest.approx(90.0)
     # one draw: 15 lost, 5 gained of 1000 images
     x = np.array([1] * 15 + [-1] * 5 + [0] * 980, dtype=float)
     assert second["drop_mean"] == pytest.approx(1.0) and second["interval"] == "images"
-    assert second["drop_ci"] == pytest.approx(100 * _t_half(x))
+    assert second["drop_ci_half"] == pytest.approx(100 * _t_half(x))
 
 
 def test_blame_table_ranks_by_drop_with_facts_and_flags():
@@ -85,10 +85,6 @@ def test_layer_flags_without_bn_names_plain_collapse_and_kept_variances():
     assert layer_flags(kept) == ["BN variances left negative: 5 in 3 draws", f"{BN_COLLAPSE} 2/3"]
 
 
-def test_blame_table_is_empty_without_per_layer_trials_and_typed_layers():
+def test_blame_table_is_empty_without_per_layer_trials():
     frame = layer_frame({}, whole={10.0: [800, 810]})
     assert blame_table(frame, summarize_trials(frame)).is_empty()
-    typed = typed_layers(layer_frame({(10.0, 3): [850]}, names={3: "a.b"}))
-    assert typed.schema["layers"] == pl.List(pl.String)
-    assert typed.filter(pl.col("mode") == "per-layer")["layers"].to_list() == [["a.b"]]
-    assert typed_layers(typed).equals(typed)  # already typed: unchanged

@@ -79,8 +79,8 @@ def test_plot_blame_error_bars_stay_in_the_possible_drops():
     blame = blame_table(frame, summarize_trials(frame))
     (_, part), = blame_groups(blame)
     row = part.row(0, named=True)
-    assert row["drop_ci"] == pytest.approx(12.7062 * 40.0, rel=1e-4)
-    assert drop_cell(row["drop_mean"], row["drop_ci"], row["top1_base"]) == "40.00 [-10.00, 90.00]"
+    assert row["drop_ci_half"] == pytest.approx(12.7062 * 40.0, rel=1e-4)
+    assert drop_cell(row["drop_mean"], row["drop_ci_half"], row["top1_base"]) == "40.00 [-10.00, 90.00]"
     fig = plot_blame(part, blame, worst=2)
     _, right = fig.axes
     whiskers = [seg for coll in right.collections for seg in coll.get_segments()]

@@ -41,7 +41,11 @@ def test_compare_md_leads_with_the_verdicts_and_json_holds_them(tmp_path):
     data = json.loads((tmp_path / "compare.json").read_text())
     assert data["reference"] == "resnet20.onnx" and len(data["verdicts"]) == 3
     assert {v["mode"] for v in data["verdicts"]} == {"all", "per-layer"}
-    assert pl.read_parquet(tmp_path / "verdicts.parquet").height == 3
+    snr5 = next(v for v in data["verdicts"] if v["mode"] == "all" and v["strength"] == 5.0)
+    assert snr5["ci_half"] == pytest.approx(2.04, abs=0.005) and {v["ci_level"] for v in data["verdicts"]} == {0.95}
+    assert all(isinstance(v["noise"], dict) for v in data["verdicts"])  # noise settings as objects, not JSON text
+    verdicts = pl.read_parquet(tmp_path / "verdicts.parquet")
+    assert verdicts.height == 3 and {"ci_half", "ci_level"} <= set(verdicts.columns) and "ci" not in verdicts.columns
     assert (tmp_path / "compare.parquet").is_file()
 
 

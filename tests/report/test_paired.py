@@ -33,6 +33,7 @@ from onnxnoise.check.gate import collapse_flags
 from onnxnoise.report.paired import collapse_hints, collapsed, flip_rate, mcnemar_p
 from onnxnoise.report.stats import summarize_trials
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
+from onnxnoise.report.written import read_table, trial_table
 from onnxnoise.store import TRIAL_COLUMNS, open_store
 from onnxnoise.store.schema import APPLICATION_ID, PAIRED, RUN_COLUMNS, column_names, create_sql
 from onnxnoise.sweep import recheck_sweep, run_sweep
@@ -335,8 +336,8 @@ def test_committed_collapse_counts_of_correct_groups_do_not_move():
     the counts recomputed from its results.parquet equal its committed summary.parquet, e.g. ResNet56 5/10 at
     SNR 10 (the chance band adds nothing there: no draw below 18% went unflagged)."""
     folder = Path(__file__).resolve().parents[2] / "reports" / "cifar10-resnet-seeds"
-    committed = pl.read_parquet(folder / "summary.parquet").filter(pl.col("mode") != "baseline")
-    now = summarize_trials(pl.read_parquet(folder / "results.parquet"), chance=10.0)
+    committed = read_table(folder / "summary.parquet").filter(pl.col("mode") != "baseline")
+    now = summarize_trials(read_table(trial_table(folder)), chance=10.0)
     now = now.filter(pl.col("mode") != "baseline")
     key = ["model", "strength"]
     joined = committed.select(*key, "collapsed").join(now.select(*key, pl.col("collapsed").alias("now")), on=key)
@@ -353,8 +354,8 @@ def test_restated_committed_collapse_counts_equal_a_recomputation(report, chance
     their committed summary.parquet holds today's counts (analog-devices: 0 before, every fallen group fell whole;
     stuck-at at 1% is 3 of 5 draws, pcm without compensation at 1 h 4 of 5)."""
     folder = Path(__file__).resolve().parents[2] / "reports" / report
-    committed = pl.read_parquet(folder / "summary.parquet")
-    now = summarize_trials(pl.read_parquet(folder / "results.parquet"), chance=chance)
+    committed = read_table(folder / "summary.parquet")
+    now = summarize_trials(read_table(trial_table(folder)), chance=chance)
     assert committed["collapsed"].to_list() == now["collapsed"].to_list()
     assert committed["collapsed"].sum() == total
     assert committed.filter(pl.col("mode") == "all")["collapsed"].sum() == whole_model

@@ -22,19 +22,19 @@ def test_scope_effect_pairs_by_seed_and_says_when_the_interval_excludes_zero():
     assert rows["strength"].to_list() == [5.0, 10.0]
     at5 = rows.row(0, named=True)
     low, high = stats.ttest_rel([60.0, 66.0, 61.0], [20.0, 25.0, 18.0]).confidence_interval(0.95)
-    assert at5["difference"] == pytest.approx((low + high) / 2) and at5["ci"] == pytest.approx((high - low) / 2)
+    assert at5["difference"] == pytest.approx((low + high) / 2) and at5["ci_half"] == pytest.approx((high - low) / 2)
     assert at5["depends"] is True and (at5["top1_scope"], at5["top1_channel"]) == pytest.approx((21.0, 62.333333))
     assert rows.row(1, named=True)["depends"] is False  # +0.0 on average: the interval holds 0
 
 
 def test_scope_sentences():
-    row = {"seeds": 5, "top1_scope": 21.4, "top1_channel": 65.6, "difference": 44.2, "ci": 3.1, "depends": True}
+    row = {"seeds": 5, "top1_scope": 21.4, "top1_channel": 65.6, "difference": 44.2, "ci_half": 3.1, "depends": True}
     assert scope_sentence(row, "SNR 100") == ("SNR 100: top-1 21.4% with sigma per tensor, 65.6% per output channel "
                                               "(+44.2 +- 3.1 points, paired over 5 seeds): the answer depends on the "
                                               "scope")
     assert scope_sentence({**row, "depends": False}, "SNR 100").endswith(
         "does not depend on the scope here (the interval holds 0)")
-    one = {**row, "seeds": 1, "ci": None, "depends": None}
+    one = {**row, "seeds": 1, "ci_half": None, "depends": None}
     assert "(+44.2 points, paired over 1 seed): no interval from one seed" in scope_sentence(one, "SNR 100")
 
 
@@ -48,7 +48,7 @@ def test_the_same_one_image_in_every_seed_is_not_a_dependence():
     with_n = [f.with_columns(pl.lit(50).alias("images")) for f in (tensor, channel)]
     row = scope_effect(*with_n).row(0, named=True)
     assert row["difference"] == pytest.approx(-2.0)
-    assert row["ci"] == pytest.approx(stats.t.ppf(0.975, 49) * 2.0) and row["ci"] == pytest.approx(4.019, abs=1e-3)
+    assert row["ci_half"] == pytest.approx(stats.t.ppf(0.975, 49) * 2.0) and row["ci_half"] == pytest.approx(4.019, abs=1e-3)
     assert row["depends"] is False
 
 
@@ -65,6 +65,6 @@ def test_the_images_term_keeps_a_large_scope_effect():
     nu = (a + b) ** 2 / (a * a / 199.0 + b * b / 2.0)
     assert a == pytest.approx(4.5092, abs=1e-4) and nu == pytest.approx(34.44, abs=0.01)
     assert stats.t.ppf(0.975, nu) * (a + b) ** 0.5 == pytest.approx(4.91, abs=0.01)
-    assert row["ci"] == pytest.approx(stats.t.ppf(0.975, 2) * (4.0 / 3.0) ** 0.5)
-    assert row["ci"] == pytest.approx(4.969, abs=1e-3)
+    assert row["ci_half"] == pytest.approx(stats.t.ppf(0.975, 2) * (4.0 / 3.0) ** 0.5)
+    assert row["ci_half"] == pytest.approx(4.969, abs=1e-3)
     assert row["difference"] == pytest.approx(10.0) and row["depends"] is True

@@ -118,14 +118,14 @@ def test_summarize_trials_mean_std_t_interval(trials):
     accs = [81.0, 72.0, 63.0]
     assert row["top1_acc_mean"] == pytest.approx(statistics.mean(accs), rel=1e-12)
     assert row["top1_acc_std"] == pytest.approx(9.0, rel=1e-12)
-    assert row["top1_acc_ci"] == pytest.approx(T_975_2 * 9.0 / math.sqrt(3), rel=1e-9)
+    assert row["top1_acc_ci_half"] == pytest.approx(T_975_2 * 9.0 / math.sqrt(3), rel=1e-9)
     assert row["top1_norm_mean"] == pytest.approx(0.8, rel=1e-12)
-    assert row["top1_norm_ci"] == pytest.approx(T_975_2 * 0.1 / math.sqrt(3), rel=1e-9)
+    assert row["top1_norm_ci_half"] == pytest.approx(T_975_2 * 0.1 / math.sqrt(3), rel=1e-9)
     assert row["top5_norm_std"] == 0.0
     base = summary.filter((pl.col("model") == "m") & (pl.col("mode") == "baseline")).row(0, named=True)
     assert base["seeds"] == 1 and base["top1_acc_mean"] == 90.0
     assert base["strength"] is None and base["strength_text"] == "clean"
-    assert base["top1_acc_std"] is None and base["top1_acc_ci"] is None
+    assert base["top1_acc_std"] is None and base["top1_acc_ci_half"] is None
     # order: per model, baseline first, then all, then per-layer by layer index
     m = summary.filter(pl.col("model") == "m")
     assert m["mode"].to_list() == ["baseline", "all", "per-layer", "per-layer", "per-layer"]
@@ -147,15 +147,15 @@ def test_average_normalized_accuracy_matches_hand_computation(trials):
     expected_ci = T_975_2 * statistics.stdev(per_seed) / math.sqrt(3)
     # per-seed A_avr = 0.8, 0.78333, 0.66667: stdev 0.072648, half-width 4.3027 * 0.072648 / sqrt(3)
     assert expected_ci == pytest.approx(0.180468, abs=5e-7)
-    assert m["top1_a_avr_ci"] == pytest.approx(expected_ci, rel=1e-9)
+    assert m["top1_a_avr_ci_half"] == pytest.approx(expected_ci, rel=1e-9)
     assert m["top5_a_avr"] == pytest.approx(0.95, rel=1e-12)
     assert m["top5_degradation_pct"] == pytest.approx(5.0, rel=1e-9)
-    assert m["top5_a_avr_ci"] == pytest.approx(0.0, abs=1e-12)
+    assert m["top5_a_avr_ci_half"] == pytest.approx(0.0, abs=1e-12)
     m2 = out.row(1, named=True)
     # A_0 = mean(0.8, 0.6) = 0.7, A_1 = 0.5 (seed 0 only) -> A_avr = 0.6; one complete seed -> no CI.
     assert m2["layers"] == 2 and m2["seeds"] == 1
     assert m2["top1_a_avr"] == pytest.approx(0.6, rel=1e-12)
-    assert m2["top1_a_avr_ci"] is None
+    assert m2["top1_a_avr_ci_half"] is None
 
 
 def _two_models() -> pl.DataFrame:
@@ -197,7 +197,7 @@ def test_summary_order_and_text_follow_each_noise_models_direction():
     assert row["top1_acc_mean"] == pytest.approx(39.0, rel=1e-12)
     assert row["top1_norm_mean"] == pytest.approx(39.0 / 80.0, rel=1e-12)
     # two seeds: s = sqrt(2), half-width t_{0.975,1} * s / sqrt(2) = t_{0.975,1} (12.706 in printed tables)
-    assert row["top1_acc_ci"] == pytest.approx(T_975_1, rel=1e-9)
+    assert row["top1_acc_ci_half"] == pytest.approx(T_975_1, rel=1e-9)
     # sorting is idempotent and independent of the input order
     assert sort_by_noise(summary.reverse()).equals(summary)
 
@@ -210,7 +210,7 @@ def test_a_avr_per_noise_model_ordered_by_noise():
     # t = 1: layers 0, 1 -> 401, 501 correct -> A_i = 0.50125, 0.62625 (a_0 = 80 %); A_avr = 0.56375
     assert out["top1_a_avr"][0] == pytest.approx((40.1 / 80 + 50.1 / 80) / 2, rel=1e-12)
     assert out["top1_degradation_pct"][0] == pytest.approx(100 * (1 - 0.56375), rel=1e-9)
-    assert out["seeds"].to_list() == [1, 1] and out["top1_a_avr_ci"].to_list() == [None, None]
+    assert out["seeds"].to_list() == [1, 1] and out["top1_a_avr_ci_half"].to_list() == [None, None]
 
 
 def test_unregistered_noise_model_is_shown_generically():

@@ -82,9 +82,13 @@ def test_report_md_first_table_names_the_worst_layers_and_tables_carry_typed_lay
     assert rows[0].startswith("| 1 | `layer2.0.conv2` | - | - | - | 19.00 ± 12.71 |")
     assert rows[1].startswith("| 2 | `conv1` |")
     assert md.index("## Layers to blame") < md.index("## Provenance")
-    for stem in ("results", "summary", "blame"):
+    for stem in ("trials", "summary", "blame"):
         table = pl.read_parquet(tmp_path / f"{stem}.parquet")
         assert table.schema["layers"] == pl.List(pl.String), stem
+    trials = pl.read_parquet(tmp_path / "trials.parquet")  # the store's JSON text, typed (report/nested.py)
+    assert trials.schema["versions"] == pl.Struct({"onnxnoise": pl.String})
+    assert trials["versions"].to_list()[0] == {"onnxnoise": "x"}
+    assert pl.read_csv(tmp_path / "trials.csv")["versions"][0] == '{"onnxnoise":"x"}'
     blame = pl.read_parquet(tmp_path / "blame.parquet")
     assert blame.filter(pl.col("rank") == 1)["layers"].to_list() == [["layer2.0.conv2"], ["layer2.0.conv2"]]
     assert pl.read_csv(tmp_path / "blame.csv")["layers"][0].startswith('["')  # JSON text in the CSV
@@ -104,8 +108,8 @@ def test_report_md_names_the_run_setting_that_differs(tmp_path):
     assert "| model | batch | SNR | layers | seeds | top-1 A_avr |" in md
 
 
-@pytest.mark.parametrize("name", ["results.parquet", "summary.csv", "accuracy-vs-noise.png", "per-layer-net.svg",
-                                  "report.md"])
+@pytest.mark.parametrize("name", ["results.parquet", "trials.parquet", "summary.csv", "accuracy-vs-noise.png",
+                                  "per-layer-net.svg", "report.md"])
 def test_full_disk_while_writing_a_report_leaves_every_previous_file_whole(tmp_path, monkeypatch, name):
     trials = seeded_trial_frame().with_columns(pl.lit('{"onnxnoise":"x"}').alias("versions"))
     write_report(trials, _runs(), tmp_path)

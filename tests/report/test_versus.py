@@ -64,15 +64,15 @@ def test_compare_models_pairs_by_seed_on_the_same_images():
     draws = np.var([10.0, 11.0, 11.0], ddof=1) / 3
     image = np.mean([1e4 * k * (1 - k) * 1000 / 999 for k in (0.10, 0.11, 0.11)]) / 1000
     df = (image + draws) ** 2 / (image ** 2 / 999 + draws ** 2 / 2)
-    assert whole["ci"] == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(image + draws))  # 2.038
-    assert whole["ci"] == pytest.approx(2.038, abs=1e-3) and whole["ci"] > _half(stats.ttest_rel(b, a))
+    assert whole["ci_half"] == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(image + draws))  # 2.038
+    assert whole["ci_half"] == pytest.approx(2.038, abs=1e-3) and whole["ci_half"] > _half(stats.ttest_rel(b, a))
     assert whole["paired"] and whole["seeds"] == 3 and whole["images"] == 1000
     assert (whole["clean_a"], whole["clean_b"]) == (90.0, 92.0)
     layer = rows.filter(pl.col("mode") == "per-layer").row(0, named=True)
     deg_a = [100 * (1 - (880 + 800) / 1800), 100 * (1 - (860 + 820) / 1800), 100 * (1 - (870 + 790) / 1800)]
     deg_b = [100 * (1 - (895 + 880) / 1840), 100 * (1 - (890 + 870) / 1840), 100 * (1 - (900 + 890) / 1840)]
     assert layer["difference"] == pytest.approx(np.mean(deg_b) - np.mean(deg_a))
-    assert layer["ci"] == pytest.approx(_half(stats.ttest_rel(deg_b, deg_a)))
+    assert layer["ci_half"] == pytest.approx(_half(stats.ttest_rel(deg_b, deg_a)))
     assert compare_models(_two_models().filter(pl.col("model") == "resnet20.onnx")).is_empty()
 
 
@@ -82,22 +82,22 @@ def test_compare_models_falls_back_to_welch_on_different_images():
         .alias("dataset_fingerprint"))
     whole = compare_models(frame).filter(pl.col("mode") == "all").row(0, named=True)
     assert not whole["paired"] and whole["images"] is None
-    assert whole["ci"] == pytest.approx(_half(stats.ttest_ind([80.0, 76.0, 83.0], [70.0, 65.0, 72.0],
+    assert whole["ci_half"] == pytest.approx(_half(stats.ttest_ind([80.0, 76.0, 83.0], [70.0, 65.0, 72.0],
                                                               equal_var=False)))
 
 
 def test_verdict_sentences():
     row = {"model_a": "resnet20.onnx", "model_b": "resnet32.onnx", "mode": "all", "strength": 5.0,
-           "strength_text": "SNR 5", "difference": 8.52, "ci": 2.1, "paired": True, "seeds": 10, "images": 500}
+           "strength_text": "SNR 5", "difference": 8.52, "ci_half": 2.1, "paired": True, "seeds": 10, "images": 500}
     assert verdict_sentence(row) == ("resnet32 keeps 8.5 +- 2.1 points more top-1 than resnet20 at SNR 5 "
                                      "(paired over 10 seeds on the same 500 images)")
     assert verdict_sentence({**row, "difference": -8.52}).startswith("resnet32 keeps 8.5 +- 2.1 points less top-1")
     assert verdict_sentence({**row, "difference": 1.0}) == (
         "no difference shown: resnet32 keeps +1.0 +- 2.1 points top-1 against resnet20 at SNR 5, an interval that "
         "holds 0 (paired over 10 seeds on the same 500 images)")
-    layer = {**row, "mode": "per-layer", "difference": -1.5, "ci": 0.6}
+    layer = {**row, "mode": "per-layer", "difference": -1.5, "ci_half": 0.6}
     assert verdict_sentence(layer).startswith("resnet32 loses 1.5 +- 0.6 points less top-1 per noised layer "
                                               "(A_avr degradation) than resnet20 at SNR 5")
-    single = {**row, "ci": None, "paired": False, "seeds": 1, "images": None}
+    single = {**row, "ci_half": None, "paired": False, "seeds": 1, "images": None}
     assert verdict_sentence(single) == ("resnet32 keeps 8.5 points more top-1 than resnet20 at SNR 5 (no interval: "
                                         "fewer than two draws; unpaired, 1 draws, different images)")
