@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from onnxnoise.bench import ScopeCheck
 from onnxnoise.config import RunConfig, SweepConfig
+from onnxnoise.lazy import lazy_module
 from onnxnoise.model import Layer, SetAside
+
+pl = lazy_module("polars")
 
 __all__ = ["BenchRun", "SweepRun", "ReportRun", "CompareRun", "LayerList", "NoiseModelInfo", "baseline_top1"]
 

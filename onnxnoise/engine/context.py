@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
@@ -36,12 +35,15 @@ from onnxnoise.engine.providers import NodeShare, check_node_share, choose_provi
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_model_io, layer_report, load_model, score_width, select_layers,
 )
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["RunContext", "prepare_context", "package_versions"]
 

@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import polars as pl
-
 from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
 from onnxnoise.engine.prefix import lockstep_group_limit
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
+from onnxnoise.lazy import lazy_module
 from onnxnoise.store.schema import trial_frame
+
+pl = lazy_module("polars")
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
 

@@ -7,9 +7,10 @@ import json
 import os
 from pathlib import Path
 
-import polars as pl
-
 from onnxnoise.files import atomic_write
+from onnxnoise.lazy import lazy_module
+
+pl = lazy_module("polars")
 
 __all__ = ["write_table", "with_planned_provider", "csv_ready", "markdown_table"]
 
