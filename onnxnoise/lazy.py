@@ -25,10 +25,12 @@ _LOCK = threading.Lock()
 
 
 class _LazyModule(ModuleType):
-    """Stands for the module ``name``: attribute reads, writes and deletes go to it, importing it first.
+    """Stands for the module ``name``: an attribute it lacks is read from that module, importing it first.
 
-    Writes go through too, so ``monkeypatch.setattr(session.ort, "InferenceSession", fake)`` patches
-    ONNX Runtime itself, as it did when the name was bound by ``import``.
+    A write sets the proxy's own attribute, which then shadows the library's for every module bound to
+    this (shared) proxy, and deleting it shows the library's again: so ``monkeypatch.setattr(session.ort,
+    "InferenceSession", fake)`` patches what onnxnoise calls, and its undo restores it (pytest reads and
+    restores the target's ``__dict__``), without touching the library itself.
     """
 
     def _target(self) -> ModuleType:
@@ -42,12 +44,6 @@ class _LazyModule(ModuleType):
         if attr.startswith("__") and attr.endswith("__") and attr not in ("__version__", "__file__", "__path__"):
             raise AttributeError(attr)  # copy/pickle probing dunders: do not import for them
         return getattr(self._target(), attr)
-
-    def __setattr__(self, attr: str, value) -> None:
-        setattr(self._target(), attr, value)
-
-    def __delattr__(self, attr: str) -> None:
-        delattr(self._target(), attr)
 
     def __dir__(self) -> list[str]:
         return dir(self._target())
