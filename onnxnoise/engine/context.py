@@ -36,6 +36,7 @@ from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
 from onnxnoise.lazy import lazy_module
+from onnxnoise.noise import split_layers
 from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
@@ -142,6 +143,12 @@ class RunContext:
         if self._noise_stats is None or self._noise_stats.initializers is not self.initializers:
             self._noise_stats = CleanStats(self.initializers, self.layers)
         return self._noise_stats
+
+    @property
+    def split_layers(self) -> frozenset[str]:
+        """Selected layers whose draw is split into chunks (:func:`onnxnoise.noise.split_layers`; empty for
+        most models): their trials are keyed under :data:`onnxnoise.store.schema.SPLIT_KEY_VERSION`."""
+        return split_layers(self.config.noise.noise_model, self.selected, self.initializers)
 
     @property
     def layers_by_name(self) -> dict[str, Layer]:

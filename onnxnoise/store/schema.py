@@ -51,7 +51,7 @@ from onnxnoise.lazy import lazy_module
 pl = lazy_module("polars")
 
 __all__ = [
-    "SCHEMA_VERSION", "APPLICATION_ID", "KEY_VERSION", "STORE_NAME", "MODES",
+    "SCHEMA_VERSION", "APPLICATION_ID", "KEY_VERSION", "SPLIT_KEY_VERSION", "STORE_NAME", "MODES",
     "IDENTITY", "SETTING", "TRIAL", "COUNT", "COUNTER", "CHANGED", "PAIRED", "TIMING", "OUTCOME", "ROLES", "MEASURED_ROLES",
     "SOURCES", "Column", "TRIAL_COLUMNS", "RUN_COLUMNS", "columns", "column_names", "json_columns", "measured_values",
     "register_column", "unregister_column", "create_sql", "create_schema", "canonical_json", "trial_frame", "now",
@@ -68,6 +68,11 @@ APPLICATION_ID: int = 0x6F6E6E78
 #: migrated from a version 1 store have ``key_version`` 1 until adopted. Bump it only with a
 #: migration that keeps existing stores resumable.
 KEY_VERSION: int = 2
+
+#: Key version of a trial whose draw splits a tensor into chunks (:data:`onnxnoise.noise.rng.SPLIT_MIN_ELEMENTS`
+#: or more elements under a ``split_draw`` model: other values than the one stream of version 2). Every other
+#: trial keeps :data:`KEY_VERSION`, so stores of models without such a tensor stay valid as they are.
+SPLIT_KEY_VERSION: int = 3
 
 #: File name of the trial store inside a run folder.
 STORE_NAME: str = "trials.sqlite"
@@ -184,7 +189,8 @@ _INT, _REAL, _TEXT = ("INTEGER", "Int64"), ("REAL", "Float64"), ("TEXT", "String
 #: Trial columns in record order: name -> :class:`Column`.
 TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("key", IDENTITY, "TEXT PRIMARY KEY", "String", "content hash of the trial and its context"),
-    Column("key_version", IDENTITY, *_INT, "key derivation: 2 = the current engine, 1 = migrated from a v1 store"),
+    Column("key_version", IDENTITY, *_INT, "key derivation: 2 = the current engine, 3 = the current engine, a draw split into chunks "
+           "(a tensor of 2^24 values or more), 1 = migrated from a v1 store"),
     Column("run_id", IDENTITY, *_INT, "the sweep invocation (runs table) that recorded the row"),
     Column("model", SETTING, *_TEXT, "model file name"),
     Column("model_sha256", SETTING, *_TEXT, "sha256 of the ONNX file", baseline=True),
