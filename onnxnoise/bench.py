@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.baseline_checks import chance_classes, chance_warning, check_expected_top1, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
@@ -32,6 +30,7 @@ from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
 from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.files import write_text
+from onnxnoise.lazy import lazy_module
 from onnxnoise.noise import axis_of
 from onnxnoise.noise_config import NoiseConfig
 from onnxnoise.report.paired import collapse_hints, short_of_target
@@ -46,6 +45,8 @@ from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.report.tables import write_table
 from onnxnoise.store.schema import COUNTER, column_names
 from onnxnoise.strict_json import json_text
+
+pl = lazy_module("polars")
 
 __all__ = ["BenchResult", "ScopeCheck", "BaselineExpectationError", "chance_warning", "check_expected_top1",
            "run_bench", "bench_in_folder", "bench_record", "scope_check_config", "run_scope_check"]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as _sps
+
+from onnxnoise.lazy import lazy_module
+
+_sps = lazy_module("scipy.stats")
 
 __all__ = ["t_half_width", "binomial_interval", "check_level", "scalar_or_array"]
 

@@ -25,8 +25,6 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import polars as pl
-
 from onnxnoise.config import SweepConfig
 from onnxnoise.engine.baseline_checks import chance_classes, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
@@ -34,6 +32,7 @@ from onnxnoise.engine.executor import Executor, LocalExecutor, Progress
 from onnxnoise.engine.plan import PlannedTrial, plan_trials
 from onnxnoise.engine.ray_executor import RayExecutor
 from onnxnoise.engine.trial import run_trial
+from onnxnoise.lazy import lazy_module
 from onnxnoise.noise import make_noise_model
 from onnxnoise.report.paired import short_of_target
 from onnxnoise.report.stats import summarize_trials
@@ -42,6 +41,8 @@ from onnxnoise.store import TrialStore
 from onnxnoise.report.stages import stages_lines
 from onnxnoise.store.migrate import v1_make_context, v1_trial_key
 from onnxnoise.store.schema import PAIRED, column_names
+
+pl = lazy_module("polars")
 
 __all__ = ["SweepResult", "StoreRecorder", "make_executor", "run_sweep", "recheck_sweep"]
 

@@ -23,7 +23,7 @@ ARCHITECTURE_DOC = PACKAGE.parent / "docs" / "architecture.md"
 
 #: Top-level units of the package, lowest layer first.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("onnxnoise", "errors", "files", "intervals", "strict_json"),
+    ("onnxnoise", "errors", "files", "intervals", "lazy", "strict_json"),
     ("model",),
     ("noise", "data"),
     ("settings", "options", "noise_config", "tile", "tile_config", "provider_config", "config_checks", "config",

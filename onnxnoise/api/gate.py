@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import polars as pl
 from rich.console import Console
 
 from onnxnoise.api.results import CheckRun
@@ -24,8 +23,11 @@ from onnxnoise.check.request import CheckRequest
 from onnxnoise.engine.executor import Progress
 from onnxnoise.errors import ConfigError
 from onnxnoise.files import output_folder
+from onnxnoise.lazy import lazy_module
 from onnxnoise.run_setup import keyword_options, run_setup
 from onnxnoise.settings import config_values
+
+pl = lazy_module("polars")
 
 __all__ = ["check_model"]
 

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from onnxnoise.bench import ScopeCheck
 from onnxnoise.check.gate import GateResult, GateSettings
 from onnxnoise.check.protect import ProtectionPlan
 from onnxnoise.check.tolerance import SearchResult
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.experiment import Experiment
+from onnxnoise.lazy import lazy_module
 from onnxnoise.model import Layer, SetAside
+
+pl = lazy_module("polars")
 
 __all__ = ["BenchRun", "SweepRun", "ExperimentRun", "CheckRun", "ReportRun", "CompareRun", "LayerList",
            "NoiseModelInfo", "baseline_top1"]

@@ -10,15 +10,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import polars as pl
-
 from onnxnoise.api.results import CompareRun, LayerList, NoiseModelInfo, ReportRun
 from onnxnoise.files import output_folder
+from onnxnoise.lazy import lazy_module
 from onnxnoise.model import layer_report, load_model
 from onnxnoise.noise_catalog import noise_model_list
 from onnxnoise.report.comparison import comparison_json, write_comparison
 from onnxnoise.report.study import collect_runs, collect_trials, write_report
 from onnxnoise.run_setup import default_out_dir
+
+pl = lazy_module("polars")
 
 __all__ = ["make_report", "compare_runs", "model_layers", "noise_models"]
 

@@ -62,7 +62,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _sps
+
+from onnxnoise.lazy import lazy_module
+
+_sps = lazy_module("scipy.stats")
 
 __all__ = ["DRAW_SKEW", "ImageStats", "skew_level", "image_variance", "image_stats", "count_stats", "exact_floors",
            "paired_bounds"]

@@ -27,7 +27,7 @@ from onnxnoise.check.sequential import (
 from onnxnoise.engine.baseline_checks import chance_classes, check_baseline
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.metrics import fixed_top5
-from onnxnoise.engine.plan import PlannedTrial, Trial, trial_key
+from onnxnoise.engine.plan import Trial, plan_trial
 from onnxnoise.errors import ConfigError, DataError, NoiseConfigError
 from onnxnoise.options import MAX_SEED, MAX_SEEDS
 from onnxnoise.report.paired import collapse_hint_line, collapsed, mcnemar_p
@@ -240,9 +240,10 @@ class CheckSession:
 
     def run(self, trial: Trial) -> dict[str, Any]:
         """Run one trial through the executor (once: a recorded key is not run again); its row."""
-        key = trial_key(trial, self.fields)
+        planned = plan_trial(self.context, trial, self.fields)
+        key = planned.key
         self._fresh = []
-        self.executor.run(self.context, [PlannedTrial(key, trial)], self.recorder, self.progress)
+        self.executor.run(self.context, [planned], self.recorder, self.progress)
         if self._fresh:
             self._hits[key] = self._fresh[-1][1]
         return next(row for row in self.recorder.rows if row["key"] == key)
@@ -386,10 +387,10 @@ class CheckSession:
         out: dict[str, list[Draw]] = {layer.name: [] for layer in self.context.selected}
         for seed in seeds:  # one pass over the layers per seed: the executor runs it in lockstep
             trials = [Trial("per-layer", layer.index, (layer.name,), strength, seed) for layer in self.context.selected]
-            keys = [trial_key(trial, self.fields) for trial in trials]
+            planned = [plan_trial(self.context, trial, self.fields) for trial in trials]
+            keys = [p.key for p in planned]
             self._fresh = []
-            self.executor.run(self.context, [PlannedTrial(k, t) for k, t in zip(keys, trials)], self.recorder,
-                              self.progress)
+            self.executor.run(self.context, planned, self.recorder, self.progress)
             fresh = {(tuple(row["layers"]), row["seed"]): hits for row, hits in self._fresh}
             for trial, key in zip(trials, keys):
                 if (trial.layers, seed) in fresh:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from onnxnoise import __version__
 from onnxnoise.check.gate import CheckSession, GateResult, GateSettings
 from onnxnoise.check.outputs import write_outputs
@@ -36,11 +34,14 @@ from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import Progress
 from onnxnoise.errors import BaselineExpectationError, ConfigError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.noise import axis_of
 from onnxnoise.noise_config import strength_settings
 from onnxnoise.options import strength_example, strength_flag, strength_flag_models
 from onnxnoise.report.tables import write_table
 from onnxnoise.run_setup import flag_words, option_settings
+
+pl = lazy_module("polars")
 
 __all__ = ["CHECK_SETTINGS", "EXIT_CODES", "METHOD", "CheckJob", "CheckOutcome", "refuse_draw_options",
            "recheck_command", "image_term_warnings"]

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from onnxnoise import __version__
 from onnxnoise.config import RunConfig
@@ -37,12 +36,16 @@ from onnxnoise.engine.providers import NodeShare, check_node_share, choose_provi
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
+from onnxnoise.lazy import lazy_module
+from onnxnoise.noise import split_layers
 from onnxnoise.noise.clean import CleanStats
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.settings import own_key_values
 from onnxnoise.model import (
     Layer, ModelIO, get_initializers, get_model_io, layer_report, load_model, score_width, select_layers,
 )
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["RunContext", "prepare_context", "package_versions"]
 
@@ -141,6 +144,12 @@ class RunContext:
         if self._noise_stats is None or self._noise_stats.initializers is not self.initializers:
             self._noise_stats = CleanStats(self.initializers, self.layers)
         return self._noise_stats
+
+    @property
+    def split_layers(self) -> frozenset[str]:
+        """Selected layers whose draw is split into chunks (:func:`onnxnoise.noise.split_layers`; empty for
+        most models): their trials are keyed under :data:`onnxnoise.store.schema.SPLIT_KEY_VERSION`."""
+        return split_layers(self.config.noise.noise_model, self.selected, self.initializers)
 
     @property
     def layers_by_name(self) -> dict[str, Layer]:

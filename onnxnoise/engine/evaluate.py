@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
 from onnxnoise.config import MAX_BATCH_SIZE
 from onnxnoise.engine.labels import shift_labels
@@ -23,6 +22,9 @@ from onnxnoise.data import DataConfig, normalize
 from onnxnoise.errors import DataError
 from onnxnoise.engine.metrics import Counts, image_results
 from onnxnoise.engine.runtime import Session
+from onnxnoise.lazy import lazy_module
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["EvalSet", "Outcomes", "paired_counts", "evaluate"]
 

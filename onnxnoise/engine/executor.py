@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import polars as pl
-
-from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, SeedRule, Trial, draw_group, seed_rule, trial_key
+from onnxnoise.engine.plan import PlannedTrial, SeedRule, Trial, draw_group, plan_trial, seed_rule, trial_key
 from onnxnoise.engine.prefix import lockstep_group_limit
 from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
+from onnxnoise.lazy import lazy_module
 from onnxnoise.store.schema import trial_frame
+
+pl = lazy_module("polars")
 
 __all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
 
@@ -229,7 +230,7 @@ class LocalExecutor(Executor):
         rows = run_trials(context, [item.trial for item in items], prefix_reuse=self.prefix_reuse,
                           on_batch=progress.advance)
         for item, row in zip(items, rows):
-            row.update(key=item.key, key_version=KEY_VERSION)
+            row.update(key=item.key, key_version=item.key_version)
             if not recorder.record(row):
                 counts["taken"] += 1
                 continue
@@ -289,7 +290,8 @@ class DrawHistory:
         for seed in range(trial.seed):
             if seed not in seen:
                 fields = fields or self.context.key_fields()
-                key = trial_key(Trial(trial.mode, trial.layer_index, trial.layers, trial.strength, seed), fields)
+                key = plan_trial(self.context, Trial(trial.mode, trial.layer_index, trial.layers, trial.strength,
+                                                     seed), fields).key
                 seen[seed] = _top1(self.recorder.find(key))
         return self.rule.enough([v for s, v in sorted(seen.items()) if s < trial.seed and v is not None])
 

@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from onnxnoise.config import SWEEP_MODES, resolve_seeds
-from onnxnoise.store.schema import KEY_VERSION, MODES  # KEY_VERSION: bump it when trial_key changes meaning
+from onnxnoise.store.schema import KEY_VERSION, MODES, SPLIT_KEY_VERSION  # bump them when trial_key changes meaning
 from onnxnoise.errors import NoiseConfigError
 from onnxnoise.intervals import t_half_width
 from onnxnoise.model import Layer
 
 
-__all__ = ["MODES", "KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key", "plan_trials",
+__all__ = ["MODES", "KEY_VERSION", "SPLIT_KEY_VERSION", "Trial", "PlannedTrial", "expand_trials", "trial_key",
+           "key_version", "plan_trial", "plan_trials",
            "SeedRule", "enough_draws", "seed_rule", "draw_group"]
 
 
@@ -106,23 +107,33 @@ class Trial:
 
 @dataclass(frozen=True)
 class PlannedTrial:
-    """A trial and its store key."""
+    """A trial, its store key and the key's version (:func:`key_version`; the rows' ``key_version``)."""
 
     key: str
     trial: Trial
+    key_version: int = KEY_VERSION
 
 
-def trial_key(trial: Trial, key_fields: Mapping[str, Any]) -> str:
+def key_version(trial: Trial, split_layers: frozenset[str] = frozenset()) -> int:
+    """:data:`SPLIT_KEY_VERSION` when ``trial`` noises one of ``split_layers`` (a layer holding a tensor whose
+    draw is split into chunks: :func:`onnxnoise.noise.split_layers`), else :data:`KEY_VERSION`."""
+    return SPLIT_KEY_VERSION if not split_layers.isdisjoint(trial.layers) else KEY_VERSION
+
+
+def trial_key(trial: Trial, key_fields: Mapping[str, Any], *, split_layers: frozenset[str] = frozenset()) -> str:
     """Content hash identifying ``trial`` executed in a context with ``key_fields``.
 
     Args:
         trial: The trial.
         key_fields: :meth:`~onnxnoise.engine.context.RunContext.key_fields` of the
             context that executes it (JSON-ready values).
+        split_layers: The context's :attr:`~onnxnoise.engine.context.RunContext.split_layers`: a trial
+            noising one of them hashes ``"v": SPLIT_KEY_VERSION`` (:func:`key_version`); empty for every
+            model without a tensor of 2^24 values or more, whose keys are those of before split draws.
 
     Returns:
         64 hex digits: sha256 of the canonical (sorted-key) JSON of
-        ``{"v": KEY_VERSION, "trial": ..., "context": ...}``; strengths are encoded
+        ``{"v": key_version(trial, split_layers), "trial": ..., "context": ...}``; strengths are encoded
         with ``repr(float(x))`` so ``100`` and ``100.0`` give the same key.
 
     Raises:
@@ -130,7 +141,7 @@ def trial_key(trial: Trial, key_fields: Mapping[str, Any]) -> str:
     """
     body = {**trial.to_dict(), "strength": None if trial.strength is None else repr(float(trial.strength))}
     try:
-        text = json.dumps({"v": KEY_VERSION, "trial": body, "context": dict(key_fields)}, sort_keys=True,
+        text = json.dumps({"v": key_version(trial, split_layers), "trial": body, "context": dict(key_fields)}, sort_keys=True,
                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         msg = f"trial key context must be JSON-serializable without NaN/inf: {exc}"
@@ -199,8 +210,17 @@ def plan_trials(context, modes: Sequence[str]) -> list[PlannedTrial]:
     """
     noise = context.config.noise
     trials = expand_trials(context.selected, modes=modes, strengths=noise.strengths, seeds=noise.seed_list)
-    fields = context.key_fields()
-    return [PlannedTrial(trial_key(trial, fields), trial) for trial in trials]
+    fields, split = context.key_fields(), context.split_layers
+    return [plan_trial(context, trial, fields, split) for trial in trials]
+
+
+def plan_trial(context, trial: Trial, fields: Mapping[str, Any] | None = None,
+               split: frozenset[str] | None = None) -> PlannedTrial:
+    """``trial`` keyed in a :class:`~onnxnoise.engine.context.RunContext`: its ``key_fields()`` and
+    ``split_layers`` (``fields`` and ``split`` when the caller already has them)."""
+    split = context.split_layers if split is None else split
+    fields = context.key_fields() if fields is None else fields
+    return PlannedTrial(trial_key(trial, fields, split_layers=split), trial, key_version(trial, split))
 
 
 def enough_draws(top1: Sequence[float], half_width: float, *, min_seeds: int = 3, max_seeds: int = 20,

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
-
 from onnxnoise.config import DEVICES
 from onnxnoise.errors import SessionError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.provider_config import ProviderConfig
+
+ort = lazy_module("onnxruntime")
 
 __all__ = [
     "CPU", "CUDA", "RECORD_ASSIGNMENT", "ProviderChoice", "NodeShare", "cuda_options", "resolve_providers",

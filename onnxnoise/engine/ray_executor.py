@@ -31,7 +31,7 @@ from typing import Any
 
 from onnxnoise.engine.context import RunContext
 from onnxnoise.engine.executor import DrawHistory, ExecutionResult, Executor, Progress, Recorder
-from onnxnoise.engine.plan import KEY_VERSION, PlannedTrial, draw_group, seed_rule, trial_key
+from onnxnoise.engine.plan import PlannedTrial, draw_group, seed_rule, trial_key
 from onnxnoise.engine.ray_reaper import start_reaper
 from onnxnoise.engine.ray_worker import TrialWorker, WorkerPool, describe_trial, group_trials, import_ray
 from onnxnoise.engine.run_errors import baseline_failure
@@ -391,7 +391,7 @@ class _Dispatch:
 
     def _record(self, item: PlannedTrial, row: dict[str, Any]) -> None:
         context = self.pool.context
-        row.update(key=item.key, key_version=KEY_VERSION)
+        row.update(key=item.key, key_version=item.key_version)
         recorded = self.recorder.record(row)
         self._resolve(item.trial)
         if not recorded:

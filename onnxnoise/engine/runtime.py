@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
 
 from onnxnoise.config import DEVICES
@@ -41,6 +40,9 @@ from onnxnoise.engine.providers import (
 )
 from onnxnoise.engine.session import DEVICE_ID, Session
 from onnxnoise.errors import SessionError
+from onnxnoise.lazy import lazy_module
+
+ort = lazy_module("onnxruntime")
 
 __all__ = [
     "DEVICES",

@@ -13,7 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
+
+from onnxnoise.lazy import lazy_module
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["Session", "DEVICE_ID"]
 

@@ -22,7 +22,7 @@ from onnxnoise.noise.axis import PlotAs, StrengthAxis, axis_label, axis_of, form
 from onnxnoise.noise.base import NOISE_MODELS, NoiseModel, TensorInfo, get_noise_model, make_noise_model, register
 from onnxnoise.noise.bitflip import BitFlip
 from onnxnoise.noise.clean import CleanStats
-from onnxnoise.noise.draw import BN_VARIANCE_POLICIES, NoiseDraw, NoisePolicies, draw_noise
+from onnxnoise.noise.draw import BN_VARIANCE_POLICIES, NoiseDraw, NoisePolicies, draw_noise, split_layers
 from onnxnoise.noise.conductance import ConductanceLevels
 from onnxnoise.noise.crosssim import CrossSim
 from onnxnoise.noise.device import AnalogModel, DeviceModel, Devices, QuantizedDeviceModel, Tile
@@ -40,7 +40,7 @@ __all__ = [
     "BN_VARIANCE_POLICIES", "NoiseDraw", "NoisePolicies", "draw_noise", "GaussianSNR", "tensor_rng",
     "GaussianGlobalDb", "Multiplicative", "PCM", "StuckAt", "ConductanceLevels", "BitFlip", "SCOPES",
     "StrengthAxis", "PlotAs", "axis_of", "axis_label", "format_seconds", "DeviceModel", "QuantizedDeviceModel",
-    "Devices", "Tile", "AnalogModel", "GaussianMax", "CrossSim", "MAPPINGS", "CleanStats",
+    "Devices", "Tile", "AnalogModel", "GaussianMax", "CrossSim", "MAPPINGS", "CleanStats", "split_layers",
 ]
 
 for _module in pkgutil.iter_modules(__path__):  # a new model file registers itself

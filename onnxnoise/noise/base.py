@@ -134,10 +134,15 @@ class NoiseModel(ABC):
             and numpy releases the GIL in its bulk generation. Each tensor keeps its own generator,
             so values and counts are those of a sequential draw. Off by default (a plug-in with
             state of its own is drawn one tensor at a time).
+        split_draw: :meth:`perturb` draws ``z`` in one ``rng.standard_normal(w.shape, dtype=...)`` call and
+            uses the generator for nothing else, so a tensor of :data:`onnxnoise.noise.rng.SPLIT_MIN_ELEMENTS`
+            or more may get a :class:`onnxnoise.noise.rng.SplitNormal` instead (chunks drawn in parallel, each
+            from its own generator: other values than one stream, under their own key version). Off by default.
     """
 
     name: ClassVar[str] = ""
     parallel_draw: ClassVar[bool] = False
+    split_draw: ClassVar[bool] = False
     strength_axis: ClassVar[StrengthAxis] = GENERIC_AXIS
     strength_name: ClassVar[str] = GENERIC_AXIS.symbol
     strength_label: ClassVar[str] = GENERIC_AXIS.label

@@ -7,7 +7,10 @@ each noised layer, in order:
    quantized weights are dequantized (:data:`onnxnoise.model.quant.QUANT_POLICY`);
 2. **draw**: ``model.perturb(w, strength, tensor_rng(seed, name), info)`` (tensors in parallel
    threads for a ``parallel_draw`` model and a draw of :data:`PARALLEL_MIN_ELEMENTS` or more; each tensor
-   has its own generator, so the values are those of a sequential draw);
+   has its own generator, so the values are those of a sequential draw; a tensor of
+   :data:`~onnxnoise.noise.rng.SPLIT_MIN_ELEMENTS` or more under a ``split_draw`` model is drawn in
+   chunks, each with its own generator, in parallel: :class:`~onnxnoise.noise.rng.SplitNormal`,
+   :func:`split_layers`);
 3. **keep zeros** (``keep_zeros``): elements with ``w == 0`` stay exactly 0
    (pruned weights; counted in ``zeros_kept``);
 4. **BatchNormalization variance** (``bn_variance``): negative running variances
@@ -35,9 +38,10 @@ from onnxnoise.errors import NoiseConfigError
 from onnxnoise.model.quant import QuantParams, dequantize, requantize
 from onnxnoise.noise.base import NoiseModel, TensorInfo
 from onnxnoise.noise.clean import CleanStats
-from onnxnoise.noise.rng import tensor_rng
+from onnxnoise.noise.rng import SplitNormal, is_split, tensor_rng
 
-__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise", "draw_threads"]
+__all__ = ["BN_VARIANCE_POLICIES", "NoisePolicies", "NoiseDraw", "changed_count", "draw_noise", "draw_threads",
+           "split_layers"]
 
 #: What to do with BatchNormalization running variances that noise made negative.
 #: ``clamp``: set them to 0 (the op then divides by sqrt(epsilon)); ``abs``: reflect
@@ -230,6 +234,19 @@ def draw_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def split_layers(model: NoiseModel, layers: Iterable, initializers: Mapping[str, np.ndarray]) -> frozenset[str]:
+    """Names of the ``layers`` holding a tensor whose draw under ``model`` is split into chunks.
+
+    Empty unless ``model.split_draw`` and a tensor has :data:`~onnxnoise.noise.rng.SPLIT_MIN_ELEMENTS`
+    or more elements; a trial noising one of these layers has other values than a one-stream draw,
+    and its own key version (:func:`onnxnoise.engine.plan.key_version`).
+    """
+    if not model.split_draw:
+        return frozenset()
+    return frozenset(layer.name for layer in layers
+                     if any(name in initializers and is_split(np.size(initializers[name])) for name in layer.tensors))
+
+
 def _draw_tensor(model: NoiseModel, strength: float, seed: int, initializers: Mapping[str, np.ndarray],
                  policies: NoisePolicies, job: tuple) -> tuple[np.ndarray, dict[str, int], int | None]:
     """One tensor's draw (its own generator), policies and store: ``(array, counter increments, changed count)``.
@@ -239,7 +256,9 @@ def _draw_tensor(model: NoiseModel, strength: float, seed: int, initializers: Ma
     layer, info, w, params = job
     clean = initializers[info.name]
     counts = dict.fromkeys(_counter_names(), 0)
-    noisy = model.perturb(w, strength, tensor_rng(seed, info.name), info)
+    rng = (SplitNormal(seed, info.name, draw_threads()) if model.split_draw and is_split(w.size)
+           else tensor_rng(seed, info.name))
+    noisy = model.perturb(w, strength, rng, info)
     if noisy is w:  # the model left the tensor unchanged
         counts["zeros_kept"] += int((w == 0).sum()) if policies.keep_zeros else 0
         return clean, counts, None

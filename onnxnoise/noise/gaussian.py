@@ -104,6 +104,7 @@ class GaussianSNR(NoiseModel):
 
     name: ClassVar[str] = "gaussian-snr"
     parallel_draw: ClassVar[bool] = True
+    split_draw: ClassVar[bool] = True
     aliases: ClassVar[tuple[str, ...]] = ("gaussian",)
     #: Defaults: the paper's whole-model grid, noise 1, 2, 5, 10 % of sigma_w (Table III); figures in noise percent.
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
@@ -194,6 +195,7 @@ class GaussianGlobalDb(NoiseModel):
 
     name: ClassVar[str] = "gaussian-global-db"
     parallel_draw: ClassVar[bool] = True
+    split_draw: ClassVar[bool] = True
     strength_axis: ClassVar[StrengthAxis] = StrengthAxis(
         symbol="snr_db", label="SNR (dB)", more_noise_when="lower", defaults=(40.0, 30.0, 20.0, 10.0), flag="snr-db",
         unit="dB", name="SNR over the whole model (dB)", text="SNR {} dB",

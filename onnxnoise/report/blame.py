@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import polars as pl
-from scipy import stats as _sps
 
 from onnxnoise.intervals import check_level, t_half_width
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.layer_facts import FACT_SCHEMA, narrow_note
 from onnxnoise.report.stats import group_keys, normalized_accuracy
 from onnxnoise.report.strength import noise_rank
+
+pl = lazy_module("polars")
+_sps = lazy_module("scipy.stats")
 
 __all__ = ["paired_image_half_width", "layer_drops", "blame_table", "worst_strength", "layer_flags",
            "BN_COLLAPSE"]

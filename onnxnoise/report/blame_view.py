@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import polars as pl
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 from rich.text import Text
 
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.blame import worst_strength
 from onnxnoise.report.strength import noise_rank, varying_settings_text
 from onnxnoise.report.tables import markdown_table
 from onnxnoise.report.terminal import TerminalTable, short_op
+
+pl = lazy_module("polars")
+_figure = lazy_module("matplotlib.figure")
+_ticker = lazy_module("matplotlib.ticker")
 
 __all__ = ["DROP_NOTE", "drop_limits", "drop_cell", "blame_groups", "blame_console", "blame_markdown", "plot_blame"]
 
@@ -145,7 +147,7 @@ def blame_markdown(blame: pl.DataFrame) -> list[str]:
     return lines
 
 
-def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, title: str | None = None) -> Figure:
+def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, title: str | None = None) -> _figure.Figure:
     """The drop of every layer by index (left) beside the ``worst`` layers as labelled bars (right).
 
     Readable for 100+ layers: the index plot draws one line per strength without markers past
@@ -162,7 +164,7 @@ def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, titl
     rows = blame.join(part.select(same).unique(), on=same, nulls_equal=True)
     shown = part.head(worst)
     height = max(4.8, 0.28 * shown.height + 1.5)
-    fig = Figure(figsize=(12.0, height), layout="constrained")
+    fig = _figure.Figure(figsize=(12.0, height), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1.3, 1.0])
     strengths = rows.unique("strength").sort(noise_rank(rows.unique("strength")))["strength"].to_list()
     for i, strength in enumerate(strengths):
@@ -172,7 +174,7 @@ def plot_blame(part: pl.DataFrame, blame: pl.DataFrame, *, worst: int = 15, titl
         left.plot(x, y, marker=marker, markersize=3, linewidth=1.1, label=sub["strength_text"][0],
                   color=f"C{i % 10}")
     left.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.xaxis.set_major_locator(_ticker.MaxNLocator(integer=True))
     left.set_xlabel("noised layer index (graph order, 0-based)")
     left.set_ylabel("top-1 drop (points)")
     left.grid(True, alpha=0.3)

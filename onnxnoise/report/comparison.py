@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import polars as pl
-
 from onnxnoise.errors import StoreError
 from onnxnoise.files import write_text
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare
 from onnxnoise.report.stats import average_normalized_accuracy, summarize_trials
 from onnxnoise.report.study import ReportFiles, by_noise_model, model_facts, save_figure
@@ -21,6 +20,8 @@ from onnxnoise.report.nested import json_rows
 from onnxnoise.report.tables import markdown_table, write_table
 from onnxnoise.report.versus import compare_models, verdict_sentence
 from onnxnoise.strict_json import json_text
+
+pl = lazy_module("polars")
 
 __all__ = ["INTERVAL_NOTE", "write_comparison", "comparison_json"]
 

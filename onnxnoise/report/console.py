@@ -6,16 +6,18 @@ import json
 import math
 from collections.abc import Sequence
 
-import polars as pl
 from rich.table import Table
 from rich.text import Text
 
+from onnxnoise.lazy import lazy_module
 from onnxnoise.model import Layer
 from onnxnoise.report.paired import PAIRED_HEADERS, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import noise_model_for, strength_header, varying_settings_text
 from onnxnoise.report.terminal import TerminalTable, short_op
 from onnxnoise.store.schema import COUNTER, SETTING, columns
+
+pl = lazy_module("polars")
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
            "format_interval", "lead_columns", "verdicts_table"]

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import polars as pl
 
+from onnxnoise.lazy import lazy_module
 from onnxnoise.model import Layer, get_initializers, list_layers, load_model
+
+pl = lazy_module("polars")
 
 __all__ = ["NARROW_SNR_FRACTION", "channel_stds", "channel_spread", "layer_facts", "facts_of_runs",
            "narrow_note"]
@@ -123,10 +125,10 @@ def layer_facts(layers: list[Layer], initializers: dict[str, np.ndarray]) -> pl.
     return pl.DataFrame(rows, schema=FACT_SCHEMA)
 
 
-#: Columns and dtypes of :func:`layer_facts` (and, with ``model_sha256``, :func:`facts_of_runs`).
-FACT_SCHEMA = {"layer_index": pl.Int64, "layer_name": pl.String, "op_type": pl.String, "parameters": pl.Int64,
-               "params_share": pl.Float64, "channel_std_ratio": pl.Float64, "narrow_snr_fraction": pl.Float64,
-               "narrow_channels": pl.Int64, "channels": pl.Int64}
+#: Columns and dtypes of :func:`layer_facts` (and, with ``model_sha256``, :func:`facts_of_runs`), as the
+#: Python types Polars reads as Int64, String and Float64 (so importing this module does not import Polars).
+FACT_SCHEMA = {"layer_index": int, "layer_name": str, "op_type": str, "parameters": int, "params_share": float,
+               "channel_std_ratio": float, "narrow_snr_fraction": float, "narrow_channels": int, "channels": int}
 
 
 def facts_of_runs(runs: pl.DataFrame) -> pl.DataFrame:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import polars as pl
-
+from onnxnoise.lazy import lazy_module
 from onnxnoise.store.schema import canonical_json, json_columns
+
+pl = lazy_module("polars")
 
 __all__ = ["MAP_COLUMNS", "typed_nested", "flat_text", "json_rows"]
 

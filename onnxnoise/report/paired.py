@@ -27,10 +27,12 @@ and the same for top-5. From them:
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
-from scipy import stats as _sps
 
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.strength import noise_model_for
+
+pl = lazy_module("polars")
+_sps = lazy_module("scipy.stats")
 
 __all__ = ["COLLAPSE_GAP", "CHANCE_BAND", "PAIRED_HEADERS", "mcnemar_p", "flip_rate", "collapsed", "collapse_rule",
            "collapse_hints", "collapse_hint_line", "add_paired_columns", "has_paired", "paired_cells", "collapsed_cell",

@@ -24,16 +24,21 @@ backend, safe under ``Agg`` and in threads) and returns it; the caller saves it,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
 
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.stats import sort_by_noise
 from onnxnoise.report.strength import NoiseAxis, more_noise_when, noise_axis, series_settings_text
+
+pl = lazy_module("polars")
+_mpl = lazy_module("matplotlib")
+_figure = lazy_module("matplotlib.figure")
+_ticker = lazy_module("matplotlib.ticker")
+
+if TYPE_CHECKING:  # annotations only
+    from matplotlib.axes import Axes
 
 __all__ = [
     "METRIC_LABELS",
@@ -59,7 +64,7 @@ def plot_layer_sensitivity(
     *,
     metric: str = "top1_norm",
     title: str | None = None,
-) -> Figure:
+) -> _figure.Figure:
     """Accuracy with noise in one layer at a time, vs layer index, one line per strength (paper Figs. 3-4).
 
     Args:
@@ -88,7 +93,7 @@ def plot_cumulative(
     *,
     metric: str = "top1_norm",
     title: str | None = None,
-) -> Figure:
+) -> _figure.Figure:
     """Accuracy with noise in layers 1..L, vs L, one line per strength (paper Fig. 5).
 
     Args:
@@ -116,7 +121,7 @@ def plot_accuracy_vs_noise(
     *,
     metric: str = "top1_acc",
     title: str | None = None,
-) -> Figure:
+) -> _figure.Figure:
     """Whole-model accuracy vs noise with noise in all layers, one line per model (paper Fig. 2).
 
     Each line runs over the model's ``all`` rows by increasing noise (x from
@@ -191,7 +196,7 @@ def plot_compare(
     value: str = "degradation",
     kind: str = "bar",
     title: str | None = None,
-) -> Figure:
+) -> _figure.Figure:
     """Compare models by average normalized accuracy or degradation per strength (paper Figs. 6-10).
 
     Args:
@@ -269,7 +274,7 @@ def plot_compare(
 
 def _plot_over_layers(
     summary: pl.DataFrame, *, mode: str, metric: str, title: str | None, xlabel: str, what: str
-) -> Figure:
+) -> _figure.Figure:
     _check_metric(metric, summary)
     data = summary.filter(pl.col("mode") == mode)
     if data.is_empty():
@@ -282,7 +287,7 @@ def _plot_over_layers(
     axis = _axis(data)
     levels = _levels(data)
     fig, ax = _new_axes()
-    cmap = colormaps["viridis"]
+    cmap = _mpl.colormaps["viridis"]
     top = 0.0
     for i, strength in enumerate(levels):
         sub = data.filter(pl.col("strength") == strength).sort("layer_index")
@@ -312,8 +317,8 @@ def _plot_over_layers(
     return fig
 
 
-def _new_axes() -> tuple[Figure, Axes]:
-    fig = Figure(figsize=_FIGSIZE, layout="constrained")
+def _new_axes() -> tuple[_figure.Figure, Axes]:
+    fig = _figure.Figure(figsize=_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     ax.grid(True, alpha=0.3)
     return fig, ax
@@ -344,7 +349,7 @@ def _set_x_scale(ax: Axes, axis: NoiseAxis) -> None:
     ticks = np.unique(xs)
     if 0 < ticks.size <= _MAX_STRENGTH_TICKS:  # x is the strength itself on every log axis
         ax.set_xticks(ticks, [axis.tick(float(v)) for v in ticks])
-        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_locator(_ticker.NullLocator())
 
 
 def _check_metric(metric: str, frame: pl.DataFrame) -> None:

@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from onnxnoise import __version__
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.nested import json_rows
 from onnxnoise.report.strength import series_settings_text
+
+pl = lazy_module("polars")
 
 __all__ = ["RESULT_COLUMNS", "results_table", "facts_by_model", "report_json"]
 

@@ -16,9 +16,10 @@ channel at 1% noise).
 
 from __future__ import annotations
 
-import polars as pl
-
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.versus import paired_difference
+
+pl = lazy_module("polars")
 
 __all__ = ["scope_effect", "scope_sentence"]
 

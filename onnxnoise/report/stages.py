@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-import polars as pl
-
+from onnxnoise.lazy import lazy_module
 from onnxnoise.settings import declared
 from onnxnoise.tile_config import TileConfig
+
+pl = lazy_module("polars")
 
 __all__ = ["stages_text", "clipped_text", "stages_line", "stages_lines", "add_clipped_fractions"]
 

@@ -23,13 +23,15 @@ model (display text and order come from :mod:`onnxnoise.report.strength`).
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 
 from onnxnoise.intervals import binomial_interval, check_level, t_half_width
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.stages import add_clipped_fractions
 from onnxnoise.store.schema import COUNTER, MODES, PAIRED, TRIAL_COLUMNS, column_names
 from onnxnoise.report.paired import add_paired_columns
 from onnxnoise.report.strength import add_strength_text, noise_rank
+
+pl = lazy_module("polars")
 
 __all__ = [
     "context_keys",

@@ -36,13 +36,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import polars as pl
-
 from onnxnoise.errors import NoiseConfigError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.noise import axis_label, axis_of, get_noise_model, make_noise_model
 from onnxnoise.noise.axis import GENERIC_AXIS
 from onnxnoise.noise.draw import NoisePolicies
 from onnxnoise.noise.gaussian import NOISE_PCT_LABEL
+
+pl = lazy_module("polars")
 
 __all__ = [
     "GAUSSIAN_NOISE_LABEL",

@@ -12,13 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polars as pl
-from matplotlib.figure import Figure
 
 from onnxnoise.engine.baseline_checks import chance_warning
 from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.errors import StoreError
 from onnxnoise.files import atomic_write, folder_name, write_text
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cumulative, plot_layer_sensitivity
 from onnxnoise.report.tables import markdown_table, with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
@@ -33,6 +32,9 @@ from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.report.blame_view import blame_groups, blame_markdown, plot_blame
 from onnxnoise.report.layer_facts import facts_of_runs
 from onnxnoise.store.store import open_store
+
+pl = lazy_module("polars")
+_figure = lazy_module("matplotlib.figure")
 
 __all__ = ["STORE_NAME", "find_stores", "collect_trials", "collect_runs", "ReportFiles", "report_warnings",
            "write_report", "save_figure", "model_facts", "by_noise_model"]
@@ -116,7 +118,7 @@ class ReportFiles:
     warnings: list[str] = field(default_factory=list)
 
 
-def save_figure(fig: Figure, out: Path, stem: str, files: list[Path]) -> None:
+def save_figure(fig: _figure.Figure, out: Path, stem: str, files: list[Path]) -> None:
     """Write ``fig`` as ``out/stem.png`` and ``.svg`` (each whole, :func:`onnxnoise.files.atomic_write`); append the paths."""
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".png", ".svg"):

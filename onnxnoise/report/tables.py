@@ -6,10 +6,11 @@ import io
 import os
 from pathlib import Path
 
-import polars as pl
-
 from onnxnoise.files import atomic_write
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.nested import flat_text, typed_nested
+
+pl = lazy_module("polars")
 
 __all__ = ["write_table", "with_planned_provider", "markdown_table"]
 

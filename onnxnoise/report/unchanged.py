@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 
-import polars as pl
-
 from onnxnoise.errors import OnnxNoiseError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.noise.base import get_noise_model
 from onnxnoise.noise.device import DeviceModel
 from onnxnoise.report.strength import add_strength_text
+
+pl = lazy_module("polars")
 
 __all__ = ["unchanged_layers_warnings"]
 

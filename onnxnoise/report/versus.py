@@ -22,12 +22,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import polars as pl
-from scipy import stats as _sps
 
 from onnxnoise.intervals import check_level
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.strength import add_strength_text
 from onnxnoise.report.stats import normalized_accuracy, sort_by_noise
+
+pl = lazy_module("polars")
+_sps = lazy_module("scipy.stats")
 
 __all__ = ["paired_difference", "welch_difference", "model_draws", "compare_models", "verdict_sentence"]
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import polars as pl
-
 from onnxnoise.errors import StoreError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.report.nested import flat_text
+
+pl = lazy_module("polars")
 
 __all__ = ["RENAMED", "OLD_LEVEL", "current_names", "read_table", "trial_table"]
 

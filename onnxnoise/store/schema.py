@@ -44,13 +44,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import polars as pl
-
 from onnxnoise import __version__
 from onnxnoise.config import SWEEP_MODES
+from onnxnoise.lazy import lazy_module
+
+pl = lazy_module("polars")
 
 __all__ = [
-    "SCHEMA_VERSION", "APPLICATION_ID", "KEY_VERSION", "STORE_NAME", "MODES",
+    "SCHEMA_VERSION", "APPLICATION_ID", "KEY_VERSION", "SPLIT_KEY_VERSION", "STORE_NAME", "MODES",
     "IDENTITY", "SETTING", "TRIAL", "COUNT", "COUNTER", "CHANGED", "PAIRED", "TIMING", "OUTCOME", "ROLES", "MEASURED_ROLES",
     "SOURCES", "Column", "TRIAL_COLUMNS", "RUN_COLUMNS", "columns", "column_names", "json_columns", "measured_values",
     "register_column", "unregister_column", "create_sql", "create_schema", "canonical_json", "trial_frame", "now",
@@ -67,6 +68,11 @@ APPLICATION_ID: int = 0x6F6E6E78
 #: migrated from a version 1 store have ``key_version`` 1 until adopted. Bump it only with a
 #: migration that keeps existing stores resumable.
 KEY_VERSION: int = 2
+
+#: Key version of a trial whose draw splits a tensor into chunks (:data:`onnxnoise.noise.rng.SPLIT_MIN_ELEMENTS`
+#: or more elements under a ``split_draw`` model: other values than the one stream of version 2). Every other
+#: trial keeps :data:`KEY_VERSION`, so stores of models without such a tensor stay valid as they are.
+SPLIT_KEY_VERSION: int = 3
 
 #: File name of the trial store inside a run folder.
 STORE_NAME: str = "trials.sqlite"
@@ -107,7 +113,9 @@ class Column:
         name: Column name, an SQL identifier (letters, digits, ``_``).
         role: One of :data:`ROLES`.
         sql: SQLite type and constraints, e.g. ``"INTEGER"``, ``"TEXT NOT NULL"``.
-        dtype: Polars dtype in ``TrialStore.to_frame()`` (``pl.Int64``, ``pl.Float64``, ``pl.String``).
+        dtype: Polars dtype in ``TrialStore.to_frame()`` (``pl.Int64``, ``pl.Float64``, ``pl.String``), or
+            its name in ``polars`` (``"Int64"``): the built-in columns give names, so importing the
+            schema does not import Polars (:mod:`onnxnoise.lazy`); read it as :attr:`polars_dtype`.
         doc: One-line description, with the unit.
         json: The column holds sorted-key JSON text (``record`` also takes a JSON-ready object).
         source: For a measured column (:data:`MEASURED_ROLES`): one of :data:`SOURCES`, read by name.
@@ -152,6 +160,11 @@ class Column:
             raise ValueError(msg)
 
     @property
+    def polars_dtype(self) -> Any:
+        """:attr:`dtype` as a Polars dtype (a name is looked up in ``polars``, importing it)."""
+        return getattr(pl, self.dtype) if isinstance(self.dtype, str) else self.dtype
+
+    @property
     def nullable(self) -> bool:
         """Whether the column may be NULL (so ``ALTER TABLE ADD COLUMN`` can add it to a file with rows)."""
         sql = self.sql.upper()
@@ -171,12 +184,13 @@ def _table(*declared: Column) -> dict[str, Column]:
     return {c.name: c for c in declared}
 
 
-_INT, _REAL, _TEXT = ("INTEGER", pl.Int64), ("REAL", pl.Float64), ("TEXT", pl.String)
+_INT, _REAL, _TEXT = ("INTEGER", "Int64"), ("REAL", "Float64"), ("TEXT", "String")
 
 #: Trial columns in record order: name -> :class:`Column`.
 TRIAL_COLUMNS: dict[str, Column] = _table(
-    Column("key", IDENTITY, "TEXT PRIMARY KEY", pl.String, "content hash of the trial and its context"),
-    Column("key_version", IDENTITY, *_INT, "key derivation: 2 = the current engine, 1 = migrated from a v1 store"),
+    Column("key", IDENTITY, "TEXT PRIMARY KEY", "String", "content hash of the trial and its context"),
+    Column("key_version", IDENTITY, *_INT, "key derivation: 2 = the current engine, 3 = the current engine, a draw split into chunks "
+           "(a tensor of 2^24 values or more), 1 = migrated from a v1 store"),
     Column("run_id", IDENTITY, *_INT, "the sweep invocation (runs table) that recorded the row"),
     Column("model", SETTING, *_TEXT, "model file name"),
     Column("model_sha256", SETTING, *_TEXT, "sha256 of the ONNX file", baseline=True),
@@ -184,11 +198,11 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("dataset_fingerprint", SETTING, *_TEXT, "sha256 of the dataset's labels and pixels (or files)",
            baseline=True),
     Column("preprocess", SETTING, *_TEXT, "resolved preprocessing (JSON)", json=True, baseline=True),
-    Column("mode", TRIAL, "TEXT NOT NULL", pl.String, "one of MODES"),
+    Column("mode", TRIAL, "TEXT NOT NULL", "String", "one of MODES"),
     Column("layer_index", TRIAL, *_INT, "per-layer: index of the noised layer; cumulative: layers noised"),
     Column("layers", TRIAL, *_TEXT, "names of the noised layers (JSON list)", json=True),
     Column("layers_noised", TRIAL, *_INT, "number of noised layers"),
-    Column("noise_model", SETTING, "TEXT NOT NULL", pl.String, "noise registry name, e.g. 'gaussian-snr'"),
+    Column("noise_model", SETTING, "TEXT NOT NULL", "String", "noise registry name, e.g. 'gaussian-snr'"),
     Column("noise", SETTING, *_TEXT, 'JSON: {"params": {...}, "bn_variance": ..., "keep_zeros": ...}', json=True),
     Column("strength", TRIAL, *_REAL, "the noise model's strength (linear SNR for gaussian-snr); NULL: baseline"),
     Column("seed", TRIAL, *_INT, "noise seed; NULL for the baseline"),
@@ -232,7 +246,7 @@ TRIAL_COLUMNS: dict[str, Column] = _table(
     Column("context", SETTING, *_TEXT, "everything the key hashed besides the trial (JSON)", json=True),
     Column("versions", SETTING, *_TEXT, "package versions (JSON)", json=True),
     Column("error", OUTCOME, *_TEXT, "why the trial failed; NULL for a finished trial"),
-    Column("finished_at", TIMING, "TEXT NOT NULL", pl.String, "UTC ISO 8601 time the row was recorded"),
+    Column("finished_at", TIMING, "TEXT NOT NULL", "String", "UTC ISO 8601 time the row was recorded"),
 )
 
 _BUILT_IN: frozenset[str] = frozenset(TRIAL_COLUMNS)
@@ -240,8 +254,8 @@ _BUILT_IN: frozenset[str] = frozenset(TRIAL_COLUMNS)
 #: Run columns (one row per sweep invocation): name -> :class:`Column`; those a trial row has too
 #: are the trial table's (``noise_model`` may be NULL here).
 RUN_COLUMNS: dict[str, Column] = _table(
-    Column("run_id", IDENTITY, "INTEGER PRIMARY KEY AUTOINCREMENT", pl.Int64, "the run's id"),
-    Column("started_at", TIMING, "TEXT NOT NULL", pl.String, "UTC ISO 8601 start time"),
+    Column("run_id", IDENTITY, "INTEGER PRIMARY KEY AUTOINCREMENT", "Int64", "the run's id"),
+    Column("started_at", TIMING, "TEXT NOT NULL", "String", "UTC ISO 8601 start time"),
     *(TRIAL_COLUMNS[name] for name in ("model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess")),
     Column("noise_model", SETTING, *_TEXT, "noise registry name"),
     TRIAL_COLUMNS["noise"],
@@ -375,7 +389,7 @@ def trial_frame(records: list[Mapping[str, Any]] | list[tuple]) -> pl.DataFrame:
     rows = [record if not isinstance(record, Mapping) else tuple(
         canonical_json(record[n]) if c.json and not isinstance(record.get(n), (str, type(None))) else record.get(n)
         for n, c in TRIAL_COLUMNS.items()) for record in records]
-    schema = {name: column.dtype for name, column in TRIAL_COLUMNS.items()}
+    schema = {name: column.polars_dtype for name, column in TRIAL_COLUMNS.items()}
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     valid = pl.col("error").is_null() & pl.col("images").is_not_null() & (pl.col("images") > 0)
     return frame.with_columns(

@@ -32,14 +32,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from onnxnoise.errors import StoreError
+from onnxnoise.lazy import lazy_module
 from onnxnoise.store import migrate
 from onnxnoise.store.schema import (
     APPLICATION_ID, KEY_VERSION, MODES, RUN_COLUMNS, SCHEMA_VERSION, STORE_NAME, TRIAL_COLUMNS, Column, canonical_json,
     create_schema, now, trial_frame,
 )
+
+pl = lazy_module("polars")
 
 __all__ = ["TrialStore", "open_store"]
 
@@ -225,7 +226,7 @@ class TrialStore:
 
     def _frame(self, table: str, columns: Mapping[str, Column], *, order: str) -> pl.DataFrame:
         rows = self._execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}").fetchall()
-        schema = {name: column.dtype for name, column in columns.items()}
+        schema = {name: column.polars_dtype for name, column in columns.items()}
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def _execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
@@ -269,7 +270,7 @@ def _check_trial(values: Mapping[str, Any]) -> None:
 
 def _convert(column: Column, value: Any) -> Any:
     """Check and convert one value to what SQLite stores; raise StoreError when it does not fit."""
-    name, dtype = column.name, column.dtype
+    name, dtype = column.name, column.polars_dtype
     try:
         if column.json:
             if isinstance(value, str):

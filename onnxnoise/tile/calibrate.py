@@ -46,14 +46,16 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
 
+from onnxnoise.lazy import lazy_module
 from onnxnoise.model import Layer
 from onnxnoise.tile.calibration import Calibration, LayerRanges
 from onnxnoise.tile.ops import AnalogOp
 from onnxnoise.tile.rewrite import observe_model
 from onnxnoise.tile.settings import TileSettings
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["BINS", "COLUMN_BINS", "MARGIN", "bins_for", "calibrate"]
 

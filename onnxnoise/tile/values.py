@@ -15,8 +15,11 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
+
+from onnxnoise.lazy import lazy_module
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["constant_names", "constant_value"]
 

@@ -210,6 +210,7 @@ def test_plan_trials_keys_each_trial_with_the_context_key_fields():
         config=RunConfig(model="m.onnx", data="d.npz", noise=noise),
         selected=LAYERS[:2],
         key_fields=lambda: KEY_FIELDS,
+        split_layers=frozenset(),
     )
     planned = plan_trials(context, ("all", "per-layer"))
     assert all(isinstance(p, PlannedTrial) for p in planned)

@@ -14,9 +14,11 @@ from pathlib import Path
 import onnx
 import pytest
 
+import onnxnoise.noise.rng as rng_module
+from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
-from onnxnoise.engine.plan import KEY_VERSION, plan_trials
+from onnxnoise.engine.plan import KEY_VERSION, SPLIT_KEY_VERSION, plan_trials
 from onnxnoise.store.schema import KEY_VERSION as STORE_KEY_VERSION
 
 from tests._builders import conv_bn_resnet, labeled_npz
@@ -70,3 +72,24 @@ def test_trial_keys_are_pinned(inputs, noise_model):
     context = dataclasses.replace(context, versions={**context.versions, "onnxruntime": "pinned"})
     keys = {(p.trial.mode, p.trial.layer_index, p.trial.seed): p.key for p in plan_trials(context, ("all", "per-layer"))}
     assert {trial: keys[trial] for trial in PINNED[noise_model]} == PINNED[noise_model]
+
+
+def test_only_trials_noising_a_split_tensor_change_key(inputs, monkeypatch):
+    """With the split size lowered to block2.b.conv's 2,304 values, the trials noising it (whole model; per-layer 8)
+    are keyed under version 3; the baseline and per-layer 0 and 1 keep their pinned keys."""
+    monkeypatch.setattr(rng_module, "SPLIT_MIN_ELEMENTS", 2304)
+    model, data = inputs
+    config = RunConfig(model=model, data=data, noise=NOISE["gaussian-snr"], preset="raw", device="cpu", batch_size=16)
+    context = prepare_context(config)
+    context = dataclasses.replace(context, versions={**context.versions, "onnxruntime": "pinned"})
+    assert context.split_layers == {"block2.b.conv"}
+    planned = {(p.trial.mode, p.trial.layer_index, p.trial.seed): p for p in plan_trials(context, ("all", "per-layer"))}
+    pinned = PINNED["gaussian-snr"]
+    for trial in [("baseline", None, None), ("per-layer", 0, 0), ("per-layer", 1, 0)]:
+        assert (planned[trial].key, planned[trial].key_version) == (pinned[trial], KEY_VERSION)
+    assert planned[("all", None, 0)].key != pinned[("all", None, 0)]
+    split = {trial for trial, p in planned.items() if p.key_version == SPLIT_KEY_VERSION}
+    assert split == {("all", None, 0), ("per-layer", 8, 0)} and SPLIT_KEY_VERSION == 3
+    rows = run_bench(config, context=context).trials  # the rows record the key's version
+    assert dict(zip(rows["mode"], rows["key_version"])) == {"baseline": 2, "all": 3}
+    assert rows.filter(rows["mode"] == "all")["key"].to_list() == [planned[("all", None, 0)].key]

@@ -56,7 +56,7 @@ CLEAN_TOP1 = 28  # labeled_npz relabels 30% of the images: the clean model gets 
 
 def test_every_column_has_a_role_type_dtype_and_description():
     for column in TRIAL_COLUMNS.values():
-        assert column.role in ROLES and column.sql and column.doc and column.dtype in (pl.Int64, pl.Float64, pl.String)
+        assert column.role in ROLES and column.sql and column.doc and column.polars_dtype in (pl.Int64, pl.Float64, pl.String)
         assert (column.role in MEASURED_ROLES) == (column.source is not None or column.measure is not None), column.name
     assert column_names(COUNT) == ["images", "top1_correct", "top5_correct"]
     assert column_names(COUNTER) == ["nan_count", "bn_variance_changed", "overflow_count", "clipped_count",

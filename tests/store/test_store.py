@@ -179,7 +179,7 @@ def test_public_names_and_schema_v2_columns():
         "adc_clipped", "adc_values", "changed_values", "flips", "lost_top1", "gained_top1", "lost_top5", "gained_top5", "seconds", "context", "versions",
         "error", "finished_at",
     ]
-    assert (TRIAL_COLUMNS["strength"].sql, TRIAL_COLUMNS["strength"].dtype) == ("REAL", pl.Float64)
+    assert (TRIAL_COLUMNS["strength"].sql, TRIAL_COLUMNS["strength"].polars_dtype) == ("REAL", pl.Float64)
     assert TRIAL_COLUMNS["noise_model"].sql == TRIAL_COLUMNS["mode"].sql == "TEXT NOT NULL"
     assert list(RUN_COLUMNS) == [
         "run_id", "started_at", "model", "model_sha256", "dataset", "dataset_fingerprint", "preprocess",

@@ -38,9 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from onnxnoise.engine.runtime import DEVICE_ID
+from onnxnoise.lazy import lazy_module
+
+ort = lazy_module("onnxruntime")
 
 __all__ = ["CutStore", "Slot", "SpillFile", "HostValues", "DeviceValues", "MEMORY", "DISK", "RECOMPUTE",
            "DISK_RESERVE_BYTES", "free_disk_bytes"]
