@@ -33,8 +33,9 @@ pl = lazy_module("polars")
 
 __all__ = ["MAP_COLUMNS", "typed_nested", "flat_text", "json_rows"]
 
-#: JSON columns whose objects are keyed by data (a layer name): column -> (key field, value field, value dtype).
-MAP_COLUMNS: dict[str, tuple[str, str, Any]] = {"changed_values": ("layer", "count", pl.Int64)}
+#: JSON columns whose objects are keyed by data (a layer name): column -> (key field, value field, value dtype
+#: by its Polars name: a name, so that importing this module does not import Polars).
+MAP_COLUMNS: dict[str, tuple[str, str, str]] = {"changed_values": ("layer", "count", "Int64")}
 
 #: JSON columns that hold a list of names.
 _NAME_LISTS: frozenset[str] = frozenset({"layers"})
@@ -65,7 +66,7 @@ def _typed(column: pl.Series) -> pl.Series:
     if column.name in MAP_COLUMNS:
         key, value, dtype = MAP_COLUMNS[column.name]
         entries = [None if v is None else [{key: k, value: n} for k, n in json.loads(v).items()] for v in column]
-        return pl.Series(column.name, entries, dtype=pl.List(pl.Struct({key: pl.String, value: dtype})))
+        return pl.Series(column.name, entries, dtype=pl.List(pl.Struct({key: pl.String, value: getattr(pl, dtype)})))
     try:
         typed = column.str.json_decode(infer_schema_length=None)
     except pl.exceptions.ComputeError:  # Infinity / NaN (Python's JSON) or types Polars cannot unify

@@ -21,15 +21,21 @@ from onnxnoise.report.strength import series_settings_text
 
 pl = lazy_module("polars")
 
-__all__ = ["RESULT_COLUMNS", "results_table", "facts_by_model", "report_json"]
+__all__ = ["RESULT_COLUMNS", "result_schema", "results_table", "facts_by_model", "report_json"]
 
-#: Columns of :func:`results_table`, in order, with their dtypes.
-RESULT_COLUMNS: dict[str, Any] = {
-    "model": pl.String, "top1": pl.Float64, "top1_err": pl.Float64, "top5": pl.Float64, "top5_err": pl.Float64,
-    "param_count": pl.Float64, "img_size": pl.Int64, "crop_pct": pl.Float64, "interpolation": pl.String,
-    "noise": pl.String, "strength": pl.Float64, "strength_text": pl.String, "top1_ci_half": pl.Float64,
-    "top5_ci_half": pl.Float64, "ci_level": pl.Float64, "seeds": pl.Int64, "images": pl.Int64, "dataset": pl.String,
+#: Columns of :func:`results_table`, in order, with their Polars dtypes by name (names, so that importing
+#: this module does not import Polars; :func:`result_schema` gives the dtypes).
+RESULT_COLUMNS: dict[str, str] = {
+    "model": "String", "top1": "Float64", "top1_err": "Float64", "top5": "Float64", "top5_err": "Float64",
+    "param_count": "Float64", "img_size": "Int64", "crop_pct": "Float64", "interpolation": "String",
+    "noise": "String", "strength": "Float64", "strength_text": "String", "top1_ci_half": "Float64",
+    "top5_ci_half": "Float64", "ci_level": "Float64", "seeds": "Int64", "images": "Int64", "dataset": "String",
 }
+
+
+def result_schema() -> pl.Schema:
+    """The Polars schema of :func:`results_table` (:data:`RESULT_COLUMNS` with their dtypes)."""
+    return pl.Schema({name: getattr(pl, dtype) for name, dtype in RESULT_COLUMNS.items()})
 
 
 def facts_by_model(records: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -71,7 +77,7 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
     """
     rows = summary.filter(pl.col("mode").is_in(["baseline", "all"]))
     if rows.is_empty():
-        return pl.DataFrame(schema=RESULT_COLUMNS)
+        return pl.DataFrame(schema=result_schema())
     settings = series_settings_text(rows["noise"], rows["noise_model"]) if "noise" in rows.columns else \
         [""] * rows.height
     out = []
@@ -93,7 +99,7 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
             "top1_ci_half": row["top1_acc_ci_half"], "top5_ci_half": row["top5_acc_ci_half"],
             "ci_level": row["ci_level"], "seeds": row["seeds"], "images": row["images"], "dataset": row["dataset"],
         })
-    return pl.DataFrame(out, schema=RESULT_COLUMNS, orient="row").unique(maintain_order=True)
+    return pl.DataFrame(out, schema=result_schema(), orient="row").unique(maintain_order=True)
 
 
 def _round(value: float | None) -> float | None:

@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from onnxnoise.report.results import RESULT_COLUMNS, facts_by_model, results_table
+from onnxnoise.report.results import RESULT_COLUMNS, facts_by_model, result_schema, results_table
 from tests._checks import run_cli
 from tests._colour import colour_npz
 
@@ -23,7 +23,7 @@ def test_bench_writes_the_known_top1_of_the_colour_classifier(colour_onnx, tmp_p
                            "--seeds", "2", "--out", tmp_path / "out")
     assert code == 0, err
     table = pl.read_parquet(tmp_path / "out" / "results.parquet")
-    assert table.columns[:9] == TIMM and table.schema == pl.Schema(RESULT_COLUMNS)
+    assert table.columns[:9] == TIMM and table.schema == result_schema()
     assert table["noise"].to_list() == ["clean", "gaussian-snr"] and table["strength"].to_list() == [None, 1e6]
     assert table["top1"].to_list() == [top1, top1] and table["top1_err"].to_list() == [100.0 - top1] * 2
     assert table["seeds"].to_list() == [1, 2] and table["top1_ci_half"].to_list() == [None, 0.0]
