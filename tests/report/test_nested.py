@@ -70,3 +70,25 @@ def test_a_table_with_plain_text_in_a_json_column_name_is_written_as_text(tmp_pa
 def test_json_rows_give_objects():
     assert json_rows(_frame().select("settings", "seed")) == [{"settings": {"tile_rows": 576}, "seed": 0},
                                                              {"settings": None, "seed": 1}]
+
+
+def test_tables_of_runs_with_other_settings_stack_with_diagonal_relaxed(tmp_path):
+    """docs/outputs.md: struct fields follow each table's rows, so two runs' tables stack only relaxed."""
+    with_options = pl.DataFrame({"seed": [0], "settings": ['{"dac_bits":8}'],
+                                 "context": ['{"provider":"CPUExecutionProvider","provider_options":{"x":"1"}}']})
+    without = pl.DataFrame({"seed": [1], "settings": [None], "context": ['{"provider":"CPUExecutionProvider"}']})
+    write_table(with_options, tmp_path / "a", "trials")
+    write_table(without, tmp_path / "b", "trials")
+    frames = [pl.read_parquet(tmp_path / side / "trials.parquet") for side in ("a", "b")]
+    assert frames[1].schema["settings"] == pl.Null and frames[1].schema["context"] == pl.Struct({"provider": pl.String})
+    try:
+        pl.concat(frames)
+    except pl.exceptions.SchemaError:
+        pass
+    else:
+        raise AssertionError("plain concat stacked tables whose struct fields differ; update docs/outputs.md")
+    stacked = pl.concat(frames, how="diagonal_relaxed")
+    assert stacked["context"].to_list() == [
+        {"provider": "CPUExecutionProvider", "provider_options": {"x": "1"}},
+        {"provider": "CPUExecutionProvider", "provider_options": None}]
+    assert stacked["settings"].to_list() == [{"dac_bits": 8}, None]
