@@ -43,9 +43,15 @@ def test_the_mac_ideal_of_one_trial_per_conv_is_full_over_mean_suffix():
     splitter = GraphSplitter(model, output_name="logits")
     positions = [splitter.position([w]) for w in ("w1", "w2", "w3")]
     assert positions == [0, 2, 4]
-    # suffixes 12,800 (the whole model), 5,888 and 1,280 MACs: 12,800 / (19,968 / 3) = 1.923077
-    assert prefix_reuse_ideal(node_macs(model), positions) == pytest.approx(12800 * 3 / 19968, rel=1e-12)
-    assert prefix_reuse_ideal(node_macs(model), [0]) == 1.0  # the full model: nothing to gain
+    macs = node_macs(model)
+    # one group: suffixes 12,800 (the whole model) + 5,888 + 1,280 = 19,968 MACs, and the clean prefix up to
+    # conv3 once (6,912 + 4,608 = 11,520): 3 x 12,800 / 31,488 = 1.219512
+    assert prefix_reuse_ideal(macs, [positions]) == pytest.approx(3 * 12800 / 31488, rel=1e-12)
+    # each trial alone (three groups of one): prefixes 0, 6,912 and 11,520 -> 38,400 / 38,400
+    assert prefix_reuse_ideal(macs, [[p] for p in positions]) == pytest.approx(1.0, rel=1e-12)
+    # 100 passes over the layers in one group: the shared prefix vanishes, 12,800 / mean suffix 6,656
+    assert prefix_reuse_ideal(macs, [positions * 100]) == pytest.approx(300 * 12800 / (11520 + 100 * 19968))
+    assert prefix_reuse_ideal(macs, [[0]]) == 1.0  # the full model: nothing to gain
 
 
 def test_gemm_counts_its_reduced_dimension():
@@ -75,8 +81,9 @@ def test_unknown_spatial_shape_is_a_graph_error():
         node_macs(model)
 
 
-@pytest.mark.parametrize(("positions", "message"), [([], "no trial positions"), ([7], "outside the graph"),
-                                                    ([5], "no multiply-accumulates")])
-def test_ideal_refuses_what_has_no_meaning(positions, message):
+@pytest.mark.parametrize(("macs", "groups", "message"), [(CONV_MACS, [[]], "no trial positions"),
+                                                         (CONV_MACS, [[0], [7]], "outside the graph"),
+                                                         ([0, 0], [[1]], "no multiply-accumulates")])
+def test_ideal_refuses_what_has_no_meaning(macs, groups, message):
     with pytest.raises(ValueError, match=message):
-        prefix_reuse_ideal(CONV_MACS, positions)
+        prefix_reuse_ideal(macs, groups)
