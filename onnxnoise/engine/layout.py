@@ -103,7 +103,7 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
     rows equal :func:`run_trial`'s one at a time but for ``seconds``: each trial's own wall time scaled so
     that the trials' seconds add up to the wall time of the whole call (their share of it: trials that
     overlap would otherwise each count the time they shared). One session or one trial: run here, one
-    after another, nothing scaled.
+    after another, nothing scaled; a trial alone in a layout of several sessions gets the run's ``--threads``.
 
     Args:
         context: The :class:`~onnxnoise.engine.context.RunContext`; its clean reference must be measured
@@ -112,8 +112,9 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
         layout: How many at once and their threads.
         on_batch: Called with the number of images after each batch of any trial (under a lock).
     """
-    if layout.sessions <= 1 or len(trials) <= 1:
-        return [run_trial(context, trial, on_batch=on_batch, threads=layout.threads) for trial in trials]
+    if layout.sessions <= 1 or len(trials) <= 1:  # a trial alone gets every thread (the run's --threads)
+        threads = layout.threads if layout.sessions <= 1 else None
+        return [run_trial(context, trial, on_batch=on_batch, threads=threads) for trial in trials]
     lock = threading.Lock()
 
     def advance(images: int) -> None:

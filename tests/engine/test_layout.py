@@ -66,3 +66,10 @@ def test_side_by_side_seconds_are_each_trials_share_of_the_wall_time(context, mo
     trials = [Trial("all", None, ("a",), 3.0, seed) for seed in (0, 1)]
     rows = run_side_by_side(context, trials, TrialLayout(2, 1, "test"))
     assert rows == [{"seconds": 0.5, "threads": 1}, {"seconds": 1.5, "threads": 1}]  # 1 and 3 s scaled by 2 / 4
+
+
+def test_a_trial_alone_gets_every_thread(context, monkeypatch):
+    monkeypatch.setattr(layout_module, "run_trial", lambda *a, **k: {"seconds": 1.0, "threads": k["threads"]})
+    trial = Trial("all", None, ("a",), 3.0, 0)
+    assert run_side_by_side(context, [trial], TrialLayout(2, 1, "test")) == [{"seconds": 1.0, "threads": None}]
+    assert run_side_by_side(context, [trial, trial], TrialLayout(1, 2, "test")) == [{"seconds": 1.0, "threads": 2}] * 2
