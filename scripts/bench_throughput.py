@@ -5,7 +5,7 @@ Usage::
 
     python scripts/bench_throughput.py MODEL --data DATA [--mode all|per-layer] [--trials N] [--repeats R]
         [--warmup-trials W] [--preprocess P] [--limit N] [--batch-size B] [--threads T] [--device D] [--tf32]
-        [--snr S] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
+        [--snr S] [--one-at-a-time-too] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
         [--cache-repeats R]
         [--alternatives] [--tune] [--json]
 
@@ -14,22 +14,37 @@ Every trial is the engine's: the run context is prepared once
 :func:`onnxnoise.engine.plan.plan_trials` (the first ``--trials`` noisy trials of the mode, in plan
 order) and run through :class:`onnxnoise.engine.executor.LocalExecutor` /
 :func:`onnxnoise.engine.trial.run_trial`. The only inference the script runs itself is the clean
-reference pass (:func:`onnxnoise.engine.evaluate.evaluate` on one clean session built once).
+reference (:func:`onnxnoise.engine.evaluate.evaluate` on clean sessions built once).
 
 Method (what each figure means):
 
-- *Sides.* ``clean``: one pass over the data with the warm clean session. ``all``: the noisy
-  whole-model trials. ``per-layer``: the same per-layer trials twice, with prefix reuse
-  (``prefix``) and on the full model (``no-prefix``; ``--skip-no-prefix`` leaves it out).
-- *Warm-up.* Before timing, every side runs once untimed (a clean pass; ``--warmup-trials`` trials
-  of each trial side), so both sides start equally warm (thread pools, allocator, page cache). A
+- *Clean layouts.* With ``T = --threads`` (0: one per usable CPU): ``clean-1xT``, one pass over
+  the data with one session of ``T`` intra-op threads (``--threads`` as given; 0 is ONNX Runtime's
+  default), and for ``T >= 2`` ``clean-Tx1``, ``T`` one-thread sessions side by side, each a pass
+  over the data (images/s over all their images). Both are timed in every round; the one with the
+  higher mean images/s is the *best clean layout*, the ``clean`` of every ratio (per round, that
+  layout's value in that round). So no ratio measures a threading layout instead of the method.
+- *Trial sides.* ``all``: the noisy whole-model trials, in the engine's layout
+  (:mod:`onnxnoise.engine.layout`: side by side when the rule says so; printed);
+  ``--one-at-a-time-too`` adds ``all-one``, the same trials one at a time with ``--threads`` threads.
+  ``per-layer``: the same per-layer trials twice, with prefix reuse (``prefix``) and on the full model
+  (``no-prefix``, in the engine's layout; ``--skip-no-prefix`` leaves it out).
+- *Warm-up.* Before timing, every side runs once untimed (a pass of each clean layout;
+  ``--warmup-trials`` trials of each trial side), so all sides start equally warm (thread pools, allocator, page cache). A
   trial's own session build and the cold first run of its new session are part of the trial: they
   are timed inside it, never warmed away.
 - *Rounds.* ``--repeats`` rounds; each runs every side once, in an order rotated from round to
   round, so a change of machine load hits all sides alike. Per round: images/s of each side and
   their ratios; each ratio is printed as the mean over rounds with a two-sided 95% Student t
-  interval. A ratio above its physical maximum (whole-model or no-prefix trials vs clean: at most
-  1, a trial does a clean pass's work plus more) is flagged as a measuring error.
+  interval and its lower bound.
+- *Maxima.* Whole-model trials (``all``, ``all-one``, ``no-prefix``) vs clean: at most 1 (a trial does
+  a clean pass's work plus more). Prefix reuse vs clean or vs ``no-prefix``: at most the MAC ideal
+  computed from the graph (:func:`onnxnoise.model.macs.prefix_reuse_ideal`: full-model MACs over the
+  MACs of each trial's suffix plus its share of its lockstep group's clean prefix pass). A mean above
+  its maximum is printed as a MEASURING ERROR and fails "no ratio above its maximum".
+- *Targets*, judged on the 95% lower bound, never met by a ratio above its maximum: whole-model
+  trials at 0.95x the best clean layout or more; per-layer with prefix reuse at 0.9 x MAC ideal x the
+  best clean layout or more.
 - *Per-trial overhead*, from the path that ran: full-model trials: noise draw + session build +
   cold first run (first ``run`` minus the median of the others) of each trial's session;
   prefix reuse: noise draw + suffix session build + the suffix session's cold first run
