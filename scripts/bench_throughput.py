@@ -5,7 +5,8 @@ Usage::
 
     python scripts/bench_throughput.py MODEL --data DATA [--mode all|per-layer] [--trials N] [--repeats R]
         [--warmup-trials W] [--preprocess P] [--limit N] [--batch-size B] [--threads T] [--device D] [--tf32]
-        [--snr S] [--one-at-a-time-too] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
+        [--snr S] [--one-at-a-time-too] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB]
+        [--kept-cut] [--rss-sweep [--rss-data DIR]]
         [--cache-repeats R]
         [--alternatives] [--tune] [--json]
 
@@ -30,7 +31,8 @@ Method (what each figure means):
   ``per-layer``: the same per-layer trials twice, with prefix reuse (``prefix``) and on the full model
   (``no-prefix``, in the engine's layout; ``--skip-no-prefix`` leaves it out).
 - *Warm-up.* Before timing, every side runs once untimed (a pass of each clean layout;
-  ``--warmup-trials`` trials of each trial side), so all sides start equally warm (thread pools, allocator, page cache). A
+  ``--warmup-trials`` trials of each trial side), so all sides start equally warm (thread pools,
+  allocator, page cache). A
   trial's own session build and the cold first run of its new session are part of the trial: they
   are timed inside it, never warmed away.
 - *Rounds.* ``--repeats`` rounds; each runs every side once, in an order rotated from round to
@@ -242,8 +244,8 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
                          "threads": args.threads}
     engine = LocalExecutor(prefix_reuse=False, lockstep_memory_bytes=executor_settings["lockstep_memory_bytes"])
     layout = engine.trial_layout(context)
-    ideal = (mac_ideal(context, planned, LocalExecutor(lockstep_memory_bytes=executor_settings["lockstep_memory_bytes"]),
-                       args.kept_cut) if mode == "per-layer" else None)
+    lockstep = LocalExecutor(lockstep_memory_bytes=executor_settings["lockstep_memory_bytes"])
+    ideal = mac_ideal(context, planned, lockstep, args.kept_cut) if mode == "per-layer" else None
     out.update(trial_layout=layout.to_dict(), mac_ideal=ideal,
                clean_layouts={name: {"sessions": k, "threads": t} for name, (k, t) in layouts.items()})
     for side in sides:  # every side once, untimed
@@ -266,15 +268,15 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
         "; prefix reuse: suffix sessions side by side, one thread each" if mode == "per-layer" else
         "; all-one: one at a time, --threads intra-op threads" if "all-one" in sides else ""))
     if ideal is not None:
-        print(f"MAC ideal of prefix reuse for these {len(planned)} trials (model/macs.py: full-model MACs over the MACs "
-              f"of each trial's suffix plus its share of its group's clean prefix pass): {ideal:.3f}x")
+        print(f"MAC ideal of prefix reuse for these {len(planned)} trials (model/macs.py: full-model MACs over "
+              f"the MACs of each trial's suffix plus its share of its group's clean prefix pass): {ideal:.3f}x")
     for side in sides:
         mean, half = mean_ci([r[side]["images_per_s"] for r in rounds])
         print(f"  {side:>10}: {mean:9.1f} images/s ± {half:.1f}")
     if len(layouts) > 1:
-        names = list(layouts)
-        print("  " + format_ratio(ratio_summary(f"{names[1]}/{names[0]}", [r[names[1]]["images_per_s"] /
-                                                                          r[names[0]]["images_per_s"] for r in rounds])))
+        one, side = list(layouts)
+        gain = [r[side]["images_per_s"] / r[one]["images_per_s"] for r in rounds]
+        print("  " + format_ratio(ratio_summary(f"{side}/{one}", gain)))
     ratios = _ratios(trial_sides, rounds, ideal)
     print("ratios to the best clean layout (per round, then mean ± 95% t half-width and lower bound):")
     for r in ratios:
