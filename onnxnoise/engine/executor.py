@@ -33,9 +33,15 @@ from onnxnoise.engine.run_errors import baseline_failure
 from onnxnoise.engine.trial import BASELINE_TRIAL, clean_outcomes, run_trials
 from onnxnoise.store.schema import trial_frame
 
-__all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
+__all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory",
+           "SIDE_BY_SIDE_ROUNDS"]
 
 log = logging.getLogger(__name__)
+
+#: Whole-model trials side by side are recorded in groups of at most this many times the layout's sessions:
+#: within a group a trial starts as soon as another ends (no core waits for the slowest of each pair), and a
+#: killed run loses at most the group in progress.
+SIDE_BY_SIDE_ROUNDS = 4
 
 
 class Progress:
@@ -152,7 +158,8 @@ class LocalExecutor(Executor):
     ``lockstep_memory_bytes`` (:func:`~onnxnoise.engine.prefix.lockstep_group_limit`, at most
     :data:`~onnxnoise.engine.prefix.MAX_LOCKSTEP`). Consecutive whole-model trials (``all``, or
     per-layer without prefix reuse) run side by side in the run's :class:`~onnxnoise.engine.layout.TrialLayout`
-    (:func:`~onnxnoise.engine.layout.run_side_by_side`; with ``--seeds auto`` never two draws of one
+    (:func:`~onnxnoise.engine.layout.run_side_by_side`, groups of up to :data:`SIDE_BY_SIDE_ROUNDS` x its
+    sessions, recorded when the group ends; with ``--seeds auto`` never two draws of one
     group at once, so each draw is decided on the rows of the lower seeds, as one at a time). The
     baseline runs alone. Rows and keys do not depend on the grouping or the layout.
 
@@ -251,7 +258,7 @@ class LocalExecutor(Executor):
         if kind == "lockstep":
             return _pass_of(last) == _pass_of(item.trial) and len(group) < limit
         # side by side; --seeds auto decides a draw on its group's lower seeds: those rows must be recorded first
-        return kind == "side" and len(group) < layout.sessions and (
+        return kind == "side" and len(group) < layout.sessions * SIDE_BY_SIDE_ROUNDS and (
             draws.rule is None or all(draw_group(g.trial) != draw_group(item.trial) for g in group))
 
     def _run_group(self, context, items: list[PlannedTrial], recorder: Recorder, progress: Progress,
