@@ -285,15 +285,18 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     for line in errors:
         print(line)
     checks = [("no ratio above its maximum (physical, or the MAC ideal)", float(len(errors)), not errors)]
-    wall = {r["name"]: r for r in ratios if r["unit"] == "wall"}
-    if mode == "all":
-        r = wall["all/clean"]
-        checks.append((f"whole-model trials >= {TARGETS['all/clean']}x best clean layout (95% lower bound)", r["low"],
-                       target_met(r, TARGETS["all/clean"])))
-    else:
-        r, target = wall["prefix/clean"], TARGETS["prefix/ideal"] * ideal
-        checks.append((f"per-layer with prefix reuse >= {TARGETS['prefix/ideal']} x MAC ideal {ideal:.3f} = "
-                       f"{target:.3f}x best clean layout (95% lower bound)", r["low"], target_met(r, target)))
+    # the target on wall time; on CPU time too (less moved by other processes' load on a shared machine)
+    for unit, suffix in (("wall", ""), ("CPU time", " (CPU time)")):
+        by_name = {r["name"]: r for r in ratios if r["unit"] == unit}
+        if mode == "all":
+            r = by_name["all/clean"]
+            checks.append((f"whole-model trials >= {TARGETS['all/clean']}x best clean layout (95% lower bound)"
+                           + suffix, r["low"], target_met(r, TARGETS["all/clean"])))
+        else:
+            r, target = by_name["prefix/clean"], TARGETS["prefix/ideal"] * ideal
+            checks.append((f"per-layer with prefix reuse >= {TARGETS['prefix/ideal']} x MAC ideal {ideal:.3f} = "
+                           f"{target:.3f}x best clean layout (95% lower bound)" + suffix, r["low"],
+                           target_met(r, target)))
     for side in trial_sides:
         oh = [r[side]["overhead"] for r in rounds]
         pct, half = mean_ci([o["pct"] for o in oh])
