@@ -46,7 +46,8 @@ Method (what each figure means):
   its maximum is printed as a MEASURING ERROR and fails "no ratio above its maximum".
 - *Targets*, judged on the 95% lower bound, never met by a ratio above its maximum: whole-model
   trials at 0.95x the best clean layout or more; per-layer with prefix reuse at 0.9 x MAC ideal x the
-  best clean layout or more.
+  best clean layout or more. Checked on wall time and on CPU time (this process's; less moved than
+  wall time by other processes' load on a shared machine).
 - *Per-trial overhead*, from the path that ran: full-model trials: noise draw + session build +
   cold first run (first ``run`` minus the median of the others) of each trial's session;
   prefix reuse: noise draw + suffix session build + the suffix session's cold first run
