@@ -132,10 +132,11 @@ def run_bench(
     recorder = MemoryRecorder(on_record=None if on_trial is None else lambda rows: on_trial(recorder.frame()))
     planned = plan_trials(context, ("all",))
 
-    checked = run_baseline_first(LocalExecutor(prefix_reuse=False), context, planned, recorder, progress,
-                                 recorder.find)
+    executor = LocalExecutor(prefix_reuse=False)
+    checked = run_baseline_first(executor, context, planned, recorder, progress, recorder.find)
     trials = with_planned_provider(recorder.frame())
     meta = context.facts()
+    meta["trial_layout"] = None if executor.last_layout is None else executor.last_layout.to_dict()
     meta["warnings"] = [*context.warnings, *checked.warnings, *unchanged_layers_warnings(trials)]
     totals = {c: int(trials[c].fill_null(0).sum()) for c in column_names(COUNTER)}
     meta.update(totals, failed=int(trials["error"].is_not_null().sum()),

@@ -134,7 +134,9 @@ class RunConfig:
             :data:`MAX_BATCH_SIZE`.
         threads: CPU EP intra-op threads (``0``: ONNX Runtime's default), at most
             :func:`max_threads`. Per-layer trials with prefix reuse run this many
-            single-threaded suffix sessions side by side instead (``0``: one per usable CPU).
+            single-threaded suffix sessions side by side instead (``0``: one per usable CPU), and
+            whole-model trials as many single-threaded sessions as ``lockstep_memory`` holds
+            (:func:`onnxnoise.engine.layout.whole_model_layout`).
         preset: Preprocessing preset, or ``None`` for the model's own / torchvision.
         preprocess: Single preprocessing overrides (names from
             :data:`onnxnoise.data.PREPROCESS_KEYS`); validated with the preset by
@@ -218,9 +220,9 @@ class RunConfig:
                              help=f"images per ONNX Runtime call, at most {MAX_BATCH_SIZE} (default {{default}})")
     threads: int = option(
         0, flag="--threads", type=int, group=RUNTIME, files=("sweeps",),
-        help="CPU threads: intra-op threads of each session (default: onnxruntime's choice); per-layer trials with "
-        "prefix reuse run this many single-threaded suffix sessions side by side instead (default: one per usable "
-        f"CPU); at most {MAX_THREADS_PER_CPU} per usable CPU")
+        help="CPU threads: intra-op threads of the clean session (default: onnxruntime's choice); noisy trials run "
+        "this many single-threaded sessions side by side (default: one per usable CPU; whole-model trials as many "
+        f"as --lockstep-memory holds); at most {MAX_THREADS_PER_CPU} per usable CPU")
     tf32: bool = option(
         False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key="provider_options",
         help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and newer GPUs, not "
@@ -253,7 +255,8 @@ class RunConfig:
         DEFAULT_LOCKSTEP_MEMORY_GIB, flag="--lockstep-memory", type=float, metavar="GIB", commands=("sweep", "check"),
         files=("sweeps",), unit="GiB",
         help="most memory the suffix sessions of one lockstep group of per-layer trials take together; bounds how "
-        "many run batch by batch together; same counts (default {default})")
+        "many run batch by batch together, and how many whole-model trials run side by side; same counts (default "
+        "{default})")
     scope_check: int = option(
         0, flag="--scope-check", type=int, metavar="N", group=NOISE, commands=("bench",),
         help="after the run, re-run the N strengths that lost the most top-1 with sigma per output channel (scope="

@@ -45,8 +45,8 @@ def weights_as_inputs(context, strength: float) -> dict:
     factory = context.factory
     create = factory.create
 
-    def capture(replacements=None):
-        session = create(replacements)
+    def capture(replacements=None, **kwargs):
+        session = create(replacements, **kwargs)
         if replacements:
             captured.update(replacements=dict(replacements), session=session)
         return session

@@ -5,7 +5,8 @@ Usage::
 
     python scripts/bench_throughput.py MODEL --data DATA [--mode all|per-layer] [--trials N] [--repeats R]
         [--warmup-trials W] [--preprocess P] [--limit N] [--batch-size B] [--threads T] [--device D] [--tf32]
-        [--snr S] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB] [--kept-cut] [--rss-sweep [--rss-data DIR]]
+        [--snr S] [--one-at-a-time-too] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB]
+        [--kept-cut] [--rss-sweep [--rss-data DIR]]
         [--cache-repeats R]
         [--alternatives] [--tune] [--json]
 
@@ -14,22 +15,39 @@ Every trial is the engine's: the run context is prepared once
 :func:`onnxnoise.engine.plan.plan_trials` (the first ``--trials`` noisy trials of the mode, in plan
 order) and run through :class:`onnxnoise.engine.executor.LocalExecutor` /
 :func:`onnxnoise.engine.trial.run_trial`. The only inference the script runs itself is the clean
-reference pass (:func:`onnxnoise.engine.evaluate.evaluate` on one clean session built once).
+reference (:func:`onnxnoise.engine.evaluate.evaluate` on clean sessions built once).
 
 Method (what each figure means):
 
-- *Sides.* ``clean``: one pass over the data with the warm clean session. ``all``: the noisy
-  whole-model trials. ``per-layer``: the same per-layer trials twice, with prefix reuse
-  (``prefix``) and on the full model (``no-prefix``; ``--skip-no-prefix`` leaves it out).
-- *Warm-up.* Before timing, every side runs once untimed (a clean pass; ``--warmup-trials`` trials
-  of each trial side), so both sides start equally warm (thread pools, allocator, page cache). A
+- *Clean layouts.* With ``T = --threads`` (0: one per usable CPU): ``clean-1xT``, one pass over
+  the data with one session of ``T`` intra-op threads (``--threads`` as given; 0 is ONNX Runtime's
+  default), and for ``T >= 2`` ``clean-Tx1``, ``T`` one-thread sessions side by side, each a pass
+  over the data (images/s over all their images). Both are timed in every round; the one with the
+  higher mean images/s is the *best clean layout*, the ``clean`` of every ratio (per round, that
+  layout's value in that round). So no ratio measures a threading layout instead of the method.
+- *Trial sides.* ``all``: the noisy whole-model trials, in the engine's layout
+  (:mod:`onnxnoise.engine.layout`: side by side when the rule says so; printed);
+  ``--one-at-a-time-too`` adds ``all-one``, the same trials one at a time with ``--threads`` threads.
+  ``per-layer``: the same per-layer trials twice, with prefix reuse (``prefix``) and on the full model
+  (``no-prefix``, in the engine's layout; ``--skip-no-prefix`` leaves it out).
+- *Warm-up.* Before timing, every side runs once untimed (a pass of each clean layout;
+  ``--warmup-trials`` trials of each trial side), so all sides start equally warm (thread pools,
+  allocator, page cache). A
   trial's own session build and the cold first run of its new session are part of the trial: they
   are timed inside it, never warmed away.
 - *Rounds.* ``--repeats`` rounds; each runs every side once, in an order rotated from round to
   round, so a change of machine load hits all sides alike. Per round: images/s of each side and
   their ratios; each ratio is printed as the mean over rounds with a two-sided 95% Student t
-  interval. A ratio above its physical maximum (whole-model or no-prefix trials vs clean: at most
-  1, a trial does a clean pass's work plus more) is flagged as a measuring error.
+  interval and its lower bound.
+- *Maxima.* Whole-model trials (``all``, ``all-one``, ``no-prefix``) vs clean: at most 1 (a trial does
+  a clean pass's work plus more). Prefix reuse vs clean or vs ``no-prefix``: at most the MAC ideal
+  computed from the graph (:func:`onnxnoise.model.macs.prefix_reuse_ideal`: full-model MACs over the
+  MACs of each trial's suffix plus its share of its lockstep group's clean prefix pass). A mean above
+  its maximum is printed as a MEASURING ERROR and fails "no ratio above its maximum".
+- *Targets*, judged on the 95% lower bound, never met by a ratio above its maximum: whole-model
+  trials at 0.95x the best clean layout or more; per-layer with prefix reuse at 0.9 x MAC ideal x the
+  best clean layout or more. Checked on wall time and on CPU time (this process's; less moved than
+  wall time by other processes' load on a shared machine).
 - *Per-trial overhead*, from the path that ran: full-model trials: noise draw + session build +
   cold first run (first ``run`` minus the median of the others) of each trial's session;
   prefix reuse: noise draw + suffix session build + the suffix session's cold first run
@@ -62,21 +80,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_measure import (  # noqa: E402
-    format_ratio, instrument, machine, mean_ci, peak_rss_mb, ratio_summary, repeated_cifar, reset_peak_rss, rss_mb,
-    time_cache,
+    best_clean, clean_layouts, format_ratio, instrument, machine, mean_ci, peak_rss_mb, ratio_summary, repeated_cifar,
+    reset_peak_rss, rss_mb, run_clean, target_met, time_cache,
 )
 from onnxnoise.cli.output import json_text  # noqa: E402
 from onnxnoise.config import (  # noqa: E402
     DEFAULT_LOCKSTEP_MEMORY_GIB, DEFAULT_PREFIX_MEMORY_GIB, NoiseConfig, RunConfig,
 )
+from onnxnoise.data.loading import usable_cpus  # noqa: E402
 from onnxnoise.engine.context import RunContext, prepare_context  # noqa: E402
-from onnxnoise.engine.evaluate import evaluate  # noqa: E402
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress  # noqa: E402
+from onnxnoise.engine.layout import TrialLayout  # noqa: E402
 from onnxnoise.engine.plan import plan_trials  # noqa: E402
 from onnxnoise.engine.prefix import DEFAULT_LOCKSTEP_MEMORY  # noqa: E402
 from onnxnoise.errors import OnnxNoiseError  # noqa: E402
+from onnxnoise.model.macs import node_macs, prefix_reuse_ideal  # noqa: E402
 
-TARGETS = {"all/clean": 0.95, "prefix/clean": 1.6, "overhead_pct": 3.0, "cache": 20.0, "rss_drift_pct": 5.0}
+#: Targets, judged on the 95% lower bound of the ratio to the best clean layout; ``prefix/ideal``: per-layer
+#: trials with prefix reuse at this fraction of (MAC ideal x best clean layout) or more.
+TARGETS = {"all/clean": 0.95, "prefix/ideal": 0.9, "overhead_pct": 3.0, "cache": 20.0, "rss_drift_pct": 5.0}
 
 #: Peak RSS growth allowed in the RSS sweep over ``--prefix-memory`` (``--kept-cut``) or ``--lockstep-memory``
 #: (lockstep groups): sessions (clean, suffix, segment) and one batch of activations in flight.
@@ -107,13 +129,16 @@ def _positive(x: float) -> float:
     return x if x > 0 else 0.0
 
 
-def _full_overhead(timing, rows: _Rows) -> dict:
-    """Per-trial overhead of full-model trials: noise + build + cold first run, and % of each trial."""
+def _full_overhead(timing, wall: float, sessions: int) -> dict:
+    """Per-trial overhead of full-model trials: noise + build + cold first run, and its share of the side's time.
+
+    Trials side by side overlap: the share is the overheads' sum over ``sessions x wall`` (the trials'
+    thread time; ``wall`` alone one at a time).
+    """
     per_trial = [n + s.build_s + _positive(s.cold_extra_s) for n, s in zip(timing.noise_s, timing.sessions)]
-    pct = [100 * o / t for o, t in zip(per_trial, rows.seconds) if t > 0]
     return {"noise_s": float(np.mean(timing.noise_s)), "build_s": float(np.mean([s.build_s for s in timing.sessions])),
-            "cold_s": float(np.nanmean([s.cold_extra_s for s in timing.sessions])), "pct": float(np.mean(pct)),
-            "what": "session build"}
+            "cold_s": float(np.nanmean([s.cold_extra_s for s in timing.sessions])),
+            "pct": 100 * float(np.sum(per_trial)) / (max(sessions, 1) * wall), "what": "session build"}
 
 
 def _prefix_overhead(before: dict, after: dict, timing, rows: _Rows) -> dict:
@@ -129,90 +154,151 @@ def _prefix_overhead(before: dict, after: dict, timing, rows: _Rows) -> dict:
             "load_s_per_trial": d["load_seconds"] / trials}
 
 
-def run_side(side: str, context: RunContext, clean_session, planned: list, *, lockstep: bool = True,
-             lockstep_memory_bytes: int = DEFAULT_LOCKSTEP_MEMORY) -> dict:
+def run_side(side: str, context: RunContext, clean: dict, planned: list, *, lockstep: bool = True,
+             lockstep_memory_bytes: int = DEFAULT_LOCKSTEP_MEMORY, threads: int = 0) -> dict:
     """Time one side once: images/s (wall and CPU), failed trials, overhead, RSS after each trial.
 
-    ``lockstep`` and ``lockstep_memory_bytes`` go to :class:`~onnxnoise.engine.executor.LocalExecutor`.
+    ``clean``: the clean layouts' sessions by side name (:func:`_bench_measure.run_clean`). ``all-one``:
+    whole-model trials one at a time with ``threads`` intra-op threads; ``all``, ``no-prefix``: in the
+    engine's layout. ``lockstep`` and ``lockstep_memory_bytes`` go to
+    :class:`~onnxnoise.engine.executor.LocalExecutor`.
     """
     n = len(context.data)
-    if side != "clean" and not planned:
+    if side in clean:
+        return run_clean(clean[side], context.data)
+    if not planned:
         return {}
-    wall, cpu = time.perf_counter(), time.process_time()
-    if side == "clean":
-        evaluate(clean_session, context.data)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        return {"images_per_s": n / wall, "images_per_cpu_s": n / cpu, "wall_s": wall}
     rows = _Rows()
     prefix = side == "prefix"
     stats = vars(context.prefix_runner().stats).copy() if prefix else None
+    layout = TrialLayout(1, threads, "one at a time (benchmark)") if side == "all-one" else None
+    executor = LocalExecutor(prefix_reuse=prefix, lockstep=lockstep, lockstep_memory_bytes=lockstep_memory_bytes,
+                             layout=layout)
     with instrument(context) as timing:
         wall, cpu = time.perf_counter(), time.process_time()
-        executor = LocalExecutor(prefix_reuse=prefix, lockstep=lockstep, lockstep_memory_bytes=lockstep_memory_bytes)
         executor.run(context, planned, MemoryRecorder(), rows)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     images = len(planned) * n
     overhead = (_prefix_overhead(stats, vars(context.prefix_runner().stats), timing, rows) if prefix
-                else _full_overhead(timing, rows))
+                else _full_overhead(timing, wall, executor.last_layout.sessions))
     return {"images_per_s": images / wall, "images_per_cpu_s": images / cpu, "wall_s": wall, "errors": rows.errors,
             "overhead": overhead, "rss": rows.rss}
 
 
-def _ratios(mode: str, rounds: list[dict], skip_no_prefix: bool) -> list[dict]:
-    pairs = [("all/clean", "all", "clean")] if mode == "all" else [("prefix/clean", "prefix", "clean")]
-    if mode == "per-layer" and not skip_no_prefix:
-        pairs += [("no-prefix/clean", "no-prefix", "clean"), ("prefix/no-prefix", "prefix", "no-prefix")]
+def _ratios(sides: list[str], rounds: list[dict], ideal: float | None) -> list[dict]:
+    """Every ratio of the trial sides to ``clean`` (the best clean layout) and to each other, per round.
+
+    Maxima: whole-model trials (``all``, ``all-one``, ``no-prefix``) against clean at most 1
+    (``PHYSICAL_MAX``); prefix reuse against clean or against ``no-prefix`` at most the MAC ``ideal``.
+    """
+    pairs = [(f"{side}/clean", side, "clean") for side in sides]
+    if "all-one" in sides:
+        pairs.append(("all/all-one", "all", "all-one"))
+    if "no-prefix" in sides:
+        pairs.append(("prefix/no-prefix", "prefix", "no-prefix"))
     out = []
     for name, num, den in pairs:
+        limit = {"maximum": ideal, "maximum_name": "MAC ideal"} if num == "prefix" and ideal else {}
         for unit, key in (("", "images_per_s"), (" (CPU time)", "images_per_cpu_s")):
-            summary = ratio_summary(name, [r[num][key] / r[den][key] for r in rounds])
+            summary = ratio_summary(name, [r[num][key] / r[den][key] for r in rounds], **limit)
             summary["unit"] = unit.strip(" ()") or "wall"
             summary["label"] = name + unit
             out.append(summary)
     return out
 
 
+def mac_ideal(context: RunContext, planned: list, executor: LocalExecutor, kept_cut: bool) -> float:
+    """The MAC limit of prefix reuse for ``planned`` per-layer trials (:func:`onnxnoise.model.macs.prefix_reuse_ideal`).
+
+    Groups as the executor forms them: consecutive trials of one pass over the layers, at most
+    :meth:`~onnxnoise.engine.executor.LocalExecutor.group_limit` each; a kept cut (``kept_cut``) is moved
+    forward once over all of them (one group).
+    """
+    runner = context.prefix_runner()
+    limit = len(planned) if kept_cut else executor.group_limit(context)
+    groups: list[list[int]] = []
+    last = None
+    for item in planned:
+        names = [n for layer in item.trial.layers for n in context.layers_by_name[layer].tensors]
+        here = (item.trial.strength, item.trial.seed)
+        if not groups or (here != last and not kept_cut) or len(groups[-1]) >= limit:
+            groups.append([])
+        groups[-1].append(runner.position(names))
+        last = here
+    return prefix_reuse_ideal(node_macs(context.model), groups)
+
+
 def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tuple[str, float, bool]]:
     """Warm-up, then ``--repeats`` interleaved rounds; prints and returns the checks."""
     mode = "per-layer" if args.rss_sweep else args.mode
-    sides = ["clean"] + (["all"] if mode == "all" else ["prefix"] + ([] if args.skip_no_prefix else ["no-prefix"]))
+    layouts = clean_layouts(args.threads, usable_cpus())
+    trial_sides = ((["all"] + (["all-one"] if args.one_at_a_time_too else [])) if mode == "all"
+                   else ["prefix"] + ([] if args.skip_no_prefix else ["no-prefix"]))
+    sides = [*layouts, *trial_sides]
     trials = args.trials or (len(context.selected) if mode == "per-layer" else 10)
     planned = _planned(context, mode, trials)
-    clean_session = context.factory.create(None)
+    clean = {name: [context.factory.create(None, threads=t) for _ in range(k)] for name, (k, t) in layouts.items()}
     rss_before = rss_mb()
     hwm_reset = reset_peak_rss()
     warm = _planned(context, mode, args.warmup_trials)
-    executor_settings = {"lockstep": not args.kept_cut,
-                         "lockstep_memory_bytes": int(args.lockstep_memory * 2**30)}
+    executor_settings = {"lockstep": not args.kept_cut, "lockstep_memory_bytes": int(args.lockstep_memory * 2**30),
+                         "threads": args.threads}
+    engine = LocalExecutor(prefix_reuse=False, lockstep_memory_bytes=executor_settings["lockstep_memory_bytes"])
+    layout = engine.trial_layout(context)
+    lockstep = LocalExecutor(lockstep_memory_bytes=executor_settings["lockstep_memory_bytes"])
+    ideal = mac_ideal(context, planned, lockstep, args.kept_cut) if mode == "per-layer" else None
+    out.update(trial_layout=layout.to_dict(), mac_ideal=ideal,
+               clean_layouts={name: {"sessions": k, "threads": t} for name, (k, t) in layouts.items()})
     for side in sides:  # every side once, untimed
-        run_side(side, context, clean_session, warm if side != "clean" else [], **executor_settings)
+        run_side(side, context, clean, warm, **executor_settings)
     rounds = []
     for r in range(args.repeats):
         order = sides[r % len(sides):] + sides[: r % len(sides)]
-        rounds.append({side: run_side(side, context, clean_session, planned, **executor_settings)
-                       for side in order})
+        rounds.append({side: run_side(side, context, clean, planned, **executor_settings) for side in order})
     peak = peak_rss_mb()
+    best = best_clean(rounds, list(layouts))
+    for r in rounds:
+        r["clean"] = r[best]
     print(f"sides {', '.join(sides)}; {len(planned)} trials x {len(context.data)} images per trial side; "
-          f"{args.repeats} rounds, order rotated; warm-up: one clean pass and {len(warm)} trials per trial side")
+          f"{args.repeats} rounds, order rotated; warm-up: one pass of each clean layout and {len(warm)} trials per "
+          "trial side")
+    described = ", ".join(f"{n} ({k} session(s), {t or 'default'} intra-op thread(s) each)"
+                          for n, (k, t) in layouts.items())
+    print(f"clean layouts: {described}; best (the reference 'clean' of every ratio below): {best}")
+    print(f"noisy trials: {layout.describe()}" + (
+        "; prefix reuse: suffix sessions side by side, one thread each" if mode == "per-layer" else
+        "; all-one: one at a time, --threads intra-op threads" if "all-one" in sides else ""))
+    if ideal is not None:
+        print(f"MAC ideal of prefix reuse for these {len(planned)} trials (model/macs.py: full-model MACs over "
+              f"the MACs of each trial's suffix plus its share of its group's clean prefix pass): {ideal:.3f}x")
     for side in sides:
         mean, half = mean_ci([r[side]["images_per_s"] for r in rounds])
         print(f"  {side:>10}: {mean:9.1f} images/s ± {half:.1f}")
-    ratios = _ratios(mode, rounds, args.skip_no_prefix)
-    print("ratios (per round, then mean ± 95% t half-width):")
+    if len(layouts) > 1:
+        one, side = list(layouts)
+        gain = [r[side]["images_per_s"] / r[one]["images_per_s"] for r in rounds]
+        print("  " + format_ratio(ratio_summary(f"{side}/{one}", gain)))
+    ratios = _ratios(trial_sides, rounds, ideal)
+    print("ratios to the best clean layout (per round, then mean ± 95% t half-width and lower bound):")
     for r in ratios:
         print("  " + format_ratio(r).replace(r["name"], r["label"], 1))
     errors = [r["measuring_error"] for r in ratios if r["measuring_error"]]
     for line in errors:
         print(line)
-    checks = [("no ratio above its physical maximum", float(len(errors)), not errors)]
-    wall = {r["name"]: r for r in ratios if r["unit"] == "wall"}
-    if mode == "all":
-        checks.append(("whole-model trials >= 0.95x clean", wall["all/clean"]["mean"],
-                       wall["all/clean"]["mean"] >= TARGETS["all/clean"]))
-    else:
-        checks.append(("per-layer with prefix reuse >= 1.6x clean", wall["prefix/clean"]["mean"],
-                       wall["prefix/clean"]["mean"] >= TARGETS["prefix/clean"]))
-    for side in sides[1:]:
+    checks = [("no ratio above its maximum (physical, or the MAC ideal)", float(len(errors)), not errors)]
+    # the target on wall time; on CPU time too (less moved by other processes' load on a shared machine)
+    for unit, suffix in (("wall", ""), ("CPU time", " (CPU time)")):
+        by_name = {r["name"]: r for r in ratios if r["unit"] == unit}
+        if mode == "all":
+            r = by_name["all/clean"]
+            checks.append((f"whole-model trials >= {TARGETS['all/clean']}x best clean layout (95% lower bound)"
+                           + suffix, r["low"], target_met(r, TARGETS["all/clean"])))
+        else:
+            r, target = by_name["prefix/clean"], TARGETS["prefix/ideal"] * ideal
+            checks.append((f"per-layer with prefix reuse >= {TARGETS['prefix/ideal']} x MAC ideal {ideal:.3f} = "
+                           f"{target:.3f}x best clean layout (95% lower bound)" + suffix, r["low"],
+                           target_met(r, target)))
+    for side in trial_sides:
         oh = [r[side]["overhead"] for r in rounds]
         pct, half = mean_ci([o["pct"] for o in oh])
         first = oh[-1]
@@ -222,7 +308,7 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
               + (f"; clean prefix work (cut moves) {1000 * first['prefix_s_per_trial']:.0f} ms and spilled/recomputed "
                  f"batches {1000 * first['load_s_per_trial']:.0f} ms per trial, apart" if side == "prefix" else ""))
         checks.append((f"fixed per-trial overhead <= 3% ({side})", pct, pct <= TARGETS["overhead_pct"]))
-    failed = [e for r in rounds for side in sides[1:] for e in r[side]["errors"]]
+    failed = [e for r in rounds for side in trial_sides for e in r[side]["errors"]]
     for line in failed[:10]:
         print(f"FAILED trial {line}")
     checks.append(("no trial failed", float(len(failed)), not failed))
@@ -237,14 +323,14 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     print(f"RSS: {rss_before:.0f} MiB before the trials (model, data), peak {peak:.0f} MiB while they ran "
           f"(+{growth:.0f} MiB){'' if hwm_reset else ' (peak since process start: VmHWM could not be reset)'}")
     # RSS drift within one side of the last round (other sides' sessions would blur it), at the same layer.
-    rss = rounds[-1][sides[1]]["rss"]
+    rss = rounds[-1][trial_sides[0]]["rss"]
     same = [i for i in range(args.rss_from - 1, len(rss) - 1) if planned[i].trial.layers == planned[-1].trial.layers]
     if same:
         k = same[0]
         drift = 100 * (rss[-1] - rss[k]) / rss[k]
-        print(f"RSS drift ({sides[1]}, last round): after trial {k + 1} {rss[k]:.0f} MiB, after trial {len(rss)} "
+        print(f"RSS drift ({trial_sides[0]}, last round): after trial {k + 1} {rss[k]:.0f} MiB, after trial {len(rss)} "
               f"{rss[-1]:.0f} MiB -> {drift:+.2f}%")
-        checks.append((f"RSS drift within 5% ({sides[1]})", drift, abs(drift) <= TARGETS["rss_drift_pct"]))
+        checks.append((f"RSS drift within 5% ({trial_sides[0]})", drift, abs(drift) <= TARGETS["rss_drift_pct"]))
     if args.rss_sweep:
         # a kept cut is bounded by --prefix-memory; a lockstep group keeps no cut, its sessions by --lockstep-memory
         bound_mb = args.prefix_memory * 1024
@@ -280,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu",
                         help="execution provider for every side (default cpu)")
     parser.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 (default exact float32)")
+    parser.add_argument("--one-at-a-time-too", action="store_true",
+                        help="all: also time the whole-model trials one at a time with --threads threads (all-one)")
     parser.add_argument("--skip-no-prefix", action="store_true",
                         help="per-layer: leave out the full-model (no prefix reuse) side")
     parser.add_argument("--prefix-memory", type=float, default=DEFAULT_PREFIX_MEMORY_GIB,

@@ -18,6 +18,7 @@ from onnx import numpy_helper
 
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig
+from onnxnoise.data.loading import usable_cpus
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.trial import run_trial
@@ -193,6 +194,10 @@ def test_bench_shows_the_unchanged_layer_warning_in_console_and_bench_json(route
     assert warning.startswith("einsum.onnx: stuck-at changed no stored value of 1 noised layer(s) ('fc') in 1 of 2 "
                               "noisy trial(s), at p = 0% faulty devices: ")
     assert f"WARNING: {warning}" in " ".join(stdout.split())
+    # the layout of the whole-model trials (engine.layout's rule: one 1-thread session per usable CPU, a tiny model)
+    layout = summary["trial_layout"]
+    cpus = usable_cpus()
+    assert (layout["sessions"], layout["threads"]) == ((cpus, 1) if cpus > 1 else (1, 0))
     trials = pl.read_parquet(out / "trials.parquet")
     changed = dict(zip(trials["strength"].to_list(), trials["changed_values"].to_list()))
     assert trials.schema["changed_values"] == pl.List(pl.Struct({"layer": pl.String, "count": pl.Int64}))

@@ -17,11 +17,14 @@ seed ``s`` depends only on those recorded draws, so a resumed sweep decides as a
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from onnxnoise.data.loading import usable_cpus
+from onnxnoise.engine.layout import TrialLayout, run_side_by_side, whole_model_layout
 from onnxnoise.engine.plan import PlannedTrial, SeedRule, Trial, draw_group, plan_trial, seed_rule, trial_key
 from onnxnoise.engine.prefix import lockstep_group_limit
 from onnxnoise.engine.run_errors import baseline_failure
@@ -31,7 +34,15 @@ from onnxnoise.store.schema import trial_frame
 
 pl = lazy_module("polars")
 
-__all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory"]
+__all__ = ["Progress", "Recorder", "MemoryRecorder", "ExecutionResult", "Executor", "LocalExecutor", "DrawHistory",
+           "SIDE_BY_SIDE_ROUNDS"]
+
+log = logging.getLogger(__name__)
+
+#: Whole-model trials side by side are recorded in groups of at most this many times the layout's sessions:
+#: within a group a trial starts as soon as another ends (no core waits for the slowest of each pair), and a
+#: killed run loses at most the group in progress.
+SIDE_BY_SIDE_ROUNDS = 4
 
 
 class Progress:
@@ -151,7 +162,12 @@ class LocalExecutor(Executor):
     size. A group's rows are recorded when it ends (a killed run loses at most the group
     in progress); a group holds at most as many trials as their suffix sessions fit in
     ``lockstep_memory_bytes`` (:func:`~onnxnoise.engine.prefix.lockstep_group_limit`, at most
-    :data:`~onnxnoise.engine.prefix.MAX_LOCKSTEP`). Every other trial runs alone.
+    :data:`~onnxnoise.engine.prefix.MAX_LOCKSTEP`). Consecutive whole-model trials (``all``, or
+    per-layer without prefix reuse) run side by side in the run's :class:`~onnxnoise.engine.layout.TrialLayout`
+    (:func:`~onnxnoise.engine.layout.run_side_by_side`, groups of up to :data:`SIDE_BY_SIDE_ROUNDS` x its
+    sessions, recorded when the group ends; with ``--seeds auto`` never two draws of one
+    group at once, so each draw is decided on the rows of the lower seeds, as one at a time). The
+    baseline runs alone. Rows and keys do not depend on the grouping or the layout.
 
     Args:
         prefix_reuse: Evaluate per-layer trials through the context's prefix runner.
@@ -161,13 +177,18 @@ class LocalExecutor(Executor):
             take together; default ``None``: the run's ``--lockstep-memory``
             (``context.config.lockstep_memory`` GiB). Group sizes never change counts.
             ``--prefix-memory`` does not enter it.
+        layout: How whole-model trials share the CPU; default ``None``: the rule of
+            :func:`~onnxnoise.engine.layout.whole_model_layout` for the run (:meth:`trial_layout`).
+
+    Attributes:
+        last_layout: The layout of the last :meth:`run` (``None`` before), for ``bench.json``.
 
     Raises:
         ValueError: ``lockstep_memory_bytes`` is not a positive integer.
     """
 
     def __init__(self, *, prefix_reuse: bool = True, lockstep: bool = True,
-                 lockstep_memory_bytes: int | None = None) -> None:
+                 lockstep_memory_bytes: int | None = None, layout: TrialLayout | None = None) -> None:
         if lockstep_memory_bytes is not None and (isinstance(lockstep_memory_bytes, bool)
                                                   or not isinstance(lockstep_memory_bytes, int)
                                                   or lockstep_memory_bytes <= 0):
@@ -176,6 +197,8 @@ class LocalExecutor(Executor):
         self.prefix_reuse = prefix_reuse
         self.lockstep = lockstep
         self.lockstep_memory_bytes = lockstep_memory_bytes
+        self.layout = layout
+        self.last_layout: TrialLayout | None = None
 
     def run(self, context, planned: Sequence[PlannedTrial], recorder: Recorder,
             progress: Progress | None = None) -> ExecutionResult:
@@ -198,16 +221,19 @@ class LocalExecutor(Executor):
         draws = DrawHistory(context, recorder, seed_rule(context.config.noise))
         group: list[PlannedTrial] = []
         limit = self.group_limit(context)
+        layout = self.last_layout = self.layout or self.trial_layout(context)
+        if any(self._kind(item.trial) == "side" for item in planned):
+            log.info(layout.describe())
 
         def flush() -> None:
             if group:
-                self._run_group(context, list(group), recorder, progress, draws, counts)
+                self._run_group(context, list(group), recorder, progress, draws, counts, layout)
                 group.clear()
 
         for item in planned:
-            lockstep = self.prefix_reuse and item.trial.mode == "per-layer"
-            if group and (not lockstep or _pass_of(group[-1].trial) != _pass_of(item.trial) or len(group) >= limit):
-                flush()  # before deciding on this trial: --seeds auto reads the rows of earlier passes
+            kind = self._kind(item.trial)
+            if group and not self._joins(group, item, kind, limit, layout, draws):
+                flush()  # before deciding on this trial: --seeds auto reads the rows of earlier groups
             if draws.settled(item.trial):
                 counts["settled"] += 1
                 continue
@@ -216,19 +242,41 @@ class LocalExecutor(Executor):
                 continue
             if item.trial.mode != "baseline" and context.clean_outcomes is None:
                 clean_outcomes(context, stored=recorder.find(trial_key(BASELINE_TRIAL, context.key_fields())))
-            if lockstep:
+            if kind != "alone":
                 group.append(item)
                 continue
-            self._run_group(context, [item], recorder, progress, draws, counts)
+            self._run_group(context, [item], recorder, progress, draws, counts, layout)
         flush()
         return ExecutionResult(**counts)
 
+    def _kind(self, trial: Trial) -> str:
+        """``lockstep`` (per-layer with prefix reuse), ``side`` (whole-model) or ``alone`` (the baseline)."""
+        if trial.mode == "baseline":
+            return "alone"
+        return "lockstep" if self.prefix_reuse and trial.mode == "per-layer" else "side"
+
+    def _joins(self, group: list[PlannedTrial], item: PlannedTrial, kind: str, limit: int, layout: TrialLayout,
+               draws: DrawHistory) -> bool:
+        """Whether ``item`` may run in the pending ``group`` (same kind, room left, no dependency)."""
+        last = group[-1].trial
+        if kind != self._kind(last):
+            return False
+        if kind == "lockstep":
+            return _pass_of(last) == _pass_of(item.trial) and len(group) < limit
+        # side by side; --seeds auto decides a draw on its group's lower seeds: those rows must be recorded first
+        return kind == "side" and len(group) < layout.sessions * SIDE_BY_SIDE_ROUNDS and (
+            draws.rule is None or all(draw_group(g.trial) != draw_group(item.trial) for g in group))
+
     def _run_group(self, context, items: list[PlannedTrial], recorder: Recorder, progress: Progress,
-                   draws: DrawHistory, counts: dict[str, int]) -> None:
-        """Run ``items`` (one trial, or per-layer trials of one pass in lockstep) and record their rows."""
+                   draws: DrawHistory, counts: dict[str, int], layout: TrialLayout) -> None:
+        """Run ``items`` (one trial, per-layer trials of one pass in lockstep, or whole-model trials side by
+        side) and record their rows."""
+        trials = [item.trial for item in items]
         progress.group(len(items))
-        rows = run_trials(context, [item.trial for item in items], prefix_reuse=self.prefix_reuse,
-                          on_batch=progress.advance)
+        if self._kind(trials[0]) == "side":
+            rows = run_side_by_side(context, trials, layout, on_batch=progress.advance)
+        else:
+            rows = run_trials(context, trials, prefix_reuse=self.prefix_reuse, on_batch=progress.advance)
         for item, row in zip(items, rows):
             row.update(key=item.key, key_version=item.key_version)
             if not recorder.record(row):
@@ -240,6 +288,14 @@ class LocalExecutor(Executor):
             progress.trial_done(row)
             if item.trial.mode == "baseline" and row["error"] is not None:
                 raise baseline_failure(context, row["error"])
+
+    def trial_layout(self, context) -> TrialLayout:
+        """The rule's layout of whole-model trials in ``context`` (:func:`~onnxnoise.engine.layout.whole_model_layout`):
+        the context's provider and ``--threads``, this process's CPUs, the model's weights and the lockstep memory."""
+        weights = sum(int(a.nbytes) for a in context.initializers.values())
+        memory = self.lockstep_memory_bytes or int(context.config.lockstep_memory * 2**30)
+        return whole_model_layout(provider=context.provider, threads=context.config.threads, cpus=usable_cpus(),
+                                  weight_bytes=weights, memory_bytes=memory)
 
     def group_limit(self, context) -> int:
         """Most per-layer trials this executor runs in one lockstep group in ``context``.

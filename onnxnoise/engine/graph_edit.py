@@ -12,6 +12,7 @@ noise restarts its sequence in each new session, so every trial sees the same no
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -54,20 +55,25 @@ class StagedSkeletons:
         self._skeleton = skeleton
         self._kept = kept
         self._cache: OrderedDict[Hashable, tuple[bytes, dict[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, edit: GraphEdit) -> tuple[bytes, dict[str, str]]:
-        """``(serialized rewritten skeleton, {graph output: counter})`` of ``edit`` (rewritten once per key)."""
-        if edit.key in self._cache:
-            self._cache.move_to_end(edit.key)
-            return self._cache[edit.key]
-        model = onnx.ModelProto()
-        model.ParseFromString(self._skeleton)
-        staged, counters = edit.apply(model)
-        entry = (staged.SerializeToString(), dict(counters))
-        self._cache[edit.key] = entry
-        while len(self._cache) > self._kept:
-            self._cache.popitem(last=False)
-        return entry
+        """``(serialized rewritten skeleton, {graph output: counter})`` of ``edit`` (rewritten once per key).
+
+        Safe to call from several threads (whole-model trials side by side, :mod:`onnxnoise.engine.layout`).
+        """
+        with self._lock:
+            if edit.key in self._cache:
+                self._cache.move_to_end(edit.key)
+                return self._cache[edit.key]
+            model = onnx.ModelProto()
+            model.ParseFromString(self._skeleton)
+            staged, counters = edit.apply(model)
+            entry = (staged.SerializeToString(), dict(counters))
+            self._cache[edit.key] = entry
+            while len(self._cache) > self._kept:
+                self._cache.popitem(last=False)
+            return entry
 
     def __len__(self) -> int:
         return len(self._cache)

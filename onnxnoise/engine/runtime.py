@@ -255,10 +255,11 @@ class SessionFactory:
         return model.SerializeToString()
 
     def create(self, replacements: Mapping[str, np.ndarray] | None = None, *,
-               edit: GraphEdit | None = None, record: bool = False) -> Session:
+               edit: GraphEdit | None = None, record: bool = False, threads: int | None = None) -> Session:
         """Create a session of the model with ``replacements`` swapped in.
 
-        With ``edit``, the session runs the rewritten graph (the tile's stages), fetches its
+        ``threads``: the session's CPU intra-op threads (default: the factory's ``threads``; whole-model
+        trials side by side ask for fewer, :mod:`onnxnoise.engine.layout`). With ``edit``, the session runs the rewritten graph (the tile's stages), fetches its
         counters at every run and adds them to ``edit.tally``. With ``record``, ONNX Runtime
         records which provider runs each node (:func:`onnxnoise.engine.providers.node_share`).
 
@@ -269,7 +270,7 @@ class SessionFactory:
         """
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = self.threads if threads is None else threads
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.enable_cpu_mem_arena = self.arena

@@ -36,6 +36,7 @@ def run_trial(
     *,
     prefix_reuse: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Execute ``trial`` in ``context`` and return its row.
 
@@ -46,6 +47,9 @@ def run_trial(
             layer, from clean activations kept by ``context.prefix_runner()`` (same
             counts as the full model).
         on_batch: Called with the number of images after each batch.
+        threads: CPU intra-op threads of a full-model trial's session (default: the run's
+            ``--threads``; :mod:`onnxnoise.engine.layout` runs trials side by side with fewer).
+            Counts do not depend on it.
 
     Returns:
         The trial row: every column of :data:`onnxnoise.store.TRIAL_COLUMNS` but those of
@@ -74,7 +78,7 @@ def run_trial(
             counts = runner.evaluate(draw.arrays, on_batch=on_batch, edit=edit)
             provider = runner.provider
         else:
-            session = context.factory.create(draw.arrays, edit=edit)
+            session = context.factory.create(draw.arrays, edit=edit, threads=threads)
             counts = evaluate(session, context.data, on_batch=on_batch)
             provider = session.provider
     except Exception as exc:  # noqa: BLE001 - every failure becomes a visible error row

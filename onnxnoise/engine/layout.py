@@ -1,0 +1,134 @@
+"""How whole-model trials share the CPU: one session with every thread, or several trials side by side.
+
+A trial's session with ``T`` intra-op threads splits each operator across the cores and waits for
+the slowest at every operator; on small models (CIFAR ResNets) the cores idle between the many small
+operators. ``k`` trials side by side, each session with ``T / k`` threads, keep every core on its own
+trial: the clean ResNet20 pass ran 1.46 to 1.64x faster as two one-thread sessions than as one
+two-thread session (issue 24, shared 2-core Xeon), the layout prefix reuse already uses for its
+suffix sessions (:func:`onnxnoise.engine.prefix.run_lockstep`). docs/performance.md measures both
+layouts in every benchmark round (``scripts/bench_throughput.py``).
+
+The rule (:func:`whole_model_layout`), documented rather than probed, so that a run's layout does not
+depend on the machine's load at start-up: on the CPU execution provider, with ``T = --threads`` (0:
+one per usable CPU) of at least 2, ``k = T`` trials run side by side with one thread each, fewer when
+their sessions would not fit in ``--lockstep-memory`` (counted as the lockstep group's suffix
+sessions are: :func:`~onnxnoise.engine.prefix.lockstep_group_limit`); one trial at a time otherwise
+(one thread, a GPU or another execution provider, a model too large for two sessions).
+
+Counts and keys do not depend on the layout: a trial's draw depends on its seed alone, every trial
+evaluates all images in dataset order, and the number of intra-op threads does not change ONNX
+Runtime's CPU results (tests/engine/test_layout.py compares the rows both ways).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from onnxnoise.engine.plan import Trial
+from onnxnoise.engine.prefix import lockstep_group_limit
+from onnxnoise.engine.trial import run_trial
+
+__all__ = ["TrialLayout", "whole_model_layout", "run_side_by_side"]
+
+_CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """How whole-model trials run: ``sessions`` at once, each session with ``threads`` intra-op threads.
+
+    Attributes:
+        sessions: Trials run side by side (1: one at a time).
+        threads: CPU intra-op threads of each trial's session (0: ONNX Runtime's default).
+        reason: Why (the rule's case), for logs and ``bench.json``.
+    """
+
+    sessions: int
+    threads: int
+    reason: str
+
+    def describe(self) -> str:
+        """One line, e.g. ``whole-model trials: 2 side by side, 1 intra-op thread each (2 threads, ...)``."""
+        threads = f"{self.threads} intra-op thread{'s' if self.threads != 1 else ''}" if self.threads else \
+            "onnxruntime's default intra-op threads"
+        if self.sessions == 1:
+            return f"whole-model trials: one at a time, {threads} ({self.reason})"
+        return f"whole-model trials: {self.sessions} side by side, {threads} each ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"sessions", "threads", "reason"}``."""
+        return asdict(self)
+
+
+def whole_model_layout(*, provider: str, threads: int, cpus: int, weight_bytes: int,
+                       memory_bytes: int) -> TrialLayout:
+    """The documented rule of the module doc.
+
+    Args:
+        provider: The execution provider the run's sessions get (``CPUExecutionProvider`` ...).
+        threads: The run's ``--threads`` (0: ONNX Runtime's default, i.e. one per usable CPU).
+        cpus: CPUs this process may use (:func:`onnxnoise.data.loading.usable_cpus`).
+        weight_bytes: Bytes of the model's initializers, all together.
+        memory_bytes: Memory, in bytes, the side-by-side sessions may take together (``--lockstep-memory``).
+
+    Returns:
+        The :class:`TrialLayout`. E.g. CPU, ``threads=0``, 2 CPUs, ResNet20 (1 MB): 2 side by side, 1 thread
+        each; ``threads=4``: 4 side by side; CUDA: one at a time with ``threads``.
+    """
+    if provider != _CPU:
+        return TrialLayout(1, threads, f"{provider}: one session at a time")
+    total = threads or cpus
+    if total < 2:
+        return TrialLayout(1, threads, "one thread")
+    fit = lockstep_group_limit(weight_bytes, memory_bytes)
+    sessions = min(total, fit)
+    if sessions < 2:
+        return TrialLayout(1, threads, f"--lockstep-memory holds one session of {weight_bytes / 2**20:.0f} MiB "
+                                       "of weights")
+    why = f"{total} threads" + (f", --lockstep-memory holds {fit} sessions" if fit < total else "")
+    return TrialLayout(sessions, total // sessions, why)
+
+
+def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
+                     on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Run whole-model ``trials`` side by side, ``layout.sessions`` at once; their rows in the given order.
+
+    Each trial runs through :func:`~onnxnoise.engine.trial.run_trial` in its own thread with a session of
+    ``layout.threads`` intra-op threads (ONNX Runtime and numpy release the GIL while they compute). The
+    rows equal :func:`run_trial`'s one at a time but for ``seconds``: each trial's own wall time scaled so
+    that the trials' seconds add up to the wall time of the whole call (their share of it: trials that
+    overlap would otherwise each count the time they shared). One session or one trial: run here, one
+    after another, nothing scaled; a trial alone in a layout of several sessions gets the run's ``--threads``.
+
+    Args:
+        context: The :class:`~onnxnoise.engine.context.RunContext`; its clean reference must be measured
+            (:func:`~onnxnoise.engine.trial.clean_outcomes`) before, as executors do.
+        trials: Whole-model trials (not the baseline).
+        layout: How many at once and their threads.
+        on_batch: Called with the number of images after each batch of any trial (under a lock).
+    """
+    if layout.sessions <= 1 or len(trials) <= 1:  # a trial alone gets every thread (the run's --threads)
+        threads = layout.threads if layout.sessions <= 1 else None
+        return [run_trial(context, trial, on_batch=on_batch, threads=threads) for trial in trials]
+    lock = threading.Lock()
+
+    def advance(images: int) -> None:
+        with lock:
+            on_batch(images)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, layout.sessions)) as pool:
+        futures = [pool.submit(run_trial, context, trial, on_batch=advance if on_batch else None,
+                               threads=layout.threads) for trial in trials]
+        rows = [f.result() for f in futures]
+    wall = time.perf_counter() - started
+    own = sum(row["seconds"] for row in rows)
+    if own > 0:
+        for row in rows:
+            row["seconds"] = row["seconds"] * wall / own
+    return rows

@@ -1,0 +1,75 @@
+"""Whole-model trials side by side: the layout rule, and rows that do not depend on the layout."""
+
+from __future__ import annotations
+
+import pytest
+
+import onnxnoise.engine.layout as layout_module
+from onnxnoise.config import NoiseConfig, RunConfig
+from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder
+from onnxnoise.engine.layout import TrialLayout, run_side_by_side, whole_model_layout
+from onnxnoise.engine.plan import Trial, plan_trials
+
+CPU = "CPUExecutionProvider"
+MIB = 2**20
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"threads": 0, "cpus": 2}, (2, 1)),                  # the default on a 2-core machine: two 1-thread sessions
+    ({"threads": 4, "cpus": 2}, (4, 1)),                  # --threads 4: four side by side
+    ({"threads": 1, "cpus": 8}, (1, 1)),                  # --threads 1: one at a time, one thread
+    ({"threads": 0, "cpus": 1}, (1, 0)),                  # one CPU: onnxruntime's default threads
+    ({"threads": 0, "cpus": 8, "weight_bytes": 600 * MIB}, (3, 2)),  # 4 GiB // (1,200 + 16) MiB = 3 sessions of 2
+    ({"threads": 0, "cpus": 2, "weight_bytes": 3000 * MIB}, (1, 0)),  # two sessions do not fit in 4 GiB
+    ({"threads": 0, "cpus": 2, "provider": "CUDAExecutionProvider"}, (1, 0)),
+])
+def test_the_documented_rule(kwargs, expected):
+    args = {"provider": CPU, "weight_bytes": 1 * MIB, "memory_bytes": 4 << 30, **kwargs}
+    layout = whole_model_layout(**args)
+    assert (layout.sessions, layout.threads) == expected
+    assert layout.describe().startswith("whole-model trials: " + ("one at a time" if expected[0] == 1
+                                                                 else f"{expected[0]} side by side"))
+
+
+@pytest.fixture(scope="module")
+def context(resnet_npz):
+    model, data = resnet_npz
+    config = RunConfig(model=model, data=data, preset="raw", device="cpu", batch_size=16,
+                       noise=NoiseConfig(strengths=(3.0, 30.0), seeds=3))
+    return prepare_context(config)
+
+
+def _rows(context, layout: TrialLayout, modes) -> list[dict]:
+    context.clean_outcomes = None
+    recorder = MemoryRecorder()
+    executor = LocalExecutor(prefix_reuse=False, layout=layout)
+    result = executor.run(context, plan_trials(context, modes), recorder)
+    assert result.failed == 0 and executor.last_layout == layout
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in recorder.rows]
+
+
+def test_trials_side_by_side_give_the_rows_of_one_at_a_time(context):
+    one = _rows(context, TrialLayout(1, 2, "test"), ("all", "per-layer"))
+    # 1 baseline + 2 strengths x 3 seeds x (1 all + 13 per-layer) trials, every key distinct
+    assert len(one) == 1 + 2 * 3 * 14 and len({r["key"] for r in one}) == len(one)
+    assert len({r["top1_correct"] for r in one}) > 3  # the noise changes the counts: the comparison can fail
+    for layout in (TrialLayout(2, 1, "test"), TrialLayout(3, 1, "test")):
+        assert _rows(context, layout, ("all", "per-layer")) == one  # keys, counts, paired counts, flips...
+
+
+def test_side_by_side_seconds_are_each_trials_share_of_the_wall_time(context, monkeypatch):
+    own = iter([1.0, 3.0])
+    monkeypatch.setattr(layout_module, "run_trial", lambda *a, **k: {"seconds": next(own), "threads": k["threads"]})
+    clock = iter([10.0, 12.0])  # the call took 2 s of wall time
+    monkeypatch.setattr(layout_module.time, "perf_counter", lambda: next(clock))
+    trials = [Trial("all", None, ("a",), 3.0, seed) for seed in (0, 1)]
+    rows = run_side_by_side(context, trials, TrialLayout(2, 1, "test"))
+    assert rows == [{"seconds": 0.5, "threads": 1}, {"seconds": 1.5, "threads": 1}]  # 1 and 3 s scaled by 2 / 4
+
+
+def test_a_trial_alone_gets_every_thread(context, monkeypatch):
+    monkeypatch.setattr(layout_module, "run_trial", lambda *a, **k: {"seconds": 1.0, "threads": k["threads"]})
+    trial = Trial("all", None, ("a",), 3.0, 0)
+    assert run_side_by_side(context, [trial], TrialLayout(2, 1, "test")) == [{"seconds": 1.0, "threads": None}]
+    assert run_side_by_side(context, [trial, trial], TrialLayout(1, 2, "test")) == [{"seconds": 1.0, "threads": 2}] * 2
