@@ -10,6 +10,7 @@ from rich.console import Console
 from onnxnoise.config import NoiseConfig, RunConfig, SweepConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import LocalExecutor
+from onnxnoise.engine.layout import TrialLayout
 from onnxnoise.noise import make_noise_model
 from onnxnoise.report.progress import RichProgress
 from onnxnoise.store.store import open_store
@@ -49,12 +50,13 @@ def test_per_layer_lockstep_progress_counts_images_and_trials(demo_files, tmp_pa
     progress = _Watched(Console(file=io.StringIO(), width=120))
     with open_store(tmp_path / "trials.sqlite") as store:
         result = run_sweep(config, store, progress=progress, context=prepare_context(run),
-                           executor=LocalExecutor(prefix_reuse=True, lockstep=True))
+                           executor=LocalExecutor(prefix_reuse=True, lockstep=True,
+                                                  layout=TrialLayout(sessions=2, threads=1, reason="test")))
     progress.stop()
     planned = 1 + 2 + 2 * LAYERS  # baseline, 2 strengths x (all + one per layer)
     assert result.ran == result.planned == planned
-    # one group per trial or lockstep pass: baseline, 2 x all, then per strength the 6 layers at once
-    assert Counter(progress.groups) == Counter({1: 3, LAYERS: 2})
+    # the baseline alone, the 2 whole-model trials side by side (two sessions), then per strength the 6 layers at once
+    assert Counter(progress.groups) == Counter({1: 1, 2: 1, LAYERS: 2})
     trials = progress._task(progress.task)
     assert (progress.trials, progress.done) == (planned, planned)
     assert (trials.completed, trials.total) == (planned * IMAGES, planned * IMAGES)
