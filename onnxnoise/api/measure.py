@@ -72,7 +72,8 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
             ``None``: write nothing.
         progress: ``True``: progress bars on stderr; an :class:`onnxnoise.engine.executor.Progress`: yours.
         **options: Any ``bench`` option by setting key (docs/options.md), e.g. ``noise="gaussian-snr"``,
-            ``snr="10,100"`` (linear SNR), ``seeds="0-4"``, ``limit=500`` (images), ``device="cpu"``.
+            ``snr="10,100"`` (linear SNR), ``seeds=5`` (seeds 0 to 4) or
+            ``seeds=[40, 30]`` (those seeds), ``limit=500`` (images), ``device="cpu"``.
 
     Returns:
         The :class:`~onnxnoise.api.results.BenchRun`.
