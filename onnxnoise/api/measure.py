@@ -99,7 +99,7 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
     setup = run_setup(model, data, keyword_options("bench", options, RunConfig), command="bench")
     config = setup.config
     folder = None if out is None else output_folder(out, option="out")
-    with _progress(progress, config.noise.noise_model) as receiver:
+    with _progress(progress, config.noise.noise_model) as receiver, setup.naming_the_picked_data():
         if folder is None:
             result = run_bench(config, progress=receiver)
             record = bench_record(result, config, None, demo=demo)
@@ -153,7 +153,8 @@ def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
     setup = run_setup(model, data, given, command="sweep")
     config = sweep_config(setup.config, given)
     folder = output_folder(out if out is not None else default_out_dir("sweep", model), option="out")
-    return _sweep_into(config, folder, progress, notes=setup.notes, warnings=setup.warnings)
+    with setup.naming_the_picked_data():
+        return _sweep_into(config, folder, progress, notes=setup.notes, warnings=setup.warnings)
 
 
 def _sweep_into(config: SweepConfig, folder: Path, progress: bool | Progress, *, notes: tuple[str, ...] = (),

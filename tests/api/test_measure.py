@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import onnxnoise
@@ -178,3 +179,21 @@ def test_sweep_experiment_takes_only_what_a_file_cannot_hold(demo_files, tmp_pat
     with pytest.raises(onnxnoise.ExperimentError, match="experiment file not found"):
         onnxnoise.sweep_experiment(tmp_path / "missing.toml")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_error_of_a_dataset_picked_without_data_names_it(demo_files, registry, tmp_path):
+    """fresh22 finding 3: the API returns the "using registered dataset" note only with a result, so an error of
+    the run on the picked dataset says which one it was (here a 32x32 gray set for the 28x28 demo, whose `mnist`
+    preprocessing does not resize)."""
+
+    model, _ = demo_files
+    gray32 = tmp_path / "gray32.npz"
+    np.savez(gray32, images=np.zeros((10, 32, 32), np.uint8), labels=np.arange(10, dtype=np.int64))
+    register_dataset("gray32", gray32)
+    with pytest.raises(DataError) as info:
+        onnxnoise.bench_model(model, None, snr=10, seeds=1)
+    message = str(info.value)
+    assert message.startswith("preprocessing gives 32x32 images but the model expects 28x28; ")
+    assert message.endswith(f"; the dataset was the registered `gray32` ({gray32.resolve()}), picked because no "
+                            "data was given: pass data=NAME or a path to choose another")
+    assert "\n" not in message
