@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 import onnxnoise
@@ -40,9 +41,16 @@ def test_bench_writes_what_the_cli_writes(demo_files, tmp_path, capsys):
     model, data = demo_files
     run = onnxnoise.bench_model(model, data, out=tmp_path / "api", snr="10,100", seeds=1, limit="200")
     assert run.config.limit == 200  # the flag's text, converted as --limit converts it
-    assert sorted(p.name for p in run.files) == ["bench.json", "summary.csv", "summary.parquet", "trials.csv",
-                                                 "trials.parquet"]
+    assert sorted(p.name for p in run.files) == ["bench.json", "results.csv", "results.parquet", "summary.csv",
+                                                 "summary.parquet", "trials.csv", "trials.parquet"]
     assert all(p.is_file() for p in run.files)
+    assert sorted(p.name for p in (tmp_path / "api").iterdir()) == sorted(p.name for p in run.files)  # all listed
+    # The timm-style table (fresh22 finding 6): as results.parquet holds it, the baseline first.
+    assert run.results.equals(pl.read_parquet(tmp_path / "api" / "results.parquet"))
+    assert run.trials["top1_correct"].to_list() == [183, 182, 181]  # of 200: clean, SNR 100, SNR 10 (seed 0)
+    assert run.results.select("noise", "strength", "top1", "top1_err", "images").rows() == [
+        ("clean", None, 91.5, 8.5, 200), ("gaussian-snr", 100.0, 91.0, 9.0, 200),  # least noise first
+        ("gaussian-snr", 10.0, 90.5, 9.5, 200)]
     record = json.loads((tmp_path / "api" / "bench.json").read_text())
     code, _, _ = run_cli(capsys, "bench", model, "--data", data, "--snr", "10,100", "--seeds", "1", "--limit", "200",
                          "--out", tmp_path / "cli")

@@ -38,3 +38,7 @@ def test_make_report_of_a_sweep(demo_files, tmp_path):
     assert rows["mode"].to_list() == ["baseline", "all", "all"] and rows["strength"].to_list() == [None, 10.0, 100.0]
     assert report.a_avr.is_empty() and report.blame.is_empty()  # no per-layer trials
     assert all(p.is_file() for p in (*report.tables, *report.figures))
+    # The timm-style table as results.parquet holds it: top-1 in percent of each trial's 100 images.
+    assert report.results.equals(pl.read_parquet(tmp_path / "run" / "results.parquet"))
+    counts = dict(report.trials.select("strength", "top1_correct").rows())
+    assert dict(report.results.select("strength", "top1").rows()) == {k: float(v) for k, v in counts.items()}
