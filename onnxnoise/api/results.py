@@ -263,7 +263,8 @@ class CompareRun:
     Attributes:
         trials: Every trial of the run folders; the first model is the reference.
         verdicts: One row per (model, noise setting, strength) shared with the reference: difference in
-            percentage points with its 95% interval and ``sentence``; empty with one model.
+            percentage points with its 95% interval and ``sentence``; with one model no rows, the same typed
+            columns (:func:`onnxnoise.report.versus.verdict_schema`).
         a_avr: Per-layer ``A_avr`` table, or an empty frame.
         json: What ``compare --json`` prints (:func:`onnxnoise.report.comparison.comparison_json`).
         out, markdown, tables, figures: The folder and files written (``compare.md``...).
