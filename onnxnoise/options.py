@@ -262,6 +262,12 @@ def parse_seeds(value: Any) -> int | tuple[int, ...] | str:
             ints = None
         if ints is None or not ints:
             msg = f"seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got {value!r}"
+            span = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+            if span:  # a range is not taken: say what to write instead
+                low, high = int(span[1]), int(span[2])
+                listed = ",".join(map(str, range(low, high + 1))) if 0 < high - low < 20 else None
+                hint = f"{high + 1}" if low == 0 else listed or "the seeds, comma-separated"
+                msg += f"; ranges are not taken: for seeds {low} to {high} write {hint}"
             raise ConfigError(msg)
         value = ints[0] if "," not in value else tuple(ints)
     elif isinstance(value, (list, tuple)):

@@ -14,17 +14,18 @@ or the flag's text itself (``snr="10,20"`` or ``snr=[10, 20]``, ``limit=100`` or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.data.registry import resolve_data
-from onnxnoise.errors import ConfigError
+from onnxnoise.errors import ConfigError, DataError
 from onnxnoise.files import folder_name
 from onnxnoise.noise import NoiseModel
 from onnxnoise.noise.presets import expand_preset
@@ -44,11 +45,30 @@ class RunSetup:
         config: The validated run settings, ``config.data`` the dataset path (a registered name resolved).
         notes: Lines for the user: the ``--analog-preset`` expansion, the registered dataset used.
         warnings: Lines for the user about what the run measures (``--noise none`` with nothing to draw).
+        picked: ``data`` was None: the registered dataset chosen for it, as `` `NAME` (PATH)``; else None.
     """
 
     config: RunConfig
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    picked: str | None = None
+
+    @contextlib.contextmanager
+    def naming_the_picked_data(self) -> Iterator[None]:
+        """Around a run: a ``DataError`` of a run whose dataset was picked without ``data`` says which one was
+        picked (the API returns its notes only with a result; the CLI has printed the note already).
+
+        Raises:
+            DataError: The run's, with ``; the dataset was the registered `NAME` (PATH), picked because no data
+                was given: pass data=NAME or a path to choose another`` appended.
+        """
+        try:
+            yield
+        except DataError as exc:
+            if self.picked is None:
+                raise
+            raise DataError(f"{exc}; the dataset was the registered {self.picked}, picked because no data was "
+                            "given: pass data=NAME or a path to choose another") from exc
 
 
 def option_settings(command: str, *classes: type) -> list[Setting]:
@@ -124,7 +144,8 @@ def run_setup(model: str | os.PathLike[str], data: str | os.PathLike[str] | None
     if choice.note:
         notes.append(choice.note)
     config = RunConfig(**{**values, "model": Path(model), "data": choice.path})
-    return RunSetup(config, tuple(notes), tuple(no_weight_noise_notes(config, command)))
+    picked = f"`{choice.name}` ({choice.path})" if data is None and choice.name is not None else None
+    return RunSetup(config, tuple(notes), tuple(no_weight_noise_notes(config, command)), picked)
 
 
 def sweep_config(run: RunConfig, options: Mapping[str, Any]) -> SweepConfig:

@@ -46,7 +46,7 @@ RUNTIME = "runtime and output"
 BASELINE = "baseline check"
 GATE = "gate"
 SEARCH = "tolerance search and protection plan"
-TILE = "analog tile input/output stages (DAC, ADC, read noise, tiles; all off by default)"
+TILE = "analog tile input/output stages (DAC, ADC, read noise, tiles; off by default)"
 GROUPS: tuple[str, ...] = (EXECUTOR, NOISE, TILE, DATA, PREPROCESSING, RUNTIME, BASELINE, GATE, SEARCH)
 
 _KEY = "onnxnoise.settings"

@@ -108,7 +108,7 @@ def test_bench_demo_pcm_time_units(tmp_path, capsys):
     noisy = trials.filter(pl.col("mode") == "all").sort("strength")
     assert noisy["strength"].to_list() == [1.0, 86400.0]
     assert set(noisy["noise_model"].to_list()) == {"pcm"}
-    params = [json.loads(n)["params"] for n in noisy["noise"].to_list()]
+    params = [n["params"] for n in noisy["noise"].to_list()]  # a typed Struct column (issue 22)
     defaults = PCM().params()
     assert params == [{**defaults, "compensation": "global"}] * 2
     assert params[0]["compensation"] == "global"
@@ -222,3 +222,18 @@ def test_seed_counts_and_lists_are_bounded():
                                "9223372036854775807, the largest seed the trial store holds; use smaller seeds")
     with pytest.raises(ConfigError, match=r"^`--seeds` \(`seeds`\): seed 9223372036854775808 is above"):
         resolve_seeds([2**63])
+
+
+def test_a_seed_range_is_refused_with_what_to_write():
+    """`--seeds 0-4` is no form the tool takes (fresh22 finding 1): the message says to write the count 5, or the
+    seeds themselves when the range does not start at 0."""
+    from onnxnoise.options import parse_seeds
+
+    with pytest.raises(ConfigError) as info:
+        parse_seeds("0-4")
+    assert str(info.value) == ("seeds must be a count N, seeds like 40,30, or auto (with --ci-halfwidth), got '0-4'; "
+                               "ranges are not taken: for seeds 0 to 4 write 5")
+    with pytest.raises(ConfigError, match=r"; ranges are not taken: for seeds 40 to 42 write 40,41,42$"):
+        parse_seeds("40-42")
+    with pytest.raises(ConfigError, match=r"got 'x'$"):
+        parse_seeds("x")

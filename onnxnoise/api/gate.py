@@ -102,7 +102,8 @@ def check_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
     noise_model = config.noise.noise_model
     on_look = _look_printer(noise_model, settings.metric) if progress is True else None
     receiver = progress if isinstance(progress, Progress) else None
-    outcome = CheckJob(config, settings, request, given, folder, progress=receiver, on_look=on_look).run()
+    with setup.naming_the_picked_data():
+        outcome = CheckJob(config, settings, request, given, folder, progress=receiver, on_look=on_look).run()
     report = outcome.report
     rows = (report["gate"] or {}).get("per_draw") or []
     per_draw = pl.DataFrame([{k: row.get(k) for k in PER_DRAW_SCHEMA} for row in rows], schema=PER_DRAW_SCHEMA)

@@ -30,6 +30,7 @@ from onnxnoise.experiment import load_experiment
 from onnxnoise.files import output_folder
 from onnxnoise.noise import NoiseModel
 from onnxnoise.report.progress import RichProgress
+from onnxnoise.report.results import facts_by_model, results_table
 from onnxnoise.run_setup import (default_out_dir, keyword_options, run_setup, sweep_config,
                                  sweep_file_free_settings, sweep_overrides)
 from onnxnoise.store import STORE_NAME, run_store
@@ -68,11 +69,12 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
             (:func:`onnxnoise.demo.demo_paths`).
         data: Dataset path (CIFAR batch folder, class folders, ImageNet flat val, ``.npz``), a registered
             dataset name, or ``None`` for the registered dataset whose class count matches the model.
-        out: Folder to write ``trials``, ``summary`` (Parquet and CSV) and ``bench.json`` in, as the CLI;
+        out: Folder to write ``trials``, ``summary``, ``results`` (Parquet and CSV) and ``bench.json`` in, as the CLI;
             ``None``: write nothing.
         progress: ``True``: progress bars on stderr; an :class:`onnxnoise.engine.executor.Progress`: yours.
         **options: Any ``bench`` option by setting key (docs/options.md), e.g. ``noise="gaussian-snr"``,
-            ``snr="10,100"`` (linear SNR), ``seeds="0-4"``, ``limit=500`` (images), ``device="cpu"``.
+            ``snr="10,100"`` (linear SNR), ``seeds=5`` (seeds 0 to 4) or
+            ``seeds=[40, 30]`` (those seeds), ``limit=500`` (images), ``device="cpu"``.
 
     Returns:
         The :class:`~onnxnoise.api.results.BenchRun`.
@@ -98,16 +100,18 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
     setup = run_setup(model, data, keyword_options("bench", options, RunConfig), command="bench")
     config = setup.config
     folder = None if out is None else output_folder(out, option="out")
-    with _progress(progress, config.noise.noise_model) as receiver:
+    with _progress(progress, config.noise.noise_model) as receiver, setup.naming_the_picked_data():
         if folder is None:
             result = run_bench(config, progress=receiver)
             record = bench_record(result, config, None, demo=demo)
         else:
             result, record = bench_in_folder(config, folder, progress=receiver, demo=demo)
-    stems = ("trials", "summary") + (("scope-check",) if result.scope_check is not None else ())
+    stems = ("trials", "summary", "results") + (("scope-check",) if result.scope_check is not None else ())
     files = () if folder is None else (*(folder / f"{s}.{x}" for s in stems for x in ("parquet", "csv")),
                                        folder / "bench.json")
+    results = results_table(result.summary, facts_by_model([result.meta]))  # what results.parquet holds
     return BenchRun(config=config, trials=result.trials, summary=result.summary, meta=result.meta, record=record,
+                    results=results,
                     notes=setup.notes, warnings=(*setup.warnings, *result.meta["warnings"]), out=folder,
                     files=files, scope_check=result.scope_check)
 
@@ -152,7 +156,8 @@ def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
     setup = run_setup(model, data, given, command="sweep")
     config = sweep_config(setup.config, given)
     folder = output_folder(out if out is not None else default_out_dir("sweep", model), option="out")
-    return _sweep_into(config, folder, progress, notes=setup.notes, warnings=setup.warnings)
+    with setup.naming_the_picked_data():
+        return _sweep_into(config, folder, progress, notes=setup.notes, warnings=setup.warnings)
 
 
 def _sweep_into(config: SweepConfig, folder: Path, progress: bool | Progress, *, notes: tuple[str, ...] = (),

@@ -47,10 +47,15 @@ class BenchRun:
         meta: Run facts (model, dataset, images, layers, provider...) and ``warnings``
             (:class:`onnxnoise.bench.BenchResult`).
         record: What ``bench.json`` holds (:func:`onnxnoise.bench.bench_record`).
+        results: One row per strength, the baseline first, in timm's columns (``model``, ``top1``,
+            ``top1_err``, ``top5``, ``top5_err`` in percent, ``param_count``, ``img_size``, ``crop_pct``,
+            ``interpolation``, ``noise``, ``strength``...: :func:`onnxnoise.report.results.results_table`);
+            what ``results.parquet`` holds and ``report --json`` gives.
         notes: How settings were chosen (a registered dataset, an analog preset's expansion).
         warnings: What the run measures when that is less than it seems, and ``meta["warnings"]``.
         out: The folder written, or ``None`` (``out`` not given: nothing written).
-        files: The files written in ``out`` (``trials``/``summary`` Parquet and CSV, ``bench.json``).
+        files: The files written in ``out`` (``trials``, ``summary``, ``results`` as Parquet and CSV, with
+            ``scope_check`` ``scope-check`` too, and ``bench.json``).
         scope_check: The ``scope_check=N`` re-run with ``scope=channel``, or ``None``.
     """
 
@@ -59,6 +64,7 @@ class BenchRun:
     summary: pl.DataFrame
     meta: dict[str, Any]
     record: dict[str, Any]
+    results: pl.DataFrame
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     out: Path | None = None
@@ -229,6 +235,8 @@ class ReportRun:
         summary: One row per (model, noise model, mode, layer, strength), percent with 95% intervals.
         a_avr: ``A_avr`` (paper eq. 3) per (model, noise model, strength); empty without per-layer trials.
         blame: Layers ranked by their top-1 drop; empty without per-layer trials.
+        results: One row per model and whole-model strength in timm's columns
+            (:func:`onnxnoise.report.results.results_table`; ``results.parquet``, ``report --json``).
         out: The folder written.
         markdown: ``report.md``.
         tables: Parquet/CSV files written.
@@ -240,6 +248,7 @@ class ReportRun:
     summary: pl.DataFrame
     a_avr: pl.DataFrame
     blame: pl.DataFrame
+    results: pl.DataFrame
     out: Path
     markdown: Path
     tables: tuple[Path, ...] = ()
@@ -254,7 +263,8 @@ class CompareRun:
     Attributes:
         trials: Every trial of the run folders; the first model is the reference.
         verdicts: One row per (model, noise setting, strength) shared with the reference: difference in
-            percentage points with its 95% interval and ``sentence``; empty with one model.
+            percentage points with its 95% interval and ``sentence``; with one model no rows, the same typed
+            columns (:func:`onnxnoise.report.versus.verdict_schema`).
         a_avr: Per-layer ``A_avr`` table, or an empty frame.
         json: What ``compare --json`` prints (:func:`onnxnoise.report.comparison.comparison_json`).
         out, markdown, tables, figures: The folder and files written (``compare.md``...).

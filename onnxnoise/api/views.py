@@ -69,7 +69,8 @@ def make_report(run_dirs: PathLike | Sequence[PathLike], *, out: PathLike | None
     trials = collect_trials(folders)
     files = write_report(trials, collect_runs(folders), folder, title=title)
     return ReportRun(trials=trials, summary=_frame(files.summary), a_avr=_frame(files.a_avr),
-                     blame=_frame(files.blame), out=folder, markdown=Path(files.markdown),
+                     blame=_frame(files.blame), results=_frame(files.results), out=folder,
+                     markdown=Path(files.markdown),
                      tables=tuple(files.tables), figures=tuple(files.figures), warnings=tuple(files.warnings))
 
 

@@ -23,9 +23,10 @@ from typing import Any
 
 from onnxnoise.files import write_text
 from onnxnoise.report.stages import stages_text
+from onnxnoise.report.strength import noise_model_for
 from onnxnoise.strict_json import json_text
 
-__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points", "look_line"]
+__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points", "look_line", "search_text"]
 
 
 def points(value: float | None, digits: int = 2) -> str:
@@ -73,6 +74,31 @@ def look_line(result, noise_model, metric: str) -> str:
             f"(-{d.lost} +{d.gained}{', collapsed' if d.collapsed else ''}){bounds} {result.decision.verdict}")
 
 
+def search_text(report: dict[str, Any]) -> str:
+    """The tolerance search of a check report in words, strengths in the noise model's unit: ``no strength in
+    [t = 1 s, t = 10 y] passes (t = 1 s, the least noisy, is INCONCLUSIVE); 1 gate``, ``t = 1 d passes, t = 30 d
+    does not; 6 gates`` or ``every strength in [SNR 10, SNR 100] passes; 1 gate``.
+
+    Args:
+        report: The check report (its ``search``, ``noise_model`` and ``noise_settings``).
+    """
+    search = report["search"]
+    fmt = noise_model_for(report.get("noise_model"), report.get("noise_settings")).format_strength
+    quiet, noisy = ((search["low"], search["high"]) if search["more_noise_when"] == "higher"
+                    else (search["high"], search["low"]))
+    span = f"[{fmt(quiet)}, {fmt(noisy)}]"
+    steps = search.get("steps") or []
+    if search["found"] is None:
+        verdicts = [step["verdict"] for step in steps if step["strength"] == quiet]
+        told = f" ({fmt(quiet)}, the least noisy, is {verdicts[-1]})" if verdicts else ""
+        text = f"no strength in {span} passes{told}"
+    elif search["bracket"][1] is None:
+        text = f"every strength in {span} passes"
+    else:
+        text = f"{fmt(search['found'])} passes, {fmt(search['bracket'][1])} does not"
+    return f"{text}; {len(steps)} gate{'' if len(steps) == 1 else 's'}"
+
+
 def _case(parent: ET.Element, classname: str, name: str, verdict: str, message: str, detail: str,
           seconds: float) -> None:
     case = ET.SubElement(parent, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
@@ -100,8 +126,7 @@ def junit_xml(report: dict[str, Any]) -> str:
     cases: list[tuple[str, str, str, str]] = []
     if report.get("search") is not None:
         s = report["search"]
-        detail = (f"outcome {s['outcome']}: found {s['found']}, bracket {s['bracket']}; "
-                  f"re-check: {report.get('recheck_command')}")
+        detail = f"{s['outcome']}: {search_text(report)}; re-check: {report.get('recheck_command')}"
         cases.append((report["question"], report["verdict"], f"{report['verdict']}: {s['outcome']}", detail))
     else:
         detail = report.get("error") or _bounds_line(report.get("gate"))
@@ -156,7 +181,7 @@ def markdown(report: dict[str, Any]) -> str:
     search = report.get("search")
     if search:
         lines += ["## Tolerance search", "",
-                  f"Outcome: **{search['outcome']}**; found {search['found']}, bracket {search['bracket']} "
+                  f"Outcome: **{search['outcome']}**: {search_text(report)} "
                   f"(more noise when the strength is {search['more_noise_when']}; "
                   f"{'geometric' if search['log_scale'] else 'arithmetic'} bisection, resolution {search['resolution']}).",
                   "", "| strength | verdict | draws | lower | upper |", "|---|---|---|---|---|"]

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from onnxnoise.check.gate import GateResult
 from onnxnoise.check.job import image_term_warnings
-from onnxnoise.check.outputs import bound_points, look_line, points
+from onnxnoise.check.outputs import bound_points, look_line, points, search_text
 from onnxnoise.check.sequential import FAIL, PASS
 
 __all__ = ["look_printer", "print_summary", "image_term_warnings"]
@@ -53,8 +54,7 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
                      + f"; McNemar p < 0.05 in {gate['mcnemar_significant']}/{gate['draws']} draws")
     search = report.get("search")
     if search:
-        lines.append(f"search: {search['outcome']}; noisiest passing {search['found']}, bracket {search['bracket']}, "
-                     f"{len(search['steps'])} gates")
+        lines.append(f"search: {escape(search_text(report))}")  # its [..] is text, not markup
     plan = report.get("protection")
     if plan:
         kept = plan["kept"]

@@ -24,7 +24,7 @@ from onnxnoise.data.formats import FILE, DatasetContents, DatasetFormat, PathVie
 from onnxnoise.errors import DataError
 from onnxnoise.model.sizes import available_memory
 
-__all__ = ["NpzFormat", "load_npz"]
+__all__ = ["NpzFormat", "load_npz", "npz_image_shape"]
 
 
 class NpzFormat(DatasetFormat):
@@ -55,6 +55,21 @@ def _declared_bytes(member: IO[bytes]) -> tuple[tuple[int, ...], int] | None:
     if dtype.hasobject:
         return None  # refused by allow_pickle=False with its own message
     return shape, math.prod(shape) * dtype.itemsize
+
+
+def npz_image_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The shape the ``images`` array of a dataset ``.npz`` declares, read from its header only (no pixels).
+
+    Returns:
+        ``(N, H, W)`` or ``(N, H, W, C)`` as stored, or None when the file or the array header cannot be read
+        here (loading it reports why).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("images.npy") as member:
+            declared = _declared_bytes(member)
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, NotImplementedError, RuntimeError):
+        return None
+    return None if declared is None else tuple(int(d) for d in declared[0])
 
 
 def _check_sizes(path: Path, fh: IO[bytes], *, memory: int | None = None) -> None:

@@ -15,7 +15,9 @@ The config folder is ``$ONNXNOISE_CONFIG_DIR`` when set, else platformdirs'
 :func:`resolve_data` is the one place a ``--data`` value (a path, a registered name, or
 nothing) becomes a dataset path: without ``--data`` it picks the registered dataset whose
 class count matches the model's score output (1000 or 1001 outputs -> ``imagenet``,
-10 -> ``cifar10``, 100 -> ``cifar100``, else any registered dataset with that many classes).
+10 -> ``cifar10``, 100 -> ``cifar100``, else any registered dataset with that many classes); among several,
+the one whose images fit the model's input in channels and size (:mod:`onnxnoise.data.fit`), the
+conventional name breaking a tie, else it asks for ``--data NAME``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import platformdirs
 
 from onnxnoise.data.dataset import Dataset, open_dataset
+from onnxnoise.data.fit import Geometry, dataset_geometry, fit_score, model_geometry
 from onnxnoise.data.formats import special_file
 from onnxnoise.data.label_space import BACKGROUND_CLASS_OUTPUTS
 from onnxnoise.errors import DataError
@@ -298,10 +301,41 @@ def matches_outputs(num_classes: int, num_outputs: int) -> bool:
     return num_classes == num_outputs or (num_outputs, num_classes) in BACKGROUND_CLASS_OUTPUTS
 
 
-def _model_outputs(model: Path, score_output: str | None) -> int | None:
-    """Class scores per image of the model's score output, with shape inference when the graph omits it."""
+def _model_io(model: Path, score_output: str | None) -> tuple[int | None, Geometry]:
+    """Class scores per image of the model's score output (with shape inference when the graph omits it), and
+    the geometry of its image input."""
     proto = load_model(model)
-    return score_width(proto, get_model_io(proto, output=score_output))
+    io = get_model_io(proto, output=score_output)
+    return score_width(proto, io), model_geometry(io.input_shape)
+
+
+def _best_fit(candidates: list[RegisteredDataset], geometry: Geometry, preferred: str | None, outputs: int,
+              model_name: str) -> tuple[RegisteredDataset, list[str]]:
+    """The candidate whose images fit the model's input best (:func:`onnxnoise.data.fit.fit_score`); among equals
+    the conventional name (:data:`PREFERRED_NAMES`), or the only one. Returns it and the worse-fitting others.
+
+    Raises:
+        DataError: None fits in channels or size, or several fit equally and none has the conventional name;
+            the message lists them with their geometry and says to pass ``--data NAME``.
+    """
+    shapes = {e.name: dataset_geometry(e.path, e.format) for e in candidates}
+    scores = {e.name: fit_score(geometry, shapes[e.name]) for e in candidates}
+    best = max(scores.values())
+    top = [e for e in candidates if scores[e.name] == best]
+
+    def listed(entries: list[RegisteredDataset]) -> str:
+        return ", ".join(f"`{e.name}` ({shapes[e.name].text()})" for e in entries)
+
+    if best == 0:
+        raise DataError(f"no --data given and no registered {outputs}-class dataset fits the {geometry.text()} input "
+                        f"of {model_name}: {listed(candidates)}; pass --data NAME to use one anyway (with --crop and "
+                        "--resize), or --data PATH for a dataset that fits")
+    chosen = next((e for e in top if e.name == preferred), top[0] if len(top) == 1 else None)
+    if chosen is None:
+        raise DataError(f"no --data given and {len(top)} registered {outputs}-class datasets fit the "
+                        f"{geometry.text()} input of {model_name} equally: {listed(top)}; pass --data NAME "
+                        f"(e.g. --data {top[0].name})")
+    return chosen, [f"`{e.name}` ({shapes[e.name].text()})" for e in candidates if scores[e.name] < best]
 
 
 def _check_not_shadowed(text: str) -> bool:
@@ -346,7 +380,8 @@ def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[s
     Raises:
         DataError: ``data`` names both a path and a registered dataset elsewhere
             (:func:`_check_not_shadowed`), ``data`` is None and no registered dataset has as many classes as the
-            model has outputs (the message says how to register or download one), the
+            model has outputs (the message says how to register or download one), none of those fits the
+            model's input or several fit it equally (:func:`_best_fit`), the
             model's output size is unknown, or the chosen entry's path is gone.
         GraphError: The model cannot be loaded (``data`` None only).
     """
@@ -365,21 +400,21 @@ def resolve_data(data: str | os.PathLike[str] | None, model: str | os.PathLike[s
         note = f"--data {text}: registered dataset `{entry.name}` ({entry.path}, {entry.num_classes} classes)"
         return DataChoice(Path(entry.path), entry.name, note)
     model = Path(model)
-    outputs = _model_outputs(model, score_output)
+    outputs, geometry = _model_io(model, score_output)
     if outputs is None:
         raise DataError(f"no --data given and the number of outputs of `{model.name}` is unknown (symbolic), so no "
                         "registered dataset can be chosen; pass --data PATH or a name from `onnxnoise data list`")
     entries = load_registry()
     preferred = PREFERRED_NAMES.get(outputs)
-    candidates = [entries[preferred]] if preferred in entries else []
-    candidates += [e for n, e in sorted(entries.items()) if n != preferred and matches_outputs(e.num_classes, outputs)]
-    for entry in candidates:
-        if matches_outputs(entry.num_classes, outputs):
-            lookup_dataset(entry.name)  # a vanished folder is an error, not a silent fallback
-            return DataChoice(Path(entry.path), entry.name,
-                              f"no --data given: using registered dataset `{entry.name}` ({entry.path}, "
-                              f"{entry.num_classes} classes, {entry.images} images) for the {outputs} outputs of "
-                              f"{model.name}")
+    candidates = [e for _, e in sorted(entries.items()) if matches_outputs(e.num_classes, outputs)]
+    if candidates:
+        entry, others = _best_fit(candidates, geometry, preferred, outputs, model.name)
+        lookup_dataset(entry.name)  # a vanished folder is an error, not a silent fallback
+        note = (f"no --data given: using registered dataset `{entry.name}` ({entry.path}, {entry.num_classes} "
+                f"classes, {entry.images} images) for the {outputs} outputs of {model.name}")
+        if others:
+            note += f"; chosen over {', '.join(others)} for its {geometry.text()} input"
+        return DataChoice(Path(entry.path), entry.name, note)
     how = _HOW_TO.get(preferred or "", f"register a {outputs}-class dataset with "
                       "`onnxnoise data add NAME /path/to/dataset`")
     raise DataError(f"no --data given and no registered dataset has {outputs} classes for the {outputs} outputs "

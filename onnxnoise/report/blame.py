@@ -132,6 +132,11 @@ def worst_strength(frame: pl.DataFrame) -> pl.DataFrame:
     return ranked.filter(pl.col("_rank") == pl.col("_rank").max().over(keys)).drop("_rank")
 
 
+def _counted(count: int | None, noun: str) -> str:
+    """``1 draw``, ``2 draws``: ``noun`` in the singular for one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def layer_flags(row: dict, unit: str | None = None) -> list[str]:
     """The flags of one blame-table row (module docstring), in a fixed order.
 
@@ -143,9 +148,9 @@ def layer_flags(row: dict, unit: str | None = None) -> list[str]:
     if changed:
         policy = json.loads(row.get("noise") or "{}").get("bn_variance", "clamp")
         flags.append(f"BN variances {'left negative' if policy == 'keep' else 'fixed'}: {changed} in "
-                     f"{row.get('draws')} draws")
+                     f"{_counted(row.get('draws'), 'draw')}")
     if row.get("nan_count"):
-        flags.append(f"NaN logits: {row['nan_count']} images in {row.get('draws')} draws")
+        flags.append(f"NaN logits: {_counted(row['nan_count'], 'image')} in {_counted(row.get('draws'), 'draw')}")
     if row.get("collapsed"):
         bn = changed or row.get("op_type") == "BatchNormalization"
         flags.append(f"{BN_COLLAPSE if bn else 'collapsed'} {row['collapsed']}/{row['draws']}")

@@ -59,9 +59,8 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
                "per-layer (`--mode per-layer`) trials two models share at the same noise and strength; give the run "
                "folders of two or more models swept with the same noise settings")
         raise StoreError(msg)
-    if not verdicts.is_empty():
-        verdicts = verdicts.with_columns(pl.Series("sentence", [verdict_sentence(r) for r in verdicts.iter_rows(
-            named=True)], dtype=pl.String))
+    verdicts = verdicts.with_columns(pl.Series("sentence", [verdict_sentence(r) for r in verdicts.iter_rows(
+        named=True)], dtype=pl.String))  # typed columns even when empty (one model: no verdict)
     out = Path(out_dir)
     files = ReportFiles(summary=verdicts)
     if not verdicts.is_empty():

@@ -31,7 +31,25 @@ from onnxnoise.report.stats import normalized_accuracy, sort_by_noise
 pl = lazy_module("polars")
 _sps = lazy_module("scipy.stats")
 
-__all__ = ["paired_difference", "welch_difference", "model_draws", "compare_models", "verdict_sentence"]
+__all__ = ["VERDICT_COLUMNS", "verdict_schema", "paired_difference", "welch_difference", "model_draws",
+           "compare_models", "verdict_sentence"]
+
+#: Columns of :func:`compare_models` in order, then ``sentence`` (added by
+#: :func:`onnxnoise.report.comparison.write_comparison`), with their Polars dtypes by name (names, so that importing
+#: this module does not import Polars; :func:`verdict_schema` gives the dtypes).
+VERDICT_COLUMNS: dict[str, str] = {
+    "model_a": "String", "model_b": "String", "mode": "String", "noise_model": "String", "noise": "String",
+    "strength": "Float64", "metric": "String", "value_a": "Float64", "value_b": "Float64", "clean_a": "Float64",
+    "clean_b": "Float64", "difference": "Float64", "ci_half": "Float64", "ci_level": "Float64", "paired": "Boolean",
+    "seeds": "Int64", "images": "Int64", "strength_text": "String", "strength_unit": "String", "sentence": "String",
+}
+
+
+def verdict_schema(*, sentence: bool = True) -> pl.Schema:
+    """The Polars schema of the verdict table (:data:`VERDICT_COLUMNS`); without ``sentence``, that of
+    :func:`compare_models`."""
+    return pl.Schema({name: getattr(pl, dtype) for name, dtype in VERDICT_COLUMNS.items()
+                      if sentence or name != "sentence"})
 
 
 def paired_difference(a, b, level: float = 0.95, *, images: int | None = None) -> tuple[float, float]:
@@ -154,12 +172,14 @@ def compare_models(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame
         ``metric`` (``top-1 %`` or ``top-1 degradation % (A_avr)``), ``value_a``, ``value_b``
         (means over draws), ``clean_a``, ``clean_b``, ``difference`` (``B - A``), ``ci_half`` (half-width at ``ci_level``,
         null with too few draws), ``paired`` (bool), ``seeds`` (pairs, or draws of the smaller side),
-        ``images``, ``sentence`` (:func:`verdict_sentence`). Empty when there is one model.
+        ``images``, ``strength_unit`` (:func:`verdict_schema`; ``sentence``, :func:`verdict_sentence`, is added by
+        :func:`onnxnoise.report.comparison.write_comparison`). Empty, with those columns, when there is one model
+        or no setting two models share.
     """
     draws = model_draws(trials)
     order = trials.select("model", "model_sha256").unique(maintain_order=True).rows()
     if len(order) < 2 or draws.is_empty():
-        return pl.DataFrame()
+        return pl.DataFrame(schema=verdict_schema(sentence=False))
     ref = order[0]
     rows = []
     keys = ["mode", *_NOISE_KEYS]
@@ -172,7 +192,7 @@ def compare_models(trials: pl.DataFrame, *, level: float = 0.95) -> pl.DataFrame
                 continue
             rows.append(_row(ref[0], other[0], dict(zip(keys, key)), a, b, level))
     if not rows:
-        return pl.DataFrame()
+        return pl.DataFrame(schema=verdict_schema(sentence=False))
     return sort_by_noise(add_strength_text(pl.DataFrame(rows)))
 
 

@@ -45,3 +45,20 @@ def test_the_api_example_runs_with_the_demo_counts(tmp_path, monkeypatch, capsys
 def test_check_wheel_runs_the_api_example():
     script = (ROOT / "scripts" / "check_wheel.sh").read_text(encoding="utf-8")
     assert "docs/api.md" in script and "api_example" in script
+
+
+def test_every_seeds_form_the_docs_offer_is_taken():
+    """Each `seeds=...` that docs/api.md and bench_model's docstring offer parses to the seeds they say (fresh22
+    finding 1: both offered `seeds="0-4"`, which raises ConfigError)."""
+    import ast
+
+    from onnxnoise.api import measure
+    from onnxnoise.options import parse_seeds, resolve_seeds
+
+    form = r'\bseeds=(\[[^\]]*\]|"[^"]*"|\d+)'
+    doc = re.findall(form, DOC.read_text(encoding="utf-8"))
+    docstring = re.findall(form, measure.bench_model.__doc__)
+    parsed = {text: parse_seeds(ast.literal_eval(text)) for text in (*doc, *docstring)}
+    seeds = {text: value if value == "auto" else resolve_seeds(value) for text, value in parsed.items()}
+    assert seeds == {"5": [0, 1, 2, 3, 4], "[40, 30]": [40, 30], '"40,30"': [40, 30], '"auto"': "auto",
+                     "1": [0]}

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 import onnxnoise
@@ -39,9 +41,16 @@ def test_bench_writes_what_the_cli_writes(demo_files, tmp_path, capsys):
     model, data = demo_files
     run = onnxnoise.bench_model(model, data, out=tmp_path / "api", snr="10,100", seeds=1, limit="200")
     assert run.config.limit == 200  # the flag's text, converted as --limit converts it
-    assert sorted(p.name for p in run.files) == ["bench.json", "summary.csv", "summary.parquet", "trials.csv",
-                                                 "trials.parquet"]
+    assert sorted(p.name for p in run.files) == ["bench.json", "results.csv", "results.parquet", "summary.csv",
+                                                 "summary.parquet", "trials.csv", "trials.parquet"]
     assert all(p.is_file() for p in run.files)
+    assert sorted(p.name for p in (tmp_path / "api").iterdir()) == sorted(p.name for p in run.files)  # all listed
+    # The timm-style table (fresh22 finding 6): as results.parquet holds it, the baseline first.
+    assert run.results.equals(pl.read_parquet(tmp_path / "api" / "results.parquet"))
+    assert run.trials["top1_correct"].to_list() == [183, 182, 181]  # of 200: clean, SNR 100, SNR 10 (seed 0)
+    assert run.results.select("noise", "strength", "top1", "top1_err", "images").rows() == [
+        ("clean", None, 91.5, 8.5, 200), ("gaussian-snr", 100.0, 91.0, 9.0, 200),  # least noise first
+        ("gaussian-snr", 10.0, 90.5, 9.5, 200)]
     record = json.loads((tmp_path / "api" / "bench.json").read_text())
     code, _, _ = run_cli(capsys, "bench", model, "--data", data, "--snr", "10,100", "--seeds", "1", "--limit", "200",
                          "--out", tmp_path / "cli")
@@ -178,3 +187,21 @@ def test_sweep_experiment_takes_only_what_a_file_cannot_hold(demo_files, tmp_pat
     with pytest.raises(onnxnoise.ExperimentError, match="experiment file not found"):
         onnxnoise.sweep_experiment(tmp_path / "missing.toml")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_error_of_a_dataset_picked_without_data_names_it(demo_files, registry, tmp_path):
+    """fresh22 finding 3: the API returns the "using registered dataset" note only with a result, so an error of
+    the run on the picked dataset says which one it was (here a 32x32 gray set for the 28x28 demo, whose `mnist`
+    preprocessing does not resize)."""
+
+    model, _ = demo_files
+    gray32 = tmp_path / "gray32.npz"
+    np.savez(gray32, images=np.zeros((10, 32, 32), np.uint8), labels=np.arange(10, dtype=np.int64))
+    register_dataset("gray32", gray32)
+    with pytest.raises(DataError) as info:
+        onnxnoise.bench_model(model, None, snr=10, seeds=1)
+    message = str(info.value)
+    assert message.startswith("preprocessing gives 32x32 images but the model expects 28x28; ")
+    assert message.endswith(f"; the dataset was the registered `gray32` ({gray32.resolve()}), picked because no "
+                            "data was given: pass data=NAME or a path to choose another")
+    assert "\n" not in message

@@ -6,6 +6,7 @@ import polars as pl
 
 import onnxnoise
 from onnxnoise.noise_catalog import noise_model_list
+from onnxnoise.report.versus import verdict_schema
 
 
 def test_model_layers_of_the_demo(demo_files):
@@ -38,3 +39,21 @@ def test_make_report_of_a_sweep(demo_files, tmp_path):
     assert rows["mode"].to_list() == ["baseline", "all", "all"] and rows["strength"].to_list() == [None, 10.0, 100.0]
     assert report.a_avr.is_empty() and report.blame.is_empty()  # no per-layer trials
     assert all(p.is_file() for p in (*report.tables, *report.figures))
+    # The timm-style table as results.parquet holds it: top-1 in percent of each trial's 100 images.
+    assert report.results.equals(pl.read_parquet(tmp_path / "run" / "results.parquet"))
+    counts = dict(report.trials.select("strength", "top1_correct").rows())
+    assert dict(report.results.select("strength", "top1").rows()) == {k: float(v) for k, v in counts.items()}
+
+
+def test_compare_of_one_model_gives_an_empty_verdict_table_with_its_columns(demo_files, tmp_path):
+    """fresh22 finding 17: two runs of the same model (a per-layer sweep: A_avr, no verdict) gave `verdicts` as a
+    (0, 0) frame, so `verdicts["sentence"]` raised; now the verdict table's typed columns, no rows."""
+    model, data = demo_files
+    for name in ("a", "b"):
+        onnxnoise.sweep_model(model, data, out=tmp_path / name, modes="per-layer", snr=10, seeds=1, limit=50)
+    compared = onnxnoise.compare_runs([tmp_path / "a", tmp_path / "b"], out=tmp_path / "cmp")
+    assert compared.verdicts.height == 0 and compared.verdicts["sentence"].to_list() == []
+    assert compared.verdicts.schema == verdict_schema()
+    assert compared.verdicts.columns[:3] == ["model_a", "model_b", "mode"] and compared.verdicts.width == 20
+    assert (compared.verdicts.schema["difference"], compared.verdicts.schema["paired"]) == (pl.Float64, pl.Boolean)
+    assert compared.json["verdicts"] == [] and compared.a_avr.height == 1  # the one model's A_avr at SNR 10

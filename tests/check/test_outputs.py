@@ -1,10 +1,11 @@
-"""check.md and junit.xml of a protection plan that is withheld (onnxnoise/check/outputs.py)."""
+"""check.md and junit.xml of a protection plan that is withheld, and a tolerance search in words
+(onnxnoise/check/outputs.py)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from onnxnoise.check.outputs import bound_points, junit_xml, markdown, points
+from onnxnoise.check.outputs import bound_points, junit_xml, markdown, points, search_text
 
 NOTE = ("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8 layers is undecided "
         "(inconclusive with 3, 5, 6 kept), and only keeping 7 passed; no plan proposed: evaluate more images")
@@ -44,3 +45,29 @@ def test_numbers_that_round_to_zero_carry_no_minus_sign():
     assert points(-0.004) == "0.00" and bound_points(-0.004, 1.0) == "0.00"
     assert points(-0.006) == "-0.01" and bound_points(-0.25, 1.0) == "-0.25"
     assert bound_points(0.9987, 1.0) == "0.999" and points(None) == "-"
+
+
+def search_report(found, bracket, steps, *, noise_model="pcm", low=1.0, high=315_360_000.0, more="higher") -> dict:
+    """A check report of a tolerance search (``steps``: (strength, verdict) pairs) and nothing else."""
+    return {"verdict": "INCONCLUSIVE", "question": "noisiest strength", "model": "m.onnx", "dataset": "d",
+            "images": 200, "noise_model": noise_model, "baseline": {"top1_acc": 91.5, "top5_acc": 100.0},
+            "gate": None, "protection": None, "error": None, "seconds": 1.0, "recheck_command": None,
+            "search": {"outcome": "?", "found": found, "bracket": list(bracket), "low": low, "high": high,
+                       "more_noise_when": more, "log_scale": True, "resolution": 0.05,
+                       "steps": [{"strength": v, "verdict": w, "draws": 5, "lower": 0.0, "upper": 1.0}
+                                 for v, w in steps]}}
+
+
+def test_a_search_reads_in_words_with_the_strength_unit():
+    """fresh22 finding 4: "noisiest passing None, bracket [None, 1.0], 1 gates" is told in words and units."""
+    none = search_report(None, (None, 1.0), [(1.0, "INCONCLUSIVE")])
+    assert search_text(none) == ("no strength in [t = 1 s, t = 10 y] passes (t = 1 s, the least noisy, is "
+                                 "INCONCLUSIVE); 1 gate")
+    found = search_report(86400.0, (86400.0, 2_592_000.0), [(1.0, "PASS"), (2_592_000.0, "FAIL"), (86400.0, "PASS")])
+    assert search_text(found) == "t = 1 d passes, t = 30 d does not; 3 gates"
+    snr = search_report(10.0, (10.0, None), [(10.0, "PASS")], noise_model="gaussian-snr", low=10.0, high=100.0,
+                        more="lower")  # SNR: the quiet end is the high one
+    assert search_text(snr) == "every strength in [SNR 100 (1% noise), SNR 10 (10% noise)] passes; 1 gate"
+    case = ET.fromstring(junit_xml({**none, "search": {**none["search"], "outcome": "none passes"}}))
+    assert case.find(".//error").text == ("none passes: no strength in [t = 1 s, t = 10 y] passes (t = 1 s, the "
+                                          "least noisy, is INCONCLUSIVE); 1 gate; re-check: None")

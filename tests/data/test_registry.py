@@ -154,6 +154,53 @@ def test_resolution_prefers_the_conventional_name_then_any_matching_class_count(
     assert resolve_data(tmp_path / "x.npz", model10).path == tmp_path / "x.npz"
 
 
+def _images_npz(path: Path, channels: int, size: int, n: int = 20) -> Path:
+    """``n`` images of ``size`` x ``size`` (gray stored as (N, H, W)), 10 classes."""
+    shape = (n, size, size) if channels == 1 else (n, size, size, channels)
+    np.savez(path, images=np.random.default_rng(size).integers(0, 256, shape, dtype=np.uint8),
+             labels=np.arange(n, dtype=np.int64) % 10)
+    return path
+
+
+def test_without_data_the_dataset_whose_images_fit_the_input_wins_over_the_conventional_name(tmp_path, capsys):
+    """fresh22 finding 3: with `cifar10` (3x32x32) and a Fashion-MNIST-like set (1x28x28) registered, a 1x28x28
+    10-class model gets the one that fits, not CIFAR-10 by its class count; the note says what it was chosen over."""
+    model = tmp_path / "gray28.onnx"
+    onnx.save(tiny_cnn(channels=1, size=28), str(model))
+    register_dataset("cifar10", _images_npz(tmp_path / "c.npz", 3, 32))
+    register_dataset("fmnist", _images_npz(tmp_path / "f.npz", 1, 28))
+    choice = resolve_data(None, model)
+    assert (choice.name, choice.path) == ("fmnist", (tmp_path / "f.npz").resolve())
+    assert choice.note == (f"no --data given: using registered dataset `fmnist` ({(tmp_path / 'f.npz').resolve()}, "
+                           "10 classes, 20 images) for the 10 outputs of gray28.onnx; chosen over `cifar10` "
+                           "(3x32x32) for its 1x28x28 input")
+    # An RGB 224x224 model: both fit in channels or size by one point; the conventional name breaks the tie.
+    rgb = _model(tmp_path / "rgb224.onnx", 10, favourite=0)
+    assert resolve_data(None, rgb).name == "cifar10"
+    code, out, err = run_cli(capsys, "bench", model, "--preprocess", "mnist", "--snr", "5", "--seeds", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["dataset_path"] == str((tmp_path / "f.npz").resolve())
+
+
+def test_without_data_several_fitting_equally_or_none_fitting_is_one_line_naming_them(tmp_path, capsys):
+    model = tmp_path / "gray28.onnx"
+    onnx.save(tiny_cnn(channels=1, size=28), str(model))
+    register_dataset("cifar10", _images_npz(tmp_path / "c.npz", 3, 32))
+    code, _, err = run_cli(capsys, "bench", model, "--snr", "5")
+    assert code == 2 and err.splitlines() == [
+        "onnxnoise: error: no --data given and no registered 10-class dataset fits the 1x28x28 input of "
+        "gray28.onnx: `cifar10` (3x32x32); pass --data NAME to use one anyway (with --crop and --resize), or "
+        "--data PATH for a dataset that fits"]
+    register_dataset("mnist", _images_npz(tmp_path / "m.npz", 1, 28))
+    register_dataset("fmnist", _images_npz(tmp_path / "f.npz", 1, 28))
+    with pytest.raises(DataError) as info:
+        resolve_data(None, model)
+    assert str(info.value) == ("no --data given and 2 registered 10-class datasets fit the 1x28x28 input of "
+                               "gray28.onnx equally: `fmnist` (1x28x28), `mnist` (1x28x28); pass --data NAME "
+                               "(e.g. --data fmnist)")
+    assert resolve_data("mnist", model).path == (tmp_path / "m.npz").resolve()  # --data NAME settles it
+
+
 def test_registered_folder_that_vanished_is_one_line(imagenet_like, tmp_path, capsys):
     model = _model(tmp_path / "m.onnx", 1000, favourite=0)
     register_dataset("imagenet", imagenet_like)

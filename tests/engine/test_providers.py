@@ -234,3 +234,16 @@ def test_a_provider_that_runs_no_node_exits_2_with_one_line(capsys, tiny_run):
     assert one_line(err) == ("onnxnoise: error: `AzureExecutionProvider` runs none of the model's 5 nodes (they "
                              "run on: CPUExecutionProvider 5); choose a provider that supports this model's "
                              "operators, or drop --provider")
+
+
+def test_the_demo_runs_10_nodes_as_docs_providers_md_says(capsys, demo_files, tmp_path):
+    """fresh22 finding 14: docs/providers.md gave only the tiny test CNN's 5 nodes; a newcomer runs the demo, whose
+    optimized graph has 10, all on the CPU provider. The doc quotes the demo's numbers; this holds them."""
+    model, data = demo_files
+    code, _, err = run_cli(capsys, "bench", model, "--data", data, "--provider", CPU, "--snr", "10", "--seeds", "1",
+                           "--limit", "20", "--out", tmp_path / "demo")
+    assert code == 0, err
+    nodes = json.loads((tmp_path / "demo" / "bench.json").read_text())["provider_nodes"]
+    assert nodes == {"provider": CPU, "nodes": 10, "total": 10, "share": 1.0, "by_provider": {CPU: 10}}
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "providers.md").read_text(encoding="utf-8")
+    assert '`"nodes": 10, "total": 10, "share": 1.0`' in doc and "runs none of the model's 10 nodes" in doc

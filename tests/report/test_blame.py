@@ -88,3 +88,10 @@ def test_layer_flags_without_bn_names_plain_collapse_and_kept_variances():
 def test_blame_table_is_empty_without_per_layer_trials():
     frame = layer_frame({}, whole={10.0: [800, 810]})
     assert blame_table(frame, summarize_trials(frame)).is_empty()
+
+
+def test_layer_flags_count_one_draw_and_one_image_in_the_singular():
+    """fresh22 finding 14: a 1-seed sweep's report said "BN variances fixed: 2 in 1 draws"."""
+    row = {"bn_variance_changed": 2, "nan_count": 1, "draws": 1, "collapsed": 0, "noise": "{}"}
+    assert layer_flags(row) == ["BN variances fixed: 2 in 1 draw", "NaN logits: 1 image in 1 draw"]
+    assert layer_flags({**row, "nan_count": 3, "draws": 2})[1] == "NaN logits: 3 images in 2 draws"

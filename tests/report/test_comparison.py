@@ -9,6 +9,7 @@ import pytest
 
 from onnxnoise.errors import StoreError
 from onnxnoise.report.comparison import write_comparison
+from onnxnoise.report.versus import verdict_schema
 from tests._frames import layer_frame
 
 
@@ -52,6 +53,7 @@ def test_compare_md_leads_with_the_verdicts_and_json_holds_them(tmp_path):
 def test_whole_model_sweeps_alone_are_compared(tmp_path):
     files = write_comparison(_trials(per_layer=False), _runs("resnet20.onnx", "resnet32.onnx"), tmp_path)
     assert files.a_avr is None and set(files.summary["mode"]) == {"all"}
+    assert files.summary.schema == verdict_schema()  # the empty table of one model has these columns too
     assert not (tmp_path / "compare.parquet").exists()
     assert (tmp_path / "figures" / "compare-accuracy-vs-noise.png").is_file()
 
@@ -60,6 +62,7 @@ def test_one_model_per_layer_keeps_its_a_avr_table_and_no_verdict(tmp_path):
     trials = _trials().filter(pl.col("model") == "resnet20.onnx")
     files = write_comparison(trials, _runs("resnet20.onnx"), tmp_path)
     assert files.summary.is_empty() and files.a_avr is not None
+    assert files.summary.schema == verdict_schema()  # typed columns, no rows (fresh22 finding 17)
     assert "- no two models share" in files.markdown.read_text()
     assert json.loads((tmp_path / "compare.json").read_text())["verdicts"] == []
     with pytest.raises(StoreError, match="nothing to compare: these runs hold 1 model"):

@@ -39,6 +39,7 @@ from onnxnoise.store.schema import APPLICATION_ID, PAIRED, RUN_COLUMNS, column_n
 from onnxnoise.sweep import recheck_sweep, run_sweep
 
 from tests._builders import _run, conv_bn_resnet, labeled_npz, raw_input
+from tests._checks import needs_committed_reports
 from tests._frames import PCM_GLOBAL, PCM_NONE, draws_frame
 import tests._noise_models  # noqa: F401  (registers test-zero-every-k)
 from tests._noise_models import ZERO_ALL_HINT, zeroing_model  # noqa: F401  (a fixture)
@@ -331,6 +332,7 @@ def test_bench_and_report_warn_with_the_models_advice_when_its_draws_collapse(la
     assert f"- **WARNING**: {expected}" in files.markdown.read_text()
 
 
+@needs_committed_reports
 def test_committed_collapse_counts_of_correct_groups_do_not_move():
     """reports/cifar10-resnet-seeds (10 draws per group, every group had a draw that escaped or none collapsed):
     the counts recomputed from its results.parquet equal its committed summary.parquet, e.g. ResNet56 5/10 at
@@ -347,6 +349,7 @@ def test_committed_collapse_counts_of_correct_groups_do_not_move():
     assert resnet56["now"].to_list() == [5]
 
 
+@needs_committed_reports
 @pytest.mark.parametrize(("report", "chance", "total", "whole_model"), [("analog-devices", 10.0, 32, 32),
                                                                       ("imagenet-paper", 0.0, 425, 10)])
 def test_restated_committed_collapse_counts_equal_a_recomputation(report, chance, total, whole_model):

@@ -17,6 +17,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 import _imagenet_paper_tables as tables  # noqa: E402
 import imagenet_paper  # noqa: E402
 
+from tests._checks import needs_committed_reports  # noqa: E402
+
 BN_KEPT = REPO / "reports" / "cifar10-resnet" / "results.parquet"
 
 
@@ -31,6 +33,7 @@ def test_sweeps_run_whole_model_first_then_per_layer_by_first_seed():
     assert [o[3] for o in order[9:]] == [(0, 1), (0, 1), (1, 2), (2,), (2,)]  # first draws of every model first
 
 
+@needs_committed_reports
 def test_bn_kept_a_avr_reads_the_committed_resnet44_sweep():
     """A_avr per seed over 87 layers equals reports/cifar10-resnet/a_avr.csv (SNR 1: 0.7088 ± 0.0313)."""
     kept = pl.read_parquet(BN_KEPT).rename({"snr": "strength"}).filter(
@@ -45,6 +48,7 @@ def test_bn_kept_a_avr_reads_the_committed_resnet44_sweep():
         "error": pl.String, "model": pl.String, "mode": pl.String}), BN_KEPT)[-2] == "(not measured yet: BN folded)"
 
 
+@needs_committed_reports
 def test_bn_table_has_the_mean_over_snrs_beside_access_2022():
     """With the kept sweep standing in for the folded one both columns read 91.54 ± 1.92 (mean of 6 SNRs)."""
     kept = pl.read_parquet(BN_KEPT).rename({"snr": "strength"}).filter(pl.col("model") == "resnet44-bn.onnx")
@@ -54,6 +58,7 @@ def test_bn_table_has_the_mean_over_snrs_beside_access_2022():
     assert "| IEEE Access 2022 (with BN / without BN) | 41.32 | 91.95 |" in lines
 
 
+@needs_committed_reports
 def test_table_iii_rows_from_the_committed_study():
     results = REPO / "reports" / "imagenet-paper" / "results.parquet"
     trials = pl.read_parquet(results).with_columns(pl.col("model").str.replace(r" @ .*$", ""))
