@@ -15,6 +15,7 @@ or the flag's text itself (``snr="10,20"`` or ``snr=[10, 20]``, ``limit=100`` or
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import time
@@ -91,7 +92,9 @@ def keyword_options(command: str, options: Mapping[str, Any], *classes: type) ->
     settings = {s.key: s for s in option_settings(command, *classes)}
     unknown = sorted(set(options) - set(settings))
     if unknown:
-        raise ConfigError(f"{command} takes no option {', '.join(map(repr, unknown))}; its options are "
+        near = [repr(match[0]) for key in unknown if (match := difflib.get_close_matches(key, settings, n=1, cutoff=0.75))]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ConfigError(f"{command} takes no option {', '.join(map(repr, unknown))}{hint}; its options are "
                           f"{', '.join(sorted(settings))} (the setting keys of docs/options.md)")
     out: dict[str, Any] = {key: None for key in settings}
     for key, value in options.items():

@@ -26,6 +26,8 @@ def test_keyword_options_refuse_what_the_command_does_not_take():
     with pytest.raises(ConfigError, match=r"^bench takes no option 'modes'; its options are"):
         keyword_options("bench", {"modes": "all"}, RunConfig)  # a sweep's option
     assert keyword_options("sweep", {"modes": "all"}, SweepConfig)["modes"] == "all"
+    with pytest.raises(ConfigError, match=r"^sweep takes no option 'mode' \(did you mean 'modes'\?\); its "):
+        keyword_options("sweep", {"mode": "all"}, SweepConfig)  # the flag is --mode, the key modes
     with pytest.raises(ConfigError, match=r"^batch_size='x' is not a valid --batch-size value$"):
         keyword_options("bench", {"batch_size": "x"}, RunConfig)
 
