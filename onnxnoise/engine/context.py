@@ -32,7 +32,8 @@ from onnxnoise.engine.labels import resolve_label_offset
 from onnxnoise.engine.metrics import fixed_top5
 from onnxnoise.engine.prefix import PrefixRunner
 from onnxnoise.engine.preprocessing import resolve_preprocessing
-from onnxnoise.engine.providers import NodeShare, check_node_share, choose_providers, node_share, plugin_version
+from onnxnoise.engine.providers import (NodeShare, check_node_share, choose_providers, node_share, plugin_version,
+                                        unreported_options)
 from onnxnoise.engine.runtime import SessionFactory
 from onnxnoise.engine.stages import RunStages, prepare_stages
 from onnxnoise.errors import DataError, GraphError
@@ -410,6 +411,8 @@ def prepare_context(config: RunConfig, *, calibration_dir: Path | None = None) -
     check_node_share(nodes, choice.requested)  # no silent fallback: the provider asked for runs some node
     if choice.requested is not None and nodes.nodes < nodes.total:
         warnings.append(f"not every node runs on the provider asked for: {nodes.describe()}")
+    if not choice.plugin:  # a plugin provider's options are not read back through the session
+        warnings += [line for line in [unreported_options(probe.session, probe.provider, choice.given)] if line]
     precision = {**_precision_options(probe, factory), **choice.given}
     versions = {**package_versions(), **plugin_version(choice)}
     if not known_width:  # a width the graph never states: the clean model's first batch shows it

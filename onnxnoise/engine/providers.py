@@ -35,6 +35,7 @@ ort = lazy_module("onnxruntime")
 __all__ = [
     "CPU", "CUDA", "RECORD_ASSIGNMENT", "ProviderChoice", "NodeShare", "cuda_options", "resolve_providers",
     "choose_providers", "register_library", "ort_message", "plugin_version", "node_share", "check_node_share",
+    "unreported_options",
 ]
 
 CPU = "CPUExecutionProvider"
@@ -311,3 +312,28 @@ def check_node_share(share: NodeShare, requested: str | None) -> None:
         msg = (f"`{requested}` runs none of the model's {share.total} nodes (they run on: {where}); choose a "
                "provider that supports this model's operators, or drop --provider")
         raise SessionError(msg)
+
+
+def unreported_options(session: ort.InferenceSession, provider: str, given: Mapping[str, str]) -> str | None:
+    """A warning line for options given with ``--provider-option`` that ``provider`` does not report back.
+
+    ONNX Runtime drops, without a word, an option a built-in provider does not know (the CPU provider takes
+    none: ``{"foo": "bar"}`` gives ``get_provider_options() == {"CPUExecutionProvider": {}}``), so a
+    misspelt option changes nothing in the numbers but still enters the trial key.
+
+    Args:
+        session: A session built with ``given`` for ``provider``.
+        provider: The provider the session runs on.
+        given: The options the user set, ``key -> text``.
+
+    Returns:
+        The line, or ``None`` when every given option is reported (or none was given).
+    """
+    reported = session.get_provider_options().get(provider, {})
+    missing = sorted(set(given) - set(reported))
+    if not missing:
+        return None
+    known = ", ".join(sorted(reported)) or "none"
+    return (f"{provider} does not report the option(s) {', '.join(map(repr, missing))} given with --provider-option: "
+            f"ONNX Runtime ignores an option a provider does not know (the numbers are those without it, the trial "
+            f"key still includes it); check the name (options it reports: {known})")
