@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from onnxnoise import __version__
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.baseline_checks import chance_classes, chance_warning, check_expected_top1, run_baseline_first
 from onnxnoise.engine.context import RunContext, prepare_context
@@ -160,13 +161,14 @@ def bench_record(result: BenchResult, config: RunConfig, out: str | os.PathLike[
                  demo: bool = False) -> dict:
     """The JSON-ready record of a bench run: what ``bench.json`` holds and ``bench --json`` prints.
 
-    Keys: ``demo``, every key of ``result.meta``, ``config`` (:meth:`RunConfig.to_dict`),
+    Keys: ``tool`` (``"onnxnoise bench"``), ``version`` (onnxnoise's), ``demo``, every key of ``result.meta``, ``config`` (:meth:`RunConfig.to_dict`),
     ``strength_unit``, ``out_dir`` (``None`` when nothing was written), ``baseline`` (clean ``top1_acc``
     and ``top5_acc`` in percent) and ``results`` (the summary's rows, its JSON-text cells as values);
     ``scope_check`` with ``--scope-check``.
     """
     base = result.summary.filter(pl.col("mode") == "baseline")
     record = {
+        "tool": "onnxnoise bench", "version": __version__,
         "demo": demo,
         **result.meta,
         "config": config.to_dict(),

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from onnx import numpy_helper
 
+import onnxnoise
 from onnxnoise.bench import run_bench
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.data.loading import usable_cpus
@@ -135,6 +136,7 @@ def test_zero_baseline_writes_null_not_nan(colour_onnx, tmp_path, capsys):
     for text in (out, (out_dir / "bench.json").read_text()):
         assert "NaN" not in text and "Infinity" not in text
         summary = strict_json(text)
+        assert (summary["tool"], summary["version"]) == ("onnxnoise bench", onnxnoise.__version__)
         rows = {(r["mode"], r["strength"]): r for r in summary["results"]}
         assert rows[("baseline", None)]["top1_acc_mean"] == 0.0
         # a / a0 with a0 = 0 is undefined: null, never a bare NaN token.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from onnxnoise import __version__
 from onnxnoise.errors import StoreError
 from onnxnoise.files import write_text
 from onnxnoise.lazy import lazy_module
@@ -88,10 +89,11 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
 
 
 def comparison_json(verdicts: pl.DataFrame) -> dict:
-    """compare.json (and ``compare --json``): the reference model, the interval's reading, one entry per verdict row
-    (its ``noise`` settings an object)."""
+    """compare.json (and ``compare --json``): ``tool`` and ``version``, the reference model, the interval's reading,
+    one entry per verdict row (its ``noise`` settings an object)."""
     rows = json_rows(verdicts) if "sentence" in verdicts.columns else []  # noise settings as objects
-    return {"reference": rows[0]["model_a"] if rows else None, "interval": INTERVAL_NOTE, "verdicts": rows}
+    return {"tool": "onnxnoise compare", "version": __version__, "reference": rows[0]["model_a"] if rows else None,
+            "interval": INTERVAL_NOTE, "verdicts": rows}
 
 
 def _cell(value, ci=None, digits: int = 2, sign: bool = False) -> str:

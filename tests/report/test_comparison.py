@@ -7,6 +7,7 @@ import json
 import polars as pl
 import pytest
 
+import onnxnoise
 from onnxnoise.errors import StoreError
 from onnxnoise.report.comparison import write_comparison
 from onnxnoise.report.versus import verdict_schema
@@ -40,6 +41,7 @@ def test_compare_md_leads_with_the_verdicts_and_json_holds_them(tmp_path):
     assert "| SNR 5 (20% noise) | resnet20.onnx | resnet32.onnx | 69.00 | 79.67 | +10.67 ± 2.04 | -8.67 ± 2.04 |" in md
     assert "## Noise in one layer at a time" in md and "resnet32 loses " in md
     data = json.loads((tmp_path / "compare.json").read_text())
+    assert (data["tool"], data["version"]) == ("onnxnoise compare", onnxnoise.__version__)
     assert data["reference"] == "resnet20.onnx" and len(data["verdicts"]) == 3
     assert {v["mode"] for v in data["verdicts"]} == {"all", "per-layer"}
     snr5 = next(v for v in data["verdicts"] if v["mode"] == "all" and v["strength"] == 5.0)
