@@ -70,7 +70,7 @@ def test_progress_on_request_goes_to_stderr(demo_files, capfd):
 
 def test_bad_input_raises_the_projects_errors(demo_files, registry, tmp_path):
     model, data = demo_files
-    with pytest.raises(ConfigError, match=r"^bench takes no option 'snrr'; its options are .*\bsnr\b"):
+    with pytest.raises(ConfigError, match=r"^bench takes no option 'snrr' \(did you mean 'snr'\?\); its options are .*\bsnr\b"):
         onnxnoise.bench_model(model, data, snrr=10)
     with pytest.raises(ConfigError, match=r"^limit='ten' is not a valid --limit value$"):
         onnxnoise.bench_model(model, data, limit="ten")
