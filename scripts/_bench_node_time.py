@@ -18,16 +18,20 @@ replaces Convs by blocked-layout kernels named ``<output tensor>_nchwc`` and ins
 1. The profiled copy of the model has every node renamed ``node#<index>#``, so a kernel whose name
    carries such a token (the node itself, or a fused node named after it) is that node's (the
    smallest index when it carries several).
-2. A kernel named ``<tensor>_nchwc`` is the node that produces ``<tensor>`` in the ONNX graph (the
-   last node of the fused group, e.g. the Relu after Conv + BatchNormalization).
+2. A kernel named ``<tensor>_nchwc`` (a Conv and what ONNX Runtime fused into it) is the Conv that
+   starts its fused group: from the node producing ``<tensor>`` in the ONNX graph (the group's last
+   node, e.g. the Relu after Conv + BatchNormalization, or the BatchNormalization itself when an Add
+   + Relu followed), back through BatchNormalization, activations and an Add whose one input comes
+   from a Conv or BatchNormalization, to the Conv/Gemm/MatMul (:func:`fused_root`); the producer
+   itself when that walk does not reach one.
 3. Any other kernel (the layout reorders, or a node ONNX Runtime generated) is attributed to the
    next mapped kernel of the same run (the previous one at the end of a run): a reorder converts
    the layout for the kernel that follows it.
 
-A fused group's time thus lands on one of its nodes (the Conv or its last node); the other nodes of
-the group cost 0. For a split at the group's first node (a Conv weight, the usual per-layer split)
-the suffix includes the whole group either way; a split inside a group (e.g. at a BatchNormalization
-weight) is attributed approximately.
+A fused group's time thus lands on its first node, the Conv; the other nodes of the group cost 0. A
+split at a Conv weight (the usual per-layer split) includes the whole group in the suffix, as the
+suffix session runs it; a split inside a group (e.g. at a BatchNormalization weight) is attributed
+approximately (the suffix session cannot fuse across the cut).
 """
 
 from __future__ import annotations
@@ -42,10 +46,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from onnxnoise.model.macs import MAC_OPS
 from onnxnoise.model.node_cost import IdealSpread, measured_ideal
 
 _TOKEN = re.compile(r"node#(\d+)#")
 _KERNEL = "_kernel_time"
+#: Ops ONNX Runtime fuses into the Conv before them (folded BatchNormalization, activations, a residual Add).
+_FUSIBLE = frozenset({"BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Add",
+                      "Sum"})
 
 
 @dataclass
@@ -72,12 +80,38 @@ def renamed(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _index(name: str, producers: dict[str, int]) -> int | None:
+def fused_root(model: onnx.ModelProto, index: int, producers: dict[str, int]) -> int:
+    """The Conv/Gemm/MatMul that starts the fused group ending at node ``index`` (rule 2, module doc).
+
+    Walks back from node ``index`` through BatchNormalization, activations and Add (to the input made
+    by a Conv or BatchNormalization, when exactly one is), at most 4 steps; ``index`` when the walk
+    does not end at a Conv/Gemm/MatMul.
+    """
+    nodes = model.graph.node
+    at = index
+    for _ in range(4):
+        node = nodes[at]
+        if node.op_type in MAC_OPS:
+            return at
+        if node.op_type not in _FUSIBLE:
+            return index
+        preds = [producers[x] for x in node.input if x in producers]
+        if node.op_type in ("Add", "Sum"):
+            preds = [p for p in preds if nodes[p].op_type in ("Conv", "BatchNormalization")]
+        else:
+            preds = preds[:1]
+        if len(preds) != 1:
+            return index
+        at = preds[0]
+    return at if nodes[at].op_type in MAC_OPS else index
+
+
+def _index(name: str, model: onnx.ModelProto, producers: dict[str, int]) -> int | None:
     tokens = _TOKEN.findall(name)
     if tokens:
         return min(int(t) for t in tokens)
-    if name.endswith("_nchwc"):
-        return producers.get(name[: -len("_nchwc")])
+    if name.endswith("_nchwc") and name[: -len("_nchwc")] in producers:
+        return fused_root(model, producers[name[: -len("_nchwc")]], producers)
     return None
 
 
@@ -105,7 +139,7 @@ def node_seconds(events: list[dict], model: onnx.ModelProto, *, skip: int = 0) -
     out, moved_s, moved = [], [], set()
     for run in runs:
         inside = [e for e in kernels if run["ts"] <= e["ts"] <= run["ts"] + run["dur"]]
-        mapped = [(_index(e["name"][: -len(_KERNEL)], producers), e["dur"] * 1e-6, e["name"]) for e in inside]
+        mapped = [(_index(e["name"][: -len(_KERNEL)], model, producers), e["dur"] * 1e-6, e["name"]) for e in inside]
         known = [i for i, (index, _, _) in enumerate(mapped) if index is not None]
         if not known:
             raise ValueError(f"no kernel of the run at ts {run['ts']} maps to a node of the graph")
