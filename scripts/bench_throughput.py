@@ -7,7 +7,7 @@ Usage::
         [--warmup-trials W] [--preprocess P] [--limit N] [--batch-size B] [--threads T] [--device D] [--tf32]
         [--snr S] [--one-at-a-time-too] [--skip-no-prefix] [--prefix-memory GIB] [--lockstep-memory GIB]
         [--kept-cut] [--rss-sweep [--rss-data DIR]]
-        [--cache-repeats R] [--profile-runs N] [--profile-warmup W]
+        [--cache-repeats R] [--profile-runs N] [--profile-warmup W] [--ideals-only]
         [--alternatives] [--tune] [--json]
 
 Every trial is the engine's: the run context is prepared once
@@ -267,6 +267,16 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
         timed, out["time_ideal"] = time_ideal(context, groups, args.profile_runs, args.profile_warmup)
     out.update(trial_layout=layout.to_dict(), mac_ideal=ideal,
                clean_layouts={name: {"sessions": k, "threads": t} for name, (k, t) in layouts.items()})
+    if ideal is not None:
+        t = out["time_ideal"]
+        print(f"ideals of prefix reuse for these {len(planned)} trials (full-model cost over the cost of each trial's "
+              f"suffix plus its share of its group's clean prefix pass): MAC ideal {ideal:.3f}x (model/macs.py); "
+              f"time ideal {timed.mean:.3f}x, spread {timed.low:.3f} to {timed.high:.3f} over {t['runs']} runs "
+              f"(model/node_cost.py; kernel times of ONNX Runtime's profile, {t['batch_images']} images, 1 thread, "
+              f"{1000 * t['kernel_s_per_run']:.1f} ms of kernels per run; {t['reattributed_pct']:.1f}% in layout reorders "
+              f"attributed to the kernel after them); maximum of the prefix ratios: {timed.high:.3f}")
+    if args.ideals_only:
+        return []
     for side in sides:  # every side once, untimed
         run_side(side, context, clean, warm, **executor_settings)
     rounds = []
@@ -286,14 +296,6 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     print(f"noisy trials: {layout.describe()}" + (
         "; prefix reuse: suffix sessions side by side, one thread each" if mode == "per-layer" else
         "; all-one: one at a time, --threads intra-op threads" if "all-one" in sides else ""))
-    if ideal is not None:
-        t = out["time_ideal"]
-        print(f"ideals of prefix reuse for these {len(planned)} trials (full-model cost over the cost of each trial's "
-              f"suffix plus its share of its group's clean prefix pass): MAC ideal {ideal:.3f}x (model/macs.py); "
-              f"time ideal {timed.mean:.3f}x, spread {timed.low:.3f} to {timed.high:.3f} over {t['runs']} runs "
-              f"(model/node_cost.py; kernel times of ONNX Runtime's profile, {t['batch_images']} images, 1 thread, "
-              f"{1000 * t['kernel_s_per_run']:.1f} ms of kernels per run; {t['reattributed_pct']:.1f}% in layout reorders "
-              f"attributed to the next node); maximum of the prefix ratios: {timed.high:.3f}")
     for side in sides:
         mean, half = mean_ci([r[side]["images_per_s"] for r in rounds])
         print(f"  {side:>10}: {mean:9.1f} images/s ± {half:.1f}")
@@ -414,12 +416,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="per-layer: profiled clean runs of one batch for the time ideal (default 10)")
     parser.add_argument("--profile-warmup", type=int, default=3,
                         help="per-layer: profiled runs dropped before them (default 3)")
+    parser.add_argument("--ideals-only", action="store_true",
+                        help="per-layer: print the MAC and time ideals of prefix reuse and stop (no timed rounds)")
     parser.add_argument("--alternatives", action="store_true", help="measure weights-as-inputs vs rebuild")
     parser.add_argument("--tune", action="store_true", help="measure threads x optimization level")
     parser.add_argument("--json", action="store_true", help="also print all figures as one JSON object")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup_trials < 0 or args.trials < 0 or args.profile_runs < 1 or args.profile_warmup < 0:
         parser.error("--repeats and --profile-runs must be >= 1, --warmup-trials, --trials and --profile-warmup >= 0")
+    if args.ideals_only and args.mode != "per-layer":
+        parser.error("--ideals-only needs --mode per-layer (the ideals are those of per-layer prefix reuse)")
     try:
         return _bench(args)
     except OnnxNoiseError as exc:
@@ -450,6 +456,10 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, onnxruntime {m['onnxruntime']}, "
           f"load average {', '.join(f'{x:.1f}' for x in m['load_average'])}")
     checks = measure(args, context, out)
+    if args.ideals_only:
+        if args.json:
+            print(json_text(out))
+        return 0
     if args.cache_repeats and context.dataset.files is not None:
         cache = time_cache(context, args.cache_repeats)
         out["cache"] = cache
