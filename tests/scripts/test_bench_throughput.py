@@ -94,3 +94,18 @@ def test_a_short_per_layer_run_checks_every_ratio_against_the_time_ideal(bench, 
     check = next(c for c in out["checks"] if c["check"].startswith("no ratio above its maximum"))
     assert all(r["measuring_error"] for r in errors) and check["met"] == (not any(
         r["measuring_error"] for r in out["ratios"]))
+
+
+def test_ideals_only_prints_both_ideals_and_times_nothing(bench, resnet_npz, capsys):
+    model_path, data = resnet_npz
+    args = [str(model_path), "--data", str(data), "--preprocess", "raw", "--batch-size", "8", "--ideals-only",
+            "--profile-runs", "2", "--profile-warmup", "0"]
+    assert bench.main([*args, "--mode", "per-layer", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    out = json.loads(lines[-1])
+    assert "rounds" not in out and "checks" not in out and len(out["time_ideal"]["per_run"]) == 2
+    printed = next(line for line in lines if line.startswith("ideals of prefix reuse"))
+    assert f"MAC ideal {out['mac_ideal']:.3f}x" in printed and f"time ideal {out['time_ideal']['mean']:.3f}x" in printed
+    with pytest.raises(SystemExit) as exit_info:  # argparse: one line, exit 2
+        bench.main([*args, "--mode", "all"])
+    assert exit_info.value.code == 2 and "--ideals-only needs --mode per-layer" in capsys.readouterr().err
