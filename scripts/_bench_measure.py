@@ -52,9 +52,9 @@ def ratio_summary(name: str, values: list[float], *, maximum: float | None = Non
 
     ``low`` is the lower bound of the two-sided 95% Student t interval (the mean with one round).
     ``maximum``: the most the ratio can be (default :data:`PHYSICAL_MAX` by name; the upper end of the
-    time ideal of prefix reuse for per-layer ratios, ``maximum_name="time ideal (upper end)"``). ``measuring_error`` is set when
-    the mean is above it: such a figure measures the machine, not the method, and never meets a target
-    (:func:`target_met`).
+    time ideal of prefix reuse for per-layer ratios, ``maximum_name="time ideal (upper end)"``).
+    ``measuring_error`` is set when the mean is above it: such a figure measures the machine, not the
+    method, and never meets a target (:func:`target_met`).
     """
     mean, half = mean_ci(values)
     maximum = PHYSICAL_MAX.get(name) if maximum is None else maximum

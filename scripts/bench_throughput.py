@@ -222,7 +222,7 @@ def _ratios(sides: list[str], rounds: list[dict], ideal: float | None) -> list[d
 
 
 def ideal_groups(context: RunContext, planned: list, executor: LocalExecutor, kept_cut: bool) -> list[list[int]]:
-    """The groups of split positions of ``planned`` per-layer trials, for :func:`onnxnoise.model.macs.prefix_reuse_ideal`.
+    """Split positions of ``planned`` per-layer trials, by group (:func:`onnxnoise.model.macs.prefix_reuse_ideal`).
 
     Groups as the executor forms them: consecutive trials of one pass over the layers, at most
     :meth:`~onnxnoise.engine.executor.LocalExecutor.group_limit` each; a kept cut (``kept_cut``) is moved
@@ -273,8 +273,8 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
               f"suffix plus its share of its group's clean prefix pass): MAC ideal {ideal:.3f}x (model/macs.py); "
               f"time ideal {timed.mean:.3f}x, spread {timed.low:.3f} to {timed.high:.3f} over {t['runs']} runs "
               f"(model/node_cost.py; kernel times of ONNX Runtime's profile, {t['batch_images']} images, 1 thread, "
-              f"{1000 * t['kernel_s_per_run']:.1f} ms of kernels per run; {t['reattributed_pct']:.1f}% in layout reorders "
-              f"attributed to the kernel after them); maximum of the prefix ratios: {timed.high:.3f}")
+              f"{1000 * t['kernel_s_per_run']:.1f} ms of kernels per run; {t['reattributed_pct']:.1f}% in layout "
+              f"reorders attributed to the kernel after them); maximum of the prefix ratios: {timed.high:.3f}")
     if args.ideals_only:
         return []
     for side in sides:  # every side once, untimed
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="measure threads x optimization level")
     parser.add_argument("--json", action="store_true", help="also print all figures as one JSON object")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup_trials < 0 or args.trials < 0 or args.profile_runs < 1 or args.profile_warmup < 0:
+    if min(args.repeats, args.profile_runs) < 1 or min(args.warmup_trials, args.trials, args.profile_warmup) < 0:
         parser.error("--repeats and --profile-runs must be >= 1, --warmup-trials, --trials and --profile-warmup >= 0")
     if args.ideals_only and args.mode != "per-layer":
         parser.error("--ideals-only needs --mode per-layer (the ideals are those of per-layer prefix reuse)")

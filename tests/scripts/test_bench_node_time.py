@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 node_time = importlib.import_module("_bench_node_time")
 
 
-def _profile(model: onnx.ModelProto, batch: int, runs: int = 3, warmup: int = 2):
+def _profile(model: onnx.ModelProto, batch: int, monkeypatch: pytest.MonkeyPatch, runs: int = 3, warmup: int = 2):
     """``(renamed model, NodeTimes, the profile's events)`` of ``warmup + runs`` runs on random images."""
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
     x = np.random.default_rng(0).random((batch, *dims), dtype=np.float32)
@@ -29,11 +29,8 @@ def _profile(model: onnx.ModelProto, batch: int, runs: int = 3, warmup: int = 2)
         with_events["events"] = events
         return original(events, model, skip=skip)
 
-    node_time.node_seconds = spy
-    try:
-        times = node_time.profile_node_seconds(model, {model.graph.input[0].name: x}, runs=runs, warmup=warmup)
-    finally:
-        node_time.node_seconds = original
+    monkeypatch.setattr(node_time, "node_seconds", spy)
+    times = node_time.profile_node_seconds(model, {model.graph.input[0].name: x}, runs=runs, warmup=warmup)
     return named, times, with_events["events"]
 
 
@@ -45,9 +42,9 @@ def _kernel_seconds_per_run(events: list[dict], skip: int) -> list[float]:
 
 
 @pytest.mark.parametrize("build", [tiny_cnn, conv_bn_resnet], ids=["tiny_cnn", "conv_bn_resnet"])
-def test_every_conv_gets_time_and_every_kernel_lands_on_a_node(build):
+def test_every_conv_gets_time_and_every_kernel_lands_on_a_node(build, monkeypatch):
     model = build()
-    named, times, events = _profile(model, batch=16)
+    named, times, events = _profile(model, 16, monkeypatch)
     assert [n.name for n in named.graph.node] == [f"node#{i}#" for i in range(len(model.graph.node))]
     assert len(times.runs) == 3 and all(len(r) == len(model.graph.node) for r in times.runs)
     convs = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"]
@@ -59,11 +56,11 @@ def test_every_conv_gets_time_and_every_kernel_lands_on_a_node(build):
     assert all(name.startswith(("ReorderInput", "ReorderOutput")) for name in times.reattributed)
 
 
-def test_conv_bn_relu_fused_time_lands_on_the_conv():
+def test_conv_bn_relu_fused_time_lands_on_the_conv(monkeypatch):
     # conv_bn_resnet: every BatchNormalization follows a Conv; ORT folds it, and a Relu right after it, into
     # the Conv, so those nodes get no time of their own
     model = conv_bn_resnet()
-    _, times, _ = _profile(model, batch=16)
+    _, times, _ = _profile(model, 16, monkeypatch)
     producer = {out: n for n in model.graph.node for out in n.output}
     folded = [i for i, n in enumerate(model.graph.node) if n.op_type == "BatchNormalization"
               or (n.op_type == "Relu" and producer[n.input[0]].op_type == "BatchNormalization")]
