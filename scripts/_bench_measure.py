@@ -51,10 +51,10 @@ def ratio_summary(name: str, values: list[float], *, maximum: float | None = Non
     """``{"name", "rounds", "mean", "ci95", "low", "maximum", "maximum_name", "measuring_error"}`` of per-round ratios.
 
     ``low`` is the lower bound of the two-sided 95% Student t interval (the mean with one round).
-    ``maximum``: the most the ratio can be (default :data:`PHYSICAL_MAX` by name; the MAC ideal of
-    prefix reuse for per-layer ratios, ``maximum_name="MAC ideal"``). ``measuring_error`` is set when
-    the mean is above it: such a figure measures the machine, not the method, and never meets a target
-    (:func:`target_met`).
+    ``maximum``: the most the ratio can be (default :data:`PHYSICAL_MAX` by name; the upper end of the
+    time ideal of prefix reuse for per-layer ratios, ``maximum_name="time ideal (upper end)"``).
+    ``measuring_error`` is set when the mean is above it: such a figure measures the machine, not the
+    method, and never meets a target (:func:`target_met`).
     """
     mean, half = mean_ci(values)
     maximum = PHYSICAL_MAX.get(name) if maximum is None else maximum
@@ -71,7 +71,7 @@ def ratio_summary(name: str, values: list[float], *, maximum: float | None = Non
 def target_met(summary: dict, target: float) -> bool:
     """Whether a ratio meets ``target``: its 95% lower bound at or above it, and no measuring error.
 
-    A ratio above its maximum (physical, or the MAC ideal) never meets a target, however high.
+    A ratio above its maximum (physical, or the time ideal) never meets a target, however high.
     """
     return summary["measuring_error"] is None and summary["low"] >= target
 

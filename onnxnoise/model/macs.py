@@ -10,13 +10,16 @@ dimension of every activation is the batch):
 - ``Gemm`` and ``MatMul``: ``numel(Y[1:]) * K``, ``K`` the reduced dimension (``A``'s last, or its
   first with ``transA=1``);
 - every other op: 0 (normalization, activations, additions and pooling are not multiply-accumulates
-  of a weight; they are memory-bound and small next to the convolutions of a CNN).
+  of a weight; they are memory-bound and cost time, not MACs).
 
 Prefix reuse (:mod:`onnxnoise.engine.prefix`) runs, per trial, only the nodes from the trial's split
 position on; its best possible speed-up over full-model evaluation, when the work is the MACs, is
 the full model's MACs per trial over the MACs it spends per trial: each trial's suffix plus its share
 of the clean prefix pass its group runs once (:func:`prefix_reuse_ideal`). Ops outside :data:`MAC_OPS`
-are not counted, so a measured speed-up may approach the ideal but cannot pass it beyond noise.
+are not counted, yet they take time: BatchNormalization, activations, additions and pooling cost
+time per element, and in a CNN their time per MAC is largest in the early, high-resolution layers,
+which the suffixes of later layers skip. So a measured speed-up can pass the MAC ideal for real; its
+limit is the same formula on measured per-node times (:func:`onnxnoise.model.node_cost.measured_ideal`).
 """
 
 from __future__ import annotations
@@ -106,8 +109,12 @@ def node_macs(model: onnx.ModelProto) -> list[int]:
     return out
 
 
-def prefix_reuse_ideal(macs: Sequence[int], groups: Sequence[Sequence[int]]) -> float:
-    """The MAC limit of prefix reuse: full-model MACs per trial over the MACs prefix reuse spends per trial.
+def prefix_reuse_ideal(macs: Sequence[float], groups: Sequence[Sequence[int]]) -> float:
+    """The limit of prefix reuse: full-model cost per trial over the cost prefix reuse spends per trial.
+
+    With ``macs`` from :func:`node_macs` this is the MAC ideal; with measured per-node times, the
+    time ideal (:func:`onnxnoise.model.node_cost.measured_ideal`). Issue 24: "cost of the full model over
+    the mean cost of the suffixes".
 
     Each group of trials (a lockstep group, or trials sharing a kept cut) runs the clean prefix once,
     up to its deepest split position, and each trial its own suffix from its position on. Full-model
@@ -117,7 +124,7 @@ def prefix_reuse_ideal(macs: Sequence[int], groups: Sequence[Sequence[int]]) -> 
     full model over the mean suffix.
 
     Args:
-        macs: MACs per node in graph order (:func:`node_macs`).
+        macs: Cost per node in graph order (MACs from :func:`node_macs`, or seconds; >= 0).
         groups: Per group, each trial's split position (node index; the suffix is ``macs[p:]``, 0 the
             whole model), e.g. from :meth:`onnxnoise.engine.prefix.GraphSplitter.position`.
 
@@ -127,7 +134,7 @@ def prefix_reuse_ideal(macs: Sequence[int], groups: Sequence[Sequence[int]]) -> 
         ``3 * 600 / 1700 = 1.0588``.
 
     Raises:
-        ValueError: No trial, a position outside ``0 .. len(macs) - 1``, or no MACs at all.
+        ValueError: No trial, a position outside ``0 .. len(macs) - 1``, or costs summing to 0.
     """
     positions = [p for g in groups for p in g]
     if not positions:
@@ -140,5 +147,6 @@ def prefix_reuse_ideal(macs: Sequence[int], groups: Sequence[Sequence[int]]) -> 
     total = heads[-1]
     spent = sum(heads[max(g)] + sum(total - heads[p] for p in g) for g in groups if len(g))
     if total <= 0:
-        raise ValueError("the model holds no multiply-accumulates: the MAC ideal is undefined")
+        raise ValueError("the nodes' costs sum to 0 (no multiply-accumulates, or no measured time): "
+                         "the ideal is undefined")
     return float(len(positions) * total / spent)
