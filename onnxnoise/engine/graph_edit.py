@@ -57,6 +57,14 @@ class StagedSkeletons:
         self._cache: OrderedDict[Hashable, tuple[bytes, dict[str, str]]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled without its lock (a Ray worker receives the run context, and this cache with it)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def get(self, edit: GraphEdit) -> tuple[bytes, dict[str, str]]:
         """``(serialized rewritten skeleton, {graph output: counter})`` of ``edit`` (rewritten once per key).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -77,3 +79,16 @@ def test_skeletons_are_rewritten_once_per_key_and_the_oldest_dropped():
         skeletons.get(GraphEdit(key=key, apply=apply))
     # a (rewrite), a (kept), b (rewrite), a (kept, now newest), c (rewrite, drops b), b (rewrite again)
     assert len(calls) == 4 and len(skeletons) == 2
+
+
+def test_a_session_factory_with_staged_skeletons_pickles_for_ray_workers():
+    """A Ray worker receives the run context, its factory and this cache with it: the cache's thread lock must not
+    travel (it made every `sweep --executor ray` fail with "cannot pickle '_thread.lock' object")."""
+    model, factory = _factory()
+    x = _x()
+    edit = GraphEdit(key="above", apply=_count_above)
+    before = factory.create(edit=edit).run(x)  # the cache now holds a rewritten skeleton
+    copy = pickle.loads(pickle.dumps(factory))
+    again = GraphEdit(key="above", apply=_count_above)
+    np.testing.assert_array_equal(copy.create(edit=again).run(x), before)
+    assert again.tally == {"dac_clipped": int((x > 0.5).sum())}
