@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+import tomllib
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["MAX_NESTING", "json_text", "parse_json", "parse_toml"]
 

@@ -4,7 +4,8 @@
 # bench and the Python API example of docs/api.md from an empty folder. Checks: LICENSE in both archives,
 # py.typed in the wheel, `onnxnoise --version` equal to onnxnoise/__init__.py's __version__, the demo's
 # baseline at its known 932 of 1,000 images (93.2%) and SNR 10 seed 0 at 903 (the API example asserts the same).
-# Usage: scripts/check_wheel.sh [PYTHON]   (PYTHON: an interpreter with `build` installed, the test extra;
+# Usage: [VENV_PYTHON=python3.X] scripts/check_wheel.sh [PYTHON]   (VENV_PYTHON: the interpreter of the fresh
+#        environment, default python3; PYTHON: an interpreter with `build` installed, the test extra;
 #        default .venv/bin/python). Called by .ci/run after the test suite. 2 to 7 minutes (pip downloads).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +32,7 @@ assert f"onnxnoise-{version}/CHANGELOG.md" in members, "CHANGELOG.md missing fro
 print(f"wheel and sdist {version}: LICENSE, CHANGELOG.md and the demo model present")
 PY
 
-python3 -m venv "$work/venv"
+"${VENV_PYTHON:-python3}" -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet "$wheel"
 mkdir "$work/run" && cd "$work/run"
 test "$("$work/venv/bin/onnxnoise" --version)" = "onnxnoise $version"
