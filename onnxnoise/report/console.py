@@ -20,7 +20,7 @@ from onnxnoise.store.schema import COUNTER, SETTING, columns
 pl = lazy_module("polars")
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
-           "format_interval", "lead_columns", "verdicts_table"]
+           "format_interval", "norm_upper", "lead_columns", "verdicts_table"]
 
 
 def shown_counters(rows: pl.DataFrame) -> list[tuple[str, str]]:
@@ -151,6 +151,14 @@ def format_interval(mean, ci, digits: int = 2, *, upper: float | None = 100.0) -
     return f"{text} ± {ci:.{digits}f}"
 
 
+def norm_upper(norm_mean: float | None, acc_mean: float | None) -> float | None:
+    """The largest possible a/a0 of a row: ``100 / a_0`` (a noisy model gets at most every image right), with
+    ``a_0 = acc_mean / norm_mean`` read off the row's own means; ``None`` when they cannot give it."""
+    if norm_mean is None or acc_mean is None or acc_mean <= 0 or norm_mean <= 0:
+        return None
+    return 100.0 * norm_mean / acc_mean
+
+
 def _several_noise_models(frame: pl.DataFrame) -> bool:
     return "noise_model" in frame.columns and frame["noise_model"].n_unique() > 1
 
@@ -189,7 +197,8 @@ def summary_table(summary: pl.DataFrame, *, title: str | None = "whole-model and
     for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*lead_cells[i], row["strength_text"], str(row["seeds"]), *([_count(row["errors"])] if failed else []),
                  format_interval(row["top1_acc_mean"], row["top1_acc_ci_half"]), format_interval(row["top5_acc_mean"], row["top5_acc_ci_half"]),
-                 format_interval(row["top1_norm_mean"], row["top1_norm_ci_half"], 4, upper=None),
+                 format_interval(row["top1_norm_mean"], row["top1_norm_ci_half"], 4,
+                                 upper=norm_upper(row["top1_norm_mean"], row["top1_acc_mean"])),
                  *([collapsed_cell(row)] if collapse else []), _count(row.get("nan_count"))]
         table.add_row(*cells, *(_count(row[c]) for c, _ in counters))
     return table

@@ -22,7 +22,7 @@ from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cu
 from onnxnoise.report.tables import markdown_table, with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
-from onnxnoise.report.console import format_interval, lead_columns, setting_columns
+from onnxnoise.report.console import format_interval, lead_columns, norm_upper, setting_columns
 from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.report.stages import stages_lines
@@ -398,7 +398,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
         rows = [[*lead_cells[i], r["strength_text"], _seeds_cell(r["seeds"], r.get("errors")),
                  format_interval(r["top1_acc_mean"], r["top1_acc_ci_half"]),
                  format_interval(r["top5_acc_mean"], r["top5_acc_ci_half"]),
-                 format_interval(r["top1_norm_mean"], r["top1_norm_ci_half"], 4, upper=None), collapsed_cell(r),
+                 format_interval(r["top1_norm_mean"], r["top1_norm_ci_half"], 4,
+                                 upper=norm_upper(r["top1_norm_mean"], r["top1_acc_mean"])), collapsed_cell(r),
                  str(r["nan_count"])]
                 for i, r in enumerate(whole.iter_rows(named=True))]
         parts += [markdown_table([*lead, strength_header(whole), "seeds", "top-1 %", "top-5 %", "top-1 a/a0",

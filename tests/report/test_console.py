@@ -154,3 +154,15 @@ def test_caption_says_which_preprocessing_values_came_from_where():
     assert "preprocessing from the model's metadata, overridden: mean, std (no resize, RGB," in text
     meta.update(preprocess_source="--preprocess", preprocess_overrides=[])
     assert "preprocessing preset cifar (--preprocess) (no resize" in " ".join(bench_caption(meta).plain.split())
+
+
+def test_an_a_over_a0_interval_is_clipped_at_its_largest_possible_value():
+    """fresh22b finding 1: with a clean top-1 of 93.2% a/a0 is at most 100 / 93.2 = 1.0730; an interval past it is
+    shown clipped, as the legend says (it was [0.0000, 1.6833])."""
+    from onnxnoise.report.console import format_interval, norm_upper
+
+    upper = norm_upper(0.7554, 70.40)  # a/a0 0.7554 at top-1 70.40%: a_0 = 93.2%
+    assert upper == pytest.approx(100 / 93.2, rel=1e-3)
+    assert format_interval(0.7554, 0.9279, 4, upper=upper) == "0.7554 [0.0000, 1.0730]"
+    assert format_interval(0.98, 0.01, 4, upper=upper) == "0.9800 ± 0.0100"
+    assert norm_upper(0.0, 0.0) is None and norm_upper(None, 50.0) is None
