@@ -20,7 +20,7 @@ from onnxnoise.store.schema import COUNTER, SETTING, columns
 pl = lazy_module("polars")
 
 __all__ = ["shown_counters", "layers_table", "bench_caption", "summary_table", "paired_table", "a_avr_table",
-           "format_interval", "norm_upper", "lead_columns", "verdicts_table"]
+           "format_interval", "norm_upper", "a_avr_upper", "lead_columns", "verdicts_table"]
 
 
 def shown_counters(rows: pl.DataFrame) -> list[tuple[str, str]]:
@@ -157,6 +157,14 @@ def norm_upper(norm_mean: float | None, acc_mean: float | None) -> float | None:
     if norm_mean is None or acc_mean is None or acc_mean <= 0 or norm_mean <= 0:
         return None
     return 100.0 * norm_mean / acc_mean
+
+
+def a_avr_upper(row: dict, metric: str) -> float | None:
+    """The largest possible ``A_avr`` of a row of :func:`onnxnoise.report.stats.average_normalized_accuracy`:
+    ``100 / a_0`` from its ``<metric>_base``; ``None`` without one (tables written before it was kept)."""
+    base = row.get(f"{metric}_base")
+    return 100.0 / base if base else None
+
 
 
 def _several_noise_models(frame: pl.DataFrame) -> bool:
@@ -310,8 +318,8 @@ def a_avr_table(a_avr: pl.DataFrame, *, title: str | None = "noise in one layer 
         table.add_column(name, justify="left" if i < len(lead) else "right", overflow="fold")
     for i, row in enumerate(rows.iter_rows(named=True)):
         cells = [*lead_cells[i], row["strength_text"], str(row["layers"]), str(row["seeds"]),
-                 format_interval(row["top1_a_avr"], row["top1_a_avr_ci_half"], 4, upper=None),
-                 f"{row['top1_degradation_pct']:.2f}", format_interval(row["top5_a_avr"], row["top5_a_avr_ci_half"], 4, upper=None)]
+                 format_interval(row["top1_a_avr"], row["top1_a_avr_ci_half"], 4, upper=a_avr_upper(row, "top1")),
+                 f"{row['top1_degradation_pct']:.2f}", format_interval(row["top5_a_avr"], row["top5_a_avr_ci_half"], 4, upper=a_avr_upper(row, "top5"))]
         if "parameters" in rows.columns:
             cells.append(f"{row['parameters']:,}" if row["parameters"] is not None else "-")
         table.add_row(*cells)

@@ -261,7 +261,8 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
         (model, noise model, increasing noise), with ``strength_text``, ``layers``
         (N), ``seeds`` (complete seeds used for the CI),
         and for ``top1`` and ``top5``: ``*_a_avr`` (ratio), ``*_a_avr_ci_half`` (ratio,
-        null with fewer than two complete seeds), ``*_degradation_pct`` (percent).
+        null with fewer than two complete seeds), ``*_degradation_pct`` (percent), ``*_base`` (the clean
+        accuracy ``a_0`` in percent, so ``100 / *_base`` is the largest possible ``A_avr``).
     """
     check_level(level)
     if "top1_norm" not in trials.columns:
@@ -269,10 +270,13 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
     keys = [c for c in group_keys() if c in trials.columns and c not in ("mode", "layer_index")]
     noisy = trials.filter((pl.col("mode") == "per-layer") & _valid(trials))
     norms = ("top1_norm", "top5_norm")
-    per_layer = noisy.group_by([*keys, "layer_index"]).agg(pl.col(c).mean() for c in norms)
+    bases = [c for c in ("top1_base", "top5_base") if c in noisy.columns]
+    per_layer = noisy.group_by([*keys, "layer_index"]).agg(*(pl.col(c).mean() for c in norms),
+                                                           *(pl.col(c).first() for c in bases))
     model = per_layer.group_by(keys).agg(
         pl.len().cast(pl.Int64).alias("layers"),
         *(pl.col(c).mean().alias(c.replace("_norm", "_a_avr")) for c in norms),
+        *(pl.col(c).first() for c in bases),
     )
     per_seed = (
         noisy.group_by([*keys, "seed"])
@@ -293,7 +297,7 @@ def average_normalized_accuracy(trials: pl.DataFrame, *, level: float = 0.95) ->
     )
     metrics = [f"{t}_{s}" for t in ("top1", "top5") for s in ("a_avr", "a_avr_ci_half", "degradation_pct")]
     out = add_strength_text(out)
-    return sort_by_noise(out.select([*keys, "strength_text", "layers", "seeds", *metrics, "ci_level"]))
+    return sort_by_noise(out.select([*keys, "strength_text", "layers", "seeds", *metrics, "ci_level", *bases]))
 
 
 def _ci_expr(std_col: str, n_col: str, level: float) -> pl.Expr:

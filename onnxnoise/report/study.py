@@ -22,7 +22,7 @@ from onnxnoise.report.plots import plot_accuracy_vs_noise, plot_compare, plot_cu
 from onnxnoise.report.tables import markdown_table, with_planned_provider, write_table
 from onnxnoise.report.stats import (context_keys, group_keys, add_binomial_interval, average_normalized_accuracy,
                                     normalized_accuracy, summarize_trials)
-from onnxnoise.report.console import format_interval, lead_columns, norm_upper, setting_columns
+from onnxnoise.report.console import a_avr_upper, format_interval, lead_columns, norm_upper, setting_columns
 from onnxnoise.report.paired import PAIRED_HEADERS, collapse_hints, collapsed_cell, has_paired, paired_cells
 from onnxnoise.report.strength import noise_descriptions, strength_header
 from onnxnoise.report.stages import stages_lines
@@ -422,8 +422,8 @@ def render_markdown(trials: pl.DataFrame, summary: pl.DataFrame, a_avr: pl.DataF
                  str(r["layers"]) if r["layers"] == (r["layers_planned"] or r["layers"])
                  else f"{r['layers']} of {r['layers_planned']}; {r['layers_planned'] - r['layers']} all failed",
                  str(r["seeds"]) + (f"; {r['failed']} trials failed" if r["failed"] else ""),
-                 format_interval(r["top1_a_avr"], r["top1_a_avr_ci_half"], 4, upper=None),
-                 _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci_half"], 4, upper=None),
+                 format_interval(r["top1_a_avr"], r["top1_a_avr_ci_half"], 4, upper=a_avr_upper(r, "top1")),
+                 _fmt(r["top1_degradation_pct"]), format_interval(r["top5_a_avr"], r["top5_a_avr_ci_half"], 4, upper=a_avr_upper(r, "top5")),
                  _fmt(r["top5_degradation_pct"])]
                 for i, r in enumerate(flagged.iter_rows(named=True))]
         parts += [markdown_table([*lead, strength_header(a_avr), "layers", "seeds", "top-1 A_avr", "top-1 degradation %",

@@ -156,6 +156,11 @@ def test_average_normalized_accuracy_matches_hand_computation(trials):
     assert m2["layers"] == 2 and m2["seeds"] == 1
     assert m2["top1_a_avr"] == pytest.approx(0.6, rel=1e-12)
     assert m2["top1_a_avr_ci_half"] is None
+    # a_0 kept so tables can clip A_avr's interval at its largest possible value 100 / a_0 (m: 90%, m2: 50%)
+    assert (m["top1_base"], m2["top1_base"]) == (90.0, 50.0)
+    from onnxnoise.report.console import a_avr_upper, format_interval
+    assert a_avr_upper(m, "top1") == pytest.approx(100 / 90)
+    assert format_interval(0.9435, 0.7290, 4, upper=a_avr_upper(m, "top1")) == "0.9435 [0.2145, 1.1111]"
 
 
 def _two_models() -> pl.DataFrame:
