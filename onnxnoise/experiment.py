@@ -30,6 +30,7 @@ Relative paths are resolved against the folder of the TOML file.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,8 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
 SETTINGS_FILE_KEYS: tuple[str, ...] = ("model", "out")
 
 
-def load_settings_file(path: str | Path, command: str, *classes: type) -> dict[str, Any]:
+def load_settings_file(path: str | Path, command: str, *classes: type,
+                       refused: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The settings of ``bench --config FILE`` / ``check --config FILE``: one flat TOML table.
 
     Its keys are the setting keys ``command`` takes (docs/options.md: ``snr = [100, 10]``,
@@ -246,6 +248,8 @@ def load_settings_file(path: str | Path, command: str, *classes: type) -> dict[s
         path: The ``.toml`` file.
         command: ``bench`` or ``check``.
         classes: The config classes whose settings ``command`` takes (``RunConfig``; check's gate and request).
+        refused: Setting keys of ``classes`` that ``command`` refuses, each with why and what to use instead
+            (check's ``seeds`` and ``ci_halfwidth``): not listed as valid keys, and refused by that reason.
 
     Returns:
         ``key -> value`` as the command's parsed flags give them (:func:`onnxnoise.run_setup.keyword_options`;
@@ -259,7 +263,11 @@ def load_settings_file(path: str | Path, command: str, *classes: type) -> dict[s
     path = Path(path)
     doc = _read_toml(path, "settings file")
     base = path.resolve().parent
-    settings = {s.key: s for s in option_settings(command, *classes)}
+    refused = refused or {}
+    clash = sorted(set(doc) & set(refused))
+    if clash:
+        raise ExperimentError(f"{path}: {command} --config takes no `{clash[0]}`: {refused[clash[0]]}")
+    settings = {s.key: s for s in option_settings(command, *classes) if s.key not in refused}
     unknown = sorted(set(doc) - set(settings) - set(SETTINGS_FILE_KEYS))
     if unknown:
         msg = (f"{path}: unknown key(s) {', '.join(unknown)}; {command} --config takes "

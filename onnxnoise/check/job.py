@@ -43,8 +43,8 @@ from onnxnoise.run_setup import flag_words, option_settings
 
 pl = lazy_module("polars")
 
-__all__ = ["CHECK_SETTINGS", "EXIT_CODES", "METHOD", "CheckJob", "CheckOutcome", "refuse_draw_options",
-           "recheck_command", "image_term_warnings"]
+__all__ = ["CHECK_SETTINGS", "DRAW_SETTINGS_REFUSED", "EXIT_CODES", "METHOD", "CheckJob", "CheckOutcome",
+           "refuse_draw_options", "recheck_command", "image_term_warnings"]
 
 #: The settings classes whose options ``check`` takes.
 CHECK_SETTINGS: tuple[type, ...] = (RunConfig, GateSettings, CheckRequest)
@@ -64,6 +64,13 @@ METHOD = (
     "draw is the same trial: --noise none without --read-noise). A draw flagged as collapsed (far below the others, "
     "or at chance) withholds PASS."
 )
+
+
+#: Run settings ``check`` refuses, by key, with why and what to use instead (the file key's wording for
+#: ``check --config``; :func:`refuse_draw_options` names the flag).
+DRAW_SETTINGS_REFUSED: dict[str, str] = {
+    key: "check chooses its number of draws itself; use max_seeds = N (and first_seed = S for other seeds)"
+    for key in ("seeds", "ci_halfwidth")}
 
 
 def refuse_draw_options(given: Mapping[str, Any]) -> None:

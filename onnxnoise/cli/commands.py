@@ -6,11 +6,13 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
 
 from onnxnoise.bench import bench_in_folder
+from onnxnoise.check.job import DRAW_SETTINGS_REFUSED
 from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.flags import command_settings, given_options
@@ -51,7 +53,8 @@ def _run_config(args: argparse.Namespace, model: Path, data: Path | None) -> Run
     return setup.config
 
 
-def with_settings_file(args: argparse.Namespace, *classes: type) -> argparse.Namespace:
+def with_settings_file(args: argparse.Namespace, *classes: type,
+                       refused: Mapping[str, str] | None = None) -> argparse.Namespace:
     """``args`` with the values of ``--config FILE`` where no flag was given (flags override the file).
 
     Raises:
@@ -59,7 +62,7 @@ def with_settings_file(args: argparse.Namespace, *classes: type) -> argparse.Nam
         ConfigError: A required setting given neither way.
     """
     if getattr(args, "config", None) is not None:
-        values = load_settings_file(args.config, args.command, *classes)
+        values = load_settings_file(args.config, args.command, *classes, refused=refused)
         args = argparse.Namespace(**{**vars(args), **{k: v for k, v in values.items()
                                                       if v is not None and getattr(args, k, None) is None}})
     missing = [s for s in command_settings(args.command, *classes) if s.required and getattr(args, s.key) is None]
@@ -297,7 +300,7 @@ def cmd_noise_models(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """``onnxnoise check``: the CI gate (:func:`onnxnoise.cli.check_command.run_check`); exit 0 / 1 / 3."""
-    args = with_settings_file(args, *CHECK_SETTINGS)
+    args = with_settings_file(args, *CHECK_SETTINGS, refused=DRAW_SETTINGS_REFUSED)
     if args.model is None:
         raise OnnxNoiseError("`check` needs MODEL (or `model = \"FILE.onnx\"` in its --config file)")
     return run_check(args, console, lambda options: _run_config(options, options.model, options.data))

@@ -577,6 +577,17 @@ def test_config_file_with_an_unknown_key_is_one_line_naming_it_and_the_valid_key
     assert code == 2 and out == ""
     assert line.startswith(f"onnxnoise: error: {settings}: unknown key(s) snrr; {command} --config takes model, out, ")
     assert ", snr, " in line and (", max_drop, " in line) == (command == "check")
+    assert (", seeds, " in line) == (command == "bench")  # check chooses its draws: not offered (fresh22b #2)
+
+
+def test_check_config_refuses_the_draw_settings_in_the_files_words(tiny, tmp_path, capsys):
+    model, _ = tiny
+    settings = tmp_path / "s.toml"
+    settings.write_text("snr = [10]\nmax_drop = 2\nci_halfwidth = 0.5\n")
+    code, out, err = run_cli(capsys, "check", model, "--config", settings)
+    assert code == 2 and out == ""
+    assert one_line(err) == (f"onnxnoise: error: {settings}: check --config takes no `ci_halfwidth`: check chooses its "
+                             "number of draws itself; use max_seeds = N (and first_seed = S for other seeds)")
 
 
 def test_check_without_model_or_max_drop_anywhere_is_one_line(tmp_path, capsys):
