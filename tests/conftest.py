@@ -59,6 +59,12 @@ def _load_script(name: str) -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def load_script():
+    """``load_script(name)``: ``scripts/<name>.py`` imported once per session (:func:`_load_script`)."""
+    return _load_script
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The project root (the folder holding ``pyproject.toml``)."""
     return REPO_ROOT

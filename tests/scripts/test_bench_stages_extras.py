@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from onnxnoise.tile import TileSettings
 from tests.tile._tile_models import fixed, one_op, session, staged
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "_bench_stages_extras.py"
-
 
 @pytest.fixture(scope="module")
-def extras():
-    spec = importlib.util.spec_from_file_location("_onnxnoise_scripts_bench_stages_extras", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def extras(load_script):
+    return load_script("_bench_stages_extras")
 
 
 def _event(node: str, op: str, dur: float) -> dict:

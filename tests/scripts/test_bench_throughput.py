@@ -3,10 +3,7 @@ targets on the time and the MAC ideal, the clean layouts, and one short run on a
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import onnx
 import pytest
@@ -15,16 +12,10 @@ from onnxnoise.engine.prefix import GraphSplitter
 from onnxnoise.model import list_layers
 from onnxnoise.model.macs import node_macs, prefix_reuse_ideal
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_throughput.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("_onnxnoise_scripts_bench_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_throughput")
 
 
 @pytest.fixture(scope="module")

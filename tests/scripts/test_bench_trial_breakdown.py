@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import onnx
 import pytest
 
 from tests._builders import labeled_npz, tiny_cnn
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_trial_breakdown.py"
-
 
 @pytest.fixture(scope="module")
-def breakdown():
-    spec = importlib.util.spec_from_file_location("_onnxnoise_scripts_bench_trial_breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def breakdown(load_script):
+    return load_script("bench_trial_breakdown")
 
 
 def test_rounds_split_each_trial_into_its_steps(breakdown, tmp_path, capsys):
