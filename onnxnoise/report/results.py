@@ -69,7 +69,7 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
         (percent; these four rounded to 4 decimals as timm does), ``param_count`` the parameters of the model's
         weight layers in millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the
         image fed (the crop, else the resize, else the model's static input height when square; null when none is
-        known), ``crop_pct`` and ``interpolation`` of the preprocessing (null: no crop), ``noise`` the noise model
+        known), ``crop_pct`` (the preprocessing's, else crop / resize of square sides; null: no crop) and ``interpolation``, ``noise`` the noise model
         with its settings that differ from their defaults (``pcm:compensation=global``; ``clean`` for the clean
         baseline), ``strength`` (null for the baseline) and ``strength_text``, ``top1_ci_half`` / ``top5_ci_half``
         the Student t half-widths over seeds at ``ci_level`` (null with one seed), ``seeds`` (successful draws),
@@ -92,7 +92,7 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
             "top5": _round(top5), "top5_err": _round(None if top5 is None else 100.0 - top5),
             "param_count": None if params is None else params / 1e6,
             "img_size": _img_size(pre, fact.get("input_size")),
-            "crop_pct": pre.get("crop_pct"), "interpolation": pre.get("interpolation"),
+            "crop_pct": _crop_pct(pre), "interpolation": pre.get("interpolation"),
             "noise": "clean" if clean else str(row["noise_model"]) + (f":{own.replace(', ', ',')}" if own else ""),
             "strength": None if clean else row["strength"],
             "strength_text": "clean" if clean else row["strength_text"],
@@ -113,13 +113,29 @@ def _object(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
+def _side(value: Any) -> int | None:
+    """A square size (``224`` or ``[224, 224]``) as one side; ``None`` otherwise."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+        return int(value[0])
+    return None
+
+
+def _crop_pct(pre: Mapping[str, Any]) -> float | None:
+    """timm's ``crop_pct``: the preprocessing's own, else ``crop / resize`` when both are square sides (resize 256,
+    crop 224: 0.875); ``None`` without a crop."""
+    if pre.get("crop_pct") is not None:
+        return float(pre["crop_pct"])
+    crop, resize = _side(pre.get("crop")), _side(pre.get("resize"))
+    return crop / resize if crop and resize else None
+
+
 def _img_size(pre: Mapping[str, Any], input_size: list[int] | None) -> int | None:
     for key in ("crop", "resize"):
-        value = pre.get(key)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
-            return int(value[0])
+        side = _side(pre.get(key))
+        if side is not None:
+            return side
     if input_size and len(input_size) == 2 and input_size[0] == input_size[1]:
         return int(input_size[0])
     return None

@@ -66,3 +66,17 @@ def test_report_json_prints_the_results_and_files(colour_onnx, tmp_path, capsys)
     assert {"results.parquet", "results.csv", "trials.parquet", "summary.csv", "report.md"} <= set(record["files"])
     assert record["a_avr"] == [] and record["warnings"] == []
     assert pl.read_parquet(tmp_path / "run" / "trials.parquet").height == 3
+
+
+def test_crop_pct_is_the_presets_or_crop_over_resize():
+    """fresh-final finding: tf-lite preprocessing (resize 256, crop 224, no crop_pct of its own) left crop_pct
+    null, which outputs.md reads as "no crop"; timm's value for it is 224 / 256 = 0.875."""
+    pre = ['{"crop":224,"resize":256}', '{"crop":[224,224],"resize":[256,256]}', '{"crop":200,"crop_pct":0.9}',
+           '{"resize":32}', '{"crop":[224,200],"resize":256}']
+    summary = pl.DataFrame({
+        "model": list("abcde"), "model_sha256": list("ABCDE"), "dataset": ["d"] * 5, "mode": ["all"] * 5,
+        "preprocess": pre, "noise_model": ["gaussian-snr"] * 5, "noise": ['{"params":{}}'] * 5,
+        "strength": [10.0] * 5, "strength_text": ["SNR 10"] * 5, "top1_acc_mean": [50.0] * 5,
+        "top5_acc_mean": [80.0] * 5, "top1_acc_ci_half": [None] * 5, "top5_acc_ci_half": [None] * 5,
+        "ci_level": [0.95] * 5, "seeds": [1] * 5, "images": [100] * 5})
+    assert results_table(summary, {})["crop_pct"].to_list() == [0.875, 0.875, 0.9, None, None]
