@@ -69,7 +69,8 @@ def results_table(summary: pl.DataFrame, facts: Mapping[str, Mapping[str, Any]])
         (percent; these four rounded to 4 decimals as timm does), ``param_count`` the parameters of the model's
         weight layers in millions (timm rounds to 2 decimals; this is not rounded), ``img_size`` the side of the
         image fed (the crop, else the resize, else the model's static input height when square; null when none is
-        known), ``crop_pct`` (the preprocessing's, else crop / resize of square sides; null: no crop) and ``interpolation``, ``noise`` the noise model
+        known), ``crop_pct`` (the preprocessing's, else crop / resize of square sides; null: no crop) and
+        ``interpolation``, ``noise`` the noise model
         with its settings that differ from their defaults (``pcm:compensation=global``; ``clean`` for the clean
         baseline), ``strength`` (null for the baseline) and ``strength_text``, ``top1_ci_half`` / ``top5_ci_half``
         the Student t half-widths over seeds at ``ci_level`` (null with one seed), ``seeds`` (successful draws),
