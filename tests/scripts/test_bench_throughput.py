@@ -51,6 +51,18 @@ def test_clean_layouts_and_the_best_of_them(measure):
     assert measure.best_clean(rounds, ["a", "b"]) == "b"
 
 
+def test_side_by_side_clean_sessions_take_passes_from_one_queue(measure, monkeypatch):
+    seen = []
+    monkeypatch.setattr(measure, "evaluate", lambda session, data: seen.append(session))
+    out = measure.run_clean(["a", "b"], list(range(10)), passes=5)
+    assert len(seen) == 5 and set(seen) <= {"a", "b"} and out["passes"] == 5
+    assert out["images_per_s"] == pytest.approx(50 / out["wall_s"])
+    seen.clear()
+    assert measure.run_clean(["a", "b"], list(range(10)))["passes"] == 2 and len(seen) == 2
+    seen.clear()
+    assert measure.run_clean(["a"], list(range(10)), passes=5)["passes"] == 1 and seen == ["a"]
+
+
 def test_a_short_per_layer_run_checks_every_ratio_against_the_time_ideal(bench, resnet_npz, capsys):
     model_path, data = resnet_npz
     code = bench.main([str(model_path), "--data", str(data), "--preprocess", "raw", "--mode", "per-layer",
