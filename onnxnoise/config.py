@@ -135,8 +135,8 @@ class RunConfig:
         threads: CPU EP intra-op threads (``0``: ONNX Runtime's default), at most
             :func:`max_threads`. Per-layer trials with prefix reuse run this many
             single-threaded suffix sessions side by side instead (``0``: one per usable CPU), and
-            whole-model trials as many single-threaded sessions as ``lockstep_memory`` holds
-            (:func:`onnxnoise.engine.layout.whole_model_layout`).
+            whole-model trials as many single-threaded sessions as ``lockstep_memory`` and the
+            CPU's last-level cache hold (:func:`onnxnoise.engine.layout.whole_model_layout`).
         preset: Preprocessing preset, or ``None`` for the model's own / torchvision.
         preprocess: Single preprocessing overrides (names from
             :data:`onnxnoise.data.PREPROCESS_KEYS`); validated with the preset by
@@ -222,7 +222,7 @@ class RunConfig:
         0, flag="--threads", type=int, group=RUNTIME, files=("sweeps",),
         help="CPU threads: intra-op threads of the clean session (default: onnxruntime's choice); noisy trials run "
         "this many single-threaded sessions side by side (default: one per usable CPU; whole-model trials as many "
-        f"as --lockstep-memory holds); at most {MAX_THREADS_PER_CPU} per usable CPU")
+        f"as --lockstep-memory and the CPU cache hold); at most {MAX_THREADS_PER_CPU} per usable CPU")
     tf32: bool = option(
         False, flag="--tf32", action="store_true", group=RUNTIME, files=("sweeps",), trial_key="provider_options",
         help="CUDA: let float32 convolutions and matrix products run in TF32 (faster on Ampere and newer GPUs, not "

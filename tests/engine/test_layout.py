@@ -20,16 +20,50 @@ MIB = 2**20
     ({"threads": 4, "cpus": 2}, (4, 1)),                  # --threads 4: four side by side
     ({"threads": 1, "cpus": 8}, (1, 1)),                  # --threads 1: one at a time, one thread
     ({"threads": 0, "cpus": 1}, (1, 0)),                  # one CPU: onnxruntime's default threads
-    ({"threads": 0, "cpus": 8, "weight_bytes": 600 * MIB}, (3, 2)),  # 4 GiB // (1,200 + 16) MiB = 3 sessions of 2
+    ({"threads": 0, "cpus": 8, "weight_bytes": 600 * MIB, "cache_bytes": 2 << 30}, (3, 2)),  # 4 GiB // 1,216 MiB
     ({"threads": 0, "cpus": 2, "weight_bytes": 3000 * MIB}, (1, 0)),  # two sessions do not fit in 4 GiB
     ({"threads": 0, "cpus": 2, "provider": "CUDAExecutionProvider"}, (1, 0)),
+    ({"threads": 0, "cpus": 2, "weight_bytes": 553 * MIB}, (1, 0)),   # VGG16: two copies exceed a 32 MiB cache
+    ({"threads": 0, "cpus": 2, "weight_bytes": 16 * MIB}, (2, 1)),    # two copies fill it exactly
+    ({"threads": 0, "cpus": 2, "weight_bytes": 16 * MIB + 1}, (1, 0)),
+    ({"threads": 0, "cpus": 8, "weight_bytes": 10 * MIB}, (3, 2)),    # 32 // 10 = 3 copies, 8 // 3 = 2 threads each
 ])
 def test_the_documented_rule(kwargs, expected):
-    args = {"provider": CPU, "weight_bytes": 1 * MIB, "memory_bytes": 4 << 30, **kwargs}
+    args = {"provider": CPU, "weight_bytes": 1 * MIB, "memory_bytes": 4 << 30, "cache_bytes": 32 * MIB, **kwargs}
     layout = whole_model_layout(**args)
     assert (layout.sessions, layout.threads) == expected
     assert layout.describe().startswith("whole-model trials: " + ("one at a time" if expected[0] == 1
                                                                  else f"{expected[0]} side by side"))
+
+
+def test_the_reasons_name_what_decided(tmp_path):
+    vgg = whole_model_layout(provider=CPU, threads=0, cpus=2, weight_bytes=553 * MIB, memory_bytes=4 << 30,
+                             cache_bytes=32 * MIB)
+    assert vgg.reason == "two copies of 553 MiB of weights exceed the 32 MiB last-level cache"
+    big = whole_model_layout(provider=CPU, threads=0, cpus=2, weight_bytes=3000 * MIB, memory_bytes=4 << 30,
+                             cache_bytes=32 * MIB)
+    assert big.reason == "--lockstep-memory holds one session of 3000 MiB of weights"
+    some = whole_model_layout(provider=CPU, threads=0, cpus=8, weight_bytes=10 * MIB, memory_bytes=4 << 30,
+                              cache_bytes=32 * MIB)
+    assert some.reason == "8 threads, the 32 MiB cache holds 3 copies of the weights"
+
+
+def _cache_entry(root, name, level, kind, size):
+    entry = root / name
+    entry.mkdir()
+    for field, value in (("level", level), ("type", kind), ("size", size)):
+        (entry / field).write_text(f"{value}\n")
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
+    _cache_entry(tmp_path, "index0", 1, "Data", "48K")
+    _cache_entry(tmp_path, "index1", 1, "Instruction", "32K")
+    _cache_entry(tmp_path, "index2", 2, "Unified", "1024K")
+    _cache_entry(tmp_path, "index3", 3, "Unified", "32768K")
+    assert layout_module.last_level_cache_bytes(str(tmp_path)) == 32 * MIB
+    (tmp_path / "index3" / "size").write_text("garbage\n")  # unreadable: the next level down
+    assert layout_module.last_level_cache_bytes(str(tmp_path)) == MIB
+    assert layout_module.last_level_cache_bytes(str(tmp_path / "missing")) == layout_module.DEFAULT_CACHE_BYTES == 16 * MIB
 
 
 @pytest.fixture(scope="module")
