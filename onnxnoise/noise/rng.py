@@ -32,10 +32,12 @@ SPLIT_MIN_ELEMENTS = 1 << 24
 #: holds the rest.
 SPLIT_CHUNK_ELEMENTS = 1 << 22
 
-#: Pairs per block of :func:`box_muller_fill` (2^14 = 16,384 pairs, 32,768 values: its scratch, 128 KiB of raw
-#: words and two 64 KiB float32 buffers, stays in cache). Part of the values' definition: a block's cosines come
-#: before its sines, so another block size gives other values (and needs another key version).
-BOX_MULLER_BLOCK_PAIRS = 1 << 14
+#: Pairs per block of :func:`box_muller_fill` (2^15 = 32,768 pairs, 65,536 values: its scratch, 256 KiB of raw
+#: words and two 128 KiB float32 buffers, stays in a core's L2 cache; fewer blocks than 2^14 hold the GIL less
+#: often between numpy calls, so threads scale better: docs/performance.md, "Split draws"). Part of the values'
+#: definition: a block's cosines come before its sines, so another block size gives other values (and needs
+#: another key version).
+BOX_MULLER_BLOCK_PAIRS = 1 << 15
 
 _LOW, _HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)  # uint32 halves of a raw 64-bit word
 
@@ -92,7 +94,9 @@ def box_muller_fill(generator: np.random.Generator, out: np.ndarray) -> None:
     2^32 in float32, so ``x = 1`` and ``r = 0`` (never NaN). The values depend only on the generator's stream,
     ``len(out)``, the dtype and :data:`BOX_MULLER_BLOCK_PAIRS`; ``ln``, ``cos`` and ``sin`` are numpy's, whose
     SIMD kernels may differ in the last bit of a value between CPU families. A ``(1 << 22)``-value float32
-    chunk costs about 2 ns per value against 7 for ``standard_normal`` (docs/performance.md, "Split draws").
+    chunk costs about 2 ns per value against 7.4 for ``standard_normal``; float64 about 16 against 8 (numpy's
+    float64 ``log``, ``cos`` and ``sin`` are slower; only float64-stored tensors draw in float64):
+    docs/performance.md, "Split draws".
 
     Args:
         generator: A numpy Generator (its ``bit_generator.random_raw`` is used, advancing it by ``k`` words

@@ -35,11 +35,11 @@ def _children(seed: int, name: str, n: int) -> list[np.random.Generator]:
 
 
 def _box_muller(generator: np.random.Generator, n: int, dtype: type) -> np.ndarray:
-    """Box & Muller (1958) as box_muller_fill documents it, written out on whole blocks of 2 * 2^14 values: word j of a
+    """Box & Muller (1958) as box_muller_fill documents it, written out on whole blocks of 2 * 2^15 values: word j of a
     block's ceil(len / 2) raw words gives u (low 32 bits) and v (high 32 bits); cosines first, then sines."""
     t, parts = np.dtype(dtype).type, [np.empty(0, dtype)]
-    for start in range(0, n, 2 << 14):
-        m = min(2 << 14, n - start)
+    for start in range(0, n, 2 << 15):
+        m = min(2 << 15, n - start)
         k = (m + 1) // 2
         raw = generator.bit_generator.random_raw(k)
         u, v = (raw & 0xFFFFFFFF).astype(dtype), (raw >> 32).astype(dtype)
@@ -56,13 +56,13 @@ def _raw_words(*pairs: tuple[int, int]) -> types.SimpleNamespace:
 
 
 def test_the_split_sizes_are_the_documented_ones():
-    assert (SPLIT_MIN_ELEMENTS, SPLIT_CHUNK_ELEMENTS, BOX_MULLER_BLOCK_PAIRS) == (16_777_216, 4_194_304, 16_384)
+    assert (SPLIT_MIN_ELEMENTS, SPLIT_CHUNK_ELEMENTS, BOX_MULLER_BLOCK_PAIRS) == (16_777_216, 4_194_304, 32_768)
     assert is_split(25088 * 4096) and is_split(4096 * 4096)  # VGG16 classifier.0 and classifier.3
     assert not is_split(4096 * 4096 - 1) and not is_split(2048 * 1000)  # ResNet-50's fc
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [0, 1, 7, 2 * 16_384, 2 * 16_384 + 3, 100_001])
+@pytest.mark.parametrize("n", [0, 1, 7, 2 * 32_768, 2 * 32_768 + 3, 200_001])
 def test_box_muller_fill_is_the_formula_block_by_block(dtype, n):
     """Exactly the values of the formula computed here in the same dtype: odd lengths, one block, a 3-value block."""
     out = np.full(n, np.nan, dtype)
@@ -77,9 +77,9 @@ def test_float32_box_muller_is_the_float64_formula_rounded():
     z32, z64 = np.empty(100_000, np.float32), np.empty(100_000, np.float64)
     box_muller_fill(np.random.Generator(np.random.PCG64(2)), z32)
     box_muller_fill(np.random.Generator(np.random.PCG64(2)), z64)
-    u = np.random.Generator(np.random.PCG64(2)).bit_generator.random_raw(50_000) & 0xFFFFFFFF  # 3 blocks + 848 pairs
+    u = np.random.Generator(np.random.PCG64(2)).bit_generator.random_raw(50_000) & 0xFFFFFFFF  # a block + 17,232 pairs
     r = np.sqrt(-2 * np.log((u + 0.5) * 2.0**-32))
-    far = np.concatenate([np.tile(r[i:i + 16_384], 2) for i in range(0, 50_000, 16_384)]) >= 0.05  # r of each value
+    far = np.concatenate([np.tile(r[i:i + 32_768], 2) for i in range(0, 50_000, 32_768)]) >= 0.05  # r of each value
     diff = np.abs(z32.astype(np.float64) - z64)
     assert diff[far].max() <= 5e-6 and diff.max() <= 3e-4 and far.mean() > 0.99
 
@@ -121,16 +121,16 @@ def test_box_muller_refuses_other_arrays():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_a_split_draw_is_the_chunk_generators_box_muller_in_order(monkeypatch, threads, dtype):
-    """Chunks of 40,001 values (each over a block boundary), 40,001 + 40,001 + 19,998: the chunk generators' values in
+    """Chunks of 70,001 values (each over a block boundary), 70,001 + 70,001 + 19,998: the chunk generators' values in
     order, whatever the thread count, and not numpy's standard_normal of them."""
-    monkeypatch.setattr(rng_module, "SPLIT_CHUNK_ELEMENTS", 40_001)
-    z = SplitNormal(7, "fc.w", threads).standard_normal((100, 1000), dtype=dtype)
-    expected = np.concatenate([_box_muller(g, n, dtype) for g, n in zip(_children(7, "fc.w", 3), (40_001, 40_001, 19_998))])
-    assert z.dtype == dtype and z.shape == (100, 1000) and np.array_equal(z.ravel(), expected)
-    assert np.array_equal(SplitNormal(7, "fc.w", 4 - threads).standard_normal((100, 1000), dtype=dtype), z)
+    monkeypatch.setattr(rng_module, "SPLIT_CHUNK_ELEMENTS", 70_001)
+    z = SplitNormal(7, "fc.w", threads).standard_normal((160, 1000), dtype=dtype)
+    expected = np.concatenate([_box_muller(g, n, dtype) for g, n in zip(_children(7, "fc.w", 3), (70_001, 70_001, 19_998))])
+    assert z.dtype == dtype and z.shape == (160, 1000) and np.array_equal(z.ravel(), expected)
+    assert np.array_equal(SplitNormal(7, "fc.w", 4 - threads).standard_normal((160, 1000), dtype=dtype), z)
     part = np.empty(19_998, dtype)
     box_muller_fill(chunk_rng(7, "fc.w", 2), part)
-    assert np.array_equal(part, expected[80_002:])
+    assert np.array_equal(part, expected[140_002:])
     assert not np.array_equal(z.ravel()[:1000], chunk_rng(7, "fc.w", 0).standard_normal(1000, dtype=dtype))
     assert not np.array_equal(z.ravel()[:1000], tensor_rng(7, "fc.w").standard_normal(1000, dtype=dtype))
 
