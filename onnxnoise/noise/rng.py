@@ -34,7 +34,7 @@ SPLIT_CHUNK_ELEMENTS = 1 << 22
 
 #: Pairs per block of :func:`box_muller_fill` (2^15 = 32,768 pairs, 65,536 values: its scratch, 256 KiB of raw
 #: words and two 128 KiB float32 buffers, stays in a core's L2 cache; fewer blocks than 2^14 hold the GIL less
-#: often between numpy calls, so threads scale better: docs/performance.md, "Split draws"). Part of the values'
+#: often between numpy calls, so threads scale better: docs/performance.md, "Box-Muller chunks"). Part of the values'
 #: definition: a block's cosines come before its sines, so another block size gives other values (and needs
 #: another key version).
 BOX_MULLER_BLOCK_PAIRS = 1 << 15
@@ -89,14 +89,15 @@ def box_muller_fill(generator: np.random.Generator, out: np.ndarray) -> None:
         block[:k] = r * cos(theta),   block[k:] = (r * sin(theta))[: n - k]
 
     Resolution: ``u`` and ``v`` have 32 bits, rounded to the dtype on conversion (float32 keeps 24: ``u`` exact
-    below 2^24, i.e. for every ``r`` above 3.33); ``theta`` is rounded to the dtype. Tail bound: ``x >= 2^-33``,
-    so ``|z| <= sqrt(66 ln 2) = 6.764`` (P(|z| > 6.764) = 1.3e-11 for a true normal). ``u = 2^32 - 1`` rounds to
-    2^32 in float32, so ``x = 1`` and ``r = 0`` (never NaN). The values depend only on the generator's stream,
-    ``len(out)``, the dtype and :data:`BOX_MULLER_BLOCK_PAIRS`; ``ln``, ``cos`` and ``sin`` are numpy's, whose
+    below 2^24, i.e. for every ``r`` above 3.33); ``theta`` is rounded to the dtype. Tail bound:
+    ``x = (u + 0.5) * 2^-32 >= 2^-33``, so ``|z| <= sqrt(66 ln 2) = 6.764`` (P(|z| > 6.764) = 1.3e-11 for a true
+    normal). ``u = 2^32 - 1`` (any ``u >= 2^32 - 128``) rounds to 2^32 in float32, so ``x = 1`` and ``r = 0``
+    (never NaN). The values depend only on the generator's stream, ``len(out)``, the dtype and
+    :data:`BOX_MULLER_BLOCK_PAIRS`; ``ln``, ``cos`` and ``sin`` are numpy's, whose
     SIMD kernels may differ in the last bit of a value between CPU families. A ``(1 << 22)``-value float32
     chunk costs about 2 ns per value against 7.4 for ``standard_normal``; float64 about 16 against 8 (numpy's
     float64 ``log``, ``cos`` and ``sin`` are slower; only float64-stored tensors draw in float64):
-    docs/performance.md, "Split draws".
+    docs/performance.md, "Box-Muller chunks (key version 4)".
 
     Args:
         generator: A numpy Generator (its ``bit_generator.random_raw`` is used, advancing it by ``k`` words

@@ -125,7 +125,8 @@ def test_a_split_draw_is_the_chunk_generators_box_muller_in_order(monkeypatch, t
     order, whatever the thread count, and not numpy's standard_normal of them."""
     monkeypatch.setattr(rng_module, "SPLIT_CHUNK_ELEMENTS", 70_001)
     z = SplitNormal(7, "fc.w", threads).standard_normal((160, 1000), dtype=dtype)
-    expected = np.concatenate([_box_muller(g, n, dtype) for g, n in zip(_children(7, "fc.w", 3), (70_001, 70_001, 19_998))])
+    sizes = (70_001, 70_001, 19_998)
+    expected = np.concatenate([_box_muller(g, n, dtype) for g, n in zip(_children(7, "fc.w", 3), sizes)])
     assert z.dtype == dtype and z.shape == (160, 1000) and np.array_equal(z.ravel(), expected)
     assert np.array_equal(SplitNormal(7, "fc.w", 4 - threads).standard_normal((160, 1000), dtype=dtype), z)
     part = np.empty(19_998, dtype)
