@@ -106,6 +106,9 @@ def test_box_muller_edge_words(dtype):
     assert np.isfinite(z).all()
     np.testing.assert_allclose(z, [top, 0.0, 0.0, small], rtol=1e-6, atol=1e-12)
     assert z[3] == 0.0 if dtype is np.float32 else z[3] > 0
+    near = np.empty(2, dtype)  # u = 2^32 - 128 is a tie between float32 2^32 - 256 and 2^32: rounds to the even 2^32
+    box_muller_fill(_raw_words((2**32 - 128, 0)), near)
+    assert near[0] == 0.0 if dtype is np.float32 else near[0] == pytest.approx(math.sqrt(255 * 2.0**-32), rel=1e-6)
 
 
 def test_box_muller_refuses_other_arrays():
