@@ -76,7 +76,7 @@ def test_trial_keys_are_pinned(inputs, noise_model):
 
 def test_only_trials_noising_a_split_tensor_change_key(inputs, monkeypatch):
     """With the split size lowered to block2.b.conv's 2,304 values, the trials noising it (whole model; per-layer 8)
-    are keyed under version 3; the baseline and per-layer 0 and 1 keep their pinned keys."""
+    are keyed under version 4 (the split key version); the baseline and per-layer 0 and 1 keep their pinned keys."""
     monkeypatch.setattr(rng_module, "SPLIT_MIN_ELEMENTS", 2304)
     model, data = inputs
     config = RunConfig(model=model, data=data, noise=NOISE["gaussian-snr"], preset="raw", device="cpu", batch_size=16)
@@ -89,7 +89,7 @@ def test_only_trials_noising_a_split_tensor_change_key(inputs, monkeypatch):
         assert (planned[trial].key, planned[trial].key_version) == (pinned[trial], KEY_VERSION)
     assert planned[("all", None, 0)].key != pinned[("all", None, 0)]
     split = {trial for trial, p in planned.items() if p.key_version == SPLIT_KEY_VERSION}
-    assert split == {("all", None, 0), ("per-layer", 8, 0)} and SPLIT_KEY_VERSION == 3
+    assert split == {("all", None, 0), ("per-layer", 8, 0)} and SPLIT_KEY_VERSION == 4
     rows = run_bench(config, context=context).trials  # the rows record the key's version
-    assert dict(zip(rows["mode"], rows["key_version"])) == {"baseline": 2, "all": 3}
+    assert dict(zip(rows["mode"], rows["key_version"])) == {"baseline": 2, "all": 4}
     assert rows.filter(rows["mode"] == "all")["key"].to_list() == [planned[("all", None, 0)].key]
