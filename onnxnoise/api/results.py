@@ -54,8 +54,9 @@ class BenchRun:
         notes: How settings were chosen (a registered dataset, an analog preset's expansion).
         warnings: What the run measures when that is less than it seems, and ``meta["warnings"]``.
         out: The folder written, or ``None`` (``out`` not given: nothing written).
-        files: The files written in ``out`` (``trials``, ``summary``, ``results`` as Parquet and CSV, with
-            ``scope_check`` ``scope-check`` too, and ``bench.json``).
+        files: The files written in ``out`` (``results``, ``summary``, ``trials`` as Parquet and CSV, with
+            ``scope_check`` ``scope-check`` too, ``bench.json``, and ``calibration.json`` with the tile stages:
+            :func:`onnxnoise.bench.bench_files`).
         scope_check: The ``scope_check=N`` re-run with ``scope=channel``, or ``None``.
     """
 
