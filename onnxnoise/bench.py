@@ -29,6 +29,7 @@ from onnxnoise.engine.baseline_checks import chance_classes, chance_warning, che
 from onnxnoise.engine.context import RunContext, prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder, Progress
 from onnxnoise.engine.plan import plan_trials
+from onnxnoise.engine.stages import CALIBRATION_FILE
 from onnxnoise.errors import BaselineExpectationError
 from onnxnoise.files import write_text
 from onnxnoise.lazy import lazy_module
@@ -50,7 +51,7 @@ from onnxnoise.strict_json import json_text
 pl = lazy_module("polars")
 
 __all__ = ["BenchResult", "ScopeCheck", "BaselineExpectationError", "chance_warning", "check_expected_top1",
-           "run_bench", "bench_in_folder", "bench_record", "scope_check_config", "run_scope_check"]
+           "run_bench", "bench_in_folder", "bench_files", "bench_record", "scope_check_config", "run_scope_check"]
 
 
 @dataclass
@@ -211,6 +212,20 @@ def bench_in_folder(config: RunConfig, out: str | os.PathLike[str], *, progress:
     write_text(Path(out) / "bench.json", json_text(record, indent=2) + "\n")
     return result, record
 
+
+
+def bench_files(result: BenchResult, out: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """The files :func:`bench_in_folder` wrote in ``out`` for ``result``, tables first.
+
+    ``results``, ``summary``, ``trials`` and, with ``--scope-check``, ``scope-check`` (each ``.parquet`` then
+    ``.csv``), ``bench.json``, and ``calibration.json`` when the tile stages' calibration is kept there
+    (:data:`onnxnoise.engine.stages.CALIBRATION_FILE`).
+    """
+    folder = Path(out)
+    stems = ("results", "summary", "trials") + (("scope-check",) if result.scope_check is not None else ())
+    kept = folder / CALIBRATION_FILE
+    return (*(folder / f"{s}.{x}" for s in stems for x in ("parquet", "csv")), folder / "bench.json",
+            *((kept,) if kept.is_file() else ()))
 
 
 def scope_check_config(config: RunConfig) -> NoiseConfig:

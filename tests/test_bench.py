@@ -182,7 +182,9 @@ def test_stuck_at_moves_accuracy_whatever_route_the_weight_takes(routed, route):
         f"{model}: stuck-at changed no stored value of 1 noised layer(s) ('fc') in 1 of 2 noisy trial(s), at "
         "p = 0% faulty devices: those trials ran those layers' clean values (column changed_values). A strength that "
         "changes nothing by definition (a fault rate of 0, a levels grid the weights already sit on) or an all-zero "
-        "tensor does that; otherwise the layer is not noised as the run says"]
+        "tensor does that; otherwise the layer is not noised as the run says",
+        # rate 1 leaves the bias alone: one class for every image, a draw at chance
+        "stuck-at: 1 of 2 draws collapsed to chance or far below the others"]
 
 
 def test_bench_shows_the_unchanged_layer_warning_in_console_and_bench_json(routed, tmp_path, capsys):
@@ -237,3 +239,23 @@ def test_scope_check_refused_one_line_exit_2(noise, expected, tmp_path, capsys):
     assert code == 2 and expected in one_line(err)
     code, _, err = run_cli(capsys, "bench", model, "--data", data, "--scope-check", "-1", "--out", tmp_path / "c")
     assert code == 2 and "`--scope-check` must be an integer >= 0, got -1" in one_line(err)
+
+
+def test_draws_that_collapse_warn_for_any_noise_model_in_the_cli_and_the_api(colour_onnx, tmp_path, capsys):
+    """The colour classifier (100% clean, 12 classes: chance 8.33%, the chance band ends at 8.33 + 0.1 x 91.67 =
+    17.5%) at SNR 0.01 (noise sigma 10 x the weights'): both draws land at chance (5 and 4 of 60 images), so both
+    collapse and gaussian-snr, which gives no advice of its own, still gets the one WARNING line; SNR 100 keeps
+    37 and 43 of 60 (61.7%, 71.7%: neither at chance nor far below the other) and adds nothing to it."""
+    data = colour_npz(tmp_path / "colour.npz")
+    expected = "gaussian-snr: 2 of 4 draws collapsed to chance or far below the others"
+    run = onnxnoise.bench_model(colour_onnx, data, preprocess="raw", snr="0.01,100", seeds=2, device="cpu")
+    hits = {(r["strength"], r["seed"]): r["top1_correct"] for r in run.trials.iter_rows(named=True)}
+    assert hits == {(None, None): 60, (0.01, 0): 5, (0.01, 1): 4, (100.0, 0): 37, (100.0, 1): 43}
+    assert dict(run.summary.select("strength", "collapsed").rows()) == {None: 0, 0.01: 2, 100.0: 0}
+    assert list(run.warnings) == [expected] and run.meta["warnings"] == [expected]
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "bench", colour_onnx, "--data", data, "--preprocess", "raw", "--snr",
+                                "0.01,100", "--seeds", "2", "--device", "cpu", "--out", out)
+    assert code == 0, err
+    assert f"WARNING: {expected}" in " ".join(stdout.split())
+    assert strict_json((out / "bench.json").read_text())["warnings"] == [expected]

@@ -110,6 +110,6 @@ def check_model(model: PathLike, data: PathLike | None = None, *, out: PathLike 
     return CheckRun(verdict=report["verdict"], exit_code=report["exit_code"], question=report["question"],
                     config=config, settings=settings, trials=outcome.trials, per_draw=per_draw, report=report,
                     gate=outcome.gate, search=outcome.search, protection=outcome.plan,
-                    recheck_command=report["recheck_command"], notes=setup.notes,
+                    recheck_command=report["recheck_command"], next_command=report["next_command"], notes=setup.notes,
                     warnings=(*setup.warnings, *report["warnings"]), out=folder, files=outcome.files,
                     error=report["error"])

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from onnxnoise.api.results import BenchRun, ExperimentRun, SweepRun
-from onnxnoise.bench import bench_in_folder, bench_record, run_bench
+from onnxnoise.bench import bench_files, bench_in_folder, bench_record, run_bench
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
 from onnxnoise.engine.context import prepare_context
@@ -106,9 +106,7 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
             record = bench_record(result, config, None, demo=demo)
         else:
             result, record = bench_in_folder(config, folder, progress=receiver, demo=demo)
-    stems = ("trials", "summary", "results") + (("scope-check",) if result.scope_check is not None else ())
-    files = () if folder is None else (*(folder / f"{s}.{x}" for s in stems for x in ("parquet", "csv")),
-                                       folder / "bench.json")
+    files = () if folder is None else bench_files(result, folder)
     results = results_table(result.summary, facts_by_model([result.meta]))  # what results.parquet holds
     return BenchRun(config=config, trials=result.trials, summary=result.summary, meta=result.meta, record=record,
                     results=results,

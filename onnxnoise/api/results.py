@@ -54,8 +54,9 @@ class BenchRun:
         notes: How settings were chosen (a registered dataset, an analog preset's expansion).
         warnings: What the run measures when that is less than it seems, and ``meta["warnings"]``.
         out: The folder written, or ``None`` (``out`` not given: nothing written).
-        files: The files written in ``out`` (``trials``, ``summary``, ``results`` as Parquet and CSV, with
-            ``scope_check`` ``scope-check`` too, and ``bench.json``).
+        files: The files written in ``out`` (``results``, ``summary``, ``trials`` as Parquet and CSV, with
+            ``scope_check`` ``scope-check`` too, ``bench.json``, and ``calibration.json`` with the tile stages:
+            :func:`onnxnoise.bench.bench_files`).
         scope_check: The ``scope_check=N`` re-run with ``scope=channel``, or ``None``.
     """
 
@@ -171,7 +172,11 @@ class CheckRun:
         gate: The deciding gate (with a search: the found strength's), or ``None``.
         search: The strength search (``find_limit=True`` / ``find_min_snr=True``), or ``None``.
         protection: The protection plan (``protect=`` / ``protect_file=``, when the gate did not pass), or ``None``.
-        recheck_command: The ``onnxnoise check`` command line that re-checks the gate's strength, or ``None``.
+        recheck_command: The ``onnxnoise check`` command line that re-checks the gate's strength (with a search in
+            which nothing passed: the least noisy strength's), or ``None``.
+        next_command: With a search in which nothing passed, the ``onnxnoise check --find-limit`` command line that
+            searches the next, quieter range (:func:`onnxnoise.check.tolerance.quieter_range`); ``None`` otherwise
+            or when the noise model takes nothing quieter.
         error: Why the check stopped before any noisy draw (a baseline off ``expect_top1``), or ``None``.
         notes: How settings were chosen (a registered dataset, an analog preset's expansion).
         warnings: What the verdict rests on when that is less than it seems (collapsed draws, too few images).
@@ -191,6 +196,7 @@ class CheckRun:
     search: SearchResult | None = None
     protection: ProtectionPlan | None = None
     recheck_command: str | None = None
+    next_command: str | None = None
     error: str | None = None
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -29,7 +29,7 @@ from onnxnoise.check.protect import (LAYERS_FILE, ProtectionPlan, plan_protectio
                                      read_layers_file, write_layers_file)
 from onnxnoise.check.request import CheckRequest
 from onnxnoise.check.sequential import FAIL, INCONCLUSIVE, MIN_DRAWS, PASS
-from onnxnoise.check.tolerance import SearchResult, find_limit
+from onnxnoise.check.tolerance import SearchResult, find_limit, quieter_range
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import Progress
@@ -86,13 +86,17 @@ def refuse_draw_options(given: Mapping[str, Any]) -> None:
 
 
 def recheck_command(model: str | os.PathLike[str], given: Mapping[str, Any], strength: float, noise_model, *,
-                    protect_file: Path | None = None, first_seed: int | None = None) -> str:
+                    protect_file: Path | None = None, first_seed: int | None = None,
+                    search_to: float | None = None) -> str:
     """The ``onnxnoise check`` command line that re-checks ``strength`` with the same settings and seeds.
 
     Rebuilt from the options as given (setting key -> value as a flag parses it; ``None``: not given) of every
     setting ``check`` takes (:mod:`onnxnoise.settings`; those marked ``recheck=False``, the search and
     protection options, the strength options and ``--seeds``, left out, and ``--out`` / ``--json``), with the
     strength as an exact number (``repr``) in the model's own option: the same trials, so the same verdict.
+    With ``search_to``, the command searches ``[strength, search_to]`` instead (``--find-limit``, the
+    strength option with both values, ``--find-resolution`` as given): what to run after a search in which
+    nothing passed (:func:`onnxnoise.check.tolerance.quieter_range`).
 
     Args:
         model: The ONNX file.
@@ -101,16 +105,19 @@ def recheck_command(model: str | os.PathLike[str], given: Mapping[str, Any], str
         noise_model: The :class:`~onnxnoise.noise.NoiseModel` (names the strength option).
         protect_file: A ``--protect-file`` to add (a protection plan's layers, one name per line).
         first_seed: ``--first-seed`` instead of the given one (a plan's verification seeds).
+        search_to: The other end of a range to search, or ``None`` (re-check one strength).
     """
     if first_seed is not None:
         given = {**given, "first_seed": first_seed}
     parts = ["onnxnoise", "check", str(model)]
     for setting in option_settings("check", *CHECK_SETTINGS):
-        if setting.recheck:
+        if setting.recheck or (search_to is not None and setting.key == "find_resolution"):
             parts += flag_words(setting, given.get(setting.key))
     if protect_file is not None:
         parts += ["--protect-file", str(protect_file)]
-    parts += [strength_flag(noise_model), repr(float(strength))]
+    values = (strength,) if search_to is None else (strength, search_to)
+    parts += [*(["--find-limit"] if search_to is not None else []), strength_flag(noise_model),
+              ",".join(repr(float(v)) for v in values)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -162,7 +169,9 @@ class CheckOutcome:
 
     Attributes:
         report: What ``check.json`` holds (``verdict``, ``exit_code``, ``baseline``, ``gate``, ``search``,
-            ``protection``, ``recheck_command``, ``warnings``, ``error``...; :mod:`onnxnoise.check.outputs`).
+            ``protection``, ``recheck_command`` (with a search in which nothing passed: the least noisy
+            strength's), ``next_command`` (that search's next range, :func:`~onnxnoise.check.tolerance.quieter_range`,
+            else ``None``), ``warnings``, ``error``...; :mod:`onnxnoise.check.outputs`).
         trials: Every trial run (baseline, draws, search and plan gates), trial-table columns.
         gate: The deciding gate (the search's found strength's), or ``None``.
         search: The strength search, or ``None``.
@@ -238,7 +247,8 @@ class CheckJob:
             "dataset": facts["dataset"], "images": facts["images"], "noise_model": noise.model,
             "noise_settings": noise.settings(),
             "strength_name": self.noise_model.strength_name, "settings": self.settings.to_dict(), "baseline": {},
-            "gate": None, "search": None, "protection": None, "recheck_command": None, "warnings": [],
+            "gate": None, "search": None, "protection": None, "recheck_command": None, "next_command": None,
+            "warnings": [],
             "error": None, "method": METHOD, "facts": facts, "out_dir": None if self.out is None else str(self.out),
         }
 
@@ -290,6 +300,11 @@ class CheckJob:
                 report["recheck_command"] = self._recheck(search.found)
                 gate = next(g for g in search.steps if g.strength == search.found)
                 report["gate"] = gate.to_dict()
+            else:  # the quiet end did not pass: re-check it, and search beyond it next (when the model goes there)
+                report["recheck_command"] = self._recheck(search.bracket[1])
+                beyond = quieter_range(search, self.noise_model)
+                if beyond is not None:
+                    report["next_command"] = self._recheck(beyond[0], search_to=beyond[1])
         else:
             strength = self.strengths[0]
             gate = self.session.gate(strength)

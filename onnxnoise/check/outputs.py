@@ -2,8 +2,8 @@
 
 The report dict is built by :class:`onnxnoise.check.job.CheckJob` (keys: ``verdict``,
 ``exit_code``, ``question``, ``model``, ``dataset``, ``images``, ``settings``,
-``baseline``, ``gate``, ``search``, ``protection``, ``recheck_command``, ``warnings``,
-``error``, ``seconds``...). JSON is strict (NaN and infinities become ``null``).
+``baseline``, ``gate``, ``search``, ``protection``, ``recheck_command``, ``next_command``,
+``warnings``, ``error``, ``seconds``...). JSON is strict (NaN and infinities become ``null``).
 
 The JUnit XML follows the schema most CI systems read (Jenkins / Ant ``junit`` task,
 GitHub and GitLab test reports): ``<testsuites><testsuite><testcase>``, a test case with
@@ -26,7 +26,8 @@ from onnxnoise.report.stages import stages_text
 from onnxnoise.report.strength import noise_model_for
 from onnxnoise.strict_json import json_text
 
-__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points", "look_line", "search_text"]
+__all__ = ["write_outputs", "junit_xml", "markdown", "points", "bound_points", "look_line", "search_text",
+           "next_step_text"]
 
 
 def points(value: float | None, digits: int = 2) -> str:
@@ -99,6 +100,25 @@ def search_text(report: dict[str, Any]) -> str:
     return f"{text}; {len(steps)} gate{'' if len(steps) == 1 else 's'}"
 
 
+def next_step_text(report: dict[str, Any]) -> str | None:
+    """What to run after a search in which no strength passed, in one line; ``None`` for any other check.
+
+    ``no strength passes; search a quieter range next: onnxnoise check ... --find-limit --snr 100.0,1000.0``
+    (the report's ``next_command``), or, when the noise model takes nothing quieter than the searched quiet end
+    (a fault rate searched from 0), ``no strength passes, and stuck-at takes no strength quieter than p = 0%
+    faulty devices: no quieter range to search``.
+    """
+    search = report.get("search")
+    if not search or search.get("found") is not None or "next_command" not in report:  # (a check.json before it)
+        return None
+    if report.get("next_command"):
+        return f"no strength passes; search a quieter range next: {report['next_command']}"
+    model = noise_model_for(report.get("noise_model"), report.get("noise_settings"))
+    quiet = search["high"] if search["more_noise_when"] == "lower" else search["low"]
+    return (f"no strength passes, and {model.name} takes no strength quieter than {model.format_strength(quiet)}: "
+            "no quieter range to search")
+
+
 def _case(parent: ET.Element, classname: str, name: str, verdict: str, message: str, detail: str,
           seconds: float) -> None:
     case = ET.SubElement(parent, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
@@ -127,6 +147,7 @@ def junit_xml(report: dict[str, Any]) -> str:
     if report.get("search") is not None:
         s = report["search"]
         detail = f"{s['outcome']}: {search_text(report)}; re-check: {report.get('recheck_command')}"
+        detail += f"; {next_step_text(report)}" if next_step_text(report) else ""
         cases.append((report["question"], report["verdict"], f"{report['verdict']}: {s['outcome']}", detail))
     else:
         detail = report.get("error") or _bounds_line(report.get("gate"))
@@ -220,6 +241,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["Re-check the plan (the verification gate):", "", "```bash", plan["recheck_command"], "```", ""]
     if report.get("recheck_command"):
         lines += ["Re-check:", "", "```bash", report["recheck_command"], "```", ""]
+    if report.get("next_command"):
+        lines += ["No strength passes; search a quieter range next:", "", "```bash", report["next_command"], "```", ""]
+    elif next_step_text(report):
+        lines += [f"Next: {next_step_text(report)}.", ""]
     for warning in report.get("warnings") or []:
         lines.append(f"- WARNING: {warning}")
     lines += ["", report.get("method", ""), ""]

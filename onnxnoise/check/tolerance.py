@@ -19,6 +19,9 @@ FAIL or INCONCLUSIVE, counts as too noisy):
    ends is at most ``1 + resolution`` (difference at most ``resolution`` times the range,
    on a linear axis; neighbouring whole numbers on a count axis) or ``max_steps`` points
    were tested.
+
+When nothing passes, :func:`quieter_range` gives the range to search next: as wide as the
+searched one (the same ratio, or the same difference on a linear axis), beyond its quiet end.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any
 
 from onnxnoise.check.gate import CheckSession, GateResult
 from onnxnoise.check.sequential import PASS
-from onnxnoise.errors import ConfigError
+from onnxnoise.errors import ConfigError, OnnxNoiseError
 
-__all__ = ["RESOLUTION", "SearchResult", "check_resolution", "find_limit", "noisier_when", "round_strength"]
+__all__ = ["RESOLUTION", "SearchResult", "check_resolution", "find_limit", "noisier_when", "quieter_range",
+           "round_strength"]
 
 #: The search stops when its bracket's ratio is at most ``1 + RESOLUTION`` (``--find-resolution``'s default).
 RESOLUTION = 0.05
@@ -167,6 +171,36 @@ def find_limit(session: CheckSession, low: float, high: float, *, resolution: fl
             bad = mid
     result.found, result.bracket = good, (good, bad)
     return result
+
+
+def quieter_range(search: SearchResult, noise_model: Any) -> tuple[float, float] | None:
+    """The range to search after ``search`` found nothing that passes: as wide, beyond its quiet end.
+
+    The quiet end ``q`` and noisy end ``n`` of the searched range give the new far end ``q^2 / n`` on a
+    log axis (SNR ``[10, 100]`` -> ``[100, 1000]``, t ``[1 d, 10 d]`` -> ``[2.4 h, 1 d]``) and ``2q - n`` on a linear one
+    (dB ``[10, 20]`` -> ``[20, 30]``), rounded to 4 significant digits (:func:`round_strength`; a whole number on a
+    ``count`` axis). The searched quiet end is the new range's noisy end: its gate did not pass.
+
+    Args:
+        search: A :func:`find_limit` result.
+        noise_model: The searched model; its ``check_strength`` must accept the new end.
+
+    Returns:
+        ``(low, high)``, or ``None`` when something passed or the model takes no quieter strength (a fault rate
+        searched from 0, a time the model refuses).
+    """
+    if search.found is not None:
+        return None
+    quiet, noisy = ((search.high, search.low) if search.more_noise_when == "lower" else (search.low, search.high))
+    far = quiet * quiet / noisy if search.log else 2.0 * quiet - noisy
+    far = float(round(far)) if _unit(noise_model) == "count" else round_strength(far)
+    try:
+        far = float(noise_model.check_strength(far))
+    except (OnnxNoiseError, ValueError):
+        return None
+    if not math.isfinite(far) or far == quiet:
+        return None
+    return (min(quiet, far), max(quiet, far))
 
 
 def _close(a: float, b: float, log: bool, resolution: float, span: float, whole: bool) -> bool:

@@ -11,7 +11,7 @@ from rich.panel import Panel
 
 from onnxnoise.check.gate import GateResult
 from onnxnoise.check.job import image_term_warnings
-from onnxnoise.check.outputs import bound_points, look_line, points, search_text
+from onnxnoise.check.outputs import bound_points, look_line, next_step_text, points, search_text
 from onnxnoise.check.sequential import FAIL, PASS
 
 __all__ = ["look_printer", "print_summary", "image_term_warnings"]
@@ -68,6 +68,8 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             commands.append(f"re-check the plan: {plan['recheck_command']}")
     if report.get("recheck_command"):
         commands.append(f"re-check: {report['recheck_command']}")
+    if next_step_text(report):
+        commands.append(next_step_text(report))
     console.print(Panel("\n".join(lines), title="onnxnoise check", expand=False), highlight=False)
     for line in commands:  # whole lines, never broken inside the panel: the terminal wraps them, a copy is one line
         console.print(line, soft_wrap=True, highlight=False, markup=False)

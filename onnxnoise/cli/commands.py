@@ -11,12 +11,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onnxnoise.bench import bench_in_folder
+from onnxnoise.bench import bench_files, bench_in_folder
 from onnxnoise.check.job import DRAW_SETTINGS_REFUSED
 from onnxnoise.cli.check_command import run_check
 from onnxnoise.cli.data_command import cmd_data
 from onnxnoise.cli.flags import command_settings, given_options
-from onnxnoise.cli.output import RichProgress, intervals_note, json_text
+from onnxnoise.cli.output import RichProgress, intervals_note, json_text, written_lines
 from onnxnoise.cli.parser import CHECK_SETTINGS, EXIT_FAILED_TRIALS
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.demo import demo_paths
@@ -104,8 +104,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {line}", highlight=False, markup=False)
     for line in result.meta.get("seeds_auto", {}).get("short_of_target", []):
         console.print(f"[yellow]stopped at --max-seeds short of --ci-halfwidth:[/] {line}", highlight=False)
-    console.print(f"trial table: {out}/trials.parquet, {out}/trials.csv"
-                  + (f"; scope check: {out}/scope-check.parquet" if result.scope_check is not None else ""))
+    for line in written_lines(out, bench_files(result, out), width=console.width):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     if args.json:
         print(json_text(summary))
     return failed_exit(result.meta["failed"], console)

@@ -235,8 +235,8 @@ class NoiseModel(ABC):
     def collapse_hint(self) -> str | None:
         """Advice for when draws of this model collapse to chance, or ``None`` (the default).
 
-        Reports, ``bench`` and ``check`` add it as a warning next to the collapse count
-        (:func:`onnxnoise.report.paired.collapse_hints`); a model whose collapse a
+        Reports, ``bench`` and ``check`` warn whenever draws collapse, under any model, and end that
+        warning with this advice (:func:`onnxnoise.report.paired.collapse_hint_line`); a model whose collapse a
         setting of its own commonly prevents names that setting here (pcm: drift
         compensation).
         """

@@ -36,6 +36,10 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
                      *, level: float = 0.95) -> ReportFiles:
     """Write compare.md, compare.json, ``verdicts`` and (with per-layer trials) ``compare`` tables, and figures.
 
+    ``verdicts.parquet`` / ``.csv`` are written in every case: with no rows (the same columns; ``noise``, null in
+    every row, has Polars' ``Null`` type in Parquet) when the runs hold one model or no setting two models share,
+    so a script reading them needs no special case.
+
     Args:
         trials: Output of :func:`onnxnoise.report.study.collect_trials` of two or more models; the
             first model in it is the reference.
@@ -64,8 +68,7 @@ def write_comparison(trials: pl.DataFrame, runs: pl.DataFrame, out_dir: str | os
         named=True)], dtype=pl.String))  # typed columns even when empty (one model: no verdict)
     out = Path(out_dir)
     files = ReportFiles(summary=verdicts)
-    if not verdicts.is_empty():
-        files.tables += write_table(verdicts, out, "verdicts")
+    files.tables += write_table(verdicts, out, "verdicts")  # no rows, same columns, when no two models share a setting
     facts = model_facts(runs)
     if not a_avr.is_empty():
         files.a_avr = a_avr
@@ -144,9 +147,9 @@ def _markdown(verdicts: pl.DataFrame, trials: pl.DataFrame, facts: pl.DataFrame,
         parts += ["## Figures", "", *(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in files.figures
                                       if p.suffix == ".png"), ""]
     parts += ["## Files", "", "- `compare.json`: the verdicts as JSON (`onnxnoise compare --json` prints it)"]
-    if "sentence" in verdicts.columns:
-        parts += ["- `verdicts.parquet` / `verdicts.csv`: one row per model, mode and strength: means, difference, "
-                  "interval, pairing, sentence"]
+    parts += ["- `verdicts.parquet` / `verdicts.csv`: one row per model, mode and strength: means, difference, "
+              "interval, pairing, sentence" + ("" if "sentence" in verdicts.columns else " (no rows here: nothing "
+                                                "two models share)")]
     if files.a_avr is not None:
         parts += ["- `compare.parquet` / `compare.csv`: A_avr and degradation per model and strength, with layer "
                   "and parameter counts"]

@@ -191,18 +191,18 @@ def add_paired_columns(trials: pl.DataFrame, group_keys: list[str], *, chance: f
 
 
 def collapse_hints(summary: pl.DataFrame) -> list[str]:
-    """The noise models' advice where draws collapsed, one line per noise setting.
+    """One warning line per noise setting whose draws collapsed, with the noise model's advice when it has some.
 
     Args:
         summary: A :func:`~onnxnoise.report.stats.summarize_trials` frame (``collapsed``,
             ``seeds``, ``noise_model`` and, when present, ``noise``).
 
     Returns:
-        For every noise model and settings with collapsed draws whose model gives a
-        :meth:`~onnxnoise.noise.NoiseModel.collapse_hint`, e.g. ``pcm: 12 of 15 draws
-        collapsed to chance or far below the others; pcm without drift compensation ...``
-        (draws over all its noisy groups);
-        ``[]`` when none (models not registered here give none).
+        For every noise model and settings with collapsed draws, :func:`collapse_hint_line` (draws over all
+        its noisy groups), e.g. ``gaussian-snr: 2 of 4 draws collapsed to chance or far below the others``
+        or, with the model's :meth:`~onnxnoise.noise.NoiseModel.collapse_hint`, ``pcm: 12 of 15 draws
+        collapsed to chance or far below the others; pcm without drift compensation ...``; ``[]`` when
+        no draw collapsed.
     """
     if "collapsed" not in summary.columns or "noise_model" not in summary.columns:
         return []
@@ -220,22 +220,28 @@ def collapse_hints(summary: pl.DataFrame) -> list[str]:
 
 
 def collapse_hint_line(model, collapsed_draws: int, draws: int, where: str = "") -> str | None:
-    """``"pcm: 3 of 3 draws[ at t = 1 y] collapsed to chance or far below the others; <hint>"``.
+    """``"pcm: 3 of 3 draws[ at t = 1 y] collapsed to chance or far below the others[; <hint>]"``.
+
+    Every noise model whose draws collapse (:func:`collapsed`) gets the line; ``; <hint>`` ends it
+    when the model gives advice (:meth:`~onnxnoise.noise.NoiseModel.collapse_hint`, e.g. pcm's
+    ``compensation=global``), e.g. ``gaussian-snr: 2 of 2 draws collapsed to chance or far below the
+    others`` has none.
 
     Args:
-        model: A noise model instance (an object without ``collapse_hint`` gives none).
+        model: A noise model instance (its ``name``; an object without ``collapse_hint`` gives no advice).
         collapsed_draws: Draws flagged by :func:`collapsed`; ``None`` is returned when 0.
         draws: Draws in all.
         where: Optional place, e.g. ``t = 1 y``.
 
     Returns:
-        The warning line, or ``None`` when nothing collapsed or the model has no advice.
+        The warning line, or ``None`` when nothing collapsed.
     """
-    hint = getattr(model, "collapse_hint", lambda: None)() if collapsed_draws else None
-    if not hint:
+    if not collapsed_draws:
         return None
+    hint = getattr(model, "collapse_hint", lambda: None)()
     at = f" at {where}" if where else ""
-    return f"{model.name}: {collapsed_draws} of {draws} draws{at} collapsed to chance or far below the others; {hint}"
+    advice = f"; {hint}" if hint else ""
+    return f"{model.name}: {collapsed_draws} of {draws} draws{at} collapsed to chance or far below the others{advice}"
 
 
 def has_paired(summary: pl.DataFrame) -> bool:

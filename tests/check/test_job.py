@@ -27,6 +27,12 @@ def test_recheck_command_from_api_values_parses_back_to_the_same_settings():
     assert (again.data, again.max_drop, again.mean, again.limit) == (Path("d d.npz"), 1.5, (0.5, 0.25, 0.125), 300)
     assert again.noise_params == ['scope="channel"'] and again.first_seed == 1000
     assert again.find_limit is None and again.snr == "43.96"
+    # search_to: the command searches the range instead, with the search's own resolution as given
+    text = recheck_command("m.onnx", {**given, "find_resolution": 0.1}, 100.0, get_noise_model("gaussian-snr")(),
+                           search_to=1000.0)
+    assert text.endswith(" --find-resolution 0.1 --find-limit --snr 100.0,1000.0")
+    again = build_parser().parse_args(shlex.split(text)[1:])
+    assert (again.find_limit, again.snr, again.find_resolution, again.max_drop) == (True, "100.0,1000.0", 0.1, 1.5)
 
 
 def test_seeds_and_ci_halfwidth_are_refused():

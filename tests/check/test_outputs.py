@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from onnxnoise.check.outputs import bound_points, junit_xml, markdown, points, search_text
+from onnxnoise.check.outputs import bound_points, junit_xml, markdown, next_step_text, points, search_text
 
 NOTE = ("the gate cannot decide on 500 images which layers suffice: keeping 3 to 6 of 8 layers is undecided "
         "(inconclusive with 3, 5, 6 kept), and only keeping 7 passed; no plan proposed: evaluate more images")
@@ -68,6 +68,17 @@ def test_a_search_reads_in_words_with_the_strength_unit():
     snr = search_report(10.0, (10.0, None), [(10.0, "PASS")], noise_model="gaussian-snr", low=10.0, high=100.0,
                         more="lower")  # SNR: the quiet end is the high one
     assert search_text(snr) == "every strength in [SNR 100 (1% noise), SNR 10 (10% noise)] passes; 1 gate"
+    # What to run next: the next search's command, or the plain statement that nothing quieter can be searched
+    # (a check.json written before next_command existed says neither)
+    assert next_step_text(none) is None and next_step_text(found) is None
+    assert next_step_text({**none, "next_command": "onnxnoise check m.onnx --find-limit --t 0.1,1.0"}) == (
+        "no strength passes; search a quieter range next: onnxnoise check m.onnx --find-limit --t 0.1,1.0")
+    rate = search_report(None, (None, 0.0), [(0.0, "FAIL")], noise_model="stuck-at", low=0.0, high=0.1)
+    assert next_step_text({**rate, "next_command": None}) == (
+        "no strength passes, and stuck-at takes no strength quieter than p = 0% faulty devices: no quieter range "
+        "to search")
+    assert "Next: no strength passes, and stuck-at takes no strength quieter than p = 0% faulty devices" in \
+        markdown({**rate, "next_command": None, "settings": {}, "warnings": []})
     case = ET.fromstring(junit_xml({**none, "search": {**none["search"], "outcome": "none passes"}}))
     assert case.find(".//error").text == ("none passes: no strength in [t = 1 s, t = 10 y] passes (t = 1 s, the "
                                           "least noisy, is INCONCLUSIVE); 1 gate; re-check: None")

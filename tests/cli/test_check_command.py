@@ -267,10 +267,25 @@ def test_find_min_snr_result_rechecks(resnet, tmp_path):
     assert main(argv) != 0
 
 
-def test_find_limit_with_no_passing_strength_exits_with_the_quiet_verdict(resnet, tmp_path):
+def test_find_limit_with_no_passing_strength_exits_with_the_quiet_verdict(resnet, tmp_path, capsys):
+    """Nothing passes in SNR [0.5, 1]: the report re-checks the quiet end (SNR 1, whose FAIL is the verdict) and
+    gives the next search, as wide beyond it: SNR [1, 1^2 / 0.5 = 2]; the terminal and check.md say both, and
+    the next command runs as printed."""
     assert _check(resnet, tmp_path, "--find-limit", "--snr", "0.5,1", "--max-drop", "1") == 1
-    search = _strict_json(tmp_path / "check.json")["search"]
+    report = _strict_json(tmp_path / "check.json")
+    search = report["search"]
     assert search["outcome"] == "none passes" and search["found"] is None and len(search["steps"]) == 1
+    assert search["steps"][0]["strength"] == 1.0 and search["steps"][0]["verdict"] == "FAIL"
+    start = f"onnxnoise check {resnet[0]} --data {resnet[1]} --preprocess raw --max-drop 1.0 "
+    assert report["recheck_command"] == start + "--snr 1.0"
+    assert report["next_command"] == start + "--find-limit --snr 1.0,2.0"
+    printed = capsys.readouterr()
+    assert f"no strength passes; search a quieter range next: {report['next_command']}\n" in printed.out + printed.err
+    md = (tmp_path / "check.md").read_text()
+    assert f"No strength passes; search a quieter range next:\n\n```bash\n{report['next_command']}\n```" in md
+    assert main(shlex.split(report["next_command"])[1:] + ["--out", str(tmp_path / "next")]) in (0, 1, 3)
+    after = _strict_json(tmp_path / "next" / "check.json")["search"]
+    assert (after["low"], after["high"], after["steps"][0]["strength"]) == (1.0, 2.0, 2.0)
 
 
 def test_protect_auto_keeps_the_sensitive_layer_and_passes(mlp, tmp_path):

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from onnx import TensorProto, helper
 
+import onnxnoise
 from onnxnoise.cli import main
 from onnxnoise.config import RunConfig
 from onnxnoise.engine.context import prepare_context
@@ -37,6 +38,23 @@ def tiny(tmp_path) -> tuple[Path, Path]:
     data_path = tmp_path / "tiny.npz"
     np.savez(data_path, images=images, labels=labels)
     return model_path, data_path
+
+
+def test_bench_closes_with_the_files_of_its_run_folder(tiny, tmp_path, capsys, monkeypatch):
+    """The closing line names every table bench wrote (was: the trials files only), one line within 80 columns
+    for a short folder; the API's BenchRun.files are the same files, and they are the folder's whole content."""
+    model, data = tiny
+    monkeypatch.chdir(tmp_path)
+    common = ["--data", data, "--snr", "100", "--seeds", "1", "--preprocess", "raw", "--device", "cpu"]
+    code, out, err = run_cli(capsys, "bench", model, *common, "--out", "run")
+    assert code == 0, err
+    closing = "wrote run/: results, summary, trials (.parquet + .csv), bench.json"
+    assert out.splitlines()[-1] == closing and len(closing) <= 80
+    written = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert written == ["bench.json", "results.csv", "results.parquet", "summary.csv", "summary.parquet", "trials.csv",
+                       "trials.parquet"]
+    run = onnxnoise.bench_model(model, data, out=tmp_path / "api", snr=100, seeds=1, preprocess="raw", device="cpu")
+    assert sorted(p.name for p in run.files) == written == sorted(p.name for p in (tmp_path / "api").iterdir())
 
 
 def test_bench_tiny_json(tiny, tmp_path, capsys):

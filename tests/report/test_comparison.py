@@ -67,6 +67,19 @@ def test_one_model_per_layer_keeps_its_a_avr_table_and_no_verdict(tmp_path):
     assert files.summary.schema == verdict_schema()  # typed columns, no rows (fresh22 finding 17)
     assert "- no two models share" in files.markdown.read_text()
     assert json.loads((tmp_path / "compare.json").read_text())["verdicts"] == []
+    # verdicts.parquet / .csv are written for one model too: no rows, the columns of the two-model table, so a
+    # script reads them without a special case and stacks them with another compare's table.
+    assert tmp_path / "verdicts.parquet" in files.tables and tmp_path / "verdicts.csv" in files.tables
+    empty = pl.read_parquet(tmp_path / "verdicts.parquet")
+    assert empty.height == 0 and empty.columns == list(verdict_schema())
+    assert {k: v for k, v in empty.schema.items() if k != "noise"} == \
+        {k: v for k, v in verdict_schema().items() if k != "noise"} and empty.schema["noise"] == pl.Null
+    assert pl.read_csv(tmp_path / "verdicts.csv").columns == list(verdict_schema())
+    assert "- `verdicts.parquet` / `verdicts.csv`: " in files.markdown.read_text()
+    write_comparison(_trials(per_layer=False), _runs("resnet20.onnx", "resnet32.onnx"), tmp_path / "two")
+    two = pl.read_parquet(tmp_path / "two" / "verdicts.parquet")
+    assert two.height == 2 and two.columns == empty.columns
+    assert pl.concat([empty, two], how="diagonal_relaxed").height == 2
     with pytest.raises(StoreError, match="nothing to compare: these runs hold 1 model"):
         write_comparison(_trials(per_layer=False).filter(pl.col("model") == "resnet20.onnx"),
                          _runs("resnet20.onnx"), tmp_path / "none")

@@ -306,12 +306,15 @@ def test_pcm_without_compensation_that_collapses_gets_the_compensation_hint():
     assert line.startswith("pcm: 3 of 6 draws collapsed to chance or far below the others; pcm without drift "
                            "compensation (compensation=none)")
     assert "`--noise pcm:compensation=global`" in line
-    # Compensated pcm, pcm that did not collapse, and a model without advice: no hint.
+    # Compensated pcm and a model without advice still warn that draws collapsed, with no advice after it;
+    # pcm that did not collapse gives no line.
     assert collapse_hints(summarize_trials(draws_frame(at_chance, noise_model="pcm", noise=PCM_GLOBAL),
-                                           chance=10.0)) == []
+                                           chance=10.0)) == ["pcm: 3 of 6 draws collapsed to chance or far below "
+                                                             "the others"]
     assert collapse_hints(summarize_trials(draws_frame({3600.0: [880, 870]}, noise_model="pcm", noise=PCM_NONE),
                                            chance=10.0)) == []
-    assert collapse_hints(summarize_trials(draws_frame(at_chance), chance=10.0)) == []
+    assert collapse_hints(summarize_trials(draws_frame(at_chance), chance=10.0)) == [
+        "gaussian-snr: 3 of 6 draws collapsed to chance or far below the others"]
 
 
 def test_bench_and_report_warn_with_the_models_advice_when_its_draws_collapse(labeled, tmp_path, zeroing_model):
