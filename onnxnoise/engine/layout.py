@@ -41,7 +41,7 @@ from typing import Any
 
 from onnxnoise.engine.plan import Trial
 from onnxnoise.engine.prefix import lockstep_group_limit
-from onnxnoise.engine.trial import run_trial
+from onnxnoise.engine.trial import draw_trial, run_trial
 
 __all__ = ["DEFAULT_CACHE_BYTES", "TrialLayout", "last_level_cache_bytes", "whole_model_layout", "run_side_by_side"]
 
@@ -56,18 +56,23 @@ class TrialLayout:
         sessions: Trials run side by side (1: one at a time).
         threads: CPU intra-op threads of each trial's session (0: ONNX Runtime's default).
         reason: Why (the rule's case), for logs and ``bench.json``.
+        draw_ahead: One at a time: each trial's noise is drawn while the trial before it builds its
+            session and runs (one background thread), so the draw, mostly on other cores than a
+            session build's one and between a GPU's kernels, leaves the trials' critical path.
     """
 
     sessions: int
     threads: int
     reason: str
+    draw_ahead: bool = False
 
     def describe(self) -> str:
         """One line, e.g. ``whole-model trials: 2 side by side, 1 intra-op thread each (2 threads, ...)``."""
         threads = f"{self.threads} intra-op thread{'s' if self.threads != 1 else ''}" if self.threads else \
             "onnxruntime's default intra-op threads"
         if self.sessions == 1:
-            return f"whole-model trials: one at a time, {threads} ({self.reason})"
+            ahead = "; each draw made while the trial before runs" if self.draw_ahead else ""
+            return f"whole-model trials: one at a time, {threads} ({self.reason}){ahead}"
         return f"whole-model trials: {self.sessions} side by side, {threads} each ({self.reason})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,17 +126,21 @@ def whole_model_layout(*, provider: str, threads: int, cpus: int, weight_bytes: 
         memory_bytes: Memory, in bytes, the side-by-side sessions may take together (``--lockstep-memory``).
         cache_bytes: The CPU's last-level cache in bytes (default: :func:`last_level_cache_bytes`).
 
+    One at a time, the next trial's draw is made ahead (``draw_ahead``) when ``memory_bytes`` holds two
+    sessions (a second set of noisy weights) and a second core or a GPU is there to overlap it with.
+
     Returns:
         The :class:`TrialLayout`. E.g. CPU, ``threads=0``, 2 CPUs, 32 MiB cache, ResNet20 (1 MB): 2 side by
         side, 1 thread each; ``threads=4``: 4 side by side; VGG16 (553 MB): one at a time; CUDA: one at a
         time with ``threads``.
     """
+    fit = lockstep_group_limit(weight_bytes, memory_bytes)
+    ahead = fit >= 2 and (provider != _CPU or cpus >= 2)  # room for a second set of noisy weights, a core to draw on
     if provider != _CPU:
-        return TrialLayout(1, threads, f"{provider}: one session at a time")
+        return TrialLayout(1, threads, f"{provider}: one session at a time", ahead)
     total = threads or cpus
     if total < 2:
-        return TrialLayout(1, threads, "one thread")
-    fit = lockstep_group_limit(weight_bytes, memory_bytes)
+        return TrialLayout(1, threads, "one thread", ahead)
     cache = last_level_cache_bytes() if cache_bytes is None else int(cache_bytes)
     cached = cache // max(1, weight_bytes)
     sessions = min(total, fit, cached)
@@ -140,7 +149,7 @@ def whole_model_layout(*, provider: str, threads: int, cpus: int, weight_bytes: 
         if fit < 2:
             return TrialLayout(1, threads, f"--lockstep-memory holds one session of {weights}")
         return TrialLayout(1, threads, f"two copies of {weights} exceed the {cache / 2**20:.0f} MiB "
-                                       "last-level cache")
+                                       "last-level cache", ahead)
     why = f"{total} threads" + (f", --lockstep-memory holds {fit} sessions" if fit < total else "") + (
         f", the {cache / 2**20:.0f} MiB cache holds {cached} copies of the weights" if cached < min(total, fit) else "")
     return TrialLayout(sessions, total // sessions, why)
@@ -166,6 +175,8 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
     """
     if layout.sessions <= 1 or len(trials) <= 1:  # a trial alone gets every thread (the run's --threads)
         threads = layout.threads if layout.sessions <= 1 else None
+        if layout.sessions <= 1 and layout.draw_ahead and len(trials) > 1:
+            return _drawing_ahead(context, trials, threads, on_batch)
         return [run_trial(context, trial, on_batch=on_batch, threads=threads) for trial in trials]
     lock = threading.Lock()
 
@@ -183,4 +194,32 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
     if own > 0:
         for row in rows:
             row["seconds"] = row["seconds"] * wall / own
+    return rows
+
+
+def _drawing_ahead(context, trials: Sequence[Trial], threads: int | None,
+                   on_batch: Callable[[int], None] | None) -> list[dict[str, Any]]:
+    """``trials`` one at a time, each one's draw made in a background thread while the trial before runs.
+
+    Trial ``i`` takes its draw (waiting for what is left of it), then draw ``i + 1`` starts, so at most
+    one draw runs at a time (a draw uses every core it is given) and two sets of noisy weights exist.
+    A trial's ``seconds`` start when it starts waiting for its draw: the first trial pays its whole
+    draw, later ones only what did not overlap; together they add up to the wall time. The same
+    draws, so the same rows but for ``seconds``; a failed draw is its trial's error row.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="onnxnoise-draw-ahead")
+    pending = [pool.submit(draw_trial, context, trials[0])]
+    rows = []
+    try:
+        for i, trial in enumerate(trials):
+            def drawn(future=pending[0], i=i):
+                try:
+                    return future.result()
+                finally:  # the next draw starts as this trial builds its session and runs
+                    if i + 1 < len(trials):
+                        pending[0] = pool.submit(draw_trial, context, trials[i + 1])
+
+            rows.append(run_trial(context, trial, on_batch=on_batch, threads=threads, drawn=drawn))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return rows

@@ -24,7 +24,7 @@ from onnxnoise.errors import BaselineError
 from onnxnoise.noise import NoiseDraw, draw_noise
 from onnxnoise.store.schema import IDENTITY, PAIRED, TRIAL_COLUMNS, column_names, measured_values
 
-__all__ = ["BASELINE_TRIAL", "run_trial", "run_trials", "clean_outcomes"]
+__all__ = ["BASELINE_TRIAL", "run_trial", "run_trials", "clean_outcomes", "draw_trial"]
 
 #: The clean trial (no noise) every plan starts with.
 BASELINE_TRIAL = Trial("baseline", None, (), None, None)
@@ -37,6 +37,7 @@ def run_trial(
     prefix_reuse: bool = False,
     on_batch: Callable[[int], None] | None = None,
     threads: int | None = None,
+    drawn: Callable[[], NoiseDraw] | None = None,
 ) -> dict[str, Any]:
     """Execute ``trial`` in ``context`` and return its row.
 
@@ -50,6 +51,10 @@ def run_trial(
         threads: CPU intra-op threads of a full-model trial's session (default: the run's
             ``--threads``; :mod:`onnxnoise.engine.layout` runs trials side by side with fewer).
             Counts do not depend on it.
+        drawn: Gives the trial's draw, already made (:func:`draw_trial` run ahead while the trial
+            before ran: :func:`onnxnoise.engine.layout.run_side_by_side`); its exception, if any,
+            becomes the trial's error row. Default: the draw is made here. The same values
+            either way.
 
     Returns:
         The trial row: every column of :data:`onnxnoise.store.TRIAL_COLUMNS` but those of
@@ -71,7 +76,7 @@ def run_trial(
     reference = None if trial.mode == "baseline" else clean_outcomes(context)
     started = time.perf_counter()
     try:
-        draw = _draw(context, trial)
+        draw = drawn() if drawn is not None else draw_trial(context, trial)
         edit = _edit(context, trial)
         if prefix_reuse and trial.mode == "per-layer":
             runner = context.prefix_runner()
@@ -119,7 +124,7 @@ def run_trials(
     for i, trial in enumerate(trials):
         started = time.perf_counter()
         try:
-            draws[i] = _draw(context, trial)
+            draws[i] = draw_trial(context, trial)
         except Exception as exc:  # noqa: BLE001
             failed[i] = exc
         spent[i] = time.perf_counter() - started
@@ -227,7 +232,9 @@ def _edit(context, trial: Trial) -> GraphEdit | None:
     return stage_edit(getattr(context, "stages", None), trial.layers, trial.seed)
 
 
-def _draw(context, trial: Trial) -> NoiseDraw:
+def draw_trial(context, trial: Trial) -> NoiseDraw:
+    """The noise draw of ``trial`` in ``context`` (:func:`onnxnoise.noise.draw_noise` with the run's
+    settings and statistics); no arrays for the baseline. Depends only on the trial and the context."""
     if trial.mode == "baseline":
         return NoiseDraw(arrays={})
     by_name = context.layers_by_name

@@ -10,6 +10,7 @@ from onnxnoise.engine.context import prepare_context
 from onnxnoise.engine.executor import LocalExecutor, MemoryRecorder
 from onnxnoise.engine.layout import TrialLayout, run_side_by_side, whole_model_layout
 from onnxnoise.engine.plan import Trial, plan_trials
+from onnxnoise.engine.trial import clean_outcomes
 
 CPU = "CPUExecutionProvider"
 MIB = 2**20
@@ -88,7 +89,7 @@ def test_trials_side_by_side_give_the_rows_of_one_at_a_time(context):
     # 1 baseline + 2 strengths x 3 seeds x (1 all + 13 per-layer) trials, every key distinct
     assert len(one) == 1 + 2 * 3 * 14 and len({r["key"] for r in one}) == len(one)
     assert len({r["top1_correct"] for r in one}) > 3  # the noise changes the counts: the comparison can fail
-    for layout in (TrialLayout(2, 1, "test"), TrialLayout(3, 1, "test")):
+    for layout in (TrialLayout(2, 1, "test"), TrialLayout(3, 1, "test"), TrialLayout(1, 2, "test", draw_ahead=True)):
         assert _rows(context, layout, ("all", "per-layer")) == one  # keys, counts, paired counts, flips...
 
 
@@ -107,3 +108,59 @@ def test_a_trial_alone_gets_every_thread(context, monkeypatch):
     trial = Trial("all", None, ("a",), 3.0, 0)
     assert run_side_by_side(context, [trial], TrialLayout(2, 1, "test")) == [{"seconds": 1.0, "threads": None}]
     assert run_side_by_side(context, [trial, trial], TrialLayout(1, 2, "test")) == [{"seconds": 1.0, "threads": 2}] * 2
+
+
+@pytest.mark.parametrize(("kwargs", "ahead"), [
+    ({"weight_bytes": 553 * MIB}, True),                          # VGG16 one at a time: draws made ahead
+    ({"weight_bytes": 1 * MIB}, False),                           # side by side: each trial draws its own
+    ({"weight_bytes": 3000 * MIB}, False),                        # no room for a second set of noisy weights
+    ({"weight_bytes": 1 * MIB, "provider": "CUDAExecutionProvider", "cpus": 1}, True),  # the GPU runs, a CPU draws
+    ({"weight_bytes": 1 * MIB, "cpus": 1}, False),                # one CPU: nothing to overlap with
+])
+def test_draws_are_made_ahead_one_at_a_time_when_memory_and_a_core_allow(kwargs, ahead):
+    args = {"provider": CPU, "threads": 0, "cpus": 2, "memory_bytes": 4 << 30, "cache_bytes": 32 * MIB, **kwargs}
+    layout = whole_model_layout(**args)
+    assert layout.draw_ahead is ahead and layout.to_dict()["draw_ahead"] is ahead
+    assert layout.describe().endswith("; each draw made while the trial before runs") is ahead
+
+
+def test_the_next_draw_starts_when_a_trial_has_taken_its_own(context, monkeypatch):
+    events = []
+
+    def draw(context, trial):
+        events.append(f"draw {trial.seed}")
+        return f"noise {trial.seed}"
+
+    def run(context, trial, *, on_batch, threads, drawn):
+        events.append(f"start {trial.seed}")
+        got = drawn()
+        events.append(f"end {trial.seed} with {got}")
+        return {"seed": trial.seed, "threads": threads}
+
+    monkeypatch.setattr(layout_module, "draw_trial", draw)
+    monkeypatch.setattr(layout_module, "run_trial", run)
+    trials = [Trial("all", None, ("a",), 3.0, seed) for seed in range(3)]
+    rows = run_side_by_side(context, trials, TrialLayout(1, 2, "test", draw_ahead=True))
+    assert rows == [{"seed": s, "threads": 2} for s in range(3)]
+    for seed in range(3):  # draw i+1 is asked for only after trial i took draw i, and at most one draw is pending
+        assert events.index(f"draw {seed}") < events.index(f"end {seed} with noise {seed}")
+        if seed:
+            assert events.index(f"start {seed - 1}") < events.index(f"draw {seed}")
+    assert events.count("draw 0") == 1 and len([e for e in events if e.startswith("draw")]) == 3
+
+
+def test_a_draw_made_ahead_that_fails_is_its_trials_error_row(context, monkeypatch):
+    real = layout_module.draw_trial
+
+    def draw(context, trial):
+        if trial.seed == 1:
+            raise MemoryError("no room for the noisy weights")
+        return real(context, trial)
+
+    monkeypatch.setattr(layout_module, "draw_trial", draw)
+    context.clean_outcomes = None
+    trials = [Trial("all", None, tuple(context.layers_by_name), 3.0, seed) for seed in range(3)]
+    clean_outcomes(context)
+    rows = run_side_by_side(context, trials, TrialLayout(1, 2, "test", draw_ahead=True))
+    assert [r["error"] is None for r in rows] == [True, False, True]
+    assert "no room for the noisy weights" in rows[1]["error"] and rows[1]["top1_correct"] is None
