@@ -294,10 +294,11 @@ def measure(args: argparse.Namespace, context: RunContext, out: dict) -> list[tu
     for r in rounds:
         r["clean"] = r[best]
     print(f"sides {', '.join(sides)}; {len(planned)} trials x {len(context.data)} images per trial side; "
-          f"{args.repeats} rounds, order rotated; warm-up: one pass of each clean layout and {len(warm)} trials per "
-          "trial side")
-    described = ", ".join(f"{n} ({k} session(s), {t or 'default'} intra-op thread(s) each)"
-                          for n, (k, t) in layouts.items())
+          f"{args.repeats} rounds, order rotated; warm-up: one pass of each clean layout and {len(warm)} "
+          f"trial{'s' if len(warm) != 1 else ''} per trial side")
+    described = ", ".join(f"{n} ({k} session(s), {t or 'default'} intra-op thread(s) each"
+                          + (f", {max(k, min(len(planned), k * SIDE_BY_SIDE_ROUNDS))} passes per round from one queue)"
+                             if k > 1 else ")") for n, (k, t) in layouts.items())
     print(f"clean layouts: {described}; best (the reference 'clean' of every ratio below): {best}")
     print(f"noisy trials: {layout.describe()}" + (
         "; prefix reuse: suffix sessions side by side, one thread each" if mode == "per-layer" else

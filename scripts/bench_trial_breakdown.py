@@ -19,7 +19,9 @@ engine's own steps, timed around the engine's own calls:
 - ``trial``: their sum, and ``noisy/clean`` its ratio per round.
 
 Every figure is the mean over rounds with a two-sided 95% Student t interval. The trial table's
-``seconds`` of ``onnxnoise bench`` measures the same three steps (plus row bookkeeping).
+``seconds`` of ``onnxnoise bench`` spans the same three steps (plus row bookkeeping), except that a trial
+whose draw was made ahead while the trial before ran (:attr:`onnxnoise.engine.layout.TrialLayout.draw_ahead`)
+counts only the part of its draw that did not overlap; here every draw is timed whole.
 """
 
 from __future__ import annotations

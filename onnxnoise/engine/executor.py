@@ -165,7 +165,8 @@ class LocalExecutor(Executor):
     :data:`~onnxnoise.engine.prefix.MAX_LOCKSTEP`). Consecutive whole-model trials (``all``, or
     per-layer without prefix reuse) run side by side in the run's :class:`~onnxnoise.engine.layout.TrialLayout`
     (:func:`~onnxnoise.engine.layout.run_side_by_side`, groups of up to :data:`SIDE_BY_SIDE_ROUNDS` x its
-    sessions, recorded when the group ends; with ``--seeds auto`` never two draws of one
+    sessions, recorded when the group ends, or one at a time, each recorded as it ends, the next draw
+    made ahead within the group; with ``--seeds auto`` never two draws of one
     group at once, so each draw is decided on the rows of the lower seeds, as one at a time). The
     baseline runs alone. Rows and keys do not depend on the grouping or the layout.
 
@@ -273,21 +274,26 @@ class LocalExecutor(Executor):
         side) and record their rows."""
         trials = [item.trial for item in items]
         progress.group(len(items))
-        if self._kind(trials[0]) == "side":
-            rows = run_side_by_side(context, trials, layout, on_batch=progress.advance)
-        else:
-            rows = run_trials(context, trials, prefix_reuse=self.prefix_reuse, on_batch=progress.advance)
-        for item, row in zip(items, rows):
+
+        def record(i: int, row: dict) -> None:  # as each row is final: one at a time, a trial's as it ends
+            item = items[i]
             row.update(key=item.key, key_version=item.key_version)
             if not recorder.record(row):
                 counts["taken"] += 1
-                continue
+                return
             counts["ran"] += 1
             counts["failed"] += row["error"] is not None
             draws.add(item.trial, row)
             progress.trial_done(row)
             if item.trial.mode == "baseline" and row["error"] is not None:
                 raise baseline_failure(context, row["error"])
+
+        if self._kind(trials[0]) == "side":
+            run_side_by_side(context, trials, layout, on_batch=progress.advance, on_row=record)
+        else:
+            for i, row in enumerate(run_trials(context, trials, prefix_reuse=self.prefix_reuse,
+                                               on_batch=progress.advance)):
+                record(i, row)
 
     def trial_layout(self, context) -> TrialLayout:
         """The rule's layout of whole-model trials in ``context`` (:func:`~onnxnoise.engine.layout.whole_model_layout`):

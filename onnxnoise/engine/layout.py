@@ -10,7 +10,8 @@ layouts in every benchmark round (``scripts/bench_throughput.py``).
 
 The rule (:func:`whole_model_layout`), documented rather than probed, so that a run's layout does not
 depend on the machine's load at start-up: on the CPU execution provider, with ``T = --threads`` (0:
-one per usable CPU) of at least 2, ``k = T`` trials run side by side with one thread each, fewer when
+one per usable CPU) of at least 2, ``k = T`` trials run side by side with ``T // k`` threads each (one
+when ``k = T``), fewer when
 their sessions would not fit in ``--lockstep-memory`` (counted as the lockstep group's suffix
 sessions are: :func:`~onnxnoise.engine.prefix.lockstep_group_limit`) or when the ``k`` sessions'
 weights would not fit together in the CPU's last-level cache (:func:`last_level_cache_bytes`); one
@@ -76,7 +77,7 @@ class TrialLayout:
         return f"whole-model trials: {self.sessions} side by side, {threads} each ({self.reason})"
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"sessions", "threads", "reason"}``."""
+        """``{"sessions", "threads", "reason", "draw_ahead"}``."""
         return asdict(self)
 
 
@@ -156,7 +157,8 @@ def whole_model_layout(*, provider: str, threads: int, cpus: int, weight_bytes: 
 
 
 def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
-                     on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+                     on_batch: Callable[[int], None] | None = None,
+                     on_row: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run whole-model ``trials`` side by side, ``layout.sessions`` at once; their rows in the given order.
 
     Each trial runs through :func:`~onnxnoise.engine.trial.run_trial` in its own thread with a session of
@@ -172,12 +174,19 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
         trials: Whole-model trials (not the baseline).
         layout: How many at once and their threads.
         on_batch: Called with the number of images after each batch of any trial (under a lock).
+        on_row: Called with ``(index in trials, row)`` as each row is final: one at a time as each trial
+            ends (the executor records it then), side by side when all have ended (their ``seconds``
+            are shares of the whole call). An exception it raises ends the call.
     """
     if layout.sessions <= 1 or len(trials) <= 1:  # a trial alone gets every thread (the run's --threads)
         threads = layout.threads if layout.sessions <= 1 else None
         if layout.sessions <= 1 and layout.draw_ahead and len(trials) > 1:
-            return _drawing_ahead(context, trials, threads, on_batch)
-        return [run_trial(context, trial, on_batch=on_batch, threads=threads) for trial in trials]
+            return _drawing_ahead(context, trials, threads, on_batch, on_row)
+        rows = []
+        for i, trial in enumerate(trials):
+            rows.append(run_trial(context, trial, on_batch=on_batch, threads=threads))
+            _done(on_row, i, rows[-1])
+        return rows
     lock = threading.Lock()
 
     def advance(images: int) -> None:
@@ -194,11 +203,18 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
     if own > 0:
         for row in rows:
             row["seconds"] = row["seconds"] * wall / own
+    for i, row in enumerate(rows):
+        _done(on_row, i, row)
     return rows
 
 
-def _drawing_ahead(context, trials: Sequence[Trial], threads: int | None,
-                   on_batch: Callable[[int], None] | None) -> list[dict[str, Any]]:
+def _done(on_row: Callable[[int, dict[str, Any]], None] | None, i: int, row: dict[str, Any]) -> None:
+    if on_row is not None:
+        on_row(i, row)
+
+
+def _drawing_ahead(context, trials: Sequence[Trial], threads: int | None, on_batch: Callable[[int], None] | None,
+                   on_row: Callable[[int, dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     """``trials`` one at a time, each one's draw made in a background thread while the trial before runs.
 
     Trial ``i`` takes its draw (waiting for what is left of it), then draw ``i + 1`` starts, so at most
@@ -220,6 +236,7 @@ def _drawing_ahead(context, trials: Sequence[Trial], threads: int | None,
                         pending[0] = pool.submit(draw_trial, context, trials[i + 1])
 
             rows.append(run_trial(context, trial, on_batch=on_batch, threads=threads, drawn=drawn))
+            _done(on_row, i, rows[-1])
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return rows

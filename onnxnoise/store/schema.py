@@ -71,10 +71,8 @@ KEY_VERSION: int = 2
 
 #: Key version of a trial whose draw splits a tensor into chunks (:data:`onnxnoise.noise.rng.SPLIT_MIN_ELEMENTS`
 #: or more elements under a ``split_draw`` model: other values than the one stream of version 2). Every other
-#: trial keeps :data:`KEY_VERSION`, so stores of models without such a tensor stay valid as they are.
-#: 4 since the chunks' values come from the Box-Muller transform of the raw words
-#: (:func:`onnxnoise.noise.rng.box_muller_fill`); version 3 drew them with numpy's ziggurat ``standard_normal``,
-#: so its rows measured other values and must not be reused.
+#: trial keeps :data:`KEY_VERSION`, so stores of models without such a tensor stay valid as they are. 4: chunks
+#: by :func:`onnxnoise.noise.rng.box_muller_fill`; 3 (the ziggurat's values, other draws) is not reused.
 SPLIT_KEY_VERSION: int = 4
 
 #: File name of the trial store inside a run folder.

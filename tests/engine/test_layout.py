@@ -164,3 +164,33 @@ def test_a_draw_made_ahead_that_fails_is_its_trials_error_row(context, monkeypat
     rows = run_side_by_side(context, trials, TrialLayout(1, 2, "test", draw_ahead=True))
     assert [r["error"] is None for r in rows] == [True, False, True]
     assert "no room for the noisy weights" in rows[1]["error"] and rows[1]["top1_correct"] is None
+
+
+@pytest.mark.parametrize("draw_ahead", [False, True])
+def test_one_at_a_time_each_row_is_handed_over_as_its_trial_ends(context, monkeypatch, draw_ahead):
+    events = []
+    monkeypatch.setattr(layout_module, "draw_trial", lambda context, trial: None)
+
+    def run(context, trial, *, on_batch, threads, drawn=None):
+        events.append(f"run {trial.seed}")
+        return {"seed": trial.seed}
+
+    monkeypatch.setattr(layout_module, "run_trial", run)
+    trials = [Trial("all", None, ("a",), 3.0, seed) for seed in range(3)]
+    rows = run_side_by_side(context, trials, TrialLayout(1, 2, "test", draw_ahead=draw_ahead),
+                            on_row=lambda i, row: events.append(f"row {i} {row['seed']}"))
+    assert events == ["run 0", "row 0 0", "run 1", "row 1 1", "run 2", "row 2 2"] and len(rows) == 3
+
+
+def test_side_by_side_rows_are_handed_over_when_all_have_ended(context, monkeypatch):
+    events = []
+
+    def run(context, trial, *, on_batch, threads):
+        events.append(f"run {trial.seed}")
+        return {"seconds": 1.0}
+
+    monkeypatch.setattr(layout_module, "run_trial", run)
+    trials = [Trial("all", None, ("a",), 3.0, seed) for seed in range(2)]
+    run_side_by_side(context, trials, TrialLayout(2, 1, "test"), on_row=lambda i, row: events.append(f"row {i}"))
+    assert sorted(events[:2]) == ["run 0", "run 1"] and events[2:] == ["row 0", "row 1"]
+
