@@ -9,7 +9,8 @@
 #      differences and the largest logit difference against the CPU; the use_tf32 the trial key records;
 #   3. the engine's trials on the GPU, interleaved rounds with intervals (cuda_check.py trials): the clean
 #      trial, a whole-model noisy trial split into draw / build (noisy weights handed over as OrtValues and
-#      copied to the device once per trial) / inference (batches uploaded once, IOBinding), and a per-layer
+#      copied to the device once per trial) / inference (batches uploaded once, IOBinding), three noisy trials
+#      in the engine's layout (one at a time, each draw made while the trial before runs), and a per-layer
 #      pass with prefix reuse (cut activations kept on the device); ResNet56, a ResNet-50 (random weights,
 #      exported here when torch is installed) and efficientnet-lite0; issue 24's targets: whole-model
 #      clean/noisy >= 0.9 on ResNet-50-sized models, per-layer clean/per-layer >= 1.5;
