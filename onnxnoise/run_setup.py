@@ -16,24 +16,26 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import os
+import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.data.registry import resolve_data
-from onnxnoise.errors import ConfigError, DataError
+from onnxnoise.errors import ConfigError, DataError, OnnxNoiseError
 from onnxnoise.files import folder_name
 from onnxnoise.noise import NoiseModel
 from onnxnoise.noise.presets import expand_preset
 from onnxnoise.noise_config import preset_overrides
 from onnxnoise.settings import Setting, config_values, declared
 
-__all__ = ["RunSetup", "run_setup", "sweep_config", "option_settings", "keyword_options", "no_weight_noise_notes",
+__all__ = ["RunSetup", "run_setup", "sweep_config", "option_settings", "keyword_options", "in_setting_keys", "no_weight_noise_notes",
            "default_out_dir", "flag_words", "sweep_file_free_settings",
            "sweep_overrides"]
 
@@ -75,6 +77,31 @@ class RunSetup:
 def option_settings(command: str, *classes: type) -> list[Setting]:
     """The settings of ``classes`` that ``command`` takes as options (those with a flag), in declaration order."""
     return [s for cls in classes for s in declared(cls, command) if s.flag is not None]
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def in_setting_keys(command: str, *classes: type) -> Callable:
+    """Decorator of a Python API function: its errors name settings by key, as its caller gave them.
+
+    Messages are written once for the command line (``"`--batch-size` must be an integer >= 1, got 0"``);
+    an :class:`~onnxnoise.errors.OnnxNoiseError` leaving the decorated function has every flag of
+    ``command``'s settings in ``classes`` replaced by its setting key (``"`batch_size` must be ..."``),
+    in place: the same exception, type and cause. Other text, and flags of no such setting, stay.
+    """
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def api(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except OnnxNoiseError as exc:
+                if len(exc.args) == 1 and isinstance(exc.args[0], str):
+                    keys = {s.flag: s.key for s in option_settings(command, *classes)}
+                    exc.args = (_FLAG.sub(lambda m: keys.get(m.group(0), m.group(0)), exc.args[0]),)
+                raise
+        return api
+    return decorate
 
 
 def keyword_options(command: str, options: Mapping[str, Any], *classes: type) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import pytest
 
 from onnxnoise.config import RunConfig, SweepConfig
 from onnxnoise.data.registry import register_dataset
-from onnxnoise.errors import ConfigError
-from onnxnoise.run_setup import (default_out_dir, flag_words, keyword_options, option_settings, run_setup,
+from onnxnoise.errors import ConfigError, NoiseConfigError
+from onnxnoise.run_setup import (default_out_dir, flag_words, in_setting_keys, keyword_options, option_settings, run_setup,
                                  sweep_file_free_settings, sweep_overrides)
 
 
@@ -75,3 +75,17 @@ def test_sweep_overrides_are_the_settings_a_file_cannot_hold():
     assert not {"snr", "modes", "seeds", "limit"} & {s.key for s in sweep_file_free_settings()}
     assert sweep_overrides({"executor": "local", "snr": "10"})["executor"] == "local"  # snr: not a file-free key
     assert "run" not in sweep_overrides({}) and "snr" not in sweep_overrides({"snr": "10"})
+
+
+def test_api_errors_name_settings_by_key_and_leave_other_text():
+    @in_setting_keys("bench", RunConfig)
+    def fails(message: str, error: type = ConfigError):
+        raise error(message)
+
+    with pytest.raises(ConfigError, match=r"^`batch_size` must be >= 1; see --frobnicate and batch_size-- as is$"):
+        fails("`--batch-size` must be >= 1; see --frobnicate and batch_size-- as is")
+    with pytest.raises(NoiseConfigError, match=r"^give noise_pct or snr, not both$") as caught:
+        fails("give --noise-pct or --snr, not both", NoiseConfigError)
+    assert type(caught.value) is NoiseConfigError
+    with pytest.raises(ValueError, match="^--batch-size$"):  # not the project's error: untouched
+        fails("--batch-size", ValueError)

@@ -24,7 +24,7 @@ from onnxnoise.engine.executor import Progress
 from onnxnoise.errors import ConfigError
 from onnxnoise.files import output_folder
 from onnxnoise.lazy import lazy_module
-from onnxnoise.run_setup import keyword_options, run_setup
+from onnxnoise.run_setup import in_setting_keys, keyword_options, run_setup
 from onnxnoise.settings import config_values
 
 pl = lazy_module("polars")
@@ -48,6 +48,7 @@ def _look_printer(noise_model, metric: str) -> Callable[[GateResult], None]:
     return on_look
 
 
+@in_setting_keys("check", *CHECK_SETTINGS)
 def check_model(model: PathLike, data: PathLike | None = None, *, out: PathLike | None = None,
                 progress: bool | Progress = False, **options: Any) -> CheckRun:
     """Gate the accuracy drop under noise: PASS, FAIL or INCONCLUSIVE, as ``onnxnoise check MODEL``.

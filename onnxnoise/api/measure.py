@@ -31,7 +31,7 @@ from onnxnoise.files import output_folder
 from onnxnoise.noise import NoiseModel
 from onnxnoise.report.progress import RichProgress
 from onnxnoise.report.results import facts_by_model, results_table
-from onnxnoise.run_setup import (default_out_dir, keyword_options, run_setup, sweep_config,
+from onnxnoise.run_setup import (default_out_dir, in_setting_keys, keyword_options, run_setup, sweep_config,
                                  sweep_file_free_settings, sweep_overrides)
 from onnxnoise.store import STORE_NAME, run_store
 from onnxnoise.sweep import run_sweep
@@ -57,6 +57,7 @@ def _progress(progress: bool | Progress, noise_model: NoiseModel) -> Iterator[Pr
     yield progress
 
 
+@in_setting_keys("bench", RunConfig)
 def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, out: PathLike | None = None,
           progress: bool | Progress = False, **options: Any) -> BenchRun:
     """Bench one model: the clean baseline, then noise in all selected layers, for each strength and seed.
@@ -114,6 +115,7 @@ def bench_model(model: PathLike | None = None, data: PathLike | None = None, *, 
                     files=files, scope_check=result.scope_check)
 
 
+@in_setting_keys("sweep", SweepConfig)
 def sweep_model(model: PathLike, data: PathLike | None = None, *, out: PathLike | None = None,
           progress: bool | Progress = False, **options: Any) -> SweepRun:
     """Run a resumable sweep into ``out/trials.sqlite``: modes ``all``, ``per-layer``, ``cumulative``.
@@ -170,6 +172,7 @@ def _sweep_into(config: SweepConfig, folder: Path, progress: bool | Progress, *,
                     warnings=(*warnings, *context.warnings, *result.warnings))
 
 
+@in_setting_keys("sweep", SweepConfig)
 def sweep_experiment(path: PathLike, *, out: PathLike | None = None, progress: bool | Progress = False,
                      **options: Any) -> ExperimentRun:
     """Run every sweep of an experiment TOML file, as ``onnxnoise sweep --config FILE.toml``.

@@ -122,7 +122,7 @@ def test_bad_input_raises_one_line(demo_files, tmp_path):
         onnxnoise.check_model(model, data, out=afile, snr=100, max_drop=1)
     with pytest.raises(ConfigError, match=r"^check needs max_drop"):
         onnxnoise.check_model(model, data, snr=100)
-    with pytest.raises(ConfigError, match=r"^check chooses its number of draws itself; drop --seeds"):
+    with pytest.raises(ConfigError, match=r"^check chooses its number of draws itself; drop seeds and use max_seeds N"):
         onnxnoise.check_model(model, data, snr=100, max_drop=1, seeds=3)
     with pytest.raises(ConfigError, match=r"^check tests one strength; got 2"):
         onnxnoise.check_model(model, data, snr="10,100", max_drop=1)

@@ -72,8 +72,15 @@ def test_bad_input_raises_the_projects_errors(demo_files, registry, tmp_path):
     model, data = demo_files
     with pytest.raises(ConfigError, match=r"^bench takes no option 'snrr' \(did you mean 'snr'\?\); its options are .*\bsnr\b"):
         onnxnoise.bench_model(model, data, snrr=10)
-    with pytest.raises(ConfigError, match=r"^limit='ten' is not a valid --limit value$"):
+    with pytest.raises(ConfigError, match=r"^limit='ten' is not a valid limit value$"):
         onnxnoise.bench_model(model, data, limit="ten")
+    # messages written for the command line name the setting as the caller gave it: the key, not the flag
+    with pytest.raises(ConfigError, match=r"^`batch_size` must be an integer >= 1, got 0$"):
+        onnxnoise.bench_model(model, data, batch_size=0)
+    with pytest.raises(ConfigError, match=r"^`limit` must be an integer >= 1, got 0$"):
+        onnxnoise.sweep_model(model, data, out=tmp_path / "s", limit=0)
+    with pytest.raises(ConfigError, match=r"^`noise_pct` value 'x' is not a number"):
+        onnxnoise.bench_model(model, data, noise_pct="x")
     with pytest.raises(ConfigError, match="`data` given without `model`"):
         onnxnoise.bench_model(data=data)
     with pytest.raises(DataError, match="is not a registered dataset name"):
