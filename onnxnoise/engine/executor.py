@@ -165,8 +165,8 @@ class LocalExecutor(Executor):
     :data:`~onnxnoise.engine.prefix.MAX_LOCKSTEP`). Consecutive whole-model trials (``all``, or
     per-layer without prefix reuse) run side by side in the run's :class:`~onnxnoise.engine.layout.TrialLayout`
     (:func:`~onnxnoise.engine.layout.run_side_by_side`, groups of up to :data:`SIDE_BY_SIDE_ROUNDS` x its
-    sessions, recorded when the group ends, or one at a time, each recorded as it ends, the next draw
-    made ahead within the group; with ``--seeds auto`` never two draws of one
+    sessions, recorded when the group ends, or one at a time in one group of every consecutive such
+    trial, each recorded as it ends, the next draw made ahead; with ``--seeds auto`` never two draws of one
     group at once, so each draw is decided on the rows of the lower seeds, as one at a time). The
     baseline runs alone. Rows and keys do not depend on the grouping or the layout.
 
@@ -265,7 +265,9 @@ class LocalExecutor(Executor):
         if kind == "lockstep":
             return _pass_of(last) == _pass_of(item.trial) and len(group) < limit
         # side by side; --seeds auto decides a draw on its group's lower seeds: those rows must be recorded first
-        return kind == "side" and len(group) < layout.sessions * SIDE_BY_SIDE_ROUNDS and (
+        room = layout.sessions * SIDE_BY_SIDE_ROUNDS if layout.sessions > 1 else len(group) + 1  # one at a time:
+        # rows are recorded as each trial ends, so the group only spans the draws made ahead
+        return kind == "side" and len(group) < room and (
             draws.rule is None or all(draw_group(g.trial) != draw_group(item.trial) for g in group))
 
     def _run_group(self, context, items: list[PlannedTrial], recorder: Recorder, progress: Progress,
@@ -273,7 +275,8 @@ class LocalExecutor(Executor):
         """Run ``items`` (one trial, per-layer trials of one pass in lockstep, or whole-model trials side by
         side) and record their rows."""
         trials = [item.trial for item in items]
-        progress.group(len(items))
+        alone = self._kind(trials[0]) == "side" and layout.sessions <= 1
+        progress.group(1 if alone else len(items))  # one at a time: each trial's images (trial_done resets to 1)
 
         def record(i: int, row: dict) -> None:  # as each row is final: one at a time, a trial's as it ends
             item = items[i]

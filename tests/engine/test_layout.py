@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import onnxnoise.engine.executor as executor_module
 import onnxnoise.engine.layout as layout_module
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.engine.context import prepare_context
@@ -193,4 +194,20 @@ def test_side_by_side_rows_are_handed_over_when_all_have_ended(context, monkeypa
     trials = [Trial("all", None, ("a",), 3.0, seed) for seed in range(2)]
     run_side_by_side(context, trials, TrialLayout(2, 1, "test"), on_row=lambda i, row: events.append(f"row {i}"))
     assert sorted(events[:2]) == ["run 0", "run 1"] and events[2:] == ["row 0", "row 1"]
+
+
+def test_one_at_a_time_every_consecutive_whole_model_trial_runs_in_one_group(context, monkeypatch):
+    sizes = []
+    real = executor_module.run_side_by_side
+
+    def spy(context, trials, layout, **kwargs):
+        sizes.append(len(trials))
+        return real(context, trials, layout, **kwargs)
+
+    monkeypatch.setattr(executor_module, "run_side_by_side", spy)
+    one = _rows(context, TrialLayout(1, 2, "test", draw_ahead=True), ("all",))
+    assert sizes == [6] and len(one) == 7  # 2 strengths x 3 seeds after the baseline, in one group (was 4 + 2)
+    sizes.clear()
+    _rows(context, TrialLayout(2, 1, "test"), ("all",))
+    assert sizes == [6]  # side by side: groups of up to 4 x 2
 
