@@ -252,3 +252,24 @@ def test_arrays_handed_to_ort_are_never_written():
     np.testing.assert_array_equal(factory.create().run(_x()), clean)
     assert {name: a.tobytes() for name, a in noisy.items()} == before
     assert factory.standalone_bytes() == whole
+
+
+def test_a_factory_of_an_external_skeleton_reads_no_weight_and_gives_the_same_scores(monkeypatch):
+    model = tiny_cnn()
+    layers = list_layers(model)
+    names = [t for layer in layers for t in layer.tensors]
+    light, arrays = runtime.external_skeleton(model, names)
+    assert set(arrays) == set(names) and all(not a.flags.writeable for a in arrays.values())
+    for name, array in get_initializers(model).items():
+        if name in arrays:
+            np.testing.assert_array_equal(arrays[name], array)
+    assert {t.name for t in light.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL} == set(names)
+    assert all(not t.raw_data for t in light.graph.initializer if t.name in arrays)
+    parsed = []
+    real = runtime.numpy_helper.to_array
+    monkeypatch.setattr(runtime.numpy_helper, "to_array", lambda t, *a: parsed.append(t.name) or real(t, *a))
+    factory = SessionFactory(light, names, input_name="input", output_name="logits", device="cpu", arrays=arrays)
+    assert parsed == []  # every weight taken from `arrays`
+    noisy = draw_noise(GAUSS, 5.0, 0, layers, get_initializers(model)).arrays
+    np.testing.assert_array_equal(factory.create(noisy).run(_x()), _factory(model, names).create(noisy).run(_x()))
+    np.testing.assert_array_equal(factory.create().run(_x()), _factory(model, names).create().run(_x()))

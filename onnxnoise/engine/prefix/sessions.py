@@ -21,7 +21,7 @@ from onnxnoise.engine.prefix.cut_store import DeviceValues, HostValues
 from onnxnoise.engine.graph_edit import GraphEdit
 from onnxnoise.engine.prefix.graph_split import GraphSplitter
 from onnxnoise.engine.providers import ProviderChoice
-from onnxnoise.engine.runtime import Session, SessionFactory
+from onnxnoise.engine.runtime import Session, SessionFactory, external_skeleton
 
 __all__ = ["SplitSessions"]
 
@@ -56,10 +56,12 @@ class SplitSessions:
     def __init__(self, model: onnx.ModelProto, data: EvalSet, input_name: str, output_name: str, *,
                  replaceable: Iterable[str] | None = None, device: str = "auto", threads: int = 0,
                  tf32: bool = False, choice: ProviderChoice | None = None) -> None:
-        self.splitter = GraphSplitter(model, output_name=output_name)
         self.data, self.input_name, self.output_name = data, input_name, output_name
         inits = {t.name for t in model.graph.initializer}
         self.replaceable = inits if replaceable is None else set(replaceable)
+        # split a copy without weight bytes: a suffix or segment factory per position copies and parses none
+        light, self._arrays = external_skeleton(model, self.replaceable)
+        self.splitter = GraphSplitter(light, output_name=output_name)
         self.device, self.threads, self.tf32, self.choice = device, threads, tf32, choice
         self.provider: str | None = None
         self.values: HostValues | DeviceValues | None = None
@@ -102,6 +104,7 @@ class SplitSessions:
         factory = SessionFactory(
             suffix, sorted(self.replaceable & suffix_inits), input_name=names[0], output_name=self.output_name,
             device=self.device, threads=threads, tf32=self.tf32, spinning=False, arena=False, choice=self.choice,
+            arrays=self._arrays,
         )
         self._factory = ((position, threads), factory)
         return factory
@@ -165,7 +168,7 @@ class SplitSessions:
             segment = self.splitter.submodel(start, stop, outputs)
             factory = SessionFactory(segment, (), input_name=outputs[0], output_name=outputs[0], device=self.device,
                                      threads=self.threads, tf32=self.tf32, spinning=False, arena=False,
-                                     choice=self.choice)
+                                     choice=self.choice, arrays=self._arrays)
             self._segments[key] = (factory.create(), [i.name for i in segment.graph.input])
         return self._segments[key]
 

@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxnoise.config import NoiseConfig, RunConfig
 from onnxnoise.data import resolve_data_config
 from onnxnoise.engine.context import prepare_context
+from onnxnoise.engine import runtime
 from onnxnoise.engine.evaluate import EvalSet, evaluate
 from onnxnoise.engine.metrics import count_correct
 from onnxnoise.engine.prefix import GraphSplitter, PrefixRunner
@@ -94,6 +95,21 @@ def test_residual_mlp_prefix_equals_full():
         np.testing.assert_allclose(split, full, rtol=0, atol=REL_TOL * np.abs(full).max())
         assert runner.evaluate(rep) == evaluate(factory.create(rep), data)
     assert runner.stats.advances >= 1 and runner.stats.rebuilds >= 1
+
+
+def test_suffix_factories_read_no_weight_from_the_model(monkeypatch):
+    """Each split position's factory takes the clean arrays parsed once (VGG16: 3.9 s per position before)."""
+    model = _residual_mlp(image_input=True)
+    rng = np.random.default_rng(1)
+    data = _eval_set(rng.integers(0, 256, (9, 1, 6, 1), dtype=np.uint8), rng.integers(0, 4, 9), batch_size=8)
+    runner = PrefixRunner(model, data, "image", "logits", device="cpu")
+    parsed = []
+    real = runtime.numpy_helper.to_array
+    monkeypatch.setattr(runtime.numpy_helper, "to_array", lambda t, *a: parsed.append(t.name) or real(t, *a))
+    for position in range(1, len(runner.splitter)):
+        factory = runner.sessions.suffix_factory(position)
+        assert all(n in factory._external for n in ("w2", "w3") if position <= 2)
+    assert parsed == []
 
 
 def test_batchnorm_split_moves_before_its_conv():
