@@ -51,12 +51,12 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
         entry = register_dataset(args.name, args.path, replace=args.replace, on_skipped=lambda line: console.print(
             f"[bold red]WARNING:[/] {escape(line)}", highlight=False))
         console.print(f"registered `{entry.name}`: {entry.path} ({entry.format}, {entry.num_classes} classes, "
-                      f"{entry.images:,} images)", highlight=False, markup=False)
+                      f"{entry.images:,} images)", highlight=False, markup=False, soft_wrap=True)  # paths unbroken
         return 0
     if action == "remove":
         entry = unregister_dataset(args.name)
         console.print(f"removed `{entry.name}` from the registry; its files in {entry.path} are untouched",
-                      highlight=False, markup=False)
+                      highlight=False, markup=False, soft_wrap=True)
         return 0
     return _get(args, console)
 
