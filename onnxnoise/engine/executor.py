@@ -18,6 +18,7 @@ seed ``s`` depends only on those recorded draws, so a resumed sweep decides as a
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -265,8 +266,8 @@ class LocalExecutor(Executor):
         if kind == "lockstep":
             return _pass_of(last) == _pass_of(item.trial) and len(group) < limit
         # side by side; --seeds auto decides a draw on its group's lower seeds: those rows must be recorded first
-        room = layout.sessions * SIDE_BY_SIDE_ROUNDS if layout.sessions > 1 else len(group) + 1  # one at a time:
-        # rows are recorded as each trial ends, so the group only spans the draws made ahead
+        # one at a time rows are recorded as each trial ends: the group only spans the draws made ahead
+        room = layout.sessions * SIDE_BY_SIDE_ROUNDS if layout.sessions > 1 else math.inf
         return kind == "side" and len(group) < room and (
             draws.rule is None or all(draw_group(g.trial) != draw_group(item.trial) for g in group))
 

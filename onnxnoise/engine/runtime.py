@@ -165,14 +165,10 @@ class SessionFactory:
         self._external: dict[str, np.ndarray] = {}
         kept = []
         for tensor in skeleton.graph.initializer:
-            if arrays is not None and tensor.name in arrays and tensor.data_location == onnx.TensorProto.EXTERNAL:
-                self._external[tensor.name] = arrays[tensor.name]  # a reference already (external_skeleton)
-                kept.append(tensor)
-            elif self.external and self._externalizable(tensor, tensor.name in names):
-                array = numpy_helper.to_array(tensor)
-                array.setflags(write=False)
+            reference = arrays is not None and tensor.name in arrays and tensor.data_location == onnx.TensorProto.EXTERNAL
+            array = _externalized(tensor, tensor.name in names, arrays) if self.external or reference else None
+            if array is not None:
                 self._external[tensor.name] = array
-                _make_external_reference(tensor, array.nbytes)
                 kept.append(tensor)
             elif tensor.name in names:
                 self._clean[tensor.name] = tensor
@@ -345,12 +341,28 @@ def external_skeleton(model: onnx.ModelProto, replaceable: Iterable[str]) -> tup
     light.CopyFrom(model)
     arrays: dict[str, np.ndarray] = {}
     for tensor in light.graph.initializer:
-        if SessionFactory._externalizable(tensor, tensor.name in names):
-            array = numpy_helper.to_array(tensor)
-            array.setflags(write=False)
+        array = _externalized(tensor, tensor.name in names, None)
+        if array is not None:
             arrays[tensor.name] = array
-            _make_external_reference(tensor, array.nbytes)
     return light, arrays
+
+
+def _externalized(tensor: onnx.TensorProto, replaceable: bool,
+                  arrays: Mapping[str, np.ndarray] | None) -> np.ndarray | None:
+    """``tensor`` as a bytes-less external reference and its clean array, or ``None`` if it stays in the model.
+
+    A tensor that is a reference already takes its array from ``arrays`` (:func:`external_skeleton`); any
+    other one is turned into a reference when :meth:`SessionFactory._externalizable`, its array parsed
+    (read-only).
+    """
+    if tensor.data_location == onnx.TensorProto.EXTERNAL and arrays is not None and tensor.name in arrays:
+        return arrays[tensor.name]
+    if not SessionFactory._externalizable(tensor, replaceable):
+        return None
+    array = numpy_helper.to_array(tensor)
+    array.setflags(write=False)
+    _make_external_reference(tensor, array.nbytes)
+    return array
 
 
 def _make_external_reference(tensor: onnx.TensorProto, nbytes: int) -> None:
