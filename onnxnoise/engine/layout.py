@@ -180,13 +180,8 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
     """
     if layout.sessions <= 1 or len(trials) <= 1:  # a trial alone gets every thread (the run's --threads)
         threads = layout.threads if layout.sessions <= 1 else None
-        if layout.sessions <= 1 and layout.draw_ahead and len(trials) > 1:
-            return _drawing_ahead(context, trials, threads, on_batch, on_row)
-        rows = []
-        for i, trial in enumerate(trials):
-            rows.append(run_trial(context, trial, on_batch=on_batch, threads=threads))
-            _done(on_row, i, rows[-1])
-        return rows
+        ahead = layout.sessions <= 1 and layout.draw_ahead and len(trials) > 1
+        return _one_at_a_time(context, trials, threads, on_batch, on_row, ahead=ahead)
     lock = threading.Lock()
 
     def advance(images: int) -> None:
@@ -204,39 +199,38 @@ def run_side_by_side(context, trials: Sequence[Trial], layout: TrialLayout,
         for row in rows:
             row["seconds"] = row["seconds"] * wall / own
     for i, row in enumerate(rows):
-        _done(on_row, i, row)
+        if on_row is not None:
+            on_row(i, row)
     return rows
 
 
-def _done(on_row: Callable[[int, dict[str, Any]], None] | None, i: int, row: dict[str, Any]) -> None:
-    if on_row is not None:
-        on_row(i, row)
+def _one_at_a_time(context, trials: Sequence[Trial], threads: int | None, on_batch: Callable[[int], None] | None,
+                   on_row: Callable[[int, dict[str, Any]], None] | None, *, ahead: bool) -> list[dict[str, Any]]:
+    """``trials`` one after another, each row handed to ``on_row`` as its trial ends.
 
-
-def _drawing_ahead(context, trials: Sequence[Trial], threads: int | None, on_batch: Callable[[int], None] | None,
-                   on_row: Callable[[int, dict[str, Any]], None] | None) -> list[dict[str, Any]]:
-    """``trials`` one at a time, each one's draw made in a background thread while the trial before runs.
-
-    Trial ``i`` takes its draw (waiting for what is left of it), then draw ``i + 1`` starts, so at most
-    one draw runs at a time (a draw uses every core it is given) and two sets of noisy weights exist.
-    A trial's ``seconds`` start when it starts waiting for its draw: the first trial pays its whole
-    draw, later ones only what did not overlap; together they add up to the wall time. The same
-    draws, so the same rows but for ``seconds``; a failed draw is its trial's error row.
+    With ``ahead``, each trial's draw is made in a background thread while the trial before runs: trial
+    ``i`` takes its draw (waiting for what is left of it), then draw ``i + 1`` starts, so at most one draw
+    runs at a time (a draw uses every core it is given) and two sets of noisy weights exist. A trial's
+    ``seconds`` start when it starts waiting for its draw: the first trial pays its whole draw, later ones
+    only what did not overlap; together they add up to the wall time. The same draws, so the same rows but
+    for ``seconds``; a failed draw is its trial's error row.
     """
-    pool = ThreadPoolExecutor(1, thread_name_prefix="onnxnoise-draw-ahead")
-    pending = [pool.submit(draw_trial, context, trials[0])]
+    pool = ThreadPoolExecutor(1, thread_name_prefix="onnxnoise-draw-ahead") if ahead else None
+    pending = [pool.submit(draw_trial, context, trials[0])] if pool else []
     rows = []
     try:
         for i, trial in enumerate(trials):
-            def drawn(future=pending[0], i=i):
+            def drawn(future=pending[0] if pending else None, i=i):
                 try:
                     return future.result()
                 finally:  # the next draw starts as this trial builds its session and runs
                     if i + 1 < len(trials):
                         pending[0] = pool.submit(draw_trial, context, trials[i + 1])
 
-            rows.append(run_trial(context, trial, on_batch=on_batch, threads=threads, drawn=drawn))
-            _done(on_row, i, rows[-1])
+            rows.append(run_trial(context, trial, on_batch=on_batch, threads=threads, drawn=drawn if pool else None))
+            if on_row is not None:
+                on_row(i, rows[-1])
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool:
+            pool.shutdown(wait=False, cancel_futures=True)
     return rows
